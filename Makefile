@@ -1,0 +1,107 @@
+# bulwark build. `make` builds build/release/bulwark; `make check` installs
+# what the tests need, builds the normal and the sanitizer variants and runs
+# every suite; `make run` starts the demo in examples/.
+#
+# Variants live side by side under build/<variant>/ and share nothing.
+
+CC ?= gcc
+CLANG ?= clang
+PYTHON ?= /usr/bin/python3
+
+WARN := -std=c17 -Wall -Wextra -Werror -Wswitch-enum -Wimplicit-fallthrough \
+        -Wshadow -Wpointer-arith -Wvla -Wformat=2 -Wno-format-nonliteral
+BASE_CFLAGS := $(WARN) -D_GNU_SOURCE -Isrc -g -pthread -MMD -MP
+LIBS := -lyaml -pthread
+
+VARIANT ?= release
+ifeq ($(VARIANT),release)
+  VCFLAGS := -O2
+  VLDFLAGS :=
+else ifeq ($(VARIANT),asan)
+  VCFLAGS := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+  VLDFLAGS := -fsanitize=address,undefined
+else
+  $(error unknown VARIANT $(VARIANT): release or asan)
+endif
+
+B := build/$(VARIANT)
+LIB_SRCS := $(shell find src -name '*.c' ! -path src/main.c | sort)
+LIB_OBJS := $(LIB_SRCS:%.c=$(B)/obj/%.o)
+UNIT_SRCS := $(shell find tests/unit -name 'test_*.c' 2>/dev/null | sort)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRCS))
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_REPLAY_BINS := $(patsubst tests/fuzz/%.c,$(B)/replay/%,$(FUZZ_SRCS))
+
+.PHONY: all build deps run check test unit integration fuzz-smoke fuzz bench clean format
+
+all: build
+
+build: $(B)/bulwark $(UNIT_BINS) $(FUZZ_REPLAY_BINS)
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(VCFLAGS) -c $< -o $@
+
+$(B)/libbulwark.a: $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(B)/bulwark: $(B)/obj/src/main.o $(B)/libbulwark.a
+	$(CC) $(VLDFLAGS) -o $@ $^ $(LIBS)
+
+$(B)/tests/%: tests/unit/%.c $(B)/libbulwark.a tests/unit/test.h
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(VCFLAGS) -Itests/unit $(VLDFLAGS) -o $@ $< $(B)/libbulwark.a $(LIBS)
+
+# Each fuzz target also builds with a replay main() so its corpus runs as an
+# ordinary regression test under gcc and the sanitizers.
+$(B)/replay/%: tests/fuzz/%.c tests/fuzz/replay_main.c $(B)/libbulwark.a
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(VCFLAGS) $(VLDFLAGS) -o $@ $< tests/fuzz/replay_main.c $(B)/libbulwark.a $(LIBS)
+
+# libFuzzer builds (clang): the library is compiled again with coverage.
+FB := build/fuzz
+FUZZ_LIB_OBJS := $(LIB_SRCS:%.c=$(FB)/obj/%.o)
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(FB)/%,$(FUZZ_SRCS))
+FUZZ_CFLAGS := $(BASE_CFLAGS) -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
+
+$(FB)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_CFLAGS) -c $< -o $@
+
+$(FB)/libbulwark.a: $(FUZZ_LIB_OBJS)
+	rm -f $@ && ar rcs $@ $^
+
+$(FB)/fuzz_%: tests/fuzz/fuzz_%.c $(FB)/libbulwark.a
+	$(CLANG) $(BASE_CFLAGS) -O1 -fsanitize=fuzzer,address,undefined -o $@ $< $(FB)/libbulwark.a $(LIBS)
+
+fuzz-build: $(FUZZ_BINS)
+
+deps:
+	@scripts/install-deps.sh
+
+run: deps
+	@$(MAKE) --no-print-directory VARIANT=release build
+	@scripts/run-demo.sh
+
+check: deps
+	@$(MAKE) --no-print-directory VARIANT=release build
+	@$(MAKE) --no-print-directory VARIANT=asan build
+	@$(MAKE) --no-print-directory fuzz-build
+	@scripts/check.sh
+
+# Longer fuzzing: FUZZ_SECONDS per target (default 60).
+fuzz: deps fuzz-build
+	@FUZZ_SECONDS=$${FUZZ_SECONDS:-60} scripts/fuzz.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory VARIANT=release build
+	@bench/run.sh
+
+format:
+	clang-format -i $$(find src tests -name '*.[ch]')
+
+clean:
+	rm -rf build
+
+-include $(LIB_OBJS:.o=.d) $(B)/obj/src/main.d $(FUZZ_LIB_OBJS:.o=.d)

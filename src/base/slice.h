@@ -1,0 +1,68 @@
+/* Length-carrying byte views. Everything read from the network or a file is
+ * handled through these: nothing on input relies on NUL termination. A slice
+ * never owns its bytes; its lifetime is that of the buffer it points into. */
+#ifndef BW_BASE_SLICE_H
+#define BW_BASE_SLICE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef struct bw_slice {
+    const char *ptr;
+    size_t len;
+} bw_slice;
+
+#define BW_SLICE_LIT(s) ((bw_slice){.ptr = (s), .len = sizeof(s) - 1})
+#define BW_SLICE_EMPTY ((bw_slice){.ptr = "", .len = 0})
+
+static inline bw_slice bw_slice_make(const char *p, size_t len)
+{
+    return (bw_slice){.ptr = p, .len = len};
+}
+
+static inline bool bw_slice_eq(bw_slice a, bw_slice b)
+{
+    return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
+}
+
+static inline char bw_ascii_lower(char c)
+{
+    return (c >= 'A' && c <= 'Z') ? (char)(c + ('a' - 'A')) : c;
+}
+
+/* ASCII case-insensitive comparison: header names and tokens (RFC 9110 §5.1). */
+static inline bool bw_slice_eq_nocase(bw_slice a, bw_slice b)
+{
+    if (a.len != b.len)
+        return false;
+    for (size_t i = 0; i < a.len; i++)
+        if (bw_ascii_lower(a.ptr[i]) != bw_ascii_lower(b.ptr[i]))
+            return false;
+    return true;
+}
+
+static inline bool bw_slice_starts_with(bw_slice s, bw_slice prefix)
+{
+    return s.len >= prefix.len && memcmp(s.ptr, prefix.ptr, prefix.len) == 0;
+}
+
+static inline bw_slice bw_slice_sub(bw_slice s, size_t off, size_t len)
+{
+    return (bw_slice){.ptr = s.ptr + off, .len = len};
+}
+
+/* Optional whitespace (SP / HTAB, RFC 9110 §5.6.3) trimmed on both ends. */
+static inline bw_slice bw_slice_trim_ows(bw_slice s)
+{
+    while (s.len > 0 && (s.ptr[0] == ' ' || s.ptr[0] == '\t')) {
+        s.ptr++;
+        s.len--;
+    }
+    while (s.len > 0 && (s.ptr[s.len - 1] == ' ' || s.ptr[s.len - 1] == '\t'))
+        s.len--;
+    return s;
+}
+
+#endif

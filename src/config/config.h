@@ -1,0 +1,203 @@
+/* The main configuration (bulwark.yaml) as typed, validated values.
+ *
+ * Loading goes file -> YAML events (libyaml) -> these structs -> validation.
+ * Strict: an unknown key, a wrong type or an out-of-range value is an error
+ * with file:line:col. Errors are collected (up to BW_CONFIG_MAX_DIAGS), not
+ * stopped at the first, so `bulwark check` shows them all at once.
+ *
+ * A loaded config lives entirely in its own arena: freeing the config frees
+ * everything it points to. Once loaded it is immutable and may be read by
+ * any number of threads. */
+#ifndef BW_CONFIG_CONFIG_H
+#define BW_CONFIG_CONFIG_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "base/arena.h"
+#include "base/error.h"
+#include "base/slice.h"
+
+/* Sizes of the main config file itself. */
+#define BW_CONFIG_MAX_FILE_BYTES ((size_t)4 * 1024 * 1024)
+#define BW_CONFIG_MAX_DIAGS 64
+
+struct bw_sockaddr {
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char text[64]; /* "127.0.0.1:8080" / "[::1]:8080", for logs */
+};
+
+struct bw_cidr {
+    sa_family_t family; /* AF_INET or AF_INET6 */
+    uint8_t addr[16];   /* network byte order; first 4 bytes for IPv4 */
+    uint8_t prefix;     /* 0..32 or 0..128 */
+};
+
+struct bw_config_listen {
+    struct bw_sockaddr addr;
+};
+
+struct bw_config_limits {
+    uint64_t request_line_bytes;    /* default 8KiB */
+    uint64_t header_bytes;          /* default 32KiB */
+    uint64_t headers;               /* default 100, max BW_HTTP_MAX_HEADERS */
+    uint64_t body_bytes;            /* default 16MiB; 0 = unlimited */
+    uint64_t client_header_timeout_ms; /* default 10s */
+    uint64_t client_body_timeout_ms;   /* default 60s: between body reads */
+    uint64_t keepalive_timeout_ms;     /* default 60s: idle between requests */
+    uint64_t send_timeout_ms;          /* default 60s: client not reading */
+    uint64_t drain_timeout_ms;         /* default 30s: shutdown grace */
+    uint64_t max_connections;          /* per worker, default 10000 */
+};
+
+enum bw_balance_kind {
+    BW_BALANCE_ROUND_ROBIN,
+    BW_BALANCE_LEAST_CONN,
+    BW_BALANCE_HASH,
+    BW_BALANCE__COUNT
+};
+
+/* What hash(<field>) hashes on. */
+enum bw_hash_field {
+    BW_HASH_IP_SRC,      /* hash(ip.src) */
+    BW_HASH_HOST,        /* hash(http.host) */
+    BW_HASH_URI_PATH,    /* hash(http.request.uri.path) */
+    BW_HASH_URI,         /* hash(http.request.uri) */
+    BW_HASH_HEADER,      /* hash(http.request.headers["name"]) */
+    BW_HASH__COUNT
+};
+
+struct bw_config_server {
+    struct bw_sockaddr addr;
+    uint32_t weight; /* 1..1000, default 1 */
+};
+
+struct bw_config_health_check {
+    bool enabled;
+    bw_slice path;         /* default "/healthz"; must start with '/' */
+    uint64_t interval_ms;  /* default 2s */
+    uint64_t timeout_ms;   /* default 1s */
+    uint32_t rise;         /* consecutive passes to mark up, default 2 */
+    uint32_t fall;         /* consecutive failures to mark down, default 3 */
+};
+
+struct bw_config_upstream {
+    bw_slice name;
+    struct bw_config_server *servers;
+    size_t nservers;                 /* >= 1 */
+    enum bw_balance_kind balance;
+    enum bw_hash_field hash_field;   /* when balance == BW_BALANCE_HASH */
+    bw_slice hash_header;            /* when hash_field == BW_HASH_HEADER (lowercased) */
+    uint32_t keepalive;              /* idle connections kept per worker, default 64 */
+    uint64_t connect_timeout_ms;     /* default 1s */
+    uint64_t read_timeout_ms;        /* default 30s */
+    uint64_t write_timeout_ms;       /* default 30s */
+    uint32_t max_fails;              /* passive health: failures to eject, default 3 */
+    uint64_t fail_timeout_ms;        /* passive health: ejection cooldown, default 10s */
+    struct bw_config_health_check health;
+};
+
+/* Until the rules engine lands, a route's match is a conjunction of at most
+ * one host equality and one path prefix:
+ *   http.host eq "a.example"   starts_with(http.request.uri.path, "/api/")
+ *   joined by `and`. An absent part matches everything. */
+struct bw_config_route {
+    bool has_host;
+    bw_slice host;        /* lowercased */
+    bool has_path_prefix;
+    bw_slice path_prefix;
+    size_t upstream;      /* index into bw_config.upstreams */
+    bw_slice match_text;  /* as written, for logs */
+};
+
+enum bw_client_ip_source {
+    BW_CLIENT_IP_PEER,            /* no client_ip: the TCP peer */
+    BW_CLIENT_IP_X_FORWARDED_FOR,
+    BW_CLIENT_IP_X_REAL_IP,
+    BW_CLIENT_IP_PROXY_PROTOCOL,
+    BW_CLIENT_IP__COUNT
+};
+
+struct bw_config_client_ip {
+    enum bw_client_ip_source from;
+    struct bw_cidr *trusted;
+    size_t ntrusted;
+};
+
+struct bw_config_admin {
+    bool enabled;
+    struct bw_sockaddr addr;
+    bool has_token_file;
+    bw_slice token_file;
+};
+
+struct bw_config_log {
+    bool access_enabled;
+    bw_slice access_path; /* "-" or absent = stdout; "off" disables */
+};
+
+struct bw_config {
+    bw_arena arena; /* owns everything below */
+    bw_slice path;  /* file it came from */
+
+    struct bw_config_listen *listen;
+    size_t nlisten;                    /* >= 1 */
+    uint32_t workers;                  /* resolved: `auto` -> number of CPUs */
+    struct bw_config_admin admin;
+    bool has_state_dir;
+    bw_slice state_dir;
+    struct bw_config_client_ip client_ip;
+    struct bw_config_limits limits;
+    struct bw_config_upstream *upstreams;
+    size_t nupstreams;
+    struct bw_config_route *routes;
+    size_t nroutes;
+    struct bw_config_log log;
+};
+
+/* One problem found while loading: file:line:col: message. line and col are
+ * 1-based; 0 when the problem is with the file as a whole. */
+struct bw_config_diag {
+    uint32_t line;
+    uint32_t col;
+    char msg[256];
+};
+
+struct bw_config_diags {
+    const char *file;
+    struct bw_config_diag items[BW_CONFIG_MAX_DIAGS];
+    size_t n;
+    size_t dropped; /* found beyond BW_CONFIG_MAX_DIAGS */
+};
+
+/* Parses and validates YAML text (no I/O: `path` only names it in errors).
+ * On success *ret_cfg is a new config; on failure it is untouched and
+ * diags holds every problem found. */
+bw_status bw_config_parse(const char *path, const char *text, size_t len,
+                          struct bw_config **ret_cfg,
+                          struct bw_config_diags *diags) BW_MUST_CHECK;
+
+/* Reads the file (bounded by BW_CONFIG_MAX_FILE_BYTES) and parses it. */
+bw_status bw_config_load_file(const char *path, struct bw_config **ret_cfg,
+                              struct bw_config_diags *diags) BW_MUST_CHECK;
+
+/* Frees a config and everything in its arena; NULL is fine. Returns NULL. */
+struct bw_config *bw_config_free(struct bw_config *cfg);
+
+/* Writes every diag as "file:line:col: error: msg\n" to the stream. */
+void bw_config_diags_print(const struct bw_config_diags *diags, void *file_stream);
+
+/* Parses "10s", "500ms", "2m", "1h" (no bare numbers). */
+bw_status bw_parse_duration_ms(bw_slice s, uint64_t *ret_ms) BW_MUST_CHECK;
+/* Parses "32KiB", "16MiB", "1GiB", "512" (bytes), also "KB"/"MB" as 1000-based. */
+bw_status bw_parse_size(bw_slice s, uint64_t *ret_bytes) BW_MUST_CHECK;
+/* Parses "127.0.0.1:8080", "[::1]:8080". */
+bw_status bw_parse_sockaddr(bw_slice s, struct bw_sockaddr *ret) BW_MUST_CHECK;
+/* Parses "10.0.0.0/8", "::1/128", and a bare address as a host route. */
+bw_status bw_parse_cidr(bw_slice s, struct bw_cidr *ret) BW_MUST_CHECK;
+bool bw_cidr_contains(const struct bw_cidr *c, const struct sockaddr *sa);
+
+#endif
