@@ -1,0 +1,961 @@
+#!/usr/bin/python3
+"""bulwark benchmark harness: the orchestrator behind bench/run.sh.
+
+What this file owns: starting the origin and every proxy under test, loading
+each with wrk, measuring CPU, memory and syscalls, and printing the results
+table. What it does not own: building bulwark (make does), installing tools
+and raising the fd limit (bench/run.sh does), and the last-resort cleanup of
+processes if this interpreter itself is killed (bench/run.sh's trap does,
+from the PID file this script keeps).
+
+Method (docs/performance.md explains it in full):
+- One origin: its own nginx, one worker, serving a 1 KiB file for any path.
+- Targets: the origin directly, bulwark, nginx (proxy_pass + upstream
+  keepalive) and HAProxy (mode http, http-reuse always), one worker each, on
+  their own ports, all loaded in the same run.
+- Pinning (2 cores): the target proxy on CPU 1; origin, wrk and this script
+  on CPU 0. The proxy then has a core of its own and the load generator and
+  origin can never steal it. (When the origin is the target, it shares CPU 0
+  with wrk, so its row is a reference, not a peer.)
+- Load: wrk -t1 -cBENCH_CONNS -dBENCH_DURATION --latency, interleaved:
+  for each repeat, every target in turn; medians (min-max) across repeats.
+- CPU: utime+stime of the serving process (all its threads; the nginx
+  worker, not the idle master) from /proc/PID/stat before and after each run.
+- Idle keepalive memory: RSS growth of the serving process after N client
+  connections each made one request and stayed open, divided by N.
+- Syscalls: perf stat on every syscalls:sys_enter_* tracepoint of the serving
+  process, enabled exactly around a fixed number of sequential requests on
+  one kept-alive connection (strace -c -f as a fallback).
+"""
+
+import datetime
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import string
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+PY = "/usr/bin/python3"
+
+
+def env_int(name, default):
+    v = os.environ.get(name, "")
+    if v == "":
+        return default
+    try:
+        return int(v)
+    except ValueError:
+        sys.exit(f"bench: {name}={v!r} is not an integer")
+
+
+def env_float(name, default):
+    v = os.environ.get(name, "")
+    if v == "":
+        return default
+    try:
+        return float(v)
+    except ValueError:
+        sys.exit(f"bench: {name}={v!r} is not a number")
+
+
+QUICK = os.environ.get("BENCH_QUICK", "0") == "1"
+DURATION = env_int("BENCH_DURATION", 2 if QUICK else 10)
+CONNS = env_int("BENCH_CONNS", 50)
+REPEATS = env_int("BENCH_REPEATS", 1 if QUICK else 3)
+WARMUP = env_float("BENCH_WARMUP", 1.0)
+IDLE_CONNS = env_int("BENCH_IDLE_CONNS", 1000 if QUICK else 10000)
+SYSCALL_REQS = env_int("BENCH_SYSCALL_REQUESTS", 1000 if QUICK else 10000)
+PROXY_CPU = os.environ.get("BENCH_PROXY_CPU", "1")
+LOAD_CPU = os.environ.get("BENCH_LOAD_CPU", "0")
+BULWARK_BIN = os.environ.get("BULWARK_BIN") or os.path.join(ROOT, "build/release/bulwark")
+OUT = os.environ.get("BENCH_OUT") or os.path.join(HERE, "results/latest.md")
+PIDFILE = os.environ.get("BENCH_PIDFILE", "")
+KEEP_WORK = os.environ.get("BENCH_KEEP_WORK", "0") == "1"
+ALL_TARGETS = ["origin", "bulwark", "nginx", "haproxy"]
+TARGETS = [t for t in os.environ.get("BENCH_TARGETS", ",".join(ALL_TARGETS)).split(",") if t]
+for _t in TARGETS:
+    if _t not in ALL_TARGETS:
+        sys.exit(f"bench: unknown target {_t!r} in BENCH_TARGETS (know {ALL_TARGETS})")
+if "origin" not in TARGETS:
+    TARGETS.insert(0, "origin")  # every proxy needs it anyway
+
+BODY_SIZE = 1024
+USABLE_CPUS = len(os.sched_getaffinity(0))  # before pinning ourselves
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+START_TIMEOUT = 10.0
+
+
+def log(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+class StartError(Exception):
+    pass
+
+
+# ---------------------------------------------------------------- processes
+
+class Procs:
+    """Every process this script starts, so each can be stopped by PID.
+
+    Each PID also goes to BENCH_PIDFILE as "PID COMM" so bench/run.sh can
+    stop what is left if this interpreter dies without running its cleanup.
+    """
+
+    def __init__(self):
+        self.started = []  # (Popen, name)
+        self.extra = []  # PIDs we did not fork but must stop (nginx workers)
+
+    def record(self, pid):
+        if not PIDFILE:
+            return
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                comm = f.read().strip()
+            with open(PIDFILE, "a") as f:
+                f.write(f"{pid} {comm}\n")
+        except OSError:
+            pass
+
+    def start(self, name, argv, stdout, stderr, cpu=None):
+        if cpu is not None:
+            argv = ["taskset", "-c", str(cpu)] + argv
+        p = subprocess.Popen(argv, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
+                             cwd=ROOT)
+        self.started.append((p, name))
+        self.record(p.pid)
+        return p
+
+    def adopt(self, pid):
+        self.extra.append(pid)
+        self.record(pid)
+
+    def stop(self, p, grace=5.0):
+        if p.poll() is None:
+            try:
+                p.send_signal(signal.SIGTERM)
+                p.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=5)
+            except ProcessLookupError:
+                pass
+
+    def stop_all(self):
+        for p, _name in reversed(self.started):
+            try:
+                self.stop(p)
+            except Exception as e:  # keep stopping the others
+                log(f"stopping pid {p.pid}: {e}")
+        for pid in self.extra:
+            if os.path.exists(f"/proc/{pid}"):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+
+PROCS = Procs()
+
+
+def free_ports(n):
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def port_open(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def tail(path, n=8):
+    try:
+        with open(path, errors="replace") as f:
+            lines = f.read().splitlines()
+        return "\n".join(lines[-n:])
+    except OSError:
+        return ""
+
+
+def proc_children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def cpu_ticks(pid):
+    """utime + stime of the whole process (all threads), in clock ticks."""
+    with open(f"/proc/{pid}/stat") as f:
+        data = f.read()
+    fields = data[data.rindex(")") + 2:].split()
+    # fields[0] is field 3 (state); utime, stime are fields 14 and 15.
+    return int(fields[11]) + int(fields[12])
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+# -------------------------------------------------------------- HTTP client
+
+REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: bulwark-bench\r\n\r\n"
+
+
+def read_response(sock, buf=b""):
+    """Reads one HTTP/1.1 response; returns (status, body, leftover bytes)."""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("connection closed before response headers")
+        buf += chunk
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
+        raise ConnectionError(f"bad status line {lines[0][:80]!r}")
+    status = int(parts[1])
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(b":")
+        headers[k.strip().lower()] = v.strip()
+    if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+        body = b""
+        while True:
+            while b"\r\n" not in rest:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("connection closed in chunked body")
+                rest += chunk
+            size_line, rest = rest.split(b"\r\n", 1)
+            size = int(size_line.split(b";")[0], 16)
+            while len(rest) < size + 2:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("connection closed in chunk")
+                rest += chunk
+            body += rest[:size]
+            rest = rest[size + 2:]
+            if size == 0:
+                # No trailers expected from these origins; the terminating
+                # CRLF of the last chunk was consumed above.
+                return status, body, rest
+    length = int(headers.get(b"content-length", b"0"))
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("connection closed in body")
+        rest += chunk
+    return status, rest[:length], rest[length:]
+
+
+def probe(port):
+    """One request on a fresh connection: (ok, detail)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=3) as s:
+            s.settimeout(3)
+            s.sendall(REQUEST)
+            status, body, _ = read_response(s)
+    except (OSError, ConnectionError, ValueError) as e:
+        return False, f"request failed: {e}"
+    if status != 200:
+        return False, f"answered HTTP {status} (expected 200)"
+    if len(body) != BODY_SIZE:
+        return False, f"answered a {len(body)}-byte body (expected {BODY_SIZE})"
+    return True, "ok"
+
+
+# ------------------------------------------------------------------ targets
+
+class Target:
+    def __init__(self, name, port):
+        self.name = name
+        self.port = port
+        self.proc = None  # Popen we started
+        self.pid = None  # the process doing the work (nginx: the worker)
+        self.failed = None  # reason string, once the target is out
+        self.runs = []  # dicts per load run
+        self.idle = None  # dict
+        self.syscalls = None  # dict
+        self.version = ""
+
+    def fail(self, reason):
+        if not self.failed:
+            self.failed = reason
+            log(f"{self.name}: {reason}")
+
+
+def render(template, path, **values):
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    values.setdefault("NOFILE", nofile)
+    values.setdefault("MAXCONN", IDLE_CONNS + 1000)
+    with open(os.path.join(HERE, "conf", template)) as f:
+        text = string.Template(f.read()).substitute(**values)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def wait_ready(t, errlog, want_line=None):
+    """Waits until the target's port answers; raises StartError if it exits
+    or does not come up within START_TIMEOUT."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        rc = t.proc.poll()
+        if rc is not None:
+            why = f"exited with status {rc}" if rc >= 0 else f"killed by signal {-rc}"
+            msg = tail(errlog)
+            raise StartError(f"{why}" + (f"; last output:\n{msg}" if msg else ""))
+        line_ok = want_line is None or want_line in open(errlog, errors="replace").read()
+        if line_ok and port_open(t.port):
+            return
+        time.sleep(0.05)
+    msg = tail(errlog)
+    raise StartError(f"not answering on 127.0.0.1:{t.port} after {START_TIMEOUT:.0f}s"
+                     + (f"; last output:\n{msg}" if msg else ""))
+
+
+def nginx_worker(t):
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        kids = proc_children(t.proc.pid)
+        if kids:
+            for k in kids:
+                PROCS.adopt(k)
+            return kids[0]
+        time.sleep(0.05)
+    raise StartError("nginx master started no worker")
+
+
+def start_nginx(t, work, template, cpu, origin_port):
+    conf = render(template, os.path.join(work, f"{t.name}.conf"), WORK=work,
+                  PORT=t.port, ORIGIN_PORT=origin_port)
+    errlog = os.path.join(work, f"{t.name}.stderr")
+    # -t first: a config error is reported clearly instead of as a timeout.
+    chk = subprocess.run(["nginx", "-t", "-q", "-p", work, "-c", conf],
+                         capture_output=True, text=True, timeout=20)
+    if chk.returncode != 0:
+        raise StartError(f"nginx -t rejected {conf}:\n{chk.stderr.strip()}")
+    with open(errlog, "w") as err:
+        t.proc = PROCS.start(t.name, ["nginx", "-p", work, "-c", conf], subprocess.DEVNULL,
+                             err, cpu=cpu)
+    wait_ready(t, errlog)
+    t.pid = nginx_worker(t)
+
+
+def start_haproxy(t, work, origin_port):
+    conf = render("haproxy.cfg", os.path.join(work, "haproxy.cfg"), WORK=work,
+                  PORT=t.port, ORIGIN_PORT=origin_port)
+    errlog = os.path.join(work, "haproxy.stderr")
+    chk = subprocess.run(["haproxy", "-c", "-q", "-f", conf], capture_output=True, text=True,
+                         timeout=20)
+    if chk.returncode != 0:
+        raise StartError(f"haproxy -c rejected {conf}:\n{(chk.stdout + chk.stderr).strip()}")
+    with open(errlog, "w") as err:
+        t.proc = PROCS.start(t.name, ["haproxy", "-db", "-f", conf], subprocess.DEVNULL, err,
+                             cpu=PROXY_CPU)
+    wait_ready(t, errlog)
+    t.pid = t.proc.pid
+
+
+def start_bulwark(t, work, origin_port):
+    if not (os.path.isfile(BULWARK_BIN) and os.access(BULWARK_BIN, os.X_OK)):
+        raise StartError(f"{BULWARK_BIN} not found or not executable (run make first)")
+    conf = render("bulwark.yaml", os.path.join(work, "bulwark.yaml"), PORT=t.port,
+                  ORIGIN_PORT=origin_port)
+    errlog = os.path.join(work, "bulwark.stderr")
+    with open(errlog, "w") as err:
+        t.proc = PROCS.start(t.name, [BULWARK_BIN, "run", "-c", conf], subprocess.DEVNULL, err,
+                             cpu=PROXY_CPU)
+    wait_ready(t, errlog, want_line=f"listening on 127.0.0.1:{t.port}")
+    t.pid = t.proc.pid
+
+
+def tool_version(argv, pattern=None):
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    out = (r.stdout + r.stderr).strip().splitlines()
+    if not out:
+        return "?"
+    line = out[0]
+    if pattern:
+        m = re.search(pattern, line)
+        if m:
+            return m.group(1)
+    return line
+
+
+def bulwark_revision():
+    r = subprocess.run(["git", "-C", ROOT, "log", "-1", "--format=%h %cd", "--date=short"],
+                       capture_output=True, text=True)
+    return r.stdout.strip() or "?"
+
+
+# --------------------------------------------------------------------- load
+
+UNIT = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def parse_latency(text):
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if not m:
+        raise ValueError(f"cannot parse wrk latency {text!r}")
+    return float(m.group(1)) * UNIT[m.group(2)]
+
+
+def parse_wrk(out):
+    r = {}
+    m = re.search(r"(\d+) requests in ([\d.]+)(\w+)", out)
+    if not m:
+        raise ValueError("wrk printed no request count")
+    r["requests"] = int(m.group(1))
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    r["rps"] = float(m.group(1)) if m else 0.0
+    for pct in ("50", "99"):
+        m = re.search(rf"^\s+{pct}(?:\.000)?%\s+(\S+)", out, re.M)
+        r[f"p{pct}"] = parse_latency(m.group(1)) if m else float("nan")
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    r["non2xx"] = int(m.group(1)) if m else 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    r["sock_errors"] = sum(int(x) for x in m.groups()) if m else 0
+    return r
+
+
+def wrk(port, duration):
+    argv = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{CONNS}", f"-d{duration}s",
+            "--latency", "--timeout", "5s", f"http://127.0.0.1:{port}/"]
+    # wrk is short-lived and waited for here; it is recorded too, so an
+    # interrupted run cannot leave it behind.
+    p = PROCS.start("wrk", argv, subprocess.PIPE, subprocess.PIPE)
+    try:
+        out, err = p.communicate(timeout=duration + 30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        raise RuntimeError(f"wrk did not finish within {duration + 30}s")
+    finally:
+        PROCS.started.remove((p, "wrk"))
+    if p.returncode != 0:
+        raise RuntimeError(f"wrk exited with {p.returncode}: {err.decode(errors='replace')[-300:]}")
+    return out.decode(errors="replace")
+
+
+def alive(t):
+    return t.proc is not None and t.proc.poll() is None and os.path.exists(f"/proc/{t.pid}")
+
+
+def load_run(t, repeat):
+    if not alive(t):
+        t.fail(f"died before run {repeat} (status {t.proc.poll()}): {tail(t.errlog, 3)}")
+        return
+    c0 = cpu_ticks(t.pid)
+    out = wrk(t.port, DURATION)
+    if not alive(t):
+        t.fail(f"died during run {repeat} (status {t.proc.poll()}): {tail(t.errlog, 3)}")
+        return
+    c1 = cpu_ticks(t.pid)
+    r = parse_wrk(out)
+    r["cpu_s"] = (c1 - c0) / CLK_TCK
+    r["cpu_per_100k"] = r["cpu_s"] / r["requests"] * 100000 if r["requests"] else float("nan")
+    r["rss_kib"] = rss_kib(t.pid)
+    t.runs.append(r)
+    bad = ""
+    if r["non2xx"] or r["sock_errors"]:
+        bad = f"  ({r['non2xx']} non-2xx, {r['sock_errors']} socket errors)"
+    log(f"  {t.name:8s} run {repeat}: {r['rps']:10.0f} req/s  p50 {r['p50']:.3f} ms  "
+        f"p99 {r['p99']:.3f} ms  cpu {r['cpu_per_100k']:.3f} s/100k  "
+        f"rss {r['rss_kib'] / 1024:.1f} MiB{bad}")
+
+
+# ------------------------------------------------------- idle connections
+
+def idle_memory(t, n):
+    """Opens n client connections, one request each, keeps them idle and
+    returns the serving process's RSS growth per connection."""
+    time.sleep(0.5)
+    rss0 = rss_kib(t.pid)
+    socks = []
+    error = None
+    batch = 100
+    try:
+        while len(socks) < n and error is None:
+            fresh = []
+            for _ in range(min(batch, n - len(socks))):
+                try:
+                    s = socket.create_connection(("127.0.0.1", t.port), timeout=5)
+                except OSError as e:
+                    error = f"connect #{len(socks) + len(fresh) + 1}: {e}"
+                    break
+                fresh.append(s)
+            for s in fresh:
+                try:
+                    s.settimeout(5)
+                    s.sendall(REQUEST)
+                    status, body, _ = read_response(s)
+                    if status != 200 or len(body) != BODY_SIZE:
+                        error = f"request #{len(socks) + 1} got HTTP {status}, {len(body)} bytes"
+                        s.close()
+                        break
+                except (OSError, ConnectionError, ValueError) as e:
+                    error = f"request #{len(socks) + 1}: {e}"
+                    s.close()
+                    break
+                socks.append(s)
+            else:
+                continue
+            for s in fresh:
+                if s not in socks:
+                    s.close()
+        time.sleep(1.0)
+        rss1 = rss_kib(t.pid)
+        # Count connections the target closed while we waited: they would
+        # make the per-connection figure a lie.
+        closed = 0
+        for s in socks:
+            try:
+                s.setblocking(False)
+                if s.recv(1, socket.MSG_PEEK) == b"":
+                    closed += 1
+            except BlockingIOError:
+                pass
+            except OSError:
+                closed += 1
+        opened = len(socks)
+    finally:
+        for s in socks:
+            s.close()
+    res = {"n": opened, "rss0": rss0, "rss1": rss1, "closed": closed, "error": error}
+    res["bytes_per_conn"] = (rss1 - rss0) * 1024 / (opened - closed) if opened > closed else None
+    log(f"  {t.name:8s} idle: {opened} conns held ({closed} closed by peer), RSS "
+        f"{rss0 / 1024:.1f} -> {rss1 / 1024:.1f} MiB"
+        + (f", {res['bytes_per_conn']:.0f} B/conn" if res["bytes_per_conn"] is not None else "")
+        + (f"; stopped early: {error}" if error else ""))
+    return res
+
+
+# ----------------------------------------------------------------- syscalls
+
+SYSCALL_METHOD = None  # "perf" or "strace", decided once
+
+
+def sequential(sock, n, buf=b""):
+    for _ in range(n):
+        sock.sendall(REQUEST)
+        status, body, buf = read_response(sock, buf)
+        if status != 200 or len(body) != BODY_SIZE:
+            raise RuntimeError(f"got HTTP {status} with {len(body)} bytes")
+    return buf
+
+
+def perf_count(pid, work, run):
+    """perf stat on every syscall tracepoint of pid, enabled exactly while
+    run() executes. Returns {syscall: count}."""
+    ctl, ack = os.path.join(work, "perf.ctl"), os.path.join(work, "perf.ack")
+    out = os.path.join(work, f"perf-{pid}.csv")
+    for f in (ctl, ack):
+        if os.path.exists(f):
+            os.unlink(f)
+        os.mkfifo(f)
+    p = PROCS.start("perf", ["perf", "stat", "-x,", "-e", "syscalls:sys_enter_*", "-p",
+                             str(pid), "--delay=-1", "--control", f"fifo:{ctl},{ack}",
+                             "-o", out], subprocess.DEVNULL, subprocess.DEVNULL)
+    try:
+        # Opening the FIFOs would block forever if perf died; check first.
+        deadline = time.monotonic() + 20
+        fd = None
+        while fd is None:
+            try:
+                fd = os.open(ctl, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                if p.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("perf stat did not start")
+                time.sleep(0.05)
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "w") as c, open(ack) as a:
+            def cmd(word):
+                c.write(word + "\n")
+                c.flush()
+                got = a.readline().strip("\x00\n ")
+                if got != "ack":
+                    raise RuntimeError(f"perf control answered {got!r}")
+            cmd("enable")
+            try:
+                run()
+            finally:
+                cmd("disable")
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=30)
+    finally:
+        PROCS.stop(p)
+        PROCS.started.remove((p, "perf"))
+    counts = {}
+    with open(out) as f:
+        for line in f:
+            parts = line.strip().split(",")
+            if len(parts) < 3 or not parts[2].startswith("syscalls:sys_enter_"):
+                continue
+            try:
+                n = int(parts[0])
+            except ValueError:
+                continue  # <not counted> / <not supported>
+            if n:
+                counts[parts[2][len("syscalls:sys_enter_"):]] = n
+    return counts
+
+
+def strace_count(pid, work, run):
+    """Fallback: strace -c -f attached to pid around run()."""
+    out = os.path.join(work, f"strace-{pid}.txt")
+    err = os.path.join(work, f"strace-{pid}.stderr")
+    nthreads = len(os.listdir(f"/proc/{pid}/task"))
+    with open(err, "w") as e:
+        p = PROCS.start("strace", ["strace", "-c", "-f", "-p", str(pid), "-o", out],
+                        subprocess.DEVNULL, e)
+    try:
+        deadline = time.monotonic() + 20
+        while tail(err, 1000).count("attached") < nthreads:
+            if p.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"strace did not attach: {tail(err, 3)}")
+            time.sleep(0.05)
+        run()
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=30)
+    finally:
+        PROCS.stop(p)
+        PROCS.started.remove((p, "strace"))
+    counts = {}
+    with open(out) as f:
+        for line in f:
+            parts = line.split()
+            # % time, seconds, usecs/call, calls, [errors], syscall
+            if len(parts) >= 5 and parts[0][0].isdigit() and parts[-1] != "total":
+                try:
+                    counts[parts[-1]] = int(parts[3])
+                except ValueError:
+                    pass
+    return counts
+
+
+def pick_syscall_method(work):
+    """perf if its syscall tracepoints work here, else strace, else none."""
+    if shutil.which("perf"):
+        try:
+            r = subprocess.run(["perf", "stat", "-x,", "-e", "syscalls:sys_enter_getppid",
+                                PY, "-c", "import os; [os.getppid() for _ in range(7)]"],
+                               capture_output=True, text=True, timeout=30)
+            if r.returncode == 0 and re.search(r"^\s*(7|8),", r.stderr, re.M):
+                return "perf"
+            log(f"perf syscall tracepoints unusable here: {r.stderr.strip()[-200:]}")
+        except (OSError, subprocess.TimeoutExpired) as e:
+            log(f"perf unusable: {e}")
+    if shutil.which("strace"):
+        return "strace"
+    return None
+
+
+def syscalls_per_request(t, work, n):
+    sock = socket.create_connection(("127.0.0.1", t.port), timeout=5)
+    sock.settimeout(10)
+    try:
+        buf = sequential(sock, 200)  # warm: upstream connection pooled
+
+        def run():
+            nonlocal buf
+            buf = sequential(sock, n, buf)
+
+        counter = perf_count if SYSCALL_METHOD == "perf" else strace_count
+        counts = counter(t.pid, work, run)
+    finally:
+        sock.close()
+    total = sum(counts.values())
+    epoll = sum(v for k, v in counts.items() if k.startswith("epoll"))
+    res = {"n": n, "counts": counts, "per_req": (total - epoll) / n, "epoll_per_req": epoll / n}
+    top = sorted(counts.items(), key=lambda kv: -kv[1])[:8]
+    log(f"  {t.name:8s} syscalls: {res['per_req']:.2f}/req non-epoll, "
+        f"{res['epoll_per_req']:.2f}/req epoll ("
+        + ", ".join(f"{k} {v / n:.2f}" for k, v in top) + ")")
+    return res
+
+
+# ------------------------------------------------------------------- report
+
+def med(vals):
+    return statistics.median(vals) if vals else float("nan")
+
+
+def spread(vals, fmt):
+    if not vals:
+        return "-"
+    m = fmt(med(vals))
+    if len(vals) == 1:
+        return m
+    return f"{m} ({fmt(min(vals))}–{fmt(max(vals))})"
+
+
+def fmt_int(v):
+    return f"{v:,.0f}"
+
+
+def fmt_ms(v):
+    return f"{v:.2f}" if v >= 0.1 else f"{v:.3f}"
+
+
+def fmt_cpu(v):
+    return f"{v:.3f}"
+
+
+def fmt_mib(v):
+    return f"{v / 1024:.1f}"
+
+
+def machine_line():
+    model = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return (f"nproc {USABLE_CPUS} (of {os.cpu_count()} online), {model}, "
+            f"Linux {platform.release()}")
+
+
+def table(targets):
+    ref = next((t for t in targets if t.name == "nginx" and t.runs and not t.failed), None)
+    ref_cpu = med([r["cpu_per_100k"] for r in ref.runs]) if ref else None
+    ref_rps = med([r["rps"] for r in ref.runs]) if ref else None
+    head = ["target", "req/s", "p50 ms", "p99 ms", "CPU s/100k req", "CPU vs nginx",
+            "req/s vs nginx", "RSS after run MiB", "idle-conn bytes", "syscalls/request"]
+    rows = []
+    notes = []
+    for t in targets:
+        if t.failed and not t.runs:
+            what = "failed to start" if t.failed.startswith("failed to start") else "failed"
+            rows.append([t.name, f"**{t.name} {what}**"] + ["-"] * (len(head) - 2))
+            notes.append(f"{t.name}: {t.failed}")
+            continue
+        rps = [r["rps"] for r in t.runs]
+        cpu = [r["cpu_per_100k"] for r in t.runs]
+        row = [t.name + (" ⚠" if t.failed else ""), spread(rps, fmt_int),
+               spread([r["p50"] for r in t.runs], fmt_ms),
+               spread([r["p99"] for r in t.runs], fmt_ms),
+               spread(cpu, fmt_cpu),
+               f"{med(cpu) / ref_cpu:.2f}" if ref_cpu else "-",
+               f"{med(rps) / ref_rps:.2f}" if ref_rps else "-",
+               spread([r["rss_kib"] for r in t.runs], fmt_mib)]
+        if t.idle and t.idle["bytes_per_conn"] is not None:
+            row.append(f"{t.idle['bytes_per_conn']:,.0f}"
+                       + (f" (n={t.idle['n'] - t.idle['closed']:,})"
+                          if t.idle["n"] - t.idle["closed"] != IDLE_CONNS else ""))
+        else:
+            row.append("-")
+        if t.syscalls:
+            row.append(f"{t.syscalls['per_req']:.2f} (+{t.syscalls['epoll_per_req']:.2f} epoll)")
+        else:
+            row.append("-")
+        rows.append(row)
+        errs = sum(r["non2xx"] + r["sock_errors"] for r in t.runs)
+        if errs:
+            notes.append(f"{t.name}: {errs} non-2xx responses or socket errors during load "
+                         "(its numbers are not comparable)")
+        if t.failed:
+            notes.append(f"{t.name}: {t.failed}")
+        if t.idle and t.idle.get("error"):
+            notes.append(f"{t.name} idle test stopped early: {t.idle['error']}")
+        if t.idle and t.idle.get("closed"):
+            notes.append(f"{t.name} closed {t.idle['closed']} idle connections during the idle test")
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return lines, notes
+
+
+def breakdown(targets):
+    lines = []
+    for t in targets:
+        if not t.syscalls:
+            continue
+        n = t.syscalls["n"]
+        parts = sorted(t.syscalls["counts"].items(), key=lambda kv: -kv[1])
+        lines.append(f"- {t.name}: " + ", ".join(f"{k} {v / n:.2f}" for k, v in parts
+                                                    if v / n >= 0.005))
+    return lines
+
+
+def report(targets, started, versions):
+    tbl, notes = table(targets)
+    out = [f"# bulwark benchmark — {started:%Y-%m-%d %H:%M} UTC", "",
+           f"Machine: {machine_line()}", "",
+           f"Versions: bulwark {versions['bulwark']}, nginx {versions['nginx']}, "
+           f"HAProxy {versions['haproxy']}, wrk {versions['wrk']}", "",
+           f"Load: wrk -t1 -c{CONNS} -d{DURATION}s --latency, {REPEATS} interleaved "
+           f"repeat(s), medians (min–max); 1 KiB response; proxy on CPU {PROXY_CPU}, "
+           f"origin + wrk on CPU {LOAD_CPU}. Idle connections: {IDLE_CONNS:,}. "
+           f"Syscalls: {SYSCALL_REQS:,} sequential requests on one kept-alive connection, "
+           f"counted with {SYSCALL_METHOD or 'nothing (perf and strace unavailable)'}."
+           + (" QUICK MODE: smoke test only, not a result." if QUICK else ""), ""]
+    out += tbl
+    out += ["", "Ratios are against nginx (CPU: lower is better; req/s: higher is better). "
+            "RSS and CPU are the serving process only (nginx: its worker). "
+            "The origin row is the origin served directly; it shares CPU "
+            f"{LOAD_CPU} with wrk, so it is a reference, not a peer."]
+    bd = breakdown(targets)
+    if bd:
+        out += ["", "Syscalls per request on a kept-alive connection (all kinds):", ""] + bd
+    if notes:
+        out += ["", "Notes:", ""] + [f"- {n}" for n in notes]
+    return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------- main
+
+def main():
+    global SYSCALL_METHOD
+    started = datetime.datetime.now(datetime.timezone.utc)
+    try:
+        os.sched_setaffinity(0, {int(LOAD_CPU)})
+    except OSError as e:
+        log(f"cannot pin myself to CPU {LOAD_CPU}: {e}")
+    for tool in ("nginx", "wrk", "taskset") + (("haproxy",) if "haproxy" in TARGETS else ()):
+        if not shutil.which(tool):
+            sys.exit(f"bench: {tool} not found (bench/run.sh installs it; run make bench)")
+
+    work = tempfile.mkdtemp(prefix="bulwark-bench.")
+    os.makedirs(os.path.join(work, "www"))
+    os.makedirs(os.path.join(work, "tmp"))
+    with open(os.path.join(work, "www", "1k.bin"), "wb") as f:
+        f.write((b"bulwark-bench-0123456789abcdef\n" * 40)[:BODY_SIZE])
+
+    ports = free_ports(len(TARGETS))
+    targets = [Target(name, port) for name, port in zip(TARGETS, ports)]
+    by = {t.name: t for t in targets}
+    origin = by["origin"]
+    versions = {"bulwark": bulwark_revision(),
+                "nginx": tool_version(["nginx", "-v"], r"nginx/(\S+)"),
+                "haproxy": tool_version(["haproxy", "-v"], r"version (\S+)"),
+                "wrk": tool_version(["wrk", "--version"], r"wrk (\S+)")}
+    log(f"work dir {work}; ports " + ", ".join(f"{t.name}={t.port}" for t in targets))
+    status = 0
+    try:
+        for t in targets:
+            t.errlog = os.path.join(work, f"{t.name}.stderr")
+            try:
+                if t.name == "origin":
+                    start_nginx(t, work, "origin-nginx.conf", LOAD_CPU, t.port)
+                elif t.name == "nginx":
+                    start_nginx(t, work, "nginx-proxy.conf", PROXY_CPU, origin.port)
+                elif t.name == "haproxy":
+                    start_haproxy(t, work, origin.port)
+                elif t.name == "bulwark":
+                    start_bulwark(t, work, origin.port)
+                ok, detail = probe(t.port)
+                if not ok:
+                    raise StartError(f"started but the first request {detail}")
+            except (StartError, OSError, subprocess.SubprocessError) as e:
+                t.fail(f"failed to start: {e}")
+                if t.proc is not None:
+                    PROCS.stop(t.proc)
+                if t.name != "bulwark":
+                    # The reference points must work; a broken bulwark is
+                    # reported as a row and the rest still runs.
+                    sys.exit(f"bench: {t.name} failed to start: {e}\n"
+                             f"bench: logs in {work}")
+            if not t.failed:
+                log(f"{t.name} ready on 127.0.0.1:{t.port} (pid {t.pid})")
+
+        live = [t for t in targets if not t.failed]
+        if WARMUP > 0:
+            log(f"warm-up: {WARMUP:g}s per target")
+            for t in live:
+                wrk(t.port, max(1, int(round(WARMUP))))
+        for rep in range(1, REPEATS + 1):
+            log(f"repeat {rep}/{REPEATS}")
+            for t in targets:
+                if not t.failed:
+                    try:
+                        load_run(t, rep)
+                    except (RuntimeError, ValueError, OSError) as e:
+                        t.fail(f"load run {rep} failed: {e}")
+                    time.sleep(0.5)
+
+        log(f"idle keepalive memory: {IDLE_CONNS:,} connections per target")
+        for t in targets:
+            if not t.failed and alive(t):
+                try:
+                    t.idle = idle_memory(t, IDLE_CONNS)
+                except (RuntimeError, OSError) as e:
+                    t.fail(f"idle-connection test failed: {e}")
+                time.sleep(1.0)
+
+        SYSCALL_METHOD = pick_syscall_method(work)
+        if SYSCALL_METHOD:
+            log(f"syscalls per request ({SYSCALL_METHOD}, {SYSCALL_REQS:,} requests)")
+            for t in targets:
+                if not t.failed and alive(t):
+                    try:
+                        t.syscalls = syscalls_per_request(t, work, SYSCALL_REQS)
+                    except (RuntimeError, OSError, ValueError, ConnectionError) as e:
+                        t.fail(f"syscall count failed: {e}")
+        else:
+            log("neither perf nor strace works here: no syscall counts")
+    finally:
+        PROCS.stop_all()
+
+    text = report(targets, started, versions)
+    os.makedirs(os.path.dirname(OUT), exist_ok=True)
+    with open(OUT, "w") as f:
+        f.write(text)
+    print(text, end="")
+    log(f"written to {OUT}")
+    if by.get("bulwark") and by["bulwark"].failed:
+        log(f"bulwark: {by['bulwark'].failed}")
+        status = 1
+    if KEEP_WORK or status:
+        log(f"logs kept in {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+    return status
+
+
+if __name__ == "__main__":
+    # Started in the background by run.sh, this process may have inherited
+    # SIGINT as ignored, and so would perf, which is stopped with SIGINT.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGHUP, lambda *_: sys.exit(129))
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        PROCS.stop_all()
+        sys.exit(130)
+    finally:
+        PROCS.stop_all()

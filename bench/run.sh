@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# bulwark benchmark: one command (`make bench`, after the release build) that
+# starts an origin and then, one worker each and in the same run, bulwark,
+# nginx (proxy_pass, upstream keepalive), HAProxy (mode http) and the origin
+# directly; loads each with wrk on loopback and prints requests/s, p50/p99
+# latency, CPU seconds per 100k requests of the serving process, RSS, memory
+# per idle keepalive connection and syscalls per request, as a markdown table
+# with ratios against nginx (also written to bench/results/latest.md).
+#
+# CPU pinning, for the 2-core machines this is run on: every proxy under test
+# runs on CPU 1 (BENCH_PROXY_CPU) and has that core to itself; the origin,
+# wrk and the harness share CPU 0 (BENCH_LOAD_CPU). The proxy's CPU time is
+# then its own, and the load generator and origin never steal its core. The
+# "origin" row (origin served directly) shares CPU 0 with wrk: a reference.
+#
+# Knobs (environment):
+#   BULWARK_BIN            binary under test (build/release/bulwark)
+#   BENCH_DURATION         seconds per wrk run (10)
+#   BENCH_CONNS            wrk connections (50)
+#   BENCH_REPEATS          interleaved repeats; medians reported (3)
+#   BENCH_WARMUP           warm-up seconds per target before measuring (1)
+#   BENCH_IDLE_CONNS       idle keepalive connections for the memory test (10000)
+#   BENCH_SYSCALL_REQUESTS requests counted in the syscall test (10000)
+#   BENCH_TARGETS          comma list of origin,bulwark,nginx,haproxy (all)
+#   BENCH_PROXY_CPU / BENCH_LOAD_CPU   pinning (1 / 0)
+#   BENCH_OUT              results file (bench/results/latest.md)
+#   BENCH_KEEP_WORK=1      keep the temporary dir with configs and logs
+#   BENCH_QUICK=1          smoke test of the harness: 2s runs, 1 repeat,
+#                          1,000 idle connections, 1,000 syscall requests
+#
+# Exit status: 0 when every target ran; 1 when bulwark (or anything else)
+# failed — the table is still printed with a row saying so.
+#
+# Every process started is stopped on exit by PID: bench/bench.py stops its
+# own children and records each PID in a file; the trap below stops whatever
+# that file still lists if the harness itself died.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+PY=/usr/bin/python3
+
+# haproxy and wrk are only needed here; install them (Debian) if missing.
+need=()
+for tool in wrk haproxy nginx taskset; do
+  command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "bench: installing missing tools: ${need[*]}" >&2
+  BULWARK_BENCH=1 scripts/install-deps.sh || { echo "bench: could not install ${need[*]}" >&2; exit 1; }
+fi
+command -v perf >/dev/null 2>&1 || command -v strace >/dev/null 2>&1 ||
+  echo "bench: neither perf nor strace found; syscall counts will be skipped" >&2
+
+# The idle-connection test holds BENCH_IDLE_CONNS client sockets here and as
+# many downstream sockets in each proxy (which inherit this limit). As root
+# the hard limit can be raised; otherwise take what the hard limit allows.
+want_fds=$(( ${BENCH_IDLE_CONNS:-10000} * 2 + 4096 ))
+[ "$want_fds" -lt 65536 ] && want_fds=65536
+if ! ulimit -n "$want_fds" 2>/dev/null; then
+  ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+  echo "bench: open-file limit is $(ulimit -n); the idle test may open fewer connections" >&2
+fi
+
+BENCH_PIDFILE=$(mktemp /tmp/bulwark-bench-pids.XXXXXX)
+export BENCH_PIDFILE
+
+cleanup() {
+  local pid comm
+  # Anything the harness recorded and did not stop: stop it, by PID, if that
+  # PID still runs the program that was recorded.
+  while read -r pid comm; do
+    [ -n "$pid" ] || continue
+    if [ -r "/proc/$pid/comm" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$comm" ]; then
+      kill -TERM "$pid" 2>/dev/null
+    fi
+  done <"$BENCH_PIDFILE"
+  sleep 0.3
+  while read -r pid comm; do
+    [ -n "$pid" ] || continue
+    if [ -r "/proc/$pid/comm" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$comm" ]; then
+      kill -KILL "$pid" 2>/dev/null
+    fi
+  done <"$BENCH_PIDFILE"
+  rm -f "$BENCH_PIDFILE"
+}
+
+harness=
+on_signal() {
+  [ -n "$harness" ] && kill -TERM "$harness" 2>/dev/null && wait "$harness"
+  exit 130
+}
+trap cleanup EXIT
+trap on_signal INT TERM HUP
+
+"$PY" bench/bench.py &
+harness=$!
+wait "$harness"
+status=$?
+exit "$status"
