@@ -472,18 +472,44 @@ def alive(t):
     return t.proc is not None and t.proc.poll() is None and os.path.exists(f"/proc/{t.pid}")
 
 
-def load_run(t, repeat):
+def machine_ticks():
+    """(busy, steal) clock ticks of all CPUs together, from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal (guest is in user)
+    return v[0] + v[1] + v[2] + v[5] + v[6], v[7]
+
+
+def own_cpu_s():
+    """CPU seconds of this script and of its waited-for children (wrk)."""
+    a = resource.getrusage(resource.RUSAGE_SELF)
+    b = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+
+def load_run(t, repeat, origin):
     if not alive(t):
         t.fail(f"died before run {repeat} (status {t.proc.poll()}): {tail(t.errlog, 3)}")
         return
+    others = [origin.pid] if origin is not t else []
+    o0 = [cpu_ticks(p) for p in others]
+    m0, own0, w0 = machine_ticks(), own_cpu_s(), time.monotonic()
     c0 = cpu_ticks(t.pid)
     out = wrk(t.port, DURATION)
     if not alive(t):
         t.fail(f"died during run {repeat} (status {t.proc.poll()}): {tail(t.errlog, 3)}")
         return
     c1 = cpu_ticks(t.pid)
+    m1, own1, w1 = machine_ticks(), own_cpu_s(), time.monotonic()
+    o1 = [cpu_ticks(p) for p in others]
     r = parse_wrk(out)
     r["cpu_s"] = (c1 - c0) / CLK_TCK
+    # CPU used on this machine during the run by anything that is not part
+    # of the benchmark (other builds, tests...), in % of one core: it makes
+    # numbers noisy, so it is reported.
+    ours = r["cpu_s"] + sum(b - a for a, b in zip(o0, o1)) / CLK_TCK + (own1 - own0)
+    r["foreign_pct"] = max(0.0, ((m1[0] - m0[0]) / CLK_TCK - ours) / (w1 - w0) * 100)
+    r["steal_pct"] = (m1[1] - m0[1]) / CLK_TCK / (w1 - w0) * 100
     r["cpu_per_100k"] = r["cpu_s"] / r["requests"] * 100000 if r["requests"] else float("nan")
     r["rss_kib"] = rss_kib(t.pid)
     t.runs.append(r)
@@ -492,7 +518,8 @@ def load_run(t, repeat):
         bad = f"  ({r['non2xx']} non-2xx, {r['sock_errors']} socket errors)"
     log(f"  {t.name:8s} run {repeat}: {r['rps']:10.0f} req/s  p50 {r['p50']:.3f} ms  "
         f"p99 {r['p99']:.3f} ms  cpu {r['cpu_per_100k']:.3f} s/100k  "
-        f"rss {r['rss_kib'] / 1024:.1f} MiB{bad}")
+        f"rss {r['rss_kib'] / 1024:.1f} MiB  other load {r['foreign_pct']:.0f}%"
+        f"{bad}")
 
 
 # ------------------------------------------------------- idle connections
@@ -828,6 +855,14 @@ def report(targets, started, versions):
             "RSS and CPU are the serving process only (nginx: its worker). "
             "The origin row is the origin served directly; it shares CPU "
             f"{LOAD_CPU} with wrk, so it is a reference, not a peer."]
+    foreign = [r["foreign_pct"] for t in targets for r in t.runs]
+    steal = [r["steal_pct"] for t in targets for r in t.runs]
+    if foreign:
+        out += ["", f"Other CPU load on the machine during load runs (not the benchmark's "
+                f"processes): median {med(foreign):.0f}% of one core, max {max(foreign):.0f}%; "
+                f"steal median {med(steal):.0f}%."
+                + (" **The machine was not quiet: treat differences of less than ~10-20% as "
+                   "noise.**" if max(foreign) > 10 else "")]
     bd = breakdown(targets)
     if bd:
         out += ["", "Syscalls per request on a kept-alive connection (all kinds):", ""] + bd
@@ -902,7 +937,7 @@ def main():
             for t in targets:
                 if not t.failed:
                     try:
-                        load_run(t, rep)
+                        load_run(t, rep, origin)
                     except (RuntimeError, ValueError, OSError) as e:
                         t.fail(f"load run {rep} failed: {e}")
                     time.sleep(0.5)
@@ -927,6 +962,13 @@ def main():
                         t.fail(f"syscall count failed: {e}")
         else:
             log("neither perf nor strace works here: no syscall counts")
+    except BaseException:
+        # Interrupted (Ctrl-C, SIGTERM) or a reference target failed: keep the
+        # logs only when they explain a failure.
+        PROCS.stop_all()
+        if not KEEP_WORK and sys.exc_info()[0] is KeyboardInterrupt:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
     finally:
         PROCS.stop_all()
 
