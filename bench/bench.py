@@ -992,8 +992,11 @@ if __name__ == "__main__":
     # Started in the background by run.sh, this process may have inherited
     # SIGINT as ignored, and so would perf, which is stopped with SIGINT.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    signal.signal(signal.SIGHUP, lambda *_: sys.exit(129))
+    def interrupted(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGHUP, interrupted)
     try:
         sys.exit(main())
     except KeyboardInterrupt:
