@@ -116,29 +116,30 @@ class Procs:
         self.started = []  # (Popen, name)
         self.extra = []  # PIDs we did not fork but must stop (nginx workers)
 
-    def record(self, pid):
+    def record(self, pid, comm):
+        """comm: the name the process will carry once exec'd (it may still
+        be taskset or a forked python when this runs)."""
         if not PIDFILE:
             return
         try:
-            with open(f"/proc/{pid}/comm") as f:
-                comm = f.read().strip()
             with open(PIDFILE, "a") as f:
-                f.write(f"{pid} {comm}\n")
+                f.write(f"{pid} {comm[:15]}\n")
         except OSError:
             pass
 
     def start(self, name, argv, stdout, stderr, cpu=None):
         if cpu is not None:
             argv = ["taskset", "-c", str(cpu)] + argv
+        program = os.path.basename(argv[3] if argv[0] == "taskset" else argv[0])
         p = subprocess.Popen(argv, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
                              cwd=ROOT)
         self.started.append((p, name))
-        self.record(p.pid)
+        self.record(p.pid, program)
         return p
 
-    def adopt(self, pid):
+    def adopt(self, pid, comm):
         self.extra.append(pid)
-        self.record(pid)
+        self.record(pid, comm)
 
     def stop(self, p, grace=5.0):
         if p.poll() is None:
@@ -347,7 +348,7 @@ def nginx_worker(t):
         kids = proc_children(t.proc.pid)
         if kids:
             for k in kids:
-                PROCS.adopt(k)
+                PROCS.adopt(k, "nginx")
             return kids[0]
         time.sleep(0.05)
     raise StartError("nginx master started no worker")
