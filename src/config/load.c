@@ -353,8 +353,8 @@ static bool get_path(struct ld *ld, const struct bw__ynode *n, const char *path,
 {
     if (!want_scalar(ld, n, path, "a file path"))
         return false;
-    if (has_ctl(n->text) || n->text.len > MAX_PATH_BYTES) {
-        DIAG(ld, n, "%s: expected a file path (at most %d bytes, no control characters), got %s",
+    if (n->text.len == 0 || has_ctl(n->text) || n->text.len > MAX_PATH_BYTES) {
+        DIAG(ld, n, "%s: expected a file path (1 to %d bytes, no control characters), got %s",
              path, MAX_PATH_BYTES, got(n).s);
         return false;
     }
