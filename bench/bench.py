@@ -75,6 +75,8 @@ REPEATS = env_int("BENCH_REPEATS", 1 if QUICK else 3)
 WARMUP = env_float("BENCH_WARMUP", 1.0)
 IDLE_CONNS = env_int("BENCH_IDLE_CONNS", 1000 if QUICK else 10000)
 SYSCALL_REQS = env_int("BENCH_SYSCALL_REQUESTS", 1000 if QUICK else 10000)
+WAIT_QUIET = env_int("BENCH_WAIT_QUIET", 0)  # seconds to wait for an idle machine per run
+QUIET_PCT = 15.0  # "idle": less than this % of one core busy
 PROXY_CPU = os.environ.get("BENCH_PROXY_CPU", "1")
 LOAD_CPU = os.environ.get("BENCH_LOAD_CPU", "0")
 BULWARK_BIN = os.environ.get("BULWARK_BIN") or os.path.join(ROOT, "build/release/bulwark")
@@ -488,7 +490,26 @@ def own_cpu_s():
     return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
 
 
+def wait_quiet(limit_s):
+    """Waits up to limit_s seconds until the machine has been (almost) idle
+    for one second, i.e. nothing outside the benchmark is using the CPUs;
+    between runs the benchmark's own processes are idle. Returns the load
+    seen last, in % of one core."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        m0, w0 = machine_ticks(), time.monotonic()
+        time.sleep(1.0)
+        m1, w1 = machine_ticks(), time.monotonic()
+        pct = (m1[0] - m0[0]) / CLK_TCK / (w1 - w0) * 100
+        if pct <= QUIET_PCT or time.monotonic() >= deadline:
+            return pct
+
+
 def load_run(t, repeat, origin):
+    if WAIT_QUIET > 0:
+        pct = wait_quiet(WAIT_QUIET)
+        if pct > QUIET_PCT:
+            log(f"  machine still busy ({pct:.0f}% of a core) after {WAIT_QUIET}s; running anyway")
     if not alive(t):
         t.fail(f"died before run {repeat} (status {t.proc.poll()}): {tail(t.errlog, 3)}")
         return
@@ -895,7 +916,8 @@ def main():
     targets = [Target(name, port) for name, port in zip(TARGETS, ports)]
     by = {t.name: t for t in targets}
     origin = by["origin"]
-    versions = {"bulwark": bulwark_revision(),
+    bw_version = tool_version([BULWARK_BIN, "version"], r"bulwark (\S+)")
+    versions = {"bulwark": f"{bw_version} (tree {bulwark_revision()})",
                 "nginx": tool_version(["nginx", "-v"], r"nginx/(\S+)"),
                 "haproxy": tool_version(["haproxy", "-v"], r"version (\S+)"),
                 "wrk": tool_version(["wrk", "--version"], r"wrk (\S+)")}
