@@ -97,6 +97,15 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 START_TIMEOUT = 10.0
 
 
+def parse_cpus(spec):
+    """taskset's list format ("0", "0-3,6") as a set of CPU numbers."""
+    cpus = set()
+    for part in spec.split(","):
+        lo, _, hi = part.partition("-")
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+    return cpus
+
+
 def log(msg):
     print(f"bench: {msg}", file=sys.stderr, flush=True)
 
@@ -899,7 +908,7 @@ def main():
     global SYSCALL_METHOD
     started = datetime.datetime.now(datetime.timezone.utc)
     try:
-        os.sched_setaffinity(0, {int(LOAD_CPU)})
+        os.sched_setaffinity(0, parse_cpus(LOAD_CPU))
     except OSError as e:
         log(f"cannot pin myself to CPU {LOAD_CPU}: {e}")
     for tool in ("nginx", "wrk", "taskset") + (("haproxy",) if "haproxy" in TARGETS else ()):
