@@ -420,8 +420,7 @@ def tool_version(argv, pattern=None):
     line = out[0]
     if pattern:
         m = re.search(pattern, line)
-        if m:
-            return m.group(1)
+        return m.group(1) if m else "?"
     return line
 
 
@@ -898,7 +897,7 @@ def report(targets, started, versions):
     if bd:
         out += ["", "Syscalls per request on a kept-alive connection (all kinds):", ""] + bd
     if notes:
-        out += ["", "Notes:", ""] + [f"- {n}" for n in notes]
+        out += ["", "Notes:", ""] + ["- " + n.replace("\n", " | ") for n in notes]
     return "\n".join(out) + "\n"
 
 

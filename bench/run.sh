@@ -60,7 +60,9 @@ want_fds=$(( ${BENCH_IDLE_CONNS:-10000} * 2 + 4096 ))
 [ "$want_fds" -lt 65536 ] && want_fds=65536
 if ! ulimit -n "$want_fds" 2>/dev/null; then
   ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-  echo "bench: open-file limit is $(ulimit -n); the idle test may open fewer connections" >&2
+  if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $(( ${BENCH_IDLE_CONNS:-10000} + 1024 )) ]; then
+    echo "bench: open-file limit is $(ulimit -n) (hard limit); the idle test will stop short of ${BENCH_IDLE_CONNS:-10000} connections" >&2
+  fi
 fi
 
 BENCH_PIDFILE=$(mktemp /tmp/bulwark-bench-pids.XXXXXX)
