@@ -557,6 +557,11 @@ def load_run(t, repeat, origin):
 def idle_memory(t, n):
     """Opens n client connections, one request each, keeps them idle and
     returns the serving process's RSS growth per connection."""
+    # This process holds one descriptor per connection: stay under its limit.
+    room = resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 256
+    if n > room:
+        log(f"  {t.name:8s} idle: only {room} connections fit under the open-file limit")
+        n = room
     time.sleep(0.5)
     rss0 = rss_kib(t.pid)
     socks = []
