@@ -967,7 +967,10 @@ def main():
         if WARMUP > 0:
             log(f"warm-up: {WARMUP:g}s per target")
             for t in live:
-                wrk(t.port, max(1, int(round(WARMUP))))
+                try:
+                    wrk(t.port, max(1, int(round(WARMUP))))
+                except (RuntimeError, OSError) as e:
+                    t.fail(f"warm-up failed: {e}")
         for rep in range(1, REPEATS + 1):
             log(f"repeat {rep}/{REPEATS}")
             for t in targets:
@@ -1014,9 +1017,10 @@ def main():
         f.write(text)
     print(text, end="")
     log(f"written to {OUT}")
-    if by.get("bulwark") and by["bulwark"].failed:
-        log(f"bulwark: {by['bulwark'].failed}")
-        status = 1
+    for t in targets:
+        if t.failed:
+            log(f"{t.name}: {t.failed}")
+            status = 1
     if KEEP_WORK or status:
         log(f"logs kept in {work}")
     else:
