@@ -74,6 +74,7 @@ CONNS = env_int("BENCH_CONNS", 50)
 REPEATS = env_int("BENCH_REPEATS", 1 if QUICK else 3)
 WARMUP = env_float("BENCH_WARMUP", 1.0)
 IDLE_CONNS = env_int("BENCH_IDLE_CONNS", 1000 if QUICK else 10000)
+LOAD_SYSCALL_SECONDS = env_int("BENCH_LOAD_SYSCALL_SECONDS", 2 if QUICK else 3)
 SYSCALL_REQS = env_int("BENCH_SYSCALL_REQUESTS", 1000 if QUICK else 10000)
 WAIT_QUIET = env_int("BENCH_WAIT_QUIET", 0)  # seconds to wait for an idle machine per run
 QUIET_PCT = 15.0  # "idle": less than this % of one core busy
@@ -757,14 +758,36 @@ def syscalls_per_request(t, work, n):
         counts = counter(t.pid, work, run)
     finally:
         sock.close()
+    res = summarize_syscalls(counts, n)
+    log(f"  {t.name:8s} syscalls, sequential: " + describe_syscalls(res))
+    if LOAD_SYSCALL_SECONDS > 0:
+        # The same count under wrk's concurrent load, where a proxy can
+        # batch (several requests per epoll_wait): informative, not exact,
+        # since the window includes wrk's connects.
+        out = {}
+
+        def loaded():
+            out["wrk"] = wrk(t.port, LOAD_SYSCALL_SECONDS)
+
+        counts = counter(t.pid, work, loaded)
+        res["loaded"] = summarize_syscalls(counts, parse_wrk(out["wrk"])["requests"])
+        log(f"  {t.name:8s} syscalls, under load: " + describe_syscalls(res["loaded"]))
+    return res
+
+
+def summarize_syscalls(counts, n):
     total = sum(counts.values())
     epoll = sum(v for k, v in counts.items() if k.startswith("epoll"))
-    res = {"n": n, "counts": counts, "per_req": (total - epoll) / n, "epoll_per_req": epoll / n}
-    top = sorted(counts.items(), key=lambda kv: -kv[1])[:8]
-    log(f"  {t.name:8s} syscalls: {res['per_req']:.2f}/req non-epoll, "
-        f"{res['epoll_per_req']:.2f}/req epoll ("
-        + ", ".join(f"{k} {v / n:.2f}" for k, v in top) + ")")
-    return res
+    return {"n": n, "counts": counts, "per_req": (total - epoll) / max(n, 1),
+            "epoll_per_req": epoll / max(n, 1)}
+
+
+def describe_syscalls(res, min_per_req=0.0):
+    n = max(res["n"], 1)
+    parts = sorted(res["counts"].items(), key=lambda kv: -kv[1])
+    return (f"{res['per_req']:.2f}/req non-epoll + {res['epoll_per_req']:.2f} epoll ("
+            + ", ".join(f"{k} {v / n:.2f}" for k, v in parts if v / n >= max(min_per_req, 0.005))
+            + ")")
 
 
 # ------------------------------------------------------------------- report
@@ -861,15 +884,12 @@ def table(targets):
     return lines, notes
 
 
-def breakdown(targets):
+def breakdown(targets, key=None):
     lines = []
     for t in targets:
-        if not t.syscalls:
-            continue
-        n = t.syscalls["n"]
-        parts = sorted(t.syscalls["counts"].items(), key=lambda kv: -kv[1])
-        lines.append(f"- {t.name}: " + ", ".join(f"{k} {v / n:.2f}" for k, v in parts
-                                                    if v / n >= 0.005))
+        res = t.syscalls and (t.syscalls.get(key) if key else t.syscalls)
+        if res:
+            lines.append(f"- {t.name}: " + describe_syscalls(res))
     return lines
 
 
@@ -900,7 +920,12 @@ def report(targets, started, versions):
                    "noise.**" if max(foreign) > 10 else "")]
     bd = breakdown(targets)
     if bd:
-        out += ["", "Syscalls per request on a kept-alive connection (all kinds):", ""] + bd
+        out += ["", f"Syscalls per request, {SYSCALL_REQS:,} sequential requests on one "
+                "kept-alive connection (the table's column):", ""] + bd
+    bd = breakdown(targets, "loaded")
+    if bd:
+        out += ["", f"Syscalls per request under load (wrk -c{CONNS}, {LOAD_SYSCALL_SECONDS}s, "
+                "perf attached; includes wrk's connects; not in the table):", ""] + bd
     if notes:
         out += ["", "Notes:", ""] + ["- " + n.replace("\n", " | ") for n in notes]
     return "\n".join(out) + "\n"
