@@ -17,7 +17,7 @@ enum {
     BW__CC_TCHAR = 0x01,  /* token character (field names, methods, codings) */
     BW__CC_VALUE = 0x02,  /* field-value byte: VCHAR, obs-text, SP, HTAB */
     BW__CC_TARGET = 0x04, /* request-target byte: VCHAR except '#' */
-    BW__CC_HOST = 0x08,   /* reg-name byte: unreserved, sub-delims, '%' */
+    BW__CC_HOST = 0x08,   /* reg-name byte: unreserved, sub-delims but ",", "%" */
     BW__CC_HEX = 0x10,
     BW__CC_DIGIT = 0x20,
     BW__CC_OWS = 0x40, /* SP, HTAB */

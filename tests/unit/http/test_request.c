@@ -638,6 +638,7 @@ TEST(host_rules)
     REFUSE("GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n", 400);
     REFUSE("GET / HTTP/1.1\r\nHost: a%2\r\n\r\n", 400);
     REFUSE("GET / HTTP/1.1\r\nHost: a.example, b.example\r\n\r\n", 400);
+    REFUSE("GET / HTTP/1.1\r\nHost: a.example,b.example\r\n\r\n", 400);
     REFUSE("GET / HTTP/1.1\r\nHost: :80\r\n\r\n", 400);
 }
 
