@@ -245,6 +245,8 @@ bool bw__http_parse_fields(const char *buf, size_t pos, size_t end, enum bw__htt
         while (BW__CC(buf[i], BW__CC_OWS))
             i++;
         size_t vstart = i;
+        while (i + 8 <= end && bw__word_is_value(bw__load64(buf + i)))
+            i += 8;
         while (BW__CC(buf[i], BW__CC_VALUE))
             i++;
         if (buf[i] != '\r' || buf[i + 1] != '\n') {

@@ -117,10 +117,11 @@ static const char *parse_target(struct bw_http_request *req, bool *ret_authority
     return NULL;
 }
 
-/* request-line = method SP request-target SP HTTP-version CRLF. Returns the
- * offset just past its CRLF, or 0 with *err filled. */
-static size_t parse_request_line(const char *buf, size_t start, struct bw_http_request *req,
-                                 struct bw_http_error *err)
+/* request-line = method SP request-target SP HTTP-version CRLF, starting at
+ * start; end is where the head's final CRLF begins (a bound for word-wide
+ * reads). Returns the offset just past its CRLF, or 0 with *err filled. */
+static size_t parse_request_line(const char *buf, size_t start, size_t end,
+                                 struct bw_http_request *req, struct bw_http_error *err)
 {
     size_t i = start;
     while (BW__CC(buf[i], BW__CC_TCHAR))
@@ -133,6 +134,8 @@ static size_t parse_request_line(const char *buf, size_t start, struct bw_http_r
     req->method_id = method_id(buf + start, i - start);
 
     size_t t = ++i;
+    while (i + 8 <= end && bw__word_is_target(bw__load64(buf + i)))
+        i += 8;
     while (BW__CC(buf[i], BW__CC_TARGET))
         i++;
     if (i == t || buf[i] != ' ') {
@@ -181,7 +184,7 @@ enum bw_http_parse_result bw_http_parse_request(const char *buf, size_t len,
     if (r != BW_HTTP_DONE)
         return r;
 
-    size_t pos = parse_request_line(buf, start, req, err);
+    size_t pos = parse_request_line(buf, start, head_len - 2, req, err);
     if (pos == 0)
         return BW_HTTP_ERROR;
     bool authority_host;

@@ -616,6 +616,51 @@ TEST(invalid_characters)
     parsed_free(&p);
 }
 
+/* The value and target loops check eight bytes at a time: put each bad byte
+ * at every position of a long run so every lane of a word is exercised. */
+TEST(invalid_byte_at_every_position)
+{
+    static const unsigned char bad_value[] = {0x00, 0x01, 0x0b, 0x1f, 0x7f, '\r'};
+    static const unsigned char bad_target[] = {0x00, 0x09, 0x1f, 0x7f, 0x80, 0xff, '#'};
+    char buf[128];
+    for (size_t pos = 0; pos < 24; pos++) {
+        for (size_t b = 0; b < sizeof bad_value; b++) {
+            int n = snprintf(buf, sizeof buf, "GET / HTTP/1.1\r\n" H "X: %s\r\n\r\n",
+                             "abcdefghijklmnopqrstuvwx");
+            buf[33 + 3 + pos] = (char)bad_value[b];
+            struct parsed p;
+            parse_lim(&p, buf, (size_t)n, &LIM, NHDR);
+            int r = p.r, st = p.err.status;
+            parsed_free(&p);
+            CHECK_INT_EQ(r, BW_HTTP_ERROR);
+            CHECK_INT_EQ(st, 400);
+        }
+        for (size_t b = 0; b < sizeof bad_target; b++) {
+            int n = snprintf(buf, sizeof buf, "GET /%s HTTP/1.1\r\n" H "\r\n",
+                             "abcdefghijklmnopqrstuvwx");
+            buf[5 + pos] = (char)bad_target[b];
+            struct parsed p;
+            parse_lim(&p, buf, (size_t)n, &LIM, NHDR);
+            int r = p.r, st = p.err.status;
+            parsed_free(&p);
+            CHECK_INT_EQ(r, BW_HTTP_ERROR);
+            CHECK_INT_EQ(st, 400);
+        }
+    }
+    /* and the good bytes pass in every lane: HTAB and obs-text in values */
+    for (size_t pos = 0; pos < 24; pos++) {
+        int n = snprintf(buf, sizeof buf, "GET /%s HTTP/1.1\r\n" H "X: %s\r\n\r\n",
+                         "abcdefghijklmnopqrstuvwx", "abcdefghijklmnopqrstuvwx");
+        buf[5 + pos] = '~';
+        buf[29 + 11 + 17 + 3 + pos] = (pos & 1) ? '\t' : (char)0xff;
+        struct parsed p;
+        parse_lim(&p, buf, (size_t)n, &LIM, NHDR);
+        int r = p.r;
+        parsed_free(&p);
+        CHECK_INT_EQ(r, BW_HTTP_DONE);
+    }
+}
+
 TEST(host_rules)
 {
     REFUSE("GET / HTTP/1.1\r\n\r\n", 400);
@@ -877,6 +922,7 @@ int main(void)
     RUN(transfer_encoding_unsupported_is_501);
     RUN(obs_fold_and_colon_rules);
     RUN(invalid_characters);
+    RUN(invalid_byte_at_every_position);
     RUN(host_rules);
     RUN(malformed_request_line);
     RUN(version_not_supported);
