@@ -8,6 +8,7 @@
 /* Generated: bit flags BW__CC_* for each byte (see internal.h). BW__CC_HOST
  * leaves out ',' although RFC 3986 allows it in a reg-name: no DNS name has
  * one, and "a, b" is what two Host fields look like once joined. */
+/* clang-format off */
 const uint8_t bw__http_cc[256] = {
     0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x42, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
     0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
@@ -26,6 +27,7 @@ const uint8_t bw__http_cc[256] = {
     0x02, 0x02, 0x02, 0x02, 0x02, 0x02, 0x02, 0x02, 0x02, 0x02, 0x02, 0x02, 0x02, 0x02, 0x02, 0x02,
     0x02, 0x02, 0x02, 0x02, 0x02, 0x02, 0x02, 0x02, 0x02, 0x02, 0x02, 0x02, 0x02, 0x02, 0x02, 0x02,
 };
+/* clang-format on */
 
 bool bw__http_parse_content_length(bw_slice v, uint64_t *ret_value)
 {
@@ -111,8 +113,8 @@ bool bw__http_host_valid(bw_slice h, bool *ret_has_port)
     return true;
 }
 
-const struct bw_http_header *bw_http_find_header(const struct bw_http_header *headers,
-                                                 size_t n, bw_slice name)
+const struct bw_http_header *bw_http_find_header(const struct bw_http_header *headers, size_t n,
+                                                 bw_slice name)
 {
     for (size_t i = 0; i < n; i++)
         if (bw_slice_eq_nocase(headers[i].name, name))
@@ -134,6 +136,7 @@ bool bw_http_list_has_token(bw_slice value, bw_slice token)
 const char *bw_http_status_reason(uint16_t status)
 {
     /* RFC 9110 §15 */
+    /* clang-format off */
     switch (status) {
     case 100: return "Continue";
     case 101: return "Switching Protocols";
@@ -183,4 +186,5 @@ const char *bw_http_status_reason(uint16_t status)
     case 505: return "HTTP Version Not Supported";
     default: return "";
     }
+    /* clang-format on */
 }

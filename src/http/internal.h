@@ -67,11 +67,7 @@ static inline bool bw__word_is_target(uint64_t w)
 
 /* Which side is being parsed: decides the error statuses (a refused response
  * is always 502) and whether leading empty lines are skipped. */
-enum bw__http_side {
-    BW__SIDE_REQUEST,
-    BW__SIDE_RESPONSE,
-    BW__SIDE__COUNT
-};
+enum bw__http_side { BW__SIDE_REQUEST, BW__SIDE_RESPONSE, BW__SIDE__COUNT };
 
 /* What the field-line loop learned about the fields that decide framing and
  * connection handling (RFC 9112 §6, §9.6; RFC 9110 §7.2, §7.6.1, §10.1.1). */
@@ -127,8 +123,8 @@ bool bw__http_list_next(bw_slice *rest, bw_slice *ret_elem);
  * given. */
 bool bw__http_host_valid(bw_slice h, bool *ret_has_port);
 
-static inline void bw__http_set_err(struct bw_http_error *err, uint16_t status,
-                                    const char *reason, size_t offset)
+static inline void bw__http_set_err(struct bw_http_error *err, uint16_t status, const char *reason,
+                                    size_t offset)
 {
     err->status = status;
     err->reason = reason;

@@ -139,7 +139,7 @@ static size_t parse_request_line(const char *buf, size_t start, size_t end,
     while (BW__CC(buf[i], BW__CC_TARGET))
         i++;
     if (i == t || buf[i] != ' ') {
-        const char *why = i == t            ? "empty request target"
+        const char *why = i == t           ? "empty request target"
                           : buf[i] == '\r' ? "missing HTTP version"
                                            : "invalid character in request target";
         bw__http_set_err(err, 400, why, i);
@@ -152,8 +152,8 @@ static size_t parse_request_line(const char *buf, size_t start, size_t end,
      * matches none of them, so nothing past the line is read. */
     const char *v = buf + i + 1;
     if (!(v[0] == 'H' && v[1] == 'T' && v[2] == 'T' && v[3] == 'P' && v[4] == '/' &&
-          BW__CC(v[5], BW__CC_DIGIT) && v[6] == '.' && BW__CC(v[7], BW__CC_DIGIT) &&
-          v[8] == '\r' && v[9] == '\n')) {
+          BW__CC(v[5], BW__CC_DIGIT) && v[6] == '.' && BW__CC(v[7], BW__CC_DIGIT) && v[8] == '\r' &&
+          v[9] == '\n')) {
         bw__http_set_err(err, 400, "malformed HTTP version", i + 1);
         return 0;
     }
@@ -179,8 +179,8 @@ enum bw_http_parse_result bw_http_parse_request(const char *buf, size_t len,
                                                 struct bw_http_error *err)
 {
     size_t start, head_len;
-    enum bw_http_parse_result r = bw__http_scan_head(buf, len, limits, BW__SIDE_REQUEST, scan,
-                                                     &start, &head_len, err);
+    enum bw_http_parse_result r =
+        bw__http_scan_head(buf, len, limits, BW__SIDE_REQUEST, scan, &start, &head_len, err);
     if (r != BW_HTTP_DONE)
         return r;
 

@@ -75,8 +75,7 @@ static struct decoded decode_cuts(const char *in, size_t n, const size_t *cut, s
 
 static bool same_decoded(const struct decoded *a, const struct decoded *b)
 {
-    if (a->o != b->o || a->data_len != b->data_len ||
-        memcmp(a->data, b->data, a->data_len) != 0)
+    if (a->o != b->o || a->data_len != b->data_len || memcmp(a->data, b->data, a->data_len) != 0)
         return false;
     if (a->o == O_ERROR)
         return strcmp(a->reason, b->reason) == 0;
@@ -124,48 +123,48 @@ static struct decoded decode_all_ways(const char *in, size_t n, bool *ret_ok)
     return whole;
 }
 
-#define DECODES_TO(lit, want, want_consumed)                                                 \
-    do {                                                                                     \
-        bool t_ok;                                                                           \
-        struct decoded t_d = decode_all_ways((lit), sizeof(lit) - 1, &t_ok);                 \
-        enum outcome t_o = t_d.o;                                                            \
-        bool t_data_ok = t_d.data_len == sizeof(want) - 1 &&                                 \
-                         memcmp(t_d.data, (want), t_d.data_len) == 0;                        \
-        size_t t_consumed = t_d.consumed;                                                    \
-        const char *t_reason = t_d.reason ? t_d.reason : "";                                 \
-        decoded_free(&t_d);                                                                  \
-        if (t_o != O_DONE) {                                                                 \
-            T_FAILF("%s: want DONE, got %d (%s)", #lit, t_o, t_reason);                      \
-            return;                                                                          \
-        }                                                                                    \
-        CHECK(t_ok);                                                                         \
-        CHECK(t_data_ok);                                                                    \
-        CHECK_INT_EQ(t_consumed, (want_consumed));                                           \
+#define DECODES_TO(lit, want, want_consumed)                                                       \
+    do {                                                                                           \
+        bool t_ok;                                                                                 \
+        struct decoded t_d = decode_all_ways((lit), sizeof(lit) - 1, &t_ok);                       \
+        enum outcome t_o = t_d.o;                                                                  \
+        bool t_data_ok =                                                                           \
+            t_d.data_len == sizeof(want) - 1 && memcmp(t_d.data, (want), t_d.data_len) == 0;       \
+        size_t t_consumed = t_d.consumed;                                                          \
+        const char *t_reason = t_d.reason ? t_d.reason : "";                                       \
+        decoded_free(&t_d);                                                                        \
+        if (t_o != O_DONE) {                                                                       \
+            T_FAILF("%s: want DONE, got %d (%s)", #lit, t_o, t_reason);                            \
+            return;                                                                                \
+        }                                                                                          \
+        CHECK(t_ok);                                                                               \
+        CHECK(t_data_ok);                                                                          \
+        CHECK_INT_EQ(t_consumed, (want_consumed));                                                 \
     } while (0)
 
-#define REFUSED(lit, want_reason)                                                            \
-    do {                                                                                     \
-        bool t_ok;                                                                           \
-        struct decoded t_d = decode_all_ways((lit), sizeof(lit) - 1, &t_ok);                 \
-        enum outcome t_o = t_d.o;                                                            \
-        const char *t_reason = t_d.reason ? t_d.reason : "";                                 \
-        decoded_free(&t_d);                                                                  \
-        if (t_o != O_ERROR) {                                                                \
-            T_FAILF("%s: want ERROR, got %d", #lit, t_o);                                    \
-            return;                                                                          \
-        }                                                                                    \
-        CHECK(t_ok);                                                                         \
-        CHECK_STR_EQ(t_reason, (want_reason));                                               \
+#define REFUSED(lit, want_reason)                                                                  \
+    do {                                                                                           \
+        bool t_ok;                                                                                 \
+        struct decoded t_d = decode_all_ways((lit), sizeof(lit) - 1, &t_ok);                       \
+        enum outcome t_o = t_d.o;                                                                  \
+        const char *t_reason = t_d.reason ? t_d.reason : "";                                       \
+        decoded_free(&t_d);                                                                        \
+        if (t_o != O_ERROR) {                                                                      \
+            T_FAILF("%s: want ERROR, got %d", #lit, t_o);                                          \
+            return;                                                                                \
+        }                                                                                          \
+        CHECK(t_ok);                                                                               \
+        CHECK_STR_EQ(t_reason, (want_reason));                                                     \
     } while (0)
 
-#define NEEDS_MORE(lit)                                                                      \
-    do {                                                                                     \
-        bool t_ok;                                                                           \
-        struct decoded t_d = decode_all_ways((lit), sizeof(lit) - 1, &t_ok);                 \
-        enum outcome t_o = t_d.o;                                                            \
-        decoded_free(&t_d);                                                                  \
-        CHECK_INT_EQ(t_o, O_MORE);                                                           \
-        CHECK(t_ok);                                                                         \
+#define NEEDS_MORE(lit)                                                                            \
+    do {                                                                                           \
+        bool t_ok;                                                                                 \
+        struct decoded t_d = decode_all_ways((lit), sizeof(lit) - 1, &t_ok);                       \
+        enum outcome t_o = t_d.o;                                                                  \
+        decoded_free(&t_d);                                                                        \
+        CHECK_INT_EQ(t_o, O_MORE);                                                                 \
+        CHECK(t_ok);                                                                               \
     } while (0)
 
 #define BODY "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
