@@ -109,7 +109,9 @@ static void quote_into(char *out, size_t cap, bw_slice t)
     size_t i = 0;
     for (; i < t.len && i < SHOW; i++) {
         unsigned char c = (unsigned char)t.ptr[i];
-        if (o + 6 >= cap)
+        /* Room for the widest form of this byte (\xNN) and the tail ("..."
+         * and the closing quote and NUL). */
+        if (o + 4 + 5 > cap)
             break;
         if (c < 0x20 || c == 0x7f) {
             o += (size_t)snprintf(out + o, cap - o, "\\x%02X", c);
@@ -121,11 +123,15 @@ static void quote_into(char *out, size_t cap, bw_slice t)
         }
     }
     if (i < t.len) {
-        /* Do not cut a UTF-8 sequence in half. */
-        while (o > 1 && ((unsigned char)out[o - 1] & 0xC0) == 0x80)
-            o--;
-        if (o > 1 && ((unsigned char)out[o - 1] & 0xC0) == 0xC0)
-            o--;
+        /* Do not cut a UTF-8 sequence in half: drop a trailing incomplete
+         * one (the text was validated as UTF-8 by libyaml). */
+        size_t k = 0;
+        while (o - k > 1 && ((unsigned char)out[o - 1 - k] & 0xC0) == 0x80)
+            k++;
+        unsigned char lead = (unsigned char)out[o - 1 - k];
+        size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+        if (o - k > 1 && lead >= 0xC0 && k + 1 < need)
+            o -= k + 1;
         out[o++] = '.';
         out[o++] = '.';
         out[o++] = '.';

@@ -760,6 +760,49 @@ TEST(garbage_input)
                     "scalar at line 1, column 9)");
 }
 
+TEST(echoed_values_are_escaped_and_shortened)
+{
+    /* A key of 30 tabs: every byte escapes to 4 characters; the echo stops
+     * early with "..." rather than overflowing (found by fuzz_config). */
+    char y[512];
+    size_t o = (size_t)snprintf(y, sizeof y, "%s\"", BASE);
+    for (int i = 0; i < 30; i++)
+        o += (size_t)snprintf(y + o, sizeof y - o, "\\t");
+    o += (size_t)snprintf(y + o, sizeof y - o, "\": 1\n");
+    struct bw_config *cfg = NULL;
+    struct bw_config_diags d;
+    CHECK(parse(y, o, &cfg, &d) == BW_ERR);
+    CHECK_INT_EQ(d.n, 1);
+    char want[256];
+    size_t w = (size_t)snprintf(want, sizeof want, "unknown key \"");
+    for (int i = 0; i < 18; i++)
+        w += (size_t)snprintf(want + w, sizeof want - w, "\\x09");
+    snprintf(want + w, sizeof want - w, "...\" in the top level (expected one of: listen, "
+             "workers, admin, state_dir, client_ip, limits, upstreams, routes, access_log, "
+             "modules)");
+    CHECK_STR_EQ(d.items[0].msg, want);
+
+    /* A long UTF-8 value is cut at a character boundary, not inside one. */
+    char y2[512];
+    o = (size_t)snprintf(y2, sizeof y2, "%sstate_dir: [\"", BASE);
+    for (int i = 0; i < 30; i++)
+        o += (size_t)snprintf(y2 + o, sizeof y2 - o, "\xc3\xa9");
+    o += (size_t)snprintf(y2 + o, sizeof y2 - o, "\"]\nworkers: \"");
+    o += (size_t)snprintf(y2 + o, sizeof y2 - o, "x");
+    for (int i = 0; i < 30; i++)
+        o += (size_t)snprintf(y2 + o, sizeof y2 - o, "\xc3\xa9");
+    o += (size_t)snprintf(y2 + o, sizeof y2 - o, "\"\n");
+    CHECK(parse(y2, o, &cfg, &d) == BW_ERR);
+    CHECK_INT_EQ(d.n, 2);
+    CHECK_STR_EQ(d.items[0].msg, "state_dir: expected a file path, got a list");
+    w = (size_t)snprintf(want, sizeof want,
+                         "workers: expected auto or an integer from 1 to 256, got \"x");
+    for (int i = 0; i < 19; i++)
+        w += (size_t)snprintf(want + w, sizeof want - w, "\xc3\xa9");
+    snprintf(want + w, sizeof want - w, "...\"");
+    CHECK_STR_EQ(d.items[1].msg, want);
+}
+
 TEST(billion_laughs_refused)
 {
     const char *y = "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n"
@@ -1009,6 +1052,7 @@ int main(void)
     RUN(full_config_every_key);
     RUN(small_variants_accepted);
     RUN(garbage_input);
+    RUN(echoed_values_are_escaped_and_shortened);
     RUN(billion_laughs_refused);
     RUN(deep_nesting_bounded);
     RUN(oversized_text_refused);
