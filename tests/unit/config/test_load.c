@@ -1029,6 +1029,35 @@ TEST(example_config_loads)
     cfg = bw_config_free(cfg);
 }
 
+/* The complete example at the top of docs/config.md is a valid config. */
+TEST(docs_example_loads)
+{
+    FILE *f = fopen("docs/config.md", "rb");
+    CHECK(f != NULL);
+    static char doc[128 * 1024];
+    size_t n = fread(doc, 1, sizeof doc - 1, f);
+    fclose(f);
+    doc[n] = '\0';
+    const char *start = strstr(doc, "```yaml\n");
+    CHECK(start != NULL);
+    start += strlen("```yaml\n");
+    const char *end = strstr(start, "```");
+    CHECK(end != NULL);
+    struct bw_config *cfg = NULL;
+    struct bw_config_diags d;
+    if (bw_config_parse("docs/config.md", start, (size_t)(end - start), &cfg, &d) != BW_OK) {
+        bw_config_diags_print(&d, stdout);
+        T_FAILF("the example in docs/config.md does not load");
+        return;
+    }
+    CHECK_INT_EQ(cfg->nlisten, 2);
+    CHECK_INT_EQ(cfg->nupstreams, 2);
+    CHECK_INT_EQ(cfg->nroutes, 3);
+    CHECK(cfg->admin.enabled);
+    CHECK_INT_EQ(cfg->client_ip.from, BW_CLIENT_IP_X_FORWARDED_FOR);
+    cfg = bw_config_free(cfg);
+}
+
 static void cleanup_tmp(void)
 {
     char cmd[128];
@@ -1064,6 +1093,7 @@ int main(void)
     RUN(load_file_fifo_and_unreadable);
     RUN(load_file_good_and_errors_name_the_file);
     RUN(example_config_loads);
+    RUN(docs_example_loads);
     cleanup_tmp();
     return t_done();
 }
