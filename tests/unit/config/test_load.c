@@ -889,6 +889,101 @@ TEST(many_keys_duplicate_check_is_fast)
     free(y);
 }
 
+/* ---- counts at and one past their limits -------------------------------- */
+
+/* Builds a config whose one list has n entries; `kind` picks which list. */
+enum count_kind { C_LISTEN, C_SERVERS, C_UPSTREAMS, C_ROUTES, C_TRUSTED, C__COUNT };
+
+static char *config_with(enum count_kind kind, int n, size_t *ret_len)
+{
+    size_t cap = 256 + (size_t)n * 80;
+    char *y = malloc(cap);
+    if (!y)
+        return NULL;
+    size_t o = 0;
+#define PUT(...) o += (size_t)snprintf(y + o, cap - o, __VA_ARGS__)
+    PUT("listen:\n");
+    for (int i = 0; i < (kind == C_LISTEN ? n : 1); i++)
+        PUT("  - address: 127.0.0.1:%d\n", 1000 + i);
+    PUT("upstreams:\n  app:\n    servers:\n");
+    for (int i = 0; i < (kind == C_SERVERS ? n : 1); i++)
+        PUT("      - address: 10.0.%d.%d:80\n", i / 250, 1 + i % 250);
+    for (int i = 1; kind == C_UPSTREAMS && i < n; i++)
+        PUT("  u%d: {servers: [{address: 10.1.0.1:80}]}\n", i);
+    PUT("routes:\n");
+    for (int i = 0; i < (kind == C_ROUTES ? n : 1); i++)
+        PUT("  - upstream: app\n");
+    if (kind == C_TRUSTED) {
+        PUT("client_ip:\n  from: x_real_ip\n  trusted:\n");
+        for (int i = 0; i < n; i++)
+            PUT("    - 10.%d.%d.0/24\n", i / 250, i % 250);
+    }
+#undef PUT
+    *ret_len = o;
+    return y;
+}
+
+TEST(list_counts_at_and_past_limits)
+{
+    static const struct {
+        enum count_kind kind;
+        int max;
+        const char *over;
+    } lim[] = {
+        {C_LISTEN, BW_CONFIG_MAX_LISTEN, "listen: expected 1 to 16 addresses, got 17"},
+        {C_SERVERS, BW_CONFIG_MAX_SERVERS,
+         "upstreams.app.servers: expected 1 to 256 servers, got 257"},
+        {C_UPSTREAMS, BW_CONFIG_MAX_UPSTREAMS, "upstreams: expected 1 to 1024 upstreams, got 1025"},
+        {C_ROUTES, BW_CONFIG_MAX_ROUTES, "routes: expected 1 to 1024 routes, got 1025"},
+        {C_TRUSTED, BW_CONFIG_MAX_TRUSTED, "client_ip.trusted: expected 1 to 1024 CIDRs, got 1025"},
+    };
+    for (size_t i = 0; i < sizeof lim / sizeof lim[0]; i++) {
+        size_t len;
+        char *y = config_with(lim[i].kind, lim[i].max, &len);
+        CHECK(y != NULL);
+        struct bw_config *cfg = NULL;
+        struct bw_config_diags d;
+        char got[4096];
+        if (parse(y, len, &cfg, &d) != BW_OK) {
+            T_FAILF("%d entries refused: %s", lim[i].max, diags_text(&d, got, sizeof got));
+            free(y);
+            return;
+        }
+        cfg = bw_config_free(cfg);
+        free(y);
+        y = config_with(lim[i].kind, lim[i].max + 1, &len);
+        CHECK(y != NULL);
+        bw_status st = parse(y, len, &cfg, &d);
+        free(y);
+        CHECK(st == BW_ERR);
+        CHECK_INT_EQ(d.n, 1);
+        CHECK_STR_EQ(d.items[0].msg, lim[i].over);
+    }
+}
+
+TEST(node_count_bounded)
+{
+    size_t n = BW_CONFIG_MAX_NODES + 10;
+    char *y = malloc(2 * n + 16);
+    CHECK(y != NULL);
+    size_t o = 0;
+    memcpy(y, "a: [", 4);
+    o = 4;
+    for (size_t i = 0; i < n; i++) {
+        y[o++] = '1';
+        y[o++] = ',';
+    }
+    y[o++] = ']';
+    struct bw_config *cfg = NULL;
+    struct bw_config_diags d;
+    bw_status st = parse(y, o, &cfg, &d);
+    free(y);
+    CHECK(st == BW_ERR);
+    CHECK_INT_EQ(d.n, 1);
+    CHECK_INT_EQ(d.items[0].line, 1);
+    CHECK_STR_EQ(d.items[0].msg, "too many YAML values (limit 500000)");
+}
+
 /* ---- files ------------------------------------------------------------ */
 
 static char tmpdir[64];
@@ -1086,6 +1181,8 @@ int main(void)
     RUN(deep_nesting_bounded);
     RUN(oversized_text_refused);
     RUN(many_keys_duplicate_check_is_fast);
+    RUN(list_counts_at_and_past_limits);
+    RUN(node_count_bounded);
     RUN(load_file_missing);
     RUN(load_file_directory);
     RUN(load_file_empty);
