@@ -249,8 +249,7 @@ static bool walk_map(struct ld *ld, const struct bw__ynode *n, const struct bw__
                     break;
                 o += (size_t)w;
             }
-            DIAG(ld, k, "unknown key %s in %s (expected one of: %s)", got(k).s, where(path),
-                 names);
+            DIAG(ld, k, "unknown key %s in %s (expected one of: %s)", got(k).s, where(path), names);
             continue;
         }
         f[i].has = true;
@@ -328,8 +327,7 @@ static bool get_size(struct ld *ld, const struct bw__ynode *n, const char *path,
 }
 
 /* Every duration in the config is 1ms..1h. */
-static bool get_duration(struct ld *ld, const struct bw__ynode *n, const char *path,
-                         uint64_t *out)
+static bool get_duration(struct ld *ld, const struct bw__ynode *n, const char *path, uint64_t *out)
 {
     if (!want_scalar(ld, n, path, "a duration like 10s or 500ms"))
         return false;
@@ -360,8 +358,8 @@ static bool get_path(struct ld *ld, const struct bw__ynode *n, const char *path,
     if (!want_scalar(ld, n, path, "a file path"))
         return false;
     if (n->text.len == 0 || has_ctl(n->text) || n->text.len > MAX_PATH_BYTES) {
-        DIAG(ld, n, "%s: expected a file path (1 to %d bytes, no control characters), got %s",
-             path, MAX_PATH_BYTES, got(n).s);
+        DIAG(ld, n, "%s: expected a file path (1 to %d bytes, no control characters), got %s", path,
+             MAX_PATH_BYTES, got(n).s);
         return false;
     }
     *out = ld_dup(ld, n->text);
@@ -419,10 +417,9 @@ static void parse_listen(struct ld *ld, const struct bw__ynode *key, const struc
         if (!get_sockaddr(ld, f[0].val, pa.s, &ls[i].addr))
             continue;
         for (size_t j = 0; j < i; j++) {
-            if (sockaddr_port(&ls[i].addr) != 0 &&
-                strcmp(ls[j].addr.text, ls[i].addr.text) == 0) {
-                DIAG(ld, f[0].val, "%s: %s is already listed in listen[%zu]", pa.s,
-                     ls[i].addr.text, j);
+            if (sockaddr_port(&ls[i].addr) != 0 && strcmp(ls[j].addr.text, ls[i].addr.text) == 0) {
+                DIAG(ld, f[0].val, "%s: %s is already listed in listen[%zu]", pa.s, ls[i].addr.text,
+                     j);
                 break;
             }
         }
@@ -464,15 +461,15 @@ static void parse_admin(struct ld *ld, const struct bw__ynode *key, const struct
 
 static void parse_client_ip(struct ld *ld, const struct bw__ynode *key, const struct bw__ynode *n)
 {
-    struct field f[] = {{.name = "trusted", .required = true},
-                        {.name = "from", .required = true}};
+    struct field f[] = {{.name = "trusted", .required = true}, {.name = "from", .required = true}};
     if (!walk_map(ld, n, key, "client_ip",
                   "a mapping like {trusted: [10.0.0.0/8], from: x_forwarded_for}", f, 2))
         return;
     struct bw_config_client_ip *ci = &ld->cfg->client_ip;
     if (f[0].has) {
         const struct bw__ynode *l = f[0].val;
-        if (want_kind(ld, l, "client_ip.trusted", BW__YNODE_SEQ, "a list of CIDRs like [10.0.0.0/8]")) {
+        if (want_kind(ld, l, "client_ip.trusted", BW__YNODE_SEQ,
+                      "a list of CIDRs like [10.0.0.0/8]")) {
             if (l->n == 0 || l->n > BW_CONFIG_MAX_TRUSTED) {
                 DIAG(ld, l, "client_ip.trusted: expected 1 to %d CIDRs, got %zu",
                      BW_CONFIG_MAX_TRUSTED, l->n);
@@ -541,14 +538,13 @@ static void parse_limits(struct ld *ld, const struct bw__ynode *key, const struc
         rl_ok = get_size(ld, f[F_REQUEST_LINE].val, "limits.request_line_bytes", 256, 64 * KiB,
                          "256B to 64KiB", &l->request_line_bytes);
     if (f[F_HEADER_BYTES].has)
-        hb_ok = get_size(ld, f[F_HEADER_BYTES].val, "limits.header_bytes", KiB, MiB,
-                         "1KiB to 1MiB", &l->header_bytes);
+        hb_ok = get_size(ld, f[F_HEADER_BYTES].val, "limits.header_bytes", KiB, MiB, "1KiB to 1MiB",
+                         &l->header_bytes);
     if (f[F_HEADERS].has)
-        (void)get_uint(ld, f[F_HEADERS].val, "limits.headers", 1, BW_HTTP_MAX_HEADERS,
-                       &l->headers);
+        (void)get_uint(ld, f[F_HEADERS].val, "limits.headers", 1, BW_HTTP_MAX_HEADERS, &l->headers);
     if (f[F_BODY].has)
-        (void)get_size(ld, f[F_BODY].val, "limits.body_bytes", 0, TiB,
-                       "0 (unlimited) to 1TiB", &l->body_bytes);
+        (void)get_size(ld, f[F_BODY].val, "limits.body_bytes", 0, TiB, "0 (unlimited) to 1TiB",
+                       &l->body_bytes);
     static const struct {
         int field;
         const char *path;
@@ -671,8 +667,8 @@ static void parse_health_check(struct ld *ld, const struct bw__ynode *key,
                                struct bw_config_health_check *h)
 {
     struct field f[] = {
-        {.name = "path"}, {.name = "interval"}, {.name = "timeout"}, {.name = "rise"},
-        {.name = "fall"},
+        {.name = "path"}, {.name = "interval"}, {.name = "timeout"},
+        {.name = "rise"}, {.name = "fall"},
     };
     if (!walk_map(ld, n, key, path, "a mapping like {path: /healthz, interval: 2s}", f, 5))
         return;
@@ -735,15 +731,15 @@ static void parse_servers(struct ld *ld, const struct bw__ynode *n, const char *
         if (!get_sockaddr(ld, f[0].val, pa.s, &s[i].addr))
             continue;
         if (sockaddr_port(&s[i].addr) == 0) {
-            DIAG(ld, f[0].val, "%s: an upstream server needs a port from 1 to 65535, got %s",
-                 pa.s, got(f[0].val).s);
+            DIAG(ld, f[0].val, "%s: an upstream server needs a port from 1 to 65535, got %s", pa.s,
+                 got(f[0].val).s);
             continue;
         }
         ok[i] = true;
         for (size_t j = 0; j < i; j++) {
             if (ok[j] && strcmp(s[j].addr.text, s[i].addr.text) == 0) {
-                DIAG(ld, f[0].val, "%s: duplicate server %s (also %s[%zu])", pa.s,
-                     s[i].addr.text, path, j);
+                DIAG(ld, f[0].val, "%s: duplicate server %s (also %s[%zu])", pa.s, s[i].addr.text,
+                     path, j);
                 break;
             }
         }
@@ -774,8 +770,18 @@ static void upstream_defaults(struct bw_config_upstream *u)
 static void parse_upstream(struct ld *ld, const struct bw__ynode *key, const struct bw__ynode *n,
                            const char *path, struct bw_config_upstream *u)
 {
-    enum { F_SERVERS, F_BALANCE, F_KEEPALIVE, F_CONNECT, F_READ, F_WRITE, F_MAX_FAILS,
-           F_FAIL_TIMEOUT, F_HEALTH, F__COUNT };
+    enum {
+        F_SERVERS,
+        F_BALANCE,
+        F_KEEPALIVE,
+        F_CONNECT,
+        F_READ,
+        F_WRITE,
+        F_MAX_FAILS,
+        F_FAIL_TIMEOUT,
+        F_HEALTH,
+        F__COUNT
+    };
     struct field f[F__COUNT] = {
         [F_SERVERS] = {.name = "servers", .required = true},
         [F_BALANCE] = {.name = "balance"},
@@ -844,13 +850,11 @@ static bool parse_upstreams(struct ld *ld, const struct bw__ynode *key, const st
             continue;
         }
         if (k->is_dup) {
-            DIAG(ld, k, "duplicate key %s in upstreams (first at line %u)", got(k).s,
-                 k->dup_line);
+            DIAG(ld, k, "duplicate key %s in upstreams (first at line %u)", got(k).s, k->dup_line);
             continue;
         }
         if (!valid_upstream_name(k->text)) {
-            DIAG(ld, k,
-                 "upstreams: invalid upstream name %s (expected 1 to %d of A-Z a-z 0-9 _ -)",
+            DIAG(ld, k, "upstreams: invalid upstream name %s (expected 1 to %d of A-Z a-z 0-9 _ -)",
                  got(k).s, MAX_UPSTREAM_NAME);
             continue;
         }
@@ -994,8 +998,19 @@ static void set_defaults(struct bw_config *cfg)
 
 static void parse_root(struct ld *ld, const struct bw__ynode *root)
 {
-    enum { F_LISTEN, F_WORKERS, F_ADMIN, F_STATE_DIR, F_CLIENT_IP, F_LIMITS, F_UPSTREAMS,
-           F_ROUTES, F_ACCESS_LOG, F_MODULES, F__COUNT };
+    enum {
+        F_LISTEN,
+        F_WORKERS,
+        F_ADMIN,
+        F_STATE_DIR,
+        F_CLIENT_IP,
+        F_LIMITS,
+        F_UPSTREAMS,
+        F_ROUTES,
+        F_ACCESS_LOG,
+        F_MODULES,
+        F__COUNT
+    };
     struct field f[F__COUNT] = {
         [F_LISTEN] = {.name = "listen", .required = true},
         [F_WORKERS] = {.name = "workers"},
@@ -1157,8 +1172,8 @@ bw_status bw_config_load_file(const char *path, struct bw_config **ret_cfg,
         if (len == cap) {
             if (cap > BW_CONFIG_MAX_FILE_BYTES)
                 break;
-            size_t ncap = cap * 2 > BW_CONFIG_MAX_FILE_BYTES + 1 ? BW_CONFIG_MAX_FILE_BYTES + 1
-                                                                  : cap * 2;
+            size_t ncap =
+                cap * 2 > BW_CONFIG_MAX_FILE_BYTES + 1 ? BW_CONFIG_MAX_FILE_BYTES + 1 : cap * 2;
             char *nb = realloc(buf, ncap);
             if (!nb) {
                 free(buf);

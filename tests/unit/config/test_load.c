@@ -11,36 +11,36 @@
 #include "test.h"
 
 /* A minimal valid config: 8 lines, so what a case appends starts at line 9. */
-#define BASE                                                                                 \
-    "listen:\n"                                                                              \
-    "  - address: 127.0.0.1:8080\n"                                                          \
-    "upstreams:\n"                                                                           \
-    "  app:\n"                                                                               \
-    "    servers:\n"                                                                         \
-    "      - address: 127.0.0.1:9000\n"                                                      \
-    "routes:\n"                                                                              \
+#define BASE                                                                                       \
+    "listen:\n"                                                                                    \
+    "  - address: 127.0.0.1:8080\n"                                                                \
+    "upstreams:\n"                                                                                 \
+    "  app:\n"                                                                                     \
+    "    servers:\n"                                                                               \
+    "      - address: 127.0.0.1:9000\n"                                                            \
+    "routes:\n"                                                                                    \
     "  - upstream: app\n"
 
 /* The same with upstream `app` last, so a case can append keys to it (line 9). */
-#define UP                                                                                   \
-    "listen:\n"                                                                              \
-    "  - address: 127.0.0.1:8080\n"                                                          \
-    "routes:\n"                                                                              \
-    "  - upstream: app\n"                                                                    \
-    "upstreams:\n"                                                                           \
-    "  app:\n"                                                                               \
-    "    servers:\n"                                                                         \
+#define UP                                                                                         \
+    "listen:\n"                                                                                    \
+    "  - address: 127.0.0.1:8080\n"                                                                \
+    "routes:\n"                                                                                    \
+    "  - upstream: app\n"                                                                          \
+    "upstreams:\n"                                                                                 \
+    "  app:\n"                                                                                     \
+    "    servers:\n"                                                                               \
     "      - address: 127.0.0.1:9000\n"
 
 /* The same with routes last, so a case can append routes (line 9). */
-#define RT                                                                                   \
-    "listen:\n"                                                                              \
-    "  - address: 127.0.0.1:8080\n"                                                          \
-    "upstreams:\n"                                                                           \
-    "  app:\n"                                                                               \
-    "    servers:\n"                                                                         \
-    "      - address: 127.0.0.1:9000\n"                                                      \
-    "routes:\n"                                                                              \
+#define RT                                                                                         \
+    "listen:\n"                                                                                    \
+    "  - address: 127.0.0.1:8080\n"                                                                \
+    "upstreams:\n"                                                                                 \
+    "  app:\n"                                                                                     \
+    "    servers:\n"                                                                               \
+    "      - address: 127.0.0.1:9000\n"                                                            \
+    "routes:\n"                                                                                    \
     "  - upstream: app\n"
 
 /* Every diagnostic as "line:col: msg", one per line, into buf. */
@@ -88,7 +88,8 @@ static const struct {
      "1:1: the config: expected a mapping of keys like listen: and upstreams:, got a list"},
     {"root is a scalar", "hello\n",
      "1:1: the config: expected a mapping of keys like listen: and upstreams:, got \"hello\""},
-    {"non-string key", BASE "? [a, b]\n: c\n", "9:3: the top level: keys must be strings, got a list"},
+    {"non-string key", BASE "? [a, b]\n: c\n",
+     "9:3: the top level: keys must be strings, got a list"},
     {"modules", BASE "modules:\n  bot_score: { features: f.json }\n",
      "9:1: modules: not available in this build yet (bot_score and rules modules are in "
      "progress)"},
@@ -104,7 +105,9 @@ static const struct {
     {"workers leading zero", BASE "workers: 08\n",
      "9:10: workers: expected auto or an integer from 1 to 256, got \"08\""},
     /* listen */
-    {"listen empty", "listen: []\n" "upstreams: {app: {servers: [{address: 127.0.0.1:9000}]}}\n"
+    {"listen empty",
+     "listen: []\n"
+     "upstreams: {app: {servers: [{address: 127.0.0.1:9000}]}}\n"
      "routes: [{upstream: app}]\n",
      "1:9: listen: expected 1 to 16 addresses, got 0"},
     {"listen 17",
@@ -191,12 +194,10 @@ static const struct {
      "10:23: limits.request_line_bytes: expected a size from 256B to 64KiB, got \"255B\""},
     {"request_line_bytes above 64KiB", BASE "limits:\n  request_line_bytes: 65537\n",
      "10:23: limits.request_line_bytes: expected a size from 256B to 64KiB, got \"65537\""},
-    {"header_bytes below request_line_bytes",
-     BASE "limits:\n  header_bytes: 4KiB\n",
+    {"header_bytes below request_line_bytes", BASE "limits:\n  header_bytes: 4KiB\n",
      "10:17: limits.header_bytes: must be at least request_line_bytes (8192 bytes), got "
      "\"4KiB\""},
-    {"request_line_bytes above default header_bytes",
-     BASE "limits:\n  request_line_bytes: 64KiB\n",
+    {"request_line_bytes above default header_bytes", BASE "limits:\n  request_line_bytes: 64KiB\n",
      "10:23: limits.request_line_bytes: must not exceed header_bytes (32768 bytes), got "
      "\"64KiB\""},
     {"headers 0", BASE "limits:\n  headers: 0\n",
@@ -220,10 +221,12 @@ static const struct {
     {"max_connections over", BASE "limits:\n  max_connections: 1000001\n",
      "10:20: limits.max_connections: expected an integer from 1 to 1000000, got \"1000001\""},
     /* upstreams */
-    {"upstreams empty", "listen: [{address: 127.0.0.1:8080}]\nupstreams: {}\n"
+    {"upstreams empty",
+     "listen: [{address: 127.0.0.1:8080}]\nupstreams: {}\n"
      "routes: [{upstream: app}]\n",
      "2:12: upstreams: expected 1 to 1024 upstreams, got 0"},
-    {"upstreams list", "listen: [{address: 127.0.0.1:8080}]\nupstreams: [app]\n"
+    {"upstreams list",
+     "listen: [{address: 127.0.0.1:8080}]\nupstreams: [app]\n"
      "routes: [{upstream: app}]\n",
      "2:12: upstreams: expected a mapping of names to upstreams, like {app: {servers: [...]}}, "
      "got a list"},
@@ -294,7 +297,8 @@ static const struct {
      "9:20: unknown key \"url\" in upstreams.app.health_check (expected one of: path, interval, "
      "timeout, rise, fall)"},
     /* routes */
-    {"routes empty", "listen: [{address: 127.0.0.1:8080}]\n"
+    {"routes empty",
+     "listen: [{address: 127.0.0.1:8080}]\n"
      "upstreams: {app: {servers: [{address: 127.0.0.1:9000}]}}\nroutes: []\n",
      "3:9: routes: expected 1 to 1024 routes, got 0"},
     {"route without upstream", RT "  - match: 'http.host eq \"a.example\"'\n",
@@ -305,19 +309,19 @@ static const struct {
      "9:12: routes[1].match: only host equality and a path prefix are supported until the "
      "rules engine lands: expected http.host eq \"<host>\", "
      "starts_with(http.request.uri.path, \"<prefix>\"), or both joined by and"},
-    {"route match with or", RT
-     "  - match: 'http.host eq \"a\" or starts_with(http.request.uri.path, \"/a\")'\n"
-     "    upstream: app\n",
+    {"route match with or",
+     RT "  - match: 'http.host eq \"a\" or starts_with(http.request.uri.path, \"/a\")'\n"
+        "    upstream: app\n",
      "9:12: routes[1].match: only host equality and a path prefix are supported until the "
      "rules engine lands: expected http.host eq \"<host>\", "
      "starts_with(http.request.uri.path, \"<prefix>\"), or both joined by and"},
-    {"route match two hosts", RT
-     "  - match: 'http.host eq \"a\" and http.host eq \"b\"'\n    upstream: app\n",
+    {"route match two hosts",
+     RT "  - match: 'http.host eq \"a\" and http.host eq \"b\"'\n    upstream: app\n",
      "9:12: routes[1].match: only host equality and a path prefix are supported until the "
      "rules engine lands: expected http.host eq \"<host>\", "
      "starts_with(http.request.uri.path, \"<prefix>\"), or both joined by and"},
-    {"route match prefix without slash", RT
-     "  - match: 'starts_with(http.request.uri.path, \"api/\")'\n    upstream: app\n",
+    {"route match prefix without slash",
+     RT "  - match: 'starts_with(http.request.uri.path, \"api/\")'\n    upstream: app\n",
      "9:12: routes[1].match: the path prefix must start with \"/\" and have no spaces or "
      "control characters"},
     {"route match empty host", RT "  - match: 'http.host == \"\"'\n    upstream: app\n",
@@ -330,7 +334,8 @@ static const struct {
     /* YAML itself */
     {"anchor and alias", BASE "x: &a [1]\ny: *a\n",
      "9:4: YAML anchors (&a) are not supported; write the value out in full"},
-    {"alias only", BASE "x: *a\n", "9:4: YAML aliases (*a) are not supported; write the value out in full"},
+    {"alias only", BASE "x: *a\n",
+     "9:4: YAML aliases (*a) are not supported; write the value out in full"},
     {"tag", BASE "state_dir: !!str /var/lib\n",
      "9:12: YAML tags (like !!str) are not supported; the key decides the type"},
     {"syntax error", BASE "limits: {a: 1\n",
@@ -381,20 +386,20 @@ TEST(invalid_configs_table)
 
 TEST(several_errors_all_reported_in_file_order)
 {
-    const char *y = "routes:\n"                          /* 1 */
-                    "  - upstream: missing\n"            /* 2 */
-                    "listen:\n"                          /* 3 */
-                    "  - address: 1.2.3.4:99999\n"       /* 4 */
-                    "workers: none\n"                    /* 5 */
-                    "limits:\n"                          /* 6 */
-                    "  header_bytes: lots\n"             /* 7 */
-                    "  body_bytes: -1\n"                 /* 8 */
-                    "upstreams:\n"                       /* 9 */
-                    "  app:\n"                           /* 10 */
-                    "    servers:\n"                     /* 11 */
-                    "      - address: 127.0.0.1:9000\n"  /* 12 */
-                    "    balance: random\n"              /* 13 */
-                    "bogus: 1\n";                        /* 14 */
+    const char *y = "routes:\n"                         /* 1 */
+                    "  - upstream: missing\n"           /* 2 */
+                    "listen:\n"                         /* 3 */
+                    "  - address: 1.2.3.4:99999\n"      /* 4 */
+                    "workers: none\n"                   /* 5 */
+                    "limits:\n"                         /* 6 */
+                    "  header_bytes: lots\n"            /* 7 */
+                    "  body_bytes: -1\n"                /* 8 */
+                    "upstreams:\n"                      /* 9 */
+                    "  app:\n"                          /* 10 */
+                    "    servers:\n"                    /* 11 */
+                    "      - address: 127.0.0.1:9000\n" /* 12 */
+                    "    balance: random\n"             /* 13 */
+                    "bogus: 1\n";                       /* 14 */
     struct bw_config *cfg = NULL;
     struct bw_config_diags d;
     CHECK(parse_str(y, &cfg, &d) == BW_ERR);
@@ -417,9 +422,10 @@ TEST(diags_cap_counts_the_rest)
 {
     /* 100 routes to an unknown upstream: 64 kept, 36 counted. */
     char y[8192];
-    size_t o = (size_t)snprintf(y, sizeof y, "listen: [{address: 127.0.0.1:8080}]\n"
-                                             "upstreams: {app: {servers: [{address: "
-                                             "127.0.0.1:9000}]}}\nroutes:\n");
+    size_t o = (size_t)snprintf(y, sizeof y,
+                                "listen: [{address: 127.0.0.1:8080}]\n"
+                                "upstreams: {app: {servers: [{address: "
+                                "127.0.0.1:9000}]}}\nroutes:\n");
     for (int i = 0; i < 100; i++)
         o += (size_t)snprintf(y + o, sizeof y - o, "  - upstream: x%d\n", i);
     struct bw_config *cfg = NULL;
@@ -777,7 +783,8 @@ TEST(echoed_values_are_escaped_and_shortened)
     size_t w = (size_t)snprintf(want, sizeof want, "unknown key \"");
     for (int i = 0; i < 18; i++)
         w += (size_t)snprintf(want + w, sizeof want - w, "\\x09");
-    snprintf(want + w, sizeof want - w, "...\" in the top level (expected one of: listen, "
+    snprintf(want + w, sizeof want - w,
+             "...\" in the top level (expected one of: listen, "
              "workers, admin, state_dir, client_ip, limits, upstreams, routes, access_log, "
              "modules)");
     CHECK_STR_EQ(d.items[0].msg, want);
@@ -805,15 +812,16 @@ TEST(echoed_values_are_escaped_and_shortened)
 
 TEST(billion_laughs_refused)
 {
-    const char *y = "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n"
-                    "b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
-                    "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
-                    "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
-                    "e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\n"
-                    "f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n"
-                    "g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\n"
-                    "h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\n"
-                    "i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]\n";
+    const char *y =
+        "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n"
+        "b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
+        "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
+        "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
+        "e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\n"
+        "f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n"
+        "g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\n"
+        "h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\n"
+        "i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]\n";
     expect_one_diag("billion laughs", y, strlen(y),
                     "1:4: YAML anchors (&a) are not supported; write the value out in full");
     /* An anchor on a scalar and on a mapping, too. */
