@@ -748,7 +748,7 @@ static void parse_servers(struct ld *ld, const struct bw__ynode *n, const char *
     u->nservers = n->n;
 }
 
-static void upstream_defaults(struct bw_config_upstream *u)
+static void upstream_defaults(struct ld *ld, struct bw_config_upstream *u)
 {
     u->balance = BW_BALANCE_ROUND_ROBIN;
     u->hash_field = BW_HASH_IP_SRC;
@@ -760,7 +760,7 @@ static void upstream_defaults(struct bw_config_upstream *u)
     u->max_fails = 3;
     u->fail_timeout_ms = 10000;
     u->health.enabled = false;
-    u->health.path = BW_SLICE_LIT("/healthz");
+    u->health.path = ld_dup(ld, BW_SLICE_LIT("/healthz"));
     u->health.interval_ms = 2000;
     u->health.timeout_ms = 1000;
     u->health.rise = 2;
@@ -859,7 +859,7 @@ static bool parse_upstreams(struct ld *ld, const struct bw__ynode *key, const st
             continue;
         }
         struct bw_config_upstream *u = &us[nu++];
-        upstream_defaults(u);
+        upstream_defaults(ld, u);
         u->name = ld_dup(ld, k->text);
         struct path p = path_key(path, u->name.ptr);
         parse_upstream(ld, k, v, p.s, u);
@@ -971,8 +971,9 @@ static uint32_t online_cpus(void)
     return (uint32_t)n;
 }
 
-static void set_defaults(struct bw_config *cfg)
+static void set_defaults(struct ld *ld)
 {
+    struct bw_config *cfg = ld->cfg;
     cfg->workers = online_cpus();
     cfg->admin.enabled = false;
     cfg->admin.has_token_file = false;
@@ -993,7 +994,7 @@ static void set_defaults(struct bw_config *cfg)
     l->drain_timeout_ms = 30 * 1000;
     l->max_connections = 10000;
     cfg->log.access_enabled = true;
-    cfg->log.access_path = BW_SLICE_LIT("-");
+    cfg->log.access_path = ld_dup(ld, BW_SLICE_LIT("-"));
 }
 
 static void parse_root(struct ld *ld, const struct bw__ynode *root)
@@ -1078,7 +1079,7 @@ bw_status bw_config_parse(const char *path, const char *text, size_t len,
     }
     bw_arena_init(&cfg->arena, 16 * 1024, CONFIG_ARENA_CAP);
     struct ld ld = {.cfg = cfg, .a = &cfg->arena, .d = diags};
-    set_defaults(cfg);
+    set_defaults(&ld);
     cfg->path = ld_dup(&ld, bw_slice_make(path, strlen(path)));
 
     if (len > BW_CONFIG_MAX_FILE_BYTES) {
