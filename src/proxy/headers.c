@@ -234,8 +234,12 @@ bool bw_build_client_response(struct bw_head_out *out, const struct bw_http_resp
             put_field(out, h[i].name, h[i].value); /* framing: see the request side */
             break;
         case F_TE:
+            /* As received: the parser has checked that chunked is applied
+             * once and last, and a coding before it (gzip) is part of what
+             * the client must undo. Normalising each line to "chunked" would
+             * drop that coding and repeat chunked over several lines. */
             if (!dechunk)
-                PUT_LIT(out, "Transfer-Encoding: chunked\r\n");
+                put_field(out, h[i].name, h[i].value);
             break;
         case F_UPGRADE:
             upgrade = h[i].value;
