@@ -32,7 +32,7 @@ bool bw_client_addr_parse(bw_slice text, struct bw_client_addr *out)
 {
     text = bw_slice_trim_ows(text);
     char tmp[BW_IP_TEXT_MAX];
-    if (text.len == 0 || text.len >= sizeof tmp)
+    if (text.len == 0)
         return false;
     const char *p = text.ptr;
     size_t n = text.len;
@@ -49,6 +49,10 @@ bool bw_client_addr_parse(bw_slice text, struct bw_client_addr *out)
             memchr(p, '.', (size_t)(colon - p)) != NULL)
             n = (size_t)(colon - p);
     }
+    /* The bound is on the address itself: brackets and a port come on top
+     * of the longest address text. */
+    if (n >= sizeof tmp)
+        return false;
     memcpy(tmp, p, n);
     tmp[n] = '\0';
     memset(&out->ss, 0, sizeof out->ss);
