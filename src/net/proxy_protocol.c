@@ -51,10 +51,12 @@ static bool parse_port(const char *s, uint16_t *ret)
 static enum bw_pp_result parse_v1(const char *buf, size_t len, struct bw_pp_header *out,
                                   const char **reason)
 {
-    size_t max = len < 107 ? len : 107;
+    /* At most 107 bytes including the CRLF, so the CR is among the first
+     * 106. */
+    size_t max = len < 106 ? len : 106;
     const char *cr = memchr(buf, '\r', max);
     if (!cr) {
-        if (len >= 107)
+        if (len >= 106)
             return fail(reason, "PROXY v1 line too long");
         if (memchr(buf, '\n', len))
             return fail(reason, "PROXY v1 line without CR");
