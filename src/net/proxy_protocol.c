@@ -67,6 +67,9 @@ static enum bw_pp_result parse_v1(const char *buf, size_t len, struct bw_pp_head
         return BW_PP_PARTIAL;
     if (cr[1] != '\n')
         return fail(reason, "PROXY v1 line not ended by CRLF");
+    /* Fields are compared as C strings: a NUL would end one early. */
+    if (memchr(buf, '\0', line_len))
+        return fail(reason, "PROXY v1: NUL byte in the line");
     out->len = line_len + 2;
     const char *p = buf + 6; /* after "PROXY " */
     const char *end = cr;
@@ -87,7 +90,7 @@ static enum bw_pp_result parse_v1(const char *buf, size_t len, struct bw_pp_head
     uint16_t sp, dp;
     if (!next_field(&p, end, src, sizeof src) || !next_field(&p, end, dst, sizeof dst) ||
         !next_field(&p, end, sport, sizeof sport) || !next_field(&p, end, dport, sizeof dport) ||
-        p != end)
+        p != end || end[-1] == ' ')
         return fail(reason, "PROXY v1: expected source, destination and two ports");
     if (!parse_port(sport, &sp) || !parse_port(dport, &dp))
         return fail(reason, "PROXY v1: bad port");
