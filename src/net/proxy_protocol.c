@@ -63,6 +63,10 @@ static enum bw_pp_result parse_v1(const char *buf, size_t len, struct bw_pp_head
         return BW_PP_PARTIAL;
     }
     size_t line_len = (size_t)(cr - buf);
+    /* A bare LF before the CR is refused here as it is when no CR has
+     * arrived yet, so the verdict does not depend on how reads split. */
+    if (memchr(buf, '\n', line_len))
+        return fail(reason, "PROXY v1 line without CR");
     if (line_len + 1 >= len)
         return BW_PP_PARTIAL;
     if (cr[1] != '\n')
