@@ -145,6 +145,12 @@ TEST(v1_without_crlf)
     CHECK(REFUSES("PROXY TCP4 192.0.2.1 198.51.100.2 1 2\rX"));
     CHECK(REFUSES("PROXY TCP4 192.0.2.1 198.51.100.2 1 2\r\r\n"));
     CHECK(REFUSES("PROXY UNKNOWN\n\r\n"));
+    /* A bare LF before the CRLF: refused whether or not the CRLF has arrived
+     * (found by the fuzzer: the line was accepted when read in one piece and
+     * refused when its first bytes came alone). */
+    CHECK(REFUSES("PROXY UNKNOWN \n x\r\n"));
+    CHECK(REFUSES("PROXY UNKNOWN \n x\r"));
+    CHECK(REFUSES("PROXY UNKNOWN \n"));
 }
 
 TEST(v1_too_long)
