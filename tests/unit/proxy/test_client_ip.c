@@ -95,6 +95,9 @@ TEST(xff_garbage_stops_the_walk)
     CHECK_STR_EQ(RESOLVE(&k, true, h2), "10.0.0.1");
     const struct bw_http_header h3[] = {H("X-Forwarded-For", "5.5.5.5,,10.3.3.3")};
     CHECK_STR_EQ(RESOLVE(&k, true, h3), "10.3.3.3");
+    /* Trailing junk after a bracketed address or a port is garbage too. */
+    const struct bw_http_header h6[] = {H("X-Forwarded-For", "5.5.5.5, [2001:db8::9]evil")};
+    CHECK_STR_EQ(RESOLVE(&k, true, h6), "10.0.0.1");
     const struct bw_http_header h4[] = {H("X-Forwarded-For", "1.2.3.4.5")};
     CHECK_STR_EQ(RESOLVE(&k, true, h4), "10.0.0.1");
     /* Garbage on an earlier line stops it too: addresses left of it are
@@ -197,6 +200,18 @@ TEST(addr_parse)
     CHECK(!bw_client_addr_parse(BW_SLICE_LIT("example.com"), &a));
     CHECK(!bw_client_addr_parse(BW_SLICE_LIT("unknown"), &a));
     CHECK(!bw_client_addr_parse(BW_SLICE_LIT("1.2.3.4 5.6.7.8"), &a));
+    /* Only a port may follow an address. */
+    CHECK(!bw_client_addr_parse(BW_SLICE_LIT("[::1]junk"), &a));
+    CHECK(!bw_client_addr_parse(BW_SLICE_LIT("[::1]:"), &a));
+    CHECK(!bw_client_addr_parse(BW_SLICE_LIT("[::1]:http"), &a));
+    CHECK(!bw_client_addr_parse(BW_SLICE_LIT("[::1]:65536"), &a));
+    CHECK(!bw_client_addr_parse(BW_SLICE_LIT("[::1]]"), &a));
+    CHECK(!bw_client_addr_parse(BW_SLICE_LIT("1.2.3.4:"), &a));
+    CHECK(!bw_client_addr_parse(BW_SLICE_LIT("1.2.3.4:x"), &a));
+    CHECK(!bw_client_addr_parse(BW_SLICE_LIT("1.2.3.4:8080x"), &a));
+    CHECK(!bw_client_addr_parse(BW_SLICE_LIT("1.2.3.4:1234567"), &a));
+    CHECK(bw_client_addr_parse(BW_SLICE_LIT("[::1]:65535"), &a));
+    CHECK(bw_client_addr_parse(BW_SLICE_LIT("1.2.3.4:0"), &a));
     /* Longer than any address text: refused without reading past it. */
     CHECK(!bw_client_addr_parse(
         BW_SLICE_LIT("0000:0000:0000:0000:0000:0000:0000:0000:0000:0000:0001"), &a));
