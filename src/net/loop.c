@@ -230,7 +230,10 @@ static int run_timers(struct bw_loop *loop)
         heap_remove(loop, t);
         if (t->deadline == BW_TIMER_OFF)
             continue;
-        if (t->deadline > loop->now_ms) {
+        /* Pushed later since it was queued: re-queue at the real deadline
+         * even when that is already due, so timers that are all overdue
+         * still fire in deadline order. */
+        if (t->deadline > t->queued_at) {
             t->queued_at = t->deadline;
             if (heap_push(loop, t) != BW_OK) {
                 /* Cannot happen: the entry was just removed, so there is room. */
