@@ -175,8 +175,9 @@ bool bw_build_upstream_request(struct bw_head_out *out, const struct bw_http_req
             break;
         }
     }
-    if (!host_done && req->host.len)
-        put_field(out, BW_SLICE_LIT("Host"), req->host);
+    /* We speak HTTP/1.1 upstream, where Host is mandatory (RFC 9112 §3.2). */
+    if (!host_done)
+        put_field(out, BW_SLICE_LIT("Host"), req->host.len ? req->host : p->default_host);
     PUT_LIT(out, "X-Forwarded-For: ");
     if (p->xff_prefix.len) {
         put_slice(out, p->xff_prefix);

@@ -692,6 +692,7 @@ static void start_request(struct bw_session *s, struct bw_http_request *hq)
         .xff_prefix = s->peer_trusted ? bw_join_xff(hq, xffbuf, sizeof xffbuf) : BW_SLICE_EMPTY,
         .peer_text = bw_slice_make(r->peer_text, strnlen(r->peer_text, sizeof r->peer_text)),
         .proto = BW_SLICE_LIT("http"),
+        .default_host = cu->name,
     };
     if (!s->hbuf)
         s->hbuf = buf_get(s->pw);

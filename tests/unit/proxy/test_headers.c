@@ -98,6 +98,7 @@ static const struct bw_upstream_head_params PLAIN = {
     .xff_prefix = {"", 0},
     .peer_text = {"192.0.2.7", 9},
     .proto = {"http", 4},
+    .default_host = {"app", 3},
 };
 
 /* Builds the upstream head of `in` and parses it back into *out. */
@@ -130,6 +131,16 @@ static bool client(const struct resp *in, bool http10, bool keep_alive, bool dec
 #define UH(q) (q).r.headers, (q).r.nheaders
 
 /* ---- upstream request ---------------------------------------------------- */
+
+TEST(http10_without_host_gets_upstream_name)
+{
+    /* HTTP/1.1 upstream requires Host; a 1.0 client may omit it. */
+    struct req in, out;
+    CHECK(PARSE_REQ(&in, "GET /x HTTP/1.0\r\nAccept: */*\r\n\r\n"));
+    CHECK(upstream(&in, &PLAIN, &out));
+    CHECK_SLICE_EQ(out.r.host, "app");
+    CHECK_SLICE_EQ(value(UH(out), "host"), "app");
+}
 
 TEST(request_line_and_version)
 {
@@ -559,6 +570,7 @@ TEST(error_response_too_small_is_zero)
 int main(void)
 {
     RUN(request_line_and_version);
+    RUN(http10_without_host_gets_upstream_name);
     RUN(http10_request_goes_up_as_http11);
     RUN(hop_by_hop_fields_removed);
     RUN(fields_named_by_connection_removed_case_insensitively);
