@@ -159,11 +159,19 @@ class Exchange:
     def send(self, data):
         if isinstance(data, str):
             data = data.encode("latin-1")
-        try:
-            self.sock.sendall(data)
-        except OSError as e:
-            raise PeerGone(str(e)) from None
-        self.origin._count_sent(len(data))
+        view = memoryview(data)
+        deadline = time.monotonic() + HOLD_LIMIT
+        while view:
+            if self.origin.stopping.is_set() or time.monotonic() > deadline:
+                raise PeerGone("stopping or send stuck")
+            try:
+                n = self.sock.send(view)
+            except socket.timeout:
+                continue
+            except OSError as e:
+                raise PeerGone(str(e)) from None
+            view = view[n:]
+            self.origin._count_sent(n)
 
     def send_head(self, status=200, headers=(), reason=None, version="HTTP/1.1"):
         reason = reason if reason is not None else REASONS.get(status, "Whatever")
