@@ -1,4 +1,5 @@
 """Passive and active health checking of upstream servers."""
+import re
 import time
 
 from bwtest import origin as om
@@ -86,11 +87,13 @@ def wait_until_included(bw, server, timeout):
     return None
 
 
-def log_line_with(bw, *words, timeout=2.0):
+def log_line_with(bw, address, word, timeout=2.0):
+    """A stderr line naming the address and holding `word` as a word."""
+    pat = re.compile(r"\b" + word + r"\b", re.I)
     deadline = time.monotonic() + timeout
     while True:
         for line in bw.stderr_lines():
-            if all(w in line for w in words):
+            if address in line and pat.search(line.replace(address, "")):
                 return line
         if time.monotonic() > deadline:
             return None
@@ -116,7 +119,7 @@ def test_active_health_check_takes_server_out_and_back(tmp_path, origins, bulwar
     took = wait_until_included(bw, a, 3 * SLACK)
     assert took is not None, "recovered server never got traffic again"
     assert took <= 1.2 * SLACK
-    line = log_line_with(bw, a.address, " up")
+    line = log_line_with(bw, a.address, "up")
     assert line, "no log line saying the server is up:\n" + bw.stderr()
 
 
