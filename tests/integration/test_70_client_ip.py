@@ -2,6 +2,7 @@
 trusted peers only."""
 import socket
 import struct
+import time
 
 from bwtest.checks import assert_still_serves
 from bwtest.client import request_bytes
@@ -111,7 +112,6 @@ def test_proxy_protocol_header_in_separate_packets(origin, proxy):
     bw = start(proxy, origin, "proxy_protocol", ["127.0.0.1/32"])
     with bw.connect() as c:
         c.send(b"PROXY TCP4 203.0.113.")
-        import time
         time.sleep(0.05)
         c.send(b"7 127.0.0.1 5555 80\r\nGET /split HTTP/1.1\r\n")
         time.sleep(0.05)
@@ -132,14 +132,11 @@ def assert_refused_connection(bw, origin, data):
 def test_proxy_protocol_missing_from_trusted_peer_is_closed(origin, proxy):
     bw = start(proxy, origin, "proxy_protocol", ["127.0.0.1/32"])
     assert_refused_connection(bw, origin, request_bytes("GET", "/nopp"))
-    bw.expect_error("PROXY")
-    bw.expect_error("proxy")
+    assert_still_serves_pp(bw)
 
 
 def test_proxy_protocol_malformed_is_closed(origin, proxy):
     bw = start(proxy, origin, "proxy_protocol", ["127.0.0.1/32"])
-    bw.expect_error("PROXY")
-    bw.expect_error("proxy")
     for bad in [b"PROXY TCP4 203.0.113.999 127.0.0.1 5555 80\r\n",
                 b"PROXY TCP4 203.0.113.7 127.0.0.1 5555\r\n",
                 b"PROXY TCP9 203.0.113.7 127.0.0.1 5555 80\r\n",
@@ -147,6 +144,13 @@ def test_proxy_protocol_malformed_is_closed(origin, proxy):
                 b"PROXY TCP4 " + b"1" * 200 + b"\r\n",
                 b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\xff\xff"]:
         assert_refused_connection(bw, origin, bad + request_bytes("GET", "/bad"))
+    assert_still_serves_pp(bw)
+
+
+def assert_still_serves_pp(bw):
+    with bw.connect() as c:
+        c.send(b"PROXY TCP4 203.0.113.8 127.0.0.1 5555 80\r\n" + request_bytes("GET", "/ok"))
+        assert c.read_response().status == 200
 
 
 def test_proxy_protocol_not_required_from_untrusted_peer(origin, proxy):
