@@ -24,6 +24,18 @@
 #define BW_CONFIG_MAX_FILE_BYTES ((size_t)4 * 1024 * 1024)
 #define BW_CONFIG_MAX_DIAGS 64
 
+/* Structural limits of the YAML itself (added with the loader). */
+#define BW_CONFIG_MAX_DEPTH 32       /* nested mappings/lists */
+#define BW_CONFIG_MAX_NODES 500000   /* scalars + mappings + lists */
+
+/* Counts the loader enforces (added with the loader). */
+#define BW_CONFIG_MAX_LISTEN 16
+#define BW_CONFIG_MAX_UPSTREAMS 1024
+#define BW_CONFIG_MAX_SERVERS 256    /* per upstream */
+#define BW_CONFIG_MAX_ROUTES 1024
+#define BW_CONFIG_MAX_TRUSTED 1024   /* client_ip.trusted CIDRs */
+#define BW_CONFIG_MAX_WORKERS 256
+
 struct bw_sockaddr {
     struct sockaddr_storage ss;
     socklen_t len;
@@ -199,5 +211,10 @@ bw_status bw_parse_sockaddr(bw_slice s, struct bw_sockaddr *ret) BW_MUST_CHECK;
 /* Parses "10.0.0.0/8", "::1/128", and a bare address as a host route. */
 bw_status bw_parse_cidr(bw_slice s, struct bw_cidr *ret) BW_MUST_CHECK;
 bool bw_cidr_contains(const struct bw_cidr *c, const struct sockaddr *sa);
+
+/* The same two parsers with the reason for a failure in err, phrased for a
+ * user ("host bits set; did you mean 10.0.0.0/8?"). (Added with the loader.) */
+bw_status bw_parse_sockaddr_err(bw_slice s, struct bw_sockaddr *ret, bw_error *err) BW_MUST_CHECK;
+bw_status bw_parse_cidr_err(bw_slice s, struct bw_cidr *ret, bw_error *err) BW_MUST_CHECK;
 
 #endif

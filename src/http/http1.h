@@ -170,6 +170,8 @@ struct bw_chunked {
     size_t trailer_bytes; /* bytes of trailer section so far */
     size_t trailer_line_len;
     bool saw_cr;
+    bool ext_named;        /* the ';' of a chunk extension has been seen */
+    bool trailer_in_value; /* past the ':' of the current trailer line */
 };
 
 #define BW_CHUNKED_MAX_EXT_BYTES ((size_t)4096)

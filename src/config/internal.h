@@ -1,0 +1,65 @@
+/* Shared between the files of src/config only; nothing outside includes it.
+ *
+ * yaml_tree.c turns YAML text into a small tree of nodes (scalars, mappings,
+ * lists) with their 1-based positions, refusing what bulwark does not accept
+ * from YAML (aliases, anchors, tags, several documents, deep nesting).
+ * load.c walks that tree against the schema; match.c parses a route's match
+ * expression. */
+#ifndef BW_CONFIG_INTERNAL_H
+#define BW_CONFIG_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/arena.h"
+#include "base/error.h"
+#include "base/slice.h"
+#include "config/config.h"
+
+/* Bytes of tree the YAML of one config may build; with BW_CONFIG_MAX_NODES
+ * this bounds the memory a hostile 4 MiB file can make the loader use. */
+#define BW__YAML_ARENA_CAP ((size_t)128 * 1024 * 1024)
+
+enum bw__ynode_kind {
+    BW__YNODE_SCALAR,
+    BW__YNODE_MAP,
+    BW__YNODE_SEQ,
+    BW__YNODE__COUNT
+};
+
+struct bw__ynode {
+    enum bw__ynode_kind kind;
+    uint32_t line, col; /* 1-based start of the node */
+    bool plain;         /* scalar written without quotes */
+    bool is_dup;        /* a mapping key equal to an earlier key of the same mapping */
+    uint32_t dup_line;  /* when is_dup: line of the first one */
+    bw_slice text;      /* scalar: its value (may hold NUL from "\0" escapes) */
+    /* Children in order; for a mapping: key, value, key, value, ... */
+    struct bw__ynode *child;
+    struct bw__ynode *last; /* last child, while building */
+    struct bw__ynode *next;
+    size_t n;
+};
+
+/* The one error that stops the YAML stage. line/col 0 = whole file. */
+struct bw__yerr {
+    uint32_t line, col;
+    char msg[200];
+};
+
+/* Parses YAML text into a tree allocated in `a`. An empty stream (only
+ * comments or nothing) gives BW_OK with *ret_has_root false. */
+bw_status bw__yaml_tree(bw_arena *a, const char *text, size_t len, bool *ret_has_root,
+                        struct bw__ynode **ret_root, struct bw__yerr *err) BW_MUST_CHECK;
+
+/* A plain scalar that YAML reads as null: empty, "~" or null/Null/NULL. */
+bool bw__ynode_is_null(const struct bw__ynode *n);
+
+/* Parses a route's `match` text (the subset supported until the rules engine
+ * lands) into r->has_host/host and r->has_path_prefix/path_prefix, copying
+ * into `a`. On failure err holds the message (without the key path). */
+bw_status bw__route_match_parse(bw_slice text, bw_arena *a, struct bw_config_route *r,
+                                bw_error *err) BW_MUST_CHECK;
+
+#endif

@@ -1,0 +1,1204 @@
+/* The main config: the schema walk from a YAML tree to struct bw_config,
+ * the defaults, the checks across keys, the bounded file read, and the
+ * diagnostics.
+ *
+ * Every problem becomes one diagnostic "path: what was expected, got what"
+ * at the position of the offending key or value, and the walk goes on, so a
+ * user sees every problem at once. A config is returned only when there is
+ * none. YAML syntax and the YAML features bulwark refuses are yaml_tree.c's;
+ * the value syntaxes (10s, 32KiB, addresses, CIDRs) are values.c's; a route's
+ * match is match.c's. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config/internal.h"
+#include "http/http1.h"
+
+/* Bytes the loaded config itself may take (servers, CIDRs, strings). */
+#define CONFIG_ARENA_CAP ((size_t)128 * 1024 * 1024)
+/* Longest file path accepted as a value (state_dir, access_log, ...). */
+#define MAX_PATH_BYTES 4096
+/* Longest upstream name. */
+#define MAX_UPSTREAM_NAME 64
+
+struct ld {
+    struct bw_config *cfg;
+    bw_arena *a; /* the config's arena */
+    struct bw_config_diags *d;
+    bool oom;
+};
+
+/* ---- diagnostics ------------------------------------------------------ */
+
+BW_PRINTF(4, 5)
+static void diag_at(struct ld *ld, uint32_t line, uint32_t col, const char *fmt, ...)
+{
+    struct bw_config_diags *d = ld->d;
+    if (d->n >= BW_CONFIG_MAX_DIAGS) {
+        d->dropped++;
+        return;
+    }
+    struct bw_config_diag *g = &d->items[d->n++];
+    g->line = line;
+    g->col = col;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g->msg, sizeof g->msg, fmt, ap);
+    va_end(ap);
+}
+
+#define DIAG(ld, node, ...) diag_at((ld), (node)->line, (node)->col, __VA_ARGS__)
+
+/* Diagnostics in file order (stable: equal positions keep their order). */
+static void sort_diags(struct bw_config_diags *d)
+{
+    for (size_t i = 1; i < d->n; i++) {
+        struct bw_config_diag t = d->items[i];
+        size_t j = i;
+        while (j > 0 && (d->items[j - 1].line > t.line ||
+                         (d->items[j - 1].line == t.line && d->items[j - 1].col > t.col))) {
+            d->items[j] = d->items[j - 1];
+            j--;
+        }
+        d->items[j] = t;
+    }
+}
+
+static void *ld_alloc(struct ld *ld, size_t n)
+{
+    void *p = bw_arena_alloc(ld->a, n ? n : 1);
+    if (!p && !ld->oom) {
+        ld->oom = true;
+        diag_at(ld, 0, 0, "the config is too large to load (out of memory)");
+    }
+    return p;
+}
+
+static bw_slice ld_dup(struct ld *ld, bw_slice s)
+{
+    bw_slice r = bw_arena_slice_dup(ld->a, s);
+    if (!r.ptr) {
+        if (!ld->oom) {
+            ld->oom = true;
+            diag_at(ld, 0, 0, "the config is too large to load (out of memory)");
+        }
+        return BW_SLICE_EMPTY;
+    }
+    return r;
+}
+
+/* Text for "got ...": a quoted, escaped, shortened scalar, or what kind of
+ * node it is. User text never reaches a message unescaped. */
+struct got {
+    char s[80];
+};
+
+static void quote_into(char *out, size_t cap, bw_slice t)
+{
+    enum { SHOW = 40 };
+    size_t o = 0;
+    out[o++] = '"';
+    size_t i = 0;
+    for (; i < t.len && i < SHOW; i++) {
+        unsigned char c = (unsigned char)t.ptr[i];
+        if (o + 6 >= cap)
+            break;
+        if (c < 0x20 || c == 0x7f) {
+            o += (size_t)snprintf(out + o, cap - o, "\\x%02X", c);
+        } else if (c == '"' || c == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)c;
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    if (i < t.len) {
+        /* Do not cut a UTF-8 sequence in half. */
+        while (o > 1 && ((unsigned char)out[o - 1] & 0xC0) == 0x80)
+            o--;
+        if (o > 1 && ((unsigned char)out[o - 1] & 0xC0) == 0xC0)
+            o--;
+        out[o++] = '.';
+        out[o++] = '.';
+        out[o++] = '.';
+    }
+    out[o++] = '"';
+    out[o] = '\0';
+}
+
+static struct got got(const struct bw__ynode *n)
+{
+    struct got g;
+    switch (n->kind) {
+    case BW__YNODE_MAP:
+        snprintf(g.s, sizeof g.s, "a mapping");
+        return g;
+    case BW__YNODE_SEQ:
+        snprintf(g.s, sizeof g.s, "a list");
+        return g;
+    case BW__YNODE_SCALAR:
+        if (bw__ynode_is_null(n))
+            snprintf(g.s, sizeof g.s, "nothing");
+        else
+            quote_into(g.s, sizeof g.s, n->text);
+        return g;
+    case BW__YNODE__COUNT:
+        break;
+    }
+    snprintf(g.s, sizeof g.s, "something else");
+    return g;
+}
+
+/* ---- key paths -------------------------------------------------------- */
+
+struct path {
+    char s[192];
+};
+
+static struct path path_key(const char *parent, const char *key)
+{
+    struct path p;
+    if (snprintf(p.s, sizeof p.s, "%s%s%s", parent, parent[0] ? "." : "", key) < 0)
+        p.s[0] = '\0';
+    return p;
+}
+
+static struct path path_index(const char *parent, size_t i)
+{
+    struct path p;
+    if (snprintf(p.s, sizeof p.s, "%s[%zu]", parent, i) < 0)
+        p.s[0] = '\0';
+    return p;
+}
+
+static const char *where(const char *path)
+{
+    return path[0] ? path : "the top level";
+}
+
+/* ---- shapes ----------------------------------------------------------- */
+
+static bool want_kind(struct ld *ld, const struct bw__ynode *n, const char *path,
+                      enum bw__ynode_kind kind, const char *what)
+{
+    if (n->kind == kind && !bw__ynode_is_null(n))
+        return true;
+    DIAG(ld, n, "%s: expected %s, got %s", path[0] ? path : "the config", what, got(n).s);
+    return false;
+}
+
+/* A non-null scalar; `what` says what was expected. */
+static bool want_scalar(struct ld *ld, const struct bw__ynode *n, const char *path,
+                        const char *what)
+{
+    return want_kind(ld, n, path, BW__YNODE_SCALAR, what);
+}
+
+struct field {
+    const char *name;
+    bool required;
+    bool has;
+    const struct bw__ynode *key;
+    const struct bw__ynode *val;
+};
+
+/* Matches the keys of a mapping to `f`, reporting keys that are unknown,
+ * repeated or not strings, and required keys that are missing (at `owner`,
+ * the key or item that holds this mapping). False when `n` is not a
+ * mapping at all. */
+static bool walk_map(struct ld *ld, const struct bw__ynode *n, const struct bw__ynode *owner,
+                     const char *path, const char *what, struct field *f, size_t nf)
+{
+    if (!want_kind(ld, n, path, BW__YNODE_MAP, what))
+        return false;
+    for (const struct bw__ynode *k = n->child; k && k->next; k = k->next->next) {
+        const struct bw__ynode *v = k->next;
+        if (k->kind != BW__YNODE_SCALAR) {
+            DIAG(ld, k, "%s: keys must be strings, got %s", where(path), got(k).s);
+            continue;
+        }
+        if (k->is_dup) {
+            DIAG(ld, k, "duplicate key %s in %s (first at line %u)", got(k).s, where(path),
+                 k->dup_line);
+            continue;
+        }
+        size_t i = 0;
+        while (i < nf && !bw_slice_eq(k->text, bw_slice_make(f[i].name, strlen(f[i].name))))
+            i++;
+        if (i == nf) {
+            char names[200];
+            size_t o = 0;
+            names[0] = '\0';
+            for (size_t j = 0; j < nf && o < sizeof names; j++) {
+                int w = snprintf(names + o, sizeof names - o, "%s%s", j ? ", " : "", f[j].name);
+                if (w < 0)
+                    break;
+                o += (size_t)w;
+            }
+            DIAG(ld, k, "unknown key %s in %s (expected one of: %s)", got(k).s, where(path),
+                 names);
+            continue;
+        }
+        f[i].has = true;
+        f[i].key = k;
+        f[i].val = v;
+    }
+    for (size_t i = 0; i < nf; i++)
+        if (f[i].required && !f[i].has)
+            DIAG(ld, owner, "missing required key \"%s\" in %s", f[i].name, where(path));
+    return true;
+}
+
+/* ---- scalar values ---------------------------------------------------- */
+
+static bool all_digits(bw_slice s)
+{
+    if (s.len == 0)
+        return false;
+    for (size_t i = 0; i < s.len; i++)
+        if (s.ptr[i] < '0' || s.ptr[i] > '9')
+            return false;
+    return true;
+}
+
+/* A decimal integer min..max. No sign, no leading zeros (YAML 1.1 would read
+ * 010 as octal elsewhere; here it is simply refused). */
+static bool get_uint(struct ld *ld, const struct bw__ynode *n, const char *path, uint64_t min,
+                     uint64_t max, uint64_t *out)
+{
+    char what[96];
+    snprintf(what, sizeof what, "an integer from %llu to %llu", (unsigned long long)min,
+             (unsigned long long)max);
+    if (!want_scalar(ld, n, path, what))
+        return false;
+    bw_slice t = n->text;
+    uint64_t v = 0;
+    bool ok = all_digits(t) && t.len <= 19 && !(t.len > 1 && t.ptr[0] == '0');
+    for (size_t i = 0; ok && i < t.len; i++)
+        v = v * 10 + (uint64_t)(t.ptr[i] - '0');
+    if (!ok || v < min || v > max) {
+        DIAG(ld, n, "%s: expected %s, got %s", path, what, got(n).s);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+static bool get_u32(struct ld *ld, const struct bw__ynode *n, const char *path, uint32_t min,
+                    uint32_t max, uint32_t *out)
+{
+    uint64_t v;
+    if (!get_uint(ld, n, path, min, max, &v))
+        return false;
+    *out = (uint32_t)v;
+    return true;
+}
+
+/* `range` is how the limits read to a user, e.g. "1KiB to 1MiB". */
+static bool get_size(struct ld *ld, const struct bw__ynode *n, const char *path, uint64_t min,
+                     uint64_t max, const char *range, uint64_t *out)
+{
+    if (!want_scalar(ld, n, path, "a size like 32KiB"))
+        return false;
+    uint64_t v;
+    if (bw_parse_size(n->text, &v) != BW_OK) {
+        DIAG(ld, n, "%s: expected a size like 32KiB, got %s", path, got(n).s);
+        return false;
+    }
+    if (v < min || v > max) {
+        DIAG(ld, n, "%s: expected a size from %s, got %s", path, range, got(n).s);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* Every duration in the config is 1ms..1h. */
+static bool get_duration(struct ld *ld, const struct bw__ynode *n, const char *path,
+                         uint64_t *out)
+{
+    if (!want_scalar(ld, n, path, "a duration like 10s or 500ms"))
+        return false;
+    uint64_t v;
+    if (bw_parse_duration_ms(n->text, &v) != BW_OK) {
+        DIAG(ld, n, "%s: expected a duration like 10s or 500ms, got %s", path, got(n).s);
+        return false;
+    }
+    if (v < 1 || v > 60 * 60 * 1000) {
+        DIAG(ld, n, "%s: expected a duration from 1ms to 1h, got %s", path, got(n).s);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+static bool has_ctl(bw_slice s)
+{
+    for (size_t i = 0; i < s.len; i++)
+        if ((unsigned char)s.ptr[i] < 0x20 || s.ptr[i] == 0x7f)
+            return true;
+    return false;
+}
+
+/* A file path: non-empty, no control characters, bounded. */
+static bool get_path(struct ld *ld, const struct bw__ynode *n, const char *path, bw_slice *out)
+{
+    if (!want_scalar(ld, n, path, "a file path"))
+        return false;
+    if (n->text.len == 0 || has_ctl(n->text) || n->text.len > MAX_PATH_BYTES) {
+        DIAG(ld, n, "%s: expected a file path (1 to %d bytes, no control characters), got %s",
+             path, MAX_PATH_BYTES, got(n).s);
+        return false;
+    }
+    *out = ld_dup(ld, n->text);
+    return true;
+}
+
+static bool get_sockaddr(struct ld *ld, const struct bw__ynode *n, const char *path,
+                         struct bw_sockaddr *out)
+{
+    if (!want_scalar(ld, n, path, "an address like 127.0.0.1:8080 or [::1]:8080"))
+        return false;
+    bw_error err;
+    if (bw_parse_sockaddr_err(n->text, out, &err) != BW_OK) {
+        DIAG(ld, n, "%s: invalid address %s: %s", path, got(n).s, err.msg);
+        return false;
+    }
+    return true;
+}
+
+static bool is_word(const struct bw__ynode *n, const char *w)
+{
+    return n->kind == BW__YNODE_SCALAR && bw_slice_eq(n->text, bw_slice_make(w, strlen(w)));
+}
+
+static uint16_t sockaddr_port(const struct bw_sockaddr *sa)
+{
+    if (sa->ss.ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)&sa->ss)->sin_port);
+    return ntohs(((const struct sockaddr_in6 *)&sa->ss)->sin6_port);
+}
+
+/* ---- sections --------------------------------------------------------- */
+
+static void parse_listen(struct ld *ld, const struct bw__ynode *key, const struct bw__ynode *n)
+{
+    const char *path = "listen";
+    if (!want_kind(ld, n, path, BW__YNODE_SEQ, "a list like [{address: 127.0.0.1:8080}]"))
+        return;
+    (void)key;
+    if (n->n == 0 || n->n > BW_CONFIG_MAX_LISTEN) {
+        DIAG(ld, n, "listen: expected 1 to %d addresses, got %zu", BW_CONFIG_MAX_LISTEN, n->n);
+        return;
+    }
+    struct bw_config_listen *ls = ld_alloc(ld, n->n * sizeof *ls);
+    if (!ls)
+        return;
+    size_t i = 0;
+    for (const struct bw__ynode *item = n->child; item; item = item->next, i++) {
+        struct path p = path_index(path, i);
+        struct field f[] = {{.name = "address", .required = true}};
+        if (!walk_map(ld, item, item, p.s, "a mapping like {address: 127.0.0.1:8080}", f, 1) ||
+            !f[0].has)
+            continue;
+        struct path pa = path_key(p.s, "address");
+        if (!get_sockaddr(ld, f[0].val, pa.s, &ls[i].addr))
+            continue;
+        for (size_t j = 0; j < i; j++) {
+            if (sockaddr_port(&ls[i].addr) != 0 &&
+                strcmp(ls[j].addr.text, ls[i].addr.text) == 0) {
+                DIAG(ld, f[0].val, "%s: %s is already listed in listen[%zu]", pa.s,
+                     ls[i].addr.text, j);
+                break;
+            }
+        }
+    }
+    ld->cfg->listen = ls;
+    ld->cfg->nlisten = n->n;
+}
+
+static void parse_workers(struct ld *ld, const struct bw__ynode *n)
+{
+    if (is_word(n, "auto"))
+        return; /* the default, resolved in set_defaults */
+    const char *what = "auto or an integer from 1 to 256";
+    if (!want_scalar(ld, n, "workers", what))
+        return;
+    uint64_t v = 0;
+    bw_slice t = n->text;
+    bool ok = all_digits(t) && t.len <= 3 && t.ptr[0] != '0';
+    for (size_t i = 0; ok && i < t.len; i++)
+        v = v * 10 + (uint64_t)(t.ptr[i] - '0');
+    if (!ok || v < 1 || v > BW_CONFIG_MAX_WORKERS) {
+        DIAG(ld, n, "workers: expected %s, got %s", what, got(n).s);
+        return;
+    }
+    ld->cfg->workers = (uint32_t)v;
+}
+
+static void parse_admin(struct ld *ld, const struct bw__ynode *key, const struct bw__ynode *n)
+{
+    struct field f[] = {{.name = "address", .required = true}, {.name = "token_file"}};
+    if (!walk_map(ld, n, key, "admin", "a mapping like {address: 127.0.0.1:9901}", f, 2))
+        return;
+    struct bw_config_admin *ad = &ld->cfg->admin;
+    if (f[0].has && get_sockaddr(ld, f[0].val, "admin.address", &ad->addr))
+        ad->enabled = true;
+    if (f[1].has && get_path(ld, f[1].val, "admin.token_file", &ad->token_file))
+        ad->has_token_file = true;
+}
+
+static void parse_client_ip(struct ld *ld, const struct bw__ynode *key, const struct bw__ynode *n)
+{
+    struct field f[] = {{.name = "trusted", .required = true},
+                        {.name = "from", .required = true}};
+    if (!walk_map(ld, n, key, "client_ip",
+                  "a mapping like {trusted: [10.0.0.0/8], from: x_forwarded_for}", f, 2))
+        return;
+    struct bw_config_client_ip *ci = &ld->cfg->client_ip;
+    if (f[0].has) {
+        const struct bw__ynode *l = f[0].val;
+        if (want_kind(ld, l, "client_ip.trusted", BW__YNODE_SEQ, "a list of CIDRs like [10.0.0.0/8]")) {
+            if (l->n == 0 || l->n > BW_CONFIG_MAX_TRUSTED) {
+                DIAG(ld, l, "client_ip.trusted: expected 1 to %d CIDRs, got %zu",
+                     BW_CONFIG_MAX_TRUSTED, l->n);
+            } else if ((ci->trusted = ld_alloc(ld, l->n * sizeof *ci->trusted))) {
+                size_t i = 0;
+                for (const struct bw__ynode *c = l->child; c; c = c->next, i++) {
+                    struct path p = path_index("client_ip.trusted", i);
+                    if (!want_scalar(ld, c, p.s, "a CIDR like 10.0.0.0/8"))
+                        continue;
+                    bw_error err;
+                    if (bw_parse_cidr_err(c->text, &ci->trusted[i], &err) != BW_OK)
+                        DIAG(ld, c, "%s: invalid CIDR %s: %s", p.s, got(c).s, err.msg);
+                }
+                ci->ntrusted = l->n;
+            }
+        }
+    }
+    if (f[1].has) {
+        const struct bw__ynode *v = f[1].val;
+        if (is_word(v, "x_forwarded_for"))
+            ci->from = BW_CLIENT_IP_X_FORWARDED_FOR;
+        else if (is_word(v, "x_real_ip"))
+            ci->from = BW_CLIENT_IP_X_REAL_IP;
+        else if (is_word(v, "proxy_protocol"))
+            ci->from = BW_CLIENT_IP_PROXY_PROTOCOL;
+        else
+            DIAG(ld, v,
+                 "client_ip.from: expected x_forwarded_for, x_real_ip or proxy_protocol, got %s",
+                 got(v).s);
+    }
+}
+
+static void parse_limits(struct ld *ld, const struct bw__ynode *key, const struct bw__ynode *n)
+{
+    enum {
+        F_REQUEST_LINE,
+        F_HEADER_BYTES,
+        F_HEADERS,
+        F_BODY,
+        F_CLIENT_HEADER_TO,
+        F_CLIENT_BODY_TO,
+        F_KEEPALIVE_TO,
+        F_SEND_TO,
+        F_DRAIN_TO,
+        F_MAX_CONN,
+        F__COUNT
+    };
+    struct field f[F__COUNT] = {
+        [F_REQUEST_LINE] = {.name = "request_line_bytes"},
+        [F_HEADER_BYTES] = {.name = "header_bytes"},
+        [F_HEADERS] = {.name = "headers"},
+        [F_BODY] = {.name = "body_bytes"},
+        [F_CLIENT_HEADER_TO] = {.name = "client_header_timeout"},
+        [F_CLIENT_BODY_TO] = {.name = "client_body_timeout"},
+        [F_KEEPALIVE_TO] = {.name = "keepalive_timeout"},
+        [F_SEND_TO] = {.name = "send_timeout"},
+        [F_DRAIN_TO] = {.name = "drain_timeout"},
+        [F_MAX_CONN] = {.name = "max_connections"},
+    };
+    if (!walk_map(ld, n, key, "limits", "a mapping like {header_bytes: 32KiB}", f, F__COUNT))
+        return;
+    struct bw_config_limits *l = &ld->cfg->limits;
+    const uint64_t KiB = 1024, MiB = 1024 * 1024, TiB = (uint64_t)1 << 40;
+    bool rl_ok = true, hb_ok = true;
+    if (f[F_REQUEST_LINE].has)
+        rl_ok = get_size(ld, f[F_REQUEST_LINE].val, "limits.request_line_bytes", 256, 64 * KiB,
+                         "256B to 64KiB", &l->request_line_bytes);
+    if (f[F_HEADER_BYTES].has)
+        hb_ok = get_size(ld, f[F_HEADER_BYTES].val, "limits.header_bytes", KiB, MiB,
+                         "1KiB to 1MiB", &l->header_bytes);
+    if (f[F_HEADERS].has)
+        (void)get_uint(ld, f[F_HEADERS].val, "limits.headers", 1, BW_HTTP_MAX_HEADERS,
+                       &l->headers);
+    if (f[F_BODY].has)
+        (void)get_size(ld, f[F_BODY].val, "limits.body_bytes", 0, TiB,
+                       "0 (unlimited) to 1TiB", &l->body_bytes);
+    static const struct {
+        int field;
+        const char *path;
+        size_t off;
+    } durs[] = {
+        {F_CLIENT_HEADER_TO, "limits.client_header_timeout",
+         offsetof(struct bw_config_limits, client_header_timeout_ms)},
+        {F_CLIENT_BODY_TO, "limits.client_body_timeout",
+         offsetof(struct bw_config_limits, client_body_timeout_ms)},
+        {F_KEEPALIVE_TO, "limits.keepalive_timeout",
+         offsetof(struct bw_config_limits, keepalive_timeout_ms)},
+        {F_SEND_TO, "limits.send_timeout", offsetof(struct bw_config_limits, send_timeout_ms)},
+        {F_DRAIN_TO, "limits.drain_timeout", offsetof(struct bw_config_limits, drain_timeout_ms)},
+    };
+    for (size_t i = 0; i < sizeof durs / sizeof durs[0]; i++)
+        if (f[durs[i].field].has)
+            (void)get_duration(ld, f[durs[i].field].val, durs[i].path,
+                               (uint64_t *)((char *)l + durs[i].off));
+    if (f[F_MAX_CONN].has)
+        (void)get_uint(ld, f[F_MAX_CONN].val, "limits.max_connections", 1, 1000000,
+                       &l->max_connections);
+
+    /* The request line is part of the header block, so it cannot be longer. */
+    if (rl_ok && hb_ok && l->header_bytes < l->request_line_bytes) {
+        if (f[F_HEADER_BYTES].has)
+            DIAG(ld, f[F_HEADER_BYTES].val,
+                 "limits.header_bytes: must be at least request_line_bytes (%llu bytes), got %s",
+                 (unsigned long long)l->request_line_bytes, got(f[F_HEADER_BYTES].val).s);
+        else
+            DIAG(ld, f[F_REQUEST_LINE].val,
+                 "limits.request_line_bytes: must not exceed header_bytes (%llu bytes), got %s",
+                 (unsigned long long)l->header_bytes, got(f[F_REQUEST_LINE].val).s);
+    }
+}
+
+static bool valid_upstream_name(bw_slice s)
+{
+    if (s.len == 0 || s.len > MAX_UPSTREAM_NAME)
+        return false;
+    for (size_t i = 0; i < s.len; i++) {
+        char c = s.ptr[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+/* RFC 9110 §5.6.2 tchar: what a header field name is made of. */
+static bool is_tchar(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+static void parse_balance(struct ld *ld, const struct bw__ynode *n, const char *path,
+                          struct bw_config_upstream *u)
+{
+    if (!want_scalar(ld, n, path, "round_robin, least_conn or hash(<field>)"))
+        return;
+    bw_slice t = n->text;
+    if (bw_slice_eq(t, BW_SLICE_LIT("round_robin"))) {
+        u->balance = BW_BALANCE_ROUND_ROBIN;
+        return;
+    }
+    if (bw_slice_eq(t, BW_SLICE_LIT("least_conn"))) {
+        u->balance = BW_BALANCE_LEAST_CONN;
+        return;
+    }
+    if (!bw_slice_starts_with(t, BW_SLICE_LIT("hash(")) || t.ptr[t.len - 1] != ')') {
+        DIAG(ld, n, "%s: expected round_robin, least_conn or hash(<field>), got %s", path,
+             got(n).s);
+        return;
+    }
+    bw_slice in = bw_slice_sub(t, 5, t.len - 6);
+    static const struct {
+        const char *name;
+        enum bw_hash_field field;
+    } fields[] = {
+        {"ip.src", BW_HASH_IP_SRC},
+        {"http.host", BW_HASH_HOST},
+        {"http.request.uri.path", BW_HASH_URI_PATH},
+        {"http.request.uri", BW_HASH_URI},
+    };
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        if (bw_slice_eq(in, bw_slice_make(fields[i].name, strlen(fields[i].name)))) {
+            u->balance = BW_BALANCE_HASH;
+            u->hash_field = fields[i].field;
+            return;
+        }
+    }
+    const bw_slice pre = BW_SLICE_LIT("http.request.headers[\"");
+    const bw_slice post = BW_SLICE_LIT("\"]");
+    if (in.len > pre.len + post.len && bw_slice_starts_with(in, pre) &&
+        memcmp(in.ptr + in.len - post.len, post.ptr, post.len) == 0) {
+        bw_slice name = bw_slice_sub(in, pre.len, in.len - pre.len - post.len);
+        bool ok = name.len <= 256;
+        for (size_t i = 0; ok && i < name.len; i++)
+            ok = is_tchar(name.ptr[i]);
+        if (ok) {
+            char *lower = ld_alloc(ld, name.len + 1);
+            if (!lower)
+                return;
+            for (size_t i = 0; i < name.len; i++)
+                lower[i] = bw_ascii_lower(name.ptr[i]);
+            u->balance = BW_BALANCE_HASH;
+            u->hash_field = BW_HASH_HEADER;
+            u->hash_header = bw_slice_make(lower, name.len);
+            return;
+        }
+    }
+    DIAG(ld, n,
+         "%s: expected hash(ip.src), hash(http.host), hash(http.request.uri.path), "
+         "hash(http.request.uri) or hash(http.request.headers[\"<name>\"]), got %s",
+         path, got(n).s);
+}
+
+static void parse_health_check(struct ld *ld, const struct bw__ynode *key,
+                               const struct bw__ynode *n, const char *path,
+                               struct bw_config_health_check *h)
+{
+    struct field f[] = {
+        {.name = "path"}, {.name = "interval"}, {.name = "timeout"}, {.name = "rise"},
+        {.name = "fall"},
+    };
+    if (!walk_map(ld, n, key, path, "a mapping like {path: /healthz, interval: 2s}", f, 5))
+        return;
+    h->enabled = true;
+    if (f[0].has) {
+        struct path p = path_key(path, "path");
+        const struct bw__ynode *v = f[0].val;
+        if (want_scalar(ld, v, p.s, "a path like /healthz")) {
+            bool ok = v->text.len > 0 && v->text.ptr[0] == '/' && v->text.len <= MAX_PATH_BYTES;
+            for (size_t i = 0; ok && i < v->text.len; i++)
+                ok = (unsigned char)v->text.ptr[i] > 0x20 && v->text.ptr[i] != 0x7f;
+            if (ok)
+                h->path = ld_dup(ld, v->text);
+            else
+                DIAG(ld, v,
+                     "%s: expected a path starting with / without spaces or control "
+                     "characters, like /healthz, got %s",
+                     p.s, got(v).s);
+        }
+    }
+    struct path p;
+    if (f[1].has)
+        (void)get_duration(ld, f[1].val, (p = path_key(path, "interval")).s, &h->interval_ms);
+    if (f[2].has)
+        (void)get_duration(ld, f[2].val, (p = path_key(path, "timeout")).s, &h->timeout_ms);
+    if (f[3].has)
+        (void)get_u32(ld, f[3].val, (p = path_key(path, "rise")).s, 1, 100, &h->rise);
+    if (f[4].has)
+        (void)get_u32(ld, f[4].val, (p = path_key(path, "fall")).s, 1, 100, &h->fall);
+}
+
+static void parse_servers(struct ld *ld, const struct bw__ynode *n, const char *path,
+                          struct bw_config_upstream *u)
+{
+    if (!want_kind(ld, n, path, BW__YNODE_SEQ, "a list like [{address: 127.0.0.1:9000}]"))
+        return;
+    if (n->n == 0 || n->n > BW_CONFIG_MAX_SERVERS) {
+        DIAG(ld, n, "%s: expected 1 to %d servers, got %zu", path, BW_CONFIG_MAX_SERVERS, n->n);
+        return;
+    }
+    struct bw_config_server *s = ld_alloc(ld, n->n * sizeof *s);
+    if (!s)
+        return;
+    bool *ok = ld_alloc(ld, n->n * sizeof *ok);
+    if (!ok)
+        return;
+    size_t i = 0;
+    for (const struct bw__ynode *item = n->child; item; item = item->next, i++) {
+        s[i].weight = 1;
+        struct path p = path_index(path, i);
+        struct field f[] = {{.name = "address", .required = true}, {.name = "weight"}};
+        if (!walk_map(ld, item, item, p.s, "a mapping like {address: 127.0.0.1:9000}", f, 2))
+            continue;
+        struct path pw = path_key(p.s, "weight");
+        if (f[1].has)
+            (void)get_u32(ld, f[1].val, pw.s, 1, 1000, &s[i].weight);
+        if (!f[0].has)
+            continue;
+        struct path pa = path_key(p.s, "address");
+        if (!get_sockaddr(ld, f[0].val, pa.s, &s[i].addr))
+            continue;
+        if (sockaddr_port(&s[i].addr) == 0) {
+            DIAG(ld, f[0].val, "%s: an upstream server needs a port from 1 to 65535, got %s",
+                 pa.s, got(f[0].val).s);
+            continue;
+        }
+        ok[i] = true;
+        for (size_t j = 0; j < i; j++) {
+            if (ok[j] && strcmp(s[j].addr.text, s[i].addr.text) == 0) {
+                DIAG(ld, f[0].val, "%s: duplicate server %s (also %s[%zu])", pa.s,
+                     s[i].addr.text, path, j);
+                break;
+            }
+        }
+    }
+    u->servers = s;
+    u->nservers = n->n;
+}
+
+static void upstream_defaults(struct bw_config_upstream *u)
+{
+    u->balance = BW_BALANCE_ROUND_ROBIN;
+    u->hash_field = BW_HASH_IP_SRC;
+    u->hash_header = BW_SLICE_EMPTY;
+    u->keepalive = 64;
+    u->connect_timeout_ms = 1000;
+    u->read_timeout_ms = 30000;
+    u->write_timeout_ms = 30000;
+    u->max_fails = 3;
+    u->fail_timeout_ms = 10000;
+    u->health.enabled = false;
+    u->health.path = BW_SLICE_LIT("/healthz");
+    u->health.interval_ms = 2000;
+    u->health.timeout_ms = 1000;
+    u->health.rise = 2;
+    u->health.fall = 3;
+}
+
+static void parse_upstream(struct ld *ld, const struct bw__ynode *key, const struct bw__ynode *n,
+                           const char *path, struct bw_config_upstream *u)
+{
+    enum { F_SERVERS, F_BALANCE, F_KEEPALIVE, F_CONNECT, F_READ, F_WRITE, F_MAX_FAILS,
+           F_FAIL_TIMEOUT, F_HEALTH, F__COUNT };
+    struct field f[F__COUNT] = {
+        [F_SERVERS] = {.name = "servers", .required = true},
+        [F_BALANCE] = {.name = "balance"},
+        [F_KEEPALIVE] = {.name = "keepalive"},
+        [F_CONNECT] = {.name = "connect_timeout"},
+        [F_READ] = {.name = "read_timeout"},
+        [F_WRITE] = {.name = "write_timeout"},
+        [F_MAX_FAILS] = {.name = "max_fails"},
+        [F_FAIL_TIMEOUT] = {.name = "fail_timeout"},
+        [F_HEALTH] = {.name = "health_check"},
+    };
+    if (!walk_map(ld, n, key, path, "a mapping like {servers: [{address: 127.0.0.1:9000}]}", f,
+                  F__COUNT))
+        return;
+    struct path p;
+    if (f[F_SERVERS].has)
+        parse_servers(ld, f[F_SERVERS].val, (p = path_key(path, "servers")).s, u);
+    if (f[F_BALANCE].has)
+        parse_balance(ld, f[F_BALANCE].val, (p = path_key(path, "balance")).s, u);
+    if (f[F_KEEPALIVE].has)
+        (void)get_u32(ld, f[F_KEEPALIVE].val, (p = path_key(path, "keepalive")).s, 0, 10000,
+                      &u->keepalive);
+    if (f[F_CONNECT].has)
+        (void)get_duration(ld, f[F_CONNECT].val, (p = path_key(path, "connect_timeout")).s,
+                           &u->connect_timeout_ms);
+    if (f[F_READ].has)
+        (void)get_duration(ld, f[F_READ].val, (p = path_key(path, "read_timeout")).s,
+                           &u->read_timeout_ms);
+    if (f[F_WRITE].has)
+        (void)get_duration(ld, f[F_WRITE].val, (p = path_key(path, "write_timeout")).s,
+                           &u->write_timeout_ms);
+    if (f[F_MAX_FAILS].has)
+        (void)get_u32(ld, f[F_MAX_FAILS].val, (p = path_key(path, "max_fails")).s, 0, 1000,
+                      &u->max_fails);
+    if (f[F_FAIL_TIMEOUT].has)
+        (void)get_duration(ld, f[F_FAIL_TIMEOUT].val, (p = path_key(path, "fail_timeout")).s,
+                           &u->fail_timeout_ms);
+    if (f[F_HEALTH].has)
+        parse_health_check(ld, f[F_HEALTH].key, f[F_HEALTH].val,
+                           (p = path_key(path, "health_check")).s, &u->health);
+}
+
+/* Returns whether the upstream names are known (the section was a mapping),
+ * so that routes can be checked against them. */
+static bool parse_upstreams(struct ld *ld, const struct bw__ynode *key, const struct bw__ynode *n)
+{
+    const char *path = "upstreams";
+    if (!want_kind(ld, n, path, BW__YNODE_MAP,
+                   "a mapping of names to upstreams, like {app: {servers: [...]}}"))
+        return false;
+    (void)key;
+    size_t npairs = n->n / 2;
+    if (npairs == 0 || npairs > BW_CONFIG_MAX_UPSTREAMS) {
+        DIAG(ld, n, "upstreams: expected 1 to %d upstreams, got %zu", BW_CONFIG_MAX_UPSTREAMS,
+             npairs);
+        return false;
+    }
+    struct bw_config_upstream *us = ld_alloc(ld, npairs * sizeof *us);
+    if (!us)
+        return false;
+    size_t nu = 0;
+    for (const struct bw__ynode *k = n->child; k && k->next; k = k->next->next) {
+        const struct bw__ynode *v = k->next;
+        if (k->kind != BW__YNODE_SCALAR) {
+            DIAG(ld, k, "upstreams: keys must be upstream names, got %s", got(k).s);
+            continue;
+        }
+        if (k->is_dup) {
+            DIAG(ld, k, "duplicate key %s in upstreams (first at line %u)", got(k).s,
+                 k->dup_line);
+            continue;
+        }
+        if (!valid_upstream_name(k->text)) {
+            DIAG(ld, k,
+                 "upstreams: invalid upstream name %s (expected 1 to %d of A-Z a-z 0-9 _ -)",
+                 got(k).s, MAX_UPSTREAM_NAME);
+            continue;
+        }
+        struct bw_config_upstream *u = &us[nu++];
+        upstream_defaults(u);
+        u->name = ld_dup(ld, k->text);
+        struct path p = path_key(path, u->name.ptr);
+        parse_upstream(ld, k, v, p.s, u);
+    }
+    ld->cfg->upstreams = us;
+    ld->cfg->nupstreams = nu;
+    return true;
+}
+
+static void parse_routes(struct ld *ld, const struct bw__ynode *n, bool upstreams_known)
+{
+    const char *path = "routes";
+    if (!want_kind(ld, n, path, BW__YNODE_SEQ, "a list like [{upstream: app}]"))
+        return;
+    if (n->n == 0 || n->n > BW_CONFIG_MAX_ROUTES) {
+        DIAG(ld, n, "routes: expected 1 to %d routes, got %zu", BW_CONFIG_MAX_ROUTES, n->n);
+        return;
+    }
+    struct bw_config_route *rs = ld_alloc(ld, n->n * sizeof *rs);
+    if (!rs)
+        return;
+    const struct bw_config *cfg = ld->cfg;
+    size_t i = 0;
+    for (const struct bw__ynode *item = n->child; item; item = item->next, i++) {
+        struct bw_config_route *r = &rs[i];
+        r->host = BW_SLICE_EMPTY;
+        r->path_prefix = BW_SLICE_EMPTY;
+        r->match_text = BW_SLICE_EMPTY;
+        struct path p = path_index(path, i);
+        struct field f[] = {{.name = "match"}, {.name = "upstream", .required = true}};
+        if (!walk_map(ld, item, item, p.s, "a mapping like {match: '...', upstream: app}", f, 2))
+            continue;
+        if (f[0].has) {
+            struct path pm = path_key(p.s, "match");
+            const struct bw__ynode *v = f[0].val;
+            if (want_scalar(ld, v, pm.s, "a match expression like 'http.host eq \"a.example\"'")) {
+                bw_error err;
+                if (bw__route_match_parse(v->text, ld->a, r, &err) != BW_OK)
+                    DIAG(ld, v, "%s: %s", pm.s, err.msg);
+                else
+                    r->match_text = ld_dup(ld, v->text);
+            }
+        }
+        if (f[1].has) {
+            struct path pu = path_key(p.s, "upstream");
+            const struct bw__ynode *v = f[1].val;
+            if (!want_scalar(ld, v, pu.s, "the name of an upstream") || !upstreams_known)
+                continue;
+            size_t u = 0;
+            while (u < cfg->nupstreams && !bw_slice_eq(cfg->upstreams[u].name, v->text))
+                u++;
+            if (u < cfg->nupstreams) {
+                r->upstream = u;
+                continue;
+            }
+            char names[120];
+            size_t o = 0;
+            names[0] = '\0';
+            for (size_t j = 0; j < cfg->nupstreams; j++) {
+                const bw_slice nm = cfg->upstreams[j].name;
+                if (o + nm.len + 8 >= sizeof names) {
+                    snprintf(names + o, sizeof names - o, ", ...");
+                    break;
+                }
+                o += (size_t)snprintf(names + o, sizeof names - o, "%s%.*s", j ? ", " : "",
+                                      (int)nm.len, nm.ptr);
+            }
+            DIAG(ld, v, "%s: no upstream named %s (defined: %s)", pu.s, got(v).s, names);
+        }
+    }
+    ld->cfg->routes = rs;
+    ld->cfg->nroutes = n->n;
+}
+
+static void parse_access_log(struct ld *ld, const struct bw__ynode *n)
+{
+    const char *what = "a file path, \"-\" (stdout) or off";
+    if (!want_scalar(ld, n, "access_log", what))
+        return;
+    struct bw_config_log *lg = &ld->cfg->log;
+    if (is_word(n, "-"))
+        return; /* the default */
+    if (is_word(n, "off")) {
+        lg->access_enabled = false;
+        lg->access_path = BW_SLICE_EMPTY;
+        return;
+    }
+    /* A YAML boolean here is a mistake, not a file named "false". */
+    static const char *const bools[] = {"true", "false", "yes", "no", "on",
+                                        "True", "False", "Yes", "No", "On"};
+    for (size_t i = 0; n->plain && i < sizeof bools / sizeof bools[0]; i++) {
+        if (is_word(n, bools[i])) {
+            DIAG(ld, n, "access_log: expected %s, got %s", what, got(n).s);
+            return;
+        }
+    }
+    (void)get_path(ld, n, "access_log", &lg->access_path);
+}
+
+/* ---- the whole config -------------------------------------------------- */
+
+static uint32_t online_cpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1)
+        return 1;
+    if (n > BW_CONFIG_MAX_WORKERS)
+        return BW_CONFIG_MAX_WORKERS;
+    return (uint32_t)n;
+}
+
+static void set_defaults(struct bw_config *cfg)
+{
+    cfg->workers = online_cpus();
+    cfg->admin.enabled = false;
+    cfg->admin.has_token_file = false;
+    cfg->admin.token_file = BW_SLICE_EMPTY;
+    cfg->has_state_dir = false;
+    cfg->state_dir = BW_SLICE_EMPTY;
+    cfg->client_ip.from = BW_CLIENT_IP_PEER;
+    cfg->client_ip.ntrusted = 0;
+    struct bw_config_limits *l = &cfg->limits;
+    l->request_line_bytes = 8 * 1024;
+    l->header_bytes = 32 * 1024;
+    l->headers = 100;
+    l->body_bytes = 16 * 1024 * 1024;
+    l->client_header_timeout_ms = 10 * 1000;
+    l->client_body_timeout_ms = 60 * 1000;
+    l->keepalive_timeout_ms = 60 * 1000;
+    l->send_timeout_ms = 60 * 1000;
+    l->drain_timeout_ms = 30 * 1000;
+    l->max_connections = 10000;
+    cfg->log.access_enabled = true;
+    cfg->log.access_path = BW_SLICE_LIT("-");
+}
+
+static void parse_root(struct ld *ld, const struct bw__ynode *root)
+{
+    enum { F_LISTEN, F_WORKERS, F_ADMIN, F_STATE_DIR, F_CLIENT_IP, F_LIMITS, F_UPSTREAMS,
+           F_ROUTES, F_ACCESS_LOG, F_MODULES, F__COUNT };
+    struct field f[F__COUNT] = {
+        [F_LISTEN] = {.name = "listen", .required = true},
+        [F_WORKERS] = {.name = "workers"},
+        [F_ADMIN] = {.name = "admin"},
+        [F_STATE_DIR] = {.name = "state_dir"},
+        [F_CLIENT_IP] = {.name = "client_ip"},
+        [F_LIMITS] = {.name = "limits"},
+        [F_UPSTREAMS] = {.name = "upstreams", .required = true},
+        [F_ROUTES] = {.name = "routes", .required = true},
+        [F_ACCESS_LOG] = {.name = "access_log"},
+        [F_MODULES] = {.name = "modules"},
+    };
+    if (bw__ynode_is_null(root)) {
+        diag_at(ld, 0, 0, "the config is empty; it needs at least listen, upstreams and routes");
+        return;
+    }
+    if (!walk_map(ld, root, root, "", "a mapping of keys like listen: and upstreams:", f,
+                  F__COUNT)) {
+        /* want_kind said "the config: expected ..." with an empty path. */
+        return;
+    }
+    struct bw_config *cfg = ld->cfg;
+    if (f[F_LISTEN].has)
+        parse_listen(ld, f[F_LISTEN].key, f[F_LISTEN].val);
+    if (f[F_WORKERS].has)
+        parse_workers(ld, f[F_WORKERS].val);
+    if (f[F_ADMIN].has)
+        parse_admin(ld, f[F_ADMIN].key, f[F_ADMIN].val);
+    if (f[F_STATE_DIR].has && get_path(ld, f[F_STATE_DIR].val, "state_dir", &cfg->state_dir))
+        cfg->has_state_dir = true;
+    if (f[F_CLIENT_IP].has)
+        parse_client_ip(ld, f[F_CLIENT_IP].key, f[F_CLIENT_IP].val);
+    if (f[F_LIMITS].has)
+        parse_limits(ld, f[F_LIMITS].key, f[F_LIMITS].val);
+    bool upstreams_known = false;
+    if (f[F_UPSTREAMS].has)
+        upstreams_known = parse_upstreams(ld, f[F_UPSTREAMS].key, f[F_UPSTREAMS].val);
+    if (f[F_ROUTES].has)
+        parse_routes(ld, f[F_ROUTES].val, upstreams_known);
+    if (f[F_ACCESS_LOG].has)
+        parse_access_log(ld, f[F_ACCESS_LOG].val);
+    if (f[F_MODULES].has)
+        DIAG(ld, f[F_MODULES].key,
+             "modules: not available in this build yet (bot_score and rules modules are in "
+             "progress)");
+}
+
+static void diags_reset(struct bw_config_diags *d, const char *path)
+{
+    d->file = path;
+    d->n = 0;
+    d->dropped = 0;
+}
+
+bw_status bw_config_parse(const char *path, const char *text, size_t len,
+                          struct bw_config **ret_cfg, struct bw_config_diags *diags)
+{
+    diags_reset(diags, path);
+    struct bw_config *cfg = calloc(1, sizeof *cfg);
+    if (!cfg) {
+        diags->items[0] = (struct bw_config_diag){.line = 0, .col = 0};
+        snprintf(diags->items[0].msg, sizeof diags->items[0].msg, "out of memory");
+        diags->n = 1;
+        return BW_ERR;
+    }
+    bw_arena_init(&cfg->arena, 16 * 1024, CONFIG_ARENA_CAP);
+    struct ld ld = {.cfg = cfg, .a = &cfg->arena, .d = diags};
+    set_defaults(cfg);
+    cfg->path = ld_dup(&ld, bw_slice_make(path, strlen(path)));
+
+    if (len > BW_CONFIG_MAX_FILE_BYTES) {
+        diag_at(&ld, 0, 0, "the config is %zu bytes, over the limit of %zu bytes", len,
+                BW_CONFIG_MAX_FILE_BYTES);
+    } else {
+        bw_arena tree;
+        bw_arena_init(&tree, 64 * 1024, BW__YAML_ARENA_CAP);
+        struct bw__yerr yerr;
+        bool has_root = false;
+        struct bw__ynode *root;
+        if (bw__yaml_tree(&tree, text, len, &has_root, &root, &yerr) != BW_OK)
+            diag_at(&ld, yerr.line, yerr.col, "%s", yerr.msg);
+        else if (!has_root)
+            diag_at(&ld, 0, 0,
+                    "the config is empty; it needs at least listen, upstreams and routes");
+        else
+            parse_root(&ld, root);
+        bw_arena_reset(&tree);
+    }
+
+    if (diags->n > 0 || diags->dropped > 0) {
+        sort_diags(diags);
+        bw_config_free(cfg);
+        return BW_ERR;
+    }
+    *ret_cfg = cfg;
+    return BW_OK;
+}
+
+struct bw_config *bw_config_free(struct bw_config *cfg)
+{
+    if (!cfg)
+        return NULL;
+    bw_arena_reset(&cfg->arena);
+    free(cfg);
+    return NULL;
+}
+
+/* One whole-file problem as the only diagnostic. */
+BW_PRINTF(3, 4)
+static bw_status file_fail(struct bw_config_diags *d, const char *path, const char *fmt, ...)
+{
+    diags_reset(d, path);
+    struct bw_config_diag *g = &d->items[0];
+    g->line = 0;
+    g->col = 0;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g->msg, sizeof g->msg, fmt, ap);
+    va_end(ap);
+    d->n = 1;
+    return BW_ERR;
+}
+
+bw_status bw_config_load_file(const char *path, struct bw_config **ret_cfg,
+                              struct bw_config_diags *diags)
+{
+    /* O_NONBLOCK: opening a FIFO must not hang; it is refused below. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0)
+        return file_fail(diags, path, "cannot open the config: %s", strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return file_fail(diags, path, "cannot read the config: %s", strerror(e));
+    }
+    if (S_ISDIR(st.st_mode)) {
+        close(fd);
+        return file_fail(diags, path, "is a directory, expected a config file");
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return file_fail(diags, path, "is not a regular file");
+    }
+    if ((uint64_t)st.st_size > BW_CONFIG_MAX_FILE_BYTES) {
+        close(fd);
+        return file_fail(diags, path, "the config is %lld bytes, over the limit of %zu bytes",
+                         (long long)st.st_size, BW_CONFIG_MAX_FILE_BYTES);
+    }
+    /* Read at most one byte past the limit: the file may grow after fstat. */
+    size_t cap = (size_t)st.st_size + 1;
+    char *buf = malloc(cap);
+    if (!buf) {
+        close(fd);
+        return file_fail(diags, path, "out of memory reading the config");
+    }
+    size_t len = 0;
+    for (;;) {
+        if (len == cap) {
+            if (cap > BW_CONFIG_MAX_FILE_BYTES)
+                break;
+            size_t ncap = cap * 2 > BW_CONFIG_MAX_FILE_BYTES + 1 ? BW_CONFIG_MAX_FILE_BYTES + 1
+                                                                  : cap * 2;
+            char *nb = realloc(buf, ncap);
+            if (!nb) {
+                free(buf);
+                close(fd);
+                return file_fail(diags, path, "out of memory reading the config");
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        ssize_t r = read(fd, buf + len, cap - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = errno;
+            free(buf);
+            close(fd);
+            return file_fail(diags, path, "cannot read the config: %s", strerror(e));
+        }
+        if (r == 0)
+            break;
+        len += (size_t)r;
+    }
+    close(fd);
+    bw_status st_parse;
+    if (len == 0)
+        st_parse = file_fail(diags, path, "the config file is empty");
+    else if (len > BW_CONFIG_MAX_FILE_BYTES)
+        st_parse = file_fail(diags, path, "the config is over the limit of %zu bytes",
+                             BW_CONFIG_MAX_FILE_BYTES);
+    else
+        st_parse = bw_config_parse(path, buf, len, ret_cfg, diags);
+    free(buf);
+    return st_parse;
+}
+
+void bw_config_diags_print(const struct bw_config_diags *diags, void *file_stream)
+{
+    FILE *out = file_stream;
+    const char *file = diags->file ? diags->file : "<config>";
+    for (size_t i = 0; i < diags->n; i++) {
+        const struct bw_config_diag *g = &diags->items[i];
+        if (g->line == 0)
+            fprintf(out, "%s: error: %s\n", file, g->msg);
+        else
+            fprintf(out, "%s:%u:%u: error: %s\n", file, g->line, g->col, g->msg);
+    }
+    if (diags->dropped)
+        fprintf(out, "%s: error: %zu more errors not shown\n", file, diags->dropped);
+}

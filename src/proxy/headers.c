@@ -1,0 +1,265 @@
+#include "proxy/headers.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void put(struct bw_head_out *o, const char *p, size_t n)
+{
+    if (o->overflow || o->cap - o->len < n) {
+        o->overflow = true;
+        return;
+    }
+    memcpy(o->buf + o->len, p, n);
+    o->len += n;
+}
+
+static void put_slice(struct bw_head_out *o, bw_slice s) { put(o, s.ptr, s.len); }
+
+#define PUT_LIT(o, s) put((o), (s), sizeof(s) - 1)
+
+static void put_field(struct bw_head_out *o, bw_slice name, bw_slice value)
+{
+    put_slice(o, name);
+    PUT_LIT(o, ": ");
+    put_slice(o, value);
+    PUT_LIT(o, "\r\n");
+}
+
+/* Hop-by-hop or proxy-managed fields, by name. Framing fields are handled by
+ * the callers. */
+enum field_kind {
+    F_PASS,
+    F_HOP,     /* never forwarded */
+    F_UPGRADE, /* forwarded only when upgrading */
+    F_XFF,
+    F_XFP,
+    F_EXPECT,
+    F_TE,      /* Transfer-Encoding */
+    F_HOST,
+};
+
+static enum field_kind classify(bw_slice n)
+{
+    /* Switch on length first: most fields are rejected after one compare. */
+    switch (n.len) {
+    case 2:
+        return bw_slice_eq_nocase(n, BW_SLICE_LIT("te")) ? F_HOP : F_PASS;
+    case 4:
+        return bw_slice_eq_nocase(n, BW_SLICE_LIT("host")) ? F_HOST : F_PASS;
+    case 6:
+        return bw_slice_eq_nocase(n, BW_SLICE_LIT("expect")) ? F_EXPECT : F_PASS;
+    case 7:
+        if (bw_slice_eq_nocase(n, BW_SLICE_LIT("upgrade")))
+            return F_UPGRADE;
+        return bw_slice_eq_nocase(n, BW_SLICE_LIT("trailer")) ? F_HOP : F_PASS;
+    case 10:
+        if (bw_slice_eq_nocase(n, BW_SLICE_LIT("connection")))
+            return F_HOP;
+        return bw_slice_eq_nocase(n, BW_SLICE_LIT("keep-alive")) ? F_HOP : F_PASS;
+    case 15:
+        return bw_slice_eq_nocase(n, BW_SLICE_LIT("x-forwarded-for")) ? F_XFF : F_PASS;
+    case 16:
+        return bw_slice_eq_nocase(n, BW_SLICE_LIT("proxy-connection")) ? F_HOP : F_PASS;
+    case 17:
+        if (bw_slice_eq_nocase(n, BW_SLICE_LIT("transfer-encoding")))
+            return F_TE;
+        return bw_slice_eq_nocase(n, BW_SLICE_LIT("x-forwarded-proto")) ? F_XFP : F_PASS;
+    default:
+        return F_PASS;
+    }
+}
+
+/* Is name listed in any Connection field? (RFC 9110 §7.6.1: those fields
+ * are hop-by-hop too.) */
+static bool named_by_connection(const struct bw_http_header *h, size_t n, bw_slice name)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (h[i].name.len == 10 && bw_slice_eq_nocase(h[i].name, BW_SLICE_LIT("connection")) &&
+            bw_http_list_has_token(h[i].value, name))
+            return true;
+    }
+    return false;
+}
+
+static bool has_connection_field(const struct bw_http_header *h, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (h[i].name.len == 10 && bw_slice_eq_nocase(h[i].name, BW_SLICE_LIT("connection")))
+            return true;
+    return false;
+}
+
+bw_slice bw_join_xff(const struct bw_http_request *req, char *out, size_t cap)
+{
+    size_t len = 0;
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const struct bw_http_header *h = &req->headers[i];
+        if (h->name.len != 15 || !bw_slice_eq_nocase(h->name, BW_SLICE_LIT("x-forwarded-for")))
+            continue;
+        if (h->value.len == 0)
+            continue;
+        size_t need = h->value.len + (len ? 2 : 0);
+        if (cap - len < need)
+            return BW_SLICE_EMPTY;
+        if (len) {
+            out[len++] = ',';
+            out[len++] = ' ';
+        }
+        memcpy(out + len, h->value.ptr, h->value.len);
+        len += h->value.len;
+    }
+    return bw_slice_make(out, len);
+}
+
+bool bw_build_upstream_request(struct bw_head_out *out, const struct bw_http_request *req,
+                               const struct bw_upstream_head_params *p)
+{
+    const struct bw_http_header *h = req->headers;
+    size_t n = req->nheaders;
+    bool conn_lists = has_connection_field(h, n);
+
+    put_slice(out, req->method);
+    PUT_LIT(out, " ");
+    if (req->target.len > 0 && req->target.ptr[0] != '/' && req->target.ptr[0] != '*' &&
+        req->method_id != BW_METHOD_CONNECT) {
+        /* absolute-form: the upstream gets origin-form (RFC 9112 §3.2.1). */
+        if (req->path.len)
+            put_slice(out, req->path);
+        else
+            PUT_LIT(out, "/");
+        if (req->has_query) {
+            PUT_LIT(out, "?");
+            put_slice(out, req->query);
+        }
+    } else {
+        put_slice(out, req->target);
+    }
+    PUT_LIT(out, " HTTP/1.1\r\n");
+
+    bw_slice upgrade = BW_SLICE_EMPTY;
+    bool host_done = false;
+    for (size_t i = 0; i < n; i++) {
+        switch (classify(h[i].name)) {
+        case F_PASS:
+            if (conn_lists && named_by_connection(h, n, h[i].name))
+                continue;
+            put_field(out, h[i].name, h[i].value);
+            break;
+        case F_HOST:
+            if (host_done)
+                continue;
+            host_done = true;
+            /* An absolute-form authority overrides Host (RFC 9112 §3.2.2). */
+            put_field(out, h[i].name, req->host.len ? req->host : h[i].value);
+            break;
+        case F_UPGRADE:
+            upgrade = h[i].value;
+            break;
+        case F_TE:
+            /* The body is forwarded in the chunked framing it arrived in. */
+            PUT_LIT(out, "Transfer-Encoding: chunked\r\n");
+            break;
+        case F_HOP:
+        case F_XFF:
+        case F_XFP:
+        case F_EXPECT: /* 100-continue is answered by the proxy itself */
+            break;
+        }
+    }
+    if (!host_done && req->host.len)
+        put_field(out, BW_SLICE_LIT("Host"), req->host);
+    PUT_LIT(out, "X-Forwarded-For: ");
+    if (p->xff_prefix.len) {
+        put_slice(out, p->xff_prefix);
+        PUT_LIT(out, ", ");
+    }
+    put_slice(out, p->peer_text);
+    PUT_LIT(out, "\r\nX-Forwarded-Proto: ");
+    put_slice(out, p->proto);
+    PUT_LIT(out, "\r\n");
+    if (req->upgrade && upgrade.len) {
+        PUT_LIT(out, "Connection: upgrade\r\nUpgrade: ");
+        put_slice(out, upgrade);
+        PUT_LIT(out, "\r\n");
+    }
+    PUT_LIT(out, "\r\n");
+    return !out->overflow;
+}
+
+static void put_status(struct bw_head_out *o, uint16_t status)
+{
+    char s[4] = {(char)('0' + status / 100 % 10), (char)('0' + status / 10 % 10),
+                 (char)('0' + status % 10), ' '};
+    put(o, s, 4);
+}
+
+bool bw_build_client_response(struct bw_head_out *out, const struct bw_http_response *resp,
+                              bool client_http10, bool keep_alive, bool dechunk)
+{
+    const struct bw_http_header *h = resp->headers;
+    size_t n = resp->nheaders;
+    bool conn_lists = has_connection_field(h, n);
+    bool upgrading = resp->status == 101 && resp->upgrade;
+
+    PUT_LIT(out, "HTTP/1.1 ");
+    put_status(out, resp->status);
+    if (resp->reason.len)
+        put_slice(out, resp->reason);
+    else
+        put(out, bw_http_status_reason(resp->status), strlen(bw_http_status_reason(resp->status)));
+    PUT_LIT(out, "\r\n");
+
+    bw_slice upgrade = BW_SLICE_EMPTY;
+    for (size_t i = 0; i < n; i++) {
+        switch (classify(h[i].name)) {
+        case F_PASS:
+        case F_XFF:
+        case F_XFP:
+        case F_EXPECT:
+        case F_HOST:
+            if (conn_lists && named_by_connection(h, n, h[i].name))
+                continue;
+            put_field(out, h[i].name, h[i].value);
+            break;
+        case F_TE:
+            if (!dechunk)
+                PUT_LIT(out, "Transfer-Encoding: chunked\r\n");
+            break;
+        case F_UPGRADE:
+            upgrade = h[i].value;
+            break;
+        case F_HOP:
+            break;
+        }
+    }
+    if (upgrading) {
+        PUT_LIT(out, "Connection: upgrade\r\nUpgrade: ");
+        put_slice(out, upgrade);
+        PUT_LIT(out, "\r\n");
+    } else if (resp->status >= 200) {
+        if (!keep_alive)
+            PUT_LIT(out, "Connection: close\r\n");
+        else if (client_http10)
+            PUT_LIT(out, "Connection: keep-alive\r\n");
+    }
+    PUT_LIT(out, "\r\n");
+    return !out->overflow;
+}
+
+size_t bw_build_error_response(char *buf, size_t cap, uint16_t status, bool close, bool head_only,
+                               const char *extra_headers)
+{
+    const char *reason = bw_http_status_reason(status);
+    char body[96];
+    int blen = snprintf(body, sizeof body, "%u %s\n", (unsigned)status, reason);
+    if (blen < 0 || (size_t)blen >= sizeof body)
+        return 0;
+    int n = snprintf(buf, cap,
+                     "HTTP/1.1 %u %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
+                     "%s%s\r\n%s",
+                     (unsigned)status, reason, blen, close ? "Connection: close\r\n" : "",
+                     extra_headers ? extra_headers : "", head_only ? "" : body);
+    if (n < 0 || (size_t)n >= cap)
+        return 0;
+    return (size_t)n;
+}

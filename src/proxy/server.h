@@ -1,0 +1,13 @@
+/* The running server: workers, listeners, the access log writer, and the
+ * control thread (the main thread) that handles signals and runs the active
+ * health checks. */
+#ifndef BW_PROXY_SERVER_H
+#define BW_PROXY_SERVER_H
+
+#include "config/config.h"
+
+/* Serves cfg until SIGTERM/SIGINT (drain, then return 0) or SIGQUIT (exit at
+ * once). Returns non-zero when startup fails, after logging why. */
+int bw_server_run(const struct bw_config *cfg);
+
+#endif

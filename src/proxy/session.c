@@ -1,0 +1,1790 @@
+/* Downstream sessions and the upstream connections serving them. See
+ * session.h for the flow. Everything here runs on the session's worker.
+ *
+ * Readiness is edge-triggered (net/loop.h): c_rd/c_wr (client) and rd/wr on
+ * the upstream connection remember what epoll last reported, and are cleared
+ * when a read or write comes back short. session_pump() then makes all the
+ * progress the current readiness allows, in every direction, and returns.
+ * Each I/O callback only records readiness and calls the pump. */
+#include "proxy/session.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "net/proxy_protocol.h"
+#include "proxy/client_ip.h"
+#include "proxy/headers.h"
+
+/* Bytes a lingering close reads and discards before giving up, and for how
+ * long: enough for a client to receive an error response before our close
+ * turns into a reset that could destroy it. */
+enum { LINGER_BYTES = 64 * 1024, LINGER_MS = 2000 };
+
+enum sess_state {
+    S_PROXY_HEADER, /* waiting for the PROXY protocol header */
+    S_IDLE,         /* between requests: no request byte yet */
+    S_HEAD,         /* reading a request head */
+    S_EXCHANGE,     /* a request is being proxied */
+    S_TUNNEL,       /* after 101 Switching Protocols: raw bytes both ways */
+    S_RESPOND,      /* writing a response of our own, then closing */
+    S_LINGER,       /* response written, write side shut: discarding input */
+};
+
+enum timeout_kind {
+    T_NONE,
+    T_IDLE,          /* keepalive or first request: close quietly */
+    T_HEADER,        /* partial head: 408 */
+    T_CONNECT,       /* upstream connect */
+    T_UP_READ,       /* upstream response (head or body) */
+    T_UP_WRITE,      /* upstream not reading our request */
+    T_CLIENT_BODY,   /* client not sending its body: 408 */
+    T_SEND,          /* client not reading our response */
+    T_TUNNEL,
+    T_LINGER,
+    T_DRAIN,
+};
+
+/* How one message body is delimited, and how far we are into it. */
+struct body {
+    enum bw_http_body_kind kind;
+    uint64_t remaining; /* BW_BODY_LENGTH */
+    struct bw_chunked ch;
+    bool dechunk;  /* forward only the data (HTTP/1.0 client, chunked upstream) */
+    bool framed;   /* every framing byte has been assigned to a forward region */
+    uint64_t bytes; /* payload bytes so far, for limits */
+};
+
+/* A region of a source buffer waiting to be written, relative to its start,
+ * and how much of the buffer to consume once it is. */
+struct fwd {
+    size_t off, len, consume;
+    bool active;
+};
+
+struct bw_upconn {
+    struct bw_io io;
+    struct bw_deferred dfr;
+    struct bw_timer timer; /* idle timeout while pooled */
+    struct bw_proxy_worker *pw;
+    struct bw_session *owner; /* NULL while pooled */
+    struct bw_upconn *pool_next, *pool_prev;
+    size_t upstream;
+    size_t server;
+    bool connected; /* connect() known to have completed */
+    bool reused;    /* came from the pool for the current request */
+    bool rd, wr;
+    bool closed;
+};
+
+/* What lives only while a request is in flight; from a per-worker free list,
+ * so an idle keepalive connection does not carry it. */
+struct request {
+    struct request *next_free;
+    enum bw_http_method method;
+    bool http10;
+    bool keep_alive;     /* the client connection may carry another request */
+    bool idempotent;
+    bool upgrade;
+    bool is_head;
+    struct body body;
+    struct fwd qfwd;     /* client buffer -> upstream */
+    uint64_t body_sent;  /* request payload bytes written upstream */
+    const char *cont;    /* "100 Continue" bytes left to write, if any */
+    size_t cont_len;
+    bool cont_sent;
+
+    size_t upstream;
+    long server;
+    struct bw_tried tried;
+    uint32_t hash_key;
+    unsigned attempts;
+
+    bool resp_head_done;   /* the final response head has been built */
+    bool resp_started;     /* bytes of a response went to the client */
+    bool resp_done;
+    bool upstream_keep;    /* the upstream connection may be reused after */
+    struct body rbody;
+    struct fwd rfwd;       /* upstream buffer -> client */
+    uint16_t status;
+    uint64_t bytes_in, bytes_out;
+    struct timespec t_start, t_upstream, t_resp;
+    bool have_upstream_time;
+    char client_text[BW_IP_TEXT_MAX];
+    char peer_text[BW_IP_TEXT_MAX];
+    char method_text[24];
+    char path_text[256];
+};
+
+struct bw_session {
+    struct bw_io io;
+    struct bw_deferred dfr;
+    struct bw_timer timer;
+    enum timeout_kind tkind;
+    struct bw_proxy_worker *pw;
+    struct bw_session *next, *prev;
+    enum sess_state state;
+    bool c_rd, c_wr;
+    bool closed;
+    bool draining;
+    bool peer_trusted;
+    bool served_one; /* at least one request on this connection */
+    struct sockaddr_storage peer;   /* TCP peer, or the PROXY protocol source */
+    struct bw_buf *cbuf;            /* client input */
+    struct bw_buf *hbuf;            /* outgoing head */
+    size_t h_off;                   /* bytes of hbuf written */
+    enum { H_NONE, H_UP, H_CLIENT } h_dest;
+    struct bw_buf *ubuf;            /* upstream input */
+    struct bw_http_scan scan;
+    struct bw_upconn *up;
+    struct request *req;
+    size_t linger_read;
+};
+
+static void session_pump(struct bw_session *s);
+static void session_close(struct bw_session *s);
+
+static struct bw_loop *LOOP(struct bw_session *s) { return &s->pw->w->loop; }
+
+static const struct bw_config *CFG(struct bw_session *s) { return s->pw->rt->cfg; }
+
+/* ---- buffers ------------------------------------------------------------ */
+
+static struct bw_buf *buf_get(struct bw_proxy_worker *pw) { return bw_buf_get(&pw->small); }
+
+static struct bw_buf *buf_put(struct bw_proxy_worker *pw, struct bw_buf *b)
+{
+    if (!b)
+        return NULL;
+    return bw_buf_put(b->cap == pw->small.buf_size ? &pw->small : &pw->large, b);
+}
+
+/* Moves a full small buffer's bytes into a large one. false: already large,
+ * or out of memory. */
+static bool buf_grow(struct bw_proxy_worker *pw, struct bw_buf **bp)
+{
+    struct bw_buf *b = *bp;
+    if (b->cap >= pw->large.buf_size)
+        return false;
+    struct bw_buf *nb = bw_buf_get(&pw->large);
+    if (!nb)
+        return false;
+    size_t n = bw_buf_len(b);
+    memcpy(nb->data, bw_buf_head(b), n);
+    nb->end = n;
+    buf_put(pw, b);
+    *bp = nb;
+    return true;
+}
+
+/* ---- timers ------------------------------------------------------------- */
+
+static void arm(struct bw_session *s, enum timeout_kind k, uint64_t ms)
+{
+    s->tkind = k;
+    if (bw_timer_set(LOOP(s), &s->timer, ms) != BW_OK) {
+        BW_ERRORF("out of memory arming a timer; closing a connection");
+        session_close(s);
+    }
+}
+
+/* ---- requests ----------------------------------------------------------- */
+
+static struct request *request_get(struct bw_proxy_worker *pw);
+static void request_put(struct bw_proxy_worker *pw, struct request *r);
+
+/* The per-worker request free list hangs off the worker's proxy state; it
+ * is kept here as a static array per thread to keep proxy.h free of it. */
+static _Thread_local struct request *t_free_requests;
+static _Thread_local size_t t_nfree_requests;
+enum { MAX_FREE_REQUESTS = 1024 };
+
+static struct request *request_get(struct bw_proxy_worker *pw)
+{
+    (void)pw;
+    struct request *r = t_free_requests;
+    if (r) {
+        t_free_requests = r->next_free;
+        t_nfree_requests--;
+    } else {
+        r = malloc(sizeof *r);
+        if (!r)
+            return NULL;
+    }
+    memset(r, 0, sizeof *r);
+    r->server = -1;
+    return r;
+}
+
+static void request_put(struct bw_proxy_worker *pw, struct request *r)
+{
+    (void)pw;
+    if (!r)
+        return;
+    if (t_nfree_requests >= MAX_FREE_REQUESTS) {
+        free(r);
+        return;
+    }
+    r->next_free = t_free_requests;
+    t_free_requests = r;
+    t_nfree_requests++;
+}
+
+static void free_request_cache(void)
+{
+    while (t_free_requests) {
+        struct request *r = t_free_requests;
+        t_free_requests = r->next_free;
+        free(r);
+    }
+    t_nfree_requests = 0;
+}
+
+/* ---- upstream connections ----------------------------------------------- */
+
+static void upconn_free_cb(struct bw_deferred *d)
+{
+    struct bw_upconn *u = (struct bw_upconn *)((char *)d - offsetof(struct bw_upconn, dfr));
+    free(u);
+}
+
+static void pool_unlink(struct bw_upconn *u)
+{
+    struct bw_upstream_local *l = &u->pw->ups[u->upstream];
+    if (u->pool_prev)
+        u->pool_prev->pool_next = u->pool_next;
+    else
+        l->idle[u->server] = u->pool_next;
+    if (u->pool_next)
+        u->pool_next->pool_prev = u->pool_prev;
+    u->pool_next = u->pool_prev = NULL;
+    l->nidle--;
+}
+
+static void upconn_close(struct bw_upconn *u)
+{
+    if (u->closed)
+        return;
+    u->closed = true;
+    if (!u->owner && (u->pool_prev || u->pw->ups[u->upstream].idle[u->server] == u))
+        pool_unlink(u);
+    bw_timer_cancel(&u->pw->w->loop, &u->timer);
+    if (u->io.fd >= 0)
+        close(u->io.fd);
+    u->io.fd = -1;
+    bw_loop_defer(&u->pw->w->loop, &u->dfr);
+}
+
+static void upconn_idle_timeout(struct bw_loop *loop, struct bw_timer *t)
+{
+    (void)loop;
+    struct bw_upconn *u = (struct bw_upconn *)((char *)t - offsetof(struct bw_upconn, timer));
+    upconn_close(u);
+}
+
+static void upconn_io(struct bw_loop *loop, struct bw_io *io, uint32_t ev)
+{
+    (void)loop;
+    struct bw_upconn *u = (struct bw_upconn *)io;
+    if (!u->owner) {
+        /* Pooled: the upstream closing (or sending anything) ends it. */
+        if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+            upconn_close(u);
+        return;
+    }
+    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        u->rd = true;
+    if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+        u->wr = true;
+    session_pump(u->owner);
+}
+
+/* Returns the connection to its pool, or closes it when the pool is full. */
+static void upconn_release(struct bw_upconn *u, bool reusable)
+{
+    struct bw_proxy_worker *pw = u->pw;
+    struct bw_upstream_local *l = &pw->ups[u->upstream];
+    const struct bw_config_upstream *cu = l->rt->cfg;
+    u->owner = NULL;
+    if (!reusable || l->nidle >= cu->keepalive || u->pw->w->draining) {
+        upconn_close(u);
+        return;
+    }
+    u->rd = u->wr = false;
+    u->reused = false;
+    u->pool_prev = NULL;
+    u->pool_next = l->idle[u->server];
+    if (u->pool_next)
+        u->pool_next->pool_prev = u;
+    l->idle[u->server] = u;
+    l->nidle++;
+    if (bw_timer_set(&pw->w->loop, &u->timer, pw->rt->cfg->limits.keepalive_timeout_ms) != BW_OK)
+        upconn_close(u);
+}
+
+void bw_upconn_close_idle_all(struct bw_proxy_worker *pw)
+{
+    for (size_t i = 0; i < pw->rt->cfg->nupstreams; i++) {
+        struct bw_upstream_local *l = &pw->ups[i];
+        for (size_t k = 0; k < l->rt->nservers; k++)
+            while (l->idle[k])
+                upconn_close(l->idle[k]);
+    }
+}
+
+/* ---- access log --------------------------------------------------------- */
+
+static size_t json_escape(char *out, size_t cap, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            if (o + 2 > cap)
+                break;
+            out[o++] = '\\';
+            out[o++] = (char)c;
+        } else if (c < 0x20 || c >= 0x7f) {
+            if (o + 6 > cap)
+                break;
+            memcpy(out + o, "\\u00", 4);
+            out[o + 4] = hex[c >> 4];
+            out[o + 5] = hex[c & 15];
+            o += 6;
+        } else {
+            if (o + 1 > cap)
+                break;
+            out[o++] = (char)c;
+        }
+    }
+    return o;
+}
+
+static double ms_between(const struct timespec *a, const struct timespec *b)
+{
+    return (double)(b->tv_sec - a->tv_sec) * 1e3 + (double)(b->tv_nsec - a->tv_nsec) / 1e6;
+}
+
+static void access_log_request(struct bw_session *s)
+{
+    struct bw_proxy_worker *pw = s->pw;
+    struct request *r = s->req;
+    if (!pw->log_ring || !r || r->status == 0)
+        return;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    if (now.tv_sec != pw->log_time_sec) {
+        struct tm tm;
+        gmtime_r(&now.tv_sec, &tm);
+        strftime(pw->log_time, sizeof pw->log_time, "%Y-%m-%dT%H:%M:%S", &tm);
+        pw->log_time_sec = now.tv_sec;
+    }
+    struct timespec end;
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    char path[600];
+    size_t plen = json_escape(path, sizeof path, r->path_text, strnlen(r->path_text, sizeof r->path_text));
+    char method[64];
+    size_t mlen =
+        json_escape(method, sizeof method, r->method_text, strnlen(r->method_text, sizeof r->method_text));
+    char up[80] = "-";
+    double up_ms = 0;
+    if (r->server >= 0) {
+        snprintf(up, sizeof up, "%s",
+                 pw->rt->cfg->upstreams[r->upstream].servers[r->server].addr.text);
+        if (r->have_upstream_time)
+            up_ms = ms_between(&r->t_upstream, &r->t_resp);
+    }
+    char line[1200];
+    int n = snprintf(line, sizeof line,
+                     "{\"time\":\"%s.%03ldZ\",\"client\":\"%s\",\"method\":\"%.*s\","
+                     "\"path\":\"%.*s\",\"status\":%u,\"bytes_in\":%llu,\"bytes_out\":%llu,"
+                     "\"upstream\":\"%s\",\"upstream_ms\":%.3f,\"total_ms\":%.3f}\n",
+                     pw->log_time, now.tv_nsec / 1000000L, r->client_text, (int)mlen, method,
+                     (int)plen, path, (unsigned)r->status, (unsigned long long)r->bytes_in,
+                     (unsigned long long)r->bytes_out, up, up_ms, ms_between(&r->t_start, &end));
+    if (n > 0 && (size_t)n < sizeof line)
+        bw_access_ring_push(pw->log_ring, line, (size_t)n);
+}
+
+/* ---- closing ------------------------------------------------------------ */
+
+static void session_free_cb(struct bw_deferred *d)
+{
+    struct bw_session *s = (struct bw_session *)((char *)d - offsetof(struct bw_session, dfr));
+    free(s);
+}
+
+static void session_close(struct bw_session *s)
+{
+    if (s->closed)
+        return;
+    s->closed = true;
+    struct bw_proxy_worker *pw = s->pw;
+    if (s->up) {
+        struct bw_upconn *u = s->up;
+        s->up = NULL;
+        if (s->req && s->req->server >= 0 && pw->ups[u->upstream].active[u->server] > 0)
+            pw->ups[u->upstream].active[u->server]--;
+        u->owner = NULL;
+        upconn_close(u);
+    }
+    if (s->req) {
+        access_log_request(s);
+        request_put(pw, s->req);
+        s->req = NULL;
+    }
+    s->cbuf = buf_put(pw, s->cbuf);
+    s->hbuf = buf_put(pw, s->hbuf);
+    s->ubuf = buf_put(pw, s->ubuf);
+    bw_timer_cancel(LOOP(s), &s->timer);
+    if (s->io.fd >= 0)
+        close(s->io.fd);
+    s->io.fd = -1;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        pw->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    bw_loop_defer(LOOP(s), &s->dfr);
+    bw_worker_conn_closed(pw->w);
+}
+
+/* Stops sending, then reads and discards what the client still sends for a
+ * short while, so that closing does not reset the connection under a
+ * response the client has not read yet. */
+static void session_linger(struct bw_session *s)
+{
+    if (shutdown(s->io.fd, SHUT_WR) != 0) {
+        session_close(s);
+        return;
+    }
+    s->state = S_LINGER;
+    s->linger_read = 0;
+    s->hbuf = buf_put(s->pw, s->hbuf);
+    s->ubuf = buf_put(s->pw, s->ubuf);
+    arm(s, T_LINGER, LINGER_MS);
+    session_pump(s);
+}
+
+static void linger_step(struct bw_session *s)
+{
+    char sink[4096];
+    while (s->c_rd) {
+        ssize_t n = recv(s->io.fd, sink, sizeof sink, 0);
+        if (n > 0) {
+            s->linger_read += (size_t)n;
+            if (s->linger_read > LINGER_BYTES) {
+                session_close(s);
+                return;
+            }
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            if (errno == EAGAIN)
+                s->c_rd = false;
+            continue;
+        }
+        session_close(s); /* EOF or error: the client is done */
+        return;
+    }
+}
+
+/* ---- responses of our own ----------------------------------------------- */
+
+/* Answers the current request with status and closes the connection after.
+ * Only valid while no byte of a response has gone to the client. */
+static void respond_error(struct bw_session *s, uint16_t status, const char *why)
+{
+    struct request *r = s->req;
+    if (r && r->resp_started) {
+        session_close(s);
+        return;
+    }
+    if (s->up) {
+        struct bw_upconn *u = s->up;
+        s->up = NULL;
+        if (r && r->server >= 0 && s->pw->ups[u->upstream].active[u->server] > 0)
+            s->pw->ups[u->upstream].active[u->server]--;
+        u->owner = NULL;
+        upconn_close(u);
+    }
+    if (why)
+        BW_DEBUGF("responding %u: %s", (unsigned)status, why);
+    s->ubuf = buf_put(s->pw, s->ubuf);
+    if (!s->hbuf)
+        s->hbuf = buf_get(s->pw);
+    if (!s->hbuf) {
+        session_close(s);
+        return;
+    }
+    s->hbuf->start = s->hbuf->end = 0;
+    const char *extra = status == 503 ? "Retry-After: 1\r\n" : NULL;
+    size_t n = bw_build_error_response(s->hbuf->data, s->hbuf->cap, status, true,
+                                       r && r->is_head, extra);
+    if (n == 0) {
+        session_close(s);
+        return;
+    }
+    s->hbuf->end = n;
+    s->h_off = 0;
+    s->h_dest = H_CLIENT;
+    if (r) {
+        r->status = status;
+        r->resp_started = true;
+        r->cont = NULL;
+        r->cont_len = 0;
+        r->rfwd.active = false;
+    }
+    s->state = S_RESPOND;
+    arm(s, T_SEND, CFG(s)->limits.send_timeout_ms);
+    session_pump(s);
+}
+
+/* ---- request start ------------------------------------------------------- */
+
+static bool is_idempotent(enum bw_http_method m)
+{
+    switch (m) {
+    case BW_METHOD_GET:
+    case BW_METHOD_HEAD:
+    case BW_METHOD_PUT:
+    case BW_METHOD_DELETE:
+    case BW_METHOD_OPTIONS:
+    case BW_METHOD_TRACE:
+        return true;
+    case BW_METHOD_POST:
+    case BW_METHOD_CONNECT:
+    case BW_METHOD_PATCH:
+    case BW_METHOD_OTHER:
+    case BW_METHOD__COUNT:
+        return false;
+    }
+    return false;
+}
+
+static long route_request(const struct bw_config *cfg, const struct bw_http_request *req)
+{
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        const struct bw_config_route *rt = &cfg->routes[i];
+        if (rt->has_host) {
+            bw_slice host = req->host;
+            /* Host comparisons ignore the port and case. */
+            const char *colon = host.len && host.ptr[0] != '['
+                                    ? memchr(host.ptr, ':', host.len)
+                                    : NULL;
+            if (colon)
+                host.len = (size_t)(colon - host.ptr);
+            if (!bw_slice_eq_nocase(host, rt->host))
+                continue;
+        }
+        if (rt->has_path_prefix && !bw_slice_starts_with(req->path, rt->path_prefix))
+            continue;
+        return (long)rt->upstream;
+    }
+    return -1;
+}
+
+static uint32_t request_hash_key(const struct bw_config_upstream *cu,
+                                 const struct bw_http_request *req, const struct request *r)
+{
+    switch (cu->hash_field) {
+    case BW_HASH_IP_SRC:
+        return bw_hash32(r->client_text, strnlen(r->client_text, sizeof r->client_text));
+    case BW_HASH_HOST:
+        return bw_hash32(req->host.ptr, req->host.len);
+    case BW_HASH_URI_PATH:
+        return bw_hash32(req->path.ptr, req->path.len);
+    case BW_HASH_URI:
+        return bw_hash32(req->target.ptr, req->target.len);
+    case BW_HASH_HEADER: {
+        const struct bw_http_header *h =
+            bw_http_find_header(req->headers, req->nheaders, cu->hash_header);
+        return h ? bw_hash32(h->value.ptr, h->value.len) : 0;
+    }
+    case BW_HASH__COUNT:
+        break;
+    }
+    return 0;
+}
+
+static void format_addr(const struct sockaddr_storage *ss, char *out)
+{
+    struct bw_client_addr a;
+    memcpy(&a.ss, ss, sizeof a.ss);
+    bw_client_addr_format(&a);
+    memcpy(out, a.text, sizeof a.text);
+}
+
+static bool connect_upstream(struct bw_session *s);
+
+/* The head of a request is complete and valid: decide where it goes and
+ * build what the upstream will receive. */
+static void start_request(struct bw_session *s, struct bw_http_request *hq)
+{
+    const struct bw_config *cfg = CFG(s);
+    struct request *r = s->req;
+    r->method = hq->method_id;
+    r->http10 = hq->version_minor == 0;
+    r->keep_alive = hq->keep_alive && !s->draining;
+    r->idempotent = is_idempotent(hq->method_id);
+    r->is_head = hq->method_id == BW_METHOD_HEAD;
+    r->upgrade = hq->upgrade;
+    r->bytes_in = hq->head_len;
+    size_t ml = hq->method.len < sizeof r->method_text - 1 ? hq->method.len
+                                                            : sizeof r->method_text - 1;
+    memcpy(r->method_text, hq->method.ptr, ml);
+    r->method_text[ml] = '\0';
+    size_t pl = hq->target.len < sizeof r->path_text - 1 ? hq->target.len
+                                                          : sizeof r->path_text - 1;
+    memcpy(r->path_text, hq->target.ptr, pl);
+    r->path_text[pl] = '\0';
+
+    /* Who the client is. */
+    format_addr(&s->peer, r->peer_text);
+    struct bw_client_addr client;
+    memcpy(&client.ss, &s->peer, sizeof client.ss);
+    memcpy(client.text, r->peer_text, sizeof client.text);
+    bw_client_ip_from_headers(&cfg->client_ip, s->peer_trusted, hq->headers, hq->nheaders, &client);
+    memcpy(r->client_text, client.text, sizeof r->client_text);
+
+    r->body.kind = hq->body_kind;
+    r->body.remaining = hq->content_length;
+    if (r->body.kind == BW_BODY_LENGTH && r->body.remaining == 0)
+        r->body.kind = BW_BODY_NONE;
+    bw_chunked_init(&r->body.ch);
+    r->body.framed = r->body.kind == BW_BODY_NONE;
+
+    if (cfg->limits.body_bytes && r->body.kind == BW_BODY_LENGTH &&
+        hq->content_length > cfg->limits.body_bytes) {
+        bw_buf_consume(s->cbuf, hq->head_len);
+        respond_error(s, 413, "Content-Length over limits.body_bytes");
+        return;
+    }
+
+    long route = route_request(cfg, hq);
+    if (route < 0) {
+        bw_buf_consume(s->cbuf, hq->head_len);
+        respond_error(s, 404, "no route matched");
+        return;
+    }
+    r->upstream = (size_t)route;
+    const struct bw_config_upstream *cu = &cfg->upstreams[route];
+    if (cu->balance == BW_BALANCE_HASH)
+        r->hash_key = request_hash_key(cu, hq, r);
+
+    /* Build the upstream head now, while the parsed header views are valid. */
+    char xffbuf[1024];
+    struct bw_upstream_head_params hp = {
+        .xff_prefix = s->peer_trusted ? bw_join_xff(hq, xffbuf, sizeof xffbuf) : BW_SLICE_EMPTY,
+        .peer_text = bw_slice_make(r->peer_text, strnlen(r->peer_text, sizeof r->peer_text)),
+        .proto = BW_SLICE_LIT("http"),
+    };
+    if (!s->hbuf)
+        s->hbuf = buf_get(s->pw);
+    if (!s->hbuf) {
+        session_close(s);
+        return;
+    }
+    struct bw_head_out out = {.buf = s->hbuf->data, .cap = s->hbuf->cap};
+    if (!bw_build_upstream_request(&out, hq, &hp)) {
+        if (!buf_grow(s->pw, &s->hbuf)) {
+            bw_buf_consume(s->cbuf, hq->head_len);
+            respond_error(s, 431, "upstream request head too large");
+            return;
+        }
+        out = (struct bw_head_out){.buf = s->hbuf->data, .cap = s->hbuf->cap};
+        if (!bw_build_upstream_request(&out, hq, &hp)) {
+            bw_buf_consume(s->cbuf, hq->head_len);
+            respond_error(s, 431, "upstream request head too large");
+            return;
+        }
+    }
+    s->hbuf->start = 0;
+    s->hbuf->end = out.len;
+    s->h_off = 0;
+    s->h_dest = H_UP;
+    bw_buf_consume(s->cbuf, hq->head_len);
+    memset(&s->scan, 0, sizeof s->scan);
+
+    if (hq->expect_continue && r->body.kind != BW_BODY_NONE && bw_buf_len(s->cbuf) == 0) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        r->cont = cont;
+        r->cont_len = sizeof cont - 1;
+        r->cont_sent = true;
+    }
+
+    clock_gettime(CLOCK_MONOTONIC, &r->t_upstream);
+    s->state = S_EXCHANGE;
+    if (!connect_upstream(s))
+        return;
+    session_pump(s);
+}
+
+/* ---- upstream connect and retry ----------------------------------------- */
+
+static struct bw_upconn *upconn_new(struct bw_session *s, size_t upstream, size_t server, int fd)
+{
+    struct bw_upconn *u = calloc(1, sizeof *u);
+    if (!u)
+        return NULL;
+    u->io.fd = fd;
+    u->io.cb = upconn_io;
+    u->dfr.fn = upconn_free_cb;
+    u->pw = s->pw;
+    u->upstream = upstream;
+    u->server = server;
+    bw_timer_init(&u->timer, upconn_idle_timeout);
+    return u;
+}
+
+/* Picks a server and attaches a pooled or new connection to the session.
+ * Returns false when the session has already been answered or closed. */
+static bool connect_upstream(struct bw_session *s)
+{
+    struct bw_proxy_worker *pw = s->pw;
+    struct request *r = s->req;
+    struct bw_upstream_local *l = &pw->ups[r->upstream];
+    const struct bw_config_upstream *cu = l->rt->cfg;
+    for (;;) {
+        long idx = bw_balance_pick(l, LOOP(s)->now_ms, r->hash_key, &r->tried);
+        if (idx < 0) {
+            respond_error(s, r->attempts ? 502 : 503,
+                          r->attempts ? "every upstream server failed" : "no healthy server");
+            return false;
+        }
+        r->server = idx;
+        r->attempts++;
+        bw_tried_add(&r->tried, (size_t)idx);
+        l->active[idx]++;
+        struct bw_upconn *u = l->idle[idx];
+        if (u) {
+            pool_unlink(u);
+            bw_timer_stop(LOOP(s), &u->timer);
+            u->owner = s;
+            u->reused = true;
+            u->rd = false;
+            u->wr = true;
+            s->up = u;
+            arm(s, T_UP_WRITE, cu->write_timeout_ms);
+            return true;
+        }
+        const struct bw_sockaddr *a = &cu->servers[idx].addr;
+        int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            l->active[idx]--;
+            BW_ERRORF("upstream socket: %s", strerror(errno));
+            respond_error(s, 502, "socket() failed");
+            return false;
+        }
+        int one = 1;
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        int rc = connect(fd, (const struct sockaddr *)&a->ss, a->len);
+        if (rc != 0 && errno != EINPROGRESS) {
+            int e = errno;
+            close(fd);
+            l->active[idx]--;
+            bw_server_report_failure(l->rt, (size_t)idx, LOOP(s)->now_ms, strerror(e));
+            BW_ERRORF("upstream %.*s server %s: connect: %s", (int)cu->name.len, cu->name.ptr,
+                      a->text, strerror(e));
+            if (!r->idempotent) {
+                respond_error(s, 502, "connect failed");
+                return false;
+            }
+            continue;
+        }
+        u = upconn_new(s, r->upstream, (size_t)idx, fd);
+        bw_error err;
+        if (!u || bw_loop_add(LOOP(s), &u->io, &err) != BW_OK) {
+            close(fd);
+            free(u);
+            l->active[idx]--;
+            respond_error(s, 502, "out of memory");
+            return false;
+        }
+        u->owner = s;
+        u->connected = rc == 0;
+        u->wr = rc == 0;
+        s->up = u;
+        arm(s, T_CONNECT, cu->connect_timeout_ms);
+        return true;
+    }
+}
+
+/* The upstream connection failed before any response byte arrived. Retries
+ * on another server (or a fresh connection, when a pooled one had gone
+ * stale) if the request allows it; otherwise answers status. */
+static void upstream_failed(struct bw_session *s, uint16_t status, const char *why, bool count)
+{
+    struct request *r = s->req;
+    struct bw_upconn *u = s->up;
+    struct bw_upstream_local *l = &s->pw->ups[r->upstream];
+    const struct bw_config_upstream *cu = l->rt->cfg;
+    bool stale = u && u->reused;
+    if (u) {
+        s->up = NULL;
+        if (l->active[u->server] > 0)
+            l->active[u->server]--;
+        u->owner = NULL;
+        upconn_close(u);
+    }
+    if (count && r->server >= 0) {
+        bw_server_report_failure(l->rt, (size_t)r->server, LOOP(s)->now_ms, why);
+        BW_ERRORF("upstream %.*s server %s: %s", (int)cu->name.len, cu->name.ptr,
+                  cu->servers[r->server].addr.text, why);
+    }
+    /* Body bytes not yet written are still in the client buffer and go out
+     * again on the next connection; once any was written, no retry. */
+    bool body_untouched = r->body_sent == 0;
+    bool can_retry = !r->resp_started && body_untouched && r->idempotent;
+    if (stale && can_retry) {
+        /* A pooled connection closed by the upstream between requests:
+         * not the server's fault; try the same server on a new connection. */
+        r->tried.bits[r->server / 64] &= ~(1ull << (r->server % 64));
+    }
+    if (!can_retry || r->attempts >= 1 + cu->nservers) {
+        respond_error(s, status, why);
+        return;
+    }
+    s->h_off = 0;
+    s->h_dest = H_UP;
+    if (!connect_upstream(s))
+        return;
+    session_pump(s);
+}
+
+/* ---- writing -------------------------------------------------------------- */
+
+enum io_result { IO_PROGRESS, IO_BLOCKED, IO_ERROR };
+
+/* writev of up to three pieces; advances nothing itself. */
+static ssize_t send_iov(int fd, struct iovec *iov, int n)
+{
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+    for (;;) {
+        ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        return w;
+    }
+}
+
+static size_t take(size_t *have, size_t *want)
+{
+    size_t n = *have < *want ? *have : *want;
+    *have -= n;
+    *want -= n;
+    return n;
+}
+
+/* Computes the next region of src to forward for a body. false on a framing
+ * error (err filled). */
+static bool body_next(struct body *b, struct bw_buf *src, struct fwd *f, struct bw_http_error *err)
+{
+    size_t avail = bw_buf_len(src);
+    const char *p = bw_buf_head(src);
+    *f = (struct fwd){0};
+    switch (b->kind) {
+    case BW_BODY_NONE:
+        b->framed = true;
+        return true;
+    case BW_BODY_LENGTH: {
+        size_t n = avail;
+        if ((uint64_t)n > b->remaining)
+            n = (size_t)b->remaining;
+        b->remaining -= n;
+        b->bytes += n;
+        if (b->remaining == 0)
+            b->framed = true;
+        *f = (struct fwd){.off = 0, .len = n, .consume = n, .active = n > 0};
+        return true;
+    }
+    case BW_BODY_CHUNKED: {
+        if (b->dechunk) {
+            bw_slice data = BW_SLICE_EMPTY;
+            bool done = false;
+            long c = bw_chunked_decode(&b->ch, p, avail, &data, &done, err);
+            if (c < 0)
+                return false;
+            b->framed = done;
+            b->bytes += data.len;
+            size_t off = data.len ? (size_t)(data.ptr - p) : 0;
+            *f = (struct fwd){.off = off, .len = data.len, .consume = (size_t)c,
+                              .active = c > 0};
+            return true;
+        }
+        size_t total = 0;
+        while (total < avail && !b->framed) {
+            bw_slice data = BW_SLICE_EMPTY;
+            bool done = false;
+            long c = bw_chunked_decode(&b->ch, p + total, avail - total, &data, &done, err);
+            if (c < 0)
+                return false;
+            b->bytes += data.len;
+            total += (size_t)c;
+            if (done)
+                b->framed = true;
+            if (c == 0)
+                break;
+        }
+        *f = (struct fwd){.off = 0, .len = total, .consume = total, .active = total > 0};
+        return true;
+    }
+    case BW_BODY_UNTIL_CLOSE:
+        b->bytes += avail;
+        *f = (struct fwd){.off = 0, .len = avail, .consume = avail, .active = avail > 0};
+        return true;
+    case BW_BODY__COUNT:
+        break;
+    }
+    return true;
+}
+
+/* Writes pending bytes towards the upstream: the request head, then body
+ * bytes from the client buffer. */
+static enum io_result write_upstream(struct bw_session *s)
+{
+    struct request *r = s->req;
+    struct bw_upconn *u = s->up;
+    struct iovec iov[2];
+    int n = 0;
+    size_t hlen = 0;
+    if (s->h_dest == H_UP) {
+        hlen = bw_buf_len(s->hbuf) - s->h_off;
+        iov[n++] = (struct iovec){bw_buf_head(s->hbuf) + s->h_off, hlen};
+    }
+    if (r->qfwd.active && r->qfwd.len)
+        iov[n++] = (struct iovec){bw_buf_head(s->cbuf) + r->qfwd.off, r->qfwd.len};
+    if (n == 0)
+        return IO_BLOCKED;
+    ssize_t w = send_iov(u->io.fd, iov, n);
+    if (w < 0) {
+        if (errno == EAGAIN) {
+            u->wr = false;
+            return IO_BLOCKED;
+        }
+        return IO_ERROR;
+    }
+    u->connected = true;
+    size_t left = (size_t)w;
+    if (s->h_dest == H_UP) {
+        s->h_off += take(&left, &hlen);
+        if (hlen == 0) {
+            /* The head stays in hbuf until a response arrives: a retry on
+             * another connection sends it again. */
+            s->h_dest = H_NONE;
+            s->h_off = 0;
+        }
+    }
+    if (left && r->qfwd.active) {
+        size_t x = take(&left, &r->qfwd.len);
+        r->qfwd.off += x;
+        r->body_sent += x;
+    }
+    if (r->qfwd.active && r->qfwd.len == 0) {
+        bw_buf_consume(s->cbuf, r->qfwd.consume);
+        r->qfwd.active = false;
+    }
+    if ((size_t)w < hlen + (r->qfwd.active ? r->qfwd.len : 0))
+        u->wr = false;
+    return IO_PROGRESS;
+}
+
+/* Writes pending bytes towards the client: our 100 Continue, a response
+ * head, then body bytes from the upstream buffer. */
+static enum io_result write_client(struct bw_session *s)
+{
+    struct request *r = s->req;
+    struct iovec iov[3];
+    int n = 0;
+    size_t clen = 0, hlen = 0, blen = 0;
+    if (r && r->cont_len) {
+        clen = r->cont_len;
+        iov[n++] = (struct iovec){(void *)r->cont, clen};
+    }
+    if (s->h_dest == H_CLIENT) {
+        hlen = bw_buf_len(s->hbuf) - s->h_off;
+        iov[n++] = (struct iovec){bw_buf_head(s->hbuf) + s->h_off, hlen};
+    }
+    if (r && r->rfwd.active && r->rfwd.len) {
+        blen = r->rfwd.len;
+        iov[n++] = (struct iovec){bw_buf_head(s->ubuf) + r->rfwd.off, blen};
+    }
+    if (n == 0)
+        return IO_BLOCKED;
+    size_t total = clen + hlen + blen;
+    ssize_t w = send_iov(s->io.fd, iov, n);
+    if (w < 0) {
+        if (errno == EAGAIN) {
+            s->c_wr = false;
+            return IO_BLOCKED;
+        }
+        return IO_ERROR;
+    }
+    size_t left = (size_t)w;
+    if (r && r->bytes_out + left > r->bytes_out)
+        r->bytes_out += left;
+    if (clen) {
+        size_t x = take(&left, &r->cont_len);
+        r->cont += x;
+    }
+    if (hlen) {
+        s->h_off += take(&left, &hlen);
+        if (hlen == 0) {
+            s->h_dest = H_NONE;
+            s->h_off = 0;
+            s->hbuf->start = s->hbuf->end = 0;
+        }
+    }
+    if (left && r && r->rfwd.active) {
+        size_t x = take(&left, &r->rfwd.len);
+        r->rfwd.off += x;
+    }
+    if (r && r->rfwd.active && r->rfwd.len == 0) {
+        bw_buf_consume(s->ubuf, r->rfwd.consume);
+        r->rfwd.active = false;
+    }
+    if ((size_t)w < total)
+        s->c_wr = false;
+    return IO_PROGRESS;
+}
+
+/* Reads from fd into *bp (taking a buffer if needed). Returns >0 bytes, 0 on
+ * EOF, -1 blocked (ready flag cleared), -2 error, -3 buffer full. */
+static long read_into(struct bw_proxy_worker *pw, int fd, struct bw_buf **bp, bool *ready)
+{
+    if (!*bp) {
+        *bp = buf_get(pw);
+        if (!*bp)
+            return -2;
+    }
+    struct bw_buf *b = *bp;
+    if (bw_buf_room(b) == 0) {
+        bw_buf_compact(b);
+        if (bw_buf_room(b) == 0)
+            return -3;
+    }
+    size_t room = bw_buf_room(b);
+    for (;;) {
+        ssize_t n = recv(fd, bw_buf_tail(b), room, 0);
+        if (n > 0) {
+            b->end += (size_t)n;
+            /* A short read drained the socket: wait for the next edge. */
+            if ((size_t)n < room)
+                *ready = false;
+            return n;
+        }
+        if (n == 0)
+            return 0;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN) {
+            *ready = false;
+            return -1;
+        }
+        return -2;
+    }
+}
+
+/* ---- the request head ------------------------------------------------------ */
+
+static void next_request(struct bw_session *s);
+
+static void head_step(struct bw_session *s)
+{
+    struct bw_proxy_worker *pw = s->pw;
+    const struct bw_config *cfg = CFG(s);
+    for (;;) {
+        if (s->cbuf && bw_buf_len(s->cbuf) > 0) {
+            if (s->state == S_IDLE) {
+                s->state = S_HEAD;
+                arm(s, T_HEADER, cfg->limits.client_header_timeout_ms);
+                if (s->closed)
+                    return;
+            }
+            if (s->scan.scanned == 0 && s->cbuf->start > 0 &&
+                bw_buf_room(s->cbuf) < s->cbuf->cap / 2)
+                bw_buf_compact(s->cbuf);
+            struct bw_http_request hq = {.headers = pw->scratch_headers,
+                                         .headers_cap = cfg->limits.headers};
+            struct bw_http_error herr = {0};
+            enum bw_http_parse_result pr = bw_http_parse_request(
+                bw_buf_head(s->cbuf), bw_buf_len(s->cbuf), &pw->rt->limits, &s->scan, &hq, &herr);
+            switch (pr) {
+            case BW_HTTP_DONE:
+                if (!s->req) {
+                    s->req = request_get(pw);
+                    if (!s->req) {
+                        session_close(s);
+                        return;
+                    }
+                }
+                clock_gettime(CLOCK_MONOTONIC, &s->req->t_start);
+                start_request(s, &hq);
+                return;
+            case BW_HTTP_ERROR:
+                if (!s->req)
+                    s->req = request_get(pw);
+                if (s->req) {
+                    clock_gettime(CLOCK_MONOTONIC, &s->req->t_start);
+                    format_addr(&s->peer, s->req->peer_text);
+                    memcpy(s->req->client_text, s->req->peer_text, sizeof s->req->client_text);
+                    memcpy(s->req->method_text, "-", 2);
+                    memcpy(s->req->path_text, "-", 2);
+                }
+                BW_DEBUGF("bad request: %u %s", (unsigned)herr.status,
+                          herr.reason ? herr.reason : "");
+                respond_error(s, herr.status, herr.reason);
+                return;
+            case BW_HTTP_PARTIAL:
+                break;
+            }
+            if (bw_buf_room(s->cbuf) == 0) {
+                bw_buf_compact(s->cbuf);
+                if (bw_buf_room(s->cbuf) == 0 && !buf_grow(pw, &s->cbuf)) {
+                    /* The parser enforces header_bytes, which fits a large
+                     * buffer; reaching here means out of memory. */
+                    session_close(s);
+                    return;
+                }
+                memset(&s->scan, 0, sizeof s->scan); /* offsets moved */
+            }
+        }
+        if (!s->c_rd)
+            break;
+        long n = read_into(pw, s->io.fd, &s->cbuf, &s->c_rd);
+        if (n > 0)
+            continue;
+        if (n == -1)
+            break;
+        /* EOF or error between requests, or inside a head: just close (there
+         * is nobody left to answer). */
+        session_close(s);
+        return;
+    }
+    if (s->state == S_IDLE && s->cbuf && bw_buf_len(s->cbuf) == 0)
+        s->cbuf = buf_put(pw, s->cbuf);
+}
+
+/* ---- the exchange ------------------------------------------------------- */
+
+static void finish_request(struct bw_session *s);
+
+/* Parses the response head in ubuf and prepares the client head. Returns
+ * true on progress. */
+static bool response_head_step(struct bw_session *s)
+{
+    struct bw_proxy_worker *pw = s->pw;
+    struct request *r = s->req;
+    const struct bw_config *cfg = CFG(s);
+    if (s->h_dest != H_NONE)
+        return false; /* our request head or a previous 1xx still going out */
+    if (!s->ubuf || bw_buf_len(s->ubuf) == 0)
+        return false;
+    struct bw_http_response hr = {.headers = pw->scratch_headers,
+                                  .headers_cap = cfg->limits.headers};
+    struct bw_http_error herr = {0};
+    enum bw_http_parse_result pr = bw_http_parse_response(
+        bw_buf_head(s->ubuf), bw_buf_len(s->ubuf), &pw->rt->limits, r->method, &s->scan, &hr, &herr);
+    switch (pr) {
+    case BW_HTTP_PARTIAL:
+        if (bw_buf_room(s->ubuf) == 0) {
+            bw_buf_compact(s->ubuf);
+            if (bw_buf_room(s->ubuf) == 0) {
+                if (!buf_grow(pw, &s->ubuf)) {
+                    upstream_failed(s, 502, "response head too large", false);
+                    return false;
+                }
+            }
+            memset(&s->scan, 0, sizeof s->scan);
+            return true;
+        }
+        return false;
+    case BW_HTTP_ERROR:
+        BW_ERRORF("upstream %s sent an invalid response: %s",
+                  cfg->upstreams[r->upstream].servers[r->server].addr.text,
+                  herr.reason ? herr.reason : "?");
+        if (s->up)
+            s->up->reused = false; /* not a stale connection: no retry */
+        upstream_failed(s, 502, "invalid response", true);
+        return false;
+    case BW_HTTP_DONE:
+        break;
+    }
+    if (!s->hbuf)
+        s->hbuf = buf_get(pw);
+    if (!s->hbuf) {
+        session_close(s);
+        return false;
+    }
+    bool interim = hr.status >= 100 && hr.status < 200 && !(hr.status == 101 && hr.upgrade);
+    if (interim) {
+        if (!(hr.status == 100 && r->cont_sent)) {
+            struct bw_head_out out = {.buf = s->hbuf->data, .cap = s->hbuf->cap};
+            if (!bw_build_client_response(&out, &hr, r->http10, true, false)) {
+                upstream_failed(s, 502, "response head too large", false);
+                return false;
+            }
+            s->hbuf->start = 0;
+            s->hbuf->end = out.len;
+            s->h_off = 0;
+            s->h_dest = H_CLIENT;
+            r->resp_started = true;
+        }
+        bw_buf_consume(s->ubuf, hr.head_len);
+        memset(&s->scan, 0, sizeof s->scan);
+        return true;
+    }
+    if (hr.status == 101 && !r->upgrade) {
+        upstream_failed(s, 502, "101 Switching Protocols without an upgrade request", true);
+        return false;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &r->t_resp);
+    r->have_upstream_time = true;
+    bw_server_report_success(pw->ups[r->upstream].rt, (size_t)r->server);
+    r->status = hr.status;
+    r->rbody.kind = hr.body_kind;
+    r->rbody.remaining = hr.content_length;
+    bw_chunked_init(&r->rbody.ch);
+    r->rbody.dechunk = hr.body_kind == BW_BODY_CHUNKED && r->http10;
+    r->rbody.framed = hr.body_kind == BW_BODY_NONE ||
+                      (hr.body_kind == BW_BODY_LENGTH && hr.content_length == 0);
+    r->upstream_keep = hr.keep_alive;
+    bool upgrading = hr.status == 101;
+    if (hr.body_kind == BW_BODY_UNTIL_CLOSE || r->rbody.dechunk)
+        r->keep_alive = false;
+    if (!r->body.framed || r->qfwd.active)
+        r->keep_alive = false; /* the request body is still arriving */
+    struct bw_head_out out = {.buf = s->hbuf->data, .cap = s->hbuf->cap};
+    if (!bw_build_client_response(&out, &hr, r->http10, r->keep_alive || upgrading,
+                                  r->rbody.dechunk)) {
+        if (!buf_grow(pw, &s->hbuf)) {
+            upstream_failed(s, 502, "response head too large", false);
+            return false;
+        }
+        out = (struct bw_head_out){.buf = s->hbuf->data, .cap = s->hbuf->cap};
+        if (!bw_build_client_response(&out, &hr, r->http10, r->keep_alive || upgrading,
+                                      r->rbody.dechunk)) {
+            upstream_failed(s, 502, "response head too large", false);
+            return false;
+        }
+    }
+    s->hbuf->start = 0;
+    s->hbuf->end = out.len;
+    s->h_off = 0;
+    s->h_dest = H_CLIENT;
+    r->resp_started = true;
+    r->resp_head_done = true;
+    bw_buf_consume(s->ubuf, hr.head_len);
+    memset(&s->scan, 0, sizeof s->scan);
+    if (upgrading) {
+        s->state = S_TUNNEL;
+        r->keep_alive = false;
+    }
+    return true;
+}
+
+static void exchange_step(struct bw_session *s)
+{
+    struct request *r = s->req;
+    const struct bw_config *cfg = CFG(s);
+    const struct bw_config_upstream *cu = &cfg->upstreams[r->upstream];
+    bool any_progress = false;
+    for (int rounds = 0; rounds < 64; rounds++) {
+        bool progress = false;
+        struct bw_upconn *u = s->up;
+        if (!u)
+            return;
+
+        /* 1. Request head and body towards the upstream. */
+        if (!r->qfwd.active && !r->body.framed && !r->resp_done &&
+            s->cbuf && bw_buf_len(s->cbuf) > 0) {
+            struct bw_http_error herr = {0};
+            if (!body_next(&r->body, s->cbuf, &r->qfwd, &herr)) {
+                respond_error(s, 400, herr.reason);
+                return;
+            }
+            if (cfg->limits.body_bytes && r->body.bytes > cfg->limits.body_bytes) {
+                respond_error(s, 413, "request body over limits.body_bytes");
+                return;
+            }
+            if (r->qfwd.active && r->qfwd.len == 0) {
+                bw_buf_consume(s->cbuf, r->qfwd.consume);
+                r->qfwd.active = false;
+            }
+            progress = true;
+        }
+        if (u->wr && (s->h_dest == H_UP || r->qfwd.active)) {
+            switch (write_upstream(s)) {
+            case IO_PROGRESS:
+                progress = true;
+                break;
+            case IO_BLOCKED:
+                break;
+            case IO_ERROR:
+                if (!u->connected) {
+                    upstream_failed(s, 502, strerror(errno), true);
+                } else if (u->reused && r->body_sent == 0) {
+                    upstream_failed(s, 502, "pooled connection closed", false);
+                } else if (r->resp_started) {
+                    session_close(s);
+                } else {
+                    upstream_failed(s, 502, strerror(errno), true);
+                }
+                return;
+            }
+            if (s->closed || s->state != S_EXCHANGE)
+                return;
+        }
+
+        /* 2. More request body from the client. */
+        if (!r->body.framed && !r->qfwd.active && s->c_rd && !r->resp_done) {
+            long n = read_into(s->pw, s->io.fd, &s->cbuf, &s->c_rd);
+            if (n > 0) {
+                r->bytes_in += (uint64_t)n;
+                progress = true;
+            } else if (n == 0 || n == -2) {
+                /* The client left in the middle of its body. */
+                session_close(s);
+                return;
+            }
+        }
+
+        /* 3. Response from the upstream. */
+        if (!r->resp_done && u->rd && (!r->rfwd.active) &&
+            (!s->ubuf || bw_buf_room(s->ubuf) > 0 || bw_buf_len(s->ubuf) == 0)) {
+            long n = read_into(s->pw, u->io.fd, &s->ubuf, &u->rd);
+            if (n > 0) {
+                progress = true;
+                u->connected = true;
+            } else if (n == 0 || n == -2) {
+                if (!r->resp_head_done) {
+                    bool nothing = !s->ubuf || bw_buf_len(s->ubuf) == 0;
+                    if (nothing && u->reused && r->body_sent == 0 && !r->qfwd.active) {
+                        upstream_failed(s, 502, "pooled connection closed", false);
+                    } else if (!u->connected && n == -2) {
+                        upstream_failed(s, 502, strerror(errno), true);
+                    } else {
+                        if (u)
+                            u->reused = false;
+                        upstream_failed(s, 502, "upstream closed before a complete response head",
+                                        true);
+                    }
+                    return;
+                }
+                if (r->rbody.kind == BW_BODY_UNTIL_CLOSE && n == 0) {
+                    r->rbody.framed = true;
+                    r->upstream_keep = false;
+                } else {
+                    /* Truncated body: the client must see the connection end. */
+                    BW_ERRORF("upstream %s closed in the middle of a response body",
+                              cu->servers[r->server].addr.text);
+                    session_close(s);
+                    return;
+                }
+                progress = true;
+            }
+        }
+        if (!r->resp_head_done) {
+            if (response_head_step(s))
+                progress = true;
+            if (s->closed || s->state == S_RESPOND)
+                return;
+            if (s->state == S_TUNNEL)
+                return;
+        }
+
+        /* 4. Response body towards the client. */
+        if (r->resp_head_done && !r->rfwd.active && !r->rbody.framed && s->ubuf &&
+            bw_buf_len(s->ubuf) > 0) {
+            struct bw_http_error herr = {0};
+            if (!body_next(&r->rbody, s->ubuf, &r->rfwd, &herr)) {
+                BW_ERRORF("upstream %s sent a malformed chunked body: %s",
+                          cu->servers[r->server].addr.text, herr.reason ? herr.reason : "?");
+                session_close(s);
+                return;
+            }
+            if (r->rfwd.active && r->rfwd.len == 0) {
+                bw_buf_consume(s->ubuf, r->rfwd.consume);
+                r->rfwd.active = false;
+            }
+            progress = true;
+        }
+        if (s->c_wr && ((r->cont_len) || s->h_dest == H_CLIENT || r->rfwd.active)) {
+            switch (write_client(s)) {
+            case IO_PROGRESS:
+                progress = true;
+                break;
+            case IO_BLOCKED:
+                break;
+            case IO_ERROR:
+                session_close(s);
+                return;
+            }
+            if (s->closed)
+                return;
+        }
+
+        /* 5. Done? */
+        if (r->resp_head_done && r->rbody.framed && !r->rfwd.active && s->h_dest == H_NONE &&
+            r->cont_len == 0) {
+            r->resp_done = true;
+            finish_request(s);
+            return;
+        }
+        any_progress |= progress;
+        if (!progress)
+            break;
+    }
+    if (s->closed || s->state != S_EXCHANGE || !s->up)
+        return;
+    /* One timer, for whatever the exchange now waits on. It restarts on
+     * progress: these are inactivity timeouts, as in nginx. */
+    enum timeout_kind k;
+    uint64_t ms;
+    if (r->cont_len || s->h_dest == H_CLIENT || r->rfwd.active) {
+        k = T_SEND;
+        ms = cfg->limits.send_timeout_ms;
+    } else if (!s->up->connected) {
+        k = T_CONNECT;
+        ms = cu->connect_timeout_ms;
+    } else if (s->h_dest == H_UP || r->qfwd.active) {
+        k = T_UP_WRITE;
+        ms = cu->write_timeout_ms;
+    } else if (!r->body.framed && !r->resp_head_done) {
+        k = T_CLIENT_BODY;
+        ms = cfg->limits.client_body_timeout_ms;
+    } else {
+        k = T_UP_READ;
+        ms = cu->read_timeout_ms;
+    }
+    if (k != s->tkind || (any_progress && k != T_CONNECT))
+        arm(s, k, ms);
+}
+
+/* The response is complete: log, return the upstream connection, and go on
+ * with the next request or close. */
+static void finish_request(struct bw_session *s)
+{
+    struct bw_proxy_worker *pw = s->pw;
+    struct request *r = s->req;
+    struct bw_upconn *u = s->up;
+    if (u) {
+        s->up = NULL;
+        struct bw_upstream_local *l = &pw->ups[u->upstream];
+        if (l->active[u->server] > 0)
+            l->active[u->server]--;
+        bool reusable = r->upstream_keep && r->body.framed && !r->qfwd.active &&
+                        (!s->ubuf || bw_buf_len(s->ubuf) == 0);
+        upconn_release(u, reusable);
+    }
+    access_log_request(s);
+    bool keep = r->keep_alive && r->body.framed && !r->qfwd.active && !s->draining;
+    s->served_one = true;
+    request_put(pw, r);
+    s->req = NULL;
+    s->ubuf = buf_put(pw, s->ubuf);
+    s->hbuf = buf_put(pw, s->hbuf);
+    s->h_dest = H_NONE;
+    memset(&s->scan, 0, sizeof s->scan);
+    if (!keep) {
+        s->cbuf = buf_put(pw, s->cbuf);
+        session_linger(s);
+        return;
+    }
+    next_request(s);
+}
+
+static void next_request(struct bw_session *s)
+{
+    s->state = S_IDLE;
+    arm(s, T_IDLE, CFG(s)->limits.keepalive_timeout_ms);
+    if (s->closed)
+        return;
+    /* Pipelined bytes already buffered are parsed at once. */
+    head_step(s);
+}
+
+/* ---- tunnel (after 101) -------------------------------------------------- */
+
+static void tunnel_step(struct bw_session *s)
+{
+    struct request *r = s->req;
+    struct bw_upconn *u = s->up;
+    const struct bw_config_upstream *cu = &CFG(s)->upstreams[r->upstream];
+    for (int rounds = 0; rounds < 64; rounds++) {
+        bool progress = false;
+        /* client -> upstream */
+        if (!r->qfwd.active && s->cbuf && bw_buf_len(s->cbuf)) {
+            size_t n = bw_buf_len(s->cbuf);
+            r->qfwd = (struct fwd){.off = 0, .len = n, .consume = n, .active = true};
+        }
+        if (r->qfwd.active && u->wr) {
+            enum io_result ir = write_upstream(s);
+            if (ir == IO_ERROR) {
+                session_close(s);
+                return;
+            }
+            progress |= ir == IO_PROGRESS;
+        }
+        if (!r->qfwd.active && s->c_rd) {
+            long n = read_into(s->pw, s->io.fd, &s->cbuf, &s->c_rd);
+            if (n == 0 || n == -2) {
+                session_close(s);
+                return;
+            }
+            progress |= n > 0;
+        }
+        /* upstream -> client */
+        if (!r->rfwd.active && s->ubuf && bw_buf_len(s->ubuf)) {
+            size_t n = bw_buf_len(s->ubuf);
+            r->rfwd = (struct fwd){.off = 0, .len = n, .consume = n, .active = true};
+        }
+        if ((r->rfwd.active || s->h_dest == H_CLIENT) && s->c_wr) {
+            enum io_result ir = write_client(s);
+            if (ir == IO_ERROR) {
+                session_close(s);
+                return;
+            }
+            progress |= ir == IO_PROGRESS;
+        }
+        if (!r->rfwd.active && u->rd) {
+            long n = read_into(s->pw, u->io.fd, &s->ubuf, &u->rd);
+            if (n == 0 || n == -2) {
+                /* Flush what is left, then close. */
+                if (!r->rfwd.active && s->h_dest == H_NONE) {
+                    session_close(s);
+                    return;
+                }
+            }
+            progress |= n > 0;
+        }
+        if (progress)
+            arm(s, T_TUNNEL, cu->read_timeout_ms);
+        if (!progress || s->closed)
+            break;
+    }
+}
+
+/* ---- pump and events ----------------------------------------------------- */
+
+static void proxy_header_step(struct bw_session *s)
+{
+    for (;;) {
+        if (s->cbuf && bw_buf_len(s->cbuf)) {
+            struct bw_pp_header pp;
+            const char *why;
+            enum bw_pp_result pr =
+                bw_proxy_protocol_parse(bw_buf_head(s->cbuf), bw_buf_len(s->cbuf), &pp, &why);
+            if (pr == BW_PP_DONE) {
+                if (pp.has_source)
+                    memcpy(&s->peer, &pp.source, sizeof s->peer);
+                bw_buf_consume(s->cbuf, pp.len);
+                s->state = S_IDLE;
+                arm(s, T_IDLE, CFG(s)->limits.client_header_timeout_ms);
+                head_step(s);
+                return;
+            }
+            if (pr == BW_PP_ERROR) {
+                char peer[BW_IP_TEXT_MAX];
+                format_addr(&s->peer, peer);
+                BW_WARNF("closing connection from %s: %s", peer, why);
+                session_close(s);
+                return;
+            }
+            if (bw_buf_len(s->cbuf) >= BW_PROXY_PROTOCOL_MAX_BYTES) {
+                session_close(s);
+                return;
+            }
+        }
+        if (!s->c_rd)
+            return;
+        long n = read_into(s->pw, s->io.fd, &s->cbuf, &s->c_rd);
+        if (n > 0)
+            continue;
+        if (n == -1)
+            return;
+        session_close(s);
+        return;
+    }
+}
+
+static void session_pump(struct bw_session *s)
+{
+    if (s->closed)
+        return;
+    switch (s->state) {
+    case S_PROXY_HEADER:
+        proxy_header_step(s);
+        return;
+    case S_IDLE:
+    case S_HEAD:
+        head_step(s);
+        return;
+    case S_EXCHANGE:
+        exchange_step(s);
+        if (!s->closed && s->state == S_TUNNEL)
+            tunnel_step(s);
+        return;
+    case S_TUNNEL:
+        tunnel_step(s);
+        return;
+    case S_RESPOND:
+        if (s->c_wr) {
+            switch (write_client(s)) {
+            case IO_PROGRESS:
+            case IO_BLOCKED:
+                break;
+            case IO_ERROR:
+                session_close(s);
+                return;
+            }
+        }
+        if (s->h_dest == H_NONE) {
+            access_log_request(s);
+            request_put(s->pw, s->req);
+            s->req = NULL;
+            s->cbuf = buf_put(s->pw, s->cbuf);
+            session_linger(s);
+        }
+        return;
+    case S_LINGER:
+        linger_step(s);
+        return;
+    }
+}
+
+static void client_io(struct bw_loop *loop, struct bw_io *io, uint32_t ev)
+{
+    (void)loop;
+    struct bw_session *s = (struct bw_session *)io;
+    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        s->c_rd = true;
+    if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+        s->c_wr = true;
+    if ((ev & (EPOLLHUP | EPOLLERR)) && (s->state == S_EXCHANGE || s->state == S_TUNNEL)) {
+        /* The client is gone (reset): nobody will read the response. */
+        session_close(s);
+        return;
+    }
+    session_pump(s);
+}
+
+static void session_timeout(struct bw_loop *loop, struct bw_timer *t)
+{
+    (void)loop;
+    struct bw_session *s = (struct bw_session *)((char *)t - offsetof(struct bw_session, timer));
+    struct request *r = s->req;
+    switch (s->tkind) {
+    case T_NONE:
+        return;
+    case T_IDLE:
+    case T_LINGER:
+    case T_DRAIN:
+    case T_TUNNEL:
+    case T_SEND:
+        session_close(s);
+        return;
+    case T_HEADER:
+        respond_error(s, 408, "client header timeout");
+        return;
+    case T_CLIENT_BODY:
+        if (r && r->resp_started) {
+            session_close(s);
+            return;
+        }
+        respond_error(s, 408, "client body timeout");
+        return;
+    case T_CONNECT:
+        upstream_failed(s, 504, "connect timeout", true);
+        return;
+    case T_UP_WRITE:
+    case T_UP_READ:
+        if (r && !r->resp_started) {
+            if (s->up)
+                s->up->reused = false;
+            /* Not retried: the upstream may be processing the request. */
+            r->attempts = 1 + 256;
+            upstream_failed(s, 504, "upstream read timeout", true);
+            return;
+        }
+        session_close(s);
+        return;
+    }
+}
+
+void bw_session_accept(struct bw_proxy_worker *pw, int fd, const struct sockaddr_storage *peer,
+                       socklen_t peer_len)
+{
+    (void)peer_len;
+    struct bw_session *s = calloc(1, sizeof *s);
+    if (!s) {
+        close(fd);
+        bw_worker_conn_closed(pw->w);
+        return;
+    }
+    s->io.fd = fd;
+    s->io.cb = client_io;
+    s->dfr.fn = session_free_cb;
+    s->pw = pw;
+    memcpy(&s->peer, peer, sizeof s->peer);
+    bw_timer_init(&s->timer, session_timeout);
+    const struct bw_config *cfg = pw->rt->cfg;
+    s->peer_trusted = cfg->client_ip.from != BW_CLIENT_IP_PEER &&
+                      bw_client_ip_is_trusted(&cfg->client_ip, (const struct sockaddr *)peer);
+    s->state = (cfg->client_ip.from == BW_CLIENT_IP_PROXY_PROTOCOL && s->peer_trusted)
+                   ? S_PROXY_HEADER
+                   : S_IDLE;
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    s->next = pw->sessions;
+    if (s->next)
+        s->next->prev = s;
+    pw->sessions = s;
+    bw_error err;
+    if (bw_loop_add(&pw->w->loop, &s->io, &err) != BW_OK) {
+        BW_ERRORF("%s", err.msg);
+        session_close(s);
+        return;
+    }
+    arm(s, T_IDLE, cfg->limits.client_header_timeout_ms);
+    /* Edge-triggered: data that arrived with the connection reports no new
+     * edge once registered, so start by reading. */
+    s->c_rd = true;
+    s->c_wr = true;
+    session_pump(s);
+}
+
+void bw_session_drain_all(struct bw_proxy_worker *pw)
+{
+    struct bw_session *s = pw->sessions;
+    while (s) {
+        struct bw_session *next = s->next;
+        s->draining = true;
+        if (s->state == S_IDLE || s->state == S_PROXY_HEADER)
+            session_close(s);
+        else if (s->req)
+            s->req->keep_alive = false;
+        s = next;
+    }
+    bw_upconn_close_idle_all(pw);
+}
+
+void bw_session_close_all(struct bw_proxy_worker *pw)
+{
+    while (pw->sessions)
+        session_close(pw->sessions);
+    bw_upconn_close_idle_all(pw);
+    free_request_cache();
+}

@@ -1,0 +1,31 @@
+/* A downstream session: one client connection, the requests on it, in order,
+ * and the upstream connection serving the current one. Runs on one worker.
+ *
+ * Request flow (DESIGN.md §3): read and parse the head -> client address ->
+ * route -> pick a server -> pooled or new upstream connection -> request head
+ * and body streamed up -> response head -> response body streamed down ->
+ * access log -> next request (keepalive, pipelining) or close.
+ *
+ * Bodies are never buffered whole: each direction forwards what one buffer
+ * holds and reads more only once that is written (backpressure). Framing is
+ * validated on the way through; chunked bodies are forwarded in the framing
+ * they arrived in, after the decoder has checked every byte of it. */
+#ifndef BW_PROXY_SESSION_H
+#define BW_PROXY_SESSION_H
+
+#include <sys/socket.h>
+
+#include "proxy/proxy.h"
+
+struct bw_session;
+struct bw_upconn;
+
+void bw_session_accept(struct bw_proxy_worker *pw, int fd, const struct sockaddr_storage *peer,
+                       socklen_t peer_len);
+/* Drain: idle sessions close now, busy ones after their current response. */
+void bw_session_drain_all(struct bw_proxy_worker *pw);
+void bw_session_close_all(struct bw_proxy_worker *pw);
+/* Closes a pooled upstream connection (worker shutdown). */
+void bw_upconn_close_idle_all(struct bw_proxy_worker *pw);
+
+#endif

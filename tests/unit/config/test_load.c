@@ -1,0 +1,1025 @@
+/* The main-config loader (src/config/load.c, yaml_tree.c, match.c): invalid
+ * configs with their exact diagnostics, defaults, a config with every key,
+ * hostile input, and reading files. */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "test.h"
+
+/* A minimal valid config: 8 lines, so what a case appends starts at line 9. */
+#define BASE                                                                                 \
+    "listen:\n"                                                                              \
+    "  - address: 127.0.0.1:8080\n"                                                          \
+    "upstreams:\n"                                                                           \
+    "  app:\n"                                                                               \
+    "    servers:\n"                                                                         \
+    "      - address: 127.0.0.1:9000\n"                                                      \
+    "routes:\n"                                                                              \
+    "  - upstream: app\n"
+
+/* The same with upstream `app` last, so a case can append keys to it (line 9). */
+#define UP                                                                                   \
+    "listen:\n"                                                                              \
+    "  - address: 127.0.0.1:8080\n"                                                          \
+    "routes:\n"                                                                              \
+    "  - upstream: app\n"                                                                    \
+    "upstreams:\n"                                                                           \
+    "  app:\n"                                                                               \
+    "    servers:\n"                                                                         \
+    "      - address: 127.0.0.1:9000\n"
+
+/* The same with routes last, so a case can append routes (line 9). */
+#define RT                                                                                   \
+    "listen:\n"                                                                              \
+    "  - address: 127.0.0.1:8080\n"                                                          \
+    "upstreams:\n"                                                                           \
+    "  app:\n"                                                                               \
+    "    servers:\n"                                                                         \
+    "      - address: 127.0.0.1:9000\n"                                                      \
+    "routes:\n"                                                                              \
+    "  - upstream: app\n"
+
+/* Every diagnostic as "line:col: msg", one per line, into buf. */
+static const char *diags_text(const struct bw_config_diags *d, char *buf, size_t cap)
+{
+    size_t o = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < d->n && o < cap; i++) {
+        int w = snprintf(buf + o, cap - o, "%s%u:%u: %s", i ? "\n" : "", d->items[i].line,
+                         d->items[i].col, d->items[i].msg);
+        if (w < 0)
+            break;
+        o += (size_t)w;
+    }
+    return buf;
+}
+
+static bw_status parse(const char *text, size_t len, struct bw_config **cfg,
+                       struct bw_config_diags *d)
+{
+    return bw_config_parse("t.yaml", text, len, cfg, d);
+}
+
+static bw_status parse_str(const char *text, struct bw_config **cfg, struct bw_config_diags *d)
+{
+    return parse(text, strlen(text), cfg, d);
+}
+
+static const struct {
+    const char *name, *yaml, *want;
+} invalid[] = {
+    /* top level */
+    {"unknown top-level key", BASE "listn: x\n",
+     "9:1: unknown key \"listn\" in the top level (expected one of: listen, workers, admin, "
+     "state_dir, client_ip, limits, upstreams, routes, access_log, modules)"},
+    {"duplicate top-level key", BASE "listen:\n  - address: 127.0.0.1:8081\n",
+     "9:1: duplicate key \"listen\" in the top level (first at line 1)"},
+    {"missing listen",
+     "upstreams:\n  app:\n    servers: [{address: 127.0.0.1:9000}]\nroutes: [{upstream: app}]\n",
+     "1:1: missing required key \"listen\" in the top level"},
+    {"missing upstreams and routes", "listen: [{address: 127.0.0.1:8080}]\n",
+     "1:1: missing required key \"upstreams\" in the top level\n"
+     "1:1: missing required key \"routes\" in the top level"},
+    {"root is a list", "- listen\n",
+     "1:1: the config: expected a mapping of keys like listen: and upstreams:, got a list"},
+    {"root is a scalar", "hello\n",
+     "1:1: the config: expected a mapping of keys like listen: and upstreams:, got \"hello\""},
+    {"non-string key", BASE "? [a, b]\n: c\n", "9:3: the top level: keys must be strings, got a list"},
+    {"modules", BASE "modules:\n  bot_score: { features: f.json }\n",
+     "9:1: modules: not available in this build yet (bot_score and rules modules are in "
+     "progress)"},
+    /* workers */
+    {"workers 0", BASE "workers: 0\n",
+     "9:10: workers: expected auto or an integer from 1 to 256, got \"0\""},
+    {"workers 257", BASE "workers: 257\n",
+     "9:10: workers: expected auto or an integer from 1 to 256, got \"257\""},
+    {"workers word", BASE "workers: many\n",
+     "9:10: workers: expected auto or an integer from 1 to 256, got \"many\""},
+    {"workers map", BASE "workers: {n: 1}\n",
+     "9:10: workers: expected auto or an integer from 1 to 256, got a mapping"},
+    {"workers leading zero", BASE "workers: 08\n",
+     "9:10: workers: expected auto or an integer from 1 to 256, got \"08\""},
+    /* listen */
+    {"listen empty", "listen: []\n" "upstreams: {app: {servers: [{address: 127.0.0.1:9000}]}}\n"
+     "routes: [{upstream: app}]\n",
+     "1:9: listen: expected 1 to 16 addresses, got 0"},
+    {"listen 17",
+     "listen: [{address: 127.0.0.1:1}, {address: 127.0.0.1:2}, {address: 127.0.0.1:3}, "
+     "{address: 127.0.0.1:4}, {address: 127.0.0.1:5}, {address: 127.0.0.1:6}, "
+     "{address: 127.0.0.1:7}, {address: 127.0.0.1:8}, {address: 127.0.0.1:9}, "
+     "{address: 127.0.0.1:10}, {address: 127.0.0.1:11}, {address: 127.0.0.1:12}, "
+     "{address: 127.0.0.1:13}, {address: 127.0.0.1:14}, {address: 127.0.0.1:15}, "
+     "{address: 127.0.0.1:16}, {address: 127.0.0.1:17}]\n"
+     "upstreams: {app: {servers: [{address: 127.0.0.1:9000}]}}\nroutes: [{upstream: app}]\n",
+     "1:9: listen: expected 1 to 16 addresses, got 17"},
+    {"listen scalar",
+     "listen: 127.0.0.1:8080\nupstreams: {app: {servers: [{address: 127.0.0.1:9000}]}}\n"
+     "routes: [{upstream: app}]\n",
+     "1:9: listen: expected a list like [{address: 127.0.0.1:8080}], got \"127.0.0.1:8080\""},
+    {"listen item scalar",
+     "listen:\n  - 127.0.0.1:8080\nupstreams: {app: {servers: [{address: 127.0.0.1:9000}]}}\n"
+     "routes: [{upstream: app}]\n",
+     "2:5: listen[0]: expected a mapping like {address: 127.0.0.1:8080}, got \"127.0.0.1:8080\""},
+    {"listen item without address",
+     "listen:\n  - port: 80\nupstreams: {app: {servers: [{address: 127.0.0.1:9000}]}}\n"
+     "routes: [{upstream: app}]\n",
+     "2:5: unknown key \"port\" in listen[0] (expected one of: address)\n"
+     "2:5: missing required key \"address\" in listen[0]"},
+    {"listen host name",
+     "listen:\n  - address: localhost:8080\nupstreams: {app: {servers: [{address: "
+     "127.0.0.1:9000}]}}\nroutes: [{upstream: app}]\n",
+     "2:14: listen[0].address: invalid address \"localhost:8080\": bulwark does not resolve "
+     "names in the config; use an IP address"},
+    {"listen port too big",
+     "listen:\n  - address: 127.0.0.1:65536\nupstreams: {app: {servers: [{address: "
+     "127.0.0.1:9000}]}}\nroutes: [{upstream: app}]\n",
+     "2:14: listen[0].address: invalid address \"127.0.0.1:65536\": the port must be a number "
+     "from 0 to 65535"},
+    {"listen duplicate",
+     "listen:\n  - address: 127.0.0.1:8080\n  - address: 127.0.0.1:8080\nupstreams: {app: "
+     "{servers: [{address: 127.0.0.1:9000}]}}\nroutes: [{upstream: app}]\n",
+     "3:14: listen[1].address: 127.0.0.1:8080 is already listed in listen[0]"},
+    /* admin, state_dir, access_log */
+    {"admin scalar", BASE "admin: 5\n",
+     "9:8: admin: expected a mapping like {address: 127.0.0.1:9901}, got \"5\""},
+    {"admin without address", BASE "admin:\n  token_file: t\n",
+     "9:1: missing required key \"address\" in admin"},
+    {"admin token_file empty", BASE "admin:\n  address: 127.0.0.1:9901\n  token_file: \"\"\n",
+     "11:15: admin.token_file: expected a file path (1 to 4096 bytes, no control "
+     "characters), got \"\""},
+    {"state_dir empty", BASE "state_dir:\n", "9:11: state_dir: expected a file path, got nothing"},
+    {"state_dir control char", BASE "state_dir: \"/var/\\tlib\"\n",
+     "9:12: state_dir: expected a file path (1 to 4096 bytes, no control characters), got "
+     "\"/var/\\x09lib\""},
+    {"access_log bool", BASE "access_log: false\n",
+     "9:13: access_log: expected a file path, \"-\" (stdout) or off, got \"false\""},
+    {"access_log list", BASE "access_log: [a]\n",
+     "9:13: access_log: expected a file path, \"-\" (stdout) or off, got a list"},
+    /* client_ip */
+    {"client_ip missing from", BASE "client_ip:\n  trusted: [10.0.0.0/8]\n",
+     "9:1: missing required key \"from\" in client_ip"},
+    {"client_ip bad from", BASE "client_ip:\n  trusted: [10.0.0.0/8]\n  from: cf_connecting_ip\n",
+     "11:9: client_ip.from: expected x_forwarded_for, x_real_ip or proxy_protocol, got "
+     "\"cf_connecting_ip\""},
+    {"client_ip host bits", BASE "client_ip:\n  trusted: [10.0.0.1/8]\n  from: x_real_ip\n",
+     "10:13: client_ip.trusted[0]: invalid CIDR \"10.0.0.1/8\": host bits set; did you mean "
+     "10.0.0.0/8?"},
+    {"client_ip empty trusted", BASE "client_ip:\n  trusted: []\n  from: x_real_ip\n",
+     "10:12: client_ip.trusted: expected 1 to 1024 CIDRs, got 0"},
+    {"client_ip trusted scalar", BASE "client_ip:\n  trusted: 10.0.0.0/8\n  from: x_real_ip\n",
+     "10:12: client_ip.trusted: expected a list of CIDRs like [10.0.0.0/8], got \"10.0.0.0/8\""},
+    /* limits */
+    {"limits scalar", BASE "limits: 5\n",
+     "9:9: limits: expected a mapping like {header_bytes: 32KiB}, got \"5\""},
+    {"limits unknown key", BASE "limits:\n  header_size: 1KiB\n",
+     "10:3: unknown key \"header_size\" in limits (expected one of: request_line_bytes, "
+     "header_bytes, headers, body_bytes, client_header_timeout, client_body_timeout, "
+     "keepalive_timeout, send_timeout, drain_timeout, max_connections)"},
+    {"limits duplicate key", BASE "limits:\n  headers: 10\n  headers: 20\n",
+     "11:3: duplicate key \"headers\" in limits (first at line 10)"},
+    {"header_bytes not a size", BASE "limits:\n  header_bytes: lots\n",
+     "10:17: limits.header_bytes: expected a size like 32KiB, got \"lots\""},
+    {"header_bytes below 1KiB", BASE "limits:\n  header_bytes: 1023\n",
+     "10:17: limits.header_bytes: expected a size from 1KiB to 1MiB, got \"1023\""},
+    {"header_bytes above 1MiB", BASE "limits:\n  header_bytes: 1048577B\n",
+     "10:17: limits.header_bytes: expected a size from 1KiB to 1MiB, got \"1048577B\""},
+    {"request_line_bytes below 256B", BASE "limits:\n  request_line_bytes: 255B\n",
+     "10:23: limits.request_line_bytes: expected a size from 256B to 64KiB, got \"255B\""},
+    {"request_line_bytes above 64KiB", BASE "limits:\n  request_line_bytes: 65537\n",
+     "10:23: limits.request_line_bytes: expected a size from 256B to 64KiB, got \"65537\""},
+    {"header_bytes below request_line_bytes",
+     BASE "limits:\n  header_bytes: 4KiB\n",
+     "10:17: limits.header_bytes: must be at least request_line_bytes (8192 bytes), got "
+     "\"4KiB\""},
+    {"request_line_bytes above default header_bytes",
+     BASE "limits:\n  request_line_bytes: 64KiB\n",
+     "10:23: limits.request_line_bytes: must not exceed header_bytes (32768 bytes), got "
+     "\"64KiB\""},
+    {"headers 0", BASE "limits:\n  headers: 0\n",
+     "10:12: limits.headers: expected an integer from 1 to 1000, got \"0\""},
+    {"headers 1001", BASE "limits:\n  headers: 1001\n",
+     "10:12: limits.headers: expected an integer from 1 to 1000, got \"1001\""},
+    {"headers negative", BASE "limits:\n  headers: -5\n",
+     "10:12: limits.headers: expected an integer from 1 to 1000, got \"-5\""},
+    {"body_bytes over 1TiB", BASE "limits:\n  body_bytes: 1099511627777\n",
+     "10:15: limits.body_bytes: expected a size from 0 (unlimited) to 1TiB, got "
+     "\"1099511627777\""},
+    {"bare number duration", BASE "limits:\n  keepalive_timeout: 10\n",
+     "10:22: limits.keepalive_timeout: expected a duration like 10s or 500ms, got \"10\""},
+    {"zero duration", BASE "limits:\n  drain_timeout: 0s\n",
+     "10:18: limits.drain_timeout: expected a duration from 1ms to 1h, got \"0s\""},
+    {"duration over 1h", BASE "limits:\n  send_timeout: 3600001ms\n",
+     "10:17: limits.send_timeout: expected a duration from 1ms to 1h, got \"3600001ms\""},
+    {"duration is a map", BASE "limits:\n  client_body_timeout: {s: 1}\n",
+     "10:24: limits.client_body_timeout: expected a duration like 10s or 500ms, got a "
+     "mapping"},
+    {"max_connections over", BASE "limits:\n  max_connections: 1000001\n",
+     "10:20: limits.max_connections: expected an integer from 1 to 1000000, got \"1000001\""},
+    /* upstreams */
+    {"upstreams empty", "listen: [{address: 127.0.0.1:8080}]\nupstreams: {}\n"
+     "routes: [{upstream: app}]\n",
+     "2:12: upstreams: expected 1 to 1024 upstreams, got 0"},
+    {"upstreams list", "listen: [{address: 127.0.0.1:8080}]\nupstreams: [app]\n"
+     "routes: [{upstream: app}]\n",
+     "2:12: upstreams: expected a mapping of names to upstreams, like {app: {servers: [...]}}, "
+     "got a list"},
+    {"upstream bad name", UP "  a.b:\n    servers: [{address: 127.0.0.1:9001}]\n",
+     "9:3: upstreams: invalid upstream name \"a.b\" (expected 1 to 64 of A-Z a-z 0-9 _ -)"},
+    {"upstream name too long",
+     UP "  a234567890123456789012345678901234567890123456789012345678901234x:\n"
+        "    servers: [{address: 127.0.0.1:9001}]\n",
+     "9:3: upstreams: invalid upstream name \"a234567890123456789012345678901234567890...\" "
+     "(expected 1 to 64 of A-Z a-z 0-9 _ -)"},
+    {"upstream without servers", UP "  b:\n    keepalive: 1\n",
+     "9:3: missing required key \"servers\" in upstreams.b"},
+    {"upstream unknown key", UP "    server: x\n",
+     "9:5: unknown key \"server\" in upstreams.app (expected one of: servers, balance, "
+     "keepalive, connect_timeout, read_timeout, write_timeout, max_fails, fail_timeout, "
+     "health_check)"},
+    {"servers empty", UP "  b:\n    servers: []\n",
+     "10:14: upstreams.b.servers: expected 1 to 256 servers, got 0"},
+    {"server weight 0", UP "  b:\n    servers: [{address: 127.0.0.1:9001, weight: 0}]\n",
+     "10:49: upstreams.b.servers[0].weight: expected an integer from 1 to 1000, got \"0\""},
+    {"server weight 1001", UP "  b:\n    servers: [{address: 127.0.0.1:9001, weight: 1001}]\n",
+     "10:49: upstreams.b.servers[0].weight: expected an integer from 1 to 1000, got \"1001\""},
+    {"server duplicate", UP "      - address: 127.0.0.1:9000\n",
+     "9:18: upstreams.app.servers[1].address: duplicate server 127.0.0.1:9000 (also "
+     "upstreams.app.servers[0])"},
+    {"server port 0", UP "      - address: 127.0.0.1:0\n",
+     "9:18: upstreams.app.servers[1].address: an upstream server needs a port from 1 to 65535, "
+     "got \"127.0.0.1:0\""},
+    {"server without brackets", UP "      - address: ::1:80\n",
+     "9:18: upstreams.app.servers[1].address: invalid address \"::1:80\": an IPv6 address needs "
+     "brackets, like [::1]:8080"},
+    {"balance random", UP "    balance: random\n",
+     "9:14: upstreams.app.balance: expected round_robin, least_conn or hash(<field>), got "
+     "\"random\""},
+    {"balance unknown hash field", UP "    balance: hash(ip.dst)\n",
+     "9:14: upstreams.app.balance: expected hash(ip.src), hash(http.host), "
+     "hash(http.request.uri.path), hash(http.request.uri) or "
+     "hash(http.request.headers[\"<name>\"]), got \"hash(ip.dst)\""},
+    {"balance bad header name", UP "    balance: 'hash(http.request.headers[\"a b\"])'\n",
+     "9:14: upstreams.app.balance: expected hash(ip.src), hash(http.host), "
+     "hash(http.request.uri.path), hash(http.request.uri) or "
+     "hash(http.request.headers[\"<name>\"]), got \"hash(http.request.headers[\\\"a b\\\"])\""},
+    {"keepalive over", UP "    keepalive: 10001\n",
+     "9:16: upstreams.app.keepalive: expected an integer from 0 to 10000, got \"10001\""},
+    {"max_fails over", UP "    max_fails: 1001\n",
+     "9:16: upstreams.app.max_fails: expected an integer from 0 to 1000, got \"1001\""},
+    {"fail_timeout over", UP "    fail_timeout: 2h\n",
+     "9:19: upstreams.app.fail_timeout: expected a duration from 1ms to 1h, got \"2h\""},
+    {"connect_timeout bare", UP "    connect_timeout: 1\n",
+     "9:22: upstreams.app.connect_timeout: expected a duration like 10s or 500ms, got \"1\""},
+    {"health_check scalar", UP "    health_check: yes\n",
+     "9:19: upstreams.app.health_check: expected a mapping like {path: /healthz, interval: "
+     "2s}, got \"yes\""},
+    {"health_check null", UP "    health_check:\n",
+     "9:18: upstreams.app.health_check: expected a mapping like {path: /healthz, interval: "
+     "2s}, got nothing"},
+    {"health_check path without slash", UP "    health_check: {path: healthz}\n",
+     "9:26: upstreams.app.health_check.path: expected a path starting with / without spaces or "
+     "control characters, like /healthz, got \"healthz\""},
+    {"health_check path with space", UP "    health_check: {path: \"/a b\"}\n",
+     "9:26: upstreams.app.health_check.path: expected a path starting with / without spaces or "
+     "control characters, like /healthz, got \"/a b\""},
+    {"health_check rise 0", UP "    health_check: {rise: 0}\n",
+     "9:26: upstreams.app.health_check.rise: expected an integer from 1 to 100, got \"0\""},
+    {"health_check fall 101", UP "    health_check: {fall: 101}\n",
+     "9:26: upstreams.app.health_check.fall: expected an integer from 1 to 100, got \"101\""},
+    {"health_check unknown key", UP "    health_check: {url: /x}\n",
+     "9:20: unknown key \"url\" in upstreams.app.health_check (expected one of: path, interval, "
+     "timeout, rise, fall)"},
+    /* routes */
+    {"routes empty", "listen: [{address: 127.0.0.1:8080}]\n"
+     "upstreams: {app: {servers: [{address: 127.0.0.1:9000}]}}\nroutes: []\n",
+     "3:9: routes: expected 1 to 1024 routes, got 0"},
+    {"route without upstream", RT "  - match: 'http.host eq \"a.example\"'\n",
+     "9:5: missing required key \"upstream\" in routes[1]"},
+    {"route unknown upstream", RT "  - upstream: nope\n",
+     "9:15: routes[1].upstream: no upstream named \"nope\" (defined: app)"},
+    {"route unsupported match", RT "  - match: 'ip.src in {10.0.0.0/8}'\n    upstream: app\n",
+     "9:12: routes[1].match: only host equality and a path prefix are supported until the "
+     "rules engine lands: expected http.host eq \"<host>\", "
+     "starts_with(http.request.uri.path, \"<prefix>\"), or both joined by and"},
+    {"route match with or", RT
+     "  - match: 'http.host eq \"a\" or starts_with(http.request.uri.path, \"/a\")'\n"
+     "    upstream: app\n",
+     "9:12: routes[1].match: only host equality and a path prefix are supported until the "
+     "rules engine lands: expected http.host eq \"<host>\", "
+     "starts_with(http.request.uri.path, \"<prefix>\"), or both joined by and"},
+    {"route match two hosts", RT
+     "  - match: 'http.host eq \"a\" and http.host eq \"b\"'\n    upstream: app\n",
+     "9:12: routes[1].match: only host equality and a path prefix are supported until the "
+     "rules engine lands: expected http.host eq \"<host>\", "
+     "starts_with(http.request.uri.path, \"<prefix>\"), or both joined by and"},
+    {"route match prefix without slash", RT
+     "  - match: 'starts_with(http.request.uri.path, \"api/\")'\n    upstream: app\n",
+     "9:12: routes[1].match: the path prefix must start with \"/\" and have no spaces or "
+     "control characters"},
+    {"route match empty host", RT "  - match: 'http.host == \"\"'\n    upstream: app\n",
+     "9:12: routes[1].match: the host must be non-empty, without spaces or control characters"},
+    {"route match null", RT "  - match:\n    upstream: app\n",
+     "9:11: routes[1].match: expected a match expression like 'http.host eq \"a.example\"', got "
+     "nothing"},
+    {"route is a scalar", RT "  - app\n",
+     "9:5: routes[1]: expected a mapping like {match: '...', upstream: app}, got \"app\""},
+    /* YAML itself */
+    {"anchor and alias", BASE "x: &a [1]\ny: *a\n",
+     "9:4: YAML anchors (&a) are not supported; write the value out in full"},
+    {"alias only", BASE "x: *a\n", "9:4: YAML aliases (*a) are not supported; write the value out in full"},
+    {"tag", BASE "state_dir: !!str /var/lib\n",
+     "9:12: YAML tags (like !!str) are not supported; the key decides the type"},
+    {"syntax error", BASE "limits: {a: 1\n",
+     "10:1: invalid YAML: did not find expected ',' or '}' (while parsing a flow mapping at "
+     "line 9, column 9)"},
+    {"tab indentation", "listen:\n\t- address: 127.0.0.1:8080\n",
+     "2:1: invalid YAML: found character that cannot start any token (while scanning for the "
+     "next token at line 2, column 1)"},
+    {"two documents", BASE "---\nlisten: []\n",
+     "9:1: a second YAML document; the config must be a single document"},
+    {"invalid UTF-8", BASE "state_dir: /var/\xff\n",
+     "9:17: not UTF-8 text: invalid leading UTF-8 octet (#FF)"},
+    {"overlong UTF-8", BASE "state_dir: /\xc0\xaf\n",
+     "9:13: not UTF-8 text: invalid length of a UTF-8 sequence"},
+    {"control character", BASE "state_dir: /var\x01\n",
+     "9:16: not UTF-8 text: control characters are not allowed (#1)"},
+    {"only a comment", "# nothing here\n",
+     "0:0: the config is empty; it needs at least listen, upstreams and routes"},
+    {"empty document", "---\n",
+     "0:0: the config is empty; it needs at least listen, upstreams and routes"},
+};
+
+TEST(invalid_configs_table)
+{
+    CHECK(sizeof invalid / sizeof invalid[0] >= 40);
+    int bad = 0;
+    for (size_t i = 0; i < sizeof invalid / sizeof invalid[0]; i++) {
+        struct bw_config *cfg = NULL;
+        struct bw_config_diags d;
+        char got[4096];
+        if (parse_str(invalid[i].yaml, &cfg, &d) == BW_OK) {
+            T_FAILF("%s: accepted", invalid[i].name);
+            cfg = bw_config_free(cfg);
+            bad++;
+            continue;
+        }
+        CHECK(cfg == NULL);
+        diags_text(&d, got, sizeof got);
+        if (strcmp(got, invalid[i].want) != 0) {
+            T_FAILF("%s:\n       got  %s\n       want %s", invalid[i].name, got, invalid[i].want);
+            bad++;
+        }
+        CHECK_STR_EQ(d.file, "t.yaml");
+        CHECK_INT_EQ(d.dropped, 0);
+    }
+    CHECK_INT_EQ(bad, 0);
+}
+
+TEST(several_errors_all_reported_in_file_order)
+{
+    const char *y = "routes:\n"                          /* 1 */
+                    "  - upstream: missing\n"            /* 2 */
+                    "listen:\n"                          /* 3 */
+                    "  - address: 1.2.3.4:99999\n"       /* 4 */
+                    "workers: none\n"                    /* 5 */
+                    "limits:\n"                          /* 6 */
+                    "  header_bytes: lots\n"             /* 7 */
+                    "  body_bytes: -1\n"                 /* 8 */
+                    "upstreams:\n"                       /* 9 */
+                    "  app:\n"                           /* 10 */
+                    "    servers:\n"                     /* 11 */
+                    "      - address: 127.0.0.1:9000\n"  /* 12 */
+                    "    balance: random\n"              /* 13 */
+                    "bogus: 1\n";                        /* 14 */
+    struct bw_config *cfg = NULL;
+    struct bw_config_diags d;
+    CHECK(parse_str(y, &cfg, &d) == BW_ERR);
+    char got[4096];
+    CHECK_STR_EQ(diags_text(&d, got, sizeof got),
+                 "2:15: routes[0].upstream: no upstream named \"missing\" (defined: app)\n"
+                 "4:14: listen[0].address: invalid address \"1.2.3.4:99999\": the port must be a "
+                 "number from 0 to 65535\n"
+                 "5:10: workers: expected auto or an integer from 1 to 256, got \"none\"\n"
+                 "7:17: limits.header_bytes: expected a size like 32KiB, got \"lots\"\n"
+                 "8:15: limits.body_bytes: expected a size like 32KiB, got \"-1\"\n"
+                 "13:14: upstreams.app.balance: expected round_robin, least_conn or "
+                 "hash(<field>), got \"random\"\n"
+                 "14:1: unknown key \"bogus\" in the top level (expected one of: listen, "
+                 "workers, admin, state_dir, client_ip, limits, upstreams, routes, access_log, "
+                 "modules)");
+}
+
+TEST(diags_cap_counts_the_rest)
+{
+    /* 100 routes to an unknown upstream: 64 kept, 36 counted. */
+    char y[8192];
+    size_t o = (size_t)snprintf(y, sizeof y, "listen: [{address: 127.0.0.1:8080}]\n"
+                                             "upstreams: {app: {servers: [{address: "
+                                             "127.0.0.1:9000}]}}\nroutes:\n");
+    for (int i = 0; i < 100; i++)
+        o += (size_t)snprintf(y + o, sizeof y - o, "  - upstream: x%d\n", i);
+    struct bw_config *cfg = NULL;
+    struct bw_config_diags d;
+    CHECK(parse_str(y, &cfg, &d) == BW_ERR);
+    CHECK_INT_EQ(d.n, BW_CONFIG_MAX_DIAGS);
+    CHECK_INT_EQ(d.dropped, 36);
+    CHECK_INT_EQ(d.items[0].line, 4);
+    CHECK_INT_EQ(d.items[63].line, 67);
+
+    char *out = NULL;
+    size_t outlen = 0;
+    FILE *f = open_memstream(&out, &outlen);
+    CHECK(f != NULL);
+    bw_config_diags_print(&d, f);
+    fclose(f);
+    CHECK(strstr(out, "t.yaml:4:15: error: routes[0].upstream: no upstream named \"x0\" "
+                      "(defined: app)\n") == out);
+    CHECK(strstr(out, "t.yaml: error: 36 more errors not shown\n") != NULL);
+    free(out);
+}
+
+TEST(diags_print_format)
+{
+    struct bw_config *cfg = NULL;
+    struct bw_config_diags d;
+    CHECK(parse_str(BASE "workers: 0\n", &cfg, &d) == BW_ERR);
+    char *out = NULL;
+    size_t outlen = 0;
+    FILE *f = open_memstream(&out, &outlen);
+    CHECK(f != NULL);
+    bw_config_diags_print(&d, f);
+    fclose(f);
+    CHECK_STR_EQ(out, "t.yaml:9:10: error: workers: expected auto or an integer from 1 to 256, "
+                      "got \"0\"\n");
+    free(out);
+
+    CHECK(parse_str("", &cfg, &d) == BW_ERR);
+    f = open_memstream(&out, &outlen);
+    CHECK(f != NULL);
+    bw_config_diags_print(&d, f);
+    fclose(f);
+    CHECK_STR_EQ(out, "t.yaml: error: the config is empty; it needs at least listen, upstreams "
+                      "and routes\n");
+    free(out);
+}
+
+TEST(defaults_from_minimal_config)
+{
+    struct bw_config *cfg = NULL;
+    struct bw_config_diags d;
+    CHECK(parse_str(BASE, &cfg, &d) == BW_OK);
+    CHECK_SLICE_EQ(cfg->path, "t.yaml");
+    CHECK_INT_EQ(cfg->nlisten, 1);
+    CHECK_STR_EQ(cfg->listen[0].addr.text, "127.0.0.1:8080");
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    CHECK_INT_EQ(cfg->workers, cpus < 1 ? 1 : cpus > 256 ? 256 : cpus);
+    CHECK(!cfg->admin.enabled);
+    CHECK(!cfg->admin.has_token_file);
+    CHECK(!cfg->has_state_dir);
+    CHECK_INT_EQ(cfg->client_ip.from, BW_CLIENT_IP_PEER);
+    CHECK_INT_EQ(cfg->client_ip.ntrusted, 0);
+    const struct bw_config_limits *l = &cfg->limits;
+    CHECK_INT_EQ(l->request_line_bytes, 8192);
+    CHECK_INT_EQ(l->header_bytes, 32768);
+    CHECK_INT_EQ(l->headers, 100);
+    CHECK_INT_EQ(l->body_bytes, 16 * 1024 * 1024);
+    CHECK_INT_EQ(l->client_header_timeout_ms, 10000);
+    CHECK_INT_EQ(l->client_body_timeout_ms, 60000);
+    CHECK_INT_EQ(l->keepalive_timeout_ms, 60000);
+    CHECK_INT_EQ(l->send_timeout_ms, 60000);
+    CHECK_INT_EQ(l->drain_timeout_ms, 30000);
+    CHECK_INT_EQ(l->max_connections, 10000);
+    CHECK_INT_EQ(cfg->nupstreams, 1);
+    const struct bw_config_upstream *u = &cfg->upstreams[0];
+    CHECK_SLICE_EQ(u->name, "app");
+    CHECK_INT_EQ(u->nservers, 1);
+    CHECK_STR_EQ(u->servers[0].addr.text, "127.0.0.1:9000");
+    CHECK_INT_EQ(u->servers[0].weight, 1);
+    CHECK_INT_EQ(u->balance, BW_BALANCE_ROUND_ROBIN);
+    CHECK_INT_EQ(u->keepalive, 64);
+    CHECK_INT_EQ(u->connect_timeout_ms, 1000);
+    CHECK_INT_EQ(u->read_timeout_ms, 30000);
+    CHECK_INT_EQ(u->write_timeout_ms, 30000);
+    CHECK_INT_EQ(u->max_fails, 3);
+    CHECK_INT_EQ(u->fail_timeout_ms, 10000);
+    CHECK(!u->health.enabled);
+    CHECK_INT_EQ(cfg->nroutes, 1);
+    CHECK(!cfg->routes[0].has_host);
+    CHECK(!cfg->routes[0].has_path_prefix);
+    CHECK_INT_EQ(cfg->routes[0].upstream, 0);
+    CHECK(cfg->log.access_enabled);
+    CHECK_SLICE_EQ(cfg->log.access_path, "-");
+    cfg = bw_config_free(cfg);
+    CHECK(cfg == NULL);
+
+    /* Sections present but empty also give every default. */
+    CHECK(parse_str(BASE "limits: {}\nworkers: auto\n", &cfg, &d) == BW_OK);
+    CHECK_INT_EQ(cfg->limits.header_bytes, 32768);
+    CHECK_INT_EQ(cfg->limits.max_connections, 10000);
+    cfg = bw_config_free(cfg);
+
+    /* An empty health_check mapping enables it with its defaults. */
+    CHECK(parse_str(UP "    health_check: {}\n", &cfg, &d) == BW_OK);
+    const struct bw_config_health_check *h = &cfg->upstreams[0].health;
+    CHECK(h->enabled);
+    CHECK_SLICE_EQ(h->path, "/healthz");
+    CHECK_INT_EQ(h->interval_ms, 2000);
+    CHECK_INT_EQ(h->timeout_ms, 1000);
+    CHECK_INT_EQ(h->rise, 2);
+    CHECK_INT_EQ(h->fall, 3);
+    cfg = bw_config_free(cfg);
+}
+
+static const char FULL[] =
+    "listen:\n"
+    "  - address: 127.0.0.1:0\n"
+    "  - address: \"[::1]:8443\"\n"
+    "workers: 4\n"
+    "admin:\n"
+    "  address: 127.0.0.1:9901\n"
+    "  token_file: admin.token\n"
+    "state_dir: /var/lib/bulwark\n"
+    "client_ip:\n"
+    "  trusted: [10.0.0.0/8, \"2001:db8::/32\", 192.0.2.1]\n"
+    "  from: proxy_protocol\n"
+    "limits:\n"
+    "  request_line_bytes: 256B\n"
+    "  header_bytes: 1MiB\n"
+    "  headers: 1000\n"
+    "  body_bytes: 0\n"
+    "  client_header_timeout: 1ms\n"
+    "  client_body_timeout: 2s\n"
+    "  keepalive_timeout: 3m\n"
+    "  send_timeout: 1h\n"
+    "  drain_timeout: 500ms\n"
+    "  max_connections: 1000000\n"
+    "upstreams:\n"
+    "  app:\n"
+    "    servers:\n"
+    "      - { address: 127.0.0.1:9000, weight: 1000 }\n"
+    "      - { address: \"[::1]:9000\" }\n"
+    "    balance: 'hash(http.request.headers[\"X-User-ID\"])'\n"
+    "    keepalive: 10000\n"
+    "    connect_timeout: 250ms\n"
+    "    read_timeout: 5s\n"
+    "    write_timeout: 6s\n"
+    "    max_fails: 0\n"
+    "    fail_timeout: 1h\n"
+    "    health_check: { path: /ready, interval: 5s, timeout: 2s, rise: 1, fall: 100 }\n"
+    "  static-1:\n"
+    "    servers: [{address: 10.0.0.2:80}]\n"
+    "    balance: least_conn\n"
+    "  h:\n"
+    "    servers: [{address: 10.0.0.3:80}]\n"
+    "    balance: hash(http.request.uri.path)\n"
+    "routes:\n"
+    "  - match: 'http.host eq \"API.Example\" and starts_with(http.request.uri.path, "
+    "\"/v1/\")'\n"
+    "    upstream: app\n"
+    "  - match: 'starts_with( http.request.uri.path , \"/static/\" ) and http.host == "
+    "\"cdn.example\"'\n"
+    "    upstream: static-1\n"
+    "  - match: 'http.host==\"a\\\\b\"'\n"
+    "    upstream: h\n"
+    "  - upstream: app\n"
+    "access_log: /var/log/bulwark/access.log\n";
+
+TEST(full_config_every_key)
+{
+    struct bw_config *cfg = NULL;
+    struct bw_config_diags d;
+    bw_status st = parse(FULL, sizeof FULL - 1, &cfg, &d);
+    if (st != BW_OK) {
+        char got[4096];
+        T_FAILF("%s", diags_text(&d, got, sizeof got));
+        return;
+    }
+    CHECK_INT_EQ(cfg->nlisten, 2);
+    CHECK_STR_EQ(cfg->listen[0].addr.text, "127.0.0.1:0");
+    CHECK_STR_EQ(cfg->listen[1].addr.text, "[::1]:8443");
+    CHECK_INT_EQ(cfg->workers, 4);
+    CHECK(cfg->admin.enabled);
+    CHECK_STR_EQ(cfg->admin.addr.text, "127.0.0.1:9901");
+    CHECK(cfg->admin.has_token_file);
+    CHECK_SLICE_EQ(cfg->admin.token_file, "admin.token");
+    CHECK(cfg->has_state_dir);
+    CHECK_SLICE_EQ(cfg->state_dir, "/var/lib/bulwark");
+    CHECK_INT_EQ(cfg->client_ip.from, BW_CLIENT_IP_PROXY_PROTOCOL);
+    CHECK_INT_EQ(cfg->client_ip.ntrusted, 3);
+    CHECK_INT_EQ(cfg->client_ip.trusted[0].family, AF_INET);
+    CHECK_INT_EQ(cfg->client_ip.trusted[0].prefix, 8);
+    CHECK_INT_EQ(cfg->client_ip.trusted[1].family, AF_INET6);
+    CHECK_INT_EQ(cfg->client_ip.trusted[1].prefix, 32);
+    CHECK_INT_EQ(cfg->client_ip.trusted[2].prefix, 32);
+    const struct bw_config_limits *l = &cfg->limits;
+    CHECK_INT_EQ(l->request_line_bytes, 256);
+    CHECK_INT_EQ(l->header_bytes, 1024 * 1024);
+    CHECK_INT_EQ(l->headers, 1000);
+    CHECK_INT_EQ(l->body_bytes, 0);
+    CHECK_INT_EQ(l->client_header_timeout_ms, 1);
+    CHECK_INT_EQ(l->client_body_timeout_ms, 2000);
+    CHECK_INT_EQ(l->keepalive_timeout_ms, 180000);
+    CHECK_INT_EQ(l->send_timeout_ms, 3600000);
+    CHECK_INT_EQ(l->drain_timeout_ms, 500);
+    CHECK_INT_EQ(l->max_connections, 1000000);
+
+    CHECK_INT_EQ(cfg->nupstreams, 3);
+    const struct bw_config_upstream *u = &cfg->upstreams[0];
+    CHECK_SLICE_EQ(u->name, "app");
+    CHECK_INT_EQ(u->nservers, 2);
+    CHECK_STR_EQ(u->servers[0].addr.text, "127.0.0.1:9000");
+    CHECK_INT_EQ(u->servers[0].weight, 1000);
+    CHECK_STR_EQ(u->servers[1].addr.text, "[::1]:9000");
+    CHECK_INT_EQ(u->servers[1].weight, 1);
+    CHECK_INT_EQ(u->balance, BW_BALANCE_HASH);
+    CHECK_INT_EQ(u->hash_field, BW_HASH_HEADER);
+    CHECK_SLICE_EQ(u->hash_header, "x-user-id");
+    CHECK_INT_EQ(u->keepalive, 10000);
+    CHECK_INT_EQ(u->connect_timeout_ms, 250);
+    CHECK_INT_EQ(u->read_timeout_ms, 5000);
+    CHECK_INT_EQ(u->write_timeout_ms, 6000);
+    CHECK_INT_EQ(u->max_fails, 0);
+    CHECK_INT_EQ(u->fail_timeout_ms, 3600000);
+    CHECK(u->health.enabled);
+    CHECK_SLICE_EQ(u->health.path, "/ready");
+    CHECK_INT_EQ(u->health.interval_ms, 5000);
+    CHECK_INT_EQ(u->health.timeout_ms, 2000);
+    CHECK_INT_EQ(u->health.rise, 1);
+    CHECK_INT_EQ(u->health.fall, 100);
+    CHECK_SLICE_EQ(cfg->upstreams[1].name, "static-1");
+    CHECK_INT_EQ(cfg->upstreams[1].balance, BW_BALANCE_LEAST_CONN);
+    CHECK(!cfg->upstreams[1].health.enabled);
+    CHECK_SLICE_EQ(cfg->upstreams[2].name, "h");
+    CHECK_INT_EQ(cfg->upstreams[2].balance, BW_BALANCE_HASH);
+    CHECK_INT_EQ(cfg->upstreams[2].hash_field, BW_HASH_URI_PATH);
+
+    CHECK_INT_EQ(cfg->nroutes, 4);
+    const struct bw_config_route *r = cfg->routes;
+    CHECK(r[0].has_host);
+    CHECK_SLICE_EQ(r[0].host, "api.example");
+    CHECK(r[0].has_path_prefix);
+    CHECK_SLICE_EQ(r[0].path_prefix, "/v1/");
+    CHECK_INT_EQ(r[0].upstream, 0);
+    CHECK_SLICE_EQ(r[0].match_text,
+                   "http.host eq \"API.Example\" and starts_with(http.request.uri.path, \"/v1/\")");
+    CHECK(r[1].has_host);
+    CHECK_SLICE_EQ(r[1].host, "cdn.example");
+    CHECK_SLICE_EQ(r[1].path_prefix, "/static/");
+    CHECK_INT_EQ(r[1].upstream, 1);
+    CHECK(r[2].has_host);
+    CHECK_SLICE_EQ(r[2].host, "a\\b");
+    CHECK(!r[2].has_path_prefix);
+    CHECK_INT_EQ(r[2].upstream, 2);
+    CHECK(!r[3].has_host);
+    CHECK(!r[3].has_path_prefix);
+    CHECK_INT_EQ(r[3].upstream, 0);
+    CHECK(cfg->log.access_enabled);
+    CHECK_SLICE_EQ(cfg->log.access_path, "/var/log/bulwark/access.log");
+    cfg = bw_config_free(cfg);
+}
+
+TEST(small_variants_accepted)
+{
+    static const char *const ok[] = {
+        BASE "access_log: off\n",
+        BASE "access_log: \"-\"\n",
+        BASE "workers: 1\n",
+        BASE "workers: 256\n",
+        BASE "limits: {header_bytes: 1KiB, request_line_bytes: 1KiB}\n",
+        BASE "limits: {body_bytes: 1TiB, headers: 1}\n",
+        BASE "limits: {keepalive_timeout: 1h, send_timeout: 1ms}\n",
+        UP "    balance: hash(ip.src)\n",
+        UP "    balance: hash(http.host)\n",
+        UP "    balance: hash(http.request.uri)\n",
+        UP "    keepalive: 0\n    max_fails: 1000\n",
+        RT "  - match: 'starts_with(http.request.uri.path, \"/\")'\n    upstream: app\n",
+        BASE "client_ip: {trusted: [\"::/0\"], from: x_forwarded_for}\n",
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        struct bw_config *cfg = NULL;
+        struct bw_config_diags d;
+        char got[4096];
+        if (parse_str(ok[i], &cfg, &d) != BW_OK) {
+            T_FAILF("case %zu refused: %s", i, diags_text(&d, got, sizeof got));
+            return;
+        }
+        cfg = bw_config_free(cfg);
+    }
+    struct bw_config *cfg = NULL;
+    struct bw_config_diags d;
+    CHECK(parse_str(BASE "access_log: off\n", &cfg, &d) == BW_OK);
+    CHECK(!cfg->log.access_enabled);
+    cfg = bw_config_free(cfg);
+    CHECK(parse_str(BASE "client_ip: {trusted: [10.0.0.0/8], from: x_real_ip}\n", &cfg, &d) ==
+          BW_OK);
+    CHECK_INT_EQ(cfg->client_ip.from, BW_CLIENT_IP_X_REAL_IP);
+    cfg = bw_config_free(cfg);
+}
+
+/* ---- hostile input ---------------------------------------------------- */
+
+static void expect_one_diag(const char *what, const char *text, size_t len, const char *want)
+{
+    struct bw_config *cfg = NULL;
+    struct bw_config_diags d;
+    char got[4096];
+    if (parse(text, len, &cfg, &d) == BW_OK) {
+        T_FAILF("%s: accepted", what);
+        bw_config_free(cfg);
+        return;
+    }
+    diags_text(&d, got, sizeof got);
+    if (d.n != 1 || strcmp(got, want) != 0)
+        T_FAILF("%s:\n       got  %s\n       want %s", what, got, want);
+}
+
+TEST(garbage_input)
+{
+    static const unsigned char bin[] = {0x7f, 'E', 'L', 'F', 2, 1, 1, 0, 0, 0, 0xff, 0xfe};
+    expect_one_diag("binary", (const char *)bin, sizeof bin,
+                    "1:1: not UTF-8 text: control characters are not allowed (#7F)");
+    expect_one_diag("NUL byte", "listen:\0", 8,
+                    "1:8: not UTF-8 text: control characters are not allowed (#0)");
+    expect_one_diag("empty", "", 0,
+                    "0:0: the config is empty; it needs at least listen, upstreams and routes");
+    expect_one_diag("whitespace", " \n\n  \n", 6,
+                    "0:0: the config is empty; it needs at least listen, upstreams and routes");
+    /* UTF-16 with a byte-order mark is not guessed at: UTF-8 only. */
+    expect_one_diag("UTF-16", "\xff\xfel\0i\0", 6,
+                    "1:1: not UTF-8 text: invalid leading UTF-8 octet (#FF)");
+    expect_one_diag("truncated UTF-8", "a: \xe2\x82", 5,
+                    "1:4: not UTF-8 text: incomplete UTF-8 octet sequence");
+    expect_one_diag("UTF-8 surrogate", "a: \xed\xa0\x80\n", 7,
+                    "1:4: not UTF-8 text: invalid Unicode character (#D800)");
+    expect_one_diag("stray quote", "listen: \"abc\n", 13,
+                    "2:1: invalid YAML: found unexpected end of stream (while scanning a quoted "
+                    "scalar at line 1, column 9)");
+}
+
+TEST(billion_laughs_refused)
+{
+    const char *y = "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n"
+                    "b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
+                    "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
+                    "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
+                    "e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\n"
+                    "f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n"
+                    "g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\n"
+                    "h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\n"
+                    "i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]\n";
+    expect_one_diag("billion laughs", y, strlen(y),
+                    "1:4: YAML anchors (&a) are not supported; write the value out in full");
+    /* An anchor on a scalar and on a mapping, too. */
+    const char *y2 = BASE "state_dir: &d /x\n";
+    expect_one_diag("scalar anchor", y2, strlen(y2),
+                    "9:12: YAML anchors (&d) are not supported; write the value out in full");
+    const char *y3 = BASE "limits: &l {headers: 5}\n";
+    expect_one_diag("mapping anchor", y3, strlen(y3),
+                    "9:9: YAML anchors (&l) are not supported; write the value out in full");
+    const char *y4 = "x: *nope\n";
+    expect_one_diag("undefined alias", y4, strlen(y4),
+                    "1:4: YAML aliases (*nope) are not supported; write the value out in full");
+}
+
+TEST(deep_nesting_bounded)
+{
+    /* 100000 nested flow lists: refused at the depth limit, quickly. */
+    size_t n = 100000;
+    char *y = malloc(2 * n + 8);
+    CHECK(y != NULL);
+    memcpy(y, "a: ", 3);
+    memset(y + 3, '[', n);
+    memset(y + 3 + n, ']', n);
+    expect_one_diag("deep lists", y, 3 + 2 * n, "1:35: YAML nested deeper than 32 levels");
+    free(y);
+    /* Block mappings as deep as the limit allow are fine as YAML (and then
+     * rejected by the schema as unknown keys). */
+    char buf[4096];
+    size_t o = 0;
+    for (int i = 0; i < 31; i++)
+        o += (size_t)snprintf(buf + o, sizeof buf - o, "%*sk%d:\n", i * 2, "", i);
+    o += (size_t)snprintf(buf + o, sizeof buf - o, "%*sv: 1\n", 31 * 2, "");
+    struct bw_config *cfg = NULL;
+    struct bw_config_diags d;
+    CHECK(parse(buf, o, &cfg, &d) == BW_ERR);
+    CHECK_INT_EQ(d.items[0].line, 1);
+    CHECK(strstr(d.items[0].msg, "unknown key \"k0\" in the top level") == d.items[0].msg);
+    /* One more level is one too many. */
+    o += (size_t)snprintf(buf + o, sizeof buf - o, "%*sw: [1]\n", 31 * 2, "");
+    expect_one_diag("33 levels", buf, o, "33:66: YAML nested deeper than 32 levels");
+}
+
+TEST(oversized_text_refused)
+{
+    size_t n = BW_CONFIG_MAX_FILE_BYTES + 1;
+    char *y = malloc(n);
+    CHECK(y != NULL);
+    memset(y, '#', n);
+    struct bw_config *cfg = NULL;
+    struct bw_config_diags d;
+    CHECK(parse(y, n, &cfg, &d) == BW_ERR);
+    CHECK_INT_EQ(d.n, 1);
+    CHECK_STR_EQ(d.items[0].msg, "the config is 4194305 bytes, over the limit of 4194304 bytes");
+    free(y);
+}
+
+TEST(many_keys_duplicate_check_is_fast)
+{
+    /* 100000 distinct keys in one mapping, then one repeated: sorting keeps
+     * the duplicate check far from quadratic. */
+    size_t cap = 2 * 1024 * 1024;
+    char *y = malloc(cap);
+    CHECK(y != NULL);
+    size_t o = (size_t)snprintf(y, cap, "limits:\n");
+    for (int i = 0; i < 100000; i++)
+        o += (size_t)snprintf(y + o, cap - o, "  k%d: 1\n", i);
+    o += (size_t)snprintf(y + o, cap - o, "  k5: 1\n");
+    struct bw_config *cfg = NULL;
+    struct bw_config_diags d;
+    CHECK(parse(y, o, &cfg, &d) == BW_ERR);
+    CHECK(d.n == BW_CONFIG_MAX_DIAGS);
+    CHECK(d.dropped > 0);
+    free(y);
+}
+
+/* ---- files ------------------------------------------------------------ */
+
+static char tmpdir[64];
+
+static void path_in_tmp(char *out, size_t cap, const char *name)
+{
+    snprintf(out, cap, "%s/%s", tmpdir, name);
+}
+
+static void write_file(const char *path, const char *text, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        fwrite(text, 1, len, f);
+        fclose(f);
+    }
+}
+
+TEST(load_file_missing)
+{
+    char p[128];
+    path_in_tmp(p, sizeof p, "nope.yaml");
+    struct bw_config *cfg = NULL;
+    struct bw_config_diags d;
+    CHECK(bw_config_load_file(p, &cfg, &d) == BW_ERR);
+    CHECK_INT_EQ(d.n, 1);
+    CHECK_INT_EQ(d.items[0].line, 0);
+    CHECK_STR_EQ(d.items[0].msg, "cannot open the config: No such file or directory");
+    CHECK_STR_EQ(d.file, p);
+}
+
+TEST(load_file_directory)
+{
+    struct bw_config *cfg = NULL;
+    struct bw_config_diags d;
+    CHECK(bw_config_load_file(tmpdir, &cfg, &d) == BW_ERR);
+    CHECK_INT_EQ(d.n, 1);
+    CHECK_STR_EQ(d.items[0].msg, "is a directory, expected a config file");
+}
+
+TEST(load_file_empty)
+{
+    char p[128];
+    path_in_tmp(p, sizeof p, "empty.yaml");
+    write_file(p, "", 0);
+    struct bw_config *cfg = NULL;
+    struct bw_config_diags d;
+    CHECK(bw_config_load_file(p, &cfg, &d) == BW_ERR);
+    CHECK_INT_EQ(d.n, 1);
+    CHECK_STR_EQ(d.items[0].msg, "the config file is empty");
+}
+
+TEST(load_file_oversized)
+{
+    char p[128];
+    path_in_tmp(p, sizeof p, "big.yaml");
+    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    CHECK(fd >= 0);
+    CHECK(ftruncate(fd, (off_t)BW_CONFIG_MAX_FILE_BYTES + 1) == 0);
+    close(fd);
+    struct bw_config *cfg = NULL;
+    struct bw_config_diags d;
+    CHECK(bw_config_load_file(p, &cfg, &d) == BW_ERR);
+    CHECK_INT_EQ(d.n, 1);
+    CHECK_STR_EQ(d.items[0].msg, "the config is 4194305 bytes, over the limit of 4194304 bytes");
+
+    /* Exactly at the limit is read (and then judged as YAML: all NULs). */
+    fd = open(p, O_WRONLY | O_TRUNC);
+    CHECK(fd >= 0);
+    CHECK(ftruncate(fd, (off_t)BW_CONFIG_MAX_FILE_BYTES) == 0);
+    close(fd);
+    CHECK(bw_config_load_file(p, &cfg, &d) == BW_ERR);
+    CHECK_INT_EQ(d.n, 1);
+    CHECK_STR_EQ(d.items[0].msg, "not UTF-8 text: control characters are not allowed (#0)");
+}
+
+TEST(load_file_fifo_and_unreadable)
+{
+    char p[128];
+    path_in_tmp(p, sizeof p, "fifo");
+    CHECK(mkfifo(p, 0600) == 0);
+    struct bw_config *cfg = NULL;
+    struct bw_config_diags d;
+    CHECK(bw_config_load_file(p, &cfg, &d) == BW_ERR);
+    CHECK_STR_EQ(d.items[0].msg, "is not a regular file");
+    unlink(p);
+
+    if (geteuid() != 0) { /* root reads anything */
+        path_in_tmp(p, sizeof p, "secret.yaml");
+        write_file(p, BASE, strlen(BASE));
+        CHECK(chmod(p, 0) == 0);
+        CHECK(bw_config_load_file(p, &cfg, &d) == BW_ERR);
+        CHECK_STR_EQ(d.items[0].msg, "cannot open the config: Permission denied");
+        unlink(p);
+    }
+}
+
+TEST(load_file_good_and_errors_name_the_file)
+{
+    char p[128];
+    path_in_tmp(p, sizeof p, "good.yaml");
+    write_file(p, BASE, strlen(BASE));
+    struct bw_config *cfg = NULL;
+    struct bw_config_diags d;
+    CHECK(bw_config_load_file(p, &cfg, &d) == BW_OK);
+    CHECK_SLICE_EQ(cfg->path, p);
+    cfg = bw_config_free(cfg);
+
+    path_in_tmp(p, sizeof p, "bad.yaml");
+    write_file(p, BASE "workers: 0\n", strlen(BASE "workers: 0\n"));
+    CHECK(bw_config_load_file(p, &cfg, &d) == BW_ERR);
+    CHECK_STR_EQ(d.file, p);
+    CHECK_INT_EQ(d.items[0].line, 9);
+}
+
+TEST(example_config_loads)
+{
+    struct bw_config *cfg = NULL;
+    struct bw_config_diags d;
+    if (bw_config_load_file("examples/bulwark.yaml", &cfg, &d) != BW_OK) {
+        bw_config_diags_print(&d, stdout);
+        T_FAILF("examples/bulwark.yaml does not load");
+        return;
+    }
+    CHECK_INT_EQ(cfg->nlisten, 1);
+    CHECK_STR_EQ(cfg->listen[0].addr.text, "127.0.0.1:8080");
+    CHECK_INT_EQ(cfg->nupstreams, 1);
+    CHECK_SLICE_EQ(cfg->upstreams[0].name, "demo");
+    CHECK_STR_EQ(cfg->upstreams[0].servers[0].addr.text, "127.0.0.1:8081");
+    CHECK(cfg->upstreams[0].health.enabled);
+    CHECK_SLICE_EQ(cfg->upstreams[0].health.path, "/healthz");
+    CHECK_INT_EQ(cfg->nroutes, 2);
+    CHECK(cfg->routes[0].has_path_prefix);
+    CHECK_SLICE_EQ(cfg->routes[0].path_prefix, "/api/");
+    CHECK(!cfg->routes[1].has_host && !cfg->routes[1].has_path_prefix);
+    CHECK(cfg->log.access_enabled);
+    CHECK_SLICE_EQ(cfg->log.access_path, "-");
+    cfg = bw_config_free(cfg);
+}
+
+static void cleanup_tmp(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", tmpdir);
+}
+
+int main(void)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/bw-config-test-XXXXXX");
+    if (!mkdtemp(tmpdir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    RUN(invalid_configs_table);
+    RUN(several_errors_all_reported_in_file_order);
+    RUN(diags_cap_counts_the_rest);
+    RUN(diags_print_format);
+    RUN(defaults_from_minimal_config);
+    RUN(full_config_every_key);
+    RUN(small_variants_accepted);
+    RUN(garbage_input);
+    RUN(billion_laughs_refused);
+    RUN(deep_nesting_bounded);
+    RUN(oversized_text_refused);
+    RUN(many_keys_duplicate_check_is_fast);
+    RUN(load_file_missing);
+    RUN(load_file_directory);
+    RUN(load_file_empty);
+    RUN(load_file_oversized);
+    RUN(load_file_fifo_and_unreadable);
+    RUN(load_file_good_and_errors_name_the_file);
+    RUN(example_config_loads);
+    cleanup_tmp();
+    return t_done();
+}
