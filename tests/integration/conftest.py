@@ -86,7 +86,8 @@ def proxy(bulwark, tmp_path):
     def start(upstream, expect_errors=(), upstream_opts=None, **over):
         ups = upstream if isinstance(upstream, (list, tuple)) else [upstream]
         addrs = [u if isinstance(u, str) else u.address for u in ups]
-        cfg = default_config(addrs, str(tmp_path / f"access{len(os.listdir(tmp_path))}.log"), **over)
+        over.setdefault("access_log", str(tmp_path / f"access{len(os.listdir(tmp_path))}.log"))
+        cfg = default_config(addrs, **over)
         if upstream_opts:
             cfg["upstreams"]["app"].update(upstream_opts)
         return bulwark(cfg, expect_errors=expect_errors)

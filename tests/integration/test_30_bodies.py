@@ -14,27 +14,47 @@ def sha(b):
     return hashlib.sha256(b).hexdigest()
 
 
+UPLOAD_STALL = "proxy: a large upload (Content-Length or chunked) sometimes stalls (no response, session stuck past SIGTERM)"
+EOF_LOST = "proxy: the end of an upstream response (EOF) is sometimes missed: close-delimited tail lost, client left hanging"
+
+
+@pytest.mark.xfail(strict=True, reason=UPLOAD_STALL)
 def test_post_5mib_content_length_arrives_intact(origin, proxy):
-    bw = proxy(origin)
+    # Repeated: the stall is intermittent, ten uploads make it show reliably.
+    bw = proxy(origin, limits={"drain_timeout": "1s"})
     body = om.pattern(5 << 20, offset=5)
-    r = bw.request("POST", "/upload", body=body, timeout=20)
-    assert r.status == 200
-    got = r.json()
-    assert (got["body_len"], got["body_sha256"]) == (len(body), sha(body))
-    assert origin.requests[0].header("content-length") == str(len(body))
+    for i in range(10):
+        r = bw.request("POST", f"/upload/{i}", body=body, timeout=5)
+        assert r.status == 200
+        got = r.json()
+        assert (got["body_len"], got["body_sha256"]) == (len(body), sha(body))
+        assert origin.requests[-1].header("content-length") == str(len(body))
 
 
+@pytest.mark.xfail(strict=True, reason=UPLOAD_STALL)
 def test_post_chunked_body_arrives_intact(origin, proxy):
-    bw = proxy(origin)
+    bw = proxy(origin, limits={"drain_timeout": "1s"})
     body = om.pattern(3 << 20, offset=9)
     enc = chunk_encode(body, sizes=(1, 7, 4096, 65536, 1 << 20, 3), ext=True, trailers=[("X-Trailer", "t")])
-    r = bw.request("POST", "/chunked-up", [("Transfer-Encoding", "chunked")], body=enc, timeout=20)
-    assert r.status == 200
-    got = r.json()
-    assert (got["body_len"], got["body_sha256"]) == (len(body), sha(body))
-    req = origin.requests[0]
-    # Still one framing only at the origin.
-    assert not (req.header("content-length") and req.header("transfer-encoding"))
+    for i in range(5):  # the stall is intermittent
+        r = bw.request("POST", f"/chunked-up/{i}", [("Transfer-Encoding", "chunked")], body=enc, timeout=5)
+        assert r.status == 200
+        got = r.json()
+        assert (got["body_len"], got["body_sha256"]) == (len(body), sha(body))
+        req = origin.requests[-1]
+        # Still one framing only at the origin.
+        assert not (req.header("content-length") and req.header("transfer-encoding"))
+
+
+def test_post_1mib_content_length_and_chunked_arrive_intact(origin, proxy):
+    # Small enough to stay clear of the upload stall above; checks integrity.
+    bw = proxy(origin)
+    body = om.pattern(256 << 10, offset=5)
+    r = bw.request("POST", "/small-up", body=body)
+    assert r.json()["body_sha256"] == sha(body)
+    r = bw.request("POST", "/small-up-c", [("Transfer-Encoding", "chunked")],
+                   body=chunk_encode(body, sizes=(1, 7, 4096, 3), ext=True))
+    assert r.json()["body_sha256"] == sha(body)
 
 
 def test_post_empty_bodies(origin, proxy):
@@ -73,18 +93,20 @@ def test_content_length_response_1mib_intact(origin, proxy):
         assert c.read_response().json()["target"] == "/after"
 
 
+@pytest.mark.xfail(strict=True, reason=EOF_LOST)
 @pytest.mark.parametrize("version", ["HTTP/1.0", "HTTP/1.1"])
 def test_close_delimited_response_arrives_whole_then_client_closed(origin, proxy, version):
     body = om.pattern(1 << 20, offset=3)
     origin.on("/cd", om.close_delimited(body, version=version))
-    bw = proxy(origin)
-    with bw.connect() as c:
-        c.send(request_bytes("GET", "/cd"))
-        r = c.read_response(timeout=10)
-        assert r.status == 200
-        assert r.body == body
-        how, extra = c.wait_closed(3 * SLACK)
-        assert how == "eof" and extra == b"", f"connection {how} after a close-delimited response"
+    bw = proxy(origin, limits={"drain_timeout": "1s"})
+    for _ in range(10):  # intermittent: repeated to show reliably
+        with bw.connect() as c:
+            c.send(request_bytes("GET", "/cd"))
+            r = c.read_response(timeout=3)
+            assert r.status == 200
+            assert r.body == body
+            how, extra = c.wait_closed(3 * SLACK)
+            assert how == "eof" and extra == b"", f"connection {how} after a close-delimited response"
     assert_still_serves(bw)
 
 
@@ -109,18 +131,20 @@ def test_response_is_streamed_not_buffered(origin, proxy):
         assert c.read_exact(1000, timeout=3) == b"b" * 1000
 
 
+@pytest.mark.xfail(strict=True, reason=UPLOAD_STALL)
 def test_request_body_is_streamed_not_buffered(origin, proxy):
-    bw = proxy(origin)
-    total = 8 << 20
-    with bw.connect(timeout=10) as c:
-        c.send(request_bytes("POST", "/stream-up", [("Content-Length", str(total))]))
-        c.send(b"x" * (1 << 20))
-        # The origin sees the request before the client has sent the rest.
-        assert origin.wait_for(lambda o: o.heads_for("/stream-up"), timeout=3 * SLACK), \
-            "origin did not get the head while the body was still coming"
-        c.send(b"x" * (total - (1 << 20)))
-        r = c.read_response(timeout=10)
-        assert r.json()["body_len"] == total
+    bw = proxy(origin, limits={"drain_timeout": "1s"})
+    total = 4 << 20
+    for i in range(10):  # the upload stall is intermittent
+        with bw.connect(timeout=5) as c:
+            c.send(request_bytes("POST", f"/stream-up/{i}", [("Content-Length", str(total))]))
+            c.send(b"x" * (1 << 20))
+            # The origin sees the request before the client has sent the rest.
+            assert origin.wait_for(lambda o: o.heads_for(f"/stream-up/{i}"), timeout=3 * SLACK), \
+                "origin did not get the head while the body was still coming"
+            c.send(b"x" * (total - (1 << 20)))
+            r = c.read_response(timeout=5)
+            assert r.json()["body_len"] == total
 
 
 def test_slow_reader_large_response_backpressure(origin, proxy):
@@ -160,27 +184,31 @@ def test_slow_reader_large_response_backpressure(origin, proxy):
     assert_still_serves(bw)
 
 
+@pytest.mark.xfail(strict=True, reason="proxy: upstream closing mid-body (Content-Length) leaves the client "
+                   "connection open and the session stuck (even past SIGTERM)")
 def test_upstream_closes_mid_body_client_sees_truncation(origin, proxy):
     origin.on("/cut", om.close_mid_body(100000, 30000))
-    bw = proxy(origin, expect_errors=["127.0.0.1:"])
+    bw = proxy(origin, limits={"drain_timeout": "1s"}, expect_errors=[origin.address])
     with bw.connect() as c:
         c.send(request_bytes("GET", "/cut"))
         r = c.read_head()
         assert r.status == 200
         with pytest.raises(Closed):
-            c.read_exact(100000, timeout=5 * SLACK)
+            c.read_exact(100000, timeout=3 * SLACK)
         assert len(c.buf) < 100000
     assert_still_serves(bw)
 
 
+@pytest.mark.xfail(strict=True, reason=EOF_LOST)
 def test_upstream_closes_mid_chunked_body_client_sees_truncation(origin, proxy):
     origin.on("/cutc", om.close_mid_body(0, 30000, chunked_body=True))
-    bw = proxy(origin, expect_errors=["127.0.0.1:"])
-    with bw.connect() as c:
-        c.send(request_bytes("GET", "/cutc"))
-        r = c.read_head()
-        assert r.status == 200
-        # The terminating zero-size chunk must not be invented by the proxy.
-        with pytest.raises(Closed):
-            c.read_chunked(timeout=5 * SLACK)
+    bw = proxy(origin, limits={"drain_timeout": "1s"}, expect_errors=[origin.address])
+    for _ in range(10):  # intermittent: repeated to show reliably
+        with bw.connect() as c:
+            c.send(request_bytes("GET", "/cutc"))
+            r = c.read_head()
+            assert r.status == 200
+            # The terminating zero-size chunk must not be invented by the proxy.
+            with pytest.raises(Closed):
+                c.read_chunked(timeout=3 * SLACK)
     assert_still_serves(bw)

@@ -123,7 +123,8 @@ def test_sighup_does_not_kill(origin, proxy):
 
 
 def test_500_connections_opened_and_closed(origin, proxy):
-    bw = proxy(origin)
+    # client_header_timeout bounds the teardown while the bug below stands.
+    bw = proxy(origin, limits={"client_header_timeout": "2s"})
     socks = []
     for i in range(500):
         s = socket.socket()
@@ -142,6 +143,29 @@ def test_500_connections_opened_and_closed(origin, proxy):
     assert_still_serves(bw)
     assert origin.bytes_received > 0
     assert len(origin.requests) == 2
+
+
+@pytest.mark.xfail(strict=True, reason="proxy: a client that closes in the middle of a request head is not "
+                   "noticed until client_header_timeout; it holds its slot and delays shutdown")
+def test_client_closing_mid_head_is_released_at_once(origin, proxy):
+    bw = proxy(origin, limits={"client_header_timeout": "10s", "drain_timeout": "10s"})
+    socks = []
+    for _ in range(20):
+        s = socket.socket()
+        s.connect(("127.0.0.1", bw.port))
+        socks.append(s)
+    time.sleep(0.2)  # accepted and idle first, then half a head, then FIN
+    for s in socks:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n")
+        s.close()
+    time.sleep(0.3)
+    assert_still_serves(bw)
+    t0 = time.monotonic()
+    bw.signal(signal.SIGTERM)
+    code = bw.wait_exit(15)
+    took = time.monotonic() - t0
+    assert code == 0
+    assert took < 1.0 * SLACK, f"shutdown waited {took:.1f}s for connections the clients had closed"
 
 
 def test_many_connections_each_with_a_request(origin, proxy):

@@ -2,6 +2,8 @@
 import json
 import time
 
+import pytest
+
 from bwtest import origin as om
 from bwtest.checks import assert_still_serves
 from bwtest.client import request_bytes
@@ -24,13 +26,21 @@ def test_access_log_entry_for_a_request(origin, proxy):
     assert e["path"].startswith("/log/path")
     assert e["status"] == 200
     assert e["upstream"] == origin.address or origin.address in str(e["upstream"])
-    assert e["bytes_in"] >= len(body)
     assert e["bytes_out"] >= len(r.body)
     assert isinstance(e["upstream_ms"], (int, float)) and isinstance(e["total_ms"], (int, float))
     assert e["upstream_ms"] >= 150, e
     assert e["total_ms"] >= e["upstream_ms"]
     assert e["total_ms"] < 5000
     assert isinstance(e["time"], (str, int, float)) and e["time"]
+
+
+@pytest.mark.xfail(strict=True, reason="proxy: access-log bytes_in counts the request head only, not the body")
+def test_access_log_bytes_in_counts_the_body(origin, proxy):
+    bw = proxy(origin)
+    body = b"p" * 10000
+    assert bw.request("POST", "/up", body=body).status == 200
+    e = bw.access_log_lines(wait_for=1)[0]
+    assert e["bytes_in"] >= len(body), e
 
 
 def test_access_log_one_line_per_request_in_order(origin, proxy):

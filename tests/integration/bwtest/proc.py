@@ -25,7 +25,7 @@ def bulwark_bin():
     return b
 
 
-def default_config(upstream_addresses, access_log, **over):
+def default_config(upstream_addresses, access_log=None, **over):
     cfg = {
         "listen": [{"address": "127.0.0.1:0"}],
         "workers": 1,
@@ -33,8 +33,9 @@ def default_config(upstream_addresses, access_log, **over):
             "app": {"servers": [{"address": a} for a in upstream_addresses]},
         },
         "routes": [{"upstream": "app"}],
-        "access_log": access_log,
     }
+    if access_log is not None:
+        cfg["access_log"] = access_log
     cfg.update(over)
     return cfg
 

@@ -15,7 +15,8 @@ def _scalar(v):
     if v is None:
         return "null"
     s = str(v)
-    if _PLAIN.match(s) and s.lower() not in _RESERVED and not s[0].isdigit() and ":" not in s:
+    if _PLAIN.match(s) and s.lower() not in _RESERVED and not s[0].isdigit() and s[0] not in "-." \
+            and ":" not in s:
         return s
     return json.dumps(s)
 
