@@ -440,6 +440,8 @@ static void session_close(struct bw_session *s)
         upconn_close(u);
     }
     if (s->req) {
+        if (s->req->status == 0 && s->req->method_text[0])
+            s->req->status = 499; /* nginx's "client closed request" */
         access_log_request(s);
         request_put(pw, s->req);
         s->req = NULL;
@@ -991,6 +993,7 @@ static enum io_result write_upstream(struct bw_session *s)
         size_t x = take(&left, &r->qfwd.len);
         r->qfwd.off += x;
         r->body_sent += x;
+        r->bytes_in += x;
     }
     if (r->qfwd.active && r->qfwd.len == 0) {
         bw_buf_consume(s->cbuf, r->qfwd.consume);
@@ -1352,7 +1355,6 @@ static void exchange_step(struct bw_session *s)
         if (!r->body.framed && !r->qfwd.active && s->c_rd && !r->resp_done) {
             long n = read_into(s->pw, s->io.fd, &s->cbuf, &s->c_rd);
             if (n > 0) {
-                r->bytes_in += (uint64_t)n;
                 progress = true;
             } else if (n == 0 || n == -2) {
                 /* The client left in the middle of its body. */
@@ -1362,8 +1364,7 @@ static void exchange_step(struct bw_session *s)
         }
 
         /* 3. Response from the upstream. */
-        if (!r->resp_done && u->rd && (!r->rfwd.active) &&
-            (!s->ubuf || bw_buf_room(s->ubuf) > 0 || bw_buf_len(s->ubuf) == 0)) {
+        if (!r->resp_done && u->rd && !r->rfwd.active) {
             long n = read_into(s->pw, u->io.fd, &s->ubuf, &u->rd);
             if (n > 0) {
                 progress = true;
