@@ -14,11 +14,13 @@ def sha(b):
     return hashlib.sha256(b).hexdigest()
 
 
-UPLOAD_STALL = "proxy: a large upload (Content-Length or chunked) sometimes stalls (no response, session stuck past SIGTERM)"
+# Intermittent proxy bugs cannot be strict xfails (they pass some runs); the
+# tests repeat the scenario so a failure shows in most runs.
+UPLOAD_STALL = "proxy (intermittent): a large upload (Content-Length or chunked) sometimes stalls (no response, session stuck past SIGTERM)"
 EOF_LOST = "proxy: the end of an upstream response (EOF) is sometimes missed: close-delimited tail lost, client left hanging"
 
 
-@pytest.mark.xfail(strict=True, reason=UPLOAD_STALL)
+@pytest.mark.xfail(strict=False, reason=UPLOAD_STALL)
 def test_post_5mib_content_length_arrives_intact(origin, proxy):
     # Repeated: the stall is intermittent, ten uploads make it show reliably.
     bw = proxy(origin, limits={"drain_timeout": "1s"})
@@ -31,7 +33,7 @@ def test_post_5mib_content_length_arrives_intact(origin, proxy):
         assert origin.requests[-1].header("content-length") == str(len(body))
 
 
-@pytest.mark.xfail(strict=True, reason=UPLOAD_STALL)
+@pytest.mark.xfail(strict=False, reason=UPLOAD_STALL)
 def test_post_chunked_body_arrives_intact(origin, proxy):
     bw = proxy(origin, limits={"drain_timeout": "1s"})
     body = om.pattern(3 << 20, offset=9)
@@ -131,7 +133,7 @@ def test_response_is_streamed_not_buffered(origin, proxy):
         assert c.read_exact(1000, timeout=3) == b"b" * 1000
 
 
-@pytest.mark.xfail(strict=True, reason=UPLOAD_STALL)
+@pytest.mark.xfail(strict=False, reason=UPLOAD_STALL)
 def test_request_body_is_streamed_not_buffered(origin, proxy):
     bw = proxy(origin, limits={"drain_timeout": "1s"})
     total = 4 << 20
@@ -147,10 +149,12 @@ def test_request_body_is_streamed_not_buffered(origin, proxy):
             assert r.json()["body_len"] == total
 
 
+@pytest.mark.xfail(strict=False, reason="proxy (intermittent): a large response to a client that paused "
+                   "reading sometimes never resumes (stall after backpressure)")
 def test_slow_reader_large_response_backpressure(origin, proxy):
     total = 64 << 20
     origin.on("/huge", om.big(total))
-    bw = proxy(origin, limits={"send_timeout": "10s"})
+    bw = proxy(origin, limits={"send_timeout": "10s", "drain_timeout": "1s"})
     assert bw.request("GET", "/warmup").status == 200
     rss0 = bw.rss_kib()
     with bw.connect(timeout=10, rcvbuf=65536) as c:
@@ -184,8 +188,6 @@ def test_slow_reader_large_response_backpressure(origin, proxy):
     assert_still_serves(bw)
 
 
-@pytest.mark.xfail(strict=True, reason="proxy: upstream closing mid-body (Content-Length) leaves the client "
-                   "connection open and the session stuck (even past SIGTERM)")
 def test_upstream_closes_mid_body_client_sees_truncation(origin, proxy):
     origin.on("/cut", om.close_mid_body(100000, 30000))
     bw = proxy(origin, limits={"drain_timeout": "1s"}, expect_errors=[origin.address])

@@ -148,7 +148,7 @@ def test_500_connections_opened_and_closed(origin, proxy):
 @pytest.mark.xfail(strict=True, reason="proxy: a client that closes in the middle of a request head is not "
                    "noticed until client_header_timeout; it holds its slot and delays shutdown")
 def test_client_closing_mid_head_is_released_at_once(origin, proxy):
-    bw = proxy(origin, limits={"client_header_timeout": "10s", "drain_timeout": "10s"})
+    bw = proxy(origin, limits={"client_header_timeout": "3s", "drain_timeout": "3s"})
     socks = []
     for _ in range(20):
         s = socket.socket()
