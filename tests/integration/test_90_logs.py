@@ -2,8 +2,6 @@
 import json
 import time
 
-import pytest
-
 from bwtest import origin as om
 from bwtest.checks import assert_still_serves
 from bwtest.client import request_bytes
