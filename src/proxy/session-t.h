@@ -67,6 +67,7 @@ struct bw_upconn {
     bool connected; /* connect() known to have completed */
     bool reused;    /* came from the pool for the current request */
     bool rd, wr;
+    bool hup; /* the upstream closed its side: read until EOF is seen */
     bool closed;
 };
 
@@ -92,6 +93,7 @@ struct request {
     struct bw_tried tried;
     uint32_t hash_key;
     unsigned attempts;
+    uint16_t fail_status; /* answer if no server is left: 502, or 504 after a timeout */
 
     bool resp_head_done;   /* the final response head has been built */
     bool resp_started;     /* bytes of a response went to the client */
@@ -117,7 +119,9 @@ struct bw_session {
     struct bw_proxy_worker *pw;
     struct bw_session *next, *prev;
     enum sess_state state;
+    struct bw_task task; /* continues a pump that stopped to be fair */
     bool c_rd, c_wr;
+    bool c_hup; /* the client closed its side: read until EOF is seen */
     bool closed;
     bool draining;
     bool peer_trusted;

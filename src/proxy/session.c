@@ -24,12 +24,17 @@
 #include "base/log.h"
 #include "net/proxy_protocol.h"
 #include "proxy/client_ip.h"
+#include "http/uri.h"
 #include "proxy/headers.h"
 
 /* Bytes a lingering close reads and discards before giving up, and for how
  * long: enough for a client to receive an error response before our close
  * turns into a reset that could destroy it. */
 enum { LINGER_BYTES = 64 * 1024, LINGER_MS = 2000 };
+
+/* Forwarding rounds (each up to a buffer each way) a session may run for
+ * one event before yielding to the other connections of its worker. */
+enum { MAX_ROUNDS = 16 };
 
 #include "proxy/session-t.h"
 
@@ -166,6 +171,7 @@ static void session_close(struct bw_session *s)
     s->hbuf = buf_put(pw, s->hbuf);
     s->ubuf = buf_put(pw, s->ubuf);
     bw_timer_cancel(LOOP(s), &s->timer);
+    bw_loop_unpost(LOOP(s), &s->task);
     if (s->io.fd >= 0)
         close(s->io.fd);
     s->io.fd = -1;
@@ -292,7 +298,9 @@ static bool is_idempotent(enum bw_http_method m)
     return false;
 }
 
-static long route_request(const struct bw_config *cfg, const struct bw_http_request *req)
+/* path is the normalised path: routes see what rules will see. */
+static long route_request(const struct bw_config *cfg, const struct bw_http_request *req,
+                          bw_slice path)
 {
     for (size_t i = 0; i < cfg->nroutes; i++) {
         const struct bw_config_route *rt = &cfg->routes[i];
@@ -307,7 +315,7 @@ static long route_request(const struct bw_config *cfg, const struct bw_http_requ
             if (!bw_slice_eq_nocase(host, rt->host))
                 continue;
         }
-        if (rt->has_path_prefix && !bw_slice_starts_with(req->path, rt->path_prefix))
+        if (rt->has_path_prefix && !bw_slice_starts_with(path, rt->path_prefix))
             continue;
         return (long)rt->upstream;
     }
@@ -315,7 +323,8 @@ static long route_request(const struct bw_config *cfg, const struct bw_http_requ
 }
 
 static uint32_t request_hash_key(const struct bw_config_upstream *cu,
-                                 const struct bw_http_request *req, const struct request *r)
+                                 const struct bw_http_request *req, bw_slice path,
+                                 const struct request *r)
 {
     switch (cu->hash_field) {
     case BW_HASH_IP_SRC:
@@ -323,7 +332,7 @@ static uint32_t request_hash_key(const struct bw_config_upstream *cu,
     case BW_HASH_HOST:
         return bw_hash32(req->host.ptr, req->host.len);
     case BW_HASH_URI_PATH:
-        return bw_hash32(req->path.ptr, req->path.len);
+        return bw_hash32(path.ptr, path.len);
     case BW_HASH_URI:
         return bw_hash32(req->target.ptr, req->target.len);
     case BW_HASH_HEADER: {
@@ -391,7 +400,8 @@ static void start_request(struct bw_session *s, struct bw_http_request *hq)
         return;
     }
 
-    long route = route_request(cfg, hq);
+    bw_slice path = bw_uri_normalize_path(hq->path, s->pw->scratch_path, s->pw->scratch_path_cap);
+    long route = route_request(cfg, hq, path);
     if (route < 0) {
         bw_buf_consume(s->cbuf, hq->head_len);
         respond_error(s, 404, "no route matched");
@@ -400,7 +410,7 @@ static void start_request(struct bw_session *s, struct bw_http_request *hq)
     r->upstream = (size_t)route;
     const struct bw_config_upstream *cu = &cfg->upstreams[route];
     if (cu->balance == BW_BALANCE_HASH)
-        r->hash_key = request_hash_key(cu, hq, r);
+        r->hash_key = request_hash_key(cu, hq, path, r);
 
     /* Build the upstream head now, while the parsed header views are valid. */
     char xffbuf[1024];
@@ -465,8 +475,11 @@ static bool connect_upstream(struct bw_session *s)
     for (;;) {
         long idx = bw_balance_pick(l, LOOP(s)->now_ms, r->hash_key, &r->tried);
         if (idx < 0) {
-            respond_error(s, r->attempts ? 502 : 503,
-                          r->attempts ? "every upstream server failed" : "no healthy server");
+            if (r->attempts)
+                respond_error(s, r->fail_status ? r->fail_status : 502,
+                              "every upstream server failed");
+            else
+                respond_error(s, 503, "no healthy upstream server");
             return false;
         }
         r->server = idx;
@@ -537,6 +550,7 @@ static void upstream_failed(struct bw_session *s, uint16_t status, const char *w
     struct bw_upstream_local *l = &s->pw->ups[r->upstream];
     const struct bw_config_upstream *cu = l->rt->cfg;
     bool stale = u && u->reused;
+    r->fail_status = status;
     if (u) {
         s->up = NULL;
         if (l->active[u->server] > 0)
@@ -673,6 +687,7 @@ static enum io_result write_upstream(struct bw_session *s)
         iov[n++] = (struct iovec){bw_buf_head(s->cbuf) + r->qfwd.off, r->qfwd.len};
     if (n == 0)
         return IO_BLOCKED;
+    size_t total = hlen + (r->qfwd.active ? r->qfwd.len : 0);
     ssize_t w = send_iov(u->io.fd, iov, n);
     if (w < 0) {
         if (errno == EAGAIN) {
@@ -702,7 +717,7 @@ static enum io_result write_upstream(struct bw_session *s)
         bw_buf_consume(s->cbuf, r->qfwd.consume);
         r->qfwd.active = false;
     }
-    if ((size_t)w < hlen + (r->qfwd.active ? r->qfwd.len : 0))
+    if ((size_t)w < total)
         u->wr = false;
     return IO_PROGRESS;
 }
@@ -768,7 +783,8 @@ static enum io_result write_client(struct bw_session *s)
 
 /* Reads from fd into *bp (taking a buffer if needed). Returns >0 bytes, 0 on
  * EOF, -1 blocked (ready flag cleared), -2 error, -3 buffer full. */
-static long read_into(struct bw_proxy_worker *pw, int fd, struct bw_buf **bp, bool *ready)
+static long read_into(struct bw_proxy_worker *pw, int fd, struct bw_buf **bp, bool *ready,
+                      bool hup)
 {
     if (!*bp) {
         *bp = buf_get(pw);
@@ -786,8 +802,10 @@ static long read_into(struct bw_proxy_worker *pw, int fd, struct bw_buf **bp, bo
         ssize_t n = recv(fd, bw_buf_tail(b), room, 0);
         if (n > 0) {
             b->end += (size_t)n;
-            /* A short read drained the socket: wait for the next edge. */
-            if ((size_t)n < room)
+            /* A short read drained the socket: wait for the next edge. Not
+             * after a hangup, which sends no further edge: the EOF behind
+             * the data must still be read. */
+            if ((size_t)n < room && !hup)
                 *ready = false;
             return n;
         }
@@ -869,7 +887,7 @@ static void head_step(struct bw_session *s)
         }
         if (!s->c_rd)
             break;
-        long n = read_into(pw, s->io.fd, &s->cbuf, &s->c_rd);
+        long n = read_into(pw, s->io.fd, &s->cbuf, &s->c_rd, s->c_hup);
         if (n > 0)
             continue;
         if (n == -1)
@@ -1007,7 +1025,13 @@ static void exchange_step(struct bw_session *s)
     const struct bw_config *cfg = CFG(s);
     const struct bw_config_upstream *cu = &cfg->upstreams[r->upstream];
     bool any_progress = false;
-    for (int rounds = 0; rounds < 64; rounds++) {
+    for (int rounds = 0;; rounds++) {
+        if (rounds == MAX_ROUNDS) {
+            /* Plenty done for one event: let other connections run, and
+             * continue after this batch (no new edge would come). */
+            bw_loop_post(LOOP(s), &s->task);
+            break;
+        }
         bool progress = false;
         struct bw_upconn *u = s->up;
         if (!u)
@@ -1056,7 +1080,7 @@ static void exchange_step(struct bw_session *s)
 
         /* 2. More request body from the client. */
         if (!r->body.framed && !r->qfwd.active && s->c_rd && !r->resp_done) {
-            long n = read_into(s->pw, s->io.fd, &s->cbuf, &s->c_rd);
+            long n = read_into(s->pw, s->io.fd, &s->cbuf, &s->c_rd, s->c_hup);
             if (n > 0) {
                 progress = true;
             } else if (n == 0 || n == -2) {
@@ -1068,7 +1092,7 @@ static void exchange_step(struct bw_session *s)
 
         /* 3. Response from the upstream. */
         if (!r->resp_done && u->rd && !r->rfwd.active) {
-            long n = read_into(s->pw, u->io.fd, &s->ubuf, &u->rd);
+            long n = read_into(s->pw, u->io.fd, &s->ubuf, &u->rd, u->hup);
             if (n > 0) {
                 progress = true;
                 u->connected = true;
@@ -1227,7 +1251,11 @@ static void tunnel_step(struct bw_session *s)
     struct request *r = s->req;
     struct bw_upconn *u = s->up;
     const struct bw_config_upstream *cu = &CFG(s)->upstreams[r->upstream];
-    for (int rounds = 0; rounds < 64; rounds++) {
+    for (int rounds = 0;; rounds++) {
+        if (rounds == MAX_ROUNDS) {
+            bw_loop_post(LOOP(s), &s->task);
+            break;
+        }
         bool progress = false;
         /* client -> upstream */
         if (!r->qfwd.active && s->cbuf && bw_buf_len(s->cbuf)) {
@@ -1243,7 +1271,7 @@ static void tunnel_step(struct bw_session *s)
             progress |= ir == IO_PROGRESS;
         }
         if (!r->qfwd.active && s->c_rd) {
-            long n = read_into(s->pw, s->io.fd, &s->cbuf, &s->c_rd);
+            long n = read_into(s->pw, s->io.fd, &s->cbuf, &s->c_rd, s->c_hup);
             if (n == 0 || n == -2) {
                 session_close(s);
                 return;
@@ -1264,7 +1292,7 @@ static void tunnel_step(struct bw_session *s)
             progress |= ir == IO_PROGRESS;
         }
         if (!r->rfwd.active && u->rd) {
-            long n = read_into(s->pw, u->io.fd, &s->ubuf, &u->rd);
+            long n = read_into(s->pw, u->io.fd, &s->ubuf, &u->rd, u->hup);
             if (n == 0 || n == -2) {
                 /* Flush what is left, then close. */
                 if (!r->rfwd.active && s->h_dest == H_NONE) {
@@ -1314,7 +1342,7 @@ static void proxy_header_step(struct bw_session *s)
         }
         if (!s->c_rd)
             return;
-        long n = read_into(s->pw, s->io.fd, &s->cbuf, &s->c_rd);
+        long n = read_into(s->pw, s->io.fd, &s->cbuf, &s->c_rd, s->c_hup);
         if (n > 0)
             continue;
         if (n == -1)
@@ -1375,6 +1403,8 @@ static void client_io(struct bw_loop *loop, struct bw_io *io, uint32_t ev)
     struct bw_session *s = (struct bw_session *)io;
     if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
         s->c_rd = true;
+    if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        s->c_hup = true;
     if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR))
         s->c_wr = true;
     if ((ev & (EPOLLHUP | EPOLLERR)) && (s->state == S_EXCHANGE || s->state == S_TUNNEL)) {
@@ -1382,6 +1412,12 @@ static void client_io(struct bw_loop *loop, struct bw_io *io, uint32_t ev)
         session_close(s);
         return;
     }
+    bw__session_pump(s);
+}
+
+static void session_resume(struct bw_task *t)
+{
+    struct bw_session *s = (struct bw_session *)((char *)t - offsetof(struct bw_session, task));
     bw__session_pump(s);
 }
 
@@ -1441,6 +1477,7 @@ void bw_session_accept(struct bw_proxy_worker *pw, int fd, const struct sockaddr
     s->io.fd = fd;
     s->io.cb = client_io;
     s->dfr.fn = session_free_cb;
+    s->task.fn = session_resume;
     s->pw = pw;
     memcpy(&s->peer, peer, sizeof s->peer);
     bw_timer_init(&s->timer, session_timeout);

@@ -62,6 +62,8 @@ static void upconn_io(struct bw_loop *loop, struct bw_io *io, uint32_t ev)
     }
     if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
         u->rd = true;
+    if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        u->hup = true;
     if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR))
         u->wr = true;
     bw__session_pump(u->owner);
