@@ -38,26 +38,33 @@ all: build
 
 build: $(B)/bulwark $(UNIT_BINS) $(FUZZ_REPLAY_BINS)
 
+# Quiet by default (V=1 shows the commands), so warnings stand out.
+Q := $(if $(V),,@)
+
 $(B)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(VCFLAGS) -c $< -o $@
+	@$(if $(V),,echo "  CC    $(VARIANT) $<")
+	$(Q)$(CC) $(BASE_CFLAGS) $(VCFLAGS) -c $< -o $@
 
 $(B)/libbulwark.a: $(LIB_OBJS)
 	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcs $@ $^
+	$(Q)rm -f $@ && ar rcs $@ $^
 
 $(B)/bulwark: $(B)/obj/src/main.o $(B)/libbulwark.a
-	$(CC) $(VLDFLAGS) -o $@ $^ $(LIBS)
+	@$(if $(V),,echo "  LD    $(VARIANT) $@")
+	$(Q)$(CC) $(VLDFLAGS) -o $@ $^ $(LIBS)
 
 $(B)/tests/%: tests/unit/%.c $(B)/libbulwark.a tests/unit/test.h
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(VCFLAGS) -Itests/unit $(VLDFLAGS) -o $@ $< $(B)/libbulwark.a $(LIBS)
+	@$(if $(V),,echo "  TEST  $(VARIANT) $<")
+	$(Q)$(CC) $(BASE_CFLAGS) $(VCFLAGS) -Itests/unit $(VLDFLAGS) -o $@ $< $(B)/libbulwark.a $(LIBS)
 
 # Each fuzz target also builds with a replay main() so its corpus runs as an
 # ordinary regression test under gcc and the sanitizers.
 $(B)/replay/%: tests/fuzz/%.c tests/fuzz/replay_main.c $(B)/libbulwark.a
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(VCFLAGS) $(VLDFLAGS) -o $@ $< tests/fuzz/replay_main.c $(B)/libbulwark.a $(LIBS)
+	@$(if $(V),,echo "  FUZZ  $(VARIANT) $< (replay)")
+	$(Q)$(CC) $(BASE_CFLAGS) $(VCFLAGS) $(VLDFLAGS) -o $@ $< tests/fuzz/replay_main.c $(B)/libbulwark.a $(LIBS)
 
 # libFuzzer builds (clang): the library is compiled again with coverage.
 FB := build/fuzz
@@ -67,13 +74,15 @@ FUZZ_CFLAGS := $(BASE_CFLAGS) -O1 -fsanitize=fuzzer-no-link,address,undefined -f
 
 $(FB)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CLANG) $(FUZZ_CFLAGS) -c $< -o $@
+	@$(if $(V),,echo "  CC    fuzz $<")
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) -c $< -o $@
 
 $(FB)/libbulwark.a: $(FUZZ_LIB_OBJS)
-	rm -f $@ && ar rcs $@ $^
+	$(Q)rm -f $@ && ar rcs $@ $^
 
 $(FB)/fuzz_%: tests/fuzz/fuzz_%.c $(FB)/libbulwark.a
-	$(CLANG) $(BASE_CFLAGS) -O1 -fsanitize=fuzzer,address,undefined -o $@ $< $(FB)/libbulwark.a $(LIBS)
+	@$(if $(V),,echo "  FUZZ  $<")
+	$(Q)$(CLANG) $(BASE_CFLAGS) -O1 -fsanitize=fuzzer,address,undefined -o $@ $< $(FB)/libbulwark.a $(LIBS)
 
 fuzz-build: $(FUZZ_BINS)
 

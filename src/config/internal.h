@@ -21,12 +21,7 @@
  * this bounds the memory a hostile 4 MiB file can make the loader use. */
 #define BW__YAML_ARENA_CAP ((size_t)128 * 1024 * 1024)
 
-enum bw__ynode_kind {
-    BW__YNODE_SCALAR,
-    BW__YNODE_MAP,
-    BW__YNODE_SEQ,
-    BW__YNODE__COUNT
-};
+enum bw__ynode_kind { BW__YNODE_SCALAR, BW__YNODE_MAP, BW__YNODE_SEQ, BW__YNODE__COUNT };
 
 struct bw__ynode {
     enum bw__ynode_kind kind;

@@ -109,7 +109,9 @@ static void quote_into(char *out, size_t cap, bw_slice t)
     size_t i = 0;
     for (; i < t.len && i < SHOW; i++) {
         unsigned char c = (unsigned char)t.ptr[i];
-        if (o + 6 >= cap)
+        /* Room for the widest form of this byte (\xNN) and the tail ("..."
+         * and the closing quote and NUL). */
+        if (o + 4 + 5 > cap)
             break;
         if (c < 0x20 || c == 0x7f) {
             o += (size_t)snprintf(out + o, cap - o, "\\x%02X", c);
@@ -121,11 +123,15 @@ static void quote_into(char *out, size_t cap, bw_slice t)
         }
     }
     if (i < t.len) {
-        /* Do not cut a UTF-8 sequence in half. */
-        while (o > 1 && ((unsigned char)out[o - 1] & 0xC0) == 0x80)
-            o--;
-        if (o > 1 && ((unsigned char)out[o - 1] & 0xC0) == 0xC0)
-            o--;
+        /* Do not cut a UTF-8 sequence in half: drop a trailing incomplete
+         * one (the text was validated as UTF-8 by libyaml). */
+        size_t k = 0;
+        while (o - k > 1 && ((unsigned char)out[o - 1 - k] & 0xC0) == 0x80)
+            k++;
+        unsigned char lead = (unsigned char)out[o - 1 - k];
+        size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+        if (o - k > 1 && lead >= 0xC0 && k + 1 < need)
+            o -= k + 1;
         out[o++] = '.';
         out[o++] = '.';
         out[o++] = '.';
@@ -243,8 +249,7 @@ static bool walk_map(struct ld *ld, const struct bw__ynode *n, const struct bw__
                     break;
                 o += (size_t)w;
             }
-            DIAG(ld, k, "unknown key %s in %s (expected one of: %s)", got(k).s, where(path),
-                 names);
+            DIAG(ld, k, "unknown key %s in %s (expected one of: %s)", got(k).s, where(path), names);
             continue;
         }
         f[i].has = true;
@@ -322,8 +327,7 @@ static bool get_size(struct ld *ld, const struct bw__ynode *n, const char *path,
 }
 
 /* Every duration in the config is 1ms..1h. */
-static bool get_duration(struct ld *ld, const struct bw__ynode *n, const char *path,
-                         uint64_t *out)
+static bool get_duration(struct ld *ld, const struct bw__ynode *n, const char *path, uint64_t *out)
 {
     if (!want_scalar(ld, n, path, "a duration like 10s or 500ms"))
         return false;
@@ -354,8 +358,8 @@ static bool get_path(struct ld *ld, const struct bw__ynode *n, const char *path,
     if (!want_scalar(ld, n, path, "a file path"))
         return false;
     if (n->text.len == 0 || has_ctl(n->text) || n->text.len > MAX_PATH_BYTES) {
-        DIAG(ld, n, "%s: expected a file path (1 to %d bytes, no control characters), got %s",
-             path, MAX_PATH_BYTES, got(n).s);
+        DIAG(ld, n, "%s: expected a file path (1 to %d bytes, no control characters), got %s", path,
+             MAX_PATH_BYTES, got(n).s);
         return false;
     }
     *out = ld_dup(ld, n->text);
@@ -413,10 +417,9 @@ static void parse_listen(struct ld *ld, const struct bw__ynode *key, const struc
         if (!get_sockaddr(ld, f[0].val, pa.s, &ls[i].addr))
             continue;
         for (size_t j = 0; j < i; j++) {
-            if (sockaddr_port(&ls[i].addr) != 0 &&
-                strcmp(ls[j].addr.text, ls[i].addr.text) == 0) {
-                DIAG(ld, f[0].val, "%s: %s is already listed in listen[%zu]", pa.s,
-                     ls[i].addr.text, j);
+            if (sockaddr_port(&ls[i].addr) != 0 && strcmp(ls[j].addr.text, ls[i].addr.text) == 0) {
+                DIAG(ld, f[0].val, "%s: %s is already listed in listen[%zu]", pa.s, ls[i].addr.text,
+                     j);
                 break;
             }
         }
@@ -458,15 +461,15 @@ static void parse_admin(struct ld *ld, const struct bw__ynode *key, const struct
 
 static void parse_client_ip(struct ld *ld, const struct bw__ynode *key, const struct bw__ynode *n)
 {
-    struct field f[] = {{.name = "trusted", .required = true},
-                        {.name = "from", .required = true}};
+    struct field f[] = {{.name = "trusted", .required = true}, {.name = "from", .required = true}};
     if (!walk_map(ld, n, key, "client_ip",
                   "a mapping like {trusted: [10.0.0.0/8], from: x_forwarded_for}", f, 2))
         return;
     struct bw_config_client_ip *ci = &ld->cfg->client_ip;
     if (f[0].has) {
         const struct bw__ynode *l = f[0].val;
-        if (want_kind(ld, l, "client_ip.trusted", BW__YNODE_SEQ, "a list of CIDRs like [10.0.0.0/8]")) {
+        if (want_kind(ld, l, "client_ip.trusted", BW__YNODE_SEQ,
+                      "a list of CIDRs like [10.0.0.0/8]")) {
             if (l->n == 0 || l->n > BW_CONFIG_MAX_TRUSTED) {
                 DIAG(ld, l, "client_ip.trusted: expected 1 to %d CIDRs, got %zu",
                      BW_CONFIG_MAX_TRUSTED, l->n);
@@ -535,14 +538,13 @@ static void parse_limits(struct ld *ld, const struct bw__ynode *key, const struc
         rl_ok = get_size(ld, f[F_REQUEST_LINE].val, "limits.request_line_bytes", 256, 64 * KiB,
                          "256B to 64KiB", &l->request_line_bytes);
     if (f[F_HEADER_BYTES].has)
-        hb_ok = get_size(ld, f[F_HEADER_BYTES].val, "limits.header_bytes", KiB, MiB,
-                         "1KiB to 1MiB", &l->header_bytes);
+        hb_ok = get_size(ld, f[F_HEADER_BYTES].val, "limits.header_bytes", KiB, MiB, "1KiB to 1MiB",
+                         &l->header_bytes);
     if (f[F_HEADERS].has)
-        (void)get_uint(ld, f[F_HEADERS].val, "limits.headers", 1, BW_HTTP_MAX_HEADERS,
-                       &l->headers);
+        (void)get_uint(ld, f[F_HEADERS].val, "limits.headers", 1, BW_HTTP_MAX_HEADERS, &l->headers);
     if (f[F_BODY].has)
-        (void)get_size(ld, f[F_BODY].val, "limits.body_bytes", 0, TiB,
-                       "0 (unlimited) to 1TiB", &l->body_bytes);
+        (void)get_size(ld, f[F_BODY].val, "limits.body_bytes", 0, TiB, "0 (unlimited) to 1TiB",
+                       &l->body_bytes);
     static const struct {
         int field;
         const char *path;
@@ -665,8 +667,8 @@ static void parse_health_check(struct ld *ld, const struct bw__ynode *key,
                                struct bw_config_health_check *h)
 {
     struct field f[] = {
-        {.name = "path"}, {.name = "interval"}, {.name = "timeout"}, {.name = "rise"},
-        {.name = "fall"},
+        {.name = "path"}, {.name = "interval"}, {.name = "timeout"},
+        {.name = "rise"}, {.name = "fall"},
     };
     if (!walk_map(ld, n, key, path, "a mapping like {path: /healthz, interval: 2s}", f, 5))
         return;
@@ -729,15 +731,15 @@ static void parse_servers(struct ld *ld, const struct bw__ynode *n, const char *
         if (!get_sockaddr(ld, f[0].val, pa.s, &s[i].addr))
             continue;
         if (sockaddr_port(&s[i].addr) == 0) {
-            DIAG(ld, f[0].val, "%s: an upstream server needs a port from 1 to 65535, got %s",
-                 pa.s, got(f[0].val).s);
+            DIAG(ld, f[0].val, "%s: an upstream server needs a port from 1 to 65535, got %s", pa.s,
+                 got(f[0].val).s);
             continue;
         }
         ok[i] = true;
         for (size_t j = 0; j < i; j++) {
             if (ok[j] && strcmp(s[j].addr.text, s[i].addr.text) == 0) {
-                DIAG(ld, f[0].val, "%s: duplicate server %s (also %s[%zu])", pa.s,
-                     s[i].addr.text, path, j);
+                DIAG(ld, f[0].val, "%s: duplicate server %s (also %s[%zu])", pa.s, s[i].addr.text,
+                     path, j);
                 break;
             }
         }
@@ -746,7 +748,7 @@ static void parse_servers(struct ld *ld, const struct bw__ynode *n, const char *
     u->nservers = n->n;
 }
 
-static void upstream_defaults(struct bw_config_upstream *u)
+static void upstream_defaults(struct ld *ld, struct bw_config_upstream *u)
 {
     u->balance = BW_BALANCE_ROUND_ROBIN;
     u->hash_field = BW_HASH_IP_SRC;
@@ -758,7 +760,7 @@ static void upstream_defaults(struct bw_config_upstream *u)
     u->max_fails = 3;
     u->fail_timeout_ms = 10000;
     u->health.enabled = false;
-    u->health.path = BW_SLICE_LIT("/healthz");
+    u->health.path = ld_dup(ld, BW_SLICE_LIT("/healthz"));
     u->health.interval_ms = 2000;
     u->health.timeout_ms = 1000;
     u->health.rise = 2;
@@ -768,8 +770,18 @@ static void upstream_defaults(struct bw_config_upstream *u)
 static void parse_upstream(struct ld *ld, const struct bw__ynode *key, const struct bw__ynode *n,
                            const char *path, struct bw_config_upstream *u)
 {
-    enum { F_SERVERS, F_BALANCE, F_KEEPALIVE, F_CONNECT, F_READ, F_WRITE, F_MAX_FAILS,
-           F_FAIL_TIMEOUT, F_HEALTH, F__COUNT };
+    enum {
+        F_SERVERS,
+        F_BALANCE,
+        F_KEEPALIVE,
+        F_CONNECT,
+        F_READ,
+        F_WRITE,
+        F_MAX_FAILS,
+        F_FAIL_TIMEOUT,
+        F_HEALTH,
+        F__COUNT
+    };
     struct field f[F__COUNT] = {
         [F_SERVERS] = {.name = "servers", .required = true},
         [F_BALANCE] = {.name = "balance"},
@@ -838,18 +850,16 @@ static bool parse_upstreams(struct ld *ld, const struct bw__ynode *key, const st
             continue;
         }
         if (k->is_dup) {
-            DIAG(ld, k, "duplicate key %s in upstreams (first at line %u)", got(k).s,
-                 k->dup_line);
+            DIAG(ld, k, "duplicate key %s in upstreams (first at line %u)", got(k).s, k->dup_line);
             continue;
         }
         if (!valid_upstream_name(k->text)) {
-            DIAG(ld, k,
-                 "upstreams: invalid upstream name %s (expected 1 to %d of A-Z a-z 0-9 _ -)",
+            DIAG(ld, k, "upstreams: invalid upstream name %s (expected 1 to %d of A-Z a-z 0-9 _ -)",
                  got(k).s, MAX_UPSTREAM_NAME);
             continue;
         }
         struct bw_config_upstream *u = &us[nu++];
-        upstream_defaults(u);
+        upstream_defaults(ld, u);
         u->name = ld_dup(ld, k->text);
         struct path p = path_key(path, u->name.ptr);
         parse_upstream(ld, k, v, p.s, u);
@@ -961,8 +971,9 @@ static uint32_t online_cpus(void)
     return (uint32_t)n;
 }
 
-static void set_defaults(struct bw_config *cfg)
+static void set_defaults(struct ld *ld)
 {
+    struct bw_config *cfg = ld->cfg;
     cfg->workers = online_cpus();
     cfg->admin.enabled = false;
     cfg->admin.has_token_file = false;
@@ -983,13 +994,24 @@ static void set_defaults(struct bw_config *cfg)
     l->drain_timeout_ms = 30 * 1000;
     l->max_connections = 10000;
     cfg->log.access_enabled = true;
-    cfg->log.access_path = BW_SLICE_LIT("-");
+    cfg->log.access_path = ld_dup(ld, BW_SLICE_LIT("-"));
 }
 
 static void parse_root(struct ld *ld, const struct bw__ynode *root)
 {
-    enum { F_LISTEN, F_WORKERS, F_ADMIN, F_STATE_DIR, F_CLIENT_IP, F_LIMITS, F_UPSTREAMS,
-           F_ROUTES, F_ACCESS_LOG, F_MODULES, F__COUNT };
+    enum {
+        F_LISTEN,
+        F_WORKERS,
+        F_ADMIN,
+        F_STATE_DIR,
+        F_CLIENT_IP,
+        F_LIMITS,
+        F_UPSTREAMS,
+        F_ROUTES,
+        F_ACCESS_LOG,
+        F_MODULES,
+        F__COUNT
+    };
     struct field f[F__COUNT] = {
         [F_LISTEN] = {.name = "listen", .required = true},
         [F_WORKERS] = {.name = "workers"},
@@ -1057,7 +1079,7 @@ bw_status bw_config_parse(const char *path, const char *text, size_t len,
     }
     bw_arena_init(&cfg->arena, 16 * 1024, CONFIG_ARENA_CAP);
     struct ld ld = {.cfg = cfg, .a = &cfg->arena, .d = diags};
-    set_defaults(cfg);
+    set_defaults(&ld);
     cfg->path = ld_dup(&ld, bw_slice_make(path, strlen(path)));
 
     if (len > BW_CONFIG_MAX_FILE_BYTES) {
@@ -1151,8 +1173,8 @@ bw_status bw_config_load_file(const char *path, struct bw_config **ret_cfg,
         if (len == cap) {
             if (cap > BW_CONFIG_MAX_FILE_BYTES)
                 break;
-            size_t ncap = cap * 2 > BW_CONFIG_MAX_FILE_BYTES + 1 ? BW_CONFIG_MAX_FILE_BYTES + 1
-                                                                  : cap * 2;
+            size_t ncap =
+                cap * 2 > BW_CONFIG_MAX_FILE_BYTES + 1 ? BW_CONFIG_MAX_FILE_BYTES + 1 : cap * 2;
             char *nb = realloc(buf, ncap);
             if (!nb) {
                 free(buf);

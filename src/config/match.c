@@ -38,8 +38,8 @@ struct lexer {
 
 static bool is_ident_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '.';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.';
 }
 
 static struct tok next_tok(struct lexer *lx)
@@ -140,8 +140,7 @@ static const char *const UNSUPPORTED =
     "or both joined by and";
 
 /* One term; fills the route's host or prefix, refusing a second of a kind. */
-static bw_status parse_term(struct lexer *lx, bw_arena *a, struct bw_config_route *r,
-                            bw_error *err)
+static bw_status parse_term(struct lexer *lx, bw_arena *a, struct bw_config_route *r, bw_error *err)
 {
     struct tok t = next_tok(lx);
     if (is_word(t, "http.host")) {
@@ -164,8 +163,7 @@ static bw_status parse_term(struct lexer *lx, bw_arena *a, struct bw_config_rout
         struct tok v = next_tok(lx);
         if (v.kind != TOK_STRING || next_tok(lx).kind != TOK_RPAREN || r->has_path_prefix)
             return bw_error_set(err, "%s", UNSUPPORTED);
-        if (copy_string(a, v.text, false, &r->path_prefix) != BW_OK ||
-            r->path_prefix.ptr[0] != '/')
+        if (copy_string(a, v.text, false, &r->path_prefix) != BW_OK || r->path_prefix.ptr[0] != '/')
             return bw_error_set(err, "the path prefix must start with \"/\" and have no "
                                      "spaces or control characters");
         r->has_path_prefix = true;

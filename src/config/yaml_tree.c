@@ -213,8 +213,7 @@ static bw_status on_event(struct builder *b, const yaml_event_t *ev, bool *ret_d
             return BW_ERR;
         return push(b, ev, BW__YNODE_SEQ);
     case YAML_MAPPING_START_EVENT:
-        if (check_props(b, ev, ev->data.mapping_start.anchor, ev->data.mapping_start.tag) !=
-            BW_OK)
+        if (check_props(b, ev, ev->data.mapping_start.anchor, ev->data.mapping_start.tag) != BW_OK)
             return BW_ERR;
         return push(b, ev, BW__YNODE_MAP);
     case YAML_SEQUENCE_END_EVENT:

@@ -11,12 +11,14 @@
 #define CHUNK_SIZE_MAX ((uint64_t)1 << 62)
 #define CHUNK_SIZE_DIGITS 16
 
+/* clang-format off */
 static const int8_t hexval[256] = {
     ['0'] = 1,  ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,
     ['7'] = 8,  ['8'] = 9,  ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14,
     ['e'] = 15, ['f'] = 16, ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15,
     ['F'] = 16,
 }; /* value + 1; 0 means not a hex digit */
+/* clang-format on */
 
 void bw_chunked_init(struct bw_chunked *c)
 {

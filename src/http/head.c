@@ -28,10 +28,9 @@ static enum bw_http_parse_result over_limit(size_t at, bool start_line_done, siz
                                             struct bw_http_error *err)
 {
     if (!start_line_done && at >= sl_limit) {
-        bw__http_set_err(err, side_status(side, 414),
-                         side == BW__SIDE_REQUEST ? "request line too long"
-                                                  : "status line too long",
-                         sl_limit);
+        bw__http_set_err(
+            err, side_status(side, 414),
+            side == BW__SIDE_REQUEST ? "request line too long" : "status line too long", sl_limit);
         return BW_HTTP_ERROR;
     }
     if (at >= hb_limit) {
@@ -51,8 +50,7 @@ enum bw_http_parse_result bw__http_scan_head(const char *buf, size_t len,
                                              struct bw_http_error *err)
 {
     size_t hb_limit = limits->header_bytes;
-    size_t sl_limit = limits->request_line_bytes < hb_limit ? limits->request_line_bytes
-                                                            : hb_limit;
+    size_t sl_limit = limits->request_line_bytes < hb_limit ? limits->request_line_bytes : hb_limit;
     size_t pos = scan->scanned;
 
     while (pos < len) {
@@ -61,8 +59,7 @@ enum bw_http_parse_result bw__http_scan_head(const char *buf, size_t len,
             break;
         size_t p = (size_t)(lf - buf);
         /* The line ending here ends at p + 1: p >= limit means it is over. */
-        if (over_limit(p, scan->request_line_done, sl_limit, hb_limit, side, err) ==
-            BW_HTTP_ERROR)
+        if (over_limit(p, scan->request_line_done, sl_limit, hb_limit, side, err) == BW_HTTP_ERROR)
             return BW_HTTP_ERROR;
         if (p == 0 || buf[p - 1] != '\r') {
             /* RFC 9112 §2.2 lets a recipient accept a bare LF; we refuse it
@@ -245,6 +242,8 @@ bool bw__http_parse_fields(const char *buf, size_t pos, size_t end, enum bw__htt
         while (BW__CC(buf[i], BW__CC_OWS))
             i++;
         size_t vstart = i;
+        while (i + 8 <= end && bw__word_is_value(bw__load64(buf + i)))
+            i += 8;
         while (BW__CC(buf[i], BW__CC_VALUE))
             i++;
         if (buf[i] != '\r' || buf[i + 1] != '\n') {

@@ -39,7 +39,7 @@ enum bw_http_method {
 /* Limits on a message head. Each has a default (BW_HTTP_DEFAULT_*) and is
  * configurable through `limits:` in the main config. */
 struct bw_http_limits {
-    size_t request_line_bytes; /* request line incl. CRLF; over it: 414 */
+    size_t request_line_bytes; /* request (or status) line incl. CRLF; over it: 414 */
     size_t header_bytes;       /* whole head incl. request line; over it: 431 */
     size_t headers;            /* number of header fields; over it: 431 */
 };
@@ -90,14 +90,17 @@ struct bw_http_request {
     bw_slice method;
     enum bw_http_method method_id;
     bw_slice target; /* request-target as received */
-    bw_slice path;   /* origin-form: target up to '?' (absolute-form: its path) */
+    bw_slice path;   /* origin-form: target up to '?' (absolute-form: its path, or the
+                      * static string "/" when the URI has none, RFC 9112 §3.2.1;
+                      * asterisk-form: "*"; authority-form: empty) */
     bw_slice query;  /* after '?', without it; empty if none */
     bool has_query;
     uint8_t version_minor; /* HTTP/1.<minor>: 0 or 1 */
     struct bw_http_header *headers; /* caller-provided array ... */
     size_t headers_cap;             /* ... of this many entries (>= limits.headers) */
     size_t nheaders;
-    bw_slice host;   /* Host field value (or authority of an absolute-form target) */
+    bw_slice host;   /* Host field value (or authority of an absolute-form target);
+                      * empty for an HTTP/1.0 request without Host */
     enum bw_http_body_kind body_kind; /* NONE, LENGTH or CHUNKED for requests */
     uint64_t content_length;          /* when body_kind == BW_BODY_LENGTH */
     bool keep_alive;      /* from version and Connection (close / keep-alive) */
@@ -129,8 +132,10 @@ struct bw_http_response {
  *       not chunked, missing or repeated Host in HTTP/1.1, malformed version
  *   414 request line longer than limits->request_line_bytes
  *   431 head longer than limits->header_bytes, or more than limits->headers
+ *   417 an Expect value other than 100-continue
  *   501 Transfer-Encoding with a coding other than chunked
- *   505 a well-formed version other than HTTP/1.0 and HTTP/1.1 */
+ *   505 a well-formed version other than HTTP/1.0 and HTTP/1.1
+ * docs/http.md lists every rule. */
 enum bw_http_parse_result bw_http_parse_request(const char *buf, size_t len,
                                                 const struct bw_http_limits *limits,
                                                 struct bw_http_scan *scan,
@@ -195,6 +200,8 @@ const struct bw_http_header *bw_http_find_header(const struct bw_http_header *he
 /* Does a comma-separated field value (e.g. Connection) list this token? */
 bool bw_http_list_has_token(bw_slice value, bw_slice token);
 
+/* The RFC 9110 reason phrase for a status code; "" (never NULL) for codes
+ * it does not name. */
 const char *bw_http_status_reason(uint16_t status);
 
 #endif

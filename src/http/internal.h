@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "http/http1.h"
 
@@ -17,7 +18,7 @@ enum {
     BW__CC_TCHAR = 0x01,  /* token character (field names, methods, codings) */
     BW__CC_VALUE = 0x02,  /* field-value byte: VCHAR, obs-text, SP, HTAB */
     BW__CC_TARGET = 0x04, /* request-target byte: VCHAR except '#' */
-    BW__CC_HOST = 0x08,   /* reg-name byte: unreserved, sub-delims, '%' */
+    BW__CC_HOST = 0x08,   /* reg-name byte: unreserved, sub-delims but ",", "%" */
     BW__CC_HEX = 0x10,
     BW__CC_DIGIT = 0x20,
     BW__CC_OWS = 0x40, /* SP, HTAB */
@@ -27,13 +28,46 @@ extern const uint8_t bw__http_cc[256];
 
 #define BW__CC(c, cls) ((bw__http_cc[(unsigned char)(c)] & (cls)) != 0)
 
+/* SWAR: eight bytes at a time, for the long runs (field values, targets).
+ * A word passes only if every byte is in the class; otherwise the caller
+ * finishes byte by byte with the table, so these need no exactness beyond
+ * "no false pass". The has_less test is exact for n <= 128. */
+#define BW__ONES UINT64_C(0x0101010101010101)
+#define BW__HIGHS UINT64_C(0x8080808080808080)
+
+static inline uint64_t bw__load64(const char *p)
+{
+    uint64_t w;
+    memcpy(&w, p, sizeof w);
+    return w;
+}
+
+static inline uint64_t bw__has_less(uint64_t w, uint8_t n)
+{
+    return (w - BW__ONES * n) & ~w & BW__HIGHS;
+}
+
+static inline uint64_t bw__has_byte(uint64_t w, uint8_t b)
+{
+    return bw__has_less(w ^ (BW__ONES * b), 1);
+}
+
+/* All eight bytes are field-value bytes other than HTAB: >= 0x20, not DEL. */
+static inline bool bw__word_is_value(uint64_t w)
+{
+    return !(bw__has_less(w, 0x20) | bw__has_byte(w, 0x7f));
+}
+
+/* All eight bytes are request-target bytes: 0x21..0x7e, not '#'. */
+static inline bool bw__word_is_target(uint64_t w)
+{
+    return !((w & BW__HIGHS) | bw__has_less(w, 0x21) | bw__has_byte(w, 0x7f) |
+             bw__has_byte(w, '#'));
+}
+
 /* Which side is being parsed: decides the error statuses (a refused response
  * is always 502) and whether leading empty lines are skipped. */
-enum bw__http_side {
-    BW__SIDE_REQUEST,
-    BW__SIDE_RESPONSE,
-    BW__SIDE__COUNT
-};
+enum bw__http_side { BW__SIDE_REQUEST, BW__SIDE_RESPONSE, BW__SIDE__COUNT };
 
 /* What the field-line loop learned about the fields that decide framing and
  * connection handling (RFC 9112 §6, §9.6; RFC 9110 §7.2, §7.6.1, §10.1.1). */
@@ -89,8 +123,8 @@ bool bw__http_list_next(bw_slice *rest, bw_slice *ret_elem);
  * given. */
 bool bw__http_host_valid(bw_slice h, bool *ret_has_port);
 
-static inline void bw__http_set_err(struct bw_http_error *err, uint16_t status,
-                                    const char *reason, size_t offset)
+static inline void bw__http_set_err(struct bw_http_error *err, uint16_t status, const char *reason,
+                                    size_t offset)
 {
     err->status = status;
     err->reason = reason;

@@ -117,10 +117,11 @@ static const char *parse_target(struct bw_http_request *req, bool *ret_authority
     return NULL;
 }
 
-/* request-line = method SP request-target SP HTTP-version CRLF. Returns the
- * offset just past its CRLF, or 0 with *err filled. */
-static size_t parse_request_line(const char *buf, size_t start, struct bw_http_request *req,
-                                 struct bw_http_error *err)
+/* request-line = method SP request-target SP HTTP-version CRLF, starting at
+ * start; end is where the head's final CRLF begins (a bound for word-wide
+ * reads). Returns the offset just past its CRLF, or 0 with *err filled. */
+static size_t parse_request_line(const char *buf, size_t start, size_t end,
+                                 struct bw_http_request *req, struct bw_http_error *err)
 {
     size_t i = start;
     while (BW__CC(buf[i], BW__CC_TCHAR))
@@ -133,10 +134,12 @@ static size_t parse_request_line(const char *buf, size_t start, struct bw_http_r
     req->method_id = method_id(buf + start, i - start);
 
     size_t t = ++i;
+    while (i + 8 <= end && bw__word_is_target(bw__load64(buf + i)))
+        i += 8;
     while (BW__CC(buf[i], BW__CC_TARGET))
         i++;
     if (i == t || buf[i] != ' ') {
-        const char *why = i == t            ? "empty request target"
+        const char *why = i == t           ? "empty request target"
                           : buf[i] == '\r' ? "missing HTTP version"
                                            : "invalid character in request target";
         bw__http_set_err(err, 400, why, i);
@@ -149,8 +152,8 @@ static size_t parse_request_line(const char *buf, size_t start, struct bw_http_r
      * matches none of them, so nothing past the line is read. */
     const char *v = buf + i + 1;
     if (!(v[0] == 'H' && v[1] == 'T' && v[2] == 'T' && v[3] == 'P' && v[4] == '/' &&
-          BW__CC(v[5], BW__CC_DIGIT) && v[6] == '.' && BW__CC(v[7], BW__CC_DIGIT) &&
-          v[8] == '\r' && v[9] == '\n')) {
+          BW__CC(v[5], BW__CC_DIGIT) && v[6] == '.' && BW__CC(v[7], BW__CC_DIGIT) && v[8] == '\r' &&
+          v[9] == '\n')) {
         bw__http_set_err(err, 400, "malformed HTTP version", i + 1);
         return 0;
     }
@@ -176,12 +179,12 @@ enum bw_http_parse_result bw_http_parse_request(const char *buf, size_t len,
                                                 struct bw_http_error *err)
 {
     size_t start, head_len;
-    enum bw_http_parse_result r = bw__http_scan_head(buf, len, limits, BW__SIDE_REQUEST, scan,
-                                                     &start, &head_len, err);
+    enum bw_http_parse_result r =
+        bw__http_scan_head(buf, len, limits, BW__SIDE_REQUEST, scan, &start, &head_len, err);
     if (r != BW_HTTP_DONE)
         return r;
 
-    size_t pos = parse_request_line(buf, start, req, err);
+    size_t pos = parse_request_line(buf, start, head_len - 2, req, err);
     if (pos == 0)
         return BW_HTTP_ERROR;
     bool authority_host;

@@ -3,8 +3,7 @@
  * only is not guessed at. */
 #include "http/internal.h"
 
-static enum bw_http_parse_result fail(struct bw_http_error *err, const char *reason,
-                                      size_t offset)
+static enum bw_http_parse_result fail(struct bw_http_error *err, const char *reason, size_t offset)
 {
     bw__http_set_err(err, 502, reason, offset);
     return BW_HTTP_ERROR;
@@ -19,10 +18,9 @@ static size_t parse_status_line(const char *buf, struct bw_http_response *resp,
     /* Each compare stops at the first mismatch, and the line's CR matches
      * none of the literals or digits, so nothing past the line is read. */
     const char *v = buf;
-    if (!(v[0] == 'H' && v[1] == 'T' && v[2] == 'T' && v[3] == 'P' && v[4] == '/' &&
-          v[5] == '1' && v[6] == '.' && BW__CC(v[7], BW__CC_DIGIT) && v[8] == ' ' &&
-          BW__CC(v[9], BW__CC_DIGIT) && BW__CC(v[10], BW__CC_DIGIT) &&
-          BW__CC(v[11], BW__CC_DIGIT))) {
+    if (!(v[0] == 'H' && v[1] == 'T' && v[2] == 'T' && v[3] == 'P' && v[4] == '/' && v[5] == '1' &&
+          v[6] == '.' && BW__CC(v[7], BW__CC_DIGIT) && v[8] == ' ' && BW__CC(v[9], BW__CC_DIGIT) &&
+          BW__CC(v[10], BW__CC_DIGIT) && BW__CC(v[11], BW__CC_DIGIT))) {
         fail(err, "malformed status line", 0);
         return 0;
     }
@@ -49,16 +47,14 @@ static size_t parse_status_line(const char *buf, struct bw_http_response *resp,
     return i + 2;
 }
 
-enum bw_http_parse_result bw_http_parse_response(const char *buf, size_t len,
-                                                 const struct bw_http_limits *limits,
-                                                 enum bw_http_method request_method,
-                                                 struct bw_http_scan *scan,
-                                                 struct bw_http_response *resp,
-                                                 struct bw_http_error *err)
+enum bw_http_parse_result
+bw_http_parse_response(const char *buf, size_t len, const struct bw_http_limits *limits,
+                       enum bw_http_method request_method, struct bw_http_scan *scan,
+                       struct bw_http_response *resp, struct bw_http_error *err)
 {
     size_t start, head_len;
-    enum bw_http_parse_result r = bw__http_scan_head(buf, len, limits, BW__SIDE_RESPONSE, scan,
-                                                     &start, &head_len, err);
+    enum bw_http_parse_result r =
+        bw__http_scan_head(buf, len, limits, BW__SIDE_RESPONSE, scan, &start, &head_len, err);
     if (r != BW_HTTP_DONE)
         return r;
     size_t pos = parse_status_line(buf, resp, err);

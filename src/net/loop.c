@@ -209,6 +209,51 @@ void bw_loop_defer(struct bw_loop *loop, struct bw_deferred *d)
     loop->deferred = d;
 }
 
+void bw_loop_post(struct bw_loop *loop, struct bw_task *t)
+{
+    if (t->posted)
+        return;
+    t->posted = true;
+    t->next = NULL;
+    if (loop->posted_tail)
+        loop->posted_tail->next = t;
+    else
+        loop->posted_head = t;
+    loop->posted_tail = t;
+}
+
+void bw_loop_unpost(struct bw_loop *loop, struct bw_task *t)
+{
+    if (!t->posted)
+        return;
+    struct bw_task **pp = &loop->posted_head;
+    struct bw_task *prev = NULL;
+    while (*pp && *pp != t) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (*pp) {
+        *pp = t->next;
+        if (loop->posted_tail == t)
+            loop->posted_tail = prev;
+    }
+    t->posted = false;
+}
+
+/* Runs the tasks posted before this call; tasks they post run next time. */
+static void run_posted(struct bw_loop *loop)
+{
+    struct bw_task *t = loop->posted_head;
+    loop->posted_head = loop->posted_tail = NULL;
+    while (t) {
+        struct bw_task *next = t->next;
+        t->posted = false;
+        t->next = NULL;
+        t->fn(t);
+        t = next;
+    }
+}
+
 void bw_loop_run_deferred(struct bw_loop *loop)
 {
     while (loop->deferred) {
@@ -230,7 +275,10 @@ static int run_timers(struct bw_loop *loop)
         heap_remove(loop, t);
         if (t->deadline == BW_TIMER_OFF)
             continue;
-        if (t->deadline > loop->now_ms) {
+        /* Pushed later since it was queued: re-queue at the real deadline
+         * even when that is already due, so timers that are all overdue
+         * still fire in deadline order. */
+        if (t->deadline > t->queued_at) {
             t->queued_at = t->deadline;
             if (heap_push(loop, t) != BW_OK) {
                 /* Cannot happen: the entry was just removed, so there is room. */
@@ -253,6 +301,8 @@ void bw_loop_run(struct bw_loop *loop)
         int timeout = run_timers(loop);
         if (loop->stop)
             break;
+        if (loop->posted_head)
+            timeout = 0;
         int n = epoll_wait(loop->epfd, events, MAX_EVENTS, timeout);
         if (n < 0) {
             if (errno == EINTR)
@@ -266,6 +316,8 @@ void bw_loop_run(struct bw_loop *loop)
             if (io->fd >= 0)
                 io->cb(loop, io, events[i].events);
         }
+        bw_loop_run_deferred(loop);
+        run_posted(loop);
         bw_loop_run_deferred(loop);
     }
 }

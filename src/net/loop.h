@@ -49,9 +49,19 @@ struct bw_deferred {
     void (*fn)(struct bw_deferred *d);
 };
 
+/* Work to continue after the current event batch. With edge-triggered
+ * readiness an object that stops early (to be fair to others) gets no new
+ * event for what it left undone, so it posts itself instead. */
+struct bw_task {
+    struct bw_task *next;
+    bool posted;
+    void (*fn)(struct bw_task *t);
+};
+
 struct bw_loop {
     int epfd;
     struct bw_deferred *deferred;
+    struct bw_task *posted_head, *posted_tail;
     int wake_fd; /* eventfd, readable when another thread called bw_loop_wake */
     struct bw_io wake_io;
     void (*on_wake)(struct bw_loop *loop);
@@ -87,6 +97,11 @@ void bw_timer_cancel(struct bw_loop *loop, struct bw_timer *t);
 /* Calls d->fn(d) after the current event batch (io callbacks of the object
  * must ignore events once it is closed: set io->fd to -1). */
 void bw_loop_defer(struct bw_loop *loop, struct bw_deferred *d);
+/* Runs t->fn(t) after the current event batch, once, however often it is
+ * posted before then. */
+void bw_loop_post(struct bw_loop *loop, struct bw_task *t);
+/* Withdraws a posted task (its owner is being freed). */
+void bw_loop_unpost(struct bw_loop *loop, struct bw_task *t);
 /* Runs what was deferred now (after the loop has stopped). */
 void bw_loop_run_deferred(struct bw_loop *loop);
 static inline bool bw_timer_armed(const struct bw_timer *t) { return t->deadline != BW_TIMER_OFF; }

@@ -51,20 +51,29 @@ static bool parse_port(const char *s, uint16_t *ret)
 static enum bw_pp_result parse_v1(const char *buf, size_t len, struct bw_pp_header *out,
                                   const char **reason)
 {
-    size_t max = len < 107 ? len : 107;
+    /* At most 107 bytes including the CRLF, so the CR is among the first
+     * 106. */
+    size_t max = len < 106 ? len : 106;
     const char *cr = memchr(buf, '\r', max);
     if (!cr) {
-        if (len >= 107)
+        if (len >= 106)
             return fail(reason, "PROXY v1 line too long");
         if (memchr(buf, '\n', len))
             return fail(reason, "PROXY v1 line without CR");
         return BW_PP_PARTIAL;
     }
     size_t line_len = (size_t)(cr - buf);
+    /* A bare LF before the CR is refused here as it is when no CR has
+     * arrived yet, so the verdict does not depend on how reads split. */
+    if (memchr(buf, '\n', line_len))
+        return fail(reason, "PROXY v1 line without CR");
     if (line_len + 1 >= len)
         return BW_PP_PARTIAL;
     if (cr[1] != '\n')
         return fail(reason, "PROXY v1 line not ended by CRLF");
+    /* Fields are compared as C strings: a NUL would end one early. */
+    if (memchr(buf, '\0', line_len))
+        return fail(reason, "PROXY v1: NUL byte in the line");
     out->len = line_len + 2;
     const char *p = buf + 6; /* after "PROXY " */
     const char *end = cr;
@@ -85,7 +94,7 @@ static enum bw_pp_result parse_v1(const char *buf, size_t len, struct bw_pp_head
     uint16_t sp, dp;
     if (!next_field(&p, end, src, sizeof src) || !next_field(&p, end, dst, sizeof dst) ||
         !next_field(&p, end, sport, sizeof sport) || !next_field(&p, end, dport, sizeof dport) ||
-        p != end)
+        p != end || end[-1] == ' ')
         return fail(reason, "PROXY v1: expected source, destination and two ports");
     if (!parse_port(sport, &sp) || !parse_port(dport, &dp))
         return fail(reason, "PROXY v1: bad port");

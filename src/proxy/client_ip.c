@@ -28,17 +28,33 @@ void bw_client_addr_format(struct bw_client_addr *out)
     }
 }
 
+/* What may follow an address: nothing, or ':' and a port (0..65535). */
+static bool port_suffix_ok(const char *s, size_t n)
+{
+    if (n == 0)
+        return true;
+    if (s[0] != ':' || n < 2 || n > 6)
+        return false;
+    unsigned v = 0;
+    for (size_t i = 1; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (unsigned)(s[i] - '0');
+    }
+    return v <= 65535;
+}
+
 bool bw_client_addr_parse(bw_slice text, struct bw_client_addr *out)
 {
     text = bw_slice_trim_ows(text);
     char tmp[BW_IP_TEXT_MAX];
-    if (text.len == 0 || text.len >= sizeof tmp)
+    if (text.len == 0)
         return false;
     const char *p = text.ptr;
     size_t n = text.len;
     if (p[0] == '[') {
         const char *close = memchr(p, ']', n);
-        if (!close)
+        if (!close || !port_suffix_ok(close + 1, n - (size_t)(close + 1 - p)))
             return false;
         n = (size_t)(close - p) - 1;
         p++;
@@ -46,9 +62,16 @@ bool bw_client_addr_parse(bw_slice text, struct bw_client_addr *out)
         /* "1.2.3.4:80": a single colon after a dotted quad is a port. */
         const char *colon = memchr(p, ':', n);
         if (colon && memchr(colon + 1, ':', n - (size_t)(colon - p) - 1) == NULL &&
-            memchr(p, '.', (size_t)(colon - p)) != NULL)
+            memchr(p, '.', (size_t)(colon - p)) != NULL) {
+            if (!port_suffix_ok(colon, n - (size_t)(colon - p)))
+                return false;
             n = (size_t)(colon - p);
+        }
     }
+    /* The bound is on the address itself: brackets and a port come on top
+     * of the longest address text. */
+    if (n >= sizeof tmp)
+        return false;
     memcpy(tmp, p, n);
     tmp[n] = '\0';
     memset(&out->ss, 0, sizeof out->ss);

@@ -36,6 +36,7 @@ enum field_kind {
     F_EXPECT,
     F_TE,      /* Transfer-Encoding */
     F_HOST,
+    F_CL,      /* Content-Length: framing, so never removable through Connection */
 };
 
 static enum field_kind classify(bw_slice n)
@@ -56,6 +57,8 @@ static enum field_kind classify(bw_slice n)
         if (bw_slice_eq_nocase(n, BW_SLICE_LIT("connection")))
             return F_HOP;
         return bw_slice_eq_nocase(n, BW_SLICE_LIT("keep-alive")) ? F_HOP : F_PASS;
+    case 14:
+        return bw_slice_eq_nocase(n, BW_SLICE_LIT("content-length")) ? F_CL : F_PASS;
     case 15:
         return bw_slice_eq_nocase(n, BW_SLICE_LIT("x-forwarded-for")) ? F_XFF : F_PASS;
     case 16:
@@ -145,6 +148,12 @@ bool bw_build_upstream_request(struct bw_head_out *out, const struct bw_http_req
                 continue;
             put_field(out, h[i].name, h[i].value);
             break;
+        case F_CL:
+            /* The body is forwarded as framed, so its length goes with it
+             * even when Connection names it: dropping it would leave the
+             * body on the upstream connection as the next request. */
+            put_field(out, h[i].name, h[i].value);
+            break;
         case F_HOST:
             if (host_done)
                 continue;
@@ -166,8 +175,9 @@ bool bw_build_upstream_request(struct bw_head_out *out, const struct bw_http_req
             break;
         }
     }
-    if (!host_done && req->host.len)
-        put_field(out, BW_SLICE_LIT("Host"), req->host);
+    /* We speak HTTP/1.1 upstream, where Host is mandatory (RFC 9112 §3.2). */
+    if (!host_done)
+        put_field(out, BW_SLICE_LIT("Host"), req->host.len ? req->host : p->default_host);
     PUT_LIT(out, "X-Forwarded-For: ");
     if (p->xff_prefix.len) {
         put_slice(out, p->xff_prefix);
@@ -221,9 +231,16 @@ bool bw_build_client_response(struct bw_head_out *out, const struct bw_http_resp
                 continue;
             put_field(out, h[i].name, h[i].value);
             break;
+        case F_CL:
+            put_field(out, h[i].name, h[i].value); /* framing: see the request side */
+            break;
         case F_TE:
+            /* As received: the parser has checked that chunked is applied
+             * once and last, and a coding before it (gzip) is part of what
+             * the client must undo. Normalising each line to "chunked" would
+             * drop that coding and repeat chunked over several lines. */
             if (!dechunk)
-                PUT_LIT(out, "Transfer-Encoding: chunked\r\n");
+                put_field(out, h[i].name, h[i].value);
             break;
         case F_UPGRADE:
             upgrade = h[i].value;

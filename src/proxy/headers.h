@@ -23,6 +23,8 @@ struct bw_upstream_head_params {
     bw_slice xff_prefix;  /* received X-Forwarded-For to keep (trusted peer), or empty */
     bw_slice peer_text;   /* the TCP peer (or PROXY source), appended to XFF */
     bw_slice proto;       /* "http" or "https" */
+    bw_slice default_host; /* Host for an HTTP/1.0 request that sent none (the
+                            * upstream's name, as nginx's $proxy_host) */
 };
 
 /* Request head for the upstream: HTTP/1.1, origin-form target. Returns false

@@ -56,7 +56,9 @@ bw_status bw_proxy_worker_init(struct bw_proxy_worker *pw, struct bw_runtime *rt
     bw_buf_pool_init(&pw->large, large, 64);
     pw->scratch_headers = calloc((size_t)cfg->limits.headers, sizeof *pw->scratch_headers);
     pw->ups = calloc(cfg->nupstreams, sizeof *pw->ups);
-    if (!pw->scratch_headers || !pw->ups) {
+    pw->scratch_path_cap = (size_t)cfg->limits.request_line_bytes + 1;
+    pw->scratch_path = malloc(pw->scratch_path_cap);
+    if (!pw->scratch_headers || !pw->ups || !pw->scratch_path) {
         bw_proxy_worker_done(pw);
         return bw_error_set(err, "out of memory");
     }
@@ -87,6 +89,8 @@ void bw_proxy_worker_done(struct bw_proxy_worker *pw)
     }
     free(pw->scratch_headers);
     pw->scratch_headers = NULL;
+    free(pw->scratch_path);
+    pw->scratch_path = NULL;
     bw_buf_pool_done(&pw->small);
     bw_buf_pool_done(&pw->large);
 }

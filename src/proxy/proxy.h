@@ -36,6 +36,8 @@ struct bw_proxy_worker {
     struct bw_buf_pool large;
     struct bw_upstream_local *ups; /* parallel to rt->upstreams */
     struct bw_http_header *scratch_headers; /* limits.headers entries */
+    char *scratch_path;                      /* normalised path of the current request */
+    size_t scratch_path_cap;
     struct bw_access_ring *log_ring;         /* NULL when logging is off */
     struct bw_session *sessions;             /* every open session (for drain) */
     char log_time[32];                       /* cached ISO-8601 second */

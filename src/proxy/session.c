@@ -3,7 +3,7 @@
  *
  * Readiness is edge-triggered (net/loop.h): c_rd/c_wr (client) and rd/wr on
  * the upstream connection remember what epoll last reported, and are cleared
- * when a read or write comes back short. session_pump() then makes all the
+ * when a read or write comes back short. bw__session_pump() then makes all the
  * progress the current readiness allows, in every direction, and returns.
  * Each I/O callback only records readiness and calls the pump. */
 #include "proxy/session.h"
@@ -24,6 +24,7 @@
 #include "base/log.h"
 #include "net/proxy_protocol.h"
 #include "proxy/client_ip.h"
+#include "http/uri.h"
 #include "proxy/headers.h"
 
 /* Bytes a lingering close reads and discards before giving up, and for how
@@ -31,127 +32,14 @@
  * turns into a reset that could destroy it. */
 enum { LINGER_BYTES = 64 * 1024, LINGER_MS = 2000 };
 
-enum sess_state {
-    S_PROXY_HEADER, /* waiting for the PROXY protocol header */
-    S_IDLE,         /* between requests: no request byte yet */
-    S_HEAD,         /* reading a request head */
-    S_EXCHANGE,     /* a request is being proxied */
-    S_TUNNEL,       /* after 101 Switching Protocols: raw bytes both ways */
-    S_RESPOND,      /* writing a response of our own, then closing */
-    S_LINGER,       /* response written, write side shut: discarding input */
-};
+/* Forwarding rounds (each up to a buffer each way) a session may run for
+ * one event before yielding to the other connections of its worker. */
+enum { MAX_ROUNDS = 16 };
 
-enum timeout_kind {
-    T_NONE,
-    T_IDLE,          /* keepalive or first request: close quietly */
-    T_HEADER,        /* partial head: 408 */
-    T_CONNECT,       /* upstream connect */
-    T_UP_READ,       /* upstream response (head or body) */
-    T_UP_WRITE,      /* upstream not reading our request */
-    T_CLIENT_BODY,   /* client not sending its body: 408 */
-    T_SEND,          /* client not reading our response */
-    T_TUNNEL,
-    T_LINGER,
-    T_DRAIN,
-};
+#include "proxy/session-t.h"
 
-/* How one message body is delimited, and how far we are into it. */
-struct body {
-    enum bw_http_body_kind kind;
-    uint64_t remaining; /* BW_BODY_LENGTH */
-    struct bw_chunked ch;
-    bool dechunk;  /* forward only the data (HTTP/1.0 client, chunked upstream) */
-    bool framed;   /* every framing byte has been assigned to a forward region */
-    uint64_t bytes; /* payload bytes so far, for limits */
-};
 
-/* A region of a source buffer waiting to be written, relative to its start,
- * and how much of the buffer to consume once it is. */
-struct fwd {
-    size_t off, len, consume;
-    bool active;
-};
 
-struct bw_upconn {
-    struct bw_io io;
-    struct bw_deferred dfr;
-    struct bw_timer timer; /* idle timeout while pooled */
-    struct bw_proxy_worker *pw;
-    struct bw_session *owner; /* NULL while pooled */
-    struct bw_upconn *pool_next, *pool_prev;
-    size_t upstream;
-    size_t server;
-    bool connected; /* connect() known to have completed */
-    bool reused;    /* came from the pool for the current request */
-    bool rd, wr;
-    bool closed;
-};
-
-/* What lives only while a request is in flight; from a per-worker free list,
- * so an idle keepalive connection does not carry it. */
-struct request {
-    struct request *next_free;
-    enum bw_http_method method;
-    bool http10;
-    bool keep_alive;     /* the client connection may carry another request */
-    bool idempotent;
-    bool upgrade;
-    bool is_head;
-    struct body body;
-    struct fwd qfwd;     /* client buffer -> upstream */
-    uint64_t body_sent;  /* request payload bytes written upstream */
-    const char *cont;    /* "100 Continue" bytes left to write, if any */
-    size_t cont_len;
-    bool cont_sent;
-
-    size_t upstream;
-    long server;
-    struct bw_tried tried;
-    uint32_t hash_key;
-    unsigned attempts;
-
-    bool resp_head_done;   /* the final response head has been built */
-    bool resp_started;     /* bytes of a response went to the client */
-    bool resp_done;
-    bool upstream_keep;    /* the upstream connection may be reused after */
-    struct body rbody;
-    struct fwd rfwd;       /* upstream buffer -> client */
-    uint16_t status;
-    uint64_t bytes_in, bytes_out;
-    struct timespec t_start, t_upstream, t_resp;
-    bool have_upstream_time;
-    char client_text[BW_IP_TEXT_MAX];
-    char peer_text[BW_IP_TEXT_MAX];
-    char method_text[24];
-    char path_text[256];
-};
-
-struct bw_session {
-    struct bw_io io;
-    struct bw_deferred dfr;
-    struct bw_timer timer;
-    enum timeout_kind tkind;
-    struct bw_proxy_worker *pw;
-    struct bw_session *next, *prev;
-    enum sess_state state;
-    bool c_rd, c_wr;
-    bool closed;
-    bool draining;
-    bool peer_trusted;
-    bool served_one; /* at least one request on this connection */
-    struct sockaddr_storage peer;   /* TCP peer, or the PROXY protocol source */
-    struct bw_buf *cbuf;            /* client input */
-    struct bw_buf *hbuf;            /* outgoing head */
-    size_t h_off;                   /* bytes of hbuf written */
-    enum { H_NONE, H_UP, H_CLIENT } h_dest;
-    struct bw_buf *ubuf;            /* upstream input */
-    struct bw_http_scan scan;
-    struct bw_upconn *up;
-    struct request *req;
-    size_t linger_read;
-};
-
-static void session_pump(struct bw_session *s);
 static void session_close(struct bw_session *s);
 
 static struct bw_loop *LOOP(struct bw_session *s) { return &s->pw->w->loop; }
@@ -250,173 +138,6 @@ static void free_request_cache(void)
     t_nfree_requests = 0;
 }
 
-/* ---- upstream connections ----------------------------------------------- */
-
-static void upconn_free_cb(struct bw_deferred *d)
-{
-    struct bw_upconn *u = (struct bw_upconn *)((char *)d - offsetof(struct bw_upconn, dfr));
-    free(u);
-}
-
-static void pool_unlink(struct bw_upconn *u)
-{
-    struct bw_upstream_local *l = &u->pw->ups[u->upstream];
-    if (u->pool_prev)
-        u->pool_prev->pool_next = u->pool_next;
-    else
-        l->idle[u->server] = u->pool_next;
-    if (u->pool_next)
-        u->pool_next->pool_prev = u->pool_prev;
-    u->pool_next = u->pool_prev = NULL;
-    l->nidle--;
-}
-
-static void upconn_close(struct bw_upconn *u)
-{
-    if (u->closed)
-        return;
-    u->closed = true;
-    if (!u->owner && (u->pool_prev || u->pw->ups[u->upstream].idle[u->server] == u))
-        pool_unlink(u);
-    bw_timer_cancel(&u->pw->w->loop, &u->timer);
-    if (u->io.fd >= 0)
-        close(u->io.fd);
-    u->io.fd = -1;
-    bw_loop_defer(&u->pw->w->loop, &u->dfr);
-}
-
-static void upconn_idle_timeout(struct bw_loop *loop, struct bw_timer *t)
-{
-    (void)loop;
-    struct bw_upconn *u = (struct bw_upconn *)((char *)t - offsetof(struct bw_upconn, timer));
-    upconn_close(u);
-}
-
-static void upconn_io(struct bw_loop *loop, struct bw_io *io, uint32_t ev)
-{
-    (void)loop;
-    struct bw_upconn *u = (struct bw_upconn *)io;
-    if (!u->owner) {
-        /* Pooled: the upstream closing (or sending anything) ends it. */
-        if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-            upconn_close(u);
-        return;
-    }
-    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-        u->rd = true;
-    if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR))
-        u->wr = true;
-    session_pump(u->owner);
-}
-
-/* Returns the connection to its pool, or closes it when the pool is full. */
-static void upconn_release(struct bw_upconn *u, bool reusable)
-{
-    struct bw_proxy_worker *pw = u->pw;
-    struct bw_upstream_local *l = &pw->ups[u->upstream];
-    const struct bw_config_upstream *cu = l->rt->cfg;
-    u->owner = NULL;
-    if (!reusable || l->nidle >= cu->keepalive || u->pw->w->draining) {
-        upconn_close(u);
-        return;
-    }
-    u->rd = u->wr = false;
-    u->reused = false;
-    u->pool_prev = NULL;
-    u->pool_next = l->idle[u->server];
-    if (u->pool_next)
-        u->pool_next->pool_prev = u;
-    l->idle[u->server] = u;
-    l->nidle++;
-    if (bw_timer_set(&pw->w->loop, &u->timer, pw->rt->cfg->limits.keepalive_timeout_ms) != BW_OK)
-        upconn_close(u);
-}
-
-void bw_upconn_close_idle_all(struct bw_proxy_worker *pw)
-{
-    for (size_t i = 0; i < pw->rt->cfg->nupstreams; i++) {
-        struct bw_upstream_local *l = &pw->ups[i];
-        for (size_t k = 0; k < l->rt->nservers; k++)
-            while (l->idle[k])
-                upconn_close(l->idle[k]);
-    }
-}
-
-/* ---- access log --------------------------------------------------------- */
-
-static size_t json_escape(char *out, size_t cap, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
-            if (o + 2 > cap)
-                break;
-            out[o++] = '\\';
-            out[o++] = (char)c;
-        } else if (c < 0x20 || c >= 0x7f) {
-            if (o + 6 > cap)
-                break;
-            memcpy(out + o, "\\u00", 4);
-            out[o + 4] = hex[c >> 4];
-            out[o + 5] = hex[c & 15];
-            o += 6;
-        } else {
-            if (o + 1 > cap)
-                break;
-            out[o++] = (char)c;
-        }
-    }
-    return o;
-}
-
-static double ms_between(const struct timespec *a, const struct timespec *b)
-{
-    return (double)(b->tv_sec - a->tv_sec) * 1e3 + (double)(b->tv_nsec - a->tv_nsec) / 1e6;
-}
-
-static void access_log_request(struct bw_session *s)
-{
-    struct bw_proxy_worker *pw = s->pw;
-    struct request *r = s->req;
-    if (!pw->log_ring || !r || r->status == 0)
-        return;
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    if (now.tv_sec != pw->log_time_sec) {
-        struct tm tm;
-        gmtime_r(&now.tv_sec, &tm);
-        strftime(pw->log_time, sizeof pw->log_time, "%Y-%m-%dT%H:%M:%S", &tm);
-        pw->log_time_sec = now.tv_sec;
-    }
-    struct timespec end;
-    clock_gettime(CLOCK_MONOTONIC, &end);
-    char path[600];
-    size_t plen = json_escape(path, sizeof path, r->path_text, strnlen(r->path_text, sizeof r->path_text));
-    char method[64];
-    size_t mlen =
-        json_escape(method, sizeof method, r->method_text, strnlen(r->method_text, sizeof r->method_text));
-    char up[80] = "-";
-    double up_ms = 0;
-    if (r->server >= 0) {
-        snprintf(up, sizeof up, "%s",
-                 pw->rt->cfg->upstreams[r->upstream].servers[r->server].addr.text);
-        if (r->have_upstream_time)
-            up_ms = ms_between(&r->t_upstream, &r->t_resp);
-    }
-    char line[1200];
-    int n = snprintf(line, sizeof line,
-                     "{\"time\":\"%s.%03ldZ\",\"client\":\"%s\",\"method\":\"%.*s\","
-                     "\"path\":\"%.*s\",\"status\":%u,\"bytes_in\":%llu,\"bytes_out\":%llu,"
-                     "\"upstream\":\"%s\",\"upstream_ms\":%.3f,\"total_ms\":%.3f}\n",
-                     pw->log_time, now.tv_nsec / 1000000L, r->client_text, (int)mlen, method,
-                     (int)plen, path, (unsigned)r->status, (unsigned long long)r->bytes_in,
-                     (unsigned long long)r->bytes_out, up, up_ms, ms_between(&r->t_start, &end));
-    if (n > 0 && (size_t)n < sizeof line)
-        bw_access_ring_push(pw->log_ring, line, (size_t)n);
-}
-
 /* ---- closing ------------------------------------------------------------ */
 
 static void session_free_cb(struct bw_deferred *d)
@@ -437,12 +158,12 @@ static void session_close(struct bw_session *s)
         if (s->req && s->req->server >= 0 && pw->ups[u->upstream].active[u->server] > 0)
             pw->ups[u->upstream].active[u->server]--;
         u->owner = NULL;
-        upconn_close(u);
+        bw__upconn_close(u);
     }
     if (s->req) {
         if (s->req->status == 0 && s->req->method_text[0])
             s->req->status = 499; /* nginx's "client closed request" */
-        access_log_request(s);
+        bw__request_log(s);
         request_put(pw, s->req);
         s->req = NULL;
     }
@@ -450,6 +171,7 @@ static void session_close(struct bw_session *s)
     s->hbuf = buf_put(pw, s->hbuf);
     s->ubuf = buf_put(pw, s->ubuf);
     bw_timer_cancel(LOOP(s), &s->timer);
+    bw_loop_unpost(LOOP(s), &s->task);
     if (s->io.fd >= 0)
         close(s->io.fd);
     s->io.fd = -1;
@@ -477,7 +199,7 @@ static void session_linger(struct bw_session *s)
     s->hbuf = buf_put(s->pw, s->hbuf);
     s->ubuf = buf_put(s->pw, s->ubuf);
     arm(s, T_LINGER, LINGER_MS);
-    session_pump(s);
+    bw__session_pump(s);
 }
 
 static void linger_step(struct bw_session *s)
@@ -520,7 +242,7 @@ static void respond_error(struct bw_session *s, uint16_t status, const char *why
         if (r && r->server >= 0 && s->pw->ups[u->upstream].active[u->server] > 0)
             s->pw->ups[u->upstream].active[u->server]--;
         u->owner = NULL;
-        upconn_close(u);
+        bw__upconn_close(u);
     }
     if (why)
         BW_DEBUGF("responding %u: %s", (unsigned)status, why);
@@ -551,7 +273,7 @@ static void respond_error(struct bw_session *s, uint16_t status, const char *why
     }
     s->state = S_RESPOND;
     arm(s, T_SEND, CFG(s)->limits.send_timeout_ms);
-    session_pump(s);
+    bw__session_pump(s);
 }
 
 /* ---- request start ------------------------------------------------------- */
@@ -576,7 +298,9 @@ static bool is_idempotent(enum bw_http_method m)
     return false;
 }
 
-static long route_request(const struct bw_config *cfg, const struct bw_http_request *req)
+/* path is the normalised path: routes see what rules will see. */
+static long route_request(const struct bw_config *cfg, const struct bw_http_request *req,
+                          bw_slice path)
 {
     for (size_t i = 0; i < cfg->nroutes; i++) {
         const struct bw_config_route *rt = &cfg->routes[i];
@@ -591,7 +315,7 @@ static long route_request(const struct bw_config *cfg, const struct bw_http_requ
             if (!bw_slice_eq_nocase(host, rt->host))
                 continue;
         }
-        if (rt->has_path_prefix && !bw_slice_starts_with(req->path, rt->path_prefix))
+        if (rt->has_path_prefix && !bw_slice_starts_with(path, rt->path_prefix))
             continue;
         return (long)rt->upstream;
     }
@@ -599,7 +323,8 @@ static long route_request(const struct bw_config *cfg, const struct bw_http_requ
 }
 
 static uint32_t request_hash_key(const struct bw_config_upstream *cu,
-                                 const struct bw_http_request *req, const struct request *r)
+                                 const struct bw_http_request *req, bw_slice path,
+                                 const struct request *r)
 {
     switch (cu->hash_field) {
     case BW_HASH_IP_SRC:
@@ -607,7 +332,7 @@ static uint32_t request_hash_key(const struct bw_config_upstream *cu,
     case BW_HASH_HOST:
         return bw_hash32(req->host.ptr, req->host.len);
     case BW_HASH_URI_PATH:
-        return bw_hash32(req->path.ptr, req->path.len);
+        return bw_hash32(path.ptr, path.len);
     case BW_HASH_URI:
         return bw_hash32(req->target.ptr, req->target.len);
     case BW_HASH_HEADER: {
@@ -675,7 +400,8 @@ static void start_request(struct bw_session *s, struct bw_http_request *hq)
         return;
     }
 
-    long route = route_request(cfg, hq);
+    bw_slice path = bw_uri_normalize_path(hq->path, s->pw->scratch_path, s->pw->scratch_path_cap);
+    long route = route_request(cfg, hq, path);
     if (route < 0) {
         bw_buf_consume(s->cbuf, hq->head_len);
         respond_error(s, 404, "no route matched");
@@ -684,7 +410,7 @@ static void start_request(struct bw_session *s, struct bw_http_request *hq)
     r->upstream = (size_t)route;
     const struct bw_config_upstream *cu = &cfg->upstreams[route];
     if (cu->balance == BW_BALANCE_HASH)
-        r->hash_key = request_hash_key(cu, hq, r);
+        r->hash_key = request_hash_key(cu, hq, path, r);
 
     /* Build the upstream head now, while the parsed header views are valid. */
     char xffbuf[1024];
@@ -692,6 +418,7 @@ static void start_request(struct bw_session *s, struct bw_http_request *hq)
         .xff_prefix = s->peer_trusted ? bw_join_xff(hq, xffbuf, sizeof xffbuf) : BW_SLICE_EMPTY,
         .peer_text = bw_slice_make(r->peer_text, strnlen(r->peer_text, sizeof r->peer_text)),
         .proto = BW_SLICE_LIT("http"),
+        .default_host = cu->name,
     };
     if (!s->hbuf)
         s->hbuf = buf_get(s->pw);
@@ -731,25 +458,11 @@ static void start_request(struct bw_session *s, struct bw_http_request *hq)
     s->state = S_EXCHANGE;
     if (!connect_upstream(s))
         return;
-    session_pump(s);
+    bw__session_pump(s);
 }
 
 /* ---- upstream connect and retry ----------------------------------------- */
 
-static struct bw_upconn *upconn_new(struct bw_session *s, size_t upstream, size_t server, int fd)
-{
-    struct bw_upconn *u = calloc(1, sizeof *u);
-    if (!u)
-        return NULL;
-    u->io.fd = fd;
-    u->io.cb = upconn_io;
-    u->dfr.fn = upconn_free_cb;
-    u->pw = s->pw;
-    u->upstream = upstream;
-    u->server = server;
-    bw_timer_init(&u->timer, upconn_idle_timeout);
-    return u;
-}
 
 /* Picks a server and attaches a pooled or new connection to the session.
  * Returns false when the session has already been answered or closed. */
@@ -762,8 +475,11 @@ static bool connect_upstream(struct bw_session *s)
     for (;;) {
         long idx = bw_balance_pick(l, LOOP(s)->now_ms, r->hash_key, &r->tried);
         if (idx < 0) {
-            respond_error(s, r->attempts ? 502 : 503,
-                          r->attempts ? "every upstream server failed" : "no healthy server");
+            if (r->attempts)
+                respond_error(s, r->fail_status ? r->fail_status : 502,
+                              "every upstream server failed");
+            else
+                respond_error(s, 503, "no healthy upstream server");
             return false;
         }
         r->server = idx;
@@ -772,7 +488,7 @@ static bool connect_upstream(struct bw_session *s)
         l->active[idx]++;
         struct bw_upconn *u = l->idle[idx];
         if (u) {
-            pool_unlink(u);
+            bw__pool_unlink(u);
             bw_timer_stop(LOOP(s), &u->timer);
             u->owner = s;
             u->reused = true;
@@ -806,7 +522,7 @@ static bool connect_upstream(struct bw_session *s)
             }
             continue;
         }
-        u = upconn_new(s, r->upstream, (size_t)idx, fd);
+        u = bw__upconn_new(s, r->upstream, (size_t)idx, fd);
         bw_error err;
         if (!u || bw_loop_add(LOOP(s), &u->io, &err) != BW_OK) {
             close(fd);
@@ -834,12 +550,13 @@ static void upstream_failed(struct bw_session *s, uint16_t status, const char *w
     struct bw_upstream_local *l = &s->pw->ups[r->upstream];
     const struct bw_config_upstream *cu = l->rt->cfg;
     bool stale = u && u->reused;
+    r->fail_status = status;
     if (u) {
         s->up = NULL;
         if (l->active[u->server] > 0)
             l->active[u->server]--;
         u->owner = NULL;
-        upconn_close(u);
+        bw__upconn_close(u);
     }
     if (count && r->server >= 0) {
         bw_server_report_failure(l->rt, (size_t)r->server, LOOP(s)->now_ms, why);
@@ -863,7 +580,7 @@ static void upstream_failed(struct bw_session *s, uint16_t status, const char *w
     s->h_dest = H_UP;
     if (!connect_upstream(s))
         return;
-    session_pump(s);
+    bw__session_pump(s);
 }
 
 /* ---- writing -------------------------------------------------------------- */
@@ -970,6 +687,7 @@ static enum io_result write_upstream(struct bw_session *s)
         iov[n++] = (struct iovec){bw_buf_head(s->cbuf) + r->qfwd.off, r->qfwd.len};
     if (n == 0)
         return IO_BLOCKED;
+    size_t total = hlen + (r->qfwd.active ? r->qfwd.len : 0);
     ssize_t w = send_iov(u->io.fd, iov, n);
     if (w < 0) {
         if (errno == EAGAIN) {
@@ -999,7 +717,7 @@ static enum io_result write_upstream(struct bw_session *s)
         bw_buf_consume(s->cbuf, r->qfwd.consume);
         r->qfwd.active = false;
     }
-    if ((size_t)w < hlen + (r->qfwd.active ? r->qfwd.len : 0))
+    if ((size_t)w < total)
         u->wr = false;
     return IO_PROGRESS;
 }
@@ -1065,7 +783,8 @@ static enum io_result write_client(struct bw_session *s)
 
 /* Reads from fd into *bp (taking a buffer if needed). Returns >0 bytes, 0 on
  * EOF, -1 blocked (ready flag cleared), -2 error, -3 buffer full. */
-static long read_into(struct bw_proxy_worker *pw, int fd, struct bw_buf **bp, bool *ready)
+static long read_into(struct bw_proxy_worker *pw, int fd, struct bw_buf **bp, bool *ready,
+                      bool hup)
 {
     if (!*bp) {
         *bp = buf_get(pw);
@@ -1083,8 +802,10 @@ static long read_into(struct bw_proxy_worker *pw, int fd, struct bw_buf **bp, bo
         ssize_t n = recv(fd, bw_buf_tail(b), room, 0);
         if (n > 0) {
             b->end += (size_t)n;
-            /* A short read drained the socket: wait for the next edge. */
-            if ((size_t)n < room)
+            /* A short read drained the socket: wait for the next edge. Not
+             * after a hangup, which sends no further edge: the EOF behind
+             * the data must still be read. */
+            if ((size_t)n < room && !hup)
                 *ready = false;
             return n;
         }
@@ -1166,7 +887,7 @@ static void head_step(struct bw_session *s)
         }
         if (!s->c_rd)
             break;
-        long n = read_into(pw, s->io.fd, &s->cbuf, &s->c_rd);
+        long n = read_into(pw, s->io.fd, &s->cbuf, &s->c_rd, s->c_hup);
         if (n > 0)
             continue;
         if (n == -1)
@@ -1304,7 +1025,13 @@ static void exchange_step(struct bw_session *s)
     const struct bw_config *cfg = CFG(s);
     const struct bw_config_upstream *cu = &cfg->upstreams[r->upstream];
     bool any_progress = false;
-    for (int rounds = 0; rounds < 64; rounds++) {
+    for (int rounds = 0;; rounds++) {
+        if (rounds == MAX_ROUNDS) {
+            /* Plenty done for one event: let other connections run, and
+             * continue after this batch (no new edge would come). */
+            bw_loop_post(LOOP(s), &s->task);
+            break;
+        }
         bool progress = false;
         struct bw_upconn *u = s->up;
         if (!u)
@@ -1353,7 +1080,7 @@ static void exchange_step(struct bw_session *s)
 
         /* 2. More request body from the client. */
         if (!r->body.framed && !r->qfwd.active && s->c_rd && !r->resp_done) {
-            long n = read_into(s->pw, s->io.fd, &s->cbuf, &s->c_rd);
+            long n = read_into(s->pw, s->io.fd, &s->cbuf, &s->c_rd, s->c_hup);
             if (n > 0) {
                 progress = true;
             } else if (n == 0 || n == -2) {
@@ -1365,7 +1092,7 @@ static void exchange_step(struct bw_session *s)
 
         /* 3. Response from the upstream. */
         if (!r->resp_done && u->rd && !r->rfwd.active) {
-            long n = read_into(s->pw, u->io.fd, &s->ubuf, &u->rd);
+            long n = read_into(s->pw, u->io.fd, &s->ubuf, &u->rd, u->hup);
             if (n > 0) {
                 progress = true;
                 u->connected = true;
@@ -1488,9 +1215,9 @@ static void finish_request(struct bw_session *s)
             l->active[u->server]--;
         bool reusable = r->upstream_keep && r->body.framed && !r->qfwd.active &&
                         (!s->ubuf || bw_buf_len(s->ubuf) == 0);
-        upconn_release(u, reusable);
+        bw__upconn_release(u, reusable);
     }
-    access_log_request(s);
+    bw__request_log(s);
     bool keep = r->keep_alive && r->body.framed && !r->qfwd.active && !s->draining;
     s->served_one = true;
     request_put(pw, r);
@@ -1524,7 +1251,11 @@ static void tunnel_step(struct bw_session *s)
     struct request *r = s->req;
     struct bw_upconn *u = s->up;
     const struct bw_config_upstream *cu = &CFG(s)->upstreams[r->upstream];
-    for (int rounds = 0; rounds < 64; rounds++) {
+    for (int rounds = 0;; rounds++) {
+        if (rounds == MAX_ROUNDS) {
+            bw_loop_post(LOOP(s), &s->task);
+            break;
+        }
         bool progress = false;
         /* client -> upstream */
         if (!r->qfwd.active && s->cbuf && bw_buf_len(s->cbuf)) {
@@ -1540,7 +1271,7 @@ static void tunnel_step(struct bw_session *s)
             progress |= ir == IO_PROGRESS;
         }
         if (!r->qfwd.active && s->c_rd) {
-            long n = read_into(s->pw, s->io.fd, &s->cbuf, &s->c_rd);
+            long n = read_into(s->pw, s->io.fd, &s->cbuf, &s->c_rd, s->c_hup);
             if (n == 0 || n == -2) {
                 session_close(s);
                 return;
@@ -1561,7 +1292,7 @@ static void tunnel_step(struct bw_session *s)
             progress |= ir == IO_PROGRESS;
         }
         if (!r->rfwd.active && u->rd) {
-            long n = read_into(s->pw, u->io.fd, &s->ubuf, &u->rd);
+            long n = read_into(s->pw, u->io.fd, &s->ubuf, &u->rd, u->hup);
             if (n == 0 || n == -2) {
                 /* Flush what is left, then close. */
                 if (!r->rfwd.active && s->h_dest == H_NONE) {
@@ -1611,7 +1342,7 @@ static void proxy_header_step(struct bw_session *s)
         }
         if (!s->c_rd)
             return;
-        long n = read_into(s->pw, s->io.fd, &s->cbuf, &s->c_rd);
+        long n = read_into(s->pw, s->io.fd, &s->cbuf, &s->c_rd, s->c_hup);
         if (n > 0)
             continue;
         if (n == -1)
@@ -1621,7 +1352,7 @@ static void proxy_header_step(struct bw_session *s)
     }
 }
 
-static void session_pump(struct bw_session *s)
+void bw__session_pump(struct bw_session *s)
 {
     if (s->closed)
         return;
@@ -1653,7 +1384,7 @@ static void session_pump(struct bw_session *s)
             }
         }
         if (s->h_dest == H_NONE) {
-            access_log_request(s);
+            bw__request_log(s);
             request_put(s->pw, s->req);
             s->req = NULL;
             s->cbuf = buf_put(s->pw, s->cbuf);
@@ -1672,6 +1403,8 @@ static void client_io(struct bw_loop *loop, struct bw_io *io, uint32_t ev)
     struct bw_session *s = (struct bw_session *)io;
     if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
         s->c_rd = true;
+    if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        s->c_hup = true;
     if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR))
         s->c_wr = true;
     if ((ev & (EPOLLHUP | EPOLLERR)) && (s->state == S_EXCHANGE || s->state == S_TUNNEL)) {
@@ -1679,7 +1412,13 @@ static void client_io(struct bw_loop *loop, struct bw_io *io, uint32_t ev)
         session_close(s);
         return;
     }
-    session_pump(s);
+    bw__session_pump(s);
+}
+
+static void session_resume(struct bw_task *t)
+{
+    struct bw_session *s = (struct bw_session *)((char *)t - offsetof(struct bw_session, task));
+    bw__session_pump(s);
 }
 
 static void session_timeout(struct bw_loop *loop, struct bw_timer *t)
@@ -1738,6 +1477,7 @@ void bw_session_accept(struct bw_proxy_worker *pw, int fd, const struct sockaddr
     s->io.fd = fd;
     s->io.cb = client_io;
     s->dfr.fn = session_free_cb;
+    s->task.fn = session_resume;
     s->pw = pw;
     memcpy(&s->peer, peer, sizeof s->peer);
     bw_timer_init(&s->timer, session_timeout);
@@ -1764,7 +1504,7 @@ void bw_session_accept(struct bw_proxy_worker *pw, int fd, const struct sockaddr
      * edge once registered, so start by reading. */
     s->c_rd = true;
     s->c_wr = true;
-    session_pump(s);
+    bw__session_pump(s);
 }
 
 void bw_session_drain_all(struct bw_proxy_worker *pw)

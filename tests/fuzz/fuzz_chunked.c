@@ -22,8 +22,7 @@ struct result {
 };
 
 /* pieces: cut ends, ascending, the last == n */
-static void decode(const uint8_t *in, size_t n, const size_t *cut, size_t ncut,
-                   struct result *res)
+static void decode(const uint8_t *in, size_t n, const size_t *cut, size_t ncut, struct result *res)
 {
     memset(res, 0, sizeof *res);
     res->o = O_MORE;
@@ -80,8 +79,7 @@ static void decode(const uint8_t *in, size_t n, const size_t *cut, size_t ncut,
 
 static void check_same(const struct result *a, const struct result *b)
 {
-    if (a->o != b->o || a->data_len != b->data_len ||
-        memcmp(a->data, b->data, a->data_len) != 0)
+    if (a->o != b->o || a->data_len != b->data_len || memcmp(a->data, b->data, a->data_len) != 0)
         abort();
     if (a->o == O_ERROR) {
         if (strcmp(a->reason, b->reason) != 0)

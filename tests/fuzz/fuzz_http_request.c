@@ -51,7 +51,12 @@ static void check_invariants(const struct run *x, const struct bw_http_limits *l
 {
     if (x->r == BW_HTTP_ERROR) {
         switch (x->err.status) {
-        case 400: case 414: case 417: case 431: case 501: case 505:
+        case 400:
+        case 414:
+        case 417:
+        case 431:
+        case 501:
+        case 505:
             break;
         default:
             abort();
@@ -124,8 +129,8 @@ static void check_same(const struct run *a, const struct run *b)
             abort();
 }
 
-static void run_with(const uint8_t *data, size_t size, const struct bw_http_limits *lim,
-                     size_t cap, uint64_t h)
+static void run_with(const uint8_t *data, size_t size, const struct bw_http_limits *lim, size_t cap,
+                     uint64_t h)
 {
     struct run whole, step;
     struct bw_http_scan scan = {0};

@@ -103,8 +103,8 @@ static void check_same(const struct run *a, const struct run *b)
             abort();
 }
 
-static void run_with(const uint8_t *data, size_t size, const struct bw_http_limits *lim,
-                     size_t cap, enum bw_http_method m, uint64_t h)
+static void run_with(const uint8_t *data, size_t size, const struct bw_http_limits *lim, size_t cap,
+                     enum bw_http_method m, uint64_t h)
 {
     struct run whole, step;
     struct bw_http_scan scan = {0};

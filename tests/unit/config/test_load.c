@@ -11,36 +11,36 @@
 #include "test.h"
 
 /* A minimal valid config: 8 lines, so what a case appends starts at line 9. */
-#define BASE                                                                                 \
-    "listen:\n"                                                                              \
-    "  - address: 127.0.0.1:8080\n"                                                          \
-    "upstreams:\n"                                                                           \
-    "  app:\n"                                                                               \
-    "    servers:\n"                                                                         \
-    "      - address: 127.0.0.1:9000\n"                                                      \
-    "routes:\n"                                                                              \
+#define BASE                                                                                       \
+    "listen:\n"                                                                                    \
+    "  - address: 127.0.0.1:8080\n"                                                                \
+    "upstreams:\n"                                                                                 \
+    "  app:\n"                                                                                     \
+    "    servers:\n"                                                                               \
+    "      - address: 127.0.0.1:9000\n"                                                            \
+    "routes:\n"                                                                                    \
     "  - upstream: app\n"
 
 /* The same with upstream `app` last, so a case can append keys to it (line 9). */
-#define UP                                                                                   \
-    "listen:\n"                                                                              \
-    "  - address: 127.0.0.1:8080\n"                                                          \
-    "routes:\n"                                                                              \
-    "  - upstream: app\n"                                                                    \
-    "upstreams:\n"                                                                           \
-    "  app:\n"                                                                               \
-    "    servers:\n"                                                                         \
+#define UP                                                                                         \
+    "listen:\n"                                                                                    \
+    "  - address: 127.0.0.1:8080\n"                                                                \
+    "routes:\n"                                                                                    \
+    "  - upstream: app\n"                                                                          \
+    "upstreams:\n"                                                                                 \
+    "  app:\n"                                                                                     \
+    "    servers:\n"                                                                               \
     "      - address: 127.0.0.1:9000\n"
 
 /* The same with routes last, so a case can append routes (line 9). */
-#define RT                                                                                   \
-    "listen:\n"                                                                              \
-    "  - address: 127.0.0.1:8080\n"                                                          \
-    "upstreams:\n"                                                                           \
-    "  app:\n"                                                                               \
-    "    servers:\n"                                                                         \
-    "      - address: 127.0.0.1:9000\n"                                                      \
-    "routes:\n"                                                                              \
+#define RT                                                                                         \
+    "listen:\n"                                                                                    \
+    "  - address: 127.0.0.1:8080\n"                                                                \
+    "upstreams:\n"                                                                                 \
+    "  app:\n"                                                                                     \
+    "    servers:\n"                                                                               \
+    "      - address: 127.0.0.1:9000\n"                                                            \
+    "routes:\n"                                                                                    \
     "  - upstream: app\n"
 
 /* Every diagnostic as "line:col: msg", one per line, into buf. */
@@ -88,7 +88,8 @@ static const struct {
      "1:1: the config: expected a mapping of keys like listen: and upstreams:, got a list"},
     {"root is a scalar", "hello\n",
      "1:1: the config: expected a mapping of keys like listen: and upstreams:, got \"hello\""},
-    {"non-string key", BASE "? [a, b]\n: c\n", "9:3: the top level: keys must be strings, got a list"},
+    {"non-string key", BASE "? [a, b]\n: c\n",
+     "9:3: the top level: keys must be strings, got a list"},
     {"modules", BASE "modules:\n  bot_score: { features: f.json }\n",
      "9:1: modules: not available in this build yet (bot_score and rules modules are in "
      "progress)"},
@@ -104,7 +105,9 @@ static const struct {
     {"workers leading zero", BASE "workers: 08\n",
      "9:10: workers: expected auto or an integer from 1 to 256, got \"08\""},
     /* listen */
-    {"listen empty", "listen: []\n" "upstreams: {app: {servers: [{address: 127.0.0.1:9000}]}}\n"
+    {"listen empty",
+     "listen: []\n"
+     "upstreams: {app: {servers: [{address: 127.0.0.1:9000}]}}\n"
      "routes: [{upstream: app}]\n",
      "1:9: listen: expected 1 to 16 addresses, got 0"},
     {"listen 17",
@@ -191,12 +194,10 @@ static const struct {
      "10:23: limits.request_line_bytes: expected a size from 256B to 64KiB, got \"255B\""},
     {"request_line_bytes above 64KiB", BASE "limits:\n  request_line_bytes: 65537\n",
      "10:23: limits.request_line_bytes: expected a size from 256B to 64KiB, got \"65537\""},
-    {"header_bytes below request_line_bytes",
-     BASE "limits:\n  header_bytes: 4KiB\n",
+    {"header_bytes below request_line_bytes", BASE "limits:\n  header_bytes: 4KiB\n",
      "10:17: limits.header_bytes: must be at least request_line_bytes (8192 bytes), got "
      "\"4KiB\""},
-    {"request_line_bytes above default header_bytes",
-     BASE "limits:\n  request_line_bytes: 64KiB\n",
+    {"request_line_bytes above default header_bytes", BASE "limits:\n  request_line_bytes: 64KiB\n",
      "10:23: limits.request_line_bytes: must not exceed header_bytes (32768 bytes), got "
      "\"64KiB\""},
     {"headers 0", BASE "limits:\n  headers: 0\n",
@@ -220,10 +221,12 @@ static const struct {
     {"max_connections over", BASE "limits:\n  max_connections: 1000001\n",
      "10:20: limits.max_connections: expected an integer from 1 to 1000000, got \"1000001\""},
     /* upstreams */
-    {"upstreams empty", "listen: [{address: 127.0.0.1:8080}]\nupstreams: {}\n"
+    {"upstreams empty",
+     "listen: [{address: 127.0.0.1:8080}]\nupstreams: {}\n"
      "routes: [{upstream: app}]\n",
      "2:12: upstreams: expected 1 to 1024 upstreams, got 0"},
-    {"upstreams list", "listen: [{address: 127.0.0.1:8080}]\nupstreams: [app]\n"
+    {"upstreams list",
+     "listen: [{address: 127.0.0.1:8080}]\nupstreams: [app]\n"
      "routes: [{upstream: app}]\n",
      "2:12: upstreams: expected a mapping of names to upstreams, like {app: {servers: [...]}}, "
      "got a list"},
@@ -294,7 +297,8 @@ static const struct {
      "9:20: unknown key \"url\" in upstreams.app.health_check (expected one of: path, interval, "
      "timeout, rise, fall)"},
     /* routes */
-    {"routes empty", "listen: [{address: 127.0.0.1:8080}]\n"
+    {"routes empty",
+     "listen: [{address: 127.0.0.1:8080}]\n"
      "upstreams: {app: {servers: [{address: 127.0.0.1:9000}]}}\nroutes: []\n",
      "3:9: routes: expected 1 to 1024 routes, got 0"},
     {"route without upstream", RT "  - match: 'http.host eq \"a.example\"'\n",
@@ -305,19 +309,19 @@ static const struct {
      "9:12: routes[1].match: only host equality and a path prefix are supported until the "
      "rules engine lands: expected http.host eq \"<host>\", "
      "starts_with(http.request.uri.path, \"<prefix>\"), or both joined by and"},
-    {"route match with or", RT
-     "  - match: 'http.host eq \"a\" or starts_with(http.request.uri.path, \"/a\")'\n"
-     "    upstream: app\n",
+    {"route match with or",
+     RT "  - match: 'http.host eq \"a\" or starts_with(http.request.uri.path, \"/a\")'\n"
+        "    upstream: app\n",
      "9:12: routes[1].match: only host equality and a path prefix are supported until the "
      "rules engine lands: expected http.host eq \"<host>\", "
      "starts_with(http.request.uri.path, \"<prefix>\"), or both joined by and"},
-    {"route match two hosts", RT
-     "  - match: 'http.host eq \"a\" and http.host eq \"b\"'\n    upstream: app\n",
+    {"route match two hosts",
+     RT "  - match: 'http.host eq \"a\" and http.host eq \"b\"'\n    upstream: app\n",
      "9:12: routes[1].match: only host equality and a path prefix are supported until the "
      "rules engine lands: expected http.host eq \"<host>\", "
      "starts_with(http.request.uri.path, \"<prefix>\"), or both joined by and"},
-    {"route match prefix without slash", RT
-     "  - match: 'starts_with(http.request.uri.path, \"api/\")'\n    upstream: app\n",
+    {"route match prefix without slash",
+     RT "  - match: 'starts_with(http.request.uri.path, \"api/\")'\n    upstream: app\n",
      "9:12: routes[1].match: the path prefix must start with \"/\" and have no spaces or "
      "control characters"},
     {"route match empty host", RT "  - match: 'http.host == \"\"'\n    upstream: app\n",
@@ -330,7 +334,8 @@ static const struct {
     /* YAML itself */
     {"anchor and alias", BASE "x: &a [1]\ny: *a\n",
      "9:4: YAML anchors (&a) are not supported; write the value out in full"},
-    {"alias only", BASE "x: *a\n", "9:4: YAML aliases (*a) are not supported; write the value out in full"},
+    {"alias only", BASE "x: *a\n",
+     "9:4: YAML aliases (*a) are not supported; write the value out in full"},
     {"tag", BASE "state_dir: !!str /var/lib\n",
      "9:12: YAML tags (like !!str) are not supported; the key decides the type"},
     {"syntax error", BASE "limits: {a: 1\n",
@@ -381,20 +386,20 @@ TEST(invalid_configs_table)
 
 TEST(several_errors_all_reported_in_file_order)
 {
-    const char *y = "routes:\n"                          /* 1 */
-                    "  - upstream: missing\n"            /* 2 */
-                    "listen:\n"                          /* 3 */
-                    "  - address: 1.2.3.4:99999\n"       /* 4 */
-                    "workers: none\n"                    /* 5 */
-                    "limits:\n"                          /* 6 */
-                    "  header_bytes: lots\n"             /* 7 */
-                    "  body_bytes: -1\n"                 /* 8 */
-                    "upstreams:\n"                       /* 9 */
-                    "  app:\n"                           /* 10 */
-                    "    servers:\n"                     /* 11 */
-                    "      - address: 127.0.0.1:9000\n"  /* 12 */
-                    "    balance: random\n"              /* 13 */
-                    "bogus: 1\n";                        /* 14 */
+    const char *y = "routes:\n"                         /* 1 */
+                    "  - upstream: missing\n"           /* 2 */
+                    "listen:\n"                         /* 3 */
+                    "  - address: 1.2.3.4:99999\n"      /* 4 */
+                    "workers: none\n"                   /* 5 */
+                    "limits:\n"                         /* 6 */
+                    "  header_bytes: lots\n"            /* 7 */
+                    "  body_bytes: -1\n"                /* 8 */
+                    "upstreams:\n"                      /* 9 */
+                    "  app:\n"                          /* 10 */
+                    "    servers:\n"                    /* 11 */
+                    "      - address: 127.0.0.1:9000\n" /* 12 */
+                    "    balance: random\n"             /* 13 */
+                    "bogus: 1\n";                       /* 14 */
     struct bw_config *cfg = NULL;
     struct bw_config_diags d;
     CHECK(parse_str(y, &cfg, &d) == BW_ERR);
@@ -417,9 +422,10 @@ TEST(diags_cap_counts_the_rest)
 {
     /* 100 routes to an unknown upstream: 64 kept, 36 counted. */
     char y[8192];
-    size_t o = (size_t)snprintf(y, sizeof y, "listen: [{address: 127.0.0.1:8080}]\n"
-                                             "upstreams: {app: {servers: [{address: "
-                                             "127.0.0.1:9000}]}}\nroutes:\n");
+    size_t o = (size_t)snprintf(y, sizeof y,
+                                "listen: [{address: 127.0.0.1:8080}]\n"
+                                "upstreams: {app: {servers: [{address: "
+                                "127.0.0.1:9000}]}}\nroutes:\n");
     for (int i = 0; i < 100; i++)
         o += (size_t)snprintf(y + o, sizeof y - o, "  - upstream: x%d\n", i);
     struct bw_config *cfg = NULL;
@@ -760,17 +766,62 @@ TEST(garbage_input)
                     "scalar at line 1, column 9)");
 }
 
+TEST(echoed_values_are_escaped_and_shortened)
+{
+    /* A key of 30 tabs: every byte escapes to 4 characters; the echo stops
+     * early with "..." rather than overflowing (found by fuzz_config). */
+    char y[512];
+    size_t o = (size_t)snprintf(y, sizeof y, "%s\"", BASE);
+    for (int i = 0; i < 30; i++)
+        o += (size_t)snprintf(y + o, sizeof y - o, "\\t");
+    o += (size_t)snprintf(y + o, sizeof y - o, "\": 1\n");
+    struct bw_config *cfg = NULL;
+    struct bw_config_diags d;
+    CHECK(parse(y, o, &cfg, &d) == BW_ERR);
+    CHECK_INT_EQ(d.n, 1);
+    char want[256];
+    size_t w = (size_t)snprintf(want, sizeof want, "unknown key \"");
+    for (int i = 0; i < 18; i++)
+        w += (size_t)snprintf(want + w, sizeof want - w, "\\x09");
+    snprintf(want + w, sizeof want - w,
+             "...\" in the top level (expected one of: listen, "
+             "workers, admin, state_dir, client_ip, limits, upstreams, routes, access_log, "
+             "modules)");
+    CHECK_STR_EQ(d.items[0].msg, want);
+
+    /* A long UTF-8 value is cut at a character boundary, not inside one. */
+    char y2[512];
+    o = (size_t)snprintf(y2, sizeof y2, "%sstate_dir: [\"", BASE);
+    for (int i = 0; i < 30; i++)
+        o += (size_t)snprintf(y2 + o, sizeof y2 - o, "\xc3\xa9");
+    o += (size_t)snprintf(y2 + o, sizeof y2 - o, "\"]\nworkers: \"");
+    o += (size_t)snprintf(y2 + o, sizeof y2 - o, "x");
+    for (int i = 0; i < 30; i++)
+        o += (size_t)snprintf(y2 + o, sizeof y2 - o, "\xc3\xa9");
+    o += (size_t)snprintf(y2 + o, sizeof y2 - o, "\"\n");
+    CHECK(parse(y2, o, &cfg, &d) == BW_ERR);
+    CHECK_INT_EQ(d.n, 2);
+    CHECK_STR_EQ(d.items[0].msg, "state_dir: expected a file path, got a list");
+    w = (size_t)snprintf(want, sizeof want,
+                         "workers: expected auto or an integer from 1 to 256, got \"x");
+    for (int i = 0; i < 19; i++)
+        w += (size_t)snprintf(want + w, sizeof want - w, "\xc3\xa9");
+    snprintf(want + w, sizeof want - w, "...\"");
+    CHECK_STR_EQ(d.items[1].msg, want);
+}
+
 TEST(billion_laughs_refused)
 {
-    const char *y = "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n"
-                    "b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
-                    "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
-                    "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
-                    "e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\n"
-                    "f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n"
-                    "g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\n"
-                    "h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\n"
-                    "i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]\n";
+    const char *y =
+        "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n"
+        "b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
+        "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
+        "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
+        "e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\n"
+        "f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n"
+        "g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\n"
+        "h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\n"
+        "i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]\n";
     expect_one_diag("billion laughs", y, strlen(y),
                     "1:4: YAML anchors (&a) are not supported; write the value out in full");
     /* An anchor on a scalar and on a mapping, too. */
@@ -844,6 +895,101 @@ TEST(many_keys_duplicate_check_is_fast)
     CHECK(d.n == BW_CONFIG_MAX_DIAGS);
     CHECK(d.dropped > 0);
     free(y);
+}
+
+/* ---- counts at and one past their limits -------------------------------- */
+
+/* Builds a config whose one list has n entries; `kind` picks which list. */
+enum count_kind { C_LISTEN, C_SERVERS, C_UPSTREAMS, C_ROUTES, C_TRUSTED, C__COUNT };
+
+static char *config_with(enum count_kind kind, int n, size_t *ret_len)
+{
+    size_t cap = 256 + (size_t)n * 80;
+    char *y = malloc(cap);
+    if (!y)
+        return NULL;
+    size_t o = 0;
+#define PUT(...) o += (size_t)snprintf(y + o, cap - o, __VA_ARGS__)
+    PUT("listen:\n");
+    for (int i = 0; i < (kind == C_LISTEN ? n : 1); i++)
+        PUT("  - address: 127.0.0.1:%d\n", 1000 + i);
+    PUT("upstreams:\n  app:\n    servers:\n");
+    for (int i = 0; i < (kind == C_SERVERS ? n : 1); i++)
+        PUT("      - address: 10.0.%d.%d:80\n", i / 250, 1 + i % 250);
+    for (int i = 1; kind == C_UPSTREAMS && i < n; i++)
+        PUT("  u%d: {servers: [{address: 10.1.0.1:80}]}\n", i);
+    PUT("routes:\n");
+    for (int i = 0; i < (kind == C_ROUTES ? n : 1); i++)
+        PUT("  - upstream: app\n");
+    if (kind == C_TRUSTED) {
+        PUT("client_ip:\n  from: x_real_ip\n  trusted:\n");
+        for (int i = 0; i < n; i++)
+            PUT("    - 10.%d.%d.0/24\n", i / 250, i % 250);
+    }
+#undef PUT
+    *ret_len = o;
+    return y;
+}
+
+TEST(list_counts_at_and_past_limits)
+{
+    static const struct {
+        enum count_kind kind;
+        int max;
+        const char *over;
+    } lim[] = {
+        {C_LISTEN, BW_CONFIG_MAX_LISTEN, "listen: expected 1 to 16 addresses, got 17"},
+        {C_SERVERS, BW_CONFIG_MAX_SERVERS,
+         "upstreams.app.servers: expected 1 to 256 servers, got 257"},
+        {C_UPSTREAMS, BW_CONFIG_MAX_UPSTREAMS, "upstreams: expected 1 to 1024 upstreams, got 1025"},
+        {C_ROUTES, BW_CONFIG_MAX_ROUTES, "routes: expected 1 to 1024 routes, got 1025"},
+        {C_TRUSTED, BW_CONFIG_MAX_TRUSTED, "client_ip.trusted: expected 1 to 1024 CIDRs, got 1025"},
+    };
+    for (size_t i = 0; i < sizeof lim / sizeof lim[0]; i++) {
+        size_t len;
+        char *y = config_with(lim[i].kind, lim[i].max, &len);
+        CHECK(y != NULL);
+        struct bw_config *cfg = NULL;
+        struct bw_config_diags d;
+        char got[4096];
+        if (parse(y, len, &cfg, &d) != BW_OK) {
+            T_FAILF("%d entries refused: %s", lim[i].max, diags_text(&d, got, sizeof got));
+            free(y);
+            return;
+        }
+        cfg = bw_config_free(cfg);
+        free(y);
+        y = config_with(lim[i].kind, lim[i].max + 1, &len);
+        CHECK(y != NULL);
+        bw_status st = parse(y, len, &cfg, &d);
+        free(y);
+        CHECK(st == BW_ERR);
+        CHECK_INT_EQ(d.n, 1);
+        CHECK_STR_EQ(d.items[0].msg, lim[i].over);
+    }
+}
+
+TEST(node_count_bounded)
+{
+    size_t n = BW_CONFIG_MAX_NODES + 10;
+    char *y = malloc(2 * n + 16);
+    CHECK(y != NULL);
+    size_t o = 0;
+    memcpy(y, "a: [", 4);
+    o = 4;
+    for (size_t i = 0; i < n; i++) {
+        y[o++] = '1';
+        y[o++] = ',';
+    }
+    y[o++] = ']';
+    struct bw_config *cfg = NULL;
+    struct bw_config_diags d;
+    bw_status st = parse(y, o, &cfg, &d);
+    free(y);
+    CHECK(st == BW_ERR);
+    CHECK_INT_EQ(d.n, 1);
+    CHECK_INT_EQ(d.items[0].line, 1);
+    CHECK_STR_EQ(d.items[0].msg, "too many YAML values (limit 500000)");
 }
 
 /* ---- files ------------------------------------------------------------ */
@@ -986,6 +1132,35 @@ TEST(example_config_loads)
     cfg = bw_config_free(cfg);
 }
 
+/* The complete example at the top of docs/config.md is a valid config. */
+TEST(docs_example_loads)
+{
+    FILE *f = fopen("docs/config.md", "rb");
+    CHECK(f != NULL);
+    static char doc[128 * 1024];
+    size_t n = fread(doc, 1, sizeof doc - 1, f);
+    fclose(f);
+    doc[n] = '\0';
+    const char *start = strstr(doc, "```yaml\n");
+    CHECK(start != NULL);
+    start += strlen("```yaml\n");
+    const char *end = strstr(start, "```");
+    CHECK(end != NULL);
+    struct bw_config *cfg = NULL;
+    struct bw_config_diags d;
+    if (bw_config_parse("docs/config.md", start, (size_t)(end - start), &cfg, &d) != BW_OK) {
+        bw_config_diags_print(&d, stdout);
+        T_FAILF("the example in docs/config.md does not load");
+        return;
+    }
+    CHECK_INT_EQ(cfg->nlisten, 2);
+    CHECK_INT_EQ(cfg->nupstreams, 2);
+    CHECK_INT_EQ(cfg->nroutes, 3);
+    CHECK(cfg->admin.enabled);
+    CHECK_INT_EQ(cfg->client_ip.from, BW_CLIENT_IP_X_FORWARDED_FOR);
+    cfg = bw_config_free(cfg);
+}
+
 static void cleanup_tmp(void)
 {
     char cmd[128];
@@ -1009,10 +1184,13 @@ int main(void)
     RUN(full_config_every_key);
     RUN(small_variants_accepted);
     RUN(garbage_input);
+    RUN(echoed_values_are_escaped_and_shortened);
     RUN(billion_laughs_refused);
     RUN(deep_nesting_bounded);
     RUN(oversized_text_refused);
     RUN(many_keys_duplicate_check_is_fast);
+    RUN(list_counts_at_and_past_limits);
+    RUN(node_count_bounded);
     RUN(load_file_missing);
     RUN(load_file_directory);
     RUN(load_file_empty);
@@ -1020,6 +1198,7 @@ int main(void)
     RUN(load_file_fifo_and_unreadable);
     RUN(load_file_good_and_errors_name_the_file);
     RUN(example_config_loads);
+    RUN(docs_example_loads);
     cleanup_tmp();
     return t_done();
 }

@@ -40,8 +40,8 @@ TEST(duration_refused)
 {
     uint64_t v = 42;
     static const char *const bad[] = {
-        "",    "10",   "s",    "ms",   "-1s", "+1s",  "1.5s", "10 s", "10S",   "1d",
-        "10sec", " 10s", "10s ", "1h30m", "1m s", "0x10s", "1us", "1M",  "10s\n", "ten s",
+        "",      "10",   "s",    "ms",    "-1s",  "+1s",   "1.5s", "10 s", "10S",   "1d",
+        "10sec", " 10s", "10s ", "1h30m", "1m s", "0x10s", "1us",  "1M",   "10s\n", "ten s",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         if (dur(bad[i], &v)) {
@@ -103,8 +103,8 @@ TEST(size_refused)
 {
     uint64_t v;
     static const char *const bad[] = {
-        "",     "KiB",  "1kib",  "1 KiB", "1K",   "1k",  "-1",  "1.5MiB", "1PiB",
-        "1Ki",  "1KIB", "1b",    "0x10",  "1e3",  " 1",  "1 ",  "lots",   "1MiBB",
+        "",    "KiB",  "1kib", "1 KiB", "1K",  "1k", "-1", "1.5MiB", "1PiB",
+        "1Ki", "1KIB", "1b",   "0x10",  "1e3", " 1", "1 ", "lots",   "1MiBB",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         if (size(bad[i], &v)) {
@@ -333,7 +333,7 @@ TEST(cidr_contains)
     CHECK(in("10.0.0.0/8", v6("::ffff:10.1.2.3")));
     CHECK(!in("10.0.0.0/8", v6("::ffff:11.1.2.3")));
     CHECK(in("0.0.0.0/0", v6("::ffff:1.2.3.4")));
-    CHECK(!in("0.0.0.0/0", v6("::1"))); /* not mapped */
+    CHECK(!in("0.0.0.0/0", v6("::1")));         /* not mapped */
     CHECK(!in("10.0.0.0/8", v6("::10.1.2.3"))); /* IPv4-compatible is not mapped */
     /* Families do not mix the other way round. */
     CHECK(!in("::/0", v4("1.2.3.4")));

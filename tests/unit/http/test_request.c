@@ -52,8 +52,7 @@ static long off(bw_slice s, const char *base)
 /* Same outcome, and on DONE the same fields at the same offsets. A slice may
  * also point at a static string (the "/" of an absolute-form target without a
  * path); then its contents must match. */
-static bool slice_same(bw_slice a, const char *ba, size_t na, bw_slice b, const char *bb,
-                       size_t nb)
+static bool slice_same(bw_slice a, const char *ba, size_t na, bw_slice b, const char *bb, size_t nb)
 {
     bool ina = a.ptr >= ba && a.ptr + a.len <= ba + na;
     bool inb = b.ptr >= bb && b.ptr + b.len <= bb + nb;
@@ -120,8 +119,8 @@ static const char *check_splits(const char *s, size_t n, const struct bw_http_li
             goto fail_step;
         }
         if (!same(&whole, n, &step, k - 1)) {
-            snprintf(why, sizeof why, "byte-at-a-time differs from one-shot (r %d vs %d)",
-                     step.r, whole.r);
+            snprintf(why, sizeof why, "byte-at-a-time differs from one-shot (r %d vs %d)", step.r,
+                     whole.r);
             goto fail_step;
         }
         parsed_free(&step);
@@ -144,8 +143,8 @@ static const char *check_splits(const char *s, size_t n, const struct bw_http_li
             got = n;
         }
         if (!same(&whole, n, &step, got)) {
-            snprintf(why, sizeof why, "split at %zu differs from one-shot (r %d vs %d)", k,
-                     step.r, whole.r);
+            snprintf(why, sizeof why, "split at %zu differs from one-shot (r %d vs %d)", k, step.r,
+                     whole.r);
             goto fail_step;
         }
         parsed_free(&step);
@@ -158,43 +157,43 @@ fail_step:
     return why;
 }
 
-#define CHECK_SPLITS(lit)                                                                    \
-    do {                                                                                     \
-        const char *t_why = check_splits((lit), sizeof(lit) - 1, &LIM);                      \
-        if (t_why) {                                                                         \
-            T_FAILF("%s", t_why);                                                            \
-            return;                                                                          \
-        }                                                                                    \
+#define CHECK_SPLITS(lit)                                                                          \
+    do {                                                                                           \
+        const char *t_why = check_splits((lit), sizeof(lit) - 1, &LIM);                            \
+        if (t_why) {                                                                               \
+            T_FAILF("%s", t_why);                                                                  \
+            return;                                                                                \
+        }                                                                                          \
     } while (0)
 
 /* The request must parse, in one shot and in every split. */
-#define OK(p, lit)                                                                           \
-    do {                                                                                     \
-        PARSE((p), lit);                                                                     \
-        if ((p)->r != BW_HTTP_DONE) {                                                        \
-            T_FAILF("want DONE, got %d (%d %s at %zu)", (p)->r, (p)->err.status,             \
-                    (p)->err.reason ? (p)->err.reason : "", (p)->err.offset);                \
-            parsed_free(p);                                                                  \
-            return;                                                                          \
-        }                                                                                    \
-        CHECK_SPLITS(lit);                                                                   \
+#define OK(p, lit)                                                                                 \
+    do {                                                                                           \
+        PARSE((p), lit);                                                                           \
+        if ((p)->r != BW_HTTP_DONE) {                                                              \
+            T_FAILF("want DONE, got %d (%d %s at %zu)", (p)->r, (p)->err.status,                   \
+                    (p)->err.reason ? (p)->err.reason : "", (p)->err.offset);                      \
+            parsed_free(p);                                                                        \
+            return;                                                                                \
+        }                                                                                          \
+        CHECK_SPLITS(lit);                                                                         \
     } while (0)
 
 /* The request must be refused with this status, in one shot and in every
  * split. */
-#define REFUSE(lit, want)                                                                    \
-    do {                                                                                     \
-        struct parsed t_p;                                                                   \
-        PARSE(&t_p, lit);                                                                    \
-        int t_r = t_p.r, t_s = t_p.err.status;                                               \
-        const char *t_reason = t_p.err.reason ? t_p.err.reason : "";                         \
-        parsed_free(&t_p);                                                                   \
-        if (t_r != BW_HTTP_ERROR || t_s != (want)) {                                         \
-            T_FAILF("%s: want ERROR %d, got r=%d status %d (%s)", #lit, (want), t_r, t_s,    \
-                    t_reason);                                                               \
-            return;                                                                          \
-        }                                                                                    \
-        CHECK_SPLITS(lit);                                                                   \
+#define REFUSE(lit, want)                                                                          \
+    do {                                                                                           \
+        struct parsed t_p;                                                                         \
+        PARSE(&t_p, lit);                                                                          \
+        int t_r = t_p.r, t_s = t_p.err.status;                                                     \
+        const char *t_reason = t_p.err.reason ? t_p.err.reason : "";                               \
+        parsed_free(&t_p);                                                                         \
+        if (t_r != BW_HTTP_ERROR || t_s != (want)) {                                               \
+            T_FAILF("%s: want ERROR %d, got r=%d status %d (%s)", #lit, (want), t_r, t_s,          \
+                    t_reason);                                                                     \
+            return;                                                                                \
+        }                                                                                          \
+        CHECK_SPLITS(lit);                                                                         \
     } while (0)
 
 #define H "Host: a.example\r\n"
@@ -345,7 +344,8 @@ TEST(connection_tokens)
 TEST(upgrade)
 {
     struct parsed p;
-    OK(&p, "GET /ws HTTP/1.1\r\n" H "Connection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n");
+    OK(&p,
+       "GET /ws HTTP/1.1\r\n" H "Connection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n");
     CHECK(p.req.upgrade);
     CHECK(p.req.keep_alive);
     parsed_free(&p);
@@ -489,9 +489,9 @@ TEST(pipelined_requests)
     struct bw_http_scan scan = {0};
     struct bw_http_request r2 = {.headers = p.hdr, .headers_cap = NHDR};
     struct bw_http_error err;
-    CHECK_INT_EQ(bw_http_parse_request(p.buf + first, sizeof two - 1 - first, &LIM, &scan, &r2,
-                                       &err),
-                 BW_HTTP_DONE);
+    CHECK_INT_EQ(
+        bw_http_parse_request(p.buf + first, sizeof two - 1 - first, &LIM, &scan, &r2, &err),
+        BW_HTTP_DONE);
     CHECK_SLICE_EQ(r2.path, "/2");
     parsed_free(&p);
 }
@@ -555,7 +555,8 @@ TEST(transfer_encoding_invalid)
     REFUSE("POST / HTTP/1.1\r\n" H "Transfer-Encoding: gzip\r\n\r\n", 400);
     REFUSE("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked, gzip\r\n\r\n", 400);
     REFUSE("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked, chunked\r\n\r\n", 400);
-    REFUSE("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+    REFUSE("POST / HTTP/1.1\r\n" H
+           "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
            400);
     REFUSE("POST / HTTP/1.1\r\n" H "Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n",
            400);
@@ -601,7 +602,9 @@ TEST(invalid_characters)
     REFUSE("GET / HTTP/1.1\r\n" H "X: a\x7f\r\n\r\n", 400);
     REFUSE("GET / HTTP/1.1\r\n" H "X: a\x01\r\n\r\n", 400);
     REFUSE("GET / HTTP/1.1\r\n" H "X: a\x1f\r\n\r\n", 400);
-    REFUSE("GET / HTTP/1.1\r\n" H "X: a\x0b" "b\r\n\r\n", 400);
+    REFUSE("GET / HTTP/1.1\r\n" H "X: a\x0b"
+           "b\r\n\r\n",
+           400);
     /* NUL in a value, and in a name */
     static const char nul_value[] = "GET / HTTP/1.1\r\n" H "X: a\0b\r\n\r\n";
     static const char nul_name[] = "GET / HTTP/1.1\r\n" H "X\0: b\r\n\r\n";
@@ -614,6 +617,51 @@ TEST(invalid_characters)
     CHECK_INT_EQ(p.r, BW_HTTP_ERROR);
     CHECK_INT_EQ(p.err.status, 400);
     parsed_free(&p);
+}
+
+/* The value and target loops check eight bytes at a time: put each bad byte
+ * at every position of a long run so every lane of a word is exercised. */
+TEST(invalid_byte_at_every_position)
+{
+    static const unsigned char bad_value[] = {0x00, 0x01, 0x0b, 0x1f, 0x7f, '\r'};
+    static const unsigned char bad_target[] = {0x00, 0x09, 0x1f, 0x7f, 0x80, 0xff, '#'};
+    char buf[128];
+    for (size_t pos = 0; pos < 24; pos++) {
+        for (size_t b = 0; b < sizeof bad_value; b++) {
+            int n = snprintf(buf, sizeof buf, "GET / HTTP/1.1\r\n" H "X: %s\r\n\r\n",
+                             "abcdefghijklmnopqrstuvwx");
+            buf[33 + 3 + pos] = (char)bad_value[b];
+            struct parsed p;
+            parse_lim(&p, buf, (size_t)n, &LIM, NHDR);
+            int r = p.r, st = p.err.status;
+            parsed_free(&p);
+            CHECK_INT_EQ(r, BW_HTTP_ERROR);
+            CHECK_INT_EQ(st, 400);
+        }
+        for (size_t b = 0; b < sizeof bad_target; b++) {
+            int n = snprintf(buf, sizeof buf, "GET /%s HTTP/1.1\r\n" H "\r\n",
+                             "abcdefghijklmnopqrstuvwx");
+            buf[5 + pos] = (char)bad_target[b];
+            struct parsed p;
+            parse_lim(&p, buf, (size_t)n, &LIM, NHDR);
+            int r = p.r, st = p.err.status;
+            parsed_free(&p);
+            CHECK_INT_EQ(r, BW_HTTP_ERROR);
+            CHECK_INT_EQ(st, 400);
+        }
+    }
+    /* and the good bytes pass in every lane: HTAB and obs-text in values */
+    for (size_t pos = 0; pos < 24; pos++) {
+        int n = snprintf(buf, sizeof buf, "GET /%s HTTP/1.1\r\n" H "X: %s\r\n\r\n",
+                         "abcdefghijklmnopqrstuvwx", "abcdefghijklmnopqrstuvwx");
+        buf[5 + pos] = '~';
+        buf[29 + 11 + 17 + 3 + pos] = (pos & 1) ? '\t' : (char)0xff;
+        struct parsed p;
+        parse_lim(&p, buf, (size_t)n, &LIM, NHDR);
+        int r = p.r;
+        parsed_free(&p);
+        CHECK_INT_EQ(r, BW_HTTP_DONE);
+    }
 }
 
 TEST(host_rules)
@@ -638,6 +686,7 @@ TEST(host_rules)
     REFUSE("GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n", 400);
     REFUSE("GET / HTTP/1.1\r\nHost: a%2\r\n\r\n", 400);
     REFUSE("GET / HTTP/1.1\r\nHost: a.example, b.example\r\n\r\n", 400);
+    REFUSE("GET / HTTP/1.1\r\nHost: a.example,b.example\r\n\r\n", 400);
     REFUSE("GET / HTTP/1.1\r\nHost: :80\r\n\r\n", 400);
 }
 
@@ -876,6 +925,7 @@ int main(void)
     RUN(transfer_encoding_unsupported_is_501);
     RUN(obs_fold_and_colon_rules);
     RUN(invalid_characters);
+    RUN(invalid_byte_at_every_position);
     RUN(host_rules);
     RUN(malformed_request_line);
     RUN(version_not_supported);

@@ -105,36 +105,36 @@ static const char *check_splits(const char *s, size_t n, const struct bw_http_li
     return ret;
 }
 
-#define OK(p, lit, m)                                                                        \
-    do {                                                                                     \
-        parse_lim((p), (lit), sizeof(lit) - 1, &LIM, (m));                                   \
-        if ((p)->r != BW_HTTP_DONE) {                                                        \
-            T_FAILF("want DONE, got %d (%s)", (p)->r, (p)->err.reason ? (p)->err.reason : ""); \
-            free((p)->buf);                                                                  \
-            return;                                                                          \
-        }                                                                                    \
-        const char *t_why = check_splits((lit), sizeof(lit) - 1, &LIM, (m));                 \
-        if (t_why) {                                                                         \
-            T_FAILF("%s", t_why);                                                            \
-            free((p)->buf);                                                                  \
-            return;                                                                          \
-        }                                                                                    \
+#define OK(p, lit, m)                                                                              \
+    do {                                                                                           \
+        parse_lim((p), (lit), sizeof(lit) - 1, &LIM, (m));                                         \
+        if ((p)->r != BW_HTTP_DONE) {                                                              \
+            T_FAILF("want DONE, got %d (%s)", (p)->r, (p)->err.reason ? (p)->err.reason : "");     \
+            free((p)->buf);                                                                        \
+            return;                                                                                \
+        }                                                                                          \
+        const char *t_why = check_splits((lit), sizeof(lit) - 1, &LIM, (m));                       \
+        if (t_why) {                                                                               \
+            T_FAILF("%s", t_why);                                                                  \
+            free((p)->buf);                                                                        \
+            return;                                                                                \
+        }                                                                                          \
     } while (0)
 
-#define REFUSE(lit)                                                                          \
-    do {                                                                                     \
-        struct parsed t_p;                                                                   \
-        parse_lim(&t_p, (lit), sizeof(lit) - 1, &LIM, BW_METHOD_GET);                        \
-        free(t_p.buf);                                                                       \
-        if (t_p.r != BW_HTTP_ERROR || t_p.err.status != 502) {                               \
-            T_FAILF("%s: want ERROR 502, got r=%d status %d", #lit, t_p.r, t_p.err.status);  \
-            return;                                                                          \
-        }                                                                                    \
-        const char *t_why = check_splits((lit), sizeof(lit) - 1, &LIM, BW_METHOD_GET);       \
-        if (t_why) {                                                                         \
-            T_FAILF("%s", t_why);                                                            \
-            return;                                                                          \
-        }                                                                                    \
+#define REFUSE(lit)                                                                                \
+    do {                                                                                           \
+        struct parsed t_p;                                                                         \
+        parse_lim(&t_p, (lit), sizeof(lit) - 1, &LIM, BW_METHOD_GET);                              \
+        free(t_p.buf);                                                                             \
+        if (t_p.r != BW_HTTP_ERROR || t_p.err.status != 502) {                                     \
+            T_FAILF("%s: want ERROR 502, got r=%d status %d", #lit, t_p.r, t_p.err.status);        \
+            return;                                                                                \
+        }                                                                                          \
+        const char *t_why = check_splits((lit), sizeof(lit) - 1, &LIM, BW_METHOD_GET);             \
+        if (t_why) {                                                                               \
+            T_FAILF("%s", t_why);                                                                  \
+            return;                                                                                \
+        }                                                                                          \
     } while (0)
 
 #define G BW_METHOD_GET

@@ -1,0 +1,81 @@
+/* The access log line of a request: one JSON object (DESIGN.md §3), pushed
+ * to the worker's ring; see access_log.h for how it reaches the file. */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "proxy/session-t.h"
+
+
+static size_t json_escape(char *out, size_t cap, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            if (o + 2 > cap)
+                break;
+            out[o++] = '\\';
+            out[o++] = (char)c;
+        } else if (c < 0x20 || c >= 0x7f) {
+            if (o + 6 > cap)
+                break;
+            memcpy(out + o, "\\u00", 4);
+            out[o + 4] = hex[c >> 4];
+            out[o + 5] = hex[c & 15];
+            o += 6;
+        } else {
+            if (o + 1 > cap)
+                break;
+            out[o++] = (char)c;
+        }
+    }
+    return o;
+}
+
+static double ms_between(const struct timespec *a, const struct timespec *b)
+{
+    return (double)(b->tv_sec - a->tv_sec) * 1e3 + (double)(b->tv_nsec - a->tv_nsec) / 1e6;
+}
+
+void bw__request_log(struct bw_session *s)
+{
+    struct bw_proxy_worker *pw = s->pw;
+    struct request *r = s->req;
+    if (!pw->log_ring || !r || r->status == 0)
+        return;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    if (now.tv_sec != pw->log_time_sec) {
+        struct tm tm;
+        gmtime_r(&now.tv_sec, &tm);
+        strftime(pw->log_time, sizeof pw->log_time, "%Y-%m-%dT%H:%M:%S", &tm);
+        pw->log_time_sec = now.tv_sec;
+    }
+    struct timespec end;
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    char path[600];
+    size_t plen = json_escape(path, sizeof path, r->path_text, strnlen(r->path_text, sizeof r->path_text));
+    char method[64];
+    size_t mlen =
+        json_escape(method, sizeof method, r->method_text, strnlen(r->method_text, sizeof r->method_text));
+    char up[80] = "-";
+    double up_ms = 0;
+    if (r->server >= 0) {
+        snprintf(up, sizeof up, "%s",
+                 pw->rt->cfg->upstreams[r->upstream].servers[r->server].addr.text);
+        if (r->have_upstream_time)
+            up_ms = ms_between(&r->t_upstream, &r->t_resp);
+    }
+    char line[1200];
+    int n = snprintf(line, sizeof line,
+                     "{\"time\":\"%s.%03ldZ\",\"client\":\"%s\",\"method\":\"%.*s\","
+                     "\"path\":\"%.*s\",\"status\":%u,\"bytes_in\":%llu,\"bytes_out\":%llu,"
+                     "\"upstream\":\"%s\",\"upstream_ms\":%.3f,\"total_ms\":%.3f}\n",
+                     pw->log_time, now.tv_nsec / 1000000L, r->client_text, (int)mlen, method,
+                     (int)plen, path, (unsigned)r->status, (unsigned long long)r->bytes_in,
+                     (unsigned long long)r->bytes_out, up, up_ms, ms_between(&r->t_start, &end));
+    if (n > 0 && (size_t)n < sizeof line)
+        bw_access_ring_push(pw->log_ring, line, (size_t)n);
+}

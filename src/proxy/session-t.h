@@ -1,0 +1,154 @@
+/* Types shared by the files that make up downstream sessions (session.c,
+ * upconn.c, request_log.c). Not for use outside src/proxy/. */
+#ifndef BW_PROXY_SESSION_T_H
+#define BW_PROXY_SESSION_T_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "http/http1.h"
+#include "net/loop.h"
+#include "proxy/client_ip.h"
+#include "proxy/proxy.h"
+#include "proxy/upstream.h"
+
+enum sess_state {
+    S_PROXY_HEADER, /* waiting for the PROXY protocol header */
+    S_IDLE,         /* between requests: no request byte yet */
+    S_HEAD,         /* reading a request head */
+    S_EXCHANGE,     /* a request is being proxied */
+    S_TUNNEL,       /* after 101 Switching Protocols: raw bytes both ways */
+    S_RESPOND,      /* writing a response of our own, then closing */
+    S_LINGER,       /* response written, write side shut: discarding input */
+};
+
+enum timeout_kind {
+    T_NONE,
+    T_IDLE,          /* keepalive or first request: close quietly */
+    T_HEADER,        /* partial head: 408 */
+    T_CONNECT,       /* upstream connect */
+    T_UP_READ,       /* upstream response (head or body) */
+    T_UP_WRITE,      /* upstream not reading our request */
+    T_CLIENT_BODY,   /* client not sending its body: 408 */
+    T_SEND,          /* client not reading our response */
+    T_TUNNEL,
+    T_LINGER,
+    T_DRAIN,
+};
+
+/* How one message body is delimited, and how far we are into it. */
+struct body {
+    enum bw_http_body_kind kind;
+    uint64_t remaining; /* BW_BODY_LENGTH */
+    struct bw_chunked ch;
+    bool dechunk;  /* forward only the data (HTTP/1.0 client, chunked upstream) */
+    bool framed;   /* every framing byte has been assigned to a forward region */
+    uint64_t bytes; /* payload bytes so far, for limits */
+};
+
+/* A region of a source buffer waiting to be written, relative to its start,
+ * and how much of the buffer to consume once it is. */
+struct fwd {
+    size_t off, len, consume;
+    bool active;
+};
+
+struct bw_upconn {
+    struct bw_io io;
+    struct bw_deferred dfr;
+    struct bw_timer timer; /* idle timeout while pooled */
+    struct bw_proxy_worker *pw;
+    struct bw_session *owner; /* NULL while pooled */
+    struct bw_upconn *pool_next, *pool_prev;
+    size_t upstream;
+    size_t server;
+    bool connected; /* connect() known to have completed */
+    bool reused;    /* came from the pool for the current request */
+    bool rd, wr;
+    bool hup; /* the upstream closed its side: read until EOF is seen */
+    bool closed;
+};
+
+/* What lives only while a request is in flight; from a per-worker free list,
+ * so an idle keepalive connection does not carry it. */
+struct request {
+    struct request *next_free;
+    enum bw_http_method method;
+    bool http10;
+    bool keep_alive;     /* the client connection may carry another request */
+    bool idempotent;
+    bool upgrade;
+    bool is_head;
+    struct body body;
+    struct fwd qfwd;     /* client buffer -> upstream */
+    uint64_t body_sent;  /* request payload bytes written upstream */
+    const char *cont;    /* "100 Continue" bytes left to write, if any */
+    size_t cont_len;
+    bool cont_sent;
+
+    size_t upstream;
+    long server;
+    struct bw_tried tried;
+    uint32_t hash_key;
+    unsigned attempts;
+    uint16_t fail_status; /* answer if no server is left: 502, or 504 after a timeout */
+
+    bool resp_head_done;   /* the final response head has been built */
+    bool resp_started;     /* bytes of a response went to the client */
+    bool resp_done;
+    bool upstream_keep;    /* the upstream connection may be reused after */
+    struct body rbody;
+    struct fwd rfwd;       /* upstream buffer -> client */
+    uint16_t status;
+    uint64_t bytes_in, bytes_out;
+    struct timespec t_start, t_upstream, t_resp;
+    bool have_upstream_time;
+    char client_text[BW_IP_TEXT_MAX];
+    char peer_text[BW_IP_TEXT_MAX];
+    char method_text[24];
+    char path_text[256];
+};
+
+struct bw_session {
+    struct bw_io io;
+    struct bw_deferred dfr;
+    struct bw_timer timer;
+    enum timeout_kind tkind;
+    struct bw_proxy_worker *pw;
+    struct bw_session *next, *prev;
+    enum sess_state state;
+    struct bw_task task; /* continues a pump that stopped to be fair */
+    bool c_rd, c_wr;
+    bool c_hup; /* the client closed its side: read until EOF is seen */
+    bool closed;
+    bool draining;
+    bool peer_trusted;
+    bool served_one; /* at least one request on this connection */
+    struct sockaddr_storage peer;   /* TCP peer, or the PROXY protocol source */
+    struct bw_buf *cbuf;            /* client input */
+    struct bw_buf *hbuf;            /* outgoing head */
+    size_t h_off;                   /* bytes of hbuf written */
+    enum { H_NONE, H_UP, H_CLIENT } h_dest;
+    struct bw_buf *ubuf;            /* upstream input */
+    struct bw_http_scan scan;
+    struct bw_upconn *up;
+    struct request *req;
+    size_t linger_read;
+};
+
+/* session.c */
+void bw__session_pump(struct bw_session *s);
+
+/* upconn.c: upstream connections and the per-worker keepalive pools. */
+struct bw_upconn *bw__upconn_new(struct bw_session *s, size_t upstream, size_t server, int fd);
+void bw__upconn_close(struct bw_upconn *u);
+/* Back to the pool (when reusable and the pool has room), else closed. */
+void bw__upconn_release(struct bw_upconn *u, bool reusable);
+void bw__pool_unlink(struct bw_upconn *u);
+
+/* request_log.c: the access log line of a finished request. */
+void bw__request_log(struct bw_session *s);
+
+#endif

@@ -1,0 +1,118 @@
+/* Upstream connections: creation, the per-worker keepalive pools (most
+ * recently used first, capped by the upstream's `keepalive`), and closing.
+ * A pooled connection is closed as soon as the upstream closes it or sends
+ * anything, so a request is rarely handed a dead connection. */
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "proxy/session-t.h"
+#include "proxy/session.h"
+
+
+static void upconn_free_cb(struct bw_deferred *d)
+{
+    struct bw_upconn *u = (struct bw_upconn *)((char *)d - offsetof(struct bw_upconn, dfr));
+    free(u);
+}
+
+void bw__pool_unlink(struct bw_upconn *u)
+{
+    struct bw_upstream_local *l = &u->pw->ups[u->upstream];
+    if (u->pool_prev)
+        u->pool_prev->pool_next = u->pool_next;
+    else
+        l->idle[u->server] = u->pool_next;
+    if (u->pool_next)
+        u->pool_next->pool_prev = u->pool_prev;
+    u->pool_next = u->pool_prev = NULL;
+    l->nidle--;
+}
+
+void bw__upconn_close(struct bw_upconn *u)
+{
+    if (u->closed)
+        return;
+    u->closed = true;
+    if (!u->owner && (u->pool_prev || u->pw->ups[u->upstream].idle[u->server] == u))
+        bw__pool_unlink(u);
+    bw_timer_cancel(&u->pw->w->loop, &u->timer);
+    if (u->io.fd >= 0)
+        close(u->io.fd);
+    u->io.fd = -1;
+    bw_loop_defer(&u->pw->w->loop, &u->dfr);
+}
+
+static void upconn_idle_timeout(struct bw_loop *loop, struct bw_timer *t)
+{
+    (void)loop;
+    struct bw_upconn *u = (struct bw_upconn *)((char *)t - offsetof(struct bw_upconn, timer));
+    bw__upconn_close(u);
+}
+
+static void upconn_io(struct bw_loop *loop, struct bw_io *io, uint32_t ev)
+{
+    (void)loop;
+    struct bw_upconn *u = (struct bw_upconn *)io;
+    if (!u->owner) {
+        /* Pooled: the upstream closing (or sending anything) ends it. */
+        if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+            bw__upconn_close(u);
+        return;
+    }
+    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        u->rd = true;
+    if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        u->hup = true;
+    if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+        u->wr = true;
+    bw__session_pump(u->owner);
+}
+
+/* Returns the connection to its pool, or closes it when the pool is full. */
+void bw__upconn_release(struct bw_upconn *u, bool reusable)
+{
+    struct bw_proxy_worker *pw = u->pw;
+    struct bw_upstream_local *l = &pw->ups[u->upstream];
+    const struct bw_config_upstream *cu = l->rt->cfg;
+    u->owner = NULL;
+    if (!reusable || l->nidle >= cu->keepalive || u->pw->w->draining) {
+        bw__upconn_close(u);
+        return;
+    }
+    u->rd = u->wr = false;
+    u->reused = false;
+    u->pool_prev = NULL;
+    u->pool_next = l->idle[u->server];
+    if (u->pool_next)
+        u->pool_next->pool_prev = u;
+    l->idle[u->server] = u;
+    l->nidle++;
+    if (bw_timer_set(&pw->w->loop, &u->timer, pw->rt->cfg->limits.keepalive_timeout_ms) != BW_OK)
+        bw__upconn_close(u);
+}
+
+void bw_upconn_close_idle_all(struct bw_proxy_worker *pw)
+{
+    for (size_t i = 0; i < pw->rt->cfg->nupstreams; i++) {
+        struct bw_upstream_local *l = &pw->ups[i];
+        for (size_t k = 0; k < l->rt->nservers; k++)
+            while (l->idle[k])
+                bw__upconn_close(l->idle[k]);
+    }
+}
+
+struct bw_upconn *bw__upconn_new(struct bw_session *s, size_t upstream, size_t server, int fd)
+{
+    struct bw_upconn *u = calloc(1, sizeof *u);
+    if (!u)
+        return NULL;
+    u->io.fd = fd;
+    u->io.cb = upconn_io;
+    u->dfr.fn = upconn_free_cb;
+    u->pw = s->pw;
+    u->upstream = upstream;
+    u->server = server;
+    bw_timer_init(&u->timer, upconn_idle_timeout);
+    return u;
+}

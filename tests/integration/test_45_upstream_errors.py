@@ -1,0 +1,102 @@
+"""Upstream failures: retries of what is safe to retry, and 502 for
+responses the proxy must not pass on."""
+import pytest
+
+from bwtest import origin as om
+from bwtest.checks import assert_proxy_error, assert_still_serves
+from bwtest.client import request_bytes
+
+
+def test_get_retried_on_next_server_when_first_is_down(origins, proxy):
+    live, = origins(1)
+    down = om.down_address()
+    bw = proxy([down, live], upstream_opts={"balance": "round_robin", "max_fails": 100},
+               expect_errors=[down])
+    for i in range(10):
+        r = bw.request("GET", f"/r/{i}")
+        assert r.status == 200, f"request {i}: {r!r}"
+        assert r.json()["server"] == live.name
+    assert len(live.requests) == 10
+
+
+def test_post_to_down_server_is_502_and_not_retried(origins, proxy):
+    live, = origins(1)
+    down = om.down_address()
+    bw = proxy([down, live], upstream_opts={"balance": "round_robin", "max_fails": 100},
+               expect_errors=[down])
+    # Round robin over [down, live]: of two POSTs, one is tried on each server.
+    statuses = sorted(bw.request("POST", f"/pay/{i}", body=b"amount=10").status for i in range(2))
+    assert statuses == [200, 502], statuses
+    assert len(live.requests_for("/pay/0") + live.requests_for("/pay/1")) == 1
+
+
+def test_post_to_only_server_down_is_502(proxy):
+    down = om.down_address()
+    bw = proxy(down, expect_errors=[down])
+    r = bw.request("POST", "/pay", body=b"amount=10")
+    assert_proxy_error(r, 502, closing=False)
+    assert_still_serves_502 = bw.request("GET", "/x")
+    assert assert_still_serves_502.status == 502
+
+
+def test_post_that_reached_a_failing_server_is_not_replayed(origins, proxy):
+    a, b = origins(2)
+    a.on("/pay", om.reset())
+    b.on("/pay", om.reset())
+    a.on("/pay2", om.reset())
+    bw = proxy([a, b], upstream_opts={"balance": "round_robin", "max_fails": 100},
+               expect_errors=[a.address, b.address])
+    r = bw.request("POST", "/pay", body=b"amount=10")
+    assert_proxy_error(r, 502, closing=False)
+    # It reached one server, which failed; it must not be sent again.
+    assert len(a.heads_for("/pay")) + len(b.heads_for("/pay")) == 1
+    # Only a fails /pay2; two POSTs, one each: b's is fine, a's is not replayed on b.
+    statuses = sorted(bw.request("POST", "/pay2", body=b"x").status for _ in range(2))
+    assert statuses == [200, 502], statuses
+    assert len(b.requests_for("/pay2")) == 1
+
+
+BAD_RESPONSES = [
+    ("reset-before-response", om.reset()),
+    ("close-before-response", om.raw(b"", close=True)),
+    ("garbage-status-line", om.garbage_status()),
+    ("not-http", om.raw(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")),
+    ("huge-headers", om.huge_headers()),
+    ("cl-and-te", om.cl_and_te()),
+    ("bad-content-length", om.raw(b"HTTP/1.1 200 OK\r\nContent-Length: 12abc\r\n\r\nhello")),
+    ("two-content-lengths", om.raw(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\nhello")),
+    ("nul-in-field", om.raw(b"HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 2\r\n\r\nok")),
+    ("obs-fold", om.raw(b"HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 2\r\n\r\nok")),
+]
+
+
+@pytest.mark.parametrize("behaviour", [pytest.param(b, id=i) for i, b in BAD_RESPONSES])
+def test_bad_upstream_response_gives_502(origin, proxy, behaviour):
+    origin.on("/bad", behaviour)
+    bw = proxy(origin, upstream_opts={"read_timeout": "2s"}, expect_errors=[origin.address])
+    with bw.connect() as c:
+        c.send(request_bytes("GET", "/bad"))
+        r = c.read_response(timeout=5)
+        assert_proxy_error(r, 502, closing=False)
+        assert r.header("x-a") is None and r.header("x-big") is None
+        if "close" not in r.connection_tokens():
+            c.send(request_bytes("GET", "/after"))
+            assert c.read_response().json()["target"] == "/after"
+    assert_still_serves(bw)
+
+
+def test_response_smuggling_attempt_not_passed_on(origin, proxy):
+    # CL+TE from the origin with a second response hidden in the body: the
+    # client must not receive the hidden response as a separate one.
+    origin.on("/smuggle", om.raw(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2d\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nEVIL!\r\n0\r\n\r\n", close=False))
+    bw = proxy(origin, expect_errors=[origin.address])
+    with bw.connect() as c:
+        c.send(request_bytes("GET", "/smuggle"))
+        r = c.read_response()
+        assert r.status == 502
+        if "close" not in r.connection_tokens():
+            c.send(request_bytes("GET", "/after"))
+            r2 = c.read_response()
+            assert r2.status == 200 and r2.json()["target"] == "/after"

@@ -1,0 +1,157 @@
+"""Passive and active health checking of upstream servers."""
+import re
+import time
+
+from bwtest import origin as om
+from bwtest.checks import SLACK
+from bwtest.proc import default_config
+
+
+def served(bw, n, prefix="/h"):
+    out = []
+    for i in range(n):
+        r = bw.request("GET", f"{prefix}/{i}")
+        assert r.status == 200, r
+        out.append(r.json()["server"])
+    return out
+
+
+def test_passive_ejection_and_return_after_fail_timeout(tmp_path, origins, bulwark):
+    live, = origins(1)
+    down = om.down_address()
+    cfg = default_config([down, live.address], str(tmp_path / "access.log"))
+    cfg["upstreams"]["app"].update({"balance": "round_robin", "max_fails": 1, "fail_timeout": "2s"})
+    bw = bulwark(cfg, expect_errors=[down])
+    # The down server fails once and is ejected; every request still succeeds.
+    assert set(served(bw, 6, "/one")) == {live.name}
+    t_ejected = time.monotonic()
+    # It comes back up at once, but stays ejected until fail_timeout passes.
+    back = om.Origin(name="back", port=int(down.rsplit(":", 1)[1]))
+    try:
+        seq = served(bw, 8, "/two")
+        assert time.monotonic() - t_ejected < 1.5, "too slow to test within fail_timeout"
+        assert set(seq) == {live.name}, f"ejected server was tried within fail_timeout: {seq}"
+        assert back.connections == 0
+        n_before = len(bw.access_log_lines(wait_for=14))
+        # After fail_timeout it is tried again and, being up, gets traffic.
+        time.sleep(max(0.0, 2.0 - (time.monotonic() - t_ejected)) + 0.3)
+        seq = served(bw, 8, "/three")
+        assert back.name in seq, f"server not tried again after fail_timeout: {seq}"
+    finally:
+        back.stop()
+    log = bw.access_log_lines(wait_for=22)
+    assert len(log) >= 22
+    assert n_before >= 14
+    for entry in log[6:14]:
+        assert down not in str(entry.get("upstream")), f"ejected server in access log: {entry}"
+
+
+def test_passive_failures_below_max_fails_do_not_eject(tmp_path, origins, bulwark):
+    a, b = origins(2)
+    a.on("/fail", om.reset())
+    cfg = default_config([a.address, b.address], str(tmp_path / "access.log"))
+    cfg["upstreams"]["app"].update({"balance": "round_robin", "max_fails": 5, "fail_timeout": "10s"})
+    bw = bulwark(cfg, expect_errors=[a.address])
+    for _ in range(2):
+        bw.request("GET", "/fail")
+    # a failed at most twice (< max_fails): it still takes its share.
+    seq = served(bw, 10, "/ok")
+    assert seq.count(a.name) >= 4, seq
+
+
+def health_cfg(tmp_path, servers, **hc):
+    cfg = default_config([s.address for s in servers], str(tmp_path / "access.log"))
+    check = {"path": "/healthz", "interval": "200ms", "timeout": "200ms", "rise": 2, "fall": 2}
+    check.update(hc)
+    cfg["upstreams"]["app"].update({"balance": "round_robin", "health_check": check})
+    return cfg
+
+
+def wait_until_excluded(bw, bad, good_name, timeout):
+    """Polls until 8 consecutive requests all avoid `bad`; returns seconds taken or None."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        seq = served(bw, 8, "/poll")
+        if bad.name not in seq:
+            return time.monotonic() - t0
+        time.sleep(0.05)
+    return None
+
+
+def wait_until_included(bw, server, timeout):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if server.name in served(bw, 4, "/poll"):
+            return time.monotonic() - t0
+        time.sleep(0.05)
+    return None
+
+
+def log_line_with(bw, address, word, timeout=2.0):
+    """A stderr line naming the address and holding `word` as a word."""
+    pat = re.compile(r"\b" + word + r"\b", re.I)
+    deadline = time.monotonic() + timeout
+    while True:
+        for line in bw.stderr_lines():
+            if address in line and pat.search(line.replace(address, "")):
+                return line
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.05)
+
+
+def test_active_health_check_takes_server_out_and_back(tmp_path, origins, bulwark):
+    a, b = origins(2)
+    bw = bulwark(health_cfg(tmp_path, [a, b]), expect_errors=[a.address])
+    assert {a.name, b.name} == set(served(bw, 4))
+    # The checker really asks the configured path.
+    assert a.wait_for(lambda o: o.requests_for("/healthz"), 2 * SLACK), "no health check reached the origin"
+    assert a.requests_for("/healthz")[0].method in ("GET", "HEAD")
+
+    a.on("/healthz", om.fixed(500, body=b"sick"))
+    took = wait_until_excluded(bw, a, b.name, 3 * SLACK)
+    assert took is not None, "server failing its health check still gets traffic"
+    assert took <= 1.2 * SLACK, f"took {took:.2f}s to stop traffic to a failing server"
+    line = log_line_with(bw, a.address, "down")
+    assert line, "no log line saying the server is down:\n" + bw.stderr()
+
+    a.on("/healthz", om.fixed(200, body=b"ok"))
+    took = wait_until_included(bw, a, 3 * SLACK)
+    assert took is not None, "recovered server never got traffic again"
+    assert took <= 1.2 * SLACK
+    line = log_line_with(bw, a.address, "up")
+    assert line, "no log line saying the server is up:\n" + bw.stderr()
+
+
+def test_active_health_check_timeout_counts_as_failure(tmp_path, origins, bulwark):
+    a, b = origins(2)
+    a.on("/healthz", om.no_response())
+    bw = bulwark(health_cfg(tmp_path, [a, b]), expect_errors=[a.address])
+    took = wait_until_excluded(bw, a, b.name, 3 * SLACK)
+    assert took is not None, "server whose health check hangs still gets traffic"
+
+
+def test_active_health_check_interval_is_respected(tmp_path, origins, bulwark):
+    a, = origins(1)
+    bulwark(health_cfg(tmp_path, [a], interval="200ms"))
+    time.sleep(1.1)
+    n = len(a.requests_for("/healthz"))
+    # 200ms interval over ~1.1s: about 5 checks (one worker, one checker).
+    assert 3 <= n <= 8, f"{n} health checks in 1.1s at a 200ms interval"
+
+
+def test_down_server_with_health_check_gets_no_client_requests(tmp_path, origins, bulwark):
+    live, = origins(1)
+    down = om.down_address()
+    cfg = default_config([down, live.address], str(tmp_path / "access.log"))
+    cfg["upstreams"]["app"].update({"balance": "round_robin", "max_fails": 1000,
+                                    "health_check": {"path": "/healthz", "interval": "100ms",
+                                                     "timeout": "100ms", "rise": 1, "fall": 1}})
+    bw = bulwark(cfg, expect_errors=[down])
+    time.sleep(0.5)
+    # Once the checker knows it is down, requests go straight to the live one,
+    # fast, without a failed attempt first.
+    assert set(served(bw, 10)) == {live.name}
+    log = bw.access_log_lines(wait_for=10)
+    for entry in log[-10:]:
+        assert down not in str(entry.get("upstream")), entry

@@ -1,0 +1,116 @@
+"""Access log (JSON lines) and the rate-limited error log."""
+import json
+import time
+
+from bwtest import origin as om
+from bwtest.checks import assert_still_serves
+from bwtest.client import request_bytes
+
+KEYS = {"time", "client", "method", "path", "status", "bytes_in", "bytes_out", "upstream", "upstream_ms", "total_ms"}
+
+
+def test_access_log_entry_for_a_request(origin, proxy):
+    origin.on("/log/path", om.echo(delay=0.2))
+    bw = proxy(origin)
+    body = b"p" * 100
+    r = bw.request("POST", "/log/path?q=1", body=body)
+    assert r.status == 200
+    lines = bw.access_log_lines(wait_for=1)
+    assert len(lines) == 1, lines
+    e = lines[0]
+    assert KEYS <= set(e), f"missing keys {KEYS - set(e)} in {e}"
+    assert e["client"] == "127.0.0.1"
+    assert e["method"] == "POST"
+    assert e["path"].startswith("/log/path")
+    assert e["status"] == 200
+    assert e["upstream"] == origin.address or origin.address in str(e["upstream"])
+    assert e["bytes_out"] >= len(r.body)
+    assert isinstance(e["upstream_ms"], (int, float)) and isinstance(e["total_ms"], (int, float))
+    assert e["upstream_ms"] >= 150, e
+    assert e["total_ms"] >= e["upstream_ms"]
+    assert e["total_ms"] < 5000
+    assert isinstance(e["time"], (str, int, float)) and e["time"]
+
+
+def test_access_log_bytes_in_counts_the_body(origin, proxy):
+    bw = proxy(origin)
+    body = b"p" * 10000
+    assert bw.request("POST", "/up", body=body).status == 200
+    e = bw.access_log_lines(wait_for=1)[0]
+    assert e["bytes_in"] >= len(body), e
+
+
+def test_access_log_one_line_per_request_in_order(origin, proxy):
+    bw = proxy(origin)
+    with bw.connect() as c:
+        for i in range(5):
+            c.send(request_bytes("GET", f"/seq/{i}"))
+            assert c.read_response().status == 200
+    lines = bw.access_log_lines(wait_for=5)
+    assert [e["path"] for e in lines] == [f"/seq/{i}" for i in range(5)]
+
+
+def test_access_log_records_upstream_errors(proxy):
+    down = om.down_address()
+    bw = proxy(down, expect_errors=[down])
+    assert bw.request("GET", "/fail").status == 502
+    e = bw.access_log_lines(wait_for=1)[0]
+    assert e["status"] == 502 and e["path"] == "/fail"
+    assert down in str(e["upstream"])
+
+
+def test_access_log_records_refused_requests_as_valid_json(origin, proxy):
+    bw = proxy(origin)
+    with bw.connect() as c:
+        c.send(b'GET /x\x01"\\y HTTP/1.1\r\nHost: t\r\n\r\n')
+        assert c.read_response().status == 400
+    with bw.connect() as c:
+        c.send(b"GET /ok HTTP/1.1\r\nHost: t\r\nX: \xff\xfe\r\n\r\n")
+        c.read_response()
+    assert_still_serves(bw)
+    lines = bw.access_log_lines(wait_for=3)  # each line must parse as JSON
+    assert any(e["status"] == 400 for e in lines), lines
+    assert lines[-1]["status"] == 200
+
+
+def test_access_log_off(origin, proxy, tmp_path):
+    bw = proxy(origin, access_log="off")
+    assert_still_serves(bw)
+    time.sleep(0.1)
+    assert bw.stdout() == ""
+    assert not list(tmp_path.glob("**/access*.log"))
+
+
+def test_access_log_to_stdout(origin, proxy):
+    bw = proxy(origin, access_log="-")
+    assert_still_serves(bw, "/to-stdout")
+    deadline = time.monotonic() + 3
+    while "\n" not in bw.stdout() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    e = json.loads(bw.stdout().splitlines()[0])
+    assert e["path"] == "/to-stdout" and e["status"] == 200
+
+
+def test_error_log_is_rate_limited(proxy):
+    down = om.down_address()
+    bw = proxy(down, expect_errors=[down])
+    t0 = time.monotonic()
+    with bw.connect() as c:
+        for i in range(200):
+            c.send(request_bytes("GET", f"/e/{i}"))
+            r = c.read_response()
+            assert r.status == 502
+            if "close" in r.connection_tokens():
+                c.close()
+                c = bw.connect()
+    took = time.monotonic() - t0
+    # After the window, the next error reports how many were suppressed.
+    time.sleep(1.1)
+    assert bw.request("GET", "/e/last").status == 502
+    deadline = time.monotonic() + 2
+    while "suppressed" not in bw.stderr() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    about_down = [line for line in bw.stderr_lines() if down in line]
+    assert len(about_down) <= 20 * (took + 2), f"{len(about_down)} lines for 201 errors in {took:.1f}s"
+    assert len(about_down) < 100
+    assert any("suppressed" in line for line in bw.stderr_lines()), bw.stderr()
