@@ -64,8 +64,6 @@ def test_route_on_query_does_not_confuse_prefix(tmp_path, origins, bulwark):
     assert served_by(bw, "/?/api/") == d.name
 
 
-@pytest.mark.xfail(strict=True, reason="proxy: routes match the raw path; /public/../admin/x, /%61dmin/x and "
-                   "//admin/x escape a starts_with(http.request.uri.path, \"/admin/\") route")
 def test_dot_segments_cannot_escape_a_prefix_route(tmp_path, origins, bulwark):
     # Path matching is on the normalised path (DESIGN: RFC 3986 6.2.2), so
     # /public/../admin is routed as /admin, and %61dmin as admin.

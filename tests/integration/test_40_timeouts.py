@@ -172,8 +172,6 @@ def test_upstream_down_gives_502(proxy):
     assert_proxy_error(r, 502, closing=False)
 
 
-@pytest.mark.xfail(strict=True, reason="proxy: an upstream connect timeout is answered 502, not 504 "
-                   "(the log says 'connect timeout')")
 def test_upstream_connect_timeout_gives_504(proxy):
     hole = om.Blackhole()
     try:

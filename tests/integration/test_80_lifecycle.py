@@ -145,8 +145,6 @@ def test_500_connections_opened_and_closed(origin, proxy):
     assert len(origin.requests) == 2
 
 
-@pytest.mark.xfail(strict=True, reason="proxy: a client that closes in the middle of a request head is not "
-                   "noticed until client_header_timeout; it holds its slot and delays shutdown")
 def test_client_closing_mid_head_is_released_at_once(origin, proxy):
     bw = proxy(origin, limits={"client_header_timeout": "3s", "drain_timeout": "3s"})
     socks = []
