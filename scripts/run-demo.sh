@@ -75,7 +75,11 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
-trap 'exit 130' INT
+# Ctrl-C reaches bulwark too (same foreground process group) and bulwark
+# drains and exits; this script then ends with bulwark's status. Before
+# bulwark runs, Ctrl-C just ends the script.
+bulwark_running=0
+trap '[ "$bulwark_running" = 1 ] || exit 130' INT
 trap 'exit 143' TERM
 
 mkdir -p "$(dirname "$ORIGIN_LOG")"
@@ -112,7 +116,9 @@ EOF
 ) &
 helper_pid=$!
 
+bulwark_running=1
 "$BIN" run -c "$CONF"
 status=$?
+bulwark_running=0
 echo "run-demo: bulwark exited with status $status" >&2
 exit "$status"
