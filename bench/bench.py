@@ -492,6 +492,18 @@ def machine_ticks():
     return v[0] + v[1] + v[2] + v[5] + v[6], v[7]
 
 
+def cpus_busy_ticks(cpus):
+    """Busy clock ticks of the given CPUs, from /proc/stat."""
+    busy = 0
+    with open("/proc/stat") as f:
+        for line in f:
+            parts = line.split()
+            if parts[0].startswith("cpu") and parts[0][3:].isdigit() and int(parts[0][3:]) in cpus:
+                v = [int(x) for x in parts[1:]]
+                busy += v[0] + v[1] + v[2] + v[5] + v[6]
+    return busy
+
+
 def own_cpu_s():
     """CPU seconds of this script and of its waited-for children (wrk)."""
     a = resource.getrusage(resource.RUSAGE_SELF)
@@ -524,6 +536,8 @@ def load_run(t, repeat, origin):
         return
     others = [origin.pid] if origin is not t else []
     o0 = [cpu_ticks(p) for p in others]
+    load_cpus = parse_cpus(LOAD_CPU)
+    l0 = cpus_busy_ticks(load_cpus)
     m0, own0, w0 = machine_ticks(), own_cpu_s(), time.monotonic()
     c0 = cpu_ticks(t.pid)
     out = wrk(t.port, DURATION)
@@ -532,6 +546,7 @@ def load_run(t, repeat, origin):
         return
     c1 = cpu_ticks(t.pid)
     m1, own1, w1 = machine_ticks(), own_cpu_s(), time.monotonic()
+    l1 = cpus_busy_ticks(load_cpus)
     o1 = [cpu_ticks(p) for p in others]
     r = parse_wrk(out)
     r["cpu_s"] = (c1 - c0) / CLK_TCK
@@ -541,6 +556,16 @@ def load_run(t, repeat, origin):
     ours = r["cpu_s"] + sum(b - a for a, b in zip(o0, o1)) / CLK_TCK + (own1 - own0)
     r["foreign_pct"] = max(0.0, ((m1[0] - m0[0]) / CLK_TCK - ours) / (w1 - w0) * 100)
     r["steal_pct"] = (m1[1] - m0[1]) / CLK_TCK / (w1 - w0) * 100
+    # How busy the serving process and the load CPUs were: a proxy well
+    # under 100 % of its core while the load CPUs are at 100 % means req/s
+    # and latency are the load generator's limit, not the proxy's.
+    r["util_pct"] = r["cpu_s"] / (w1 - w0) * 100
+    r["load_cpu_pct"] = (l1 - l0) / CLK_TCK / (w1 - w0) * 100 / len(load_cpus)
+    # CPU the load side (wrk + origin) spent per request through this target:
+    # a proxy that answers in smaller batches makes wrk and the origin wake
+    # up more often, which costs req/s when the load side is the bottleneck.
+    r["load_cpu_per_100k"] = ((l1 - l0) / CLK_TCK / r["requests"] * 100000
+                              if r["requests"] else float("nan"))
     r["cpu_per_100k"] = r["cpu_s"] / r["requests"] * 100000 if r["requests"] else float("nan")
     r["rss_kib"] = rss_kib(t.pid)
     t.runs.append(r)
@@ -549,7 +574,8 @@ def load_run(t, repeat, origin):
         bad = f"  ({r['non2xx']} non-2xx, {r['sock_errors']} socket errors)"
     log(f"  {t.name:8s} run {repeat}: {r['rps']:10.0f} req/s  p50 {r['p50']:.3f} ms  "
         f"p99 {r['p99']:.3f} ms  cpu {r['cpu_per_100k']:.3f} s/100k  "
-        f"rss {r['rss_kib'] / 1024:.1f} MiB  other load {r['foreign_pct']:.0f}%"
+        f"rss {r['rss_kib'] / 1024:.1f} MiB  load-side cpu {r['load_cpu_per_100k']:.3f} s/100k"
+        f"  other load {r['foreign_pct']:.0f}%"
         f"{bad}")
 
 
@@ -835,10 +861,20 @@ def machine_line():
             f"Linux {platform.release()}")
 
 
+def ratio(t, ref, key):
+    """Median over repeats of t's value / the reference's value in the same
+    repeat. Runs of one repeat are minutes apart at most, so this cancels
+    most of the machine's drift, which a ratio of medians would not."""
+    if ref is None:
+        return "-"
+    if t is ref:
+        return "1.00"
+    rs = [a[key] / b[key] for a, b in zip(t.runs, ref.runs) if b[key]]
+    return spread(rs, lambda v: f"{v:.2f}")
+
+
 def table(targets):
     ref = next((t for t in targets if t.name == "nginx" and t.runs and not t.failed), None)
-    ref_cpu = med([r["cpu_per_100k"] for r in ref.runs]) if ref else None
-    ref_rps = med([r["rps"] for r in ref.runs]) if ref else None
     head = ["target", "req/s", "p50 ms", "p99 ms", "CPU s/100k req", "CPU vs nginx",
             "req/s vs nginx", "RSS after run MiB", "idle-conn bytes", "syscalls/request"]
     rows = []
@@ -855,8 +891,8 @@ def table(targets):
                spread([r["p50"] for r in t.runs], fmt_ms),
                spread([r["p99"] for r in t.runs], fmt_ms),
                spread(cpu, fmt_cpu),
-               f"{med(cpu) / ref_cpu:.2f}" if ref_cpu else "-",
-               f"{med(rps) / ref_rps:.2f}" if ref_rps else "-",
+               ratio(t, ref, "cpu_per_100k"),
+               ratio(t, ref, "rps"),
                spread([r["rss_kib"] for r in t.runs], fmt_mib)]
         if t.idle and t.idle["bytes_per_conn"] is not None:
             row.append(f"{t.idle['bytes_per_conn']:,.0f}"
@@ -906,10 +942,27 @@ def report(targets, started, versions):
            f"counted with {SYSCALL_METHOD or 'nothing (perf and strace unavailable)'}."
            + (" QUICK MODE: smoke test only, not a result." if QUICK else ""), ""]
     out += tbl
-    out += ["", "Ratios are against nginx (CPU: lower is better; req/s: higher is better). "
+    out += ["", "Ratios are against nginx, taken within each repeat, then the median "
+            "(min–max) (CPU: lower is better; req/s: higher is better). "
             "RSS and CPU are the serving process only (nginx: its worker). "
             "The origin row is the origin served directly; it shares CPU "
             f"{LOAD_CPU} with wrk, so it is a reference, not a peer."]
+    util = [f"{t.name} {med([r['util_pct'] for r in t.runs]):.0f}%" for t in targets if t.runs]
+    loadc = [r["load_cpu_pct"] for t in targets if t.name != "origin" for r in t.runs]
+    if util:
+        out += ["", "CPU use during load runs (medians): serving process, in % of one core: "
+                + ", ".join(util)
+                + (f"; load CPU(s) {LOAD_CPU} (wrk + origin) during the proxy runs: "
+                   f"{med(loadc):.0f}% busy" if loadc else "")
+                + ("; CPU the load side spent per 100k requests through each target (s): "
+                   + ", ".join(f"{t.name} {med([r['load_cpu_per_100k'] for r in t.runs]):.2f}"
+                               for t in targets if t.runs) if loadc else "")
+                + "."
+                + (" The load side is saturated and no proxy is: req/s and latency are "
+                   "the load generator's limit here, and CPU per request is the figure "
+                   "to compare." if loadc and med(loadc) > 95 and all(
+                       med([r['util_pct'] for r in t.runs]) < 95
+                       for t in targets if t.runs and t.name != "origin") else "")]
     foreign = [r["foreign_pct"] for t in targets for r in t.runs]
     steal = [r["steal_pct"] for t in targets for r in t.runs]
     if foreign:
