@@ -724,16 +724,18 @@ def strace_count(pid, work, run):
     """Fallback: strace -c -f attached to pid around run()."""
     out = os.path.join(work, f"strace-{pid}.txt")
     err = os.path.join(work, f"strace-{pid}.stderr")
-    nthreads = len(os.listdir(f"/proc/{pid}/task"))
     with open(err, "w") as e:
         p = PROCS.start("strace", ["strace", "-c", "-f", "-p", str(pid), "-o", out],
                         subprocess.DEVNULL, e)
     try:
         deadline = time.monotonic() + 20
-        while tail(err, 1000).count("attached") < nthreads:
+        # One "Process N attached" line, "... attached with K threads" when
+        # there are several.
+        while "attached" not in tail(err, 1000):
             if p.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"strace did not attach: {tail(err, 3)}")
             time.sleep(0.05)
+        time.sleep(0.2)
         run()
         p.send_signal(signal.SIGINT)
         p.wait(timeout=30)
@@ -754,7 +756,11 @@ def strace_count(pid, work, run):
 
 
 def pick_syscall_method(work):
-    """perf if its syscall tracepoints work here, else strace, else none."""
+    """perf if its syscall tracepoints work here, else strace, else none;
+    BENCH_SYSCALL_METHOD=perf|strace forces one."""
+    forced = os.environ.get("BENCH_SYSCALL_METHOD", "")
+    if forced in ("perf", "strace"):
+        return forced
     if shutil.which("perf"):
         try:
             r = subprocess.run(["perf", "stat", "-x,", "-e", "syscalls:sys_enter_getppid",
