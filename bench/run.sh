@@ -24,6 +24,7 @@
 #   BENCH_WAIT_QUIET       before each run, wait up to this many seconds for
 #                          other CPU load on the machine to stop (0: don't)
 #   BENCH_LOAD_SYSCALL_SECONDS  syscall count under wrk load, seconds (3; 0 skips)
+#   BENCH_SYSCALL_METHOD   perf | strace (default: perf if its tracepoints work)
 #   BENCH_TARGETS          comma list of origin,bulwark,nginx,haproxy (all)
 #   BENCH_PROXY_CPU / BENCH_LOAD_CPU   pinning (1 / 0)
 #   BENCH_OUT              results file (bench/results/latest.md)
