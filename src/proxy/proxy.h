@@ -14,6 +14,8 @@
 #include "proxy/access_log.h"
 #include "proxy/upstream.h"
 
+struct request;
+
 struct bw_runtime {
     const struct bw_config *cfg;
     struct bw_upstream_rt *upstreams; /* parallel to cfg->upstreams */
@@ -40,6 +42,8 @@ struct bw_proxy_worker {
     size_t scratch_path_cap;
     struct bw_access_ring *log_ring;         /* NULL when logging is off */
     struct bw_session *sessions;             /* every open session (for drain) */
+    struct request *free_requests;           /* per-request state for reuse */
+    size_t nfree_requests;
     char log_time[32];                       /* cached ISO-8601 second */
     int64_t log_time_sec;
 };

@@ -88,22 +88,16 @@ static void arm(struct bw_session *s, enum timeout_kind k, uint64_t ms)
 
 /* ---- requests ----------------------------------------------------------- */
 
-static struct request *request_get(struct bw_proxy_worker *pw);
-static void request_put(struct bw_proxy_worker *pw, struct request *r);
-
-/* The per-worker request free list hangs off the worker's proxy state; it
- * is kept here as a static array per thread to keep proxy.h free of it. */
-static _Thread_local struct request *t_free_requests;
-static _Thread_local size_t t_nfree_requests;
+/* Per-request state comes from a per-worker free list: no malloc per
+ * request in steady state, and none held by idle connections. */
 enum { MAX_FREE_REQUESTS = 1024 };
 
 static struct request *request_get(struct bw_proxy_worker *pw)
 {
-    (void)pw;
-    struct request *r = t_free_requests;
+    struct request *r = pw->free_requests;
     if (r) {
-        t_free_requests = r->next_free;
-        t_nfree_requests--;
+        pw->free_requests = r->next_free;
+        pw->nfree_requests--;
     } else {
         r = malloc(sizeof *r);
         if (!r)
@@ -116,26 +110,25 @@ static struct request *request_get(struct bw_proxy_worker *pw)
 
 static void request_put(struct bw_proxy_worker *pw, struct request *r)
 {
-    (void)pw;
     if (!r)
         return;
-    if (t_nfree_requests >= MAX_FREE_REQUESTS) {
+    if (pw->nfree_requests >= MAX_FREE_REQUESTS) {
         free(r);
         return;
     }
-    r->next_free = t_free_requests;
-    t_free_requests = r;
-    t_nfree_requests++;
+    r->next_free = pw->free_requests;
+    pw->free_requests = r;
+    pw->nfree_requests++;
 }
 
-static void free_request_cache(void)
+static void free_request_cache(struct bw_proxy_worker *pw)
 {
-    while (t_free_requests) {
-        struct request *r = t_free_requests;
-        t_free_requests = r->next_free;
+    while (pw->free_requests) {
+        struct request *r = pw->free_requests;
+        pw->free_requests = r->next_free;
         free(r);
     }
-    t_nfree_requests = 0;
+    pw->nfree_requests = 0;
 }
 
 /* ---- closing ------------------------------------------------------------ */
@@ -1527,5 +1520,5 @@ void bw_session_close_all(struct bw_proxy_worker *pw)
     while (pw->sessions)
         session_close(pw->sessions);
     bw_upconn_close_idle_all(pw);
-    free_request_cache();
+    free_request_cache(pw);
 }
