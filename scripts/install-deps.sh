@@ -7,6 +7,7 @@ set -euo pipefail
 PKGS=(
   gcc make clang libclang-rt-14-dev   # compilers, sanitizers, libFuzzer
   libyaml-dev                         # main config and rulesets
+  libvectorscan-dev                   # linear-time regex for `matches`
   python3 python3-pytest              # integration tests
   curl nginx-light                    # test clients, a real origin
 )
