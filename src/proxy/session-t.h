@@ -125,7 +125,6 @@ struct bw_session {
     bool closed;
     bool draining;
     bool peer_trusted;
-    bool served_one; /* at least one request on this connection */
     struct sockaddr_storage peer;   /* TCP peer, or the PROXY protocol source */
     struct bw_buf *cbuf;            /* client input */
     struct bw_buf *hbuf;            /* outgoing head */

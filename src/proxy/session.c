@@ -1212,7 +1212,6 @@ static void finish_request(struct bw_session *s)
     }
     bw__request_log(s);
     bool keep = r->keep_alive && r->body.framed && !r->qfwd.active && !s->draining;
-    s->served_one = true;
     request_put(pw, r);
     s->req = NULL;
     s->ubuf = buf_put(pw, s->ubuf);
