@@ -32,7 +32,9 @@ def connect_refused(port):
     try:
         s.connect(("127.0.0.1", port))
         return False
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):
+        # A connection that reached the accept queue just as the listener
+        # closed is reset rather than refused: either way it is not served.
         return True
     finally:
         s.close()
