@@ -61,12 +61,7 @@ enum bw_rules_node_kind {
     BW_RULES_N__COUNT
 };
 
-enum bw_rules_logic_op {
-    BW_RULES_AND,
-    BW_RULES_OR,
-    BW_RULES_XOR,
-    BW_RULES_LOGIC__COUNT
-};
+enum bw_rules_logic_op { BW_RULES_AND, BW_RULES_OR, BW_RULES_XOR, BW_RULES_LOGIC__COUNT };
 
 enum bw_rules_cmp_op {
     BW_RULES_EQ,

@@ -212,7 +212,7 @@ static const char *set_elem_kind(const struct bw_rules_set_elem *e)
         return e->u.range.lo == e->u.range.hi ? "Int" : "an Int range";
     case BW_RULES_SET_IP:
         return e->u.ip.prefix == (e->u.ip.family == BW_RULES_IPV6 ? 128 : 32) ? "Ip"
-                                                                             : "an Ip network";
+                                                                              : "an Ip network";
     case BW_RULES_SET__COUNT:
         break;
     }
@@ -282,10 +282,10 @@ static bw_status check_compare(struct checker *c, struct bw_rules_node *n)
     case BW_RULES_EQ:
     case BW_RULES_NE:
         if (!bw_rules_type_eq(lt, rt))
-            return fail_at(c, rhs, "\"%s\" needs the same type on both sides, but %s is %s and %s is %s",
-                           op, desc(c, lhs, dl, sizeof dl, "the left side"),
-                           bw_rules_type_name(lt), desc(c, rhs, dr, sizeof dr, "the right side"),
-                           bw_rules_type_name(rt));
+            return fail_at(c, rhs,
+                           "\"%s\" needs the same type on both sides, but %s is %s and %s is %s",
+                           op, desc(c, lhs, dl, sizeof dl, "the left side"), bw_rules_type_name(lt),
+                           desc(c, rhs, dr, sizeof dr, "the right side"), bw_rules_type_name(rt));
         break;
     case BW_RULES_LT:
     case BW_RULES_LE:
@@ -294,20 +294,20 @@ static bw_status check_compare(struct checker *c, struct bw_rules_node *n)
         for (int i = 0; i < 2; i++) {
             struct bw_rules_type t = i ? rt : lt;
             if (t.kind != BW_RULES_T_INT)
-                return fail_at(c, side[i], "\"%s\" compares Int values, but %s is %s", op,
-                               desc(c, side[i], dl, sizeof dl,
-                                    i ? "the right side" : "the left side"),
-                               bw_rules_type_name(t));
+                return fail_at(
+                    c, side[i], "\"%s\" compares Int values, but %s is %s", op,
+                    desc(c, side[i], dl, sizeof dl, i ? "the right side" : "the left side"),
+                    bw_rules_type_name(t));
         }
         break;
     case BW_RULES_CONTAINS:
         for (int i = 0; i < 2; i++) {
             struct bw_rules_type t = i ? rt : lt;
             if (t.kind != BW_RULES_T_BYTES)
-                return fail_at(c, side[i], "\"%s\" needs Bytes on both sides, but %s is %s", op,
-                               desc(c, side[i], dl, sizeof dl,
-                                    i ? "the right side" : "the left side"),
-                               bw_rules_type_name(t));
+                return fail_at(
+                    c, side[i], "\"%s\" needs Bytes on both sides, but %s is %s", op,
+                    desc(c, side[i], dl, sizeof dl, i ? "the right side" : "the left side"),
+                    bw_rules_type_name(t));
         }
         break;
     case BW_RULES_CMP__COUNT:
@@ -419,8 +419,7 @@ static bw_status check(struct checker *c, struct bw_rules_node *n)
                            desc(c, lhs, d, sizeof d, "the left side"),
                            bw_rules_type_name(lhs->type), hint(lhs));
         n->lifted = lhs->lifted;
-        n->type =
-            n->lifted ? bw_rules_array_of(BW_RULES_T_BOOL) : bw_rules_scalar(BW_RULES_T_BOOL);
+        n->type = n->lifted ? bw_rules_array_of(BW_RULES_T_BOOL) : bw_rules_scalar(BW_RULES_T_BOOL);
         return BW_OK;
     }
     case BW_RULES_N_IN:

@@ -7,7 +7,10 @@
 
 #define REQ BW_RULES_PHASE_BIT(BW_RULES_PHASE_REQUEST)
 #define RESP BW_RULES_PHASE_BIT(BW_RULES_PHASE_RESPONSE)
-#define BYTES {.kind = BW_RULES_T_BYTES, .elem = BW_RULES_T_BYTES}
+#define BYTES                                                                                      \
+    {                                                                                              \
+        .kind = BW_RULES_T_BYTES, .elem = BW_RULES_T_BYTES                                         \
+    }
 
 static const struct bw_rules_field_info fields[BW_RULES_F__COUNT] = {
     [BW_RULES_F_HTTP_REQUEST_METHOD] = {"http.request.method", BYTES, REQ | RESP},
@@ -25,10 +28,12 @@ static const struct bw_rules_field_info fields[BW_RULES_F__COUNT] = {
                                          REQ | RESP},
     [BW_RULES_F_IP_SRC] = {"ip.src", {.kind = BW_RULES_T_IP, .elem = BW_RULES_T_IP}, REQ | RESP},
     [BW_RULES_F_SSL] = {"ssl", {.kind = BW_RULES_T_BOOL, .elem = BW_RULES_T_BOOL}, REQ | RESP},
-    [BW_RULES_F_BOT_SCORE] = {"bot.score", {.kind = BW_RULES_T_INT, .elem = BW_RULES_T_INT},
+    [BW_RULES_F_BOT_SCORE] = {"bot.score",
+                              {.kind = BW_RULES_T_INT, .elem = BW_RULES_T_INT},
                               REQ | RESP},
     [BW_RULES_F_HTTP_RESPONSE_CODE] = {"http.response.code",
-                                       {.kind = BW_RULES_T_INT, .elem = BW_RULES_T_INT}, RESP},
+                                       {.kind = BW_RULES_T_INT, .elem = BW_RULES_T_INT},
+                                       RESP},
     [BW_RULES_F_HTTP_RESPONSE_HEADERS] = {"http.response.headers",
                                           {.kind = BW_RULES_T_MAP, .elem = BW_RULES_T_BYTES},
                                           RESP},

@@ -35,11 +35,7 @@ struct bw_rules_type {
 
 /* Evaluation phases. A request-phase expression sees request fields; a
  * response-phase expression sees request and response fields. */
-enum bw_rules_phase {
-    BW_RULES_PHASE_REQUEST,
-    BW_RULES_PHASE_RESPONSE,
-    BW_RULES_PHASE__COUNT
-};
+enum bw_rules_phase { BW_RULES_PHASE_REQUEST, BW_RULES_PHASE_RESPONSE, BW_RULES_PHASE__COUNT };
 
 #define BW_RULES_PHASE_BIT(p) (1u << (unsigned)(p))
 

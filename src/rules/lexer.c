@@ -119,13 +119,20 @@ static const struct {
     const char *word;
     enum bw_rules_tok kind;
 } keywords[] = {
-    {"eq", BW_RULES_TOK_EQ},       {"ne", BW_RULES_TOK_NE},
-    {"lt", BW_RULES_TOK_LT},       {"le", BW_RULES_TOK_LE},
-    {"gt", BW_RULES_TOK_GT},       {"ge", BW_RULES_TOK_GE},
-    {"contains", BW_RULES_TOK_CONTAINS}, {"matches", BW_RULES_TOK_MATCHES},
-    {"in", BW_RULES_TOK_IN},       {"not", BW_RULES_TOK_NOT},
-    {"and", BW_RULES_TOK_AND},     {"or", BW_RULES_TOK_OR},
-    {"xor", BW_RULES_TOK_XOR},     {"true", BW_RULES_TOK_TRUE},
+    {"eq", BW_RULES_TOK_EQ},
+    {"ne", BW_RULES_TOK_NE},
+    {"lt", BW_RULES_TOK_LT},
+    {"le", BW_RULES_TOK_LE},
+    {"gt", BW_RULES_TOK_GT},
+    {"ge", BW_RULES_TOK_GE},
+    {"contains", BW_RULES_TOK_CONTAINS},
+    {"matches", BW_RULES_TOK_MATCHES},
+    {"in", BW_RULES_TOK_IN},
+    {"not", BW_RULES_TOK_NOT},
+    {"and", BW_RULES_TOK_AND},
+    {"or", BW_RULES_TOK_OR},
+    {"xor", BW_RULES_TOK_XOR},
+    {"true", BW_RULES_TOK_TRUE},
     {"false", BW_RULES_TOK_FALSE},
 };
 
@@ -268,9 +275,8 @@ static bw_status lex_int(struct bw_rules_lexer *lx, struct bw_rules_token *t,
                               (int)(e - start), s + start);
     }
     if (overflow)
-        return bw__rules_fail(diag, start, i - start,
-                              "integer %.*s does not fit in 64 bits (%s)", (int)(i - start),
-                              s + start,
+        return bw__rules_fail(diag, start, i - start, "integer %.*s does not fit in 64 bits (%s)",
+                              (int)(i - start), s + start,
                               neg ? "min -9223372036854775808" : "max 9223372036854775807");
     t->kind = BW_RULES_TOK_INT;
     t->len = i - start;
@@ -285,8 +291,8 @@ static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
 /* An address run [0-9A-Fa-f:.]+ with optional /prefix, starting at lx->pos
  * and ending at end (the run) and pend (with the prefix). */
-static bw_status lex_ip(struct bw_rules_lexer *lx, struct bw_rules_token *t, uint32_t end,
-                        bool v6, struct bw_rules_diag *diag)
+static bw_status lex_ip(struct bw_rules_lexer *lx, struct bw_rules_token *t, uint32_t end, bool v6,
+                        struct bw_rules_diag *diag)
 {
     const char *s = lx->text.ptr;
     uint32_t start = lx->pos, n = (uint32_t)lx->text.len;
@@ -369,7 +375,8 @@ bw_status bw_rules_lex_next(struct bw_rules_lexer *lx, struct bw_rules_token *re
         }
         lx->pos++;
     }
-    struct bw_rules_token t = {.off = lx->pos, .line = lx->line, .col = lx->pos - lx->line_start + 1};
+    struct bw_rules_token t = {
+        .off = lx->pos, .line = lx->line, .col = lx->pos - lx->line_start + 1};
     if (lx->pos >= n) {
         t.kind = BW_RULES_TOK_EOF;
         *ret = t;
@@ -474,7 +481,8 @@ bw_status bw_rules_lex_next(struct bw_rules_lexer *lx, struct bw_rules_token *re
         break;
     case '=':
         if (c1 != '=')
-            return bw__rules_fail(diag, p, 1, "'=' is not an operator: compare with \"eq\" or \"==\"");
+            return bw__rules_fail(diag, p, 1,
+                                  "'=' is not an operator: compare with \"eq\" or \"==\"");
         t.kind = BW_RULES_TOK_EQ;
         len = 2;
         break;

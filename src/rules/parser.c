@@ -177,7 +177,8 @@ static bw_status parse_postfix(struct parser *p, struct bw_rules_node **node)
             for (size_t i = 0; i < in.u.str.len; i++) {
                 char c = in.u.str.ptr[i];
                 if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                      strchr("!#$%&'*+-.^_`|~", c)) || c == '\0')
+                      strchr("!#$%&'*+-.^_`|~", c)) ||
+                    c == '\0')
                     return bw__rules_fail(p->diag, in.off, in.len,
                                           "a header name is a token (letters, digits and "
                                           "!#$%%&'*+-.^_`|~), but this one holds 0x%02x",
@@ -248,15 +249,16 @@ static bw_status parse_postfix(struct parser *p, struct bw_rules_node **node)
     return BW_OK;
 }
 
-static bw_status parse_call(struct parser *p, struct bw_rules_token name, struct bw_rules_node **ret)
+static bw_status parse_call(struct parser *p, struct bw_rules_token name,
+                            struct bw_rules_node **ret)
 {
     enum bw_rules_func fn;
     if (bw_rules_func_lookup(name.u.str, &fn) != BW_OK) {
         const char *hint;
         if (bw_rules_suggest(name.u.str, true, &hint) == BW_OK)
             return bw__rules_fail(p->diag, name.off, name.len,
-                                  "unknown function \"%.*s\" (did you mean \"%s\"?)",
-                                  (int)name.len, name.u.str.ptr, hint);
+                                  "unknown function \"%.*s\" (did you mean \"%s\"?)", (int)name.len,
+                                  name.u.str.ptr, hint);
         return bw__rules_fail(p->diag, name.off, name.len,
                               "unknown function \"%.*s\"; the functions are lower, upper, len, "
                               "starts_with, ends_with, url_decode, concat, any, all and has",
@@ -282,7 +284,8 @@ static bw_status parse_call(struct parser *p, struct bw_rules_token name, struct
                 return BW_ERR;
         }
     }
-    struct bw_rules_node *n = new_node(p, BW_RULES_N_CALL, join(tok_span(&name), tok_span(&p->tok)));
+    struct bw_rules_node *n =
+        new_node(p, BW_RULES_N_CALL, join(tok_span(&name), tok_span(&p->tok)));
     if (!n)
         return oom(p);
     n->u.call.fn = fn;
@@ -308,8 +311,8 @@ static bw_status parse_name(struct parser *p, struct bw_rules_node **ret)
         int shown = name.len > 64 ? 64 : (int)name.len;
         if (bw_rules_func_lookup(name.u.str, &fn) == BW_OK)
             return bw__rules_fail(p->diag, name.off, name.len,
-                                  "%.*s is a function: call it as %.*s(...)", shown,
-                                  name.u.str.ptr, shown, name.u.str.ptr);
+                                  "%.*s is a function: call it as %.*s(...)", shown, name.u.str.ptr,
+                                  shown, name.u.str.ptr);
         if (bw_rules_suggest(name.u.str, false, &hint) == BW_OK)
             return bw__rules_fail(p->diag, name.off, name.len,
                                   "unknown field \"%.*s\" (did you mean \"%s\"?)", shown,
@@ -406,8 +409,8 @@ static bw_status parse_value(struct parser *p, struct bw_rules_node **ret)
     return advance(p);
 }
 
-static bw_status parse_set(struct parser *p, struct bw_rules_node *lhs, struct bw_rules_span in_span,
-                           struct bw_rules_node **ret)
+static bw_status parse_set(struct parser *p, struct bw_rules_node *lhs,
+                           struct bw_rules_span in_span, struct bw_rules_node **ret)
 {
     if (p->tok.kind != BW_RULES_TOK_LBRACE)
         return unexpected(p, "a set \"{ ... }\" after \"in\"");
@@ -654,9 +657,8 @@ static const struct {
 static bw_status parse_level(struct parser *p, size_t level, struct bw_rules_node **ret)
 {
     struct bw_rules_node *first;
-    bw_status st = level + 1 < sizeof levels / sizeof levels[0]
-                       ? parse_level(p, level + 1, &first)
-                       : parse_unary(p, &first);
+    bw_status st = level + 1 < sizeof levels / sizeof levels[0] ? parse_level(p, level + 1, &first)
+                                                                : parse_unary(p, &first);
     if (st != BW_OK)
         return BW_ERR;
     if (p->tok.kind != levels[level].tok) {
