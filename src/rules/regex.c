@@ -43,7 +43,8 @@ static scan_fn pick_platform(hs_platform_info_t *plat)
         plat->cpu_features &= HS_CPU_FEATURES_AVX2;
         return avx2_hs_scan;
     }
-    plat->cpu_features &= ~(unsigned long long)(HS_CPU_FEATURES_AVX512 | HS_CPU_FEATURES_AVX512VBMI);
+    plat->cpu_features &=
+        ~(unsigned long long)(HS_CPU_FEATURES_AVX512 | HS_CPU_FEATURES_AVX512VBMI);
     return hs_scan;
 }
 
@@ -162,22 +163,22 @@ bw_status bw_regex_check(bw_slice pattern, bw_error *err)
 }
 
 bw_status bw_regex_db_build(const bw_slice *patterns, size_t n, bw_regex_db **ret_db,
-                            size_t *ret_bad_index, bw_error *err)
+                            size_t *bad_index, bw_error *err)
 {
     if (n > BW_REGEX_MAX_PATTERNS) {
-        *ret_bad_index = n;
+        *bad_index = n;
         return bw_error_set(err, "%zu regexes on one field, over the limit of %u", n,
                             BW_REGEX_MAX_PATTERNS);
     }
     for (size_t i = 0; i < n; i++) {
         if (precheck(patterns[i], err) != BW_OK) {
-            *ret_bad_index = i;
+            *bad_index = i;
             return BW_ERR;
         }
     }
     bw_regex_db *db = calloc(1, sizeof *db);
     if (!db) {
-        *ret_bad_index = n;
+        *bad_index = n;
         return bw_error_set(err, "out of memory compiling regexes");
     }
     db->count = n;
@@ -191,14 +192,14 @@ bw_status bw_regex_db_build(const bw_slice *patterns, size_t n, bw_regex_db **re
     unsigned *flags = calloc(n, sizeof *flags);
     unsigned *ids = calloc(n, sizeof *ids);
     if (!exprs || !flags || !ids) {
-        *ret_bad_index = n;
+        *bad_index = n;
         (void)bw_error_set(err, "out of memory compiling regexes");
         goto out_free_arrays;
     }
     for (size_t i = 0; i < n; i++) {
         exprs[i] = malloc(patterns[i].len + 1);
         if (!exprs[i]) {
-            *ret_bad_index = n;
+            *bad_index = n;
             (void)bw_error_set(err, "out of memory compiling regexes");
             goto out_free_exprs;
         }
@@ -216,10 +217,10 @@ bw_status bw_regex_db_build(const bw_slice *patterns, size_t n, bw_regex_db **re
                                      HS_MODE_BLOCK, &plat, &db->hs, &cerr);
     if (rc != HS_SUCCESS) {
         if (cerr && cerr->expression >= 0 && (size_t)cerr->expression < n) {
-            *ret_bad_index = (size_t)cerr->expression;
+            *bad_index = (size_t)cerr->expression;
             (void)translate_hs_error(err, patterns[cerr->expression], cerr->message);
         } else {
-            *ret_bad_index = n;
+            *bad_index = n;
             (void)bw_error_set(err, "the regexes on this field could not be compiled together: %s",
                                cerr ? cerr->message : "unknown vectorscan error");
         }

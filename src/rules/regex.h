@@ -78,14 +78,14 @@ typedef struct bw_regex_scratch {
 bw_status bw_regex_check(bw_slice pattern, bw_error *err) BW_MUST_CHECK;
 
 /* Compiles patterns[0..n) into one block-mode database; pattern i gets id i.
- * n may be 0 (a database that never matches). On failure, *ret_bad_index is
- * the index of the offending pattern, or n when the failure is not one
+ * n may be 0 (a database that never matches). On failure (and only then),
+ * *bad_index is the index of the offending pattern, or n when it is not one
  * pattern's (too many patterns, out of memory), and err holds a sentence such
  * as `regex "(a+)+\1": backreferences are not supported (bulwark runs every
  * regex in linear time)`. On success *ret_db owns vectorscan memory: free it
  * with bw_regex_db_free (the snapshot's destructor must). */
 bw_status bw_regex_db_build(const bw_slice *patterns, size_t n, bw_regex_db **ret_db,
-                            size_t *ret_bad_index, bw_error *err) BW_MUST_CHECK;
+                            size_t *bad_index, bw_error *err) BW_MUST_CHECK;
 
 /* Frees the database; accepts NULL; returns NULL (`db = bw_regex_db_free(db);`). */
 bw_regex_db *bw_regex_db_free(bw_regex_db *db);

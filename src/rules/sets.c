@@ -74,8 +74,8 @@ static size_t merge6(struct bw_ip_range6 *r, size_t n)
     return o + 1;
 }
 
-bw_status bw_ip_set_build(bw_arena *a, const struct bw_cidr *cidrs, size_t n,
-                          struct bw_ip_set *ret, bw_error *err)
+bw_status bw_ip_set_build(bw_arena *a, const struct bw_cidr *cidrs, size_t n, struct bw_ip_set *ret,
+                          bw_error *err)
 {
     if (n > BW_SET_MAX_ELEMENTS)
         return bw_error_set(err, "a set of %zu addresses is over the limit of %u elements", n,
@@ -249,8 +249,7 @@ static uint64_t hash_bytes(bw_slice v)
 }
 
 bw_status bw__bytes_set_build_masked(bw_arena *a, const bw_slice *items, size_t n,
-                                     uint64_t hash_mask, struct bw_bytes_set *ret,
-                                     bw_error *err)
+                                     uint64_t hash_mask, struct bw_bytes_set *ret, bw_error *err)
 {
     if (n > BW_SET_MAX_ELEMENTS)
         return bw_error_set(err, "a set of %zu strings is over the limit of %u elements", n,
@@ -258,8 +257,8 @@ bw_status bw__bytes_set_build_masked(bw_arena *a, const bw_slice *items, size_t 
     for (size_t i = 0; i < n; i++)
         if (items[i].len > BW_SET_MAX_BYTES_ELEMENT)
             return bw_error_set(err,
-                                "set element %zu is %zu bytes long, over the limit of %u bytes",
-                                i, items[i].len, BW_SET_MAX_BYTES_ELEMENT);
+                                "set element %zu is %zu bytes long, over the limit of %u bytes", i,
+                                items[i].len, BW_SET_MAX_BYTES_ELEMENT);
     size_t cap = 2;
     while (cap < 2 * n) /* load factor <= 1/2; n <= 2^18, so no overflow */
         cap *= 2;
@@ -300,8 +299,8 @@ bw_status bw__bytes_set_build_masked(bw_arena *a, const bw_slice *items, size_t 
     return BW_OK;
 }
 
-bw_status bw_bytes_set_build(bw_arena *a, const bw_slice *items, size_t n,
-                             struct bw_bytes_set *ret, bw_error *err)
+bw_status bw_bytes_set_build(bw_arena *a, const bw_slice *items, size_t n, struct bw_bytes_set *ret,
+                             bw_error *err)
 {
     return bw__bytes_set_build_masked(a, items, n, ~(uint64_t)0, ret, err);
 }

@@ -26,8 +26,8 @@
 #include "base/slice.h"
 #include "config/config.h"
 
-#define BW_SET_MAX_ELEMENTS 262144u     /* elements in one set literal */
-#define BW_SET_MAX_BYTES_ELEMENT 4096u  /* bytes in one string of a Bytes set */
+#define BW_SET_MAX_ELEMENTS 262144u    /* elements in one set literal */
+#define BW_SET_MAX_BYTES_ELEMENT 4096u /* bytes in one string of a Bytes set */
 
 /* ---- IP sets ------------------------------------------------------------
  * Sorted, merged, disjoint ranges per family, looked up by binary search.
@@ -55,8 +55,8 @@ struct bw_ip_set {
 
 /* Builds from n CIDRs (bw_parse_cidr's output; a bare address is a /32 or
  * /128). Overlapping and adjacent CIDRs merge. n == 0 is an empty set. */
-bw_status bw_ip_set_build(bw_arena *a, const struct bw_cidr *cidrs, size_t n,
-                          struct bw_ip_set *ret, bw_error *err) BW_MUST_CHECK;
+bw_status bw_ip_set_build(bw_arena *a, const struct bw_cidr *cidrs, size_t n, struct bw_ip_set *ret,
+                          bw_error *err) BW_MUST_CHECK;
 
 /* addr: 4 bytes, network byte order. */
 bool bw_ip_set_contains_v4(const struct bw_ip_set *s, const uint8_t addr[4]);
@@ -98,14 +98,14 @@ struct bw_bytes_slot {
 struct bw_bytes_set {
     const struct bw_bytes_slot *slots; /* mask + 1 slots, a power of two */
     size_t mask;
-    size_t count;     /* distinct elements */
-    size_t max_probe; /* slots a lookup examines at most */
+    size_t count;       /* distinct elements */
+    size_t max_probe;   /* slots a lookup examines at most */
     uint64_t hash_mask; /* ~0; the collision tests build with 0 */
 };
 
 /* Duplicates are kept once. Fails on an element over BW_SET_MAX_BYTES_ELEMENT. */
-bw_status bw_bytes_set_build(bw_arena *a, const bw_slice *items, size_t n,
-                             struct bw_bytes_set *ret, bw_error *err) BW_MUST_CHECK;
+bw_status bw_bytes_set_build(bw_arena *a, const bw_slice *items, size_t n, struct bw_bytes_set *ret,
+                             bw_error *err) BW_MUST_CHECK;
 bool bw_bytes_set_contains(const struct bw_bytes_set *s, bw_slice v);
 
 /* For tests: the same build with every hash ANDed with hash_mask (0 puts

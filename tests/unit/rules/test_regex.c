@@ -202,8 +202,8 @@ TEST(ids_past_one_word)
 /* One scratch serves several databases once reserved for each. */
 TEST(one_scratch_many_dbs)
 {
-    bw_slice a = BW_SLICE_LIT("^a"), b[3] = {BW_SLICE_LIT("b+c"), BW_SLICE_LIT("(?i)d"),
-                                             BW_SLICE_LIT("[0-9]{5}")};
+    bw_slice a = BW_SLICE_LIT("^a"),
+             b[3] = {BW_SLICE_LIT("b+c"), BW_SLICE_LIT("(?i)d"), BW_SLICE_LIT("[0-9]{5}")};
     bw_regex_db *da, *db;
     size_t bad;
     bw_error err;
@@ -369,7 +369,8 @@ TEST(input_length_limit)
     CHECK(bw_regex_scan(db, &s, bw_slice_make(in, BW_REGEX_MAX_INPUT_BYTES + 1), bits, 1, &err) ==
           BW_ERR);
     CHECK_INT_EQ(bits[0], 7);
-    CHECK_STR_EQ(err.msg, "regex scan: value of 16777217 bytes is over the limit of 16777216 bytes");
+    CHECK_STR_EQ(err.msg,
+                 "regex scan: value of 16777217 bytes is over the limit of 16777216 bytes");
     free(in);
     bw_regex_scratch_done(&s);
     bw_regex_db_free(db);

@@ -157,8 +157,8 @@ TEST(ip_mapped_addresses)
     CHECK(ipset(&a, &s, LIST("10.0.0.0/8")));
     CHECK_INT_EQ(in(&s, "::ffff:10.1.2.3"), 1);
     CHECK_INT_EQ(in(&s, "::ffff:11.0.0.0"), 0);
-    CHECK_INT_EQ(in(&s, "::10.1.2.3"), 0);         /* IPv4-compatible: not mapped */
-    CHECK_INT_EQ(in(&s, "64:ff9b::10.1.2.3"), 0);  /* NAT64: not mapped */
+    CHECK_INT_EQ(in(&s, "::10.1.2.3"), 0);        /* IPv4-compatible: not mapped */
+    CHECK_INT_EQ(in(&s, "64:ff9b::10.1.2.3"), 0); /* NAT64: not mapped */
     /* a mapped CIDR is an IPv4 CIDR */
     CHECK(ipset(&a, &s, LIST("::ffff:10.0.0.0/104")));
     CHECK_INT_EQ(in(&s, "10.1.2.3"), 1);
@@ -276,8 +276,9 @@ TEST(ip_large_random_against_reference)
         else
             memcpy(a16, base.addr, 16);
         int delta = (int)(rnd() % 5) - 2;
-        uint32_t lo32 = ((uint32_t)a16[12] << 24 | (uint32_t)a16[13] << 16 |
-                         (uint32_t)a16[14] << 8 | a16[15]) + (uint32_t)delta;
+        uint32_t lo32 =
+            ((uint32_t)a16[12] << 24 | (uint32_t)a16[13] << 16 | (uint32_t)a16[14] << 8 | a16[15]) +
+            (uint32_t)delta;
         if (rnd() % 4 == 0) /* or the last address of a /24 */
             lo32 |= 0xffu;
         a16[12] = (uint8_t)(lo32 >> 24);
@@ -364,8 +365,8 @@ TEST(int_set_merge_and_extremes)
     CHECK_INT_EQ(s.n, 2);
     CHECK(s.r[0].lo == 1 && s.r[0].hi == 10 && s.r[1].lo == 12);
     CHECK(!bw_int_set_contains(&s, 11));
-    struct bw_int_range ext[] = {{INT64_MAX, INT64_MAX}, {INT64_MIN, INT64_MIN},
-                                 {INT64_MAX - 1, INT64_MAX - 1}};
+    struct bw_int_range ext[] = {
+        {INT64_MAX, INT64_MAX}, {INT64_MIN, INT64_MIN}, {INT64_MAX - 1, INT64_MAX - 1}};
     CHECK(bw_int_set_build(&a, ext, 3, &s, &err) == BW_OK);
     CHECK_INT_EQ(s.n, 2);
     CHECK(bw_int_set_contains(&s, INT64_MAX));
