@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 
 #include "base/arena.h"
+#include "base/cidr.h"
 #include "base/error.h"
 #include "base/slice.h"
 
@@ -40,12 +41,6 @@ struct bw_sockaddr {
     struct sockaddr_storage ss;
     socklen_t len;
     char text[64]; /* "127.0.0.1:8080" / "[::1]:8080", for logs */
-};
-
-struct bw_cidr {
-    sa_family_t family; /* AF_INET or AF_INET6 */
-    uint8_t addr[16];   /* network byte order; first 4 bytes for IPv4 */
-    uint8_t prefix;     /* 0..32 or 0..128 */
 };
 
 struct bw_config_listen {

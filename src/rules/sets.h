@@ -24,7 +24,7 @@
 #include "base/arena.h"
 #include "base/error.h"
 #include "base/slice.h"
-#include "config/config.h"
+#include "base/cidr.h"
 
 #define BW_SET_MAX_ELEMENTS 262144u    /* elements in one set literal */
 #define BW_SET_MAX_BYTES_ELEMENT 4096u /* bytes in one string of a Bytes set */

@@ -2,6 +2,7 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 
+#include "config/config.h"
 #include "rules/sets.h"
 #include "test.h"
 
