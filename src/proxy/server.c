@@ -20,8 +20,32 @@ struct control {
     struct bw_io sig_io;
     struct bw_worker *workers;
     size_t nworkers;
+    bool *joined;            /* per worker: thread finished and joined */
+    size_t njoined;
+    struct bw_timer join_poll; /* while draining: collects finished workers */
     bool stopping;
 };
+
+enum { JOIN_POLL_MS = 20 };
+
+/* The control loop keeps running while workers drain, so that SIGQUIT still
+ * exits at once and a second SIGTERM is not lost. */
+static void join_poll_cb(struct bw_loop *loop, struct bw_timer *t)
+{
+    struct control *c = loop->data;
+    for (size_t i = 0; i < c->nworkers; i++) {
+        if (!c->joined[i] && pthread_tryjoin_np(c->workers[i].thread, NULL) == 0) {
+            c->joined[i] = true;
+            c->njoined++;
+        }
+    }
+    if (c->njoined == c->nworkers) {
+        loop->stop = true;
+        return;
+    }
+    if (bw_timer_set(loop, t, JOIN_POLL_MS) != BW_OK)
+        loop->stop = true; /* the caller joins whatever is left */
+}
 
 static void on_signal(struct bw_loop *loop, struct bw_io *io, uint32_t events)
 {
@@ -39,7 +63,8 @@ static void on_signal(struct bw_loop *loop, struct bw_io *io, uint32_t events)
                      si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
             for (size_t i = 0; i < c->nworkers; i++)
                 bw_worker_request_stop(&c->workers[i]);
-            loop->stop = true;
+            if (bw_timer_set(loop, &c->join_poll, JOIN_POLL_MS) != BW_OK)
+                loop->stop = true;
             break;
         case SIGQUIT:
             BW_INFOF("received SIGQUIT: exiting at once");
@@ -110,8 +135,9 @@ int bw_server_run(const struct bw_config *cfg)
     }
 
     c.workers = calloc(nworkers, sizeof *c.workers);
+    c.joined = calloc(nworkers, sizeof *c.joined);
     pws = calloc(nworkers, sizeof *pws);
-    if (!c.workers || !pws) {
+    if (!c.workers || !c.joined || !pws) {
         BW_ERRORF("out of memory");
         goto out;
     }
@@ -153,6 +179,7 @@ int bw_server_run(const struct bw_config *cfg)
         goto out;
     }
     c.loop.data = &c;
+    bw_timer_init(&c.join_poll, join_poll_cb);
     sfd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
     if (sfd < 0) {
         BW_ERRORF("signalfd: %s", strerror(errno));
@@ -187,7 +214,8 @@ int bw_server_run(const struct bw_config *cfg)
 
 out_join:
     for (size_t i = 0; i < nstarted; i++)
-        bw_worker_join(&c.workers[i]);
+        if (!c.joined[i])
+            bw_worker_join(&c.workers[i]);
     if (rc == 0)
         BW_INFOF("all workers stopped; exiting");
 out_loop:
@@ -203,6 +231,7 @@ out:
     for (size_t i = 0; i < ninit; i++)
         bw_worker_done(&c.workers[i]);
     free(pws);
+    free(c.joined);
     free(c.workers);
     bw_runtime_done(&rt);
     return rc;

@@ -200,3 +200,19 @@ def test_two_listeners(origin, bulwark, tmp_path):
         from bwtest import client
 
         assert client.request(port, "GET", f"/on/{port}").status == 200
+
+
+def test_sigquit_during_drain_exits_at_once(origin, proxy):
+    # The request would hold the drain for 8s; SIGQUIT must not wait for it.
+    origin.on("/slow", om.slow(8.0))
+    bw = proxy(origin, limits={"drain_timeout": "20s"})
+    conn = bw.connect(timeout=10)
+    conn.send(request_bytes("GET", "/slow"))
+    assert origin.wait_for(lambda o: o.heads_for("/slow"), 3)
+    bw.signal(signal.SIGTERM)
+    time.sleep(0.2)
+    assert bw.proc.poll() is None, "exited before the in-flight request finished"
+    bw.signal(signal.SIGQUIT)
+    code = bw.wait_exit(4 * SLACK)
+    assert code is not None, "SIGQUIT during the drain did not end the process"
+    conn.close()
