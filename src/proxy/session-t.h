@@ -122,6 +122,7 @@ struct bw_session {
     struct bw_task task; /* continues a pump that stopped to be fair */
     bool c_rd, c_wr;
     bool c_hup; /* the client closed its side: read until EOF is seen */
+    bool fresh; /* no request finished yet: the accept-time header deadline holds */
     bool closed;
     bool draining;
     bool peer_trusted;

@@ -826,9 +826,15 @@ static void head_step(struct bw_session *s)
         if (s->cbuf && bw_buf_len(s->cbuf) > 0) {
             if (s->state == S_IDLE) {
                 s->state = S_HEAD;
-                arm(s, T_HEADER, cfg->limits.client_header_timeout_ms);
-                if (s->closed)
-                    return;
+                if (s->fresh) {
+                    /* First request: the deadline set at accept stands, so
+                     * a byte sent just before it cannot buy a second one. */
+                    s->tkind = T_HEADER;
+                } else {
+                    arm(s, T_HEADER, cfg->limits.client_header_timeout_ms);
+                    if (s->closed)
+                        return;
+                }
             }
             if (s->scan.scanned == 0 && s->cbuf->start > 0 &&
                 bw_buf_room(s->cbuf) < s->cbuf->cap / 2)
@@ -1212,6 +1218,7 @@ static void finish_request(struct bw_session *s)
     }
     bw__request_log(s);
     bool keep = r->keep_alive && r->body.framed && !r->qfwd.active && !s->draining;
+    s->fresh = false;
     request_put(pw, r);
     s->req = NULL;
     s->ubuf = buf_put(pw, s->ubuf);
@@ -1315,8 +1322,7 @@ static void proxy_header_step(struct bw_session *s)
                 if (pp.has_source)
                     memcpy(&s->peer, &pp.source, sizeof s->peer);
                 bw_buf_consume(s->cbuf, pp.len);
-                s->state = S_IDLE;
-                arm(s, T_IDLE, CFG(s)->limits.client_header_timeout_ms);
+                s->state = S_IDLE; /* the accept-time header deadline still runs */
                 head_step(s);
                 return;
             }
@@ -1470,6 +1476,7 @@ void bw_session_accept(struct bw_proxy_worker *pw, int fd, const struct sockaddr
     s->io.cb = client_io;
     s->dfr.fn = session_free_cb;
     s->task.fn = session_resume;
+    s->fresh = true;
     s->pw = pw;
     memcpy(&s->peer, peer, sizeof s->peer);
     bw_timer_init(&s->timer, session_timeout);

@@ -70,6 +70,21 @@ def test_dripping_head_is_bounded_by_header_timeout(origin, proxy):
     assert_still_serves(bw)
 
 
+def test_first_head_deadline_counts_from_accept(origin, proxy):
+    # A client that idles almost the whole header timeout and then starts a
+    # head must not get a second full timeout for it.
+    bw = proxy(origin, limits=limits(client_header_timeout="2s"))
+    with bw.connect() as c:
+        t0 = time.monotonic()
+        time.sleep(1.7)
+        c.send(b"GET /late HTTP/1.1\r\nHost: t\r\n")
+        r = c.read_response(timeout=5)
+        got = time.monotonic() - t0
+    assert_proxy_error(r, 408)
+    assert got < 3.2, f"408 after {got:.2f}s: the deadline restarted at the first byte"
+    assert_still_serves(bw)
+
+
 def test_silent_new_connection_closed_without_bytes(origin, proxy):
     bw = proxy(origin, limits=limits(client_header_timeout="500ms"))
     with bw.connect() as c:
