@@ -19,6 +19,8 @@ struct pending {
     const struct bw__cnode *lhs; /* its compiled left side */
     bw_slice key;
     bw_slice pattern;
+    size_t expr;              /* which expression of the program */
+    struct bw_rules_span span; /* the pattern's span in that expression's text */
 };
 
 struct compiler {
@@ -28,6 +30,7 @@ struct compiler {
     size_t max_slots;
     struct pending *pend;
     size_t npend, max_pend;
+    size_t cur_expr;
 };
 
 static bw_status oom(struct compiler *c)
@@ -262,6 +265,8 @@ static bw_status compile_node(struct compiler *c, const struct bw_rules_node *n,
         struct pending *pd = &c->pend[c->npend++];
         pd->c = o;
         pd->pattern = n->u.matches.pattern;
+        pd->expr = c->cur_expr;
+        pd->span = n->u.matches.pattern_span;
         if (key_of(c, n->u.matches.lhs, &pd->key) != BW_OK)
             return BW_ERR;
         /* The left side is compiled here and kept by the group of the first
@@ -329,6 +334,11 @@ static bw_status group_matches(struct compiler *c)
         bw_error rerr;
         if (bw_regex_db_build(pats, k, &p->groups[g].db, &bad, &rerr) != BW_OK) {
             free_groups(p);
+            /* Name the offending pattern: the bad-th member of group g. */
+            for (size_t i = 0, m = 0; i < c->npend; i++)
+                if (group_of[i] == g && m++ == bad)
+                    return bw_error_set(c->err, "expression %zu, offset %u: %s", c->pend[i].expr,
+                                        c->pend[i].span.off, rerr.msg);
             return bw_error_set(c->err, "matches on %.*s: %s", (int)p->groups[g].key.len,
                                 p->groups[g].key.ptr, rerr.msg);
         }
@@ -355,9 +365,11 @@ bw_status bw_rules_compile(bw_arena *a, const struct bw_rules_expr *const *exprs
     if (!c.p->roots || !c.p->slots || !c.pend)
         return oom(&c);
     c.p->n = n;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        c.cur_expr = i;
         if (compile_node(&c, exprs[i]->root, &c.p->roots[i]) != BW_OK)
             return BW_ERR;
+    }
     if (group_matches(&c) != BW_OK)
         return BW_ERR;
     *ret = c.p;
