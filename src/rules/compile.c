@@ -19,7 +19,7 @@ struct pending {
     const struct bw__cnode *lhs; /* its compiled left side */
     bw_slice key;
     bw_slice pattern;
-    size_t expr;              /* which expression of the program */
+    size_t expr;               /* which expression of the program */
     struct bw_rules_span span; /* the pattern's span in that expression's text */
 };
 

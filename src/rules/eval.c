@@ -18,11 +18,11 @@
  * element of the array once; a plain group is one element. */
 struct bw__scan_cache {
     enum bw__cache_state state;
-    bool known;         /* the left side was known and every allocation worked */
-    size_t n;           /* elements */
-    size_t words;       /* bitset words per element */
-    bool *elem_known;   /* n: element known and scanned */
-    uint64_t *bits;     /* n * words */
+    bool known;       /* the left side was known and every allocation worked */
+    size_t n;         /* elements */
+    size_t words;     /* bitset words per element */
+    bool *elem_known; /* n: element known and scanned */
+    uint64_t *bits;   /* n * words */
 };
 
 static const struct bw_val unknown_val = {.kind = BW_VAL_UNKNOWN};
@@ -60,7 +60,8 @@ static struct bw_val v_bytes(bw_slice s)
 }
 static struct bw_val v_array(const struct bw_val *items, size_t n)
 {
-    return (struct bw_val){.kind = BW_VAL_ARRAY, .u.array = {.items = n ? items : empty_items, .n = n}};
+    return (struct bw_val){.kind = BW_VAL_ARRAY,
+                           .u.array = {.items = n ? items : empty_items, .n = n}};
 }
 static enum bw_tri tri_of_val(struct bw_val v)
 {
@@ -353,7 +354,8 @@ static enum bw_tri compare(enum bw_rules_cmp_op op, struct bw_val l, struct bw_v
             return BW_TRI_UNKNOWN;
         if (r.u.bytes.len == 0)
             return BW_TRI_TRUE;
-        return bw_tri_of(memmem(l.u.bytes.ptr, l.u.bytes.len, r.u.bytes.ptr, r.u.bytes.len) != NULL);
+        return bw_tri_of(memmem(l.u.bytes.ptr, l.u.bytes.len, r.u.bytes.ptr, r.u.bytes.len) !=
+                         NULL);
     case BW_RULES_CMP__COUNT:
         break;
     }
@@ -606,7 +608,8 @@ static struct bw_val eval_matches(struct bw_rules_ctx *cx, const struct bw__cnod
     if (!out)
         return unknown_val;
     for (size_t i = 0; i < sc->n; i++)
-        out[i] = sc->elem_known[i] ? v_bool(bw_regex_bit(sc->bits + i * sc->words, id)) : unknown_val;
+        out[i] =
+            sc->elem_known[i] ? v_bool(bw_regex_bit(sc->bits + i * sc->words, id)) : unknown_val;
     return v_array(out, sc->n);
 }
 

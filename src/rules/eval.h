@@ -136,7 +136,7 @@ bw_status bw_rules_compile(bw_arena *a, const struct bw_rules_expr *const *exprs
  * returns NULL. */
 struct bw_rules_prog *bw_rules_prog_free(struct bw_rules_prog *p);
 
-size_t bw_rules_prog_count(const struct bw_rules_prog *p);   /* expressions */
+size_t bw_rules_prog_count(const struct bw_rules_prog *p);       /* expressions */
 size_t bw_rules_prog_scan_groups(const struct bw_rules_prog *p); /* regex databases */
 
 /* Makes a thread's scratch fit every regex database of p. Once per thread

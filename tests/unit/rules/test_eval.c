@@ -132,15 +132,15 @@ static enum bw_tri ev(const char *text, const struct bw_request_view *v)
     return ev_cap(BW_RULES_PHASE_REQUEST, text, v, 0);
 }
 
-#define CHECK_TRI(text, view, want)                                                          \
-    do {                                                                                     \
-        enum bw_tri t_got = ev((text), (view));                                              \
-        if (t_got != (want)) {                                                               \
-            T_FAILF("%s: got %s, want %s", (text),                                           \
-                    t_got == BW_TRI__COUNT ? "(no build)" : bw_tri_name(t_got),              \
-                    bw_tri_name(want));                                                      \
-            return;                                                                          \
-        }                                                                                    \
+#define CHECK_TRI(text, view, want)                                                                \
+    do {                                                                                           \
+        enum bw_tri t_got = ev((text), (view));                                                    \
+        if (t_got != (want)) {                                                                     \
+            T_FAILF("%s: got %s, want %s", (text),                                                 \
+                    t_got == BW_TRI__COUNT ? "(no build)" : bw_tri_name(t_got),                    \
+                    bw_tri_name(want));                                                            \
+            return;                                                                                \
+        }                                                                                          \
     } while (0)
 
 #define T BW_TRI_TRUE
@@ -151,8 +151,8 @@ static enum bw_tri ev(const char *text, const struct bw_request_view *v)
 
 /* The operands as expression text: unknown is a comparison on a missing
  * bot.score. */
-static const char *const operand[3] = {[BW_TRI_FALSE] = "false", [BW_TRI_TRUE] = "true",
-                                       [BW_TRI_UNKNOWN] = "(bot.score lt 10)"};
+static const char *const operand[3] = {
+    [BW_TRI_FALSE] = "false", [BW_TRI_TRUE] = "true", [BW_TRI_UNKNOWN] = "(bot.score lt 10)"};
 static const enum bw_tri order[3] = {BW_TRI_TRUE, BW_TRI_FALSE, BW_TRI_UNKNOWN};
 
 /* SQL's tables, written out rather than computed, rows/columns T F U. */
@@ -502,13 +502,13 @@ TEST(matches_scanned_once)
     struct req r;
     req_init(&r, "GET", "/a/../admin/login.php");
     struct prog g;
-    CHECK(prog_build(&g, BW_RULES_PHASE_REQUEST,
-                     LIST("http.request.uri.path matches \"^/admin\"",
-                          "http.request.uri.path ~ \"login\" and http.request.uri.path ~ "
-                          "r\"\\.php$\"",
-                          "http.request.uri.path ~ \"nope\"",
-                          "raw.http.request.uri.path ~ \"^/admin\"",
-                          "false and http.host ~ \"a\"")));
+    CHECK(
+        prog_build(&g, BW_RULES_PHASE_REQUEST,
+                   LIST("http.request.uri.path matches \"^/admin\"",
+                        "http.request.uri.path ~ \"login\" and http.request.uri.path ~ "
+                        "r\"\\.php$\"",
+                        "http.request.uri.path ~ \"nope\"",
+                        "raw.http.request.uri.path ~ \"^/admin\"", "false and http.host ~ \"a\"")));
     CHECK_INT_EQ(bw_rules_prog_scan_groups(g.p), 3); /* path, raw path, host */
     bw_arena ra;
     bw_arena_init(&ra, 1024, 0);
@@ -520,7 +520,7 @@ TEST(matches_scanned_once)
     CHECK_INT_EQ(cx.stats.regex_scans, 1);
     CHECK_INT_EQ(bw_rules_eval(&cx, 1), T);
     CHECK_INT_EQ(bw_rules_eval(&cx, 2), F);
-    CHECK_INT_EQ(cx.stats.regex_scans, 1); /* four patterns, one scan of the path */
+    CHECK_INT_EQ(cx.stats.regex_scans, 1);  /* four patterns, one scan of the path */
     CHECK_INT_EQ(bw_rules_eval(&cx, 3), F); /* raw path starts "/a/" */
     CHECK_INT_EQ(cx.stats.regex_scans, 2);
     CHECK_INT_EQ(cx.stats.regex_failures, 0);
@@ -552,8 +552,8 @@ TEST(bad_regex_is_compile_error)
     for (size_t i = 0; i < 2; i++) {
         struct bw_rules_expr *e;
         struct bw_rules_diag d;
-        CHECK(bw_rules_parse(&a, bw_slice_make(texts[i], strlen(texts[i])),
-                             BW_RULES_PHASE_REQUEST, &at_1_1, &e, &d) == BW_OK);
+        CHECK(bw_rules_parse(&a, bw_slice_make(texts[i], strlen(texts[i])), BW_RULES_PHASE_REQUEST,
+                             &at_1_1, &e, &d) == BW_OK);
         exprs[i] = e;
     }
     struct bw_rules_prog *p;
@@ -567,9 +567,9 @@ TEST(bad_regex_is_compile_error)
 
 TEST(path_normalisation)
 {
-    static const char *const sneaky[] = {"/admin",        "/a/../admin", "/%61dmin", "//admin",
-                                         "/./admin",      "/x/y/../../admin/", "/%2e/admin",
-                                         "/admin?x=1",    "///a/..//admin"};
+    static const char *const sneaky[] = {"/admin",     "/a/../admin", "/%61dmin",
+                                         "//admin",    "/./admin",    "/x/y/../../admin/",
+                                         "/%2e/admin", "/admin?x=1",  "///a/..//admin"};
     for (size_t i = 0; i < sizeof sneaky / sizeof *sneaky; i++) {
         struct req r;
         req_init(&r, "GET", sneaky[i]);
@@ -613,8 +613,7 @@ TEST(arena_exhaustion_is_unknown)
             enum bw_tri a = ev_cap(BW_RULES_PHASE_REQUEST, exprs[i], &r.v, cap);
             enum bw_tri b = ev_cap(BW_RULES_PHASE_REQUEST, neg, &r.v, cap);
             if (!(a == U && b == U)) {
-                T_FAILF("%s with cap %zu: %s / %s", exprs[i], cap, bw_tri_name(a),
-                        bw_tri_name(b));
+                T_FAILF("%s with cap %zu: %s / %s", exprs[i], cap, bw_tri_name(a), bw_tri_name(b));
                 return;
             }
         }
@@ -632,8 +631,7 @@ TEST(response_fields)
     req_init(&r, "GET", "/");
     CHECK_INT_EQ(ev_cap(BW_RULES_PHASE_RESPONSE, "http.response.code eq 404", &r.v, 0), U);
     CHECK_INT_EQ(
-        ev_cap(BW_RULES_PHASE_RESPONSE, "len(http.response.headers[\"server\"]) eq 0", &r.v, 0),
-        U);
+        ev_cap(BW_RULES_PHASE_RESPONSE, "len(http.response.headers[\"server\"]) eq 0", &r.v, 0), U);
     r.v.has_response = true;
     r.v.response_code = 404;
     r.rh[r.v.response_headers.n++] =
@@ -646,8 +644,8 @@ TEST(response_fields)
     CHECK_INT_EQ(ev_cap(BW_RULES_PHASE_RESPONSE, "has(http.response.headers[\"server\"])", &r.v, 0),
                  T);
     CHECK_INT_EQ(ev_cap(BW_RULES_PHASE_RESPONSE, "has(http.response.code)", &r.v, 0), T);
-    CHECK_INT_EQ(
-        ev_cap(BW_RULES_PHASE_RESPONSE, "http.request.method eq \"GET\" and ssl", &r.v, 0), F);
+    CHECK_INT_EQ(ev_cap(BW_RULES_PHASE_RESPONSE, "http.request.method eq \"GET\" and ssl", &r.v, 0),
+                 F);
 }
 
 int main(void)
