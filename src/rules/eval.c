@@ -78,11 +78,19 @@ static void *ralloc(struct bw_rules_ctx *cx, size_t n)
 
 /* ---- headers --------------------------------------------------------------- */
 
-static const struct bw_rv_headers *map_of(const struct bw_rules_ctx *cx, enum bw_rules_field map)
+/* The header map of field map; false when it does not exist (response
+ * headers before there is a response). */
+static bool map_of(const struct bw_rules_ctx *cx, enum bw_rules_field map,
+                   const struct bw_rv_headers **ret)
 {
-    if (map == BW_RULES_F_HTTP_RESPONSE_HEADERS)
-        return cx->view->has_response ? &cx->view->response_headers : NULL;
-    return &cx->view->headers;
+    if (map == BW_RULES_F_HTTP_RESPONSE_HEADERS) {
+        if (!cx->view->has_response)
+            return false;
+        *ret = &cx->view->response_headers;
+        return true;
+    }
+    *ret = &cx->view->headers;
+    return true;
 }
 
 static size_t header_count(const struct bw_rv_headers *h, bw_slice name)
@@ -129,8 +137,8 @@ static struct bw_val header_join(struct bw_rules_ctx *cx, bw_slice name, bw_slic
  * the map itself is (response headers before there is a response). */
 static struct bw_val header_array(struct bw_rules_ctx *cx, const struct bw__slot *s)
 {
-    const struct bw_rv_headers *h = map_of(cx, s->map);
-    if (!h)
+    const struct bw_rv_headers *h;
+    if (!map_of(cx, s->map, &h))
         return unknown_val;
     size_t k = header_count(h, s->name);
     if (k == 0)
@@ -502,8 +510,8 @@ static struct bw_val eval_call(struct bw_rules_ctx *cx, const struct bw__cnode *
             return v_bool(field_present(cx, a0->u.field));
         if (a0->kind == BW__C_HEADER) {
             const struct bw__slot *s = &cx->prog->slots[a0->u.header.slot];
-            const struct bw_rv_headers *h = map_of(cx, s->map);
-            return v_bool(h && header_count(h, s->name) > 0);
+            const struct bw_rv_headers *h;
+            return v_bool(map_of(cx, s->map, &h) && header_count(h, s->name) > 0);
         }
         return v_bool(eval(cx, a0).kind != BW_VAL_UNKNOWN);
     case BW_RULES_FN_ANY:

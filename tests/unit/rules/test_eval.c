@@ -632,6 +632,9 @@ TEST(response_fields)
     CHECK_INT_EQ(ev_cap(BW_RULES_PHASE_RESPONSE, "http.response.code eq 404", &r.v, 0), U);
     CHECK_INT_EQ(
         ev_cap(BW_RULES_PHASE_RESPONSE, "len(http.response.headers[\"server\"]) eq 0", &r.v, 0), U);
+    CHECK_INT_EQ(ev_cap(BW_RULES_PHASE_RESPONSE, "has(http.response.headers[\"server\"])", &r.v, 0),
+                 F);
+    CHECK_INT_EQ(ev_cap(BW_RULES_PHASE_RESPONSE, "not http.response.code eq 404", &r.v, 0), U);
     r.v.has_response = true;
     r.v.response_code = 404;
     r.rh[r.v.response_headers.n++] =
