@@ -1,0 +1,402 @@
+/* The rules compiler: checked ASTs (rules.h) in, one immutable program
+ * (eval_internal.h) out. Runs at load, so it may allocate (in the snapshot
+ * arena) and fail with a sentence; the evaluator (eval.c) then has nothing
+ * left to decide.
+ *
+ * This file owns: resolving fields and header names to ids and slots,
+ * building `in {}` sets (sets.h), grouping `matches` by left side and
+ * building one regex database per group (regex.h). It does not own parsing
+ * or type checking (parser.c, check.c) nor run-time semantics (eval.c). */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "rules/eval_internal.h"
+
+/* A matches node waiting to be grouped. */
+struct pending {
+    struct bw__cnode *c;
+    const struct bw__cnode *lhs; /* its compiled left side */
+    bw_slice key;
+    bw_slice pattern;
+    size_t expr;               /* which expression of the program */
+    struct bw_rules_span span; /* the pattern's span in that expression's text */
+};
+
+struct compiler {
+    bw_arena *a;
+    bw_error *err;
+    struct bw_rules_prog *p;
+    size_t max_slots;
+    struct pending *pend;
+    size_t npend, max_pend;
+    size_t cur_expr;
+};
+
+static bw_status oom(struct compiler *c)
+{
+    return bw_error_set(c->err, "out of memory compiling rules");
+}
+
+/* Counts the nodes that need side tables, to size them once. */
+static void count(const struct bw_rules_node *n, size_t *maps, size_t *matches)
+{
+    switch (n->kind) {
+    case BW_RULES_N_BOOL:
+    case BW_RULES_N_INT:
+    case BW_RULES_N_BYTES:
+    case BW_RULES_N_IP:
+    case BW_RULES_N_FIELD:
+        return;
+    case BW_RULES_N_MAP_GET:
+        (*maps)++;
+        count(n->u.map_get.map, maps, matches);
+        return;
+    case BW_RULES_N_INDEX:
+        count(n->u.index.array, maps, matches);
+        return;
+    case BW_RULES_N_EACH:
+        count(n->u.each.array, maps, matches);
+        return;
+    case BW_RULES_N_CALL:
+        for (size_t i = 0; i < n->u.call.nargs; i++)
+            count(n->u.call.args[i], maps, matches);
+        return;
+    case BW_RULES_N_NOT:
+        count(n->u.not_.operand, maps, matches);
+        return;
+    case BW_RULES_N_LOGIC:
+        for (size_t i = 0; i < n->u.logic.n; i++)
+            count(n->u.logic.operands[i], maps, matches);
+        return;
+    case BW_RULES_N_COMPARE:
+        count(n->u.compare.lhs, maps, matches);
+        count(n->u.compare.rhs, maps, matches);
+        return;
+    case BW_RULES_N_MATCHES:
+        (*matches)++;
+        count(n->u.matches.lhs, maps, matches);
+        return;
+    case BW_RULES_N_IN:
+        count(n->u.in.lhs, maps, matches);
+        return;
+    case BW_RULES_N__COUNT:
+        return;
+    }
+}
+
+static struct bw_val_ip ip_of(const struct bw_rules_ip *ip)
+{
+    struct bw_val_ip v;
+    memset(&v, 0, sizeof v);
+    v.family = ip->family;
+    memcpy(v.addr, ip->addr, sizeof v.addr);
+    return v;
+}
+
+static bw_status slot_of(struct compiler *c, enum bw_rules_field map, bw_slice name, size_t *ret)
+{
+    struct bw_rules_prog *p = c->p;
+    for (size_t i = 0; i < p->nslots; i++)
+        if (p->slots[i].map == map && bw_slice_eq(p->slots[i].name, name)) {
+            *ret = i;
+            return BW_OK;
+        }
+    if (p->nslots >= c->max_slots)
+        return bw_error_set(c->err, "internal error: header slot table too small");
+    p->slots[p->nslots] = (struct bw__slot){.map = map, .name = name};
+    *ret = p->nslots++;
+    return BW_OK;
+}
+
+static bw_status build_set(struct compiler *c, const struct bw_rules_node *n, struct bw__cnode *out)
+{
+    size_t ne = n->u.in.n;
+    const struct bw_rules_set_elem *el = n->u.in.elems;
+    if (ne == 0)
+        return bw_error_set(c->err, "internal error: empty set");
+    enum bw_rules_set_kind kind = el[0].kind;
+    for (size_t i = 1; i < ne; i++)
+        if (el[i].kind != kind)
+            return bw_error_set(c->err, "internal error: set mixes element kinds");
+    out->u.in.kind = kind;
+    switch (kind) {
+    case BW_RULES_SET_BYTES: {
+        bw_slice *items = bw_arena_alloc(c->a, ne * sizeof *items);
+        if (!items)
+            return oom(c);
+        for (size_t i = 0; i < ne; i++)
+            items[i] = el[i].u.bytes;
+        return bw_bytes_set_build(c->a, items, ne, &out->u.in.bytes, c->err);
+    }
+    case BW_RULES_SET_INT_RANGE: {
+        struct bw_int_range *items = bw_arena_alloc(c->a, ne * sizeof *items);
+        if (!items)
+            return oom(c);
+        for (size_t i = 0; i < ne; i++)
+            items[i] = (struct bw_int_range){.lo = el[i].u.range.lo, .hi = el[i].u.range.hi};
+        return bw_int_set_build(c->a, items, ne, &out->u.in.ints, c->err);
+    }
+    case BW_RULES_SET_IP: {
+        struct bw_cidr *items = bw_arena_alloc(c->a, ne * sizeof *items);
+        if (!items)
+            return oom(c);
+        for (size_t i = 0; i < ne; i++) {
+            const struct bw_rules_ip *ip = &el[i].u.ip;
+            items[i].family = ip->family == BW_RULES_IPV4 ? AF_INET : AF_INET6;
+            memcpy(items[i].addr, ip->addr, sizeof items[i].addr);
+            items[i].prefix = ip->prefix;
+        }
+        return bw_ip_set_build(c->a, items, ne, &out->u.in.ips, c->err);
+    }
+    case BW_RULES_SET__COUNT:
+        break;
+    }
+    return bw_error_set(c->err, "internal error: bad set kind");
+}
+
+static bw_status compile_node(struct compiler *c, const struct bw_rules_node *n,
+                              const struct bw__cnode **ret);
+
+static bw_status compile_list(struct compiler *c, struct bw_rules_node *const *in, size_t k,
+                              const struct bw__cnode ***ret)
+{
+    const struct bw__cnode **out = bw_arena_alloc(c->a, (k ? k : 1) * sizeof *out);
+    if (!out)
+        return oom(c);
+    for (size_t i = 0; i < k; i++)
+        if (compile_node(c, in[i], &out[i]) != BW_OK)
+            return BW_ERR;
+    *ret = out;
+    return BW_OK;
+}
+
+/* The canonical text of a node: equal texts compute equal values. */
+static bw_status key_of(struct compiler *c, const struct bw_rules_node *n, bw_slice *ret)
+{
+    char probe[1];
+    size_t len = bw_rules_format(n, probe, sizeof probe);
+    char *buf = bw_arena_alloc(c->a, len + 1);
+    if (!buf)
+        return oom(c);
+    (void)bw_rules_format(n, buf, len + 1);
+    *ret = bw_slice_make(buf, len);
+    return BW_OK;
+}
+
+static bw_status compile_node(struct compiler *c, const struct bw_rules_node *n,
+                              const struct bw__cnode **ret)
+{
+    struct bw__cnode *o = bw_arena_alloc(c->a, sizeof *o);
+    if (!o)
+        return oom(c);
+    o->lifted = n->lifted;
+    switch (n->kind) {
+    case BW_RULES_N_BOOL:
+        o->kind = BW__C_CONST;
+        o->u.konst = (struct bw_val){.kind = BW_VAL_BOOL, .u.boolean = n->u.boolean};
+        break;
+    case BW_RULES_N_INT:
+        o->kind = BW__C_CONST;
+        o->u.konst = (struct bw_val){.kind = BW_VAL_INT, .u.integer = n->u.integer};
+        break;
+    case BW_RULES_N_BYTES:
+        o->kind = BW__C_CONST;
+        o->u.konst = (struct bw_val){.kind = BW_VAL_BYTES, .u.bytes = n->u.bytes};
+        break;
+    case BW_RULES_N_IP:
+        o->kind = BW__C_CONST;
+        o->u.konst = (struct bw_val){.kind = BW_VAL_IP, .u.ip = ip_of(&n->u.ip)};
+        break;
+    case BW_RULES_N_FIELD:
+        o->kind = BW__C_FIELD;
+        o->u.field = n->u.field;
+        break;
+    case BW_RULES_N_MAP_GET: {
+        const struct bw_rules_node *m = n->u.map_get.map;
+        if (m->kind != BW_RULES_N_FIELD)
+            return bw_error_set(c->err, "internal error: [\"...\"] on something not a field");
+        o->kind = BW__C_HEADER;
+        if (slot_of(c, m->u.field, n->u.map_get.key, &o->u.header.slot) != BW_OK)
+            return BW_ERR;
+        break;
+    }
+    case BW_RULES_N_INDEX:
+        o->kind = BW__C_INDEX;
+        o->u.index.index = n->u.index.index;
+        if (compile_node(c, n->u.index.array, &o->u.index.array) != BW_OK)
+            return BW_ERR;
+        break;
+    case BW_RULES_N_EACH:
+        o->kind = BW__C_EACH;
+        if (compile_node(c, n->u.each.array, &o->u.each.array) != BW_OK)
+            return BW_ERR;
+        break;
+    case BW_RULES_N_CALL:
+        o->kind = BW__C_CALL;
+        o->u.call.fn = n->u.call.fn;
+        o->u.call.nargs = n->u.call.nargs;
+        if (compile_list(c, n->u.call.args, n->u.call.nargs, &o->u.call.args) != BW_OK)
+            return BW_ERR;
+        break;
+    case BW_RULES_N_NOT:
+        o->kind = BW__C_NOT;
+        if (compile_node(c, n->u.not_.operand, &o->u.not_.operand) != BW_OK)
+            return BW_ERR;
+        break;
+    case BW_RULES_N_LOGIC:
+        o->kind = BW__C_LOGIC;
+        o->u.logic.op = n->u.logic.op;
+        o->u.logic.n = n->u.logic.n;
+        if (compile_list(c, n->u.logic.operands, n->u.logic.n, &o->u.logic.operands) != BW_OK)
+            return BW_ERR;
+        break;
+    case BW_RULES_N_COMPARE:
+        o->kind = BW__C_COMPARE;
+        o->u.compare.op = n->u.compare.op;
+        if (compile_node(c, n->u.compare.lhs, &o->u.compare.lhs) != BW_OK ||
+            compile_node(c, n->u.compare.rhs, &o->u.compare.rhs) != BW_OK)
+            return BW_ERR;
+        break;
+    case BW_RULES_N_MATCHES: {
+        o->kind = BW__C_MATCHES;
+        if (c->npend >= c->max_pend)
+            return bw_error_set(c->err, "internal error: matches table too small");
+        struct pending *pd = &c->pend[c->npend++];
+        pd->c = o;
+        pd->pattern = n->u.matches.pattern;
+        pd->expr = c->cur_expr;
+        pd->span = n->u.matches.pattern_span;
+        if (key_of(c, n->u.matches.lhs, &pd->key) != BW_OK)
+            return BW_ERR;
+        /* The left side is compiled here and kept by the group of the first
+         * member with this key; later members' copies are simply unused. */
+        if (compile_node(c, n->u.matches.lhs, &pd->lhs) != BW_OK)
+            return BW_ERR;
+        break;
+    }
+    case BW_RULES_N_IN:
+        o->kind = BW__C_IN;
+        if (compile_node(c, n->u.in.lhs, &o->u.in.lhs) != BW_OK)
+            return BW_ERR;
+        if (build_set(c, n, o) != BW_OK)
+            return BW_ERR;
+        break;
+    case BW_RULES_N__COUNT:
+        return bw_error_set(c->err, "internal error: bad node kind");
+    }
+    *ret = o;
+    return BW_OK;
+}
+
+static void free_groups(struct bw_rules_prog *p)
+{
+    for (size_t i = 0; i < p->ngroups; i++)
+        p->groups[i].db = bw_regex_db_free(p->groups[i].db);
+}
+
+/* Puts each pending matches in the first group with its key that has room,
+ * then builds one database per group. */
+static bw_status group_matches(struct compiler *c)
+{
+    struct bw_rules_prog *p = c->p;
+    size_t *group_of = bw_arena_alloc(c->a, (c->npend ? c->npend : 1) * sizeof *group_of);
+    p->groups = bw_arena_alloc(c->a, (c->npend ? c->npend : 1) * sizeof *p->groups);
+    bw_slice *pats = bw_arena_alloc(c->a, (c->npend ? c->npend : 1) * sizeof *pats);
+    if (!group_of || !p->groups || !pats)
+        return oom(c);
+    for (size_t i = 0; i < c->npend; i++) {
+        struct pending *pd = &c->pend[i];
+        size_t g = p->ngroups;
+        for (size_t j = 0; j < p->ngroups; j++)
+            if (bw_slice_eq(p->groups[j].key, pd->key) &&
+                p->groups[j].npatterns < BW_REGEX_MAX_PATTERNS) {
+                g = j;
+                break;
+            }
+        if (g == p->ngroups) {
+            p->groups[g] = (struct bw__group){
+                .key = pd->key,
+                .lhs = pd->lhs,
+            };
+            p->ngroups++;
+        }
+        group_of[i] = g;
+        pd->c->u.matches.group = g;
+        pd->c->u.matches.id = p->groups[g].npatterns++;
+    }
+    for (size_t g = 0; g < p->ngroups; g++) {
+        size_t k = 0;
+        for (size_t i = 0; i < c->npend; i++)
+            if (group_of[i] == g)
+                pats[k++] = c->pend[i].pattern;
+        size_t bad = 0;
+        bw_error rerr;
+        if (bw_regex_db_build(pats, k, &p->groups[g].db, &bad, &rerr) != BW_OK) {
+            free_groups(p);
+            /* Name the offending pattern: the bad-th member of group g. */
+            for (size_t i = 0, m = 0; i < c->npend; i++)
+                if (group_of[i] == g && m++ == bad)
+                    return bw_error_set(c->err, "expression %zu, offset %u: %s", c->pend[i].expr,
+                                        c->pend[i].span.off, rerr.msg);
+            return bw_error_set(c->err, "matches on %.*s: %s", (int)p->groups[g].key.len,
+                                p->groups[g].key.ptr, rerr.msg);
+        }
+    }
+    return BW_OK;
+}
+
+bw_status bw_rules_compile(bw_arena *a, const struct bw_rules_expr *const *exprs, size_t n,
+                           struct bw_rules_prog **ret, bw_error *err)
+{
+    if (n > BW_RULES_PROG_MAX_EXPRS)
+        return bw_error_set(err, "too many expressions in one program: %zu (at most %d)", n,
+                            (int)BW_RULES_PROG_MAX_EXPRS);
+    size_t maps = 0, matches = 0;
+    for (size_t i = 0; i < n; i++)
+        count(exprs[i]->root, &maps, &matches);
+    struct compiler c = {.a = a, .err = err, .max_slots = maps, .max_pend = matches};
+    c.p = bw_arena_alloc(a, sizeof *c.p);
+    if (!c.p)
+        return oom(&c);
+    c.p->roots = bw_arena_alloc(a, (n ? n : 1) * sizeof *c.p->roots);
+    c.p->slots = bw_arena_alloc(a, (maps ? maps : 1) * sizeof *c.p->slots);
+    c.pend = bw_arena_alloc(a, (matches ? matches : 1) * sizeof *c.pend);
+    if (!c.p->roots || !c.p->slots || !c.pend)
+        return oom(&c);
+    c.p->n = n;
+    for (size_t i = 0; i < n; i++) {
+        c.cur_expr = i;
+        if (compile_node(&c, exprs[i]->root, &c.p->roots[i]) != BW_OK)
+            return BW_ERR;
+    }
+    if (group_matches(&c) != BW_OK)
+        return BW_ERR;
+    *ret = c.p;
+    return BW_OK;
+}
+
+struct bw_rules_prog *bw_rules_prog_free(struct bw_rules_prog *p)
+{
+    if (p)
+        free_groups(p);
+    return NULL;
+}
+
+size_t bw_rules_prog_count(const struct bw_rules_prog *p)
+{
+    return p->n;
+}
+
+size_t bw_rules_prog_scan_groups(const struct bw_rules_prog *p)
+{
+    return p->ngroups;
+}
+
+bw_status bw_rules_prog_reserve(const struct bw_rules_prog *p, bw_regex_scratch *s, bw_error *err)
+{
+    for (size_t g = 0; g < p->ngroups; g++)
+        if (bw_regex_scratch_reserve(s, p->groups[g].db, err) != BW_OK)
+            return BW_ERR;
+    return BW_OK;
+}

@@ -1,0 +1,731 @@
+/* The rules evaluator: runs a compiled program (eval_internal.h) against one
+ * request view with three-valued logic. No I/O; no allocation except from
+ * the per-request arena, and a refused allocation makes the value being
+ * computed unknown (never a crash, never a wrong true).
+ *
+ * This file owns: field extraction (lazily, once per context), header
+ * lookups (case-insensitive; repeated headers joined), the normalised path,
+ * function and operator semantics, [*] lifting, and running each scan
+ * group's regex database at most once per context. It does not own building
+ * anything (compile.c). */
+#include <netinet/in.h>
+#include <string.h>
+
+#include "http/uri.h"
+#include "rules/eval_internal.h"
+
+/* One scan group's outcome for this request. Lifted groups scan each
+ * element of the array once; a plain group is one element. */
+struct bw__scan_cache {
+    enum bw__cache_state state;
+    bool known;       /* the left side was known and every allocation worked */
+    size_t n;         /* elements */
+    size_t words;     /* bitset words per element */
+    bool *elem_known; /* n: element known and scanned */
+    uint64_t *bits;   /* n * words */
+};
+
+static const struct bw_val unknown_val = {.kind = BW_VAL_UNKNOWN};
+static const struct bw_val empty_items[1] = {{.kind = BW_VAL_UNKNOWN}};
+
+const char *bw_tri_name(enum bw_tri t)
+{
+    switch (t) {
+    case BW_TRI_FALSE:
+        return "false";
+    case BW_TRI_TRUE:
+        return "true";
+    case BW_TRI_UNKNOWN:
+    case BW_TRI__COUNT:
+        break;
+    }
+    return "unknown";
+}
+
+static struct bw_val v_bool(bool b)
+{
+    return (struct bw_val){.kind = BW_VAL_BOOL, .u.boolean = b};
+}
+static struct bw_val v_tri(enum bw_tri t)
+{
+    return t == BW_TRI_UNKNOWN ? unknown_val : v_bool(t == BW_TRI_TRUE);
+}
+static struct bw_val v_int(int64_t i)
+{
+    return (struct bw_val){.kind = BW_VAL_INT, .u.integer = i};
+}
+static struct bw_val v_bytes(bw_slice s)
+{
+    return (struct bw_val){.kind = BW_VAL_BYTES, .u.bytes = s};
+}
+static struct bw_val v_array(const struct bw_val *items, size_t n)
+{
+    return (struct bw_val){.kind = BW_VAL_ARRAY,
+                           .u.array = {.items = n ? items : empty_items, .n = n}};
+}
+static enum bw_tri tri_of_val(struct bw_val v)
+{
+    return v.kind == BW_VAL_BOOL ? bw_tri_of(v.u.boolean) : BW_TRI_UNKNOWN;
+}
+
+static void *ralloc(struct bw_rules_ctx *cx, size_t n)
+{
+    void *p = bw_arena_alloc(cx->arena, n ? n : 1);
+    if (!p)
+        cx->stats.arena_failures++;
+    return p;
+}
+
+/* ---- headers --------------------------------------------------------------- */
+
+/* The header map of field map; false when it does not exist (response
+ * headers before there is a response). */
+static bool map_of(const struct bw_rules_ctx *cx, enum bw_rules_field map,
+                   const struct bw_rv_headers **ret)
+{
+    if (map == BW_RULES_F_HTTP_RESPONSE_HEADERS) {
+        if (!cx->view->has_response)
+            return false;
+        *ret = &cx->view->response_headers;
+        return true;
+    }
+    *ret = &cx->view->headers;
+    return true;
+}
+
+static size_t header_count(const struct bw_rv_headers *h, bw_slice name)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < h->n; i++)
+        if (bw_slice_eq_nocase(h->items[i].name, name))
+            k++;
+    return k;
+}
+
+/* Every value of header name, joined by sep; unknown when there is none. */
+static struct bw_val header_join(struct bw_rules_ctx *cx, bw_slice name, bw_slice sep)
+{
+    const struct bw_rv_headers *h = &cx->view->headers;
+    size_t k = 0, total = 0, last = 0;
+    for (size_t i = 0; i < h->n; i++)
+        if (bw_slice_eq_nocase(h->items[i].name, name)) {
+            total += h->items[i].value.len + (k ? sep.len : 0);
+            k++;
+            last = i;
+        }
+    if (k == 0)
+        return unknown_val;
+    if (k == 1)
+        return v_bytes(h->items[last].value);
+    char *buf = ralloc(cx, total);
+    if (!buf)
+        return unknown_val;
+    size_t o = 0, j = 0;
+    for (size_t i = 0; i < h->n; i++)
+        if (bw_slice_eq_nocase(h->items[i].name, name)) {
+            if (j++) {
+                memcpy(buf + o, sep.ptr, sep.len);
+                o += sep.len;
+            }
+            memcpy(buf + o, h->items[i].value.ptr, h->items[i].value.len);
+            o += h->items[i].value.len;
+        }
+    return v_bytes(bw_slice_make(buf, o));
+}
+
+/* map["name"] as Array<Bytes>: empty when the header is absent, unknown when
+ * the map itself is (response headers before there is a response). */
+static struct bw_val header_array(struct bw_rules_ctx *cx, const struct bw__slot *s)
+{
+    const struct bw_rv_headers *h;
+    if (!map_of(cx, s->map, &h))
+        return unknown_val;
+    size_t k = header_count(h, s->name);
+    if (k == 0)
+        return v_array(NULL, 0);
+    struct bw_val *items = ralloc(cx, k * sizeof *items);
+    if (!items)
+        return unknown_val;
+    size_t j = 0;
+    for (size_t i = 0; i < h->n; i++)
+        if (bw_slice_eq_nocase(h->items[i].name, s->name))
+            items[j++] = v_bytes(h->items[i].value);
+    return v_array(items, k);
+}
+
+/* ---- fields ---------------------------------------------------------------- */
+
+static struct bw_val ip_of_sockaddr(const struct bw_rv_opt_addr *a)
+{
+    if (!a->known)
+        return unknown_val;
+    struct bw_val v = {.kind = BW_VAL_IP};
+    memset(&v.u.ip, 0, sizeof v.u.ip);
+    if (a->addr.ss_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)&a->addr;
+        v.u.ip.family = BW_RULES_IPV4;
+        memcpy(v.u.ip.addr, &s4->sin_addr, 4);
+        return v;
+    }
+    if (a->addr.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&a->addr;
+        const uint8_t *b = s6->sin6_addr.s6_addr;
+        static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        if (memcmp(b, mapped, sizeof mapped) == 0) {
+            v.u.ip.family = BW_RULES_IPV4; /* ::ffff:a.b.c.d is a.b.c.d, as literals are */
+            memcpy(v.u.ip.addr, b + 12, 4);
+        } else {
+            v.u.ip.family = BW_RULES_IPV6;
+            memcpy(v.u.ip.addr, b, 16);
+        }
+        return v;
+    }
+    return unknown_val;
+}
+
+static struct bw_val extract(struct bw_rules_ctx *cx, enum bw_rules_field f)
+{
+    const struct bw_request_view *rv = cx->view;
+    switch (f) {
+    case BW_RULES_F_HTTP_REQUEST_METHOD:
+        return v_bytes(rv->method);
+    case BW_RULES_F_HTTP_HOST:
+        return rv->host.known ? v_bytes(rv->host.value) : unknown_val;
+    case BW_RULES_F_HTTP_REQUEST_URI:
+        return v_bytes(rv->uri);
+    case BW_RULES_F_HTTP_REQUEST_URI_PATH: {
+        char *buf = ralloc(cx, rv->raw_path.len + 1);
+        if (!buf)
+            return unknown_val;
+        return v_bytes(bw_uri_normalize_path(rv->raw_path, buf, rv->raw_path.len + 1));
+    }
+    case BW_RULES_F_RAW_HTTP_REQUEST_URI_PATH:
+        return v_bytes(rv->raw_path);
+    case BW_RULES_F_HTTP_REQUEST_URI_QUERY:
+        return v_bytes(rv->query);
+    case BW_RULES_F_HTTP_USER_AGENT:
+        return header_join(cx, BW_SLICE_LIT("user-agent"), BW_SLICE_LIT(", "));
+    case BW_RULES_F_HTTP_REFERER:
+        return header_join(cx, BW_SLICE_LIT("referer"), BW_SLICE_LIT(", "));
+    case BW_RULES_F_HTTP_COOKIE:
+        return header_join(cx, BW_SLICE_LIT("cookie"), BW_SLICE_LIT("; "));
+    case BW_RULES_F_HTTP_X_FORWARDED_FOR:
+        return header_join(cx, BW_SLICE_LIT("x-forwarded-for"), BW_SLICE_LIT(", "));
+    case BW_RULES_F_IP_SRC:
+        return ip_of_sockaddr(&rv->src);
+    case BW_RULES_F_SSL:
+        return v_bool(rv->ssl);
+    case BW_RULES_F_BOT_SCORE:
+        return rv->bot_score.known ? v_int(rv->bot_score.value) : unknown_val;
+    case BW_RULES_F_HTTP_RESPONSE_CODE:
+        return rv->has_response ? v_int(rv->response_code) : unknown_val;
+    case BW_RULES_F_HTTP_REQUEST_HEADERS:
+    case BW_RULES_F_HTTP_RESPONSE_HEADERS:
+        /* A whole map is only ever an argument of has() or of ["..."]. */
+        return unknown_val;
+    case BW_RULES_F__COUNT:
+        break;
+    }
+    return unknown_val;
+}
+
+static struct bw_val field(struct bw_rules_ctx *cx, enum bw_rules_field f)
+{
+    if ((size_t)f >= BW_RULES_F__COUNT)
+        return unknown_val;
+    struct bw__field_cache *c = &cx->fields[f];
+    if (c->state == BW__CACHE_EMPTY) {
+        cx->stats.extractions++;
+        c->v = extract(cx, f);
+        c->state = BW__CACHE_DONE;
+    }
+    return c->v;
+}
+
+/* has(field): presence, never unknown, independent of the arena. */
+static bool field_present(const struct bw_rules_ctx *cx, enum bw_rules_field f)
+{
+    const struct bw_request_view *rv = cx->view;
+    switch (f) {
+    case BW_RULES_F_HTTP_REQUEST_METHOD:
+    case BW_RULES_F_HTTP_REQUEST_URI:
+    case BW_RULES_F_HTTP_REQUEST_URI_PATH:
+    case BW_RULES_F_RAW_HTTP_REQUEST_URI_PATH:
+    case BW_RULES_F_HTTP_REQUEST_URI_QUERY:
+    case BW_RULES_F_SSL:
+    case BW_RULES_F_HTTP_REQUEST_HEADERS:
+        return true;
+    case BW_RULES_F_HTTP_HOST:
+        return rv->host.known;
+    case BW_RULES_F_HTTP_USER_AGENT:
+        return header_count(&rv->headers, BW_SLICE_LIT("user-agent")) > 0;
+    case BW_RULES_F_HTTP_REFERER:
+        return header_count(&rv->headers, BW_SLICE_LIT("referer")) > 0;
+    case BW_RULES_F_HTTP_COOKIE:
+        return header_count(&rv->headers, BW_SLICE_LIT("cookie")) > 0;
+    case BW_RULES_F_HTTP_X_FORWARDED_FOR:
+        return header_count(&rv->headers, BW_SLICE_LIT("x-forwarded-for")) > 0;
+    case BW_RULES_F_IP_SRC:
+        return ip_of_sockaddr(&rv->src).kind == BW_VAL_IP;
+    case BW_RULES_F_BOT_SCORE:
+        return rv->bot_score.known;
+    case BW_RULES_F_HTTP_RESPONSE_CODE:
+    case BW_RULES_F_HTTP_RESPONSE_HEADERS:
+        return rv->has_response;
+    case BW_RULES_F__COUNT:
+        break;
+    }
+    return false;
+}
+
+static bool ensure_ready(struct bw_rules_ctx *cx)
+{
+    if (cx->ready)
+        return !cx->broken;
+    cx->ready = true;
+    const struct bw_rules_prog *p = cx->prog;
+    if (p->nslots) {
+        cx->slots = ralloc(cx, p->nslots * sizeof *cx->slots); /* zeroed: EMPTY */
+        if (!cx->slots)
+            cx->broken = true;
+    }
+    if (p->ngroups) {
+        cx->scans = ralloc(cx, p->ngroups * sizeof *cx->scans);
+        if (!cx->scans)
+            cx->broken = true;
+    }
+    return !cx->broken;
+}
+
+static struct bw_val slot(struct bw_rules_ctx *cx, size_t i)
+{
+    struct bw__field_cache *c = &cx->slots[i];
+    if (c->state == BW__CACHE_EMPTY) {
+        cx->stats.extractions++;
+        c->v = header_array(cx, &cx->prog->slots[i]);
+        c->state = BW__CACHE_DONE;
+    }
+    return c->v;
+}
+
+/* ---- operators and functions -------------------------------------------- */
+
+static enum bw_tri ip_eq(const struct bw_val_ip *a, const struct bw_val_ip *b)
+{
+    if (a->family != b->family)
+        return BW_TRI_FALSE; /* an IPv4 value never equals an IPv6 one */
+    return bw_tri_of(memcmp(a->addr, b->addr, a->family == BW_RULES_IPV4 ? 4 : 16) == 0);
+}
+
+static enum bw_tri eq(struct bw_val l, struct bw_val r)
+{
+    if (l.kind == BW_VAL_UNKNOWN || r.kind == BW_VAL_UNKNOWN || l.kind != r.kind)
+        return BW_TRI_UNKNOWN;
+    switch (l.kind) {
+    case BW_VAL_BOOL:
+        return bw_tri_of(l.u.boolean == r.u.boolean);
+    case BW_VAL_INT:
+        return bw_tri_of(l.u.integer == r.u.integer);
+    case BW_VAL_BYTES:
+        return bw_tri_of(bw_slice_eq(l.u.bytes, r.u.bytes));
+    case BW_VAL_IP:
+        return ip_eq(&l.u.ip, &r.u.ip);
+    case BW_VAL_UNKNOWN:
+    case BW_VAL_ARRAY:
+    case BW_VAL__COUNT:
+        break;
+    }
+    return BW_TRI_UNKNOWN;
+}
+
+static enum bw_tri compare(enum bw_rules_cmp_op op, struct bw_val l, struct bw_val r)
+{
+    switch (op) {
+    case BW_RULES_EQ:
+        return eq(l, r);
+    case BW_RULES_NE:
+        return bw_tri_not(eq(l, r));
+    case BW_RULES_LT:
+    case BW_RULES_LE:
+    case BW_RULES_GT:
+    case BW_RULES_GE: {
+        if (l.kind != BW_VAL_INT || r.kind != BW_VAL_INT)
+            return BW_TRI_UNKNOWN;
+        int64_t a = l.u.integer, b = r.u.integer;
+        return bw_tri_of(op == BW_RULES_LT   ? a < b
+                         : op == BW_RULES_LE ? a <= b
+                         : op == BW_RULES_GT ? a > b
+                                             : a >= b);
+    }
+    case BW_RULES_CONTAINS:
+        if (l.kind != BW_VAL_BYTES || r.kind != BW_VAL_BYTES)
+            return BW_TRI_UNKNOWN;
+        if (r.u.bytes.len == 0)
+            return BW_TRI_TRUE;
+        return bw_tri_of(memmem(l.u.bytes.ptr, l.u.bytes.len, r.u.bytes.ptr, r.u.bytes.len) !=
+                         NULL);
+    case BW_RULES_CMP__COUNT:
+        break;
+    }
+    return BW_TRI_UNKNOWN;
+}
+
+static enum bw_tri in_set(const struct bw__cnode *n, struct bw_val v)
+{
+    switch (n->u.in.kind) {
+    case BW_RULES_SET_BYTES:
+        if (v.kind != BW_VAL_BYTES)
+            return BW_TRI_UNKNOWN;
+        return bw_tri_of(bw_bytes_set_contains(&n->u.in.bytes, v.u.bytes));
+    case BW_RULES_SET_INT_RANGE:
+        if (v.kind != BW_VAL_INT)
+            return BW_TRI_UNKNOWN;
+        return bw_tri_of(bw_int_set_contains(&n->u.in.ints, v.u.integer));
+    case BW_RULES_SET_IP:
+        if (v.kind != BW_VAL_IP)
+            return BW_TRI_UNKNOWN;
+        if (v.u.ip.family == BW_RULES_IPV4)
+            return bw_tri_of(bw_ip_set_contains_v4(&n->u.in.ips, v.u.ip.addr));
+        return bw_tri_of(bw_ip_set_contains_v6(&n->u.in.ips, v.u.ip.addr));
+    case BW_RULES_SET__COUNT:
+        break;
+    }
+    return BW_TRI_UNKNOWN;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static struct bw_val map_bytes(struct bw_rules_ctx *cx, enum bw_rules_func fn, bw_slice s)
+{
+    if (s.len == 0)
+        return v_bytes(BW_SLICE_EMPTY);
+    char *out = ralloc(cx, s.len);
+    if (!out)
+        return unknown_val;
+    size_t o = 0;
+    for (size_t i = 0; i < s.len; i++) {
+        char c = s.ptr[i];
+        if (fn == BW_RULES_FN_LOWER) {
+            out[o++] = bw_ascii_lower(c);
+        } else if (fn == BW_RULES_FN_UPPER) {
+            out[o++] = (c >= 'a' && c <= 'z') ? (char)(c - ('a' - 'A')) : c;
+        } else { /* url_decode: %XX decoded, '+' is a space; bad escapes kept */
+            int h, l;
+            if (c == '%' && i + 2 < s.len && (h = hexval(s.ptr[i + 1])) >= 0 &&
+                (l = hexval(s.ptr[i + 2])) >= 0) {
+                out[o++] = (char)(h * 16 + l);
+                i += 2;
+            } else if (c == '+') {
+                out[o++] = ' ';
+            } else {
+                out[o++] = c;
+            }
+        }
+    }
+    return v_bytes(bw_slice_make(out, o));
+}
+
+/* A function of one value (the first argument, or one element of it when
+ * lifted) and the other arguments, already evaluated. */
+static struct bw_val apply(struct bw_rules_ctx *cx, enum bw_rules_func fn, struct bw_val a,
+                           const struct bw_val *rest, size_t nrest)
+{
+    if (a.kind == BW_VAL_UNKNOWN)
+        return unknown_val;
+    switch (fn) {
+    case BW_RULES_FN_LOWER:
+    case BW_RULES_FN_UPPER:
+    case BW_RULES_FN_URL_DECODE:
+        if (a.kind != BW_VAL_BYTES)
+            return unknown_val;
+        return map_bytes(cx, fn, a.u.bytes);
+    case BW_RULES_FN_LEN:
+        if (a.kind == BW_VAL_BYTES)
+            return v_int((int64_t)a.u.bytes.len);
+        if (a.kind == BW_VAL_ARRAY)
+            return v_int((int64_t)a.u.array.n);
+        return unknown_val;
+    case BW_RULES_FN_STARTS_WITH:
+    case BW_RULES_FN_ENDS_WITH: {
+        if (nrest != 1 || a.kind != BW_VAL_BYTES || rest[0].kind != BW_VAL_BYTES)
+            return unknown_val;
+        bw_slice s = a.u.bytes, x = rest[0].u.bytes;
+        if (x.len > s.len)
+            return v_bool(false);
+        size_t off = fn == BW_RULES_FN_STARTS_WITH ? 0 : s.len - x.len;
+        return v_bool(x.len == 0 || memcmp(s.ptr + off, x.ptr, x.len) == 0);
+    }
+    case BW_RULES_FN_CONCAT: {
+        if (a.kind != BW_VAL_BYTES)
+            return unknown_val;
+        size_t total = a.u.bytes.len;
+        for (size_t i = 0; i < nrest; i++) {
+            if (rest[i].kind != BW_VAL_BYTES)
+                return unknown_val;
+            total += rest[i].u.bytes.len;
+        }
+        char *out = ralloc(cx, total);
+        if (!out)
+            return unknown_val;
+        memcpy(out, a.u.bytes.ptr, a.u.bytes.len);
+        size_t o = a.u.bytes.len;
+        for (size_t i = 0; i < nrest; i++) {
+            memcpy(out + o, rest[i].u.bytes.ptr, rest[i].u.bytes.len);
+            o += rest[i].u.bytes.len;
+        }
+        return v_bytes(bw_slice_make(out, o));
+    }
+    case BW_RULES_FN_ANY:
+    case BW_RULES_FN_ALL:
+    case BW_RULES_FN_HAS:
+    case BW_RULES_FN__COUNT:
+        break;
+    }
+    return unknown_val;
+}
+
+/* ---- evaluation ------------------------------------------------------------ */
+
+static struct bw_val eval(struct bw_rules_ctx *cx, const struct bw__cnode *n);
+
+/* concat() takes at most 16 arguments (fields.c). */
+#define BW__MAX_ARGS 16
+
+static struct bw_val eval_call(struct bw_rules_ctx *cx, const struct bw__cnode *n)
+{
+    enum bw_rules_func fn = n->u.call.fn;
+    const struct bw__cnode *a0 = n->u.call.args[0];
+    switch (fn) {
+    case BW_RULES_FN_HAS:
+        if (a0->kind == BW__C_FIELD)
+            return v_bool(field_present(cx, a0->u.field));
+        if (a0->kind == BW__C_HEADER) {
+            const struct bw__slot *s = &cx->prog->slots[a0->u.header.slot];
+            const struct bw_rv_headers *h;
+            return v_bool(map_of(cx, s->map, &h) && header_count(h, s->name) > 0);
+        }
+        return v_bool(eval(cx, a0).kind != BW_VAL_UNKNOWN);
+    case BW_RULES_FN_ANY:
+    case BW_RULES_FN_ALL: {
+        struct bw_val arr = eval(cx, a0);
+        if (arr.kind != BW_VAL_ARRAY)
+            return unknown_val;
+        bool is_any = fn == BW_RULES_FN_ANY;
+        enum bw_tri acc = is_any ? BW_TRI_FALSE : BW_TRI_TRUE;
+        for (size_t i = 0; i < arr.u.array.n; i++) {
+            enum bw_tri t = tri_of_val(arr.u.array.items[i]);
+            acc = is_any ? bw_tri_or(acc, t) : bw_tri_and(acc, t);
+        }
+        return v_tri(acc);
+    }
+    case BW_RULES_FN_LOWER:
+    case BW_RULES_FN_UPPER:
+    case BW_RULES_FN_LEN:
+    case BW_RULES_FN_STARTS_WITH:
+    case BW_RULES_FN_ENDS_WITH:
+    case BW_RULES_FN_URL_DECODE:
+    case BW_RULES_FN_CONCAT:
+    case BW_RULES_FN__COUNT:
+        break;
+    }
+    size_t nrest = n->u.call.nargs - 1;
+    if (nrest >= BW__MAX_ARGS)
+        return unknown_val;
+    struct bw_val rest[BW__MAX_ARGS];
+    for (size_t i = 0; i < nrest; i++)
+        rest[i] = eval(cx, n->u.call.args[i + 1]);
+    struct bw_val a = eval(cx, a0);
+    if (!n->lifted)
+        return apply(cx, fn, a, rest, nrest);
+    if (a.kind != BW_VAL_ARRAY)
+        return unknown_val;
+    struct bw_val *out = ralloc(cx, a.u.array.n * sizeof *out);
+    if (!out)
+        return unknown_val;
+    for (size_t i = 0; i < a.u.array.n; i++)
+        out[i] = apply(cx, fn, a.u.array.items[i], rest, nrest);
+    return v_array(out, a.u.array.n);
+}
+
+/* Scans group g's left side once for this context. */
+static struct bw__scan_cache *scan(struct bw_rules_ctx *cx, size_t g)
+{
+    struct bw__scan_cache *sc = &cx->scans[g];
+    if (sc->state == BW__CACHE_DONE)
+        return sc;
+    sc->state = BW__CACHE_DONE;
+    sc->known = false;
+    const struct bw__group *grp = &cx->prog->groups[g];
+    struct bw_val v = eval(cx, grp->lhs);
+    const struct bw_val *elems;
+    size_t n;
+    if (grp->lhs->lifted) {
+        if (v.kind != BW_VAL_ARRAY)
+            return sc;
+        elems = v.u.array.items;
+        n = v.u.array.n;
+    } else {
+        elems = &v;
+        n = 1;
+    }
+    sc->n = n;
+    sc->words = BW_REGEX_BITSET_WORDS(grp->npatterns);
+    if (sc->words == 0)
+        sc->words = 1;
+    sc->elem_known = ralloc(cx, n * sizeof *sc->elem_known);
+    sc->bits = ralloc(cx, n * sc->words * sizeof *sc->bits);
+    if (!sc->elem_known || !sc->bits)
+        return sc;
+    for (size_t i = 0; i < n; i++) {
+        if (elems[i].kind != BW_VAL_BYTES)
+            continue;
+        bw_error err;
+        cx->stats.regex_scans++;
+        if (bw_regex_scan(grp->db, cx->scratch, elems[i].u.bytes, sc->bits + i * sc->words,
+                          sc->words, &err) != BW_OK) {
+            cx->stats.regex_failures++;
+            continue;
+        }
+        sc->elem_known[i] = true;
+    }
+    sc->known = true;
+    return sc;
+}
+
+static struct bw_val eval_matches(struct bw_rules_ctx *cx, const struct bw__cnode *n)
+{
+    struct bw__scan_cache *sc = scan(cx, n->u.matches.group);
+    if (!sc->known)
+        return unknown_val;
+    size_t id = n->u.matches.id;
+    if (!n->lifted) {
+        if (!sc->elem_known[0])
+            return unknown_val;
+        return v_bool(bw_regex_bit(sc->bits, id));
+    }
+    struct bw_val *out = ralloc(cx, sc->n * sizeof *out);
+    if (!out)
+        return unknown_val;
+    for (size_t i = 0; i < sc->n; i++)
+        out[i] =
+            sc->elem_known[i] ? v_bool(bw_regex_bit(sc->bits + i * sc->words, id)) : unknown_val;
+    return v_array(out, sc->n);
+}
+
+/* A lifted comparison or `in`: per element of the left side. */
+static struct bw_val lift(struct bw_rules_ctx *cx, const struct bw__cnode *n, struct bw_val l,
+                          struct bw_val r)
+{
+    if (l.kind != BW_VAL_ARRAY)
+        return unknown_val;
+    struct bw_val *out = ralloc(cx, l.u.array.n * sizeof *out);
+    if (!out)
+        return unknown_val;
+    for (size_t i = 0; i < l.u.array.n; i++)
+        out[i] = v_tri(n->kind == BW__C_IN ? in_set(n, l.u.array.items[i])
+                                           : compare(n->u.compare.op, l.u.array.items[i], r));
+    return v_array(out, l.u.array.n);
+}
+
+static struct bw_val eval_logic(struct bw_rules_ctx *cx, const struct bw__cnode *n)
+{
+    enum bw_rules_logic_op op = n->u.logic.op;
+    enum bw_tri acc = op == BW_RULES_AND ? BW_TRI_TRUE : BW_TRI_FALSE;
+    for (size_t i = 0; i < n->u.logic.n; i++) {
+        enum bw_tri t = tri_of_val(eval(cx, n->u.logic.operands[i]));
+        switch (op) {
+        case BW_RULES_AND:
+            acc = bw_tri_and(acc, t);
+            if (acc == BW_TRI_FALSE)
+                return v_bool(false);
+            break;
+        case BW_RULES_OR:
+            acc = bw_tri_or(acc, t);
+            if (acc == BW_TRI_TRUE)
+                return v_bool(true);
+            break;
+        case BW_RULES_XOR:
+            acc = bw_tri_xor(acc, t);
+            if (acc == BW_TRI_UNKNOWN)
+                return unknown_val;
+            break;
+        case BW_RULES_LOGIC__COUNT:
+            return unknown_val;
+        }
+    }
+    return v_tri(acc);
+}
+
+static struct bw_val eval(struct bw_rules_ctx *cx, const struct bw__cnode *n)
+{
+    switch (n->kind) {
+    case BW__C_CONST:
+        return n->u.konst;
+    case BW__C_FIELD:
+        return field(cx, n->u.field);
+    case BW__C_HEADER:
+        return slot(cx, n->u.header.slot);
+    case BW__C_INDEX: {
+        struct bw_val a = eval(cx, n->u.index.array);
+        if (a.kind != BW_VAL_ARRAY || n->u.index.index < 0 ||
+            (uint64_t)n->u.index.index >= a.u.array.n)
+            return unknown_val;
+        return a.u.array.items[n->u.index.index];
+    }
+    case BW__C_EACH:
+        return eval(cx, n->u.each.array);
+    case BW__C_CALL:
+        return eval_call(cx, n);
+    case BW__C_NOT:
+        return v_tri(bw_tri_not(tri_of_val(eval(cx, n->u.not_.operand))));
+    case BW__C_LOGIC:
+        return eval_logic(cx, n);
+    case BW__C_COMPARE: {
+        struct bw_val l = eval(cx, n->u.compare.lhs);
+        struct bw_val r = eval(cx, n->u.compare.rhs);
+        if (n->lifted)
+            return lift(cx, n, l, r);
+        return v_tri(compare(n->u.compare.op, l, r));
+    }
+    case BW__C_MATCHES:
+        return eval_matches(cx, n);
+    case BW__C_IN: {
+        struct bw_val l = eval(cx, n->u.in.lhs);
+        if (n->lifted)
+            return lift(cx, n, l, unknown_val);
+        return v_tri(in_set(n, l));
+    }
+    case BW__C__COUNT:
+        break;
+    }
+    return unknown_val;
+}
+
+void bw_rules_ctx_init(struct bw_rules_ctx *cx, const struct bw_rules_prog *p,
+                       const struct bw_request_view *view, bw_arena *arena,
+                       bw_regex_scratch *scratch)
+{
+    memset(cx, 0, sizeof *cx);
+    cx->prog = p;
+    cx->view = view;
+    cx->arena = arena;
+    cx->scratch = scratch;
+    for (size_t i = 0; i < BW_RULES_F__COUNT; i++)
+        cx->fields[i] = (struct bw__field_cache){.state = BW__CACHE_EMPTY, .v = unknown_val};
+}
+
+enum bw_tri bw_rules_eval(struct bw_rules_ctx *cx, size_t i)
+{
+    if (i >= cx->prog->n || !ensure_ready(cx))
+        return BW_TRI_UNKNOWN;
+    return tri_of_val(eval(cx, cx->prog->roots[i]));
+}

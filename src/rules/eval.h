@@ -1,0 +1,192 @@
+/* The rules compiler and evaluator: checked expressions in, a compiled
+ * program out (at load), then per request a three-valued verdict for each
+ * expression of the program.
+ *
+ *   // load (snapshot arena a):
+ *   struct bw_rules_prog *p;
+ *   if (bw_rules_compile(&a, exprs, n, &p, &err) != BW_OK) ...
+ *   // per worker thread, once per snapshot:
+ *   if (bw_rules_prog_reserve(p, &scratch, &err) != BW_OK) ...
+ *   // per request (req_arena has a hard cap):
+ *   struct bw_rules_ctx cx;
+ *   bw_rules_ctx_init(&cx, p, &view, &req_arena, &scratch);
+ *   if (bw_rules_eval(&cx, i) == BW_TRI_TRUE) fire(rule i);
+ *   // at snapshot free: p = bw_rules_prog_free(p);
+ *
+ * Compiled form: one tree of compiled nodes per expression, allocated in the
+ * snapshot arena, immutable after bw_rules_compile and shareable between
+ * threads. Fields are resolved to ids; header lookups to a slot number (one
+ * per distinct (map, name)); `in {}` sets are built with sets.h; every
+ * `matches` whose left side is the same expression (same canonical text, per
+ * bw_rules_format) goes into one bw_regex_db per such "scan group", so each
+ * field is scanned at most once per request, and only when a rule needs it.
+ *
+ * Per-request state lives in a bw_rules_ctx: the field cache (each field is
+ * extracted at most once), header slots, each scan group's result bits, and
+ * the per-request arena for computed values (lower(), concat(), joined
+ * headers, the normalised path). Evaluation allocates nothing else. When the
+ * arena is exhausted, the value being computed is unknown (fail-safe): a rule
+ * fires only on TRUE, so exhaustion can stop a rule from firing, never crash
+ * or make `not` of something true.
+ *
+ * Three-valued logic as in SQL: not U = U; F and U = F; T or U = T; xor with
+ * U = U; a comparison or function with an unknown operand is U (has() is
+ * never U). */
+#ifndef BW_RULES_EVAL_H
+#define BW_RULES_EVAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/arena.h"
+#include "base/error.h"
+#include "base/slice.h"
+#include "rules/ast.h"
+#include "rules/regex.h"
+#include "rules/request_view.h"
+#include "rules/rules.h"
+
+/* ---- three-valued truth --------------------------------------------------- */
+
+enum bw_tri { BW_TRI_FALSE, BW_TRI_TRUE, BW_TRI_UNKNOWN, BW_TRI__COUNT };
+
+static inline enum bw_tri bw_tri_not(enum bw_tri a)
+{
+    return a == BW_TRI_UNKNOWN ? BW_TRI_UNKNOWN : a == BW_TRI_TRUE ? BW_TRI_FALSE : BW_TRI_TRUE;
+}
+static inline enum bw_tri bw_tri_and(enum bw_tri a, enum bw_tri b)
+{
+    if (a == BW_TRI_FALSE || b == BW_TRI_FALSE)
+        return BW_TRI_FALSE;
+    return (a == BW_TRI_UNKNOWN || b == BW_TRI_UNKNOWN) ? BW_TRI_UNKNOWN : BW_TRI_TRUE;
+}
+static inline enum bw_tri bw_tri_or(enum bw_tri a, enum bw_tri b)
+{
+    if (a == BW_TRI_TRUE || b == BW_TRI_TRUE)
+        return BW_TRI_TRUE;
+    return (a == BW_TRI_UNKNOWN || b == BW_TRI_UNKNOWN) ? BW_TRI_UNKNOWN : BW_TRI_FALSE;
+}
+static inline enum bw_tri bw_tri_xor(enum bw_tri a, enum bw_tri b)
+{
+    if (a == BW_TRI_UNKNOWN || b == BW_TRI_UNKNOWN)
+        return BW_TRI_UNKNOWN;
+    return a != b ? BW_TRI_TRUE : BW_TRI_FALSE;
+}
+static inline enum bw_tri bw_tri_of(bool b)
+{
+    return b ? BW_TRI_TRUE : BW_TRI_FALSE;
+}
+/* "true", "false", "unknown". */
+const char *bw_tri_name(enum bw_tri t);
+
+/* ---- run-time values ------------------------------------------------------ */
+
+/* UNKNOWN is a variant of its own: never a NULL slice or a 0. */
+enum bw_val_kind {
+    BW_VAL_UNKNOWN,
+    BW_VAL_BOOL,
+    BW_VAL_INT,
+    BW_VAL_BYTES,
+    BW_VAL_IP,
+    BW_VAL_ARRAY,
+    BW_VAL__COUNT
+};
+
+/* An address; IPv4-mapped IPv6 addresses are stored as IPV4 (as literals
+ * are, ast.h). addr holds 4 or 16 bytes in network order. */
+struct bw_val_ip {
+    enum bw_rules_ip_family family;
+    uint8_t addr[16];
+};
+
+struct bw_val {
+    enum bw_val_kind kind;
+    union {
+        bool boolean;
+        int64_t integer;
+        bw_slice bytes;
+        struct bw_val_ip ip;
+        struct {
+            const struct bw_val *items; /* n elements (any of them may be UNKNOWN) */
+            size_t n;
+        } array;
+    } u;
+};
+
+/* ---- compiled program ----------------------------------------------------- */
+
+struct bw_rules_prog; /* opaque; immutable once compiled */
+
+/* Named limits. */
+enum {
+    BW_RULES_PROG_MAX_EXPRS = 65536, /* expressions in one program */
+};
+
+/* Compiles n checked expressions (all of one phase) into one program
+ * allocated in a (the snapshot's arena, which must outlive it). Expression i
+ * is evaluated with bw_rules_eval(cx, i). Fails with a sentence in err (a set
+ * or regex database that cannot be built, too many expressions, out of
+ * memory); *ret is then untouched and any regex database already built is
+ * freed. */
+bw_status bw_rules_compile(bw_arena *a, const struct bw_rules_expr *const *exprs, size_t n,
+                           struct bw_rules_prog **ret, bw_error *err) BW_MUST_CHECK;
+
+/* Frees what the arena does not own (the regex databases). Accepts NULL,
+ * returns NULL. */
+struct bw_rules_prog *bw_rules_prog_free(struct bw_rules_prog *p);
+
+size_t bw_rules_prog_count(const struct bw_rules_prog *p);       /* expressions */
+size_t bw_rules_prog_scan_groups(const struct bw_rules_prog *p); /* regex databases */
+
+/* Makes a thread's scratch fit every regex database of p. Once per thread
+ * per program, never per request. */
+bw_status bw_rules_prog_reserve(const struct bw_rules_prog *p, bw_regex_scratch *s,
+                                bw_error *err) BW_MUST_CHECK;
+
+/* ---- per-request evaluation ------------------------------------------------ */
+
+/* Counters for tests, `bulwark eval` and metrics. */
+struct bw_rules_eval_stats {
+    uint64_t regex_scans;    /* bw_regex_scan calls */
+    uint64_t regex_failures; /* scans that failed (value reads as unknown) */
+    uint64_t extractions;    /* fields and header slots extracted */
+    uint64_t arena_failures; /* allocations refused by the request arena */
+};
+
+enum bw__cache_state { BW__CACHE_EMPTY, BW__CACHE_DONE, BW__CACHE__COUNT };
+
+struct bw__field_cache {
+    enum bw__cache_state state;
+    struct bw_val v;
+};
+
+struct bw__scan_cache; /* eval.c */
+
+/* One request's evaluation state. Fields are private to eval.c; the struct
+ * is public so that callers can keep it on the stack. */
+struct bw_rules_ctx {
+    const struct bw_rules_prog *prog;
+    const struct bw_request_view *view;
+    bw_arena *arena;
+    bw_regex_scratch *scratch;
+    bool ready;  /* slot and scan caches allocated */
+    bool broken; /* their allocation failed: every expression is unknown */
+    struct bw__field_cache fields[BW_RULES_F__COUNT];
+    struct bw__field_cache *slots; /* prog's header slots */
+    struct bw__scan_cache *scans;  /* prog's scan groups */
+    struct bw_rules_eval_stats stats;
+};
+
+/* Binds a context to one request. Allocates nothing (caches are taken from
+ * the arena on first use). view, arena and scratch must outlive cx; the
+ * scratch must have been reserved for p (bw_rules_prog_reserve). */
+void bw_rules_ctx_init(struct bw_rules_ctx *cx, const struct bw_rules_prog *p,
+                       const struct bw_request_view *view, bw_arena *arena,
+                       bw_regex_scratch *scratch);
+
+/* The value of expression i (i < bw_rules_prog_count) for the bound request.
+ * A rule fires only on BW_TRI_TRUE. i out of range gives BW_TRI_UNKNOWN. */
+enum bw_tri bw_rules_eval(struct bw_rules_ctx *cx, size_t i);
+
+#endif

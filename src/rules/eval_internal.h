@@ -1,0 +1,100 @@
+/* The compiled form shared by compile.c (which builds it) and eval.c (which
+ * runs it). Not for use outside src/rules/.
+ *
+ * A program is one tree of bw__cnode per expression. The tree mirrors the
+ * checked AST with everything that can be decided at load decided: literals
+ * are values, fields are ids, header lookups are slots, sets are built and
+ * matches point at (scan group, pattern id). */
+#ifndef BW_RULES_EVAL_INTERNAL_H
+#define BW_RULES_EVAL_INTERNAL_H
+
+#include "rules/eval.h"
+#include "rules/sets.h"
+
+enum bw__ck {
+    BW__C_CONST,   /* a literal value */
+    BW__C_FIELD,   /* a scalar field (or a whole map, only under has()) */
+    BW__C_HEADER,  /* map["name"]: Array<Bytes> through a header slot */
+    BW__C_INDEX,   /* array[n] */
+    BW__C_EACH,    /* array[*]: the array, lifted */
+    BW__C_CALL,    /* function */
+    BW__C_NOT,     /* not */
+    BW__C_LOGIC,   /* and / or / xor, n-ary */
+    BW__C_COMPARE, /* eq ne lt le gt ge contains */
+    BW__C_MATCHES, /* regex, through a scan group */
+    BW__C_IN,      /* in { set } */
+    BW__C__COUNT
+};
+
+struct bw__cnode {
+    enum bw__ck kind;
+    bool lifted; /* evaluates to an Array: the operation is applied per element */
+    union {
+        struct bw_val konst;
+        enum bw_rules_field field;
+        struct {
+            size_t slot;
+        } header;
+        struct {
+            const struct bw__cnode *array;
+            int64_t index;
+        } index;
+        struct {
+            const struct bw__cnode *array;
+        } each;
+        struct {
+            enum bw_rules_func fn;
+            size_t nargs;
+            const struct bw__cnode **args;
+        } call;
+        struct {
+            const struct bw__cnode *operand;
+        } not_;
+        struct {
+            enum bw_rules_logic_op op;
+            size_t n;
+            const struct bw__cnode **operands;
+        } logic;
+        struct {
+            enum bw_rules_cmp_op op;
+            const struct bw__cnode *lhs, *rhs;
+        } compare;
+        struct {
+            size_t group; /* index into prog->groups */
+            size_t id;    /* pattern id in that group's database */
+        } matches;
+        struct {
+            const struct bw__cnode *lhs;
+            enum bw_rules_set_kind kind;
+            struct bw_bytes_set bytes;
+            struct bw_int_set ints;
+            struct bw_ip_set ips;
+        } in;
+    } u;
+};
+
+/* One distinct (map field, lowercased header name). */
+struct bw__slot {
+    enum bw_rules_field map; /* HTTP_REQUEST_HEADERS or HTTP_RESPONSE_HEADERS */
+    bw_slice name;
+};
+
+/* All matches whose left side has the same canonical text: one database,
+ * scanned once per request (per element when lifted). */
+struct bw__group {
+    bw_slice key;                /* bw_rules_format of the left side */
+    const struct bw__cnode *lhs; /* compiled left side (of the first member) */
+    size_t npatterns;
+    bw_regex_db *db;
+};
+
+struct bw_rules_prog {
+    const struct bw__cnode **roots;
+    size_t n;
+    struct bw__slot *slots;
+    size_t nslots;
+    struct bw__group *groups;
+    size_t ngroups;
+};
+
+#endif

@@ -1,0 +1,679 @@
+/* The rules compiler and evaluator, driven through the real front end: each
+ * expression is parsed and checked with bw_rules_parse, compiled, and
+ * evaluated against a hand-built request view. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+
+#include "rules/eval.h"
+#include "test.h"
+
+static const struct bw_rules_srcpos at_1_1 = {
+    .file = BW_SLICE_LIT("test"), .line = 1, .col = 1, .cont_col = 1};
+
+/* ---- request fixture -------------------------------------------------------- */
+
+struct req {
+    struct bw_rv_header h[32];
+    struct bw_rv_header rh[8];
+    struct bw_request_view v;
+};
+
+static void req_init(struct req *r, const char *method, const char *target)
+{
+    memset(r, 0, sizeof *r);
+    r->v.method = bw_slice_make(method, strlen(method));
+    r->v.uri = bw_slice_make(target, strlen(target));
+    const char *q = strchr(target, '?');
+    size_t plen = q ? (size_t)(q - target) : strlen(target);
+    r->v.raw_path = bw_slice_make(target, plen);
+    r->v.query = q ? bw_slice_make(q + 1, strlen(q + 1)) : BW_SLICE_EMPTY;
+    r->v.host = (struct bw_rv_opt_bytes){.known = true, .value = BW_SLICE_LIT("a.example")};
+    r->v.headers.items = r->h;
+    r->v.response_headers.items = r->rh;
+}
+
+static void req_header(struct req *r, const char *name, const char *value)
+{
+    if (r->v.headers.n >= 32)
+        abort();
+    r->h[r->v.headers.n++] = (struct bw_rv_header){bw_slice_make(name, strlen(name)),
+                                                   bw_slice_make(value, strlen(value))};
+}
+
+static void req_src(struct req *r, const char *addr)
+{
+    r->v.src.known = true;
+    memset(&r->v.src.addr, 0, sizeof r->v.src.addr);
+    if (strchr(addr, ':')) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&r->v.src.addr;
+        s6->sin6_family = AF_INET6;
+        if (inet_pton(AF_INET6, addr, &s6->sin6_addr) != 1)
+            abort();
+    } else {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&r->v.src.addr;
+        s4->sin_family = AF_INET;
+        if (inet_pton(AF_INET, addr, &s4->sin_addr) != 1)
+            abort();
+    }
+}
+
+/* ---- evaluation helpers ---------------------------------------------------- */
+
+/* A compiled program over a NULL-terminated list of expressions. */
+struct prog {
+    bw_arena snap;
+    bw_regex_scratch scratch;
+    struct bw_rules_prog *p;
+    bool ok;
+};
+
+static bool prog_build(struct prog *g, enum bw_rules_phase phase, const char *const *texts)
+{
+    memset(g, 0, sizeof *g);
+    bw_arena_init(&g->snap, 4096, 0);
+    bw_regex_scratch_init(&g->scratch);
+    const struct bw_rules_expr *exprs[16];
+    size_t n = 0;
+    for (; texts[n]; n++) {
+        struct bw_rules_expr *e;
+        struct bw_rules_diag d;
+        if (n >= 16 || bw_rules_parse(&g->snap, bw_slice_make(texts[n], strlen(texts[n])), phase,
+                                      &at_1_1, &e, &d) != BW_OK) {
+            printf("     parse failed: %s\n", n >= 16 ? "too many" : d.text);
+            return false;
+        }
+        exprs[n] = e;
+    }
+    bw_error err;
+    if (bw_rules_compile(&g->snap, exprs, n, &g->p, &err) != BW_OK) {
+        printf("     compile failed: %s\n", err.msg);
+        return false;
+    }
+    if (bw_rules_prog_reserve(g->p, &g->scratch, &err) != BW_OK) {
+        printf("     reserve failed: %s\n", err.msg);
+        return false;
+    }
+    g->ok = true;
+    return true;
+}
+
+static void prog_done(struct prog *g)
+{
+    g->p = bw_rules_prog_free(g->p);
+    bw_regex_scratch_done(&g->scratch);
+    bw_arena_reset(&g->snap);
+}
+
+#define LIST(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+/* Evaluates one expression of the given phase against v, with a request
+ * arena of cap bytes (0: unbounded). BW_TRI__COUNT when it does not build. */
+static enum bw_tri ev_cap(enum bw_rules_phase phase, const char *text,
+                          const struct bw_request_view *v, size_t cap)
+{
+    struct prog g;
+    if (!prog_build(&g, phase, LIST(text))) {
+        prog_done(&g);
+        return BW_TRI__COUNT;
+    }
+    bw_arena ra;
+    bw_arena_init(&ra, 1024, cap);
+    struct bw_rules_ctx cx;
+    bw_rules_ctx_init(&cx, g.p, v, &ra, &g.scratch);
+    enum bw_tri t = bw_rules_eval(&cx, 0);
+    bw_arena_reset(&ra);
+    prog_done(&g);
+    return t;
+}
+
+static enum bw_tri ev(const char *text, const struct bw_request_view *v)
+{
+    return ev_cap(BW_RULES_PHASE_REQUEST, text, v, 0);
+}
+
+#define CHECK_TRI(text, view, want)                                                                \
+    do {                                                                                           \
+        enum bw_tri t_got = ev((text), (view));                                                    \
+        if (t_got != (want)) {                                                                     \
+            T_FAILF("%s: got %s, want %s", (text),                                                 \
+                    t_got == BW_TRI__COUNT ? "(no build)" : bw_tri_name(t_got),                    \
+                    bw_tri_name(want));                                                            \
+            return;                                                                                \
+        }                                                                                          \
+    } while (0)
+
+#define T BW_TRI_TRUE
+#define F BW_TRI_FALSE
+#define U BW_TRI_UNKNOWN
+
+/* ---- three-valued logic ----------------------------------------------------- */
+
+/* The operands as expression text: unknown is a comparison on a missing
+ * bot.score. */
+static const char *const operand[3] = {
+    [BW_TRI_FALSE] = "false", [BW_TRI_TRUE] = "true", [BW_TRI_UNKNOWN] = "(bot.score lt 10)"};
+static const enum bw_tri order[3] = {BW_TRI_TRUE, BW_TRI_FALSE, BW_TRI_UNKNOWN};
+
+/* SQL's tables, written out rather than computed, rows/columns T F U. */
+static const enum bw_tri and_table[3][3] = {{T, F, U}, {F, F, F}, {U, F, U}};
+static const enum bw_tri or_table[3][3] = {{T, T, T}, {T, F, U}, {T, U, U}};
+static const enum bw_tri xor_table[3][3] = {{F, T, U}, {T, F, U}, {U, U, U}};
+
+TEST(truth_not)
+{
+    struct req r;
+    req_init(&r, "GET", "/");
+    static const enum bw_tri want[3] = {F, T, U};
+    for (size_t i = 0; i < 3; i++) {
+        char buf[128];
+        snprintf(buf, sizeof buf, "not %s", operand[order[i]]);
+        CHECK_TRI(buf, &r.v, want[i]);
+        snprintf(buf, sizeof buf, "!(%s)", operand[order[i]]);
+        CHECK_TRI(buf, &r.v, want[i]);
+        CHECK_INT_EQ(bw_tri_not(order[i]), want[i]);
+    }
+    /* The operand itself: unknown never fires. */
+    CHECK_TRI("bot.score lt 10", &r.v, U);
+}
+
+static void truth_table(const char *op, const enum bw_tri table[3][3],
+                        enum bw_tri (*fn)(enum bw_tri, enum bw_tri))
+{
+    struct req r;
+    req_init(&r, "GET", "/");
+    for (size_t i = 0; i < 3; i++)
+        for (size_t j = 0; j < 3; j++) {
+            char buf[160];
+            snprintf(buf, sizeof buf, "%s %s %s", operand[order[i]], op, operand[order[j]]);
+            CHECK_TRI(buf, &r.v, table[i][j]);
+            CHECK_INT_EQ(fn(order[i], order[j]), table[i][j]);
+        }
+}
+
+TEST(truth_and)
+{
+    truth_table("and", and_table, bw_tri_and);
+    if (!t_cur_failed)
+        truth_table("&&", and_table, bw_tri_and);
+}
+TEST(truth_or)
+{
+    truth_table("or", or_table, bw_tri_or);
+    if (!t_cur_failed)
+        truth_table("||", or_table, bw_tri_or);
+}
+TEST(truth_xor)
+{
+    truth_table("xor", xor_table, bw_tri_xor);
+    if (!t_cur_failed)
+        truth_table("^^", xor_table, bw_tri_xor);
+}
+
+TEST(nary_logic)
+{
+    struct req r;
+    req_init(&r, "GET", "/");
+    CHECK_TRI("true xor true xor true", &r.v, T);
+    CHECK_TRI("true xor true xor false", &r.v, F);
+    CHECK_TRI("true xor false xor (bot.score lt 10)", &r.v, U);
+    CHECK_TRI("true and true and (bot.score lt 10)", &r.v, U);
+    CHECK_TRI("(bot.score lt 10) and true and false", &r.v, F);
+    CHECK_TRI("(bot.score lt 10) or false or true", &r.v, T);
+    CHECK_TRI("false or (bot.score lt 10) or false", &r.v, U);
+    /* precedence: a or b and c */
+    CHECK_TRI("true or false and false", &r.v, T);
+}
+
+/* ---- missing is not zero ------------------------------------------------------ */
+
+TEST(missing_bot_score)
+{
+    struct req r;
+    req_init(&r, "GET", "/");
+    CHECK_TRI("bot.score lt 10", &r.v, U);
+    CHECK_TRI("not (bot.score lt 10)", &r.v, U);
+    CHECK_TRI("bot.score ge 10", &r.v, U);
+    CHECK_TRI("bot.score eq 0", &r.v, U);
+    CHECK_TRI("bot.score ne 0", &r.v, U);
+    CHECK_TRI("bot.score in {1..29}", &r.v, U);
+    CHECK_TRI("not bot.score in {1..29}", &r.v, U);
+    r.v.bot_score = (struct bw_rv_opt_int){.known = true, .value = 5};
+    CHECK_TRI("bot.score lt 10", &r.v, T);
+    CHECK_TRI("not (bot.score lt 10)", &r.v, F);
+    CHECK_TRI("bot.score < 5 or bot.score <= 5", &r.v, T);
+    CHECK_TRI("bot.score > 5 or bot.score >= 6", &r.v, F);
+}
+
+TEST(missing_header)
+{
+    struct req r;
+    req_init(&r, "GET", "/");
+    CHECK_TRI("http.user_agent eq \"\"", &r.v, U);
+    CHECK_TRI("http.user_agent ne \"curl\"", &r.v, U);
+    CHECK_TRI("not http.user_agent contains \"curl\"", &r.v, U);
+    CHECK_TRI("http.cookie contains \"a\"", &r.v, U);
+    CHECK_TRI("len(http.referer) eq 0", &r.v, U);
+    CHECK_TRI("lower(http.x_forwarded_for) eq \"\"", &r.v, U);
+    CHECK_TRI("http.request.headers[\"x\"][0] eq \"a\"", &r.v, U);
+    /* a missing header's array is empty, not unknown */
+    CHECK_TRI("len(http.request.headers[\"x\"]) eq 0", &r.v, T);
+    r.v.host.known = false;
+    CHECK_TRI("http.host eq \"a.example\"", &r.v, U);
+    CHECK_TRI("http.host ne \"a.example\"", &r.v, U);
+    CHECK_TRI("ip.src eq 10.0.0.1", &r.v, U);
+    CHECK_TRI("not ip.src in {10.0.0.0/8}", &r.v, U);
+}
+
+TEST(has_presence)
+{
+    struct req r;
+    req_init(&r, "GET", "/");
+    req_header(&r, "X-Api-Key", "k");
+    CHECK_TRI("has(bot.score)", &r.v, F);
+    CHECK_TRI("not has(bot.score)", &r.v, T);
+    CHECK_TRI("has(http.request.headers[\"x-api-key\"])", &r.v, T);
+    CHECK_TRI("has(http.request.headers[\"x-other\"])", &r.v, F);
+    CHECK_TRI("has(http.cookie)", &r.v, F);
+    CHECK_TRI("has(http.user_agent)", &r.v, F);
+    CHECK_TRI("has(http.host)", &r.v, T);
+    CHECK_TRI("has(http.request.uri.path)", &r.v, T);
+    CHECK_TRI("has(ip.src)", &r.v, F);
+    CHECK_TRI("has(http.request.headers)", &r.v, T);
+    req_header(&r, "cookie", "a=1");
+    req_src(&r, "192.0.2.1");
+    r.v.bot_score = (struct bw_rv_opt_int){.known = true, .value = 50};
+    r.v.host.known = false;
+    CHECK_TRI("has(bot.score)", &r.v, T);
+    CHECK_TRI("has(http.cookie)", &r.v, T);
+    CHECK_TRI("has(ip.src)", &r.v, T);
+    CHECK_TRI("has(http.host)", &r.v, F);
+    CHECK_INT_EQ(ev_cap(BW_RULES_PHASE_RESPONSE, "has(http.response.code)", &r.v, 0), F);
+    /* has() does not depend on the arena: presence with a tiny cap */
+    CHECK_INT_EQ(ev_cap(BW_RULES_PHASE_REQUEST, "has(http.cookie)", &r.v, 1), T);
+}
+
+/* ---- fields and headers ----------------------------------------------------- */
+
+TEST(request_fields)
+{
+    struct req r;
+    req_init(&r, "POST", "/p/../q?x=1&y=2");
+    r.v.ssl = true;
+    CHECK_TRI("http.request.method eq \"POST\"", &r.v, T);
+    CHECK_TRI("http.request.method eq \"post\"", &r.v, F);
+    CHECK_TRI("http.host == \"a.example\"", &r.v, T);
+    CHECK_TRI("http.request.uri eq \"/p/../q?x=1&y=2\"", &r.v, T);
+    CHECK_TRI("http.request.uri.query eq \"x=1&y=2\"", &r.v, T);
+    CHECK_TRI("http.request.uri.path eq \"/q\"", &r.v, T);
+    CHECK_TRI("raw.http.request.uri.path eq \"/p/../q\"", &r.v, T);
+    CHECK_TRI("ssl", &r.v, T);
+    CHECK_TRI("not ssl", &r.v, F);
+    CHECK_TRI("ssl eq true", &r.v, T);
+    r.v.ssl = false;
+    CHECK_TRI("ssl", &r.v, F);
+}
+
+TEST(header_joins)
+{
+    struct req r;
+    req_init(&r, "GET", "/");
+    req_header(&r, "Cookie", "a=1");
+    req_header(&r, "X-Forwarded-For", "192.0.2.1");
+    req_header(&r, "cookie", "b=2");
+    req_header(&r, "x-forwarded-for", "198.51.100.7");
+    req_header(&r, "USER-AGENT", "curl/8");
+    req_header(&r, "Accept", "text/html");
+    req_header(&r, "accept", "application/json");
+    CHECK_TRI("http.cookie eq \"a=1; b=2\"", &r.v, T);
+    CHECK_TRI("http.x_forwarded_for eq \"192.0.2.1, 198.51.100.7\"", &r.v, T);
+    CHECK_TRI("http.user_agent eq \"curl/8\"", &r.v, T);
+    CHECK_TRI("http.request.headers[\"accept\"][0] eq \"text/html\"", &r.v, T);
+    CHECK_TRI("http.request.headers[\"Accept\"][1] eq \"application/json\"", &r.v, T);
+    CHECK_TRI("http.request.headers[\"accept\"][2] eq \"\"", &r.v, U);
+    CHECK_TRI("len(http.request.headers[\"accept\"]) eq 2", &r.v, T);
+    CHECK_TRI("len(http.request.headers[\"cookie\"]) eq 2", &r.v, T);
+}
+
+TEST(fields_extracted_once)
+{
+    struct req r;
+    req_init(&r, "GET", "/a//b");
+    req_header(&r, "cookie", "a=1");
+    req_header(&r, "cookie", "b=2");
+    struct prog g;
+    CHECK(prog_build(&g, BW_RULES_PHASE_REQUEST,
+                     LIST("http.cookie contains \"a\"", "http.cookie contains \"b\"",
+                          "starts_with(http.request.uri.path, \"/a/b\")",
+                          "ends_with(http.request.uri.path, \"b\") and http.cookie ne \"\"")));
+    bw_arena ra;
+    bw_arena_init(&ra, 1024, 0);
+    struct bw_rules_ctx cx;
+    bw_rules_ctx_init(&cx, g.p, &r.v, &ra, &g.scratch);
+    for (size_t i = 0; i < 4; i++)
+        CHECK_INT_EQ(bw_rules_eval(&cx, i), T);
+    CHECK_INT_EQ(cx.stats.extractions, 2); /* cookie, path */
+    size_t used = ra.used;
+    for (size_t i = 0; i < 4; i++)
+        CHECK_INT_EQ(bw_rules_eval(&cx, i), T);
+    CHECK_INT_EQ(cx.stats.extractions, 2);
+    CHECK_INT_EQ(ra.used, used); /* nothing more allocated the second time */
+    CHECK_INT_EQ(bw_rules_eval(&cx, 99), U);
+    bw_arena_reset(&ra);
+    prog_done(&g);
+}
+
+/* ---- functions ---------------------------------------------------------------- */
+
+TEST(functions)
+{
+    struct req r;
+    req_init(&r, "GET", "/Path%2Fx?q=a+b%20c%zz%4");
+    req_header(&r, "user-agent", "Mozilla/5.0 Bot");
+    CHECK_TRI("lower(http.user_agent) eq \"mozilla/5.0 bot\"", &r.v, T);
+    CHECK_TRI("upper(http.user_agent) eq \"MOZILLA/5.0 BOT\"", &r.v, T);
+    CHECK_TRI("lower(\"\") eq \"\"", &r.v, T);
+    CHECK_TRI("len(http.user_agent) eq 15", &r.v, T);
+    CHECK_TRI("len(\"\") eq 0", &r.v, T);
+    CHECK_TRI("starts_with(http.user_agent, \"Mozilla\")", &r.v, T);
+    CHECK_TRI("starts_with(http.user_agent, \"mozilla\")", &r.v, F);
+    CHECK_TRI("starts_with(http.user_agent, \"\")", &r.v, T);
+    CHECK_TRI("starts_with(\"ab\", \"abc\")", &r.v, F);
+    CHECK_TRI("ends_with(http.user_agent, \" Bot\")", &r.v, T);
+    CHECK_TRI("ends_with(http.user_agent, \"Mozilla\")", &r.v, F);
+    CHECK_TRI("url_decode(http.request.uri.query) eq \"q=a b c%zz%4\"", &r.v, T);
+    CHECK_TRI("url_decode(\"%41%62\") eq \"Ab\"", &r.v, T);
+    CHECK_TRI("url_decode(raw.http.request.uri.path) eq \"/Path/x\"", &r.v, T);
+    CHECK_TRI("concat(\"a\", http.request.method, \"-\", lower(\"X\")) eq \"aGET-x\"", &r.v, T);
+    CHECK_TRI("concat(\"a\", http.cookie) eq \"a\"", &r.v, U);
+    CHECK_TRI("http.user_agent contains \"5.0\"", &r.v, T);
+    CHECK_TRI("http.user_agent contains \"\"", &r.v, T);
+    CHECK_TRI("http.user_agent contains \"bot\"", &r.v, F);
+    CHECK_TRI("starts_with(http.cookie, \"a\")", &r.v, U);
+    CHECK_TRI("ends_with(lower(http.referer), \"a\")", &r.v, U);
+}
+
+TEST(lifting_any_all)
+{
+    struct req r;
+    req_init(&r, "GET", "/");
+    req_header(&r, "accept", "text/html");
+    req_header(&r, "Accept", "application/JSON");
+    req_header(&r, "x-env", "PROD");
+    req_header(&r, "x-env", "staging");
+    CHECK_TRI("any(lower(http.request.headers[\"accept\"][*]) contains \"json\")", &r.v, T);
+    CHECK_TRI("any(http.request.headers[\"accept\"][*] contains \"json\")", &r.v, F);
+    CHECK_TRI("all(http.request.headers[\"accept\"][*] contains \"/\")", &r.v, T);
+    CHECK_TRI("all(lower(http.request.headers[\"x-env\"][*]) in {\"prod\" \"staging\"})", &r.v, T);
+    CHECK_TRI("all(http.request.headers[\"x-env\"][*] in {\"prod\" \"staging\"})", &r.v, F);
+    CHECK_TRI("any(http.request.headers[\"x-env\"][*] eq \"staging\")", &r.v, T);
+    CHECK_TRI("any(len(http.request.headers[\"x-env\"][*]) gt 5)", &r.v, T);
+    CHECK_TRI("any(starts_with(http.request.headers[\"x-env\"][*], \"st\"))", &r.v, T);
+    CHECK_TRI("all(ends_with(http.request.headers[\"x-env\"][*], \"g\"))", &r.v, F);
+    /* empty arrays: any is false, all is true */
+    CHECK_TRI("any(http.request.headers[\"none\"][*] eq \"a\")", &r.v, F);
+    CHECK_TRI("all(http.request.headers[\"none\"][*] eq \"a\")", &r.v, T);
+    CHECK_TRI("any(http.request.headers[\"accept\"][*] matches \"(?i)json$\")", &r.v, T);
+    CHECK_TRI("all(http.request.headers[\"accept\"][*] ~ \"^text\")", &r.v, F);
+    CHECK_TRI("any(http.request.headers[\"none\"][*] ~ \"a\")", &r.v, F);
+}
+
+/* Unknown elements follow three-valued logic in any()/all(): an element's
+ * lower() that the arena refuses is unknown. */
+TEST(lifting_unknown_elements)
+{
+    struct req r;
+    req_init(&r, "GET", "/");
+    static char big[4096];
+    memset(big, 'A', sizeof big - 1);
+    req_header(&r, "x", "a");
+    req_header(&r, "x", big);
+    const char *e_any = "any(lower(http.request.headers[\"x\"][*]) eq \"a\")";
+    const char *e_any2 = "any(lower(http.request.headers[\"x\"][*]) eq \"b\")";
+    const char *e_all = "all(lower(http.request.headers[\"x\"][*]) eq \"a\")";
+    CHECK_INT_EQ(ev_cap(BW_RULES_PHASE_REQUEST, e_any, &r.v, 0), T);
+    CHECK_INT_EQ(ev_cap(BW_RULES_PHASE_REQUEST, e_any2, &r.v, 0), F);
+    CHECK_INT_EQ(ev_cap(BW_RULES_PHASE_REQUEST, e_all, &r.v, 0), F);
+    /* 2 KiB cap: the small element lowers, the big one is unknown */
+    CHECK_INT_EQ(ev_cap(BW_RULES_PHASE_REQUEST, e_any, &r.v, 2048), T);
+    CHECK_INT_EQ(ev_cap(BW_RULES_PHASE_REQUEST, e_any2, &r.v, 2048), U);
+    CHECK_INT_EQ(ev_cap(BW_RULES_PHASE_REQUEST, e_all, &r.v, 2048), U);
+}
+
+/* ---- sets ------------------------------------------------------------------------ */
+
+TEST(ip_sets)
+{
+    struct req r;
+    req_init(&r, "GET", "/");
+    const char *set = "ip.src in {10.0.0.0/8 192.0.2.1 2001:db8::/32}";
+    req_src(&r, "10.1.2.3");
+    CHECK_TRI(set, &r.v, T);
+    CHECK_TRI("not ip.src in {10.0.0.0/8}", &r.v, F);
+    req_src(&r, "::ffff:10.1.2.3"); /* IPv4-mapped peer on a dual-stack socket */
+    CHECK_TRI(set, &r.v, T);
+    CHECK_TRI("ip.src eq 10.1.2.3", &r.v, T);
+    CHECK_TRI("ip.src eq ::ffff:10.1.2.3", &r.v, T);
+    req_src(&r, "192.0.2.1");
+    CHECK_TRI(set, &r.v, T);
+    req_src(&r, "192.0.2.2");
+    CHECK_TRI(set, &r.v, F);
+    CHECK_TRI("not ip.src in {10.0.0.0/8}", &r.v, T);
+    req_src(&r, "2001:db8::1");
+    CHECK_TRI(set, &r.v, T);
+    CHECK_TRI("ip.src eq 2001:db8::1", &r.v, T);
+    CHECK_TRI("ip.src ne 2001:db8::2", &r.v, T);
+    req_src(&r, "2001:db9::1");
+    CHECK_TRI(set, &r.v, F);
+    /* an IPv6 address never falls in an IPv4 network, nor equals an IPv4 */
+    req_src(&r, "::a01:203"); /* 10.1.2.3 as an IPv4-compatible (not mapped) address */
+    CHECK_TRI("ip.src in {10.0.0.0/8}", &r.v, F);
+    CHECK_TRI("ip.src eq 10.1.2.3", &r.v, F);
+    r.v.src.known = false;
+    CHECK_TRI(set, &r.v, U);
+    /* a family other than AF_INET/AF_INET6 reads as unknown */
+    r.v.src.known = true;
+    memset(&r.v.src.addr, 0, sizeof r.v.src.addr);
+    r.v.src.addr.ss_family = AF_UNIX;
+    CHECK_TRI(set, &r.v, U);
+}
+
+TEST(int_and_bytes_sets)
+{
+    struct req r;
+    req_init(&r, "HEAD", "/");
+    r.v.bot_score = (struct bw_rv_opt_int){.known = true, .value = 29};
+    CHECK_TRI("bot.score in {1..29 50}", &r.v, T);
+    CHECK_TRI("bot.score in {1..28 50}", &r.v, F);
+    CHECK_TRI("bot.score in {30..99}", &r.v, F);
+    r.v.bot_score.value = 50;
+    CHECK_TRI("bot.score in {1..28 50}", &r.v, T);
+    CHECK_TRI("http.request.method in {\"GET\" \"HEAD\"}", &r.v, T);
+    CHECK_TRI("http.request.method in {\"GET\" \"head\"}", &r.v, F);
+    CHECK_TRI("lower(http.request.method) in {\"get\" \"head\"}", &r.v, T);
+    CHECK_TRI("http.cookie in {\"a\"}", &r.v, U);
+    CHECK_TRI("len(http.request.method) in {4}", &r.v, T);
+}
+
+/* ---- regex: one scan per group --------------------------------------------------- */
+
+TEST(matches_scanned_once)
+{
+    struct req r;
+    req_init(&r, "GET", "/a/../admin/login.php");
+    struct prog g;
+    CHECK(
+        prog_build(&g, BW_RULES_PHASE_REQUEST,
+                   LIST("http.request.uri.path matches \"^/admin\"",
+                        "http.request.uri.path ~ \"login\" and http.request.uri.path ~ "
+                        "r\"\\.php$\"",
+                        "http.request.uri.path ~ \"nope\"",
+                        "raw.http.request.uri.path ~ \"^/admin\"", "false and http.host ~ \"a\"")));
+    CHECK_INT_EQ(bw_rules_prog_scan_groups(g.p), 3); /* path, raw path, host */
+    bw_arena ra;
+    bw_arena_init(&ra, 1024, 0);
+    struct bw_rules_ctx cx;
+    bw_rules_ctx_init(&cx, g.p, &r.v, &ra, &g.scratch);
+    CHECK_INT_EQ(bw_rules_eval(&cx, 4), F); /* short-circuit: the host is never scanned */
+    CHECK_INT_EQ(cx.stats.regex_scans, 0);
+    CHECK_INT_EQ(bw_rules_eval(&cx, 0), T);
+    CHECK_INT_EQ(cx.stats.regex_scans, 1);
+    CHECK_INT_EQ(bw_rules_eval(&cx, 1), T);
+    CHECK_INT_EQ(bw_rules_eval(&cx, 2), F);
+    CHECK_INT_EQ(cx.stats.regex_scans, 1);  /* four patterns, one scan of the path */
+    CHECK_INT_EQ(bw_rules_eval(&cx, 3), F); /* raw path starts "/a/" */
+    CHECK_INT_EQ(cx.stats.regex_scans, 2);
+    CHECK_INT_EQ(cx.stats.regex_failures, 0);
+    bw_arena_reset(&ra);
+    prog_done(&g);
+}
+
+TEST(matches_unknown)
+{
+    struct req r;
+    req_init(&r, "GET", "/");
+    CHECK_TRI("http.user_agent matches \"bot\"", &r.v, U);
+    CHECK_TRI("not http.user_agent matches \"bot\"", &r.v, U);
+    CHECK_TRI("http.request.uri.path matches \"\"", &r.v, T); /* empty pattern: every value */
+    req_header(&r, "user-agent", "a\nbot");
+    CHECK_TRI("http.user_agent matches \"a.bot\"", &r.v, T); /* DOTALL */
+    CHECK_TRI("http.user_agent matches \"(?-s)a.bot\"", &r.v, F);
+    CHECK_TRI("http.user_agent matches \"(?i)BOT$\"", &r.v, T);
+}
+
+/* A pattern vectorscan refuses is a compile (load) error naming the
+ * expression and the pattern's offset, with every database freed. */
+TEST(bad_regex_is_compile_error)
+{
+    bw_arena a;
+    bw_arena_init(&a, 4096, 0);
+    const char *texts[2] = {"http.host ~ \"a\"", "http.host ~ \"b^c\""};
+    const struct bw_rules_expr *exprs[2];
+    for (size_t i = 0; i < 2; i++) {
+        struct bw_rules_expr *e;
+        struct bw_rules_diag d;
+        CHECK(bw_rules_parse(&a, bw_slice_make(texts[i], strlen(texts[i])), BW_RULES_PHASE_REQUEST,
+                             &at_1_1, &e, &d) == BW_OK);
+        exprs[i] = e;
+    }
+    struct bw_rules_prog *p;
+    bw_error err;
+    CHECK(bw_rules_compile(&a, exprs, 2, &p, &err) == BW_ERR);
+    CHECK(strstr(err.msg, "expression 1, offset 12: regex \"b^c\"") != NULL);
+    bw_arena_reset(&a);
+}
+
+/* ---- normalised path --------------------------------------------------------------- */
+
+TEST(path_normalisation)
+{
+    static const char *const sneaky[] = {"/admin",     "/a/../admin", "/%61dmin",
+                                         "//admin",    "/./admin",    "/x/y/../../admin/",
+                                         "/%2e/admin", "/admin?x=1",  "///a/..//admin"};
+    for (size_t i = 0; i < sizeof sneaky / sizeof *sneaky; i++) {
+        struct req r;
+        req_init(&r, "GET", sneaky[i]);
+        CHECK_TRI("starts_with(http.request.uri.path, \"/admin\")", &r.v, T);
+    }
+    struct req r;
+    req_init(&r, "GET", "/a/../admin");
+    CHECK_TRI("raw.http.request.uri.path eq \"/a/../admin\"", &r.v, T);
+    CHECK_TRI("starts_with(raw.http.request.uri.path, \"/admin\")", &r.v, F);
+    req_init(&r, "GET", "/%61dmin");
+    CHECK_TRI("raw.http.request.uri.path eq \"/%61dmin\"", &r.v, T);
+    CHECK_TRI("http.request.uri.path eq \"/admin\"", &r.v, T);
+    req_init(&r, "GET", "//admin");
+    CHECK_TRI("raw.http.request.uri.path eq \"//admin\"", &r.v, T);
+    req_init(&r, "GET", "/%2Fadmin"); /* an encoded '/' is not unreserved: kept */
+    CHECK_TRI("starts_with(http.request.uri.path, \"/admin\")", &r.v, F);
+}
+
+/* ---- arena exhaustion ----------------------------------------------------------- */
+
+TEST(arena_exhaustion_is_unknown)
+{
+    struct req r;
+    req_init(&r, "GET", "/a/../admin");
+    req_header(&r, "user-agent", "ABC");
+    req_header(&r, "cookie", "a=1");
+    req_header(&r, "cookie", "b=2");
+    static const char *const exprs[] = {
+        "lower(http.user_agent) eq \"abc\"",
+        "starts_with(http.request.uri.path, \"/admin\")",
+        "http.cookie eq \"a=1; b=2\"",
+        "concat(http.user_agent, \"x\") eq \"ABCx\"",
+        "any(http.request.headers[\"cookie\"][*] eq \"a=1\")",
+        "http.request.uri.path ~ \"admin\"",
+    };
+    for (size_t i = 0; i < sizeof exprs / sizeof *exprs; i++) {
+        char neg[256];
+        snprintf(neg, sizeof neg, "not (%s)", exprs[i]);
+        CHECK_INT_EQ(ev_cap(BW_RULES_PHASE_REQUEST, exprs[i], &r.v, 0), T);
+        for (size_t cap = 1; cap <= 256; cap *= 2) {
+            enum bw_tri a = ev_cap(BW_RULES_PHASE_REQUEST, exprs[i], &r.v, cap);
+            enum bw_tri b = ev_cap(BW_RULES_PHASE_REQUEST, neg, &r.v, cap);
+            if (!(a == U && b == U)) {
+                T_FAILF("%s with cap %zu: %s / %s", exprs[i], cap, bw_tri_name(a), bw_tri_name(b));
+                return;
+            }
+        }
+    }
+    /* Fields that need no allocation still evaluate with an exhausted arena
+     * once the context is ready. */
+    CHECK_INT_EQ(ev_cap(BW_RULES_PHASE_REQUEST, "http.request.method eq \"GET\"", &r.v, 1), T);
+}
+
+/* ---- response phase ---------------------------------------------------------------- */
+
+TEST(response_fields)
+{
+    struct req r;
+    req_init(&r, "GET", "/");
+    CHECK_INT_EQ(ev_cap(BW_RULES_PHASE_RESPONSE, "http.response.code eq 404", &r.v, 0), U);
+    CHECK_INT_EQ(
+        ev_cap(BW_RULES_PHASE_RESPONSE, "len(http.response.headers[\"server\"]) eq 0", &r.v, 0), U);
+    CHECK_INT_EQ(ev_cap(BW_RULES_PHASE_RESPONSE, "has(http.response.headers[\"server\"])", &r.v, 0),
+                 F);
+    CHECK_INT_EQ(ev_cap(BW_RULES_PHASE_RESPONSE, "not http.response.code eq 404", &r.v, 0), U);
+    r.v.has_response = true;
+    r.v.response_code = 404;
+    r.rh[r.v.response_headers.n++] =
+        (struct bw_rv_header){BW_SLICE_LIT("Server"), BW_SLICE_LIT("nginx")};
+    CHECK_INT_EQ(ev_cap(BW_RULES_PHASE_RESPONSE, "http.response.code eq 404", &r.v, 0), T);
+    CHECK_INT_EQ(ev_cap(BW_RULES_PHASE_RESPONSE, "http.response.code in {400..499}", &r.v, 0), T);
+    CHECK_INT_EQ(ev_cap(BW_RULES_PHASE_RESPONSE,
+                        "http.response.headers[\"server\"][0] eq \"nginx\"", &r.v, 0),
+                 T);
+    CHECK_INT_EQ(ev_cap(BW_RULES_PHASE_RESPONSE, "has(http.response.headers[\"server\"])", &r.v, 0),
+                 T);
+    CHECK_INT_EQ(ev_cap(BW_RULES_PHASE_RESPONSE, "has(http.response.code)", &r.v, 0), T);
+    CHECK_INT_EQ(ev_cap(BW_RULES_PHASE_RESPONSE, "http.request.method eq \"GET\" and ssl", &r.v, 0),
+                 F);
+}
+
+int main(void)
+{
+    RUN(truth_not);
+    RUN(truth_and);
+    RUN(truth_or);
+    RUN(truth_xor);
+    RUN(nary_logic);
+    RUN(missing_bot_score);
+    RUN(missing_header);
+    RUN(has_presence);
+    RUN(request_fields);
+    RUN(header_joins);
+    RUN(fields_extracted_once);
+    RUN(functions);
+    RUN(lifting_any_all);
+    RUN(lifting_unknown_elements);
+    RUN(ip_sets);
+    RUN(int_and_bytes_sets);
+    RUN(matches_scanned_once);
+    RUN(matches_unknown);
+    RUN(bad_regex_is_compile_error);
+    RUN(path_normalisation);
+    RUN(arena_exhaustion_is_unknown);
+    RUN(response_fields);
+    return t_done();
+}
