@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "rules/regex.h"
 #include "rules/lexer.h"
 #include "rules/rules.h"
 
@@ -418,6 +419,12 @@ static bw_status check(struct checker *c, struct bw_rules_node *n)
             return fail_at(c, lhs, "\"matches\" needs Bytes on the left, but %s is %s%s",
                            desc(c, lhs, d, sizeof d, "the left side"),
                            bw_rules_type_name(lhs->type), hint(lhs));
+        /* A pattern the linear-time engine cannot run is a load error here,
+         * with its position, not a surprise at compile time. */
+        bw_error rerr;
+        if (bw_regex_check(n->u.matches.pattern, &rerr) != BW_OK)
+            return bw__rules_fail(c->diag, n->u.matches.pattern_span.off,
+                                  n->u.matches.pattern_span.len, "%s", rerr.msg);
         n->lifted = lhs->lifted;
         n->type = n->lifted ? bw_rules_array_of(BW_RULES_T_BOOL) : bw_rules_scalar(BW_RULES_T_BOOL);
         return BW_OK;
