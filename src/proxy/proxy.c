@@ -14,6 +14,11 @@ bw_status bw_runtime_init(struct bw_runtime *rt, const struct bw_config *cfg, bw
         .header_bytes = (size_t)cfg->limits.header_bytes,
         .headers = (size_t)cfg->limits.headers,
     };
+    for (size_t i = 0; i < cfg->nroutes; i++)
+        rt->needs_path |= cfg->routes[i].has_path_prefix;
+    for (size_t i = 0; i < cfg->nupstreams; i++)
+        rt->needs_path |= cfg->upstreams[i].balance == BW_BALANCE_HASH &&
+                          cfg->upstreams[i].hash_field == BW_HASH_URI_PATH;
     rt->upstreams = calloc(cfg->nupstreams, sizeof *rt->upstreams);
     if (!rt->upstreams)
         return bw_error_set(err, "out of memory");

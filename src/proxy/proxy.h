@@ -21,6 +21,8 @@ struct bw_runtime {
     struct bw_upstream_rt *upstreams; /* parallel to cfg->upstreams */
     struct bw_http_limits limits;
     struct bw_access_log *access_log; /* NULL when access_log: off */
+    bool needs_path; /* a route prefix or hash(http.request.uri.path) reads the
+                      * normalised path */
 };
 
 bw_status bw_runtime_init(struct bw_runtime *rt, const struct bw_config *cfg,

@@ -88,6 +88,13 @@ static void arm(struct bw_session *s, enum timeout_kind k, uint64_t ms)
 
 /* ---- requests ----------------------------------------------------------- */
 
+/* Request timings feed only the access log: without one, no clock reads. */
+static void stamp(struct bw_session *s, struct timespec *ts)
+{
+    if (s->pw->log_ring)
+        clock_gettime(CLOCK_MONOTONIC, ts);
+}
+
 /* Per-request state comes from a per-worker free list: no malloc per
  * request in steady state, and none held by idle connections. */
 enum { MAX_FREE_REQUESTS = 1024 };
@@ -133,6 +140,20 @@ static void free_request_cache(struct bw_proxy_worker *pw)
 
 /* ---- closing ------------------------------------------------------------ */
 
+/* Lets go of the session's upstream connection: back to its pool when
+ * reusable, else closed. Attaching one (connect_upstream) counted a request
+ * in flight on its server for least_conn; this is the one place that
+ * uncounts it. */
+static void detach_upstream(struct bw_session *s, bool reusable)
+{
+    struct bw_upconn *u = s->up;
+    if (!u)
+        return;
+    s->up = NULL;
+    s->pw->ups[u->upstream].active[u->server]--;
+    bw__upconn_release(u, reusable);
+}
+
 static void session_free_cb(struct bw_deferred *d)
 {
     struct bw_session *s = (struct bw_session *)((char *)d - offsetof(struct bw_session, dfr));
@@ -145,14 +166,7 @@ static void session_close(struct bw_session *s)
         return;
     s->closed = true;
     struct bw_proxy_worker *pw = s->pw;
-    if (s->up) {
-        struct bw_upconn *u = s->up;
-        s->up = NULL;
-        if (s->req && s->req->server >= 0 && pw->ups[u->upstream].active[u->server] > 0)
-            pw->ups[u->upstream].active[u->server]--;
-        u->owner = NULL;
-        bw__upconn_close(u);
-    }
+    detach_upstream(s, false);
     if (s->req) {
         if (s->req->status == 0 && s->req->method_text[0])
             s->req->status = 499; /* nginx's "client closed request" */
@@ -229,14 +243,7 @@ static void respond_error(struct bw_session *s, uint16_t status, const char *why
         session_close(s);
         return;
     }
-    if (s->up) {
-        struct bw_upconn *u = s->up;
-        s->up = NULL;
-        if (r && r->server >= 0 && s->pw->ups[u->upstream].active[u->server] > 0)
-            s->pw->ups[u->upstream].active[u->server]--;
-        u->owner = NULL;
-        bw__upconn_close(u);
-    }
+    detach_upstream(s, false);
     if (why)
         BW_DEBUGF("responding %u: %s", (unsigned)status, why);
     s->ubuf = buf_put(s->pw, s->ubuf);
@@ -393,7 +400,11 @@ static void start_request(struct bw_session *s, struct bw_http_request *hq)
         return;
     }
 
-    bw_slice path = bw_uri_normalize_path(hq->path, s->pw->scratch_path, s->pw->scratch_path_cap);
+    /* Normalised only when a route or a hash reads the path. */
+    bw_slice path = s->pw->rt->needs_path
+                        ? bw_uri_normalize_path(hq->path, s->pw->scratch_path,
+                                                s->pw->scratch_path_cap)
+                        : hq->path;
     long route = route_request(cfg, hq, path);
     if (route < 0) {
         bw_buf_consume(s->cbuf, hq->head_len);
@@ -447,7 +458,7 @@ static void start_request(struct bw_session *s, struct bw_http_request *hq)
         r->cont_sent = true;
     }
 
-    clock_gettime(CLOCK_MONOTONIC, &r->t_upstream);
+    stamp(s, &r->t_upstream);
     s->state = S_EXCHANGE;
     if (!connect_upstream(s))
         return;
@@ -544,13 +555,7 @@ static void upstream_failed(struct bw_session *s, uint16_t status, const char *w
     const struct bw_config_upstream *cu = l->rt->cfg;
     bool stale = u && u->reused;
     r->fail_status = status;
-    if (u) {
-        s->up = NULL;
-        if (l->active[u->server] > 0)
-            l->active[u->server]--;
-        u->owner = NULL;
-        bw__upconn_close(u);
-    }
+    detach_upstream(s, false);
     if (count && r->server >= 0) {
         bw_server_report_failure(l->rt, (size_t)r->server, LOOP(s)->now_ms, why);
         BW_ERRORF("upstream %.*s server %s: %s", (int)cu->name.len, cu->name.ptr,
@@ -853,14 +858,14 @@ static void head_step(struct bw_session *s)
                         return;
                     }
                 }
-                clock_gettime(CLOCK_MONOTONIC, &s->req->t_start);
+                stamp(s, &s->req->t_start);
                 start_request(s, &hq);
                 return;
             case BW_HTTP_ERROR:
                 if (!s->req)
                     s->req = request_get(pw);
                 if (s->req) {
-                    clock_gettime(CLOCK_MONOTONIC, &s->req->t_start);
+                    stamp(s, &s->req->t_start);
                     format_addr(&s->peer, s->req->peer_text);
                     memcpy(s->req->client_text, s->req->peer_text, sizeof s->req->client_text);
                     memcpy(s->req->method_text, "-", 2);
@@ -973,7 +978,7 @@ static bool response_head_step(struct bw_session *s)
         upstream_failed(s, 502, "101 Switching Protocols without an upgrade request", true);
         return false;
     }
-    clock_gettime(CLOCK_MONOTONIC, &r->t_resp);
+    stamp(s, &r->t_resp);
     r->have_upstream_time = true;
     bw_server_report_success(pw->ups[r->upstream].rt, (size_t)r->server);
     r->status = hr.status;
@@ -1206,16 +1211,8 @@ static void finish_request(struct bw_session *s)
 {
     struct bw_proxy_worker *pw = s->pw;
     struct request *r = s->req;
-    struct bw_upconn *u = s->up;
-    if (u) {
-        s->up = NULL;
-        struct bw_upstream_local *l = &pw->ups[u->upstream];
-        if (l->active[u->server] > 0)
-            l->active[u->server]--;
-        bool reusable = r->upstream_keep && r->body.framed && !r->qfwd.active &&
-                        (!s->ubuf || bw_buf_len(s->ubuf) == 0);
-        bw__upconn_release(u, reusable);
-    }
+    detach_upstream(s, r->upstream_keep && r->body.framed && !r->qfwd.active &&
+                           (!s->ubuf || bw_buf_len(s->ubuf) == 0));
     bw__request_log(s);
     bool keep = r->keep_alive && r->body.framed && !r->qfwd.active && !s->draining;
     s->fresh = false;

@@ -76,7 +76,9 @@ void bw__upconn_release(struct bw_upconn *u, bool reusable)
     struct bw_upstream_local *l = &pw->ups[u->upstream];
     const struct bw_config_upstream *cu = l->rt->cfg;
     u->owner = NULL;
-    if (!reusable || l->nidle >= cu->keepalive || u->pw->w->draining) {
+    /* A connection whose upstream already hung up gives no further event
+     * while pooled: it would be handed to the next request dead. */
+    if (!reusable || u->hup || l->nidle >= cu->keepalive || u->pw->w->draining) {
         bw__upconn_close(u);
         return;
     }

@@ -1,5 +1,7 @@
 """Upstream failures: retries of what is safe to retry, and 502 for
 responses the proxy must not pass on."""
+import time
+
 import pytest
 
 from bwtest import origin as om
@@ -100,3 +102,20 @@ def test_response_smuggling_attempt_not_passed_on(origin, proxy):
             c.send(request_bytes("GET", "/after"))
             r2 = c.read_response()
             assert r2.status == 200 and r2.json()["target"] == "/after"
+
+
+def test_upstream_that_hangs_up_after_a_response_is_not_reused(origin, proxy):
+    # The origin answers as if keeping the connection (no Connection: close)
+    # and closes at once. A POST, which is never retried, must not be handed
+    # that dead connection from the pool.
+    origin.on("/ka-then-close", om.raw(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", close=True))
+    bw = proxy(origin)
+    for i in range(10):
+        with bw.connect() as c:
+            c.send(request_bytes("GET", "/ka-then-close"))
+            assert c.read_response().status == 200
+            time.sleep(0.05)
+            c.send(request_bytes("POST", f"/after/{i}", body=b"data"))
+            r = c.read_response()
+            assert r.status == 200, f"round {i}: POST after the upstream hung up got {r!r}"
+            assert r.json()["target"] == f"/after/{i}"
