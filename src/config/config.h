@@ -170,7 +170,7 @@ struct bw_config {
 struct bw_config_diag {
     uint32_t line;
     uint32_t col;
-    char msg[256];
+    char msg[1280]; /* may span lines: an expression error ends with its caret rendering */
 };
 
 struct bw_config_diags {

@@ -729,3 +729,8 @@ enum bw_tri bw_rules_eval(struct bw_rules_ctx *cx, size_t i)
         return BW_TRI_UNKNOWN;
     return tri_of_val(eval(cx, cx->prog->roots[i]));
 }
+
+struct bw_val bw_rules_field_value(struct bw_rules_ctx *cx, enum bw_rules_field f)
+{
+    return field(cx, f);
+}

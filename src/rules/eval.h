@@ -189,4 +189,9 @@ void bw_rules_ctx_init(struct bw_rules_ctx *cx, const struct bw_rules_prog *p,
  * A rule fires only on BW_TRI_TRUE. i out of range gives BW_TRI_UNKNOWN. */
 enum bw_tri bw_rules_eval(struct bw_rules_ctx *cx, size_t i);
 
+/* The value of a scalar field for the bound request, through the same
+ * once-per-request cache the expressions use (rate-limit keys, `bulwark
+ * eval`). Maps read as unknown. */
+struct bw_val bw_rules_field_value(struct bw_rules_ctx *cx, enum bw_rules_field f);
+
 #endif
