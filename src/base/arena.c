@@ -31,6 +31,27 @@ void bw_arena_reset(bw_arena *a)
     a->used = 0;
 }
 
+void bw_arena_clear(bw_arena *a)
+{
+    struct bw_arena_block *keep = NULL;
+    struct bw_arena_block *b = a->head;
+    while (b) {
+        struct bw_arena_block *next = b->next;
+        if (!keep && b->size == a->block_size)
+            keep = b;
+        else
+            free(b);
+        b = next;
+    }
+    a->head = keep;
+    a->used = 0;
+    if (keep) {
+        keep->next = NULL;
+        keep->off = 0;
+        a->used = keep->size + sizeof *keep;
+    }
+}
+
 void *bw_arena_alloc(bw_arena *a, size_t n)
 {
     size_t need = (n + 15u) & ~(size_t)15u;

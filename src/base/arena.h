@@ -21,6 +21,10 @@ typedef struct bw_arena {
 void bw_arena_init(bw_arena *a, size_t block_size, size_t cap);
 /* Frees every block; the arena can be reused afterwards. */
 void bw_arena_reset(bw_arena *a);
+/* Forgets every allocation but keeps one regular block for the next user:
+ * a per-request arena reused request after request costs no malloc/free
+ * when a request fits in one block. */
+void bw_arena_clear(bw_arena *a);
 
 /* 16-byte aligned, zeroed memory; NULL when over the cap or out of memory. */
 void *bw_arena_alloc(bw_arena *a, size_t n);

@@ -20,6 +20,7 @@
 #include "base/cidr.h"
 #include "base/error.h"
 #include "base/slice.h"
+#include "rules/rules.h"
 
 /* Sizes of the main config file itself. */
 #define BW_CONFIG_MAX_FILE_BYTES ((size_t)4 * 1024 * 1024)
@@ -107,17 +108,35 @@ struct bw_config_upstream {
     struct bw_config_health_check health;
 };
 
-/* Until the rules engine lands, a route's match is a conjunction of at most
- * one host equality and one path prefix:
- *   http.host eq "a.example"   starts_with(http.request.uri.path, "/api/")
- *   joined by `and`. An absent part matches everything. */
+/* A route: the first whose match is true wins (DESIGN.md §2). The match is
+ * a request-phase rules expression, checked at load (rules/rules.h); a
+ * route without one matches every request. */
 struct bw_config_route {
-    bool has_host;
-    bw_slice host;        /* lowercased */
-    bool has_path_prefix;
-    bw_slice path_prefix;
-    size_t upstream;      /* index into bw_config.upstreams */
-    bw_slice match_text;  /* as written, for logs */
+    bool has_match;
+    const struct bw_rules_expr *match; /* in the config's arena, when has_match */
+    bw_slice match_text;               /* as written, for logs and `bulwark eval` */
+    size_t upstream;                   /* index into bw_config.upstreams */
+};
+
+/* What a module does when it cannot do its job (no valid artifact, an
+ * evaluation limit, an internal error): let the request go on with its
+ * outputs unknown, or answer it. DESIGN.md §1. */
+enum bw_on_error { BW_ON_ERROR_OPEN, BW_ON_ERROR_CLOSED, BW_ON_ERROR__COUNT };
+
+#define BW_CONFIG_MAX_RULESET_FILES 256
+
+struct bw_config_rules_module {
+    bool enabled;                 /* `modules: {rules: ...}` present */
+    bw_slice *rulesets;           /* file paths, relative ones resolved against the
+                                   * config file's directory */
+    size_t nrulesets;             /* 1..BW_CONFIG_MAX_RULESET_FILES */
+    enum bw_on_error on_error;    /* default open */
+    uint16_t error_status;        /* fail-closed answer, default 503 */
+    uint64_t rate_limit_entries;  /* shared rate-limit table size, default 65536 */
+};
+
+struct bw_config_modules {
+    struct bw_config_rules_module rules;
 };
 
 enum bw_client_ip_source {
@@ -163,6 +182,7 @@ struct bw_config {
     struct bw_config_route *routes;
     size_t nroutes;
     struct bw_config_log log;
+    struct bw_config_modules modules;
 };
 
 /* One problem found while loading: file:line:col: message. line and col are

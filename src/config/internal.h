@@ -27,6 +27,7 @@ struct bw__ynode {
     enum bw__ynode_kind kind;
     uint32_t line, col; /* 1-based start of the node */
     bool plain;         /* scalar written without quotes */
+    bool block;         /* scalar written as a block (| or >): text starts on the next line */
     bool is_dup;        /* a mapping key equal to an earlier key of the same mapping */
     uint32_t dup_line;  /* when is_dup: line of the first one */
     bw_slice text;      /* scalar: its value (may hold NUL from "\0" escapes) */
@@ -51,10 +52,11 @@ bw_status bw__yaml_tree(bw_arena *a, const char *text, size_t len, bool *ret_has
 /* A plain scalar that YAML reads as null: empty, "~" or null/Null/NULL. */
 bool bw__ynode_is_null(const struct bw__ynode *n);
 
-/* Parses a route's `match` text (the subset supported until the rules engine
- * lands) into r->has_host/host and r->has_path_prefix/path_prefix, copying
- * into `a`. On failure err holds the message (without the key path). */
-bw_status bw__route_match_parse(bw_slice text, bw_arena *a, struct bw_config_route *r,
-                                bw_error *err) BW_MUST_CHECK;
+/* Where a scalar's text starts in its file, for error positions inside it
+ * (rules expressions): after the quote of a quoted scalar; on the next line,
+ * at the block's indentation, for | and > scalars (then only lines and
+ * columns of the first line are exact when the block is folded). */
+void bw__ynode_text_pos(const struct bw__ynode *n, const char *file_text, size_t file_len,
+                        uint32_t *line, uint32_t *col, uint32_t *cont_col);
 
 #endif

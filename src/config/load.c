@@ -32,6 +32,8 @@
 struct ld {
     struct bw_config *cfg;
     bw_arena *a; /* the config's arena */
+    const char *text; /* the file, for positions inside expressions */
+    size_t len;
     struct bw_config_diags *d;
     bool oom;
 };
@@ -869,6 +871,31 @@ static bool parse_upstreams(struct ld *ld, const struct bw__ynode *key, const st
     return true;
 }
 
+/* A route's match: a request-phase rules expression. An error inside it is
+ * reported where it is, with the rules front end's caret under the token. */
+static void parse_match(struct ld *ld, const struct bw__ynode *v, const char *path,
+                        struct bw_config_route *r)
+{
+    struct bw_rules_srcpos where = {.file = ld->cfg->path};
+    bw__ynode_text_pos(v, ld->text, ld->len, &where.line, &where.col, &where.cont_col);
+    struct bw_rules_expr *e;
+    struct bw_rules_diag d;
+    if (bw_rules_parse(ld->a, v->text, BW_RULES_PHASE_REQUEST, &where, &e, &d) != BW_OK) {
+        /* d.text is "file:line:col: error: msg\n    <line>\n    ^~~\n": keep
+         * the source excerpt, the diagnostic printer writes the prefix. */
+        const char *excerpt = memchr(d.text, '\n', strnlen(d.text, sizeof d.text));
+        int elen = excerpt ? (int)strnlen(excerpt + 1, sizeof d.text) : 0;
+        while (elen > 0 && excerpt[elen] == '\n')
+            elen--;
+        diag_at(ld, d.line, d.col, "%s: %s%s%.*s", path, d.msg, elen ? "\n" : "", elen,
+                excerpt ? excerpt + 1 : "");
+        return;
+    }
+    r->has_match = true;
+    r->match = e;
+    r->match_text = ld_dup(ld, v->text);
+}
+
 static void parse_routes(struct ld *ld, const struct bw__ynode *n, bool upstreams_known)
 {
     const char *path = "routes";
@@ -885,8 +912,7 @@ static void parse_routes(struct ld *ld, const struct bw__ynode *n, bool upstream
     size_t i = 0;
     for (const struct bw__ynode *item = n->child; item; item = item->next, i++) {
         struct bw_config_route *r = &rs[i];
-        r->host = BW_SLICE_EMPTY;
-        r->path_prefix = BW_SLICE_EMPTY;
+        r->has_match = false;
         r->match_text = BW_SLICE_EMPTY;
         struct path p = path_index(path, i);
         struct field f[] = {{.name = "match"}, {.name = "upstream", .required = true}};
@@ -895,13 +921,8 @@ static void parse_routes(struct ld *ld, const struct bw__ynode *n, bool upstream
         if (f[0].has) {
             struct path pm = path_key(p.s, "match");
             const struct bw__ynode *v = f[0].val;
-            if (want_scalar(ld, v, pm.s, "a match expression like 'http.host eq \"a.example\"'")) {
-                bw_error err;
-                if (bw__route_match_parse(v->text, ld->a, r, &err) != BW_OK)
-                    DIAG(ld, v, "%s: %s", pm.s, err.msg);
-                else
-                    r->match_text = ld_dup(ld, v->text);
-            }
+            if (want_scalar(ld, v, pm.s, "a rules expression like 'http.host eq \"a.example\"'"))
+                parse_match(ld, v, pm.s, r);
         }
         if (f[1].has) {
             struct path pu = path_key(p.s, "upstream");
@@ -993,8 +1014,99 @@ static void set_defaults(struct ld *ld)
     l->send_timeout_ms = 60 * 1000;
     l->drain_timeout_ms = 30 * 1000;
     l->max_connections = 10000;
+    cfg->modules.rules.enabled = false;
+    cfg->modules.rules.on_error = BW_ON_ERROR_OPEN;
+    cfg->modules.rules.error_status = 503;
+    cfg->modules.rules.rate_limit_entries = 65536;
     cfg->log.access_enabled = true;
     cfg->log.access_path = ld_dup(ld, BW_SLICE_LIT("-"));
+}
+
+/* A path relative to the config file's directory, as nginx resolves its
+ * includes: the config can move with its rulesets. */
+static bw_slice resolve_path(struct ld *ld, bw_slice p)
+{
+    bw_slice cfgp = ld->cfg->path;
+    if ((p.len > 0 && p.ptr[0] == '/') || cfgp.len == 0)
+        return p;
+    size_t dir = cfgp.len;
+    while (dir > 0 && cfgp.ptr[dir - 1] != '/')
+        dir--;
+    if (dir == 0)
+        return p;
+    char *buf = ld_alloc(ld, dir + p.len + 1);
+    if (!buf)
+        return p;
+    memcpy(buf, cfgp.ptr, dir);
+    memcpy(buf + dir, p.ptr, p.len);
+    return bw_slice_make(buf, dir + p.len);
+}
+
+static void parse_rules_module(struct ld *ld, const struct bw__ynode *key,
+                               const struct bw__ynode *n)
+{
+    const char *path = "modules.rules";
+    struct bw_config_rules_module *m = &ld->cfg->modules.rules;
+    struct field f[] = {
+        {.name = "rulesets", .required = true},
+        {.name = "on_error"},
+        {.name = "error_status"},
+        {.name = "rate_limit_entries"},
+    };
+    if (!walk_map(ld, n, key, path, "a mapping like {rulesets: [rules/entry.yaml], on_error: open}",
+                  f, 4))
+        return;
+    m->enabled = true;
+    if (f[0].has) {
+        const struct bw__ynode *l = f[0].val;
+        if (want_kind(ld, l, "modules.rules.rulesets", BW__YNODE_SEQ,
+                      "a list of ruleset files like [rules/entry.yaml]")) {
+            if (l->n == 0 || l->n > BW_CONFIG_MAX_RULESET_FILES) {
+                DIAG(ld, l, "modules.rules.rulesets: expected 1 to %d files, got %zu",
+                     BW_CONFIG_MAX_RULESET_FILES, l->n);
+            } else {
+                m->rulesets = ld_alloc(ld, l->n * sizeof *m->rulesets);
+                size_t i = 0;
+                for (const struct bw__ynode *it = l->child; m->rulesets && it; it = it->next) {
+                    struct path pi = path_index("modules.rules.rulesets", i);
+                    bw_slice p;
+                    if (!get_path(ld, it, pi.s, &p))
+                        continue;
+                    for (size_t j = 0; j < i; j++)
+                        if (bw_slice_eq(m->rulesets[j], resolve_path(ld, p)))
+                            DIAG(ld, it, "%s: %s is listed twice", pi.s, got(it).s);
+                    m->rulesets[i++] = resolve_path(ld, p);
+                }
+                m->nrulesets = i;
+            }
+        }
+    }
+    if (f[1].has && want_scalar(ld, f[1].val, "modules.rules.on_error", "open or closed")) {
+        if (is_word(f[1].val, "open"))
+            m->on_error = BW_ON_ERROR_OPEN;
+        else if (is_word(f[1].val, "closed"))
+            m->on_error = BW_ON_ERROR_CLOSED;
+        else
+            DIAG(ld, f[1].val, "modules.rules.on_error: expected open or closed, got %s",
+                 got(f[1].val).s);
+    }
+    uint32_t st;
+    if (f[2].has && get_u32(ld, f[2].val, "modules.rules.error_status", 500, 599, &st))
+        m->error_status = (uint16_t)st;
+    if (f[3].has)
+        (void)get_uint(ld, f[3].val, "modules.rules.rate_limit_entries", 4, 1u << 24,
+                       &m->rate_limit_entries);
+}
+
+static void parse_modules(struct ld *ld, const struct bw__ynode *key, const struct bw__ynode *n)
+{
+    struct field f[] = {{.name = "rules"}, {.name = "bot_score"}};
+    if (!walk_map(ld, n, key, "modules", "a mapping like {rules: {rulesets: [...]}}", f, 2))
+        return;
+    if (f[0].has)
+        parse_rules_module(ld, f[0].key, f[0].val);
+    if (f[1].has)
+        DIAG(ld, f[1].key, "modules.bot_score: not available in this build yet");
 }
 
 static void parse_root(struct ld *ld, const struct bw__ynode *root)
@@ -1054,9 +1166,7 @@ static void parse_root(struct ld *ld, const struct bw__ynode *root)
     if (f[F_ACCESS_LOG].has)
         parse_access_log(ld, f[F_ACCESS_LOG].val);
     if (f[F_MODULES].has)
-        DIAG(ld, f[F_MODULES].key,
-             "modules: not available in this build yet (bot_score and rules modules are in "
-             "progress)");
+        parse_modules(ld, f[F_MODULES].key, f[F_MODULES].val);
 }
 
 static void diags_reset(struct bw_config_diags *d, const char *path)
@@ -1078,7 +1188,7 @@ bw_status bw_config_parse(const char *path, const char *text, size_t len,
         return BW_ERR;
     }
     bw_arena_init(&cfg->arena, 16 * 1024, CONFIG_ARENA_CAP);
-    struct ld ld = {.cfg = cfg, .a = &cfg->arena, .d = diags};
+    struct ld ld = {.cfg = cfg, .a = &cfg->arena, .d = diags, .text = text, .len = len};
     set_defaults(&ld);
     cfg->path = ld_dup(&ld, bw_slice_make(path, strlen(path)));
 

@@ -202,6 +202,8 @@ static bw_status on_event(struct builder *b, const yaml_event_t *ev, bool *ret_d
         if (add_node(b, ev, BW__YNODE_SCALAR, &n) != BW_OK)
             return BW_ERR;
         n->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+        n->block = ev->data.scalar.style == YAML_LITERAL_SCALAR_STYLE ||
+                   ev->data.scalar.style == YAML_FOLDED_SCALAR_STYLE;
         n->text = bw_arena_slice_dup(
             b->a, bw_slice_make((const char *)ev->data.scalar.value, ev->data.scalar.length));
         if (!n->text.ptr)
@@ -312,4 +314,41 @@ bw_status bw__yaml_tree(bw_arena *a, const char *text, size_t len, bool *ret_has
     if (b.has_root)
         *ret_root = b.root;
     return BW_OK;
+}
+
+void bw__ynode_text_pos(const struct bw__ynode *n, const char *file_text, size_t file_len,
+                        uint32_t *line, uint32_t *col, uint32_t *cont_col)
+{
+    *line = n->line;
+    *col = n->col;
+    *cont_col = 1;
+    if (n->kind != BW__YNODE_SCALAR || n->plain)
+        return;
+    if (!n->block) {
+        *col = n->col + 1; /* past the opening quote */
+        return;
+    }
+    /* The block's content starts on the line after the indicator, at the
+     * indentation of its first non-empty line. */
+    size_t off = 0;
+    uint32_t ln = 1;
+    while (off < file_len && ln < n->line + 1) {
+        if (file_text[off] == '\n')
+            ln++;
+        off++;
+    }
+    for (;;) {
+        uint32_t indent = 0;
+        while (off + indent < file_len && file_text[off + indent] == ' ')
+            indent++;
+        if (off + indent < file_len && file_text[off + indent] == '\n') {
+            off += indent + 1; /* an empty line: the content starts later */
+            ln++;
+            continue;
+        }
+        *line = ln;
+        *col = indent + 1;
+        *cont_col = indent + 1;
+        return;
+    }
 }

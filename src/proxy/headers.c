@@ -114,6 +114,36 @@ bw_slice bw_join_xff(const struct bw_http_request *req, char *out, size_t cap)
     return bw_slice_make(out, len);
 }
 
+/* Does some op of ed name this field? */
+static bool edited(const struct bw_head_edits *ed, bw_slice name)
+{
+    for (size_t i = 0; i < ed->nops; i++)
+        if (bw_slice_eq_nocase(ed->ops[i]->name, name))
+            return true;
+    return false;
+}
+
+/* Each name's last op decides. */
+static void put_edits(struct bw_head_out *out, const struct bw_head_edits *ed)
+{
+    for (size_t i = 0; i < ed->nops; i++) {
+        const struct bw_header_op *op = ed->ops[i];
+        bool last = true;
+        for (size_t j = i + 1; j < ed->nops && last; j++)
+            last = !bw_slice_eq_nocase(ed->ops[j]->name, op->name);
+        if (!last)
+            continue;
+        switch (op->kind) {
+        case BW_HEADER_SET:
+            put_field(out, op->name, op->value);
+            break;
+        case BW_HEADER_REMOVE:
+        case BW_HEADER_OP__COUNT:
+            break;
+        }
+    }
+}
+
 bool bw_build_upstream_request(struct bw_head_out *out, const struct bw_http_request *req,
                                const struct bw_upstream_head_params *p)
 {
@@ -121,9 +151,16 @@ bool bw_build_upstream_request(struct bw_head_out *out, const struct bw_http_req
     size_t n = req->nheaders;
     bool conn_lists = has_connection_field(h, n);
 
+    const struct bw_head_edits *ed = &p->edits;
     put_slice(out, req->method);
     PUT_LIT(out, " ");
-    if (req->target.len > 0 && req->target.ptr[0] != '/' && req->target.ptr[0] != '*' &&
+    if (ed->has_path) {
+        put_slice(out, ed->path);
+        if (req->has_query) {
+            PUT_LIT(out, "?");
+            put_slice(out, req->query);
+        }
+    } else if (req->target.len > 0 && req->target.ptr[0] != '/' && req->target.ptr[0] != '*' &&
         req->method_id != BW_METHOD_CONNECT) {
         /* absolute-form: the upstream gets origin-form (RFC 9112 §3.2.1). */
         if (req->path.len)
@@ -145,6 +182,8 @@ bool bw_build_upstream_request(struct bw_head_out *out, const struct bw_http_req
         switch (classify(h[i].name)) {
         case F_PASS:
             if (conn_lists && named_by_connection(h, n, h[i].name))
+                continue;
+            if (ed->nops && edited(ed, h[i].name))
                 continue;
             put_field(out, h[i].name, h[i].value);
             break;
@@ -175,6 +214,7 @@ bool bw_build_upstream_request(struct bw_head_out *out, const struct bw_http_req
             break;
         }
     }
+    put_edits(out, ed);
     /* We speak HTTP/1.1 upstream, where Host is mandatory (RFC 9112 §3.2). */
     if (!host_done)
         put_field(out, BW_SLICE_LIT("Host"), req->host.len ? req->host : p->default_host);
@@ -206,6 +246,14 @@ static void put_status(struct bw_head_out *o, uint16_t status)
 bool bw_build_client_response(struct bw_head_out *out, const struct bw_http_response *resp,
                               bool client_http10, bool keep_alive, bool dechunk)
 {
+    static const struct bw_head_edits none = {.nops = 0, .has_path = false};
+    return bw_build_client_response_ed(out, resp, client_http10, keep_alive, dechunk, &none);
+}
+
+bool bw_build_client_response_ed(struct bw_head_out *out, const struct bw_http_response *resp,
+                                 bool client_http10, bool keep_alive, bool dechunk,
+                                 const struct bw_head_edits *ed)
+{
     const struct bw_http_header *h = resp->headers;
     size_t n = resp->nheaders;
     bool conn_lists = has_connection_field(h, n);
@@ -229,6 +277,8 @@ bool bw_build_client_response(struct bw_head_out *out, const struct bw_http_resp
         case F_HOST:
             if (conn_lists && named_by_connection(h, n, h[i].name))
                 continue;
+            if (ed->nops && edited(ed, h[i].name))
+                continue;
             put_field(out, h[i].name, h[i].value);
             break;
         case F_CL:
@@ -249,6 +299,7 @@ bool bw_build_client_response(struct bw_head_out *out, const struct bw_http_resp
             break;
         }
     }
+    put_edits(out, ed);
     if (upgrading) {
         PUT_LIT(out, "Connection: upgrade\r\nUpgrade: ");
         put_slice(out, upgrade);
@@ -279,4 +330,32 @@ size_t bw_build_error_response(char *buf, size_t cap, uint16_t status, bool clos
     if (n < 0 || (size_t)n >= cap)
         return 0;
     return (size_t)n;
+}
+
+size_t bw_build_own_response(char *buf, size_t cap, uint16_t status, bool close, bool head_only,
+                             bw_slice extra_headers, bool has_body, bw_slice body)
+{
+    const char *reason = bw_http_status_reason(status);
+    char dflt[96];
+    if (!has_body) {
+        int blen = snprintf(dflt, sizeof dflt, "%u %s\n", (unsigned)status, reason);
+        if (blen < 0 || (size_t)blen >= sizeof dflt)
+            return 0;
+        body = bw_slice_make(dflt, (size_t)blen);
+    }
+    int n = snprintf(buf, cap,
+                     "HTTP/1.1 %u %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
+                     "%s%.*s\r\n",
+                     (unsigned)status, reason, body.len, close ? "Connection: close\r\n" : "",
+                     (int)extra_headers.len, extra_headers.ptr);
+    if (n < 0 || (size_t)n >= cap)
+        return 0;
+    size_t len = (size_t)n;
+    if (!head_only) {
+        if (cap - len < body.len)
+            return 0;
+        memcpy(buf + len, body.ptr, body.len);
+        len += body.len;
+    }
+    return len;
 }

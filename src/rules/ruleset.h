@@ -58,7 +58,7 @@ enum {
     BW_RULES_MAX_TESTS = 1024,           /* embedded tests per ruleset */
     BW_RULES_MAX_HEADER_OPS = 32,        /* header operations in one rewrite */
     BW_RULES_MAX_CHARACTERISTICS = 8,    /* rate_limit characteristics */
-    BW_RULES_MAX_BODY_LEN = 64 * 1024,   /* block body bytes */
+    BW_RULES_MAX_BODY_LEN = 8 * 1024,    /* block body bytes: sent from one head buffer */
     BW_RULES_MAX_RATE_REQUESTS = 1000000000,
     BW_RULES_MIN_RATE_PERIOD_MS = 1000,
     BW_RULES_MAX_RATE_PERIOD_MS = 86400 * 1000,

@@ -44,6 +44,30 @@ TEST(arena_cap_refuses_past_limit)
     bw_arena_reset(&a);
 }
 
+TEST(arena_clear_keeps_one_block_and_the_cap)
+{
+    bw_arena a;
+    bw_arena_init(&a, 256, 1024);
+    char *p1 = bw_arena_alloc(&a, 100);
+    CHECK(p1 != NULL);
+    p1[0] = 'x';
+    CHECK(bw_arena_alloc(&a, 600) != NULL); /* its own block */
+    bw_arena_clear(&a);
+    /* The regular block is reused from its start, zeroed for the caller. */
+    char *p2 = bw_arena_alloc(&a, 100);
+    CHECK(p2 == p1);
+    CHECK(p2[0] == 0);
+    /* The cap still counts the kept block: 1024 holds it and one more. */
+    int got = 0;
+    while (bw_arena_alloc(&a, 200) != NULL && got < 100)
+        got++;
+    CHECK(got > 0 && got < 6);
+    CHECK(a.used <= 1024);
+    bw_arena_reset(&a);
+    bw_arena_clear(&a); /* an empty arena stays empty */
+    CHECK(a.head == NULL && a.used == 0);
+}
+
 TEST(arena_strndup_copies_and_terminates)
 {
     bw_arena a;
@@ -72,6 +96,7 @@ int main(void)
     RUN(arena_alloc_is_zeroed_and_aligned);
     RUN(arena_big_object_gets_own_block);
     RUN(arena_cap_refuses_past_limit);
+    RUN(arena_clear_keeps_one_block_and_the_cap);
     RUN(arena_strndup_copies_and_terminates);
     RUN(slice_helpers);
     return t_done();

@@ -1,0 +1,496 @@
+/* The rules module (rules.h): loading with its failure policy, and the two
+ * per-request hooks. */
+#include "modules/rules.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/rulesets.h"
+
+/* ---- loading ---------------------------------------------------------------- */
+
+struct report {
+    char *buf;
+    size_t cap, len;
+};
+
+BW_PRINTF(2, 3)
+static void say(struct report *r, const char *fmt, ...)
+{
+    if (r->cap == 0 || r->len >= r->cap - 1)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(r->buf + r->len, r->cap - r->len, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        r->len = (size_t)n < r->cap - r->len ? r->len + (size_t)n : r->cap - 1;
+}
+
+static void say_diags(struct report *r, const struct bw_config_diags *d)
+{
+    for (size_t i = 0; i < d->n; i++) {
+        const struct bw_config_diag *g = &d->items[i];
+        if (g->line == 0)
+            say(r, "%s: error: %s\n", d->file, g->msg);
+        else
+            say(r, "%s:%u:%u: error: %s\n", d->file, g->line, g->col, g->msg);
+    }
+    if (d->dropped)
+        say(r, "%s: error: %zu more errors not shown\n", d->file, d->dropped);
+}
+
+static bw_status build(struct bw_rules_rt *rr, const struct bw_config *cfg,
+                       struct bw_ruleset *sets, size_t nsets, struct bw_route_match *routes,
+                       bw_error *err)
+{
+    return bw_rulebook_build(&rr->arena, sets, nsets, routes, cfg->nroutes, &rr->book, err);
+}
+
+bw_status bw_rules_rt_load(struct bw_rules_rt *rr, const struct bw_config *cfg, char *report,
+                           size_t cap)
+{
+    memset(rr, 0, sizeof *rr);
+    struct report rep = {.buf = report, .cap = cap, .len = 0};
+    if (cap)
+        report[0] = '\0';
+    bw_arena_init(&rr->arena, 64 * 1024, 0);
+    const struct bw_config_rules_module *m = &cfg->modules.rules;
+    rr->enabled = m->enabled;
+    rr->on_error = m->on_error;
+    rr->error_status = m->error_status;
+
+    struct bw_route_match *routes = bw_arena_alloc(&rr->arena, cfg->nroutes * sizeof *routes + 1);
+    if (!routes) {
+        say(&rep, "out of memory loading the routes\n");
+        return BW_ERR;
+    }
+    for (size_t i = 0; i < cfg->nroutes; i++)
+        routes[i] = (struct bw_route_match){.has_match = cfg->routes[i].has_match,
+                                            .expr = cfg->routes[i].match};
+
+    bw_error err;
+    struct bw_ruleset *sets = NULL;
+    size_t nsets = 0;
+    bool ok = true;
+    if (m->enabled) {
+        sets = bw_arena_alloc(&rr->arena, m->nrulesets * sizeof *sets);
+        struct bw_config_diags *d = malloc(sizeof *d);
+        if (!sets || !d) {
+            free(d);
+            say(&rep, "out of memory loading the rulesets\n");
+            return BW_ERR;
+        }
+        for (size_t i = 0; i < m->nrulesets; i++) {
+            char path[4097];
+            snprintf(path, sizeof path, "%.*s", (int)m->rulesets[i].len, m->rulesets[i].ptr);
+            if (bw_ruleset_load_file(&rr->arena, path, &sets[nsets], d) != BW_OK) {
+                say_diags(&rep, d);
+                ok = false;
+                continue;
+            }
+            nsets++;
+        }
+        free(d);
+        if (ok && build(rr, cfg, sets, nsets, routes, &err) != BW_OK) {
+            say(&rep, "%s\n", err.msg);
+            ok = false;
+        }
+        if (ok) {
+            bw_arena scratch;
+            bw_arena_init(&scratch, 16 * 1024, BW_RULES_REQUEST_ARENA_CAP);
+            bw_status st = bw_rulebook_run_tests(rr->book, &scratch, &err);
+            bw_arena_reset(&scratch);
+            if (st != BW_OK) {
+                say(&rep, "%s\n", err.msg);
+                ok = false;
+            }
+        }
+        if (!ok) {
+            rr->book = bw_rulebook_free(rr->book);
+            rr->failed = true;
+        }
+    }
+    if (!rr->book && build(rr, cfg, NULL, 0, routes, &err) != BW_OK) {
+        say(&rep, "%s\n", err.msg);
+        return BW_ERR;
+    }
+    if (bw_killset_alloc(&rr->arena, rr->book, &rr->kills) != BW_OK) {
+        say(&rep, "out of memory for killswitches\n");
+        return BW_ERR;
+    }
+    rr->has_request_rules = rr->book->ntop[BW_RULES_PHASE_REQUEST] > 0;
+    rr->has_response_rules = rr->book->ntop[BW_RULES_PHASE_RESPONSE] > 0;
+    if (rr->book->has_rate_limits &&
+        bw_rate_table_new((size_t)m->rate_limit_entries, &rr->rate, &err) != BW_OK) {
+        say(&rep, "%s\n", err.msg);
+        return BW_ERR;
+    }
+    return BW_OK;
+}
+
+void bw_rules_rt_done(struct bw_rules_rt *rr)
+{
+    rr->book = bw_rulebook_free(rr->book);
+    rr->rate = bw_rate_table_free(rr->rate);
+    bw_arena_reset(&rr->arena);
+}
+
+/* ---- per worker -------------------------------------------------------------- */
+
+bw_status bw_rules_worker_init(struct bw_rules_worker *w, const struct bw_rules_rt *rr,
+                               size_t max_headers, bw_error *err)
+{
+    memset(w, 0, sizeof *w);
+    w->rr = rr;
+    bw_regex_scratch_init(&w->scratch);
+    bw_arena_init(&w->arena, BW_RULES_REQUEST_ARENA_BLOCK, BW_RULES_REQUEST_ARENA_CAP);
+    w->hdrs_cap = max_headers;
+    w->hdrs = calloc(max_headers ? max_headers : 1, sizeof *w->hdrs);
+    w->rhdrs = calloc(max_headers ? max_headers : 1, sizeof *w->rhdrs);
+    w->match_counts = calloc(rr->book->nrules ? rr->book->nrules : 1, sizeof *w->match_counts);
+    if (!w->hdrs || !w->rhdrs || !w->match_counts) {
+        bw_rules_worker_done(w);
+        return bw_error_set(err, "out of memory for the rules of a worker");
+    }
+    for (size_t p = 0; p < BW_RULES_PHASE__COUNT; p++) {
+        if (rr->book->prog[p] &&
+            bw_rules_prog_reserve(rr->book->prog[p], &w->scratch, err) != BW_OK) {
+            bw_rules_worker_done(w);
+            return BW_ERR;
+        }
+    }
+    return BW_OK;
+}
+
+void bw_rules_worker_done(struct bw_rules_worker *w)
+{
+    bw_regex_scratch_done(&w->scratch);
+    bw_arena_reset(&w->arena);
+    free(w->hdrs);
+    free(w->rhdrs);
+    free(w->match_counts);
+    w->hdrs = w->rhdrs = NULL;
+    w->match_counts = NULL;
+}
+
+/* ---- the request as the rules see it ---------------------------------------- */
+
+void bw_rules_view_request(struct bw_rules_worker *w, struct bw_request_view *v,
+                           const struct bw_http_request *hq,
+                           const struct sockaddr_storage *client, bool ssl)
+{
+    size_t n = hq->nheaders < w->hdrs_cap ? hq->nheaders : w->hdrs_cap;
+    for (size_t i = 0; i < n; i++)
+        w->hdrs[i] = (struct bw_rv_header){.name = hq->headers[i].name,
+                                           .value = hq->headers[i].value};
+    *v = (struct bw_request_view){
+        .method = hq->method,
+        .host = {.known = hq->host.len > 0, .value = hq->host},
+        .uri = hq->target,
+        .raw_path = hq->path,
+        .query = hq->has_query ? hq->query : BW_SLICE_EMPTY,
+        .headers = {.items = w->hdrs, .n = n},
+        .src = {.known = client->ss_family == AF_INET || client->ss_family == AF_INET6},
+        .ssl = ssl,
+        .bot_score = {.known = false, .value = 0},
+        .has_response = false,
+    };
+    memcpy(&v->src.addr, client, sizeof v->src.addr);
+}
+
+static bw_slice dup_or_empty(bw_arena *a, bw_slice s, bool *ok)
+{
+    if (s.len == 0)
+        return BW_SLICE_EMPTY;
+    bw_slice r = bw_arena_slice_dup(a, s);
+    if (!r.ptr) {
+        *ok = false;
+        return BW_SLICE_EMPTY;
+    }
+    return r;
+}
+
+bw_status bw_rules_view_copy(bw_arena *a, const struct bw_request_view *in,
+                             struct bw_request_view *out)
+{
+    bool ok = true;
+    *out = *in;
+    out->method = dup_or_empty(a, in->method, &ok);
+    out->host.value = dup_or_empty(a, in->host.value, &ok);
+    out->uri = dup_or_empty(a, in->uri, &ok);
+    out->raw_path = dup_or_empty(a, in->raw_path, &ok);
+    out->query = dup_or_empty(a, in->query, &ok);
+    struct bw_rv_header *h = bw_arena_alloc(a, (in->headers.n + 1) * sizeof *h);
+    if (!h)
+        return BW_ERR;
+    for (size_t i = 0; i < in->headers.n; i++) {
+        h[i].name = dup_or_empty(a, in->headers.items[i].name, &ok);
+        h[i].value = dup_or_empty(a, in->headers.items[i].value, &ok);
+    }
+    out->headers.items = h;
+    return ok ? BW_OK : BW_ERR;
+}
+
+/* ---- running ----------------------------------------------------------------- */
+
+static enum bw_rl_decision limiter_hit(void *self, const struct bw_rule *rule, uint64_t key,
+                                       uint64_t now_ms, uint64_t *retry_after_s)
+{
+    struct bw_rate_table *t = self;
+    const struct bw_action_rate_limit *rl = &rule->action.u.rate_limit;
+    switch (bw_rate_table_hit(t, key, rl->requests, rl->period_ms, now_ms, retry_after_s)) {
+    case BW_RATE_UNDER:
+        return BW_RL_UNDER;
+    case BW_RATE_OVER:
+        return BW_RL_OVER;
+    case BW_RATE__COUNT:
+        break;
+    }
+    return BW_RL_FAILED;
+}
+
+static enum bw_rl_decision limiter_none(void *self, const struct bw_rule *rule, uint64_t key,
+                                        uint64_t now_ms, uint64_t *retry_after_s)
+{
+    (void)self, (void)rule, (void)key, (void)now_ms, (void)retry_after_s;
+    return BW_RL_FAILED;
+}
+
+static struct bw_rules_env env_of(struct bw_rules_worker *w, uint64_t now_ms)
+{
+    const struct bw_rules_rt *rr = w->rr;
+    return (struct bw_rules_env){
+        .limiter = rr->rate ? (struct bw_rate_limiter_ops){.hit = limiter_hit, .self = rr->rate}
+                            : (struct bw_rate_limiter_ops){.hit = limiter_none, .self = w},
+        .kills = rr->kills,
+        .now_ms = now_ms,
+        .match_counts = w->match_counts,
+        .tracing = false,
+    };
+}
+
+static void respond_failed(const struct bw_rules_rt *rr, struct bw_rules_hook *out)
+{
+    out->kind = BW_RULES_HOOK_RESPOND;
+    out->status = rr->error_status;
+    out->has_body = true;
+    out->body = BW_SLICE_LIT("the rules module failed for this request\n");
+}
+
+/* Turns the effects that fired into head edits (ops flattened, last path
+ * wins). Dropped, with a failure counted, if the arena is full. */
+static void collect_edits(struct bw_rules_worker *w, bw_arena *a, const struct bw_rules_verdict *v,
+                          struct bw_rules_hook *out)
+{
+    size_t nops = 0;
+    for (size_t i = 0; i < v->neffects; i++) {
+        const struct bw_action *act = &v->effects[i]->action;
+        switch (act->kind) {
+        case BW_ACTION_REWRITE:
+            nops += act->u.rewrite.nops;
+            if (act->u.rewrite.has_path) {
+                out->edits.has_path = true;
+                out->edits.path = act->u.rewrite.path;
+            }
+            break;
+        case BW_ACTION_SET_HEADER:
+        case BW_ACTION_REMOVE_HEADER:
+            nops++;
+            break;
+        case BW_ACTION_BLOCK:
+        case BW_ACTION_LOG:
+        case BW_ACTION_SKIP:
+        case BW_ACTION_EXECUTE:
+        case BW_ACTION_RATE_LIMIT:
+        case BW_ACTION_REDIRECT:
+        case BW_ACTION__COUNT:
+            break;
+        }
+    }
+    if (nops == 0)
+        return;
+    const struct bw_header_op **ops = bw_arena_alloc(a, nops * sizeof *ops);
+    if (!ops) {
+        out->failed = true;
+        out->edits.has_path = false;
+        return;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < v->neffects; i++) {
+        const struct bw_action *act = &v->effects[i]->action;
+        switch (act->kind) {
+        case BW_ACTION_REWRITE:
+            for (size_t j = 0; j < act->u.rewrite.nops; j++)
+                ops[k++] = &act->u.rewrite.ops[j];
+            break;
+        case BW_ACTION_SET_HEADER:
+            ops[k++] = &act->u.set_header;
+            break;
+        case BW_ACTION_REMOVE_HEADER:
+            ops[k++] = &act->u.remove_header;
+            break;
+        case BW_ACTION_BLOCK:
+        case BW_ACTION_LOG:
+        case BW_ACTION_SKIP:
+        case BW_ACTION_EXECUTE:
+        case BW_ACTION_RATE_LIMIT:
+        case BW_ACTION_REDIRECT:
+        case BW_ACTION__COUNT:
+            break;
+        }
+    }
+    (void)w;
+    out->edits.ops = ops;
+    out->edits.nops = k;
+}
+
+/* Maps a verdict onto the hook's answer. */
+static void apply_verdict(struct bw_rules_worker *w, bw_arena *a, enum bw_rules_phase phase,
+                          const struct bw_rules_verdict *v, struct bw_rules_hook *out)
+{
+    w->verdicts[phase][v->kind]++;
+    if (v->has_rule) {
+        out->has_rule = true;
+        out->rule = v->rule;
+        out->ruleset = v->ruleset;
+        out->action = v->rule->action.kind;
+    } else if (v->has_last_fired) {
+        out->has_rule = true;
+        out->rule = v->last_fired;
+        out->ruleset = &w->rr->book->rulesets[v->last_fired->ruleset];
+        out->action = v->last_fired->action.kind;
+    }
+    switch (v->kind) {
+    case BW_VERDICT_CONTINUE:
+        collect_edits(w, a, v, out);
+        return;
+    case BW_VERDICT_BLOCK:
+        out->kind = BW_RULES_HOOK_RESPOND;
+        out->status = v->status;
+        out->has_body = v->has_body;
+        out->body = v->body;
+        return;
+    case BW_VERDICT_REDIRECT: {
+        out->kind = BW_RULES_HOOK_RESPOND;
+        out->status = v->status;
+        int n = snprintf(out->extra, sizeof out->extra, "Location: %.*s\r\n",
+                         (int)v->location.len, v->location.ptr);
+        if (n < 0 || (size_t)n >= sizeof out->extra) {
+            /* A location too long for the head: the module failed (its
+             * policy decides), never a truncated Location. */
+            out->kind = BW_RULES_HOOK_CONTINUE;
+            out->failed = true;
+            return;
+        }
+        out->extra_len = (size_t)n;
+        return;
+    }
+    case BW_VERDICT_RATE_LIMITED: {
+        out->kind = BW_RULES_HOOK_RESPOND;
+        out->status = v->status;
+        int n = snprintf(out->extra, sizeof out->extra, "Retry-After: %llu\r\n",
+                         (unsigned long long)v->retry_after_s);
+        out->extra_len = n > 0 ? (size_t)n : 0;
+        return;
+    }
+    case BW_VERDICT__COUNT:
+        break;
+    }
+}
+
+static void hook_init(struct bw_rules_hook *out)
+{
+    out->kind = BW_RULES_HOOK_CONTINUE;
+    out->route = 0;
+    out->edits = (struct bw_head_edits){.nops = 0, .has_path = false};
+    out->status = 0;
+    out->has_body = false;
+    out->body = BW_SLICE_EMPTY;
+    out->extra_len = 0;
+    out->extra[0] = '\0';
+    out->failed = false;
+    out->has_rule = false;
+}
+
+/* A module failure under the module's policy. */
+static void fail(struct bw_rules_worker *w, struct bw_rules_hook *out)
+{
+    out->failed = true;
+    w->failures[w->rr->on_error]++;
+    switch (w->rr->on_error) {
+    case BW_ON_ERROR_OPEN:
+        return;
+    case BW_ON_ERROR_CLOSED:
+        respond_failed(w->rr, out);
+        return;
+    case BW_ON_ERROR__COUNT:
+        break;
+    }
+}
+
+void bw_rules_on_request(struct bw_rules_worker *w, const struct bw_request_view *v,
+                         uint64_t now_ms, struct bw_rules_request *st, struct bw_rules_hook *out)
+{
+    const struct bw_rules_rt *rr = w->rr;
+    const struct bw_rulebook *book = rr->book;
+    hook_init(out);
+    bw_arena_clear(&w->arena);
+    struct bw_rules_ctx cx;
+    bw_rules_ctx_init(&cx, book->prog[BW_RULES_PHASE_REQUEST], v, &w->arena, &w->scratch);
+
+    if (rr->enabled && rr->failed) {
+        fail(w, out);
+        if (out->kind == BW_RULES_HOOK_RESPOND)
+            return;
+    } else if (rr->has_request_rules && !(st->skipped_modules & (1u << BW_MODULE_RULES))) {
+        struct bw_rules_env env = env_of(w, now_ms);
+        struct bw_rules_verdict verdict;
+        bw_rulebook_run(book, BW_RULES_PHASE_REQUEST, &cx, &env, st, &verdict);
+        apply_verdict(w, &w->arena, BW_RULES_PHASE_REQUEST, &verdict, out);
+        if (cx.stats.arena_failures || cx.stats.regex_failures || out->failed) {
+            struct bw_rules_hook keep = *out;
+            fail(w, out);
+            if (out->kind != BW_RULES_HOOK_RESPOND)
+                *out = keep, out->failed = true;
+        }
+        if (out->kind == BW_RULES_HOOK_RESPOND)
+            return;
+    }
+    size_t route;
+    if (bw_rulebook_route(book, &cx, &route) != BW_OK) {
+        out->kind = BW_RULES_HOOK_NO_ROUTE;
+        return;
+    }
+    out->route = route;
+}
+
+void bw_rules_on_response(struct bw_rules_worker *w, struct bw_request_view *v,
+                          const struct bw_http_response *hr, bw_arena *a, uint64_t now_ms,
+                          struct bw_rules_request *st, struct bw_rules_hook *out)
+{
+    const struct bw_rules_rt *rr = w->rr;
+    hook_init(out);
+    if (!rr->has_response_rules || (st->skipped_modules & (1u << BW_MODULE_RULES)))
+        return;
+    size_t n = hr->nheaders < w->hdrs_cap ? hr->nheaders : w->hdrs_cap;
+    for (size_t i = 0; i < n; i++)
+        w->rhdrs[i] = (struct bw_rv_header){.name = hr->headers[i].name,
+                                            .value = hr->headers[i].value};
+    v->has_response = true;
+    v->response_code = hr->status;
+    v->response_headers = (struct bw_rv_headers){.items = w->rhdrs, .n = n};
+    struct bw_rules_ctx cx;
+    bw_rules_ctx_init(&cx, rr->book->prog[BW_RULES_PHASE_RESPONSE], v, a, &w->scratch);
+    struct bw_rules_env env = env_of(w, now_ms);
+    struct bw_rules_verdict verdict;
+    bw_rulebook_run(rr->book, BW_RULES_PHASE_RESPONSE, &cx, &env, st, &verdict);
+    apply_verdict(w, a, BW_RULES_PHASE_RESPONSE, &verdict, out);
+    if (cx.stats.arena_failures || cx.stats.regex_failures || out->failed) {
+        struct bw_rules_hook keep = *out;
+        fail(w, out);
+        if (out->kind != BW_RULES_HOOK_RESPOND)
+            *out = keep, out->failed = true;
+    }
+}
