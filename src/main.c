@@ -1,6 +1,11 @@
 /* Command line (DESIGN.md §2):
  *   bulwark run   -c FILE    serve
- *   bulwark check -c FILE    validate; exit 0, or 1 with file:line:col errors
+ *   bulwark check -c FILE    validate config and rulesets, run their embedded
+ *                            tests; exit 0, or 1 with file:line:col errors
+ *   bulwark eval  -c FILE --request 'GET / HTTP/1.1' -H 'Host: a' [--ip A]
+ *                 [--ssl] [--bot-score N] [--raw FILE]
+ *                 [--response-status N [--response-header 'N: v']...]
+ *                            trace one request through every phase
  *   bulwark version */
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +13,8 @@
 
 #include "base/log.h"
 #include "config/config.h"
+#include "modules/rules.h"
+#include "modules/trace.h"
 #include "proxy/server.h"
 
 #ifndef BW_VERSION
@@ -18,6 +25,10 @@ static int usage(FILE *out)
 {
     fprintf(out, "usage: bulwark run -c FILE [--log-level error|warn|info|debug]\n"
                  "       bulwark check -c FILE\n"
+                 "       bulwark eval -c FILE (--request 'GET /path HTTP/1.1' [-H 'Name: value']... "
+                 "| --raw FILE)\n"
+                 "                    [--ip ADDR] [--ssl] [--bot-score N]\n"
+                 "                    [--response-status N [--response-header 'Name: value']...]\n"
                  "       bulwark version\n");
     return 2;
 }
@@ -46,9 +57,52 @@ int main(int argc, char **argv)
         return 0;
     }
     const char *path = NULL;
+    static struct bw_eval_args ev;
+    bool is_eval = strcmp(cmd, "eval") == 0;
     for (int i = 2; i < argc; i++) {
-        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) {
+        bool has_arg = i + 1 < argc;
+        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && has_arg) {
             path = argv[++i];
+        } else if (is_eval && strcmp(argv[i], "--request") == 0 && has_arg) {
+            ev.request_line = argv[++i];
+        } else if (is_eval && (strcmp(argv[i], "-H") == 0 || strcmp(argv[i], "--header") == 0) &&
+                   has_arg) {
+            if (ev.nheaders == BW_EVAL_MAX_HEADERS) {
+                fprintf(stderr, "bulwark: at most %d headers\n", BW_EVAL_MAX_HEADERS);
+                return 2;
+            }
+            ev.headers[ev.nheaders++] = argv[++i];
+        } else if (is_eval && strcmp(argv[i], "--raw") == 0 && has_arg) {
+            ev.has_raw_file = true;
+            ev.raw_file = argv[++i];
+        } else if (is_eval && strcmp(argv[i], "--ip") == 0 && has_arg) {
+            ev.ip = argv[++i];
+        } else if (is_eval && strcmp(argv[i], "--ssl") == 0) {
+            ev.ssl = true;
+        } else if (is_eval && strcmp(argv[i], "--bot-score") == 0 && has_arg) {
+            char *end;
+            long v = strtol(argv[++i], &end, 10);
+            if (*end || v < 1 || v > 99) {
+                fprintf(stderr, "bulwark: --bot-score takes 1..99\n");
+                return 2;
+            }
+            ev.has_bot_score = true;
+            ev.bot_score = v;
+        } else if (is_eval && strcmp(argv[i], "--response-status") == 0 && has_arg) {
+            char *end;
+            long v = strtol(argv[++i], &end, 10);
+            if (*end || v < 100 || v > 999) {
+                fprintf(stderr, "bulwark: --response-status takes 100..999\n");
+                return 2;
+            }
+            ev.has_response = true;
+            ev.response_status = (uint16_t)v;
+        } else if (is_eval && strcmp(argv[i], "--response-header") == 0 && has_arg) {
+            if (ev.nresponse_headers == BW_EVAL_MAX_HEADERS) {
+                fprintf(stderr, "bulwark: at most %d response headers\n", BW_EVAL_MAX_HEADERS);
+                return 2;
+            }
+            ev.response_headers[ev.nresponse_headers++] = argv[++i];
         } else if (strcmp(argv[i], "--log-level") == 0 && i + 1 < argc) {
             const char *l = argv[++i];
             if (strcmp(l, "error") == 0)
@@ -74,9 +128,37 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "check") == 0) {
         if (load(path, &cfg) != 0)
             return 1;
-        printf("%s: ok\n", path);
+        static char report[16384];
+        struct bw_rules_rt rr;
+        bool ok = bw_rules_rt_load(&rr, cfg, report, sizeof report) == BW_OK && !rr.failed;
+        size_t nrulesets = ok ? rr.book->nrulesets : 0, nrules = ok ? rr.book->nrules : 0;
+        bw_rules_rt_done(&rr);
         bw_config_free(cfg);
+        if (!ok) {
+            fputs(report, stderr);
+            return 1;
+        }
+        if (nrulesets)
+            printf("%s: ok (%zu rulesets, %zu rules, embedded tests passed)\n", path, nrulesets,
+                   nrules);
+        else
+            printf("%s: ok\n", path);
         return 0;
+    }
+    if (is_eval) {
+        if ((ev.request_line == NULL) == !ev.has_raw_file) {
+            fprintf(stderr, "bulwark: eval needs --request LINE or --raw FILE (one of them)\n");
+            return usage(stderr);
+        }
+        if (ev.nresponse_headers && !ev.has_response) {
+            fprintf(stderr, "bulwark: --response-header needs --response-status\n");
+            return 2;
+        }
+        if (load(path, &cfg) != 0)
+            return 1;
+        int rc = bw_eval_command(cfg, &ev, stdout, stderr);
+        bw_config_free(cfg);
+        return rc;
     }
     if (strcmp(cmd, "run") == 0) {
         if (load(path, &cfg) != 0)

@@ -177,17 +177,45 @@ void bw_rules_worker_done(struct bw_rules_worker *w)
 
 /* ---- the request as the rules see it ---------------------------------------- */
 
+/* http.host is the host name as DNS compares it: lowercased, without the
+ * port ("API.Example:8080" is "api.example"; "[::1]:80" is "[::1]"). */
+static bw_slice host_name(bw_arena *a, bw_slice h)
+{
+    size_t n = h.len;
+    if (n && h.ptr[0] == '[') {
+        const char *close = memchr(h.ptr, ']', n);
+        if (close)
+            n = (size_t)(close - h.ptr) + 1;
+    } else {
+        const char *colon = memchr(h.ptr, ':', n);
+        if (colon)
+            n = (size_t)(colon - h.ptr);
+    }
+    bool lower = true;
+    for (size_t i = 0; i < n && lower; i++)
+        lower = !(h.ptr[i] >= 'A' && h.ptr[i] <= 'Z');
+    if (lower)
+        return bw_slice_make(h.ptr, n);
+    char *buf = bw_arena_alloc(a, n);
+    if (!buf)
+        return bw_slice_make(h.ptr, n); /* arena full: compared as received */
+    for (size_t i = 0; i < n; i++)
+        buf[i] = bw_ascii_lower(h.ptr[i]);
+    return bw_slice_make(buf, n);
+}
+
 void bw_rules_view_request(struct bw_rules_worker *w, struct bw_request_view *v,
                            const struct bw_http_request *hq,
                            const struct sockaddr_storage *client, bool ssl)
 {
+    bw_arena_clear(&w->arena);
     size_t n = hq->nheaders < w->hdrs_cap ? hq->nheaders : w->hdrs_cap;
     for (size_t i = 0; i < n; i++)
         w->hdrs[i] = (struct bw_rv_header){.name = hq->headers[i].name,
                                            .value = hq->headers[i].value};
     *v = (struct bw_request_view){
         .method = hq->method,
-        .host = {.known = hq->host.len > 0, .value = hq->host},
+        .host = {.known = hq->host.len > 0, .value = host_name(&w->arena, hq->host)},
         .uri = hq->target,
         .raw_path = hq->path,
         .query = hq->has_query ? hq->query : BW_SLICE_EMPTY,
@@ -258,7 +286,7 @@ static enum bw_rl_decision limiter_none(void *self, const struct bw_rule *rule, 
     return BW_RL_FAILED;
 }
 
-static struct bw_rules_env env_of(struct bw_rules_worker *w, uint64_t now_ms)
+struct bw_rules_env bw_rules_worker_env(struct bw_rules_worker *w, uint64_t now_ms)
 {
     const struct bw_rules_rt *rr = w->rr;
     return (struct bw_rules_env){
@@ -436,7 +464,6 @@ void bw_rules_on_request(struct bw_rules_worker *w, const struct bw_request_view
     const struct bw_rules_rt *rr = w->rr;
     const struct bw_rulebook *book = rr->book;
     hook_init(out);
-    bw_arena_clear(&w->arena);
     struct bw_rules_ctx cx;
     bw_rules_ctx_init(&cx, book->prog[BW_RULES_PHASE_REQUEST], v, &w->arena, &w->scratch);
 
@@ -445,7 +472,7 @@ void bw_rules_on_request(struct bw_rules_worker *w, const struct bw_request_view
         if (out->kind == BW_RULES_HOOK_RESPOND)
             return;
     } else if (rr->has_request_rules && !(st->skipped_modules & (1u << BW_MODULE_RULES))) {
-        struct bw_rules_env env = env_of(w, now_ms);
+        struct bw_rules_env env = bw_rules_worker_env(w, now_ms);
         struct bw_rules_verdict verdict;
         bw_rulebook_run(book, BW_RULES_PHASE_REQUEST, &cx, &env, st, &verdict);
         apply_verdict(w, &w->arena, BW_RULES_PHASE_REQUEST, &verdict, out);
@@ -483,7 +510,7 @@ void bw_rules_on_response(struct bw_rules_worker *w, struct bw_request_view *v,
     v->response_headers = (struct bw_rv_headers){.items = w->rhdrs, .n = n};
     struct bw_rules_ctx cx;
     bw_rules_ctx_init(&cx, rr->book->prog[BW_RULES_PHASE_RESPONSE], v, a, &w->scratch);
-    struct bw_rules_env env = env_of(w, now_ms);
+    struct bw_rules_env env = bw_rules_worker_env(w, now_ms);
     struct bw_rules_verdict verdict;
     bw_rulebook_run(rr->book, BW_RULES_PHASE_RESPONSE, &cx, &env, st, &verdict);
     apply_verdict(w, a, BW_RULES_PHASE_RESPONSE, &verdict, out);

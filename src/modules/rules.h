@@ -70,8 +70,14 @@ bw_status bw_rules_worker_init(struct bw_rules_worker *w, const struct bw_rules_
                                size_t max_headers, bw_error *err) BW_MUST_CHECK;
 void bw_rules_worker_done(struct bw_rules_worker *w);
 
+/* The environment rules run in on this worker: the shared rate-limit
+ * table, the killswitches, this worker's match counters. */
+struct bw_rules_env bw_rules_worker_env(struct bw_rules_worker *w, uint64_t now_ms);
+
 /* A request as the rules see it. client is the resolved client address
- * (client_ip). Header views point into hq's buffer: valid while it is. */
+ * (client_ip). Header views point into hq's buffer: valid while it is.
+ * Clears the worker's request arena first: everything of the previous
+ * request's rules is gone. */
 void bw_rules_view_request(struct bw_rules_worker *w, struct bw_request_view *v,
                            const struct bw_http_request *hq,
                            const struct sockaddr_storage *client, bool ssl);
@@ -101,8 +107,8 @@ struct bw_rules_hook {
     enum bw_action_kind action;
 };
 
-/* Runs the request phase and picks the route. Clears the worker's request
- * arena first: everything of the previous request's rules is gone. */
+/* Runs the request phase and picks the route, for a view just made by
+ * bw_rules_view_request. */
 void bw_rules_on_request(struct bw_rules_worker *w, const struct bw_request_view *v,
                          uint64_t now_ms, struct bw_rules_request *st, struct bw_rules_hook *out);
 

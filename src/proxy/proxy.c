@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/log.h"
 #include "proxy/session.h"
 
 bw_status bw_runtime_init(struct bw_runtime *rt, const struct bw_config *cfg, bw_error *err)
@@ -14,20 +15,32 @@ bw_status bw_runtime_init(struct bw_runtime *rt, const struct bw_config *cfg, bw
         .header_bytes = (size_t)cfg->limits.header_bytes,
         .headers = (size_t)cfg->limits.headers,
     };
-    for (size_t i = 0; i < cfg->nroutes; i++)
-        rt->needs_path |= cfg->routes[i].has_path_prefix;
     for (size_t i = 0; i < cfg->nupstreams; i++)
         rt->needs_path |= cfg->upstreams[i].balance == BW_BALANCE_HASH &&
                           cfg->upstreams[i].hash_field == BW_HASH_URI_PATH;
+    static char report[16384];
+    if (bw_rules_rt_load(&rt->rules, cfg, report, sizeof report) != BW_OK) {
+        bw_rules_rt_done(&rt->rules);
+        return bw_error_set(err, "cannot compile the routes: %s", report);
+    }
+    if (rt->rules.failed)
+        BW_ERRORF("the rules module did not load; on_error: %s applies to every request "
+                  "until it does:\n%s",
+                  cfg->modules.rules.on_error == BW_ON_ERROR_OPEN ? "open (no rule runs)"
+                                                                  : "closed (requests refused)",
+                  report);
     rt->upstreams = calloc(cfg->nupstreams, sizeof *rt->upstreams);
-    if (!rt->upstreams)
+    if (!rt->upstreams) {
+        bw_rules_rt_done(&rt->rules);
         return bw_error_set(err, "out of memory");
+    }
     for (size_t i = 0; i < cfg->nupstreams; i++) {
         if (bw_upstream_rt_init(&rt->upstreams[i], &cfg->upstreams[i], err) != BW_OK) {
             for (size_t k = 0; k < i; k++)
                 bw_upstream_rt_done(&rt->upstreams[k]);
             free(rt->upstreams);
             rt->upstreams = NULL;
+            bw_rules_rt_done(&rt->rules);
             return BW_ERR;
         }
     }
@@ -42,6 +55,7 @@ void bw_runtime_done(struct bw_runtime *rt)
         free(rt->upstreams);
         rt->upstreams = NULL;
     }
+    bw_rules_rt_done(&rt->rules);
 }
 
 bw_status bw_proxy_worker_init(struct bw_proxy_worker *pw, struct bw_runtime *rt,
@@ -66,6 +80,10 @@ bw_status bw_proxy_worker_init(struct bw_proxy_worker *pw, struct bw_runtime *rt
     if (!pw->scratch_headers || !pw->ups || !pw->scratch_path) {
         bw_proxy_worker_done(pw);
         return bw_error_set(err, "out of memory");
+    }
+    if (bw_rules_worker_init(&pw->rules, &rt->rules, (size_t)cfg->limits.headers, err) != BW_OK) {
+        bw_proxy_worker_done(pw);
+        return BW_ERR;
     }
     for (size_t i = 0; i < cfg->nupstreams; i++) {
         if (bw_upstream_local_init(&pw->ups[i], &rt->upstreams[i], err) != BW_OK) {
@@ -92,6 +110,9 @@ void bw_proxy_worker_done(struct bw_proxy_worker *pw)
         free(pw->ups);
         pw->ups = NULL;
     }
+    if (pw->rules.rr)
+        bw_rules_worker_done(&pw->rules);
+    pw->rules.rr = NULL;
     free(pw->scratch_headers);
     pw->scratch_headers = NULL;
     free(pw->scratch_path);

@@ -10,6 +10,7 @@
 #include "base/buf.h"
 #include "config/config.h"
 #include "http/http1.h"
+#include "modules/rules.h"
 #include "net/worker.h"
 #include "proxy/access_log.h"
 #include "proxy/upstream.h"
@@ -21,8 +22,8 @@ struct bw_runtime {
     struct bw_upstream_rt *upstreams; /* parallel to cfg->upstreams */
     struct bw_http_limits limits;
     struct bw_access_log *access_log; /* NULL when access_log: off */
-    bool needs_path; /* a route prefix or hash(http.request.uri.path) reads the
-                      * normalised path */
+    bool needs_path; /* hash(http.request.uri.path) reads the normalised path */
+    struct bw_rules_rt rules; /* routes and rulesets, compiled */
 };
 
 bw_status bw_runtime_init(struct bw_runtime *rt, const struct bw_config *cfg,
@@ -46,6 +47,7 @@ struct bw_proxy_worker {
     struct bw_session *sessions;             /* every open session (for drain) */
     struct request *free_requests;           /* per-request state for reuse */
     size_t nfree_requests;
+    struct bw_rules_worker rules;
     char log_time[32];                       /* cached ISO-8601 second */
     int64_t log_time_sec;
 };

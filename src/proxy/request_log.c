@@ -68,14 +68,25 @@ void bw__request_log(struct bw_session *s)
         if (r->have_upstream_time)
             up_ms = ms_between(&r->t_upstream, &r->t_resp);
     }
-    char line[1200];
+    /* The rule that ended the request's rules (or the last that fired). */
+    char rule[400] = "";
+    if (r->log_has_rule) {
+        char id[300];
+        size_t rs = json_escape(id, 140, r->log_ruleset->id.ptr, r->log_ruleset->id.len);
+        id[rs++] = '/';
+        size_t rl = json_escape(id + rs, 140, r->log_rule->id.ptr, r->log_rule->id.len);
+        snprintf(rule, sizeof rule, ",\"rule\":\"%.*s\",\"action\":\"%s\"", (int)(rs + rl), id,
+                 bw_action_name(r->log_action));
+    }
+    char line[1600];
     int n = snprintf(line, sizeof line,
                      "{\"time\":\"%s.%03ldZ\",\"client\":\"%s\",\"method\":\"%.*s\","
                      "\"path\":\"%.*s\",\"status\":%u,\"bytes_in\":%llu,\"bytes_out\":%llu,"
-                     "\"upstream\":\"%s\",\"upstream_ms\":%.3f,\"total_ms\":%.3f}\n",
+                     "\"upstream\":\"%s\",\"upstream_ms\":%.3f,\"total_ms\":%.3f%s}\n",
                      pw->log_time, now.tv_nsec / 1000000L, r->client_text, (int)mlen, method,
                      (int)plen, path, (unsigned)r->status, (unsigned long long)r->bytes_in,
-                     (unsigned long long)r->bytes_out, up, up_ms, ms_between(&r->t_start, &end));
+                     (unsigned long long)r->bytes_out, up, up_ms, ms_between(&r->t_start, &end),
+                     rule);
     if (n > 0 && (size_t)n < sizeof line)
         bw_access_ring_push(pw->log_ring, line, (size_t)n);
 }

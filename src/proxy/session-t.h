@@ -109,6 +109,18 @@ struct request {
     char peer_text[BW_IP_TEXT_MAX];
     char method_text[24];
     char path_text[256];
+
+    /* Rules: skips carried from the request phase to the response phase,
+     * the rule the access log names, and (only with response-phase
+     * rulesets) a copy of the request as the rules saw it. */
+    struct bw_rules_request rules_st;
+    bool log_has_rule;
+    const struct bw_ruleset *log_ruleset;
+    const struct bw_rule *log_rule;
+    enum bw_action_kind log_action;
+    bool has_rview;
+    struct bw_request_view rview;
+    bw_arena rarena;
 };
 
 struct bw_session {

@@ -119,6 +119,7 @@ static void request_put(struct bw_proxy_worker *pw, struct request *r)
 {
     if (!r)
         return;
+    bw_arena_reset(&r->rarena);
     if (pw->nfree_requests >= MAX_FREE_REQUESTS) {
         free(r);
         return;
@@ -276,6 +277,55 @@ static void respond_error(struct bw_session *s, uint16_t status, const char *why
     bw__session_pump(s);
 }
 
+/* Answers the current request with a response of our own chosen by a rule
+ * (block, redirect, rate limit) or a module's failure policy, and closes the
+ * connection after it, as for errors: the request body, if any, is never
+ * read, so nothing of it can be taken for a next request. */
+static void respond_own(struct bw_session *s, uint16_t status, bw_slice extra, bool has_body,
+                        bw_slice body)
+{
+    struct request *r = s->req;
+    detach_upstream(s, false);
+    s->ubuf = buf_put(s->pw, s->ubuf);
+    if (!s->hbuf)
+        s->hbuf = buf_get(s->pw);
+    if (!s->hbuf) {
+        session_close(s);
+        return;
+    }
+    s->hbuf->start = s->hbuf->end = 0;
+    size_t n = bw_build_own_response(s->hbuf->data, s->hbuf->cap, status, true, r->is_head, extra,
+                                     has_body, body);
+    if (n == 0 && buf_grow(s->pw, &s->hbuf))
+        n = bw_build_own_response(s->hbuf->data, s->hbuf->cap, status, true, r->is_head, extra,
+                                  has_body, body);
+    if (n == 0) {
+        respond_error(s, 500, "rule response does not fit a head buffer");
+        return;
+    }
+    s->hbuf->end = n;
+    s->h_off = 0;
+    s->h_dest = H_CLIENT;
+    r->status = status;
+    r->resp_started = true;
+    r->cont = NULL;
+    r->cont_len = 0;
+    r->rfwd.active = false;
+    s->state = S_RESPOND;
+    arm(s, T_SEND, CFG(s)->limits.send_timeout_ms);
+    bw__session_pump(s);
+}
+
+static void note_rule(struct request *r, const struct bw_rules_hook *h)
+{
+    if (!h->has_rule)
+        return;
+    r->log_has_rule = true;
+    r->log_ruleset = h->ruleset;
+    r->log_rule = h->rule;
+    r->log_action = h->action;
+}
+
 /* ---- request start ------------------------------------------------------- */
 
 static bool is_idempotent(enum bw_http_method m)
@@ -296,30 +346,6 @@ static bool is_idempotent(enum bw_http_method m)
         return false;
     }
     return false;
-}
-
-/* path is the normalised path: routes see what rules will see. */
-static long route_request(const struct bw_config *cfg, const struct bw_http_request *req,
-                          bw_slice path)
-{
-    for (size_t i = 0; i < cfg->nroutes; i++) {
-        const struct bw_config_route *rt = &cfg->routes[i];
-        if (rt->has_host) {
-            bw_slice host = req->host;
-            /* Host comparisons ignore the port and case. */
-            const char *colon = host.len && host.ptr[0] != '['
-                                    ? memchr(host.ptr, ':', host.len)
-                                    : NULL;
-            if (colon)
-                host.len = (size_t)(colon - host.ptr);
-            if (!bw_slice_eq_nocase(host, rt->host))
-                continue;
-        }
-        if (rt->has_path_prefix && !bw_slice_starts_with(path, rt->path_prefix))
-            continue;
-        return (long)rt->upstream;
-    }
-    return -1;
 }
 
 static uint32_t request_hash_key(const struct bw_config_upstream *cu,
@@ -400,17 +426,39 @@ static void start_request(struct bw_session *s, struct bw_http_request *hq)
         return;
     }
 
-    /* Normalised only when a route or a hash reads the path. */
-    bw_slice path = s->pw->rt->needs_path
-                        ? bw_uri_normalize_path(hq->path, s->pw->scratch_path,
-                                                s->pw->scratch_path_cap)
-                        : hq->path;
-    long route = route_request(cfg, hq, path);
-    if (route < 0) {
+    /* Request-phase rules, then the route: one evaluation context, so each
+     * field is extracted once for both. */
+    struct bw_proxy_worker *pw = s->pw;
+    struct bw_request_view view;
+    bw_rules_view_request(&pw->rules, &view, hq, &client.ss, false);
+    bw_rules_request_init(&r->rules_st);
+    struct bw_rules_hook hook;
+    bw_rules_on_request(&pw->rules, &view, LOOP(s)->now_ms, &r->rules_st, &hook);
+    note_rule(r, &hook);
+    switch (hook.kind) {
+    case BW_RULES_HOOK_CONTINUE:
+        break;
+    case BW_RULES_HOOK_RESPOND:
+        bw_buf_consume(s->cbuf, hq->head_len);
+        respond_own(s, hook.status, bw_slice_make(hook.extra, hook.extra_len), hook.has_body,
+                    hook.body);
+        return;
+    case BW_RULES_HOOK_NO_ROUTE:
         bw_buf_consume(s->cbuf, hq->head_len);
         respond_error(s, 404, "no route matched");
         return;
+    case BW_RULES_HOOK__COUNT:
+        break;
     }
+    if (pw->rt->rules.has_response_rules) {
+        bw_arena_init(&r->rarena, BW_RULES_REQUEST_ARENA_BLOCK, BW_RULES_REQUEST_ARENA_CAP);
+        r->has_rview = bw_rules_view_copy(&r->rarena, &view, &r->rview) == BW_OK;
+    }
+    size_t route = hook.route;
+    /* Normalised only when a hash reads the path. */
+    bw_slice path = pw->rt->needs_path ? bw_uri_normalize_path(hq->path, pw->scratch_path,
+                                                               pw->scratch_path_cap)
+                                       : hq->path;
     r->upstream = (size_t)route;
     const struct bw_config_upstream *cu = &cfg->upstreams[route];
     if (cu->balance == BW_BALANCE_HASH)
@@ -423,6 +471,7 @@ static void start_request(struct bw_session *s, struct bw_http_request *hq)
         .peer_text = bw_slice_make(r->peer_text, strnlen(r->peer_text, sizeof r->peer_text)),
         .proto = BW_SLICE_LIT("http"),
         .default_host = cu->name,
+        .edits = hook.edits,
     };
     if (!s->hbuf)
         s->hbuf = buf_get(s->pw);
@@ -981,6 +1030,40 @@ static bool response_head_step(struct bw_session *s)
     stamp(s, &r->t_resp);
     r->have_upstream_time = true;
     bw_server_report_success(pw->ups[r->upstream].rt, (size_t)r->server);
+    struct bw_head_edits redits = {.nops = 0, .has_path = false};
+    if (pw->rt->rules.has_response_rules && hr.status != 101) {
+        struct bw_rules_hook hook;
+        if (r->has_rview) {
+            bw_rules_on_response(&pw->rules, &r->rview, &hr, &r->rarena, LOOP(s)->now_ms,
+                                 &r->rules_st, &hook);
+        } else {
+            /* The request could not be kept for this phase: a module failure. */
+            hook = (struct bw_rules_hook){.kind = BW_RULES_HOOK_CONTINUE};
+            pw->rules.failures[pw->rt->rules.on_error]++;
+            if (pw->rt->rules.on_error == BW_ON_ERROR_CLOSED) {
+                hook.kind = BW_RULES_HOOK_RESPOND;
+                hook.status = pw->rt->rules.error_status;
+            }
+        }
+        if (hook.has_rule && (hook.kind == BW_RULES_HOOK_RESPOND || !r->log_has_rule))
+            note_rule(r, &hook);
+        switch (hook.kind) {
+        case BW_RULES_HOOK_CONTINUE:
+        case BW_RULES_HOOK_NO_ROUTE: /* request phase only */
+        case BW_RULES_HOOK__COUNT:
+            redits = hook.edits;
+            break;
+        case BW_RULES_HOOK_RESPOND:
+            /* The upstream's response is replaced: its connection, with the
+             * body still on it, cannot be reused. */
+            if (s->up)
+                s->up->reused = false;
+            r->keep_alive = false;
+            respond_own(s, hook.status, bw_slice_make(hook.extra, hook.extra_len),
+                        hook.has_body, hook.body);
+            return false;
+        }
+    }
     r->status = hr.status;
     r->rbody.kind = hr.body_kind;
     r->rbody.remaining = hr.content_length;
@@ -995,15 +1078,15 @@ static bool response_head_step(struct bw_session *s)
     if (!r->body.framed || r->qfwd.active)
         r->keep_alive = false; /* the request body is still arriving */
     struct bw_head_out out = {.buf = s->hbuf->data, .cap = s->hbuf->cap};
-    if (!bw_build_client_response(&out, &hr, r->http10, r->keep_alive || upgrading,
-                                  r->rbody.dechunk)) {
+    if (!bw_build_client_response_ed(&out, &hr, r->http10, r->keep_alive || upgrading,
+                                     r->rbody.dechunk, &redits)) {
         if (!buf_grow(pw, &s->hbuf)) {
             upstream_failed(s, 502, "response head too large", false);
             return false;
         }
         out = (struct bw_head_out){.buf = s->hbuf->data, .cap = s->hbuf->cap};
-        if (!bw_build_client_response(&out, &hr, r->http10, r->keep_alive || upgrading,
-                                      r->rbody.dechunk)) {
+        if (!bw_build_client_response_ed(&out, &hr, r->http10, r->keep_alive || upgrading,
+                                         r->rbody.dechunk, &redits)) {
             upstream_failed(s, 502, "response head too large", false);
             return false;
         }

@@ -90,9 +90,25 @@ static const struct {
      "1:1: the config: expected a mapping of keys like listen: and upstreams:, got \"hello\""},
     {"non-string key", BASE "? [a, b]\n: c\n",
      "9:3: the top level: keys must be strings, got a list"},
-    {"modules", BASE "modules:\n  bot_score: { features: f.json }\n",
-     "9:1: modules: not available in this build yet (bot_score and rules modules are in "
-     "progress)"},
+    {"modules bot_score", BASE "modules:\n  bot_score: { features: f.json }\n",
+     "10:3: modules.bot_score: not available in this build yet"},
+    {"modules unknown", BASE "modules:\n  waf: {}\n",
+     "10:3: unknown key \"waf\" in modules (expected one of: rules, bot_score)"},
+    {"rules without rulesets", BASE "modules:\n  rules: {on_error: open}\n",
+     "10:3: missing required key \"rulesets\" in modules.rules"},
+    {"rules rulesets empty", BASE "modules:\n  rules: {rulesets: []}\n",
+     "10:21: modules.rules.rulesets: expected 1 to 256 files, got 0"},
+    {"rules rulesets twice", BASE "modules:\n  rules: {rulesets: [a.yaml, a.yaml]}\n",
+     "10:30: modules.rules.rulesets[1]: \"a.yaml\" is listed twice"},
+    {"rules on_error", BASE "modules:\n  rules: {rulesets: [a.yaml], on_error: maybe}\n",
+     "10:41: modules.rules.on_error: expected open or closed, got \"maybe\""},
+    {"rules error_status", BASE "modules:\n  rules: {rulesets: [a.yaml], error_status: 200}\n",
+     "10:45: modules.rules.error_status: expected an integer from 500 to 599, got \"200\""},
+    {"rules rate table", BASE "modules:\n  rules: {rulesets: [a.yaml], rate_limit_entries: 3}\n",
+     "10:51: modules.rules.rate_limit_entries: expected an integer from 4 to 16777216, got \"3\""},
+    {"rules unknown key", BASE "modules:\n  rules: {rulesets: [a.yaml], ruleset: b.yaml}\n",
+     "10:31: unknown key \"ruleset\" in modules.rules (expected one of: rulesets, on_error, "
+     "error_status, rate_limit_entries)"},
     /* workers */
     {"workers 0", BASE "workers: 0\n",
      "9:10: workers: expected auto or an integer from 1 to 256, got \"0\""},
@@ -305,29 +321,25 @@ static const struct {
      "9:5: missing required key \"upstream\" in routes[1]"},
     {"route unknown upstream", RT "  - upstream: nope\n",
      "9:15: routes[1].upstream: no upstream named \"nope\" (defined: app)"},
-    {"route unsupported match", RT "  - match: 'ip.src in {10.0.0.0/8}'\n    upstream: app\n",
-     "9:12: routes[1].match: only host equality and a path prefix are supported until the "
-     "rules engine lands: expected http.host eq \"<host>\", "
-     "starts_with(http.request.uri.path, \"<prefix>\"), or both joined by and"},
-    {"route match with or",
-     RT "  - match: 'http.host eq \"a\" or starts_with(http.request.uri.path, \"/a\")'\n"
-        "    upstream: app\n",
-     "9:12: routes[1].match: only host equality and a path prefix are supported until the "
-     "rules engine lands: expected http.host eq \"<host>\", "
-     "starts_with(http.request.uri.path, \"<prefix>\"), or both joined by and"},
-    {"route match two hosts",
-     RT "  - match: 'http.host eq \"a\" and http.host eq \"b\"'\n    upstream: app\n",
-     "9:12: routes[1].match: only host equality and a path prefix are supported until the "
-     "rules engine lands: expected http.host eq \"<host>\", "
-     "starts_with(http.request.uri.path, \"<prefix>\"), or both joined by and"},
-    {"route match prefix without slash",
-     RT "  - match: 'starts_with(http.request.uri.path, \"api/\")'\n    upstream: app\n",
-     "9:12: routes[1].match: the path prefix must start with \"/\" and have no spaces or "
-     "control characters"},
-    {"route match empty host", RT "  - match: 'http.host == \"\"'\n    upstream: app\n",
-     "9:12: routes[1].match: the host must be non-empty, without spaces or control characters"},
+    {"route match unknown field", RT "  - match: 'http.hots eq \"a\"'\n    upstream: app\n",
+     "9:13: routes[1].match: unknown field \"http.hots\" (did you mean \"http.host\"?)\n"
+     "    http.hots eq \"a\"\n    ^~~~~~~~~"},
+    {"route match not bool", RT "  - match: 'http.host'\n    upstream: app\n",
+     "9:13: routes[1].match: the expression must be Bool, but http.host is Bytes\n"
+     "    http.host\n    ^~~~~~~~~"},
+    {"route match type error", RT "  - match: 'ip.src contains \"x\"'\n    upstream: app\n",
+     "9:13: routes[1].match: \"contains\" needs Bytes on both sides, but ip.src is Ip\n"
+     "    ip.src contains \"x\"\n    ^~~~~~"},
+    {"route match response field",
+     RT "  - match: 'http.response.code eq 200'\n    upstream: app\n",
+     "9:13: routes[1].match: http.response.code is only available in the response phase, but "
+     "this is a request-phase expression\n    http.response.code eq 200\n    ^~~~~~~~~~~~~~~~~~"},
+    {"route match in block scalar",
+     RT "  - match: |\n      http.host eq \"a\" and\n        len(ssl) gt 1\n    upstream: app\n",
+     "11:13: routes[1].match: len() takes Bytes or an Array, but ssl is Bool\n"
+     "      len(ssl) gt 1\n          ^~~"},
     {"route match null", RT "  - match:\n    upstream: app\n",
-     "9:11: routes[1].match: expected a match expression like 'http.host eq \"a.example\"', got "
+     "9:11: routes[1].match: expected a rules expression like 'http.host eq \"a.example\"', got "
      "nothing"},
     {"route is a scalar", RT "  - app\n",
      "9:5: routes[1]: expected a mapping like {match: '...', upstream: app}, got \"app\""},
@@ -514,8 +526,8 @@ TEST(defaults_from_minimal_config)
     CHECK_INT_EQ(u->fail_timeout_ms, 10000);
     CHECK(!u->health.enabled);
     CHECK_INT_EQ(cfg->nroutes, 1);
-    CHECK(!cfg->routes[0].has_host);
-    CHECK(!cfg->routes[0].has_path_prefix);
+    CHECK(!cfg->routes[0].has_match);
+    CHECK(!cfg->modules.rules.enabled);
     CHECK_INT_EQ(cfg->routes[0].upstream, 0);
     CHECK(cfg->log.access_enabled);
     CHECK_SLICE_EQ(cfg->log.access_path, "-");
@@ -665,23 +677,22 @@ TEST(full_config_every_key)
 
     CHECK_INT_EQ(cfg->nroutes, 4);
     const struct bw_config_route *r = cfg->routes;
-    CHECK(r[0].has_host);
-    CHECK_SLICE_EQ(r[0].host, "api.example");
-    CHECK(r[0].has_path_prefix);
-    CHECK_SLICE_EQ(r[0].path_prefix, "/v1/");
+    CHECK(r[0].has_match);
+    CHECK_INT_EQ(r[0].match->phase, BW_RULES_PHASE_REQUEST);
     CHECK_INT_EQ(r[0].upstream, 0);
     CHECK_SLICE_EQ(r[0].match_text,
                    "http.host eq \"API.Example\" and starts_with(http.request.uri.path, \"/v1/\")");
-    CHECK(r[1].has_host);
-    CHECK_SLICE_EQ(r[1].host, "cdn.example");
-    CHECK_SLICE_EQ(r[1].path_prefix, "/static/");
+    char fmt[256];
+    bw_rules_format(r[0].match->root, fmt, sizeof fmt);
+    CHECK_STR_EQ(fmt, "(and (eq http.host \"API.Example\") "
+                      "(starts_with http.request.uri.path \"/v1/\"))");
+    CHECK(r[1].has_match);
     CHECK_INT_EQ(r[1].upstream, 1);
-    CHECK(r[2].has_host);
-    CHECK_SLICE_EQ(r[2].host, "a\\b");
-    CHECK(!r[2].has_path_prefix);
+    CHECK(r[2].has_match);
+    bw_rules_format(r[2].match->root, fmt, sizeof fmt);
+    CHECK_STR_EQ(fmt, "(eq http.host \"a\\\\b\")");
     CHECK_INT_EQ(r[2].upstream, 2);
-    CHECK(!r[3].has_host);
-    CHECK(!r[3].has_path_prefix);
+    CHECK(!r[3].has_match);
     CHECK_INT_EQ(r[3].upstream, 0);
     CHECK(cfg->log.access_enabled);
     CHECK_SLICE_EQ(cfg->log.access_path, "/var/log/bulwark/access.log");
@@ -1124,9 +1135,8 @@ TEST(example_config_loads)
     CHECK(cfg->upstreams[0].health.enabled);
     CHECK_SLICE_EQ(cfg->upstreams[0].health.path, "/healthz");
     CHECK_INT_EQ(cfg->nroutes, 2);
-    CHECK(cfg->routes[0].has_path_prefix);
-    CHECK_SLICE_EQ(cfg->routes[0].path_prefix, "/api/");
-    CHECK(!cfg->routes[1].has_host && !cfg->routes[1].has_path_prefix);
+    CHECK(cfg->routes[0].has_match);
+    CHECK(!cfg->routes[1].has_match);
     CHECK(cfg->log.access_enabled);
     CHECK_SLICE_EQ(cfg->log.access_path, "-");
     cfg = bw_config_free(cfg);

@@ -1,0 +1,253 @@
+/* `bulwark eval` (trace.h). */
+#include "modules/trace.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "modules/rules.h"
+
+static void print_step(void *self, const struct bw_rules_trace_step *st)
+{
+    FILE *out = self;
+    int indent = 2 + 2 * (int)st->depth;
+    if (st->is_ruleset) {
+        fprintf(out, "%*sruleset %.*s: %s\n", indent, "", (int)st->ruleset->id.len,
+                st->ruleset->id.ptr,
+                st->outcome == BW_OUTCOME_FIRED ? "entered" : bw_rule_outcome_name(st->outcome));
+        return;
+    }
+    const struct bw_rule *r = st->rule;
+    fprintf(out, "%*s  rule %-24.*s %-8s %s", indent, "", (int)r->id.len, r->id.ptr,
+            bw_tri_name(st->value), bw_rule_outcome_name(st->outcome));
+    if (st->outcome == BW_OUTCOME_FIRED)
+        fprintf(out, " -> %s", bw_action_name(r->action.kind));
+    fputc('\n', out);
+}
+
+static const char *verdict_name(enum bw_verdict_kind k)
+{
+    switch (k) {
+    case BW_VERDICT_CONTINUE:
+        return "continue";
+    case BW_VERDICT_BLOCK:
+        return "block";
+    case BW_VERDICT_REDIRECT:
+        return "redirect";
+    case BW_VERDICT_RATE_LIMITED:
+        return "rate_limit";
+    case BW_VERDICT__COUNT:
+        break;
+    }
+    return "?";
+}
+
+static void print_verdict(FILE *out, const struct bw_rules_verdict *v)
+{
+    fprintf(out, "  verdict: %s", verdict_name(v->kind));
+    if (v->kind != BW_VERDICT_CONTINUE)
+        fprintf(out, " %u", (unsigned)v->status);
+    if (v->has_rule)
+        fprintf(out, " by %.*s/%.*s", (int)v->ruleset->id.len, v->ruleset->id.ptr,
+                (int)v->rule->id.len, v->rule->id.ptr);
+    if (v->kind == BW_VERDICT_REDIRECT)
+        fprintf(out, " (Location: %.*s)", (int)v->location.len, v->location.ptr);
+    if (v->kind == BW_VERDICT_RATE_LIMITED)
+        fprintf(out, " (Retry-After: %llu)", (unsigned long long)v->retry_after_s);
+    fputc('\n', out);
+    for (size_t i = 0; i < v->neffects; i++)
+        fprintf(out, "  effect: %s by rule %.*s\n", bw_action_name(v->effects[i]->action.kind),
+                (int)v->effects[i]->id.len, v->effects[i]->id.ptr);
+}
+
+static bool parse_ip(const char *s, struct sockaddr_storage *ss)
+{
+    memset(ss, 0, sizeof *ss);
+    struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, s, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        return true;
+    }
+    if (inet_pton(AF_INET6, s, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        return true;
+    }
+    return false;
+}
+
+/* Appends "line\r\n", refusing CR/LF inside (one argument, one line). */
+static bool add_line(char *buf, size_t cap, size_t *len, const char *line)
+{
+    size_t n = strlen(line);
+    if (strpbrk(line, "\r\n") || cap - *len < n + 3)
+        return false;
+    memcpy(buf + *len, line, n);
+    memcpy(buf + *len + n, "\r\n", 2);
+    *len += n + 2;
+    return true;
+}
+
+static bool read_file(const char *path, char *buf, size_t cap, size_t *len, FILE *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(err, "bulwark eval: cannot open %s: %s\n", path, strerror(errno));
+        return false;
+    }
+    *len = fread(buf, 1, cap, f);
+    bool too_big = *len == cap && fgetc(f) != EOF;
+    fclose(f);
+    if (too_big) {
+        fprintf(err, "bulwark eval: %s is over %zu bytes\n", path, cap - 1);
+        return false;
+    }
+    return true;
+}
+
+int bw_eval_command(const struct bw_config *cfg, const struct bw_eval_args *a, FILE *out,
+                    FILE *err)
+{
+    static char report[16384];
+    static char raw[64 * 1024 + 1];
+    size_t rawlen = 0;
+    if (a->has_raw_file) {
+        if (!read_file(a->raw_file, raw, sizeof raw, &rawlen, err))
+            return 2;
+    } else {
+        bool ok = add_line(raw, sizeof raw, &rawlen, a->request_line);
+        for (size_t i = 0; ok && i < a->nheaders; i++)
+            ok = add_line(raw, sizeof raw, &rawlen, a->headers[i]);
+        ok = ok && add_line(raw, sizeof raw, &rawlen, "");
+        if (!ok) {
+            fprintf(err, "bulwark eval: the request does not fit %zu bytes, or an argument "
+                         "holds CR/LF\n", sizeof raw - 1);
+            return 2;
+        }
+    }
+    struct sockaddr_storage client;
+    const char *ip = a->ip ? a->ip : "192.0.2.1";
+    if (!parse_ip(ip, &client)) {
+        fprintf(err, "bulwark eval: --ip %s is not an IPv4 or IPv6 address\n", ip);
+        return 2;
+    }
+
+    struct bw_http_limits limits = {
+        .request_line_bytes = (size_t)cfg->limits.request_line_bytes,
+        .header_bytes = (size_t)cfg->limits.header_bytes,
+        .headers = (size_t)cfg->limits.headers,
+    };
+    struct bw_http_header *hs = calloc(limits.headers + 1, sizeof *hs);
+    if (!hs)
+        return 1;
+    struct bw_http_request hq = {.headers = hs, .headers_cap = limits.headers};
+    struct bw_http_scan scan;
+    memset(&scan, 0, sizeof scan);
+    struct bw_http_error herr = {0};
+    switch (bw_http_parse_request(raw, rawlen, &limits, &scan, &hq, &herr)) {
+    case BW_HTTP_DONE:
+        break;
+    case BW_HTTP_PARTIAL:
+        fprintf(err, "bulwark eval: the request head is incomplete (no empty line after it)\n");
+        free(hs);
+        return 1;
+    case BW_HTTP_ERROR:
+        fprintf(out, "request refused by the parser: %u (%s)\n", (unsigned)herr.status,
+                herr.reason ? herr.reason : "invalid");
+        free(hs);
+        return 1;
+    }
+
+    struct bw_rules_rt rr;
+    int rc = 0;
+    if (bw_rules_rt_load(&rr, cfg, report, sizeof report) != BW_OK || rr.failed) {
+        fputs(report, err);
+        bw_rules_rt_done(&rr);
+        free(hs);
+        return 1;
+    }
+    struct bw_rules_worker w;
+    bw_error e;
+    if (bw_rules_worker_init(&w, &rr, limits.headers, &e) != BW_OK) {
+        fprintf(err, "bulwark eval: %s\n", e.msg);
+        bw_rules_rt_done(&rr);
+        free(hs);
+        return 1;
+    }
+    struct bw_request_view v;
+    bw_rules_view_request(&w, &v, &hq, &client, a->ssl);
+    v.bot_score = (struct bw_rv_opt_int){.known = a->has_bot_score, .value = a->bot_score};
+
+    fprintf(out, "request: %.*s %.*s from %s%s\n", (int)hq.method.len, hq.method.ptr,
+            (int)hq.target.len, hq.target.ptr, ip, a->ssl ? " (TLS)" : "");
+    const struct bw_rulebook *book = rr.book;
+    /* The process's own fresh counters: one request is never over a limit,
+     * and eval does not pretend to know a running proxy's counters. */
+    struct bw_rules_env env = bw_rules_worker_env(&w, 0);
+    env.tracing = true;
+    env.tracer = (struct bw_rules_tracer){.step = print_step, .self = out};
+    struct bw_rules_request st;
+    bw_rules_request_init(&st);
+    struct bw_rules_ctx cx;
+    bw_rules_ctx_init(&cx, book->prog[BW_RULES_PHASE_REQUEST], &v, &w.arena, &w.scratch);
+    struct bw_rules_verdict verdict = {.kind = BW_VERDICT_CONTINUE};
+    fprintf(out, "phase request:\n");
+    if (book->ntop[BW_RULES_PHASE_REQUEST] == 0) {
+        fprintf(out, "  (no rulesets)\n");
+    } else {
+        bw_rulebook_run(book, BW_RULES_PHASE_REQUEST, &cx, &env, &st, &verdict);
+        print_verdict(out, &verdict);
+    }
+    if (verdict.kind != BW_VERDICT_CONTINUE) {
+        fprintf(out, "route: not reached\n");
+        goto done;
+    }
+    size_t route;
+    if (bw_rulebook_route(book, &cx, &route) != BW_OK) {
+        fprintf(out, "route: none matched (404)\n");
+        goto done;
+    }
+    const struct bw_config_route *cr = &cfg->routes[route];
+    fprintf(out, "route: #%zu%s%.*s%s -> upstream %.*s\n", route + 1,
+            cr->has_match ? " (" : " (default", (int)cr->match_text.len, cr->match_text.ptr,
+            ")", (int)cfg->upstreams[cr->upstream].name.len, cfg->upstreams[cr->upstream].name.ptr);
+
+    if (a->has_response) {
+        size_t n = a->nresponse_headers;
+        struct bw_rv_header *rh = calloc(n + 1, sizeof *rh);
+        if (!rh) {
+            rc = 1;
+            goto done;
+        }
+        for (size_t i = 0; i < n; i++) {
+            const char *h = a->response_headers[i];
+            const char *colon = strchr(h, ':');
+            size_t nl = colon ? (size_t)(colon - h) : strlen(h);
+            const char *val = colon ? colon + 1 : "";
+            while (*val == ' ' || *val == '\t')
+                val++;
+            rh[i] = (struct bw_rv_header){.name = bw_slice_make(h, nl),
+                                          .value = bw_slice_make(val, strlen(val))};
+        }
+        v.has_response = true;
+        v.response_code = a->response_status;
+        v.response_headers = (struct bw_rv_headers){.items = rh, .n = n};
+        struct bw_rules_ctx rcx;
+        bw_rules_ctx_init(&rcx, book->prog[BW_RULES_PHASE_RESPONSE], &v, &w.arena, &w.scratch);
+        fprintf(out, "phase response (status %u):\n", (unsigned)a->response_status);
+        if (book->ntop[BW_RULES_PHASE_RESPONSE] == 0) {
+            fprintf(out, "  (no rulesets)\n");
+        } else {
+            struct bw_rules_verdict rv;
+            bw_rulebook_run(book, BW_RULES_PHASE_RESPONSE, &rcx, &env, &st, &rv);
+            print_verdict(out, &rv);
+        }
+        free(rh);
+    }
+done:
+    bw_rules_worker_done(&w);
+    bw_rules_rt_done(&rr);
+    free(hs);
+    return rc;
+}
