@@ -928,7 +928,7 @@ static void load_and_test(const char *const *texts, size_t n, char *out, size_t 
     out[0] = '\0';
     for (size_t i = 0; i < n; i++) {
         struct bw_config_diags d;
-        char name[16];
+        char name[32];
         snprintf(name, sizeof name, "f%zu.yaml", i);
         if (bw_ruleset_parse(&A, name, texts[i], strlen(texts[i]), &sets[i], &d) != BW_OK) {
             render(&d, out, cap);
