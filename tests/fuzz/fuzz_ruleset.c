@@ -1,0 +1,180 @@
+/* Fuzz target for ruleset files end to end: YAML text -> bw_ruleset_parse
+ * -> bw_rulebook_build -> bw_rulebook_run_tests -> both phases of the book
+ * over a small fixed request, with a limiter that is over every other time
+ * and a capped request arena.
+ *
+ * Input: up to MAX_FILES ruleset files separated by a line "#--" (a YAML
+ * comment, so each part stays valid YAML), so that executes, skips, cycles
+ * and duplicate ids across files are reached.
+ * Invariants: nothing crashes or leaks; a verdict is one of its variants
+ * and carries what its variant promises (a rule, a status in range, a
+ * location); a book that built can always be freed. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/rulesets.h"
+
+enum { MAX_FILES = 4 };
+
+static enum bw_rl_decision flip(void *self, const struct bw_rule *rule, uint64_t key,
+                                uint64_t now_ms, uint64_t *retry_after_s)
+{
+    (void)rule, (void)key, (void)now_ms;
+    unsigned *n = self;
+    *retry_after_s = 3;
+    switch ((*n)++ % 3) {
+    case 0:
+        return BW_RL_UNDER;
+    case 1:
+        return BW_RL_OVER;
+    default:
+        return BW_RL_FAILED;
+    }
+}
+
+static void check_verdict(const struct bw_rules_verdict *v)
+{
+    switch (v->kind) {
+    case BW_VERDICT_CONTINUE:
+        if (v->has_rule)
+            abort();
+        break;
+    case BW_VERDICT_BLOCK:
+    case BW_VERDICT_RATE_LIMITED:
+        if (!v->has_rule || v->status < 400 || v->status > 599)
+            abort();
+        break;
+    case BW_VERDICT_REDIRECT:
+        if (!v->has_rule || v->location.len == 0 || v->status < 301 || v->status > 308)
+            abort();
+        break;
+    case BW_VERDICT__COUNT:
+        abort();
+    }
+    for (size_t i = 0; i < v->neffects; i++)
+        if (v->effects[i]->action.kind != BW_ACTION_REWRITE &&
+            v->effects[i]->action.kind != BW_ACTION_SET_HEADER &&
+            v->effects[i]->action.kind != BW_ACTION_REMOVE_HEADER)
+            abort();
+}
+
+static void run_book(const struct bw_rulebook *book, bw_arena *snap)
+{
+    static const struct bw_rv_header hs[] = {
+        {BW_SLICE_LIT("Host"), BW_SLICE_LIT("a.example")},
+        {BW_SLICE_LIT("User-Agent"), BW_SLICE_LIT("curl/8.0")},
+        {BW_SLICE_LIT("X-Api-Key"), BW_SLICE_LIT("k1")},
+        {BW_SLICE_LIT("Cookie"), BW_SLICE_LIT("a=1")},
+    };
+    struct bw_request_view v = {
+        .method = BW_SLICE_LIT("GET"),
+        .host = {.known = true, .value = BW_SLICE_LIT("a.example")},
+        .uri = BW_SLICE_LIT("/admin/../api/x?q=1"),
+        .raw_path = BW_SLICE_LIT("/admin/../api/x"),
+        .query = BW_SLICE_LIT("q=1"),
+        .headers = {.items = hs, .n = 4},
+        .bot_score = {.known = true, .value = 7},
+    };
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&v.src.addr;
+    s4->sin_family = AF_INET;
+    s4->sin_addr.s_addr = htonl(0xCB007109);
+    v.src.known = true;
+
+    struct bw_killset kills;
+    if (bw_killset_alloc(snap, book, &kills) != BW_OK)
+        return;
+    uint64_t *counts = bw_arena_alloc(snap, (book->nrules + 1) * sizeof *counts);
+    if (!counts)
+        return;
+    bw_regex_scratch scratch;
+    bw_regex_scratch_init(&scratch);
+    bw_error err;
+    for (int ph = 0; ph < BW_RULES_PHASE__COUNT; ph++)
+        if (bw_rules_prog_reserve(book->prog[ph], &scratch, &err) != BW_OK) {
+            bw_regex_scratch_done(&scratch);
+            return;
+        }
+    unsigned n = 0;
+    struct bw_rules_env env = {
+        .limiter = {.hit = flip, .self = &n}, .kills = kills, .match_counts = counts};
+    /* Twice: unbounded, then with a request arena too small for much. */
+    for (int round = 0; round < 2; round++) {
+        bw_arena ra;
+        bw_arena_init(&ra, 256, round ? 2048 : 0);
+        struct bw_rules_request st;
+        bw_rules_request_init(&st);
+        for (int ph = 0; ph < BW_RULES_PHASE__COUNT; ph++) {
+            v.has_response = ph == BW_RULES_PHASE_RESPONSE;
+            v.response_code = 502;
+            v.response_headers = v.headers;
+            struct bw_rules_ctx cx;
+            bw_rules_ctx_init(&cx, book->prog[ph], &v, &ra, &scratch);
+            struct bw_rules_verdict out;
+            bw_rulebook_run(book, (enum bw_rules_phase)ph, &cx, &env, &st, &out);
+            check_verdict(&out);
+            if (ph == BW_RULES_PHASE_REQUEST) {
+                size_t route;
+                if (bw_rulebook_route(book, &cx, &route) == BW_OK && route >= book->nroutes)
+                    abort();
+            }
+        }
+        /* Kill everything: nothing may fire. */
+        if (round == 0) {
+            for (size_t i = 0; i < (book->nrules + 63) / 64; i++)
+                ((_Atomic uint64_t *)kills.rules)[i] = ~(uint64_t)0;
+        }
+        bw_arena_reset(&ra);
+    }
+    bw_regex_scratch_done(&scratch);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size > 256 * 1024)
+        return 0;
+    bw_arena snap;
+    bw_arena_init(&snap, 16 * 1024, 64 * 1024 * 1024);
+    struct bw_ruleset sets[MAX_FILES];
+    size_t nsets = 0;
+    const char *p = (const char *)data;
+    size_t left = size;
+    while (nsets < MAX_FILES) {
+        const char *sep = memmem(p, left, "\n#--\n", 5);
+        size_t len = sep ? (size_t)(sep - p) + 1 : left;
+        struct bw_config_diags diags;
+        if (bw_ruleset_parse(&snap, "fuzz.yaml", p, len, &sets[nsets], &diags) == BW_OK)
+            nsets++;
+        else if (diags.n == 0 && diags.dropped == 0)
+            abort(); /* a refusal always says why */
+        if (!sep)
+            break;
+        p = sep + 5;
+        left -= len + 4;
+    }
+    /* A route with a match and a default, as the proxy would give. */
+    static const struct bw_rules_srcpos at = {
+        .file = BW_SLICE_LIT("routes"), .line = 1, .col = 1, .cont_col = 1};
+    struct bw_rules_expr *rx;
+    struct bw_rules_diag d;
+    struct bw_route_match routes[2] = {{.has_match = false}, {.has_match = false}};
+    if (bw_rules_parse(&snap, BW_SLICE_LIT("starts_with(http.request.uri.path, \"/api/\")"),
+                       BW_RULES_PHASE_REQUEST, &at, &rx, &d) == BW_OK)
+        routes[0] = (struct bw_route_match){.has_match = true, .expr = rx};
+    struct bw_rulebook *book;
+    bw_error err;
+    if (bw_rulebook_build(&snap, sets, nsets, routes, 2, &book, &err) == BW_OK) {
+        bw_arena scratch;
+        bw_arena_init(&scratch, 4096, 16 * 1024 * 1024);
+        if (bw_rulebook_run_tests(book, &scratch, &err) == BW_OK)
+            run_book(book, &snap);
+        bw_arena_reset(&scratch);
+        book = bw_rulebook_free(book);
+    }
+    bw_arena_reset(&snap);
+    return 0;
+}
