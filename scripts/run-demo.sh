@@ -104,7 +104,11 @@ echo "run-demo: demo origin on 127.0.0.1:$ORIGIN_PORT (pid $origin_pid, log $ORI
   Try, in another terminal:
     curl -i http://127.0.0.1:$PROXY_PORT/
     curl -i http://127.0.0.1:$PROXY_PORT/api/hello
+    curl -i http://127.0.0.1:$PROXY_PORT/admin          # blocked by examples/rules/entry.yaml
+    curl -i http://127.0.0.1:$PROXY_PORT/v0/users?page=2 # redirected by a rule
     $BIN check -c $CONF
+    $BIN eval -c $CONF --request 'GET /admin HTTP/1.1' -H 'Host: demo.example'
+    (rules: examples/rules/*.yaml, docs/rules.md)
   Ctrl-C stops bulwark and the origin.
 
 EOF

@@ -23,13 +23,14 @@
 
 static int usage(FILE *out)
 {
-    fprintf(out, "usage: bulwark run -c FILE [--log-level error|warn|info|debug]\n"
-                 "       bulwark check -c FILE\n"
-                 "       bulwark eval -c FILE (--request 'GET /path HTTP/1.1' [-H 'Name: value']... "
-                 "| --raw FILE)\n"
-                 "                    [--ip ADDR] [--ssl] [--bot-score N]\n"
-                 "                    [--response-status N [--response-header 'Name: value']...]\n"
-                 "       bulwark version\n");
+    fprintf(out,
+            "usage: bulwark run -c FILE [--log-level error|warn|info|debug]\n"
+            "       bulwark check -c FILE\n"
+            "       bulwark eval -c FILE (--request 'GET /path HTTP/1.1' [-H 'Name: value']... "
+            "| --raw FILE)\n"
+            "                    [--ip ADDR] [--ssl] [--bot-score N]\n"
+            "                    [--response-status N [--response-header 'Name: value']...]\n"
+            "       bulwark version\n");
     return 2;
 }
 

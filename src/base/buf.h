@@ -23,8 +23,8 @@ struct bw_buf_pool {
     struct bw_buf *free;
     size_t buf_size;
     size_t nfree;
-    size_t max_free;   /* free buffers kept for reuse; the rest go back to malloc */
-    size_t allocated;  /* buffers currently handed out, for tests and metrics */
+    size_t max_free;  /* free buffers kept for reuse; the rest go back to malloc */
+    size_t allocated; /* buffers currently handed out, for tests and metrics */
 };
 
 void bw_buf_pool_init(struct bw_buf_pool *p, size_t buf_size, size_t max_free);
@@ -35,10 +35,22 @@ struct bw_buf *bw_buf_get(struct bw_buf_pool *p);
 /* Returns b to its pool; NULL is fine. Always returns NULL. */
 struct bw_buf *bw_buf_put(struct bw_buf_pool *p, struct bw_buf *b);
 
-static inline size_t bw_buf_len(const struct bw_buf *b) { return b->end - b->start; }
-static inline size_t bw_buf_room(const struct bw_buf *b) { return b->cap - b->end; }
-static inline char *bw_buf_head(struct bw_buf *b) { return b->data + b->start; }
-static inline char *bw_buf_tail(struct bw_buf *b) { return b->data + b->end; }
+static inline size_t bw_buf_len(const struct bw_buf *b)
+{
+    return b->end - b->start;
+}
+static inline size_t bw_buf_room(const struct bw_buf *b)
+{
+    return b->cap - b->end;
+}
+static inline char *bw_buf_head(struct bw_buf *b)
+{
+    return b->data + b->start;
+}
+static inline char *bw_buf_tail(struct bw_buf *b)
+{
+    return b->data + b->end;
+}
 
 static inline void bw_buf_consume(struct bw_buf *b, size_t n)
 {

@@ -14,9 +14,15 @@ static const char *const level_names[BW_LOG__COUNT] = {
     [BW_LOG_DEBUG] = "debug",
 };
 
-void bw_log_set_level(enum bw_log_level level) { atomic_store(&g_level, (int)level); }
+void bw_log_set_level(enum bw_log_level level)
+{
+    atomic_store(&g_level, (int)level);
+}
 
-enum bw_log_level bw_log_get_level(void) { return (enum bw_log_level)atomic_load(&g_level); }
+enum bw_log_level bw_log_get_level(void)
+{
+    return (enum bw_log_level)atomic_load(&g_level);
+}
 
 void bw_log_at(struct bw_log_site *site, enum bw_log_level level, const char *fmt, ...)
 {
@@ -39,9 +45,10 @@ void bw_log_at(struct bw_log_site *site, enum bw_log_level level, const char *fm
     char line[1024];
     struct tm tm;
     gmtime_r(&now.tv_sec, &tm);
-    int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s: ",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, now.tv_nsec / 1000000, level_names[level]);
+    int n =
+        snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s: ", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, now.tv_nsec / 1000000,
+                 level_names[level]);
     va_list ap;
     va_start(ap, fmt);
     if (n > 0 && (size_t)n < sizeof line)
@@ -52,8 +59,8 @@ void bw_log_at(struct bw_log_site *site, enum bw_log_level level, const char *fm
     if ((size_t)n >= sizeof line - 64)
         n = (int)(sizeof line - 64);
     if (suppressed)
-        n += snprintf(line + n, sizeof line - (size_t)n,
-                      " (%llu similar lines suppressed)", (unsigned long long)suppressed);
+        n += snprintf(line + n, sizeof line - (size_t)n, " (%llu similar lines suppressed)",
+                      (unsigned long long)suppressed);
     line[n++] = '\n';
     /* One write(2) per line keeps lines from different threads whole. */
     ssize_t w = write(STDERR_FILENO, line, (size_t)n);

@@ -13,13 +13,7 @@
 
 #include "base/error.h"
 
-enum bw_log_level {
-    BW_LOG_ERROR,
-    BW_LOG_WARN,
-    BW_LOG_INFO,
-    BW_LOG_DEBUG,
-    BW_LOG__COUNT
-};
+enum bw_log_level { BW_LOG_ERROR, BW_LOG_WARN, BW_LOG_INFO, BW_LOG_DEBUG, BW_LOG__COUNT };
 
 #define BW_LOG_BURST 10
 
@@ -35,11 +29,11 @@ enum bw_log_level bw_log_get_level(void);
 void bw_log_at(struct bw_log_site *site, enum bw_log_level level, const char *fmt, ...)
     BW_PRINTF(3, 4);
 
-#define BW_LOG(level, ...)                                                                   \
-    do {                                                                                     \
-        static struct bw_log_site bw__site;                                                  \
-        if ((level) <= bw_log_get_level())                                                   \
-            bw_log_at(&bw__site, (level), __VA_ARGS__);                                      \
+#define BW_LOG(level, ...)                                                                         \
+    do {                                                                                           \
+        static struct bw_log_site bw__site;                                                        \
+        if ((level) <= bw_log_get_level())                                                         \
+            bw_log_at(&bw__site, (level), __VA_ARGS__);                                            \
     } while (0)
 
 #define BW_ERRORF(...) BW_LOG(BW_LOG_ERROR, __VA_ARGS__)

@@ -27,15 +27,15 @@
 #define BW_CONFIG_MAX_DIAGS 64
 
 /* Structural limits of the YAML itself (added with the loader). */
-#define BW_CONFIG_MAX_DEPTH 32       /* nested mappings/lists */
-#define BW_CONFIG_MAX_NODES 500000   /* scalars + mappings + lists */
+#define BW_CONFIG_MAX_DEPTH 32     /* nested mappings/lists */
+#define BW_CONFIG_MAX_NODES 500000 /* scalars + mappings + lists */
 
 /* Counts the loader enforces (added with the loader). */
 #define BW_CONFIG_MAX_LISTEN 16
 #define BW_CONFIG_MAX_UPSTREAMS 1024
-#define BW_CONFIG_MAX_SERVERS 256    /* per upstream */
+#define BW_CONFIG_MAX_SERVERS 256 /* per upstream */
 #define BW_CONFIG_MAX_ROUTES 1024
-#define BW_CONFIG_MAX_TRUSTED 1024   /* client_ip.trusted CIDRs */
+#define BW_CONFIG_MAX_TRUSTED 1024 /* client_ip.trusted CIDRs */
 #define BW_CONFIG_MAX_WORKERS 256
 
 struct bw_sockaddr {
@@ -49,10 +49,10 @@ struct bw_config_listen {
 };
 
 struct bw_config_limits {
-    uint64_t request_line_bytes;    /* default 8KiB */
-    uint64_t header_bytes;          /* default 32KiB */
-    uint64_t headers;               /* default 100, max BW_HTTP_MAX_HEADERS */
-    uint64_t body_bytes;            /* default 16MiB; 0 = unlimited */
+    uint64_t request_line_bytes;       /* default 8KiB */
+    uint64_t header_bytes;             /* default 32KiB */
+    uint64_t headers;                  /* default 100, max BW_HTTP_MAX_HEADERS */
+    uint64_t body_bytes;               /* default 16MiB; 0 = unlimited */
     uint64_t client_header_timeout_ms; /* default 10s */
     uint64_t client_body_timeout_ms;   /* default 60s: between body reads */
     uint64_t keepalive_timeout_ms;     /* default 60s: idle between requests */
@@ -70,11 +70,11 @@ enum bw_balance_kind {
 
 /* What hash(<field>) hashes on. */
 enum bw_hash_field {
-    BW_HASH_IP_SRC,      /* hash(ip.src) */
-    BW_HASH_HOST,        /* hash(http.host) */
-    BW_HASH_URI_PATH,    /* hash(http.request.uri.path) */
-    BW_HASH_URI,         /* hash(http.request.uri) */
-    BW_HASH_HEADER,      /* hash(http.request.headers["name"]) */
+    BW_HASH_IP_SRC,   /* hash(ip.src) */
+    BW_HASH_HOST,     /* hash(http.host) */
+    BW_HASH_URI_PATH, /* hash(http.request.uri.path) */
+    BW_HASH_URI,      /* hash(http.request.uri) */
+    BW_HASH_HEADER,   /* hash(http.request.headers["name"]) */
     BW_HASH__COUNT
 };
 
@@ -85,26 +85,26 @@ struct bw_config_server {
 
 struct bw_config_health_check {
     bool enabled;
-    bw_slice path;         /* default "/healthz"; must start with '/' */
-    uint64_t interval_ms;  /* default 2s */
-    uint64_t timeout_ms;   /* default 1s */
-    uint32_t rise;         /* consecutive passes to mark up, default 2 */
-    uint32_t fall;         /* consecutive failures to mark down, default 3 */
+    bw_slice path;        /* default "/healthz"; must start with '/' */
+    uint64_t interval_ms; /* default 2s */
+    uint64_t timeout_ms;  /* default 1s */
+    uint32_t rise;        /* consecutive passes to mark up, default 2 */
+    uint32_t fall;        /* consecutive failures to mark down, default 3 */
 };
 
 struct bw_config_upstream {
     bw_slice name;
     struct bw_config_server *servers;
-    size_t nservers;                 /* >= 1 */
+    size_t nservers; /* >= 1 */
     enum bw_balance_kind balance;
-    enum bw_hash_field hash_field;   /* when balance == BW_BALANCE_HASH */
-    bw_slice hash_header;            /* when hash_field == BW_HASH_HEADER (lowercased) */
-    uint32_t keepalive;              /* idle connections kept per worker, default 64 */
-    uint64_t connect_timeout_ms;     /* default 1s */
-    uint64_t read_timeout_ms;        /* default 30s */
-    uint64_t write_timeout_ms;       /* default 30s */
-    uint32_t max_fails;              /* passive health: failures to eject, default 3 */
-    uint64_t fail_timeout_ms;        /* passive health: ejection cooldown, default 10s */
+    enum bw_hash_field hash_field; /* when balance == BW_BALANCE_HASH */
+    bw_slice hash_header;          /* when hash_field == BW_HASH_HEADER (lowercased) */
+    uint32_t keepalive;            /* idle connections kept per worker, default 64 */
+    uint64_t connect_timeout_ms;   /* default 1s */
+    uint64_t read_timeout_ms;      /* default 30s */
+    uint64_t write_timeout_ms;     /* default 30s */
+    uint32_t max_fails;            /* passive health: failures to eject, default 3 */
+    uint64_t fail_timeout_ms;      /* passive health: ejection cooldown, default 10s */
     struct bw_config_health_check health;
 };
 
@@ -126,13 +126,13 @@ enum bw_on_error { BW_ON_ERROR_OPEN, BW_ON_ERROR_CLOSED, BW_ON_ERROR__COUNT };
 #define BW_CONFIG_MAX_RULESET_FILES 256
 
 struct bw_config_rules_module {
-    bool enabled;                 /* `modules: {rules: ...}` present */
-    bw_slice *rulesets;           /* file paths, relative ones resolved against the
-                                   * config file's directory */
-    size_t nrulesets;             /* 1..BW_CONFIG_MAX_RULESET_FILES */
-    enum bw_on_error on_error;    /* default open */
-    uint16_t error_status;        /* fail-closed answer, default 503 */
-    uint64_t rate_limit_entries;  /* shared rate-limit table size, default 65536 */
+    bool enabled;                /* `modules: {rules: ...}` present */
+    bw_slice *rulesets;          /* file paths, relative ones resolved against the
+                                  * config file's directory */
+    size_t nrulesets;            /* 1..BW_CONFIG_MAX_RULESET_FILES */
+    enum bw_on_error on_error;   /* default open */
+    uint16_t error_status;       /* fail-closed answer, default 503 */
+    uint64_t rate_limit_entries; /* shared rate-limit table size, default 65536 */
 };
 
 struct bw_config_modules {
@@ -140,7 +140,7 @@ struct bw_config_modules {
 };
 
 enum bw_client_ip_source {
-    BW_CLIENT_IP_PEER,            /* no client_ip: the TCP peer */
+    BW_CLIENT_IP_PEER, /* no client_ip: the TCP peer */
     BW_CLIENT_IP_X_FORWARDED_FOR,
     BW_CLIENT_IP_X_REAL_IP,
     BW_CLIENT_IP_PROXY_PROTOCOL,
@@ -170,8 +170,8 @@ struct bw_config {
     bw_slice path;  /* file it came from */
 
     struct bw_config_listen *listen;
-    size_t nlisten;                    /* >= 1 */
-    uint32_t workers;                  /* resolved: `auto` -> number of CPUs */
+    size_t nlisten;   /* >= 1 */
+    uint32_t workers; /* resolved: `auto` -> number of CPUs */
     struct bw_config_admin admin;
     bool has_state_dir;
     bw_slice state_dir;
@@ -204,8 +204,7 @@ struct bw_config_diags {
  * On success *ret_cfg is a new config; on failure it is untouched and
  * diags holds every problem found. */
 bw_status bw_config_parse(const char *path, const char *text, size_t len,
-                          struct bw_config **ret_cfg,
-                          struct bw_config_diags *diags) BW_MUST_CHECK;
+                          struct bw_config **ret_cfg, struct bw_config_diags *diags) BW_MUST_CHECK;
 
 /* Reads the file (bounded by BW_CONFIG_MAX_FILE_BYTES) and parses it. */
 bw_status bw_config_load_file(const char *path, struct bw_config **ret_cfg,

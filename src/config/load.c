@@ -31,7 +31,7 @@
 
 struct ld {
     struct bw_config *cfg;
-    bw_arena *a; /* the config's arena */
+    bw_arena *a;      /* the config's arena */
     const char *text; /* the file, for positions inside expressions */
     size_t len;
     struct bw_config_diags *d;

@@ -75,7 +75,7 @@ struct bw_http_error {
 
 /* Incremental end-of-head search state; zero it for each new message. */
 struct bw_http_scan {
-    size_t scanned;   /* bytes already checked */
+    size_t scanned;    /* bytes already checked */
     size_t line_start; /* offset where the current line began */
     bool request_line_done;
 };
@@ -95,18 +95,18 @@ struct bw_http_request {
                       * asterisk-form: "*"; authority-form: empty) */
     bw_slice query;  /* after '?', without it; empty if none */
     bool has_query;
-    uint8_t version_minor; /* HTTP/1.<minor>: 0 or 1 */
+    uint8_t version_minor;          /* HTTP/1.<minor>: 0 or 1 */
     struct bw_http_header *headers; /* caller-provided array ... */
     size_t headers_cap;             /* ... of this many entries (>= limits.headers) */
     size_t nheaders;
-    bw_slice host;   /* Host field value (or authority of an absolute-form target);
-                      * empty for an HTTP/1.0 request without Host */
+    bw_slice host;                    /* Host field value (or authority of an absolute-form target);
+                                       * empty for an HTTP/1.0 request without Host */
     enum bw_http_body_kind body_kind; /* NONE, LENGTH or CHUNKED for requests */
     uint64_t content_length;          /* when body_kind == BW_BODY_LENGTH */
-    bool keep_alive;      /* from version and Connection (close / keep-alive) */
-    bool expect_continue; /* Expect: 100-continue */
-    bool upgrade;         /* Connection lists "upgrade" and Upgrade is present */
-    size_t head_len;      /* bytes of request line + fields + final CRLF */
+    bool keep_alive;                  /* from version and Connection (close / keep-alive) */
+    bool expect_continue;             /* Expect: 100-continue */
+    bool upgrade;                     /* Connection lists "upgrade" and Upgrade is present */
+    size_t head_len;                  /* bytes of request line + fields + final CRLF */
 };
 
 struct bw_http_response {
@@ -146,30 +146,28 @@ enum bw_http_parse_result bw_http_parse_request(const char *buf, size_t len,
  * to CONNECT). 1xx, 204 and 304 have no body. A response with both
  * Content-Length and Transfer-Encoding, or an invalid Content-Length, is an
  * error (status 502 in *err), never guessed at. */
-enum bw_http_parse_result bw_http_parse_response(const char *buf, size_t len,
-                                                 const struct bw_http_limits *limits,
-                                                 enum bw_http_method request_method,
-                                                 struct bw_http_scan *scan,
-                                                 struct bw_http_response *resp,
-                                                 struct bw_http_error *err);
+enum bw_http_parse_result
+bw_http_parse_response(const char *buf, size_t len, const struct bw_http_limits *limits,
+                       enum bw_http_method request_method, struct bw_http_scan *scan,
+                       struct bw_http_response *resp, struct bw_http_error *err);
 
 /* Chunked transfer coding decoder (RFC 9112 §7.1). Chunk extensions are
  * skipped (bounded), trailer fields are consumed and discarded (bounded). */
 enum bw_chunked_state {
-    BW_CHUNKED_SIZE,      /* reading hex digits of a chunk size */
-    BW_CHUNKED_EXT,       /* reading a chunk extension up to CRLF */
-    BW_CHUNKED_SIZE_LF,   /* expecting LF after CR of the size line */
-    BW_CHUNKED_DATA,      /* inside chunk data */
-    BW_CHUNKED_DATA_CR,   /* expecting CR after chunk data */
-    BW_CHUNKED_DATA_LF,   /* expecting LF after chunk data */
-    BW_CHUNKED_TRAILER,   /* reading trailer lines after the last chunk */
+    BW_CHUNKED_SIZE,    /* reading hex digits of a chunk size */
+    BW_CHUNKED_EXT,     /* reading a chunk extension up to CRLF */
+    BW_CHUNKED_SIZE_LF, /* expecting LF after CR of the size line */
+    BW_CHUNKED_DATA,    /* inside chunk data */
+    BW_CHUNKED_DATA_CR, /* expecting CR after chunk data */
+    BW_CHUNKED_DATA_LF, /* expecting LF after chunk data */
+    BW_CHUNKED_TRAILER, /* reading trailer lines after the last chunk */
     BW_CHUNKED_DONE,
     BW_CHUNKED__COUNT
 };
 
 struct bw_chunked {
     enum bw_chunked_state state;
-    uint64_t remaining;  /* data bytes left in the current chunk */
+    uint64_t remaining; /* data bytes left in the current chunk */
     unsigned size_digits;
     size_t ext_bytes;     /* bytes of extension on the current size line */
     size_t trailer_bytes; /* bytes of trailer section so far */
@@ -194,8 +192,8 @@ long bw_chunked_decode(struct bw_chunked *c, const char *buf, size_t len, bw_sli
                        bool *done, struct bw_http_error *err);
 
 /* Header lookup helpers over a parsed head. */
-const struct bw_http_header *bw_http_find_header(const struct bw_http_header *headers,
-                                                 size_t n, bw_slice name);
+const struct bw_http_header *bw_http_find_header(const struct bw_http_header *headers, size_t n,
+                                                 bw_slice name);
 
 /* Does a comma-separated field value (e.g. Connection) list this token? */
 bool bw_http_list_has_token(bw_slice value, bw_slice token);

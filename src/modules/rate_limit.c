@@ -30,8 +30,8 @@ struct bw_rate_table {
 bw_status bw_rate_table_new(size_t entries, struct bw_rate_table **ret, bw_error *err)
 {
     if (entries < BW_RATE_TABLE_MIN_ENTRIES || entries > BW_RATE_TABLE_MAX_ENTRIES)
-        return bw_error_set(err, "rate-limit table size %zu out of range (%d..%d entries)",
-                            entries, BW_RATE_TABLE_MIN_ENTRIES, BW_RATE_TABLE_MAX_ENTRIES);
+        return bw_error_set(err, "rate-limit table size %zu out of range (%d..%d entries)", entries,
+                            BW_RATE_TABLE_MIN_ENTRIES, BW_RATE_TABLE_MAX_ENTRIES);
     size_t nb = 1;
     while (nb * BW_RATE_TABLE_WAYS < entries)
         nb <<= 1;
@@ -99,8 +99,8 @@ static uint64_t retry_after(uint64_t prev, uint64_t cur, uint64_t limit, uint64_
     return s < 1 ? 1 : s;
 }
 
-enum bw_rate_decision bw_rate_table_hit(struct bw_rate_table *t, uint64_t key,
-                                        uint64_t requests, uint64_t period_ms, uint64_t now_ms,
+enum bw_rate_decision bw_rate_table_hit(struct bw_rate_table *t, uint64_t key, uint64_t requests,
+                                        uint64_t period_ms, uint64_t now_ms,
                                         uint64_t *retry_after_s)
 {
     /* Windows are numbered from 1 so that 0 marks an empty slot. */

@@ -26,7 +26,7 @@
 
 /* Named limits. Entries are 24 bytes; the default table is 1.5 MiB. */
 enum {
-    BW_RATE_TABLE_WAYS = 4,                  /* entries per bucket */
+    BW_RATE_TABLE_WAYS = 4, /* entries per bucket */
     BW_RATE_TABLE_DEFAULT_ENTRIES = 65536,
     BW_RATE_TABLE_MIN_ENTRIES = BW_RATE_TABLE_WAYS,
     BW_RATE_TABLE_MAX_ENTRIES = 1 << 24,
@@ -47,8 +47,8 @@ size_t bw_rate_table_capacity(const struct bw_rate_table *t);
 /* Counts one request for key (when under the limit) and decides. requests
  * >= 1, period_ms >= 1, now_ms monotonic. On OVER, *retry_after_s is the
  * whole seconds (>= 1) until the estimate falls back under the limit. */
-enum bw_rate_decision bw_rate_table_hit(struct bw_rate_table *t, uint64_t key,
-                                        uint64_t requests, uint64_t period_ms, uint64_t now_ms,
+enum bw_rate_decision bw_rate_table_hit(struct bw_rate_table *t, uint64_t key, uint64_t requests,
+                                        uint64_t period_ms, uint64_t now_ms,
                                         uint64_t *retry_after_s);
 
 #endif

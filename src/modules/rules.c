@@ -41,9 +41,8 @@ static void say_diags(struct report *r, const struct bw_config_diags *d)
         say(r, "%s: error: %zu more errors not shown\n", d->file, d->dropped);
 }
 
-static bw_status build(struct bw_rules_rt *rr, const struct bw_config *cfg,
-                       struct bw_ruleset *sets, size_t nsets, struct bw_route_match *routes,
-                       bw_error *err)
+static bw_status build(struct bw_rules_rt *rr, const struct bw_config *cfg, struct bw_ruleset *sets,
+                       size_t nsets, struct bw_route_match *routes, bw_error *err)
 {
     return bw_rulebook_build(&rr->arena, sets, nsets, routes, cfg->nroutes, &rr->book, err);
 }
@@ -122,6 +121,8 @@ bw_status bw_rules_rt_load(struct bw_rules_rt *rr, const struct bw_config *cfg, 
     }
     rr->has_request_rules = rr->book->ntop[BW_RULES_PHASE_REQUEST] > 0;
     rr->has_response_rules = rr->book->ntop[BW_RULES_PHASE_RESPONSE] > 0;
+    rr->trivial = !rr->has_request_rules && !rr->has_response_rules && !rr->failed &&
+                  cfg->nroutes > 0 && !cfg->routes[0].has_match;
     if (rr->book->has_rate_limits &&
         bw_rate_table_new((size_t)m->rate_limit_entries, &rr->rate, &err) != BW_OK) {
         say(&rep, "%s\n", err.msg);
@@ -205,14 +206,14 @@ static bw_slice host_name(bw_arena *a, bw_slice h)
 }
 
 void bw_rules_view_request(struct bw_rules_worker *w, struct bw_request_view *v,
-                           const struct bw_http_request *hq,
-                           const struct sockaddr_storage *client, bool ssl)
+                           const struct bw_http_request *hq, const struct sockaddr_storage *client,
+                           bool ssl)
 {
     bw_arena_clear(&w->arena);
     size_t n = hq->nheaders < w->hdrs_cap ? hq->nheaders : w->hdrs_cap;
     for (size_t i = 0; i < n; i++)
-        w->hdrs[i] = (struct bw_rv_header){.name = hq->headers[i].name,
-                                           .value = hq->headers[i].value};
+        w->hdrs[i] =
+            (struct bw_rv_header){.name = hq->headers[i].name, .value = hq->headers[i].value};
     *v = (struct bw_request_view){
         .method = hq->method,
         .host = {.known = hq->host.len > 0, .value = host_name(&w->arena, hq->host)},
@@ -403,8 +404,8 @@ static void apply_verdict(struct bw_rules_worker *w, bw_arena *a, enum bw_rules_
     case BW_VERDICT_REDIRECT: {
         out->kind = BW_RULES_HOOK_RESPOND;
         out->status = v->status;
-        int n = snprintf(out->extra, sizeof out->extra, "Location: %.*s\r\n",
-                         (int)v->location.len, v->location.ptr);
+        int n = snprintf(out->extra, sizeof out->extra, "Location: %.*s\r\n", (int)v->location.len,
+                         v->location.ptr);
         if (n < 0 || (size_t)n >= sizeof out->extra) {
             /* A location too long for the head: the module failed (its
              * policy decides), never a truncated Location. */
@@ -503,8 +504,8 @@ void bw_rules_on_response(struct bw_rules_worker *w, struct bw_request_view *v,
         return;
     size_t n = hr->nheaders < w->hdrs_cap ? hr->nheaders : w->hdrs_cap;
     for (size_t i = 0; i < n; i++)
-        w->rhdrs[i] = (struct bw_rv_header){.name = hr->headers[i].name,
-                                            .value = hr->headers[i].value};
+        w->rhdrs[i] =
+            (struct bw_rv_header){.name = hr->headers[i].name, .value = hr->headers[i].value};
     v->has_response = true;
     v->response_code = hr->status;
     v->response_headers = (struct bw_rv_headers){.items = w->rhdrs, .n = n};

@@ -33,16 +33,20 @@
 
 /* Shared by every worker; immutable after load except the atomics. */
 struct bw_rules_rt {
-    bw_arena arena;               /* rulesets and the book */
-    struct bw_rulebook *book;     /* always built: the routes live in it */
+    bw_arena arena;           /* rulesets and the book */
+    struct bw_rulebook *book; /* always built: the routes live in it */
     struct bw_killset kills;
-    struct bw_rate_table *rate;   /* when the book has rate limits */
-    bool enabled;                 /* modules.rules is configured */
-    bool failed;                  /* its rulesets did not load: on_error applies */
+    struct bw_rate_table *rate; /* when the book has rate limits */
+    bool enabled;               /* modules.rules is configured */
+    bool failed;                /* its rulesets did not load: on_error applies */
     enum bw_on_error on_error;
     uint16_t error_status;
-    bool has_request_rules;       /* some top-level request-phase ruleset */
+    bool has_request_rules; /* some top-level request-phase ruleset */
     bool has_response_rules;
+    /* Nothing to evaluate per request (no rules, not failed, and the first
+     * route has no match): every request takes route 0 and the proxy skips
+     * building a view at all. */
+    bool trivial;
 };
 
 /* Loads every ruleset of cfg and builds the book. BW_OK with rr->failed set
@@ -79,8 +83,8 @@ struct bw_rules_env bw_rules_worker_env(struct bw_rules_worker *w, uint64_t now_
  * Clears the worker's request arena first: everything of the previous
  * request's rules is gone. */
 void bw_rules_view_request(struct bw_rules_worker *w, struct bw_request_view *v,
-                           const struct bw_http_request *hq,
-                           const struct sockaddr_storage *client, bool ssl);
+                           const struct bw_http_request *hq, const struct sockaddr_storage *client,
+                           bool ssl);
 
 enum bw_rules_hook_kind {
     BW_RULES_HOOK_CONTINUE, /* go on: route (request phase) and apply edits */
@@ -91,14 +95,14 @@ enum bw_rules_hook_kind {
 
 struct bw_rules_hook {
     enum bw_rules_hook_kind kind;
-    size_t route;                 /* CONTINUE, request phase */
-    struct bw_head_edits edits;   /* CONTINUE: ops in the request arena */
-    uint16_t status;              /* RESPOND */
+    size_t route;               /* CONTINUE, request phase */
+    struct bw_head_edits edits; /* CONTINUE: ops in the request arena */
+    uint16_t status;            /* RESPOND */
     bool has_body;
     bw_slice body;
-    char extra[2048];              /* RESPOND: Location / Retry-After lines */
+    char extra[2048]; /* RESPOND: Location / Retry-After lines */
     size_t extra_len;
-    bool failed;                  /* the module failed for this request */
+    bool failed; /* the module failed for this request */
     /* For the access log: the rule that ended the phase, or else the last
      * one that fired (a log rule). */
     bool has_rule;

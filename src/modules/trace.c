@@ -106,8 +106,7 @@ static bool read_file(const char *path, char *buf, size_t cap, size_t *len, FILE
     return true;
 }
 
-int bw_eval_command(const struct bw_config *cfg, const struct bw_eval_args *a, FILE *out,
-                    FILE *err)
+int bw_eval_command(const struct bw_config *cfg, const struct bw_eval_args *a, FILE *out, FILE *err)
 {
     static char report[16384];
     static char raw[64 * 1024 + 1];
@@ -121,8 +120,10 @@ int bw_eval_command(const struct bw_config *cfg, const struct bw_eval_args *a, F
             ok = add_line(raw, sizeof raw, &rawlen, a->headers[i]);
         ok = ok && add_line(raw, sizeof raw, &rawlen, "");
         if (!ok) {
-            fprintf(err, "bulwark eval: the request does not fit %zu bytes, or an argument "
-                         "holds CR/LF\n", sizeof raw - 1);
+            fprintf(err,
+                    "bulwark eval: the request does not fit %zu bytes, or an argument "
+                    "holds CR/LF\n",
+                    sizeof raw - 1);
             return 2;
         }
     }
@@ -210,8 +211,8 @@ int bw_eval_command(const struct bw_config *cfg, const struct bw_eval_args *a, F
     }
     const struct bw_config_route *cr = &cfg->routes[route];
     fprintf(out, "route: #%zu%s%.*s%s -> upstream %.*s\n", route + 1,
-            cr->has_match ? " (" : " (default", (int)cr->match_text.len, cr->match_text.ptr,
-            ")", (int)cfg->upstreams[cr->upstream].name.len, cfg->upstreams[cr->upstream].name.ptr);
+            cr->has_match ? " (" : " (default", (int)cr->match_text.len, cr->match_text.ptr, ")",
+            (int)cfg->upstreams[cr->upstream].name.len, cfg->upstreams[cr->upstream].name.ptr);
 
     if (a->has_response) {
         size_t n = a->nresponse_headers;

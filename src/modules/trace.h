@@ -16,16 +16,16 @@
 #define BW_EVAL_MAX_HEADERS 100
 
 struct bw_eval_args {
-    const char *request_line;        /* "GET /admin HTTP/1.1" */
+    const char *request_line;                 /* "GET /admin HTTP/1.1" */
     const char *headers[BW_EVAL_MAX_HEADERS]; /* "Host: a.example" */
     size_t nheaders;
-    bool has_raw_file;               /* --raw FILE: a whole request head instead */
+    bool has_raw_file; /* --raw FILE: a whole request head instead */
     const char *raw_file;
-    const char *ip;                  /* client address; default 192.0.2.1 */
+    const char *ip; /* client address; default 192.0.2.1 */
     bool ssl;
     bool has_bot_score;
     int64_t bot_score;
-    bool has_response;               /* --response-status N */
+    bool has_response; /* --response-status N */
     uint16_t response_status;
     const char *response_headers[BW_EVAL_MAX_HEADERS];
     size_t nresponse_headers;

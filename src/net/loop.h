@@ -36,9 +36,9 @@ struct bw_io {
 #define BW_TIMER_OFF UINT64_MAX
 
 struct bw_timer {
-    uint64_t deadline;      /* wanted expiry in loop ms, BW_TIMER_OFF if disarmed */
-    uint64_t queued_at;     /* key the heap holds for it */
-    size_t heap_index;      /* position in the heap, SIZE_MAX if not queued */
+    uint64_t deadline;  /* wanted expiry in loop ms, BW_TIMER_OFF if disarmed */
+    uint64_t queued_at; /* key the heap holds for it */
+    size_t heap_index;  /* position in the heap, SIZE_MAX if not queued */
     bw_timer_cb cb;
 };
 
@@ -104,6 +104,9 @@ void bw_loop_post(struct bw_loop *loop, struct bw_task *t);
 void bw_loop_unpost(struct bw_loop *loop, struct bw_task *t);
 /* Runs what was deferred now (after the loop has stopped). */
 void bw_loop_run_deferred(struct bw_loop *loop);
-static inline bool bw_timer_armed(const struct bw_timer *t) { return t->deadline != BW_TIMER_OFF; }
+static inline bool bw_timer_armed(const struct bw_timer *t)
+{
+    return t->deadline != BW_TIMER_OFF;
+}
 
 #endif

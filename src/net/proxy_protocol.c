@@ -5,8 +5,7 @@
 #include <stdint.h>
 #include <string.h>
 
-static const char v2_sig[12] = {'\r', '\n', '\r', '\n', '\0', '\r',
-                                '\n', 'Q',  'U',  'I',  'T',  '\n'};
+static const char v2_sig[12] = {'\r', '\n', '\r', '\n', '\0', '\r', '\n', 'Q', 'U', 'I', 'T', '\n'};
 
 static enum bw_pp_result fail(const char **reason, const char *why)
 {
@@ -141,7 +140,7 @@ static enum bw_pp_result parse_v2(const unsigned char *b, size_t len, struct bw_
         return fail(reason, "PROXY v2: unknown command");
     memset(&out->source, 0, sizeof out->source);
     switch (fam) {
-    case 0x11: /* TCP over IPv4 */
+    case 0x11:   /* TCP over IPv4 */
     case 0x12: { /* UDP over IPv4 */
         if (body < 12)
             return fail(reason, "PROXY v2: IPv4 address block too short");

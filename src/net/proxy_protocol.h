@@ -18,9 +18,9 @@ enum bw_pp_result {
 };
 
 struct bw_pp_header {
-    bool has_source;            /* false for LOCAL / UNKNOWN: keep the peer */
+    bool has_source; /* false for LOCAL / UNKNOWN: keep the peer */
     struct sockaddr_storage source;
-    size_t len;                 /* bytes the header occupied */
+    size_t len; /* bytes the header occupied */
 };
 
 enum bw_pp_result bw_proxy_protocol_parse(const char *buf, size_t len, struct bw_pp_header *out,

@@ -64,8 +64,8 @@ static void listener_cb(struct bw_loop *loop, struct bw_io *io, uint32_t events)
                 /* Out of resources: stop accepting for a moment instead of
                  * spinning on a listener that stays readable. */
                 w->accept_errors++;
-                BW_ERRORF("worker %u: accept: %s; pausing accept for %d ms", w->id,
-                          strerror(errno), ACCEPT_RETRY_MS);
+                BW_ERRORF("worker %u: accept: %s; pausing accept for %d ms", w->id, strerror(errno),
+                          ACCEPT_RETRY_MS);
                 pause_listeners(w);
                 return;
             default:
@@ -173,7 +173,10 @@ void bw_worker_request_stop(struct bw_worker *w)
     bw_loop_wake(&w->loop);
 }
 
-void bw_worker_join(struct bw_worker *w) { pthread_join(w->thread, NULL); }
+void bw_worker_join(struct bw_worker *w)
+{
+    pthread_join(w->thread, NULL);
+}
 
 void bw_worker_done(struct bw_worker *w)
 {

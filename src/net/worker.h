@@ -45,10 +45,10 @@ struct bw_worker {
     _Atomic bool stop_requested;
     bool draining;
     uint64_t drain_timeout_ms;
-    uint64_t nconns;          /* connections open (the proxy keeps it) */
-    uint64_t max_conns;       /* above it, new connections are closed at once */
+    uint64_t nconns;    /* connections open (the proxy keeps it) */
+    uint64_t max_conns; /* above it, new connections are closed at once */
     uint64_t accept_errors;
-    void *data;               /* the proxy's per-worker state */
+    void *data; /* the proxy's per-worker state */
 };
 
 bw_status bw_worker_init(struct bw_worker *w, unsigned id, bw_error *err) BW_MUST_CHECK;

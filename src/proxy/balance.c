@@ -153,8 +153,8 @@ static long pick_rr(struct bw_upstream_local *l, uint64_t now, const struct bw_t
     return best;
 }
 
-static long pick_least_conn(struct bw_upstream_local *l, uint64_t now,
-                            const struct bw_tried *tried, enum avail want)
+static long pick_least_conn(struct bw_upstream_local *l, uint64_t now, const struct bw_tried *tried,
+                            enum avail want)
 {
     struct bw_upstream_rt *u = l->rt;
     long best = -1;

@@ -13,7 +13,10 @@ static void put(struct bw_head_out *o, const char *p, size_t n)
     o->len += n;
 }
 
-static void put_slice(struct bw_head_out *o, bw_slice s) { put(o, s.ptr, s.len); }
+static void put_slice(struct bw_head_out *o, bw_slice s)
+{
+    put(o, s.ptr, s.len);
+}
 
 #define PUT_LIT(o, s) put((o), (s), sizeof(s) - 1)
 
@@ -34,9 +37,9 @@ enum field_kind {
     F_XFF,
     F_XFP,
     F_EXPECT,
-    F_TE,      /* Transfer-Encoding */
+    F_TE, /* Transfer-Encoding */
     F_HOST,
-    F_CL,      /* Content-Length: framing, so never removable through Connection */
+    F_CL, /* Content-Length: framing, so never removable through Connection */
 };
 
 static enum field_kind classify(bw_slice n)
@@ -161,7 +164,7 @@ bool bw_build_upstream_request(struct bw_head_out *out, const struct bw_http_req
             put_slice(out, req->query);
         }
     } else if (req->target.len > 0 && req->target.ptr[0] != '/' && req->target.ptr[0] != '*' &&
-        req->method_id != BW_METHOD_CONNECT) {
+               req->method_id != BW_METHOD_CONNECT) {
         /* absolute-form: the upstream gets origin-form (RFC 9112 §3.2.1). */
         if (req->path.len)
             put_slice(out, req->path);

@@ -32,9 +32,9 @@ struct bw_head_edits {
 };
 
 struct bw_upstream_head_params {
-    bw_slice xff_prefix;  /* received X-Forwarded-For to keep (trusted peer), or empty */
-    bw_slice peer_text;   /* the TCP peer (or PROXY source), appended to XFF */
-    bw_slice proto;       /* "http" or "https" */
+    bw_slice xff_prefix;   /* received X-Forwarded-For to keep (trusted peer), or empty */
+    bw_slice peer_text;    /* the TCP peer (or PROXY source), appended to XFF */
+    bw_slice proto;        /* "http" or "https" */
     bw_slice default_host; /* Host for an HTTP/1.0 request that sent none (the
                             * upstream's name, as nginx's $proxy_host) */
     struct bw_head_edits edits;

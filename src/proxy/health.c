@@ -198,11 +198,11 @@ bw_status bw_health_start(struct bw_health **ret, struct bw_loop *loop, struct b
             p->loop = loop;
             p->u = &rt->upstreams[i];
             p->server = k;
-            int len = snprintf(p->req, sizeof p->req,
-                               "GET %.*s HTTP/1.1\r\nHost: %s\r\nUser-Agent: bulwark-health-check\r\n"
-                               "Connection: close\r\n\r\n",
-                               (int)cu->health.path.len, cu->health.path.ptr,
-                               cu->servers[k].addr.text);
+            int len =
+                snprintf(p->req, sizeof p->req,
+                         "GET %.*s HTTP/1.1\r\nHost: %s\r\nUser-Agent: bulwark-health-check\r\n"
+                         "Connection: close\r\n\r\n",
+                         (int)cu->health.path.len, cu->health.path.ptr, cu->servers[k].addr.text);
             if (len < 0 || (size_t)len >= sizeof p->req) {
                 bw_health_stop(h);
                 return bw_error_set(err, "upstream %.*s: health_check.path too long",

@@ -127,7 +127,10 @@ void bw_proxy_accept(struct bw_worker *w, int fd, const struct sockaddr_storage 
     bw_session_accept(w->data, fd, peer, peer_len);
 }
 
-void bw_proxy_drain(struct bw_worker *w) { bw_session_drain_all(w->data); }
+void bw_proxy_drain(struct bw_worker *w)
+{
+    bw_session_drain_all(w->data);
+}
 
 void bw_proxy_exit(struct bw_worker *w)
 {

@@ -22,8 +22,8 @@ struct bw_runtime {
     struct bw_upstream_rt *upstreams; /* parallel to cfg->upstreams */
     struct bw_http_limits limits;
     struct bw_access_log *access_log; /* NULL when access_log: off */
-    bool needs_path; /* hash(http.request.uri.path) reads the normalised path */
-    struct bw_rules_rt rules; /* routes and rulesets, compiled */
+    bool needs_path;                  /* hash(http.request.uri.path) reads the normalised path */
+    struct bw_rules_rt rules;         /* routes and rulesets, compiled */
 };
 
 bw_status bw_runtime_init(struct bw_runtime *rt, const struct bw_config *cfg,
@@ -39,16 +39,16 @@ struct bw_proxy_worker {
     struct bw_worker *w;
     struct bw_buf_pool small;
     struct bw_buf_pool large;
-    struct bw_upstream_local *ups; /* parallel to rt->upstreams */
+    struct bw_upstream_local *ups;          /* parallel to rt->upstreams */
     struct bw_http_header *scratch_headers; /* limits.headers entries */
-    char *scratch_path;                      /* normalised path of the current request */
+    char *scratch_path;                     /* normalised path of the current request */
     size_t scratch_path_cap;
-    struct bw_access_ring *log_ring;         /* NULL when logging is off */
-    struct bw_session *sessions;             /* every open session (for drain) */
-    struct request *free_requests;           /* per-request state for reuse */
+    struct bw_access_ring *log_ring; /* NULL when logging is off */
+    struct bw_session *sessions;     /* every open session (for drain) */
+    struct request *free_requests;   /* per-request state for reuse */
     size_t nfree_requests;
     struct bw_rules_worker rules;
-    char log_time[32];                       /* cached ISO-8601 second */
+    char log_time[32]; /* cached ISO-8601 second */
     int64_t log_time_sec;
 };
 

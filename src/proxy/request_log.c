@@ -6,7 +6,6 @@
 
 #include "proxy/session-t.h"
 
-
 static size_t json_escape(char *out, size_t cap, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -56,10 +55,11 @@ void bw__request_log(struct bw_session *s)
     struct timespec end;
     clock_gettime(CLOCK_MONOTONIC, &end);
     char path[600];
-    size_t plen = json_escape(path, sizeof path, r->path_text, strnlen(r->path_text, sizeof r->path_text));
+    size_t plen =
+        json_escape(path, sizeof path, r->path_text, strnlen(r->path_text, sizeof r->path_text));
     char method[64];
-    size_t mlen =
-        json_escape(method, sizeof method, r->method_text, strnlen(r->method_text, sizeof r->method_text));
+    size_t mlen = json_escape(method, sizeof method, r->method_text,
+                              strnlen(r->method_text, sizeof r->method_text));
     char up[80] = "-";
     double up_ms = 0;
     if (r->server >= 0) {
@@ -79,14 +79,14 @@ void bw__request_log(struct bw_session *s)
                  bw_action_name(r->log_action));
     }
     char line[1600];
-    int n = snprintf(line, sizeof line,
-                     "{\"time\":\"%s.%03ldZ\",\"client\":\"%s\",\"method\":\"%.*s\","
-                     "\"path\":\"%.*s\",\"status\":%u,\"bytes_in\":%llu,\"bytes_out\":%llu,"
-                     "\"upstream\":\"%s\",\"upstream_ms\":%.3f,\"total_ms\":%.3f%s}\n",
-                     pw->log_time, now.tv_nsec / 1000000L, r->client_text, (int)mlen, method,
-                     (int)plen, path, (unsigned)r->status, (unsigned long long)r->bytes_in,
-                     (unsigned long long)r->bytes_out, up, up_ms, ms_between(&r->t_start, &end),
-                     rule);
+    int n =
+        snprintf(line, sizeof line,
+                 "{\"time\":\"%s.%03ldZ\",\"client\":\"%s\",\"method\":\"%.*s\","
+                 "\"path\":\"%.*s\",\"status\":%u,\"bytes_in\":%llu,\"bytes_out\":%llu,"
+                 "\"upstream\":\"%s\",\"upstream_ms\":%.3f,\"total_ms\":%.3f%s}\n",
+                 pw->log_time, now.tv_nsec / 1000000L, r->client_text, (int)mlen, method, (int)plen,
+                 path, (unsigned)r->status, (unsigned long long)r->bytes_in,
+                 (unsigned long long)r->bytes_out, up, up_ms, ms_between(&r->t_start, &end), rule);
     if (n > 0 && (size_t)n < sizeof line)
         bw_access_ring_push(pw->log_ring, line, (size_t)n);
 }

@@ -20,7 +20,7 @@ struct control {
     struct bw_io sig_io;
     struct bw_worker *workers;
     size_t nworkers;
-    bool *joined;            /* per worker: thread finished and joined */
+    bool *joined; /* per worker: thread finished and joined */
     size_t njoined;
     struct bw_timer join_poll; /* while draining: collects finished workers */
     bool stopping;
@@ -120,8 +120,8 @@ int bw_server_run(const struct bw_config *cfg)
     size_t nworkers = cfg->workers ? cfg->workers : 1;
     if (cfg->log.access_enabled) {
         char path[4096];
-        size_t n = cfg->log.access_path.len < sizeof path - 1 ? cfg->log.access_path.len
-                                                               : sizeof path - 1;
+        size_t n =
+            cfg->log.access_path.len < sizeof path - 1 ? cfg->log.access_path.len : sizeof path - 1;
         memcpy(path, cfg->log.access_path.ptr, n);
         path[n] = '\0';
         if (n == 0)

@@ -26,13 +26,13 @@ enum sess_state {
 
 enum timeout_kind {
     T_NONE,
-    T_IDLE,          /* keepalive or first request: close quietly */
-    T_HEADER,        /* partial head: 408 */
-    T_CONNECT,       /* upstream connect */
-    T_UP_READ,       /* upstream response (head or body) */
-    T_UP_WRITE,      /* upstream not reading our request */
-    T_CLIENT_BODY,   /* client not sending its body: 408 */
-    T_SEND,          /* client not reading our response */
+    T_IDLE,        /* keepalive or first request: close quietly */
+    T_HEADER,      /* partial head: 408 */
+    T_CONNECT,     /* upstream connect */
+    T_UP_READ,     /* upstream response (head or body) */
+    T_UP_WRITE,    /* upstream not reading our request */
+    T_CLIENT_BODY, /* client not sending its body: 408 */
+    T_SEND,        /* client not reading our response */
     T_TUNNEL,
     T_LINGER,
     T_DRAIN,
@@ -43,8 +43,8 @@ struct body {
     enum bw_http_body_kind kind;
     uint64_t remaining; /* BW_BODY_LENGTH */
     struct bw_chunked ch;
-    bool dechunk;  /* forward only the data (HTTP/1.0 client, chunked upstream) */
-    bool framed;   /* every framing byte has been assigned to a forward region */
+    bool dechunk;   /* forward only the data (HTTP/1.0 client, chunked upstream) */
+    bool framed;    /* every framing byte has been assigned to a forward region */
     uint64_t bytes; /* payload bytes so far, for limits */
 };
 
@@ -77,14 +77,14 @@ struct request {
     struct request *next_free;
     enum bw_http_method method;
     bool http10;
-    bool keep_alive;     /* the client connection may carry another request */
+    bool keep_alive; /* the client connection may carry another request */
     bool idempotent;
     bool upgrade;
     bool is_head;
     struct body body;
-    struct fwd qfwd;     /* client buffer -> upstream */
-    uint64_t body_sent;  /* request payload bytes written upstream */
-    const char *cont;    /* "100 Continue" bytes left to write, if any */
+    struct fwd qfwd;    /* client buffer -> upstream */
+    uint64_t body_sent; /* request payload bytes written upstream */
+    const char *cont;   /* "100 Continue" bytes left to write, if any */
     size_t cont_len;
     bool cont_sent;
 
@@ -95,12 +95,12 @@ struct request {
     unsigned attempts;
     uint16_t fail_status; /* answer if no server is left: 502, or 504 after a timeout */
 
-    bool resp_head_done;   /* the final response head has been built */
-    bool resp_started;     /* bytes of a response went to the client */
+    bool resp_head_done; /* the final response head has been built */
+    bool resp_started;   /* bytes of a response went to the client */
     bool resp_done;
-    bool upstream_keep;    /* the upstream connection may be reused after */
+    bool upstream_keep; /* the upstream connection may be reused after */
     struct body rbody;
-    struct fwd rfwd;       /* upstream buffer -> client */
+    struct fwd rfwd; /* upstream buffer -> client */
     uint16_t status;
     uint64_t bytes_in, bytes_out;
     struct timespec t_start, t_upstream, t_resp;
@@ -138,12 +138,12 @@ struct bw_session {
     bool closed;
     bool draining;
     bool peer_trusted;
-    struct sockaddr_storage peer;   /* TCP peer, or the PROXY protocol source */
-    struct bw_buf *cbuf;            /* client input */
-    struct bw_buf *hbuf;            /* outgoing head */
-    size_t h_off;                   /* bytes of hbuf written */
+    struct sockaddr_storage peer; /* TCP peer, or the PROXY protocol source */
+    struct bw_buf *cbuf;          /* client input */
+    struct bw_buf *hbuf;          /* outgoing head */
+    size_t h_off;                 /* bytes of hbuf written */
     enum { H_NONE, H_UP, H_CLIENT } h_dest;
-    struct bw_buf *ubuf;            /* upstream input */
+    struct bw_buf *ubuf; /* upstream input */
     struct bw_http_scan scan;
     struct bw_upconn *up;
     struct request *req;

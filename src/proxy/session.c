@@ -38,17 +38,24 @@ enum { MAX_ROUNDS = 16 };
 
 #include "proxy/session-t.h"
 
-
-
 static void session_close(struct bw_session *s);
 
-static struct bw_loop *LOOP(struct bw_session *s) { return &s->pw->w->loop; }
+static struct bw_loop *LOOP(struct bw_session *s)
+{
+    return &s->pw->w->loop;
+}
 
-static const struct bw_config *CFG(struct bw_session *s) { return s->pw->rt->cfg; }
+static const struct bw_config *CFG(struct bw_session *s)
+{
+    return s->pw->rt->cfg;
+}
 
 /* ---- buffers ------------------------------------------------------------ */
 
-static struct bw_buf *buf_get(struct bw_proxy_worker *pw) { return bw_buf_get(&pw->small); }
+static struct bw_buf *buf_get(struct bw_proxy_worker *pw)
+{
+    return bw_buf_get(&pw->small);
+}
 
 static struct bw_buf *buf_put(struct bw_proxy_worker *pw, struct bw_buf *b)
 {
@@ -256,8 +263,8 @@ static void respond_error(struct bw_session *s, uint16_t status, const char *why
     }
     s->hbuf->start = s->hbuf->end = 0;
     const char *extra = status == 503 ? "Retry-After: 1\r\n" : NULL;
-    size_t n = bw_build_error_response(s->hbuf->data, s->hbuf->cap, status, true,
-                                       r && r->is_head, extra);
+    size_t n =
+        bw_build_error_response(s->hbuf->data, s->hbuf->cap, status, true, r && r->is_head, extra);
     if (n == 0) {
         session_close(s);
         return;
@@ -395,12 +402,11 @@ static void start_request(struct bw_session *s, struct bw_http_request *hq)
     r->is_head = hq->method_id == BW_METHOD_HEAD;
     r->upgrade = hq->upgrade;
     r->bytes_in = hq->head_len;
-    size_t ml = hq->method.len < sizeof r->method_text - 1 ? hq->method.len
-                                                            : sizeof r->method_text - 1;
+    size_t ml =
+        hq->method.len < sizeof r->method_text - 1 ? hq->method.len : sizeof r->method_text - 1;
     memcpy(r->method_text, hq->method.ptr, ml);
     r->method_text[ml] = '\0';
-    size_t pl = hq->target.len < sizeof r->path_text - 1 ? hq->target.len
-                                                          : sizeof r->path_text - 1;
+    size_t pl = hq->target.len < sizeof r->path_text - 1 ? hq->target.len : sizeof r->path_text - 1;
     memcpy(r->path_text, hq->target.ptr, pl);
     r->path_text[pl] = '\0';
 
@@ -429,38 +435,44 @@ static void start_request(struct bw_session *s, struct bw_http_request *hq)
     /* Request-phase rules, then the route: one evaluation context, so each
      * field is extracted once for both. */
     struct bw_proxy_worker *pw = s->pw;
-    struct bw_request_view view;
-    bw_rules_view_request(&pw->rules, &view, hq, &client.ss, false);
-    bw_rules_request_init(&r->rules_st);
+    /* Not zero-initialised: its 2 KiB of header text would be cleared on
+     * every request; the trivial path sets the two fields read below. */
     struct bw_rules_hook hook;
-    bw_rules_on_request(&pw->rules, &view, LOOP(s)->now_ms, &r->rules_st, &hook);
-    note_rule(r, &hook);
-    switch (hook.kind) {
-    case BW_RULES_HOOK_CONTINUE:
-        break;
-    case BW_RULES_HOOK_RESPOND:
-        bw_buf_consume(s->cbuf, hq->head_len);
-        respond_own(s, hook.status, bw_slice_make(hook.extra, hook.extra_len), hook.has_body,
-                    hook.body);
-        return;
-    case BW_RULES_HOOK_NO_ROUTE:
-        bw_buf_consume(s->cbuf, hq->head_len);
-        respond_error(s, 404, "no route matched");
-        return;
-    case BW_RULES_HOOK__COUNT:
-        break;
+    if (pw->rt->rules.trivial) {
+        hook.route = 0;
+        hook.edits = (struct bw_head_edits){.nops = 0, .has_path = false};
+    } else {
+        struct bw_request_view view;
+        bw_rules_view_request(&pw->rules, &view, hq, &client.ss, false);
+        bw_rules_request_init(&r->rules_st);
+        bw_rules_on_request(&pw->rules, &view, LOOP(s)->now_ms, &r->rules_st, &hook);
+        note_rule(r, &hook);
+        switch (hook.kind) {
+        case BW_RULES_HOOK_CONTINUE:
+            break;
+        case BW_RULES_HOOK_RESPOND:
+            bw_buf_consume(s->cbuf, hq->head_len);
+            respond_own(s, hook.status, bw_slice_make(hook.extra, hook.extra_len), hook.has_body,
+                        hook.body);
+            return;
+        case BW_RULES_HOOK_NO_ROUTE:
+            bw_buf_consume(s->cbuf, hq->head_len);
+            respond_error(s, 404, "no route matched");
+            return;
+        case BW_RULES_HOOK__COUNT:
+            break;
+        }
+        if (pw->rt->rules.has_response_rules) {
+            bw_arena_init(&r->rarena, BW_RULES_REQUEST_ARENA_BLOCK, BW_RULES_REQUEST_ARENA_CAP);
+            r->has_rview = bw_rules_view_copy(&r->rarena, &view, &r->rview) == BW_OK;
+        }
     }
-    if (pw->rt->rules.has_response_rules) {
-        bw_arena_init(&r->rarena, BW_RULES_REQUEST_ARENA_BLOCK, BW_RULES_REQUEST_ARENA_CAP);
-        r->has_rview = bw_rules_view_copy(&r->rarena, &view, &r->rview) == BW_OK;
-    }
-    size_t route = hook.route;
     /* Normalised only when a hash reads the path. */
-    bw_slice path = pw->rt->needs_path ? bw_uri_normalize_path(hq->path, pw->scratch_path,
-                                                               pw->scratch_path_cap)
-                                       : hq->path;
-    r->upstream = (size_t)route;
-    const struct bw_config_upstream *cu = &cfg->upstreams[route];
+    bw_slice path = pw->rt->needs_path
+                        ? bw_uri_normalize_path(hq->path, pw->scratch_path, pw->scratch_path_cap)
+                        : hq->path;
+    r->upstream = cfg->routes[hook.route].upstream;
+    const struct bw_config_upstream *cu = &cfg->upstreams[r->upstream];
     if (cu->balance == BW_BALANCE_HASH)
         r->hash_key = request_hash_key(cu, hq, path, r);
 
@@ -515,7 +527,6 @@ static void start_request(struct bw_session *s, struct bw_http_request *hq)
 }
 
 /* ---- upstream connect and retry ----------------------------------------- */
-
 
 /* Picks a server and attaches a pooled or new connection to the session.
  * Returns false when the session has already been answered or closed. */
@@ -686,8 +697,7 @@ static bool body_next(struct body *b, struct bw_buf *src, struct fwd *f, struct 
             b->framed = done;
             b->bytes += data.len;
             size_t off = data.len ? (size_t)(data.ptr - p) : 0;
-            *f = (struct fwd){.off = off, .len = data.len, .consume = (size_t)c,
-                              .active = c > 0};
+            *f = (struct fwd){.off = off, .len = data.len, .consume = (size_t)c, .active = c > 0};
             return true;
         }
         size_t total = 0;
@@ -830,8 +840,7 @@ static enum io_result write_client(struct bw_session *s)
 
 /* Reads from fd into *bp (taking a buffer if needed). Returns >0 bytes, 0 on
  * EOF, -1 blocked (ready flag cleared), -2 error, -3 buffer full. */
-static long read_into(struct bw_proxy_worker *pw, int fd, struct bw_buf **bp, bool *ready,
-                      bool hup)
+static long read_into(struct bw_proxy_worker *pw, int fd, struct bw_buf **bp, bool *ready, bool hup)
 {
     if (!*bp) {
         *bp = buf_get(pw);
@@ -972,8 +981,9 @@ static bool response_head_step(struct bw_session *s)
     struct bw_http_response hr = {.headers = pw->scratch_headers,
                                   .headers_cap = cfg->limits.headers};
     struct bw_http_error herr = {0};
-    enum bw_http_parse_result pr = bw_http_parse_response(
-        bw_buf_head(s->ubuf), bw_buf_len(s->ubuf), &pw->rt->limits, r->method, &s->scan, &hr, &herr);
+    enum bw_http_parse_result pr =
+        bw_http_parse_response(bw_buf_head(s->ubuf), bw_buf_len(s->ubuf), &pw->rt->limits,
+                               r->method, &s->scan, &hr, &herr);
     switch (pr) {
     case BW_HTTP_PARTIAL:
         if (bw_buf_room(s->ubuf) == 0) {
@@ -1059,8 +1069,8 @@ static bool response_head_step(struct bw_session *s)
             if (s->up)
                 s->up->reused = false;
             r->keep_alive = false;
-            respond_own(s, hook.status, bw_slice_make(hook.extra, hook.extra_len),
-                        hook.has_body, hook.body);
+            respond_own(s, hook.status, bw_slice_make(hook.extra, hook.extra_len), hook.has_body,
+                        hook.body);
             return false;
         }
     }
@@ -1069,8 +1079,8 @@ static bool response_head_step(struct bw_session *s)
     r->rbody.remaining = hr.content_length;
     bw_chunked_init(&r->rbody.ch);
     r->rbody.dechunk = hr.body_kind == BW_BODY_CHUNKED && r->http10;
-    r->rbody.framed = hr.body_kind == BW_BODY_NONE ||
-                      (hr.body_kind == BW_BODY_LENGTH && hr.content_length == 0);
+    r->rbody.framed =
+        hr.body_kind == BW_BODY_NONE || (hr.body_kind == BW_BODY_LENGTH && hr.content_length == 0);
     r->upstream_keep = hr.keep_alive;
     bool upgrading = hr.status == 101;
     if (hr.body_kind == BW_BODY_UNTIL_CLOSE || r->rbody.dechunk)
@@ -1125,8 +1135,8 @@ static void exchange_step(struct bw_session *s)
             return;
 
         /* 1. Request head and body towards the upstream. */
-        if (!r->qfwd.active && !r->body.framed && !r->resp_done &&
-            s->cbuf && bw_buf_len(s->cbuf) > 0) {
+        if (!r->qfwd.active && !r->body.framed && !r->resp_done && s->cbuf &&
+            bw_buf_len(s->cbuf) > 0) {
             struct bw_http_error herr = {0};
             if (!body_next(&r->body, s->cbuf, &r->qfwd, &herr)) {
                 respond_error(s, 400, herr.reason);

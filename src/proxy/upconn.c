@@ -9,7 +9,6 @@
 #include "proxy/session-t.h"
 #include "proxy/session.h"
 
-
 static void upconn_free_cb(struct bw_deferred *d)
 {
     struct bw_upconn *u = (struct bw_upconn *)((char *)d - offsetof(struct bw_upconn, dfr));

@@ -44,15 +44,18 @@ static inline bool bw_tried_has(const struct bw_tried *t, size_t i)
 {
     return (t->bits[i / 64] >> (i % 64)) & 1u;
 }
-static inline void bw_tried_add(struct bw_tried *t, size_t i) { t->bits[i / 64] |= 1ull << (i % 64); }
+static inline void bw_tried_add(struct bw_tried *t, size_t i)
+{
+    t->bits[i / 64] |= 1ull << (i % 64);
+}
 
 struct bw_upstream_local {
     struct bw_upstream_rt *rt;
-    int64_t *rr_current;        /* smooth weighted round robin state, per server */
-    uint32_t *active;           /* requests in flight, per server */
-    struct bw_upconn **idle;    /* per server: most recently pooled first */
-    uint32_t nidle;             /* idle connections over all servers */
-    uint32_t rr_start;          /* rotates least_conn ties */
+    int64_t *rr_current;     /* smooth weighted round robin state, per server */
+    uint32_t *active;        /* requests in flight, per server */
+    struct bw_upconn **idle; /* per server: most recently pooled first */
+    uint32_t nidle;          /* idle connections over all servers */
+    uint32_t rr_start;       /* rotates least_conn ties */
 };
 
 bw_status bw_upstream_rt_init(struct bw_upstream_rt *u, const struct bw_config_upstream *cfg,

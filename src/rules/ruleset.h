@@ -50,15 +50,15 @@
 
 /* Named limits; each is tested at and just past the limit. */
 enum {
-    BW_RULES_MAX_RULESETS = 256,         /* rulesets in one rulebook (all files) */
-    BW_RULES_MAX_RULES = 4096,           /* rules in one ruleset */
-    BW_RULES_MAX_TOTAL_RULES = 65536,    /* rules in one rulebook */
-    BW_RULES_MAX_EXECUTE_DEPTH = 8,      /* nested executes below a top-level ruleset */
-    BW_RULES_MAX_ID_LEN = 128,           /* ruleset and rule ids: [A-Za-z0-9_.-]+ */
-    BW_RULES_MAX_TESTS = 1024,           /* embedded tests per ruleset */
-    BW_RULES_MAX_HEADER_OPS = 32,        /* header operations in one rewrite */
-    BW_RULES_MAX_CHARACTERISTICS = 8,    /* rate_limit characteristics */
-    BW_RULES_MAX_BODY_LEN = 8 * 1024,    /* block body bytes: sent from one head buffer */
+    BW_RULES_MAX_RULESETS = 256,      /* rulesets in one rulebook (all files) */
+    BW_RULES_MAX_RULES = 4096,        /* rules in one ruleset */
+    BW_RULES_MAX_TOTAL_RULES = 65536, /* rules in one rulebook */
+    BW_RULES_MAX_EXECUTE_DEPTH = 8,   /* nested executes below a top-level ruleset */
+    BW_RULES_MAX_ID_LEN = 128,        /* ruleset and rule ids: [A-Za-z0-9_.-]+ */
+    BW_RULES_MAX_TESTS = 1024,        /* embedded tests per ruleset */
+    BW_RULES_MAX_HEADER_OPS = 32,     /* header operations in one rewrite */
+    BW_RULES_MAX_CHARACTERISTICS = 8, /* rate_limit characteristics */
+    BW_RULES_MAX_BODY_LEN = 8 * 1024, /* block body bytes: sent from one head buffer */
     BW_RULES_MAX_RATE_REQUESTS = 1000000000,
     BW_RULES_MIN_RATE_PERIOD_MS = 1000,
     BW_RULES_MAX_RATE_PERIOD_MS = 86400 * 1000,
@@ -80,9 +80,9 @@ enum bw_action_kind {
 };
 
 struct bw_action_block {
-    uint16_t status;  /* 400..599, default 403 */
-    bool has_body;    /* false: the proxy's standard body for the status */
-    bw_slice body;    /* <= BW_RULES_MAX_BODY_LEN */
+    uint16_t status; /* 400..599, default 403 */
+    bool has_body;   /* false: the proxy's standard body for the status */
+    bw_slice body;   /* <= BW_RULES_MAX_BODY_LEN */
 };
 
 /* Modules a `skip` may name. rules/ knows their names, not their code. */
@@ -98,7 +98,7 @@ struct bw_action_skip {
     const uint32_t *rulesets; /* indices into bw_rulebook.rulesets (resolved by build) */
     bw_slice *ruleset_ids;    /* as written, resolved by build */
     size_t nrulesets;
-    uint32_t modules;         /* bit (1u << bw_module_ref) per named module */
+    uint32_t modules; /* bit (1u << bw_module_ref) per named module */
 };
 
 struct bw_action_execute {
@@ -109,12 +109,12 @@ struct bw_action_execute {
 /* What a rate limit counts by. Values are taken from the request view (the
  * header: its first value; absent header: the empty string, its own key). */
 enum bw_rl_characteristic_kind {
-    BW_RL_IP_SRC,       /* ip.src */
-    BW_RL_HOST,         /* http.host */
-    BW_RL_METHOD,       /* http.request.method */
-    BW_RL_PATH,         /* http.request.uri.path (normalised) */
-    BW_RL_USER_AGENT,   /* http.user_agent */
-    BW_RL_HEADER,       /* http.request.headers["name"] */
+    BW_RL_IP_SRC,     /* ip.src */
+    BW_RL_HOST,       /* http.host */
+    BW_RL_METHOD,     /* http.request.method */
+    BW_RL_PATH,       /* http.request.uri.path (normalised) */
+    BW_RL_USER_AGENT, /* http.user_agent */
+    BW_RL_HEADER,     /* http.request.headers["name"] */
     BW_RL__COUNT
 };
 
@@ -132,9 +132,9 @@ struct bw_action_rate_limit {
 };
 
 struct bw_action_redirect {
-    uint16_t status;      /* 301, 302 (default), 303, 307, 308 */
-    bw_slice location;    /* absolute URL or absolute path; no CR/LF/controls */
-    bool preserve_query;  /* append the request's "?query" (default false) */
+    uint16_t status;     /* 301, 302 (default), 303, 307, 308 */
+    bw_slice location;   /* absolute URL or absolute path; no CR/LF/controls */
+    bool preserve_query; /* append the request's "?query" (default false) */
 };
 
 enum bw_header_op_kind { BW_HEADER_SET, BW_HEADER_REMOVE, BW_HEADER_OP__COUNT };
@@ -150,7 +150,7 @@ struct bw_action_rewrite {
     const struct bw_header_op *ops; /* request headers, applied in order */
     size_t nops;                    /* 0..BW_RULES_MAX_HEADER_OPS */
     bool has_path;
-    bw_slice path;                  /* new path, starting with '/'; the query is kept */
+    bw_slice path; /* new path, starting with '/'; the query is kept */
 };
 
 struct bw_action {
@@ -176,26 +176,26 @@ struct bw_rules_pos {
 
 struct bw_rule {
     bw_slice id;
-    bool enabled;                      /* `enabled: false`: outcome DISABLED */
-    const struct bw_rules_expr *expr;  /* checked, of the ruleset's phase */
+    bool enabled;                     /* `enabled: false`: outcome DISABLED */
+    const struct bw_rules_expr *expr; /* checked, of the ruleset's phase */
     struct bw_action action;
-    struct bw_rules_pos pos;           /* of the rule (its `id`) */
-    struct bw_rules_pos action_pos;    /* of its `action` (execute/skip targets) */
+    struct bw_rules_pos pos;        /* of the rule (its `id`) */
+    struct bw_rules_pos action_pos; /* of its `action` (execute/skip targets) */
     /* Set by bw_rulebook_build: */
-    uint32_t index;                    /* global, 0..nrules-1: killswitches, metrics */
-    uint32_t expr_index;               /* in the phase's program */
-    uint32_t ruleset;                  /* index of its ruleset */
+    uint32_t index;      /* global, 0..nrules-1: killswitches, metrics */
+    uint32_t expr_index; /* in the phase's program */
+    uint32_t ruleset;    /* index of its ruleset */
 };
 
 /* One embedded test (`tests:` of a ruleset): a request (and for a
  * response-phase ruleset, a response), and what must happen. */
 enum bw_test_expect_kind {
-    BW_EXPECT_NONE,      /* `action: none`: no terminating action */
-    BW_EXPECT_ACTION,    /* `action: <kind>`: see below */
+    BW_EXPECT_NONE,   /* `action: none`: no terminating action */
+    BW_EXPECT_ACTION, /* `action: <kind>`: see below */
 };
 
 struct bw_ruleset_test {
-    bw_slice name;                  /* `name:`, or "test N" (1-based) */
+    bw_slice name; /* `name:`, or "test N" (1-based) */
     struct bw_rules_pos pos;
     struct bw_request_view request; /* slices into the snapshot arena */
     /* What must happen:
@@ -214,17 +214,17 @@ struct bw_ruleset_test {
 
 struct bw_ruleset {
     bw_slice id;
-    bw_slice file;               /* for messages */
-    struct bw_rules_pos pos;     /* of `id` */
+    bw_slice file;           /* for messages */
+    struct bw_rules_pos pos; /* of `id` */
     enum bw_rules_phase phase;
-    bool enabled;                /* `enabled: false`: outcome RULESET_DISABLED */
+    bool enabled; /* `enabled: false`: outcome RULESET_DISABLED */
     struct bw_rule *rules;
     size_t nrules;
     struct bw_ruleset_test *tests;
     size_t ntests;
     /* Set by bw_rulebook_build: */
     uint32_t index;
-    bool executed;               /* the target of some execute: not top level */
+    bool executed; /* the target of some execute: not top level */
 };
 
 /* A route's match: the default route has none and always matches. */
@@ -302,14 +302,14 @@ struct bw_killset {
 
 /* Why a rule did or did not act: every variant is a normal state. */
 enum bw_rule_outcome {
-    BW_OUTCOME_FIRED,           /* expression TRUE, action taken */
-    BW_OUTCOME_NOT_MATCHED,     /* expression FALSE */
-    BW_OUTCOME_UNKNOWN,         /* expression UNKNOWN: does not fire */
-    BW_OUTCOME_DISABLED,        /* enabled: false: not evaluated */
-    BW_OUTCOME_KILLED,          /* killswitch on the rule: not evaluated */
+    BW_OUTCOME_FIRED,            /* expression TRUE, action taken */
+    BW_OUTCOME_NOT_MATCHED,      /* expression FALSE */
+    BW_OUTCOME_UNKNOWN,          /* expression UNKNOWN: does not fire */
+    BW_OUTCOME_DISABLED,         /* enabled: false: not evaluated */
+    BW_OUTCOME_KILLED,           /* killswitch on the rule: not evaluated */
     BW_OUTCOME_RULESET_DISABLED, /* execute target: enabled: false */
-    BW_OUTCOME_RULESET_KILLED,  /* execute target: killswitch */
-    BW_OUTCOME_RULESET_SKIPPED, /* execute target: skipped by an earlier skip */
+    BW_OUTCOME_RULESET_KILLED,   /* execute target: killswitch */
+    BW_OUTCOME_RULESET_SKIPPED,  /* execute target: skipped by an earlier skip */
     BW_OUTCOME__COUNT
 };
 
@@ -342,8 +342,8 @@ bw_status bw_killset_alloc(bw_arena *a, const struct bw_rulebook *book,
 struct bw_rules_env {
     struct bw_rate_limiter_ops limiter;
     struct bw_killset kills;
-    uint64_t now_ms;          /* monotonic, for rate limits */
-    uint64_t *match_counts;   /* per global rule index, incremented on FIRED (per worker) */
+    uint64_t now_ms;        /* monotonic, for rate limits */
+    uint64_t *match_counts; /* per global rule index, incremented on FIRED (per worker) */
     bool tracing;
     struct bw_rules_tracer tracer; /* called for each step when tracing */
 };
@@ -360,7 +360,7 @@ static inline void bw_rules_request_init(struct bw_rules_request *st)
 }
 
 enum bw_verdict_kind {
-    BW_VERDICT_CONTINUE,     /* nothing terminating fired */
+    BW_VERDICT_CONTINUE, /* nothing terminating fired */
     BW_VERDICT_BLOCK,
     BW_VERDICT_REDIRECT,
     BW_VERDICT_RATE_LIMITED,
@@ -373,18 +373,18 @@ enum bw_verdict_kind {
  * block; the caller ignores request rewrites then). */
 struct bw_rules_verdict {
     enum bw_verdict_kind kind;
-    bool has_rule;               /* the rule that ended the phase (not CONTINUE) */
+    bool has_rule; /* the rule that ended the phase (not CONTINUE) */
     const struct bw_rule *rule;
     const struct bw_ruleset *ruleset;
-    uint16_t status;             /* BLOCK / REDIRECT / RATE_LIMITED */
-    bool has_body;               /* BLOCK */
+    uint16_t status; /* BLOCK / REDIRECT / RATE_LIMITED */
+    bool has_body;   /* BLOCK */
     bw_slice body;
-    bw_slice location;           /* REDIRECT: with "?query" when preserve_query */
-    uint64_t retry_after_s;      /* RATE_LIMITED */
+    bw_slice location;                    /* REDIRECT: with "?query" when preserve_query */
+    uint64_t retry_after_s;               /* RATE_LIMITED */
     const struct bw_rule *const *effects; /* in the request arena */
     size_t neffects;
-    uint32_t fired;              /* rules that fired in this phase (log included) */
-    bool has_last_fired;         /* for the access log when CONTINUE */
+    uint32_t fired;      /* rules that fired in this phase (log included) */
+    bool has_last_fired; /* for the access log when CONTINUE */
     const struct bw_rule *last_fired;
 };
 

@@ -19,9 +19,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (size_t i = 0; i < cfg->nupstreams; i++)
             sum += cfg->upstreams[i].name.len + cfg->upstreams[i].hash_header.len +
                    cfg->upstreams[i].health.path.len + cfg->upstreams[i].nservers;
-        for (size_t i = 0; i < cfg->nroutes; i++)
-            sum += cfg->routes[i].host.len + cfg->routes[i].path_prefix.len +
-                   cfg->routes[i].match_text.len + cfg->routes[i].upstream;
+        for (size_t i = 0; i < cfg->nroutes; i++) {
+            sum += cfg->routes[i].match_text.len + cfg->routes[i].upstream;
+            if (cfg->routes[i].has_match) {
+                char buf[256];
+                sum += bw_rules_format(cfg->routes[i].match->root, buf, sizeof buf);
+            }
+        }
+        for (size_t i = 0; i < cfg->modules.rules.nrulesets; i++)
+            sum += cfg->modules.rules.rulesets[i].len;
         if (sum == (size_t)-1)
             fputc(0, stderr);
         cfg = bw_config_free(cfg);

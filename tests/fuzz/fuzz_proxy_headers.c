@@ -61,7 +61,8 @@ static void fuzz_request(const char *in, size_t len)
     struct bw_head_out o = {.buf = out, .cap = sizeof out};
     if (!bw_build_upstream_request(&o, &req, &p))
         return; /* too big for the buffer: refused, never truncated */
-    struct bw_http_limits big = {.request_line_bytes = MAX_OUT, .header_bytes = MAX_OUT,
+    struct bw_http_limits big = {.request_line_bytes = MAX_OUT,
+                                 .header_bytes = MAX_OUT,
                                  .headers = BW_HTTP_DEFAULT_HEADERS + 8};
     struct bw_http_request up = {.headers = h2, .headers_cap = BW_HTTP_DEFAULT_HEADERS + 8};
     struct bw_http_scan scan2 = {0};
@@ -92,7 +93,8 @@ static void fuzz_response(const char *in, size_t len, enum bw_http_method m, boo
     struct bw_head_out o = {.buf = out, .cap = sizeof out};
     if (!bw_build_client_response(&o, &resp, http10, keep, dechunk))
         return;
-    struct bw_http_limits big = {.request_line_bytes = MAX_OUT, .header_bytes = MAX_OUT,
+    struct bw_http_limits big = {.request_line_bytes = MAX_OUT,
+                                 .header_bytes = MAX_OUT,
                                  .headers = BW_HTTP_DEFAULT_HEADERS + 8};
     struct bw_http_response back = {.headers = h2, .headers_cap = BW_HTTP_DEFAULT_HEADERS + 8};
     struct bw_http_scan scan2 = {0};
@@ -100,8 +102,9 @@ static void fuzz_response(const char *in, size_t len, enum bw_http_method m, boo
         abort();
     if (back.head_len != o.len || back.status != resp.status)
         abort();
-    if (!dechunk && (back.body_kind != resp.body_kind ||
-                     (resp.body_kind == BW_BODY_LENGTH && back.content_length != resp.content_length)))
+    if (!dechunk &&
+        (back.body_kind != resp.body_kind ||
+         (resp.body_kind == BW_BODY_LENGTH && back.content_length != resp.content_length)))
         abort();
     if (dechunk && back.body_kind != BW_BODY_UNTIL_CLOSE)
         abort();

@@ -303,7 +303,7 @@ def test_fail_open_serves_without_rules(tmp_path, origin, bulwark):
                  expect_errors=["did not load", "broken.yaml"])
     assert bw.request("GET", "/admin").status == 200  # no rule runs
     err = bw.stderr()
-    assert "broken.yaml:4:21: error: unknown field" in err
+    assert "broken.yaml:4:18: error: rules[0].expression: unknown field" in err
 
 
 def test_fail_closed_refuses_with_the_module_status(tmp_path, origin, bulwark):
@@ -353,7 +353,7 @@ def test_check_reports_ruleset_errors_with_position(tmp_path):
     cfg = write_config(tmp_path, [ruleset(tmp_path, "broken.yaml", BROKEN)])
     r = run_cli("check", "-c", cfg)
     assert r.returncode == 1
-    assert "broken.yaml:4:21: error: unknown field \"http.hots\"" in r.stderr
+    assert "broken.yaml:4:18: error: rules[0].expression: unknown field \"http.hots\"" in r.stderr
     assert "^~~~~~~~~" in r.stderr
 
 

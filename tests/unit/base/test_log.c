@@ -111,8 +111,7 @@ TEST(burst_limit_per_site_and_suppressed_count)
     out = capture_end();
     CHECK_INT_EQ(count_lines(out), 1);
     char want[128];
-    snprintf(want, sizeof want, "site a line 0 (%d similar lines suppressed)\n",
-             2 * BW_LOG_BURST);
+    snprintf(want, sizeof want, "site a line 0 (%d similar lines suppressed)\n", 2 * BW_LOG_BURST);
     CHECK(strstr(out, want) != NULL);
 
     /* And the count starts again from zero. */

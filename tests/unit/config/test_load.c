@@ -330,8 +330,7 @@ static const struct {
     {"route match type error", RT "  - match: 'ip.src contains \"x\"'\n    upstream: app\n",
      "9:13: routes[1].match: \"contains\" needs Bytes on both sides, but ip.src is Ip\n"
      "    ip.src contains \"x\"\n    ^~~~~~"},
-    {"route match response field",
-     RT "  - match: 'http.response.code eq 200'\n    upstream: app\n",
+    {"route match response field", RT "  - match: 'http.response.code eq 200'\n    upstream: app\n",
      "9:13: routes[1].match: http.response.code is only available in the response phase, but "
      "this is a request-phase expression\n    http.response.code eq 200\n    ^~~~~~~~~~~~~~~~~~"},
     {"route match in block scalar",

@@ -1169,7 +1169,7 @@ TEST(limits_at_and_past)
     o = at;
     b = grow(b, &o, &cap, "x\"\n");
     first_diag(b, got, sizeof got);
-    CHECK_STR_EQ(got, "6:11: rules[0].body: expected at most 65536 bytes, got 65537");
+    CHECK_STR_EQ(got, "6:11: rules[0].body: expected at most 8192 bytes, got 8193");
     free(b);
 
     /* Rate-limit period: 1s and 24h, and just outside each. */

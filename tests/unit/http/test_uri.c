@@ -36,7 +36,7 @@ TEST(dot_segments_removed)
     CHECK(norm_is("/./admin", "/admin"));
     CHECK(norm_is("/admin/.", "/admin/"));
     CHECK(norm_is("/admin/x/..", "/admin/"));
-    CHECK(norm_is("/../admin", "/admin"));         /* never above the root */
+    CHECK(norm_is("/../admin", "/admin")); /* never above the root */
     CHECK(norm_is("/../../../admin", "/admin"));
     CHECK(norm_is("/a/b/../../admin", "/admin"));
     CHECK(norm_is("/..", "/"));
@@ -62,9 +62,9 @@ TEST(percent_encoded_unreserved_decoded)
 
 TEST(other_percent_encodings_kept_uppercased)
 {
-    CHECK(norm_is("/a%2fb", "/a%2Fb"));        /* an encoded slash stays data */
+    CHECK(norm_is("/a%2fb", "/a%2Fb")); /* an encoded slash stays data */
     CHECK(norm_is("/%c3%a9t%C3%A9", "/%C3%A9t%C3%A9"));
-    CHECK(norm_is("/100%", "/100%"));          /* malformed: kept as is */
+    CHECK(norm_is("/100%", "/100%")); /* malformed: kept as is */
     CHECK(norm_is("/%zz/%4", "/%zz/%4"));
 }
 

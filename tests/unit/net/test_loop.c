@@ -209,7 +209,7 @@ TEST(cancel_removes_from_heap)
     bw_timer_cancel(&f.loop, &a->t); /* twice is fine */
     CHECK_INT_EQ(f.loop.heap_len, before - 1);
     free(a);
-    bw_timer_stop(&f.loop, &b->t); /* stopped, still queued ... */
+    bw_timer_stop(&f.loop, &b->t);   /* stopped, still queued ... */
     bw_timer_cancel(&f.loop, &b->t); /* ... then cancelled: gone */
     free(b);
     CHECK_INT_EQ(f.loop.heap_len, before - 2);

@@ -32,8 +32,7 @@ static bool up_open(struct up *u, const char *balance, const struct srv *s, size
                                 balance, extra ? extra : "");
     for (size_t i = 0; i < n; i++)
         o += (size_t)snprintf(yaml + o, sizeof yaml - o,
-                              "      - { address: \"%s\", weight: %u }\n", s[i].addr,
-                              s[i].weight);
+                              "      - { address: \"%s\", weight: %u }\n", s[i].addr, s[i].weight);
     struct bw_config_diags diags;
     memset(u, 0, sizeof *u);
     if (bw_config_parse("t.yaml", yaml, o, &u->cfg, &diags) != BW_OK) {
@@ -55,7 +54,10 @@ static void up_close(struct up *u)
 
 static const struct bw_tried NONE = {{0}};
 
-static long pick(struct up *u) { return bw_balance_pick(&u->l, 1000, 0, &NONE); }
+static long pick(struct up *u)
+{
+    return bw_balance_pick(&u->l, 1000, 0, &NONE);
+}
 
 /* ---- round robin --------------------------------------------------------- */
 
@@ -65,7 +67,9 @@ TEST(rr_smooth_sequence_5_1_1)
     const struct srv s[] = {{"127.0.0.1:9001", 5}, {"127.0.0.1:9002", 1}, {"127.0.0.1:9003", 1}};
     CHECK(up_open(&u, "round_robin", s, 3, NULL));
     /* nginx's smooth weighted round robin for {a:5, b:1, c:1}. */
-    const char want[] = "aabacaa" "aabacaa" "aabacaa";
+    const char want[] = "aabacaa"
+                        "aabacaa"
+                        "aabacaa";
     char got[sizeof want] = {0};
     for (size_t i = 0; i < sizeof want - 1; i++) {
         long k = pick(&u);
@@ -78,8 +82,8 @@ TEST(rr_smooth_sequence_5_1_1)
 TEST(rr_exact_proportions_per_cycle)
 {
     struct up u;
-    const struct srv s[] = {{"127.0.0.1:9001", 3}, {"127.0.0.1:9002", 7}, {"127.0.0.1:9003", 1},
-                            {"127.0.0.1:9004", 4}};
+    const struct srv s[] = {
+        {"127.0.0.1:9001", 3}, {"127.0.0.1:9002", 7}, {"127.0.0.1:9003", 1}, {"127.0.0.1:9004", 4}};
     CHECK(up_open(&u, "round_robin", s, 4, NULL));
     for (int cycle = 0; cycle < 20; cycle++) {
         unsigned c[4] = {0};
@@ -317,8 +321,8 @@ TEST(hash_same_key_same_server)
 TEST(hash_adding_a_server_moves_few_keys_and_only_to_it)
 {
     struct up u3, u4;
-    const struct srv s[] = {{"10.0.0.1:80", 1}, {"10.0.0.2:80", 1}, {"10.0.0.3:80", 1},
-                            {"10.0.0.4:80", 1}};
+    const struct srv s[] = {
+        {"10.0.0.1:80", 1}, {"10.0.0.2:80", 1}, {"10.0.0.3:80", 1}, {"10.0.0.4:80", 1}};
     CHECK(up_open(&u3, "hash(ip.src)", s, 3, NULL));
     CHECK(up_open(&u4, "hash(ip.src)", s, 4, NULL));
     int moved = 0;

@@ -28,11 +28,14 @@ static bool make_cfg(struct cfg *k, enum bw_client_ip_source from, const char *c
 
 static const char *const TRUST[] = {"10.0.0.0/8", "192.168.1.0/24", "2001:db8:ffff::/48", NULL};
 
-#define H(n, v) {BW_SLICE_LIT(n), BW_SLICE_LIT(v)}
+#define H(n, v)                                                                                    \
+    {                                                                                              \
+        BW_SLICE_LIT(n), BW_SLICE_LIT(v)                                                           \
+    }
 
 /* The peer is 10.0.0.1 (trusted) unless a test says otherwise. */
-static const char *resolve(const struct cfg *k, bool peer_trusted,
-                           const struct bw_http_header *h, size_t n, struct bw_client_addr *a)
+static const char *resolve(const struct cfg *k, bool peer_trusted, const struct bw_http_header *h,
+                           size_t n, struct bw_client_addr *a)
 {
     bool ok = bw_client_addr_parse(BW_SLICE_LIT("10.0.0.1"), a);
     if (!ok)
@@ -41,7 +44,7 @@ static const char *resolve(const struct cfg *k, bool peer_trusted,
     return a->text;
 }
 
-#define RESOLVE(k, trusted, hdrs)                                                            \
+#define RESOLVE(k, trusted, hdrs)                                                                  \
     resolve((k), (trusted), (hdrs), sizeof(hdrs) / sizeof(hdrs)[0], &a)
 
 TEST(xff_rightmost_untrusted_across_lines)
@@ -102,8 +105,7 @@ TEST(xff_garbage_stops_the_walk)
     CHECK_STR_EQ(RESOLVE(&k, true, h4), "10.0.0.1");
     /* Garbage on an earlier line stops it too: addresses left of it are
      * never reached. */
-    const struct bw_http_header h5[] = {H("X-Forwarded-For", "7.7.7.7"),
-                                        H("X-Forwarded-For", "x"),
+    const struct bw_http_header h5[] = {H("X-Forwarded-For", "7.7.7.7"), H("X-Forwarded-For", "x"),
                                         H("X-Forwarded-For", "10.4.4.4")};
     CHECK_STR_EQ(RESOLVE(&k, true, h5), "10.4.4.4");
 }
@@ -113,8 +115,7 @@ TEST(untrusted_peer_ignores_headers)
     struct cfg k;
     struct bw_client_addr a;
     CHECK(make_cfg(&k, BW_CLIENT_IP_X_FORWARDED_FOR, TRUST));
-    const struct bw_http_header h[] = {H("X-Forwarded-For", "1.2.3.4"),
-                                       H("X-Real-IP", "1.2.3.4")};
+    const struct bw_http_header h[] = {H("X-Forwarded-For", "1.2.3.4"), H("X-Real-IP", "1.2.3.4")};
     CHECK_STR_EQ(RESOLVE(&k, false, h), "10.0.0.1");
     CHECK(make_cfg(&k, BW_CLIENT_IP_X_REAL_IP, TRUST));
     CHECK_STR_EQ(RESOLVE(&k, false, h), "10.0.0.1");
@@ -124,8 +125,7 @@ TEST(source_selects_the_header)
 {
     struct cfg k;
     struct bw_client_addr a;
-    const struct bw_http_header h[] = {H("X-Forwarded-For", "1.2.3.4"),
-                                       H("X-Real-IP", "5.6.7.8")};
+    const struct bw_http_header h[] = {H("X-Forwarded-For", "1.2.3.4"), H("X-Real-IP", "5.6.7.8")};
     CHECK(make_cfg(&k, BW_CLIENT_IP_X_REAL_IP, TRUST));
     CHECK_STR_EQ(RESOLVE(&k, true, h), "5.6.7.8");
     CHECK(make_cfg(&k, BW_CLIENT_IP_X_FORWARDED_FOR, TRUST));

@@ -102,8 +102,7 @@ static const struct bw_upstream_head_params PLAIN = {
 };
 
 /* Builds the upstream head of `in` and parses it back into *out. */
-static bool upstream(const struct req *in, const struct bw_upstream_head_params *p,
-                     struct req *out)
+static bool upstream(const struct req *in, const struct bw_upstream_head_params *p, struct req *out)
 {
     char buf[8192];
     struct bw_head_out o = {.buf = buf, .cap = sizeof buf};
@@ -355,6 +354,79 @@ TEST(upgrade_request_keeps_upgrade)
     CHECK_SLICE_EQ(value(UH(out), "sec-websocket-key"), "abc");
 }
 
+/* Rule edits (rewrite): each name's last op decides, received fields of an
+ * edited name are all dropped, the path is replaced and the query kept. */
+TEST(upstream_edits_set_remove_and_path)
+{
+    struct req in, out;
+    CHECK(PARSE_REQ(&in, "GET /v1/users?id=7 HTTP/1.1\r\nHost: a\r\nX-Debug: 1\r\n"
+                         "X-Api: 9\r\nX-Api: 8\r\nX-Keep: k\r\nX-Gone: g\r\n\r\n"));
+    static const struct bw_header_op set_api = {BW_HEADER_SET, {"x-api", 5}, {"1", 1}};
+    static const struct bw_header_op rm_debug = {BW_HEADER_REMOVE, {"x-debug", 7}, {"", 0}};
+    static const struct bw_header_op set_gone = {BW_HEADER_SET, {"x-gone", 6}, {"v", 1}};
+    static const struct bw_header_op rm_gone = {BW_HEADER_REMOVE, {"x-gone", 6}, {"", 0}};
+    static const struct bw_header_op set_new = {BW_HEADER_SET, {"x-new", 5}, {"n", 1}};
+    const struct bw_header_op *ops[] = {&set_api, &rm_debug, &set_gone, &rm_gone, &set_new};
+    struct bw_upstream_head_params p = PLAIN;
+    p.edits = (struct bw_head_edits){
+        .ops = ops, .nops = 5, .has_path = true, .path = BW_SLICE_LIT("/api")};
+    CHECK(upstream(&in, &p, &out));
+    CHECK_SLICE_EQ(out.r.target, "/api?id=7");
+    CHECK_SLICE_EQ(value(UH(out), "x-api"), "1");
+    CHECK_INT_EQ(count(UH(out), "x-debug"), 0);
+    CHECK_INT_EQ(count(UH(out), "x-gone"), 0); /* set then removed */
+    CHECK_SLICE_EQ(value(UH(out), "x-new"), "n");
+    CHECK_SLICE_EQ(value(UH(out), "x-keep"), "k");
+    CHECK_SLICE_EQ(value(UH(out), "host"), "a");
+}
+
+TEST(response_edits)
+{
+    struct resp in, out;
+    CHECK(PARSE_RESP(&in,
+                     "HTTP/1.1 200 OK\r\nServer: demo\r\nX-Powered-By: php\r\n"
+                     "Content-Length: 2\r\n\r\n",
+                     BW_METHOD_GET));
+    static const struct bw_header_op hsts = {
+        BW_HEADER_SET, {"strict-transport-security", 25}, {"max-age=600", 11}};
+    static const struct bw_header_op rm = {BW_HEADER_REMOVE, {"x-powered-by", 12}, {"", 0}};
+    static const struct bw_header_op srv = {BW_HEADER_SET, {"server", 6}, {"edge", 4}};
+    const struct bw_header_op *ops[] = {&hsts, &rm, &srv};
+    struct bw_head_edits ed = {.ops = ops, .nops = 3, .has_path = false};
+    char buf[4096];
+    struct bw_head_out o = {.buf = buf, .cap = sizeof buf};
+    CHECK(bw_build_client_response_ed(&o, &in.r, false, true, false, &ed));
+    CHECK(parse_resp(&out, buf, o.len, BW_METHOD_GET));
+    CHECK_SLICE_EQ(value(UH(out), "strict-transport-security"), "max-age=600");
+    CHECK_INT_EQ(count(UH(out), "x-powered-by"), 0);
+    CHECK_SLICE_EQ(value(UH(out), "server"), "edge");
+    CHECK_INT_EQ(out.r.content_length, 2);
+}
+
+TEST(own_response_with_body_and_extra_headers)
+{
+    char buf[512];
+    size_t n = bw_build_own_response(buf, sizeof buf, 301, true, false,
+                                     BW_SLICE_LIT("Location: /new?a=1\r\n"), true,
+                                     BW_SLICE_LIT("moved\n"));
+    CHECK(n > 0);
+    struct resp out;
+    CHECK(parse_resp(&out, buf, n, BW_METHOD_GET));
+    CHECK_INT_EQ(out.r.status, 301);
+    CHECK_SLICE_EQ(value(UH(out), "location"), "/new?a=1");
+    CHECK_INT_EQ(out.r.content_length, 6);
+    CHECK(memcmp(buf + out.r.head_len, "moved\n", 6) == 0 && n == out.r.head_len + 6);
+    /* The standard body when the rule gives none; a head only for HEAD. */
+    n = bw_build_own_response(buf, sizeof buf, 403, true, true, BW_SLICE_EMPTY, false,
+                              BW_SLICE_EMPTY);
+    CHECK(parse_resp(&out, buf, n, BW_METHOD_HEAD));
+    CHECK_INT_EQ(out.r.content_length, (int)strlen("403 Forbidden\n"));
+    CHECK_INT_EQ(n, out.r.head_len);
+    /* Does not fit: 0, never a truncated response. */
+    CHECK_INT_EQ(
+        bw_build_own_response(buf, 40, 403, true, false, BW_SLICE_EMPTY, false, BW_SLICE_EMPTY), 0);
+}
+
 TEST(upstream_overflow_never_truncates)
 {
     struct req in;
@@ -380,9 +452,10 @@ TEST(upstream_overflow_never_truncates)
 TEST(response_hop_by_hop_removed)
 {
     struct resp in, out;
-    CHECK(PARSE_RESP(&in, "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Internal\r\n"
-                          "Keep-Alive: timeout=5\r\nX-Internal: s3cret\r\nTrailer: X-Sum\r\n"
-                          "Upgrade: h2c\r\nContent-Length: 2\r\nX-Pass: y\r\n\r\n",
+    CHECK(PARSE_RESP(&in,
+                     "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Internal\r\n"
+                     "Keep-Alive: timeout=5\r\nX-Internal: s3cret\r\nTrailer: X-Sum\r\n"
+                     "Upgrade: h2c\r\nContent-Length: 2\r\nX-Pass: y\r\n\r\n",
                      BW_METHOD_GET));
     CHECK(client(&in, false, true, false, BW_METHOD_GET, &out));
     CHECK_INT_EQ(out.r.status, 200);
@@ -399,8 +472,9 @@ TEST(response_hop_by_hop_removed)
 TEST(response_connection_cannot_remove_content_length)
 {
     struct resp in, out;
-    CHECK(PARSE_RESP(&in, "HTTP/1.1 200 OK\r\nConnection: content-length\r\n"
-                          "Content-Length: 5\r\n\r\n",
+    CHECK(PARSE_RESP(&in,
+                     "HTTP/1.1 200 OK\r\nConnection: content-length\r\n"
+                     "Content-Length: 5\r\n\r\n",
                      BW_METHOD_GET));
     CHECK(client(&in, false, true, false, BW_METHOD_GET, &out));
     CHECK_INT_EQ(out.r.body_kind, BW_BODY_LENGTH);
@@ -433,8 +507,7 @@ TEST(response_http10_keep_alive)
 TEST(response_chunked_and_dechunked)
 {
     struct resp in, out;
-    CHECK(PARSE_RESP(&in, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
-                     BW_METHOD_GET));
+    CHECK(PARSE_RESP(&in, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", BW_METHOD_GET));
     CHECK(client(&in, false, true, false, BW_METHOD_GET, &out));
     CHECK_SLICE_EQ(value(UH(out), "transfer-encoding"), "chunked");
     CHECK_INT_EQ(out.r.body_kind, BW_BODY_CHUNKED);
@@ -451,8 +524,9 @@ TEST(response_chunked_and_dechunked)
 TEST(response_transfer_codings_kept_and_chunked_said_once)
 {
     struct resp in, out;
-    CHECK(PARSE_RESP(&in, "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n"
-                          "Transfer-Encoding: chunked\r\n\r\n",
+    CHECK(PARSE_RESP(&in,
+                     "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n",
                      BW_METHOD_GET));
     CHECK_INT_EQ(in.r.body_kind, BW_BODY_CHUNKED);
     CHECK(client(&in, false, true, false, BW_METHOD_GET, &out));
@@ -464,8 +538,8 @@ TEST(response_transfer_codings_kept_and_chunked_said_once)
             continue;
         if (jl)
             jl += (size_t)snprintf(joined + jl, sizeof joined - jl, ", ");
-        jl += (size_t)snprintf(joined + jl, sizeof joined - jl, "%.*s",
-                               (int)out.hdr[i].value.len, out.hdr[i].value.ptr);
+        jl += (size_t)snprintf(joined + jl, sizeof joined - jl, "%.*s", (int)out.hdr[i].value.len,
+                               out.hdr[i].value.ptr);
     }
     CHECK_SLICE_EQ(bw_slice_make(joined, jl), "gzip, chunked");
 }
@@ -473,8 +547,9 @@ TEST(response_transfer_codings_kept_and_chunked_said_once)
 TEST(response_101_keeps_upgrade)
 {
     struct resp in, out;
-    CHECK(PARSE_RESP(&in, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
-                          "Upgrade: websocket\r\nSec-WebSocket-Accept: xyz\r\n\r\n",
+    CHECK(PARSE_RESP(&in,
+                     "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                     "Upgrade: websocket\r\nSec-WebSocket-Accept: xyz\r\n\r\n",
                      BW_METHOD_GET));
     CHECK(in.r.upgrade);
     CHECK(client(&in, false, true, false, BW_METHOD_GET, &out));
@@ -508,8 +583,7 @@ TEST(response_empty_reason_gets_standard_one)
 TEST(response_overflow_never_truncates)
 {
     struct resp in;
-    CHECK(PARSE_RESP(&in, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nX-A: b\r\n\r\n",
-                     BW_METHOD_GET));
+    CHECK(PARSE_RESP(&in, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nX-A: b\r\n\r\n", BW_METHOD_GET));
     char full[512];
     struct bw_head_out o = {.buf = full, .cap = sizeof full};
     CHECK(bw_build_client_response(&o, &in.r, false, false, false));
@@ -585,6 +659,9 @@ int main(void)
     RUN(absolute_form_rewritten_to_origin_form);
     RUN(options_star_kept);
     RUN(upgrade_request_keeps_upgrade);
+    RUN(upstream_edits_set_remove_and_path);
+    RUN(response_edits);
+    RUN(own_response_with_body_and_extra_headers);
     RUN(upstream_overflow_never_truncates);
     RUN(response_hop_by_hop_removed);
     RUN(response_connection_cannot_remove_content_length);

@@ -103,9 +103,11 @@ static const struct bad bad_cases[] = {
     {"ip.src matches \"a\"", 1, 1, 6, "\"matches\" needs Bytes on the left, but ip.src is Ip"},
     {"ip.src ~ \"a\"", 1, 1, 6, "\"matches\" needs Bytes on the left, but ip.src is Ip"},
     {"http.host matches \"(a+)+\\\\1\"", 1, 19, 10,
-     "regex \"(a+)+\\1\": backreferences are not supported (bulwark runs every regex in linear time)"},
+     "regex \"(a+)+\\1\": backreferences are not supported (bulwark runs every regex in linear "
+     "time)"},
     {"http.host ~ \"(?=a)b\"", 1, 13, 8,
-     "regex \"(?=a)b\": lookahead and lookbehind assertions are not supported (bulwark runs every regex in linear time)"},
+     "regex \"(?=a)b\": lookahead and lookbehind assertions are not supported (bulwark runs every "
+     "regex in linear time)"},
     {"http.host eq \"a\" eq \"b\"", 1, 18, 2, "comparisons do not chain: join them with \"and\""},
     {"http.host eq 1", 1, 14, 1,
      "\"eq\" needs the same type on both sides, but http.host is Bytes and 1 is Int"},
