@@ -164,9 +164,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "run") == 0) {
         if (load(path, &cfg) != 0)
             return 1;
-        int rc = bw_server_run(cfg);
-        bw_config_free(cfg);
-        return rc;
+        return bw_server_run(path, cfg);
     }
     fprintf(stderr, "bulwark: unknown command \"%s\"\n", cmd);
     return usage(stderr);

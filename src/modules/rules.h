@@ -100,7 +100,7 @@ struct bw_rules_hook {
     uint16_t status;            /* RESPOND */
     bool has_body;
     bw_slice body;
-    char extra[2048]; /* RESPOND: Location / Retry-After lines */
+    char extra[4200]; /* RESPOND: Location / Retry-After lines */
     size_t extra_len;
     bool failed; /* the module failed for this request */
     /* For the access log: the rule that ended the phase, or else the last

@@ -153,6 +153,8 @@ bw_status bw_worker_add_listener(struct bw_worker *w, int fd, bw_error *err)
 static void *worker_main(void *arg)
 {
     struct bw_worker *w = arg;
+    if (w->on_start)
+        w->on_start(w);
     bw_loop_run(&w->loop);
     if (w->on_exit)
         w->on_exit(w);

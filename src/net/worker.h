@@ -41,7 +41,8 @@ struct bw_worker {
     struct bw_timer drain_deadline;
     bw_accept_cb on_accept;
     bw_drain_cb on_drain;
-    bw_drain_cb on_exit; /* on the worker thread, after its loop ended */
+    bw_drain_cb on_start; /* on the worker thread, before its loop runs */
+    bw_drain_cb on_exit;  /* on the worker thread, after its loop ended */
     _Atomic bool stop_requested;
     bool draining;
     uint64_t drain_timeout_ms;

@@ -171,10 +171,10 @@ static void probe_start(struct bw_loop *loop, struct bw_timer *t)
         probe_result(p, false, "cannot arm the timeout");
 }
 
-bw_status bw_health_start(struct bw_health **ret, struct bw_loop *loop, struct bw_runtime *rt,
+bw_status bw_health_start(struct bw_health **ret, struct bw_loop *loop, struct bw_snapshot *snap,
                           bw_error *err)
 {
-    const struct bw_config *cfg = rt->cfg;
+    const struct bw_config *cfg = snap->cfg;
     struct bw_health *h = calloc(1, sizeof *h);
     if (!h)
         return bw_error_set(err, "out of memory");
@@ -196,7 +196,7 @@ bw_status bw_health_start(struct bw_health **ret, struct bw_loop *loop, struct b
             p->io.fd = -1;
             p->io.cb = probe_io;
             p->loop = loop;
-            p->u = &rt->upstreams[i];
+            p->u = &snap->upstreams[i];
             p->server = k;
             int len =
                 snprintf(p->req, sizeof p->req,

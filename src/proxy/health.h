@@ -13,7 +13,9 @@
 struct bw_health;
 
 /* Starts probes on loop for every upstream that has a health_check. */
-bw_status bw_health_start(struct bw_health **ret, struct bw_loop *loop, struct bw_runtime *rt,
+/* Active checks of snap's upstreams on the control loop. The caller keeps a
+ * reference to snap until bw_health_stop. */
+bw_status bw_health_start(struct bw_health **ret, struct bw_loop *loop, struct bw_snapshot *snap,
                           bw_error *err) BW_MUST_CHECK;
 void bw_health_stop(struct bw_health *h);
 

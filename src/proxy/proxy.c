@@ -1,61 +1,258 @@
+/* Snapshots, their publication, and each worker's views of them (proxy.h). */
 #include "proxy/proxy.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/log.h"
 #include "proxy/session.h"
 
-bw_status bw_runtime_init(struct bw_runtime *rt, const struct bw_config *cfg, bw_error *err)
+/* ---- snapshots ---------------------------------------------------------------- */
+
+static void snapshot_free(struct bw_snapshot *s)
 {
-    memset(rt, 0, sizeof *rt);
-    rt->cfg = cfg;
-    rt->limits = (struct bw_http_limits){
+    if (s->upstreams) {
+        for (size_t i = 0; i < s->cfg->nupstreams; i++)
+            bw_upstream_rt_done(&s->upstreams[i]);
+        free(s->upstreams);
+    }
+    bw_rules_rt_done(&s->rules);
+    bw_config_free(s->cfg);
+    free(s);
+}
+
+bw_status bw_snapshot_new(struct bw_config *cfg, uint64_t generation, struct bw_snapshot **ret,
+                          char *report, size_t cap)
+{
+    struct bw_snapshot *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(report, cap, "out of memory");
+        bw_config_free(cfg);
+        return BW_ERR;
+    }
+    atomic_init(&s->refs, 1);
+    s->generation = generation;
+    s->loaded_at = (int64_t)time(NULL);
+    s->cfg = cfg;
+    s->limits = (struct bw_http_limits){
         .request_line_bytes = (size_t)cfg->limits.request_line_bytes,
         .header_bytes = (size_t)cfg->limits.header_bytes,
         .headers = (size_t)cfg->limits.headers,
     };
     for (size_t i = 0; i < cfg->nupstreams; i++)
-        rt->needs_path |= cfg->upstreams[i].balance == BW_BALANCE_HASH &&
-                          cfg->upstreams[i].hash_field == BW_HASH_URI_PATH;
-    static char report[16384];
-    if (bw_rules_rt_load(&rt->rules, cfg, report, sizeof report) != BW_OK) {
-        bw_rules_rt_done(&rt->rules);
-        return bw_error_set(err, "cannot compile the routes: %s", report);
+        s->needs_path |= cfg->upstreams[i].balance == BW_BALANCE_HASH &&
+                         cfg->upstreams[i].hash_field == BW_HASH_URI_PATH;
+    if (bw_rules_rt_load(&s->rules, cfg, report, cap) != BW_OK) {
+        snapshot_free(s);
+        return BW_ERR;
     }
-    if (rt->rules.failed)
-        BW_ERRORF("the rules module did not load; on_error: %s applies to every request "
-                  "until it does:\n%s",
-                  cfg->modules.rules.on_error == BW_ON_ERROR_OPEN ? "open (no rule runs)"
-                                                                  : "closed (requests refused)",
-                  report);
-    rt->upstreams = calloc(cfg->nupstreams, sizeof *rt->upstreams);
-    if (!rt->upstreams) {
-        bw_rules_rt_done(&rt->rules);
-        return bw_error_set(err, "out of memory");
+    s->upstreams = calloc(cfg->nupstreams, sizeof *s->upstreams);
+    if (!s->upstreams) {
+        snprintf(report, cap, "out of memory");
+        snapshot_free(s);
+        return BW_ERR;
     }
     for (size_t i = 0; i < cfg->nupstreams; i++) {
-        if (bw_upstream_rt_init(&rt->upstreams[i], &cfg->upstreams[i], err) != BW_OK) {
+        bw_error err;
+        if (bw_upstream_rt_init(&s->upstreams[i], &cfg->upstreams[i], &err) != BW_OK) {
+            snprintf(report, cap, "%s", err.msg);
             for (size_t k = 0; k < i; k++)
-                bw_upstream_rt_done(&rt->upstreams[k]);
-            free(rt->upstreams);
-            rt->upstreams = NULL;
-            bw_rules_rt_done(&rt->rules);
+                bw_upstream_rt_done(&s->upstreams[k]);
+            free(s->upstreams);
+            s->upstreams = NULL;
+            snapshot_free(s);
             return BW_ERR;
         }
     }
+    *ret = s;
     return BW_OK;
+}
+
+void bw_snapshot_unref(struct bw_snapshot *s)
+{
+    if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1)
+        snapshot_free(s);
+}
+
+static bool same_sockaddr(const struct bw_sockaddr *a, const struct bw_sockaddr *b)
+{
+    return strcmp(a->text, b->text) == 0;
+}
+
+bw_status bw_snapshot_reloadable(const struct bw_config *a, const struct bw_config *b,
+                                 bw_error *err)
+{
+    const char *what = NULL;
+    if (a->nlisten != b->nlisten)
+        what = "listen";
+    for (size_t i = 0; !what && i < a->nlisten; i++)
+        if (!same_sockaddr(&a->listen[i].addr, &b->listen[i].addr))
+            what = "listen";
+    if (!what && a->workers != b->workers)
+        what = "workers";
+    if (!what && (a->limits.header_bytes != b->limits.header_bytes ||
+                  a->limits.headers != b->limits.headers ||
+                  a->limits.request_line_bytes != b->limits.request_line_bytes))
+        what = "limits.header_bytes, limits.headers and limits.request_line_bytes";
+    if (!what && (a->limits.max_connections != b->limits.max_connections ||
+                  a->limits.drain_timeout_ms != b->limits.drain_timeout_ms))
+        what = "limits.max_connections and limits.drain_timeout";
+    if (!what && (a->log.access_enabled != b->log.access_enabled ||
+                  !bw_slice_eq(a->log.access_path, b->log.access_path)))
+        what = "access_log";
+    if (!what && (a->admin.enabled != b->admin.enabled ||
+                  (a->admin.enabled && !same_sockaddr(&a->admin.addr, &b->admin.addr))))
+        what = "admin.address";
+    if (!what && (a->has_state_dir != b->has_state_dir ||
+                  !bw_slice_eq(a->state_dir, b->state_dir)))
+        what = "state_dir";
+    if (what)
+        return bw_error_set(err,
+                            "%s changed: a reload cannot apply that (restart bulwark for it); "
+                            "the running configuration stays",
+                            what);
+    return BW_OK;
+}
+
+/* ---- publication --------------------------------------------------------------- */
+
+void bw_runtime_init(struct bw_runtime *rt, struct bw_snapshot *snap)
+{
+    memset(rt, 0, sizeof *rt);
+    pthread_mutex_init(&rt->lock, NULL);
+    atomic_init(&rt->published, snap);
+    rt->boot = snap->cfg;
+}
+
+void bw_runtime_publish(struct bw_runtime *rt, struct bw_snapshot *snap)
+{
+    /* Under the lock so that no worker is between reading the old pointer
+     * and taking its reference when the old one may be freed. */
+    pthread_mutex_lock(&rt->lock);
+    struct bw_snapshot *old = atomic_exchange_explicit(&rt->published, snap, memory_order_acq_rel);
+    pthread_mutex_unlock(&rt->lock);
+    bw_snapshot_unref(old);
+}
+
+struct bw_snapshot *bw_runtime_acquire(struct bw_runtime *rt)
+{
+    pthread_mutex_lock(&rt->lock);
+    struct bw_snapshot *s = atomic_load_explicit(&rt->published, memory_order_acquire);
+    atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&rt->lock);
+    return s;
 }
 
 void bw_runtime_done(struct bw_runtime *rt)
 {
-    if (rt->upstreams) {
-        for (size_t i = 0; i < rt->cfg->nupstreams; i++)
-            bw_upstream_rt_done(&rt->upstreams[i]);
-        free(rt->upstreams);
-        rt->upstreams = NULL;
+    struct bw_snapshot *s = atomic_exchange(&rt->published, NULL);
+    if (s)
+        bw_snapshot_unref(s);
+    pthread_mutex_destroy(&rt->lock);
+}
+
+/* ---- a worker's views ---------------------------------------------------------- */
+
+static void wsnap_free(struct bw_wsnap *ws)
+{
+    if (ws->ups) {
+        for (size_t i = 0; i < ws->snap->cfg->nupstreams; i++)
+            bw_upstream_local_done(&ws->ups[i]);
+        free(ws->ups);
     }
-    bw_rules_rt_done(&rt->rules);
+    if (ws->rules.rr)
+        bw_rules_worker_done(&ws->rules);
+    bw_snapshot_unref(ws->snap);
+    free(ws);
+}
+
+/* Takes over the caller's reference to snap (dropped on failure). */
+static struct bw_wsnap *wsnap_new(struct bw_snapshot *snap, bw_error *err)
+{
+    struct bw_wsnap *ws = calloc(1, sizeof *ws);
+    if (!ws) {
+        bw_snapshot_unref(snap);
+        bw_error_set(err, "out of memory for a worker's view of the configuration");
+        return NULL;
+    }
+    ws->snap = snap;
+    const struct bw_config *cfg = snap->cfg;
+    ws->ups = calloc(cfg->nupstreams ? cfg->nupstreams : 1, sizeof *ws->ups);
+    if (!ws->ups) {
+        wsnap_free(ws);
+        bw_error_set(err, "out of memory for a worker's view of the configuration");
+        return NULL;
+    }
+    for (size_t i = 0; i < cfg->nupstreams; i++) {
+        if (bw_upstream_local_init(&ws->ups[i], &snap->upstreams[i], err) != BW_OK) {
+            for (size_t k = 0; k < i; k++)
+                bw_upstream_local_done(&ws->ups[k]);
+            free(ws->ups);
+            ws->ups = NULL;
+            wsnap_free(ws);
+            return NULL;
+        }
+    }
+    if (bw_rules_worker_init(&ws->rules, &snap->rules, (size_t)cfg->limits.headers, err) !=
+        BW_OK) {
+        ws->rules.rr = NULL;
+        wsnap_free(ws);
+        return NULL;
+    }
+    return ws;
+}
+
+static void retire_if_unpinned(struct bw_proxy_worker *pw, struct bw_wsnap *ws)
+{
+    if (ws == pw->cur || ws->pins > 0)
+        return;
+    for (struct bw_wsnap **p = &pw->retired; *p; p = &(*p)->next_retired) {
+        if (*p == ws) {
+            *p = ws->next_retired;
+            break;
+        }
+    }
+    wsnap_free(ws);
+}
+
+struct bw_wsnap *bw_proxy_current(struct bw_proxy_worker *pw)
+{
+    struct bw_wsnap *cur = pw->cur;
+    if (atomic_load_explicit(&pw->rt->published, memory_order_acquire) == cur->snap)
+        return cur;
+    bw_error err;
+    struct bw_wsnap *ws = wsnap_new(bw_runtime_acquire(pw->rt), &err);
+    if (!ws) {
+        BW_ERRORF("worker %u keeps the previous configuration: %s", pw->w->id, err.msg);
+        return cur;
+    }
+    pw->cur = ws;
+    pw->adopted++;
+    /* The old pools are closed now: new requests use the new upstreams. */
+    bw_upconn_close_idle(cur);
+    cur->next_retired = pw->retired;
+    pw->retired = cur;
+    retire_if_unpinned(pw, cur);
+    return ws;
+}
+
+void bw_wsnap_unpin(struct bw_proxy_worker *pw, struct bw_wsnap *ws)
+{
+    ws->pins--;
+    if (ws != pw->cur && ws->pins == 0)
+        retire_if_unpinned(pw, ws);
+}
+
+static void adopt_tick(struct bw_loop *loop, struct bw_timer *t)
+{
+    struct bw_proxy_worker *pw = (struct bw_proxy_worker *)((char *)t -
+                                                            offsetof(struct bw_proxy_worker,
+                                                                     adopt_timer));
+    (void)bw_proxy_current(pw);
+    if (!pw->w->draining && bw_timer_set(loop, t, BW_ADOPT_MS) != BW_OK)
+        BW_ERRORF("worker %u: cannot re-arm its configuration check", pw->w->id);
 }
 
 bw_status bw_proxy_worker_init(struct bw_proxy_worker *pw, struct bw_runtime *rt,
@@ -65,7 +262,8 @@ bw_status bw_proxy_worker_init(struct bw_proxy_worker *pw, struct bw_runtime *rt
     pw->rt = rt;
     pw->w = w;
     pw->log_time_sec = -1;
-    const struct bw_config *cfg = rt->cfg;
+    /* Buffers and scratch are sized by restart-only settings. */
+    const struct bw_config *cfg = rt->boot;
     /* A large buffer holds a whole head at the configured limit plus room
      * for what the proxy adds to it (X-Forwarded-*). */
     size_t large = (size_t)cfg->limits.header_bytes + 4096;
@@ -74,27 +272,23 @@ bw_status bw_proxy_worker_init(struct bw_proxy_worker *pw, struct bw_runtime *rt
     bw_buf_pool_init(&pw->small, BW_SMALL_BUF, 1024);
     bw_buf_pool_init(&pw->large, large, 64);
     pw->scratch_headers = calloc((size_t)cfg->limits.headers, sizeof *pw->scratch_headers);
-    pw->ups = calloc(cfg->nupstreams, sizeof *pw->ups);
     pw->scratch_path_cap = (size_t)cfg->limits.request_line_bytes + 1;
     pw->scratch_path = malloc(pw->scratch_path_cap);
-    if (!pw->scratch_headers || !pw->ups || !pw->scratch_path) {
+    if (!pw->scratch_headers || !pw->scratch_path) {
         bw_proxy_worker_done(pw);
         return bw_error_set(err, "out of memory");
     }
-    if (bw_rules_worker_init(&pw->rules, &rt->rules, (size_t)cfg->limits.headers, err) != BW_OK) {
+    pw->cur = wsnap_new(bw_runtime_acquire(rt), err);
+    if (!pw->cur) {
         bw_proxy_worker_done(pw);
         return BW_ERR;
     }
-    for (size_t i = 0; i < cfg->nupstreams; i++) {
-        if (bw_upstream_local_init(&pw->ups[i], &rt->upstreams[i], err) != BW_OK) {
-            bw_proxy_worker_done(pw);
-            return BW_ERR;
-        }
-    }
+    bw_timer_init(&pw->adopt_timer, adopt_tick);
     w->data = pw;
     w->on_accept = bw_proxy_accept;
     w->on_drain = bw_proxy_drain;
     w->on_exit = bw_proxy_exit;
+    w->on_start = bw_proxy_start;
     w->max_conns = cfg->limits.max_connections;
     w->drain_timeout_ms = cfg->limits.drain_timeout_ms;
     if (rt->access_log)
@@ -104,21 +298,27 @@ bw_status bw_proxy_worker_init(struct bw_proxy_worker *pw, struct bw_runtime *rt
 
 void bw_proxy_worker_done(struct bw_proxy_worker *pw)
 {
-    if (pw->ups) {
-        for (size_t i = 0; i < pw->rt->cfg->nupstreams; i++)
-            bw_upstream_local_done(&pw->ups[i]);
-        free(pw->ups);
-        pw->ups = NULL;
+    while (pw->retired) {
+        struct bw_wsnap *ws = pw->retired;
+        pw->retired = ws->next_retired;
+        wsnap_free(ws);
     }
-    if (pw->rules.rr)
-        bw_rules_worker_done(&pw->rules);
-    pw->rules.rr = NULL;
+    if (pw->cur)
+        wsnap_free(pw->cur);
+    pw->cur = NULL;
     free(pw->scratch_headers);
     pw->scratch_headers = NULL;
     free(pw->scratch_path);
     pw->scratch_path = NULL;
     bw_buf_pool_done(&pw->small);
     bw_buf_pool_done(&pw->large);
+}
+
+void bw_proxy_start(struct bw_worker *w)
+{
+    struct bw_proxy_worker *pw = w->data;
+    if (bw_timer_set(&w->loop, &pw->adopt_timer, BW_ADOPT_MS) != BW_OK)
+        BW_ERRORF("worker %u: cannot arm its configuration check", w->id);
 }
 
 void bw_proxy_accept(struct bw_worker *w, int fd, const struct sockaddr_storage *peer,
@@ -129,12 +329,15 @@ void bw_proxy_accept(struct bw_worker *w, int fd, const struct sockaddr_storage 
 
 void bw_proxy_drain(struct bw_worker *w)
 {
-    bw_session_drain_all(w->data);
+    struct bw_proxy_worker *pw = w->data;
+    bw_timer_cancel(&w->loop, &pw->adopt_timer);
+    bw_session_drain_all(pw);
 }
 
 void bw_proxy_exit(struct bw_worker *w)
 {
     struct bw_proxy_worker *pw = w->data;
+    bw_timer_cancel(&w->loop, &pw->adopt_timer);
     bw_session_close_all(pw);
     /* Frees what the sessions and connections closed above parked. */
     bw_loop_run_deferred(&w->loop);

@@ -1,10 +1,21 @@
-/* The proxy at run time: what every worker shares (bw_runtime: the config,
- * the upstreams' shared state) and what each worker owns (bw_proxy_worker:
- * buffer pools, balancer state and keepalive pools, scratch space for
- * parsing). A downstream session (session.c) runs entirely on one worker. */
+/* The proxy at run time.
+ *
+ * Everything loaded from configuration is one immutable snapshot
+ * (bw_snapshot: the config, the upstreams' shared state, the compiled rules),
+ * published by the control thread with an atomic pointer swap (bw_runtime).
+ * Each worker keeps its own view of a snapshot (bw_wsnap: balancer state,
+ * keepalive pools, rules scratch and counters). A session pins the view it
+ * is using; between requests it moves to the worker's current one. A worker
+ * adopts a newly published snapshot at its next accept or within
+ * BW_ADOPT_MS, and frees its old view once nothing pins it; the snapshot
+ * itself is freed when the last worker lets go of it. So a reload never
+ * blocks a worker, never drops a connection, and a request keeps the
+ * snapshot it started with. */
 #ifndef BW_PROXY_PROXY_H
 #define BW_PROXY_PROXY_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "base/buf.h"
@@ -17,29 +28,72 @@
 
 struct request;
 
-struct bw_runtime {
-    const struct bw_config *cfg;
+struct bw_snapshot {
+    _Atomic uint32_t refs;            /* the runtime's (while published) + one per worker view */
+    uint64_t generation;              /* 1 for the first, +1 per accepted reload */
+    int64_t loaded_at;                /* realtime seconds */
+    struct bw_config *cfg;            /* owned */
     struct bw_upstream_rt *upstreams; /* parallel to cfg->upstreams */
     struct bw_http_limits limits;
-    struct bw_access_log *access_log; /* NULL when access_log: off */
     bool needs_path;                  /* hash(http.request.uri.path) reads the normalised path */
     struct bw_rules_rt rules;         /* routes and rulesets, compiled */
 };
 
-bw_status bw_runtime_init(struct bw_runtime *rt, const struct bw_config *cfg,
-                          bw_error *err) BW_MUST_CHECK;
+/* Builds a snapshot from a loaded config, which it takes over (freed with
+ * the snapshot, or at once on failure). report receives what went wrong;
+ * BW_OK with rules.failed set means the rulesets did not load and the rules
+ * module's on_error applies (report says why). refs starts at 1. */
+bw_status bw_snapshot_new(struct bw_config *cfg, uint64_t generation, struct bw_snapshot **ret,
+                          char *report, size_t cap) BW_MUST_CHECK;
+/* Drops one reference; the last one frees the snapshot. Any thread. */
+void bw_snapshot_unref(struct bw_snapshot *s);
+
+/* Settings that only a restart changes (the sockets, the threads, the
+ * buffers sized at start): a reload that changes one of them is refused
+ * with the reason. */
+bw_status bw_snapshot_reloadable(const struct bw_config *running, const struct bw_config *next,
+                                 bw_error *err) BW_MUST_CHECK;
+
+struct bw_runtime {
+    _Atomic(struct bw_snapshot *) published;
+    pthread_mutex_t lock;             /* taking a reference vs. replacing */
+    struct bw_access_log *access_log; /* NULL when access_log: off */
+    const struct bw_config *boot;     /* the first snapshot's config: restart-only settings */
+};
+
+/* Publishes snap (taking the caller's reference) as the first snapshot. */
+void bw_runtime_init(struct bw_runtime *rt, struct bw_snapshot *snap);
+/* Replaces the published snapshot (taking the caller's reference); the old
+ * one lives on while workers still use it. */
+void bw_runtime_publish(struct bw_runtime *rt, struct bw_snapshot *snap);
+/* A new reference to the published snapshot. */
+struct bw_snapshot *bw_runtime_acquire(struct bw_runtime *rt);
 void bw_runtime_done(struct bw_runtime *rt);
 
 /* Small buffers hold nearly every request and response; a head that does not
  * fit moves to a large one sized by limits.header_bytes. */
 enum { BW_SMALL_BUF = 16 * 1024 };
 
+/* How often an idle worker looks for a new snapshot and frees old views. */
+enum { BW_ADOPT_MS = 250 };
+
+/* A worker's view of one snapshot. */
+struct bw_wsnap {
+    struct bw_snapshot *snap;       /* one reference held */
+    struct bw_upstream_local *ups;  /* parallel to snap->upstreams */
+    struct bw_rules_worker rules;
+    uint32_t pins;                  /* sessions and upstream connections using it */
+    struct bw_wsnap *next_retired;
+};
+
 struct bw_proxy_worker {
     struct bw_runtime *rt;
     struct bw_worker *w;
+    struct bw_wsnap *cur;           /* the view new requests use */
+    struct bw_wsnap *retired;       /* older views, freed when unpinned */
+    struct bw_timer adopt_timer;
     struct bw_buf_pool small;
     struct bw_buf_pool large;
-    struct bw_upstream_local *ups;          /* parallel to rt->upstreams */
     struct bw_http_header *scratch_headers; /* limits.headers entries */
     char *scratch_path;                     /* normalised path of the current request */
     size_t scratch_path_cap;
@@ -47,8 +101,8 @@ struct bw_proxy_worker {
     struct bw_session *sessions;     /* every open session (for drain) */
     struct request *free_requests;   /* per-request state for reuse */
     size_t nfree_requests;
-    struct bw_rules_worker rules;
-    char log_time[32]; /* cached ISO-8601 second */
+    uint64_t adopted;                /* snapshots adopted after the first */
+    char log_time[32];               /* cached ISO-8601 second */
     int64_t log_time_sec;
 };
 
@@ -56,7 +110,19 @@ bw_status bw_proxy_worker_init(struct bw_proxy_worker *pw, struct bw_runtime *rt
                                struct bw_worker *w, bw_error *err) BW_MUST_CHECK;
 void bw_proxy_worker_done(struct bw_proxy_worker *pw);
 
+/* The view new requests should use: adopts a newly published snapshot
+ * first (when that fails, the current view stays and a later call retries). */
+struct bw_wsnap *bw_proxy_current(struct bw_proxy_worker *pw);
+static inline struct bw_wsnap *bw_wsnap_pin(struct bw_wsnap *ws)
+{
+    ws->pins++;
+    return ws;
+}
+/* Unpins; frees retired views that nothing pins any more. */
+void bw_wsnap_unpin(struct bw_proxy_worker *pw, struct bw_wsnap *ws);
+
 /* bw_worker callbacks. */
+void bw_proxy_start(struct bw_worker *w);
 void bw_proxy_accept(struct bw_worker *w, int fd, const struct sockaddr_storage *peer,
                      socklen_t peer_len);
 void bw_proxy_drain(struct bw_worker *w);

@@ -64,7 +64,7 @@ void bw__request_log(struct bw_session *s)
     double up_ms = 0;
     if (r->server >= 0) {
         snprintf(up, sizeof up, "%s",
-                 pw->rt->cfg->upstreams[r->upstream].servers[r->server].addr.text);
+                 s->ws->snap->cfg->upstreams[r->upstream].servers[r->server].addr.text);
         if (r->have_upstream_time)
             up_ms = ms_between(&r->t_upstream, &r->t_resp);
     }

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -17,6 +18,11 @@
 
 struct control {
     struct bw_loop loop;
+    const char *config_path;
+    struct bw_runtime *rt;
+    struct bw_snapshot *snap;  /* published; the health checks' reference */
+    struct bw_health *health;
+    uint64_t generation;
     struct bw_io sig_io;
     struct bw_worker *workers;
     size_t nworkers;
@@ -27,6 +33,65 @@ struct control {
 };
 
 enum { JOIN_POLL_MS = 20 };
+
+/* Re-reads the config file and every artifact it names; only when all of it
+ * is valid (rulesets included: a reload never degrades to a module's
+ * on_error policy) is a new snapshot published. Otherwise the running one
+ * stays, untouched. report says what happened, one problem per line. */
+static bw_status bw_server_reload(struct control *c, char *report, size_t cap)
+{
+    static struct bw_config_diags diags;
+    struct bw_config *cfg;
+    report[0] = '\0';
+    if (bw_config_load_file(c->config_path, &cfg, &diags) != BW_OK) {
+        FILE *f = fmemopen(report, cap, "w");
+        if (f) {
+            bw_config_diags_print(&diags, f);
+            fclose(f);
+        }
+        BW_ERRORF("reload rejected; the running configuration stays:\n%s", report);
+        return BW_ERR;
+    }
+    bw_error err;
+    const struct bw_config *running = atomic_load(&c->rt->published)->cfg;
+    if (bw_snapshot_reloadable(running, cfg, &err) != BW_OK) {
+        snprintf(report, cap, "%s: %s\n", c->config_path, err.msg);
+        bw_config_free(cfg);
+        BW_ERRORF("reload rejected: %s", report);
+        return BW_ERR;
+    }
+    struct bw_snapshot *snap;
+    if (bw_snapshot_new(cfg, c->generation + 1, &snap, report, cap) != BW_OK) {
+        BW_ERRORF("reload rejected; the running configuration stays:\n%s", report);
+        return BW_ERR;
+    }
+    if (snap->rules.failed) {
+        bw_snapshot_unref(snap);
+        BW_ERRORF("reload rejected; the running configuration stays:\n%s", report);
+        return BW_ERR;
+    }
+    struct bw_health *health = NULL;
+    if (bw_health_start(&health, &c->loop, snap, &err) != BW_OK) {
+        snprintf(report, cap, "%s\n", err.msg);
+        bw_snapshot_unref(snap);
+        BW_ERRORF("reload rejected: %s", report);
+        return BW_ERR;
+    }
+    /* The health checker holds its own reference; the runtime takes ours. */
+    atomic_fetch_add(&snap->refs, 1);
+    bw_health_stop(c->health);
+    struct bw_snapshot *old = c->snap;
+    c->health = health;
+    c->snap = snap;
+    c->generation++;
+    bw_runtime_publish(c->rt, snap);
+    bw_snapshot_unref(old);
+    snprintf(report, cap, "reloaded %s (generation %llu)\n", c->config_path,
+             (unsigned long long)c->generation);
+    BW_INFOF("configuration generation %llu is live (%s)", (unsigned long long)c->generation,
+             c->config_path);
+    return BW_OK;
+}
 
 /* The control loop keeps running while workers drain, so that SIGQUIT still
  * exits at once and a second SIGTERM is not lost. */
@@ -69,10 +134,14 @@ static void on_signal(struct bw_loop *loop, struct bw_io *io, uint32_t events)
         case SIGQUIT:
             BW_INFOF("received SIGQUIT: exiting at once");
             _exit(0);
-        case SIGHUP:
-            BW_INFOF("received SIGHUP: configuration reload is not available in this build "
-                     "yet; the running configuration stays");
+        case SIGHUP: {
+            if (c->stopping)
+                break;
+            static char report[16384];
+            BW_INFOF("received SIGHUP: reloading %s", c->config_path);
+            (void)bw_server_reload(c, report, sizeof report);
             break;
+        }
         default:
             break;
         }
@@ -88,7 +157,7 @@ static void raise_fd_limit(void)
     }
 }
 
-int bw_server_run(const struct bw_config *cfg)
+int bw_server_run(const char *config_path, struct bw_config *boot_cfg)
 {
     int rc = 1;
     bw_error err;
@@ -98,7 +167,6 @@ int bw_server_run(const struct bw_config *cfg)
     struct control c = {0};
     struct bw_proxy_worker *pws = NULL;
     size_t nstarted = 0, ninit = 0, npw = 0;
-    struct bw_health *health = NULL;
     int sfd = -1;
 
     sigset_t sigs;
@@ -113,10 +181,27 @@ int bw_server_run(const struct bw_config *cfg)
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
 
-    if (bw_runtime_init(&rt, cfg, &err) != BW_OK) {
-        BW_ERRORF("%s", err.msg);
+    static char report[16384];
+    struct bw_snapshot *snap;
+    if (bw_snapshot_new(boot_cfg, 1, &snap, report, sizeof report) != BW_OK) {
+        BW_ERRORF("%s", report);
         return 1;
     }
+    if (snap->rules.failed)
+        BW_ERRORF("the rules module did not load; on_error: %s applies to every request "
+                  "until a configuration that loads is started or reloaded:\n%s",
+                  boot_cfg->modules.rules.on_error == BW_ON_ERROR_OPEN
+                      ? "open (no rule runs)"
+                      : "closed (requests refused)",
+                  report);
+    const struct bw_config *cfg = snap->cfg;
+    /* The control thread's reference (health checks) and the runtime's. */
+    atomic_fetch_add(&snap->refs, 1);
+    c.snap = snap;
+    c.generation = 1;
+    c.config_path = config_path;
+    c.rt = &rt;
+    bw_runtime_init(&rt, snap);
     size_t nworkers = cfg->workers ? cfg->workers : 1;
     if (cfg->log.access_enabled) {
         char path[4096];
@@ -191,7 +276,7 @@ int bw_server_run(const struct bw_config *cfg)
         BW_ERRORF("%s", err.msg);
         goto out_loop;
     }
-    if (bw_health_start(&health, &c.loop, &rt, &err) != BW_OK) {
+    if (bw_health_start(&c.health, &c.loop, c.snap, &err) != BW_OK) {
         BW_ERRORF("%s", err.msg);
         goto out_loop;
     }
@@ -219,7 +304,7 @@ out_join:
     if (rc == 0)
         BW_INFOF("all workers stopped; exiting");
 out_loop:
-    bw_health_stop(health);
+    bw_health_stop(c.health);
     if (sfd >= 0)
         close(sfd);
     bw_loop_done(&c.loop);
@@ -234,5 +319,6 @@ out:
     free(c.joined);
     free(c.workers);
     bw_runtime_done(&rt);
+    bw_snapshot_unref(c.snap);
     return rc;
 }

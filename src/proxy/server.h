@@ -6,8 +6,10 @@
 
 #include "config/config.h"
 
-/* Serves cfg until SIGTERM/SIGINT (drain, then return 0) or SIGQUIT (exit at
- * once). Returns non-zero when startup fails, after logging why. */
-int bw_server_run(const struct bw_config *cfg);
+/* Serves cfg (loaded from config_path, taken over) until SIGTERM/SIGINT
+ * (drain, then return 0) or SIGQUIT (exit at once); SIGHUP reloads
+ * config_path and everything it names. Returns non-zero when startup fails,
+ * after logging why. */
+int bw_server_run(const char *config_path, struct bw_config *cfg);
 
 #endif

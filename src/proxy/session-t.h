@@ -60,6 +60,7 @@ struct bw_upconn {
     struct bw_deferred dfr;
     struct bw_timer timer; /* idle timeout while pooled */
     struct bw_proxy_worker *pw;
+    struct bw_wsnap *ws;      /* the view whose pools it belongs to (pinned) */
     struct bw_session *owner; /* NULL while pooled */
     struct bw_upconn *pool_next, *pool_prev;
     size_t upstream;
@@ -129,6 +130,8 @@ struct bw_session {
     struct bw_timer timer;
     enum timeout_kind tkind;
     struct bw_proxy_worker *pw;
+    struct bw_wsnap *ws; /* the configuration it uses (pinned); moves to the
+                          * worker's current one between requests */
     struct bw_session *next, *prev;
     enum sess_state state;
     struct bw_task task; /* continues a pump that stopped to be fair */

@@ -47,7 +47,7 @@ static struct bw_loop *LOOP(struct bw_session *s)
 
 static const struct bw_config *CFG(struct bw_session *s)
 {
-    return s->pw->rt->cfg;
+    return s->ws->snap->cfg;
 }
 
 /* ---- buffers ------------------------------------------------------------ */
@@ -158,7 +158,7 @@ static void detach_upstream(struct bw_session *s, bool reusable)
     if (!u)
         return;
     s->up = NULL;
-    s->pw->ups[u->upstream].active[u->server]--;
+    u->ws->ups[u->upstream].active[u->server]--;
     bw__upconn_release(u, reusable);
 }
 
@@ -198,6 +198,7 @@ static void session_close(struct bw_session *s)
         s->next->prev = s->prev;
     bw_loop_defer(LOOP(s), &s->dfr);
     bw_worker_conn_closed(pw->w);
+    bw_wsnap_unpin(pw, s->ws);
 }
 
 /* Stops sending, then reads and discards what the client still sends for a
@@ -438,14 +439,14 @@ static void start_request(struct bw_session *s, struct bw_http_request *hq)
     /* Not zero-initialised: its 2 KiB of header text would be cleared on
      * every request; the trivial path sets the two fields read below. */
     struct bw_rules_hook hook;
-    if (pw->rt->rules.trivial) {
+    if (s->ws->snap->rules.trivial) {
         hook.route = 0;
         hook.edits = (struct bw_head_edits){.nops = 0, .has_path = false};
     } else {
         struct bw_request_view view;
-        bw_rules_view_request(&pw->rules, &view, hq, &client.ss, false);
+        bw_rules_view_request(&s->ws->rules, &view, hq, &client.ss, false);
         bw_rules_request_init(&r->rules_st);
-        bw_rules_on_request(&pw->rules, &view, LOOP(s)->now_ms, &r->rules_st, &hook);
+        bw_rules_on_request(&s->ws->rules, &view, LOOP(s)->now_ms, &r->rules_st, &hook);
         note_rule(r, &hook);
         switch (hook.kind) {
         case BW_RULES_HOOK_CONTINUE:
@@ -462,13 +463,13 @@ static void start_request(struct bw_session *s, struct bw_http_request *hq)
         case BW_RULES_HOOK__COUNT:
             break;
         }
-        if (pw->rt->rules.has_response_rules) {
+        if (s->ws->snap->rules.has_response_rules) {
             bw_arena_init(&r->rarena, BW_RULES_REQUEST_ARENA_BLOCK, BW_RULES_REQUEST_ARENA_CAP);
             r->has_rview = bw_rules_view_copy(&r->rarena, &view, &r->rview) == BW_OK;
         }
     }
     /* Normalised only when a hash reads the path. */
-    bw_slice path = pw->rt->needs_path
+    bw_slice path = s->ws->snap->needs_path
                         ? bw_uri_normalize_path(hq->path, pw->scratch_path, pw->scratch_path_cap)
                         : hq->path;
     r->upstream = cfg->routes[hook.route].upstream;
@@ -532,9 +533,8 @@ static void start_request(struct bw_session *s, struct bw_http_request *hq)
  * Returns false when the session has already been answered or closed. */
 static bool connect_upstream(struct bw_session *s)
 {
-    struct bw_proxy_worker *pw = s->pw;
     struct request *r = s->req;
-    struct bw_upstream_local *l = &pw->ups[r->upstream];
+    struct bw_upstream_local *l = &s->ws->ups[r->upstream];
     const struct bw_config_upstream *cu = l->rt->cfg;
     for (;;) {
         long idx = bw_balance_pick(l, LOOP(s)->now_ms, r->hash_key, &r->tried);
@@ -611,7 +611,7 @@ static void upstream_failed(struct bw_session *s, uint16_t status, const char *w
 {
     struct request *r = s->req;
     struct bw_upconn *u = s->up;
-    struct bw_upstream_local *l = &s->pw->ups[r->upstream];
+    struct bw_upstream_local *l = &s->ws->ups[r->upstream];
     const struct bw_config_upstream *cu = l->rt->cfg;
     bool stale = u && u->reused;
     r->fail_status = status;
@@ -906,7 +906,7 @@ static void head_step(struct bw_session *s)
                                          .headers_cap = cfg->limits.headers};
             struct bw_http_error herr = {0};
             enum bw_http_parse_result pr = bw_http_parse_request(
-                bw_buf_head(s->cbuf), bw_buf_len(s->cbuf), &pw->rt->limits, &s->scan, &hq, &herr);
+                bw_buf_head(s->cbuf), bw_buf_len(s->cbuf), &s->ws->snap->limits, &s->scan, &hq, &herr);
             switch (pr) {
             case BW_HTTP_DONE:
                 if (!s->req) {
@@ -914,6 +914,17 @@ static void head_step(struct bw_session *s)
                     if (!s->req) {
                         session_close(s);
                         return;
+                    }
+                }
+                /* Between requests the session moves to the configuration
+                 * new requests use (the head limits it was parsed with are
+                 * restart-only, so they are the same). */
+                if (!s->up) {
+                    struct bw_wsnap *cur = bw_proxy_current(pw);
+                    if (s->ws != cur) {
+                        struct bw_wsnap *old = s->ws;
+                        s->ws = bw_wsnap_pin(cur);
+                        bw_wsnap_unpin(pw, old);
                     }
                 }
                 stamp(s, &s->req->t_start);
@@ -982,7 +993,7 @@ static bool response_head_step(struct bw_session *s)
                                   .headers_cap = cfg->limits.headers};
     struct bw_http_error herr = {0};
     enum bw_http_parse_result pr =
-        bw_http_parse_response(bw_buf_head(s->ubuf), bw_buf_len(s->ubuf), &pw->rt->limits,
+        bw_http_parse_response(bw_buf_head(s->ubuf), bw_buf_len(s->ubuf), &s->ws->snap->limits,
                                r->method, &s->scan, &hr, &herr);
     switch (pr) {
     case BW_HTTP_PARTIAL:
@@ -1039,20 +1050,20 @@ static bool response_head_step(struct bw_session *s)
     }
     stamp(s, &r->t_resp);
     r->have_upstream_time = true;
-    bw_server_report_success(pw->ups[r->upstream].rt, (size_t)r->server);
+    bw_server_report_success(s->ws->ups[r->upstream].rt, (size_t)r->server);
     struct bw_head_edits redits = {.nops = 0, .has_path = false};
-    if (pw->rt->rules.has_response_rules && hr.status != 101) {
+    if (s->ws->snap->rules.has_response_rules && hr.status != 101) {
         struct bw_rules_hook hook;
         if (r->has_rview) {
-            bw_rules_on_response(&pw->rules, &r->rview, &hr, &r->rarena, LOOP(s)->now_ms,
+            bw_rules_on_response(&s->ws->rules, &r->rview, &hr, &r->rarena, LOOP(s)->now_ms,
                                  &r->rules_st, &hook);
         } else {
             /* The request could not be kept for this phase: a module failure. */
             hook = (struct bw_rules_hook){.kind = BW_RULES_HOOK_CONTINUE};
-            pw->rules.failures[pw->rt->rules.on_error]++;
-            if (pw->rt->rules.on_error == BW_ON_ERROR_CLOSED) {
+            s->ws->rules.failures[s->ws->snap->rules.on_error]++;
+            if (s->ws->snap->rules.on_error == BW_ON_ERROR_CLOSED) {
                 hook.kind = BW_RULES_HOOK_RESPOND;
-                hook.status = pw->rt->rules.error_status;
+                hook.status = s->ws->snap->rules.error_status;
             }
         }
         if (hook.has_rule && (hook.kind == BW_RULES_HOOK_RESPOND || !r->log_has_rule))
@@ -1568,9 +1579,10 @@ void bw_session_accept(struct bw_proxy_worker *pw, int fd, const struct sockaddr
     s->task.fn = session_resume;
     s->fresh = true;
     s->pw = pw;
+    s->ws = bw_wsnap_pin(bw_proxy_current(pw));
     memcpy(&s->peer, peer, sizeof s->peer);
     bw_timer_init(&s->timer, session_timeout);
-    const struct bw_config *cfg = pw->rt->cfg;
+    const struct bw_config *cfg = CFG(s);
     s->peer_trusted = cfg->client_ip.from != BW_CLIENT_IP_PEER &&
                       bw_client_ip_is_trusted(&cfg->client_ip, (const struct sockaddr *)peer);
     s->state = (cfg->client_ip.from == BW_CLIENT_IP_PROXY_PROTOCOL && s->peer_trusted)

@@ -27,5 +27,7 @@ void bw_session_drain_all(struct bw_proxy_worker *pw);
 void bw_session_close_all(struct bw_proxy_worker *pw);
 /* Closes a pooled upstream connection (worker shutdown). */
 void bw_upconn_close_idle_all(struct bw_proxy_worker *pw);
+/* Closes the idle pooled connections of one view. */
+void bw_upconn_close_idle(struct bw_wsnap *ws);
 
 #endif

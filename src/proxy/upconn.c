@@ -17,7 +17,7 @@ static void upconn_free_cb(struct bw_deferred *d)
 
 void bw__pool_unlink(struct bw_upconn *u)
 {
-    struct bw_upstream_local *l = &u->pw->ups[u->upstream];
+    struct bw_upstream_local *l = &u->ws->ups[u->upstream];
     if (u->pool_prev)
         u->pool_prev->pool_next = u->pool_next;
     else
@@ -33,13 +33,15 @@ void bw__upconn_close(struct bw_upconn *u)
     if (u->closed)
         return;
     u->closed = true;
-    if (!u->owner && (u->pool_prev || u->pw->ups[u->upstream].idle[u->server] == u))
+    if (!u->owner && (u->pool_prev || u->ws->ups[u->upstream].idle[u->server] == u))
         bw__pool_unlink(u);
     bw_timer_cancel(&u->pw->w->loop, &u->timer);
     if (u->io.fd >= 0)
         close(u->io.fd);
     u->io.fd = -1;
     bw_loop_defer(&u->pw->w->loop, &u->dfr);
+    /* Last: this may free the view (and its pools) if it was retired. */
+    bw_wsnap_unpin(u->pw, u->ws);
 }
 
 static void upconn_idle_timeout(struct bw_loop *loop, struct bw_timer *t)
@@ -72,12 +74,14 @@ static void upconn_io(struct bw_loop *loop, struct bw_io *io, uint32_t ev)
 void bw__upconn_release(struct bw_upconn *u, bool reusable)
 {
     struct bw_proxy_worker *pw = u->pw;
-    struct bw_upstream_local *l = &pw->ups[u->upstream];
+    struct bw_upstream_local *l = &u->ws->ups[u->upstream];
     const struct bw_config_upstream *cu = l->rt->cfg;
     u->owner = NULL;
     /* A connection whose upstream already hung up gives no further event
-     * while pooled: it would be handed to the next request dead. */
-    if (!reusable || u->hup || l->nidle >= cu->keepalive || u->pw->w->draining) {
+     * while pooled: it would be handed to the next request dead. Nor is one
+     * of a configuration being replaced pooled again. */
+    if (!reusable || u->hup || l->nidle >= cu->keepalive || u->pw->w->draining ||
+        u->ws != pw->cur) {
         bw__upconn_close(u);
         return;
     }
@@ -89,17 +93,31 @@ void bw__upconn_release(struct bw_upconn *u, bool reusable)
         u->pool_next->pool_prev = u;
     l->idle[u->server] = u;
     l->nidle++;
-    if (bw_timer_set(&pw->w->loop, &u->timer, pw->rt->cfg->limits.keepalive_timeout_ms) != BW_OK)
+    if (bw_timer_set(&pw->w->loop, &u->timer, u->ws->snap->cfg->limits.keepalive_timeout_ms) !=
+        BW_OK)
         bw__upconn_close(u);
+}
+
+void bw_upconn_close_idle(struct bw_wsnap *ws)
+{
+    /* Pin while closing: the last close would otherwise free ws under us. */
+    ws->pins++;
+    for (size_t i = 0; i < ws->snap->cfg->nupstreams; i++) {
+        struct bw_upstream_local *l = &ws->ups[i];
+        for (size_t k = 0; k < l->rt->nservers; k++)
+            while (l->idle[k])
+                bw__upconn_close(l->idle[k]);
+    }
+    ws->pins--;
 }
 
 void bw_upconn_close_idle_all(struct bw_proxy_worker *pw)
 {
-    for (size_t i = 0; i < pw->rt->cfg->nupstreams; i++) {
-        struct bw_upstream_local *l = &pw->ups[i];
-        for (size_t k = 0; k < l->rt->nservers; k++)
-            while (l->idle[k])
-                bw__upconn_close(l->idle[k]);
+    bw_upconn_close_idle(pw->cur);
+    for (struct bw_wsnap *ws = pw->retired; ws;) {
+        struct bw_wsnap *next = ws->next_retired;
+        bw_upconn_close_idle(ws);
+        ws = next;
     }
 }
 
@@ -112,6 +130,7 @@ struct bw_upconn *bw__upconn_new(struct bw_session *s, size_t upstream, size_t s
     u->io.cb = upconn_io;
     u->dfr.fn = upconn_free_cb;
     u->pw = s->pw;
+    u->ws = bw_wsnap_pin(s->ws);
     u->upstream = upstream;
     u->server = server;
     bw_timer_init(&u->timer, upconn_idle_timeout);

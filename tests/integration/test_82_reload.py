@@ -1,0 +1,198 @@
+"""Reloads (SIGHUP): validate, then swap. A good config takes effect for
+new requests without dropping any; a bad one (YAML error, ruleset error, a
+restart-only change) is rejected with the reason and the running one keeps
+serving; requests in flight finish on the snapshot they started with."""
+import signal
+import textwrap
+import threading
+import time
+
+from bwtest import origin as om
+from bwtest import yamlish
+from bwtest.proc import default_config
+
+
+def write_config(bw, cfg):
+    with open(bw.config_path, "w") as f:
+        f.write(yamlish.dump(cfg) + "\n")
+
+
+def wait_log(bw, text, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in bw.stderr():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def reload(bw, expect, timeout=5.0):
+    n = bw.stderr().count(expect)
+    bw.signal(signal.SIGHUP)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if bw.stderr().count(expect) > n:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"no {expect!r} after SIGHUP:\n{bw.stderr()[-2000:]}")
+
+
+def served_by(bw, path="/"):
+    r = bw.request("GET", path)
+    assert r.status == 200, r
+    return r.json()["server"]
+
+
+def wait_served_by(bw, name, path="/", timeout=3.0):
+    # Workers adopt a new snapshot at their next request (or within 250 ms).
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if served_by(bw, path) == name:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def two_upstreams(tmp_path, a, b, target):
+    cfg = default_config([a.address], str(tmp_path / "access.log"), workers=2)
+    cfg["upstreams"] = {"a": {"servers": [{"address": a.address}]},
+                        "b": {"servers": [{"address": b.address}]}}
+    cfg["routes"] = [{"upstream": target}]
+    return cfg
+
+
+def test_reload_switches_routes_without_dropping_connections(tmp_path, origins, bulwark):
+    a, b = origins(2)
+    cfg = two_upstreams(tmp_path, a, b, "a")
+    bw = bulwark(cfg)
+    with bw.connect() as keep:
+        keep.send(b"GET /k HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert keep.read_response().json()["server"] == a.name
+        cfg["routes"] = [{"upstream": "b"}]
+        write_config(bw, cfg)
+        reload(bw, "generation 2 is live")
+        assert wait_served_by(bw, b.name)
+        # The kept-alive connection survived and its next request uses the
+        # new routes.
+        keep.send(b"GET /k HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert keep.read_response().json()["server"] == b.name
+
+
+def test_request_in_flight_finishes_on_its_snapshot(tmp_path, origins, bulwark):
+    a, b = origins(2)
+    a.on("/slow", om.slow(1.0))
+    cfg = two_upstreams(tmp_path, a, b, "a")
+    bw = bulwark(cfg)
+    result = []
+    t = threading.Thread(target=lambda: result.append(bw.request("GET", "/slow", timeout=10)))
+    t.start()
+    assert a.wait_for(lambda o: any(h.target == "/slow" for h in o.heads))
+    cfg["routes"] = [{"upstream": "b"}]
+    write_config(bw, cfg)
+    reload(bw, "generation 2 is live")
+    t.join(10)
+    assert result and result[0].status == 200 and result[0].json()["server"] == a.name
+    assert wait_served_by(bw, b.name)
+
+
+def test_bad_config_is_rejected_and_the_old_one_serves(tmp_path, origins, bulwark):
+    a, b = origins(2)
+    cfg = two_upstreams(tmp_path, a, b, "a")
+    bw = bulwark(cfg, expect_errors=["reload rejected", "bulwark.yaml:"])
+    with open(bw.config_path, "w") as f:
+        f.write("listen: [{address: 127.0.0.1:0}]\nupstreams: {a: {servers: []}}\nroutes: x\n")
+    reload(bw, "reload rejected")
+    assert "bulwark.yaml:2:" in bw.stderr()
+    for _ in range(10):
+        assert served_by(bw) == a.name
+    # An empty file too.
+    open(bw.config_path, "w").close()
+    reload(bw, "reload rejected")
+    assert served_by(bw) == a.name
+    # Then a good one is taken.
+    cfg["routes"] = [{"upstream": "b"}]
+    write_config(bw, cfg)
+    reload(bw, "generation 2 is live")
+    assert wait_served_by(bw, b.name)
+
+
+def test_restart_only_change_is_rejected_with_the_reason(tmp_path, origins, bulwark):
+    a, b = origins(2)
+    cfg = two_upstreams(tmp_path, a, b, "a")
+    bw = bulwark(cfg, expect_errors=["reload rejected"])
+    cfg2 = dict(cfg, workers=1)
+    write_config(bw, cfg2)
+    reload(bw, "reload rejected")
+    assert "workers changed: a reload cannot apply that" in bw.stderr()
+    assert served_by(bw) == a.name
+
+
+def test_ruleset_error_on_reload_keeps_the_running_rules(tmp_path, origins, bulwark):
+    a, b = origins(2)
+    rules = tmp_path / "entry.yaml"
+    rules.write_text(textwrap.dedent("""\
+        id: entry
+        rules:
+          - id: deny
+            expression: 'http.request.uri.path eq "/deny"'
+            action: block
+        """))
+    cfg = two_upstreams(tmp_path, a, b, "a")
+    cfg["modules"] = {"rules": {"rulesets": [str(rules)]}}
+    bw = bulwark(cfg, expect_errors=["reload rejected", "entry.yaml"])
+    assert bw.request("GET", "/deny").status == 403
+    rules.write_text("id: entry\nrules:\n  - id: deny\n    expression: 'http.nope'\n    action: block\n")
+    reload(bw, "reload rejected")
+    assert "entry.yaml:4:18: error" in bw.stderr()
+    assert bw.request("GET", "/deny").status == 403
+    # A good change is taken.
+    rules.write_text(textwrap.dedent("""\
+        id: entry
+        rules:
+          - id: deny
+            expression: 'http.request.uri.path eq "/deny2"'
+            action: block
+        """))
+    reload(bw, "generation 2 is live")
+    deadline = time.monotonic() + 3
+    while bw.request("GET", "/deny").status != 200 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert bw.request("GET", "/deny").status == 200
+    assert bw.request("GET", "/deny2").status == 403
+
+
+def test_reloads_under_load_lose_nothing(tmp_path, origins, bulwark):
+    a, b = origins(2)
+    cfg = two_upstreams(tmp_path, a, b, "a")
+    bw = bulwark(cfg)
+    stop = threading.Event()
+    errors, count = [], [0]
+
+    def load():
+        deadline = time.monotonic() + 8
+        with bw.connect() as c:
+            while not stop.is_set() and time.monotonic() < deadline:
+                c.send(b"GET /l HTTP/1.1\r\nHost: x\r\n\r\n")
+                r = c.read_response()
+                if r.status != 200:
+                    errors.append(r.status)
+                count[0] += 1
+        for _ in range(20):
+            if stop.is_set() or time.monotonic() > deadline:
+                break
+            r = bw.request("GET", "/fresh")
+            if r.status != 200:
+                errors.append(r.status)
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for i in range(10):
+        cfg["routes"] = [{"upstream": "b" if i % 2 == 0 else "a"}]
+        write_config(bw, cfg)
+        reload(bw, f"generation {i + 2} is live")
+        time.sleep(0.05)
+    stop.set()
+    for t in threads:
+        t.join(15)
+    assert errors == [] and count[0] > 0
