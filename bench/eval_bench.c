@@ -468,7 +468,7 @@ int main(int argc, char **argv)
     }
 
     printf("%-7s %12s %12s %12s %14s\n", "rules", "ns/req med", "min", "max", "ns/rule (med)");
-    static const size_t counts[] = {10, 25, 50, 100};
+    static const size_t counts[] = {1, 10, 25, 50, 100};
     for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
         size_t k = counts[c] < rules.n ? counts[c] : rules.n;
         double r[3];
