@@ -20,8 +20,10 @@
  * 5. The 2019 WAF regex (the Cloudflare outage of 2019-07-02): whether it
  *    loads, and if it does, ns per KiB for 10, 100 and 1,000 KiB inputs.
  *
- * Timing is CLOCK_MONOTONIC around whole passes; medians because the
- * machine is shared. Exit status 1 when something does not load. */
+ * Timing is this thread's CPU time (CLOCK_THREAD_CPUTIME_ID) around whole
+ * passes, so time spent descheduled on a shared machine is not counted;
+ * medians of 5 repeats because caches are still shared. Exit status 1 when
+ * something does not load. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -46,7 +48,7 @@ static const struct bw_rules_srcpos where0 = {
 static double now_ns(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
 
@@ -285,18 +287,52 @@ static volatile unsigned sink;
 
 /* One pass: every request of the corpus, rules [0, nrules) each. Returns
  * the number of TRUE results (so nothing is optimised away). */
-static unsigned pass(const struct prog *g, const struct req *reqs, size_t nreq, size_t nrules,
-                     bw_arena *ra)
+static unsigned pass_from(const struct prog *g, const struct req *reqs, size_t nreq,
+                          size_t first, size_t nrules, bw_arena *ra)
 {
     unsigned fired = 0;
     for (size_t r = 0; r < nreq; r++) {
         struct bw_rules_ctx cx;
         bw_rules_ctx_init(&cx, g->p, &reqs[r].v, ra, (bw_regex_scratch *)&g->scratch);
-        for (size_t i = 0; i < nrules; i++)
+        for (size_t i = first; i < first + nrules; i++)
             fired += bw_rules_eval(&cx, i) == BW_TRI_TRUE;
         bw_arena_reset(ra);
     }
     return fired;
+}
+
+static unsigned pass(const struct prog *g, const struct req *reqs, size_t nreq, size_t nrules,
+                     bw_arena *ra)
+{
+    return pass_from(g, reqs, nreq, 0, nrules, ra);
+}
+
+/* EVAL_BENCH_PER_RULE=1: the marginal cost of each rule, evaluated after
+ * the ones before it in the same context (rules 0..i minus rules 0..i-1):
+ * where the time goes. Noisy; a diagnostic, not a figure. */
+static void per_rule(const struct prog *g, const struct rules *rules, const struct req *reqs,
+                     size_t nreq, unsigned iters)
+{
+    bw_arena ra;
+    bw_arena_init(&ra, 4096, 64 * 1024);
+    double base = 0, prev = 0;
+    for (size_t i = 0; i <= rules->n; i++) {
+        double t[REPEATS];
+        for (int k = 0; k < REPEATS; k++) {
+            double t0 = now_ns();
+            for (unsigned it = 0; it < iters; it++)
+                sink += pass_from(g, reqs, nreq, 0, i, &ra);
+            t[k] = (now_ns() - t0) / ((double)iters * (double)nreq);
+        }
+        qsort(t, REPEATS, sizeof t[0], cmp_double);
+        if (i == 0) {
+            base = t[REPEATS / 2];
+            printf("per rule: empty context %.0f ns\n", base);
+        } else {
+            printf("  %6.0f ns  %s\n", t[REPEATS / 2] - prev, rules->ids[i - 1]);
+        }
+        prev = t[REPEATS / 2];
+    }
 }
 
 /* ns per request over `iters` passes, REPEATS times: median, min, max. */
@@ -468,7 +504,7 @@ int main(int argc, char **argv)
     }
 
     printf("%-7s %12s %12s %12s %14s\n", "rules", "ns/req med", "min", "max", "ns/rule (med)");
-    static const size_t counts[] = {1, 10, 25, 50, 100};
+    static const size_t counts[] = {1, 10, 25, 50, 75, 100};
     for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
         size_t k = counts[c] < rules.n ? counts[c] : rules.n;
         double r[3];
@@ -478,6 +514,8 @@ int main(int argc, char **argv)
             break;
     }
 
+    if (getenv("EVAL_BENCH_PER_RULE"))
+        per_rule(&g, &rules, reqs, nreq, iters / 10 + 1);
     bench_waf2019();
     prog_done(&g);
     for (size_t i = 0; i < rules.n; i++) {

@@ -343,6 +343,18 @@ static enum bw_tri eq(struct bw_val l, struct bw_val r)
     return BW_TRI_UNKNOWN;
 }
 
+/* memcmp(a, b, n) == 0 without a library call for the short constants
+ * rules compare with (libc's memcmp costs more to reach than to run). */
+static inline bool same_bytes(const char *a, const char *b, size_t n)
+{
+    if (n > 16)
+        return memcmp(a, b, n) == 0;
+    unsigned char diff = 0;
+    for (size_t i = 0; i < n; i++)
+        diff |= (unsigned char)(a[i] ^ b[i]);
+    return diff == 0;
+}
+
 /* Whether k occurs in s. glibc's memmem sets up a two-way search on every
  * call, which costs more than the search itself for the short needles rules
  * use; a needle of up to SHORT_NEEDLE bytes is found with memchr on its first
@@ -363,7 +375,7 @@ static bool has_substring(bw_slice s, bw_slice k)
         p = memchr(p, first, (size_t)(last - p) + 1);
         if (!p)
             return false;
-        if (memcmp(p + 1, k.ptr + 1, k.len - 1) == 0)
+        if (same_bytes(p + 1, k.ptr + 1, k.len - 1))
             return true;
         p++;
     }
@@ -433,10 +445,26 @@ static int hexval(char c)
     return -1;
 }
 
+/* Whether fn would change s at all: most values have no upper-case letter
+ * to lower, no escape to decode, and are then their own result (no copy). */
+static bool map_changes(enum bw_rules_func fn, bw_slice s)
+{
+    for (size_t i = 0; i < s.len; i++) {
+        char c = s.ptr[i];
+        if (fn == BW_RULES_FN_LOWER ? (c >= 'A' && c <= 'Z')
+            : fn == BW_RULES_FN_UPPER ? (c >= 'a' && c <= 'z')
+                                      : (c == '%' || c == '+'))
+            return true;
+    }
+    return false;
+}
+
 static struct bw_val map_bytes(struct bw_rules_ctx *cx, enum bw_rules_func fn, bw_slice s)
 {
     if (s.len == 0)
         return v_bytes(BW_SLICE_EMPTY);
+    if (!map_changes(fn, s))
+        return v_bytes(s);
     char *out = ralloc(cx, s.len);
     if (!out)
         return unknown_val;
@@ -703,24 +731,32 @@ static enum bw_tri eval_logic(struct bw_rules_ctx *cx, const struct bw__cnode *n
 
 static enum bw_tri tri(struct bw_rules_ctx *cx, const struct bw__cnode *n);
 
+/* eval(), with an already extracted field read straight from its cache. */
+static inline struct bw_val value_of(struct bw_rules_ctx *cx, const struct bw__cnode *n)
+{
+    if (n->kind == BW__C_FIELD && (size_t)n->u.field < BW_RULES_F__COUNT &&
+        cx->fields[n->u.field].state == BW__CACHE_DONE)
+        return cx->fields[n->u.field].v;
+    return eval(cx, n);
+}
+
 static enum bw_tri bytes_k(struct bw_rules_ctx *cx, const struct bw__cnode *n)
 {
-    struct bw_val l = eval(cx, n->u.bytes_k.lhs);
+    struct bw_val l = value_of(cx, n->u.bytes_k.lhs);
     if (l.kind != BW_VAL_BYTES)
         return BW_TRI_UNKNOWN;
     bw_slice s = l.u.bytes, k = n->u.bytes_k.k;
     switch (n->u.bytes_k.op) {
     case BW__BK_EQ:
-        return bw_tri_of(bw_slice_eq(s, k));
+        return bw_tri_of(s.len == k.len && same_bytes(s.ptr, k.ptr, k.len));
     case BW__BK_NE:
-        return bw_tri_of(!bw_slice_eq(s, k));
+        return bw_tri_of(!(s.len == k.len && same_bytes(s.ptr, k.ptr, k.len)));
     case BW__BK_CONTAINS:
         return bw_tri_of(has_substring(s, k));
     case BW__BK_STARTS_WITH:
-        return bw_tri_of(s.len >= k.len && (k.len == 0 || memcmp(s.ptr, k.ptr, k.len) == 0));
+        return bw_tri_of(s.len >= k.len && same_bytes(s.ptr, k.ptr, k.len));
     case BW__BK_ENDS_WITH:
-        return bw_tri_of(s.len >= k.len &&
-                         (k.len == 0 || memcmp(s.ptr + s.len - k.len, k.ptr, k.len) == 0));
+        return bw_tri_of(s.len >= k.len && same_bytes(s.ptr + s.len - k.len, k.ptr, k.len));
     case BW__BK__COUNT:
         break;
     }
@@ -757,7 +793,7 @@ static enum bw_tri tri(struct bw_rules_ctx *cx, const struct bw__cnode *n)
     case BW__C_IN:
         if (n->lifted)
             break;
-        return in_set(n, eval(cx, n->u.in.lhs));
+        return in_set(n, value_of(cx, n->u.in.lhs));
     case BW__C_CONST:
     case BW__C_FIELD:
     case BW__C_HEADER:
