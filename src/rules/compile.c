@@ -23,6 +23,13 @@ struct pending {
     struct bw_rules_span span; /* the pattern's span in that expression's text */
 };
 
+/* A compiled call, by canonical text (common subexpressions). */
+struct call_entry {
+    bw_slice key;
+    uint64_t hash;
+    struct bw__cnode *node; /* NULL: free entry */
+};
+
 struct compiler {
     bw_arena *a;
     bw_error *err;
@@ -31,6 +38,8 @@ struct compiler {
     struct pending *pend;
     size_t npend, max_pend;
     size_t cur_expr;
+    struct call_entry *calls; /* open addressing, ncalls_cap a power of two */
+    size_t ncalls_cap;
 };
 
 static bw_status oom(struct compiler *c)
@@ -39,7 +48,7 @@ static bw_status oom(struct compiler *c)
 }
 
 /* Counts the nodes that need side tables, to size them once. */
-static void count(const struct bw_rules_node *n, size_t *maps, size_t *matches)
+static void count(const struct bw_rules_node *n, size_t *maps, size_t *matches, size_t *calls)
 {
     switch (n->kind) {
     case BW_RULES_N_BOOL:
@@ -50,35 +59,36 @@ static void count(const struct bw_rules_node *n, size_t *maps, size_t *matches)
         return;
     case BW_RULES_N_MAP_GET:
         (*maps)++;
-        count(n->u.map_get.map, maps, matches);
+        count(n->u.map_get.map, maps, matches, calls);
         return;
     case BW_RULES_N_INDEX:
-        count(n->u.index.array, maps, matches);
+        count(n->u.index.array, maps, matches, calls);
         return;
     case BW_RULES_N_EACH:
-        count(n->u.each.array, maps, matches);
+        count(n->u.each.array, maps, matches, calls);
         return;
     case BW_RULES_N_CALL:
+        (*calls)++;
         for (size_t i = 0; i < n->u.call.nargs; i++)
-            count(n->u.call.args[i], maps, matches);
+            count(n->u.call.args[i], maps, matches, calls);
         return;
     case BW_RULES_N_NOT:
-        count(n->u.not_.operand, maps, matches);
+        count(n->u.not_.operand, maps, matches, calls);
         return;
     case BW_RULES_N_LOGIC:
         for (size_t i = 0; i < n->u.logic.n; i++)
-            count(n->u.logic.operands[i], maps, matches);
+            count(n->u.logic.operands[i], maps, matches, calls);
         return;
     case BW_RULES_N_COMPARE:
-        count(n->u.compare.lhs, maps, matches);
-        count(n->u.compare.rhs, maps, matches);
+        count(n->u.compare.lhs, maps, matches, calls);
+        count(n->u.compare.rhs, maps, matches, calls);
         return;
     case BW_RULES_N_MATCHES:
         (*matches)++;
-        count(n->u.matches.lhs, maps, matches);
+        count(n->u.matches.lhs, maps, matches, calls);
         return;
     case BW_RULES_N_IN:
-        count(n->u.in.lhs, maps, matches);
+        count(n->u.in.lhs, maps, matches, calls);
         return;
     case BW_RULES_N__COUNT:
         return;
@@ -184,9 +194,121 @@ static bw_status key_of(struct compiler *c, const struct bw_rules_node *n, bw_sl
     return BW_OK;
 }
 
+static uint64_t hash_key(bw_slice k)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < k.len; i++)
+        h = (h ^ (unsigned char)k.ptr[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* The entry for key: the one holding it, or the free one where it goes. */
+static struct call_entry *call_find(struct compiler *c, bw_slice key, uint64_t h)
+{
+    size_t mask = c->ncalls_cap - 1, at = (size_t)h & mask;
+    while (c->calls[at].node &&
+           !(c->calls[at].hash == h && bw_slice_eq(c->calls[at].key, key)))
+        at = (at + 1) & mask;
+    return &c->calls[at];
+}
+
+/* A call identical to one compiled before (same canonical text) shares its
+ * node, which becomes memoised: computed once per request. has() is cheaper
+ * than a memo lookup and is left alone. */
+static bw_status compile_call(struct compiler *c, const struct bw_rules_node *n,
+                              const struct bw__cnode **ret)
+{
+    bw_slice key;
+    if (key_of(c, n, &key) != BW_OK)
+        return BW_ERR;
+    uint64_t h = hash_key(key);
+    struct call_entry *e = call_find(c, key, h);
+    if (e->node) {
+        if (!e->node->u.call.memo) {
+            e->node->u.call.memo = true;
+            e->node->u.call.memo_slot = c->p->nmemos++;
+        }
+        *ret = e->node;
+        return BW_OK;
+    }
+    struct bw__cnode *o = bw_arena_alloc(c->a, sizeof *o);
+    if (!o)
+        return oom(c);
+    o->kind = BW__C_CALL;
+    o->lifted = n->lifted;
+    o->u.call.fn = n->u.call.fn;
+    o->u.call.nargs = n->u.call.nargs;
+    if (compile_list(c, n->u.call.args, n->u.call.nargs, &o->u.call.args) != BW_OK)
+        return BW_ERR;
+    /* Arguments may have added entries: find the free one again. */
+    e = call_find(c, key, h);
+    *e = (struct call_entry){.key = key, .hash = h, .node = o};
+    *ret = o;
+    return BW_OK;
+}
+
+/* `x op "k"` (op eq, ne, contains) and starts_with / ends_with(x, "k"), not
+ * lifted: a BW__C_BYTES_K node, so the constant is not evaluated and the
+ * operation is not dispatched at run time. */
+static bool bytes_k_of(const struct bw_rules_node *n, enum bw__bytes_op *op,
+                       const struct bw_rules_node **lhs, bw_slice *k)
+{
+    if (n->lifted)
+        return false;
+    if (n->kind == BW_RULES_N_COMPARE && n->u.compare.rhs->kind == BW_RULES_N_BYTES &&
+        !n->u.compare.lhs->lifted) {
+        switch (n->u.compare.op) {
+        case BW_RULES_EQ:
+            *op = BW__BK_EQ;
+            break;
+        case BW_RULES_NE:
+            *op = BW__BK_NE;
+            break;
+        case BW_RULES_CONTAINS:
+            *op = BW__BK_CONTAINS;
+            break;
+        case BW_RULES_LT:
+        case BW_RULES_LE:
+        case BW_RULES_GT:
+        case BW_RULES_GE:
+        case BW_RULES_CMP__COUNT:
+            return false;
+        }
+        *lhs = n->u.compare.lhs;
+        *k = n->u.compare.rhs->u.bytes;
+        return true;
+    }
+    if (n->kind == BW_RULES_N_CALL && n->u.call.nargs == 2 &&
+        (n->u.call.fn == BW_RULES_FN_STARTS_WITH || n->u.call.fn == BW_RULES_FN_ENDS_WITH) &&
+        n->u.call.args[1]->kind == BW_RULES_N_BYTES && !n->u.call.args[0]->lifted) {
+        *op = n->u.call.fn == BW_RULES_FN_STARTS_WITH ? BW__BK_STARTS_WITH : BW__BK_ENDS_WITH;
+        *lhs = n->u.call.args[0];
+        *k = n->u.call.args[1]->u.bytes;
+        return true;
+    }
+    return false;
+}
+
 static bw_status compile_node(struct compiler *c, const struct bw_rules_node *n,
                               const struct bw__cnode **ret)
 {
+    enum bw__bytes_op bop = BW__BK__COUNT;
+    const struct bw_rules_node *blhs = NULL;
+    bw_slice bk = BW_SLICE_EMPTY;
+    if (bytes_k_of(n, &bop, &blhs, &bk)) {
+        struct bw__cnode *o = bw_arena_alloc(c->a, sizeof *o);
+        if (!o)
+            return oom(c);
+        o->kind = BW__C_BYTES_K;
+        o->u.bytes_k.op = bop;
+        o->u.bytes_k.k = bk;
+        if (compile_node(c, blhs, &o->u.bytes_k.lhs) != BW_OK)
+            return BW_ERR;
+        *ret = o;
+        return BW_OK;
+    }
+    if (n->kind == BW_RULES_N_CALL && n->u.call.fn != BW_RULES_FN_HAS)
+        return compile_call(c, n, ret);
     struct bw__cnode *o = bw_arena_alloc(c->a, sizeof *o);
     if (!o)
         return oom(c);
@@ -352,10 +474,17 @@ bw_status bw_rules_compile(bw_arena *a, const struct bw_rules_expr *const *exprs
     if (n > BW_RULES_PROG_MAX_EXPRS)
         return bw_error_set(err, "too many expressions in one program: %zu (at most %d)", n,
                             (int)BW_RULES_PROG_MAX_EXPRS);
-    size_t maps = 0, matches = 0;
+    size_t maps = 0, matches = 0, calls = 0;
     for (size_t i = 0; i < n; i++)
-        count(exprs[i]->root, &maps, &matches);
-    struct compiler c = {.a = a, .err = err, .max_slots = maps, .max_pend = matches};
+        count(exprs[i]->root, &maps, &matches, &calls);
+    size_t cap = 2;
+    while (cap < 2 * calls + 2) /* load factor <= 1/2: a free entry always exists */
+        cap *= 2;
+    struct compiler c = {
+        .a = a, .err = err, .max_slots = maps, .max_pend = matches, .ncalls_cap = cap};
+    c.calls = bw_arena_alloc(a, cap * sizeof *c.calls);
+    if (!c.calls)
+        return oom(&c);
     c.p = bw_arena_alloc(a, sizeof *c.p);
     if (!c.p)
         return oom(&c);

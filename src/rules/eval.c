@@ -294,6 +294,11 @@ static bool ensure_ready(struct bw_rules_ctx *cx)
         if (!cx->scans)
             cx->broken = true;
     }
+    if (p->nmemos) {
+        cx->memos = ralloc(cx, p->nmemos * sizeof *cx->memos); /* zeroed: EMPTY */
+        if (!cx->memos)
+            cx->broken = true;
+    }
     return !cx->broken;
 }
 
@@ -338,6 +343,45 @@ static enum bw_tri eq(struct bw_val l, struct bw_val r)
     return BW_TRI_UNKNOWN;
 }
 
+/* memcmp(a, b, n) == 0 without a library call for the short constants
+ * rules compare with (libc's memcmp costs more to reach than to run). */
+static inline bool same_bytes(const char *a, const char *b, size_t n)
+{
+    if (n > 16)
+        return memcmp(a, b, n) == 0;
+    unsigned char diff = 0;
+    for (size_t i = 0; i < n; i++)
+        diff |= (unsigned char)(a[i] ^ b[i]);
+    return diff == 0;
+}
+
+/* Whether k occurs in s. glibc's memmem sets up a two-way search on every
+ * call, which costs more than the search itself for the short needles rules
+ * use; a needle of up to SHORT_NEEDLE bytes is found with memchr on its first
+ * byte and a memcmp, O(SHORT_NEEDLE * |s|) at worst. Longer needles keep
+ * memmem's linear bound. */
+#define SHORT_NEEDLE 32
+static bool has_substring(bw_slice s, bw_slice k)
+{
+    if (k.len == 0)
+        return true;
+    if (k.len > s.len)
+        return false;
+    if (k.len > SHORT_NEEDLE)
+        return memmem(s.ptr, s.len, k.ptr, k.len) != NULL;
+    const char *p = s.ptr, *last = s.ptr + (s.len - k.len); /* last possible start */
+    char first = k.ptr[0];
+    while (p <= last) {
+        p = memchr(p, first, (size_t)(last - p) + 1);
+        if (!p)
+            return false;
+        if (same_bytes(p + 1, k.ptr + 1, k.len - 1))
+            return true;
+        p++;
+    }
+    return false;
+}
+
 static enum bw_tri compare(enum bw_rules_cmp_op op, struct bw_val l, struct bw_val r)
 {
     switch (op) {
@@ -360,10 +404,7 @@ static enum bw_tri compare(enum bw_rules_cmp_op op, struct bw_val l, struct bw_v
     case BW_RULES_CONTAINS:
         if (l.kind != BW_VAL_BYTES || r.kind != BW_VAL_BYTES)
             return BW_TRI_UNKNOWN;
-        if (r.u.bytes.len == 0)
-            return BW_TRI_TRUE;
-        return bw_tri_of(memmem(l.u.bytes.ptr, l.u.bytes.len, r.u.bytes.ptr, r.u.bytes.len) !=
-                         NULL);
+        return bw_tri_of(has_substring(l.u.bytes, r.u.bytes));
     case BW_RULES_CMP__COUNT:
         break;
     }
@@ -404,10 +445,26 @@ static int hexval(char c)
     return -1;
 }
 
+/* Whether fn would change s at all: most values have no upper-case letter
+ * to lower, no escape to decode, and are then their own result (no copy). */
+static bool map_changes(enum bw_rules_func fn, bw_slice s)
+{
+    for (size_t i = 0; i < s.len; i++) {
+        char c = s.ptr[i];
+        if (fn == BW_RULES_FN_LOWER ? (c >= 'A' && c <= 'Z')
+            : fn == BW_RULES_FN_UPPER ? (c >= 'a' && c <= 'z')
+                                      : (c == '%' || c == '+'))
+            return true;
+    }
+    return false;
+}
+
 static struct bw_val map_bytes(struct bw_rules_ctx *cx, enum bw_rules_func fn, bw_slice s)
 {
     if (s.len == 0)
         return v_bytes(BW_SLICE_EMPTY);
+    if (!map_changes(fn, s))
+        return v_bytes(s);
     char *out = ralloc(cx, s.len);
     if (!out)
         return unknown_val;
@@ -500,7 +557,9 @@ static struct bw_val eval(struct bw_rules_ctx *cx, const struct bw__cnode *n);
 /* concat() takes at most 16 arguments (fields.c). */
 #define BW__MAX_ARGS 16
 
-static struct bw_val eval_call(struct bw_rules_ctx *cx, const struct bw__cnode *n)
+/* Not inlined: its argument array would make every eval() frame large. */
+__attribute__((noinline)) static struct bw_val eval_call(struct bw_rules_ctx *cx,
+                                                         const struct bw__cnode *n)
 {
     enum bw_rules_func fn = n->u.call.fn;
     const struct bw__cnode *a0 = n->u.call.args[0];
@@ -636,33 +695,115 @@ static struct bw_val lift(struct bw_rules_ctx *cx, const struct bw__cnode *n, st
     return v_array(out, l.u.array.n);
 }
 
-static struct bw_val eval_logic(struct bw_rules_ctx *cx, const struct bw__cnode *n)
+static enum bw_tri tri(struct bw_rules_ctx *cx, const struct bw__cnode *n);
+
+/* and / or stop at the first operand that decides (false and U is false,
+ * true or U is true, so skipping the rest changes nothing); xor at the
+ * first unknown. */
+static enum bw_tri eval_logic(struct bw_rules_ctx *cx, const struct bw__cnode *n)
 {
     enum bw_rules_logic_op op = n->u.logic.op;
     enum bw_tri acc = op == BW_RULES_AND ? BW_TRI_TRUE : BW_TRI_FALSE;
     for (size_t i = 0; i < n->u.logic.n; i++) {
-        enum bw_tri t = tri_of_val(eval(cx, n->u.logic.operands[i]));
+        enum bw_tri t = tri(cx, n->u.logic.operands[i]);
         switch (op) {
         case BW_RULES_AND:
             acc = bw_tri_and(acc, t);
             if (acc == BW_TRI_FALSE)
-                return v_bool(false);
+                return BW_TRI_FALSE;
             break;
         case BW_RULES_OR:
             acc = bw_tri_or(acc, t);
             if (acc == BW_TRI_TRUE)
-                return v_bool(true);
+                return BW_TRI_TRUE;
             break;
         case BW_RULES_XOR:
             acc = bw_tri_xor(acc, t);
             if (acc == BW_TRI_UNKNOWN)
-                return unknown_val;
+                return BW_TRI_UNKNOWN;
             break;
         case BW_RULES_LOGIC__COUNT:
-            return unknown_val;
+            return BW_TRI_UNKNOWN;
         }
     }
-    return v_tri(acc);
+    return acc;
+}
+
+static enum bw_tri tri(struct bw_rules_ctx *cx, const struct bw__cnode *n);
+
+/* eval(), with an already extracted field read straight from its cache. */
+static inline struct bw_val value_of(struct bw_rules_ctx *cx, const struct bw__cnode *n)
+{
+    if (n->kind == BW__C_FIELD && (size_t)n->u.field < BW_RULES_F__COUNT &&
+        cx->fields[n->u.field].state == BW__CACHE_DONE)
+        return cx->fields[n->u.field].v;
+    return eval(cx, n);
+}
+
+static enum bw_tri bytes_k(struct bw_rules_ctx *cx, const struct bw__cnode *n)
+{
+    struct bw_val l = value_of(cx, n->u.bytes_k.lhs);
+    if (l.kind != BW_VAL_BYTES)
+        return BW_TRI_UNKNOWN;
+    bw_slice s = l.u.bytes, k = n->u.bytes_k.k;
+    switch (n->u.bytes_k.op) {
+    case BW__BK_EQ:
+        return bw_tri_of(s.len == k.len && same_bytes(s.ptr, k.ptr, k.len));
+    case BW__BK_NE:
+        return bw_tri_of(!(s.len == k.len && same_bytes(s.ptr, k.ptr, k.len)));
+    case BW__BK_CONTAINS:
+        return bw_tri_of(has_substring(s, k));
+    case BW__BK_STARTS_WITH:
+        return bw_tri_of(s.len >= k.len && same_bytes(s.ptr, k.ptr, k.len));
+    case BW__BK_ENDS_WITH:
+        return bw_tri_of(s.len >= k.len && same_bytes(s.ptr + s.len - k.len, k.ptr, k.len));
+    case BW__BK__COUNT:
+        break;
+    }
+    return BW_TRI_UNKNOWN;
+}
+
+static enum bw_tri matches_tri(struct bw_rules_ctx *cx, const struct bw__cnode *n)
+{
+    struct bw__scan_cache *sc = scan(cx, n->u.matches.group);
+    if (!sc->known || !sc->elem_known[0])
+        return BW_TRI_UNKNOWN;
+    return bw_tri_of(bw_regex_bit(sc->bits, n->u.matches.id));
+}
+
+/* The truth value of a Bool node, without building a bw_val where the node
+ * computes one directly (the logic layer of every expression). */
+static enum bw_tri tri(struct bw_rules_ctx *cx, const struct bw__cnode *n)
+{
+    switch (n->kind) {
+    case BW__C_NOT:
+        return bw_tri_not(tri(cx, n->u.not_.operand));
+    case BW__C_LOGIC:
+        return eval_logic(cx, n);
+    case BW__C_BYTES_K:
+        return bytes_k(cx, n);
+    case BW__C_COMPARE:
+        if (n->lifted)
+            break;
+        return compare(n->u.compare.op, eval(cx, n->u.compare.lhs), eval(cx, n->u.compare.rhs));
+    case BW__C_MATCHES:
+        if (n->lifted)
+            break;
+        return matches_tri(cx, n);
+    case BW__C_IN:
+        if (n->lifted)
+            break;
+        return in_set(n, value_of(cx, n->u.in.lhs));
+    case BW__C_CONST:
+    case BW__C_FIELD:
+    case BW__C_HEADER:
+    case BW__C_INDEX:
+    case BW__C_EACH:
+    case BW__C_CALL:
+    case BW__C__COUNT:
+        break;
+    }
+    return tri_of_val(eval(cx, n));
 }
 
 static struct bw_val eval(struct bw_rules_ctx *cx, const struct bw__cnode *n)
@@ -683,12 +824,22 @@ static struct bw_val eval(struct bw_rules_ctx *cx, const struct bw__cnode *n)
     }
     case BW__C_EACH:
         return eval(cx, n->u.each.array);
-    case BW__C_CALL:
-        return eval_call(cx, n);
+    case BW__C_CALL: {
+        if (!n->u.call.memo)
+            return eval_call(cx, n);
+        struct bw__field_cache *c = &cx->memos[n->u.call.memo_slot];
+        if (c->state == BW__CACHE_EMPTY) {
+            c->v = eval_call(cx, n);
+            c->state = BW__CACHE_DONE;
+        }
+        return c->v;
+    }
     case BW__C_NOT:
-        return v_tri(bw_tri_not(tri_of_val(eval(cx, n->u.not_.operand))));
+        return v_tri(bw_tri_not(tri(cx, n->u.not_.operand)));
     case BW__C_LOGIC:
-        return eval_logic(cx, n);
+        return v_tri(eval_logic(cx, n));
+    case BW__C_BYTES_K:
+        return v_tri(bytes_k(cx, n));
     case BW__C_COMPARE: {
         struct bw_val l = eval(cx, n->u.compare.lhs);
         struct bw_val r = eval(cx, n->u.compare.rhs);
@@ -727,7 +878,7 @@ enum bw_tri bw_rules_eval(struct bw_rules_ctx *cx, size_t i)
 {
     if (i >= cx->prog->n || !ensure_ready(cx))
         return BW_TRI_UNKNOWN;
-    return tri_of_val(eval(cx, cx->prog->roots[i]));
+    return tri(cx, cx->prog->roots[i]);
 }
 
 struct bw_val bw_rules_field_value(struct bw_rules_ctx *cx, enum bw_rules_field f)

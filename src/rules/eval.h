@@ -175,6 +175,7 @@ struct bw_rules_ctx {
     struct bw__field_cache fields[BW_RULES_F__COUNT];
     struct bw__field_cache *slots; /* prog's header slots */
     struct bw__scan_cache *scans;  /* prog's scan groups */
+    struct bw__field_cache *memos; /* prog's shared calls */
     struct bw_rules_eval_stats stats;
 };
 

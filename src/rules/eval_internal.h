@@ -4,7 +4,9 @@
  * A program is one tree of bw__cnode per expression. The tree mirrors the
  * checked AST with everything that can be decided at load decided: literals
  * are values, fields are ids, header lookups are slots, sets are built and
- * matches point at (scan group, pattern id). */
+ * matches point at (scan group, pattern id). Identical calls (by canonical
+ * text, bw_rules_format) are one shared node whose value is memoised per
+ * request, so `lower(http.user_agent)` in twenty rules is lowered once. */
 #ifndef BW_RULES_EVAL_INTERNAL_H
 #define BW_RULES_EVAL_INTERNAL_H
 
@@ -23,7 +25,20 @@ enum bw__ck {
     BW__C_COMPARE, /* eq ne lt le gt ge contains */
     BW__C_MATCHES, /* regex, through a scan group */
     BW__C_IN,      /* in { set } */
+    BW__C_BYTES_K, /* a Bytes operation with a constant right side (never lifted) */
     BW__C__COUNT
+};
+
+/* The operations BW__C_BYTES_K specialises: `x eq "k"`, `x ne "k"`,
+ * `x contains "k"`, `starts_with(x, "k")`, `ends_with(x, "k")`. Same
+ * semantics as the general nodes; only the constant is not evaluated. */
+enum bw__bytes_op {
+    BW__BK_EQ,
+    BW__BK_NE,
+    BW__BK_CONTAINS,
+    BW__BK_STARTS_WITH,
+    BW__BK_ENDS_WITH,
+    BW__BK__COUNT
 };
 
 struct bw__cnode {
@@ -46,6 +61,11 @@ struct bw__cnode {
             enum bw_rules_func fn;
             size_t nargs;
             const struct bw__cnode **args;
+            /* The same call (same canonical text) appears more than once in
+             * the program: the node is shared and its value is computed once
+             * per request, in cx->memos[memo_slot]. */
+            bool memo;
+            size_t memo_slot;
         } call;
         struct {
             const struct bw__cnode *operand;
@@ -70,6 +90,11 @@ struct bw__cnode {
             struct bw_int_set ints;
             struct bw_ip_set ips;
         } in;
+        struct {
+            enum bw__bytes_op op;
+            const struct bw__cnode *lhs;
+            bw_slice k;
+        } bytes_k;
     } u;
 };
 
@@ -95,6 +120,7 @@ struct bw_rules_prog {
     size_t nslots;
     struct bw__group *groups;
     size_t ngroups;
+    size_t nmemos; /* shared calls (bw__cnode.u.call.memo) */
 };
 
 #endif

@@ -235,6 +235,11 @@ bool bw_int_set_contains(const struct bw_int_set *s, int64_t v)
  * low bits used for the slot index depend on every byte. Elements come from
  * the operator's config; looked-up values come from requests, and a lookup's
  * cost is bounded by max_probe whatever they hash to. */
+static uint64_t len_bit(size_t len)
+{
+    return (uint64_t)1 << (len < 63 ? len : 63);
+}
+
 static uint64_t hash_bytes(bw_slice v)
 {
     uint64_t h = 0xcbf29ce484222325ull;
@@ -296,6 +301,9 @@ bw_status bw__bytes_set_build_masked(bw_arena *a, const bw_slice *items, size_t 
     ret->count = count;
     ret->max_probe = max_probe;
     ret->hash_mask = hash_mask;
+    ret->len_bits = 0;
+    for (size_t i = 0; i < n; i++)
+        ret->len_bits |= len_bit(items[i].len);
     return BW_OK;
 }
 
@@ -307,6 +315,8 @@ bw_status bw_bytes_set_build(bw_arena *a, const bw_slice *items, size_t n, struc
 
 bool bw_bytes_set_contains(const struct bw_bytes_set *s, bw_slice v)
 {
+    if (!(s->len_bits & len_bit(v.len)))
+        return false;
     uint64_t h = hash_bytes(v) & s->hash_mask;
     size_t at = (size_t)h & s->mask;
     for (size_t i = 0; i < s->max_probe; i++) {

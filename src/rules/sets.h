@@ -101,6 +101,10 @@ struct bw_bytes_set {
     size_t count;       /* distinct elements */
     size_t max_probe;   /* slots a lookup examines at most */
     uint64_t hash_mask; /* ~0; the collision tests build with 0 */
+    /* Bit l (l < 63) set when some element is l bytes long, bit 63 when one
+     * is 63 or longer: most values looked up are rejected by length alone,
+     * without hashing them. */
+    uint64_t len_bits;
 };
 
 /* Duplicates are kept once. Fails on an element over BW_SET_MAX_BYTES_ELEMENT. */

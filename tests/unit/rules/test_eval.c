@@ -620,6 +620,167 @@ TEST(arena_exhaustion_is_unknown)
     CHECK_INT_EQ(ev_cap(BW_RULES_PHASE_REQUEST, "http.request.method eq \"GET\"", &r.v, 1), T);
 }
 
+/* ---- shared subexpressions and constant operands -------------------------------- */
+
+/* The same call in several expressions is compiled once and computed once
+ * per request; every expression still gets its own, correct answer. */
+TEST(shared_calls_memoised)
+{
+    struct req r;
+    req_init(&r, "GET", "/");
+    req_header(&r, "user-agent", "Mozilla/5.0 SQLMap");
+    req_header(&r, "x-env", "Prod");
+    req_header(&r, "x-env", "QA");
+    struct prog g;
+    CHECK(prog_build(&g, BW_RULES_PHASE_REQUEST,
+                     LIST("lower(http.user_agent) contains \"sqlmap\"",
+                          "lower(http.user_agent) contains \"nikto\"",
+                          "lower(http.user_agent) eq \"mozilla/5.0 sqlmap\"",
+                          "any(lower(http.request.headers[\"x-env\"][*]) eq \"prod\")",
+                          "all(lower(http.request.headers[\"x-env\"][*]) eq \"prod\")",
+                          "lower(http.request.headers[\"x-env\"][1]) eq \"qa\"",
+                          "lower(http.referer) eq \"x\"",
+                          "not lower(http.referer) eq \"x\"")));
+    bw_arena ra;
+    bw_arena_init(&ra, 1024, 0);
+    struct bw_rules_ctx cx;
+    bw_rules_ctx_init(&cx, g.p, &r.v, &ra, &g.scratch);
+    CHECK_INT_EQ(bw_rules_eval(&cx, 0), T);
+    size_t used = ra.used;
+    CHECK_INT_EQ(bw_rules_eval(&cx, 1), F);
+    CHECK_INT_EQ(bw_rules_eval(&cx, 2), T);
+    CHECK_INT_EQ(ra.used, used); /* lower(http.user_agent) was not computed again */
+    CHECK_INT_EQ(bw_rules_eval(&cx, 3), T);
+    CHECK_INT_EQ(bw_rules_eval(&cx, 4), F);
+    CHECK_INT_EQ(bw_rules_eval(&cx, 5), T);
+    CHECK_INT_EQ(bw_rules_eval(&cx, 6), U); /* a memoised unknown stays unknown */
+    CHECK_INT_EQ(bw_rules_eval(&cx, 7), U);
+    /* A second context on another request sees its own values. */
+    struct req r2;
+    req_init(&r2, "GET", "/");
+    req_header(&r2, "user-agent", "nikto");
+    bw_rules_ctx_init(&cx, g.p, &r2.v, &ra, &g.scratch);
+    CHECK_INT_EQ(bw_rules_eval(&cx, 0), F);
+    CHECK_INT_EQ(bw_rules_eval(&cx, 1), T);
+    CHECK_INT_EQ(bw_rules_eval(&cx, 3), F); /* no x-env: any() of nothing */
+    CHECK_INT_EQ(bw_rules_eval(&cx, 4), T); /* all() of nothing */
+    CHECK_INT_EQ(bw_rules_eval(&cx, 5), U);
+    bw_arena_reset(&ra);
+    prog_done(&g);
+}
+
+/* Comparisons with a constant right side run a specialised path: the same
+ * answers as the general one, unknown included. */
+TEST(constant_operands)
+{
+    struct req r;
+    req_init(&r, "GET", "/aaab/x.php");
+    req_header(&r, "user-agent", "abcabcabd 0123456789012345678901234567890123456789-end");
+    /* contains: needle at the start, the end, after a false start, longer
+     * than the value, longer than the short-needle path (32 bytes). */
+    CHECK_TRI("http.user_agent contains \"abc\"", &r.v, T);
+    CHECK_TRI("http.user_agent contains \"-end\"", &r.v, T);
+    CHECK_TRI("http.user_agent contains \"abcabd\"", &r.v, T);
+    CHECK_TRI("http.user_agent contains \"abcabe\"", &r.v, F);
+    CHECK_TRI("http.request.uri.path contains \"aab\"", &r.v, T);
+    CHECK_TRI("http.request.uri.path contains \"/aaab/x.php/\"", &r.v, F);
+    CHECK_TRI("http.user_agent contains \"0123456789012345678901234567890123456789-end\"", &r.v,
+              T);
+    CHECK_TRI("http.user_agent contains \"0123456789012345678901234567890123456789-enD\"", &r.v,
+              F);
+    CHECK_TRI("http.user_agent contains \"d\"", &r.v, T);
+    CHECK_TRI("http.user_agent contains \"\"", &r.v, T);
+    CHECK_TRI("http.referer contains \"\"", &r.v, U);
+    /* eq / ne, both ways round */
+    CHECK_TRI("http.request.uri.path eq \"/aaab/x.php\"", &r.v, T);
+    CHECK_TRI("\"/aaab/x.php\" eq http.request.uri.path", &r.v, T);
+    CHECK_TRI("http.request.uri.path ne \"/aaab/x.php\"", &r.v, F);
+    CHECK_TRI("http.request.uri.path ne \"/aaab/x.ph\"", &r.v, T);
+    CHECK_TRI("http.request.uri.path eq \"\"", &r.v, F);
+    CHECK_TRI("http.referer eq \"\"", &r.v, U);
+    CHECK_TRI("http.referer ne \"\"", &r.v, U);
+    CHECK_TRI("not http.referer ne \"\"", &r.v, U);
+    /* starts_with / ends_with, empty and over-long constants */
+    CHECK_TRI("starts_with(http.request.uri.path, \"/aaab/\")", &r.v, T);
+    CHECK_TRI("starts_with(http.request.uri.path, \"/aaab/x.php.bak\")", &r.v, F);
+    CHECK_TRI("ends_with(http.request.uri.path, \".php\")", &r.v, T);
+    CHECK_TRI("ends_with(http.request.uri.path, \"\")", &r.v, T);
+    CHECK_TRI("ends_with(http.request.uri.path, \"x/aaab/x.php\")", &r.v, F);
+    CHECK_TRI("ends_with(http.cookie, \"\")", &r.v, U);
+    CHECK_TRI("starts_with(lower(http.user_agent), \"abcabcabd 0123456789012345678901234567\")",
+              &r.v, T);
+    /* lifted: not specialised, per element */
+    CHECK_TRI("any(http.request.headers[\"user-agent\"][*] contains \"-end\")", &r.v, T);
+    CHECK_TRI("any(starts_with(http.request.headers[\"user-agent\"][*], \"abd\"))", &r.v, F);
+}
+
+/* String sets reject most values by length before hashing them; lengths of
+ * 63 bytes and more share one length bit and are compared in full. */
+TEST(set_lengths)
+{
+    static const char l62[] = "12345678901234567890123456789012345678901234567890123456789012";
+    static const char l63[] = "123456789012345678901234567890123456789012345678901234567890123";
+    static const char l70[] =
+        "1234567890123456789012345678901234567890123456789012345678901234567890";
+    char rule[512];
+    snprintf(rule, sizeof rule, "http.user_agent in {\"\" \"ab\" \"%s\" \"%s\"}", l62, l70);
+    static const struct {
+        const char *ua;
+        enum bw_tri want;
+    } cases[] = {
+        {"", BW_TRI_TRUE},   {"ab", BW_TRI_TRUE},  {"ba", BW_TRI_FALSE}, {"a", BW_TRI_FALSE},
+        {l62, BW_TRI_TRUE},  {l63, BW_TRI_FALSE},  {l70, BW_TRI_TRUE},
+        {l70 + 1, BW_TRI_FALSE}, /* 69 bytes: same length bit as 70 */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct req r;
+        req_init(&r, "GET", "/");
+        req_header(&r, "user-agent", cases[i].ua);
+        CHECK_TRI(rule, &r.v, cases[i].want);
+    }
+    struct req r;
+    req_init(&r, "GET", "/");
+    CHECK_TRI(rule, &r.v, U);
+}
+
+/* The regular expression of the 2019-07-02 WAF outage, in a rule: accepted
+ * (vectorscan runs it as an automaton, in one pass) and right on the inputs
+ * that matter. How long the scans take is the benchmark's business
+ * (bench/eval_bench.c), never a test's. */
+TEST(outage_regex_2019_in_a_rule)
+{
+    static const char rule[] =
+        "http.request.uri.query matches r#\"(?:(?:\\\"|'|\\]|\\}|\\\\|\\d|(?:nan|infinity|true|"
+        "false|null|undefined|symbol|math)|\\`|\\-|\\+)+[)]*;?((?:\\s|-|~|!|{}|\\|\\||\\+)*.*"
+        "(?:.*=.*)))\"#";
+    static const struct {
+        const char *target;
+        enum bw_tri want;
+    } cases[] = {
+        {"/?x=x", BW_TRI_FALSE},         /* nothing that starts the first group */
+        {"/?a=1", BW_TRI_FALSE},         /* a digit, but no '=' after it */
+        {"/?1=a", BW_TRI_TRUE},          /* a digit, then '=' */
+        {"/?id=5&q=x", BW_TRI_TRUE},     /* '5', then "q=x" */
+        {"/?null=x", BW_TRI_TRUE},       /* a keyword, then '=' */
+        {"/?q=%22abc", BW_TRI_FALSE},    /* digits and a quote-free escape, no '=' after */
+        {"/?'--=", BW_TRI_TRUE},         /* quote, dashes, '=' */
+        {"/", BW_TRI_FALSE},             /* empty query */
+        {"/?true", BW_TRI_FALSE},        /* a keyword and no '=' at all */
+        {"/?-~!{}||+=", BW_TRI_TRUE},    /* every separator of the second group */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct req r;
+        req_init(&r, "GET", cases[i].target);
+        enum bw_tri got = ev(rule, &r.v);
+        if (got != cases[i].want) {
+            T_FAILF("%s: got %s, want %s", cases[i].target,
+                    got == BW_TRI__COUNT ? "(no build)" : bw_tri_name(got),
+                    bw_tri_name(cases[i].want));
+            return;
+        }
+    }
+}
+
 /* ---- response phase ---------------------------------------------------------------- */
 
 TEST(response_fields)
@@ -672,5 +833,9 @@ int main(void)
     RUN(path_normalisation);
     RUN(arena_exhaustion_is_unknown);
     RUN(response_fields);
+    RUN(shared_calls_memoised);
+    RUN(constant_operands);
+    RUN(set_lengths);
+    RUN(outage_regex_2019_in_a_rule);
     return t_done();
 }
