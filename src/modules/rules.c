@@ -115,7 +115,8 @@ bw_status bw_rules_rt_load(struct bw_rules_rt *rr, const struct bw_config *cfg, 
         say(&rep, "%s\n", err.msg);
         return BW_ERR;
     }
-    if (bw_killset_alloc(&rr->arena, rr->book, &rr->kills) != BW_OK) {
+    rr->matches = bw_arena_alloc(&rr->arena, (rr->book->nrules + 1) * sizeof *rr->matches);
+    if (!rr->matches || bw_killset_alloc(&rr->arena, rr->book, &rr->kills) != BW_OK) {
         say(&rep, "out of memory for killswitches\n");
         return BW_ERR;
     }
@@ -150,8 +151,7 @@ bw_status bw_rules_worker_init(struct bw_rules_worker *w, const struct bw_rules_
     w->hdrs_cap = max_headers;
     w->hdrs = calloc(max_headers ? max_headers : 1, sizeof *w->hdrs);
     w->rhdrs = calloc(max_headers ? max_headers : 1, sizeof *w->rhdrs);
-    w->match_counts = calloc(rr->book->nrules ? rr->book->nrules : 1, sizeof *w->match_counts);
-    if (!w->hdrs || !w->rhdrs || !w->match_counts) {
+    if (!w->hdrs || !w->rhdrs) {
         bw_rules_worker_done(w);
         return bw_error_set(err, "out of memory for the rules of a worker");
     }
@@ -171,9 +171,7 @@ void bw_rules_worker_done(struct bw_rules_worker *w)
     bw_arena_reset(&w->arena);
     free(w->hdrs);
     free(w->rhdrs);
-    free(w->match_counts);
     w->hdrs = w->rhdrs = NULL;
-    w->match_counts = NULL;
 }
 
 /* ---- the request as the rules see it ---------------------------------------- */
@@ -295,7 +293,7 @@ struct bw_rules_env bw_rules_worker_env(struct bw_rules_worker *w, uint64_t now_
                             : (struct bw_rate_limiter_ops){.hit = limiter_none, .self = w},
         .kills = rr->kills,
         .now_ms = now_ms,
-        .match_counts = w->match_counts,
+        .match_counts = rr->matches,
         .tracing = false,
     };
 }

@@ -41,6 +41,7 @@ struct bw_rules_rt {
     bool failed;                /* its rulesets did not load: on_error applies */
     enum bw_on_error on_error;
     uint16_t error_status;
+    _Atomic uint64_t *matches; /* per global rule index: times it fired (all workers) */
     bool has_request_rules; /* some top-level request-phase ruleset */
     bool has_response_rules;
     /* Nothing to evaluate per request (no rules, not failed, and the first
@@ -65,7 +66,6 @@ struct bw_rules_worker {
     struct bw_rv_header *hdrs; /* request headers as the rules see them */
     size_t hdrs_cap;
     struct bw_rv_header *rhdrs; /* response headers */
-    uint64_t *match_counts;     /* per rule (global index) */
     uint64_t verdicts[BW_RULES_PHASE__COUNT][BW_VERDICT__COUNT];
     uint64_t failures[BW_ON_ERROR__COUNT];
 };

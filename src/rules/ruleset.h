@@ -343,7 +343,7 @@ struct bw_rules_env {
     struct bw_rate_limiter_ops limiter;
     struct bw_killset kills;
     uint64_t now_ms;        /* monotonic, for rate limits */
-    uint64_t *match_counts; /* per global rule index, incremented on FIRED (per worker) */
+    _Atomic uint64_t *match_counts; /* per global rule index, +1 (relaxed) on FIRED */
     bool tracing;
     struct bw_rules_tracer tracer; /* called for each step when tracing */
 };

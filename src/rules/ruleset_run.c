@@ -137,7 +137,7 @@ static enum flow fire(struct run *r, const struct bw_rule *rule, uint32_t depth,
     r->out->has_last_fired = true;
     r->out->last_fired = rule;
     if (r->env->match_counts)
-        r->env->match_counts[rule->index]++;
+        atomic_fetch_add_explicit(&r->env->match_counts[rule->index], 1, memory_order_relaxed);
     const struct bw_action *a = &rule->action;
     switch (a->kind) {
     case BW_ACTION_EXECUTE:

@@ -86,7 +86,7 @@ static void run_book(const struct bw_rulebook *book, bw_arena *snap)
     struct bw_killset kills;
     if (bw_killset_alloc(snap, book, &kills) != BW_OK)
         return;
-    uint64_t *counts = bw_arena_alloc(snap, (book->nrules + 1) * sizeof *counts);
+    _Atomic uint64_t *counts = bw_arena_alloc(snap, (book->nrules + 1) * sizeof *counts);
     if (!counts)
         return;
     bw_regex_scratch scratch;

@@ -240,7 +240,7 @@ struct fx {
     bw_regex_scratch scratch;
     struct bw_killset kills;
     struct limiter lim;
-    uint64_t counts[64];
+    _Atomic uint64_t counts[64];
     struct bw_rules_env env;
     struct bw_rules_request st;
     bw_arena ra;
