@@ -268,6 +268,10 @@ FIELDS = {
     "http.x_forwarded_for": ("xff", 'header(h, "x-forwarded-for", ", ")', True),
     "ip.src": ("addr", "var.remote_addr", False),
     "ssl": ("ssl", 'var.https == "on"', False),
+    # The bot score a bot-detection step earlier in the request would leave
+    # in ngx.ctx; nil in the bench (bulwark runs no bot model there either,
+    # so its bot.score is unknown too).
+    "bot.score": ("bot_score", "ngx.ctx.bot_score", True),
 }
 NEEDS_HEADERS = {"http.user_agent", "http.referer", "http.cookie", "http.x_forwarded_for"}
 
@@ -307,7 +311,7 @@ class Emitter:
                     self.uses_headers = True
                     self.helpers.add("header")
                 self.local(loc, code)
-            typ = "bool" if name == "ssl" else "ip" if name == "ip.src" else "bytes"
+            typ = {"ssl": "bool", "ip.src": "ip", "bot.score": "int"}.get(name, "bytes")
             return loc, [loc] if nilable else [], typ
         if k == "idx":
             inner = e[1]
