@@ -37,6 +37,8 @@
 #   BENCH_PROXY_CPU / BENCH_LOAD_CPU   pinning (1 / 0)
 #   BENCH_OUT              results file (bench/results/latest.md)
 #   BENCH_KEEP_WORK=1      keep the temporary dir with configs and logs
+#   BENCH_BROWSER=1        send an ordinary browser's headers (UA, Accept*, Referer,
+#                          Cookie) instead of wrk's bare request (Host only)
 #   BENCH_QUICK=1          smoke test of the harness: 2s runs, 1 repeat,
 #                          1,000 idle connections, 1,000 syscall requests
 #
