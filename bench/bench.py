@@ -487,9 +487,12 @@ def start_bulwark(t, work, origin_port, template="bulwark.yaml"):
                              timeout=20)
         if chk.returncode != 0:
             err = (chk.stderr or chk.stdout).strip()
-            if "modules" in err:
+            first = err.splitlines()[0] if err else "?"
+            # Only the "this build has no modules:" refusal is "not wired
+            # yet"; any other error (in the ruleset, say) is shown as it is.
+            if re.search(r"modules:? .*(not available|unknown|not supported)", first):
                 raise NotApplicable("n/a: bulwark rejects modules: (rules not wired yet)"
-                                    f"; bulwark check said: {err.splitlines()[0] if err else '?'}")
+                                    f"; bulwark check said: {first}")
             raise NotApplicable(f"n/a: bulwark check rejects {template}: {err}")
     errlog = os.path.join(work, f"{t.name}.stderr")
     with open(errlog, "w") as err:
