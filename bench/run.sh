@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # bulwark benchmark: one command (`make bench`, after the release build) that
 # starts an origin and then, one worker each and in the same run, bulwark,
-# nginx (proxy_pass, upstream keepalive), HAProxy (mode http) and the origin
-# directly; loads each with wrk on loopback and prints requests/s, p50/p99
-# latency, CPU seconds per 100k requests of the serving process, RSS, memory
-# per idle keepalive connection and syscalls per request, as a markdown table
-# with ratios against nginx (also written to bench/results/latest.md).
+# bulwark with the bench's 100 rules, nginx (proxy_pass, upstream keepalive),
+# nginx + Lua running the same 100 rules, HAProxy (mode http) and the origin
+# directly; loads each with wrk on loopback and prints requests/s, p50/p99/
+# p99.9 latency, CPU seconds per 100k requests of the serving process, RSS,
+# memory per idle keepalive connection and syscalls per request, as markdown
+# tables with ratios against nginx, for 1 KiB responses and then (shorter
+# runs) 16 KiB, 1 MiB and 1,000 connections; written to
+# bench/results/latest.md with a PNG chart per figure (bench/results/*.png).
 #
 # CPU pinning, for the 2-core machines this is run on: every proxy under test
 # runs on CPU 1 (BENCH_PROXY_CPU) and has that core to itself; the origin,
@@ -25,10 +28,17 @@
 #                          other CPU load on the machine to stop (0: don't)
 #   BENCH_LOAD_SYSCALL_SECONDS  syscall count under wrk load, seconds (3; 0 skips)
 #   BENCH_SYSCALL_METHOD   perf | strace (default: perf if its tracepoints work)
-#   BENCH_TARGETS          comma list of origin,bulwark,nginx,haproxy (all)
+#   BENCH_TARGETS          comma list of origin,bulwark,bulwark+rules,nginx,
+#                          nginx+lua,haproxy (all)
+#   BENCH_SCENARIOS        extra scenarios after the 1 KiB one: comma list of
+#                          16k,1m,c1000 (all; "" for none)
+#   BENCH_EXTRA_DURATION   seconds per wrk run in the extra scenarios (5)
+#   BENCH_BIG_CONNS        connections of the c1000 scenario (1000)
 #   BENCH_PROXY_CPU / BENCH_LOAD_CPU   pinning (1 / 0)
 #   BENCH_OUT              results file (bench/results/latest.md)
 #   BENCH_KEEP_WORK=1      keep the temporary dir with configs and logs
+#   BENCH_BROWSER=1        send an ordinary browser's headers (UA, Accept*, Referer,
+#                          Cookie) instead of wrk's bare request (Host only)
 #   BENCH_QUICK=1          smoke test of the harness: 2s runs, 1 repeat,
 #                          1,000 idle connections, 1,000 syscall requests
 #
@@ -43,11 +53,13 @@ cd "$(dirname "$0")/.."
 
 PY=/usr/bin/python3
 
-# haproxy and wrk are only needed here; install them (Debian) if missing.
+# haproxy, wrk, lua-nginx-module and gnuplot are only needed here; install
+# them (Debian) if missing.
 need=()
-for tool in wrk haproxy nginx taskset; do
+for tool in wrk haproxy nginx taskset gnuplot; do
   command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
 done
+[ -e /usr/lib/nginx/modules/ngx_http_lua_module.so ] || need+=(libnginx-mod-http-lua)
 if [ ${#need[@]} -gt 0 ]; then
   echo "bench: installing missing tools: ${need[*]}" >&2
   BULWARK_BENCH=1 scripts/install-deps.sh || { echo "bench: could not install ${need[*]}" >&2; exit 1; }

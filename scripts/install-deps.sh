@@ -12,7 +12,9 @@ PKGS=(
   curl nginx-light                    # test clients, a real origin
 )
 if [ "${BULWARK_BENCH:-0}" = 1 ]; then
-  PKGS+=(haproxy wrk)
+  # nginx + Lua (the OpenResty-style comparison target: lua-nginx-module
+  # pulls in ndk and lua-resty-core) and gnuplot for the bench's charts.
+  PKGS+=(haproxy wrk libnginx-mod-http-lua gnuplot-nox)
 fi
 
 missing=()
