@@ -142,10 +142,11 @@ void bw_rules_rt_done(struct bw_rules_rt *rr)
 /* ---- per worker -------------------------------------------------------------- */
 
 bw_status bw_rules_worker_init(struct bw_rules_worker *w, const struct bw_rules_rt *rr,
-                               size_t max_headers, bw_error *err)
+                               size_t max_headers, struct bw_rules_stats *stats, bw_error *err)
 {
     memset(w, 0, sizeof *w);
     w->rr = rr;
+    w->stats = stats;
     bw_regex_scratch_init(&w->scratch);
     bw_arena_init(&w->arena, BW_RULES_REQUEST_ARENA_BLOCK, BW_RULES_REQUEST_ARENA_CAP);
     w->hdrs_cap = max_headers;
@@ -377,7 +378,7 @@ static void collect_edits(struct bw_rules_worker *w, bw_arena *a, const struct b
 static void apply_verdict(struct bw_rules_worker *w, bw_arena *a, enum bw_rules_phase phase,
                           const struct bw_rules_verdict *v, struct bw_rules_hook *out)
 {
-    w->verdicts[phase][v->kind]++;
+    bw_stat_inc(&w->stats->verdicts[phase][v->kind]);
     if (v->has_rule) {
         out->has_rule = true;
         out->rule = v->rule;
@@ -445,7 +446,7 @@ static void hook_init(struct bw_rules_hook *out)
 static void fail(struct bw_rules_worker *w, struct bw_rules_hook *out)
 {
     out->failed = true;
-    w->failures[w->rr->on_error]++;
+    bw_stat_inc(&w->stats->failures[w->rr->on_error]);
     switch (w->rr->on_error) {
     case BW_ON_ERROR_OPEN:
         return;

@@ -58,6 +58,21 @@ bw_status bw_rules_rt_load(struct bw_rules_rt *rr, const struct bw_config *cfg, 
                            size_t cap) BW_MUST_CHECK;
 void bw_rules_rt_done(struct bw_rules_rt *rr);
 
+/* Counters for /metrics, one set per worker for the life of the process:
+ * written by that worker only (a relaxed load and store: no locked
+ * instruction on the request path), read by the control thread. */
+struct bw_rules_stats {
+    _Atomic uint64_t verdicts[BW_RULES_PHASE__COUNT][BW_VERDICT__COUNT];
+    _Atomic uint64_t failures[BW_ON_ERROR__COUNT]; /* module failures by policy */
+    _Atomic uint64_t killed;                       /* requests the killed module let by */
+};
+
+static inline void bw_stat_inc(_Atomic uint64_t *c)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
 /* One worker's state: regex scratch, the per-request arena, counters. */
 struct bw_rules_worker {
     const struct bw_rules_rt *rr;
@@ -66,12 +81,12 @@ struct bw_rules_worker {
     struct bw_rv_header *hdrs; /* request headers as the rules see them */
     size_t hdrs_cap;
     struct bw_rv_header *rhdrs; /* response headers */
-    uint64_t verdicts[BW_RULES_PHASE__COUNT][BW_VERDICT__COUNT];
-    uint64_t failures[BW_ON_ERROR__COUNT];
+    struct bw_rules_stats *stats; /* the worker's, shared by its views */
 };
 
 bw_status bw_rules_worker_init(struct bw_rules_worker *w, const struct bw_rules_rt *rr,
-                               size_t max_headers, bw_error *err) BW_MUST_CHECK;
+                               size_t max_headers, struct bw_rules_stats *stats,
+                               bw_error *err) BW_MUST_CHECK;
 void bw_rules_worker_done(struct bw_rules_worker *w);
 
 /* The environment rules run in on this worker: the shared rate-limit

@@ -170,7 +170,8 @@ int bw_eval_command(const struct bw_config *cfg, const struct bw_eval_args *a, F
     }
     struct bw_rules_worker w;
     bw_error e;
-    if (bw_rules_worker_init(&w, &rr, limits.headers, &e) != BW_OK) {
+    static struct bw_rules_stats stats;
+    if (bw_rules_worker_init(&w, &rr, limits.headers, &stats, &e) != BW_OK) {
         fprintf(err, "bulwark eval: %s\n", e.msg);
         bw_rules_rt_done(&rr);
         free(hs);

@@ -9,6 +9,9 @@
 #include "base/log.h"
 #include "proxy/session.h"
 
+const uint64_t bw_latency_le_ms[BW_LATENCY_BUCKETS] = {1,   5,   10,   25,   50,   100,
+                                                       250, 500, 1000, 2500, 5000, 10000};
+
 /* ---- snapshots ---------------------------------------------------------------- */
 
 static void snapshot_free(struct bw_snapshot *s)
@@ -20,6 +23,7 @@ static void snapshot_free(struct bw_snapshot *s)
     }
     bw_rules_rt_done(&s->rules);
     bw_config_free(s->cfg);
+    free(s->route_counts);
     free(s);
 }
 
@@ -48,8 +52,13 @@ bw_status bw_snapshot_new(struct bw_config *cfg, uint64_t generation, struct bw_
         snapshot_free(s);
         return BW_ERR;
     }
+    s->nworkers = cfg->workers ? cfg->workers : 1;
+    s->route_stride = ((cfg->nroutes + 1) * 6 + 7) / 8 * 8; /* whole cache lines */
+    s->route_counts = aligned_alloc(64, s->nworkers * s->route_stride * sizeof *s->route_counts);
+    if (s->route_counts)
+        memset(s->route_counts, 0, s->nworkers * s->route_stride * sizeof *s->route_counts);
     s->upstreams = calloc(cfg->nupstreams, sizeof *s->upstreams);
-    if (!s->upstreams) {
+    if (!s->upstreams || !s->route_counts) {
         snprintf(report, cap, "out of memory");
         snapshot_free(s);
         return BW_ERR;
@@ -169,7 +178,8 @@ static void wsnap_free(struct bw_wsnap *ws)
 }
 
 /* Takes over the caller's reference to snap (dropped on failure). */
-static struct bw_wsnap *wsnap_new(struct bw_snapshot *snap, bw_error *err)
+static struct bw_wsnap *wsnap_new(struct bw_proxy_worker *pw, struct bw_snapshot *snap,
+                                  bw_error *err)
 {
     struct bw_wsnap *ws = calloc(1, sizeof *ws);
     if (!ws) {
@@ -195,8 +205,8 @@ static struct bw_wsnap *wsnap_new(struct bw_snapshot *snap, bw_error *err)
             return NULL;
         }
     }
-    if (bw_rules_worker_init(&ws->rules, &snap->rules, (size_t)cfg->limits.headers, err) !=
-        BW_OK) {
+    if (bw_rules_worker_init(&ws->rules, &snap->rules, (size_t)cfg->limits.headers,
+                             &pw->stats.rules, err) != BW_OK) {
         ws->rules.rr = NULL;
         wsnap_free(ws);
         return NULL;
@@ -223,7 +233,7 @@ struct bw_wsnap *bw_proxy_current(struct bw_proxy_worker *pw)
     if (atomic_load_explicit(&pw->rt->published, memory_order_acquire) == cur->snap)
         return cur;
     bw_error err;
-    struct bw_wsnap *ws = wsnap_new(bw_runtime_acquire(pw->rt), &err);
+    struct bw_wsnap *ws = wsnap_new(pw, bw_runtime_acquire(pw->rt), &err);
     if (!ws) {
         BW_ERRORF("worker %u keeps the previous configuration: %s", pw->w->id, err.msg);
         return cur;
@@ -278,7 +288,7 @@ bw_status bw_proxy_worker_init(struct bw_proxy_worker *pw, struct bw_runtime *rt
         bw_proxy_worker_done(pw);
         return bw_error_set(err, "out of memory");
     }
-    pw->cur = wsnap_new(bw_runtime_acquire(rt), err);
+    pw->cur = wsnap_new(pw, bw_runtime_acquire(rt), err);
     if (!pw->cur) {
         bw_proxy_worker_done(pw);
         return BW_ERR;

@@ -37,6 +37,13 @@ struct bw_snapshot {
     struct bw_http_limits limits;
     bool needs_path;                  /* hash(http.request.uri.path) reads the normalised path */
     struct bw_rules_rt rules;         /* routes and rulesets, compiled */
+    /* Responses by route and status class, one row per worker (each writes
+     * only its own row; rows are cache-line aligned): row w, route i, class
+     * c at route_counts[w * route_stride + i * 6 + c]; route nroutes is
+     * "no route" (answered before routing). */
+    _Atomic uint64_t *route_counts;
+    size_t route_stride;
+    size_t nworkers;
 };
 
 /* Builds a snapshot from a loaded config, which it takes over (freed with
@@ -77,6 +84,24 @@ enum { BW_SMALL_BUF = 16 * 1024 };
 /* How often an idle worker looks for a new snapshot and frees old views. */
 enum { BW_ADOPT_MS = 250 };
 
+/* Latency histogram bounds (ms) for /metrics. Times come from the loop's
+ * clock, read once per event-loop iteration: a request served within one
+ * iteration counts as 0 ms, so the finest bucket is "within a millisecond
+ * or so", which is what an operator's alerting uses. */
+enum { BW_LATENCY_BUCKETS = 12 };
+extern const uint64_t bw_latency_le_ms[BW_LATENCY_BUCKETS];
+
+/* A worker's counters for /metrics (see bw_rules_stats for how they are
+ * written and read). For the life of the process, across reloads. */
+struct bw_worker_stats {
+    _Atomic uint64_t responses[6];                      /* [0] other, [1..5] 1xx..5xx */
+    _Atomic uint64_t latency[BW_LATENCY_BUCKETS + 1];   /* per bucket, not cumulative */
+    _Atomic uint64_t latency_sum_ms;
+    _Atomic uint64_t upstream_failures;                 /* connect, timeout, invalid response */
+    _Atomic uint64_t accepted;                          /* client connections */
+    struct bw_rules_stats rules;
+};
+
 /* A worker's view of one snapshot. */
 struct bw_wsnap {
     struct bw_snapshot *snap;       /* one reference held */
@@ -102,6 +127,7 @@ struct bw_proxy_worker {
     struct request *free_requests;   /* per-request state for reuse */
     size_t nfree_requests;
     uint64_t adopted;                /* snapshots adopted after the first */
+    struct bw_worker_stats stats;
     char log_time[32];               /* cached ISO-8601 second */
     int64_t log_time_sec;
 };

@@ -38,11 +38,36 @@ static double ms_between(const struct timespec *a, const struct timespec *b)
     return (double)(b->tv_sec - a->tv_sec) * 1e3 + (double)(b->tv_nsec - a->tv_nsec) / 1e6;
 }
 
+/* Counts the finished request for /metrics. */
+static void count(struct bw_session *s, struct request *r)
+{
+    struct bw_proxy_worker *pw = s->pw;
+    struct bw_worker_stats *st = &pw->stats;
+    size_t cls = r->status >= 100 && r->status < 600 ? r->status / 100 : 0;
+    bw_stat_inc(&st->responses[cls]);
+    uint64_t now = pw->w->loop.now_ms;
+    uint64_t ms = now > r->start_ms ? now - r->start_ms : 0;
+    size_t b = 0;
+    while (b < BW_LATENCY_BUCKETS && ms > bw_latency_le_ms[b])
+        b++;
+    bw_stat_inc(&st->latency[b]);
+    atomic_store_explicit(&st->latency_sum_ms,
+                          atomic_load_explicit(&st->latency_sum_ms, memory_order_relaxed) + ms,
+                          memory_order_relaxed);
+    const struct bw_snapshot *snap = s->ws->snap;
+    size_t route = r->routed ? r->route : snap->cfg->nroutes;
+    size_t row = pw->w->id < snap->nworkers ? pw->w->id : 0;
+    bw_stat_inc(&snap->route_counts[row * snap->route_stride + route * 6 + cls]);
+}
+
 void bw__request_log(struct bw_session *s)
 {
     struct bw_proxy_worker *pw = s->pw;
     struct request *r = s->req;
-    if (!pw->log_ring || !r || r->status == 0)
+    if (!r || r->status == 0)
+        return;
+    count(s, r);
+    if (!pw->log_ring)
         return;
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);

@@ -114,6 +114,9 @@ struct request {
     /* Rules: skips carried from the request phase to the response phase,
      * the rule the access log names, and (only with response-phase
      * rulesets) a copy of the request as the rules saw it. */
+    bool routed;
+    size_t route;
+    uint64_t start_ms; /* loop clock, for the latency histogram */
     struct bw_rules_request rules_st;
     bool log_has_rule;
     const struct bw_ruleset *log_ruleset;

@@ -119,6 +119,7 @@ static struct request *request_get(struct bw_proxy_worker *pw)
     }
     memset(r, 0, sizeof *r);
     r->server = -1;
+    r->start_ms = pw->w->loop.now_ms;
     return r;
 }
 
@@ -472,6 +473,8 @@ static void start_request(struct bw_session *s, struct bw_http_request *hq)
     bw_slice path = s->ws->snap->needs_path
                         ? bw_uri_normalize_path(hq->path, pw->scratch_path, pw->scratch_path_cap)
                         : hq->path;
+    r->routed = true;
+    r->route = hook.route;
     r->upstream = cfg->routes[hook.route].upstream;
     const struct bw_config_upstream *cu = &cfg->upstreams[r->upstream];
     if (cu->balance == BW_BALANCE_HASH)
@@ -577,6 +580,7 @@ static bool connect_upstream(struct bw_session *s)
             int e = errno;
             close(fd);
             l->active[idx]--;
+            bw_stat_inc(&s->pw->stats.upstream_failures);
             bw_server_report_failure(l->rt, (size_t)idx, LOOP(s)->now_ms, strerror(e));
             BW_ERRORF("upstream %.*s server %s: connect: %s", (int)cu->name.len, cu->name.ptr,
                       a->text, strerror(e));
@@ -590,6 +594,8 @@ static bool connect_upstream(struct bw_session *s)
         bw_error err;
         if (!u || bw_loop_add(LOOP(s), &u->io, &err) != BW_OK) {
             close(fd);
+            if (u)
+                bw_wsnap_unpin(s->pw, u->ws);
             free(u);
             l->active[idx]--;
             respond_error(s, 502, "out of memory");
@@ -616,6 +622,8 @@ static void upstream_failed(struct bw_session *s, uint16_t status, const char *w
     bool stale = u && u->reused;
     r->fail_status = status;
     detach_upstream(s, false);
+    if (count)
+        bw_stat_inc(&s->pw->stats.upstream_failures);
     if (count && r->server >= 0) {
         bw_server_report_failure(l->rt, (size_t)r->server, LOOP(s)->now_ms, why);
         BW_ERRORF("upstream %.*s server %s: %s", (int)cu->name.len, cu->name.ptr,
@@ -1060,7 +1068,7 @@ static bool response_head_step(struct bw_session *s)
         } else {
             /* The request could not be kept for this phase: a module failure. */
             hook = (struct bw_rules_hook){.kind = BW_RULES_HOOK_CONTINUE};
-            s->ws->rules.failures[s->ws->snap->rules.on_error]++;
+            bw_stat_inc(&s->ws->rules.stats->failures[s->ws->snap->rules.on_error]);
             if (s->ws->snap->rules.on_error == BW_ON_ERROR_CLOSED) {
                 hook.kind = BW_RULES_HOOK_RESPOND;
                 hook.status = s->ws->snap->rules.error_status;
@@ -1580,6 +1588,7 @@ void bw_session_accept(struct bw_proxy_worker *pw, int fd, const struct sockaddr
     s->fresh = true;
     s->pw = pw;
     s->ws = bw_wsnap_pin(bw_proxy_current(pw));
+    bw_stat_inc(&pw->stats.accepted);
     memcpy(&s->peer, peer, sizeof s->peer);
     bw_timer_init(&s->timer, session_timeout);
     const struct bw_config *cfg = CFG(s);
