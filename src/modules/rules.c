@@ -467,7 +467,10 @@ void bw_rules_on_request(struct bw_rules_worker *w, const struct bw_request_view
     struct bw_rules_ctx cx;
     bw_rules_ctx_init(&cx, book->prog[BW_RULES_PHASE_REQUEST], v, &w->arena, &w->scratch);
 
-    if (rr->enabled && rr->failed) {
+    if (atomic_load_explicit(&rr->killed, memory_order_relaxed)) {
+        /* Killed is not failed: outputs unknown, counted on their own. */
+        bw_stat_inc(&w->stats->killed);
+    } else if (rr->enabled && rr->failed) {
         fail(w, out);
         if (out->kind == BW_RULES_HOOK_RESPOND)
             return;
@@ -499,7 +502,8 @@ void bw_rules_on_response(struct bw_rules_worker *w, struct bw_request_view *v,
 {
     const struct bw_rules_rt *rr = w->rr;
     hook_init(out);
-    if (!rr->has_response_rules || (st->skipped_modules & (1u << BW_MODULE_RULES)))
+    if (!rr->has_response_rules || (st->skipped_modules & (1u << BW_MODULE_RULES)) ||
+        atomic_load_explicit(&rr->killed, memory_order_relaxed))
         return;
     size_t n = hr->nheaders < w->hdrs_cap ? hr->nheaders : w->hdrs_cap;
     for (size_t i = 0; i < n; i++)

@@ -38,6 +38,7 @@ struct bw_rules_rt {
     struct bw_killset kills;
     struct bw_rate_table *rate; /* when the book has rate limits */
     bool enabled;               /* modules.rules is configured */
+    _Atomic bool killed; /* killswitch module:rules: no rule runs (routes still do) */
     bool failed;                /* its rulesets did not load: on_error applies */
     enum bw_on_error on_error;
     uint16_t error_status;

@@ -13,6 +13,7 @@
 #include "base/log.h"
 #include "net/listener.h"
 #include "net/worker.h"
+#include "modules/killswitch.h"
 #include "proxy/health.h"
 #include "proxy/proxy.h"
 
@@ -23,6 +24,8 @@ struct control {
     struct bw_snapshot *snap;  /* published; the health checks' reference */
     struct bw_health *health;
     uint64_t generation;
+    struct bw_killswitches *kills; /* the process's, applied to every snapshot */
+    char state_dir[4097];          /* empty when none */
     struct bw_io sig_io;
     struct bw_worker *workers;
     size_t nworkers;
@@ -70,6 +73,7 @@ static bw_status bw_server_reload(struct control *c, char *report, size_t cap)
         BW_ERRORF("reload rejected; the running configuration stays:\n%s", report);
         return BW_ERR;
     }
+    bw_kills_apply(c->kills, &snap->rules);
     struct bw_health *health = NULL;
     if (bw_health_start(&health, &c->loop, snap, &err) != BW_OK) {
         snprintf(report, cap, "%s\n", err.msg);
@@ -195,6 +199,20 @@ int bw_server_run(const char *config_path, struct bw_config *boot_cfg)
                       : "closed (requests refused)",
                   report);
     const struct bw_config *cfg = snap->cfg;
+    static struct bw_killswitches kills;
+    c.kills = &kills;
+    if (cfg->has_state_dir) {
+        snprintf(c.state_dir, sizeof c.state_dir, "%.*s", (int)cfg->state_dir.len,
+                 cfg->state_dir.ptr);
+        if (bw_kills_load(&kills, c.state_dir, &err) != BW_OK) {
+            /* Refusing to start would turn a bad state file into an outage;
+             * starting with nothing killed is what an operator then fixes. */
+            BW_ERRORF("killswitches not restored: %s", err.msg);
+        } else if (kills.n) {
+            BW_INFOF("%zu killswitches restored from %s", kills.n, c.state_dir);
+        }
+        bw_kills_apply(&kills, &snap->rules);
+    }
     /* The control thread's reference (health checks) and the runtime's. */
     atomic_fetch_add(&snap->refs, 1);
     c.snap = snap;

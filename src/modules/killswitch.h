@@ -1,0 +1,73 @@
+/* Killswitches (DESIGN.md §2, "POST /killswitch"): turning off one rule, one
+ * ruleset or a whole module at run time, without a reload. A killed rule or
+ * ruleset is a declared outcome of the rules engine ("killed"), never an
+ * error; a killed module's outputs are unknown and the request goes on.
+ *
+ * The set of active killswitches belongs to the process, not to a snapshot:
+ * it is applied to every new snapshot (a reload keeps them), and persisted
+ * in state_dir so that a restart keeps them too. A killswitch naming a rule
+ * that a later configuration no longer has stays in the set (it is shown as
+ * "not present") and acts again if the rule comes back. */
+#ifndef BW_MODULES_KILLSWITCH_H
+#define BW_MODULES_KILLSWITCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "base/error.h"
+#include "base/slice.h"
+#include "modules/rules.h"
+#include "rules/ruleset.h"
+
+enum {
+    BW_MAX_KILLSWITCHES = 1024,
+    BW_KILL_ID_MAX = BW_RULES_MAX_ID_LEN,
+    BW_KILL_TARGET_MAX = 7 + 2 * BW_RULES_MAX_ID_LEN + 2, /* "ruleset:" .. "rule:a/b" */
+};
+
+#define BW_KILLSWITCH_FILE "killswitches"
+
+enum bw_kill_kind { BW_KILL_RULE, BW_KILL_RULESET, BW_KILL_MODULE, BW_KILL__COUNT };
+
+struct bw_kill {
+    enum bw_kill_kind kind;
+    char ruleset[BW_KILL_ID_MAX + 1]; /* RULE, RULESET */
+    char rule[BW_KILL_ID_MAX + 1];    /* RULE */
+    enum bw_module_ref module;        /* MODULE */
+};
+
+struct bw_killswitches {
+    struct bw_kill items[BW_MAX_KILLSWITCHES];
+    size_t n;
+};
+
+/* "rule:<ruleset>/<rule>", "ruleset:<id>", "module:<bot_score|rules>";
+ * ids are [A-Za-z0-9_.-]{1,128}. */
+bw_status bw_kill_parse(bw_slice text, struct bw_kill *ret, bw_error *err) BW_MUST_CHECK;
+/* The canonical text of k into buf (at least BW_KILL_TARGET_MAX + 1 bytes). */
+void bw_kill_format(const struct bw_kill *k, char *buf, size_t cap);
+
+/* Does rr's book (or module set) have the target? */
+bool bw_kill_present(const struct bw_kill *k, const struct bw_rules_rt *rr);
+
+/* Turns the target off (enabled false) or back on in the set and in rr (the
+ * published snapshot), at once. Fails, changing nothing, when rr does not
+ * have the target (a typo must not be accepted silently) or the set is full. */
+bw_status bw_kill_set(struct bw_killswitches *ks, const struct bw_kill *k, bool enabled,
+                      struct bw_rules_rt *rr, bw_error *err) BW_MUST_CHECK;
+
+/* Applies the whole set to a new snapshot's rules (targets it lacks are
+ * skipped). */
+void bw_kills_apply(const struct bw_killswitches *ks, struct bw_rules_rt *rr);
+
+/* state_dir/killswitches: one target per line. Written to a temporary file,
+ * fsynced, renamed over the old one, and the directory fsynced, so a crash
+ * leaves the old set or the new one, never half of one. */
+bw_status bw_kills_save(const struct bw_killswitches *ks, const char *state_dir,
+                        bw_error *err) BW_MUST_CHECK;
+/* Reads the file if it exists (absent: an empty set). A line that does not
+ * parse fails the whole load with file:line and its reason. */
+bw_status bw_kills_load(struct bw_killswitches *ks, const char *state_dir,
+                        bw_error *err) BW_MUST_CHECK;
+
+#endif
