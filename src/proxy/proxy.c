@@ -14,6 +14,29 @@ const uint64_t bw_latency_le_ms[BW_LATENCY_BUCKETS] = {1,   5,   10,   25,   50,
 
 /* ---- snapshots ---------------------------------------------------------------- */
 
+/* FNV-1a 64 of a file's bytes: an identity for /status, not a MAC. */
+static uint64_t file_hash(const char *path)
+{
+    FILE *f = fopen(path, "rbe");
+    if (!f)
+        return 0;
+    uint64_t h = 0xcbf29ce484222325ull;
+    unsigned char buf[8192];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        for (size_t i = 0; i < n; i++)
+            h = (h ^ buf[i]) * 0x100000001b3ull;
+    fclose(f);
+    return h;
+}
+
+static uint64_t slice_file_hash(bw_slice p)
+{
+    char path[4097];
+    snprintf(path, sizeof path, "%.*s", (int)p.len, p.ptr);
+    return file_hash(path);
+}
+
 static void snapshot_free(struct bw_snapshot *s)
 {
     if (s->upstreams) {
@@ -24,6 +47,7 @@ static void snapshot_free(struct bw_snapshot *s)
     bw_rules_rt_done(&s->rules);
     bw_config_free(s->cfg);
     free(s->route_counts);
+    free(s->ruleset_hashes);
     free(s);
 }
 
@@ -73,6 +97,16 @@ bw_status bw_snapshot_new(struct bw_config *cfg, uint64_t generation, struct bw_
             s->upstreams = NULL;
             snapshot_free(s);
             return BW_ERR;
+        }
+    }
+    s->config_hash = slice_file_hash(cfg->path);
+    if (cfg->modules.rules.enabled && !s->rules.failed) {
+        size_t n = cfg->modules.rules.nrulesets;
+        s->ruleset_hashes = calloc(n ? n : 1, sizeof *s->ruleset_hashes);
+        if (s->ruleset_hashes) {
+            for (size_t i = 0; i < n; i++)
+                s->ruleset_hashes[i] = slice_file_hash(cfg->modules.rules.rulesets[i]);
+            s->nrulesets_loaded = n;
         }
     }
     *ret = s;

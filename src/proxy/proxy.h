@@ -44,6 +44,11 @@ struct bw_snapshot {
     _Atomic uint64_t *route_counts;
     size_t route_stride;
     size_t nworkers;
+    /* For /status: FNV-1a 64 of each artifact file as read just after it
+     * loaded (0 when it could not be read again). */
+    uint64_t config_hash;
+    uint64_t *ruleset_hashes; /* one per loaded ruleset file */
+    size_t nrulesets_loaded;  /* 0 when the rules did not load */
 };
 
 /* Builds a snapshot from a loaded config, which it takes over (freed with
