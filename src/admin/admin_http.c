@@ -135,8 +135,27 @@ static size_t count_headers(const struct bw_http_request *req, bw_slice name)
     return n;
 }
 
+static bool precheck(const struct bw_admin *a, const struct bw_http_request *req,
+                     struct bw_admin_reply *out);
+
+/* RFC 9110 §9.3.2: the answer to HEAD is the answer to GET without its
+ * content, whatever the status. */
+static void mark_head(const struct bw_http_request *req, struct bw_admin_reply *out)
+{
+    out->head_only = req->method_id == BW_METHOD_HEAD;
+}
+
 bool bw_admin_precheck(const struct bw_admin *a, const struct bw_http_request *req,
                        struct bw_admin_reply *out)
+{
+    if (!precheck(a, req, out))
+        return false;
+    mark_head(req, out);
+    return true;
+}
+
+static bool precheck(const struct bw_admin *a, const struct bw_http_request *req,
+                     struct bw_admin_reply *out)
 {
     enum endpoint ep;
     if (!find_endpoint(req->path, &ep)) {
@@ -213,8 +232,7 @@ static void op_failed(struct bw_admin_reply *out, uint16_t status, const bw_erro
     bw_admin_reply_error(out, status, err->msg);
 }
 
-static void do_document(const struct bw_admin *a, enum endpoint ep, bool head,
-                        struct bw_admin_reply *out)
+static void do_document(const struct bw_admin *a, enum endpoint ep, struct bw_admin_reply *out)
 {
     bw_error err;
     bw_status st = BW_ERR;
@@ -238,7 +256,6 @@ static void do_document(const struct bw_admin *a, enum endpoint ep, bool head,
         return;
     }
     out->status = 200;
-    out->head_only = head;
 }
 
 static void do_reload(const struct bw_admin *a, struct bw_admin_reply *out)
@@ -315,18 +332,19 @@ void bw_admin_handle(const struct bw_admin *a, const struct bw_http_request *req
     switch (ep) {
     case EP_STATUS:
     case EP_METRICS:
-        do_document(a, ep, req->method_id == BW_METHOD_HEAD, out);
-        return;
+        do_document(a, ep, out);
+        break;
     case EP_RELOAD:
         do_reload(a, out);
-        return;
+        break;
     case EP_KILLSWITCH:
         do_killswitch(a, body, out);
-        return;
+        break;
     case EP__COUNT:
+        bw_admin_reply_error(out, 500, "internal error: endpoint");
         break;
     }
-    bw_admin_reply_error(out, 500, "internal error: endpoint");
+    mark_head(req, out);
 }
 
 /* ---- from bytes ---------------------------------------------------------- */

@@ -379,6 +379,12 @@ TEST(wrong_method_405_with_allow)
         }
     request("GET", "/reload", "", NULL);
     CHECK_ERROR(405, "method not allowed: use POST");
+    /* The answer to HEAD never has content, whatever its status. */
+    request("HEAD", "/killswitch", "", NULL);
+    CHECK_REPLY(405, "");
+    CHECK(has_field("Content-Length: 42"));
+    request("HEAD", "/nope", "", NULL);
+    CHECK_REPLY(404, "");
     CHECK_INT_EQ(fk.status_calls + fk.metrics_calls + fk.reload_calls + fk.ks_calls, 0);
 }
 
