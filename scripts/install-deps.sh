@@ -8,6 +8,7 @@ PKGS=(
   gcc make clang libclang-rt-14-dev   # compilers, sanitizers, libFuzzer
   libyaml-dev                         # main config and rulesets
   libvectorscan-dev                   # linear-time regex for `matches`
+  libjansson-dev                      # admin API request bodies
   python3 python3-pytest              # integration tests
   curl nginx-light                    # test clients, a real origin
 )
