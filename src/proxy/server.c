@@ -13,35 +13,25 @@
 #include "base/log.h"
 #include "net/listener.h"
 #include "net/worker.h"
+#include "admin/server.h"
 #include "modules/killswitch.h"
+#include "proxy/control.h"
 #include "proxy/health.h"
 #include "proxy/proxy.h"
 
-struct control {
-    struct bw_loop loop;
-    const char *config_path;
-    struct bw_runtime *rt;
-    struct bw_snapshot *snap;  /* published; the health checks' reference */
-    struct bw_health *health;
-    uint64_t generation;
-    struct bw_killswitches *kills; /* the process's, applied to every snapshot */
-    char state_dir[4097];          /* empty when none */
-    struct bw_io sig_io;
-    struct bw_worker *workers;
-    size_t nworkers;
-    bool *joined; /* per worker: thread finished and joined */
-    size_t njoined;
-    struct bw_timer join_poll; /* while draining: collects finished workers */
-    bool stopping;
-};
-
 enum { JOIN_POLL_MS = 20 };
 
-/* Re-reads the config file and every artifact it names; only when all of it
- * is valid (rulesets included: a reload never degrades to a module's
- * on_error policy) is a new snapshot published. Otherwise the running one
- * stays, untouched. report says what happened, one problem per line. */
-static bw_status bw_server_reload(struct control *c, char *report, size_t cap)
+static bw_status rejected(struct bw_control *c, const char *report)
+{
+    c->reloads_rejected++;
+    c->has_rejection = true;
+    c->rejected_at = time(NULL);
+    snprintf(c->rejection, sizeof c->rejection, "%s", report);
+    BW_ERRORF("reload rejected; the running configuration stays:\n%s", report);
+    return BW_ERR;
+}
+
+bw_status bw_control_reload(struct bw_control *c, char *report, size_t cap)
 {
     static struct bw_config_diags diags;
     struct bw_config *cfg;
@@ -52,34 +42,28 @@ static bw_status bw_server_reload(struct control *c, char *report, size_t cap)
             bw_config_diags_print(&diags, f);
             fclose(f);
         }
-        BW_ERRORF("reload rejected; the running configuration stays:\n%s", report);
-        return BW_ERR;
+        return rejected(c, report);
     }
     bw_error err;
     const struct bw_config *running = atomic_load(&c->rt->published)->cfg;
     if (bw_snapshot_reloadable(running, cfg, &err) != BW_OK) {
         snprintf(report, cap, "%s: %s\n", c->config_path, err.msg);
         bw_config_free(cfg);
-        BW_ERRORF("reload rejected: %s", report);
-        return BW_ERR;
+        return rejected(c, report);
     }
     struct bw_snapshot *snap;
-    if (bw_snapshot_new(cfg, c->generation + 1, &snap, report, cap) != BW_OK) {
-        BW_ERRORF("reload rejected; the running configuration stays:\n%s", report);
-        return BW_ERR;
-    }
+    if (bw_snapshot_new(cfg, c->generation + 1, &snap, report, cap) != BW_OK)
+        return rejected(c, report);
     if (snap->rules.failed) {
         bw_snapshot_unref(snap);
-        BW_ERRORF("reload rejected; the running configuration stays:\n%s", report);
-        return BW_ERR;
+        return rejected(c, report);
     }
     bw_kills_apply(c->kills, &snap->rules);
     struct bw_health *health = NULL;
     if (bw_health_start(&health, &c->loop, snap, &err) != BW_OK) {
         snprintf(report, cap, "%s\n", err.msg);
         bw_snapshot_unref(snap);
-        BW_ERRORF("reload rejected: %s", report);
-        return BW_ERR;
+        return rejected(c, report);
     }
     /* The health checker holds its own reference; the runtime takes ours. */
     atomic_fetch_add(&snap->refs, 1);
@@ -88,6 +72,7 @@ static bw_status bw_server_reload(struct control *c, char *report, size_t cap)
     c->health = health;
     c->snap = snap;
     c->generation++;
+    c->reloads_accepted++;
     bw_runtime_publish(c->rt, snap);
     bw_snapshot_unref(old);
     snprintf(report, cap, "reloaded %s (generation %llu)\n", c->config_path,
@@ -101,7 +86,7 @@ static bw_status bw_server_reload(struct control *c, char *report, size_t cap)
  * exits at once and a second SIGTERM is not lost. */
 static void join_poll_cb(struct bw_loop *loop, struct bw_timer *t)
 {
-    struct control *c = loop->data;
+    struct bw_control *c = loop->data;
     for (size_t i = 0; i < c->nworkers; i++) {
         if (!c->joined[i] && pthread_tryjoin_np(c->workers[i].thread, NULL) == 0) {
             c->joined[i] = true;
@@ -119,7 +104,7 @@ static void join_poll_cb(struct bw_loop *loop, struct bw_timer *t)
 static void on_signal(struct bw_loop *loop, struct bw_io *io, uint32_t events)
 {
     (void)events;
-    struct control *c = loop->data;
+    struct bw_control *c = loop->data;
     struct signalfd_siginfo si;
     while (read(io->fd, &si, sizeof si) == (ssize_t)sizeof si) {
         switch (si.ssi_signo) {
@@ -143,7 +128,8 @@ static void on_signal(struct bw_loop *loop, struct bw_io *io, uint32_t events)
                 break;
             static char report[16384];
             BW_INFOF("received SIGHUP: reloading %s", c->config_path);
-            (void)bw_server_reload(c, report, sizeof report);
+            if (bw_control_reload(c, report, sizeof report) != BW_OK)
+                break; /* logged, and the running configuration stays */
             break;
         }
         default:
@@ -168,7 +154,8 @@ int bw_server_run(const char *config_path, struct bw_config *boot_cfg)
     struct bw_runtime rt;
     struct bw_access_log alog;
     bool alog_open = false;
-    struct control c = {0};
+    struct bw_control c = {0};
+    struct bw_admin_server *admin_srv = NULL;
     struct bw_proxy_worker *pws = NULL;
     size_t nstarted = 0, ninit = 0, npw = 0;
     int sfd = -1;
@@ -294,6 +281,27 @@ int bw_server_run(const char *config_path, struct bw_config *boot_cfg)
         BW_ERRORF("%s", err.msg);
         goto out_loop;
     }
+    c.pws = pws;
+    c.started_at = time(NULL);
+    static struct bw_admin admin;
+    if (cfg->admin.enabled) {
+        struct bw_admin_ops ops;
+        bw_control_admin_ops(&c, &ops);
+        bw_admin_init(&admin, &ops);
+        if (cfg->admin.has_token_file) {
+            char tpath[4097];
+            snprintf(tpath, sizeof tpath, "%.*s", (int)cfg->admin.token_file.len,
+                     cfg->admin.token_file.ptr);
+            if (bw_admin_load_token(&admin, tpath, &err) != BW_OK) {
+                BW_ERRORF("admin.token_file: %s", err.msg);
+                goto out_loop;
+            }
+        }
+        if (bw_admin_server_start(&c.loop, &cfg->admin.addr, &admin, &admin_srv, &err) != BW_OK) {
+            BW_ERRORF("admin: %s", err.msg);
+            goto out_loop;
+        }
+    }
     if (bw_health_start(&c.health, &c.loop, c.snap, &err) != BW_OK) {
         BW_ERRORF("%s", err.msg);
         goto out_loop;
@@ -322,6 +330,10 @@ out_join:
     if (rc == 0)
         BW_INFOF("all workers stopped; exiting");
 out_loop:
+    if (admin_srv) {
+        bw_admin_server_stop(admin_srv);
+        bw_loop_run_deferred(&c.loop);
+    }
     bw_health_stop(c.health);
     if (sfd >= 0)
         close(sfd);

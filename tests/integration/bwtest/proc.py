@@ -11,7 +11,8 @@ import time
 from . import client, yamlish
 
 SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error:", "UndefinedBehaviorSanitizer")
-LISTEN_RE = re.compile(r"listening on (127\.0\.0\.1:(\d+))")
+LISTEN_RE = re.compile(r"(?<!admin )listening on (127\.0\.0\.1:(\d+))")
+ADMIN_RE = re.compile(r"admin listening on (127\.0\.0\.1:(\d+))")
 ERROR_LINE_RE = re.compile(r"(^|\s)error:\s")
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
@@ -76,6 +77,16 @@ class Bulwark:
         self.addresses = self._wait_listening(nlisten)
         self.port = int(self.addresses[0].rsplit(":", 1)[1])
         self.ports = [int(a.rsplit(":", 1)[1]) for a in self.addresses]
+        self.admin_port = None
+        if isinstance(config, dict) and config.get("admin"):
+            deadline = time.monotonic() + START_TIMEOUT
+            while self.admin_port is None and time.monotonic() < deadline:
+                m = ADMIN_RE.search(self.stderr())
+                if m:
+                    self.admin_port = int(m.group(2))
+                else:
+                    time.sleep(0.01)
+            assert self.admin_port, f"no admin listener reported:\n{self.stderr()}"
 
     def _wait_listening(self, n):
         deadline = time.monotonic() + START_TIMEOUT

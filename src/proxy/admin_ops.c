@@ -1,0 +1,343 @@
+/* The admin API's data (control.h): the status document, the metrics
+ * exposition, reloads and killswitches, on the control thread. */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "admin/metrics.h"
+#include "base/log.h"
+#include "proxy/control.h"
+
+#ifndef BW_VERSION
+#define BW_VERSION "0.1.0-dev"
+#endif
+
+#define TRY(x)                                                                                \
+    do {                                                                                      \
+        if ((x) != BW_OK)                                                                     \
+            return BW_ERR;                                                                    \
+    } while (0)
+
+/* A JSON string (RFC 8259 §7): quotes, backslashes and controls escaped. */
+static bw_status json_str(struct bw_textbuf *b, const char *s, size_t n)
+{
+    TRY(bw_textbuf_append(b, "\"", 1));
+    size_t start = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        TRY(bw_textbuf_append(b, s + start, i - start));
+        if (c == '"' || c == '\\')
+            TRY(bw_textbuf_printf(b, "\\%c", c));
+        else if (c == '\n')
+            TRY(bw_textbuf_append(b, "\\n", 2));
+        else
+            TRY(bw_textbuf_printf(b, "\\u%04x", c));
+        start = i + 1;
+    }
+    TRY(bw_textbuf_append(b, s + start, n - start));
+    return bw_textbuf_append(b, "\"", 1);
+}
+
+static bw_status json_cstr(struct bw_textbuf *b, const char *s)
+{
+    return json_str(b, s, strlen(s));
+}
+
+static bw_status json_slice(struct bw_textbuf *b, bw_slice s)
+{
+    return json_str(b, s.ptr, s.len);
+}
+
+static void iso_time(time_t t, char *buf, size_t cap)
+{
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static bw_status status_json(void *self, struct bw_textbuf *out, bw_error *err)
+{
+    struct bw_control *c = self;
+    const struct bw_snapshot *s = c->snap;
+    char loaded[32], started[32];
+    iso_time((time_t)s->loaded_at, loaded, sizeof loaded);
+    iso_time(c->started_at, started, sizeof started);
+    bool ok =
+        bw_textbuf_printf(out, "{\"build\":{\"version\":\"%s\"},\"pid\":%ld,\"started_at\":\"%s\","
+                               "\"uptime_seconds\":%lld,\"workers\":%zu,",
+                          BW_VERSION, (long)getpid(), started,
+                          (long long)(time(NULL) - c->started_at), c->nworkers) == BW_OK;
+    ok = ok && bw_textbuf_printf(out, "\"config\":{\"generation\":%llu,\"loaded_at\":\"%s\",\"path\":",
+                                 (unsigned long long)s->generation, loaded) == BW_OK;
+    ok = ok && json_cstr(out, c->config_path) == BW_OK;
+    ok = ok && bw_textbuf_printf(out, ",\"reloads_accepted\":%llu,\"reloads_rejected\":%llu},",
+                                 (unsigned long long)c->reloads_accepted,
+                                 (unsigned long long)c->reloads_rejected) == BW_OK;
+    /* Artifacts of the running snapshot. */
+    ok = ok && bw_textbuf_append_str(out, "\"artifacts\":[") == BW_OK;
+    ok = ok && bw_textbuf_append_str(out, "{\"kind\":\"config\",\"path\":") == BW_OK;
+    ok = ok && json_cstr(out, c->config_path) == BW_OK;
+    ok = ok && bw_textbuf_printf(out, ",\"version\":%llu,\"hash\":\"%016llx\",\"loaded_at\":\"%s\"}",
+                                 (unsigned long long)s->generation,
+                                 (unsigned long long)s->config_hash, loaded) == BW_OK;
+    const struct bw_rules_rt *rr = &s->rules;
+    for (size_t i = 0; ok && i < s->nrulesets_loaded; i++) {
+        const struct bw_ruleset *rs = &rr->book->rulesets[i];
+        ok = bw_textbuf_append_str(out, ",{\"kind\":\"ruleset\",\"id\":") == BW_OK &&
+             json_slice(out, rs->id) == BW_OK &&
+             bw_textbuf_append_str(out, ",\"path\":") == BW_OK && json_slice(out, rs->file) == BW_OK &&
+             bw_textbuf_printf(out, ",\"phase\":\"%s\",\"enabled\":%s,\"rules\":%zu,\"tests\":%zu,"
+                                    "\"version\":%llu,\"hash\":\"%016llx\",\"loaded_at\":\"%s\"}",
+                               bw_rules_phase_name(rs->phase), rs->enabled ? "true" : "false",
+                               rs->nrules, rs->ntests, (unsigned long long)s->generation,
+                               (unsigned long long)s->ruleset_hashes[i], loaded) == BW_OK;
+    }
+    ok = ok && bw_textbuf_append_str(out, "],") == BW_OK;
+    ok = ok && bw_textbuf_printf(out, "\"modules\":{\"rules\":{\"configured\":%s,\"state\":\"%s\","
+                                      "\"on_error\":\"%s\"}},",
+                                 rr->enabled ? "true" : "false",
+                                 !rr->enabled                 ? "off"
+                                 : atomic_load(&rr->killed)   ? "killed"
+                                 : rr->failed                 ? "failed"
+                                                              : "ok",
+                                 rr->on_error == BW_ON_ERROR_OPEN ? "open" : "closed") == BW_OK;
+    ok = ok && bw_textbuf_append_str(out, "\"last_rejection\":") == BW_OK;
+    if (ok && c->has_rejection) {
+        char at[32];
+        iso_time(c->rejected_at, at, sizeof at);
+        ok = bw_textbuf_printf(out, "{\"at\":\"%s\",\"error\":", at) == BW_OK &&
+             json_cstr(out, c->rejection) == BW_OK && bw_textbuf_append_str(out, "}") == BW_OK;
+    } else if (ok) {
+        ok = bw_textbuf_append_str(out, "null") == BW_OK;
+    }
+    ok = ok && bw_textbuf_append_str(out, ",\"killswitches\":[") == BW_OK;
+    for (size_t i = 0; ok && i < c->kills->n; i++) {
+        char t[BW_KILL_TARGET_MAX + 1];
+        bw_kill_format(&c->kills->items[i], t, sizeof t);
+        ok = bw_textbuf_append_str(out, i ? ",{\"target\":" : "{\"target\":") == BW_OK &&
+             json_cstr(out, t) == BW_OK &&
+             bw_textbuf_printf(out, ",\"present\":%s}",
+                               bw_kill_present(&c->kills->items[i], rr) ? "true" : "false") ==
+                 BW_OK;
+    }
+    ok = ok && bw_textbuf_append_str(out, "]}\n") == BW_OK;
+    return ok ? BW_OK : bw_textbuf_error(out, err);
+}
+
+/* ---- metrics ----------------------------------------------------------------- */
+
+static uint64_t ld(const _Atomic uint64_t *p)
+{
+    return atomic_load_explicit(p, memory_order_relaxed);
+}
+
+static const char *const class_names[6] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
+
+static bw_status metrics_text(void *self, struct bw_textbuf *out, bw_error *err)
+{
+    struct bw_control *c = self;
+    const struct bw_snapshot *s = c->snap;
+    const struct bw_config *cfg = s->cfg;
+
+    struct bw_metric_label l1[1], l3[3];
+    TRY(bw_metric_family(out, "build_info", BW_METRIC_GAUGE, "bulwark's version", err));
+    l1[0] = (struct bw_metric_label){"version", BW_SLICE_LIT(BW_VERSION)};
+    TRY(bw_metric_gauge(out, "build_info", l1, 1, 1, err));
+    TRY(bw_metric_family(out, "uptime_seconds", BW_METRIC_GAUGE, "seconds since start", err));
+    TRY(bw_metric_gauge(out, "uptime_seconds", NULL, 0, (double)(time(NULL) - c->started_at), err));
+    TRY(bw_metric_family(out, "config_generation", BW_METRIC_GAUGE,
+                         "generation of the running configuration (1 at start, +1 per reload)",
+                         err));
+    TRY(bw_metric_gauge(out, "config_generation", NULL, 0, (double)s->generation, err));
+
+    /* Sums over the workers. */
+    uint64_t accepted = 0, upfail = 0, resp[6] = {0}, lat[BW_LATENCY_BUCKETS + 1] = {0};
+    uint64_t lat_sum = 0, killed = 0, fails[BW_ON_ERROR__COUNT] = {0};
+    uint64_t verdicts[BW_RULES_PHASE__COUNT][BW_VERDICT__COUNT] = {{0}};
+    for (size_t w = 0; w < c->nworkers; w++) {
+        const struct bw_worker_stats *st = &c->pws[w].stats;
+        accepted += ld(&st->accepted);
+        upfail += ld(&st->upstream_failures);
+        for (size_t i = 0; i < 6; i++)
+            resp[i] += ld(&st->responses[i]);
+        for (size_t i = 0; i <= BW_LATENCY_BUCKETS; i++)
+            lat[i] += ld(&st->latency[i]);
+        lat_sum += ld(&st->latency_sum_ms);
+        killed += ld(&st->rules.killed);
+        for (size_t i = 0; i < BW_ON_ERROR__COUNT; i++)
+            fails[i] += ld(&st->rules.failures[i]);
+        for (size_t p = 0; p < BW_RULES_PHASE__COUNT; p++)
+            for (size_t v = 0; v < BW_VERDICT__COUNT; v++)
+                verdicts[p][v] += ld(&st->rules.verdicts[p][v]);
+    }
+    TRY(bw_metric_family(out, "connections_accepted_total", BW_METRIC_COUNTER,
+                         "client connections accepted", err));
+    TRY(bw_metric_counter(out, "connections_accepted_total", NULL, 0, accepted, err));
+    TRY(bw_metric_family(out, "responses_total", BW_METRIC_COUNTER,
+                         "responses sent, by status class", err));
+    for (size_t i = 1; i < 6; i++) {
+        l1[0] = (struct bw_metric_label){"class", bw_slice_make(class_names[i], 3)};
+        TRY(bw_metric_counter(out, "responses_total", l1, 1, resp[i], err));
+    }
+    /* By route, for the running configuration (counts restart at a reload). */
+    TRY(bw_metric_family(out, "route_responses_total", BW_METRIC_COUNTER,
+                         "responses by route and status class, since the running configuration "
+                         "was loaded (route \"none\": answered before routing)",
+                         err));
+    for (size_t r = 0; r <= cfg->nroutes; r++) {
+        char rname[24];
+        if (r < cfg->nroutes)
+            snprintf(rname, sizeof rname, "%zu", r + 1);
+        else
+            snprintf(rname, sizeof rname, "none");
+        bw_slice up = r < cfg->nroutes ? cfg->upstreams[cfg->routes[r].upstream].name
+                                       : BW_SLICE_LIT("none");
+        for (size_t k = 1; k < 6; k++) {
+            uint64_t n = 0;
+            for (size_t w = 0; w < s->nworkers; w++)
+                n += ld(&s->route_counts[w * s->route_stride + r * 6 + k]);
+            if (n == 0)
+                continue;
+            l3[0] = (struct bw_metric_label){"route", bw_slice_make(rname, strlen(rname))};
+            l3[1] = (struct bw_metric_label){"upstream", up};
+            l3[2] = (struct bw_metric_label){"class", bw_slice_make(class_names[k], 3)};
+            TRY(bw_metric_counter(out, "route_responses_total", l3, 3, n, err));
+        }
+    }
+    double bounds[BW_LATENCY_BUCKETS];
+    uint64_t cum[BW_LATENCY_BUCKETS + 1];
+    for (size_t i = 0; i < BW_LATENCY_BUCKETS; i++)
+        bounds[i] = (double)bw_latency_le_ms[i] / 1000.0;
+    for (size_t i = 0; i <= BW_LATENCY_BUCKETS; i++)
+        cum[i] = lat[i];
+    struct bw_metric_histogram h = {.bounds = bounds, .nbounds = BW_LATENCY_BUCKETS,
+                                    .counts = cum, .sum = (double)lat_sum / 1000.0};
+    TRY(bw_metric_family(out, "request_duration_seconds", BW_METRIC_HISTOGRAM,
+                         "time from a request's head to its last byte (loop clock, ms steps)",
+                         err));
+    TRY(bw_metric_histogram(out, "request_duration_seconds", NULL, 0, &h, err));
+    TRY(bw_metric_family(out, "upstream_failures_total", BW_METRIC_COUNTER,
+                         "upstream connect errors, timeouts and invalid responses", err));
+    TRY(bw_metric_counter(out, "upstream_failures_total", NULL, 0, upfail, err));
+
+    TRY(bw_metric_family(out, "upstream_server_up", BW_METRIC_GAUGE,
+                         "1 when a server may be picked (not down by health check, not ejected)",
+                         err));
+    uint64_t now_ms = bw_monotonic_ms();
+    for (size_t u = 0; u < cfg->nupstreams; u++) {
+        const struct bw_upstream_rt *ur = &s->upstreams[u];
+        for (size_t k = 0; k < ur->nservers; k++) {
+            bool down = atomic_load(&ur->servers[k].hc_down) ||
+                        atomic_load(&ur->servers[k].ejected_until) > now_ms;
+            const char *addr = cfg->upstreams[u].servers[k].addr.text;
+            struct bw_metric_label l2[2] = {{"upstream", cfg->upstreams[u].name},
+                                            {"server", bw_slice_make(addr, strlen(addr))}};
+            TRY(bw_metric_gauge(out, "upstream_server_up", l2, 2, down ? 0 : 1, err));
+        }
+    }
+
+    TRY(bw_metric_family(out, "artifact_loads_total", BW_METRIC_COUNTER,
+                         "configuration loads (start and reloads), by result", err));
+    l1[0] = (struct bw_metric_label){"result", BW_SLICE_LIT("accepted")};
+    TRY(bw_metric_counter(out, "artifact_loads_total", l1, 1, 1 + c->reloads_accepted, err));
+    l1[0] = (struct bw_metric_label){"result", BW_SLICE_LIT("rejected")};
+    TRY(bw_metric_counter(out, "artifact_loads_total", l1, 1, c->reloads_rejected, err));
+
+    TRY(bw_metric_family(out, "rules_verdicts_total", BW_METRIC_COUNTER,
+                         "rules phases run, by phase and verdict", err));
+    static const char *const vnames[BW_VERDICT__COUNT] = {"continue", "block", "redirect",
+                                                          "rate_limit"};
+    for (size_t p = 0; p < BW_RULES_PHASE__COUNT; p++)
+        for (size_t v = 0; v < BW_VERDICT__COUNT; v++) {
+            const char *pn = bw_rules_phase_name((enum bw_rules_phase)p);
+            struct bw_metric_label l2[2] = {{"phase", bw_slice_make(pn, strlen(pn))},
+                                            {"verdict", bw_slice_make(vnames[v], strlen(vnames[v]))}};
+            TRY(bw_metric_counter(out, "rules_verdicts_total", l2, 2, verdicts[p][v], err));
+        }
+    const struct bw_rules_rt *rr = &s->rules;
+    TRY(bw_metric_family(out, "rule_matches_total", BW_METRIC_COUNTER,
+                         "times each rule fired, since the running configuration was loaded",
+                         err));
+    for (size_t i = 0; i < rr->book->nrules; i++) {
+        const struct bw_rule *rule = rr->book->rules[i];
+        const struct bw_ruleset *rs = &rr->book->rulesets[rule->ruleset];
+        const char *an = bw_action_name(rule->action.kind);
+        l3[0] = (struct bw_metric_label){"ruleset", rs->id};
+        l3[1] = (struct bw_metric_label){"rule", rule->id};
+        l3[2] = (struct bw_metric_label){"action", bw_slice_make(an, strlen(an))};
+        TRY(bw_metric_counter(out, "rule_matches_total", l3, 3, ld(&rr->matches[i]), err));
+    }
+    TRY(bw_metric_family(out, "module_failures_total", BW_METRIC_COUNTER,
+                         "requests a module failed for, by its on_error policy", err));
+    for (size_t i = 0; i < BW_ON_ERROR__COUNT; i++) {
+        struct bw_metric_label l2[2] = {{"module", BW_SLICE_LIT("rules")},
+                                        {"policy", i == BW_ON_ERROR_OPEN ? BW_SLICE_LIT("open")
+                                                                         : BW_SLICE_LIT("closed")}};
+        TRY(bw_metric_counter(out, "module_failures_total", l2, 2, fails[i], err));
+    }
+    TRY(bw_metric_family(out, "module_killed_total", BW_METRIC_COUNTER,
+                         "requests that went by a killed module (its outputs unknown)", err));
+    l1[0] = (struct bw_metric_label){"module", BW_SLICE_LIT("rules")};
+    TRY(bw_metric_counter(out, "module_killed_total", l1, 1, killed, err));
+    TRY(bw_metric_family(out, "killswitches_active", BW_METRIC_GAUGE,
+                         "killswitches in force", err));
+    TRY(bw_metric_gauge(out, "killswitches_active", NULL, 0, (double)c->kills->n, err));
+    return BW_OK;
+}
+
+/* ---- reload and killswitch ------------------------------------------------------ */
+
+static bw_status reload(void *self, struct bw_textbuf *out, enum bw_reload_outcome *ret,
+                        bw_error *err)
+{
+    struct bw_control *c = self;
+    static char report[BW_CONTROL_REPORT_MAX];
+    bool ok = bw_control_reload(c, report, sizeof report) == BW_OK;
+    *ret = ok ? BW_RELOAD_ALL_ACCEPTED : BW_RELOAD_SOME_REJECTED;
+    bool w = bw_textbuf_printf(out, "{\"accepted\":%s,\"generation\":%llu,\"report\":",
+                               ok ? "true" : "false",
+                               (unsigned long long)c->generation) == BW_OK &&
+             json_cstr(out, report) == BW_OK && bw_textbuf_append_str(out, "}\n") == BW_OK;
+    return w ? BW_OK : bw_textbuf_error(out, err);
+}
+
+static bw_status killswitch(void *self, const struct bw_killswitch_req *k,
+                            enum bw_killswitch_fault *fault, bw_error *err)
+{
+    struct bw_control *c = self;
+    struct bw_kill kill;
+    /* The admin layer checked the grammar; parse its text again into the
+     * form the killswitch set keeps. */
+    if (bw_kill_parse(k->target, &kill, err) != BW_OK) {
+        *fault = BW_KILLSWITCH_FAULT_UNKNOWN_TARGET;
+        return BW_ERR;
+    }
+    if (bw_kill_set(c->kills, &kill, k->enabled, &c->snap->rules, err) != BW_OK) {
+        *fault = BW_KILLSWITCH_FAULT_UNKNOWN_TARGET;
+        return BW_ERR;
+    }
+    BW_INFOF("killswitch %.*s: %s", (int)k->target.len, k->target.ptr,
+             k->enabled ? "enabled again" : "killed");
+    if (c->state_dir[0] && bw_kills_save(c->kills, c->state_dir, err) != BW_OK) {
+        /* In force now, but would not survive a restart: say so. */
+        BW_ERRORF("killswitch %.*s applied but not persisted: %s", (int)k->target.len,
+                  k->target.ptr, err->msg);
+        *fault = BW_KILLSWITCH_FAULT_INTERNAL;
+        return BW_ERR;
+    }
+    return BW_OK;
+}
+
+void bw_control_admin_ops(struct bw_control *c, struct bw_admin_ops *ops)
+{
+    *ops = (struct bw_admin_ops){
+        .self = c,
+        .status_json = status_json,
+        .metrics_text = metrics_text,
+        .reload = reload,
+        .killswitch = killswitch,
+    };
+}

@@ -1,0 +1,214 @@
+"""The admin API wired into the proxy: /status, /metrics, /reload and
+/killswitch against the running snapshot; killswitches persisted in
+state_dir; the token; and killswitches under load (DESIGN.md outage 2)."""
+import json
+import os
+import socket
+import textwrap
+import threading
+import time
+
+from bwtest import client, yamlish
+from bwtest.proc import default_config
+
+
+def admin(bw, method, path, body=None, token=None, timeout=5.0):
+    headers = [("Content-Type", "application/json")] if body is not None else []
+    if token:
+        headers.append(("Authorization", f"Bearer {token}"))
+    data = json.dumps(body).encode() if body is not None else b""
+    with client.connect(bw.admin_port, timeout=timeout) as c:
+        c.send(client.request_bytes(method, path, headers=headers, body=data, host="admin"))
+        return c.read_response(method=method)
+
+
+ENTRY = """\
+    id: entry
+    rules:
+      - id: deny-admin
+        expression: 'starts_with(http.request.uri.path, "/admin")'
+        action: block
+      - id: run-managed
+        expression: 'true'
+        action: execute
+        ruleset: managed
+      - id: deny-secret
+        expression: 'http.request.uri.path eq "/secret"'
+        action: block
+        status: 451
+"""
+
+MANAGED = """\
+    id: managed
+    rules:
+      - id: deny-bots
+        expression: 'lower(http.user_agent) contains "badbot"'
+        action: block
+      - id: deny-trace
+        expression: 'http.request.method eq "TRACE"'
+        action: block
+        status: 405
+"""
+
+
+def admin_config(tmp_path, origin, state_dir=None, token=None, workers=1):
+    (tmp_path / "entry.yaml").write_text(textwrap.dedent(ENTRY))
+    (tmp_path / "managed.yaml").write_text(textwrap.dedent(MANAGED))
+    cfg = default_config([origin.address], workers=workers)
+    cfg["admin"] = {"address": "127.0.0.1:0"}
+    if token:
+        tf = tmp_path / "admin.token"
+        tf.write_text(token + "\n")
+        os.chmod(tf, 0o600)
+        cfg["admin"]["token_file"] = str(tf)
+    if state_dir:
+        cfg["state_dir"] = str(state_dir)
+    cfg["modules"] = {"rules": {"rulesets": [str(tmp_path / "entry.yaml"),
+                                             str(tmp_path / "managed.yaml")]}}
+    return cfg
+
+
+def test_status_lists_artifacts_and_generation(tmp_path, origin, bulwark):
+    bw = bulwark(admin_config(tmp_path, origin))
+    r = admin(bw, "GET", "/status")
+    assert r.status == 200 and r.header("content-type").startswith("application/json")
+    st = r.json()
+    assert st["config"]["generation"] == 1
+    kinds = [(a["kind"], a.get("id")) for a in st["artifacts"]]
+    assert kinds == [("config", None), ("ruleset", "entry"), ("ruleset", "managed")]
+    assert all(len(a["hash"]) == 16 for a in st["artifacts"])
+    assert st["modules"]["rules"]["state"] == "ok"
+    assert st["last_rejection"] is None and st["killswitches"] == []
+
+
+def test_metrics_count_requests_routes_and_rules(tmp_path, origin, bulwark):
+    bw = bulwark(admin_config(tmp_path, origin))
+    for _ in range(3):
+        assert bw.request("GET", "/ok").status == 200
+    assert bw.request("GET", "/admin").status == 403
+    r = admin(bw, "GET", "/metrics")
+    assert r.status == 200
+    text = r.body.decode()
+    assert 'bulwark_responses_total{class="2xx"} 3' in text
+    assert 'bulwark_responses_total{class="4xx"} 1' in text
+    assert 'bulwark_route_responses_total{route="1",upstream="app",class="2xx"} 3' in text
+    assert 'bulwark_route_responses_total{route="none",upstream="none",class="4xx"} 1' in text
+    assert 'bulwark_rule_matches_total{ruleset="entry",rule="deny-admin",action="block"} 1' in text
+    assert 'bulwark_rules_verdicts_total{phase="request",verdict="block"} 1' in text
+    assert 'bulwark_request_duration_seconds_count 4' in text
+    assert "# TYPE bulwark_request_duration_seconds histogram" in text
+
+
+def test_reload_accepted_and_rejected(tmp_path, origin, bulwark):
+    cfg = admin_config(tmp_path, origin)
+    bw = bulwark(cfg, expect_errors=["reload rejected", "entry.yaml"])
+    r = admin(bw, "POST", "/reload")
+    assert r.status == 200 and r.json()["accepted"] is True and r.json()["generation"] == 2
+    (tmp_path / "entry.yaml").write_text("id: entry\nrules:\n  - id: x\n    expression: 'nope'\n"
+                                         "    action: block\n")
+    r = admin(bw, "POST", "/reload")
+    assert r.status == 422
+    body = r.json()
+    assert body["accepted"] is False and "entry.yaml:4:18: error" in body["report"]
+    st = admin(bw, "GET", "/status").json()
+    assert st["config"]["generation"] == 2
+    assert "entry.yaml:4:18" in st["last_rejection"]["error"]
+    # Still serving with the old rules.
+    assert bw.request("GET", "/admin").status == 403
+
+
+def test_killswitch_at_once_and_back(tmp_path, origin, bulwark):
+    bw = bulwark(admin_config(tmp_path, origin))
+    assert bw.request("GET", "/admin").status == 403
+    r = admin(bw, "POST", "/killswitch", {"target": "rule:entry/deny-admin", "enabled": False})
+    assert r.status == 200, r
+    assert bw.request("GET", "/admin").status == 200
+    st = admin(bw, "GET", "/status").json()
+    assert st["killswitches"] == [{"target": "rule:entry/deny-admin", "present": True}]
+    r = admin(bw, "POST", "/killswitch", {"target": "rule:entry/deny-admin", "enabled": True})
+    assert r.status == 200
+    assert bw.request("GET", "/admin").status == 403
+    # A typo is refused, not silently accepted.
+    r = admin(bw, "POST", "/killswitch", {"target": "rule:entry/deny-admn", "enabled": False})
+    assert r.status == 400 and "no such rule" in r.json()["error"]
+    r = admin(bw, "POST", "/killswitch", {"target": "module:bot_score", "enabled": False})
+    assert r.status == 400
+    # Killing the rules module: no rule runs, requests go on.
+    r = admin(bw, "POST", "/killswitch", {"target": "module:rules", "enabled": False})
+    assert r.status == 200
+    assert bw.request("GET", "/admin").status == 200
+    assert admin(bw, "GET", "/status").json()["modules"]["rules"]["state"] == "killed"
+    assert 'bulwark_module_killed_total{module="rules"} 1' in admin(bw, "GET", "/metrics").body.decode()
+
+
+def test_killswitches_survive_reload_and_restart(tmp_path, origin, bulwark):
+    state = tmp_path / "state"
+    state.mkdir()
+    cfg = admin_config(tmp_path, origin, state_dir=state)
+    bw = bulwark(cfg, name="first")
+    assert admin(bw, "POST", "/killswitch", {"target": "ruleset:managed", "enabled": False}).status == 200
+    assert (state / "killswitches").read_text() == "ruleset:managed\n"
+    ua = [("User-Agent", "BadBot/1")]
+    assert bw.request("GET", "/x", headers=ua).status == 200
+    assert admin(bw, "POST", "/reload").status == 200
+    assert bw.request("GET", "/x", headers=ua).status == 200  # kept across the reload
+    bw.stop()
+    bw2 = bulwark(cfg, name="second")
+    assert "1 killswitches restored" in bw2.stderr()
+    assert bw2.request("GET", "/x", headers=ua).status == 200
+    assert bw2.request("GET", "/secret").status == 451  # the rest still acts
+
+
+def test_token_guards_mutating_calls(tmp_path, origin, bulwark):
+    bw = bulwark(admin_config(tmp_path, origin, token="s3cret-token"))
+    assert admin(bw, "GET", "/status").status == 200  # read-only calls stay open
+    r = admin(bw, "POST", "/killswitch", {"target": "rule:entry/deny-admin", "enabled": False})
+    assert r.status == 401 and r.header("www-authenticate", "").startswith("Bearer")
+    r = admin(bw, "POST", "/killswitch", {"target": "rule:entry/deny-admin", "enabled": False},
+              token="wrong")
+    assert r.status == 401
+    assert bw.request("GET", "/admin").status == 403
+    r = admin(bw, "POST", "/killswitch", {"target": "rule:entry/deny-admin", "enabled": False},
+              token="s3cret-token")
+    assert r.status == 200
+    assert bw.request("GET", "/admin").status == 200
+
+
+def test_killing_execute_ruleset_and_every_rule_under_load_never_5xx(tmp_path, origin, bulwark):
+    """DESIGN.md outage 2, replayed: under load, kill the execute rule, then
+    its target ruleset, then every other rule, one at a time: no 5xx, and the
+    rules still enabled keep acting."""
+    bw = bulwark(admin_config(tmp_path, origin, workers=2))
+    stop = threading.Event()
+    bad, seen = [], [0]
+    corpus = [("GET", "/ok", []), ("GET", "/admin/x", []), ("GET", "/secret", []),
+              ("GET", "/x", [("User-Agent", "BadBot/3")]), ("TRACE", "/", [])]
+
+    def load():
+        deadline = time.monotonic() + 20
+        i = 0
+        while not stop.is_set() and time.monotonic() < deadline:
+            m, p, h = corpus[i % len(corpus)]
+            i += 1
+            r = bw.request(m, p, headers=h)
+            seen[0] += 1
+            if r.status >= 500:
+                bad.append((m, p, r.status))
+
+    threads = [threading.Thread(target=load) for _ in range(3)]
+    for t in threads:
+        t.start()
+    steps = ["rule:entry/run-managed", "ruleset:managed", "rule:entry/deny-admin",
+             "rule:managed/deny-bots", "rule:managed/deny-trace"]
+    for target in steps:
+        r = admin(bw, "POST", "/killswitch", {"target": target, "enabled": False})
+        assert r.status == 200, (target, r)
+        time.sleep(0.2)
+        # The one rule never killed still acts, at once.
+        assert bw.request("GET", "/secret").status == 451
+    stop.set()
+    for t in threads:
+        t.join(30)
+    assert bad == [] and seen[0] > 50
+    assert bw.request("GET", "/admin/x").status == 200
+    assert bw.request("GET", "/x", headers=[("User-Agent", "BadBot/3")]).status == 200
