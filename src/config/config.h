@@ -173,6 +173,8 @@ struct bw_config {
     size_t nlisten;   /* >= 1 */
     uint32_t workers; /* resolved: `auto` -> number of CPUs */
     struct bw_config_admin admin;
+    bool watch;                 /* reload.watch: reload when an artifact file changes */
+    uint64_t watch_debounce_ms; /* reload.debounce, default 500ms */
     bool has_state_dir;
     bw_slice state_dir;
     struct bw_config_client_ip client_ip;

@@ -1014,6 +1014,8 @@ static void set_defaults(struct ld *ld)
     l->send_timeout_ms = 60 * 1000;
     l->drain_timeout_ms = 30 * 1000;
     l->max_connections = 10000;
+    cfg->watch = false;
+    cfg->watch_debounce_ms = 500;
     cfg->modules.rules.enabled = false;
     cfg->modules.rules.on_error = BW_ON_ERROR_OPEN;
     cfg->modules.rules.error_status = 503;
@@ -1098,6 +1100,35 @@ static void parse_rules_module(struct ld *ld, const struct bw__ynode *key,
                        &m->rate_limit_entries);
 }
 
+/* true or false, spelled so: YAML 1.1's yes/no/on/off are refused, as they
+ * surprise people. */
+static bool get_bool(struct ld *ld, const struct bw__ynode *n, const char *path, bool *out)
+{
+    if (!want_scalar(ld, n, path, "true or false"))
+        return false;
+    if (n->plain && is_word(n, "true")) {
+        *out = true;
+        return true;
+    }
+    if (n->plain && is_word(n, "false")) {
+        *out = false;
+        return true;
+    }
+    DIAG(ld, n, "%s: expected true or false, got %s", path, got(n).s);
+    return false;
+}
+
+static void parse_reload(struct ld *ld, const struct bw__ynode *key, const struct bw__ynode *n)
+{
+    struct field f[] = {{.name = "watch"}, {.name = "debounce"}};
+    if (!walk_map(ld, n, key, "reload", "a mapping like {watch: true, debounce: 500ms}", f, 2))
+        return;
+    if (f[0].has)
+        (void)get_bool(ld, f[0].val, "reload.watch", &ld->cfg->watch);
+    if (f[1].has)
+        (void)get_duration(ld, f[1].val, "reload.debounce", &ld->cfg->watch_debounce_ms);
+}
+
 static void parse_modules(struct ld *ld, const struct bw__ynode *key, const struct bw__ynode *n)
 {
     struct field f[] = {{.name = "rules"}, {.name = "bot_score"}};
@@ -1122,6 +1153,7 @@ static void parse_root(struct ld *ld, const struct bw__ynode *root)
         F_ROUTES,
         F_ACCESS_LOG,
         F_MODULES,
+        F_RELOAD,
         F__COUNT
     };
     struct field f[F__COUNT] = {
@@ -1135,6 +1167,7 @@ static void parse_root(struct ld *ld, const struct bw__ynode *root)
         [F_ROUTES] = {.name = "routes", .required = true},
         [F_ACCESS_LOG] = {.name = "access_log"},
         [F_MODULES] = {.name = "modules"},
+        [F_RELOAD] = {.name = "reload"},
     };
     if (bw__ynode_is_null(root)) {
         diag_at(ld, 0, 0, "the config is empty; it needs at least listen, upstreams and routes");
@@ -1167,6 +1200,8 @@ static void parse_root(struct ld *ld, const struct bw__ynode *root)
         parse_access_log(ld, f[F_ACCESS_LOG].val);
     if (f[F_MODULES].has)
         parse_modules(ld, f[F_MODULES].key, f[F_MODULES].val);
+    if (f[F_RELOAD].has)
+        parse_reload(ld, f[F_RELOAD].key, f[F_RELOAD].val);
 }
 
 static void diags_reset(struct bw_config_diags *d, const char *path)

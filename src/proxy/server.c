@@ -74,12 +74,46 @@ bw_status bw_control_reload(struct bw_control *c, char *report, size_t cap)
     c->generation++;
     c->reloads_accepted++;
     bw_runtime_publish(c->rt, snap);
+    /* Not from here: this may run inside the watch's own callback. */
+    if (bw_timer_set(&c->loop, &c->rewatch, 0) != BW_OK)
+        BW_ERRORF("cannot re-arm the file watch after a reload");
     bw_snapshot_unref(old);
     snprintf(report, cap, "reloaded %s (generation %llu)\n", c->config_path,
              (unsigned long long)c->generation);
     BW_INFOF("configuration generation %llu is live (%s)", (unsigned long long)c->generation,
              c->config_path);
     return BW_OK;
+}
+
+static void files_changed(void *self)
+{
+    struct bw_control *c = self;
+    static char report[BW_CONTROL_REPORT_MAX];
+    BW_INFOF("artifact files changed: reloading %s", c->config_path);
+    if (bw_control_reload(c, report, sizeof report) != BW_OK)
+        return; /* logged; the running configuration stays */
+}
+
+static void start_watch(struct bw_control *c)
+{
+    bw_error err;
+    if (c->watch && c->snap->cfg->watch && !c->stopping) {
+        if (bw_watch_retarget(c->watch, c->snap->cfg, &err) == BW_OK)
+            return;
+        BW_ERRORF("reload.watch: %s (reload with SIGHUP or POST /reload instead)", err.msg);
+    }
+    bw_watch_stop(c->watch);
+    c->watch = NULL;
+    if (!c->snap->cfg->watch || c->stopping)
+        return;
+    if (bw_watch_start(&c->watch, &c->loop, c->snap->cfg, files_changed, c, &err) != BW_OK)
+        BW_ERRORF("reload.watch: %s (reload with SIGHUP or POST /reload instead)", err.msg);
+}
+
+static void rewatch_cb(struct bw_loop *loop, struct bw_timer *t)
+{
+    (void)t;
+    start_watch(loop->data);
 }
 
 /* The control loop keeps running while workers drain, so that SIGQUIT still
@@ -113,6 +147,8 @@ static void on_signal(struct bw_loop *loop, struct bw_io *io, uint32_t events)
             if (c->stopping)
                 break;
             c->stopping = true;
+            bw_watch_stop(c->watch);
+            c->watch = NULL;
             BW_INFOF("received %s: no longer accepting; finishing requests in flight",
                      si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
             for (size_t i = 0; i < c->nworkers; i++)
@@ -270,6 +306,7 @@ int bw_server_run(const char *config_path, struct bw_config *boot_cfg)
     }
     c.loop.data = &c;
     bw_timer_init(&c.join_poll, join_poll_cb);
+    bw_timer_init(&c.rewatch, rewatch_cb);
     sfd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
     if (sfd < 0) {
         BW_ERRORF("signalfd: %s", strerror(errno));
@@ -283,6 +320,7 @@ int bw_server_run(const char *config_path, struct bw_config *boot_cfg)
     }
     c.pws = pws;
     c.started_at = time(NULL);
+    start_watch(&c);
     static struct bw_admin admin;
     if (cfg->admin.enabled) {
         struct bw_admin_ops ops;
@@ -330,6 +368,9 @@ out_join:
     if (rc == 0)
         BW_INFOF("all workers stopped; exiting");
 out_loop:
+    bw_watch_stop(c.watch);
+    c.watch = NULL;
+    bw_timer_cancel(&c.loop, &c.rewatch);
     if (admin_srv) {
         bw_admin_server_stop(admin_srv);
         bw_loop_run_deferred(&c.loop);

@@ -2,6 +2,7 @@
 new requests without dropping any; a bad one (YAML error, ruleset error, a
 restart-only change) is rejected with the reason and the running one keeps
 serving; requests in flight finish on the snapshot they started with."""
+import os
 import signal
 import textwrap
 import threading
@@ -196,3 +197,51 @@ def test_reloads_under_load_lose_nothing(tmp_path, origins, bulwark):
     for t in threads:
         t.join(15)
     assert errors == [] and count[0] > 0
+
+
+def test_watch_reloads_on_file_change_debounced(tmp_path, origins, bulwark):
+    a, b = origins(2)
+    rules = tmp_path / "entry.yaml"
+    rules.write_text("id: entry\nrules:\n  - id: deny\n    expression: 'http.request.uri.path eq \"/one\"'\n"
+                     "    action: block\n")
+    cfg = two_upstreams(tmp_path, a, b, "a")
+    cfg["modules"] = {"rules": {"rulesets": [str(rules)]}}
+    cfg["reload"] = {"watch": True, "debounce": "100ms"}
+    bw = bulwark(cfg, expect_errors=["reload rejected", "entry.yaml"])
+    assert bw.request("GET", "/one").status == 403
+
+    def eventually(fn, timeout=5.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if fn():
+                return True
+            time.sleep(0.05)
+        return False
+
+    # Written in place, in two steps: read once, whole, after the quiet time.
+    with open(rules, "w") as f:
+        f.write("id: entry\nrules:\n  - id: deny\n")
+        f.flush()
+        time.sleep(0.02)
+        f.write("    expression: 'http.request.uri.path eq \"/two\"'\n    action: block\n")
+    assert eventually(lambda: bw.request("GET", "/two").status == 403)
+    assert bw.request("GET", "/one").status == 200
+    assert "reload rejected" not in bw.stderr()
+    # An editor's save: a temporary file renamed over the old one.
+    tmp = tmp_path / ".entry.yaml.swp"
+    tmp.write_text("id: entry\nrules:\n  - id: deny\n    expression: 'http.request.uri.path eq \"/three\"'\n"
+                   "    action: block\n")
+    os.rename(tmp, rules)
+    assert eventually(lambda: bw.request("GET", "/three").status == 403)
+    # A broken save is rejected; the running rules stay.
+    rules.write_text("id: entry\nrules: [\n")
+    assert eventually(lambda: "reload rejected" in bw.stderr()), bw.stderr()
+    assert bw.request("GET", "/three").status == 403
+    # The config file itself is watched too (with the ruleset fixed: a
+    # reload takes everything or nothing).
+    tmp.write_text("id: entry\nrules:\n  - id: deny\n    expression: 'http.request.uri.path eq \"/three\"'\n"
+                   "    action: block\n")
+    os.rename(tmp, rules)
+    cfg["routes"] = [{"upstream": "b"}]
+    write_config(bw, cfg)
+    assert eventually(lambda: served_by(bw) == b.name)

@@ -75,7 +75,7 @@ static const struct {
     /* top level */
     {"unknown top-level key", BASE "listn: x\n",
      "9:1: unknown key \"listn\" in the top level (expected one of: listen, workers, admin, "
-     "state_dir, client_ip, limits, upstreams, routes, access_log, modules)"},
+     "state_dir, client_ip, limits, upstreams, routes, access_log, modules, reload)"},
     {"duplicate top-level key", BASE "listen:\n  - address: 127.0.0.1:8081\n",
      "9:1: duplicate key \"listen\" in the top level (first at line 1)"},
     {"missing listen",
@@ -90,6 +90,12 @@ static const struct {
      "1:1: the config: expected a mapping of keys like listen: and upstreams:, got \"hello\""},
     {"non-string key", BASE "? [a, b]\n: c\n",
      "9:3: the top level: keys must be strings, got a list"},
+    {"reload watch yes", BASE "reload: {watch: yes}\n",
+     "9:17: reload.watch: expected true or false, got \"yes\""},
+    {"reload debounce", BASE "reload: {watch: true, debounce: 2h}\n",
+     "9:33: reload.debounce: expected a duration from 1ms to 1h, got \"2h\""},
+    {"reload unknown", BASE "reload: {inotify: true}\n",
+     "9:10: unknown key \"inotify\" in reload (expected one of: watch, debounce)"},
     {"modules bot_score", BASE "modules:\n  bot_score: { features: f.json }\n",
      "10:3: modules.bot_score: not available in this build yet"},
     {"modules unknown", BASE "modules:\n  waf: {}\n",
@@ -426,7 +432,7 @@ TEST(several_errors_all_reported_in_file_order)
                  "hash(<field>), got \"random\"\n"
                  "14:1: unknown key \"bogus\" in the top level (expected one of: listen, "
                  "workers, admin, state_dir, client_ip, limits, upstreams, routes, access_log, "
-                 "modules)");
+                 "modules, reload)");
 }
 
 TEST(diags_cap_counts_the_rest)
@@ -703,6 +709,8 @@ TEST(small_variants_accepted)
     static const char *const ok[] = {
         BASE "access_log: off\n",
         BASE "access_log: \"-\"\n",
+        BASE "reload: {watch: true, debounce: 50ms}\n",
+        BASE "reload: {watch: false}\n",
         BASE "workers: 1\n",
         BASE "workers: 256\n",
         BASE "limits: {header_bytes: 1KiB, request_line_bytes: 1KiB}\n",
@@ -796,7 +804,7 @@ TEST(echoed_values_are_escaped_and_shortened)
     snprintf(want + w, sizeof want - w,
              "...\" in the top level (expected one of: listen, "
              "workers, admin, state_dir, client_ip, limits, upstreams, routes, access_log, "
-             "modules)");
+             "modules, reload)");
     CHECK_STR_EQ(d.items[0].msg, want);
 
     /* A long UTF-8 value is cut at a character boundary, not inside one. */
