@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "config/rulesets.h"
+#include "modules/lkg.h"
 
 /* ---- loading ---------------------------------------------------------------- */
 
@@ -47,8 +48,68 @@ static bw_status build(struct bw_rules_rt *rr, const struct bw_config *cfg, stru
     return bw_rulebook_build(&rr->arena, sets, nsets, routes, cfg->nroutes, &rr->book, err);
 }
 
+/* Loads every ruleset file (or, with copies, each one's last-known-good
+ * copy), builds the book and runs the embedded tests. On failure the book
+ * is freed and report says why. */
+static bool load_sets(struct bw_rules_rt *rr, const struct bw_config *cfg,
+                      struct bw_route_match *routes, bool copies, struct report *rep)
+{
+    const struct bw_config_rules_module *m = &cfg->modules.rules;
+    bw_error err;
+    struct bw_ruleset *sets = bw_arena_alloc(&rr->arena, m->nrulesets * sizeof *sets);
+    struct bw_config_diags *d = malloc(sizeof *d);
+    if (!sets || !d) {
+        free(d);
+        say(rep, "out of memory loading the rulesets\n");
+        return false;
+    }
+    bool ok = true;
+    size_t nsets = 0;
+    for (size_t i = 0; i < m->nrulesets; i++) {
+        char path[4400];
+        if (copies) {
+            if (bw_lkg_path(cfg->state_dir, m->rulesets[i], path, sizeof path) != BW_OK) {
+                ok = false;
+                continue;
+            }
+        } else {
+            snprintf(path, sizeof path, "%.*s", (int)m->rulesets[i].len, m->rulesets[i].ptr);
+        }
+        if (bw_ruleset_load_file(&rr->arena, path, &sets[nsets], d) != BW_OK) {
+            say_diags(rep, d);
+            ok = false;
+            continue;
+        }
+        nsets++;
+    }
+    free(d);
+    if (ok && build(rr, cfg, sets, nsets, routes, &err) != BW_OK) {
+        say(rep, "%s\n", err.msg);
+        ok = false;
+    }
+    if (ok) {
+        bw_arena scratch;
+        bw_arena_init(&scratch, 16 * 1024, BW_RULES_REQUEST_ARENA_CAP);
+        bw_status st = bw_rulebook_run_tests(rr->book, &scratch, &err);
+        bw_arena_reset(&scratch);
+        if (st != BW_OK) {
+            say(rep, "%s\n", err.msg);
+            ok = false;
+        }
+    }
+    if (!ok)
+        rr->book = bw_rulebook_free(rr->book);
+    return ok;
+}
+
 bw_status bw_rules_rt_load(struct bw_rules_rt *rr, const struct bw_config *cfg, char *report,
                            size_t cap)
+{
+    return bw_rules_rt_load_ex(rr, cfg, false, report, cap);
+}
+
+bw_status bw_rules_rt_load_ex(struct bw_rules_rt *rr, const struct bw_config *cfg, bool use_lkg,
+                              char *report, size_t cap)
 {
     memset(rr, 0, sizeof *rr);
     struct report rep = {.buf = report, .cap = cap, .len = 0};
@@ -70,46 +131,18 @@ bw_status bw_rules_rt_load(struct bw_rules_rt *rr, const struct bw_config *cfg, 
                                             .expr = cfg->routes[i].match};
 
     bw_error err;
-    struct bw_ruleset *sets = NULL;
-    size_t nsets = 0;
-    bool ok = true;
-    if (m->enabled) {
-        sets = bw_arena_alloc(&rr->arena, m->nrulesets * sizeof *sets);
-        struct bw_config_diags *d = malloc(sizeof *d);
-        if (!sets || !d) {
-            free(d);
-            say(&rep, "out of memory loading the rulesets\n");
-            return BW_ERR;
+    if (m->enabled && !load_sets(rr, cfg, routes, false, &rep)) {
+        bool copies = use_lkg && cfg->has_state_dir;
+        for (size_t i = 0; copies && i < m->nrulesets; i++)
+            copies = bw_lkg_exists(cfg->state_dir, m->rulesets[i]);
+        if (copies) {
+            say(&rep, "falling back to the last-known-good copies in %.*s/" BW_LKG_DIR "/\n",
+                (int)cfg->state_dir.len, cfg->state_dir.ptr);
+            rr->from_lkg = load_sets(rr, cfg, routes, true, &rep);
+            if (!rr->from_lkg)
+                say(&rep, "the last-known-good copies do not load either\n");
         }
-        for (size_t i = 0; i < m->nrulesets; i++) {
-            char path[4097];
-            snprintf(path, sizeof path, "%.*s", (int)m->rulesets[i].len, m->rulesets[i].ptr);
-            if (bw_ruleset_load_file(&rr->arena, path, &sets[nsets], d) != BW_OK) {
-                say_diags(&rep, d);
-                ok = false;
-                continue;
-            }
-            nsets++;
-        }
-        free(d);
-        if (ok && build(rr, cfg, sets, nsets, routes, &err) != BW_OK) {
-            say(&rep, "%s\n", err.msg);
-            ok = false;
-        }
-        if (ok) {
-            bw_arena scratch;
-            bw_arena_init(&scratch, 16 * 1024, BW_RULES_REQUEST_ARENA_CAP);
-            bw_status st = bw_rulebook_run_tests(rr->book, &scratch, &err);
-            bw_arena_reset(&scratch);
-            if (st != BW_OK) {
-                say(&rep, "%s\n", err.msg);
-                ok = false;
-            }
-        }
-        if (!ok) {
-            rr->book = bw_rulebook_free(rr->book);
-            rr->failed = true;
-        }
+        rr->failed = !rr->from_lkg;
     }
     if (!rr->book && build(rr, cfg, NULL, 0, routes, &err) != BW_OK) {
         say(&rep, "%s\n", err.msg);

@@ -40,6 +40,7 @@ struct bw_rules_rt {
     bool enabled;               /* modules.rules is configured */
     _Atomic bool killed; /* killswitch module:rules: no rule runs (routes still do) */
     bool failed;                /* its rulesets did not load: on_error applies */
+    bool from_lkg; /* loaded from last-known-good copies (at start only) */
     enum bw_on_error on_error;
     uint16_t error_status;
     _Atomic uint64_t *matches; /* per global rule index: times it fired (all workers) */
@@ -57,6 +58,12 @@ struct bw_rules_rt {
  * report receives every problem, one "file:line:col: error: ..." per line. */
 bw_status bw_rules_rt_load(struct bw_rules_rt *rr, const struct bw_config *cfg, char *report,
                            size_t cap) BW_MUST_CHECK;
+/* The same; with use_lkg (at start only), rulesets that do not load are
+ * replaced, all together, by their last-known-good copies in
+ * state_dir/lkg/ when every one has a copy and the copies load (from_lkg
+ * set; report says what failed and that the copies are used). */
+bw_status bw_rules_rt_load_ex(struct bw_rules_rt *rr, const struct bw_config *cfg, bool use_lkg,
+                              char *report, size_t cap) BW_MUST_CHECK;
 void bw_rules_rt_done(struct bw_rules_rt *rr);
 
 /* Counters for /metrics, one set per worker for the life of the process:

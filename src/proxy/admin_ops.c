@@ -102,6 +102,7 @@ static bw_status status_json(void *self, struct bw_textbuf *out, bw_error *err)
                                  !rr->enabled                 ? "off"
                                  : atomic_load(&rr->killed)   ? "killed"
                                  : rr->failed                 ? "failed"
+                                 : rr->from_lkg               ? "last_known_good"
                                                               : "ok",
                                  rr->on_error == BW_ON_ERROR_OPEN ? "open" : "closed") == BW_OK;
     ok = ok && bw_textbuf_append_str(out, "\"last_rejection\":") == BW_OK;

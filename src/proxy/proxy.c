@@ -51,8 +51,8 @@ static void snapshot_free(struct bw_snapshot *s)
     free(s);
 }
 
-bw_status bw_snapshot_new(struct bw_config *cfg, uint64_t generation, struct bw_snapshot **ret,
-                          char *report, size_t cap)
+bw_status bw_snapshot_new(struct bw_config *cfg, uint64_t generation, bool use_lkg,
+                          struct bw_snapshot **ret, char *report, size_t cap)
 {
     struct bw_snapshot *s = calloc(1, sizeof *s);
     if (!s) {
@@ -72,7 +72,7 @@ bw_status bw_snapshot_new(struct bw_config *cfg, uint64_t generation, struct bw_
     for (size_t i = 0; i < cfg->nupstreams; i++)
         s->needs_path |= cfg->upstreams[i].balance == BW_BALANCE_HASH &&
                          cfg->upstreams[i].hash_field == BW_HASH_URI_PATH;
-    if (bw_rules_rt_load(&s->rules, cfg, report, cap) != BW_OK) {
+    if (bw_rules_rt_load_ex(&s->rules, cfg, use_lkg, report, cap) != BW_OK) {
         snapshot_free(s);
         return BW_ERR;
     }
@@ -100,7 +100,7 @@ bw_status bw_snapshot_new(struct bw_config *cfg, uint64_t generation, struct bw_
         }
     }
     s->config_hash = slice_file_hash(cfg->path);
-    if (cfg->modules.rules.enabled && !s->rules.failed) {
+    if (cfg->modules.rules.enabled && !s->rules.failed && !s->rules.from_lkg) {
         size_t n = cfg->modules.rules.nrulesets;
         s->ruleset_hashes = calloc(n ? n : 1, sizeof *s->ruleset_hashes);
         if (s->ruleset_hashes) {

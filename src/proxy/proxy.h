@@ -54,9 +54,11 @@ struct bw_snapshot {
 /* Builds a snapshot from a loaded config, which it takes over (freed with
  * the snapshot, or at once on failure). report receives what went wrong;
  * BW_OK with rules.failed set means the rulesets did not load and the rules
- * module's on_error applies (report says why). refs starts at 1. */
-bw_status bw_snapshot_new(struct bw_config *cfg, uint64_t generation, struct bw_snapshot **ret,
-                          char *report, size_t cap) BW_MUST_CHECK;
+ * module's on_error applies (report says why). use_lkg (at start only):
+ * rulesets that do not load may be replaced by their last-known-good copies
+ * (bw_rules_rt_load_ex). refs starts at 1. */
+bw_status bw_snapshot_new(struct bw_config *cfg, uint64_t generation, bool use_lkg,
+                          struct bw_snapshot **ret, char *report, size_t cap) BW_MUST_CHECK;
 /* Drops one reference; the last one frees the snapshot. Any thread. */
 void bw_snapshot_unref(struct bw_snapshot *s);
 

@@ -15,11 +15,29 @@
 #include "net/worker.h"
 #include "admin/server.h"
 #include "modules/killswitch.h"
+#include "modules/lkg.h"
 #include "proxy/control.h"
 #include "proxy/health.h"
 #include "proxy/proxy.h"
 
 enum { JOIN_POLL_MS = 20 };
+
+/* Copies every artifact of the running configuration to state_dir/lkg/:
+ * they all validated together. Not when the rules came from the copies or
+ * did not load. */
+static void save_lkg(struct bw_control *c)
+{
+    const struct bw_snapshot *s = c->snap;
+    const struct bw_config *cfg = s->cfg;
+    if (!cfg->has_state_dir || s->rules.failed || s->rules.from_lkg)
+        return;
+    bw_error err;
+    bool ok = bw_lkg_save(cfg->state_dir, cfg->path, &err) == BW_OK;
+    for (size_t i = 0; ok && cfg->modules.rules.enabled && i < cfg->modules.rules.nrulesets; i++)
+        ok = bw_lkg_save(cfg->state_dir, cfg->modules.rules.rulesets[i], &err) == BW_OK;
+    if (!ok)
+        BW_ERRORF("%s (the previous last-known-good copies stay)", err.msg);
+}
 
 static bw_status rejected(struct bw_control *c, const char *report)
 {
@@ -52,7 +70,7 @@ bw_status bw_control_reload(struct bw_control *c, char *report, size_t cap)
         return rejected(c, report);
     }
     struct bw_snapshot *snap;
-    if (bw_snapshot_new(cfg, c->generation + 1, &snap, report, cap) != BW_OK)
+    if (bw_snapshot_new(cfg, c->generation + 1, false, &snap, report, cap) != BW_OK)
         return rejected(c, report);
     if (snap->rules.failed) {
         bw_snapshot_unref(snap);
@@ -74,6 +92,7 @@ bw_status bw_control_reload(struct bw_control *c, char *report, size_t cap)
     c->generation++;
     c->reloads_accepted++;
     bw_runtime_publish(c->rt, snap);
+    save_lkg(c);
     /* Not from here: this may run inside the watch's own callback. */
     if (bw_timer_set(&c->loop, &c->rewatch, 0) != BW_OK)
         BW_ERRORF("cannot re-arm the file watch after a reload");
@@ -210,11 +229,15 @@ int bw_server_run(const char *config_path, struct bw_config *boot_cfg)
 
     static char report[16384];
     struct bw_snapshot *snap;
-    if (bw_snapshot_new(boot_cfg, 1, &snap, report, sizeof report) != BW_OK) {
+    if (bw_snapshot_new(boot_cfg, 1, true, &snap, report, sizeof report) != BW_OK) {
         BW_ERRORF("%s", report);
         return 1;
     }
-    if (snap->rules.failed)
+    if (snap->rules.from_lkg)
+        BW_ERRORF("the rules module's rulesets did not load; serving with their last-known-good "
+                  "copies until a configuration that loads is started or reloaded:\n%s",
+                  report);
+    else if (snap->rules.failed)
         BW_ERRORF("the rules module did not load; on_error: %s applies to every request "
                   "until a configuration that loads is started or reloaded:\n%s",
                   boot_cfg->modules.rules.on_error == BW_ON_ERROR_OPEN
@@ -243,6 +266,7 @@ int bw_server_run(const char *config_path, struct bw_config *boot_cfg)
     c.config_path = config_path;
     c.rt = &rt;
     bw_runtime_init(&rt, snap);
+    save_lkg(&c);
     size_t nworkers = cfg->workers ? cfg->workers : 1;
     if (cfg->log.access_enabled) {
         char path[4096];

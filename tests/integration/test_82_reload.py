@@ -245,3 +245,37 @@ def test_watch_reloads_on_file_change_debounced(tmp_path, origins, bulwark):
     cfg["routes"] = [{"upstream": "b"}]
     write_config(bw, cfg)
     assert eventually(lambda: served_by(bw) == b.name)
+
+
+def test_last_known_good_rulesets_at_start(tmp_path, origins, bulwark):
+    a, b = origins(2)
+    state = tmp_path / "state"
+    state.mkdir()
+    rules = tmp_path / "entry.yaml"
+    rules.write_text("id: entry\nrules:\n  - id: deny\n    expression: 'http.request.uri.path eq \"/deny\"'\n"
+                     "    action: block\n")
+    cfg = two_upstreams(tmp_path, a, b, "a")
+    cfg["modules"] = {"rules": {"rulesets": [str(rules)], "on_error": "open"}}
+    cfg["state_dir"] = str(state)
+    bw = bulwark(cfg, name="first")
+    assert bw.request("GET", "/deny").status == 403
+    copies = sorted(p.name for p in (state / "lkg").iterdir())
+    assert len(copies) == 2 and copies[0].endswith("-bulwark.yaml") or copies[1].endswith("-bulwark.yaml")
+    assert any(c.endswith("-entry.yaml") for c in copies)
+    bw.stop()
+    # The ruleset breaks while bulwark is down: at start, its copy is used.
+    rules.write_text("id: entry\nrules:\n  - id: deny\n    expression: 'http.nope'\n    action: block\n")
+    bw2 = bulwark(cfg, name="second", expect_errors=["did not load", "entry.yaml", "reload rejected"])
+    assert "falling back to the last-known-good copies" in bw2.stderr()
+    assert bw2.request("GET", "/deny").status == 403
+    # A copy that was used is not saved over by itself, and a reload of the
+    # broken file is still rejected.
+    bw2.signal(signal.SIGHUP)
+    assert wait_log(bw2, "reload rejected")
+    assert bw2.request("GET", "/deny").status == 403
+    bw2.stop()
+    # Without copies, the module's on_error applies (open: no rule runs).
+    for p in (state / "lkg").iterdir():
+        p.unlink()
+    bw3 = bulwark(cfg, name="third", expect_errors=["did not load", "entry.yaml"])
+    assert bw3.request("GET", "/deny").status == 200
