@@ -109,6 +109,9 @@ echo "run-demo: demo origin on 127.0.0.1:$ORIGIN_PORT (pid $origin_pid, log $ORI
     $BIN check -c $CONF
     $BIN eval -c $CONF --request 'GET /admin HTTP/1.1' -H 'Host: demo.example'
     (rules: examples/rules/*.yaml, docs/rules.md)
+    curl -s http://127.0.0.1:9901/status              # admin API (docs/admin.md)
+    curl -s http://127.0.0.1:9901/metrics | grep bulwark_rule_matches
+    curl -s -X POST -d '{"target": "rule:entry/block-admin", "enabled": false}' http://127.0.0.1:9901/killswitch
   Ctrl-C stops bulwark and the origin.
 
 EOF

@@ -417,7 +417,10 @@ static void apply_verdict(struct bw_rules_worker *w, bw_arena *a, enum bw_rules_
         out->rule = v->rule;
         out->ruleset = v->ruleset;
         out->action = v->rule->action.kind;
-    } else if (v->has_last_fired) {
+    } else if (v->has_last_fired && v->last_fired->action.kind != BW_ACTION_EXECUTE &&
+               v->last_fired->action.kind != BW_ACTION_SKIP) {
+        /* A log or edit rule is worth a line's mention; the plumbing of
+         * execute and skip, which fire on most requests, is not. */
         out->has_rule = true;
         out->rule = v->last_fired;
         out->ruleset = &w->rr->book->rulesets[v->last_fired->ruleset];
