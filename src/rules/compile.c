@@ -30,6 +30,15 @@ struct call_entry {
     struct bw__cnode *node; /* NULL: free entry */
 };
 
+/* How often a left side (by canonical text) is scanned by a regex or tested
+ * against a literal that could join its scan group (literal folding). */
+struct key_entry {
+    bw_slice key;
+    uint64_t hash;
+    bool used;
+    size_t nmatches, nlits;
+};
+
 struct compiler {
     bw_arena *a;
     bw_error *err;
@@ -40,6 +49,8 @@ struct compiler {
     size_t cur_expr;
     struct call_entry *calls; /* open addressing, ncalls_cap a power of two */
     size_t ncalls_cap;
+    struct key_entry *keys; /* scan keys, open addressing, nkeys_cap a power of two */
+    size_t nkeys_cap;
 };
 
 static bw_status oom(struct compiler *c)
@@ -47,9 +58,19 @@ static bw_status oom(struct compiler *c)
     return bw_error_set(c->err, "out of memory compiling rules");
 }
 
-/* Counts the nodes that need side tables, to size them once. */
+static bool fold_of(const struct bw_rules_node *n, enum bw__bytes_op *op,
+                    const struct bw_rules_node **x, bw_slice *k, bool *caseless);
+
+/* Counts the nodes that need side tables, to size them once. A literal that
+ * may be folded into a scan group counts as a matches. */
 static void count(const struct bw_rules_node *n, size_t *maps, size_t *matches, size_t *calls)
 {
+    enum bw__bytes_op op;
+    const struct bw_rules_node *x;
+    bw_slice k;
+    bool ci;
+    if (fold_of(n, &op, &x, &k, &ci))
+        (*matches)++;
     switch (n->kind) {
     case BW_RULES_N_BOOL:
     case BW_RULES_N_INT:
@@ -289,9 +310,217 @@ static bool bytes_k_of(const struct bw_rules_node *n, enum bw__bytes_op *op,
     return false;
 }
 
+/* ---- literal folding ----------------------------------------------------------
+ *
+ * `x contains "k"` is one more literal pattern in x's scan group when that
+ * group exists anyway (x is scanned by some `matches`) or when x is searched
+ * for at least FOLD_MIN_LITERALS literals: one scan then answers all of
+ * them, instead of one search per rule. The pattern is the literal with
+ * every byte but [A-Za-z0-9] written \xHH. When x is lower(y) and the
+ * literal is ASCII with no upper-case letter, the pattern is
+ * case-insensitive on y instead (lower() changes exactly the ASCII
+ * letters), so y needs no lowered copy. Semantics are unchanged: the
+ * group's left side unknown (or not Bytes) gives unknown, as `contains`
+ * would. starts_with / ends_with / eq are not folded: they compare |k|
+ * bytes at a known place, which costs less than the extra pattern costs a
+ * scan (measured with bench/eval_bench.c). */
+
+enum {
+    FOLD_MIN_LITERALS = 4,  /* literals on one left side that earn it a scan of its own */
+    FOLD_MAX_LITERAL = 512, /* longer literals keep their own search (pattern length) */
+};
+
+/* Whether n is a `contains` that could be folded: *x is the left side to
+ * scan, *caseless whether the pattern ignores ASCII case. */
+static bool fold_of(const struct bw_rules_node *n, enum bw__bytes_op *op,
+                    const struct bw_rules_node **x, bw_slice *k, bool *caseless)
+{
+    if (!bytes_k_of(n, op, x, k) || *op != BW__BK_CONTAINS || k->len == 0 ||
+        k->len > FOLD_MAX_LITERAL || (*x)->lifted)
+        return false;
+    *caseless = false;
+    const struct bw_rules_node *l = *x;
+    if (l->kind == BW_RULES_N_CALL && l->u.call.fn == BW_RULES_FN_LOWER && l->u.call.nargs == 1 &&
+        !l->u.call.args[0]->lifted) {
+        for (size_t i = 0; i < k->len; i++) {
+            unsigned char ch = (unsigned char)k->ptr[i];
+            if (ch >= 0x80 || (ch >= 'A' && ch <= 'Z'))
+                return true; /* fold as a case-sensitive pattern on lower(y) */
+        }
+        *x = l->u.call.args[0];
+        *caseless = true;
+    }
+    return true;
+}
+
+static bool is_alnum(unsigned char ch)
+{
+    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
+}
+
+/* The regex for a folded literal (module comment above). */
+static bw_status fold_pattern(struct compiler *c, bw_slice k, bool caseless, bw_slice *ret)
+{
+    static const char hex[] = "0123456789abcdef";
+    char *buf = bw_arena_alloc(c->a, 4 + 4 * k.len);
+    if (!buf)
+        return oom(c);
+    size_t o = 0;
+    if (caseless) {
+        memcpy(buf, "(?i)", 4);
+        o = 4;
+    }
+    for (size_t i = 0; i < k.len; i++) {
+        unsigned char ch = (unsigned char)k.ptr[i];
+        if (is_alnum(ch)) {
+            buf[o++] = (char)ch;
+        } else {
+            buf[o++] = '\\';
+            buf[o++] = 'x';
+            buf[o++] = hex[ch >> 4];
+            buf[o++] = hex[ch & 15];
+        }
+    }
+    *ret = bw_slice_make(buf, o);
+    return BW_OK;
+}
+
+/* The entry for key: the one holding it, or the free one where it goes. */
+static struct key_entry *key_find(struct compiler *c, bw_slice key)
+{
+    uint64_t h = hash_key(key);
+    size_t mask = c->nkeys_cap - 1, at = (size_t)h & mask;
+    while (c->keys[at].used && !(c->keys[at].hash == h && bw_slice_eq(c->keys[at].key, key)))
+        at = (at + 1) & mask;
+    struct key_entry *e = &c->keys[at];
+    if (!e->used)
+        *e = (struct key_entry){.key = key, .hash = h, .used = true};
+    return e;
+}
+
+/* Counts, per left side, the matches and the foldable literals on it. */
+static bw_status survey(struct compiler *c, const struct bw_rules_node *n)
+{
+    enum bw__bytes_op op;
+    const struct bw_rules_node *x;
+    bw_slice k, key;
+    bool ci;
+    if (n->kind == BW_RULES_N_MATCHES) {
+        if (key_of(c, n->u.matches.lhs, &key) != BW_OK)
+            return BW_ERR;
+        key_find(c, key)->nmatches++;
+    } else if (fold_of(n, &op, &x, &k, &ci)) {
+        if (key_of(c, x, &key) != BW_OK)
+            return BW_ERR;
+        key_find(c, key)->nlits++;
+    }
+    struct bw_rules_node *const *kids = NULL;
+    struct bw_rules_node *one[2];
+    size_t nk = 0;
+    switch (n->kind) {
+    case BW_RULES_N_BOOL:
+    case BW_RULES_N_INT:
+    case BW_RULES_N_BYTES:
+    case BW_RULES_N_IP:
+    case BW_RULES_N_FIELD:
+    case BW_RULES_N_MAP_GET: /* its map is a field */
+    case BW_RULES_N__COUNT:
+        break;
+    case BW_RULES_N_INDEX:
+        one[0] = n->u.index.array;
+        kids = one, nk = 1;
+        break;
+    case BW_RULES_N_EACH:
+        one[0] = n->u.each.array;
+        kids = one, nk = 1;
+        break;
+    case BW_RULES_N_CALL:
+        kids = n->u.call.args, nk = n->u.call.nargs;
+        break;
+    case BW_RULES_N_NOT:
+        one[0] = n->u.not_.operand;
+        kids = one, nk = 1;
+        break;
+    case BW_RULES_N_LOGIC:
+        kids = n->u.logic.operands, nk = n->u.logic.n;
+        break;
+    case BW_RULES_N_COMPARE:
+        one[0] = n->u.compare.lhs;
+        one[1] = n->u.compare.rhs;
+        kids = one, nk = 2;
+        break;
+    case BW_RULES_N_MATCHES:
+        one[0] = n->u.matches.lhs;
+        kids = one, nk = 1;
+        break;
+    case BW_RULES_N_IN:
+        one[0] = n->u.in.lhs;
+        kids = one, nk = 1;
+        break;
+    }
+    for (size_t i = 0; i < nk; i++)
+        if (survey(c, kids[i]) != BW_OK)
+            return BW_ERR;
+    return BW_OK;
+}
+
+/* Queues a matches node (its pattern built into the group of key) whose
+ * left side is x. */
+static bw_status add_pending(struct compiler *c, struct bw__cnode *o, const struct bw_rules_node *x,
+                             bw_slice key, bw_slice pattern, struct bw_rules_span span)
+{
+    if (c->npend >= c->max_pend)
+        return bw_error_set(c->err, "internal error: matches table too small");
+    struct pending *pd = &c->pend[c->npend++];
+    pd->c = o;
+    pd->pattern = pattern;
+    pd->expr = c->cur_expr;
+    pd->span = span;
+    pd->key = key;
+    /* The left side is compiled here and kept by the group of the first
+     * member with this key; later members' copies are simply unused. */
+    return compile_node(c, x, &pd->lhs);
+}
+
+/* n as a folded literal, when folding it pays (module comment above);
+ * *folded false leaves n to the ordinary compilation. */
+static bw_status compile_fold(struct compiler *c, const struct bw_rules_node *n, bool *folded,
+                              const struct bw__cnode **ret)
+{
+    enum bw__bytes_op op;
+    const struct bw_rules_node *x;
+    bw_slice k, key, pattern;
+    bool ci;
+    *folded = false;
+    if (!fold_of(n, &op, &x, &k, &ci))
+        return BW_OK;
+    if (key_of(c, x, &key) != BW_OK)
+        return BW_ERR;
+    const struct key_entry *e = key_find(c, key);
+    if (e->nmatches == 0 && e->nlits < FOLD_MIN_LITERALS)
+        return BW_OK;
+    if (fold_pattern(c, k, ci, &pattern) != BW_OK)
+        return BW_ERR;
+    struct bw__cnode *m = bw_arena_alloc(c->a, sizeof *m);
+    if (!m)
+        return oom(c);
+    m->kind = BW__C_MATCHES;
+    m->lifted = false;
+    if (add_pending(c, m, x, key, pattern, n->span) != BW_OK)
+        return BW_ERR;
+    *ret = m;
+    *folded = true;
+    return BW_OK;
+}
+
 static bw_status compile_node(struct compiler *c, const struct bw_rules_node *n,
                               const struct bw__cnode **ret)
 {
+    bool folded;
+    if (compile_fold(c, n, &folded, ret) != BW_OK)
+        return BW_ERR;
+    if (folded)
+        return BW_OK;
     enum bw__bytes_op bop = BW__BK__COUNT;
     const struct bw_rules_node *blhs = NULL;
     bw_slice bk = BW_SLICE_EMPTY;
@@ -382,18 +611,10 @@ static bw_status compile_node(struct compiler *c, const struct bw_rules_node *n,
         break;
     case BW_RULES_N_MATCHES: {
         o->kind = BW__C_MATCHES;
-        if (c->npend >= c->max_pend)
-            return bw_error_set(c->err, "internal error: matches table too small");
-        struct pending *pd = &c->pend[c->npend++];
-        pd->c = o;
-        pd->pattern = n->u.matches.pattern;
-        pd->expr = c->cur_expr;
-        pd->span = n->u.matches.pattern_span;
-        if (key_of(c, n->u.matches.lhs, &pd->key) != BW_OK)
-            return BW_ERR;
-        /* The left side is compiled here and kept by the group of the first
-         * member with this key; later members' copies are simply unused. */
-        if (compile_node(c, n->u.matches.lhs, &pd->lhs) != BW_OK)
+        bw_slice key;
+        if (key_of(c, n->u.matches.lhs, &key) != BW_OK ||
+            add_pending(c, o, n->u.matches.lhs, key, n->u.matches.pattern,
+                        n->u.matches.pattern_span) != BW_OK)
             return BW_ERR;
         break;
     }
@@ -493,6 +714,17 @@ bw_status bw_rules_compile(bw_arena *a, const struct bw_rules_expr *const *exprs
     c.pend = bw_arena_alloc(a, (matches ? matches : 1) * sizeof *c.pend);
     if (!c.p->roots || !c.p->slots || !c.pend)
         return oom(&c);
+    size_t kcap = 2;
+    while (kcap < 2 * matches + 2)
+        kcap *= 2;
+    c.nkeys_cap = kcap;
+    c.keys = bw_arena_alloc(a, kcap * sizeof *c.keys);
+    if (!c.keys)
+        return oom(&c);
+    memset(c.keys, 0, kcap * sizeof *c.keys);
+    for (size_t i = 0; i < n; i++)
+        if (survey(&c, exprs[i]->root) != BW_OK)
+            return BW_ERR;
     c.p->n = n;
     for (size_t i = 0; i < n; i++) {
         c.cur_expr = i;

@@ -183,6 +183,24 @@ static struct bw_val ip_of_sockaddr(const struct bw_rv_opt_addr *a)
     return unknown_val;
 }
 
+/* Whether bw_uri_normalize_path would return path unchanged: it starts with
+ * '/' and has no '%' (no escape to decode or uppercase), no "//" (no run of
+ * slashes) and no "/." (no dot segment; conservative: "/.env" takes the slow
+ * path). Most paths are, and then need no copy. */
+static bool path_is_normal(bw_slice path)
+{
+    if (path.len == 0 || path.ptr[0] != '/')
+        return false;
+    const char *p = path.ptr;
+    for (size_t i = 0; i < path.len; i++) {
+        if (p[i] == '%')
+            return false;
+        if (p[i] == '/' && i + 1 < path.len && (p[i + 1] == '/' || p[i + 1] == '.'))
+            return false;
+    }
+    return true;
+}
+
 static struct bw_val extract(struct bw_rules_ctx *cx, enum bw_rules_field f)
 {
     const struct bw_request_view *rv = cx->view;
@@ -194,6 +212,8 @@ static struct bw_val extract(struct bw_rules_ctx *cx, enum bw_rules_field f)
     case BW_RULES_F_HTTP_REQUEST_URI:
         return v_bytes(rv->uri);
     case BW_RULES_F_HTTP_REQUEST_URI_PATH: {
+        if (path_is_normal(rv->raw_path))
+            return v_bytes(rv->raw_path);
         char *buf = ralloc(cx, rv->raw_path.len + 1);
         if (!buf)
             return unknown_val;
@@ -278,28 +298,29 @@ static bool field_present(const struct bw_rules_ctx *cx, enum bw_rules_field f)
     return false;
 }
 
+/* The per-request caches of the program's header slots, scan groups and
+ * shared calls: one zeroed (EMPTY) allocation, on the first evaluation. */
 static bool ensure_ready(struct bw_rules_ctx *cx)
 {
     if (cx->ready)
         return !cx->broken;
     cx->ready = true;
     const struct bw_rules_prog *p = cx->prog;
-    if (p->nslots) {
-        cx->slots = ralloc(cx, p->nslots * sizeof *cx->slots); /* zeroed: EMPTY */
-        if (!cx->slots)
-            cx->broken = true;
+    size_t n_slots = p->nslots * sizeof *cx->slots, n_scans = p->ngroups * sizeof *cx->scans,
+           n_memos = p->nmemos * sizeof *cx->memos;
+    if (n_slots + n_scans + n_memos == 0)
+        return true;
+    char *m = ralloc(cx, n_slots + n_scans + n_memos);
+    if (!m) {
+        cx->broken = true;
+        return false;
     }
-    if (p->ngroups) {
-        cx->scans = ralloc(cx, p->ngroups * sizeof *cx->scans);
-        if (!cx->scans)
-            cx->broken = true;
-    }
-    if (p->nmemos) {
-        cx->memos = ralloc(cx, p->nmemos * sizeof *cx->memos); /* zeroed: EMPTY */
-        if (!cx->memos)
-            cx->broken = true;
-    }
-    return !cx->broken;
+    /* Each part is a multiple of its element size; all three element types
+     * have the same (pointer and uint64_t) alignment. */
+    cx->slots = (struct bw__field_cache *)m;
+    cx->scans = (struct bw__scan_cache *)(m + n_slots);
+    cx->memos = (struct bw__field_cache *)(m + n_slots + n_scans);
+    return true;
 }
 
 static struct bw_val slot(struct bw_rules_ctx *cx, size_t i)
@@ -445,37 +466,47 @@ static int hexval(char c)
     return -1;
 }
 
-/* Whether fn would change s at all: most values have no upper-case letter
- * to lower, no escape to decode, and are then their own result (no copy). */
-static bool map_changes(enum bw_rules_func fn, bw_slice s)
+/* The offset of the first byte fn would change in s (s.len when none):
+ * most values have no upper-case letter to lower, no escape to decode, and
+ * are then their own result (no copy); the unchanged prefix is copied as is. */
+static size_t map_first_change(enum bw_rules_func fn, bw_slice s)
 {
-    for (size_t i = 0; i < s.len; i++) {
-        char c = s.ptr[i];
-        if (fn == BW_RULES_FN_LOWER ? (c >= 'A' && c <= 'Z')
-            : fn == BW_RULES_FN_UPPER ? (c >= 'a' && c <= 'z')
-                                      : (c == '%' || c == '+'))
-            return true;
-    }
-    return false;
+    const unsigned char *p = (const unsigned char *)s.ptr;
+    size_t i = 0;
+    if (fn == BW_RULES_FN_LOWER)
+        while (i < s.len && (unsigned char)(p[i] - 'A') >= 26u)
+            i++;
+    else if (fn == BW_RULES_FN_UPPER)
+        while (i < s.len && (unsigned char)(p[i] - 'a') >= 26u)
+            i++;
+    else
+        while (i < s.len && p[i] != '%' && p[i] != '+')
+            i++;
+    return i;
 }
 
 static struct bw_val map_bytes(struct bw_rules_ctx *cx, enum bw_rules_func fn, bw_slice s)
 {
     if (s.len == 0)
         return v_bytes(BW_SLICE_EMPTY);
-    if (!map_changes(fn, s))
+    size_t first = map_first_change(fn, s);
+    if (first == s.len)
         return v_bytes(s);
     char *out = ralloc(cx, s.len);
     if (!out)
         return unknown_val;
-    size_t o = 0;
-    for (size_t i = 0; i < s.len; i++) {
-        char c = s.ptr[i];
-        if (fn == BW_RULES_FN_LOWER) {
-            out[o++] = bw_ascii_lower(c);
-        } else if (fn == BW_RULES_FN_UPPER) {
-            out[o++] = (c >= 'a' && c <= 'z') ? (char)(c - ('a' - 'A')) : c;
-        } else { /* url_decode: %XX decoded, '+' is a space; bad escapes kept */
+    memcpy(out, s.ptr, first);
+    const unsigned char *in = (const unsigned char *)s.ptr;
+    size_t o = first;
+    if (fn == BW_RULES_FN_LOWER) {
+        for (size_t i = first; i < s.len; i++)
+            out[o++] = (char)(in[i] + ((unsigned char)(in[i] - 'A') < 26u ? 'a' - 'A' : 0));
+    } else if (fn == BW_RULES_FN_UPPER) {
+        for (size_t i = first; i < s.len; i++)
+            out[o++] = (char)(in[i] - ((unsigned char)(in[i] - 'a') < 26u ? 'a' - 'A' : 0));
+    } else { /* url_decode: %XX decoded, '+' is a space; bad escapes kept */
+        for (size_t i = first; i < s.len; i++) {
+            char c = s.ptr[i];
             int h, l;
             if (c == '%' && i + 2 < s.len && (h = hexval(s.ptr[i + 1])) >= 0 &&
                 (l = hexval(s.ptr[i + 2])) >= 0) {
@@ -771,6 +802,25 @@ static enum bw_tri matches_tri(struct bw_rules_ctx *cx, const struct bw__cnode *
     return bw_tri_of(bw_regex_bit(sc->bits, n->u.matches.id));
 }
 
+/* `x in {...}` (not lifted). lower(y) and upper(y) have y's length, so
+ * when no element has that length the answer is false without computing
+ * (or allocating) the mapped copy: User-Agents are longer than the tokens
+ * of a `lower(http.user_agent) in {...}` set. */
+static enum bw_tri in_bytes_k(struct bw_rules_ctx *cx, const struct bw__cnode *n)
+{
+    const struct bw__cnode *l = n->u.in.lhs;
+    if (n->u.in.kind == BW_RULES_SET_BYTES && l->kind == BW__C_CALL && !l->lifted &&
+        l->u.call.nargs == 1 &&
+        (l->u.call.fn == BW_RULES_FN_LOWER || l->u.call.fn == BW_RULES_FN_UPPER)) {
+        struct bw_val y = value_of(cx, l->u.call.args[0]);
+        if (y.kind != BW_VAL_BYTES)
+            return BW_TRI_UNKNOWN; /* lower() of it is unknown */
+        if (!bw_bytes_set_has_len(&n->u.in.bytes, y.u.bytes.len))
+            return BW_TRI_FALSE;
+    }
+    return in_set(n, value_of(cx, l));
+}
+
 /* The truth value of a Bool node, without building a bw_val where the node
  * computes one directly (the logic layer of every expression). */
 static enum bw_tri tri(struct bw_rules_ctx *cx, const struct bw__cnode *n)
@@ -793,7 +843,7 @@ static enum bw_tri tri(struct bw_rules_ctx *cx, const struct bw__cnode *n)
     case BW__C_IN:
         if (n->lifted)
             break;
-        return in_set(n, value_of(cx, n->u.in.lhs));
+        return in_bytes_k(cx, n);
     case BW__C_CONST:
     case BW__C_FIELD:
     case BW__C_HEADER:
@@ -865,13 +915,13 @@ void bw_rules_ctx_init(struct bw_rules_ctx *cx, const struct bw_rules_prog *p,
                        const struct bw_request_view *view, bw_arena *arena,
                        bw_regex_scratch *scratch)
 {
+    /* All zero is every cache EMPTY with an UNKNOWN value. */
+    _Static_assert(BW__CACHE_EMPTY == 0 && BW_VAL_UNKNOWN == 0, "zeroed caches are empty");
     memset(cx, 0, sizeof *cx);
     cx->prog = p;
     cx->view = view;
     cx->arena = arena;
     cx->scratch = scratch;
-    for (size_t i = 0; i < BW_RULES_F__COUNT; i++)
-        cx->fields[i] = (struct bw__field_cache){.state = BW__CACHE_EMPTY, .v = unknown_val};
 }
 
 enum bw_tri bw_rules_eval(struct bw_rules_ctx *cx, size_t i)

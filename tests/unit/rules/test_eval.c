@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 
+#include "http/uri.h"
 #include "rules/eval.h"
 #include "test.h"
 
@@ -743,6 +744,161 @@ TEST(set_lengths)
     CHECK_TRI(rule, &r.v, U);
 }
 
+/* ---- literal folding ------------------------------------------------------------ */
+
+/* `contains` literals on a field that is scanned anyway are folded into its
+ * scan group: the folded program must give, for every request, exactly what
+ * each expression gives alone (unfolded), unknown included. */
+TEST(folded_literals_same_answers)
+{
+    static const char *const exprs[] = {
+        "http.user_agent matches \"qqq\"",
+        "lower(http.user_agent) matches \"qqq\"",
+        "lower(http.user_agent) contains \"sqlmap\"", /* caseless on the UA */
+        "lower(http.user_agent) contains \"SQLMap\"", /* upper case: on lower(UA) */
+        "http.user_agent contains \".*(\"",           /* regex syntax is literal */
+        "lower(http.user_agent) contains \"a\\\\b\"",
+        "http.user_agent contains \"\xc3\xa9\"",
+        "lower(http.user_agent) contains \"\xc3\xa9\"", /* not ASCII: on lower(UA) */
+        "not lower(http.user_agent) contains \"nikto\"",
+        "http.user_agent contains \"$\" or http.user_agent contains \"^\"",
+        "lower(http.user_agent) contains \"x y\"",
+        "http.user_agent contains \"\"", /* empty: never folded, always true */
+        "lower(http.user_agent) contains \"[\"",
+    };
+    static const char *const uas[] = {
+        NULL, "", "SQLMAP/1.0", "sqlmap", "sqlma", "xx.*(yy", "xx.*y(", "A\\B", "\xc3\x89 \xc3\xa9",
+        "\xc3\x89", "Nikto", "$", "a^", "X Y", "x\ny", "[",
+    };
+    size_t ne = sizeof exprs / sizeof exprs[0];
+    struct prog g;
+    memset(&g, 0, sizeof g);
+    bw_arena_init(&g.snap, 4096, 0);
+    bw_regex_scratch_init(&g.scratch);
+    const struct bw_rules_expr *es[sizeof exprs / sizeof exprs[0]];
+    for (size_t i = 0; i < ne; i++) {
+        struct bw_rules_diag d;
+        struct bw_rules_expr *e;
+        CHECK(bw_rules_parse(&g.snap, bw_slice_make(exprs[i], strlen(exprs[i])),
+                             BW_RULES_PHASE_REQUEST, &at_1_1, &e, &d) == BW_OK);
+        es[i] = e;
+    }
+    bw_error err;
+    CHECK(bw_rules_compile(&g.snap, es, ne, &g.p, &err) == BW_OK);
+    CHECK(bw_rules_prog_reserve(g.p, &g.scratch, &err) == BW_OK);
+    CHECK_INT_EQ(bw_rules_prog_scan_groups(g.p), 2); /* UA, lower(UA) */
+    for (size_t u = 0; u < sizeof uas / sizeof uas[0]; u++) {
+        struct req r;
+        req_init(&r, "GET", "/");
+        if (uas[u])
+            req_header(&r, "user-agent", uas[u]);
+        bw_arena ra;
+        bw_arena_init(&ra, 1024, 0);
+        struct bw_rules_ctx cx;
+        bw_rules_ctx_init(&cx, g.p, &r.v, &ra, &g.scratch);
+        for (size_t i = 2; i < ne; i++) {
+            enum bw_tri folded = bw_rules_eval(&cx, i), alone = ev(exprs[i], &r.v);
+            if (folded != alone || alone == BW_TRI__COUNT)
+                T_FAILF("%s on UA %s: folded %s, alone %s", exprs[i], uas[u] ? uas[u] : "(none)",
+                        bw_tri_name(folded), bw_tri_name(alone));
+        }
+        CHECK(cx.stats.regex_scans <= 2);
+        if (!uas[u])
+            CHECK_INT_EQ(cx.stats.regex_scans, 0); /* absent: unknown, nothing scanned */
+        bw_arena_reset(&ra);
+    }
+    prog_done(&g);
+}
+
+/* Enough `contains` on one field earn it a scan group of its own; a few
+ * do not (they are cheaper searched one by one). */
+TEST(folded_literals_threshold)
+{
+    struct prog g;
+    CHECK(prog_build(&g, BW_RULES_PHASE_REQUEST,
+                     LIST("http.referer contains \"a\"", "http.referer contains \"b\"",
+                          "http.referer contains \"c\"", "http.referer contains \"d\"",
+                          "http.referer contains \"e\"", "http.referer contains \"f\"",
+                          "http.cookie contains \"a\"")));
+    CHECK_INT_EQ(bw_rules_prog_scan_groups(g.p), 1); /* the referer; not the cookie */
+    struct req r;
+    req_init(&r, "GET", "/");
+    req_header(&r, "referer", "xdx");
+    req_header(&r, "cookie", "a");
+    bw_arena ra;
+    bw_arena_init(&ra, 1024, 0);
+    struct bw_rules_ctx cx;
+    bw_rules_ctx_init(&cx, g.p, &r.v, &ra, &g.scratch);
+    static const enum bw_tri want[] = {F, F, F, T, F, F, T};
+    for (size_t i = 0; i < 7; i++)
+        CHECK_INT_EQ(bw_rules_eval(&cx, i), want[i]);
+    CHECK_INT_EQ(cx.stats.regex_scans, 1);
+    bw_arena_reset(&ra);
+    prog_done(&g);
+}
+
+/* lower(x) / upper(x) in a Bytes set: a value of a length no element has is
+ * false without being mapped; unknown stays unknown. */
+TEST(mapped_set_lengths)
+{
+    struct req r;
+    req_init(&r, "GET", "/");
+    CHECK_TRI("lower(http.user_agent) in {\"abc\" \"x\"}", &r.v, U);
+    CHECK_TRI("not upper(http.user_agent) in {\"ABC\"}", &r.v, U);
+    req_header(&r, "user-agent", "AbC");
+    CHECK_TRI("lower(http.user_agent) in {\"abc\" \"x\"}", &r.v, T);
+    CHECK_TRI("upper(http.user_agent) in {\"ABC\"}", &r.v, T);
+    CHECK_TRI("lower(http.user_agent) in {\"abcd\" \"x\"}", &r.v, F);
+    CHECK_TRI("not lower(http.user_agent) in {\"abcd\" \"x\"}", &r.v, T);
+    CHECK_TRI("lower(http.user_agent) in {\"abd\"}", &r.v, F);
+    CHECK_TRI("lower(http.host) in {\"a.example\"}", &r.v, T);
+    /* lowered copies, prefix kept: */
+    CHECK_TRI("lower(http.user_agent) eq \"abc\"", &r.v, T);
+    CHECK_TRI("upper(http.user_agent) eq \"ABC\"", &r.v, T);
+    req_init(&r, "GET", "/");
+    req_header(&r, "user-agent", "mozilla/5.0 [Z@`{] x");
+    CHECK_TRI("lower(http.user_agent) eq \"mozilla/5.0 [z@`{] x\"", &r.v, T);
+    CHECK_TRI("upper(http.user_agent) eq \"MOZILLA/5.0 [Z@`{] X\"", &r.v, T);
+}
+
+/* The normalised path is the raw path itself when normalising changes
+ * nothing; either way it is what bw_uri_normalize_path gives. */
+TEST(path_fast_path_agrees)
+{
+    static const char alphabet[] = "/./a%2e%41%2fb/";
+    uint32_t seed = 12345;
+    for (int k = 0; k < 3000; k++) {
+        char path[16];
+        size_t len = (size_t)(k % 12);
+        for (size_t i = 0; i < len; i++) {
+            seed = seed * 1103515245u + 12345u;
+            path[i] = alphabet[(seed >> 16) % (sizeof alphabet - 1)];
+        }
+        if (k % 3 == 0 && len)
+            path[0] = '/';
+        path[len] = '\0';
+        char want_buf[32];
+        bw_slice want = bw_uri_normalize_path(bw_slice_make(path, len), want_buf, sizeof want_buf);
+        struct req r;
+        req_init(&r, "GET", "/");
+        r.v.raw_path = bw_slice_make(path, len);
+        struct prog g;
+        CHECK(prog_build(&g, BW_RULES_PHASE_REQUEST, LIST("true")));
+        bw_arena ra;
+        bw_arena_init(&ra, 1024, 0);
+        struct bw_rules_ctx cx;
+        bw_rules_ctx_init(&cx, g.p, &r.v, &ra, &g.scratch);
+        struct bw_val v = bw_rules_field_value(&cx, BW_RULES_F_HTTP_REQUEST_URI_PATH);
+        bool same = v.kind == BW_VAL_BYTES && bw_slice_eq(v.u.bytes, want);
+        bw_arena_reset(&ra);
+        prog_done(&g);
+        if (!same) {
+            T_FAILF("path \"%s\": normalised differently", path);
+            return;
+        }
+    }
+}
+
 /* The regular expression of the 2019-07-02 WAF outage, in a rule: accepted
  * (vectorscan runs it as an automaton, in one pass) and right on the inputs
  * that matter. How long the scans take is the benchmark's business
@@ -836,6 +992,10 @@ int main(void)
     RUN(shared_calls_memoised);
     RUN(constant_operands);
     RUN(set_lengths);
+    RUN(folded_literals_same_answers);
+    RUN(folded_literals_threshold);
+    RUN(mapped_set_lengths);
+    RUN(path_fast_path_agrees);
     RUN(outage_regex_2019_in_a_rule);
     return t_done();
 }
