@@ -140,8 +140,12 @@ static bw_status slot_of(struct compiler *c, enum bw_rules_field map, bw_slice n
     return BW_OK;
 }
 
-static bw_status build_set(struct compiler *c, const struct bw_rules_node *n, struct bw__cnode *out)
+static bw_status build_set(struct compiler *c, const struct bw_rules_node *n, struct bw__cnode *o)
 {
+    struct bw__set *out = bw_arena_alloc(c->a, sizeof *out);
+    if (!out)
+        return oom(c);
+    o->u.in.set = out;
     size_t ne = n->u.in.n;
     const struct bw_rules_set_elem *el = n->u.in.elems;
     if (ne == 0)
@@ -150,7 +154,7 @@ static bw_status build_set(struct compiler *c, const struct bw_rules_node *n, st
     for (size_t i = 1; i < ne; i++)
         if (el[i].kind != kind)
             return bw_error_set(c->err, "internal error: set mixes element kinds");
-    out->u.in.kind = kind;
+    out->kind = kind;
     switch (kind) {
     case BW_RULES_SET_BYTES: {
         bw_slice *items = bw_arena_alloc(c->a, ne * sizeof *items);
@@ -158,7 +162,7 @@ static bw_status build_set(struct compiler *c, const struct bw_rules_node *n, st
             return oom(c);
         for (size_t i = 0; i < ne; i++)
             items[i] = el[i].u.bytes;
-        return bw_bytes_set_build(c->a, items, ne, &out->u.in.bytes, c->err);
+        return bw_bytes_set_build(c->a, items, ne, &out->bytes, c->err);
     }
     case BW_RULES_SET_INT_RANGE: {
         struct bw_int_range *items = bw_arena_alloc(c->a, ne * sizeof *items);
@@ -166,7 +170,7 @@ static bw_status build_set(struct compiler *c, const struct bw_rules_node *n, st
             return oom(c);
         for (size_t i = 0; i < ne; i++)
             items[i] = (struct bw_int_range){.lo = el[i].u.range.lo, .hi = el[i].u.range.hi};
-        return bw_int_set_build(c->a, items, ne, &out->u.in.ints, c->err);
+        return bw_int_set_build(c->a, items, ne, &out->ints, c->err);
     }
     case BW_RULES_SET_IP: {
         struct bw_cidr *items = bw_arena_alloc(c->a, ne * sizeof *items);
@@ -178,7 +182,7 @@ static bw_status build_set(struct compiler *c, const struct bw_rules_node *n, st
             memcpy(items[i].addr, ip->addr, sizeof items[i].addr);
             items[i].prefix = ip->prefix;
         }
-        return bw_ip_set_build(c->a, items, ne, &out->u.in.ips, c->err);
+        return bw_ip_set_build(c->a, items, ne, &out->ips, c->err);
     }
     case BW_RULES_SET__COUNT:
         break;
@@ -689,6 +693,58 @@ static bw_status group_matches(struct compiler *c)
     return BW_OK;
 }
 
+/* The request header names the program reads (eval_internal.h): ids for
+ * the header fields, then for each request-header slot (sharing the id of
+ * an equal name), and the by-length buckets. */
+static bw_status index_header_names(struct compiler *c)
+{
+    struct bw_rules_prog *p = c->p;
+    static const bw_slice fixed[BW__H__FIXED] = {
+        [BW__H_USER_AGENT] = BW_SLICE_LIT("user-agent"),
+        [BW__H_REFERER] = BW_SLICE_LIT("referer"),
+        [BW__H_COOKIE] = BW_SLICE_LIT("cookie"),
+        [BW__H_X_FORWARDED_FOR] = BW_SLICE_LIT("x-forwarded-for"),
+    };
+    size_t cap = BW__H__FIXED + p->nslots;
+    bw_slice *names = bw_arena_alloc(c->a, cap * sizeof *names);
+    uint32_t *by_len = bw_arena_alloc(c->a, cap * sizeof *by_len);
+    if (!names || !by_len)
+        return oom(c);
+    uint32_t n = 0;
+    for (; n < BW__H__FIXED; n++)
+        names[n] = fixed[n];
+    for (size_t i = 0; i < p->nslots; i++) {
+        struct bw__slot *s = &p->slots[i];
+        if (s->map != BW_RULES_F_HTTP_REQUEST_HEADERS)
+            continue;
+        uint32_t j = 0;
+        while (j < n && !bw_slice_eq(names[j], s->name))
+            j++;
+        if (j == n)
+            names[n++] = s->name;
+        s->hname = j;
+    }
+    /* Counting sort of the ids by length bucket. */
+    uint32_t *first = p->hlen_first;
+    memset(first, 0, sizeof p->hlen_first);
+    for (uint32_t j = 0; j < n; j++) {
+        size_t b = names[j].len < BW__HLEN_BUCKETS - 1 ? names[j].len : BW__HLEN_BUCKETS - 1;
+        first[b + 1]++;
+    }
+    for (size_t b = 0; b < BW__HLEN_BUCKETS; b++)
+        first[b + 1] += first[b];
+    uint32_t fill[BW__HLEN_BUCKETS];
+    memcpy(fill, first, sizeof fill);
+    for (uint32_t j = 0; j < n; j++) {
+        size_t b = names[j].len < BW__HLEN_BUCKETS - 1 ? names[j].len : BW__HLEN_BUCKETS - 1;
+        by_len[fill[b]++] = j;
+    }
+    p->hnames = names;
+    p->nhnames = n;
+    p->hby_len = by_len;
+    return BW_OK;
+}
+
 bw_status bw_rules_compile(bw_arena *a, const struct bw_rules_expr *const *exprs, size_t n,
                            struct bw_rules_prog **ret, bw_error *err)
 {
@@ -731,7 +787,7 @@ bw_status bw_rules_compile(bw_arena *a, const struct bw_rules_expr *const *exprs
         if (compile_node(&c, exprs[i]->root, &c.p->roots[i]) != BW_OK)
             return BW_ERR;
     }
-    if (group_matches(&c) != BW_OK)
+    if (group_matches(&c) != BW_OK || index_header_names(&c) != BW_OK)
         return BW_ERR;
     *ret = c.p;
     return BW_OK;

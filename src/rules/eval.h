@@ -162,6 +162,7 @@ struct bw__field_cache {
 };
 
 struct bw__scan_cache; /* eval.c */
+struct bw__hidx;       /* eval_internal.h */
 
 /* One request's evaluation state. Fields are private to eval.c; the struct
  * is public so that callers can keep it on the stack. */
@@ -176,6 +177,8 @@ struct bw_rules_ctx {
     struct bw__field_cache *slots; /* prog's header slots */
     struct bw__scan_cache *scans;  /* prog's scan groups */
     struct bw__field_cache *memos; /* prog's shared calls */
+    struct bw__hidx *hidx;         /* prog's request header names, indexed on first use */
+    bool hidx_done;
     struct bw_rules_eval_stats stats;
 };
 

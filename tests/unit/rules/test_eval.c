@@ -336,6 +336,76 @@ TEST(header_joins)
     CHECK_TRI("len(http.request.headers[\"cookie\"]) eq 2", &r.v, T);
 }
 
+/* The per-request header index: repeated headers in order, names matched
+ * case-insensitively, names of equal and of long (>= 32 bytes) lengths,
+ * a slot named like a header field, far more headers than any table. */
+TEST(header_index)
+{
+    static struct bw_rv_header hs[300];
+    static char vals[300][16];
+    size_t n = 0;
+    for (size_t i = 0; i < 150; i++) {
+        snprintf(vals[n], sizeof vals[n], "a%zu", i);
+        hs[n] = (struct bw_rv_header){i % 2 ? BW_SLICE_LIT("X-a") : BW_SLICE_LIT("x-A"),
+                                      bw_slice_make(vals[n], strlen(vals[n]))};
+        n++;
+        snprintf(vals[n], sizeof vals[n], "x-n%zu", i);
+        hs[n] = (struct bw_rv_header){bw_slice_make(vals[n], strlen(vals[n])), BW_SLICE_LIT("n")};
+        n++;
+    }
+    hs[10] = (struct bw_rv_header){BW_SLICE_LIT("User-Agent"), BW_SLICE_LIT("u1")};
+    hs[20] = (struct bw_rv_header){BW_SLICE_LIT("uSER-aGENT"), BW_SLICE_LIT("u2")};
+    hs[30] = (struct bw_rv_header){BW_SLICE_LIT("cookie"), BW_SLICE_LIT("k=1")};
+    hs[40] = (struct bw_rv_header){BW_SLICE_LIT("COOKIE"), BW_SLICE_LIT("k=2")};
+    hs[50] = (struct bw_rv_header){BW_SLICE_LIT("X-A-Very-Long-Header-Name-Over-32-Bytes"),
+                                   BW_SLICE_LIT("l1")};
+    hs[60] = (struct bw_rv_header){BW_SLICE_LIT("x-a-very-long-header-name-over-32-bytes"),
+                                   BW_SLICE_LIT("l2")};
+    hs[70] = (struct bw_rv_header){BW_SLICE_LIT("X-C"), BW_SLICE_LIT("c")};
+    hs[80] = (struct bw_rv_header){BW_SLICE_LIT("x-a-very-long-header-name-over-32-bytez"),
+                                   BW_SLICE_LIT("z")};
+    struct req r;
+    req_init(&r, "GET", "/");
+    r.v.headers.items = hs;
+    r.v.headers.n = n;
+    struct prog g;
+    CHECK(prog_build(
+        &g, BW_RULES_PHASE_REQUEST,
+        LIST("http.user_agent eq \"u1, u2\"", "http.request.headers[\"x-a\"][0] eq \"a0\"",
+             "len(http.request.headers[\"x-a\"]) eq 142", /* 8 x-a were overwritten */
+             "http.request.headers[\"x-a\"][141] eq \"a149\"", "has(http.request.headers[\"x-b\"])",
+             "http.request.headers[\"x-a-very-long-header-name-over-32-bytes\"][1] eq \"l2\"",
+             "http.request.headers[\"x-c\"][0] eq \"c\"", "has(http.referer)",
+             "http.cookie eq \"k=1; k=2\"", "http.request.headers[\"user-agent\"][1] eq \"u2\"",
+             "len(http.request.headers[\"x-b\"]) eq 0", "has(http.user_agent)",
+             "len(http.request.headers[\"x-n149\"]) eq 1")));
+    static const enum bw_tri want[] = {T, T, T, T, F, T, T, F, T, T, T, T, T};
+    bw_arena ra;
+    bw_arena_init(&ra, 1024, 0);
+    struct bw_rules_ctx cx;
+    bw_rules_ctx_init(&cx, g.p, &r.v, &ra, &g.scratch);
+    /* A field read before any expression builds the index too. */
+    struct bw_val ua = bw_rules_field_value(&cx, BW_RULES_F_HTTP_USER_AGENT);
+    CHECK(ua.kind == BW_VAL_BYTES && bw_slice_eq(ua.u.bytes, BW_SLICE_LIT("u1, u2")));
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (bw_rules_eval(&cx, i) != want[i])
+            T_FAILF("expression %zu: %s", i, bw_tri_name(bw_rules_eval(&cx, i)));
+    bw_arena_reset(&ra);
+    /* No room for the index: presence and single values still right. */
+    bw_arena_init(&ra, 1024, 1);
+    bw_rules_ctx_init(&cx, g.p, &r.v, &ra, &g.scratch);
+    ua = bw_rules_field_value(&cx, BW_RULES_F_HTTP_USER_AGENT);
+    CHECK(ua.kind == BW_VAL_UNKNOWN); /* the join needs the arena */
+    struct bw_val ref = bw_rules_field_value(&cx, BW_RULES_F_HTTP_REFERER);
+    CHECK(ref.kind == BW_VAL_UNKNOWN); /* absent */
+    bw_arena_reset(&ra);
+    prog_done(&g);
+    CHECK_INT_EQ(ev_cap(BW_RULES_PHASE_REQUEST, "has(http.user_agent)", &r.v, 1), T);
+    CHECK_INT_EQ(ev_cap(BW_RULES_PHASE_REQUEST, "has(http.referer)", &r.v, 1), F);
+    CHECK_INT_EQ(ev_cap(BW_RULES_PHASE_REQUEST, "http.request.headers[\"x-c\"][0] eq \"c\"", &r.v, 0),
+                 T);
+}
+
 TEST(fields_extracted_once)
 {
     struct req r;
@@ -977,6 +1047,7 @@ int main(void)
     RUN(has_presence);
     RUN(request_fields);
     RUN(header_joins);
+    RUN(header_index);
     RUN(fields_extracted_once);
     RUN(functions);
     RUN(lifting_any_all);
