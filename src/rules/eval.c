@@ -76,6 +76,18 @@ static void *ralloc(struct bw_rules_ctx *cx, size_t n)
     return p;
 }
 
+static inline uint64_t load64(const char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline uint32_t load32(const char *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
 /* ---- headers --------------------------------------------------------------- */
 
 /* The header map of field map; false when it does not exist (response
@@ -309,17 +321,23 @@ static struct bw_val extract(struct bw_rules_ctx *cx, enum bw_rules_field f)
     return unknown_val;
 }
 
-static const struct bw_val *field_ref(struct bw_rules_ctx *cx, enum bw_rules_field f)
+__attribute__((noinline)) static const struct bw_val *field_fill(struct bw_rules_ctx *cx,
+                                                                 enum bw_rules_field f)
 {
+    cx->stats.extractions++;
+    cx->field_vals[f] = extract(cx, f);
+    cx->fields_done |= (uint32_t)1 << f;
+    return &cx->field_vals[f];
+}
+
+static inline const struct bw_val *field_ref(struct bw_rules_ctx *cx, enum bw_rules_field f)
+{
+    _Static_assert(BW_RULES_F__COUNT <= 32, "fields_done has a bit per field");
     if ((size_t)f >= BW_RULES_F__COUNT)
         return &unknown_val;
-    struct bw__field_cache *c = &cx->fields[f];
-    if (c->state == BW__CACHE_EMPTY) {
-        cx->stats.extractions++;
-        c->v = extract(cx, f);
-        c->state = BW__CACHE_DONE;
-    }
-    return &c->v;
+    if (__builtin_expect(!(cx->fields_done >> f & 1u), 0))
+        return field_fill(cx, f);
+    return &cx->field_vals[f];
 }
 
 static struct bw_val field(struct bw_rules_ctx *cx, enum bw_rules_field f)
@@ -371,10 +389,8 @@ static bool field_present(struct bw_rules_ctx *cx, enum bw_rules_field f)
 
 /* The per-request caches of the program's header slots, scan groups and
  * shared calls: one zeroed (EMPTY) allocation, on the first evaluation. */
-static bool ensure_ready(struct bw_rules_ctx *cx)
+__attribute__((noinline)) static bool make_ready(struct bw_rules_ctx *cx)
 {
-    if (cx->ready)
-        return !cx->broken;
     cx->ready = true;
     const struct bw_rules_prog *p = cx->prog;
     size_t n_slots = p->nslots * sizeof *cx->slots, n_scans = p->ngroups * sizeof *cx->scans,
@@ -394,6 +410,13 @@ static bool ensure_ready(struct bw_rules_ctx *cx)
     cx->scans = (struct bw__scan_cache *)(m + n_slots);
     cx->memos = (struct bw__field_cache *)(m + n_slots + n_scans);
     return true;
+}
+
+static inline bool ensure_ready(struct bw_rules_ctx *cx)
+{
+    if (__builtin_expect(cx->ready, 1))
+        return !cx->broken;
+    return make_ready(cx);
 }
 
 static const struct bw_val *slot_ref(struct bw_rules_ctx *cx, size_t i)
@@ -440,18 +463,6 @@ static enum bw_tri eq(struct bw_val l, struct bw_val r)
 /* memcmp(a, b, n) == 0 without a library call for the short constants
  * rules compare with (libc's memcmp costs more to reach than to run): two
  * overlapping loads cover 4..8 and 8..16 bytes. */
-static inline uint64_t load64(const char *p)
-{
-    uint64_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-static inline uint32_t load32(const char *p)
-{
-    uint32_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
 static inline bool same_bytes(const char *a, const char *b, size_t n)
 {
     if (n >= 8) {
@@ -742,7 +753,7 @@ __attribute__((noinline)) static struct bw_val eval_call(struct bw_rules_ctx *cx
 }
 
 /* Scans group g's left side once for this context. */
-static struct bw__scan_cache *scan(struct bw_rules_ctx *cx, size_t g)
+__attribute__((noinline)) static struct bw__scan_cache *scan(struct bw_rules_ctx *cx, size_t g)
 {
     struct bw__scan_cache *sc = &cx->scans[g];
     if (sc->state == BW__CACHE_DONE)
@@ -875,7 +886,8 @@ static inline const struct bw_val *ref(struct bw_rules_ctx *cx, const struct bw_
     return tmp;
 }
 
-static enum bw_tri bytes_k(struct bw_rules_ctx *cx, const struct bw__cnode *n)
+__attribute__((always_inline)) static inline enum bw_tri bytes_k(struct bw_rules_ctx *cx,
+                                                                  const struct bw__cnode *n)
 {
     struct bw_val tmp;
     const struct bw_val *l = ref(cx, n->u.bytes_k.lhs, &tmp);
@@ -899,9 +911,11 @@ static enum bw_tri bytes_k(struct bw_rules_ctx *cx, const struct bw__cnode *n)
     return BW_TRI_UNKNOWN;
 }
 
-static enum bw_tri matches_tri(struct bw_rules_ctx *cx, const struct bw__cnode *n)
+static inline enum bw_tri matches_tri(struct bw_rules_ctx *cx, const struct bw__cnode *n)
 {
-    struct bw__scan_cache *sc = scan(cx, n->u.matches.group);
+    struct bw__scan_cache *sc = &cx->scans[n->u.matches.group];
+    if (sc->state != BW__CACHE_DONE)
+        sc = scan(cx, n->u.matches.group);
     if (!sc->known || !sc->elem_known[0])
         return BW_TRI_UNKNOWN;
     return bw_tri_of(bw_regex_bit(sc->bits, n->u.matches.id));
@@ -1034,13 +1048,22 @@ void bw_rules_ctx_init(struct bw_rules_ctx *cx, const struct bw_rules_prog *p,
                        const struct bw_request_view *view, bw_arena *arena,
                        bw_regex_scratch *scratch)
 {
-    /* All zero is every cache EMPTY with an UNKNOWN value. */
-    _Static_assert(BW__CACHE_EMPTY == 0 && BW_VAL_UNKNOWN == 0, "zeroed caches are empty");
-    memset(cx, 0, sizeof *cx);
+    /* Everything but the field values, which are read only once their bit
+     * in fields_done is set (most of the context: not worth zeroing per
+     * request). */
     cx->prog = p;
     cx->view = view;
     cx->arena = arena;
     cx->scratch = scratch;
+    cx->ready = false;
+    cx->broken = false;
+    cx->fields_done = 0;
+    cx->slots = NULL; /* the caches: set by make_ready, read only once ready */
+    cx->scans = NULL;
+    cx->memos = NULL;
+    cx->hidx = NULL; /* read only once hidx_done */
+    cx->hidx_done = false;
+    cx->stats = (struct bw_rules_eval_stats){0};
 }
 
 enum bw_tri bw_rules_eval(struct bw_rules_ctx *cx, size_t i)

@@ -173,7 +173,8 @@ struct bw_rules_ctx {
     bw_regex_scratch *scratch;
     bool ready;  /* slot and scan caches allocated */
     bool broken; /* their allocation failed: every expression is unknown */
-    struct bw__field_cache fields[BW_RULES_F__COUNT];
+    uint32_t fields_done;                   /* bit f: field_vals[f] is extracted */
+    struct bw_val field_vals[BW_RULES_F__COUNT]; /* not zeroed by init: read only when done */
     struct bw__field_cache *slots; /* prog's header slots */
     struct bw__scan_cache *scans;  /* prog's scan groups */
     struct bw__field_cache *memos; /* prog's shared calls */

@@ -406,6 +406,34 @@ TEST(header_index)
                  T);
 }
 
+/* Header names are matched ignoring ASCII case only, through the index:
+ * the bytes next to the letters ('@' '[' '^' '`' and bytes >= 0x80) are
+ * not letters, at every position of a long name. */
+TEST(header_name_case)
+{
+    static const struct {
+        const char *header, *slot;
+        enum bw_tri want;
+    } cases[] = {
+        {"ABCDEFGZ", "abcdefgz", BW_TRI_TRUE},     {"AbCdEfGa", "abcdefga", BW_TRI_TRUE},
+        {"ABCDEFG@", "abcdefg`", BW_TRI_FALSE},    {"ABCDEFG^", "abcdefg~", BW_TRI_FALSE},
+        {"ABCDEFG\xc1", "abcdefga", BW_TRI_FALSE}, {"\xc1" "BCDEFGH", "abcdefgh", BW_TRI_FALSE},
+        {"ABCDEFG`", "abcdefg`", BW_TRI_TRUE},     {"X-LONG-HEADER-NAME", "x-long-header-name", BW_TRI_TRUE},
+        {"X-LONG-HEADER-NAMF", "x-long-header-name", BW_TRI_FALSE},
+        {"X-LONG-@EADER-NAME", "x-long-`eader-name", BW_TRI_FALSE},
+        {"x-long-header-nam", "x-long-header-name", BW_TRI_FALSE},
+        {"A", "a", BW_TRI_TRUE},                   {"@", "`", BW_TRI_FALSE},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct req r;
+        req_init(&r, "GET", "/");
+        req_header(&r, cases[i].header, "v");
+        char rule[128];
+        snprintf(rule, sizeof rule, "has(http.request.headers[\"%s\"])", cases[i].slot);
+        CHECK_TRI(rule, &r.v, cases[i].want);
+    }
+}
+
 TEST(fields_extracted_once)
 {
     struct req r;
@@ -1048,6 +1076,7 @@ int main(void)
     RUN(request_fields);
     RUN(header_joins);
     RUN(header_index);
+    RUN(header_name_case);
     RUN(fields_extracted_once);
     RUN(functions);
     RUN(lifting_any_all);
