@@ -723,9 +723,17 @@ __attribute__((noinline)) static struct bw_val eval_call(struct bw_rules_ctx *cx
         }
         return v_tri(acc);
     }
+    case BW_RULES_FN_LEN:
+        if (a0->kind == BW__C_HEADER && !n->lifted) {
+            /* The number of values, without building the array of them. */
+            size_t k, first;
+            if (!slot_find(cx, &cx->prog->slots[a0->u.header.slot], &k, &first))
+                return unknown_val;
+            return v_int((int64_t)k);
+        }
+        break;
     case BW_RULES_FN_LOWER:
     case BW_RULES_FN_UPPER:
-    case BW_RULES_FN_LEN:
     case BW_RULES_FN_STARTS_WITH:
     case BW_RULES_FN_ENDS_WITH:
     case BW_RULES_FN_URL_DECODE:
@@ -744,6 +752,8 @@ __attribute__((noinline)) static struct bw_val eval_call(struct bw_rules_ctx *cx
         return apply(cx, fn, a, rest, nrest);
     if (a.kind != BW_VAL_ARRAY)
         return unknown_val;
+    if (a.u.array.n == 0)
+        return v_array(NULL, 0); /* absent header: nothing to map, nothing to allocate */
     struct bw_val *out = ralloc(cx, a.u.array.n * sizeof *out);
     if (!out)
         return unknown_val;
@@ -823,6 +833,8 @@ static struct bw_val lift(struct bw_rules_ctx *cx, const struct bw__cnode *n, st
 {
     if (l.kind != BW_VAL_ARRAY)
         return unknown_val;
+    if (l.u.array.n == 0)
+        return v_array(NULL, 0);
     struct bw_val *out = ralloc(cx, l.u.array.n * sizeof *out);
     if (!out)
         return unknown_val;

@@ -935,6 +935,23 @@ TEST(folded_literals_threshold)
     prog_done(&g);
 }
 
+/* Absent headers: len() is a count (no array built), lifted operations on
+ * the empty array give the empty array, any() false and all() true. */
+TEST(absent_header_arrays)
+{
+    struct req r;
+    req_init(&r, "GET", "/");
+    CHECK_TRI("len(http.request.headers[\"x-a\"]) eq 0", &r.v, T);
+    CHECK_TRI("any(lower(http.request.headers[\"x-a\"][*]) in {\"a\"})", &r.v, F);
+    CHECK_TRI("all(upper(http.request.headers[\"x-a\"][*]) eq \"A\")", &r.v, T);
+    CHECK_TRI("any(http.request.headers[\"x-a\"][*] contains \"a\")", &r.v, F);
+    req_header(&r, "X-A", "A");
+    req_header(&r, "x-a", "b");
+    CHECK_TRI("len(http.request.headers[\"x-a\"]) eq 2", &r.v, T);
+    CHECK_TRI("any(lower(http.request.headers[\"x-a\"][*]) in {\"a\"})", &r.v, T);
+    CHECK_TRI("all(upper(http.request.headers[\"x-a\"][*]) eq \"A\")", &r.v, F);
+}
+
 /* lower(x) / upper(x) in a Bytes set: a value of a length no element has is
  * false without being mapped; unknown stays unknown. */
 TEST(mapped_set_lengths)
@@ -1095,6 +1112,7 @@ int main(void)
     RUN(folded_literals_same_answers);
     RUN(folded_literals_threshold);
     RUN(mapped_set_lengths);
+    RUN(absent_header_arrays);
     RUN(path_fast_path_agrees);
     RUN(outage_regex_2019_in_a_rule);
     return t_done();
