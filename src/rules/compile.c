@@ -231,8 +231,7 @@ static uint64_t hash_key(bw_slice k)
 static struct call_entry *call_find(struct compiler *c, bw_slice key, uint64_t h)
 {
     size_t mask = c->ncalls_cap - 1, at = (size_t)h & mask;
-    while (c->calls[at].node &&
-           !(c->calls[at].hash == h && bw_slice_eq(c->calls[at].key, key)))
+    while (c->calls[at].node && !(c->calls[at].hash == h && bw_slice_eq(c->calls[at].key, key)))
         at = (at + 1) & mask;
     return &c->calls[at];
 }

@@ -4,7 +4,8 @@
  * computed unknown (never a crash, never a wrong true).
  *
  * This file owns: field extraction (lazily, once per context), header
- * lookups (case-insensitive; repeated headers joined), the normalised path,
+ * lookups (case-insensitive; repeated headers joined; through a per-request
+ * index of the names the program reads), the normalised path,
  * function and operator semantics, [*] lifting, and running each scan
  * group's regex database at most once per context. It does not own building
  * anything (compile.c). */
@@ -706,8 +707,7 @@ __attribute__((noinline)) static struct bw_val eval_call(struct bw_rules_ctx *cx
             return v_bool(field_present(cx, a0->u.field));
         if (a0->kind == BW__C_HEADER) {
             size_t k, first;
-            return v_bool(slot_find(cx, &cx->prog->slots[a0->u.header.slot], &k, &first) &&
-                          k > 0);
+            return v_bool(slot_find(cx, &cx->prog->slots[a0->u.header.slot], &k, &first) && k > 0);
         }
         return v_bool(eval(cx, a0).kind != BW_VAL_UNKNOWN);
     case BW_RULES_FN_ANY:
@@ -899,7 +899,7 @@ static inline const struct bw_val *ref(struct bw_rules_ctx *cx, const struct bw_
 }
 
 __attribute__((always_inline)) static inline enum bw_tri bytes_k(struct bw_rules_ctx *cx,
-                                                                  const struct bw__cnode *n)
+                                                                 const struct bw__cnode *n)
 {
     struct bw_val tmp;
     const struct bw_val *l = ref(cx, n->u.bytes_k.lhs, &tmp);

@@ -4,7 +4,8 @@
  * A program is one tree of bw__cnode per expression. The tree mirrors the
  * checked AST with everything that can be decided at load decided: literals
  * are values, fields are ids, header lookups are slots, sets are built and
- * matches point at (scan group, pattern id). Identical calls (by canonical
+ * matches point at (scan group, pattern id), as do the `contains` literals
+ * folded into a scan group (compile.c). Identical calls (by canonical
  * text, bw_rules_format) are one shared node whose value is memoised per
  * request, so `lower(http.user_agent)` in twenty rules is lowered once. */
 #ifndef BW_RULES_EVAL_INTERNAL_H
@@ -148,7 +149,7 @@ struct bw_rules_prog {
     size_t nslots;
     struct bw__group *groups;
     size_t ngroups;
-    size_t nmemos; /* shared calls (bw__cnode.u.call.memo) */
+    size_t nmemos;          /* shared calls (bw__cnode.u.call.memo) */
     const bw_slice *hnames; /* nhnames lowercased request header names */
     uint32_t nhnames;
     uint32_t hlen_first[BW__HLEN_BUCKETS + 1]; /* bucket b: hby_len[first[b] .. first[b+1]) */

@@ -402,8 +402,8 @@ TEST(header_index)
     prog_done(&g);
     CHECK_INT_EQ(ev_cap(BW_RULES_PHASE_REQUEST, "has(http.user_agent)", &r.v, 1), T);
     CHECK_INT_EQ(ev_cap(BW_RULES_PHASE_REQUEST, "has(http.referer)", &r.v, 1), F);
-    CHECK_INT_EQ(ev_cap(BW_RULES_PHASE_REQUEST, "http.request.headers[\"x-c\"][0] eq \"c\"", &r.v, 0),
-                 T);
+    CHECK_INT_EQ(
+        ev_cap(BW_RULES_PHASE_REQUEST, "http.request.headers[\"x-c\"][0] eq \"c\"", &r.v, 0), T);
 }
 
 /* Header names are matched ignoring ASCII case only, through the index:
@@ -415,14 +415,21 @@ TEST(header_name_case)
         const char *header, *slot;
         enum bw_tri want;
     } cases[] = {
-        {"ABCDEFGZ", "abcdefgz", BW_TRI_TRUE},     {"AbCdEfGa", "abcdefga", BW_TRI_TRUE},
-        {"ABCDEFG@", "abcdefg`", BW_TRI_FALSE},    {"ABCDEFG^", "abcdefg~", BW_TRI_FALSE},
-        {"ABCDEFG\xc1", "abcdefga", BW_TRI_FALSE}, {"\xc1" "BCDEFGH", "abcdefgh", BW_TRI_FALSE},
-        {"ABCDEFG`", "abcdefg`", BW_TRI_TRUE},     {"X-LONG-HEADER-NAME", "x-long-header-name", BW_TRI_TRUE},
+        {"ABCDEFGZ", "abcdefgz", BW_TRI_TRUE},
+        {"AbCdEfGa", "abcdefga", BW_TRI_TRUE},
+        {"ABCDEFG@", "abcdefg`", BW_TRI_FALSE},
+        {"ABCDEFG^", "abcdefg~", BW_TRI_FALSE},
+        {"ABCDEFG\xc1", "abcdefga", BW_TRI_FALSE},
+        {"\xc1"
+         "BCDEFGH",
+         "abcdefgh", BW_TRI_FALSE},
+        {"ABCDEFG`", "abcdefg`", BW_TRI_TRUE},
+        {"X-LONG-HEADER-NAME", "x-long-header-name", BW_TRI_TRUE},
         {"X-LONG-HEADER-NAMF", "x-long-header-name", BW_TRI_FALSE},
         {"X-LONG-@EADER-NAME", "x-long-`eader-name", BW_TRI_FALSE},
         {"x-long-header-nam", "x-long-header-name", BW_TRI_FALSE},
-        {"A", "a", BW_TRI_TRUE},                   {"@", "`", BW_TRI_FALSE},
+        {"A", "a", BW_TRI_TRUE},
+        {"@", "`", BW_TRI_FALSE},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct req r;
@@ -738,8 +745,7 @@ TEST(shared_calls_memoised)
                           "any(lower(http.request.headers[\"x-env\"][*]) eq \"prod\")",
                           "all(lower(http.request.headers[\"x-env\"][*]) eq \"prod\")",
                           "lower(http.request.headers[\"x-env\"][1]) eq \"qa\"",
-                          "lower(http.referer) eq \"x\"",
-                          "not lower(http.referer) eq \"x\"")));
+                          "lower(http.referer) eq \"x\"", "not lower(http.referer) eq \"x\"")));
     bw_arena ra;
     bw_arena_init(&ra, 1024, 0);
     struct bw_rules_ctx cx;
@@ -783,10 +789,8 @@ TEST(constant_operands)
     CHECK_TRI("http.user_agent contains \"abcabe\"", &r.v, F);
     CHECK_TRI("http.request.uri.path contains \"aab\"", &r.v, T);
     CHECK_TRI("http.request.uri.path contains \"/aaab/x.php/\"", &r.v, F);
-    CHECK_TRI("http.user_agent contains \"0123456789012345678901234567890123456789-end\"", &r.v,
-              T);
-    CHECK_TRI("http.user_agent contains \"0123456789012345678901234567890123456789-enD\"", &r.v,
-              F);
+    CHECK_TRI("http.user_agent contains \"0123456789012345678901234567890123456789-end\"", &r.v, T);
+    CHECK_TRI("http.user_agent contains \"0123456789012345678901234567890123456789-enD\"", &r.v, F);
     CHECK_TRI("http.user_agent contains \"d\"", &r.v, T);
     CHECK_TRI("http.user_agent contains \"\"", &r.v, T);
     CHECK_TRI("http.referer contains \"\"", &r.v, U);
@@ -827,9 +831,9 @@ TEST(set_lengths)
         const char *ua;
         enum bw_tri want;
     } cases[] = {
-        {"", BW_TRI_TRUE},   {"ab", BW_TRI_TRUE},  {"ba", BW_TRI_FALSE}, {"a", BW_TRI_FALSE},
-        {l62, BW_TRI_TRUE},  {l63, BW_TRI_FALSE},  {l70, BW_TRI_TRUE},
-        {l70 + 1, BW_TRI_FALSE}, /* 69 bytes: same length bit as 70 */
+        {"", BW_TRI_TRUE},   {"ab", BW_TRI_TRUE},     {"ba", BW_TRI_FALSE},
+        {"a", BW_TRI_FALSE}, {l62, BW_TRI_TRUE},      {l63, BW_TRI_FALSE},
+        {l70, BW_TRI_TRUE},  {l70 + 1, BW_TRI_FALSE}, /* 69 bytes: same length bit as 70 */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct req r;
@@ -865,8 +869,12 @@ TEST(folded_literals_same_answers)
         "lower(http.user_agent) contains \"[\"",
     };
     static const char *const uas[] = {
-        NULL, "", "SQLMAP/1.0", "sqlmap", "sqlma", "xx.*(yy", "xx.*y(", "A\\B", "\xc3\x89 \xc3\xa9",
-        "\xc3\x89", "Nikto", "$", "a^", "X Y", "x\ny", "[",
+        NULL,       "",      "SQLMAP/1.0",
+        "sqlmap",   "sqlma", "xx.*(yy",
+        "xx.*y(",   "A\\B",  "\xc3\x89 \xc3\xa9",
+        "\xc3\x89", "Nikto", "$",
+        "a^",       "X Y",   "x\ny",
+        "[",
     };
     size_t ne = sizeof exprs / sizeof exprs[0];
     struct prog g;
@@ -1028,16 +1036,16 @@ TEST(outage_regex_2019_in_a_rule)
         const char *target;
         enum bw_tri want;
     } cases[] = {
-        {"/?x=x", BW_TRI_FALSE},         /* nothing that starts the first group */
-        {"/?a=1", BW_TRI_FALSE},         /* a digit, but no '=' after it */
-        {"/?1=a", BW_TRI_TRUE},          /* a digit, then '=' */
-        {"/?id=5&q=x", BW_TRI_TRUE},     /* '5', then "q=x" */
-        {"/?null=x", BW_TRI_TRUE},       /* a keyword, then '=' */
-        {"/?q=%22abc", BW_TRI_FALSE},    /* digits and a quote-free escape, no '=' after */
-        {"/?'--=", BW_TRI_TRUE},         /* quote, dashes, '=' */
-        {"/", BW_TRI_FALSE},             /* empty query */
-        {"/?true", BW_TRI_FALSE},        /* a keyword and no '=' at all */
-        {"/?-~!{}||+=", BW_TRI_TRUE},    /* every separator of the second group */
+        {"/?x=x", BW_TRI_FALSE},      /* nothing that starts the first group */
+        {"/?a=1", BW_TRI_FALSE},      /* a digit, but no '=' after it */
+        {"/?1=a", BW_TRI_TRUE},       /* a digit, then '=' */
+        {"/?id=5&q=x", BW_TRI_TRUE},  /* '5', then "q=x" */
+        {"/?null=x", BW_TRI_TRUE},    /* a keyword, then '=' */
+        {"/?q=%22abc", BW_TRI_FALSE}, /* digits and a quote-free escape, no '=' after */
+        {"/?'--=", BW_TRI_TRUE},      /* quote, dashes, '=' */
+        {"/", BW_TRI_FALSE},          /* empty query */
+        {"/?true", BW_TRI_FALSE},     /* a keyword and no '=' at all */
+        {"/?-~!{}||+=", BW_TRI_TRUE}, /* every separator of the second group */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct req r;
