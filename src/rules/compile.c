@@ -30,6 +30,15 @@ struct call_entry {
     struct bw__cnode *node; /* NULL: free entry */
 };
 
+/* How often a left side (by canonical text) is scanned by a regex or tested
+ * against a literal that could join its scan group (literal folding). */
+struct key_entry {
+    bw_slice key;
+    uint64_t hash;
+    bool used;
+    size_t nmatches, nlits;
+};
+
 struct compiler {
     bw_arena *a;
     bw_error *err;
@@ -40,6 +49,8 @@ struct compiler {
     size_t cur_expr;
     struct call_entry *calls; /* open addressing, ncalls_cap a power of two */
     size_t ncalls_cap;
+    struct key_entry *keys; /* scan keys, open addressing, nkeys_cap a power of two */
+    size_t nkeys_cap;
 };
 
 static bw_status oom(struct compiler *c)
@@ -47,9 +58,19 @@ static bw_status oom(struct compiler *c)
     return bw_error_set(c->err, "out of memory compiling rules");
 }
 
-/* Counts the nodes that need side tables, to size them once. */
+static bool fold_of(const struct bw_rules_node *n, enum bw__bytes_op *op,
+                    const struct bw_rules_node **x, bw_slice *k, bool *caseless);
+
+/* Counts the nodes that need side tables, to size them once. A literal that
+ * may be folded into a scan group counts as a matches. */
 static void count(const struct bw_rules_node *n, size_t *maps, size_t *matches, size_t *calls)
 {
+    enum bw__bytes_op op;
+    const struct bw_rules_node *x;
+    bw_slice k;
+    bool ci;
+    if (fold_of(n, &op, &x, &k, &ci))
+        (*matches)++;
     switch (n->kind) {
     case BW_RULES_N_BOOL:
     case BW_RULES_N_INT:
@@ -119,8 +140,12 @@ static bw_status slot_of(struct compiler *c, enum bw_rules_field map, bw_slice n
     return BW_OK;
 }
 
-static bw_status build_set(struct compiler *c, const struct bw_rules_node *n, struct bw__cnode *out)
+static bw_status build_set(struct compiler *c, const struct bw_rules_node *n, struct bw__cnode *o)
 {
+    struct bw__set *out = bw_arena_alloc(c->a, sizeof *out);
+    if (!out)
+        return oom(c);
+    o->u.in.set = out;
     size_t ne = n->u.in.n;
     const struct bw_rules_set_elem *el = n->u.in.elems;
     if (ne == 0)
@@ -129,7 +154,7 @@ static bw_status build_set(struct compiler *c, const struct bw_rules_node *n, st
     for (size_t i = 1; i < ne; i++)
         if (el[i].kind != kind)
             return bw_error_set(c->err, "internal error: set mixes element kinds");
-    out->u.in.kind = kind;
+    out->kind = kind;
     switch (kind) {
     case BW_RULES_SET_BYTES: {
         bw_slice *items = bw_arena_alloc(c->a, ne * sizeof *items);
@@ -137,7 +162,7 @@ static bw_status build_set(struct compiler *c, const struct bw_rules_node *n, st
             return oom(c);
         for (size_t i = 0; i < ne; i++)
             items[i] = el[i].u.bytes;
-        return bw_bytes_set_build(c->a, items, ne, &out->u.in.bytes, c->err);
+        return bw_bytes_set_build(c->a, items, ne, &out->bytes, c->err);
     }
     case BW_RULES_SET_INT_RANGE: {
         struct bw_int_range *items = bw_arena_alloc(c->a, ne * sizeof *items);
@@ -145,7 +170,7 @@ static bw_status build_set(struct compiler *c, const struct bw_rules_node *n, st
             return oom(c);
         for (size_t i = 0; i < ne; i++)
             items[i] = (struct bw_int_range){.lo = el[i].u.range.lo, .hi = el[i].u.range.hi};
-        return bw_int_set_build(c->a, items, ne, &out->u.in.ints, c->err);
+        return bw_int_set_build(c->a, items, ne, &out->ints, c->err);
     }
     case BW_RULES_SET_IP: {
         struct bw_cidr *items = bw_arena_alloc(c->a, ne * sizeof *items);
@@ -157,7 +182,7 @@ static bw_status build_set(struct compiler *c, const struct bw_rules_node *n, st
             memcpy(items[i].addr, ip->addr, sizeof items[i].addr);
             items[i].prefix = ip->prefix;
         }
-        return bw_ip_set_build(c->a, items, ne, &out->u.in.ips, c->err);
+        return bw_ip_set_build(c->a, items, ne, &out->ips, c->err);
     }
     case BW_RULES_SET__COUNT:
         break;
@@ -206,8 +231,7 @@ static uint64_t hash_key(bw_slice k)
 static struct call_entry *call_find(struct compiler *c, bw_slice key, uint64_t h)
 {
     size_t mask = c->ncalls_cap - 1, at = (size_t)h & mask;
-    while (c->calls[at].node &&
-           !(c->calls[at].hash == h && bw_slice_eq(c->calls[at].key, key)))
+    while (c->calls[at].node && !(c->calls[at].hash == h && bw_slice_eq(c->calls[at].key, key)))
         at = (at + 1) & mask;
     return &c->calls[at];
 }
@@ -289,9 +313,217 @@ static bool bytes_k_of(const struct bw_rules_node *n, enum bw__bytes_op *op,
     return false;
 }
 
+/* ---- literal folding ----------------------------------------------------------
+ *
+ * `x contains "k"` is one more literal pattern in x's scan group when that
+ * group exists anyway (x is scanned by some `matches`) or when x is searched
+ * for at least FOLD_MIN_LITERALS literals: one scan then answers all of
+ * them, instead of one search per rule. The pattern is the literal with
+ * every byte but [A-Za-z0-9] written \xHH. When x is lower(y) and the
+ * literal is ASCII with no upper-case letter, the pattern is
+ * case-insensitive on y instead (lower() changes exactly the ASCII
+ * letters), so y needs no lowered copy. Semantics are unchanged: the
+ * group's left side unknown (or not Bytes) gives unknown, as `contains`
+ * would. starts_with / ends_with / eq are not folded: they compare |k|
+ * bytes at a known place, which costs less than the extra pattern costs a
+ * scan (measured with bench/eval_bench.c). */
+
+enum {
+    FOLD_MIN_LITERALS = 4,  /* literals on one left side that earn it a scan of its own */
+    FOLD_MAX_LITERAL = 512, /* longer literals keep their own search (pattern length) */
+};
+
+/* Whether n is a `contains` that could be folded: *x is the left side to
+ * scan, *caseless whether the pattern ignores ASCII case. */
+static bool fold_of(const struct bw_rules_node *n, enum bw__bytes_op *op,
+                    const struct bw_rules_node **x, bw_slice *k, bool *caseless)
+{
+    if (!bytes_k_of(n, op, x, k) || *op != BW__BK_CONTAINS || k->len == 0 ||
+        k->len > FOLD_MAX_LITERAL || (*x)->lifted)
+        return false;
+    *caseless = false;
+    const struct bw_rules_node *l = *x;
+    if (l->kind == BW_RULES_N_CALL && l->u.call.fn == BW_RULES_FN_LOWER && l->u.call.nargs == 1 &&
+        !l->u.call.args[0]->lifted) {
+        for (size_t i = 0; i < k->len; i++) {
+            unsigned char ch = (unsigned char)k->ptr[i];
+            if (ch >= 0x80 || (ch >= 'A' && ch <= 'Z'))
+                return true; /* fold as a case-sensitive pattern on lower(y) */
+        }
+        *x = l->u.call.args[0];
+        *caseless = true;
+    }
+    return true;
+}
+
+static bool is_alnum(unsigned char ch)
+{
+    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
+}
+
+/* The regex for a folded literal (module comment above). */
+static bw_status fold_pattern(struct compiler *c, bw_slice k, bool caseless, bw_slice *ret)
+{
+    static const char hex[] = "0123456789abcdef";
+    char *buf = bw_arena_alloc(c->a, 4 + 4 * k.len);
+    if (!buf)
+        return oom(c);
+    size_t o = 0;
+    if (caseless) {
+        memcpy(buf, "(?i)", 4);
+        o = 4;
+    }
+    for (size_t i = 0; i < k.len; i++) {
+        unsigned char ch = (unsigned char)k.ptr[i];
+        if (is_alnum(ch)) {
+            buf[o++] = (char)ch;
+        } else {
+            buf[o++] = '\\';
+            buf[o++] = 'x';
+            buf[o++] = hex[ch >> 4];
+            buf[o++] = hex[ch & 15];
+        }
+    }
+    *ret = bw_slice_make(buf, o);
+    return BW_OK;
+}
+
+/* The entry for key: the one holding it, or the free one where it goes. */
+static struct key_entry *key_find(struct compiler *c, bw_slice key)
+{
+    uint64_t h = hash_key(key);
+    size_t mask = c->nkeys_cap - 1, at = (size_t)h & mask;
+    while (c->keys[at].used && !(c->keys[at].hash == h && bw_slice_eq(c->keys[at].key, key)))
+        at = (at + 1) & mask;
+    struct key_entry *e = &c->keys[at];
+    if (!e->used)
+        *e = (struct key_entry){.key = key, .hash = h, .used = true};
+    return e;
+}
+
+/* Counts, per left side, the matches and the foldable literals on it. */
+static bw_status survey(struct compiler *c, const struct bw_rules_node *n)
+{
+    enum bw__bytes_op op;
+    const struct bw_rules_node *x;
+    bw_slice k, key;
+    bool ci;
+    if (n->kind == BW_RULES_N_MATCHES) {
+        if (key_of(c, n->u.matches.lhs, &key) != BW_OK)
+            return BW_ERR;
+        key_find(c, key)->nmatches++;
+    } else if (fold_of(n, &op, &x, &k, &ci)) {
+        if (key_of(c, x, &key) != BW_OK)
+            return BW_ERR;
+        key_find(c, key)->nlits++;
+    }
+    struct bw_rules_node *const *kids = NULL;
+    struct bw_rules_node *one[2];
+    size_t nk = 0;
+    switch (n->kind) {
+    case BW_RULES_N_BOOL:
+    case BW_RULES_N_INT:
+    case BW_RULES_N_BYTES:
+    case BW_RULES_N_IP:
+    case BW_RULES_N_FIELD:
+    case BW_RULES_N_MAP_GET: /* its map is a field */
+    case BW_RULES_N__COUNT:
+        break;
+    case BW_RULES_N_INDEX:
+        one[0] = n->u.index.array;
+        kids = one, nk = 1;
+        break;
+    case BW_RULES_N_EACH:
+        one[0] = n->u.each.array;
+        kids = one, nk = 1;
+        break;
+    case BW_RULES_N_CALL:
+        kids = n->u.call.args, nk = n->u.call.nargs;
+        break;
+    case BW_RULES_N_NOT:
+        one[0] = n->u.not_.operand;
+        kids = one, nk = 1;
+        break;
+    case BW_RULES_N_LOGIC:
+        kids = n->u.logic.operands, nk = n->u.logic.n;
+        break;
+    case BW_RULES_N_COMPARE:
+        one[0] = n->u.compare.lhs;
+        one[1] = n->u.compare.rhs;
+        kids = one, nk = 2;
+        break;
+    case BW_RULES_N_MATCHES:
+        one[0] = n->u.matches.lhs;
+        kids = one, nk = 1;
+        break;
+    case BW_RULES_N_IN:
+        one[0] = n->u.in.lhs;
+        kids = one, nk = 1;
+        break;
+    }
+    for (size_t i = 0; i < nk; i++)
+        if (survey(c, kids[i]) != BW_OK)
+            return BW_ERR;
+    return BW_OK;
+}
+
+/* Queues a matches node (its pattern built into the group of key) whose
+ * left side is x. */
+static bw_status add_pending(struct compiler *c, struct bw__cnode *o, const struct bw_rules_node *x,
+                             bw_slice key, bw_slice pattern, struct bw_rules_span span)
+{
+    if (c->npend >= c->max_pend)
+        return bw_error_set(c->err, "internal error: matches table too small");
+    struct pending *pd = &c->pend[c->npend++];
+    pd->c = o;
+    pd->pattern = pattern;
+    pd->expr = c->cur_expr;
+    pd->span = span;
+    pd->key = key;
+    /* The left side is compiled here and kept by the group of the first
+     * member with this key; later members' copies are simply unused. */
+    return compile_node(c, x, &pd->lhs);
+}
+
+/* n as a folded literal, when folding it pays (module comment above);
+ * *folded false leaves n to the ordinary compilation. */
+static bw_status compile_fold(struct compiler *c, const struct bw_rules_node *n, bool *folded,
+                              const struct bw__cnode **ret)
+{
+    enum bw__bytes_op op;
+    const struct bw_rules_node *x;
+    bw_slice k, key, pattern;
+    bool ci;
+    *folded = false;
+    if (!fold_of(n, &op, &x, &k, &ci))
+        return BW_OK;
+    if (key_of(c, x, &key) != BW_OK)
+        return BW_ERR;
+    const struct key_entry *e = key_find(c, key);
+    if (e->nmatches == 0 && e->nlits < FOLD_MIN_LITERALS)
+        return BW_OK;
+    if (fold_pattern(c, k, ci, &pattern) != BW_OK)
+        return BW_ERR;
+    struct bw__cnode *m = bw_arena_alloc(c->a, sizeof *m);
+    if (!m)
+        return oom(c);
+    m->kind = BW__C_MATCHES;
+    m->lifted = false;
+    if (add_pending(c, m, x, key, pattern, n->span) != BW_OK)
+        return BW_ERR;
+    *ret = m;
+    *folded = true;
+    return BW_OK;
+}
+
 static bw_status compile_node(struct compiler *c, const struct bw_rules_node *n,
                               const struct bw__cnode **ret)
 {
+    bool folded;
+    if (compile_fold(c, n, &folded, ret) != BW_OK)
+        return BW_ERR;
+    if (folded)
+        return BW_OK;
     enum bw__bytes_op bop = BW__BK__COUNT;
     const struct bw_rules_node *blhs = NULL;
     bw_slice bk = BW_SLICE_EMPTY;
@@ -382,18 +614,10 @@ static bw_status compile_node(struct compiler *c, const struct bw_rules_node *n,
         break;
     case BW_RULES_N_MATCHES: {
         o->kind = BW__C_MATCHES;
-        if (c->npend >= c->max_pend)
-            return bw_error_set(c->err, "internal error: matches table too small");
-        struct pending *pd = &c->pend[c->npend++];
-        pd->c = o;
-        pd->pattern = n->u.matches.pattern;
-        pd->expr = c->cur_expr;
-        pd->span = n->u.matches.pattern_span;
-        if (key_of(c, n->u.matches.lhs, &pd->key) != BW_OK)
-            return BW_ERR;
-        /* The left side is compiled here and kept by the group of the first
-         * member with this key; later members' copies are simply unused. */
-        if (compile_node(c, n->u.matches.lhs, &pd->lhs) != BW_OK)
+        bw_slice key;
+        if (key_of(c, n->u.matches.lhs, &key) != BW_OK ||
+            add_pending(c, o, n->u.matches.lhs, key, n->u.matches.pattern,
+                        n->u.matches.pattern_span) != BW_OK)
             return BW_ERR;
         break;
     }
@@ -468,6 +692,58 @@ static bw_status group_matches(struct compiler *c)
     return BW_OK;
 }
 
+/* The request header names the program reads (eval_internal.h): ids for
+ * the header fields, then for each request-header slot (sharing the id of
+ * an equal name), and the by-length buckets. */
+static bw_status index_header_names(struct compiler *c)
+{
+    struct bw_rules_prog *p = c->p;
+    static const bw_slice fixed[BW__H__FIXED] = {
+        [BW__H_USER_AGENT] = BW_SLICE_LIT("user-agent"),
+        [BW__H_REFERER] = BW_SLICE_LIT("referer"),
+        [BW__H_COOKIE] = BW_SLICE_LIT("cookie"),
+        [BW__H_X_FORWARDED_FOR] = BW_SLICE_LIT("x-forwarded-for"),
+    };
+    size_t cap = BW__H__FIXED + p->nslots;
+    bw_slice *names = bw_arena_alloc(c->a, cap * sizeof *names);
+    uint32_t *by_len = bw_arena_alloc(c->a, cap * sizeof *by_len);
+    if (!names || !by_len)
+        return oom(c);
+    uint32_t n = 0;
+    for (; n < BW__H__FIXED; n++)
+        names[n] = fixed[n];
+    for (size_t i = 0; i < p->nslots; i++) {
+        struct bw__slot *s = &p->slots[i];
+        if (s->map != BW_RULES_F_HTTP_REQUEST_HEADERS)
+            continue;
+        uint32_t j = 0;
+        while (j < n && !bw_slice_eq(names[j], s->name))
+            j++;
+        if (j == n)
+            names[n++] = s->name;
+        s->hname = j;
+    }
+    /* Counting sort of the ids by length bucket. */
+    uint32_t *first = p->hlen_first;
+    memset(first, 0, sizeof p->hlen_first);
+    for (uint32_t j = 0; j < n; j++) {
+        size_t b = names[j].len < BW__HLEN_BUCKETS - 1 ? names[j].len : BW__HLEN_BUCKETS - 1;
+        first[b + 1]++;
+    }
+    for (size_t b = 0; b < BW__HLEN_BUCKETS; b++)
+        first[b + 1] += first[b];
+    uint32_t fill[BW__HLEN_BUCKETS];
+    memcpy(fill, first, sizeof fill);
+    for (uint32_t j = 0; j < n; j++) {
+        size_t b = names[j].len < BW__HLEN_BUCKETS - 1 ? names[j].len : BW__HLEN_BUCKETS - 1;
+        by_len[fill[b]++] = j;
+    }
+    p->hnames = names;
+    p->nhnames = n;
+    p->hby_len = by_len;
+    return BW_OK;
+}
+
 bw_status bw_rules_compile(bw_arena *a, const struct bw_rules_expr *const *exprs, size_t n,
                            struct bw_rules_prog **ret, bw_error *err)
 {
@@ -493,13 +769,24 @@ bw_status bw_rules_compile(bw_arena *a, const struct bw_rules_expr *const *exprs
     c.pend = bw_arena_alloc(a, (matches ? matches : 1) * sizeof *c.pend);
     if (!c.p->roots || !c.p->slots || !c.pend)
         return oom(&c);
+    size_t kcap = 2;
+    while (kcap < 2 * matches + 2)
+        kcap *= 2;
+    c.nkeys_cap = kcap;
+    c.keys = bw_arena_alloc(a, kcap * sizeof *c.keys);
+    if (!c.keys)
+        return oom(&c);
+    memset(c.keys, 0, kcap * sizeof *c.keys);
+    for (size_t i = 0; i < n; i++)
+        if (survey(&c, exprs[i]->root) != BW_OK)
+            return BW_ERR;
     c.p->n = n;
     for (size_t i = 0; i < n; i++) {
         c.cur_expr = i;
         if (compile_node(&c, exprs[i]->root, &c.p->roots[i]) != BW_OK)
             return BW_ERR;
     }
-    if (group_matches(&c) != BW_OK)
+    if (group_matches(&c) != BW_OK || index_header_names(&c) != BW_OK)
         return BW_ERR;
     *ret = c.p;
     return BW_OK;

@@ -4,7 +4,8 @@
  * computed unknown (never a crash, never a wrong true).
  *
  * This file owns: field extraction (lazily, once per context), header
- * lookups (case-insensitive; repeated headers joined), the normalised path,
+ * lookups (case-insensitive; repeated headers joined; through a per-request
+ * index of the names the program reads), the normalised path,
  * function and operator semantics, [*] lifting, and running each scan
  * group's regex database at most once per context. It does not own building
  * anything (compile.c). */
@@ -76,6 +77,18 @@ static void *ralloc(struct bw_rules_ctx *cx, size_t n)
     return p;
 }
 
+static inline uint64_t load64(const char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline uint32_t load32(const char *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
 /* ---- headers --------------------------------------------------------------- */
 
 /* The header map of field map; false when it does not exist (response
@@ -93,37 +106,76 @@ static bool map_of(const struct bw_rules_ctx *cx, enum bw_rules_field map,
     return true;
 }
 
-static size_t header_count(const struct bw_rv_headers *h, bw_slice name)
+/* Indexes the request's headers by the program's header names, once per
+ * context, in one pass: each header is compared with the names of its
+ * length only. False when the index could not be allocated (the callers
+ * then scan the headers instead: presence never depends on the arena). */
+static bool hindex(struct bw_rules_ctx *cx)
 {
+    if (cx->hidx_done)
+        return true;
+    const struct bw_rules_prog *p = cx->prog;
+    struct bw__hidx *ix = bw_arena_alloc(cx->arena, p->nhnames * sizeof *ix); /* zeroed */
+    if (!ix)
+        return false; /* not counted: nothing is unknown because of it */
+    const struct bw_rv_headers *h = &cx->view->headers;
+    for (size_t i = 0; i < h->n; i++) {
+        bw_slice nm = h->items[i].name;
+        size_t b = nm.len < BW__HLEN_BUCKETS - 1 ? nm.len : BW__HLEN_BUCKETS - 1;
+        for (uint32_t j = p->hlen_first[b]; j < p->hlen_first[b + 1]; j++) {
+            uint32_t id = p->hby_len[j];
+            if (bw_slice_eq_nocase(nm, p->hnames[id])) {
+                if (ix[id].count++ == 0)
+                    ix[id].first = i;
+                break;
+            }
+        }
+    }
+    cx->hidx = ix;
+    cx->hidx_done = true;
+    return true;
+}
+
+/* How many request headers are called name (id in prog->hnames), and the
+ * index of the first; through the index, or a scan when it could not be
+ * allocated. */
+static size_t header_find(struct bw_rules_ctx *cx, uint32_t id, bw_slice name, size_t *first)
+{
+    if (hindex(cx)) {
+        *first = cx->hidx[id].first;
+        return cx->hidx[id].count;
+    }
+    const struct bw_rv_headers *h = &cx->view->headers;
     size_t k = 0;
+    *first = 0;
     for (size_t i = 0; i < h->n; i++)
-        if (bw_slice_eq_nocase(h->items[i].name, name))
-            k++;
+        if (bw_slice_eq_nocase(h->items[i].name, name) && k++ == 0)
+            *first = i;
     return k;
 }
 
-/* Every value of header name, joined by sep; unknown when there is none. */
-static struct bw_val header_join(struct bw_rules_ctx *cx, bw_slice name, bw_slice sep)
+/* Every value of request header name (id in prog->hnames), joined by sep;
+ * unknown when there is none. */
+static struct bw_val header_join(struct bw_rules_ctx *cx, uint32_t id, bw_slice sep)
 {
     const struct bw_rv_headers *h = &cx->view->headers;
-    size_t k = 0, total = 0, last = 0;
-    for (size_t i = 0; i < h->n; i++)
-        if (bw_slice_eq_nocase(h->items[i].name, name)) {
-            total += h->items[i].value.len + (k ? sep.len : 0);
-            k++;
-            last = i;
-        }
+    bw_slice name = cx->prog->hnames[id];
+    size_t first, k = header_find(cx, id, name, &first);
     if (k == 0)
         return unknown_val;
     if (k == 1)
-        return v_bytes(h->items[last].value);
+        return v_bytes(h->items[first].value);
+    size_t total = 0;
+    for (size_t i = first; i < h->n; i++)
+        if (bw_slice_eq_nocase(h->items[i].name, name))
+            total += h->items[i].value.len + (i > first ? sep.len : 0);
     char *buf = ralloc(cx, total);
     if (!buf)
         return unknown_val;
-    size_t o = 0, j = 0;
-    for (size_t i = 0; i < h->n; i++)
+    size_t o = 0;
+    for (size_t i = first; i < h->n; i++)
         if (bw_slice_eq_nocase(h->items[i].name, name)) {
-            if (j++) {
+            if (i > first) {
                 memcpy(buf + o, sep.ptr, sep.len);
                 o += sep.len;
             }
@@ -133,21 +185,42 @@ static struct bw_val header_join(struct bw_rules_ctx *cx, bw_slice name, bw_slic
     return v_bytes(bw_slice_make(buf, o));
 }
 
+/* How many headers of slot s's map are called its name (first: the index of
+ * the first); false when the map does not exist (response headers before
+ * there is a response). */
+static bool slot_find(struct bw_rules_ctx *cx, const struct bw__slot *s, size_t *count,
+                      size_t *first)
+{
+    const struct bw_rv_headers *h;
+    if (!map_of(cx, s->map, &h))
+        return false;
+    if (s->map == BW_RULES_F_HTTP_REQUEST_HEADERS) {
+        *count = header_find(cx, s->hname, s->name, first);
+        return true;
+    }
+    *count = 0;
+    *first = 0;
+    for (size_t i = 0; i < h->n; i++)
+        if (bw_slice_eq_nocase(h->items[i].name, s->name) && (*count)++ == 0)
+            *first = i;
+    return true;
+}
+
 /* map["name"] as Array<Bytes>: empty when the header is absent, unknown when
  * the map itself is (response headers before there is a response). */
 static struct bw_val header_array(struct bw_rules_ctx *cx, const struct bw__slot *s)
 {
     const struct bw_rv_headers *h;
-    if (!map_of(cx, s->map, &h))
+    size_t k, first;
+    if (!slot_find(cx, s, &k, &first) || !map_of(cx, s->map, &h))
         return unknown_val;
-    size_t k = header_count(h, s->name);
     if (k == 0)
         return v_array(NULL, 0);
     struct bw_val *items = ralloc(cx, k * sizeof *items);
     if (!items)
         return unknown_val;
     size_t j = 0;
-    for (size_t i = 0; i < h->n; i++)
+    for (size_t i = first; i < h->n && j < k; i++)
         if (bw_slice_eq_nocase(h->items[i].name, s->name))
             items[j++] = v_bytes(h->items[i].value);
     return v_array(items, k);
@@ -183,6 +256,24 @@ static struct bw_val ip_of_sockaddr(const struct bw_rv_opt_addr *a)
     return unknown_val;
 }
 
+/* Whether bw_uri_normalize_path would return path unchanged: it starts with
+ * '/' and has no '%' (no escape to decode or uppercase), no "//" (no run of
+ * slashes) and no "/." (no dot segment; conservative: "/.env" takes the slow
+ * path). Most paths are, and then need no copy. */
+static bool path_is_normal(bw_slice path)
+{
+    if (path.len == 0 || path.ptr[0] != '/')
+        return false;
+    const char *p = path.ptr;
+    for (size_t i = 0; i < path.len; i++) {
+        if (p[i] == '%')
+            return false;
+        if (p[i] == '/' && i + 1 < path.len && (p[i + 1] == '/' || p[i + 1] == '.'))
+            return false;
+    }
+    return true;
+}
+
 static struct bw_val extract(struct bw_rules_ctx *cx, enum bw_rules_field f)
 {
     const struct bw_request_view *rv = cx->view;
@@ -194,6 +285,8 @@ static struct bw_val extract(struct bw_rules_ctx *cx, enum bw_rules_field f)
     case BW_RULES_F_HTTP_REQUEST_URI:
         return v_bytes(rv->uri);
     case BW_RULES_F_HTTP_REQUEST_URI_PATH: {
+        if (path_is_normal(rv->raw_path))
+            return v_bytes(rv->raw_path);
         char *buf = ralloc(cx, rv->raw_path.len + 1);
         if (!buf)
             return unknown_val;
@@ -204,13 +297,13 @@ static struct bw_val extract(struct bw_rules_ctx *cx, enum bw_rules_field f)
     case BW_RULES_F_HTTP_REQUEST_URI_QUERY:
         return v_bytes(rv->query);
     case BW_RULES_F_HTTP_USER_AGENT:
-        return header_join(cx, BW_SLICE_LIT("user-agent"), BW_SLICE_LIT(", "));
+        return header_join(cx, BW__H_USER_AGENT, BW_SLICE_LIT(", "));
     case BW_RULES_F_HTTP_REFERER:
-        return header_join(cx, BW_SLICE_LIT("referer"), BW_SLICE_LIT(", "));
+        return header_join(cx, BW__H_REFERER, BW_SLICE_LIT(", "));
     case BW_RULES_F_HTTP_COOKIE:
-        return header_join(cx, BW_SLICE_LIT("cookie"), BW_SLICE_LIT("; "));
+        return header_join(cx, BW__H_COOKIE, BW_SLICE_LIT("; "));
     case BW_RULES_F_HTTP_X_FORWARDED_FOR:
-        return header_join(cx, BW_SLICE_LIT("x-forwarded-for"), BW_SLICE_LIT(", "));
+        return header_join(cx, BW__H_X_FORWARDED_FOR, BW_SLICE_LIT(", "));
     case BW_RULES_F_IP_SRC:
         return ip_of_sockaddr(&rv->src);
     case BW_RULES_F_SSL:
@@ -229,21 +322,38 @@ static struct bw_val extract(struct bw_rules_ctx *cx, enum bw_rules_field f)
     return unknown_val;
 }
 
+__attribute__((noinline)) static const struct bw_val *field_fill(struct bw_rules_ctx *cx,
+                                                                 enum bw_rules_field f)
+{
+    cx->stats.extractions++;
+    cx->field_vals[f] = extract(cx, f);
+    cx->fields_done |= (uint32_t)1 << f;
+    return &cx->field_vals[f];
+}
+
+static inline const struct bw_val *field_ref(struct bw_rules_ctx *cx, enum bw_rules_field f)
+{
+    _Static_assert(BW_RULES_F__COUNT <= 32, "fields_done has a bit per field");
+    if ((size_t)f >= BW_RULES_F__COUNT)
+        return &unknown_val;
+    if (__builtin_expect(!(cx->fields_done >> f & 1u), 0))
+        return field_fill(cx, f);
+    return &cx->field_vals[f];
+}
+
 static struct bw_val field(struct bw_rules_ctx *cx, enum bw_rules_field f)
 {
-    if ((size_t)f >= BW_RULES_F__COUNT)
-        return unknown_val;
-    struct bw__field_cache *c = &cx->fields[f];
-    if (c->state == BW__CACHE_EMPTY) {
-        cx->stats.extractions++;
-        c->v = extract(cx, f);
-        c->state = BW__CACHE_DONE;
-    }
-    return c->v;
+    return *field_ref(cx, f);
+}
+
+static bool header_present(struct bw_rules_ctx *cx, uint32_t id)
+{
+    size_t first;
+    return header_find(cx, id, cx->prog->hnames[id], &first) > 0;
 }
 
 /* has(field): presence, never unknown, independent of the arena. */
-static bool field_present(const struct bw_rules_ctx *cx, enum bw_rules_field f)
+static bool field_present(struct bw_rules_ctx *cx, enum bw_rules_field f)
 {
     const struct bw_request_view *rv = cx->view;
     switch (f) {
@@ -258,13 +368,13 @@ static bool field_present(const struct bw_rules_ctx *cx, enum bw_rules_field f)
     case BW_RULES_F_HTTP_HOST:
         return rv->host.known;
     case BW_RULES_F_HTTP_USER_AGENT:
-        return header_count(&rv->headers, BW_SLICE_LIT("user-agent")) > 0;
+        return header_present(cx, BW__H_USER_AGENT);
     case BW_RULES_F_HTTP_REFERER:
-        return header_count(&rv->headers, BW_SLICE_LIT("referer")) > 0;
+        return header_present(cx, BW__H_REFERER);
     case BW_RULES_F_HTTP_COOKIE:
-        return header_count(&rv->headers, BW_SLICE_LIT("cookie")) > 0;
+        return header_present(cx, BW__H_COOKIE);
     case BW_RULES_F_HTTP_X_FORWARDED_FOR:
-        return header_count(&rv->headers, BW_SLICE_LIT("x-forwarded-for")) > 0;
+        return header_present(cx, BW__H_X_FORWARDED_FOR);
     case BW_RULES_F_IP_SRC:
         return ip_of_sockaddr(&rv->src).kind == BW_VAL_IP;
     case BW_RULES_F_BOT_SCORE:
@@ -278,31 +388,39 @@ static bool field_present(const struct bw_rules_ctx *cx, enum bw_rules_field f)
     return false;
 }
 
-static bool ensure_ready(struct bw_rules_ctx *cx)
+/* The per-request caches of the program's header slots, scan groups and
+ * shared calls: one zeroed (EMPTY) allocation, on the first evaluation. */
+__attribute__((noinline)) static bool make_ready(struct bw_rules_ctx *cx)
 {
-    if (cx->ready)
-        return !cx->broken;
     cx->ready = true;
     const struct bw_rules_prog *p = cx->prog;
-    if (p->nslots) {
-        cx->slots = ralloc(cx, p->nslots * sizeof *cx->slots); /* zeroed: EMPTY */
-        if (!cx->slots)
-            cx->broken = true;
+    size_t n_slots = p->nslots * sizeof *cx->slots, n_scans = p->ngroups * sizeof *cx->scans,
+           n_memos = p->nmemos * sizeof *cx->memos;
+    if (n_slots + n_scans + n_memos == 0)
+        return true;
+    char *m = ralloc(cx, n_slots + n_scans + n_memos);
+    if (!m) {
+        cx->broken = true;
+        return false;
     }
-    if (p->ngroups) {
-        cx->scans = ralloc(cx, p->ngroups * sizeof *cx->scans);
-        if (!cx->scans)
-            cx->broken = true;
-    }
-    if (p->nmemos) {
-        cx->memos = ralloc(cx, p->nmemos * sizeof *cx->memos); /* zeroed: EMPTY */
-        if (!cx->memos)
-            cx->broken = true;
-    }
-    return !cx->broken;
+    /* Each part is a multiple of its element size; all three element types
+     * have the same (pointer and uint64_t) alignment. */
+    _Static_assert(_Alignof(struct bw__field_cache) == _Alignof(struct bw__scan_cache),
+                   "one allocation for every cache");
+    cx->slots = (struct bw__field_cache *)m;
+    cx->scans = (struct bw__scan_cache *)(m + n_slots);
+    cx->memos = (struct bw__field_cache *)(m + n_slots + n_scans);
+    return true;
 }
 
-static struct bw_val slot(struct bw_rules_ctx *cx, size_t i)
+static inline bool ensure_ready(struct bw_rules_ctx *cx)
+{
+    if (__builtin_expect(cx->ready, 1))
+        return !cx->broken;
+    return make_ready(cx);
+}
+
+static const struct bw_val *slot_ref(struct bw_rules_ctx *cx, size_t i)
 {
     struct bw__field_cache *c = &cx->slots[i];
     if (c->state == BW__CACHE_EMPTY) {
@@ -310,7 +428,7 @@ static struct bw_val slot(struct bw_rules_ctx *cx, size_t i)
         c->v = header_array(cx, &cx->prog->slots[i]);
         c->state = BW__CACHE_DONE;
     }
-    return c->v;
+    return &c->v;
 }
 
 /* ---- operators and functions -------------------------------------------- */
@@ -344,11 +462,17 @@ static enum bw_tri eq(struct bw_val l, struct bw_val r)
 }
 
 /* memcmp(a, b, n) == 0 without a library call for the short constants
- * rules compare with (libc's memcmp costs more to reach than to run). */
+ * rules compare with (libc's memcmp costs more to reach than to run): two
+ * overlapping loads cover 4..8 and 8..16 bytes. */
 static inline bool same_bytes(const char *a, const char *b, size_t n)
 {
-    if (n > 16)
-        return memcmp(a, b, n) == 0;
+    if (n >= 8) {
+        if (n > 16)
+            return memcmp(a, b, n) == 0;
+        return ((load64(a) ^ load64(b)) | (load64(a + n - 8) ^ load64(b + n - 8))) == 0;
+    }
+    if (n >= 4)
+        return ((load32(a) ^ load32(b)) | (load32(a + n - 4) ^ load32(b + n - 4))) == 0;
     unsigned char diff = 0;
     for (size_t i = 0; i < n; i++)
         diff |= (unsigned char)(a[i] ^ b[i]);
@@ -382,8 +506,10 @@ static bool has_substring(bw_slice s, bw_slice k)
     return false;
 }
 
-static enum bw_tri compare(enum bw_rules_cmp_op op, struct bw_val l, struct bw_val r)
+static enum bw_tri compare(enum bw_rules_cmp_op op, const struct bw_val *lp,
+                           const struct bw_val *rp)
 {
+    const struct bw_val l = *lp, r = *rp;
     switch (op) {
     case BW_RULES_EQ:
         return eq(l, r);
@@ -411,23 +537,24 @@ static enum bw_tri compare(enum bw_rules_cmp_op op, struct bw_val l, struct bw_v
     return BW_TRI_UNKNOWN;
 }
 
-static enum bw_tri in_set(const struct bw__cnode *n, struct bw_val v)
+static enum bw_tri in_set(const struct bw__cnode *n, const struct bw_val *v)
 {
-    switch (n->u.in.kind) {
+    const struct bw__set *set = n->u.in.set;
+    switch (set->kind) {
     case BW_RULES_SET_BYTES:
-        if (v.kind != BW_VAL_BYTES)
+        if (v->kind != BW_VAL_BYTES)
             return BW_TRI_UNKNOWN;
-        return bw_tri_of(bw_bytes_set_contains(&n->u.in.bytes, v.u.bytes));
+        return bw_tri_of(bw_bytes_set_contains(&set->bytes, v->u.bytes));
     case BW_RULES_SET_INT_RANGE:
-        if (v.kind != BW_VAL_INT)
+        if (v->kind != BW_VAL_INT)
             return BW_TRI_UNKNOWN;
-        return bw_tri_of(bw_int_set_contains(&n->u.in.ints, v.u.integer));
+        return bw_tri_of(bw_int_set_contains(&set->ints, v->u.integer));
     case BW_RULES_SET_IP:
-        if (v.kind != BW_VAL_IP)
+        if (v->kind != BW_VAL_IP)
             return BW_TRI_UNKNOWN;
-        if (v.u.ip.family == BW_RULES_IPV4)
-            return bw_tri_of(bw_ip_set_contains_v4(&n->u.in.ips, v.u.ip.addr));
-        return bw_tri_of(bw_ip_set_contains_v6(&n->u.in.ips, v.u.ip.addr));
+        if (v->u.ip.family == BW_RULES_IPV4)
+            return bw_tri_of(bw_ip_set_contains_v4(&set->ips, v->u.ip.addr));
+        return bw_tri_of(bw_ip_set_contains_v6(&set->ips, v->u.ip.addr));
     case BW_RULES_SET__COUNT:
         break;
     }
@@ -445,37 +572,47 @@ static int hexval(char c)
     return -1;
 }
 
-/* Whether fn would change s at all: most values have no upper-case letter
- * to lower, no escape to decode, and are then their own result (no copy). */
-static bool map_changes(enum bw_rules_func fn, bw_slice s)
+/* The offset of the first byte fn would change in s (s.len when none):
+ * most values have no upper-case letter to lower, no escape to decode, and
+ * are then their own result (no copy); the unchanged prefix is copied as is. */
+static size_t map_first_change(enum bw_rules_func fn, bw_slice s)
 {
-    for (size_t i = 0; i < s.len; i++) {
-        char c = s.ptr[i];
-        if (fn == BW_RULES_FN_LOWER ? (c >= 'A' && c <= 'Z')
-            : fn == BW_RULES_FN_UPPER ? (c >= 'a' && c <= 'z')
-                                      : (c == '%' || c == '+'))
-            return true;
-    }
-    return false;
+    const unsigned char *p = (const unsigned char *)s.ptr;
+    size_t i = 0;
+    if (fn == BW_RULES_FN_LOWER)
+        while (i < s.len && (unsigned char)(p[i] - 'A') >= 26u)
+            i++;
+    else if (fn == BW_RULES_FN_UPPER)
+        while (i < s.len && (unsigned char)(p[i] - 'a') >= 26u)
+            i++;
+    else
+        while (i < s.len && p[i] != '%' && p[i] != '+')
+            i++;
+    return i;
 }
 
 static struct bw_val map_bytes(struct bw_rules_ctx *cx, enum bw_rules_func fn, bw_slice s)
 {
     if (s.len == 0)
         return v_bytes(BW_SLICE_EMPTY);
-    if (!map_changes(fn, s))
+    size_t first = map_first_change(fn, s);
+    if (first == s.len)
         return v_bytes(s);
     char *out = ralloc(cx, s.len);
     if (!out)
         return unknown_val;
-    size_t o = 0;
-    for (size_t i = 0; i < s.len; i++) {
-        char c = s.ptr[i];
-        if (fn == BW_RULES_FN_LOWER) {
-            out[o++] = bw_ascii_lower(c);
-        } else if (fn == BW_RULES_FN_UPPER) {
-            out[o++] = (c >= 'a' && c <= 'z') ? (char)(c - ('a' - 'A')) : c;
-        } else { /* url_decode: %XX decoded, '+' is a space; bad escapes kept */
+    memcpy(out, s.ptr, first);
+    const unsigned char *in = (const unsigned char *)s.ptr;
+    size_t o = first;
+    if (fn == BW_RULES_FN_LOWER) {
+        for (size_t i = first; i < s.len; i++)
+            out[o++] = (char)(in[i] + ((unsigned char)(in[i] - 'A') < 26u ? 'a' - 'A' : 0));
+    } else if (fn == BW_RULES_FN_UPPER) {
+        for (size_t i = first; i < s.len; i++)
+            out[o++] = (char)(in[i] - ((unsigned char)(in[i] - 'a') < 26u ? 'a' - 'A' : 0));
+    } else { /* url_decode: %XX decoded, '+' is a space; bad escapes kept */
+        for (size_t i = first; i < s.len; i++) {
+            char c = s.ptr[i];
             int h, l;
             if (c == '%' && i + 2 < s.len && (h = hexval(s.ptr[i + 1])) >= 0 &&
                 (l = hexval(s.ptr[i + 2])) >= 0) {
@@ -553,6 +690,7 @@ static struct bw_val apply(struct bw_rules_ctx *cx, enum bw_rules_func fn, struc
 /* ---- evaluation ------------------------------------------------------------ */
 
 static struct bw_val eval(struct bw_rules_ctx *cx, const struct bw__cnode *n);
+static const struct bw_val *memo_ref(struct bw_rules_ctx *cx, const struct bw__cnode *n);
 
 /* concat() takes at most 16 arguments (fields.c). */
 #define BW__MAX_ARGS 16
@@ -568,9 +706,8 @@ __attribute__((noinline)) static struct bw_val eval_call(struct bw_rules_ctx *cx
         if (a0->kind == BW__C_FIELD)
             return v_bool(field_present(cx, a0->u.field));
         if (a0->kind == BW__C_HEADER) {
-            const struct bw__slot *s = &cx->prog->slots[a0->u.header.slot];
-            const struct bw_rv_headers *h;
-            return v_bool(map_of(cx, s->map, &h) && header_count(h, s->name) > 0);
+            size_t k, first;
+            return v_bool(slot_find(cx, &cx->prog->slots[a0->u.header.slot], &k, &first) && k > 0);
         }
         return v_bool(eval(cx, a0).kind != BW_VAL_UNKNOWN);
     case BW_RULES_FN_ANY:
@@ -586,9 +723,17 @@ __attribute__((noinline)) static struct bw_val eval_call(struct bw_rules_ctx *cx
         }
         return v_tri(acc);
     }
+    case BW_RULES_FN_LEN:
+        if (a0->kind == BW__C_HEADER && !n->lifted) {
+            /* The number of values, without building the array of them. */
+            size_t k, first;
+            if (!slot_find(cx, &cx->prog->slots[a0->u.header.slot], &k, &first))
+                return unknown_val;
+            return v_int((int64_t)k);
+        }
+        break;
     case BW_RULES_FN_LOWER:
     case BW_RULES_FN_UPPER:
-    case BW_RULES_FN_LEN:
     case BW_RULES_FN_STARTS_WITH:
     case BW_RULES_FN_ENDS_WITH:
     case BW_RULES_FN_URL_DECODE:
@@ -607,6 +752,8 @@ __attribute__((noinline)) static struct bw_val eval_call(struct bw_rules_ctx *cx
         return apply(cx, fn, a, rest, nrest);
     if (a.kind != BW_VAL_ARRAY)
         return unknown_val;
+    if (a.u.array.n == 0)
+        return v_array(NULL, 0); /* absent header: nothing to map, nothing to allocate */
     struct bw_val *out = ralloc(cx, a.u.array.n * sizeof *out);
     if (!out)
         return unknown_val;
@@ -616,7 +763,7 @@ __attribute__((noinline)) static struct bw_val eval_call(struct bw_rules_ctx *cx
 }
 
 /* Scans group g's left side once for this context. */
-static struct bw__scan_cache *scan(struct bw_rules_ctx *cx, size_t g)
+__attribute__((noinline)) static struct bw__scan_cache *scan(struct bw_rules_ctx *cx, size_t g)
 {
     struct bw__scan_cache *sc = &cx->scans[g];
     if (sc->state == BW__CACHE_DONE)
@@ -686,12 +833,14 @@ static struct bw_val lift(struct bw_rules_ctx *cx, const struct bw__cnode *n, st
 {
     if (l.kind != BW_VAL_ARRAY)
         return unknown_val;
+    if (l.u.array.n == 0)
+        return v_array(NULL, 0);
     struct bw_val *out = ralloc(cx, l.u.array.n * sizeof *out);
     if (!out)
         return unknown_val;
     for (size_t i = 0; i < l.u.array.n; i++)
-        out[i] = v_tri(n->kind == BW__C_IN ? in_set(n, l.u.array.items[i])
-                                           : compare(n->u.compare.op, l.u.array.items[i], r));
+        out[i] = v_tri(n->kind == BW__C_IN ? in_set(n, &l.u.array.items[i])
+                                           : compare(n->u.compare.op, &l.u.array.items[i], &r));
     return v_array(out, l.u.array.n);
 }
 
@@ -731,21 +880,32 @@ static enum bw_tri eval_logic(struct bw_rules_ctx *cx, const struct bw__cnode *n
 
 static enum bw_tri tri(struct bw_rules_ctx *cx, const struct bw__cnode *n);
 
-/* eval(), with an already extracted field read straight from its cache. */
-static inline struct bw_val value_of(struct bw_rules_ctx *cx, const struct bw__cnode *n)
+/* A node's value by reference: fields, header slots, constants and shared
+ * calls are read where they are kept (no 32-byte copy per use); anything
+ * else is computed into *tmp. */
+static inline const struct bw_val *ref(struct bw_rules_ctx *cx, const struct bw__cnode *n,
+                                       struct bw_val *tmp)
 {
-    if (n->kind == BW__C_FIELD && (size_t)n->u.field < BW_RULES_F__COUNT &&
-        cx->fields[n->u.field].state == BW__CACHE_DONE)
-        return cx->fields[n->u.field].v;
-    return eval(cx, n);
+    if (n->kind == BW__C_FIELD)
+        return field_ref(cx, n->u.field);
+    if (n->kind == BW__C_CONST)
+        return &n->u.konst;
+    if (n->kind == BW__C_HEADER)
+        return slot_ref(cx, n->u.header.slot);
+    if (n->kind == BW__C_CALL && n->u.call.memo)
+        return memo_ref(cx, n);
+    *tmp = eval(cx, n);
+    return tmp;
 }
 
-static enum bw_tri bytes_k(struct bw_rules_ctx *cx, const struct bw__cnode *n)
+__attribute__((always_inline)) static inline enum bw_tri bytes_k(struct bw_rules_ctx *cx,
+                                                                 const struct bw__cnode *n)
 {
-    struct bw_val l = value_of(cx, n->u.bytes_k.lhs);
-    if (l.kind != BW_VAL_BYTES)
+    struct bw_val tmp;
+    const struct bw_val *l = ref(cx, n->u.bytes_k.lhs, &tmp);
+    if (l->kind != BW_VAL_BYTES)
         return BW_TRI_UNKNOWN;
-    bw_slice s = l.u.bytes, k = n->u.bytes_k.k;
+    bw_slice s = l->u.bytes, k = n->u.bytes_k.k;
     switch (n->u.bytes_k.op) {
     case BW__BK_EQ:
         return bw_tri_of(s.len == k.len && same_bytes(s.ptr, k.ptr, k.len));
@@ -763,12 +923,42 @@ static enum bw_tri bytes_k(struct bw_rules_ctx *cx, const struct bw__cnode *n)
     return BW_TRI_UNKNOWN;
 }
 
-static enum bw_tri matches_tri(struct bw_rules_ctx *cx, const struct bw__cnode *n)
+static inline enum bw_tri matches_tri(struct bw_rules_ctx *cx, const struct bw__cnode *n)
 {
-    struct bw__scan_cache *sc = scan(cx, n->u.matches.group);
+    struct bw__scan_cache *sc = &cx->scans[n->u.matches.group];
+    if (sc->state != BW__CACHE_DONE)
+        sc = scan(cx, n->u.matches.group);
     if (!sc->known || !sc->elem_known[0])
         return BW_TRI_UNKNOWN;
     return bw_tri_of(bw_regex_bit(sc->bits, n->u.matches.id));
+}
+
+static enum bw_tri compare_refs(struct bw_rules_ctx *cx, const struct bw__cnode *n)
+{
+    struct bw_val lt, rt;
+    const struct bw_val *l = ref(cx, n->u.compare.lhs, &lt);
+    const struct bw_val *r = ref(cx, n->u.compare.rhs, &rt);
+    return compare(n->u.compare.op, l, r);
+}
+
+/* `x in {...}` (not lifted). lower(y) and upper(y) have y's length, so
+ * when no element has that length the answer is false without computing
+ * (or allocating) the mapped copy: User-Agents are longer than the tokens
+ * of a `lower(http.user_agent) in {...}` set. */
+static enum bw_tri in_bytes_k(struct bw_rules_ctx *cx, const struct bw__cnode *n)
+{
+    const struct bw__cnode *l = n->u.in.lhs;
+    struct bw_val tmp;
+    if (n->u.in.set->kind == BW_RULES_SET_BYTES && l->kind == BW__C_CALL && !l->lifted &&
+        l->u.call.nargs == 1 &&
+        (l->u.call.fn == BW_RULES_FN_LOWER || l->u.call.fn == BW_RULES_FN_UPPER)) {
+        const struct bw_val *y = ref(cx, l->u.call.args[0], &tmp);
+        if (y->kind != BW_VAL_BYTES)
+            return BW_TRI_UNKNOWN; /* lower() of it is unknown */
+        if (!bw_bytes_set_has_len(&n->u.in.set->bytes, y->u.bytes.len))
+            return BW_TRI_FALSE;
+    }
+    return in_set(n, ref(cx, l, &tmp));
 }
 
 /* The truth value of a Bool node, without building a bw_val where the node
@@ -785,7 +975,7 @@ static enum bw_tri tri(struct bw_rules_ctx *cx, const struct bw__cnode *n)
     case BW__C_COMPARE:
         if (n->lifted)
             break;
-        return compare(n->u.compare.op, eval(cx, n->u.compare.lhs), eval(cx, n->u.compare.rhs));
+        return compare_refs(cx, n);
     case BW__C_MATCHES:
         if (n->lifted)
             break;
@@ -793,7 +983,7 @@ static enum bw_tri tri(struct bw_rules_ctx *cx, const struct bw__cnode *n)
     case BW__C_IN:
         if (n->lifted)
             break;
-        return in_set(n, value_of(cx, n->u.in.lhs));
+        return in_bytes_k(cx, n);
     case BW__C_CONST:
     case BW__C_FIELD:
     case BW__C_HEADER:
@@ -806,6 +996,17 @@ static enum bw_tri tri(struct bw_rules_ctx *cx, const struct bw__cnode *n)
     return tri_of_val(eval(cx, n));
 }
 
+/* A shared call's value, computed on first use. */
+static const struct bw_val *memo_ref(struct bw_rules_ctx *cx, const struct bw__cnode *n)
+{
+    struct bw__field_cache *c = &cx->memos[n->u.call.memo_slot];
+    if (c->state == BW__CACHE_EMPTY) {
+        c->v = eval_call(cx, n);
+        c->state = BW__CACHE_DONE;
+    }
+    return &c->v;
+}
+
 static struct bw_val eval(struct bw_rules_ctx *cx, const struct bw__cnode *n)
 {
     switch (n->kind) {
@@ -814,7 +1015,7 @@ static struct bw_val eval(struct bw_rules_ctx *cx, const struct bw__cnode *n)
     case BW__C_FIELD:
         return field(cx, n->u.field);
     case BW__C_HEADER:
-        return slot(cx, n->u.header.slot);
+        return *slot_ref(cx, n->u.header.slot);
     case BW__C_INDEX: {
         struct bw_val a = eval(cx, n->u.index.array);
         if (a.kind != BW_VAL_ARRAY || n->u.index.index < 0 ||
@@ -824,16 +1025,10 @@ static struct bw_val eval(struct bw_rules_ctx *cx, const struct bw__cnode *n)
     }
     case BW__C_EACH:
         return eval(cx, n->u.each.array);
-    case BW__C_CALL: {
+    case BW__C_CALL:
         if (!n->u.call.memo)
             return eval_call(cx, n);
-        struct bw__field_cache *c = &cx->memos[n->u.call.memo_slot];
-        if (c->state == BW__CACHE_EMPTY) {
-            c->v = eval_call(cx, n);
-            c->state = BW__CACHE_DONE;
-        }
-        return c->v;
-    }
+        return *memo_ref(cx, n);
     case BW__C_NOT:
         return v_tri(bw_tri_not(tri(cx, n->u.not_.operand)));
     case BW__C_LOGIC:
@@ -845,7 +1040,7 @@ static struct bw_val eval(struct bw_rules_ctx *cx, const struct bw__cnode *n)
         struct bw_val r = eval(cx, n->u.compare.rhs);
         if (n->lifted)
             return lift(cx, n, l, r);
-        return v_tri(compare(n->u.compare.op, l, r));
+        return v_tri(compare(n->u.compare.op, &l, &r));
     }
     case BW__C_MATCHES:
         return eval_matches(cx, n);
@@ -853,7 +1048,7 @@ static struct bw_val eval(struct bw_rules_ctx *cx, const struct bw__cnode *n)
         struct bw_val l = eval(cx, n->u.in.lhs);
         if (n->lifted)
             return lift(cx, n, l, unknown_val);
-        return v_tri(in_set(n, l));
+        return v_tri(in_set(n, &l));
     }
     case BW__C__COUNT:
         break;
@@ -865,13 +1060,22 @@ void bw_rules_ctx_init(struct bw_rules_ctx *cx, const struct bw_rules_prog *p,
                        const struct bw_request_view *view, bw_arena *arena,
                        bw_regex_scratch *scratch)
 {
-    memset(cx, 0, sizeof *cx);
+    /* Everything but the field values, which are read only once their bit
+     * in fields_done is set (most of the context: not worth zeroing per
+     * request). */
     cx->prog = p;
     cx->view = view;
     cx->arena = arena;
     cx->scratch = scratch;
-    for (size_t i = 0; i < BW_RULES_F__COUNT; i++)
-        cx->fields[i] = (struct bw__field_cache){.state = BW__CACHE_EMPTY, .v = unknown_val};
+    cx->ready = false;
+    cx->broken = false;
+    cx->fields_done = 0;
+    cx->slots = NULL; /* the caches: set by make_ready, read only once ready */
+    cx->scans = NULL;
+    cx->memos = NULL;
+    cx->hidx = NULL; /* read only once hidx_done */
+    cx->hidx_done = false;
+    cx->stats = (struct bw_rules_eval_stats){0};
 }
 
 enum bw_tri bw_rules_eval(struct bw_rules_ctx *cx, size_t i)

@@ -19,10 +19,14 @@
  * per distinct (map, name)); `in {}` sets are built with sets.h; every
  * `matches` whose left side is the same expression (same canonical text, per
  * bw_rules_format) goes into one bw_regex_db per such "scan group", so each
- * field is scanned at most once per request, and only when a rule needs it.
+ * field is scanned at most once per request, and only when a rule needs it;
+ * `contains` literals on a scanned side join its group as literal patterns
+ * (literal folding, compile.c).
  *
  * Per-request state lives in a bw_rules_ctx: the field cache (each field is
- * extracted at most once), header slots, each scan group's result bits, and
+ * extracted at most once), an index of the request's headers by the names
+ * the program reads (built on the first header lookup), header slots, each
+ * scan group's result bits, and
  * the per-request arena for computed values (lower(), concat(), joined
  * headers, the normalised path). Evaluation allocates nothing else. When the
  * arena is exhausted, the value being computed is unknown (fail-safe): a rule
@@ -162,6 +166,7 @@ struct bw__field_cache {
 };
 
 struct bw__scan_cache; /* eval.c */
+struct bw__hidx;       /* eval_internal.h */
 
 /* One request's evaluation state. Fields are private to eval.c; the struct
  * is public so that callers can keep it on the stack. */
@@ -170,12 +175,15 @@ struct bw_rules_ctx {
     const struct bw_request_view *view;
     bw_arena *arena;
     bw_regex_scratch *scratch;
-    bool ready;  /* slot and scan caches allocated */
-    bool broken; /* their allocation failed: every expression is unknown */
-    struct bw__field_cache fields[BW_RULES_F__COUNT];
-    struct bw__field_cache *slots; /* prog's header slots */
-    struct bw__scan_cache *scans;  /* prog's scan groups */
-    struct bw__field_cache *memos; /* prog's shared calls */
+    bool ready;           /* slot and scan caches allocated */
+    bool broken;          /* their allocation failed: every expression is unknown */
+    uint32_t fields_done; /* bit f: field_vals[f] is extracted */
+    struct bw_val field_vals[BW_RULES_F__COUNT]; /* not zeroed by init: read only when done */
+    struct bw__field_cache *slots;               /* prog's header slots */
+    struct bw__scan_cache *scans;                /* prog's scan groups */
+    struct bw__field_cache *memos;               /* prog's shared calls */
+    struct bw__hidx *hidx; /* prog's request header names, indexed on first use */
+    bool hidx_done;
     struct bw_rules_eval_stats stats;
 };
 

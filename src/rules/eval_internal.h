@@ -4,7 +4,8 @@
  * A program is one tree of bw__cnode per expression. The tree mirrors the
  * checked AST with everything that can be decided at load decided: literals
  * are values, fields are ids, header lookups are slots, sets are built and
- * matches point at (scan group, pattern id). Identical calls (by canonical
+ * matches point at (scan group, pattern id), as do the `contains` literals
+ * folded into a scan group (compile.c). Identical calls (by canonical
  * text, bw_rules_format) are one shared node whose value is memoised per
  * request, so `lower(http.user_agent)` in twenty rules is lowered once. */
 #ifndef BW_RULES_EVAL_INTERNAL_H
@@ -39,6 +40,14 @@ enum bw__bytes_op {
     BW__BK_STARTS_WITH,
     BW__BK_ENDS_WITH,
     BW__BK__COUNT
+};
+
+/* The built set of an `in { ... }`: only the member of its kind is used. */
+struct bw__set {
+    enum bw_rules_set_kind kind;
+    struct bw_bytes_set bytes;
+    struct bw_int_set ints;
+    struct bw_ip_set ips;
 };
 
 struct bw__cnode {
@@ -85,10 +94,7 @@ struct bw__cnode {
         } matches;
         struct {
             const struct bw__cnode *lhs;
-            enum bw_rules_set_kind kind;
-            struct bw_bytes_set bytes;
-            struct bw_int_set ints;
-            struct bw_ip_set ips;
+            const struct bw__set *set; /* out of line: keeps every node small */
         } in;
         struct {
             enum bw__bytes_op op;
@@ -102,6 +108,29 @@ struct bw__cnode {
 struct bw__slot {
     enum bw_rules_field map; /* HTTP_REQUEST_HEADERS or HTTP_RESPONSE_HEADERS */
     bw_slice name;
+    uint32_t hname; /* request headers: the name's id in prog->hnames */
+};
+
+/* The request header names a program reads, each with an id: the header
+ * fields' names first (fixed ids), then every request-header slot's. Per
+ * request, the headers are indexed by these ids in one pass, on the first
+ * lookup (eval.c), so a field or slot no longer rescans every header. */
+enum bw__hname_fixed {
+    BW__H_USER_AGENT,
+    BW__H_REFERER,
+    BW__H_COOKIE,
+    BW__H_X_FORWARDED_FOR,
+    BW__H__FIXED
+};
+
+/* Names are bucketed by length (BW__HLEN_BUCKETS - 1 and longer share the
+ * last bucket), so a header is compared with the few names of its length. */
+#define BW__HLEN_BUCKETS 33u
+
+/* One request header name's occurrences in this request. */
+struct bw__hidx {
+    size_t count; /* headers with this name */
+    size_t first; /* index of the first of them (when count > 0) */
 };
 
 /* All matches whose left side has the same canonical text: one database,
@@ -120,7 +149,11 @@ struct bw_rules_prog {
     size_t nslots;
     struct bw__group *groups;
     size_t ngroups;
-    size_t nmemos; /* shared calls (bw__cnode.u.call.memo) */
+    size_t nmemos;          /* shared calls (bw__cnode.u.call.memo) */
+    const bw_slice *hnames; /* nhnames lowercased request header names */
+    uint32_t nhnames;
+    uint32_t hlen_first[BW__HLEN_BUCKETS + 1]; /* bucket b: hby_len[first[b] .. first[b+1]) */
+    const uint32_t *hby_len;                   /* name ids, by length bucket */
 };
 
 #endif

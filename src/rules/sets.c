@@ -315,7 +315,7 @@ bw_status bw_bytes_set_build(bw_arena *a, const bw_slice *items, size_t n, struc
 
 bool bw_bytes_set_contains(const struct bw_bytes_set *s, bw_slice v)
 {
-    if (!(s->len_bits & len_bit(v.len)))
+    if (!bw_bytes_set_has_len(s, v.len))
         return false;
     uint64_t h = hash_bytes(v) & s->hash_mask;
     size_t at = (size_t)h & s->mask;

@@ -112,6 +112,13 @@ bw_status bw_bytes_set_build(bw_arena *a, const bw_slice *items, size_t n, struc
                              bw_error *err) BW_MUST_CHECK;
 bool bw_bytes_set_contains(const struct bw_bytes_set *s, bw_slice v);
 
+/* Whether some element of s is len bytes long (false: no value of that
+ * length is in s, whatever its bytes). Exact below 63, "maybe" from 63 on. */
+static inline bool bw_bytes_set_has_len(const struct bw_bytes_set *s, size_t len)
+{
+    return (s->len_bits >> (len < 63 ? len : 63)) & 1u;
+}
+
 /* For tests: the same build with every hash ANDed with hash_mask (0 puts
  * every element in one probe chain). */
 bw_status bw__bytes_set_build_masked(bw_arena *a, const bw_slice *items, size_t n,

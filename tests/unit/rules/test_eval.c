@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 
+#include "http/uri.h"
 #include "rules/eval.h"
 #include "test.h"
 
@@ -335,6 +336,111 @@ TEST(header_joins)
     CHECK_TRI("len(http.request.headers[\"cookie\"]) eq 2", &r.v, T);
 }
 
+/* The per-request header index: repeated headers in order, names matched
+ * case-insensitively, names of equal and of long (>= 32 bytes) lengths,
+ * a slot named like a header field, far more headers than any table. */
+TEST(header_index)
+{
+    static struct bw_rv_header hs[300];
+    static char vals[300][16];
+    size_t n = 0;
+    for (size_t i = 0; i < 150; i++) {
+        snprintf(vals[n], sizeof vals[n], "a%zu", i);
+        hs[n] = (struct bw_rv_header){i % 2 ? BW_SLICE_LIT("X-a") : BW_SLICE_LIT("x-A"),
+                                      bw_slice_make(vals[n], strlen(vals[n]))};
+        n++;
+        snprintf(vals[n], sizeof vals[n], "x-n%zu", i);
+        hs[n] = (struct bw_rv_header){bw_slice_make(vals[n], strlen(vals[n])), BW_SLICE_LIT("n")};
+        n++;
+    }
+    hs[10] = (struct bw_rv_header){BW_SLICE_LIT("User-Agent"), BW_SLICE_LIT("u1")};
+    hs[20] = (struct bw_rv_header){BW_SLICE_LIT("uSER-aGENT"), BW_SLICE_LIT("u2")};
+    hs[30] = (struct bw_rv_header){BW_SLICE_LIT("cookie"), BW_SLICE_LIT("k=1")};
+    hs[40] = (struct bw_rv_header){BW_SLICE_LIT("COOKIE"), BW_SLICE_LIT("k=2")};
+    hs[50] = (struct bw_rv_header){BW_SLICE_LIT("X-A-Very-Long-Header-Name-Over-32-Bytes"),
+                                   BW_SLICE_LIT("l1")};
+    hs[60] = (struct bw_rv_header){BW_SLICE_LIT("x-a-very-long-header-name-over-32-bytes"),
+                                   BW_SLICE_LIT("l2")};
+    hs[70] = (struct bw_rv_header){BW_SLICE_LIT("X-C"), BW_SLICE_LIT("c")};
+    hs[80] = (struct bw_rv_header){BW_SLICE_LIT("x-a-very-long-header-name-over-32-bytez"),
+                                   BW_SLICE_LIT("z")};
+    struct req r;
+    req_init(&r, "GET", "/");
+    r.v.headers.items = hs;
+    r.v.headers.n = n;
+    struct prog g;
+    CHECK(prog_build(
+        &g, BW_RULES_PHASE_REQUEST,
+        LIST("http.user_agent eq \"u1, u2\"", "http.request.headers[\"x-a\"][0] eq \"a0\"",
+             "len(http.request.headers[\"x-a\"]) eq 142", /* 8 x-a were overwritten */
+             "http.request.headers[\"x-a\"][141] eq \"a149\"", "has(http.request.headers[\"x-b\"])",
+             "http.request.headers[\"x-a-very-long-header-name-over-32-bytes\"][1] eq \"l2\"",
+             "http.request.headers[\"x-c\"][0] eq \"c\"", "has(http.referer)",
+             "http.cookie eq \"k=1; k=2\"", "http.request.headers[\"user-agent\"][1] eq \"u2\"",
+             "len(http.request.headers[\"x-b\"]) eq 0", "has(http.user_agent)",
+             "len(http.request.headers[\"x-n149\"]) eq 1")));
+    static const enum bw_tri want[] = {T, T, T, T, F, T, T, F, T, T, T, T, T};
+    bw_arena ra;
+    bw_arena_init(&ra, 1024, 0);
+    struct bw_rules_ctx cx;
+    bw_rules_ctx_init(&cx, g.p, &r.v, &ra, &g.scratch);
+    /* A field read before any expression builds the index too. */
+    struct bw_val ua = bw_rules_field_value(&cx, BW_RULES_F_HTTP_USER_AGENT);
+    CHECK(ua.kind == BW_VAL_BYTES && bw_slice_eq(ua.u.bytes, BW_SLICE_LIT("u1, u2")));
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (bw_rules_eval(&cx, i) != want[i])
+            T_FAILF("expression %zu: %s", i, bw_tri_name(bw_rules_eval(&cx, i)));
+    bw_arena_reset(&ra);
+    /* No room for the index: presence and single values still right. */
+    bw_arena_init(&ra, 1024, 1);
+    bw_rules_ctx_init(&cx, g.p, &r.v, &ra, &g.scratch);
+    ua = bw_rules_field_value(&cx, BW_RULES_F_HTTP_USER_AGENT);
+    CHECK(ua.kind == BW_VAL_UNKNOWN); /* the join needs the arena */
+    struct bw_val ref = bw_rules_field_value(&cx, BW_RULES_F_HTTP_REFERER);
+    CHECK(ref.kind == BW_VAL_UNKNOWN); /* absent */
+    bw_arena_reset(&ra);
+    prog_done(&g);
+    CHECK_INT_EQ(ev_cap(BW_RULES_PHASE_REQUEST, "has(http.user_agent)", &r.v, 1), T);
+    CHECK_INT_EQ(ev_cap(BW_RULES_PHASE_REQUEST, "has(http.referer)", &r.v, 1), F);
+    CHECK_INT_EQ(
+        ev_cap(BW_RULES_PHASE_REQUEST, "http.request.headers[\"x-c\"][0] eq \"c\"", &r.v, 0), T);
+}
+
+/* Header names are matched ignoring ASCII case only, through the index:
+ * the bytes next to the letters ('@' '[' '^' '`' and bytes >= 0x80) are
+ * not letters, at every position of a long name. */
+TEST(header_name_case)
+{
+    static const struct {
+        const char *header, *slot;
+        enum bw_tri want;
+    } cases[] = {
+        {"ABCDEFGZ", "abcdefgz", BW_TRI_TRUE},
+        {"AbCdEfGa", "abcdefga", BW_TRI_TRUE},
+        {"ABCDEFG@", "abcdefg`", BW_TRI_FALSE},
+        {"ABCDEFG^", "abcdefg~", BW_TRI_FALSE},
+        {"ABCDEFG\xc1", "abcdefga", BW_TRI_FALSE},
+        {"\xc1"
+         "BCDEFGH",
+         "abcdefgh", BW_TRI_FALSE},
+        {"ABCDEFG`", "abcdefg`", BW_TRI_TRUE},
+        {"X-LONG-HEADER-NAME", "x-long-header-name", BW_TRI_TRUE},
+        {"X-LONG-HEADER-NAMF", "x-long-header-name", BW_TRI_FALSE},
+        {"X-LONG-@EADER-NAME", "x-long-`eader-name", BW_TRI_FALSE},
+        {"x-long-header-nam", "x-long-header-name", BW_TRI_FALSE},
+        {"A", "a", BW_TRI_TRUE},
+        {"@", "`", BW_TRI_FALSE},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct req r;
+        req_init(&r, "GET", "/");
+        req_header(&r, cases[i].header, "v");
+        char rule[128];
+        snprintf(rule, sizeof rule, "has(http.request.headers[\"%s\"])", cases[i].slot);
+        CHECK_TRI(rule, &r.v, cases[i].want);
+    }
+}
+
 TEST(fields_extracted_once)
 {
     struct req r;
@@ -639,8 +745,7 @@ TEST(shared_calls_memoised)
                           "any(lower(http.request.headers[\"x-env\"][*]) eq \"prod\")",
                           "all(lower(http.request.headers[\"x-env\"][*]) eq \"prod\")",
                           "lower(http.request.headers[\"x-env\"][1]) eq \"qa\"",
-                          "lower(http.referer) eq \"x\"",
-                          "not lower(http.referer) eq \"x\"")));
+                          "lower(http.referer) eq \"x\"", "not lower(http.referer) eq \"x\"")));
     bw_arena ra;
     bw_arena_init(&ra, 1024, 0);
     struct bw_rules_ctx cx;
@@ -684,10 +789,8 @@ TEST(constant_operands)
     CHECK_TRI("http.user_agent contains \"abcabe\"", &r.v, F);
     CHECK_TRI("http.request.uri.path contains \"aab\"", &r.v, T);
     CHECK_TRI("http.request.uri.path contains \"/aaab/x.php/\"", &r.v, F);
-    CHECK_TRI("http.user_agent contains \"0123456789012345678901234567890123456789-end\"", &r.v,
-              T);
-    CHECK_TRI("http.user_agent contains \"0123456789012345678901234567890123456789-enD\"", &r.v,
-              F);
+    CHECK_TRI("http.user_agent contains \"0123456789012345678901234567890123456789-end\"", &r.v, T);
+    CHECK_TRI("http.user_agent contains \"0123456789012345678901234567890123456789-enD\"", &r.v, F);
     CHECK_TRI("http.user_agent contains \"d\"", &r.v, T);
     CHECK_TRI("http.user_agent contains \"\"", &r.v, T);
     CHECK_TRI("http.referer contains \"\"", &r.v, U);
@@ -728,9 +831,9 @@ TEST(set_lengths)
         const char *ua;
         enum bw_tri want;
     } cases[] = {
-        {"", BW_TRI_TRUE},   {"ab", BW_TRI_TRUE},  {"ba", BW_TRI_FALSE}, {"a", BW_TRI_FALSE},
-        {l62, BW_TRI_TRUE},  {l63, BW_TRI_FALSE},  {l70, BW_TRI_TRUE},
-        {l70 + 1, BW_TRI_FALSE}, /* 69 bytes: same length bit as 70 */
+        {"", BW_TRI_TRUE},   {"ab", BW_TRI_TRUE},     {"ba", BW_TRI_FALSE},
+        {"a", BW_TRI_FALSE}, {l62, BW_TRI_TRUE},      {l63, BW_TRI_FALSE},
+        {l70, BW_TRI_TRUE},  {l70 + 1, BW_TRI_FALSE}, /* 69 bytes: same length bit as 70 */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct req r;
@@ -741,6 +844,182 @@ TEST(set_lengths)
     struct req r;
     req_init(&r, "GET", "/");
     CHECK_TRI(rule, &r.v, U);
+}
+
+/* ---- literal folding ------------------------------------------------------------ */
+
+/* `contains` literals on a field that is scanned anyway are folded into its
+ * scan group: the folded program must give, for every request, exactly what
+ * each expression gives alone (unfolded), unknown included. */
+TEST(folded_literals_same_answers)
+{
+    static const char *const exprs[] = {
+        "http.user_agent matches \"qqq\"",
+        "lower(http.user_agent) matches \"qqq\"",
+        "lower(http.user_agent) contains \"sqlmap\"", /* caseless on the UA */
+        "lower(http.user_agent) contains \"SQLMap\"", /* upper case: on lower(UA) */
+        "http.user_agent contains \".*(\"",           /* regex syntax is literal */
+        "lower(http.user_agent) contains \"a\\\\b\"",
+        "http.user_agent contains \"\xc3\xa9\"",
+        "lower(http.user_agent) contains \"\xc3\xa9\"", /* not ASCII: on lower(UA) */
+        "not lower(http.user_agent) contains \"nikto\"",
+        "http.user_agent contains \"$\" or http.user_agent contains \"^\"",
+        "lower(http.user_agent) contains \"x y\"",
+        "http.user_agent contains \"\"", /* empty: never folded, always true */
+        "lower(http.user_agent) contains \"[\"",
+    };
+    static const char *const uas[] = {
+        NULL,       "",      "SQLMAP/1.0",
+        "sqlmap",   "sqlma", "xx.*(yy",
+        "xx.*y(",   "A\\B",  "\xc3\x89 \xc3\xa9",
+        "\xc3\x89", "Nikto", "$",
+        "a^",       "X Y",   "x\ny",
+        "[",
+    };
+    size_t ne = sizeof exprs / sizeof exprs[0];
+    struct prog g;
+    memset(&g, 0, sizeof g);
+    bw_arena_init(&g.snap, 4096, 0);
+    bw_regex_scratch_init(&g.scratch);
+    const struct bw_rules_expr *es[sizeof exprs / sizeof exprs[0]];
+    for (size_t i = 0; i < ne; i++) {
+        struct bw_rules_diag d;
+        struct bw_rules_expr *e;
+        CHECK(bw_rules_parse(&g.snap, bw_slice_make(exprs[i], strlen(exprs[i])),
+                             BW_RULES_PHASE_REQUEST, &at_1_1, &e, &d) == BW_OK);
+        es[i] = e;
+    }
+    bw_error err;
+    CHECK(bw_rules_compile(&g.snap, es, ne, &g.p, &err) == BW_OK);
+    CHECK(bw_rules_prog_reserve(g.p, &g.scratch, &err) == BW_OK);
+    CHECK_INT_EQ(bw_rules_prog_scan_groups(g.p), 2); /* UA, lower(UA) */
+    for (size_t u = 0; u < sizeof uas / sizeof uas[0]; u++) {
+        struct req r;
+        req_init(&r, "GET", "/");
+        if (uas[u])
+            req_header(&r, "user-agent", uas[u]);
+        bw_arena ra;
+        bw_arena_init(&ra, 1024, 0);
+        struct bw_rules_ctx cx;
+        bw_rules_ctx_init(&cx, g.p, &r.v, &ra, &g.scratch);
+        for (size_t i = 2; i < ne; i++) {
+            enum bw_tri folded = bw_rules_eval(&cx, i), alone = ev(exprs[i], &r.v);
+            if (folded != alone || alone == BW_TRI__COUNT)
+                T_FAILF("%s on UA %s: folded %s, alone %s", exprs[i], uas[u] ? uas[u] : "(none)",
+                        bw_tri_name(folded), bw_tri_name(alone));
+        }
+        CHECK(cx.stats.regex_scans <= 2);
+        if (!uas[u])
+            CHECK_INT_EQ(cx.stats.regex_scans, 0); /* absent: unknown, nothing scanned */
+        bw_arena_reset(&ra);
+    }
+    prog_done(&g);
+}
+
+/* Enough `contains` on one field earn it a scan group of its own; a few
+ * do not (they are cheaper searched one by one). */
+TEST(folded_literals_threshold)
+{
+    struct prog g;
+    CHECK(prog_build(&g, BW_RULES_PHASE_REQUEST,
+                     LIST("http.referer contains \"a\"", "http.referer contains \"b\"",
+                          "http.referer contains \"c\"", "http.referer contains \"d\"",
+                          "http.referer contains \"e\"", "http.referer contains \"f\"",
+                          "http.cookie contains \"a\"")));
+    CHECK_INT_EQ(bw_rules_prog_scan_groups(g.p), 1); /* the referer; not the cookie */
+    struct req r;
+    req_init(&r, "GET", "/");
+    req_header(&r, "referer", "xdx");
+    req_header(&r, "cookie", "a");
+    bw_arena ra;
+    bw_arena_init(&ra, 1024, 0);
+    struct bw_rules_ctx cx;
+    bw_rules_ctx_init(&cx, g.p, &r.v, &ra, &g.scratch);
+    static const enum bw_tri want[] = {F, F, F, T, F, F, T};
+    for (size_t i = 0; i < 7; i++)
+        CHECK_INT_EQ(bw_rules_eval(&cx, i), want[i]);
+    CHECK_INT_EQ(cx.stats.regex_scans, 1);
+    bw_arena_reset(&ra);
+    prog_done(&g);
+}
+
+/* Absent headers: len() is a count (no array built), lifted operations on
+ * the empty array give the empty array, any() false and all() true. */
+TEST(absent_header_arrays)
+{
+    struct req r;
+    req_init(&r, "GET", "/");
+    CHECK_TRI("len(http.request.headers[\"x-a\"]) eq 0", &r.v, T);
+    CHECK_TRI("any(lower(http.request.headers[\"x-a\"][*]) in {\"a\"})", &r.v, F);
+    CHECK_TRI("all(upper(http.request.headers[\"x-a\"][*]) eq \"A\")", &r.v, T);
+    CHECK_TRI("any(http.request.headers[\"x-a\"][*] contains \"a\")", &r.v, F);
+    req_header(&r, "X-A", "A");
+    req_header(&r, "x-a", "b");
+    CHECK_TRI("len(http.request.headers[\"x-a\"]) eq 2", &r.v, T);
+    CHECK_TRI("any(lower(http.request.headers[\"x-a\"][*]) in {\"a\"})", &r.v, T);
+    CHECK_TRI("all(upper(http.request.headers[\"x-a\"][*]) eq \"A\")", &r.v, F);
+}
+
+/* lower(x) / upper(x) in a Bytes set: a value of a length no element has is
+ * false without being mapped; unknown stays unknown. */
+TEST(mapped_set_lengths)
+{
+    struct req r;
+    req_init(&r, "GET", "/");
+    CHECK_TRI("lower(http.user_agent) in {\"abc\" \"x\"}", &r.v, U);
+    CHECK_TRI("not upper(http.user_agent) in {\"ABC\"}", &r.v, U);
+    req_header(&r, "user-agent", "AbC");
+    CHECK_TRI("lower(http.user_agent) in {\"abc\" \"x\"}", &r.v, T);
+    CHECK_TRI("upper(http.user_agent) in {\"ABC\"}", &r.v, T);
+    CHECK_TRI("lower(http.user_agent) in {\"abcd\" \"x\"}", &r.v, F);
+    CHECK_TRI("not lower(http.user_agent) in {\"abcd\" \"x\"}", &r.v, T);
+    CHECK_TRI("lower(http.user_agent) in {\"abd\"}", &r.v, F);
+    CHECK_TRI("lower(http.host) in {\"a.example\"}", &r.v, T);
+    /* lowered copies, prefix kept: */
+    CHECK_TRI("lower(http.user_agent) eq \"abc\"", &r.v, T);
+    CHECK_TRI("upper(http.user_agent) eq \"ABC\"", &r.v, T);
+    req_init(&r, "GET", "/");
+    req_header(&r, "user-agent", "mozilla/5.0 [Z@`{] x");
+    CHECK_TRI("lower(http.user_agent) eq \"mozilla/5.0 [z@`{] x\"", &r.v, T);
+    CHECK_TRI("upper(http.user_agent) eq \"MOZILLA/5.0 [Z@`{] X\"", &r.v, T);
+}
+
+/* The normalised path is the raw path itself when normalising changes
+ * nothing; either way it is what bw_uri_normalize_path gives. */
+TEST(path_fast_path_agrees)
+{
+    static const char alphabet[] = "/./a%2e%41%2fb/";
+    uint32_t seed = 12345;
+    for (int k = 0; k < 3000; k++) {
+        char path[16];
+        size_t len = (size_t)(k % 12);
+        for (size_t i = 0; i < len; i++) {
+            seed = seed * 1103515245u + 12345u;
+            path[i] = alphabet[(seed >> 16) % (sizeof alphabet - 1)];
+        }
+        if (k % 3 == 0 && len)
+            path[0] = '/';
+        path[len] = '\0';
+        char want_buf[32];
+        bw_slice want = bw_uri_normalize_path(bw_slice_make(path, len), want_buf, sizeof want_buf);
+        struct req r;
+        req_init(&r, "GET", "/");
+        r.v.raw_path = bw_slice_make(path, len);
+        struct prog g;
+        CHECK(prog_build(&g, BW_RULES_PHASE_REQUEST, LIST("true")));
+        bw_arena ra;
+        bw_arena_init(&ra, 1024, 0);
+        struct bw_rules_ctx cx;
+        bw_rules_ctx_init(&cx, g.p, &r.v, &ra, &g.scratch);
+        struct bw_val v = bw_rules_field_value(&cx, BW_RULES_F_HTTP_REQUEST_URI_PATH);
+        bool same = v.kind == BW_VAL_BYTES && bw_slice_eq(v.u.bytes, want);
+        bw_arena_reset(&ra);
+        prog_done(&g);
+        if (!same) {
+            T_FAILF("path \"%s\": normalised differently", path);
+            return;
+        }
+    }
 }
 
 /* The regular expression of the 2019-07-02 WAF outage, in a rule: accepted
@@ -757,16 +1036,16 @@ TEST(outage_regex_2019_in_a_rule)
         const char *target;
         enum bw_tri want;
     } cases[] = {
-        {"/?x=x", BW_TRI_FALSE},         /* nothing that starts the first group */
-        {"/?a=1", BW_TRI_FALSE},         /* a digit, but no '=' after it */
-        {"/?1=a", BW_TRI_TRUE},          /* a digit, then '=' */
-        {"/?id=5&q=x", BW_TRI_TRUE},     /* '5', then "q=x" */
-        {"/?null=x", BW_TRI_TRUE},       /* a keyword, then '=' */
-        {"/?q=%22abc", BW_TRI_FALSE},    /* digits and a quote-free escape, no '=' after */
-        {"/?'--=", BW_TRI_TRUE},         /* quote, dashes, '=' */
-        {"/", BW_TRI_FALSE},             /* empty query */
-        {"/?true", BW_TRI_FALSE},        /* a keyword and no '=' at all */
-        {"/?-~!{}||+=", BW_TRI_TRUE},    /* every separator of the second group */
+        {"/?x=x", BW_TRI_FALSE},      /* nothing that starts the first group */
+        {"/?a=1", BW_TRI_FALSE},      /* a digit, but no '=' after it */
+        {"/?1=a", BW_TRI_TRUE},       /* a digit, then '=' */
+        {"/?id=5&q=x", BW_TRI_TRUE},  /* '5', then "q=x" */
+        {"/?null=x", BW_TRI_TRUE},    /* a keyword, then '=' */
+        {"/?q=%22abc", BW_TRI_FALSE}, /* digits and a quote-free escape, no '=' after */
+        {"/?'--=", BW_TRI_TRUE},      /* quote, dashes, '=' */
+        {"/", BW_TRI_FALSE},          /* empty query */
+        {"/?true", BW_TRI_FALSE},     /* a keyword and no '=' at all */
+        {"/?-~!{}||+=", BW_TRI_TRUE}, /* every separator of the second group */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct req r;
@@ -821,6 +1100,8 @@ int main(void)
     RUN(has_presence);
     RUN(request_fields);
     RUN(header_joins);
+    RUN(header_index);
+    RUN(header_name_case);
     RUN(fields_extracted_once);
     RUN(functions);
     RUN(lifting_any_all);
@@ -836,6 +1117,11 @@ int main(void)
     RUN(shared_calls_memoised);
     RUN(constant_operands);
     RUN(set_lengths);
+    RUN(folded_literals_same_answers);
+    RUN(folded_literals_threshold);
+    RUN(mapped_set_lengths);
+    RUN(absent_header_arrays);
+    RUN(path_fast_path_agrees);
     RUN(outage_regex_2019_in_a_rule);
     return t_done();
 }
