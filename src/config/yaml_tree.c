@@ -333,8 +333,8 @@ static bw_status decode_utf8(const char *text, size_t len, size_t i, uint32_t *r
     }
     if (cp < min)
         return fail_off(err, text, len, i,
-                        "not valid UTF-8: an overlong encoding of U+%04X (%zu bytes from 0x%02X)",
-                        (unsigned)cp, n, b);
+                        "not valid UTF-8: U+%04X written in %zu bytes (an overlong encoding)",
+                        (unsigned)cp, n);
     if (cp >= 0xD800 && cp <= 0xDFFF)
         return fail_off(err, text, len, i,
                         "not valid UTF-8: U+%04X is a UTF-16 surrogate, not a character (was "
@@ -370,9 +370,9 @@ static bw_status check_text(const char *text, size_t len, struct bw__yerr *err)
                   cp >= 0x10000;
         if (!ok)
             return fail_off(err, text, len, i,
-                            "contains the control character U+%04X, which YAML does not allow "
-                            "(a binary or corrupted file?)",
-                            (unsigned)cp);
+                            "contains the %s U+%04X, which YAML does not allow (a binary or "
+                            "corrupted file?)",
+                            cp < 0xA0 ? "control character" : "non-character", (unsigned)cp);
         i += n;
     }
     return BW_OK;
@@ -456,6 +456,13 @@ static bw_status parser_error(const yaml_parser_t *p, const char *text, size_t l
 bw_status bw__yaml_tree(bw_arena *a, const char *text, size_t len, bool *ret_has_root,
                         struct bw__ynode **ret_root, struct bw__yerr *err)
 {
+    /* A UTF-8 byte-order mark (some editors write one) is not content, and
+     * libyaml refuses it when told the encoding: skip it. Positions are then
+     * what an editor shows. */
+    if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) {
+        text += 3;
+        len -= 3;
+    }
     if (check_text(text, len, err) != BW_OK)
         return BW_ERR;
     yaml_parser_t parser;
