@@ -252,6 +252,16 @@ static void offset_to_pos(const char *text, size_t len, size_t off, uint32_t *li
     *col = clamp32(c);
 }
 
+/* Characters in valid UTF-8 text: libyaml's marks count characters. */
+static size_t count_chars(const char *text, size_t len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        if (((unsigned char)text[i] & 0xC0) != 0x80)
+            n++;
+    return n;
+}
+
 BW_PRINTF(5, 6)
 static bw_status fail_off(struct bw__yerr *err, const char *text, size_t len, size_t off,
                           const char *fmt, ...)
@@ -425,7 +435,7 @@ static bw_status parser_error(const yaml_parser_t *p, const char *text, size_t l
     case YAML_PARSER_ERROR:
     case YAML_COMPOSER_ERROR:
         /* The text ended while something was open: say so, and what. */
-        if (p->problem_mark.index >= len && p->context) {
+        if (p->problem_mark.index >= count_chars(text, len) && p->context) {
             /* Where the text really ends (libyaml may count a line past it). */
             uint32_t eline, ecol;
             offset_to_pos(text, len, len, &eline, &ecol);

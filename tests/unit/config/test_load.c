@@ -400,6 +400,10 @@ static const struct {
     {"truncated in a key", BASE "limi",
      "9:5: truncated: the file ends inside the key that starts at line 9, column 1 (could not find "
      "expected ':')"},
+    {"truncated in a quoted string after a non-ASCII character",
+     BASE "state_dir: /caf\xc3\xa9\nlimits: \"x",
+     "10:11: truncated: the file ends inside the quoted string that starts at line 10, column 9 "
+     "(or its closing quote is missing)"},
     {"truncated in a single-quoted string", BASE "state_dir: '/var/li",
      "9:20: truncated: the file ends inside the quoted string that starts at line 9, column 12 (or "
      "its closing quote is missing)"},
