@@ -1472,73 +1472,24 @@ static bw_status file_fail(struct bw_config_diags *d, const char *path, const ch
 bw_status bw_ruleset_load_file(bw_arena *a, const char *path, struct bw_ruleset *ret,
                                struct bw_config_diags *diags)
 {
-    /* O_NONBLOCK: opening a FIFO must not hang; it is refused below. */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    if (fd < 0)
-        return file_fail(diags, path, "cannot open the ruleset file: %s", strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return file_fail(diags, path, "cannot read the ruleset file: %s", strerror(e));
+    static const struct bw__file_what what = {
+        .noun = "the ruleset file", .kind = "ruleset file", .max_bytes = BW_RULESET_MAX_FILE_BYTES};
+    char *buf;
+    size_t len;
+    char err[sizeof diags->items[0].msg];
+    if (bw__read_file(path, &what, &buf, &len, err, sizeof err) != BW_OK)
+        return file_fail(diags, path, "%s", err);
+    bw_status st = bw_ruleset_parse(a, path, buf, len, ret, diags);
+    uint32_t line, col;
+    if (st != BW_OK && bw__truncation_hint(buf, len, diags, &line, &col) &&
+        diags->n < BW_CONFIG_MAX_DIAGS) {
+        struct bw_config_diag *g = &diags->items[diags->n++];
+        g->line = line;
+        g->col = col;
+        snprintf(g->msg, sizeof g->msg,
+                 "the file ends here, in the middle of a line: was it truncated? (that would "
+                 "explain the errors above)");
     }
-    if (S_ISDIR(st.st_mode)) {
-        close(fd);
-        return file_fail(diags, path, "is a directory, expected a ruleset file");
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return file_fail(diags, path, "is not a regular file");
-    }
-    if ((uint64_t)st.st_size > BW_RULESET_MAX_FILE_BYTES) {
-        close(fd);
-        return file_fail(diags, path, "the ruleset file is %lld bytes, over the limit of %zu bytes",
-                         (long long)st.st_size, BW_RULESET_MAX_FILE_BYTES);
-    }
-    /* One byte past the limit at most: the file may grow after fstat. */
-    size_t cap = (size_t)st.st_size + 1, len = 0;
-    char *buf = malloc(cap);
-    if (!buf) {
-        close(fd);
-        return file_fail(diags, path, "out of memory reading the ruleset file");
-    }
-    for (;;) {
-        if (len == cap) {
-            if (cap > BW_RULESET_MAX_FILE_BYTES)
-                break;
-            size_t ncap =
-                cap * 2 > BW_RULESET_MAX_FILE_BYTES + 1 ? BW_RULESET_MAX_FILE_BYTES + 1 : cap * 2;
-            char *nb = realloc(buf, ncap);
-            if (!nb) {
-                free(buf);
-                close(fd);
-                return file_fail(diags, path, "out of memory reading the ruleset file");
-            }
-            buf = nb;
-            cap = ncap;
-        }
-        ssize_t r = read(fd, buf + len, cap - len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            int e = errno;
-            free(buf);
-            close(fd);
-            return file_fail(diags, path, "cannot read the ruleset file: %s", strerror(e));
-        }
-        if (r == 0)
-            break;
-        len += (size_t)r;
-    }
-    close(fd);
-    bw_status s;
-    if (len == 0)
-        s = file_fail(diags, path, "the ruleset file is empty");
-    else if (len > BW_RULESET_MAX_FILE_BYTES)
-        s = file_fail(diags, path, "the ruleset file is over the limit of %zu bytes",
-                      BW_RULESET_MAX_FILE_BYTES);
-    else
-        s = bw_ruleset_parse(a, path, buf, len, ret, diags);
     free(buf);
-    return s;
+    return st;
 }

@@ -252,6 +252,166 @@ static void offset_to_pos(const char *text, size_t len, size_t off, uint32_t *li
     *col = clamp32(c);
 }
 
+/* Characters in valid UTF-8 text: libyaml's marks count characters. */
+static size_t count_chars(const char *text, size_t len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        if (((unsigned char)text[i] & 0xC0) != 0x80)
+            n++;
+    return n;
+}
+
+BW_PRINTF(5, 6)
+static bw_status fail_off(struct bw__yerr *err, const char *text, size_t len, size_t off,
+                          const char *fmt, ...)
+{
+    offset_to_pos(text, len, off, &err->line, &err->col);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
+    return BW_ERR;
+}
+
+/* A file in another Unicode encoding, told by its byte-order mark or, for
+ * UTF-16 without one, by ASCII text with a NUL byte after (LE) or before
+ * (BE) every character. */
+static bw_status check_not_utf16(const char *text, size_t len, struct bw__yerr *err)
+{
+    const unsigned char *u = (const unsigned char *)text;
+    if (len >= 4 && ((u[0] == 0xFF && u[1] == 0xFE && u[2] == 0 && u[3] == 0) ||
+                     (u[0] == 0 && u[1] == 0 && u[2] == 0xFE && u[3] == 0xFF)))
+        return fail_at(err, 1, 1,
+                       "the file is UTF-32 (it starts with a UTF-32 byte-order mark); "
+                       "save it as UTF-8");
+    if (len >= 2 && ((u[0] == 0xFF && u[1] == 0xFE) || (u[0] == 0xFE && u[1] == 0xFF)))
+        return fail_at(err, 1, 1,
+                       "the file is UTF-16 (it starts with a UTF-16 byte-order mark); save it "
+                       "as UTF-8");
+    if (len >= 4 && ((u[0] && u[0] < 0x80 && !u[1] && u[2] && u[2] < 0x80 && !u[3]) ||
+                     (!u[0] && u[1] && u[1] < 0x80 && !u[2] && u[3] && u[3] < 0x80)))
+        return fail_at(err, 1, 1,
+                       "the file looks like UTF-16 (a NUL byte next to every character); save "
+                       "it as UTF-8");
+    return BW_OK;
+}
+
+/* One UTF-8 sequence at text[i]: its code point and length, or BW_ERR with
+ * the error set at its first byte. */
+static bw_status decode_utf8(const char *text, size_t len, size_t i, uint32_t *ret_cp,
+                             size_t *ret_n, struct bw__yerr *err)
+{
+    const unsigned char *u = (const unsigned char *)text;
+    unsigned char b = u[i];
+    size_t n;
+    uint32_t cp, min;
+    if (b < 0x80) {
+        *ret_cp = b;
+        *ret_n = 1;
+        return BW_OK;
+    } else if (b >= 0xC2 && b <= 0xDF) {
+        n = 2, cp = b & 0x1Fu, min = 0x80;
+    } else if (b >= 0xE0 && b <= 0xEF) {
+        n = 3, cp = b & 0x0Fu, min = 0x800;
+    } else if (b >= 0xF0 && b <= 0xF4) {
+        n = 4, cp = b & 0x07u, min = 0x10000;
+    } else if (b >= 0x80 && b <= 0xBF) {
+        return fail_off(err, text, len, i,
+                        "not valid UTF-8: byte 0x%02X cannot start a character (Latin-1 or "
+                        "Windows-1252 text?); save the file as UTF-8",
+                        b);
+    } else {
+        return fail_off(err, text, len, i,
+                        "not valid UTF-8: byte 0x%02X never appears in UTF-8 (Latin-1 or "
+                        "Windows-1252 text?); save the file as UTF-8",
+                        b);
+    }
+    for (size_t k = 1; k < n; k++) {
+        if (i + k >= len)
+            return fail_off(err, text, len, i,
+                            "truncated: the file ends in the middle of a UTF-8 character (byte "
+                            "0x%02X needs %zu more)",
+                            b, n - k);
+        if ((u[i + k] & 0xC0) != 0x80)
+            return fail_off(err, text, len, i,
+                            "not valid UTF-8: byte 0x%02X is not followed by the %zu "
+                            "continuation bytes it needs (Latin-1 or Windows-1252 text?); save "
+                            "the file as UTF-8",
+                            b, n - 1);
+        cp = (cp << 6) | (u[i + k] & 0x3Fu);
+    }
+    if (cp < min)
+        return fail_off(err, text, len, i,
+                        "not valid UTF-8: U+%04X written in %zu bytes (an overlong encoding)",
+                        (unsigned)cp, n);
+    if (cp >= 0xD800 && cp <= 0xDFFF)
+        return fail_off(err, text, len, i,
+                        "not valid UTF-8: U+%04X is a UTF-16 surrogate, not a character (was "
+                        "this converted from UTF-16 by hand?)",
+                        (unsigned)cp);
+    if (cp > 0x10FFFF)
+        return fail_off(err, text, len, i, "not valid UTF-8: U+%X is past the last character",
+                        (unsigned)cp);
+    *ret_cp = cp;
+    *ret_n = n;
+    return BW_OK;
+}
+
+/* Everything libyaml's reader would refuse, with a sentence saying what and
+ * where: another encoding, a NUL byte (checked over the whole file first:
+ * it is what a binary file looks like), bytes that are not UTF-8, and the
+ * control characters YAML does not allow (YAML 1.1 c-printable). */
+static bw_status check_text(const char *text, size_t len, struct bw__yerr *err)
+{
+    if (check_not_utf16(text, len, err) != BW_OK)
+        return BW_ERR;
+    const char *nul = memchr(text, '\0', len);
+    if (nul)
+        return fail_off(err, text, len, (size_t)(nul - text),
+                        "contains a NUL byte: YAML must be text (a binary or corrupted file?)");
+    for (size_t i = 0; i < len;) {
+        uint32_t cp = 0;
+        size_t n = 1;
+        if (decode_utf8(text, len, i, &cp, &n, err) != BW_OK)
+            return BW_ERR;
+        bool ok = cp == 0x09 || cp == 0x0A || cp == 0x0D || (cp >= 0x20 && cp <= 0x7E) ||
+                  cp == 0x85 || (cp >= 0xA0 && cp <= 0xD7FF) || (cp >= 0xE000 && cp <= 0xFFFD) ||
+                  cp >= 0x10000;
+        if (!ok)
+            return fail_off(err, text, len, i,
+                            "contains the %s U+%04X, which YAML does not allow (a binary or "
+                            "corrupted file?)",
+                            cp < 0xA0 ? "control character" : "non-character", (unsigned)cp);
+        i += n;
+    }
+    return BW_OK;
+}
+
+/* What the YAML was in when the text ended, from libyaml's context. */
+static const char *eof_context(const char *context)
+{
+    static const struct {
+        const char *libyaml, *says;
+    } map[] = {
+        {"while scanning a quoted scalar", "the quoted string"},
+        {"while scanning a simple key", "the key"},
+        {"while parsing a flow mapping", "the { } mapping"},
+        {"while parsing a flow sequence", "the [ ] list"},
+        {"while parsing a block mapping", "the mapping"},
+        {"while parsing a block collection", "the list"},
+        {"while scanning a block scalar", "the block scalar"},
+        {"while scanning a directive", "the directive"},
+        {"while scanning a tag", "the tag"},
+        {"while scanning an anchor", "the anchor"},
+        {"while scanning an alias", "the alias"},
+    };
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (strcmp(context, map[i].libyaml) == 0)
+            return map[i].says;
+    return NULL;
+}
+
 static bw_status parser_error(const yaml_parser_t *p, const char *text, size_t len,
                               struct bw__yerr *err)
 {
@@ -263,16 +423,36 @@ static bw_status parser_error(const yaml_parser_t *p, const char *text, size_t l
     case YAML_EMITTER_ERROR:
         return fail_at(err, 0, 0, "could not parse the YAML (out of memory)");
     case YAML_READER_ERROR: {
+        /* check_text refuses all of these first; kept for safety. */
         uint32_t line, col;
         offset_to_pos(text, len, p->problem_offset, &line, &col);
         if (p->problem_value >= 0)
-            return fail_at(err, line, col, "not UTF-8 text: %s (#%X)", problem,
+            return fail_at(err, line, col, "not valid UTF-8 text: %s (#%X)", problem,
                            (unsigned)p->problem_value);
-        return fail_at(err, line, col, "not UTF-8 text: %s", problem);
+        return fail_at(err, line, col, "not valid UTF-8 text: %s", problem);
     }
     case YAML_SCANNER_ERROR:
     case YAML_PARSER_ERROR:
     case YAML_COMPOSER_ERROR:
+        /* The text ended while something was open: say so, and what. */
+        if (p->problem_mark.index >= count_chars(text, len) && p->context) {
+            /* Where the text really ends (libyaml may count a line past it). */
+            uint32_t eline, ecol;
+            offset_to_pos(text, len, len, &eline, &ecol);
+            const char *what = eof_context(p->context);
+            if (what && strcmp(what, "the quoted string") == 0)
+                return fail_at(err, eline, ecol,
+                               "truncated: the file ends inside the quoted string that starts "
+                               "at line %u, column %u (or its closing quote is missing)",
+                               mark_line(p->context_mark), mark_col(p->context_mark));
+            if (what)
+                return fail_at(err, eline, ecol,
+                               "truncated: the file ends inside %s that starts at line %u, "
+                               "column %u (%s)",
+                               what, mark_line(p->context_mark), mark_col(p->context_mark),
+                               problem);
+            return fail_at(err, eline, ecol, "truncated: the file ends too early (%s)", problem);
+        }
         if (p->context)
             return fail_at(err, mark_line(p->problem_mark), mark_col(p->problem_mark),
                            "invalid YAML: %s (%s at line %u, column %u)", problem, p->context,
@@ -286,6 +466,15 @@ static bw_status parser_error(const yaml_parser_t *p, const char *text, size_t l
 bw_status bw__yaml_tree(bw_arena *a, const char *text, size_t len, bool *ret_has_root,
                         struct bw__ynode **ret_root, struct bw__yerr *err)
 {
+    /* A UTF-8 byte-order mark (some editors write one) is not content, and
+     * libyaml refuses it when told the encoding: skip it. Positions are then
+     * what an editor shows. */
+    if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) {
+        text += 3;
+        len -= 3;
+    }
+    if (check_text(text, len, err) != BW_OK)
+        return BW_ERR;
     yaml_parser_t parser;
     if (!yaml_parser_initialize(&parser))
         return fail_at(err, 0, 0, "could not parse the YAML (out of memory)");

@@ -4,7 +4,9 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "config/config.h"
@@ -356,19 +358,63 @@ static const struct {
     {"tag", BASE "state_dir: !!str /var/lib\n",
      "9:12: YAML tags (like !!str) are not supported; the key decides the type"},
     {"syntax error", BASE "limits: {a: 1\n",
-     "10:1: invalid YAML: did not find expected ',' or '}' (while parsing a flow mapping at "
-     "line 9, column 9)"},
+     "10:1: truncated: the file ends inside the { } mapping that starts at line 9, column 9 "
+     "(did not find expected ',' or '}')"},
     {"tab indentation", "listen:\n\t- address: 127.0.0.1:8080\n",
      "2:1: invalid YAML: found character that cannot start any token (while scanning for the "
      "next token at line 2, column 1)"},
     {"two documents", BASE "---\nlisten: []\n",
      "9:1: a second YAML document; the config must be a single document"},
     {"invalid UTF-8", BASE "state_dir: /var/\xff\n",
-     "9:17: not UTF-8 text: invalid leading UTF-8 octet (#FF)"},
+     "9:17: not valid UTF-8: byte 0xFF never appears in UTF-8 (Latin-1 or Windows-1252 text?); "
+     "save the file as UTF-8"},
     {"overlong UTF-8", BASE "state_dir: /\xc0\xaf\n",
-     "9:13: not UTF-8 text: invalid length of a UTF-8 sequence"},
+     "9:13: not valid UTF-8: byte 0xC0 never appears in UTF-8 (Latin-1 or Windows-1252 text?); "
+     "save the file as UTF-8"},
     {"control character", BASE "state_dir: /var\x01\n",
-     "9:16: not UTF-8 text: control characters are not allowed (#1)"},
+     "9:16: contains the control character U+0001, which YAML does not allow (a binary or "
+     "corrupted file?)"},
+    {"Latin-1 in a quoted string", BASE "state_dir: \"/var/caf\xe9\"\n",
+     "9:21: not valid UTF-8: byte 0xE9 is not followed by the 2 continuation bytes it needs "
+     "(Latin-1 or Windows-1252 text?); save the file as UTF-8"},
+    {"Latin-1 at the end of a line", BASE "state_dir: /var/caf\xe9\n",
+     "9:20: not valid UTF-8: byte 0xE9 is not followed by the 2 continuation bytes it needs "
+     "(Latin-1 or Windows-1252 text?); save the file as UTF-8"},
+    {"a continuation byte first", BASE "state_dir: /\x80\n",
+     "9:13: not valid UTF-8: byte 0x80 cannot start a character (Latin-1 or Windows-1252 text?); "
+     "save the file as UTF-8"},
+    {"overlong 3-byte", BASE "state_dir: /\xe0\x80\xaf\n",
+     "9:13: not valid UTF-8: U+002F written in 3 bytes (an overlong encoding)"},
+    {"past U+10FFFF", BASE "state_dir: /\xf4\x90\x80\x80\n",
+     "9:13: not valid UTF-8: U+110000 is past the last character"},
+    {"DEL", BASE "state_dir: /var\x7f\n",
+     "9:16: contains the control character U+007F, which YAML does not allow (a binary or "
+     "corrupted file?)"},
+    {"C1 control", BASE "state_dir: /var\xc2\x80\n",
+     "9:16: contains the control character U+0080, which YAML does not allow (a binary or "
+     "corrupted file?)"},
+    {"U+FFFE", BASE "state_dir: /var\xef\xbf\xbe\n",
+     "9:16: contains the non-character U+FFFE, which YAML does not allow (a binary or corrupted "
+     "file?)"},
+    {"UTF-16 BE with BOM", "\xfe\xff",
+     "1:1: the file is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8"},
+    {"UTF-16 LE byte-order mark only", "\xff\xfe",
+     "1:1: the file is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8"},
+    {"truncated in a flow list", BASE "listen: [a, b",
+     "9:14: truncated: the file ends inside the [ ] list that starts at line 9, column 9 (did not "
+     "find expected ',' or ']')"},
+    {"truncated in a key", BASE "limi",
+     "9:5: truncated: the file ends inside the key that starts at line 9, column 1 (could not find "
+     "expected ':')"},
+    {"truncated in a quoted string after a non-ASCII character",
+     BASE "state_dir: /caf\xc3\xa9\nlimits: \"x",
+     "10:11: truncated: the file ends inside the quoted string that starts at line 10, column 9 "
+     "(or its closing quote is missing)"},
+    {"truncated in a single-quoted string", BASE "state_dir: '/var/li",
+     "9:20: truncated: the file ends inside the quoted string that starts at line 9, column 12 (or "
+     "its closing quote is missing)"},
+    {"truncated after a flow list opens", BASE "listen: [",
+     "9:10: truncated: the file ends too early (did not find expected node content)"},
     {"only a comment", "# nothing here\n",
      "0:0: the config is empty; it needs at least listen, upstreams and routes"},
     {"empty document", "---\n",
@@ -765,23 +811,63 @@ TEST(garbage_input)
 {
     static const unsigned char bin[] = {0x7f, 'E', 'L', 'F', 2, 1, 1, 0, 0, 0, 0xff, 0xfe};
     expect_one_diag("binary", (const char *)bin, sizeof bin,
-                    "1:1: not UTF-8 text: control characters are not allowed (#7F)");
+                    "1:8: contains a NUL byte: YAML must be text (a binary or corrupted file?)");
     expect_one_diag("NUL byte", "listen:\0", 8,
-                    "1:8: not UTF-8 text: control characters are not allowed (#0)");
+                    "1:8: contains a NUL byte: YAML must be text (a binary or corrupted file?)");
+    static const char nul_mid[] = "listen:\n  - address: 127\0.0.0.1:8080\n";
+    expect_one_diag("NUL byte inside valid YAML", nul_mid, sizeof nul_mid - 1,
+                    "2:17: contains a NUL byte: YAML must be text (a binary or corrupted file?)");
+    /* A NUL anywhere is reported before an earlier encoding problem: it is
+     * what a binary file looks like. */
+    expect_one_diag("NUL after bad UTF-8", "\xff\xff a\0", 5,
+                    "1:5: contains a NUL byte: YAML must be text (a binary or corrupted file?)");
+    expect_one_diag("DEL first",
+                    "\x7f"
+                    "ELF",
+                    4,
+                    "1:1: contains the control character U+007F, which YAML does not allow (a "
+                    "binary or corrupted file?)");
     expect_one_diag("empty", "", 0,
                     "0:0: the config is empty; it needs at least listen, upstreams and routes");
     expect_one_diag("whitespace", " \n\n  \n", 6,
                     "0:0: the config is empty; it needs at least listen, upstreams and routes");
     /* UTF-16 with a byte-order mark is not guessed at: UTF-8 only. */
     expect_one_diag("UTF-16", "\xff\xfel\0i\0", 6,
-                    "1:1: not UTF-8 text: invalid leading UTF-8 octet (#FF)");
+                    "1:1: the file is UTF-16 (it starts with a UTF-16 byte-order mark); save it "
+                    "as UTF-8");
+    expect_one_diag("UTF-16 BE", "\xfe\xff\0l\0i", 6,
+                    "1:1: the file is UTF-16 (it starts with a UTF-16 byte-order mark); save it "
+                    "as UTF-8");
+    expect_one_diag("UTF-32 LE", "\xff\xfe\0\0l\0\0\0", 8,
+                    "1:1: the file is UTF-32 (it starts with a UTF-32 byte-order mark); save it "
+                    "as UTF-8");
+    expect_one_diag("UTF-32 BE", "\0\0\xfe\xff\0\0\0l", 8,
+                    "1:1: the file is UTF-32 (it starts with a UTF-32 byte-order mark); save it "
+                    "as UTF-8");
+    expect_one_diag("UTF-16 LE without a BOM", "l\0i\0s\0", 6,
+                    "1:1: the file looks like UTF-16 (a NUL byte next to every character); save "
+                    "it as UTF-8");
+    expect_one_diag("UTF-16 BE without a BOM", "\0l\0i\0s", 6,
+                    "1:1: the file looks like UTF-16 (a NUL byte next to every character); save "
+                    "it as UTF-8");
     expect_one_diag("truncated UTF-8", "a: \xe2\x82", 5,
-                    "1:4: not UTF-8 text: incomplete UTF-8 octet sequence");
+                    "1:4: truncated: the file ends in the middle of a UTF-8 character (byte 0xE2 "
+                    "needs 1 more)");
     expect_one_diag("UTF-8 surrogate", "a: \xed\xa0\x80\n", 7,
-                    "1:4: not UTF-8 text: invalid Unicode character (#D800)");
+                    "1:4: not valid UTF-8: U+D800 is a UTF-16 surrogate, not a character (was "
+                    "this converted from UTF-16 by hand?)");
     expect_one_diag("stray quote", "listen: \"abc\n", 13,
-                    "2:1: invalid YAML: found unexpected end of stream (while scanning a quoted "
-                    "scalar at line 1, column 9)");
+                    "2:1: truncated: the file ends inside the quoted string that starts at line "
+                    "1, column 9 (or its closing quote is missing)");
+    /* A UTF-8 byte-order mark is UTF-8: accepted, like an editor writes it. */
+    static const char bom[] = "\xef\xbb\xbf" BASE;
+    struct bw_config *cfg = NULL;
+    struct bw_config_diags d;
+    CHECK(parse(bom, sizeof bom - 1, &cfg, &d) == BW_OK);
+    cfg = bw_config_free(cfg);
+    expect_one_diag("UTF-8 BOM then an error", "\xef\xbb\xbfx: \x01", 7,
+                    "1:4: contains the control character U+0001, which YAML does not allow (a "
+                    "binary or corrupted file?)");
 }
 
 TEST(echoed_values_are_escaped_and_shortened)
@@ -1083,7 +1169,8 @@ TEST(load_file_oversized)
     close(fd);
     CHECK(bw_config_load_file(p, &cfg, &d) == BW_ERR);
     CHECK_INT_EQ(d.n, 1);
-    CHECK_STR_EQ(d.items[0].msg, "not UTF-8 text: control characters are not allowed (#0)");
+    CHECK_STR_EQ(d.items[0].msg,
+                 "contains a NUL byte: YAML must be text (a binary or corrupted file?)");
 }
 
 TEST(load_file_fifo_and_unreadable)
@@ -1094,7 +1181,7 @@ TEST(load_file_fifo_and_unreadable)
     struct bw_config *cfg = NULL;
     struct bw_config_diags d;
     CHECK(bw_config_load_file(p, &cfg, &d) == BW_ERR);
-    CHECK_STR_EQ(d.items[0].msg, "is not a regular file");
+    CHECK_STR_EQ(d.items[0].msg, "is a FIFO (named pipe), expected a regular file");
     unlink(p);
 
     if (geteuid() != 0) { /* root reads anything */
@@ -1102,9 +1189,121 @@ TEST(load_file_fifo_and_unreadable)
         write_file(p, BASE, strlen(BASE));
         CHECK(chmod(p, 0) == 0);
         CHECK(bw_config_load_file(p, &cfg, &d) == BW_ERR);
-        CHECK_STR_EQ(d.items[0].msg, "cannot open the config: Permission denied");
+        char want[128];
+        snprintf(want, sizeof want,
+                 "cannot open the config: Permission denied (bulwark runs as uid %u)",
+                 (unsigned)geteuid());
+        CHECK_STR_EQ(d.items[0].msg, want);
         unlink(p);
     }
+}
+
+TEST(load_file_symlinks)
+{
+    char p[128], target[128], want[512];
+    struct bw_config *cfg = NULL;
+    struct bw_config_diags d;
+    path_in_tmp(p, sizeof p, "dangling.yaml");
+    path_in_tmp(target, sizeof target, "nowhere.yaml");
+    CHECK(symlink(target, p) == 0);
+    CHECK(bw_config_load_file(p, &cfg, &d) == BW_ERR);
+    CHECK_INT_EQ(d.n, 1);
+    snprintf(want, sizeof want, "is a symlink to \"%s\", which does not exist", target);
+    CHECK_STR_EQ(d.items[0].msg, want);
+    /* Once the target exists, the symlink is followed. */
+    write_file(target, BASE, strlen(BASE));
+    CHECK(bw_config_load_file(p, &cfg, &d) == BW_OK);
+    cfg = bw_config_free(cfg);
+    unlink(target);
+    unlink(p);
+
+    char q[128];
+    path_in_tmp(p, sizeof p, "loop-a.yaml");
+    path_in_tmp(q, sizeof q, "loop-b.yaml");
+    CHECK(symlink(q, p) == 0);
+    CHECK(symlink(p, q) == 0);
+    CHECK(bw_config_load_file(p, &cfg, &d) == BW_ERR);
+    CHECK_STR_EQ(d.items[0].msg, "cannot open the config: a loop of symlinks");
+    unlink(p);
+    unlink(q);
+}
+
+TEST(load_file_special_files)
+{
+    struct bw_config *cfg = NULL;
+    struct bw_config_diags d;
+    CHECK(bw_config_load_file("/dev/null", &cfg, &d) == BW_ERR);
+    CHECK_STR_EQ(d.items[0].msg, "is a character device, expected a regular file");
+
+    char p[128];
+    path_in_tmp(p, sizeof p, "sock");
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    CHECK(fd >= 0);
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    CHECK(strlen(p) < sizeof sun.sun_path);
+    memcpy(sun.sun_path, p, strlen(p) + 1);
+    CHECK(bind(fd, (struct sockaddr *)&sun, sizeof sun) == 0);
+    CHECK(bw_config_load_file(p, &cfg, &d) == BW_ERR);
+    CHECK_STR_EQ(d.items[0].msg, "is a socket, expected a regular file");
+    close(fd);
+    unlink(p);
+}
+
+/* A valid config padded with a comment to exactly the limit loads; one byte
+ * more is refused before it is parsed. */
+TEST(load_file_valid_at_the_limit)
+{
+    char p[128];
+    path_in_tmp(p, sizeof p, "padded.yaml");
+    size_t n = BW_CONFIG_MAX_FILE_BYTES + 1;
+    char *text = malloc(n);
+    CHECK(text != NULL);
+    size_t base = strlen(BASE);
+    memcpy(text, BASE, base);
+    text[base] = '#';
+    memset(text + base + 1, 'x', n - base - 1);
+    text[BW_CONFIG_MAX_FILE_BYTES - 1] = '\n';
+    write_file(p, text, BW_CONFIG_MAX_FILE_BYTES);
+    struct bw_config *cfg = NULL;
+    struct bw_config_diags d;
+    CHECK(bw_config_load_file(p, &cfg, &d) == BW_OK);
+    cfg = bw_config_free(cfg);
+    text[BW_CONFIG_MAX_FILE_BYTES] = '\n';
+    write_file(p, text, BW_CONFIG_MAX_FILE_BYTES + 1);
+    CHECK(bw_config_load_file(p, &cfg, &d) == BW_ERR);
+    CHECK_STR_EQ(d.items[0].msg, "the config is 4194305 bytes, over the limit of 4194304 bytes");
+    free(text);
+    unlink(p);
+}
+
+/* A file cut short can still be YAML; its errors then get a note at the end. */
+TEST(load_file_truncation_note)
+{
+    char p[128], got[4096];
+    path_in_tmp(p, sizeof p, "cut.yaml");
+    static const char cut[] = BASE "limits:\n  header_by";
+    write_file(p, cut, sizeof cut - 1);
+    struct bw_config *cfg = NULL;
+    struct bw_config_diags d;
+    CHECK(bw_config_load_file(p, &cfg, &d) == BW_ERR);
+    CHECK_STR_EQ(diags_text(&d, got, sizeof got),
+                 "10:3: limits: expected a mapping like {header_bytes: 32KiB}, got \"header_by\"\n"
+                 "10:12: the file ends here, in the middle of a line: was it truncated? (that "
+                 "would explain the errors above)");
+    /* Not when the file ends with a newline, nor on a YAML error that
+     * already says "truncated". */
+    static const char whole[] = BASE "limits:\n  header_by\n";
+    write_file(p, whole, sizeof whole - 1);
+    CHECK(bw_config_load_file(p, &cfg, &d) == BW_ERR);
+    CHECK_STR_EQ(diags_text(&d, got, sizeof got),
+                 "10:3: limits: expected a mapping like {header_bytes: 32KiB}, got \"header_by\"");
+    static const char quote[] = BASE "state_dir: \"/var/li";
+    write_file(p, quote, sizeof quote - 1);
+    CHECK(bw_config_load_file(p, &cfg, &d) == BW_ERR);
+    CHECK_STR_EQ(diags_text(&d, got, sizeof got),
+                 "9:20: truncated: the file ends inside the quoted string that starts at line 9, "
+                 "column 12 (or its closing quote is missing)");
+    unlink(p);
 }
 
 TEST(load_file_good_and_errors_name_the_file)
@@ -1213,6 +1412,10 @@ int main(void)
     RUN(load_file_empty);
     RUN(load_file_oversized);
     RUN(load_file_fifo_and_unreadable);
+    RUN(load_file_symlinks);
+    RUN(load_file_special_files);
+    RUN(load_file_valid_at_the_limit);
+    RUN(load_file_truncation_note);
     RUN(load_file_good_and_errors_name_the_file);
     RUN(example_config_loads);
     RUN(docs_example_loads);

@@ -591,8 +591,37 @@ static const struct bad {
      "id: a\n"
      "rules: [\n"
      "",
-     "3:1: invalid YAML: did not find expected node content (while parsing a flow node at line 3, "
-     "column 1)"},
+     "3:1: truncated: the file ends too early (did not find expected node content)"},
+    {"truncated in a quoted expression",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'http.request.uri.path eq \"/adm",
+     "4:48: truncated: the file ends inside the quoted string that starts at line 4, column 17 "
+     "(or its closing quote is missing)"},
+    {"truncated in a key",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expr",
+     "4:9: truncated: the file ends inside the key that starts at line 4, column 5 (could not "
+     "find expected ':')"},
+    {"Latin-1 in an expression",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'http.request.uri.path eq \"/caf\xe9\"'\n"
+     "    action: block\n",
+     "4:48: not valid UTF-8: byte 0xE9 is not followed by the 2 continuation bytes it needs "
+     "(Latin-1 or Windows-1252 text?); save the file as UTF-8"},
+    {"control character in an expression",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'http.host eq \"a\x1b\"'\n"
+     "    action: block\n",
+     "4:33: contains the control character U+001B, which YAML does not allow (a binary or "
+     "corrupted file?)"},
     {"yaml anchor",
      "id: &x a\n"
      "rules: []\n"
@@ -1259,8 +1288,73 @@ TEST(file_level_errors)
     load_first(path, got, sizeof got);
     CHECK(strstr(got, "over the limit") == NULL);
 
-    const char *names[] = {"ok.yaml", "empty.yaml", "comments.yaml", "huge.yaml"};
-    for (size_t i = 0; i < 4; i++) {
+    /* A valid file padded with a comment to exactly the limit loads. */
+    {
+        size_t base = strlen("id: ok\nrules: []\n");
+        char *text = malloc(BW_RULESET_MAX_FILE_BYTES + 1);
+        CHECK(text != NULL);
+        memcpy(text, "id: ok\nrules: []\n", base);
+        memset(text + base, '#', BW_RULESET_MAX_FILE_BYTES - base);
+        text[BW_RULESET_MAX_FILE_BYTES - 1] = '\n';
+        text[BW_RULESET_MAX_FILE_BYTES] = '\0';
+        write_file(path, text);
+        free(text);
+        load_first(path, got, sizeof got);
+        CHECK_STR_EQ(got, "OK ok");
+    }
+
+    char target[256], want[600];
+    snprintf(path, sizeof path, "%s/dangling.yaml", dir);
+    snprintf(target, sizeof target, "%s/nowhere.yaml", dir);
+    CHECK(symlink(target, path) == 0);
+    load_first(path, got, sizeof got);
+    snprintf(want, sizeof want, "0:0: is a symlink to \"%s\", which does not exist", target);
+    CHECK_STR_EQ(got, want);
+
+    snprintf(path, sizeof path, "%s/fifo.yaml", dir);
+    CHECK(mkfifo(path, 0600) == 0);
+    load_first(path, got, sizeof got);
+    CHECK_STR_EQ(got, "0:0: is a FIFO (named pipe), expected a regular file");
+
+    load_first("/dev/null", got, sizeof got);
+    CHECK_STR_EQ(got, "0:0: is a character device, expected a regular file");
+
+    snprintf(path, sizeof path, "%s/nul.yaml", dir);
+    fd = open(path, O_CREAT | O_WRONLY, 0600);
+    CHECK(fd >= 0);
+    CHECK(write(fd, "id: a\nru\0les: []\n", 18) == 18);
+    close(fd);
+    load_first(path, got, sizeof got);
+    CHECK_STR_EQ(got, "2:3: contains a NUL byte: YAML must be text (a binary or corrupted file?)");
+
+    snprintf(path, sizeof path, "%s/utf16.yaml", dir);
+    fd = open(path, O_CREAT | O_WRONLY, 0600);
+    CHECK(fd >= 0);
+    CHECK(write(fd, "\xff\xfei\0d\0:\0", 8) == 8);
+    close(fd);
+    load_first(path, got, sizeof got);
+    CHECK_STR_EQ(
+        got, "1:1: the file is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8");
+
+    /* Cut short but still YAML: the schema error, then a note at the end. */
+    snprintf(path, sizeof path, "%s/cut.yaml", dir);
+    write_file(path, "id: a\nrules:\n  - id: r\n    expression: 'true'\n    action: blo");
+    {
+        struct bw_ruleset s;
+        struct bw_config_diags d;
+        bw_arena_reset(&A);
+        bw_arena_init(&A, 16 * 1024, 0);
+        CHECK(bw_ruleset_load_file(&A, path, &s, &d) == BW_ERR);
+        render(&d, got, sizeof got);
+        CHECK_STR_EQ(got, "5:13: rules[0].action: expected one of block, log, skip, execute, "
+                          "rate_limit, redirect, rewrite, set_header, remove_header, got \"blo\"\n"
+                          "5:16: the file ends here, in the middle of a line: was it truncated? "
+                          "(that would explain the errors above)");
+    }
+
+    const char *names[] = {"ok.yaml",   "empty.yaml", "comments.yaml", "huge.yaml", "dangling.yaml",
+                           "fifo.yaml", "nul.yaml",   "utf16.yaml",    "cut.yaml"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);
         unlink(path);
     }
