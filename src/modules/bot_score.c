@@ -350,6 +350,18 @@ static const char *echo(const char *s, size_t n, char *buf, size_t cap)
     return buf;
 }
 
+/* The shortest decimal that reads back as v: 1000.0000001 must not show as
+ * "1000" in "1000 is outside -1000 to 1000". */
+static const char *num(double v, char *buf, size_t cap)
+{
+    for (int p = 1; p <= 17; p++) {
+        snprintf(buf, cap, "%.*g", p, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    return buf;
+}
+
 static const char *kind_name(const json_t *j)
 {
     switch (json_typeof(j)) {
@@ -416,6 +428,12 @@ static bool check_bytes(struct ld *ld)
         return false;
     }
     const unsigned char *s = (const unsigned char *)ld->text;
+    if (ld->len >= 3 && s[0] == 0xEF && s[1] == 0xBB && s[2] == 0xBF) {
+        err(ld, at_off(0),
+            "the file starts with a byte order mark; JSON text has none (RFC 8259 "
+            "§8.1): save it as UTF-8 without a BOM");
+        return false;
+    }
     for (size_t i = 0; i < ld->len;) {
         if (s[i] == 0) {
             err(ld, at_off(i), "a NUL byte: a feature file is UTF-8 JSON text");
@@ -605,8 +623,8 @@ static bool load_feature(struct ld *ld, bw_arena *a, size_t i, const json_t *f,
     } else if (jw) {
         double w = json_number_value(jw);
         if (!isfinite(w) || w < -BW_BOT_MAX_WEIGHT || w > BW_BOT_MAX_WEIGHT) {
-            err(ld, at_elem_key(i, "weight"), "%s: weight %g is outside %g to %g", label, w,
-                -BW_BOT_MAX_WEIGHT, BW_BOT_MAX_WEIGHT);
+            err(ld, at_elem_key(i, "weight"), "%s: weight %s is outside %g to %g", label,
+                num(w, q, sizeof q), -BW_BOT_MAX_WEIGHT, BW_BOT_MAX_WEIGHT);
             ok = false;
         }
         ret_f->weight = w;
@@ -659,8 +677,9 @@ static bool get_weightlike(struct ld *ld, const json_t *j, const char *key, doub
     }
     double v = json_number_value(j);
     if (!isfinite(v) || v < -BW_BOT_MAX_WEIGHT || v > BW_BOT_MAX_WEIGHT) {
-        err(ld, at_top_key(key), "%s %g is outside %g to %g", key, v, -BW_BOT_MAX_WEIGHT,
-            BW_BOT_MAX_WEIGHT);
+        char q[64];
+        err(ld, at_top_key(key), "%s %s is outside %g to %g", key, num(v, q, sizeof q),
+            -BW_BOT_MAX_WEIGHT, BW_BOT_MAX_WEIGHT);
         return false;
     }
     *out = v;
