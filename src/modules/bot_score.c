@@ -202,12 +202,22 @@ static size_t string_raw_offset(const char *t, size_t len, size_t i, size_t dec)
 
 /* ---- the load: state and report ----------------------------------------------- */
 
+/* An error kept for the report: the first BW_BOT_MAX_ERRORS found are
+ * shown, sorted into file order (checks run top level first, then feature
+ * by feature, key by key). */
+struct shown {
+    bool has_pos;
+    size_t off;
+    char text[BW_RULES_DIAG_TEXT_MAX + 512];
+};
+
 struct ld {
     const char *path;
     const char *text;
     size_t len;
     char *buf;
     size_t cap, blen;
+    struct shown items[BW_BOT_MAX_ERRORS];
     size_t nerr, dropped;
     bool parsed; /* the text is valid JSON: the locator may walk it */
 };
@@ -290,23 +300,46 @@ static void verr(struct ld *ld, struct where w, const char *tail, const char *fm
         ld->dropped++;
         return;
     }
-    ld->nerr++;
-    size_t off;
-    if (resolve(ld, w, &off)) {
+    struct shown *e = &ld->items[ld->nerr++];
+    e->has_pos = resolve(ld, w, &e->off);
+    char msg[1024];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    if (e->has_pos) {
         uint32_t line = 1;
         size_t ls = 0;
-        for (size_t i = 0; i < off && i < ld->len; i++)
+        for (size_t i = 0; i < e->off && i < ld->len; i++)
             if (ld->text[i] == '\n') {
                 line++;
                 ls = i + 1;
             }
-        put(ld, "%s:%u:%zu: error: ", ld->path, line, off - ls + 1);
+        snprintf(e->text, sizeof e->text, "%s:%u:%zu: error: %s\n%s", ld->path, line,
+                 e->off - ls + 1, msg, tail);
     } else {
-        put(ld, "%s: error: ", ld->path);
+        snprintf(e->text, sizeof e->text, "%s: error: %s\n%s", ld->path, msg, tail);
     }
-    char msg[1024];
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    put(ld, "%s\n%s", msg, tail);
+}
+
+/* Writes the kept errors into the report: the file as a whole first, then
+ * by position (a stable sort: equal positions keep the order found). */
+static void flush(struct ld *ld)
+{
+    size_t order[BW_BOT_MAX_ERRORS];
+    for (size_t i = 0; i < ld->nerr; i++) {
+        size_t k = i;
+        const struct shown *e = &ld->items[i];
+        for (; k > 0; k--) {
+            const struct shown *p = &ld->items[order[k - 1]];
+            bool before = p->has_pos && (!e->has_pos || e->off < p->off);
+            if (!before)
+                break;
+            order[k] = order[k - 1];
+        }
+        order[k] = i;
+    }
+    for (size_t i = 0; i < ld->nerr; i++)
+        put(ld, "%s", ld->items[order[i]].text);
+    if (ld->dropped)
+        put(ld, "%s: error: %zu more errors not shown\n", ld->path, ld->dropped);
 }
 
 static void err(struct ld *ld, struct where w, const char *fmt, ...) BW_PRINTF(3, 4);
@@ -796,72 +829,86 @@ struct bw_bot_model *bw_bot_model_free(struct bw_bot_model *m)
     return NULL;
 }
 
+/* Parses and validates into a new model; false with ld holding why. */
+static bool parse(struct ld *ld, const struct bw_bot_load_opts *opts, struct bw_bot_model **ret)
+{
+    if (opts->max_features < 1 || opts->max_features > BW_CONFIG_BOT_MAX_FEATURES_CAP) {
+        err(ld, at_file(), "max_features %u is outside 1 to %d", opts->max_features,
+            BW_CONFIG_BOT_MAX_FEATURES_CAP);
+        return false;
+    }
+    if (!check_bytes(ld))
+        return false;
+    json_error_t je;
+    json_t *root = json_loadb(ld->text, ld->len, JSON_REJECT_DUPLICATES, &je);
+    if (!root) {
+        /* jansson's line:column (in characters, at the end of the offending
+         * token). A file cut short is the likeliest cause of a generated
+         * file's syntax error: say so. */
+        struct shown *e = &ld->items[ld->nerr++];
+        e->has_pos = false;
+        snprintf(e->text, sizeof e->text, "%s:%d:%d: error: %s: %s\n", ld->path, je.line, je.column,
+                 json_error_code(&je) == json_error_premature_end_of_input
+                     ? "the JSON ends early (is the file truncated?)"
+                     : "invalid JSON",
+                 je.text);
+        return false;
+    }
+    ld->parsed = true;
+    struct bw_bot_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        json_decref(root);
+        err(ld, at_file(), "out of memory loading the feature file");
+        return false;
+    }
+    bw_arena_init(&m->arena, 64 * 1024, 0);
+    bool ok = load_model(ld, root, opts, m);
+    json_decref(root);
+    if (ok) {
+        m->path = bw_arena_slice_dup(&m->arena, bw_slice_make(ld->path, strlen(ld->path)));
+        ok = m->path.ptr != NULL;
+        if (!ok)
+            err(ld, at_file(), "out of memory loading the feature file");
+    }
+    if (!ok) {
+        m = bw_bot_model_free(m);
+        return false;
+    }
+    m->hash = fnv1a(ld->text, ld->len);
+    m->file_bytes = ld->len;
+    *ret = m;
+    return true;
+}
+
 bw_status bw_bot_model_parse(const char *path, const char *text, size_t len,
                              const struct bw_bot_load_opts *opts, struct bw_bot_model **ret,
                              char *report, size_t cap)
 {
-    struct ld ld = {.path = path, .text = text, .len = len, .buf = report, .cap = cap};
+    /* About 25 KiB of kept errors: on the heap, not the control thread's
+     * stack. */
+    struct ld *ld = calloc(1, sizeof *ld);
     if (cap)
         report[0] = '\0';
-    if (opts->max_features < 1 || opts->max_features > BW_CONFIG_BOT_MAX_FEATURES_CAP) {
-        err(&ld, at_file(), "max_features %u is outside 1 to %d", opts->max_features,
-            BW_CONFIG_BOT_MAX_FEATURES_CAP);
+    if (!ld) {
+        snprintf(report, cap, "%s: error: out of memory loading the feature file\n", path);
         return BW_ERR;
     }
-    if (!check_bytes(&ld))
-        return BW_ERR;
-    json_error_t je;
-    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
-    if (!root) {
-        /* jansson's line:column (characters, at the end of the offending
-         * token). A file cut short is the likeliest cause of a generated
-         * file's syntax error: say so. */
-        ld.nerr++;
-        put(&ld, "%s:%d:%d: error: %s: %s\n", path, je.line, je.column,
-            json_error_code(&je) == json_error_premature_end_of_input
-                ? "the JSON ends early (is the file truncated?)"
-                : "invalid JSON",
-            je.text);
-        return BW_ERR;
-    }
-    ld.parsed = true;
-    struct bw_bot_model *m = calloc(1, sizeof *m);
-    if (!m) {
-        json_decref(root);
-        err(&ld, at_file(), "out of memory loading the feature file");
-        return BW_ERR;
-    }
-    bw_arena_init(&m->arena, 64 * 1024, 0);
-    bool ok = load_model(&ld, root, opts, m);
-    json_decref(root);
-    if (ld.dropped)
-        put(&ld, "%s: error: %zu more errors not shown\n", path, ld.dropped);
-    if (ok) {
-        m->path = bw_arena_slice_dup(&m->arena, bw_slice_make(path, strlen(path)));
-        ok = m->path.ptr != NULL;
-        if (!ok)
-            err(&ld, at_file(), "out of memory loading the feature file");
-    }
-    if (!ok) {
-        m = bw_bot_model_free(m);
-        return BW_ERR;
-    }
-    m->hash = fnv1a(text, len);
-    m->file_bytes = len;
-    *ret = m;
-    return BW_OK;
+    *ld = (struct ld){.path = path, .text = text, .len = len, .buf = report, .cap = cap};
+    bool ok = parse(ld, opts, ret);
+    flush(ld);
+    free(ld);
+    return ok ? BW_OK : BW_ERR;
 }
 
 BW_PRINTF(4, 5)
 static bw_status file_fail(const char *path, char *report, size_t cap, const char *fmt, ...)
 {
-    struct ld ld = {.path = path, .buf = report, .cap = cap};
-    if (cap)
-        report[0] = '\0';
+    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    verr(&ld, at_file(), "", fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    snprintf(report, cap, "%s: error: %s\n", path, msg);
     return BW_ERR;
 }
 

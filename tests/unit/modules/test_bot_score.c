@@ -121,9 +121,22 @@ static const struct {
      "\"expression\": \"...\", \"weight\": 3.0}, got a string\n"},
     {"feature unknown key",
      HEAD "  {\"name\": \"a\", \"expression\": \"true\", \"wieght\": 1}" TAIL, 0,
+     "f.json:2:3: error: features[0]: missing required key \"weight\"\n"
      "f.json:2:39: error: features[0]: unknown key \"wieght\" (expected one of: name, "
-     "expression, weight)\n"
-     "f.json:2:3: error: features[0]: missing required key \"weight\"\n"},
+     "expression, weight)\n"},
+    {"errors in file order",
+     "{\"features\": [{\"weight\": \"x\", \"name\": 1, \"expression\": \"\"}],\n"
+     " \"bias\": null, \"version\": -3, \"z\": 0}",
+     0,
+     "f.json:1:26: error: features[0]: weight: expected a number, got a string\n"
+     "f.json:1:39: error: features[0]: name: expected a string, got an integer\n"
+     "f.json:1:57: error: features[0]: expression: the expression is empty\n"
+     "    \n"
+     "    ^\n"
+     "f.json:2:10: error: bias: expected a number, got null\n"
+     "f.json:2:27: error: version: expected a non-negative integer, got -3\n"
+     "f.json:2:31: error: unknown key \"z\" in the top level (expected one of: version, bias, "
+     "features)\n"},
     {"feature missing expression", HEAD "  {\"name\": \"a\", \"weight\": 1}" TAIL, 0,
      "f.json:2:3: error: features[0]: missing required key \"expression\"\n"},
     {"name not a string", HEAD "  {\"name\": 7, \"expression\": \"true\", \"weight\": 1}" TAIL, 0,
