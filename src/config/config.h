@@ -135,8 +135,24 @@ struct bw_config_rules_module {
     uint64_t rate_limit_entries; /* shared rate-limit table size, default 65536 */
 };
 
+/* Feature counts a bot model may hold (DESIGN.md §2 "Feature file"): the
+ * default, and the hard cap no configuration can raise (outage 1: a feature
+ * file that doubled in size must be refused, not grown into). */
+#define BW_CONFIG_BOT_DEFAULT_MAX_FEATURES 200
+#define BW_CONFIG_BOT_MAX_FEATURES_CAP 1024
+
+struct bw_config_bot_module {
+    bool enabled;              /* `modules: {bot_score: ...}` present */
+    bw_slice features;         /* the feature file (JSON); a relative path is resolved
+                                * against the config file's directory */
+    enum bw_on_error on_error; /* default open */
+    uint16_t error_status;     /* fail-closed answer, default 503 */
+    uint32_t max_features;     /* 1..BW_CONFIG_BOT_MAX_FEATURES_CAP, default 200 */
+};
+
 struct bw_config_modules {
     struct bw_config_rules_module rules;
+    struct bw_config_bot_module bot_score;
 };
 
 enum bw_client_ip_source {

@@ -1020,6 +1020,11 @@ static void set_defaults(struct ld *ld)
     cfg->modules.rules.on_error = BW_ON_ERROR_OPEN;
     cfg->modules.rules.error_status = 503;
     cfg->modules.rules.rate_limit_entries = 65536;
+    cfg->modules.bot_score.enabled = false;
+    cfg->modules.bot_score.features = BW_SLICE_EMPTY;
+    cfg->modules.bot_score.on_error = BW_ON_ERROR_OPEN;
+    cfg->modules.bot_score.error_status = 503;
+    cfg->modules.bot_score.max_features = BW_CONFIG_BOT_DEFAULT_MAX_FEATURES;
     cfg->log.access_enabled = true;
     cfg->log.access_path = ld_dup(ld, BW_SLICE_LIT("-"));
 }
@@ -1042,6 +1047,20 @@ static bw_slice resolve_path(struct ld *ld, bw_slice p)
     memcpy(buf, cfgp.ptr, dir);
     memcpy(buf + dir, p.ptr, p.len);
     return bw_slice_make(buf, dir + p.len);
+}
+
+/* open | closed: a module's failure policy. */
+static void get_on_error(struct ld *ld, const struct bw__ynode *n, const char *path,
+                         enum bw_on_error *out)
+{
+    if (!want_scalar(ld, n, path, "open or closed"))
+        return;
+    if (is_word(n, "open"))
+        *out = BW_ON_ERROR_OPEN;
+    else if (is_word(n, "closed"))
+        *out = BW_ON_ERROR_CLOSED;
+    else
+        DIAG(ld, n, "%s: expected open or closed, got %s", path, got(n).s);
 }
 
 static void parse_rules_module(struct ld *ld, const struct bw__ynode *key,
@@ -1083,21 +1102,42 @@ static void parse_rules_module(struct ld *ld, const struct bw__ynode *key,
             }
         }
     }
-    if (f[1].has && want_scalar(ld, f[1].val, "modules.rules.on_error", "open or closed")) {
-        if (is_word(f[1].val, "open"))
-            m->on_error = BW_ON_ERROR_OPEN;
-        else if (is_word(f[1].val, "closed"))
-            m->on_error = BW_ON_ERROR_CLOSED;
-        else
-            DIAG(ld, f[1].val, "modules.rules.on_error: expected open or closed, got %s",
-                 got(f[1].val).s);
-    }
+    if (f[1].has)
+        get_on_error(ld, f[1].val, "modules.rules.on_error", &m->on_error);
     uint32_t st;
     if (f[2].has && get_u32(ld, f[2].val, "modules.rules.error_status", 500, 599, &st))
         m->error_status = (uint16_t)st;
     if (f[3].has)
         (void)get_uint(ld, f[3].val, "modules.rules.rate_limit_entries", 4, 1u << 24,
                        &m->rate_limit_entries);
+}
+
+static void parse_bot_module(struct ld *ld, const struct bw__ynode *key, const struct bw__ynode *n)
+{
+    struct bw_config_bot_module *m = &ld->cfg->modules.bot_score;
+    struct field f[] = {
+        {.name = "features", .required = true},
+        {.name = "on_error"},
+        {.name = "error_status"},
+        {.name = "max_features"},
+    };
+    if (!walk_map(ld, n, key, "modules.bot_score",
+                  "a mapping like {features: features.json, on_error: open}", f, 4))
+        return;
+    m->enabled = true;
+    bw_slice p;
+    if (f[0].has && get_path(ld, f[0].val, "modules.bot_score.features", &p))
+        m->features = resolve_path(ld, p);
+    if (f[1].has)
+        get_on_error(ld, f[1].val, "modules.bot_score.on_error", &m->on_error);
+    uint32_t st;
+    if (f[2].has && get_u32(ld, f[2].val, "modules.bot_score.error_status", 500, 599, &st))
+        m->error_status = (uint16_t)st;
+    /* Past the hard cap is a config error, not a silent clamp: the operator
+     * asked for something the proxy will not do. */
+    if (f[3].has)
+        (void)get_u32(ld, f[3].val, "modules.bot_score.max_features", 1,
+                      BW_CONFIG_BOT_MAX_FEATURES_CAP, &m->max_features);
 }
 
 /* true or false, spelled so: YAML 1.1's yes/no/on/off are refused, as they
@@ -1137,7 +1177,7 @@ static void parse_modules(struct ld *ld, const struct bw__ynode *key, const stru
     if (f[0].has)
         parse_rules_module(ld, f[0].key, f[0].val);
     if (f[1].has)
-        DIAG(ld, f[1].key, "modules.bot_score: not available in this build yet");
+        parse_bot_module(ld, f[1].key, f[1].val);
 }
 
 static void parse_root(struct ld *ld, const struct bw__ynode *root)

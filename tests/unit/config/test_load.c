@@ -98,8 +98,30 @@ static const struct {
      "9:33: reload.debounce: expected a duration from 1ms to 1h, got \"2h\""},
     {"reload unknown", BASE "reload: {inotify: true}\n",
      "9:10: unknown key \"inotify\" in reload (expected one of: watch, debounce)"},
-    {"modules bot_score", BASE "modules:\n  bot_score: { features: f.json }\n",
-     "10:3: modules.bot_score: not available in this build yet"},
+    {"bot_score without features", BASE "modules:\n  bot_score: { on_error: open }\n",
+     "10:3: missing required key \"features\" in modules.bot_score"},
+    {"bot_score features empty", BASE "modules:\n  bot_score: { features: \"\" }\n",
+     "10:26: modules.bot_score.features: expected a file path (1 to 4096 bytes, no control "
+     "characters), got \"\""},
+    {"bot_score features list", BASE "modules:\n  bot_score: { features: [a.json] }\n",
+     "10:26: modules.bot_score.features: expected a file path, got a list"},
+    {"bot_score on_error", BASE "modules:\n  bot_score: { features: f.json, on_error: maybe }\n",
+     "10:44: modules.bot_score.on_error: expected open or closed, got \"maybe\""},
+    {"bot_score error_status",
+     BASE "modules:\n  bot_score: { features: f.json, error_status: 499 }\n",
+     "10:48: modules.bot_score.error_status: expected an integer from 500 to 599, got \"499\""},
+    {"bot_score max_features 0",
+     BASE "modules:\n  bot_score: { features: f.json, max_features: 0 }\n",
+     "10:48: modules.bot_score.max_features: expected an integer from 1 to 1024, got \"0\""},
+    {"bot_score max_features 1025",
+     BASE "modules:\n  bot_score: { features: f.json, max_features: 1025 }\n",
+     "10:48: modules.bot_score.max_features: expected an integer from 1 to 1024, got \"1025\""},
+    {"bot_score unknown key", BASE "modules:\n  bot_score: { features: f.json, feature: g.json }\n",
+     "10:34: unknown key \"feature\" in modules.bot_score (expected one of: features, on_error, "
+     "error_status, max_features)"},
+    {"bot_score not a mapping", BASE "modules:\n  bot_score: f.json\n",
+     "10:14: modules.bot_score: expected a mapping like {features: features.json, on_error: open}, "
+     "got \"f.json\""},
     {"modules unknown", BASE "modules:\n  waf: {}\n",
      "10:3: unknown key \"waf\" in modules (expected one of: rules, bot_score)"},
     {"rules without rulesets", BASE "modules:\n  rules: {on_error: open}\n",
@@ -790,6 +812,47 @@ TEST(small_variants_accepted)
     cfg = bw_config_free(cfg);
 }
 
+/* modules.bot_score: defaults, the bounds of max_features, and the feature
+ * file's path taken from the config file's directory. */
+TEST(bot_score_module)
+{
+    struct bw_config *cfg = NULL;
+    struct bw_config_diags d;
+    char got[4096];
+    CHECK(parse_str(BASE, &cfg, &d) == BW_OK);
+    CHECK(!cfg->modules.bot_score.enabled);
+    cfg = bw_config_free(cfg);
+
+    CHECK(parse_str(BASE "modules:\n  bot_score: { features: f.json }\n", &cfg, &d) == BW_OK);
+    const struct bw_config_bot_module *m = &cfg->modules.bot_score;
+    CHECK(m->enabled);
+    CHECK_SLICE_EQ(m->features, "f.json"); /* t.yaml has no directory */
+    CHECK_INT_EQ(m->on_error, BW_ON_ERROR_OPEN);
+    CHECK_INT_EQ(m->error_status, 503);
+    CHECK_INT_EQ(m->max_features, 200);
+    cfg = bw_config_free(cfg);
+
+    static const char text[] = BASE "modules:\n  bot_score: { features: models/f.json, on_error: "
+                                    "closed, error_status: 599, max_features: 1024 }\n";
+    if (bw_config_parse("/etc/bulwark/bulwark.yaml", text, sizeof text - 1, &cfg, &d) != BW_OK) {
+        T_FAILF("refused: %s", diags_text(&d, got, sizeof got));
+        return;
+    }
+    m = &cfg->modules.bot_score;
+    CHECK_SLICE_EQ(m->features, "/etc/bulwark/models/f.json");
+    CHECK_INT_EQ(m->on_error, BW_ON_ERROR_CLOSED);
+    CHECK_INT_EQ(m->error_status, 599);
+    CHECK_INT_EQ(m->max_features, 1024);
+    cfg = bw_config_free(cfg);
+
+    static const char abs[] =
+        BASE "modules:\n  bot_score: { features: /srv/f.json, max_features: 1 }\n";
+    CHECK(bw_config_parse("conf/b.yaml", abs, sizeof abs - 1, &cfg, &d) == BW_OK);
+    CHECK_SLICE_EQ(cfg->modules.bot_score.features, "/srv/f.json");
+    CHECK_INT_EQ(cfg->modules.bot_score.max_features, 1);
+    cfg = bw_config_free(cfg);
+}
+
 /* ---- hostile input ---------------------------------------------------- */
 
 static void expect_one_diag(const char *what, const char *text, size_t len, const char *want)
@@ -1399,6 +1462,7 @@ int main(void)
     RUN(defaults_from_minimal_config);
     RUN(full_config_every_key);
     RUN(small_variants_accepted);
+    RUN(bot_score_module);
     RUN(garbage_input);
     RUN(echoed_values_are_escaped_and_shortened);
     RUN(billion_laughs_refused);
