@@ -13,6 +13,7 @@
 
 #include "base/log.h"
 #include "config/config.h"
+#include "modules/bot_module.h"
 #include "modules/rules.h"
 #include "modules/trace.h"
 #include "proxy/server.h"
@@ -134,11 +135,24 @@ int main(int argc, char **argv)
         bool ok = bw_rules_rt_load(&rr, cfg, report, sizeof report) == BW_OK && !rr.failed;
         size_t nrulesets = ok ? rr.book->nrulesets : 0, nrules = ok ? rr.book->nrules : 0;
         bw_rules_rt_done(&rr);
-        bw_config_free(cfg);
         if (!ok) {
+            bw_config_free(cfg);
             fputs(report, stderr);
             return 1;
         }
+        struct bw_bot_rt bot;
+        bw_bot_rt_load(&bot, cfg, (struct bw_bot_running){.known = false}, false, report,
+                       sizeof report);
+        size_t nfeatures = bot.has_model ? bot.model->nfeatures : 0;
+        bool bot_failed = bot.failed;
+        bw_bot_rt_done(&bot);
+        bw_config_free(cfg);
+        if (bot_failed) {
+            fputs(report, stderr);
+            return 1;
+        }
+        if (nfeatures)
+            printf("%s: bot_score model ok (%zu features)\n", path, nfeatures);
         if (nrulesets)
             printf("%s: ok (%zu rulesets, %zu rules, embedded tests passed)\n", path, nrulesets,
                    nrules);

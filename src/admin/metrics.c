@@ -108,6 +108,12 @@ void bw_metric_format_double(double v, char *buf)
         memcpy(buf, v > 0 ? "+Inf" : "-Inf", 5);
         return;
     }
+    /* Whole numbers as integers: "1000", not "1e+03" (both are valid
+     * exposition, only one is readable). 2^53: every integer below is exact. */
+    if (fabs(v) < 9007199254740992.0 && v == (double)(int64_t)v) {
+        snprintf(buf, BW_METRIC_NUMBER_MAX, "%lld", (long long)v);
+        return;
+    }
     /* The shortest %.*g that round-trips: 0.1 stays "0.1", not
      * "0.10000000000000001". 17 significant digits always round-trip. */
     for (int prec = 1; prec <= 17; prec++) {

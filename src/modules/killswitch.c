@@ -126,8 +126,9 @@ static bool locate(const struct bw_kill *k, const struct bw_rules_rt *rr, _Atomi
     return false;
 }
 
-bool bw_kill_present(const struct bw_kill *k, const struct bw_rules_rt *rr)
+bool bw_kill_present(const struct bw_kill *k, const struct bw_kill_scope *sc)
 {
+    const struct bw_rules_rt *rr = sc->rules;
     switch (k->kind) {
     case BW_KILL_RULE:
     case BW_KILL_RULESET: {
@@ -136,15 +137,24 @@ bool bw_kill_present(const struct bw_kill *k, const struct bw_rules_rt *rr)
         return locate(k, rr, &w, &b);
     }
     case BW_KILL_MODULE:
-        return k->module == BW_MODULE_RULES && rr->enabled;
+        switch (k->module) {
+        case BW_MODULE_RULES:
+            return rr->enabled;
+        case BW_MODULE_BOT_SCORE:
+            return sc->bot->enabled;
+        case BW_MODULE__COUNT:
+            break;
+        }
+        return false;
     case BW_KILL__COUNT:
         break;
     }
     return false;
 }
 
-static void apply(const struct bw_kill *k, bool enabled, struct bw_rules_rt *rr)
+static void apply(const struct bw_kill *k, bool enabled, const struct bw_kill_scope *sc)
 {
+    struct bw_rules_rt *rr = sc->rules;
     switch (k->kind) {
     case BW_KILL_RULE:
     case BW_KILL_RULESET: {
@@ -160,8 +170,16 @@ static void apply(const struct bw_kill *k, bool enabled, struct bw_rules_rt *rr)
         return;
     }
     case BW_KILL_MODULE:
-        if (k->module == BW_MODULE_RULES)
+        switch (k->module) {
+        case BW_MODULE_RULES:
             atomic_store_explicit(&rr->killed, !enabled, memory_order_relaxed);
+            return;
+        case BW_MODULE_BOT_SCORE:
+            atomic_store_explicit(&sc->bot->killed, !enabled, memory_order_relaxed);
+            return;
+        case BW_MODULE__COUNT:
+            break;
+        }
         return;
     case BW_KILL__COUNT:
         break;
@@ -169,11 +187,11 @@ static void apply(const struct bw_kill *k, bool enabled, struct bw_rules_rt *rr)
 }
 
 bw_status bw_kill_set(struct bw_killswitches *ks, const struct bw_kill *k, bool enabled,
-                      struct bw_rules_rt *rr, bw_error *err)
+                      const struct bw_kill_scope *sc, bw_error *err)
 {
     char name[BW_KILL_TARGET_MAX + 1];
     bw_kill_format(k, name, sizeof name);
-    if (!bw_kill_present(k, rr))
+    if (!bw_kill_present(k, sc))
         return bw_error_set(err, "%s: no such %s in the running configuration", name,
                             k->kind == BW_KILL_RULE      ? "rule"
                             : k->kind == BW_KILL_RULESET ? "ruleset"
@@ -188,14 +206,14 @@ bw_status bw_kill_set(struct bw_killswitches *ks, const struct bw_kill *k, bool 
     } else if (enabled && i < ks->n) {
         ks->items[i] = ks->items[--ks->n];
     }
-    apply(k, enabled, rr);
+    apply(k, enabled, sc);
     return BW_OK;
 }
 
-void bw_kills_apply(const struct bw_killswitches *ks, struct bw_rules_rt *rr)
+void bw_kills_apply(const struct bw_killswitches *ks, const struct bw_kill_scope *sc)
 {
     for (size_t i = 0; i < ks->n; i++)
-        apply(&ks->items[i], false, rr);
+        apply(&ks->items[i], false, sc);
 }
 
 static bw_status path_in(const char *dir, const char *name, char *out, size_t cap, bw_error *err)

@@ -16,6 +16,7 @@
 
 #include "base/error.h"
 #include "base/slice.h"
+#include "modules/bot_module.h"
 #include "modules/rules.h"
 #include "rules/ruleset.h"
 
@@ -47,18 +48,24 @@ bw_status bw_kill_parse(bw_slice text, struct bw_kill *ret, bw_error *err) BW_MU
 /* The canonical text of k into buf (at least BW_KILL_TARGET_MAX + 1 bytes). */
 void bw_kill_format(const struct bw_kill *k, char *buf, size_t cap);
 
-/* Does rr's book (or module set) have the target? */
-bool bw_kill_present(const struct bw_kill *k, const struct bw_rules_rt *rr);
+/* What killswitches act on: one snapshot's modules. */
+struct bw_kill_scope {
+    struct bw_rules_rt *rules;
+    struct bw_bot_rt *bot;
+};
+
+/* Does the scope have the target? */
+bool bw_kill_present(const struct bw_kill *k, const struct bw_kill_scope *sc);
 
 /* Turns the target off (enabled false) or back on in the set and in rr (the
  * published snapshot), at once. Fails, changing nothing, when rr does not
  * have the target (a typo must not be accepted silently) or the set is full. */
 bw_status bw_kill_set(struct bw_killswitches *ks, const struct bw_kill *k, bool enabled,
-                      struct bw_rules_rt *rr, bw_error *err) BW_MUST_CHECK;
+                      const struct bw_kill_scope *sc, bw_error *err) BW_MUST_CHECK;
 
 /* Applies the whole set to a new snapshot's rules (targets it lacks are
  * skipped). */
-void bw_kills_apply(const struct bw_killswitches *ks, struct bw_rules_rt *rr);
+void bw_kills_apply(const struct bw_killswitches *ks, const struct bw_kill_scope *sc);
 
 /* state_dir/killswitches: one target per line. Written to a temporary file,
  * fsynced, renamed over the old one, and the directory fsynced, so a crash

@@ -156,6 +156,7 @@ bw_status bw_rules_rt_load_ex(struct bw_rules_rt *rr, const struct bw_config *cf
     rr->has_request_rules = rr->book->ntop[BW_RULES_PHASE_REQUEST] > 0;
     rr->has_response_rules = rr->book->ntop[BW_RULES_PHASE_RESPONSE] > 0;
     rr->trivial = !rr->has_request_rules && !rr->has_response_rules && !rr->failed &&
+                  !cfg->modules.bot_score.enabled &&
                   cfg->nroutes > 0 && !cfg->routes[0].has_match;
     if (rr->book->has_rate_limits &&
         bw_rate_table_new((size_t)m->rate_limit_entries, &rr->rate, &err) != BW_OK) {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "modules/bot_module.h"
 #include "modules/rules.h"
 
 static void print_step(void *self, const struct bw_rules_trace_step *st)
@@ -180,6 +181,36 @@ int bw_eval_command(const struct bw_config *cfg, const struct bw_eval_args *a, F
     struct bw_request_view v;
     bw_rules_view_request(&w, &v, &hq, &client, a->ssl);
     v.bot_score = (struct bw_rv_opt_int){.known = a->has_bot_score, .value = a->bot_score};
+    /* The bot_score module, unless the score was given on the command line. */
+    struct bw_bot_rt bot;
+    static char bot_report[8192];
+    bw_bot_rt_load(&bot, cfg, (struct bw_bot_running){.known = false}, false, bot_report,
+                   sizeof bot_report);
+    if (bot.failed) {
+        fputs(bot_report, err);
+        fprintf(out, "bot.score: unknown (no valid model; on_error: %s)\n",
+                bot.on_error == BW_ON_ERROR_OPEN ? "open" : "closed");
+    } else if (bot.has_model && !a->has_bot_score) {
+        struct bw_bot_worker bw;
+        if (bw_bot_worker_init(&bw, bot.model, &e) == BW_OK) {
+            struct bw_bot_result res = bw_bot_score(bot.model, &v, &w.arena, &bw.scratch);
+            switch (res.outcome) {
+            case BW_BOT_SCORED:
+                v.bot_score = (struct bw_rv_opt_int){.known = true, .value = res.u.scored.score};
+                fprintf(out, "bot.score: %lld (model version %llu: %u of %zu features true, %u "
+                             "unknown)\n",
+                        (long long)res.u.scored.score, (unsigned long long)bot.model->version,
+                        res.u.scored.ntrue, bot.model->nfeatures, res.u.scored.nunknown);
+                break;
+            case BW_BOT_FAILED:
+            case BW_BOT_OUTCOME__COUNT:
+                fprintf(out, "bot.score: unknown (scoring failed: a limit was hit)\n");
+                break;
+            }
+            bw_bot_worker_done(&bw);
+        }
+    }
+    bw_bot_rt_done(&bot);
 
     fprintf(out, "request: %.*s %.*s from %s%s\n", (int)hq.method.len, hq.method.ptr,
             (int)hq.target.len, hq.target.ptr, ip, a->ssl ? " (TLS)" : "");

@@ -95,8 +95,27 @@ static bw_status status_json(void *self, struct bw_textbuf *out, bw_error *err)
                                rs->nrules, rs->ntests, (unsigned long long)s->generation,
                                (unsigned long long)s->ruleset_hashes[i], loaded) == BW_OK;
     }
+    const struct bw_bot_rt *bot = &s->bot;
+    if (ok && bot->has_model) {
+        const struct bw_bot_model *m = bot->model;
+        ok = bw_textbuf_append_str(out, ",{\"kind\":\"feature_file\",\"path\":") == BW_OK &&
+             json_slice(out, m->path) == BW_OK &&
+             bw_textbuf_printf(out, ",\"version\":%llu,\"features\":%zu,\"hash\":\"%016llx\","
+                                    "\"loaded_at\":\"%s\"}",
+                               (unsigned long long)m->version, m->nfeatures,
+                               (unsigned long long)m->hash, loaded) == BW_OK;
+    }
     ok = ok && bw_textbuf_append_str(out, "],") == BW_OK;
-    ok = ok && bw_textbuf_printf(out, "\"modules\":{\"rules\":{\"configured\":%s,\"state\":\"%s\","
+    ok = ok && bw_textbuf_printf(out, "\"modules\":{\"bot_score\":{\"configured\":%s,\"state\":"
+                                      "\"%s\",\"on_error\":\"%s\"},",
+                                 bot->enabled ? "true" : "false",
+                                 !bot->enabled                ? "off"
+                                 : atomic_load(&bot->killed)  ? "killed"
+                                 : bot->failed                ? "failed"
+                                 : bot->from_lkg              ? "last_known_good"
+                                                              : "ok",
+                                 bot->on_error == BW_ON_ERROR_OPEN ? "open" : "closed") == BW_OK;
+    ok = ok && bw_textbuf_printf(out, "\"rules\":{\"configured\":%s,\"state\":\"%s\","
                                       "\"on_error\":\"%s\"}},",
                                  rr->enabled ? "true" : "false",
                                  !rr->enabled                 ? "off"
@@ -114,6 +133,7 @@ static bw_status status_json(void *self, struct bw_textbuf *out, bw_error *err)
     } else if (ok) {
         ok = bw_textbuf_append_str(out, "null") == BW_OK;
     }
+    struct bw_kill_scope scope = {.rules = &c->snap->rules, .bot = &c->snap->bot};
     ok = ok && bw_textbuf_append_str(out, ",\"killswitches\":[") == BW_OK;
     for (size_t i = 0; ok && i < c->kills->n; i++) {
         char t[BW_KILL_TARGET_MAX + 1];
@@ -121,7 +141,7 @@ static bw_status status_json(void *self, struct bw_textbuf *out, bw_error *err)
         ok = bw_textbuf_append_str(out, i ? ",{\"target\":" : "{\"target\":") == BW_OK &&
              json_cstr(out, t) == BW_OK &&
              bw_textbuf_printf(out, ",\"present\":%s}",
-                               bw_kill_present(&c->kills->items[i], rr) ? "true" : "false") ==
+                               bw_kill_present(&c->kills->items[i], &scope) ? "true" : "false") ==
                  BW_OK;
     }
     ok = ok && bw_textbuf_append_str(out, "]}\n") == BW_OK;
@@ -157,6 +177,7 @@ static bw_status metrics_text(void *self, struct bw_textbuf *out, bw_error *err)
     /* Sums over the workers. */
     uint64_t accepted = 0, upfail = 0, resp[6] = {0}, lat[BW_LATENCY_BUCKETS + 1] = {0};
     uint64_t lat_sum = 0, killed = 0, fails[BW_ON_ERROR__COUNT] = {0};
+    uint64_t bot_scored = 0, bot_killed = 0, bot_fails[BW_ON_ERROR__COUNT] = {0};
     uint64_t verdicts[BW_RULES_PHASE__COUNT][BW_VERDICT__COUNT] = {{0}};
     for (size_t w = 0; w < c->nworkers; w++) {
         const struct bw_worker_stats *st = &c->pws[w].stats;
@@ -168,6 +189,10 @@ static bw_status metrics_text(void *self, struct bw_textbuf *out, bw_error *err)
             lat[i] += ld(&st->latency[i]);
         lat_sum += ld(&st->latency_sum_ms);
         killed += ld(&st->rules.killed);
+        bot_scored += ld(&st->bot_scored);
+        bot_killed += ld(&st->bot_killed);
+        for (size_t i = 0; i < BW_ON_ERROR__COUNT; i++)
+            bot_fails[i] += ld(&st->bot_failures[i]);
         for (size_t i = 0; i < BW_ON_ERROR__COUNT; i++)
             fails[i] += ld(&st->rules.failures[i]);
         for (size_t p = 0; p < BW_RULES_PHASE__COUNT; p++)
@@ -274,15 +299,25 @@ static bw_status metrics_text(void *self, struct bw_textbuf *out, bw_error *err)
     TRY(bw_metric_family(out, "module_failures_total", BW_METRIC_COUNTER,
                          "requests a module failed for, by its on_error policy", err));
     for (size_t i = 0; i < BW_ON_ERROR__COUNT; i++) {
-        struct bw_metric_label l2[2] = {{"module", BW_SLICE_LIT("rules")},
-                                        {"policy", i == BW_ON_ERROR_OPEN ? BW_SLICE_LIT("open")
-                                                                         : BW_SLICE_LIT("closed")}};
+        bw_slice pol = i == BW_ON_ERROR_OPEN ? BW_SLICE_LIT("open") : BW_SLICE_LIT("closed");
+        struct bw_metric_label l2[2] = {{"module", BW_SLICE_LIT("rules")}, {"policy", pol}};
         TRY(bw_metric_counter(out, "module_failures_total", l2, 2, fails[i], err));
+        l2[0].value = BW_SLICE_LIT("bot_score");
+        TRY(bw_metric_counter(out, "module_failures_total", l2, 2, bot_fails[i], err));
     }
     TRY(bw_metric_family(out, "module_killed_total", BW_METRIC_COUNTER,
                          "requests that went by a killed module (its outputs unknown)", err));
     l1[0] = (struct bw_metric_label){"module", BW_SLICE_LIT("rules")};
     TRY(bw_metric_counter(out, "module_killed_total", l1, 1, killed, err));
+    l1[0] = (struct bw_metric_label){"module", BW_SLICE_LIT("bot_score")};
+    TRY(bw_metric_counter(out, "module_killed_total", l1, 1, bot_killed, err));
+    TRY(bw_metric_family(out, "bot_scored_total", BW_METRIC_COUNTER,
+                         "requests the bot_score module scored", err));
+    TRY(bw_metric_counter(out, "bot_scored_total", NULL, 0, bot_scored, err));
+    TRY(bw_metric_family(out, "bot_model_version", BW_METRIC_GAUGE,
+                         "version of the running feature file (absent without a model)", err));
+    if (s->bot.has_model)
+        TRY(bw_metric_gauge(out, "bot_model_version", NULL, 0, (double)s->bot.model->version, err));
     TRY(bw_metric_family(out, "killswitches_active", BW_METRIC_GAUGE,
                          "killswitches in force", err));
     TRY(bw_metric_gauge(out, "killswitches_active", NULL, 0, (double)c->kills->n, err));
@@ -316,7 +351,8 @@ static bw_status killswitch(void *self, const struct bw_killswitch_req *k,
         *fault = BW_KILLSWITCH_FAULT_UNKNOWN_TARGET;
         return BW_ERR;
     }
-    if (bw_kill_set(c->kills, &kill, k->enabled, &c->snap->rules, err) != BW_OK) {
+    struct bw_kill_scope scope = {.rules = &c->snap->rules, .bot = &c->snap->bot};
+    if (bw_kill_set(c->kills, &kill, k->enabled, &scope, err) != BW_OK) {
         *fault = BW_KILLSWITCH_FAULT_UNKNOWN_TARGET;
         return BW_ERR;
     }

@@ -45,6 +45,7 @@ static void snapshot_free(struct bw_snapshot *s)
         free(s->upstreams);
     }
     bw_rules_rt_done(&s->rules);
+    bw_bot_rt_done(&s->bot);
     bw_config_free(s->cfg);
     free(s->route_counts);
     free(s->ruleset_hashes);
@@ -52,7 +53,8 @@ static void snapshot_free(struct bw_snapshot *s)
 }
 
 bw_status bw_snapshot_new(struct bw_config *cfg, uint64_t generation, bool use_lkg,
-                          struct bw_snapshot **ret, char *report, size_t cap)
+                          struct bw_bot_running running_bot, struct bw_snapshot **ret,
+                          char *report, size_t cap)
 {
     struct bw_snapshot *s = calloc(1, sizeof *s);
     if (!s) {
@@ -75,6 +77,11 @@ bw_status bw_snapshot_new(struct bw_config *cfg, uint64_t generation, bool use_l
     if (bw_rules_rt_load_ex(&s->rules, cfg, use_lkg, report, cap) != BW_OK) {
         snapshot_free(s);
         return BW_ERR;
+    }
+    {
+        /* The bot module's problems follow the rules module's in the report. */
+        size_t used = strnlen(report, cap);
+        bw_bot_rt_load(&s->bot, cfg, running_bot, use_lkg, report + used, cap - used);
     }
     s->nworkers = cfg->workers ? cfg->workers : 1;
     s->route_stride = ((cfg->nroutes + 1) * 6 + 7) / 8 * 8; /* whole cache lines */
@@ -207,6 +214,8 @@ static void wsnap_free(struct bw_wsnap *ws)
     }
     if (ws->rules.rr)
         bw_rules_worker_done(&ws->rules);
+    if (ws->has_bot)
+        bw_bot_worker_done(&ws->bot);
     bw_snapshot_unref(ws->snap);
     free(ws);
 }
@@ -244,6 +253,13 @@ static struct bw_wsnap *wsnap_new(struct bw_proxy_worker *pw, struct bw_snapshot
         ws->rules.rr = NULL;
         wsnap_free(ws);
         return NULL;
+    }
+    if (snap->bot.has_model) {
+        if (bw_bot_worker_init(&ws->bot, snap->bot.model, err) != BW_OK) {
+            wsnap_free(ws);
+            return NULL;
+        }
+        ws->has_bot = true;
     }
     return ws;
 }

@@ -21,6 +21,7 @@
 #include "base/buf.h"
 #include "config/config.h"
 #include "http/http1.h"
+#include "modules/bot_module.h"
 #include "modules/rules.h"
 #include "net/worker.h"
 #include "proxy/access_log.h"
@@ -37,6 +38,7 @@ struct bw_snapshot {
     struct bw_http_limits limits;
     bool needs_path;                  /* hash(http.request.uri.path) reads the normalised path */
     struct bw_rules_rt rules;         /* routes and rulesets, compiled */
+    struct bw_bot_rt bot;             /* the bot_score module */
     /* Responses by route and status class, one row per worker (each writes
      * only its own row; rows are cache-line aligned): row w, route i, class
      * c at route_counts[w * route_stride + i * 6 + c]; route nroutes is
@@ -58,7 +60,8 @@ struct bw_snapshot {
  * rulesets that do not load may be replaced by their last-known-good copies
  * (bw_rules_rt_load_ex). refs starts at 1. */
 bw_status bw_snapshot_new(struct bw_config *cfg, uint64_t generation, bool use_lkg,
-                          struct bw_snapshot **ret, char *report, size_t cap) BW_MUST_CHECK;
+                          struct bw_bot_running running_bot, struct bw_snapshot **ret,
+                          char *report, size_t cap) BW_MUST_CHECK;
 /* Drops one reference; the last one frees the snapshot. Any thread. */
 void bw_snapshot_unref(struct bw_snapshot *s);
 
@@ -106,6 +109,9 @@ struct bw_worker_stats {
     _Atomic uint64_t latency_sum_ms;
     _Atomic uint64_t upstream_failures;                 /* connect, timeout, invalid response */
     _Atomic uint64_t accepted;                          /* client connections */
+    _Atomic uint64_t bot_scored;
+    _Atomic uint64_t bot_failures[BW_ON_ERROR__COUNT]; /* by policy */
+    _Atomic uint64_t bot_killed;
     struct bw_rules_stats rules;
 };
 
@@ -114,6 +120,8 @@ struct bw_wsnap {
     struct bw_snapshot *snap;       /* one reference held */
     struct bw_upstream_local *ups;  /* parallel to snap->upstreams */
     struct bw_rules_worker rules;
+    bool has_bot;                   /* snap->bot has a model */
+    struct bw_bot_worker bot;
     uint32_t pins;                  /* sessions and upstream connections using it */
     struct bw_wsnap *next_retired;
 };

@@ -103,6 +103,10 @@ void bw__request_log(struct bw_session *s)
         snprintf(rule, sizeof rule, ",\"rule\":\"%.*s\",\"action\":\"%s\"", (int)(rs + rl), id,
                  bw_action_name(r->log_action));
     }
+    if (r->has_bot_score) {
+        size_t rl = strlen(rule);
+        snprintf(rule + rl, sizeof rule - rl, ",\"bot_score\":%u", (unsigned)r->bot_score);
+    }
     char line[1600];
     int n =
         snprintf(line, sizeof line,

@@ -29,14 +29,26 @@ static void save_lkg(struct bw_control *c)
 {
     const struct bw_snapshot *s = c->snap;
     const struct bw_config *cfg = s->cfg;
-    if (!cfg->has_state_dir || s->rules.failed || s->rules.from_lkg)
+    if (!cfg->has_state_dir || s->rules.failed || s->rules.from_lkg || s->bot.failed ||
+        s->bot.from_lkg)
         return;
     bw_error err;
     bool ok = bw_lkg_save(cfg->state_dir, cfg->path, &err) == BW_OK;
+    if (ok && s->bot.has_model)
+        ok = bw_lkg_save(cfg->state_dir, cfg->modules.bot_score.features, &err) == BW_OK;
     for (size_t i = 0; ok && cfg->modules.rules.enabled && i < cfg->modules.rules.nrulesets; i++)
         ok = bw_lkg_save(cfg->state_dir, cfg->modules.rules.rulesets[i], &err) == BW_OK;
     if (!ok)
         BW_ERRORF("%s (the previous last-known-good copies stay)", err.msg);
+}
+
+/* The model a reload replaces: its version must not go backwards. */
+static struct bw_bot_running running_bot(const struct bw_control *c)
+{
+    const struct bw_bot_rt *b = &c->snap->bot;
+    if (!b->has_model)
+        return (struct bw_bot_running){.known = false};
+    return (struct bw_bot_running){.known = true, .version = b->model->version};
 }
 
 static bw_status rejected(struct bw_control *c, const char *report)
@@ -70,13 +82,13 @@ bw_status bw_control_reload(struct bw_control *c, char *report, size_t cap)
         return rejected(c, report);
     }
     struct bw_snapshot *snap;
-    if (bw_snapshot_new(cfg, c->generation + 1, false, &snap, report, cap) != BW_OK)
+    if (bw_snapshot_new(cfg, c->generation + 1, false, running_bot(c), &snap, report, cap) != BW_OK)
         return rejected(c, report);
-    if (snap->rules.failed) {
+    if (snap->rules.failed || snap->bot.failed) {
         bw_snapshot_unref(snap);
         return rejected(c, report);
     }
-    bw_kills_apply(c->kills, &snap->rules);
+    bw_kills_apply(c->kills, &(struct bw_kill_scope){.rules = &snap->rules, .bot = &snap->bot});
     struct bw_health *health = NULL;
     if (bw_health_start(&health, &c->loop, snap, &err) != BW_OK) {
         snprintf(report, cap, "%s\n", err.msg);
@@ -229,7 +241,8 @@ int bw_server_run(const char *config_path, struct bw_config *boot_cfg)
 
     static char report[16384];
     struct bw_snapshot *snap;
-    if (bw_snapshot_new(boot_cfg, 1, true, &snap, report, sizeof report) != BW_OK) {
+    if (bw_snapshot_new(boot_cfg, 1, true, (struct bw_bot_running){.known = false}, &snap,
+                        report, sizeof report) != BW_OK) {
         BW_ERRORF("%s", report);
         return 1;
     }
@@ -237,7 +250,19 @@ int bw_server_run(const char *config_path, struct bw_config *boot_cfg)
         BW_ERRORF("the rules module's rulesets did not load; serving with their last-known-good "
                   "copies until a configuration that loads is started or reloaded:\n%s",
                   report);
-    else if (snap->rules.failed)
+    if (snap->bot.from_lkg)
+        BW_ERRORF("the bot_score feature file did not load; scoring with its last-known-good copy "
+                  "until a configuration that loads is started or reloaded:\n%s",
+                  report);
+    else if (snap->bot.failed)
+        BW_ERRORF("the bot_score module has no valid model; on_error: %s applies to every "
+                  "request (bot.score is unknown) until a configuration that loads is started "
+                  "or reloaded:\n%s",
+                  boot_cfg->modules.bot_score.on_error == BW_ON_ERROR_OPEN
+                      ? "open (requests go on)"
+                      : "closed (requests refused)",
+                  report);
+    if (snap->rules.failed)
         BW_ERRORF("the rules module did not load; on_error: %s applies to every request "
                   "until a configuration that loads is started or reloaded:\n%s",
                   boot_cfg->modules.rules.on_error == BW_ON_ERROR_OPEN
@@ -257,7 +282,7 @@ int bw_server_run(const char *config_path, struct bw_config *boot_cfg)
         } else if (kills.n) {
             BW_INFOF("%zu killswitches restored from %s", kills.n, c.state_dir);
         }
-        bw_kills_apply(&kills, &snap->rules);
+        bw_kills_apply(&kills, &(struct bw_kill_scope){.rules = &snap->rules, .bot = &snap->bot});
     }
     /* The control thread's reference (health checks) and the runtime's. */
     atomic_fetch_add(&snap->refs, 1);

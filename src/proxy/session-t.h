@@ -116,6 +116,8 @@ struct request {
      * rulesets) a copy of the request as the rules saw it. */
     bool routed;
     size_t route;
+    bool has_bot_score;
+    uint8_t bot_score;
     uint64_t start_ms; /* loop clock, for the latency histogram */
     struct bw_rules_request rules_st;
     bool log_has_rule;

@@ -335,6 +335,44 @@ static void note_rule(struct request *r, const struct bw_rules_hook *h)
     r->log_action = h->action;
 }
 
+/* The bot_score module: bot.score for the rules, or the module's failure
+ * policy. False when the policy is to refuse the request (fail-closed). A
+ * killed module is not a failure: the score is unknown and the request goes
+ * on. */
+static bool run_bot(struct bw_session *s, struct bw_request_view *view)
+{
+    const struct bw_bot_rt *b = &s->ws->snap->bot;
+    struct bw_worker_stats *st = &s->pw->stats;
+    if (atomic_load_explicit(&b->killed, memory_order_relaxed)) {
+        bw_stat_inc(&st->bot_killed);
+        return true;
+    }
+    if (s->ws->has_bot) {
+        struct bw_bot_result res =
+            bw_bot_score(b->model, view, &s->ws->rules.arena, &s->ws->bot.scratch);
+        switch (res.outcome) {
+        case BW_BOT_SCORED:
+            view->bot_score = (struct bw_rv_opt_int){.known = true, .value = res.u.scored.score};
+            s->req->has_bot_score = true;
+            s->req->bot_score = (uint8_t)res.u.scored.score;
+            bw_stat_inc(&st->bot_scored);
+            return true;
+        case BW_BOT_FAILED:
+        case BW_BOT_OUTCOME__COUNT:
+            break;
+        }
+    }
+    bw_stat_inc(&st->bot_failures[b->on_error]);
+    switch (b->on_error) {
+    case BW_ON_ERROR_OPEN:
+        return true;
+    case BW_ON_ERROR_CLOSED:
+    case BW_ON_ERROR__COUNT:
+        break;
+    }
+    return false;
+}
+
 /* ---- request start ------------------------------------------------------- */
 
 static bool is_idempotent(enum bw_http_method m)
@@ -446,6 +484,12 @@ static void start_request(struct bw_session *s, struct bw_http_request *hq)
     } else {
         struct bw_request_view view;
         bw_rules_view_request(&s->ws->rules, &view, hq, &client.ss, false);
+        if (s->ws->snap->bot.enabled && !run_bot(s, &view)) {
+            bw_buf_consume(s->cbuf, hq->head_len);
+            respond_own(s, s->ws->snap->bot.error_status, BW_SLICE_EMPTY, true,
+                        BW_SLICE_LIT("the bot_score module failed for this request\n"));
+            return;
+        }
         bw_rules_request_init(&r->rules_st);
         bw_rules_on_request(&s->ws->rules, &view, LOOP(s)->now_ms, &r->rules_st, &hook);
         note_rule(r, &hook);

@@ -101,42 +101,45 @@ TEST(set_and_clear_reach_the_engine_bits)
         return;
     static struct bw_killswitches ks;
     ks.n = 0;
+    struct bw_bot_rt bot = {.enabled = false};
+    struct bw_kill_scope sc = {.rules = &rr, .bot = &bot};
     struct bw_kill k;
     bw_error err;
     CHECK_INT_EQ(bw_kill_parse(BW_SLICE_LIT("rule:entry/a"), &k, &err), BW_OK);
-    CHECK_INT_EQ(bw_kill_set(&ks, &k, false, &rr, &err), BW_OK);
+    CHECK_INT_EQ(bw_kill_set(&ks, &k, false, &sc, &err), BW_OK);
     CHECK_INT_EQ(ks.n, 1);
     CHECK(bit(rr.kills.rules, rr.book->rulesets[0].rules[0].index));
     /* Killing twice keeps one entry. */
-    CHECK_INT_EQ(bw_kill_set(&ks, &k, false, &rr, &err), BW_OK);
+    CHECK_INT_EQ(bw_kill_set(&ks, &k, false, &sc, &err), BW_OK);
     CHECK_INT_EQ(ks.n, 1);
     CHECK_INT_EQ(bw_kill_parse(BW_SLICE_LIT("ruleset:managed"), &k, &err), BW_OK);
-    CHECK_INT_EQ(bw_kill_set(&ks, &k, false, &rr, &err), BW_OK);
+    CHECK_INT_EQ(bw_kill_set(&ks, &k, false, &sc, &err), BW_OK);
     CHECK(bit(rr.kills.rulesets, 1));
     CHECK_INT_EQ(bw_kill_parse(BW_SLICE_LIT("module:rules"), &k, &err), BW_OK);
-    CHECK_INT_EQ(bw_kill_set(&ks, &k, false, &rr, &err), BW_OK);
+    CHECK_INT_EQ(bw_kill_set(&ks, &k, false, &sc, &err), BW_OK);
     CHECK(atomic_load(&rr.killed));
-    CHECK_INT_EQ(bw_kill_set(&ks, &k, true, &rr, &err), BW_OK);
+    CHECK_INT_EQ(bw_kill_set(&ks, &k, true, &sc, &err), BW_OK);
     CHECK(!atomic_load(&rr.killed));
     CHECK_INT_EQ(ks.n, 2);
     /* Unknown targets change nothing and say why. */
     CHECK_INT_EQ(bw_kill_parse(BW_SLICE_LIT("rule:entry/zzz"), &k, &err), BW_OK);
-    CHECK_INT_EQ(bw_kill_set(&ks, &k, false, &rr, &err), BW_ERR);
+    CHECK_INT_EQ(bw_kill_set(&ks, &k, false, &sc, &err), BW_ERR);
     CHECK_STR_EQ(err.msg, "rule:entry/zzz: no such rule in the running configuration");
     CHECK_INT_EQ(bw_kill_parse(BW_SLICE_LIT("module:bot_score"), &k, &err), BW_OK);
-    CHECK_INT_EQ(bw_kill_set(&ks, &k, false, &rr, &err), BW_ERR);
+    CHECK_INT_EQ(bw_kill_set(&ks, &k, false, &sc, &err), BW_ERR);
     CHECK_INT_EQ(ks.n, 2);
 
     /* A new snapshot gets the whole set. */
     struct bw_config *cfg2 = NULL;
     struct bw_rules_rt rr2;
     CHECK(load(&cfg2, &rr2));
-    bw_kills_apply(&ks, &rr2);
+    struct bw_kill_scope sc2 = {.rules = &rr2, .bot = &bot};
+    bw_kills_apply(&ks, &sc2);
     CHECK(bit(rr2.kills.rules, rr2.book->rulesets[0].rules[0].index));
     CHECK(bit(rr2.kills.rulesets, 1));
     /* Enabling again clears the bit and the entry. */
     CHECK_INT_EQ(bw_kill_parse(BW_SLICE_LIT("rule:entry/a"), &k, &err), BW_OK);
-    CHECK_INT_EQ(bw_kill_set(&ks, &k, true, &rr2, &err), BW_OK);
+    CHECK_INT_EQ(bw_kill_set(&ks, &k, true, &sc2, &err), BW_OK);
     CHECK(!bit(rr2.kills.rules, rr2.book->rulesets[0].rules[0].index));
     CHECK_INT_EQ(ks.n, 1);
     bw_rules_rt_done(&rr2);
