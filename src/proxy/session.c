@@ -381,8 +381,29 @@ static uint32_t request_hash_key(const struct bw_config_upstream *cu,
     return 0;
 }
 
+/* Dotted-quad text of an IPv4 address, NUL-terminated (at most 16 bytes). */
+static void format_ipv4(const unsigned char *b, char *out)
+{
+    char *p = out;
+    for (int i = 0; i < 4; i++) {
+        unsigned v = b[i];
+        if (v >= 100)
+            *p++ = (char)('0' + v / 100);
+        if (v >= 10)
+            *p++ = (char)('0' + v / 10 % 10);
+        *p++ = (char)('0' + v % 10);
+        *p++ = i < 3 ? '.' : '\0';
+    }
+}
+
+/* Every request formats its peer: inet_ntop goes through sprintf, so the
+ * common IPv4 case is done here (same text as inet_ntop). */
 static void format_addr(const struct sockaddr_storage *ss, char *out)
 {
+    if (ss->ss_family == AF_INET) {
+        format_ipv4((const unsigned char *)&((const struct sockaddr_in *)ss)->sin_addr, out);
+        return;
+    }
     struct bw_client_addr a;
     memcpy(&a.ss, ss, sizeof a.ss);
     bw_client_addr_format(&a);
