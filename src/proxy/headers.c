@@ -87,10 +87,52 @@ static bool named_by_connection(const struct bw_http_header *h, size_t n, bw_sli
     return false;
 }
 
-static bool has_connection_field(const struct bw_http_header *h, size_t n)
+/* The elements of every Connection field, gathered once per head: each
+ * forwarded field is checked against them, and most heads have none or one
+ * ("keep-alive"). More than fit here: the fields are searched each time. */
+enum { CONN_TOKENS_MAX = 8 };
+
+struct conn_tokens {
+    size_t n;
+    bool complete; /* tok[] holds every element */
+    bw_slice tok[CONN_TOKENS_MAX];
+};
+
+static void conn_tokens_init(struct conn_tokens *ct, const struct bw_http_header *h, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        if (h[i].name.len == 10 && bw_slice_eq_nocase(h[i].name, BW_SLICE_LIT("connection")))
+    ct->n = 0;
+    ct->complete = true;
+    for (size_t i = 0; i < n; i++) {
+        if (h[i].name.len != 10 || !bw_slice_eq_nocase(h[i].name, BW_SLICE_LIT("connection")))
+            continue;
+        bw_slice v = h[i].value;
+        if (v.ptr == NULL)
+            continue; /* lists nothing, as for bw_http_list_has_token */
+        /* The elements bw_http_list_has_token compares: split at each
+         * comma, optional whitespace trimmed. */
+        for (;;) {
+            const char *comma = v.len ? memchr(v.ptr, ',', v.len) : NULL;
+            size_t len = comma ? (size_t)(comma - v.ptr) : v.len;
+            if (ct->n == CONN_TOKENS_MAX) {
+                ct->complete = false;
+                return;
+            }
+            ct->tok[ct->n++] = bw_slice_trim_ows(bw_slice_make(v.ptr, len));
+            if (!comma)
+                break;
+            v = bw_slice_make(comma + 1, v.len - len - 1);
+        }
+    }
+}
+
+/* named_by_connection(), from the gathered elements. */
+static bool conn_names(const struct conn_tokens *ct, const struct bw_http_header *h, size_t n,
+                       bw_slice name)
+{
+    if (!ct->complete)
+        return named_by_connection(h, n, name);
+    for (size_t i = 0; i < ct->n; i++)
+        if (bw_slice_eq_nocase(ct->tok[i], name))
             return true;
     return false;
 }
@@ -152,7 +194,8 @@ bool bw_build_upstream_request(struct bw_head_out *out, const struct bw_http_req
 {
     const struct bw_http_header *h = req->headers;
     size_t n = req->nheaders;
-    bool conn_lists = has_connection_field(h, n);
+    struct conn_tokens ct;
+    conn_tokens_init(&ct, h, n);
 
     const struct bw_head_edits *ed = &p->edits;
     put_slice(out, req->method);
@@ -184,7 +227,7 @@ bool bw_build_upstream_request(struct bw_head_out *out, const struct bw_http_req
     for (size_t i = 0; i < n; i++) {
         switch (classify(h[i].name)) {
         case F_PASS:
-            if (conn_lists && named_by_connection(h, n, h[i].name))
+            if (conn_names(&ct, h, n, h[i].name))
                 continue;
             if (ed->nops && edited(ed, h[i].name))
                 continue;
@@ -259,7 +302,8 @@ bool bw_build_client_response_ed(struct bw_head_out *out, const struct bw_http_r
 {
     const struct bw_http_header *h = resp->headers;
     size_t n = resp->nheaders;
-    bool conn_lists = has_connection_field(h, n);
+    struct conn_tokens ct;
+    conn_tokens_init(&ct, h, n);
     bool upgrading = resp->status == 101 && resp->upgrade;
 
     PUT_LIT(out, "HTTP/1.1 ");
@@ -278,7 +322,7 @@ bool bw_build_client_response_ed(struct bw_head_out *out, const struct bw_http_r
         case F_XFP:
         case F_EXPECT:
         case F_HOST:
-            if (conn_lists && named_by_connection(h, n, h[i].name))
+            if (conn_names(&ct, h, n, h[i].name))
                 continue;
             if (ed->nops && edited(ed, h[i].name))
                 continue;

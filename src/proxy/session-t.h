@@ -106,10 +106,6 @@ struct request {
     uint64_t bytes_in, bytes_out;
     struct timespec t_start, t_upstream, t_resp;
     bool have_upstream_time;
-    char client_text[BW_IP_TEXT_MAX];
-    char peer_text[BW_IP_TEXT_MAX];
-    char method_text[24];
-    char path_text[256];
 
     /* Rules: skips carried from the request phase to the response phase,
      * the rule the access log names, and (only with response-phase
@@ -125,8 +121,16 @@ struct request {
     const struct bw_rule *log_rule;
     enum bw_action_kind log_action;
     bool has_rview;
-    struct bw_request_view rview;
     bw_arena rarena;
+
+    /* Not cleared for each request (request_get clears what comes before
+     * client_text): the texts are written when a request starts, and rview
+     * only when has_rview is set. */
+    char client_text[BW_IP_TEXT_MAX];
+    char peer_text[BW_IP_TEXT_MAX];
+    char method_text[24];
+    char path_text[256];
+    struct bw_request_view rview; /* valid when has_rview */
 };
 
 struct bw_session {

@@ -209,6 +209,35 @@ TEST(fields_named_by_connection_removed_case_insensitively)
     CHECK_INT_EQ(count(UH(out), "connection"), 0);
 }
 
+/* More Connection elements than the builder gathers at once (8): every one
+ * still removes its field, empty elements and whitespace included. */
+TEST(many_fields_named_by_connection_removed)
+{
+    struct req in, out;
+    CHECK(PARSE_REQ(&in, "GET / HTTP/1.1\r\n"
+                         "Host: a.example\r\n"
+                         "Connection: x-1, X-2 ,x-3,, x-4,x-5\r\n"
+                         "Connection: x-6, x-7, x-8, x-9,\tX-10\r\n"
+                         "X-1: 1\r\nX-2: 2\r\nX-3: 3\r\nX-4: 4\r\nX-5: 5\r\n"
+                         "X-6: 6\r\nX-7: 7\r\nX-8: 8\r\nX-9: 9\r\nX-10: 10\r\n"
+                         "X-11: 11\r\n"
+                         "\r\n"));
+    CHECK(upstream(&in, &PLAIN, &out));
+    const char *gone[] = {"x-1", "x-2", "x-3", "x-4", "x-5", "x-6", "x-7", "x-8", "x-9", "x-10"};
+    for (size_t i = 0; i < sizeof gone / sizeof gone[0]; i++)
+        CHECK_INT_EQ(count(UH(out), gone[i]), 0);
+    CHECK_SLICE_EQ(value(UH(out), "x-11"), "11");
+    struct resp rin, rout;
+    CHECK(PARSE_RESP(&rin,
+                     "HTTP/1.1 200 OK\r\nConnection: a, b, c, d, e, f, g, h, i, X-Internal\r\n"
+                     "X-Internal: s3cret\r\nH: 1\r\nX-Pass: y\r\nContent-Length: 0\r\n\r\n",
+                     BW_METHOD_GET));
+    CHECK(client(&rin, false, true, false, BW_METHOD_GET, &rout));
+    CHECK_INT_EQ(count(UH(rout), "x-internal"), 0);
+    CHECK_INT_EQ(count(UH(rout), "h"), 0);
+    CHECK_SLICE_EQ(value(UH(rout), "x-pass"), "y");
+}
+
 /* Connection may name Content-Length, but dropping it would leave the body
  * bytes on the upstream connection to be read as the next request: request
  * smuggling past every rule that saw only the outer request. */
@@ -648,6 +677,7 @@ int main(void)
     RUN(http10_request_goes_up_as_http11);
     RUN(hop_by_hop_fields_removed);
     RUN(fields_named_by_connection_removed_case_insensitively);
+    RUN(many_fields_named_by_connection_removed);
     RUN(connection_cannot_remove_content_length);
     RUN(connection_cannot_remove_host);
     RUN(xff_without_prefix_is_peer_only);
