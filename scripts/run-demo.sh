@@ -106,6 +106,9 @@ echo "run-demo: demo origin on 127.0.0.1:$ORIGIN_PORT (pid $origin_pid, log $ORI
     curl -i http://127.0.0.1:$PROXY_PORT/api/hello
     curl -i http://127.0.0.1:$PROXY_PORT/admin          # blocked by examples/rules/entry.yaml
     curl -i http://127.0.0.1:$PROXY_PORT/v0/users?page=2 # redirected by a rule
+    curl -i http://127.0.0.1:$PROXY_PORT/login           # curl scores as a bot: blocked
+    curl -i -A 'Mozilla/5.0 Firefox/121' -H 'Accept-Language: en' -H 'Sec-Fetch-Mode: navigate' \\
+         http://127.0.0.1:$PROXY_PORT/login             # a browser-like request passes
     $BIN check -c $CONF
     $BIN eval -c $CONF --request 'GET /admin HTTP/1.1' -H 'Host: demo.example'
     (rules: examples/rules/*.yaml, docs/rules.md)

@@ -179,3 +179,62 @@ def test_last_known_good_model_at_start_and_killswitch(tmp_path, origin, bulwark
     metrics = admin(bw2, "GET", "/metrics").body.decode()
     assert 'bulwark_module_killed_total{module="bot_score"} 1' in metrics
     assert 'bulwark_module_failures_total{module="bot_score",policy="open"} 0' in metrics
+
+
+WAF_2019 = (r"""(?:(?:\"|'|\]|\}|\\|\d|(?:nan|infinity|true|false|null|undefined|symbol|math)"""
+            r"""|\`|\-|\+)+[)]*;?((?:\s|-|~|!|{}|\|\||\+)*.*(?:.*=.*)))""")
+
+
+def test_backtracking_regex_deployed_under_load(tmp_path, origin, bulwark):
+    """Outage 3: the 2019 WAF regex is deployed (by reload) while clients
+    send long crafted query strings. Linear-time matching: every request is
+    answered, none times out."""
+    cfg = default_config([origin.address], workers=2)
+    cfg["limits"] = {"request_line_bytes": "64KiB", "header_bytes": "80KiB"}
+    cfg["admin"] = {"address": "127.0.0.1:0"}
+    rules = tmp_path / "waf.yaml"
+    rules.write_text("id: waf\nrules:\n  - id: noop\n    expression: 'false'\n    action: block\n")
+    cfg["modules"] = {"rules": {"rulesets": [str(rules)]}}
+    bw = bulwark(cfg)
+    crafted = [
+        "1" + "x" * 40000,                       # the pattern's worst case for a backtracker
+        "-" * 30000 + "=",                       # long run, then the '=' it looks for
+        "true" * 8000,
+        "a=1&" + "+-~!" * 8000,
+    ]
+    stop = threading.Event()
+    answers, bad = [0], []
+
+    def load(i):
+        deadline = time.monotonic() + 20
+        k = i
+        while not stop.is_set() and time.monotonic() < deadline:
+            q = crafted[k % len(crafted)]
+            k += 1
+            try:
+                r = bw.request("GET", "/search?" + q, timeout=5.0)
+            except Exception as e:  # noqa: BLE001  a timeout or reset is the failure looked for
+                bad.append(repr(e))
+                continue
+            answers[0] += 1
+            if r.status not in (200, 403):
+                bad.append(r.status)
+
+    threads = [threading.Thread(target=load, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    rules.write_text("id: waf\nrules:\n  - id: outage-2019\n"
+                     "    expression: |\n      http.request.uri.query matches \"" +
+                     WAF_2019.replace("\\", "\\\\").replace('"', '\\"') + "\"\n"
+                     "    action: block\n")
+    r = admin(bw, "POST", "/reload")
+    assert r.status == 200, r.body  # accepted: vectorscan runs it in linear time
+    time.sleep(2)
+    stop.set()
+    for t in threads:
+        t.join(30)
+    assert bad == [] and answers[0] > 0
+    # It acts: a query with '=' after a digit matches; one without does not.
+    assert bw.request("GET", "/s?" + "1" + "x" * 40000 + "=").status == 403
+    assert bw.request("GET", "/s?" + "x" * 40000).status == 200
