@@ -1,6 +1,7 @@
 #include "proxy/server.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -105,6 +106,7 @@ bw_status bw_control_reload(struct bw_control *c, char *report, size_t cap)
     c->reloads_accepted++;
     bw_runtime_publish(c->rt, snap);
     save_lkg(c);
+    (void)malloc_trim(0); /* see bw_server_run */
     /* Not from here: this may run inside the watch's own callback. */
     if (bw_timer_set(&c->loop, &c->rewatch, 0) != BW_OK)
         BW_ERRORF("cannot re-arm the file watch after a reload");
@@ -292,6 +294,10 @@ int bw_server_run(const char *config_path, struct bw_config *boot_cfg)
     c.rt = &rt;
     bw_runtime_init(&rt, snap);
     save_lkg(&c);
+    /* Compiling regex databases leaves megabytes of freed heap behind:
+     * hand it back to the system rather than carry it for the process's
+     * life. */
+    (void)malloc_trim(0);
     size_t nworkers = cfg->workers ? cfg->workers : 1;
     if (cfg->log.access_enabled) {
         char path[4096];
