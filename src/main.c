@@ -1,5 +1,7 @@
 /* Command line (DESIGN.md §2):
- *   bulwark run   -c FILE    serve
+ *   bulwark run   -c FILE [--state-dir DIR]
+ *                            serve (with --state-dir: a config that does not
+ *                            load falls back to its last-known-good copy)
  *   bulwark check -c FILE    validate config and rulesets, run their embedded
  *                            tests; exit 0, or 1 with file:line:col errors
  *   bulwark eval  -c FILE --request 'GET / HTTP/1.1' -H 'Host: a' [--ip A]
@@ -14,6 +16,7 @@
 #include "base/log.h"
 #include "config/config.h"
 #include "modules/bot_module.h"
+#include "modules/lkg.h"
 #include "modules/rules.h"
 #include "modules/trace.h"
 #include "proxy/server.h"
@@ -33,6 +36,35 @@ static int usage(FILE *out)
             "                    [--response-status N [--response-header 'Name: value']...]\n"
             "       bulwark version\n");
     return 2;
+}
+
+/* The last-known-good copy of the config at path (state_dir/lkg/), parsed
+ * as if it were at path (relative paths inside resolve the same way). */
+static int load_lkg(const char *path, const char *state_dir, struct bw_config **ret)
+{
+    static struct bw_config_diags diags;
+    static char text[BW_CONFIG_MAX_FILE_BYTES + 1];
+    char copy[4400];
+    bw_slice sd = bw_slice_make(state_dir, strlen(state_dir));
+    if (bw_lkg_path(sd, bw_slice_make(path, strlen(path)), copy, sizeof copy) != BW_OK)
+        return 1;
+    FILE *f = fopen(copy, "rb");
+    if (!f) {
+        fprintf(stderr, "%s: no last-known-good copy (%s): not starting\n", path, copy);
+        return 1;
+    }
+    size_t len = fread(text, 1, sizeof text, f);
+    fclose(f);
+    if (len == sizeof text || bw_config_parse(path, text, len, ret, &diags) != BW_OK) {
+        fprintf(stderr, "%s: its last-known-good copy %s does not load either: not starting\n",
+                path, copy);
+        return 1;
+    }
+    fprintf(stderr,
+            "%s: does not load (errors above); STARTING WITH ITS LAST-KNOWN-GOOD COPY %s. Fix "
+            "the file and reload.\n",
+            path, copy);
+    return 0;
 }
 
 static int load(const char *path, struct bw_config **ret)
@@ -59,12 +91,15 @@ int main(int argc, char **argv)
         return 0;
     }
     const char *path = NULL;
+    const char *state_dir = NULL;
     static struct bw_eval_args ev;
     bool is_eval = strcmp(cmd, "eval") == 0;
     for (int i = 2; i < argc; i++) {
         bool has_arg = i + 1 < argc;
         if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && has_arg) {
             path = argv[++i];
+        } else if (strcmp(cmd, "run") == 0 && strcmp(argv[i], "--state-dir") == 0 && has_arg) {
+            state_dir = argv[++i];
         } else if (is_eval && strcmp(argv[i], "--request") == 0 && has_arg) {
             ev.request_line = argv[++i];
         } else if (is_eval && (strcmp(argv[i], "-H") == 0 || strcmp(argv[i], "--header") == 0) &&
@@ -176,9 +211,14 @@ int main(int argc, char **argv)
         return rc;
     }
     if (strcmp(cmd, "run") == 0) {
-        if (load(path, &cfg) != 0)
-            return 1;
-        return bw_server_run(path, cfg);
+        if (load(path, &cfg) != 0) {
+            /* The state_dir is in the config that just failed: only a
+             * --state-dir given on the command line can name the copy. */
+            if (!state_dir || load_lkg(path, state_dir, &cfg) != 0)
+                return 1;
+            return bw_server_run(path, cfg, true);
+        }
+        return bw_server_run(path, cfg, false);
     }
     fprintf(stderr, "bulwark: unknown command \"%s\"\n", cmd);
     return usage(stderr);

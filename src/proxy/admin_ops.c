@@ -73,6 +73,8 @@ static bw_status status_json(void *self, struct bw_textbuf *out, bw_error *err)
     ok = ok && bw_textbuf_printf(out, "\"config\":{\"generation\":%llu,\"loaded_at\":\"%s\",\"path\":",
                                  (unsigned long long)s->generation, loaded) == BW_OK;
     ok = ok && json_cstr(out, c->config_path) == BW_OK;
+    ok = ok && bw_textbuf_printf(out, ",\"from_last_known_good\":%s",
+                                 c->config_from_lkg ? "true" : "false") == BW_OK;
     ok = ok && bw_textbuf_printf(out, ",\"reloads_accepted\":%llu,\"reloads_rejected\":%llu},",
                                  (unsigned long long)c->reloads_accepted,
                                  (unsigned long long)c->reloads_rejected) == BW_OK;

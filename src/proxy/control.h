@@ -30,6 +30,7 @@ struct bw_control {
     bool stopping;
 
     const char *config_path;
+    bool config_from_lkg; /* started on the config's last-known-good copy */
     struct bw_runtime *rt;
     struct bw_snapshot *snap; /* published; the health checks' reference */
     struct bw_health *health;

@@ -31,7 +31,7 @@ static void save_lkg(struct bw_control *c)
     const struct bw_snapshot *s = c->snap;
     const struct bw_config *cfg = s->cfg;
     if (!cfg->has_state_dir || s->rules.failed || s->rules.from_lkg || s->bot.failed ||
-        s->bot.from_lkg)
+        s->bot.from_lkg || c->config_from_lkg)
         return;
     bw_error err;
     bool ok = bw_lkg_save(cfg->state_dir, cfg->path, &err) == BW_OK;
@@ -104,6 +104,7 @@ bw_status bw_control_reload(struct bw_control *c, char *report, size_t cap)
     c->snap = snap;
     c->generation++;
     c->reloads_accepted++;
+    c->config_from_lkg = false;
     bw_runtime_publish(c->rt, snap);
     save_lkg(c);
     (void)malloc_trim(0); /* see bw_server_run */
@@ -216,7 +217,7 @@ static void raise_fd_limit(void)
     }
 }
 
-int bw_server_run(const char *config_path, struct bw_config *boot_cfg)
+int bw_server_run(const char *config_path, struct bw_config *boot_cfg, bool cfg_from_lkg)
 {
     int rc = 1;
     bw_error err;
@@ -291,6 +292,7 @@ int bw_server_run(const char *config_path, struct bw_config *boot_cfg)
     c.snap = snap;
     c.generation = 1;
     c.config_path = config_path;
+    c.config_from_lkg = cfg_from_lkg;
     c.rt = &rt;
     bw_runtime_init(&rt, snap);
     save_lkg(&c);

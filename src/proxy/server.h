@@ -4,12 +4,16 @@
 #ifndef BW_PROXY_SERVER_H
 #define BW_PROXY_SERVER_H
 
+#include <stdbool.h>
+
 #include "config/config.h"
 
 /* Serves cfg (loaded from config_path, taken over) until SIGTERM/SIGINT
  * (drain, then return 0) or SIGQUIT (exit at once); SIGHUP reloads
  * config_path and everything it names. Returns non-zero when startup fails,
- * after logging why. */
-int bw_server_run(const char *config_path, struct bw_config *cfg);
+ * after logging why. cfg_from_lkg: cfg is the last-known-good copy of
+ * config_path (which does not load): no copy is saved over it until a
+ * reload is accepted. */
+int bw_server_run(const char *config_path, struct bw_config *cfg, bool cfg_from_lkg);
 
 #endif

@@ -398,3 +398,49 @@ def test_thousand_reloads_leak_nothing(tmp_path, origins, bulwark):
             assert bw.request("GET", "/x1").status == 403
     st = json.loads(_admin_get(bw, "/status"))
     assert st["config"]["generation"] == 1001
+
+
+def test_main_config_last_known_good_with_state_dir_flag(tmp_path, origins, bulwark):
+    import re
+    import subprocess
+    from bwtest.proc import bulwark_bin
+    a, b = origins(2)
+    state = tmp_path / "state"
+    state.mkdir()
+    cfg = two_upstreams(tmp_path, a, b, "a")
+    cfg["state_dir"] = str(state)
+    bw = bulwark(cfg, name="first")
+    assert served_by(bw) == a.name
+    path = bw.config_path
+    bw.stop()
+    with open(path, "w") as f:
+        f.write("listen: [{address: 127.0.0.1:0}]\nupstreams: {a: {servers: []}}\nroutes: x\n")
+    # Without --state-dir: refuses to start, with the error.
+    r = subprocess.run([bulwark_bin(), "run", "-c", path], capture_output=True, text=True,
+                       timeout=20, stdin=subprocess.DEVNULL)
+    assert r.returncode == 1 and "bulwark.yaml:2:" in r.stderr
+    # With it: starts on the copy, loudly, and serves.
+    log = open(tmp_path / "lkg.log", "w+")
+    p = subprocess.Popen([bulwark_bin(), "run", "-c", path, "--state-dir", str(state)],
+                         stdout=subprocess.DEVNULL, stderr=log, stdin=subprocess.DEVNULL)
+    try:
+        port = None
+        deadline = time.monotonic() + 10
+        while port is None and time.monotonic() < deadline:
+            m = re.search(r"(?<!admin )listening on 127\.0\.0\.1:(\d+)", open(tmp_path / "lkg.log").read())
+            if m:
+                port = int(m.group(1))
+            else:
+                time.sleep(0.02)
+        assert port, open(tmp_path / "lkg.log").read()
+        text = open(tmp_path / "lkg.log").read()
+        assert "STARTING WITH ITS LAST-KNOWN-GOOD COPY" in text
+        r = client.request(port, "GET", "/")
+        assert r.status == 200 and r.json()["server"] == a.name
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(10) == 0
+        log.close()
+    # The broken file was not saved over the good copy.
+    copies = [c for c in (state / "lkg").iterdir() if c.name.endswith("-bulwark.yaml")]
+    assert copies and "routes: x" not in copies[0].read_text()
