@@ -177,7 +177,7 @@ static bw_status metrics_text(void *self, struct bw_textbuf *out, bw_error *err)
     TRY(bw_metric_gauge(out, "config_generation", NULL, 0, (double)s->generation, err));
 
     /* Sums over the workers. */
-    uint64_t accepted = 0, upfail = 0, resp[6] = {0}, lat[BW_LATENCY_BUCKETS + 1] = {0};
+    uint64_t accepted = 0, upfail = 0, retries = 0, resp[6] = {0}, lat[BW_LATENCY_BUCKETS + 1] = {0};
     uint64_t lat_sum = 0, killed = 0, fails[BW_ON_ERROR__COUNT] = {0};
     uint64_t bot_scored = 0, bot_killed = 0, bot_fails[BW_ON_ERROR__COUNT] = {0};
     uint64_t verdicts[BW_RULES_PHASE__COUNT][BW_VERDICT__COUNT] = {{0}};
@@ -185,6 +185,7 @@ static bw_status metrics_text(void *self, struct bw_textbuf *out, bw_error *err)
         const struct bw_worker_stats *st = &c->pws[w].stats;
         accepted += ld(&st->accepted);
         upfail += ld(&st->upstream_failures);
+        retries += ld(&st->upstream_retries);
         for (size_t i = 0; i < 6; i++)
             resp[i] += ld(&st->responses[i]);
         for (size_t i = 0; i <= BW_LATENCY_BUCKETS; i++)
@@ -250,6 +251,9 @@ static bw_status metrics_text(void *self, struct bw_textbuf *out, bw_error *err)
     TRY(bw_metric_family(out, "upstream_failures_total", BW_METRIC_COUNTER,
                          "upstream connect errors, timeouts and invalid responses", err));
     TRY(bw_metric_counter(out, "upstream_failures_total", NULL, 0, upfail, err));
+    TRY(bw_metric_family(out, "upstream_retries_total", BW_METRIC_COUNTER,
+                         "requests sent again to another server (or a fresh connection)", err));
+    TRY(bw_metric_counter(out, "upstream_retries_total", NULL, 0, retries, err));
 
     TRY(bw_metric_family(out, "upstream_server_up", BW_METRIC_GAUGE,
                          "1 when a server may be picked (not down by health check, not ejected)",

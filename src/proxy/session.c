@@ -619,7 +619,8 @@ static bool connect_upstream(struct bw_session *s)
             return false;
         }
         r->server = idx;
-        r->attempts++;
+        if (r->attempts++)
+            bw_stat_inc(&s->pw->stats.upstream_retries);
         bw_tried_add(&r->tried, (size_t)idx);
         l->active[idx]++;
         struct bw_upconn *u = l->idle[idx];

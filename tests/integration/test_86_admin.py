@@ -219,3 +219,27 @@ def test_killing_execute_ruleset_and_every_rule_under_load_never_5xx(tmp_path, o
     assert bad == [] and seen[0] > 50
     assert bw.request("GET", "/admin/x").status == 200
     assert bw.request("GET", "/x", headers=[("User-Agent", "BadBot/3")]).status == 200
+
+
+def test_metrics_count_upstream_failures_and_retries(tmp_path, origin, bulwark):
+    # A server that refuses connections, then a good one: the request is
+    # retried (GET is idempotent) and served; both show in /metrics.
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    dead_addr = f"127.0.0.1:{dead.getsockname()[1]}"
+    dead.close()
+    cfg = default_config([dead_addr, origin.address])
+    cfg["upstreams"]["app"]["max_fails"] = 1000
+    cfg["admin"] = {"address": "127.0.0.1:0"}
+    bw = bulwark(cfg, expect_errors=[dead_addr])
+    for _ in range(4):
+        assert bw.request("GET", "/").status == 200
+    text = admin(bw, "GET", "/metrics").body.decode()
+    def value(name):
+        line = [ln for ln in text.splitlines() if ln.startswith(name + " ")][0]
+        return int(line.split()[1])
+
+    fails = value("bulwark_upstream_failures_total")
+    retries = value("bulwark_upstream_retries_total")
+    assert fails >= 1 and retries == fails
+    assert f'bulwark_upstream_server_up{{upstream="app",server="{dead_addr}"}}' in text
