@@ -212,8 +212,11 @@ int bw_eval_command(const struct bw_config *cfg, const struct bw_eval_args *a, F
     }
     bw_bot_rt_done(&bot);
 
-    fprintf(out, "request: %.*s %.*s from %s%s\n", (int)hq.method.len, hq.method.ptr,
-            (int)hq.target.len, hq.target.ptr, ip, a->ssl ? " (TLS)" : "");
+    /* A long target is shown cut, with its length: the trace stays readable. */
+    int shown = hq.target.len > 120 ? 120 : (int)hq.target.len;
+    fprintf(out, "request: %.*s %.*s%s from %s%s\n", (int)hq.method.len, hq.method.ptr, shown,
+            hq.target.ptr, hq.target.len > 120 ? "... (target cut)" : "", ip,
+            a->ssl ? " (TLS)" : "");
     const struct bw_rulebook *book = rr.book;
     /* The process's own fresh counters: one request is never over a limit,
      * and eval does not pretend to know a running proxy's counters. */
