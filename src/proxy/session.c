@@ -268,6 +268,7 @@ static void respond_error(struct bw_session *s, uint16_t status, const char *why
         return;
     }
     s->hbuf->start = s->hbuf->end = 0;
+    s->respond_keep = false;
     const char *extra = status == 503 ? "Retry-After: 1\r\n" : NULL;
     size_t n =
         bw_build_error_response(s->hbuf->data, s->hbuf->cap, status, true, r && r->is_head, extra);
@@ -299,6 +300,11 @@ static void respond_own(struct bw_session *s, uint16_t status, bw_slice extra, b
 {
     struct request *r = s->req;
     detach_upstream(s, false);
+    /* A rule's answer (a block, a 429, a redirect) keeps the connection when
+     * nothing of the request is left unread: a rate-limited client is not
+     * made to reconnect for every refusal. HTTP/1.0 clients are closed. */
+    s->respond_keep = r->keep_alive && r->body.framed && !r->qfwd.active && !r->http10 &&
+                      !r->upgrade && !s->draining;
     s->ubuf = buf_put(s->pw, s->ubuf);
     if (!s->hbuf)
         s->hbuf = buf_get(s->pw);
@@ -307,12 +313,14 @@ static void respond_own(struct bw_session *s, uint16_t status, bw_slice extra, b
         return;
     }
     s->hbuf->start = s->hbuf->end = 0;
-    size_t n = bw_build_own_response(s->hbuf->data, s->hbuf->cap, status, true, r->is_head, extra,
-                                     has_body, body);
+    bool close = !s->respond_keep;
+    size_t n = bw_build_own_response(s->hbuf->data, s->hbuf->cap, status, close, r->is_head,
+                                     extra, has_body, body);
     if (n == 0 && buf_grow(s->pw, &s->hbuf))
-        n = bw_build_own_response(s->hbuf->data, s->hbuf->cap, status, true, r->is_head, extra,
+        n = bw_build_own_response(s->hbuf->data, s->hbuf->cap, status, close, r->is_head, extra,
                                   has_body, body);
     if (n == 0) {
+        s->respond_keep = false;
         respond_error(s, 500, "rule response does not fit a head buffer");
         return;
     }
@@ -1564,6 +1572,14 @@ void bw__session_pump(struct bw_session *s)
             bw__request_log(s);
             request_put(s->pw, s->req);
             s->req = NULL;
+            if (s->respond_keep) {
+                s->respond_keep = false;
+                s->fresh = false;
+                s->hbuf = buf_put(s->pw, s->hbuf);
+                memset(&s->scan, 0, sizeof s->scan);
+                next_request(s);
+                return;
+            }
             s->cbuf = buf_put(s->pw, s->cbuf);
             session_linger(s);
         }

@@ -73,7 +73,17 @@ def test_block_status_body_and_log(tmp_path, origin, bulwark):
     bw = bulwark(rules_config(tmp_path, origin, [ruleset(tmp_path, "entry.yaml", ENTRY)]))
     r = bw.request("GET", "/admin/users")
     assert r.status == 403
-    assert r.header("connection") == "close"
+    # A refusal keeps the connection when nothing of the request is unread.
+    with bw.connect() as c:
+        c.send(client.request_bytes("GET", "/admin") + client.request_bytes("GET", "/fine"))
+        first = c.read_response()
+        assert first.status == 403 and first.header("connection") is None
+        assert c.read_response().status == 200
+    # One with a body it did not read is answered and closed.
+    with bw.connect() as c:
+        c.send(client.request_bytes("POST", "/admin", body=b"x" * 100000)[:2000])
+        r = c.read_response()
+        assert r.status == 403 and r.header("connection") == "close"
     r = bw.request("GET", "/?tea=1")
     assert r.status == 418 and r.body == b"short and stout\n"
     assert r.header("content-length") == str(len(b"short and stout\n"))
@@ -275,6 +285,13 @@ def test_rate_limit_429_with_retry_after(tmp_path, origin, bulwark):
     # Another key is counted on its own; paths the rule does not match are free.
     assert bw.request("GET", "/api/x", headers=[("X-Key", "b")]).status == 200
     assert bw.request("GET", "/other", headers=[("X-Key", "a")]).status == 200
+    # Refused requests on one kept-alive connection: answered, not closed.
+    with bw.connect() as c:
+        got = []
+        for _ in range(7):
+            c.send(client.request_bytes("GET", "/api/y", headers=[("X-Key", "c")]))
+            got.append(c.read_response().status)
+        assert got == [200] * 5 + [429] * 2
     line = [l for l in bw.access_log_lines(wait_for=10) if l["status"] == 429][0]
     assert line["rule"] == "limits/per-client" and line["action"] == "rate_limit"
 
