@@ -44,7 +44,7 @@ static const char *file_type_name(mode_t m)
     return "not a regular file";
 }
 
-static bw_status special_file(mode_t m, const struct bw__file_what *w, char *err, size_t cap)
+static bw_status special_file(mode_t m, const struct bw_file_what *w, char *err, size_t cap)
 {
     if (S_ISDIR(m))
         return fail(err, cap, "is a directory, expected a %s", w->kind);
@@ -52,7 +52,7 @@ static bw_status special_file(mode_t m, const struct bw__file_what *w, char *err
 }
 
 /* open() failed with e: say why, in the operator's terms. */
-static bw_status open_failed(const char *path, int e, const struct bw__file_what *w, char *err,
+static bw_status open_failed(const char *path, int e, const struct bw_file_what *w, char *err,
                              size_t cap)
 {
     struct stat lst;
@@ -73,7 +73,7 @@ static bw_status open_failed(const char *path, int e, const struct bw__file_what
     return fail(err, cap, "cannot open %s: %s", w->noun, strerror(e));
 }
 
-bw_status bw__read_file(const char *path, const struct bw__file_what *w, char **ret_buf,
+bw_status bw_read_file(const char *path, const struct bw_file_what *w, char **ret_buf,
                         size_t *ret_len, char *err, size_t errcap)
 {
     /* Special files are refused before they are opened: opening a FIFO or a

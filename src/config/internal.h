@@ -16,6 +16,7 @@
 #include "base/error.h"
 #include "base/slice.h"
 #include "config/config.h"
+#include "config/file.h"
 
 /* Bytes of tree the YAML of one config may build; with BW_CONFIG_MAX_NODES
  * this bounds the memory a hostile 4 MiB file can make the loader use. */
@@ -58,20 +59,6 @@ bool bw__ynode_is_null(const struct bw__ynode *n);
  * columns of the first line are exact when the block is folded). */
 void bw__ynode_text_pos(const struct bw__ynode *n, const char *file_text, size_t file_len,
                         uint32_t *line, uint32_t *col, uint32_t *cont_col);
-
-/* How one kind of artifact file is named in messages, and its size limit. */
-struct bw__file_what {
-    const char *noun; /* "the config": "cannot open the config: ..." */
-    const char *kind; /* "config file": "is a directory, expected a config file" */
-    size_t max_bytes;
-};
-
-/* Reads the whole regular file at path (file.c) into a new malloc'd buffer
- * (*ret_buf, *ret_len > 0; the caller frees it). On failure err holds one
- * sentence saying what is wrong with the file (missing, a symlink to
- * nowhere, a directory, a FIFO, unreadable, empty, over max_bytes). */
-bw_status bw__read_file(const char *path, const struct bw__file_what *w, char **ret_buf,
-                        size_t *ret_len, char *err, size_t errcap) BW_MUST_CHECK;
 
 /* After a failed parse: true when the text does not end with a newline and
  * some diagnostic is on its last line (a file cut short that still parses

@@ -1323,12 +1323,12 @@ static bw_status file_fail(struct bw_config_diags *d, const char *path, const ch
 bw_status bw_config_load_file(const char *path, struct bw_config **ret_cfg,
                               struct bw_config_diags *diags)
 {
-    static const struct bw__file_what what = {
+    static const struct bw_file_what what = {
         .noun = "the config", .kind = "config file", .max_bytes = BW_CONFIG_MAX_FILE_BYTES};
     char *buf;
     size_t len;
     char err[sizeof diags->items[0].msg];
-    if (bw__read_file(path, &what, &buf, &len, err, sizeof err) != BW_OK)
+    if (bw_read_file(path, &what, &buf, &len, err, sizeof err) != BW_OK)
         return file_fail(diags, path, "%s", err);
     bw_status st = bw_config_parse(path, buf, len, ret_cfg, diags);
     uint32_t line, col;

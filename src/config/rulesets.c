@@ -1472,12 +1472,12 @@ static bw_status file_fail(struct bw_config_diags *d, const char *path, const ch
 bw_status bw_ruleset_load_file(bw_arena *a, const char *path, struct bw_ruleset *ret,
                                struct bw_config_diags *diags)
 {
-    static const struct bw__file_what what = {
+    static const struct bw_file_what what = {
         .noun = "the ruleset file", .kind = "ruleset file", .max_bytes = BW_RULESET_MAX_FILE_BYTES};
     char *buf;
     size_t len;
     char err[sizeof diags->items[0].msg];
-    if (bw__read_file(path, &what, &buf, &len, err, sizeof err) != BW_OK)
+    if (bw_read_file(path, &what, &buf, &len, err, sizeof err) != BW_OK)
         return file_fail(diags, path, "%s", err);
     bw_status st = bw_ruleset_parse(a, path, buf, len, ret, diags);
     uint32_t line, col;

@@ -8,17 +8,14 @@
  * text to put a line:col on an error, only for the errors that are shown. */
 #include "modules/bot_score.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
+#include "config/file.h"
 #include "rules/rules.h"
 
 /* ---- where an error is -------------------------------------------------------- */
@@ -915,74 +912,14 @@ static bw_status file_fail(const char *path, char *report, size_t cap, const cha
 bw_status bw_bot_model_load_file(const char *path, const struct bw_bot_load_opts *opts,
                                  struct bw_bot_model **ret, char *report, size_t cap)
 {
-    /* O_NONBLOCK: opening a FIFO must not hang; it is refused below. */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    if (fd < 0)
-        return file_fail(path, report, cap, "cannot open the feature file: %s", strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return file_fail(path, report, cap, "cannot read the feature file: %s", strerror(e));
-    }
-    if (S_ISDIR(st.st_mode)) {
-        close(fd);
-        return file_fail(path, report, cap, "is a directory, expected a feature file");
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return file_fail(path, report, cap, "is not a regular file");
-    }
-    if ((uint64_t)st.st_size > BW_BOT_MAX_FILE_BYTES) {
-        close(fd);
-        return file_fail(path, report, cap,
-                         "the feature file is %lld bytes, over the limit of %zu bytes",
-                         (long long)st.st_size, BW_BOT_MAX_FILE_BYTES);
-    }
-    /* Room for one byte past the limit: a file that grows after fstat is
-     * caught rather than cut. */
-    size_t bufcap = BW_BOT_MAX_FILE_BYTES + 1, len = 0;
-    if ((size_t)st.st_size + 1 < bufcap)
-        bufcap = (size_t)st.st_size + 1;
-    char *buf = malloc(bufcap);
-    if (!buf) {
-        close(fd);
-        return file_fail(path, report, cap, "out of memory reading the feature file");
-    }
-    for (;;) {
-        if (len == bufcap) {
-            if (bufcap > BW_BOT_MAX_FILE_BYTES)
-                break;
-            size_t ncap =
-                bufcap * 2 > BW_BOT_MAX_FILE_BYTES + 1 ? BW_BOT_MAX_FILE_BYTES + 1 : bufcap * 2;
-            char *nb = realloc(buf, ncap);
-            if (!nb) {
-                free(buf);
-                close(fd);
-                return file_fail(path, report, cap, "out of memory reading the feature file");
-            }
-            buf = nb;
-            bufcap = ncap;
-        }
-        ssize_t r = read(fd, buf + len, bufcap - len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            int e = errno;
-            free(buf);
-            close(fd);
-            return file_fail(path, report, cap, "cannot read the feature file: %s", strerror(e));
-        }
-        if (r == 0)
-            break;
-        len += (size_t)r;
-    }
-    close(fd);
-    bw_status s;
-    if (len == 0)
-        s = file_fail(path, report, cap, "the feature file is empty");
-    else
-        s = bw_bot_model_parse(path, buf, len, opts, ret, report, cap);
+    static const struct bw_file_what what = {
+        .noun = "the feature file", .kind = "feature file", .max_bytes = BW_BOT_MAX_FILE_BYTES};
+    char *buf;
+    size_t len;
+    char err[512];
+    if (bw_read_file(path, &what, &buf, &len, err, sizeof err) != BW_OK)
+        return file_fail(path, report, cap, "%s", err);
+    bw_status s = bw_bot_model_parse(path, buf, len, opts, ret, report, cap);
     free(buf);
     return s;
 }

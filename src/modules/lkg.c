@@ -52,6 +52,7 @@ bw_status bw_lkg_save(bw_slice state_dir, bw_slice path, bw_error *err)
     char buf[65536];
     bool ok = true;
     int e = 0;
+    size_t total = 0;
     for (;;) {
         ssize_t n = read(in, buf, sizeof buf);
         if (n < 0 && errno == EINTR)
@@ -61,6 +62,14 @@ bw_status bw_lkg_save(bw_slice state_dir, bw_slice path, bw_error *err)
                 ok = false;
                 e = errno;
             }
+            break;
+        }
+        /* The artifact was read within its limit when it loaded; one that
+         * has grown past every limit since is not copied. */
+        total += (size_t)n;
+        if (total > BW_LKG_MAX_BYTES) {
+            ok = false;
+            e = EFBIG;
             break;
         }
         if (write(out, buf, (size_t)n) != n) {

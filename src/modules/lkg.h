@@ -14,6 +14,8 @@
 #include "base/slice.h"
 
 #define BW_LKG_DIR "lkg"
+/* No artifact may be larger (the largest limit is a ruleset's 8 MiB). */
+#define BW_LKG_MAX_BYTES ((size_t)16 * 1024 * 1024)
 
 /* Where the copy of the artifact at `path` lives: state_dir/lkg/<16 hex
  * digits of a hash of path>-<file name>, so that two files of the same name

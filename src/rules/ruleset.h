@@ -280,7 +280,7 @@ bw_status bw_rulebook_run_tests(const struct bw_rulebook *book, bw_arena *a,
 enum bw_rl_decision { BW_RL_UNDER, BW_RL_OVER, BW_RL_FAILED, BW_RL_DECISION__COUNT };
 
 /* The rate limiter the caller provides (modules/rate_limit.c in the proxy;
- * a never-over stub in tests). key is a 64-bit hash of the rule's global
+ * one that is never over for embedded tests). key is a 64-bit hash of the rule's global
  * index and the characteristics' values; it counts this request and says
  * whether the count over the sliding period exceeds the rule's `requests`.
  * On OVER it sets *retry_after_s (>= 1). FAILED (the table could not take the
@@ -342,7 +342,7 @@ bw_status bw_killset_alloc(bw_arena *a, const struct bw_rulebook *book,
 struct bw_rules_env {
     struct bw_rate_limiter_ops limiter;
     struct bw_killset kills;
-    uint64_t now_ms;        /* monotonic, for rate limits */
+    uint64_t now_ms;                /* monotonic, for rate limits */
     _Atomic uint64_t *match_counts; /* per global rule index, +1 (relaxed) on FIRED */
     bool tracing;
     struct bw_rules_tracer tracer; /* called for each step when tracing */
