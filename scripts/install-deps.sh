@@ -9,6 +9,7 @@ PKGS=(
   libyaml-dev                         # main config and rulesets
   libvectorscan-dev                   # linear-time regex for `matches`
   libjansson-dev                      # admin API request bodies
+  libssl-dev openssl                  # TLS; test certificates
   python3 python3-pytest              # integration tests
   curl nginx-light                    # test clients, a real origin
 )

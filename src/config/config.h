@@ -32,6 +32,7 @@
 
 /* Counts the loader enforces (added with the loader). */
 #define BW_CONFIG_MAX_LISTEN 16
+#define BW_CONFIG_MAX_TLS_CERTS 256 /* per listener */
 #define BW_CONFIG_MAX_UPSTREAMS 1024
 #define BW_CONFIG_MAX_SERVERS 256 /* per upstream */
 #define BW_CONFIG_MAX_ROUTES 1024
@@ -44,8 +45,25 @@ struct bw_sockaddr {
     char text[64]; /* "127.0.0.1:8080" / "[::1]:8080", for logs */
 };
 
+/* TLS on a listener. Certificates are files the proxy reads and checks
+ * when it builds a snapshot (proxy.c), so a bad one rejects the reload. */
+struct bw_config_tls_cert {
+    bw_slice cert, key; /* paths, resolved against the config's directory */
+    uint32_t line, col; /* of the entry, for messages about the files */
+};
+
+enum { BW_CONFIG_TLS_V12 = 1u << 0, BW_CONFIG_TLS_V13 = 1u << 1 };
+
+struct bw_config_tls {
+    struct bw_config_tls_cert *certs; /* >= 1; the first is the default */
+    size_t ncerts;
+    unsigned protocols; /* BW_CONFIG_TLS_*; default both */
+};
+
 struct bw_config_listen {
     struct bw_sockaddr addr;
+    bool has_tls;
+    struct bw_config_tls tls; /* when has_tls */
 };
 
 struct bw_config_limits {

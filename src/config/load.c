@@ -395,6 +395,71 @@ static uint16_t sockaddr_port(const struct bw_sockaddr *sa)
 
 /* ---- sections --------------------------------------------------------- */
 
+static bw_slice resolve_path(struct ld *ld, bw_slice p);
+
+/* listen[].tls: {certificates: [{cert, key}, ...], protocols: [TLSv1.2, TLSv1.3]} */
+static void parse_tls(struct ld *ld, const struct bw__ynode *n, const char *path,
+                      struct bw_config_tls *t)
+{
+    t->protocols = BW_CONFIG_TLS_V12 | BW_CONFIG_TLS_V13;
+    struct field f[] = {{.name = "certificates", .required = true}, {.name = "protocols"}};
+    if (!walk_map(ld, n, n, path, "a mapping like {certificates: [{cert: a.pem, key: a.key}]}", f,
+                  2) ||
+        !f[0].has)
+        return;
+    struct path pc = path_key(path, "certificates");
+    const struct bw__ynode *cl = f[0].val;
+    if (!want_kind(ld, cl, pc.s, BW__YNODE_SEQ, "a list like [{cert: a.pem, key: a.key}]"))
+        return;
+    if (cl->n == 0 || cl->n > BW_CONFIG_MAX_TLS_CERTS) {
+        DIAG(ld, cl, "%s: expected 1 to %d certificates, got %zu", pc.s, BW_CONFIG_MAX_TLS_CERTS,
+             cl->n);
+        return;
+    }
+    t->certs = ld_alloc(ld, cl->n * sizeof *t->certs);
+    if (!t->certs)
+        return;
+    size_t i = 0;
+    for (const struct bw__ynode *item = cl->child; item; item = item->next, i++) {
+        struct path pi = path_index(pc.s, i);
+        struct field cf[] = {{.name = "cert", .required = true}, {.name = "key", .required = true}};
+        t->certs[i] = (struct bw_config_tls_cert){.line = item->line, .col = item->col};
+        if (!walk_map(ld, item, item, pi.s, "a mapping like {cert: a.pem, key: a.key}", cf, 2) ||
+            !cf[0].has || !cf[1].has)
+            continue;
+        bw_slice v;
+        if (get_path(ld, cf[0].val, path_key(pi.s, "cert").s, &v))
+            t->certs[i].cert = resolve_path(ld, v);
+        if (get_path(ld, cf[1].val, path_key(pi.s, "key").s, &v))
+            t->certs[i].key = resolve_path(ld, v);
+    }
+    t->ncerts = cl->n;
+    if (f[1].has) {
+        struct path pp = path_key(path, "protocols");
+        const struct bw__ynode *pl = f[1].val;
+        if (!want_kind(ld, pl, pp.s, BW__YNODE_SEQ, "a list like [TLSv1.2, TLSv1.3]"))
+            return;
+        unsigned got_protos = 0;
+        for (const struct bw__ynode *it = pl->child; it; it = it->next) {
+            if (!want_scalar(ld, it, pp.s, "TLSv1.2 or TLSv1.3"))
+                continue;
+            if (is_word(it, "TLSv1.2"))
+                got_protos |= BW_CONFIG_TLS_V12;
+            else if (is_word(it, "TLSv1.3"))
+                got_protos |= BW_CONFIG_TLS_V13;
+            else
+                DIAG(ld, it,
+                     "%s: expected TLSv1.2 or TLSv1.3 (older versions are not offered), "
+                     "got %s",
+                     pp.s, got(it).s);
+        }
+        if (pl->n == 0)
+            DIAG(ld, pl, "%s: expected at least one of TLSv1.2, TLSv1.3", pp.s);
+        else if (got_protos)
+            t->protocols = got_protos;
+    }
+}
+
 static void parse_listen(struct ld *ld, const struct bw__ynode *key, const struct bw__ynode *n)
 {
     const char *path = "listen";
@@ -411,10 +476,14 @@ static void parse_listen(struct ld *ld, const struct bw__ynode *key, const struc
     size_t i = 0;
     for (const struct bw__ynode *item = n->child; item; item = item->next, i++) {
         struct path p = path_index(path, i);
-        struct field f[] = {{.name = "address", .required = true}};
-        if (!walk_map(ld, item, item, p.s, "a mapping like {address: 127.0.0.1:8080}", f, 1) ||
+        struct field f[] = {{.name = "address", .required = true}, {.name = "tls"}};
+        if (!walk_map(ld, item, item, p.s, "a mapping like {address: 127.0.0.1:8080}", f, 2) ||
             !f[0].has)
             continue;
+        if (f[1].has) {
+            ls[i].has_tls = true;
+            parse_tls(ld, f[1].val, path_key(p.s, "tls").s, &ls[i].tls);
+        }
         struct path pa = path_key(p.s, "address");
         if (!get_sockaddr(ld, f[0].val, pa.s, &ls[i].addr))
             continue;

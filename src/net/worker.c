@@ -45,6 +45,7 @@ static void listener_cb(struct bw_loop *loop, struct bw_io *io, uint32_t events)
 {
     (void)events;
     struct bw_worker *w = loop->data;
+    struct bw_worker_listener *l = (struct bw_worker_listener *)io;
     /* Level-triggered with a bounded batch: a burst of connections cannot
      * starve the connections already being served. */
     for (int i = 0; i < ACCEPT_BATCH && !w->draining; i++) {
@@ -81,7 +82,7 @@ static void listener_cb(struct bw_loop *loop, struct bw_io *io, uint32_t events)
             continue;
         }
         w->nconns++;
-        w->on_accept(w, fd, &peer, plen);
+        w->on_accept(w, (size_t)(l - w->listeners), fd, &peer, plen);
     }
 }
 

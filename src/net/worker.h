@@ -19,8 +19,9 @@
 
 struct bw_worker;
 
-typedef void (*bw_accept_cb)(struct bw_worker *w, int fd, const struct sockaddr_storage *peer,
-                             socklen_t peer_len);
+/* listener: the index of the accepting socket, in the order added. */
+typedef void (*bw_accept_cb)(struct bw_worker *w, size_t listener, int fd,
+                             const struct sockaddr_storage *peer, socklen_t peer_len);
 typedef void (*bw_drain_cb)(struct bw_worker *w);
 
 struct bw_worker_listener {

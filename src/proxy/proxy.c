@@ -7,6 +7,8 @@
 #include <time.h>
 
 #include "base/log.h"
+#include "config/file.h"
+#include "net/tls.h"
 #include "proxy/session.h"
 
 const uint64_t bw_latency_le_ms[BW_LATENCY_BUCKETS] = {1,   5,   10,   25,   50,   100,
@@ -46,15 +48,99 @@ static void snapshot_free(struct bw_snapshot *s)
     }
     bw_rules_rt_done(&s->rules);
     bw_bot_rt_done(&s->bot);
+    if (s->tls) {
+        for (size_t i = 0; i < s->cfg->nlisten; i++)
+            if (s->cfg->listen[i].has_tls)
+                bw_tls_ctx_free(s->tls[i]);
+        free(s->tls);
+    }
     bw_config_free(s->cfg);
     free(s->route_counts);
     free(s->ruleset_hashes);
     free(s);
 }
 
+/* Reads and checks every TLS listener's certificates and keys: a file that
+ * cannot be read or a pair that is not usable fails the whole snapshot, so
+ * a reload with a bad certificate leaves the running one serving. */
+static bw_status load_tls(struct bw_snapshot *s, char *report, size_t cap)
+{
+    const struct bw_config *cfg = s->cfg;
+    bool any = false;
+    for (size_t i = 0; i < cfg->nlisten; i++)
+        any |= cfg->listen[i].has_tls;
+    if (!any)
+        return BW_OK;
+    s->tls = calloc(cfg->nlisten, sizeof *s->tls);
+    if (!s->tls) {
+        snprintf(report, cap, "out of memory");
+        return BW_ERR;
+    }
+    static const struct bw_file_what cert_what = {"the certificate", "certificate file",
+                                                  BW_TLS_PEM_MAX};
+    static const struct bw_file_what key_what = {"the private key", "key file", BW_TLS_PEM_MAX};
+    for (size_t i = 0; i < cfg->nlisten; i++) {
+        const struct bw_config_listen *l = &cfg->listen[i];
+        if (!l->has_tls)
+            continue;
+        size_t n = l->tls.ncerts;
+        struct bw_tls_pem *pems = calloc(n, sizeof *pems);
+        char(*paths)[2][4097] = calloc(n, sizeof *paths);
+        bw_status st = pems && paths ? BW_OK : BW_ERR;
+        if (st != BW_OK)
+            snprintf(report, cap, "out of memory");
+        bw_error err = {{0}};
+        size_t bad = 0;
+        for (size_t k = 0; st == BW_OK && k < n; k++) {
+            const struct bw_config_tls_cert *c = &l->tls.certs[k];
+            snprintf(paths[k][0], sizeof paths[k][0], "%.*s", (int)c->cert.len, c->cert.ptr);
+            snprintf(paths[k][1], sizeof paths[k][1], "%.*s", (int)c->key.len, c->key.ptr);
+            pems[k].cert_path = paths[k][0];
+            pems[k].key_path = paths[k][1];
+            char *buf = NULL;
+            size_t len = 0;
+            st = bw_read_file(paths[k][0], &cert_what, &buf, &len, err.msg, sizeof err.msg);
+            pems[k].cert = bw_slice_make(buf, len);
+            if (st == BW_OK) {
+                st = bw_read_file(paths[k][1], &key_what, &buf, &len, err.msg, sizeof err.msg);
+                pems[k].key = bw_slice_make(buf, len);
+            }
+            bad = k;
+        }
+        if (st == BW_OK) {
+            struct bw_tls_options o = {
+                .protocols = ((l->tls.protocols & BW_CONFIG_TLS_V12) ? BW_TLS_V12 : 0u) |
+                             ((l->tls.protocols & BW_CONFIG_TLS_V13) ? BW_TLS_V13 : 0u)};
+            st = bw_tls_ctx_new(pems, n, &o, (int64_t)time(NULL), &s->tls[i], &err);
+            /* bw_tls_ctx_new names the file; point at the listener. */
+            bad = n;
+        }
+        if (st != BW_OK && err.msg[0]) {
+            const struct bw_config_tls_cert *c = &l->tls.certs[bad < n ? bad : 0];
+            if (bad < n)
+                snprintf(report, cap, "%.*s:%u:%u: listen[%zu].tls.certificates[%zu]: %s",
+                         (int)cfg->path.len, cfg->path.ptr, c->line, c->col, i, bad, err.msg);
+            else
+                snprintf(report, cap, "%.*s: listen[%zu].tls: %s", (int)cfg->path.len,
+                         cfg->path.ptr, i, err.msg);
+        }
+        for (size_t k = 0; pems && k < n; k++) {
+            if (pems[k].key.ptr)
+                explicit_bzero((char *)pems[k].key.ptr, pems[k].key.len);
+            free((char *)pems[k].cert.ptr);
+            free((char *)pems[k].key.ptr);
+        }
+        free(pems);
+        free(paths);
+        if (st != BW_OK)
+            return BW_ERR;
+    }
+    return BW_OK;
+}
+
 bw_status bw_snapshot_new(struct bw_config *cfg, uint64_t generation, bool use_lkg,
-                          struct bw_bot_running running_bot, struct bw_snapshot **ret,
-                          char *report, size_t cap)
+                          struct bw_bot_running running_bot, struct bw_snapshot **ret, char *report,
+                          size_t cap)
 {
     struct bw_snapshot *s = calloc(1, sizeof *s);
     if (!s) {
@@ -74,6 +160,10 @@ bw_status bw_snapshot_new(struct bw_config *cfg, uint64_t generation, bool use_l
     for (size_t i = 0; i < cfg->nupstreams; i++)
         s->needs_path |= cfg->upstreams[i].balance == BW_BALANCE_HASH &&
                          cfg->upstreams[i].hash_field == BW_HASH_URI_PATH;
+    if (load_tls(s, report, cap) != BW_OK) {
+        snapshot_free(s);
+        return BW_ERR;
+    }
     if (bw_rules_rt_load_ex(&s->rules, cfg, use_lkg, report, cap) != BW_OK) {
         snapshot_free(s);
         return BW_ERR;
@@ -155,8 +245,7 @@ bw_status bw_snapshot_reloadable(const struct bw_config *a, const struct bw_conf
     if (!what && (a->admin.enabled != b->admin.enabled ||
                   (a->admin.enabled && !same_sockaddr(&a->admin.addr, &b->admin.addr))))
         what = "admin.address";
-    if (!what && (a->has_state_dir != b->has_state_dir ||
-                  !bw_slice_eq(a->state_dir, b->state_dir)))
+    if (!what && (a->has_state_dir != b->has_state_dir || !bw_slice_eq(a->state_dir, b->state_dir)))
         what = "state_dir";
     if (what)
         return bw_error_set(err,
@@ -307,9 +396,8 @@ void bw_wsnap_unpin(struct bw_proxy_worker *pw, struct bw_wsnap *ws)
 
 static void adopt_tick(struct bw_loop *loop, struct bw_timer *t)
 {
-    struct bw_proxy_worker *pw = (struct bw_proxy_worker *)((char *)t -
-                                                            offsetof(struct bw_proxy_worker,
-                                                                     adopt_timer));
+    struct bw_proxy_worker *pw =
+        (struct bw_proxy_worker *)((char *)t - offsetof(struct bw_proxy_worker, adopt_timer));
     (void)bw_proxy_current(pw);
     if (!pw->w->draining && bw_timer_set(loop, t, BW_ADOPT_MS) != BW_OK)
         BW_ERRORF("worker %u: cannot re-arm its configuration check", pw->w->id);
@@ -381,10 +469,10 @@ void bw_proxy_start(struct bw_worker *w)
         BW_ERRORF("worker %u: cannot arm its configuration check", w->id);
 }
 
-void bw_proxy_accept(struct bw_worker *w, int fd, const struct sockaddr_storage *peer,
-                     socklen_t peer_len)
+void bw_proxy_accept(struct bw_worker *w, size_t listener, int fd,
+                     const struct sockaddr_storage *peer, socklen_t peer_len)
 {
-    bw_session_accept(w->data, fd, peer, peer_len);
+    bw_session_accept(w->data, listener, fd, peer, peer_len);
 }
 
 void bw_proxy_drain(struct bw_worker *w)

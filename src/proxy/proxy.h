@@ -36,9 +36,10 @@ struct bw_snapshot {
     struct bw_config *cfg;            /* owned */
     struct bw_upstream_rt *upstreams; /* parallel to cfg->upstreams */
     struct bw_http_limits limits;
-    bool needs_path;                  /* hash(http.request.uri.path) reads the normalised path */
-    struct bw_rules_rt rules;         /* routes and rulesets, compiled */
-    struct bw_bot_rt bot;             /* the bot_score module */
+    bool needs_path;          /* hash(http.request.uri.path) reads the normalised path */
+    struct bw_rules_rt rules; /* routes and rulesets, compiled */
+    struct bw_bot_rt bot;     /* the bot_score module */
+    struct bw_tls_ctx **tls;  /* parallel to cfg->listen: valid where has_tls */
     /* Responses by route and status class, one row per worker (each writes
      * only its own row; rows are cache-line aligned): row w, route i, class
      * c at route_counts[w * route_stride + i * 6 + c]; route nroutes is
@@ -60,8 +61,8 @@ struct bw_snapshot {
  * rulesets that do not load may be replaced by their last-known-good copies
  * (bw_rules_rt_load_ex). refs starts at 1. */
 bw_status bw_snapshot_new(struct bw_config *cfg, uint64_t generation, bool use_lkg,
-                          struct bw_bot_running running_bot, struct bw_snapshot **ret,
-                          char *report, size_t cap) BW_MUST_CHECK;
+                          struct bw_bot_running running_bot, struct bw_snapshot **ret, char *report,
+                          size_t cap) BW_MUST_CHECK;
 /* Drops one reference; the last one frees the snapshot. Any thread. */
 void bw_snapshot_unref(struct bw_snapshot *s);
 
@@ -104,34 +105,39 @@ extern const uint64_t bw_latency_le_ms[BW_LATENCY_BUCKETS];
 /* A worker's counters for /metrics (see bw_rules_stats for how they are
  * written and read). For the life of the process, across reloads. */
 struct bw_worker_stats {
-    _Atomic uint64_t responses[6];                      /* [0] other, [1..5] 1xx..5xx */
-    _Atomic uint64_t latency[BW_LATENCY_BUCKETS + 1];   /* per bucket, not cumulative */
+    _Atomic uint64_t responses[6];                    /* [0] other, [1..5] 1xx..5xx */
+    _Atomic uint64_t latency[BW_LATENCY_BUCKETS + 1]; /* per bucket, not cumulative */
     _Atomic uint64_t latency_sum_ms;
-    _Atomic uint64_t upstream_failures;                 /* connect, timeout, invalid response */
-    _Atomic uint64_t accepted;                          /* client connections */
-    _Atomic uint64_t upstream_retries;                  /* attempts after a request's first */
+    _Atomic uint64_t upstream_failures; /* connect, timeout, invalid response */
+    _Atomic uint64_t accepted;          /* client connections */
+    _Atomic uint64_t upstream_retries;  /* attempts after a request's first */
     _Atomic uint64_t bot_scored;
     _Atomic uint64_t bot_failures[BW_ON_ERROR__COUNT]; /* by policy */
     _Atomic uint64_t bot_killed;
+    _Atomic uint64_t tls_handshakes; /* completed */
+    _Atomic uint64_t tls_resumed;    /* of those, resumed from a ticket */
+    _Atomic uint64_t tls_failures;   /* failed or abandoned handshakes */
+    _Atomic uint64_t tls_timeouts;   /* of those, stalled past the header timeout */
+    _Atomic uint64_t tls_plain_http; /* plain HTTP sent to a TLS port: answered 400 */
     struct bw_rules_stats rules;
 };
 
 /* A worker's view of one snapshot. */
 struct bw_wsnap {
-    struct bw_snapshot *snap;       /* one reference held */
-    struct bw_upstream_local *ups;  /* parallel to snap->upstreams */
+    struct bw_snapshot *snap;      /* one reference held */
+    struct bw_upstream_local *ups; /* parallel to snap->upstreams */
     struct bw_rules_worker rules;
-    bool has_bot;                   /* snap->bot has a model */
+    bool has_bot; /* snap->bot has a model */
     struct bw_bot_worker bot;
-    uint32_t pins;                  /* sessions and upstream connections using it */
+    uint32_t pins; /* sessions and upstream connections using it */
     struct bw_wsnap *next_retired;
 };
 
 struct bw_proxy_worker {
     struct bw_runtime *rt;
     struct bw_worker *w;
-    struct bw_wsnap *cur;           /* the view new requests use */
-    struct bw_wsnap *retired;       /* older views, freed when unpinned */
+    struct bw_wsnap *cur;     /* the view new requests use */
+    struct bw_wsnap *retired; /* older views, freed when unpinned */
     struct bw_timer adopt_timer;
     struct bw_buf_pool small;
     struct bw_buf_pool large;
@@ -142,9 +148,9 @@ struct bw_proxy_worker {
     struct bw_session *sessions;     /* every open session (for drain) */
     struct request *free_requests;   /* per-request state for reuse */
     size_t nfree_requests;
-    uint64_t adopted;                /* snapshots adopted after the first */
+    uint64_t adopted; /* snapshots adopted after the first */
     struct bw_worker_stats stats;
-    char log_time[32];               /* cached ISO-8601 second */
+    char log_time[32]; /* cached ISO-8601 second */
     int64_t log_time_sec;
 };
 
@@ -165,8 +171,8 @@ void bw_wsnap_unpin(struct bw_proxy_worker *pw, struct bw_wsnap *ws);
 
 /* bw_worker callbacks. */
 void bw_proxy_start(struct bw_worker *w);
-void bw_proxy_accept(struct bw_worker *w, int fd, const struct sockaddr_storage *peer,
-                     socklen_t peer_len);
+void bw_proxy_accept(struct bw_worker *w, size_t listener, int fd,
+                     const struct sockaddr_storage *peer, socklen_t peer_len);
 void bw_proxy_drain(struct bw_worker *w);
 /* On the worker thread once its loop ended: closes what is left. */
 void bw_proxy_exit(struct bw_worker *w);

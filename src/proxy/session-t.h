@@ -15,13 +15,14 @@
 #include "proxy/upstream.h"
 
 enum sess_state {
-    S_PROXY_HEADER, /* waiting for the PROXY protocol header */
-    S_IDLE,         /* between requests: no request byte yet */
-    S_HEAD,         /* reading a request head */
-    S_EXCHANGE,     /* a request is being proxied */
-    S_TUNNEL,       /* after 101 Switching Protocols: raw bytes both ways */
-    S_RESPOND,      /* writing a response of our own, then closing */
-    S_LINGER,       /* response written, write side shut: discarding input */
+    S_PROXY_HEADER,  /* waiting for the PROXY protocol header */
+    S_TLS_HANDSHAKE, /* TLS listener: before the first request byte */
+    S_IDLE,          /* between requests: no request byte yet */
+    S_HEAD,          /* reading a request head */
+    S_EXCHANGE,      /* a request is being proxied */
+    S_TUNNEL,        /* after 101 Switching Protocols: raw bytes both ways */
+    S_RESPOND,       /* writing a response of our own, then closing */
+    S_LINGER,        /* response written, write side shut: discarding input */
 };
 
 enum timeout_kind {
@@ -150,7 +151,7 @@ struct bw_session {
     bool closed;
     bool draining;
     bool peer_trusted;
-    bool respond_keep; /* S_RESPOND: our own answer keeps the connection */
+    bool respond_keep;            /* S_RESPOND: our own answer keeps the connection */
     struct sockaddr_storage peer; /* TCP peer, or the PROXY protocol source */
     struct bw_buf *cbuf;          /* client input */
     struct bw_buf *hbuf;          /* outgoing head */
@@ -161,6 +162,15 @@ struct bw_session {
     struct bw_upconn *up;
     struct request *req;
     size_t linger_read;
+    /* TLS listeners: the connection's TLS state. What a TLS read or write
+     * waits for may be the other direction (a read that must send, a
+     * write that must receive first): the flags carry that to the event. */
+    bool tls;
+    bool tls_up;     /* the handshake finished */
+    bool tls_hello;  /* the first byte was a TLS handshake record */
+    bool tls_broken; /* a fatal error: no close_notify */
+    bool tls_rd_wants_wr, tls_wr_wants_rd;
+    struct ssl_st *ssl; /* when tls */
 };
 
 /* session.c */

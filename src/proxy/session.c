@@ -23,6 +23,7 @@
 
 #include "base/log.h"
 #include "net/proxy_protocol.h"
+#include "net/tls.h"
 #include "proxy/client_ip.h"
 #include "http/uri.h"
 #include "proxy/headers.h"
@@ -192,6 +193,12 @@ static void session_close(struct bw_session *s)
     s->ubuf = buf_put(pw, s->ubuf);
     bw_timer_cancel(LOOP(s), &s->timer);
     bw_loop_unpost(LOOP(s), &s->task);
+    if (s->tls) {
+        if (s->tls_up && !s->tls_broken && s->state != S_LINGER)
+            bw_tls_close_notify(s->ssl);
+        bw_tls_conn_free(s->ssl);
+        s->tls = false;
+    }
     if (s->io.fd >= 0)
         close(s->io.fd);
     s->io.fd = -1;
@@ -211,6 +218,9 @@ static void session_close(struct bw_session *s)
  * response the client has not read yet. */
 static void session_linger(struct bw_session *s)
 {
+    /* TLS: close_notify first, so the client knows the response is whole. */
+    if (s->tls && s->tls_up && !s->tls_broken)
+        bw_tls_close_notify(s->ssl);
     if (shutdown(s->io.fd, SHUT_WR) != 0) {
         session_close(s);
         return;
@@ -314,8 +324,8 @@ static void respond_own(struct bw_session *s, uint16_t status, bw_slice extra, b
     }
     s->hbuf->start = s->hbuf->end = 0;
     bool close = !s->respond_keep;
-    size_t n = bw_build_own_response(s->hbuf->data, s->hbuf->cap, status, close, r->is_head,
-                                     extra, has_body, body);
+    size_t n = bw_build_own_response(s->hbuf->data, s->hbuf->cap, status, close, r->is_head, extra,
+                                     has_body, body);
     if (n == 0 && buf_grow(s->pw, &s->hbuf))
         n = bw_build_own_response(s->hbuf->data, s->hbuf->cap, status, close, r->is_head, extra,
                                   has_body, body);
@@ -516,7 +526,7 @@ static void start_request(struct bw_session *s, struct bw_http_request *hq)
         hook.edits = (struct bw_head_edits){.nops = 0, .has_path = false};
     } else {
         struct bw_request_view view;
-        bw_rules_view_request(&s->ws->rules, &view, hq, &client.ss, false);
+        bw_rules_view_request(&s->ws->rules, &view, hq, &client.ss, s->tls);
         if (s->ws->snap->bot.enabled && !run_bot(s, &view)) {
             bw_buf_consume(s->cbuf, hq->head_len);
             respond_own(s, s->ws->snap->bot.error_status, BW_SLICE_EMPTY, true,
@@ -562,7 +572,7 @@ static void start_request(struct bw_session *s, struct bw_http_request *hq)
     struct bw_upstream_head_params hp = {
         .xff_prefix = s->peer_trusted ? bw_join_xff(hq, xffbuf, sizeof xffbuf) : BW_SLICE_EMPTY,
         .peer_text = bw_slice_make(r->peer_text, strnlen(r->peer_text, sizeof r->peer_text)),
-        .proto = BW_SLICE_LIT("http"),
+        .proto = s->tls ? BW_SLICE_LIT("https") : BW_SLICE_LIT("http"),
         .default_host = cu->name,
         .edits = hook.edits,
     };
@@ -865,6 +875,81 @@ static enum io_result write_upstream(struct bw_session *s)
     return IO_PROGRESS;
 }
 
+/* Largest TLS record payload: what one SSL_write may send. */
+enum { TLS_RECORD = 16384 };
+
+/* send_iov's contract over TLS: bytes written from the front of iov, or -1
+ * with errno EAGAIN when nothing could be. Writes whole records until the
+ * socket pushes back, so a short count means the socket is full, as for
+ * sendmsg. Each SSL_write gets the first min(left, 16 KiB) bytes of what is
+ * pending: when one has to be repeated (WANT_*), the next call passes the
+ * same bytes again, as OpenSSL requires, since nothing advanced. */
+static ssize_t tls_send_iov(struct bw_session *s, const struct iovec *iov, int n, size_t total)
+{
+    char tmp[TLS_RECORD];
+    size_t done = 0;
+    int i = 0;
+    size_t ioff = 0; /* into iov[i] */
+    while (done < total) {
+        while (i < n && ioff == iov[i].iov_len) {
+            i++;
+            ioff = 0;
+        }
+        size_t want = total - done < TLS_RECORD ? total - done : TLS_RECORD;
+        const char *src;
+        if (iov[i].iov_len - ioff >= want) {
+            src = (const char *)iov[i].iov_base + ioff;
+        } else {
+            size_t got = 0;
+            for (int k = i; k < n && got < want; k++) {
+                size_t from = k == i ? ioff : 0;
+                size_t m = iov[k].iov_len - from;
+                if (m > want - got)
+                    m = want - got;
+                memcpy(tmp + got, (const char *)iov[k].iov_base + from, m);
+                got += m;
+            }
+            src = tmp;
+        }
+        size_t w = 0;
+        enum bw_tls_result tr = bw_tls_write(s->ssl, src, want, &w);
+        switch (tr) {
+        case BW_TLS_OK:
+            done += w;
+            /* Advance the cursor by w. */
+            for (size_t left = w; left;) {
+                size_t m = iov[i].iov_len - ioff;
+                if (m > left)
+                    m = left;
+                ioff += m;
+                left -= m;
+                if (ioff == iov[i].iov_len && left) {
+                    i++;
+                    ioff = 0;
+                }
+            }
+            continue;
+        case BW_TLS_WANT_READ:
+            s->tls_wr_wants_rd = true;
+            break;
+        case BW_TLS_WANT_WRITE:
+            break;
+        case BW_TLS_CLOSED:
+        case BW_TLS_FAILED:
+            s->tls_broken = true;
+            if (done)
+                return (ssize_t)done;
+            errno = EPIPE;
+            return -1;
+        }
+        break;
+    }
+    if (done)
+        return (ssize_t)done;
+    errno = EAGAIN;
+    return -1;
+}
+
 /* Writes pending bytes towards the client: our 100 Continue, a response
  * head, then body bytes from the upstream buffer. */
 static enum io_result write_client(struct bw_session *s)
@@ -888,7 +973,7 @@ static enum io_result write_client(struct bw_session *s)
     if (n == 0)
         return IO_BLOCKED;
     size_t total = clen + hlen + blen;
-    ssize_t w = send_iov(s->io.fd, iov, n);
+    ssize_t w = s->tls ? tls_send_iov(s, iov, n, total) : send_iov(s->io.fd, iov, n);
     if (w < 0) {
         if (errno == EAGAIN) {
             s->c_wr = false;
@@ -963,6 +1048,50 @@ static long read_into(struct bw_proxy_worker *pw, int fd, struct bw_buf **bp, bo
     }
 }
 
+/* read_into for the client connection: through TLS on a TLS listener. Reads
+ * until the buffer is full or TLS has nothing more, since a record already
+ * taken off the socket raises no new edge. */
+static long read_client(struct bw_session *s)
+{
+    if (!s->tls)
+        return read_into(s->pw, s->io.fd, &s->cbuf, &s->c_rd, s->c_hup);
+    if (!s->cbuf) {
+        s->cbuf = buf_get(s->pw);
+        if (!s->cbuf)
+            return -2;
+    }
+    struct bw_buf *b = s->cbuf;
+    if (bw_buf_room(b) == 0) {
+        bw_buf_compact(b);
+        if (bw_buf_room(b) == 0)
+            return -3;
+    }
+    long total = 0;
+    while (bw_buf_room(b) > 0) {
+        size_t n = 0;
+        enum bw_tls_result tr = bw_tls_read(s->ssl, bw_buf_tail(b), bw_buf_room(b), &n);
+        switch (tr) {
+        case BW_TLS_OK:
+            b->end += n;
+            total += (long)n;
+            continue;
+        case BW_TLS_WANT_WRITE:
+            s->tls_rd_wants_wr = true;
+            s->c_rd = false;
+            return total ? total : -1;
+        case BW_TLS_WANT_READ:
+            s->c_rd = false;
+            return total ? total : -1;
+        case BW_TLS_CLOSED:
+            return total;
+        case BW_TLS_FAILED:
+            s->tls_broken = true;
+            return total ? total : -2;
+        }
+    }
+    return total;
+}
+
 /* ---- the request head ------------------------------------------------------ */
 
 static void next_request(struct bw_session *s);
@@ -991,8 +1120,9 @@ static void head_step(struct bw_session *s)
             struct bw_http_request hq = {.headers = pw->scratch_headers,
                                          .headers_cap = cfg->limits.headers};
             struct bw_http_error herr = {0};
-            enum bw_http_parse_result pr = bw_http_parse_request(
-                bw_buf_head(s->cbuf), bw_buf_len(s->cbuf), &s->ws->snap->limits, &s->scan, &hq, &herr);
+            enum bw_http_parse_result pr =
+                bw_http_parse_request(bw_buf_head(s->cbuf), bw_buf_len(s->cbuf),
+                                      &s->ws->snap->limits, &s->scan, &hq, &herr);
             switch (pr) {
             case BW_HTTP_DONE:
                 if (!s->req) {
@@ -1046,7 +1176,7 @@ static void head_step(struct bw_session *s)
         }
         if (!s->c_rd)
             break;
-        long n = read_into(pw, s->io.fd, &s->cbuf, &s->c_rd, s->c_hup);
+        long n = read_client(s);
         if (n > 0)
             continue;
         if (n == -1)
@@ -1274,7 +1404,7 @@ static void exchange_step(struct bw_session *s)
 
         /* 2. More request body from the client. */
         if (!r->body.framed && !r->qfwd.active && s->c_rd && !r->resp_done) {
-            long n = read_into(s->pw, s->io.fd, &s->cbuf, &s->c_rd, s->c_hup);
+            long n = read_client(s);
             if (n > 0) {
                 progress = true;
             } else if (n == 0 || n == -2) {
@@ -1457,7 +1587,7 @@ static void tunnel_step(struct bw_session *s)
             progress |= ir == IO_PROGRESS;
         }
         if (!r->qfwd.active && s->c_rd) {
-            long n = read_into(s->pw, s->io.fd, &s->cbuf, &s->c_rd, s->c_hup);
+            long n = read_client(s);
             if (n == 0 || n == -2) {
                 session_close(s);
                 return;
@@ -1497,8 +1627,116 @@ static void tunnel_step(struct bw_session *s)
 
 /* ---- pump and events ----------------------------------------------------- */
 
+static void tls_handshake_step(struct bw_session *s);
+
+/* Sends a plain-HTTP 400 to a client that spoke HTTP to a TLS port, as
+ * nginx does, instead of dropping it with an opaque handshake error. */
+static void plain_http_on_tls(struct bw_session *s)
+{
+    bw_stat_inc(&s->pw->stats.tls_plain_http);
+    bw_tls_conn_free(s->ssl);
+    s->tls = false;
+    respond_error(s, 400, "plain HTTP sent to a TLS port");
+}
+
+/* The PROXY protocol header in front of a TLS handshake: peeked, then
+ * exactly its bytes consumed, so none of the ClientHello behind it is
+ * taken out of the socket where OpenSSL will read it. */
+static void proxy_header_tls_step(struct bw_session *s)
+{
+    char pk[BW_PROXY_PROTOCOL_MAX_BYTES];
+    ssize_t n = recv(s->io.fd, pk, sizeof pk, MSG_PEEK);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+        s->c_rd = false;
+        return;
+    }
+    if (n <= 0) {
+        session_close(s);
+        return;
+    }
+    struct bw_pp_header pp;
+    const char *why;
+    enum bw_pp_result pr = bw_proxy_protocol_parse(pk, (size_t)n, &pp, &why);
+    switch (pr) {
+    case BW_PP_DONE:
+        if (recv(s->io.fd, pk, pp.len, 0) != (ssize_t)pp.len) {
+            session_close(s);
+            return;
+        }
+        if (pp.has_source)
+            memcpy(&s->peer, &pp.source, sizeof s->peer);
+        s->state = S_TLS_HANDSHAKE;
+        tls_handshake_step(s);
+        return;
+    case BW_PP_ERROR: {
+        char peer[BW_IP_TEXT_MAX];
+        format_addr(&s->peer, peer);
+        BW_WARNF("closing connection from %s: %s", peer, why);
+        session_close(s);
+        return;
+    }
+    case BW_PP_PARTIAL:
+        if ((size_t)n >= sizeof pk)
+            session_close(s);
+        else
+            s->c_rd = false; /* the rest raises a new edge when it comes */
+        return;
+    }
+}
+
+static void tls_handshake_step(struct bw_session *s)
+{
+    if (!s->tls_hello && s->c_rd) {
+        /* A TLS connection opens with a handshake record (0x16). */
+        unsigned char first;
+        ssize_t n = recv(s->io.fd, &first, 1, MSG_PEEK);
+        if (n == 1 && first != 0x16) {
+            plain_http_on_tls(s);
+            return;
+        }
+        s->tls_hello = n == 1;
+        if (n == 0) {
+            session_close(s); /* closed before saying anything */
+            return;
+        }
+    }
+    s->tls_rd_wants_wr = false;
+    s->tls_wr_wants_rd = false;
+    enum bw_tls_result tr = bw_tls_handshake(s->ssl);
+    switch (tr) {
+    case BW_TLS_OK:
+        s->tls_up = true;
+        bw_stat_inc(&s->pw->stats.tls_handshakes);
+        if (bw_tls_resumed(s->ssl))
+            bw_stat_inc(&s->pw->stats.tls_resumed);
+        s->state = S_IDLE; /* the accept-time header deadline still runs */
+        s->c_rd = true;    /* a request may have come with the last flight */
+        head_step(s);
+        return;
+    case BW_TLS_WANT_READ:
+        s->c_rd = false;
+        return;
+    case BW_TLS_WANT_WRITE:
+        s->c_wr = false;
+        return;
+    case BW_TLS_CLOSED:
+    case BW_TLS_FAILED: {
+        char why[160];
+        bw_stat_inc(&s->pw->stats.tls_failures);
+        s->tls_broken = true;
+        BW_DEBUGF("TLS handshake failed: %s", bw_tls_last_error(why, sizeof why));
+        session_close(s);
+        return;
+    }
+    }
+}
+
 static void proxy_header_step(struct bw_session *s)
 {
+    if (s->tls) {
+        proxy_header_tls_step(s);
+        return;
+    }
     for (;;) {
         if (s->cbuf && bw_buf_len(s->cbuf)) {
             struct bw_pp_header pp;
@@ -1527,7 +1765,7 @@ static void proxy_header_step(struct bw_session *s)
         }
         if (!s->c_rd)
             return;
-        long n = read_into(s->pw, s->io.fd, &s->cbuf, &s->c_rd, s->c_hup);
+        long n = read_client(s);
         if (n > 0)
             continue;
         if (n == -1)
@@ -1544,6 +1782,9 @@ void bw__session_pump(struct bw_session *s)
     switch (s->state) {
     case S_PROXY_HEADER:
         proxy_header_step(s);
+        return;
+    case S_TLS_HANDSHAKE:
+        tls_handshake_step(s);
         return;
     case S_IDLE:
     case S_HEAD:
@@ -1600,6 +1841,15 @@ static void client_io(struct bw_loop *loop, struct bw_io *io, uint32_t ev)
         s->c_hup = true;
     if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR))
         s->c_wr = true;
+    /* TLS: a read that waited to write, or a write that waited to read. */
+    if (s->tls_rd_wants_wr && (ev & EPOLLOUT)) {
+        s->tls_rd_wants_wr = false;
+        s->c_rd = true;
+    }
+    if (s->tls_wr_wants_rd && (ev & EPOLLIN)) {
+        s->tls_wr_wants_rd = false;
+        s->c_wr = true;
+    }
     if ((ev & (EPOLLHUP | EPOLLERR)) && (s->state == S_EXCHANGE || s->state == S_TUNNEL)) {
         /* The client is gone (reset): nobody will read the response. */
         session_close(s);
@@ -1623,6 +1873,12 @@ static void session_timeout(struct bw_loop *loop, struct bw_timer *t)
     case T_NONE:
         return;
     case T_IDLE:
+        if (s->state == S_TLS_HANDSHAKE) {
+            bw_stat_inc(&s->pw->stats.tls_failures);
+            bw_stat_inc(&s->pw->stats.tls_timeouts);
+        }
+        session_close(s);
+        return;
     case T_LINGER:
     case T_DRAIN:
     case T_TUNNEL:
@@ -1657,8 +1913,8 @@ static void session_timeout(struct bw_loop *loop, struct bw_timer *t)
     }
 }
 
-void bw_session_accept(struct bw_proxy_worker *pw, int fd, const struct sockaddr_storage *peer,
-                       socklen_t peer_len)
+void bw_session_accept(struct bw_proxy_worker *pw, size_t listener, int fd,
+                       const struct sockaddr_storage *peer, socklen_t peer_len)
 {
     (void)peer_len;
     struct bw_session *s = calloc(1, sizeof *s);
@@ -1680,9 +1936,23 @@ void bw_session_accept(struct bw_proxy_worker *pw, int fd, const struct sockaddr
     const struct bw_config *cfg = CFG(s);
     s->peer_trusted = cfg->client_ip.from != BW_CLIENT_IP_PEER &&
                       bw_client_ip_is_trusted(&cfg->client_ip, (const struct sockaddr *)peer);
+    s->tls = listener < cfg->nlisten && cfg->listen[listener].has_tls;
     s->state = (cfg->client_ip.from == BW_CLIENT_IP_PROXY_PROTOCOL && s->peer_trusted)
                    ? S_PROXY_HEADER
-                   : S_IDLE;
+               : s->tls ? S_TLS_HANDSHAKE
+                        : S_IDLE;
+    if (s->tls) {
+        bw_error terr;
+        if (bw_tls_conn_new(s->ws->snap->tls[listener], fd, &s->ssl, &terr) != BW_OK) {
+            BW_ERRORF("%s; closing a connection", terr.msg);
+            s->tls = false;
+            close(fd);
+            bw_worker_conn_closed(pw->w);
+            bw_wsnap_unpin(pw, s->ws);
+            free(s);
+            return;
+        }
+    }
     int one = 1;
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     s->next = pw->sessions;
@@ -1709,7 +1979,7 @@ void bw_session_drain_all(struct bw_proxy_worker *pw)
     while (s) {
         struct bw_session *next = s->next;
         s->draining = true;
-        if (s->state == S_IDLE || s->state == S_PROXY_HEADER)
+        if (s->state == S_IDLE || s->state == S_PROXY_HEADER || s->state == S_TLS_HANDSHAKE)
             session_close(s);
         else if (s->req)
             s->req->keep_alive = false;

@@ -20,8 +20,8 @@
 struct bw_session;
 struct bw_upconn;
 
-void bw_session_accept(struct bw_proxy_worker *pw, int fd, const struct sockaddr_storage *peer,
-                       socklen_t peer_len);
+void bw_session_accept(struct bw_proxy_worker *pw, size_t listener, int fd,
+                       const struct sockaddr_storage *peer, socklen_t peer_len);
 /* Drain: idle sessions close now, busy ones after their current response. */
 void bw_session_drain_all(struct bw_proxy_worker *pw);
 void bw_session_close_all(struct bw_proxy_worker *pw);
