@@ -176,8 +176,31 @@ static const struct {
     {"listen item without address",
      "listen:\n  - port: 80\nupstreams: {app: {servers: [{address: 127.0.0.1:9000}]}}\n"
      "routes: [{upstream: app}]\n",
-     "2:5: unknown key \"port\" in listen[0] (expected one of: address)\n"
+     "2:5: unknown key \"port\" in listen[0] (expected one of: address, tls)\n"
      "2:5: missing required key \"address\" in listen[0]"},
+    {"tls without certificates",
+     "listen:\n  - address: 127.0.0.1:8443\n    tls: {protocols: [TLSv1.3]}\n"
+     "upstreams: {app: {servers: [{address: 127.0.0.1:9000}]}}\nroutes: [{upstream: app}]\n",
+     "3:10: missing required key \"certificates\" in listen[0].tls"},
+    {"tls empty certificate list",
+     "listen:\n  - address: 127.0.0.1:8443\n    tls: {certificates: []}\n"
+     "upstreams: {app: {servers: [{address: 127.0.0.1:9000}]}}\nroutes: [{upstream: app}]\n",
+     "3:25: listen[0].tls.certificates: expected 1 to 256 certificates, got 0"},
+    {"tls certificate without key",
+     "listen:\n  - address: 127.0.0.1:8443\n    tls: {certificates: [{cert: a.pem}]}\n"
+     "upstreams: {app: {servers: [{address: 127.0.0.1:9000}]}}\nroutes: [{upstream: app}]\n",
+     "3:26: missing required key \"key\" in listen[0].tls.certificates[0]"},
+    {"tls old protocol",
+     "listen:\n  - address: 127.0.0.1:8443\n    tls: {certificates: [{cert: a.pem, key: a.key}], "
+     "protocols: [TLSv1.1]}\n"
+     "upstreams: {app: {servers: [{address: 127.0.0.1:9000}]}}\nroutes: [{upstream: app}]\n",
+     "3:66: listen[0].tls.protocols: expected TLSv1.2 or TLSv1.3 (older versions are not "
+     "offered), got \"TLSv1.1\""},
+    {"tls unknown key",
+     "listen:\n  - address: 127.0.0.1:8443\n    tls: {certificates: [{cert: a.pem, key: a.key}], "
+     "ciphers: ALL}\n"
+     "upstreams: {app: {servers: [{address: 127.0.0.1:9000}]}}\nroutes: [{upstream: app}]\n",
+     "3:54: unknown key \"ciphers\" in listen[0].tls (expected one of: certificates, protocols)"},
     {"listen host name",
      "listen:\n  - address: localhost:8080\nupstreams: {app: {servers: [{address: "
      "127.0.0.1:9000}]}}\nroutes: [{upstream: app}]\n",
@@ -809,6 +832,44 @@ TEST(small_variants_accepted)
     CHECK(parse_str(BASE "client_ip: {trusted: [10.0.0.0/8], from: x_real_ip}\n", &cfg, &d) ==
           BW_OK);
     CHECK_INT_EQ(cfg->client_ip.from, BW_CLIENT_IP_X_REAL_IP);
+    cfg = bw_config_free(cfg);
+}
+
+/* listen[].tls: certificate paths resolved against the config's directory,
+ * both protocols by default, and a chosen subset kept. */
+TEST(tls_listener)
+{
+    struct bw_config *cfg = NULL;
+    struct bw_config_diags d;
+    char got[4096];
+    const char *y = "listen:\n"
+                    "  - address: 127.0.0.1:8080\n"
+                    "  - address: 127.0.0.1:8443\n"
+                    "    tls:\n"
+                    "      certificates:\n"
+                    "        - { cert: certs/a.pem, key: certs/a.key }\n"
+                    "        - { cert: /etc/b.pem, key: /etc/b.key }\n"
+                    "upstreams: {app: {servers: [{address: 127.0.0.1:9000}]}}\n"
+                    "routes: [{upstream: app}]\n";
+    if (bw_config_parse("/srv/conf/bulwark.yaml", y, strlen(y), &cfg, &d) != BW_OK) {
+        T_FAILF("refused: %s", diags_text(&d, got, sizeof got));
+        return;
+    }
+    CHECK(!cfg->listen[0].has_tls);
+    CHECK(cfg->listen[1].has_tls);
+    CHECK_INT_EQ(cfg->listen[1].tls.ncerts, 2);
+    CHECK_SLICE_EQ(cfg->listen[1].tls.certs[0].cert, "/srv/conf/certs/a.pem");
+    CHECK_SLICE_EQ(cfg->listen[1].tls.certs[0].key, "/srv/conf/certs/a.key");
+    CHECK_SLICE_EQ(cfg->listen[1].tls.certs[1].cert, "/etc/b.pem");
+    CHECK_INT_EQ(cfg->listen[1].tls.certs[1].line, 7);
+    CHECK_INT_EQ(cfg->listen[1].tls.protocols, BW_CONFIG_TLS_V12 | BW_CONFIG_TLS_V13);
+    cfg = bw_config_free(cfg);
+    CHECK(parse_str("listen:\n  - address: 127.0.0.1:8443\n    tls: {certificates: [{cert: a, "
+                    "key: b}], protocols: [TLSv1.3]}\n"
+                    "upstreams: {app: {servers: [{address: 127.0.0.1:9000}]}}\n"
+                    "routes: [{upstream: app}]\n",
+                    &cfg, &d) == BW_OK);
+    CHECK_INT_EQ(cfg->listen[0].tls.protocols, BW_CONFIG_TLS_V13);
     cfg = bw_config_free(cfg);
 }
 
@@ -1462,6 +1523,7 @@ int main(void)
     RUN(defaults_from_minimal_config);
     RUN(full_config_every_key);
     RUN(small_variants_accepted);
+    RUN(tls_listener);
     RUN(bot_score_module);
     RUN(garbage_input);
     RUN(echoed_values_are_escaped_and_shortened);
