@@ -19,6 +19,8 @@
 #include "modules/lkg.h"
 #include "modules/rules.h"
 #include "modules/trace.h"
+#include "net/tls.h"
+#include "proxy/proxy.h"
 #include "proxy/server.h"
 
 #ifndef BW_VERSION
@@ -175,6 +177,17 @@ int main(int argc, char **argv)
             fputs(report, stderr);
             return 1;
         }
+        struct bw_tls_ctx **tls = NULL;
+        if (bw_tls_contexts_load(cfg, &tls, report, sizeof report) != BW_OK) {
+            bw_config_free(cfg);
+            fprintf(stderr, "%s\n", report);
+            return 1;
+        }
+        size_t ncerts = 0;
+        for (size_t i = 0; tls && i < cfg->nlisten; i++)
+            if (cfg->listen[i].has_tls)
+                ncerts += bw_tls_ctx_ncerts(tls[i]);
+        bw_tls_contexts_free(cfg, tls);
         struct bw_bot_rt bot;
         bw_bot_rt_load(&bot, cfg, (struct bw_bot_running){.known = false}, false, report,
                        sizeof report);
@@ -188,6 +201,8 @@ int main(int argc, char **argv)
         }
         if (nfeatures)
             printf("%s: bot_score model ok (%zu features)\n", path, nfeatures);
+        if (ncerts)
+            printf("%s: TLS ok (%zu certificates)\n", path, ncerts);
         if (nrulesets)
             printf("%s: ok (%zu rulesets, %zu rules, embedded tests passed)\n", path, nrulesets,
                    nrules);

@@ -586,8 +586,9 @@ out:
 
 bw_status bw_tls_ctx_new(const struct bw_tls_pem *certs, size_t ncerts,
                          const struct bw_tls_options *opt, int64_t now, struct bw_tls_ctx **ret,
-                         bw_error *err)
+                         size_t *failed, bw_error *err)
 {
+    *failed = 0;
     if (ncerts == 0 || ncerts > BW_TLS_MAX_CERTS)
         return bw_error_set(err, "TLS: a listener needs 1 to %d certificates, got %zu",
                             BW_TLS_MAX_CERTS, ncerts);
@@ -606,6 +607,7 @@ bw_status bw_tls_ctx_new(const struct bw_tls_pem *certs, size_t ncerts,
     for (size_t i = 0; i < ncerts; i++) {
         c->ncerts = i + 1; /* so a failure frees what this one holds too */
         if (load_cert(c, i, &certs[i], opt, now, err) != BW_OK) {
+            *failed = i;
             bw_tls_ctx_free(c);
             return BW_ERR;
         }

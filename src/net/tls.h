@@ -74,7 +74,7 @@ void bw_tls_set_ticket_rotation(uint64_t ticket_rotate_s);
  * validity period at now (unix seconds), a certificate with no DNS name. */
 bw_status bw_tls_ctx_new(const struct bw_tls_pem *certs, size_t ncerts,
                          const struct bw_tls_options *opt, int64_t now, struct bw_tls_ctx **ret,
-                         bw_error *err) BW_MUST_CHECK;
+                         size_t *failed, bw_error *err) BW_MUST_CHECK;
 void bw_tls_ctx_free(struct bw_tls_ctx *c);
 size_t bw_tls_ctx_ncerts(const struct bw_tls_ctx *c);
 struct bw_tls_cert_info bw_tls_ctx_cert(const struct bw_tls_ctx *c, size_t i);

@@ -7,6 +7,7 @@
 
 #include "admin/metrics.h"
 #include "base/log.h"
+#include "net/tls.h"
 #include "proxy/control.h"
 
 #ifndef BW_VERSION
@@ -56,6 +57,40 @@ static void iso_time(time_t t, char *buf, size_t cap)
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* "tls": each TLS listener's certificates, with days left before expiry
+ * (certificates are checked at load, so a reload that brings a bad one is
+ * in last_rejection and these stay the running ones). */
+static bw_status tls_status(struct bw_textbuf *out, const struct bw_snapshot *s)
+{
+    const struct bw_config *cfg = s->cfg;
+    time_t now = time(NULL);
+    TRY(bw_textbuf_append_str(out, "\"tls\":["));
+    bool first = true;
+    for (size_t i = 0; i < cfg->nlisten; i++) {
+        if (!cfg->listen[i].has_tls)
+            continue;
+        TRY(bw_textbuf_append_str(out, first ? "{\"listener\":" : ",{\"listener\":"));
+        first = false;
+        TRY(json_cstr(out, cfg->listen[i].addr.text));
+        TRY(bw_textbuf_append_str(out, ",\"certificates\":["));
+        for (size_t k = 0; k < bw_tls_ctx_ncerts(s->tls[i]); k++) {
+            struct bw_tls_cert_info ci = bw_tls_ctx_cert(s->tls[i], k);
+            char na[32];
+            iso_time((time_t)ci.not_after, na, sizeof na);
+            TRY(bw_textbuf_append_str(out, k ? ",{\"path\":" : "{\"path\":"));
+            TRY(json_cstr(out, ci.cert_path));
+            TRY(bw_textbuf_append_str(out, ",\"subject\":"));
+            TRY(json_cstr(out, ci.subject));
+            TRY(bw_textbuf_append_str(out, ",\"names\":"));
+            TRY(json_cstr(out, ci.names));
+            TRY(bw_textbuf_printf(out, ",\"not_after\":\"%s\",\"days_left\":%lld}", na,
+                                  (long long)((ci.not_after - (int64_t)now) / 86400)));
+        }
+        TRY(bw_textbuf_append_str(out, "]}"));
+    }
+    return bw_textbuf_append_str(out, "]");
 }
 
 static bw_status status_json(void *self, struct bw_textbuf *out, bw_error *err)
@@ -146,7 +181,8 @@ static bw_status status_json(void *self, struct bw_textbuf *out, bw_error *err)
                                bw_kill_present(&c->kills->items[i], &scope) ? "true" : "false") ==
                  BW_OK;
     }
-    ok = ok && bw_textbuf_append_str(out, "]}\n") == BW_OK;
+    ok = ok && bw_textbuf_append_str(out, "],") == BW_OK && tls_status(out, s) == BW_OK &&
+         bw_textbuf_append_str(out, "}\n") == BW_OK;
     return ok ? BW_OK : bw_textbuf_error(out, err);
 }
 
@@ -158,6 +194,55 @@ static uint64_t ld(const _Atomic uint64_t *p)
 }
 
 static const char *const class_names[6] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
+
+static bw_status tls_metrics(struct bw_textbuf *out, const struct bw_control *c, bw_error *err)
+{
+    const struct bw_snapshot *s = c->snap;
+    const struct bw_config *cfg = s->cfg;
+    uint64_t hs = 0, resumed = 0, failed = 0, timeouts = 0, plain = 0;
+    for (size_t w = 0; w < c->nworkers; w++) {
+        const struct bw_worker_stats *st = &c->pws[w].stats;
+        hs += ld(&st->tls_handshakes);
+        resumed += ld(&st->tls_resumed);
+        failed += ld(&st->tls_failures);
+        timeouts += ld(&st->tls_timeouts);
+        plain += ld(&st->tls_plain_http);
+    }
+    TRY(bw_metric_family(out, "tls_handshakes_total", BW_METRIC_COUNTER,
+                         "TLS handshakes completed, and of those resumed from a ticket", err));
+    struct bw_metric_label l1[1] = {{"resumed", BW_SLICE_LIT("false")}};
+    TRY(bw_metric_counter(out, "tls_handshakes_total", l1, 1, hs - resumed, err));
+    l1[0].value = BW_SLICE_LIT("true");
+    TRY(bw_metric_counter(out, "tls_handshakes_total", l1, 1, resumed, err));
+    TRY(bw_metric_family(out, "tls_handshake_failures_total", BW_METRIC_COUNTER,
+                         "TLS handshakes that failed (protocol error, reset) or stalled past "
+                         "limits.client_header_timeout",
+                         err));
+    l1[0] = (struct bw_metric_label){"reason", BW_SLICE_LIT("error")};
+    TRY(bw_metric_counter(out, "tls_handshake_failures_total", l1, 1, failed - timeouts, err));
+    l1[0].value = BW_SLICE_LIT("timeout");
+    TRY(bw_metric_counter(out, "tls_handshake_failures_total", l1, 1, timeouts, err));
+    TRY(bw_metric_family(out, "tls_plain_http_total", BW_METRIC_COUNTER,
+                         "plain HTTP requests sent to a TLS port (answered 400)", err));
+    TRY(bw_metric_counter(out, "tls_plain_http_total", NULL, 0, plain, err));
+    TRY(bw_metric_family(out, "tls_certificate_expiry_seconds", BW_METRIC_GAUGE,
+                         "seconds until each served certificate expires", err));
+    int64_t now = (int64_t)time(NULL);
+    for (size_t i = 0; i < cfg->nlisten; i++) {
+        if (!cfg->listen[i].has_tls)
+            continue;
+        const char *ln = cfg->listen[i].addr.text;
+        for (size_t k = 0; k < bw_tls_ctx_ncerts(s->tls[i]); k++) {
+            struct bw_tls_cert_info ci = bw_tls_ctx_cert(s->tls[i], k);
+            struct bw_metric_label l2[2] = {{"listener", bw_slice_make(ln, strlen(ln))},
+                                            {"cert", bw_slice_make(ci.cert_path,
+                                                                   strlen(ci.cert_path))}};
+            TRY(bw_metric_gauge(out, "tls_certificate_expiry_seconds", l2, 2,
+                                (double)(ci.not_after - now), err));
+        }
+    }
+    return BW_OK;
+}
 
 static bw_status metrics_text(void *self, struct bw_textbuf *out, bw_error *err)
 {
@@ -327,6 +412,7 @@ static bw_status metrics_text(void *self, struct bw_textbuf *out, bw_error *err)
     TRY(bw_metric_family(out, "killswitches_active", BW_METRIC_GAUGE,
                          "killswitches in force", err));
     TRY(bw_metric_gauge(out, "killswitches_active", NULL, 0, (double)c->kills->n, err));
+    TRY(tls_metrics(out, c, err));
     return BW_OK;
 }
 

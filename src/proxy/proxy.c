@@ -48,12 +48,7 @@ static void snapshot_free(struct bw_snapshot *s)
     }
     bw_rules_rt_done(&s->rules);
     bw_bot_rt_done(&s->bot);
-    if (s->tls) {
-        for (size_t i = 0; i < s->cfg->nlisten; i++)
-            if (s->cfg->listen[i].has_tls)
-                bw_tls_ctx_free(s->tls[i]);
-        free(s->tls);
-    }
+    bw_tls_contexts_free(s->cfg, s->tls);
     bw_config_free(s->cfg);
     free(s->route_counts);
     free(s->ruleset_hashes);
@@ -63,16 +58,17 @@ static void snapshot_free(struct bw_snapshot *s)
 /* Reads and checks every TLS listener's certificates and keys: a file that
  * cannot be read or a pair that is not usable fails the whole snapshot, so
  * a reload with a bad certificate leaves the running one serving. */
-static bw_status load_tls(struct bw_snapshot *s, char *report, size_t cap)
+bw_status bw_tls_contexts_load(const struct bw_config *cfg, struct bw_tls_ctx ***ret,
+                               char *report, size_t cap)
 {
-    const struct bw_config *cfg = s->cfg;
     bool any = false;
     for (size_t i = 0; i < cfg->nlisten; i++)
         any |= cfg->listen[i].has_tls;
+    *ret = NULL;
     if (!any)
         return BW_OK;
-    s->tls = calloc(cfg->nlisten, sizeof *s->tls);
-    if (!s->tls) {
+    struct bw_tls_ctx **tls = calloc(cfg->nlisten, sizeof *tls);
+    if (!tls) {
         snprintf(report, cap, "out of memory");
         return BW_ERR;
     }
@@ -111,9 +107,7 @@ static bw_status load_tls(struct bw_snapshot *s, char *report, size_t cap)
             struct bw_tls_options o = {
                 .protocols = ((l->tls.protocols & BW_CONFIG_TLS_V12) ? BW_TLS_V12 : 0u) |
                              ((l->tls.protocols & BW_CONFIG_TLS_V13) ? BW_TLS_V13 : 0u)};
-            st = bw_tls_ctx_new(pems, n, &o, (int64_t)time(NULL), &s->tls[i], &err);
-            /* bw_tls_ctx_new names the file; point at the listener. */
-            bad = n;
+            st = bw_tls_ctx_new(pems, n, &o, (int64_t)time(NULL), &tls[i], &bad, &err);
         }
         if (st != BW_OK && err.msg[0]) {
             const struct bw_config_tls_cert *c = &l->tls.certs[bad < n ? bad : 0];
@@ -132,10 +126,23 @@ static bw_status load_tls(struct bw_snapshot *s, char *report, size_t cap)
         }
         free(pems);
         free(paths);
-        if (st != BW_OK)
+        if (st != BW_OK) {
+            bw_tls_contexts_free(cfg, tls);
             return BW_ERR;
+        }
     }
+    *ret = tls;
     return BW_OK;
+}
+
+void bw_tls_contexts_free(const struct bw_config *cfg, struct bw_tls_ctx **tls)
+{
+    if (!tls)
+        return;
+    for (size_t i = 0; i < cfg->nlisten; i++)
+        if (cfg->listen[i].has_tls)
+            bw_tls_ctx_free(tls[i]);
+    free(tls);
 }
 
 bw_status bw_snapshot_new(struct bw_config *cfg, uint64_t generation, bool use_lkg,
@@ -160,7 +167,7 @@ bw_status bw_snapshot_new(struct bw_config *cfg, uint64_t generation, bool use_l
     for (size_t i = 0; i < cfg->nupstreams; i++)
         s->needs_path |= cfg->upstreams[i].balance == BW_BALANCE_HASH &&
                          cfg->upstreams[i].hash_field == BW_HASH_URI_PATH;
-    if (load_tls(s, report, cap) != BW_OK) {
+    if (bw_tls_contexts_load(cfg, &s->tls, report, cap) != BW_OK) {
         snapshot_free(s);
         return BW_ERR;
     }

@@ -25,6 +25,8 @@
 #include "modules/rules.h"
 #include "net/worker.h"
 #include "proxy/access_log.h"
+
+struct bw_tls_ctx; /* net/tls.h */
 #include "proxy/upstream.h"
 
 struct request;
@@ -63,6 +65,15 @@ struct bw_snapshot {
 bw_status bw_snapshot_new(struct bw_config *cfg, uint64_t generation, bool use_lkg,
                           struct bw_bot_running running_bot, struct bw_snapshot **ret, char *report,
                           size_t cap) BW_MUST_CHECK;
+/* Reads and checks every TLS listener's certificates and keys into one
+ * context per listener (*ret parallel to cfg->listen, valid where has_tls;
+ * NULL when no listener has TLS). A file that cannot be read or a pair that
+ * is not usable fails the whole set: report says which, with the config's
+ * file:line:col. */
+bw_status bw_tls_contexts_load(const struct bw_config *cfg, struct bw_tls_ctx ***ret,
+                               char *report, size_t cap) BW_MUST_CHECK;
+void bw_tls_contexts_free(const struct bw_config *cfg, struct bw_tls_ctx **tls);
+
 /* Drops one reference; the last one frees the snapshot. Any thread. */
 void bw_snapshot_unref(struct bw_snapshot *s);
 

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "net/tls.h"
 #include "proxy/session-t.h"
 
 static size_t json_escape(char *out, size_t cap, const char *s, size_t n)
@@ -94,7 +95,7 @@ void bw__request_log(struct bw_session *s)
             up_ms = ms_between(&r->t_upstream, &r->t_resp);
     }
     /* The rule that ended the request's rules (or the last that fired). */
-    char rule[400] = "";
+    char rule[1000] = "";
     if (r->log_has_rule) {
         char id[300];
         size_t rs = json_escape(id, 140, r->log_ruleset->id.ptr, r->log_ruleset->id.len);
@@ -107,7 +108,17 @@ void bw__request_log(struct bw_session *s)
         size_t rl = strlen(rule);
         snprintf(rule + rl, sizeof rule - rl, ",\"bot_score\":%u", (unsigned)r->bot_score);
     }
-    char line[1600];
+    if (s->tls && s->tls_up) {
+        /* The server name is the client's; it passed OpenSSL's checks but
+         * is escaped like anything else a client sends. */
+        const char *sni = bw_tls_server_name(s->ssl);
+        char esc[600];
+        size_t el = json_escape(esc, sizeof esc, sni, strnlen(sni, 256));
+        size_t rl = strlen(rule);
+        snprintf(rule + rl, sizeof rule - rl, ",\"tls\":\"%s\",\"sni\":\"%.*s\"",
+                 bw_tls_version(s->ssl), (int)el, esc);
+    }
+    char line[2400];
     int n =
         snprintf(line, sizeof line,
                  "{\"time\":\"%s.%03ldZ\",\"client\":\"%s\",\"method\":\"%.*s\","

@@ -109,6 +109,8 @@ static struct bw_tls_pem pem_of(const struct made *m, const char *name)
                                .key = bw_slice_make(m->key_pem, strlen(m->key_pem))};
 }
 
+static size_t bad_ix; /* which certificate a refusal was about */
+
 static const struct bw_tls_options BOTH = {.protocols = BW_TLS_V12 | BW_TLS_V13};
 
 static int64_t now_s(void)
@@ -121,7 +123,7 @@ static const char *load_err(const struct bw_tls_pem *p, size_t n, bw_error *err)
 {
     struct bw_tls_ctx *c = NULL;
     err->msg[0] = '\0';
-    if (bw_tls_ctx_new(p, n, &BOTH, now_s(), &c, err) == BW_OK) {
+    if (bw_tls_ctx_new(p, n, &BOTH, now_s(), &c, &bad_ix, err) == BW_OK) {
         bw_tls_ctx_free(c);
         return "";
     }
@@ -136,7 +138,7 @@ TEST(good_certificate_loads_with_its_names_and_dates)
     struct bw_tls_pem p = pem_of(&a, "a.pem");
     struct bw_tls_ctx *c = NULL;
     bw_error err;
-    if (bw_tls_ctx_new(&p, 1, &BOTH, now_s(), &c, &err) != BW_OK) {
+    if (bw_tls_ctx_new(&p, 1, &BOTH, now_s(), &c, &bad_ix, &err) != BW_OK) {
         T_FAILF("refused: %s", err.msg);
         made_free(&a);
         return;
@@ -160,6 +162,10 @@ TEST(key_that_does_not_match_is_refused)
     p.key_path = "b.key";
     bw_error err;
     CHECK_STR_EQ(load_err(&p, 1, &err), "b.key: the key does not match the certificate in a.pem");
+    /* In a list, the refusal says which entry. */
+    struct bw_tls_pem two[] = {pem_of(&b, "b.pem"), p};
+    CHECK_STR_EQ(load_err(two, 2, &err), "b.key: the key does not match the certificate in a.pem");
+    CHECK_INT_EQ(bad_ix, 1);
     made_free(&a);
     made_free(&b);
 }
@@ -237,14 +243,14 @@ TEST(limits_on_count_and_size)
     struct made a = make_cert("a.example", "a.example", -60, 86400, NULL, false);
     bw_error err;
     struct bw_tls_ctx *c = NULL;
-    CHECK(bw_tls_ctx_new(NULL, 0, &BOTH, now_s(), &c, &err) == BW_ERR);
+    CHECK(bw_tls_ctx_new(NULL, 0, &BOTH, now_s(), &c, &bad_ix, &err) == BW_ERR);
     CHECK(strstr(err.msg, "1 to 256 certificates, got 0") != NULL);
     struct bw_tls_pem p = pem_of(&a, "a.pem");
     p.cert.len = BW_TLS_PEM_MAX + 1;
     CHECK(strstr(load_err(&p, 1, &err), "a.pem: larger than 1048576 bytes") == err.msg);
     struct bw_tls_options none = {0};
     p = pem_of(&a, "a.pem");
-    CHECK(bw_tls_ctx_new(&p, 1, &none, now_s(), &c, &err) == BW_ERR);
+    CHECK(bw_tls_ctx_new(&p, 1, &none, now_s(), &c, &bad_ix, &err) == BW_ERR);
     made_free(&a);
 }
 
@@ -259,7 +265,7 @@ TEST(server_name_selects_exact_then_wildcard_then_default)
     struct bw_tls_pem p[] = {pem_of(&a, "a.pem"), pem_of(&b, "b.pem"), pem_of(&c2, "c.pem")};
     struct bw_tls_ctx *c = NULL;
     bw_error err;
-    if (bw_tls_ctx_new(p, 3, &BOTH, now_s(), &c, &err) != BW_OK) {
+    if (bw_tls_ctx_new(p, 3, &BOTH, now_s(), &c, &bad_ix, &err) != BW_OK) {
         T_FAILF("refused: %s", err.msg);
         return;
     }
@@ -366,7 +372,7 @@ TEST(handshake_sni_alpn_and_resumption)
     struct bw_tls_pem p[] = {pem_of(&a, "a.pem"), pem_of(&b, "b.pem")};
     struct bw_tls_ctx *c = NULL;
     bw_error err;
-    CHECK(bw_tls_ctx_new(p, 2, &BOTH, now_s(), &c, &err) == BW_OK);
+    CHECK(bw_tls_ctx_new(p, 2, &BOTH, now_s(), &c, &bad_ix, &err) == BW_OK);
     SSL_CTX *cctx = client_ctx("\x02h2\x08http/1.1", 12);
     char cn[64];
     struct pair x;
@@ -418,7 +424,7 @@ TEST(handshake_sni_alpn_and_resumption)
     sess = SSL_get1_session(x.cl);
     pair_close(&x);
     struct bw_tls_ctx *c2 = NULL;
-    CHECK(bw_tls_ctx_new(p, 2, &BOTH, now_s(), &c2, &err) == BW_OK);
+    CHECK(bw_tls_ctx_new(p, 2, &BOTH, now_s(), &c2, &bad_ix, &err) == BW_OK);
     CHECK(pair_open(&x, cctx, c2, "www.b.example"));
     SSL_set_session(x.cl, sess);
     CHECK_INT_EQ(drive(x.cl, x.sv, &crc), BW_TLS_OK);
@@ -480,7 +486,7 @@ TEST(garbage_from_a_client_fails_the_handshake)
     struct bw_tls_pem p = pem_of(&a, "a.pem");
     struct bw_tls_ctx *c = NULL;
     bw_error err;
-    CHECK(bw_tls_ctx_new(&p, 1, &BOTH, now_s(), &c, &err) == BW_OK);
+    CHECK(bw_tls_ctx_new(&p, 1, &BOTH, now_s(), &c, &bad_ix, &err) == BW_OK);
     int fds[2];
     CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds) == 0);
     struct ssl_st *sv;
