@@ -16,6 +16,7 @@ PY=/usr/bin/python3
 BIN=${BULWARK_BIN:-build/release/bulwark}
 CONF=${BULWARK_CONF:-examples/bulwark.yaml}
 PROXY_PORT=8080
+TLS_PORT=8443
 ORIGIN_PORT=8081
 ORIGIN_LOG=build/demo-origin.log
 
@@ -39,9 +40,9 @@ sys.exit(1)
 EOF
 }
 
-for port in "$PROXY_PORT" "$ORIGIN_PORT"; do
+for port in "$PROXY_PORT" "$TLS_PORT" "$ORIGIN_PORT"; do
   if port_taken "$port"; then
-    echo "run-demo: port 127.0.0.1:$port is already in use; the demo needs 8080 (bulwark) and 8081 (origin) free." >&2
+    echo "run-demo: port 127.0.0.1:$port is already in use; the demo needs 8080 and 8443 (bulwark) and 8081 (origin) free." >&2
     who=$(ss -Hltnp "sport = :$port" 2>/dev/null | grep -o 'users:(.*)' | head -n 1)
     [ -n "$who" ] && echo "run-demo: held by $who" >&2
     exit 1
@@ -82,6 +83,9 @@ bulwark_running=0
 trap '[ "$bulwark_running" = 1 ] || exit 130' INT
 trap 'exit 143' TERM
 
+# The HTTPS listener's self-signed certificate, made once.
+scripts/demo-cert.sh || die "could not make the demo certificate (is openssl installed?)"
+
 mkdir -p "$(dirname "$ORIGIN_LOG")"
 "$PY" examples/origin.py --port "$ORIGIN_PORT" >"$ORIGIN_LOG" 2>&1 &
 origin_pid=$!
@@ -104,6 +108,7 @@ echo "run-demo: demo origin on 127.0.0.1:$ORIGIN_PORT (pid $origin_pid, log $ORI
   Try, in another terminal:
     curl -i http://127.0.0.1:$PROXY_PORT/
     curl -i http://127.0.0.1:$PROXY_PORT/api/hello
+    curl -i --cacert examples/tls/demo.pem https://localhost:$TLS_PORT/   # HTTPS (docs/tls.md)
     curl -i http://127.0.0.1:$PROXY_PORT/admin          # blocked by examples/rules/entry.yaml
     curl -i http://127.0.0.1:$PROXY_PORT/v0/users?page=2 # redirected by a rule
     curl -i http://127.0.0.1:$PROXY_PORT/login           # curl scores as a bot: blocked

@@ -202,7 +202,7 @@ int main(int argc, char **argv)
         if (nfeatures)
             printf("%s: bot_score model ok (%zu features)\n", path, nfeatures);
         if (ncerts)
-            printf("%s: TLS ok (%zu certificates)\n", path, ncerts);
+            printf("%s: TLS ok (%zu certificate%s)\n", path, ncerts, ncerts == 1 ? "" : "s");
         if (nrulesets)
             printf("%s: ok (%zu rulesets, %zu rules, embedded tests passed)\n", path, nrulesets,
                    nrules);

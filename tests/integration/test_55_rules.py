@@ -392,8 +392,11 @@ def test_check_runs_embedded_tests(tmp_path):
 
 
 def test_example_config_checks(tmp_path):
+    # The demo's HTTPS certificate is made on first use, as `make run` does.
+    subprocess.run([os.path.join(EXAMPLES, "..", "scripts", "demo-cert.sh")], check=True)
     r = run_cli("check", "-c", os.path.join(EXAMPLES, "bulwark.yaml"))
     assert r.returncode == 0, r.stderr
+    assert "TLS ok (1 certificate)" in r.stdout
 
 
 def test_eval_traces_every_phase(tmp_path):
