@@ -14,10 +14,10 @@
 #define BW_VERSION "0.1.0-dev"
 #endif
 
-#define TRY(x)                                                                                \
-    do {                                                                                      \
-        if ((x) != BW_OK)                                                                     \
-            return BW_ERR;                                                                    \
+#define TRY(x)                                                                                     \
+    do {                                                                                           \
+        if ((x) != BW_OK)                                                                          \
+            return BW_ERR;                                                                         \
     } while (0)
 
 /* A JSON string (RFC 8259 §7): quotes, backslashes and controls escaped. */
@@ -100,13 +100,14 @@ static bw_status status_json(void *self, struct bw_textbuf *out, bw_error *err)
     char loaded[32], started[32];
     iso_time((time_t)s->loaded_at, loaded, sizeof loaded);
     iso_time(c->started_at, started, sizeof started);
-    bool ok =
-        bw_textbuf_printf(out, "{\"build\":{\"version\":\"%s\"},\"pid\":%ld,\"started_at\":\"%s\","
-                               "\"uptime_seconds\":%lld,\"workers\":%zu,",
-                          BW_VERSION, (long)getpid(), started,
-                          (long long)(time(NULL) - c->started_at), c->nworkers) == BW_OK;
-    ok = ok && bw_textbuf_printf(out, "\"config\":{\"generation\":%llu,\"loaded_at\":\"%s\",\"path\":",
-                                 (unsigned long long)s->generation, loaded) == BW_OK;
+    bool ok = bw_textbuf_printf(out,
+                                "{\"build\":{\"version\":\"%s\"},\"pid\":%ld,\"started_at\":\"%s\","
+                                "\"uptime_seconds\":%lld,\"workers\":%zu,",
+                                BW_VERSION, (long)getpid(), started,
+                                (long long)(time(NULL) - c->started_at), c->nworkers) == BW_OK;
+    ok = ok &&
+         bw_textbuf_printf(out, "\"config\":{\"generation\":%llu,\"loaded_at\":\"%s\",\"path\":",
+                           (unsigned long long)s->generation, loaded) == BW_OK;
     ok = ok && json_cstr(out, c->config_path) == BW_OK;
     ok = ok && bw_textbuf_printf(out, ",\"from_last_known_good\":%s",
                                  c->config_from_lkg ? "true" : "false") == BW_OK;
@@ -117,17 +118,20 @@ static bw_status status_json(void *self, struct bw_textbuf *out, bw_error *err)
     ok = ok && bw_textbuf_append_str(out, "\"artifacts\":[") == BW_OK;
     ok = ok && bw_textbuf_append_str(out, "{\"kind\":\"config\",\"path\":") == BW_OK;
     ok = ok && json_cstr(out, c->config_path) == BW_OK;
-    ok = ok && bw_textbuf_printf(out, ",\"version\":%llu,\"hash\":\"%016llx\",\"loaded_at\":\"%s\"}",
-                                 (unsigned long long)s->generation,
-                                 (unsigned long long)s->config_hash, loaded) == BW_OK;
+    ok =
+        ok && bw_textbuf_printf(out, ",\"version\":%llu,\"hash\":\"%016llx\",\"loaded_at\":\"%s\"}",
+                                (unsigned long long)s->generation,
+                                (unsigned long long)s->config_hash, loaded) == BW_OK;
     const struct bw_rules_rt *rr = &s->rules;
     for (size_t i = 0; ok && i < s->nrulesets_loaded; i++) {
         const struct bw_ruleset *rs = &rr->book->rulesets[i];
         ok = bw_textbuf_append_str(out, ",{\"kind\":\"ruleset\",\"id\":") == BW_OK &&
              json_slice(out, rs->id) == BW_OK &&
-             bw_textbuf_append_str(out, ",\"path\":") == BW_OK && json_slice(out, rs->file) == BW_OK &&
-             bw_textbuf_printf(out, ",\"phase\":\"%s\",\"enabled\":%s,\"rules\":%zu,\"tests\":%zu,"
-                                    "\"version\":%llu,\"hash\":\"%016llx\",\"loaded_at\":\"%s\"}",
+             bw_textbuf_append_str(out, ",\"path\":") == BW_OK &&
+             json_slice(out, rs->file) == BW_OK &&
+             bw_textbuf_printf(out,
+                               ",\"phase\":\"%s\",\"enabled\":%s,\"rules\":%zu,\"tests\":%zu,"
+                               "\"version\":%llu,\"hash\":\"%016llx\",\"loaded_at\":\"%s\"}",
                                bw_rules_phase_name(rs->phase), rs->enabled ? "true" : "false",
                                rs->nrules, rs->ntests, (unsigned long long)s->generation,
                                (unsigned long long)s->ruleset_hashes[i], loaded) == BW_OK;
@@ -137,29 +141,32 @@ static bw_status status_json(void *self, struct bw_textbuf *out, bw_error *err)
         const struct bw_bot_model *m = bot->model;
         ok = bw_textbuf_append_str(out, ",{\"kind\":\"feature_file\",\"path\":") == BW_OK &&
              json_slice(out, m->path) == BW_OK &&
-             bw_textbuf_printf(out, ",\"version\":%llu,\"features\":%zu,\"hash\":\"%016llx\","
-                                    "\"loaded_at\":\"%s\"}",
+             bw_textbuf_printf(out,
+                               ",\"version\":%llu,\"features\":%zu,\"hash\":\"%016llx\","
+                               "\"loaded_at\":\"%s\"}",
                                (unsigned long long)m->version, m->nfeatures,
                                (unsigned long long)m->hash, loaded) == BW_OK;
     }
     ok = ok && bw_textbuf_append_str(out, "],") == BW_OK;
-    ok = ok && bw_textbuf_printf(out, "\"modules\":{\"bot_score\":{\"configured\":%s,\"state\":"
-                                      "\"%s\",\"on_error\":\"%s\"},",
+    ok = ok && bw_textbuf_printf(out,
+                                 "\"modules\":{\"bot_score\":{\"configured\":%s,\"state\":"
+                                 "\"%s\",\"on_error\":\"%s\"},",
                                  bot->enabled ? "true" : "false",
-                                 !bot->enabled                ? "off"
-                                 : atomic_load(&bot->killed)  ? "killed"
-                                 : bot->failed                ? "failed"
-                                 : bot->from_lkg              ? "last_known_good"
-                                                              : "ok",
+                                 !bot->enabled               ? "off"
+                                 : atomic_load(&bot->killed) ? "killed"
+                                 : bot->failed               ? "failed"
+                                 : bot->from_lkg             ? "last_known_good"
+                                                             : "ok",
                                  bot->on_error == BW_ON_ERROR_OPEN ? "open" : "closed") == BW_OK;
-    ok = ok && bw_textbuf_printf(out, "\"rules\":{\"configured\":%s,\"state\":\"%s\","
-                                      "\"on_error\":\"%s\"}},",
+    ok = ok && bw_textbuf_printf(out,
+                                 "\"rules\":{\"configured\":%s,\"state\":\"%s\","
+                                 "\"on_error\":\"%s\"}},",
                                  rr->enabled ? "true" : "false",
-                                 !rr->enabled                 ? "off"
-                                 : atomic_load(&rr->killed)   ? "killed"
-                                 : rr->failed                 ? "failed"
-                                 : rr->from_lkg               ? "last_known_good"
-                                                              : "ok",
+                                 !rr->enabled               ? "off"
+                                 : atomic_load(&rr->killed) ? "killed"
+                                 : rr->failed               ? "failed"
+                                 : rr->from_lkg             ? "last_known_good"
+                                                            : "ok",
                                  rr->on_error == BW_ON_ERROR_OPEN ? "open" : "closed") == BW_OK;
     ok = ok && bw_textbuf_append_str(out, "\"last_rejection\":") == BW_OK;
     if (ok && c->has_rejection) {
@@ -234,9 +241,9 @@ static bw_status tls_metrics(struct bw_textbuf *out, const struct bw_control *c,
         const char *ln = cfg->listen[i].addr.text;
         for (size_t k = 0; k < bw_tls_ctx_ncerts(s->tls[i]); k++) {
             struct bw_tls_cert_info ci = bw_tls_ctx_cert(s->tls[i], k);
-            struct bw_metric_label l2[2] = {{"listener", bw_slice_make(ln, strlen(ln))},
-                                            {"cert", bw_slice_make(ci.cert_path,
-                                                                   strlen(ci.cert_path))}};
+            struct bw_metric_label l2[2] = {
+                {"listener", bw_slice_make(ln, strlen(ln))},
+                {"cert", bw_slice_make(ci.cert_path, strlen(ci.cert_path))}};
             TRY(bw_metric_gauge(out, "tls_certificate_expiry_seconds", l2, 2,
                                 (double)(ci.not_after - now), err));
         }
@@ -262,7 +269,8 @@ static bw_status metrics_text(void *self, struct bw_textbuf *out, bw_error *err)
     TRY(bw_metric_gauge(out, "config_generation", NULL, 0, (double)s->generation, err));
 
     /* Sums over the workers. */
-    uint64_t accepted = 0, upfail = 0, retries = 0, resp[6] = {0}, lat[BW_LATENCY_BUCKETS + 1] = {0};
+    uint64_t accepted = 0, upfail = 0, retries = 0, resp[6] = {0},
+             lat[BW_LATENCY_BUCKETS + 1] = {0};
     uint64_t lat_sum = 0, killed = 0, fails[BW_ON_ERROR__COUNT] = {0};
     uint64_t bot_scored = 0, bot_killed = 0, bot_fails[BW_ON_ERROR__COUNT] = {0};
     uint64_t verdicts[BW_RULES_PHASE__COUNT][BW_VERDICT__COUNT] = {{0}};
@@ -307,8 +315,8 @@ static bw_status metrics_text(void *self, struct bw_textbuf *out, bw_error *err)
             snprintf(rname, sizeof rname, "%zu", r + 1);
         else
             snprintf(rname, sizeof rname, "none");
-        bw_slice up = r < cfg->nroutes ? cfg->upstreams[cfg->routes[r].upstream].name
-                                       : BW_SLICE_LIT("none");
+        bw_slice up =
+            r < cfg->nroutes ? cfg->upstreams[cfg->routes[r].upstream].name : BW_SLICE_LIT("none");
         for (size_t k = 1; k < 6; k++) {
             uint64_t n = 0;
             for (size_t w = 0; w < s->nworkers; w++)
@@ -327,8 +335,10 @@ static bw_status metrics_text(void *self, struct bw_textbuf *out, bw_error *err)
         bounds[i] = (double)bw_latency_le_ms[i] / 1000.0;
     for (size_t i = 0; i <= BW_LATENCY_BUCKETS; i++)
         cum[i] = lat[i];
-    struct bw_metric_histogram h = {.bounds = bounds, .nbounds = BW_LATENCY_BUCKETS,
-                                    .counts = cum, .sum = (double)lat_sum / 1000.0};
+    struct bw_metric_histogram h = {.bounds = bounds,
+                                    .nbounds = BW_LATENCY_BUCKETS,
+                                    .counts = cum,
+                                    .sum = (double)lat_sum / 1000.0};
     TRY(bw_metric_family(out, "request_duration_seconds", BW_METRIC_HISTOGRAM,
                          "time from a request's head to its last byte (loop clock, ms steps)",
                          err));
@@ -370,14 +380,14 @@ static bw_status metrics_text(void *self, struct bw_textbuf *out, bw_error *err)
     for (size_t p = 0; p < BW_RULES_PHASE__COUNT; p++)
         for (size_t v = 0; v < BW_VERDICT__COUNT; v++) {
             const char *pn = bw_rules_phase_name((enum bw_rules_phase)p);
-            struct bw_metric_label l2[2] = {{"phase", bw_slice_make(pn, strlen(pn))},
-                                            {"verdict", bw_slice_make(vnames[v], strlen(vnames[v]))}};
+            struct bw_metric_label l2[2] = {
+                {"phase", bw_slice_make(pn, strlen(pn))},
+                {"verdict", bw_slice_make(vnames[v], strlen(vnames[v]))}};
             TRY(bw_metric_counter(out, "rules_verdicts_total", l2, 2, verdicts[p][v], err));
         }
     const struct bw_rules_rt *rr = &s->rules;
     TRY(bw_metric_family(out, "rule_matches_total", BW_METRIC_COUNTER,
-                         "times each rule fired, since the running configuration was loaded",
-                         err));
+                         "times each rule fired, since the running configuration was loaded", err));
     for (size_t i = 0; i < rr->book->nrules; i++) {
         const struct bw_rule *rule = rr->book->rules[i];
         const struct bw_ruleset *rs = &rr->book->rulesets[rule->ruleset];
@@ -409,8 +419,8 @@ static bw_status metrics_text(void *self, struct bw_textbuf *out, bw_error *err)
                          "version of the running feature file (absent without a model)", err));
     if (s->bot.has_model)
         TRY(bw_metric_gauge(out, "bot_model_version", NULL, 0, (double)s->bot.model->version, err));
-    TRY(bw_metric_family(out, "killswitches_active", BW_METRIC_GAUGE,
-                         "killswitches in force", err));
+    TRY(bw_metric_family(out, "killswitches_active", BW_METRIC_GAUGE, "killswitches in force",
+                         err));
     TRY(bw_metric_gauge(out, "killswitches_active", NULL, 0, (double)c->kills->n, err));
     TRY(tls_metrics(out, c, err));
     return BW_OK;
@@ -426,8 +436,7 @@ static bw_status reload(void *self, struct bw_textbuf *out, enum bw_reload_outco
     bool ok = bw_control_reload(c, report, sizeof report) == BW_OK;
     *ret = ok ? BW_RELOAD_ALL_ACCEPTED : BW_RELOAD_SOME_REJECTED;
     bool w = bw_textbuf_printf(out, "{\"accepted\":%s,\"generation\":%llu,\"report\":",
-                               ok ? "true" : "false",
-                               (unsigned long long)c->generation) == BW_OK &&
+                               ok ? "true" : "false", (unsigned long long)c->generation) == BW_OK &&
              json_cstr(out, report) == BW_OK && bw_textbuf_append_str(out, "}\n") == BW_OK;
     return w ? BW_OK : bw_textbuf_error(out, err);
 }

@@ -58,8 +58,8 @@ static void snapshot_free(struct bw_snapshot *s)
 /* Reads and checks every TLS listener's certificates and keys: a file that
  * cannot be read or a pair that is not usable fails the whole snapshot, so
  * a reload with a bad certificate leaves the running one serving. */
-bw_status bw_tls_contexts_load(const struct bw_config *cfg, struct bw_tls_ctx ***ret,
-                               char *report, size_t cap)
+bw_status bw_tls_contexts_load(const struct bw_config *cfg, struct bw_tls_ctx ***ret, char *report,
+                               size_t cap)
 {
     bool any = false;
     for (size_t i = 0; i < cfg->nlisten; i++)

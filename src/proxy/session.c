@@ -1686,19 +1686,24 @@ static void proxy_header_tls_step(struct bw_session *s)
 
 static void tls_handshake_step(struct bw_session *s)
 {
-    if (!s->tls_hello && s->c_rd) {
-        /* A TLS connection opens with a handshake record (0x16). */
+    if (!s->tls_hello) {
+        /* A TLS connection opens with a handshake record (0x16). Looked at
+         * before OpenSSL reads anything, whatever event brought us here. */
         unsigned char first;
         ssize_t n = recv(s->io.fd, &first, 1, MSG_PEEK);
-        if (n == 1 && first != 0x16) {
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            s->c_rd = false;
+            return;
+        }
+        if (n <= 0) {
+            session_close(s); /* closed (or reset) before saying anything */
+            return;
+        }
+        if (first != 0x16) {
             plain_http_on_tls(s);
             return;
         }
-        s->tls_hello = n == 1;
-        if (n == 0) {
-            session_close(s); /* closed before saying anything */
-            return;
-        }
+        s->tls_hello = true;
     }
     s->tls_rd_wants_wr = false;
     s->tls_wr_wants_rd = false;

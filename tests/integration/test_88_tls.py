@@ -1,0 +1,342 @@
+"""TLS termination (listen[].tls): certificates made here with the openssl
+command line; curl and `openssl s_client` against several SNI names;
+resumption; plain HTTP and garbage on a TLS port; a stalled handshake;
+certificate reload, good and bad; `ssl` and X-Forwarded-Proto; bodies both
+ways and keepalive over TLS."""
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+
+import pytest
+
+from bwtest import client
+from bwtest import origin as om
+from bwtest.checks import assert_still_serves
+from bwtest.proc import default_config
+
+OPENSSL = shutil.which("openssl")
+CURL = shutil.which("curl")
+pytestmark = pytest.mark.skipif(not OPENSSL or not CURL, reason="needs openssl and curl")
+
+
+def _run(*args, **kw):
+    return subprocess.run(args, capture_output=True, text=True, timeout=30, **kw)
+
+
+class Pki:
+    """A test CA and leaf certificates it signs."""
+
+    def __init__(self, d):
+        self.d = d
+        self.ca = str(d / "ca.pem")
+        self.ca_key = str(d / "ca.key")
+        r = _run(OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                 "-nodes", "-days", "30", "-subj", "/CN=bulwark test CA", "-keyout", self.ca_key,
+                 "-out", self.ca)
+        assert r.returncode == 0, r.stderr
+
+    def leaf(self, name, dns, days=30, key_type="ec"):
+        key = str(self.d / f"{name}.key")
+        csr = str(self.d / f"{name}.csr")
+        crt = str(self.d / f"{name}.pem")
+        ext = str(self.d / f"{name}.ext")
+        with open(ext, "w") as f:
+            f.write("subjectAltName=" + ",".join(f"DNS:{n}" for n in dns) + "\n")
+        newkey = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"] if key_type == "ec" \
+            else ["-newkey", "rsa:2048"]
+        r = _run(OPENSSL, "req", *newkey, "-nodes", "-subj", f"/CN={dns[0]}",
+                 "-keyout", key, "-out", csr)
+        assert r.returncode == 0, r.stderr
+        r = _run(OPENSSL, "x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", self.ca_key,
+                 "-CAcreateserial", "-days", str(days), "-extfile", ext, "-out", crt)
+        assert r.returncode == 0, r.stderr
+        return crt, key
+
+
+@pytest.fixture
+def pki(tmp_path):
+    d = tmp_path / "pki"
+    d.mkdir()
+    return Pki(d)
+
+
+def tls_config(origin, certs, **over):
+    cfg = default_config([origin.address], **over)
+    cfg["listen"] = [{"address": "127.0.0.1:0"},
+                     {"address": "127.0.0.1:0",
+                      "tls": {"certificates": [{"cert": c, "key": k} for c, k in certs]}}]
+    cfg["admin"] = {"address": "127.0.0.1:0"}
+    return cfg
+
+
+def curl(bw, name, path="/", ca=None, extra=()):
+    port = bw.ports[1]
+    args = [CURL, "-sS", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}",
+            "--resolve", f"{name}:{port}:127.0.0.1", f"https://{name}:{port}{path}", *extra]
+    args += ["--cacert", ca] if ca else ["-k"]
+    r = _run(*args)
+    body, _, code = r.stdout.rpartition("\n")
+    return int(code or 0), body, r.stderr
+
+
+def served_cn(port, sni):
+    r = _run(OPENSSL, "s_client", "-connect", f"127.0.0.1:{port}", "-servername", sni,
+             input="")
+    for line in r.stdout.splitlines():
+        if line.startswith("subject="):
+            return line.split("CN", 1)[1].lstrip(" =")
+    return None
+
+
+def admin_json(bw, path):
+    with client.connect(bw.admin_port) as c:
+        c.send(client.request_bytes("GET", path, host="admin"))
+        return c.read_response().json()
+
+
+def admin_post(bw, path, body=b""):
+    with client.connect(bw.admin_port) as c:
+        c.send(client.request_bytes("POST", path, body=body, host="admin"))
+        return c.read_response()
+
+
+def metric(bw, name):
+    with client.connect(bw.admin_port) as c:
+        c.send(client.request_bytes("GET", "/metrics", host="admin"))
+        text = c.read_response().body.decode()
+    for line in text.splitlines():
+        # "name" matches its first series, labelled or not; "name{...}" one.
+        if line.startswith(name + " ") or ("{" not in name and line.startswith(name + "{")):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in metrics:\n{text}")
+
+
+def tls_conn(port, sni="a.example", ca=None, alpn=("http/1.1",)):
+    ctx = ssl.create_default_context(cafile=ca) if ca else ssl._create_unverified_context()
+    if alpn:
+        ctx.set_alpn_protocols(list(alpn))
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s = ctx.wrap_socket(raw, server_hostname=sni)
+    return client.Conn(s)
+
+
+def test_sni_selects_certificates_and_requests_are_proxied(origin, bulwark, pki):
+    a = pki.leaf("a", ["a.example", "*.w.example"])
+    b = pki.leaf("b", ["b.example"], key_type="rsa")
+    bw = bulwark(tls_config(origin, [a, b]))
+    port = bw.ports[1]
+    for name, cn in [("a.example", "a.example"), ("b.example", "b.example"),
+                     ("x.w.example", "a.example"), ("other.example", "a.example")]:
+        assert served_cn(port, name) == cn, name
+    for name in ("a.example", "b.example", "x.w.example"):
+        code, body, err = curl(bw, name, "/tls-path", ca=pki.ca)
+        assert code == 200, err
+        got = json.loads(body)
+        assert got["target"] == "/tls-path"
+    # curl verifies against the CA: a name the default certificate does not
+    # carry fails verification (it is served the default one).
+    code, _, err = curl(bw, "other.example", "/", ca=pki.ca)
+    assert code == 0 and ("certificate" in err.lower() or "SSL" in err), err
+    req = origin.requests[0]
+    assert req.header("x-forwarded-proto") == "https"
+    # The plain listener says http.
+    assert bw.request("GET", "/plain").status == 200
+    assert origin.requests[-1].header("x-forwarded-proto") == "http"
+    lines = bw.access_log_lines(wait_for=5)
+    assert any(x.get("tls") == "TLSv1.3" and x.get("sni") == "b.example" for x in lines)
+    assert all("tls" not in x for x in lines if x["path"] == "/plain")
+
+
+def test_alpn_protocols_and_versions(origin, bulwark, pki):
+    bw = bulwark(tls_config(origin, [pki.leaf("a", ["a.example"])]))
+    port = bw.ports[1]
+    r = _run(OPENSSL, "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "a.example",
+             "-alpn", "h2,http/1.1", input="")
+    assert "ALPN protocol: http/1.1" in r.stdout
+    r = _run(OPENSSL, "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "a.example",
+             "-alpn", "h2", input="")
+    assert "no application protocol" in r.stderr
+    r = _run(OPENSSL, "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_2", input="")
+    assert "Protocol  : TLSv1.2" in r.stdout or "TLSv1.2" in r.stdout
+    r = _run(OPENSSL, "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_1", input="")
+    assert r.returncode != 0
+    assert_still_serves(bw)
+
+
+def test_session_resumption(origin, bulwark, pki, tmp_path):
+    bw = bulwark(tls_config(origin, [pki.leaf("a", ["a.example"])]))
+    port = bw.ports[1]
+    # TLS 1.2 session tickets: s_client -reconnect resumes five times.
+    r = _run(OPENSSL, "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "a.example",
+             "-tls1_2", "-reconnect", input="")
+    reused = [x for x in r.stdout.splitlines() if x.startswith("Reused,")]
+    assert len(reused) == 5, r.stdout[-2000:]
+    # TLS 1.3 tickets: save the session, resume with it.
+    sess = str(tmp_path / "s13")
+    p = subprocess.Popen([OPENSSL, "s_client", "-connect", f"127.0.0.1:{port}", "-servername",
+                          "a.example", "-sess_out", sess], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # The ticket comes after the handshake; s_client writes the session
+    # file once it has one.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not (os.path.exists(sess) and os.path.getsize(sess)):
+        time.sleep(0.05)
+    time.sleep(0.2)
+    p.communicate(b"", timeout=10)
+    r = _run(OPENSSL, "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "a.example",
+             "-sess_in", sess, input="")
+    assert "Reused, TLSv1.3" in r.stdout, r.stdout[-2000:]
+    assert metric(bw, 'bulwark_tls_handshakes_total{resumed="true"}') >= 6
+
+
+def test_plain_http_on_tls_port_gets_400(origin, bulwark, pki):
+    bw = bulwark(tls_config(origin, [pki.leaf("a", ["a.example"])]))
+    with client.connect(bw.ports[1]) as c:
+        c.send(client.request_bytes("GET", "/"))
+        r = c.read_response()
+        assert r.status == 400
+        assert "close" in r.connection_tokens()
+        how, _ = c.wait_closed(3)
+        assert how in ("eof", "reset")
+    assert metric(bw, "bulwark_tls_plain_http_total") == 1
+    assert len(origin.requests) == 0
+    assert_still_serves(bw)
+
+
+def test_garbage_and_stalled_handshakes_close_and_are_counted(origin, bulwark, pki):
+    cfg = tls_config(origin, [pki.leaf("a", ["a.example"])],
+                     limits={"client_header_timeout": "1s"})
+    bw = bulwark(cfg)
+    port = bw.ports[1]
+    # A handshake record that is no ClientHello.
+    with client.connect(port) as c:
+        c.send(b"\x16\x03\x01\x00\x20" + os.urandom(32))
+        how, _ = c.wait_closed(3)
+        assert how in ("eof", "reset")
+    # Half a ClientHello, then silence: closed at the header timeout.
+    stalled = [client.connect(port) for _ in range(5)]
+    for c in stalled:
+        c.send(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
+    t0 = time.monotonic()
+    for c in stalled:
+        how, _ = c.wait_closed(5)
+        assert how in ("eof", "reset")
+        c.close()
+    assert time.monotonic() - t0 < 5
+    # A client that connects and says nothing at all.
+    with client.connect(port) as c:
+        how, _ = c.wait_closed(5)
+        assert how in ("eof", "reset")
+    assert metric(bw, 'bulwark_tls_handshake_failures_total{reason="error"}') >= 1
+    assert metric(bw, 'bulwark_tls_handshake_failures_total{reason="timeout"}') >= 6
+    # Meanwhile and after, real TLS clients are served at once.
+    code, _, err = curl(bw, "a.example", "/after", ca=pki.ca)
+    assert code == 200, err
+    assert_still_serves(bw)
+
+
+def test_keepalive_pipelining_and_bodies_over_tls(origin, bulwark, pki):
+    origin.on("/big", om.big(1 << 20))
+    bw = bulwark(tls_config(origin, [pki.leaf("a", ["a.example"])]))
+    with tls_conn(bw.ports[1], ca=pki.ca) as c:
+        for i in range(5):
+            c.send(client.request_bytes("GET", f"/ka{i}"))
+            r = c.read_response()
+            assert r.status == 200 and r.json()["target"] == f"/ka{i}"
+        # Pipelined: three requests in one write, answered in order.
+        c.send(b"".join(client.request_bytes("GET", f"/p{i}") for i in range(3)))
+        for i in range(3):
+            assert c.read_response().json()["target"] == f"/p{i}"
+        # 1 MiB down.
+        c.send(client.request_bytes("GET", "/big"))
+        r = c.read_response(timeout=20)
+        assert r.status == 200 and r.body == om.pattern(1 << 20)
+        # 1 MiB up, chunked and with a length.
+        body = om.pattern(1 << 20, offset=5)
+        c.send(client.request_bytes("POST", "/up", body=body))
+        r = c.read_response(timeout=20)
+        assert r.status == 200 and r.json()["body_len"] == len(body)
+        c.send(client.request_bytes("POST", "/upc", headers=[("Transfer-Encoding", "chunked")])
+               + client.chunk_encode(body))
+        r = c.read_response(timeout=20)
+        assert r.status == 200 and r.json()["body_len"] == len(body)
+    assert [q.target for q in origin.requests].count("/ka0") == 1
+
+
+def test_ssl_field_in_rules(origin, bulwark, pki, tmp_path):
+    rs = tmp_path / "entry.yaml"
+    rs.write_text("id: entry\nrules:\n"
+                  "  - id: https-only\n"
+                  "    expression: 'starts_with(http.request.uri.path, \"/secure\") and not ssl'\n"
+                  "    action: block\n"
+                  "    status: 403\n")
+    cfg = tls_config(origin, [pki.leaf("a", ["a.example"])])
+    cfg["modules"] = {"rules": {"rulesets": [str(rs)]}}
+    bw = bulwark(cfg)
+    assert bw.request("GET", "/secure/x").status == 403
+    code, _, err = curl(bw, "a.example", "/secure/x", ca=pki.ca)
+    assert code == 200, err
+
+
+def test_certificate_reload_good_and_bad(origin, bulwark, pki, tmp_path):
+    crt, key = pki.leaf("a", ["a.example"])
+    live_crt, live_key = str(tmp_path / "live.pem"), str(tmp_path / "live.key")
+    shutil.copy(crt, live_crt)
+    shutil.copy(key, live_key)
+    bw = bulwark(tls_config(origin, [(live_crt, live_key)]),
+                 expect_errors=["reload rejected", "does not match"])
+    port = bw.ports[1]
+    st = admin_json(bw, "/status")
+    certs = st["tls"][0]["certificates"]
+    assert certs[0]["names"] == "a.example" and 28 <= certs[0]["days_left"] <= 30
+    # A new pair for more names: accepted, served to new connections.
+    crt2, key2 = pki.leaf("a2", ["a.example", "new.example"], days=90)
+    shutil.copy(crt2, live_crt)
+    shutil.copy(key2, live_key)
+    r = admin_post(bw, "/reload")
+    assert r.status == 200 and r.json()["accepted"], r.body
+    code, _, err = curl(bw, "new.example", "/", ca=pki.ca)
+    assert code == 200, err
+    st = admin_json(bw, "/status")
+    assert st["tls"][0]["certificates"][0]["days_left"] >= 88
+    # A certificate whose key does not match: rejected, the running pair
+    # keeps serving, /status says why.
+    crt3, _ = pki.leaf("a3", ["a.example", "third.example"])
+    shutil.copy(crt3, live_crt)
+    r = admin_post(bw, "/reload")
+    assert not r.json()["accepted"]
+    assert "the key does not match the certificate" in r.json()["report"]
+    st = admin_json(bw, "/status")
+    assert "does not match" in st["last_rejection"]["error"]
+    assert "listen[1].tls.certificates[0]" in st["last_rejection"]["error"]
+    code, _, err = curl(bw, "new.example", "/", ca=pki.ca)
+    assert code == 200, err
+    # Garbage in place of the certificate: rejected the same way.
+    with open(live_crt, "w") as f:
+        f.write("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    r = admin_post(bw, "/reload")
+    assert not r.json()["accepted"] and "no PEM certificate" in r.json()["report"]
+    assert served_cn(port, "new.example") == "a.example"
+    assert metric(bw, "bulwark_tls_certificate_expiry_seconds") > 80 * 86400
+
+
+def test_bad_certificate_at_start_refuses_to_start(tmp_path, pki):
+    from bwtest.proc import bulwark_bin
+    crt, _ = pki.leaf("a", ["a.example"])
+    _, other_key = pki.leaf("b", ["b.example"])
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("listen:\n  - address: 127.0.0.1:0\n    tls:\n      certificates:\n"
+                   f"        - {{cert: {crt}, key: {other_key}}}\n"
+                   "upstreams: {app: {servers: [{address: 127.0.0.1:9}]}}\n"
+                   "routes: [{upstream: app}]\n")
+    r = _run(bulwark_bin(), "check", "-c", str(cfg))
+    assert r.returncode == 1
+    assert f"{cfg}:5:11: listen[0].tls.certificates[0]" in r.stderr
+    assert "the key does not match the certificate" in r.stderr
+    r = _run(bulwark_bin(), "run", "-c", str(cfg))
+    assert r.returncode == 1
+    assert "the key does not match the certificate" in r.stderr
