@@ -11,8 +11,7 @@
 #include "base/log.h"
 
 struct watched {
-    int wd;             /* the directory's watch */
-    char dir[PATH_MAX];
+    int wd; /* the directory's watch */
     char name[NAME_MAX + 1];
 };
 
@@ -25,7 +24,7 @@ struct bw_watch {
     void *self;
     bool added; /* registered with the loop */
     size_t n;
-    struct watched files[BW_WATCH_MAX_FILES];
+    struct watched *files; /* one per artifact file */
 };
 
 static void split(bw_slice path, char *dir, char *name)
@@ -111,25 +110,67 @@ bw_status bw_watch_start(struct bw_watch **ret, struct bw_loop *loop, const stru
     return BW_OK;
 }
 
+/* Every artifact file cfg names, in a fixed order: the config, its
+ * rulesets, the feature file, each TLS certificate and key. With out NULL,
+ * only counts them. */
+static size_t artifact_paths(const struct bw_config *cfg, bw_slice *out)
+{
+    size_t n = 0;
+#define ADD(p)                                                                                     \
+    do {                                                                                           \
+        if (out)                                                                                   \
+            out[n] = (p);                                                                          \
+        n++;                                                                                       \
+    } while (0)
+    ADD(cfg->path);
+    const struct bw_config_rules_module *m = &cfg->modules.rules;
+    for (size_t i = 0; m->enabled && i < m->nrulesets; i++)
+        ADD(m->rulesets[i]);
+    if (cfg->modules.bot_score.enabled)
+        ADD(cfg->modules.bot_score.features);
+    for (size_t i = 0; i < cfg->nlisten; i++) {
+        for (size_t k = 0; cfg->listen[i].has_tls && k < cfg->listen[i].tls.ncerts; k++) {
+            ADD(cfg->listen[i].tls.certs[k].cert);
+            ADD(cfg->listen[i].tls.certs[k].key);
+        }
+    }
+#undef ADD
+    return n;
+}
+
 bw_status bw_watch_retarget(struct bw_watch *w, const struct bw_config *cfg, bw_error *err)
 {
     /* Same inotify instance: events already queued for the old set are not
      * lost, and a directory watched before keeps its watch descriptor. */
     w->debounce_ms = cfg->watch_debounce_ms;
+    size_t count = artifact_paths(cfg, NULL);
+    bw_slice *paths = calloc(count, sizeof *paths);
+    struct watched *files = calloc(count, sizeof *files);
+    if (!paths || !files) {
+        free(paths);
+        free(files);
+        return bw_error_set(err, "out of memory for the file watch");
+    }
+    (void)artifact_paths(cfg, paths);
+    free(w->files);
+    w->files = files;
     w->n = 0;
-    const struct bw_config_rules_module *m = &cfg->modules.rules;
-    size_t nfiles = 1 + (m->enabled ? m->nrulesets : 0);
-    for (size_t i = 0; i < nfiles && i < BW_WATCH_MAX_FILES; i++) {
+    bw_status st = BW_OK;
+    char dir[PATH_MAX];
+    for (size_t i = 0; i < count; i++) {
         struct watched *f = &w->files[w->n];
-        split(i == 0 ? cfg->path : m->rulesets[i - 1], f->dir, f->name);
-        f->wd = inotify_add_watch(w->io.fd, f->dir,
+        split(paths[i], dir, f->name);
+        f->wd = inotify_add_watch(w->io.fd, dir,
                                   IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE |
                                       IN_ATTRIB | IN_MODIFY);
-        if (f->wd < 0)
-            return bw_error_set(err, "cannot watch %s: %s", f->dir, strerror(errno));
+        if (f->wd < 0) {
+            st = bw_error_set(err, "cannot watch %s: %s", dir, strerror(errno));
+            break;
+        }
         w->n++;
     }
-    return BW_OK;
+    free(paths);
+    return st;
 }
 
 void bw_watch_stop(struct bw_watch *w)
@@ -141,5 +182,6 @@ void bw_watch_stop(struct bw_watch *w)
         bw_loop_del(w->loop, &w->io);
     if (w->io.fd >= 0)
         close(w->io.fd);
+    free(w->files);
     free(w);
 }

@@ -1,5 +1,6 @@
 /* Reload when an artifact file changes (`reload: {watch: true}`): inotify on
- * the directories holding the config file and every ruleset it names, so
+ * the directories holding the config file and every file it names (rulesets,
+ * the feature file, TLS certificates and keys), so
  * that an editor's write-to-temporary-then-rename is seen as well as an
  * in-place write. Changes are debounced: the callback runs once the files
  * have been quiet for `debounce`, so a file written in several steps is
@@ -13,13 +14,11 @@
 #include "config/config.h"
 #include "net/loop.h"
 
-enum { BW_WATCH_MAX_FILES = 1 + BW_CONFIG_MAX_RULESET_FILES };
-
 struct bw_watch;
 
 typedef void (*bw_watch_cb)(void *self);
 
-/* Watches cfg's config file and ruleset files. */
+/* Watches cfg's config file and the artifact files it names. */
 bw_status bw_watch_start(struct bw_watch **ret, struct bw_loop *loop, const struct bw_config *cfg,
                          bw_watch_cb on_change, void *self, bw_error *err) BW_MUST_CHECK;
 /* Watches cfg's files instead (after a reload), keeping what is queued. */

@@ -340,3 +340,32 @@ def test_bad_certificate_at_start_refuses_to_start(tmp_path, pki):
     r = _run(bulwark_bin(), "run", "-c", str(cfg))
     assert r.returncode == 1
     assert "the key does not match the certificate" in r.stderr
+
+
+def test_certificate_change_is_picked_up_by_the_file_watch(origin, bulwark, pki, tmp_path):
+    crt, key = pki.leaf("a", ["a.example"])
+    live_crt, live_key = str(tmp_path / "w.pem"), str(tmp_path / "w.key")
+    shutil.copy(crt, live_crt)
+    shutil.copy(key, live_key)
+    cfg = tls_config(origin, [(live_crt, live_key)])
+    cfg["reload"] = {"watch": True, "debounce": "100ms"}
+    # Between the two renames the key and certificate may not match for a
+    # moment: a reload then is refused, and the next one takes the pair.
+    bw = bulwark(cfg, expect_errors=["does not match", "reload rejected"])
+    gen = admin_json(bw, "/status")["config"]["generation"]
+    crt2, key2 = pki.leaf("a2", ["a.example", "watched.example"])
+    # The way certificate tools deploy: write aside, rename into place.
+    for src, dst in ((key2, live_key), (crt2, live_crt)):
+        shutil.copy(src, dst + ".tmp")
+        os.rename(dst + ".tmp", dst)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        st = admin_json(bw, "/status")
+        if st["config"]["generation"] > gen and \
+                "watched.example" in st["tls"][0]["certificates"][0]["names"]:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"the new certificate was not loaded: {st}")
+    code, _, err = curl(bw, "watched.example", "/", ca=pki.ca)
+    assert code == 200, err
