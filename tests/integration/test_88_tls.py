@@ -369,3 +369,49 @@ def test_certificate_change_is_picked_up_by_the_file_watch(origin, bulwark, pki,
         raise AssertionError(f"the new certificate was not loaded: {st}")
     code, _, err = curl(bw, "watched.example", "/", ca=pki.ca)
     assert code == 200, err
+
+
+def test_proxy_protocol_in_front_of_tls(origin, bulwark, pki):
+    cfg = tls_config(origin, [pki.leaf("a", ["a.example"])],
+                     client_ip={"trusted": ["127.0.0.0/8"], "from": "proxy_protocol"})
+    bw = bulwark(cfg)
+    ctx = ssl.create_default_context(cafile=pki.ca)
+    for header in (b"PROXY TCP4 192.0.2.7 127.0.0.1 40000 443\r\n",
+                   b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c" + bytes([198, 51, 100, 9]) +
+                   bytes([127, 0, 0, 1]) + (40000).to_bytes(2, "big") + (443).to_bytes(2, "big")):
+        # The header and the ClientHello in one segment: the handshake must
+        # still get every byte of its own.
+        raw = socket.create_connection(("127.0.0.1", bw.ports[1]), timeout=5)
+        inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = ctx.wrap_bio(inc, out, server_hostname="a.example")
+        pending = header
+        done = False
+        while not done:
+            try:
+                obj.do_handshake()
+                done = True
+            except ssl.SSLWantReadError:
+                pass
+            pending += out.read()
+            if pending:
+                raw.sendall(pending)
+                pending = b""
+            if not done:
+                data = raw.recv(65536)
+                assert data, "closed during the handshake"
+                inc.write(data)
+        obj.write(client.request_bytes("GET", "/pp"))
+        raw.sendall(out.read())
+        got = b""
+        while b"\r\n\r\n" not in got:
+            data = raw.recv(65536)
+            assert data, got
+            inc.write(data)
+            try:
+                got += obj.read(65536)
+            except ssl.SSLWantReadError:
+                pass
+        assert got.startswith(b"HTTP/1.1 200 "), got
+        raw.close()
+    xff = [q.header("x-forwarded-for") for q in origin.requests]
+    assert xff == ["192.0.2.7", "198.51.100.9"]
