@@ -110,6 +110,15 @@ struct bw_config_health_check {
     uint32_t fall;        /* consecutive failures to mark down, default 3 */
 };
 
+/* upstreams.<name>.tls: TLS to the servers. */
+struct bw_config_upstream_tls {
+    bool verify;      /* default true: chain and name checked */
+    bool has_ca_file; /* else the system's trusted certificates */
+    bw_slice ca_file; /* resolved against the config's directory */
+    bool has_sni;     /* else no SNI, and the server's IP address is verified */
+    bw_slice sni;     /* a DNS name, NUL-terminated */
+};
+
 struct bw_config_upstream {
     bw_slice name;
     struct bw_config_server *servers;
@@ -124,6 +133,8 @@ struct bw_config_upstream {
     uint32_t max_fails;            /* passive health: failures to eject, default 3 */
     uint64_t fail_timeout_ms;      /* passive health: ejection cooldown, default 10s */
     struct bw_config_health_check health;
+    bool has_tls; /* `tls:` present: connections (and health checks) use TLS */
+    struct bw_config_upstream_tls tls;
 };
 
 /* A route: the first whose match is true wins (DESIGN.md §2). The match is

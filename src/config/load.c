@@ -838,6 +838,53 @@ static void upstream_defaults(struct ld *ld, struct bw_config_upstream *u)
     u->health.fall = 3;
 }
 
+static bool get_bool(struct ld *ld, const struct bw__ynode *n, const char *path, bool *out);
+
+/* A DNS name for SNI: letters, digits, '-' and '.', 1..253 bytes. */
+static bool is_dns_name(bw_slice s)
+{
+    if (s.len == 0 || s.len > 253 || s.ptr[0] == '.' || s.ptr[0] == '-')
+        return false;
+    for (size_t i = 0; i < s.len; i++) {
+        char c = s.ptr[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '.'))
+            return false;
+    }
+    return true;
+}
+
+/* upstreams.<name>.tls: {verify, ca_file, sni}; `tls: {}` is TLS with the
+ * defaults. */
+static void parse_upstream_tls(struct ld *ld, const struct bw__ynode *n, const char *path,
+                               struct bw_config_upstream_tls *t)
+{
+    t->verify = true;
+    struct field f[] = {{.name = "verify"}, {.name = "ca_file"}, {.name = "sni"}};
+    if (!walk_map(ld, n, n, path,
+                  "a mapping like {verify: true, ca_file: ca.pem, sni: app.internal}", f, 3))
+        return;
+    struct path p;
+    if (f[0].has)
+        (void)get_bool(ld, f[0].val, (p = path_key(path, "verify")).s, &t->verify);
+    bw_slice v;
+    if (f[1].has && get_path(ld, f[1].val, (p = path_key(path, "ca_file")).s, &v)) {
+        t->has_ca_file = true;
+        t->ca_file = resolve_path(ld, v);
+    }
+    if (f[2].has && want_scalar(ld, f[2].val, (p = path_key(path, "sni")).s, "a DNS name")) {
+        if (!is_dns_name(f[2].val->text))
+            DIAG(ld, f[2].val, "%s: expected a DNS name like app.internal, got %s", p.s,
+                 got(f[2].val).s);
+        else {
+            t->has_sni = true;
+            t->sni = ld_dup(ld, f[2].val->text);
+        }
+    }
+    if (f[1].has && f[0].has && !t->verify)
+        DIAG(ld, f[1].val, "%s: ca_file is only used with verify: true", path);
+}
+
 static void parse_upstream(struct ld *ld, const struct bw__ynode *key, const struct bw__ynode *n,
                            const char *path, struct bw_config_upstream *u)
 {
@@ -851,6 +898,7 @@ static void parse_upstream(struct ld *ld, const struct bw__ynode *key, const str
         F_MAX_FAILS,
         F_FAIL_TIMEOUT,
         F_HEALTH,
+        F_TLS,
         F__COUNT
     };
     struct field f[F__COUNT] = {
@@ -863,6 +911,7 @@ static void parse_upstream(struct ld *ld, const struct bw__ynode *key, const str
         [F_MAX_FAILS] = {.name = "max_fails"},
         [F_FAIL_TIMEOUT] = {.name = "fail_timeout"},
         [F_HEALTH] = {.name = "health_check"},
+        [F_TLS] = {.name = "tls"},
     };
     if (!walk_map(ld, n, key, path, "a mapping like {servers: [{address: 127.0.0.1:9000}]}", f,
                   F__COUNT))
@@ -893,6 +942,10 @@ static void parse_upstream(struct ld *ld, const struct bw__ynode *key, const str
     if (f[F_HEALTH].has)
         parse_health_check(ld, f[F_HEALTH].key, f[F_HEALTH].val,
                            (p = path_key(path, "health_check")).s, &u->health);
+    if (f[F_TLS].has) {
+        u->has_tls = true;
+        parse_upstream_tls(ld, f[F_TLS].val, (p = path_key(path, "tls")).s, &u->tls);
+    }
 }
 
 /* Returns whether the upstream names are known (the section was a mapping),

@@ -630,6 +630,122 @@ bw_status bw_tls_ctx_new(const struct bw_tls_pem *certs, size_t ncerts,
     return BW_OK;
 }
 
+/* ---- client contexts -------------------------------------------------------- */
+
+struct bw_tls_client {
+    SSL_CTX *ctx;
+    bool verify;
+};
+
+bw_status bw_tls_client_new(const struct bw_tls_client_options *o, struct bw_tls_client **ret,
+                            bw_error *err)
+{
+    if (bw_tls_global_init(0, err) != BW_OK)
+        return BW_ERR;
+    char why[160];
+    ERR_clear_error();
+    struct bw_tls_client *c = calloc(1, sizeof *c);
+    if (!c)
+        return bw_error_set(err, "out of memory");
+    c->verify = o->verify;
+    c->ctx = SSL_CTX_new(TLS_client_method());
+    if (!c->ctx) {
+        free(c);
+        return bw_error_set(err, "TLS: cannot create a client context: %s",
+                            ossl_reason(why, sizeof why));
+    }
+    SSL_CTX *x = c->ctx;
+    static const unsigned char alpn[] = "\x08http/1.1";
+    if (SSL_CTX_set_min_proto_version(x, TLS1_2_VERSION) != 1 ||
+        SSL_CTX_set_cipher_list(x, CIPHERS_TLS12) != 1 ||
+        SSL_CTX_set1_groups_list(x, GROUPS) != 1 ||
+        SSL_CTX_set_alpn_protos(x, alpn, sizeof alpn - 1) != 0) {
+        bw_tls_client_free(c);
+        return bw_error_set(err, "TLS: cannot apply the client settings: %s",
+                            ossl_reason(why, sizeof why));
+    }
+    /* Many servers close without close_notify; a response that ends at
+     * EOF is delimited by the connection anyway, as over plain TCP. */
+    SSL_CTX_set_options(x, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+                               SSL_OP_IGNORE_UNEXPECTED_EOF);
+    SSL_CTX_set_mode(x, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+                            SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_verify(x, o->verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+    if (o->verify) {
+        if (!o->has_ca) {
+            if (SSL_CTX_set_default_verify_paths(x) != 1) {
+                bw_tls_client_free(c);
+                return bw_error_set(err, "TLS: cannot load the system's trusted certificates: %s",
+                                    ossl_reason(why, sizeof why));
+            }
+        } else {
+            if (o->ca.len > BW_TLS_PEM_MAX) {
+                bw_tls_client_free(c);
+                return bw_error_set(err, "%s: larger than %d bytes", o->ca_path, BW_TLS_PEM_MAX);
+            }
+            BIO *b = BIO_new_mem_buf(o->ca.ptr, (int)o->ca.len);
+            STACK_OF(X509_INFO) *infos =
+                b ? PEM_X509_INFO_read_bio(b, NULL, no_passphrase, NULL) : NULL;
+            BIO_free(b);
+            X509_STORE *store = SSL_CTX_get_cert_store(x);
+            int added = 0;
+            for (int i = 0; infos && i < sk_X509_INFO_num(infos); i++) {
+                X509_INFO *xi = sk_X509_INFO_value(infos, i);
+                if (xi->x509 && X509_STORE_add_cert(store, xi->x509) == 1)
+                    added++;
+            }
+            sk_X509_INFO_pop_free(infos, X509_INFO_free);
+            ERR_clear_error();
+            if (added == 0) {
+                bw_tls_client_free(c);
+                return bw_error_set(err, "%s: no PEM certificate could be read", o->ca_path);
+            }
+        }
+    }
+    *ret = c;
+    return BW_OK;
+}
+
+void bw_tls_client_free(struct bw_tls_client *c)
+{
+    if (!c)
+        return;
+    SSL_CTX_free(c->ctx);
+    free(c);
+}
+
+bw_status bw_tls_client_conn_new(struct bw_tls_client *c, int fd, const struct bw_tls_peer *peer,
+                                 struct ssl_st **ret, bw_error *err)
+{
+    char why[160];
+    ERR_clear_error();
+    SSL *ssl = SSL_new(c->ctx);
+    if (!ssl || SSL_set_fd(ssl, fd) != 1)
+        goto fail;
+    if (peer->has_sni && SSL_set_tlsext_host_name(ssl, peer->sni) != 1)
+        goto fail;
+    if (c->verify) {
+        X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
+        int ok = peer->has_sni ? X509_VERIFY_PARAM_set1_host(vp, peer->sni, 0)
+                               : X509_VERIFY_PARAM_set1_ip_asc(vp, peer->ip);
+        if (ok != 1)
+            goto fail;
+    }
+    SSL_set_connect_state(ssl);
+    *ret = ssl;
+    return BW_OK;
+fail:
+    SSL_free(ssl);
+    return bw_error_set(err, "TLS: cannot set up an upstream connection: %s",
+                        ossl_reason(why, sizeof why));
+}
+
+const char *bw_tls_verify_error(const struct ssl_st *ssl)
+{
+    long v = SSL_get_verify_result(ssl);
+    return v == X509_V_OK ? "" : X509_verify_cert_error_string(v);
+}
+
 /* ---- connections -------------------------------------------------------- */
 
 bw_status bw_tls_conn_new(struct bw_tls_ctx *c, int fd, struct ssl_st **ret, bw_error *err)
@@ -730,4 +846,9 @@ bool bw_tls_resumed(const struct ssl_st *ssl)
 const char *bw_tls_last_error(char *buf, size_t cap)
 {
     return ossl_reason(buf, cap);
+}
+
+bool bw_tls_has_error(void)
+{
+    return ERR_peek_last_error() != 0;
 }

@@ -82,6 +82,37 @@ struct bw_tls_cert_info bw_tls_ctx_cert(const struct bw_tls_ctx *c, size_t i);
  * default, 0). For tests and `bulwark check`. */
 size_t bw_tls_ctx_select(const struct bw_tls_ctx *c, bw_slice server_name);
 
+/* ---- client contexts (TLS to upstreams) ------------------------------------ */
+
+struct bw_tls_client_options {
+    bool verify;         /* check the server's chain and name (default on) */
+    bool has_ca;         /* ca: trusted certificates; else the system's store */
+    bw_slice ca;         /* PEM, one or more certificates */
+    const char *ca_path; /* for messages */
+};
+
+struct bw_tls_client;
+
+/* Refused when the CA bundle holds no certificate that parses, or the
+ * system store cannot be loaded. */
+bw_status bw_tls_client_new(const struct bw_tls_client_options *o, struct bw_tls_client **ret,
+                            bw_error *err) BW_MUST_CHECK;
+void bw_tls_client_free(struct bw_tls_client *c);
+
+/* What one upstream connection presents and verifies. */
+struct bw_tls_peer {
+    bool has_sni;
+    const char *sni; /* sent as SNI and verified, when has_sni */
+    const char *ip;  /* the server's address, verified when there is no SNI */
+};
+
+/* A client connection on fd (connecting or connected). */
+bw_status bw_tls_client_conn_new(struct bw_tls_client *c, int fd, const struct bw_tls_peer *peer,
+                                 struct ssl_st **ret, bw_error *err) BW_MUST_CHECK;
+/* After a failed handshake: why the server's certificate was refused, or
+ * "" when verification was not the problem. */
+const char *bw_tls_verify_error(const struct ssl_st *ssl);
+
 /* ---- connections -------------------------------------------------------- */
 
 enum bw_tls_result {
@@ -109,5 +140,8 @@ const char *bw_tls_version(const struct ssl_st *ssl);
 const char *bw_tls_server_name(const struct ssl_st *ssl);
 bool bw_tls_resumed(const struct ssl_st *ssl);
 const char *bw_tls_last_error(char *buf, size_t cap);
+/* Whether OpenSSL said why the last call failed (else the cause was the
+ * socket: errno). */
+bool bw_tls_has_error(void);
 
 #endif

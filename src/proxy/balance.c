@@ -3,10 +3,12 @@
  * which spreads a server's turns evenly instead of in bursts), least
  * connections weighted by weight, and consistent hashing on a ring of virtual
  * nodes, so adding one server to n moves about 1/(n+1) of the keys. */
+#include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/log.h"
+#include "net/tls.h"
 #include "proxy/upstream.h"
 
 enum { VNODES_PER_WEIGHT = 160 };
@@ -46,8 +48,15 @@ bw_status bw_upstream_rt_init(struct bw_upstream_rt *u, const struct bw_config_u
     if (!u->servers)
         return bw_error_set(err, "out of memory for upstream %.*s", (int)cfg->name.len,
                             cfg->name.ptr);
-    for (size_t i = 0; i < cfg->nservers; i++)
+    for (size_t i = 0; i < cfg->nservers; i++) {
+        const struct sockaddr_storage *ss = &cfg->servers[i].addr.ss;
         u->servers[i].cfg = &cfg->servers[i];
+        const void *a = ss->ss_family == AF_INET
+                            ? (const void *)&((const struct sockaddr_in *)ss)->sin_addr
+                            : (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr;
+        if (!inet_ntop(ss->ss_family, a, u->servers[i].ip, sizeof u->servers[i].ip))
+            u->servers[i].ip[0] = '\0';
+    }
     if (cfg->balance != BW_BALANCE_HASH)
         return BW_OK;
     size_t total = 0;
@@ -86,6 +95,7 @@ bw_status bw_upstream_rt_init(struct bw_upstream_rt *u, const struct bw_config_u
 
 void bw_upstream_rt_done(struct bw_upstream_rt *u)
 {
+    bw_tls_client_free(u->tls);
     free(u->servers);
     free(u->ring);
     u->servers = NULL;

@@ -145,6 +145,40 @@ void bw_tls_contexts_free(const struct bw_config *cfg, struct bw_tls_ctx **tls)
     free(tls);
 }
 
+/* TLS client contexts for upstreams with `tls:`; their CA files are read
+ * and checked here, so a bad one fails the snapshot. */
+static bw_status load_upstream_tls(struct bw_snapshot *s, char *report, size_t cap)
+{
+    const struct bw_config *cfg = s->cfg;
+    static const struct bw_file_what ca_what = {"the CA file", "CA file", BW_TLS_PEM_MAX};
+    for (size_t i = 0; i < cfg->nupstreams; i++) {
+        const struct bw_config_upstream *cu = &cfg->upstreams[i];
+        if (!cu->has_tls)
+            continue;
+        struct bw_tls_client_options o = {.verify = cu->tls.verify, .has_ca = cu->tls.has_ca_file};
+        char path[4097];
+        char *buf = NULL;
+        size_t len = 0;
+        bw_error err = {{0}};
+        bw_status st = BW_OK;
+        if (o.has_ca) {
+            snprintf(path, sizeof path, "%.*s", (int)cu->tls.ca_file.len, cu->tls.ca_file.ptr);
+            o.ca_path = path;
+            st = bw_read_file(path, &ca_what, &buf, &len, err.msg, sizeof err.msg);
+            o.ca = bw_slice_make(buf, len);
+        }
+        if (st == BW_OK)
+            st = bw_tls_client_new(&o, &s->upstreams[i].tls, &err);
+        free(buf);
+        if (st != BW_OK) {
+            snprintf(report, cap, "%.*s: upstreams.%.*s.tls: %s", (int)cfg->path.len, cfg->path.ptr,
+                     (int)cu->name.len, cu->name.ptr, err.msg);
+            return BW_ERR;
+        }
+    }
+    return BW_OK;
+}
+
 bw_status bw_snapshot_new(struct bw_config *cfg, uint64_t generation, bool use_lkg,
                           struct bw_bot_running running_bot, struct bw_snapshot **ret, char *report,
                           size_t cap)
@@ -202,6 +236,10 @@ bw_status bw_snapshot_new(struct bw_config *cfg, uint64_t generation, bool use_l
             snapshot_free(s);
             return BW_ERR;
         }
+    }
+    if (load_upstream_tls(s, report, cap) != BW_OK) {
+        snapshot_free(s);
+        return BW_ERR;
     }
     s->config_hash = slice_file_hash(cfg->path);
     if (cfg->modules.rules.enabled && !s->rules.failed && !s->rules.from_lkg) {

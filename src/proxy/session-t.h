@@ -71,6 +71,12 @@ struct bw_upconn {
     bool rd, wr;
     bool hup; /* the upstream closed its side: read until EOF is seen */
     bool closed;
+    /* Upstream TLS (`tls:` on the upstream): as on bw_session. */
+    bool tls;
+    bool tls_up;
+    bool tls_broken;
+    bool tls_rd_wants_wr, tls_wr_wants_rd;
+    struct ssl_st *ssl; /* when tls */
 };
 
 /* What lives only while a request is in flight; from a per-worker free list,

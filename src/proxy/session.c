@@ -693,6 +693,22 @@ static bool connect_upstream(struct bw_session *s)
         u->connected = rc == 0;
         u->wr = rc == 0;
         s->up = u;
+        if (cu->has_tls) {
+            const struct bw_server_rt *sv = &l->rt->servers[idx];
+            struct bw_tls_peer peer = {
+                .has_sni = cu->tls.has_sni, .sni = cu->tls.sni.ptr, .ip = sv->ip};
+            bw_error terr;
+            if (bw_tls_client_conn_new(l->rt->tls, fd, &peer, &u->ssl, &terr) != BW_OK) {
+                BW_ERRORF("%s", terr.msg);
+                detach_upstream(s, false);
+                respond_error(s, 502, "out of memory for upstream TLS");
+                return false;
+            }
+            u->tls = true;
+            /* The handshake is not under way yet: until the connect completes
+             * nothing is "connected", whatever connect() said. */
+            u->connected = false;
+        }
         arm(s, T_CONNECT, cu->connect_timeout_ms);
         return true;
     }
@@ -823,6 +839,82 @@ static bool body_next(struct body *b, struct bw_buf *src, struct fwd *f, struct 
     return true;
 }
 
+/* Largest TLS record payload: what one SSL_write may send. */
+enum { TLS_RECORD = 16384 };
+
+/* send_iov's contract over TLS: bytes written from the front of iov, or -1
+ * with errno EAGAIN when nothing could be. Writes whole records until the
+ * socket pushes back, so a short count means the socket is full, as for
+ * sendmsg. Each SSL_write gets the first min(left, 16 KiB) bytes of what is
+ * pending: when one has to be repeated (WANT_*), the next call passes the
+ * same bytes again, as OpenSSL requires, since nothing advanced. */
+static ssize_t tls_send_iov(struct ssl_st *ssl, bool *wr_wants_rd, bool *broken,
+                            const struct iovec *iov, int n, size_t total)
+{
+    char tmp[TLS_RECORD];
+    size_t done = 0;
+    int i = 0;
+    size_t ioff = 0; /* into iov[i] */
+    while (done < total) {
+        while (i < n && ioff == iov[i].iov_len) {
+            i++;
+            ioff = 0;
+        }
+        size_t want = total - done < TLS_RECORD ? total - done : TLS_RECORD;
+        const char *src;
+        if (iov[i].iov_len - ioff >= want) {
+            src = (const char *)iov[i].iov_base + ioff;
+        } else {
+            size_t got = 0;
+            for (int k = i; k < n && got < want; k++) {
+                size_t from = k == i ? ioff : 0;
+                size_t m = iov[k].iov_len - from;
+                if (m > want - got)
+                    m = want - got;
+                memcpy(tmp + got, (const char *)iov[k].iov_base + from, m);
+                got += m;
+            }
+            src = tmp;
+        }
+        size_t w = 0;
+        enum bw_tls_result tr = bw_tls_write(ssl, src, want, &w);
+        switch (tr) {
+        case BW_TLS_OK:
+            done += w;
+            /* Advance the cursor by w. */
+            for (size_t left = w; left;) {
+                size_t m = iov[i].iov_len - ioff;
+                if (m > left)
+                    m = left;
+                ioff += m;
+                left -= m;
+                if (ioff == iov[i].iov_len && left) {
+                    i++;
+                    ioff = 0;
+                }
+            }
+            continue;
+        case BW_TLS_WANT_READ:
+            *wr_wants_rd = true;
+            break;
+        case BW_TLS_WANT_WRITE:
+            break;
+        case BW_TLS_CLOSED:
+        case BW_TLS_FAILED:
+            *broken = true;
+            if (done)
+                return (ssize_t)done;
+            errno = EPIPE;
+            return -1;
+        }
+        break;
+    }
+    if (done)
+        return (ssize_t)done;
+    errno = EAGAIN;
+    return -1;
+}
+
 /* Writes pending bytes towards the upstream: the request head, then body
  * bytes from the client buffer. */
 static enum io_result write_upstream(struct bw_session *s)
@@ -841,7 +933,8 @@ static enum io_result write_upstream(struct bw_session *s)
     if (n == 0)
         return IO_BLOCKED;
     size_t total = hlen + (r->qfwd.active ? r->qfwd.len : 0);
-    ssize_t w = send_iov(u->io.fd, iov, n);
+    ssize_t w = u->tls ? tls_send_iov(u->ssl, &u->tls_wr_wants_rd, &u->tls_broken, iov, n, total)
+                       : send_iov(u->io.fd, iov, n);
     if (w < 0) {
         if (errno == EAGAIN) {
             u->wr = false;
@@ -875,81 +968,6 @@ static enum io_result write_upstream(struct bw_session *s)
     return IO_PROGRESS;
 }
 
-/* Largest TLS record payload: what one SSL_write may send. */
-enum { TLS_RECORD = 16384 };
-
-/* send_iov's contract over TLS: bytes written from the front of iov, or -1
- * with errno EAGAIN when nothing could be. Writes whole records until the
- * socket pushes back, so a short count means the socket is full, as for
- * sendmsg. Each SSL_write gets the first min(left, 16 KiB) bytes of what is
- * pending: when one has to be repeated (WANT_*), the next call passes the
- * same bytes again, as OpenSSL requires, since nothing advanced. */
-static ssize_t tls_send_iov(struct bw_session *s, const struct iovec *iov, int n, size_t total)
-{
-    char tmp[TLS_RECORD];
-    size_t done = 0;
-    int i = 0;
-    size_t ioff = 0; /* into iov[i] */
-    while (done < total) {
-        while (i < n && ioff == iov[i].iov_len) {
-            i++;
-            ioff = 0;
-        }
-        size_t want = total - done < TLS_RECORD ? total - done : TLS_RECORD;
-        const char *src;
-        if (iov[i].iov_len - ioff >= want) {
-            src = (const char *)iov[i].iov_base + ioff;
-        } else {
-            size_t got = 0;
-            for (int k = i; k < n && got < want; k++) {
-                size_t from = k == i ? ioff : 0;
-                size_t m = iov[k].iov_len - from;
-                if (m > want - got)
-                    m = want - got;
-                memcpy(tmp + got, (const char *)iov[k].iov_base + from, m);
-                got += m;
-            }
-            src = tmp;
-        }
-        size_t w = 0;
-        enum bw_tls_result tr = bw_tls_write(s->ssl, src, want, &w);
-        switch (tr) {
-        case BW_TLS_OK:
-            done += w;
-            /* Advance the cursor by w. */
-            for (size_t left = w; left;) {
-                size_t m = iov[i].iov_len - ioff;
-                if (m > left)
-                    m = left;
-                ioff += m;
-                left -= m;
-                if (ioff == iov[i].iov_len && left) {
-                    i++;
-                    ioff = 0;
-                }
-            }
-            continue;
-        case BW_TLS_WANT_READ:
-            s->tls_wr_wants_rd = true;
-            break;
-        case BW_TLS_WANT_WRITE:
-            break;
-        case BW_TLS_CLOSED:
-        case BW_TLS_FAILED:
-            s->tls_broken = true;
-            if (done)
-                return (ssize_t)done;
-            errno = EPIPE;
-            return -1;
-        }
-        break;
-    }
-    if (done)
-        return (ssize_t)done;
-    errno = EAGAIN;
-    return -1;
-}
-
 /* Writes pending bytes towards the client: our 100 Continue, a response
  * head, then body bytes from the upstream buffer. */
 static enum io_result write_client(struct bw_session *s)
@@ -973,7 +991,8 @@ static enum io_result write_client(struct bw_session *s)
     if (n == 0)
         return IO_BLOCKED;
     size_t total = clen + hlen + blen;
-    ssize_t w = s->tls ? tls_send_iov(s, iov, n, total) : send_iov(s->io.fd, iov, n);
+    ssize_t w = s->tls ? tls_send_iov(s->ssl, &s->tls_wr_wants_rd, &s->tls_broken, iov, n, total)
+                       : send_iov(s->io.fd, iov, n);
     if (w < 0) {
         if (errno == EAGAIN) {
             s->c_wr = false;
@@ -1048,19 +1067,18 @@ static long read_into(struct bw_proxy_worker *pw, int fd, struct bw_buf **bp, bo
     }
 }
 
-/* read_into for the client connection: through TLS on a TLS listener. Reads
- * until the buffer is full or TLS has nothing more, since a record already
- * taken off the socket raises no new edge. */
-static long read_client(struct bw_session *s)
+/* read_into through TLS: reads until the buffer is full or TLS has nothing
+ * more, since a record already taken off the socket raises no new edge.
+ * Same results as read_into. */
+static long tls_read_into(struct bw_proxy_worker *pw, struct ssl_st *ssl, struct bw_buf **bp,
+                          bool *ready, bool *rd_wants_wr, bool *broken)
 {
-    if (!s->tls)
-        return read_into(s->pw, s->io.fd, &s->cbuf, &s->c_rd, s->c_hup);
-    if (!s->cbuf) {
-        s->cbuf = buf_get(s->pw);
-        if (!s->cbuf)
+    if (!*bp) {
+        *bp = buf_get(pw);
+        if (!*bp)
             return -2;
     }
-    struct bw_buf *b = s->cbuf;
+    struct bw_buf *b = *bp;
     if (bw_buf_room(b) == 0) {
         bw_buf_compact(b);
         if (bw_buf_room(b) == 0)
@@ -1069,27 +1087,43 @@ static long read_client(struct bw_session *s)
     long total = 0;
     while (bw_buf_room(b) > 0) {
         size_t n = 0;
-        enum bw_tls_result tr = bw_tls_read(s->ssl, bw_buf_tail(b), bw_buf_room(b), &n);
+        enum bw_tls_result tr = bw_tls_read(ssl, bw_buf_tail(b), bw_buf_room(b), &n);
         switch (tr) {
         case BW_TLS_OK:
             b->end += n;
             total += (long)n;
             continue;
         case BW_TLS_WANT_WRITE:
-            s->tls_rd_wants_wr = true;
-            s->c_rd = false;
+            *rd_wants_wr = true;
+            *ready = false;
             return total ? total : -1;
         case BW_TLS_WANT_READ:
-            s->c_rd = false;
+            *ready = false;
             return total ? total : -1;
         case BW_TLS_CLOSED:
             return total;
         case BW_TLS_FAILED:
-            s->tls_broken = true;
+            *broken = true;
             return total ? total : -2;
         }
     }
     return total;
+}
+
+/* read_into for the client connection: through TLS on a TLS listener. */
+static long read_client(struct bw_session *s)
+{
+    if (!s->tls)
+        return read_into(s->pw, s->io.fd, &s->cbuf, &s->c_rd, s->c_hup);
+    return tls_read_into(s->pw, s->ssl, &s->cbuf, &s->c_rd, &s->tls_rd_wants_wr, &s->tls_broken);
+}
+
+/* read_into for the upstream connection, through TLS when it has it. */
+static long read_upstream(struct bw_session *s, struct bw_upconn *u)
+{
+    if (!u->tls)
+        return read_into(s->pw, u->io.fd, &s->ubuf, &u->rd, u->hup);
+    return tls_read_into(s->pw, u->ssl, &s->ubuf, &u->rd, &u->tls_rd_wants_wr, &u->tls_broken);
 }
 
 /* ---- the request head ------------------------------------------------------ */
@@ -1343,6 +1377,51 @@ static bool response_head_step(struct bw_session *s)
     return true;
 }
 
+/* Drives the TLS handshake of a new upstream connection. true once it is
+ * up; false while it waits (flags cleared) or after it failed (the request
+ * then went to upstream_failed: another server, or 502). */
+static bool upstream_tls_up(struct bw_session *s, struct bw_upconn *u)
+{
+    u->tls_rd_wants_wr = u->tls_wr_wants_rd = false;
+    errno = 0;
+    enum bw_tls_result tr = bw_tls_handshake(u->ssl);
+    int sys_errno = errno; /* a failed connect shows here, SO_ERROR is taken */
+    switch (tr) {
+    case BW_TLS_OK:
+        u->tls_up = true;
+        u->connected = true;
+        return true;
+    case BW_TLS_WANT_READ:
+        u->rd = false;
+        return false;
+    case BW_TLS_WANT_WRITE:
+        u->wr = false;
+        return false;
+    case BW_TLS_CLOSED:
+    case BW_TLS_FAILED:
+        break;
+    }
+    /* The message outlives this frame in nothing: upstream_failed logs it. */
+    char msg[320], why[200];
+    int soerr = 0;
+    socklen_t sl = sizeof soerr;
+    const char *verr = bw_tls_verify_error(u->ssl);
+    if (getsockopt(u->io.fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr)
+        snprintf(msg, sizeof msg, "%s", strerror(soerr));
+    else if (verr[0])
+        snprintf(msg, sizeof msg, "TLS: the upstream's certificate was refused: %s", verr);
+    else if (tr == BW_TLS_CLOSED)
+        snprintf(msg, sizeof msg, "TLS handshake with the upstream failed: closed by the upstream");
+    else if (!bw_tls_has_error() && sys_errno)
+        snprintf(msg, sizeof msg, "%s", strerror(sys_errno));
+    else
+        snprintf(msg, sizeof msg, "TLS handshake with the upstream failed: %s",
+                 bw_tls_last_error(why, sizeof why));
+    u->tls_broken = true;
+    upstream_failed(s, 502, msg, true);
+    return false;
+}
+
 static void exchange_step(struct bw_session *s)
 {
     struct request *r = s->req;
@@ -1360,6 +1439,14 @@ static void exchange_step(struct bw_session *s)
         struct bw_upconn *u = s->up;
         if (!u)
             return;
+        if (u->tls && !u->tls_up) {
+            /* Connecting: no event yet says how it went. */
+            if (!u->wr && !u->rd)
+                return;
+            if (!upstream_tls_up(s, u))
+                return;
+            progress = true;
+        }
 
         /* 1. Request head and body towards the upstream. */
         if (!r->qfwd.active && !r->body.framed && !r->resp_done && s->cbuf &&
@@ -1416,7 +1503,7 @@ static void exchange_step(struct bw_session *s)
 
         /* 3. Response from the upstream. */
         if (!r->resp_done && u->rd && !r->rfwd.active) {
-            long n = read_into(s->pw, u->io.fd, &s->ubuf, &u->rd, u->hup);
+            long n = read_upstream(s, u);
             if (n > 0) {
                 progress = true;
                 u->connected = true;
@@ -1608,7 +1695,7 @@ static void tunnel_step(struct bw_session *s)
             progress |= ir == IO_PROGRESS;
         }
         if (!r->rfwd.active && u->rd) {
-            long n = read_into(s->pw, u->io.fd, &s->ubuf, &u->rd, u->hup);
+            long n = read_upstream(s, u);
             if (n == 0 || n == -2) {
                 /* Flush what is left, then close. */
                 if (!r->rfwd.active && s->h_dest == H_NONE) {

@@ -6,6 +6,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "net/tls.h"
 #include "proxy/session-t.h"
 #include "proxy/session.h"
 
@@ -36,6 +37,12 @@ void bw__upconn_close(struct bw_upconn *u)
     if (!u->owner && (u->pool_prev || u->ws->ups[u->upstream].idle[u->server] == u))
         bw__pool_unlink(u);
     bw_timer_cancel(&u->pw->w->loop, &u->timer);
+    if (u->tls) {
+        if (u->tls_up && !u->tls_broken)
+            bw_tls_close_notify(u->ssl);
+        bw_tls_conn_free(u->ssl);
+        u->tls = false;
+    }
     if (u->io.fd >= 0)
         close(u->io.fd);
     u->io.fd = -1;
@@ -67,6 +74,14 @@ static void upconn_io(struct bw_loop *loop, struct bw_io *io, uint32_t ev)
         u->hup = true;
     if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR))
         u->wr = true;
+    if (u->tls_rd_wants_wr && (ev & EPOLLOUT)) {
+        u->tls_rd_wants_wr = false;
+        u->rd = true;
+    }
+    if (u->tls_wr_wants_rd && (ev & EPOLLIN)) {
+        u->tls_wr_wants_rd = false;
+        u->wr = true;
+    }
     bw__session_pump(u->owner);
 }
 

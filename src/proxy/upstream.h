@@ -15,9 +15,12 @@
 
 struct bw_upconn;
 
+struct bw_tls_client; /* net/tls.h */
+
 struct bw_server_rt {
     const struct bw_config_server *cfg;
-    _Atomic uint32_t fails;         /* consecutive passive failures */
+    char ip[48];            /* the address without its port: verified by upstream TLS without sni */
+    _Atomic uint32_t fails; /* consecutive passive failures */
     _Atomic uint64_t ejected_until; /* monotonic ms; 0 when not ejected */
     _Atomic bool hc_down;           /* verdict of the active health check */
 };
@@ -33,6 +36,7 @@ struct bw_upstream_rt {
     size_t nservers;
     struct bw_ring_point *ring; /* sorted by hash; hash balancing only */
     size_t ring_len;
+    struct bw_tls_client *tls; /* when cfg->has_tls (set by the snapshot's builder) */
 };
 
 /* Servers already tried for one request (at most 256 per upstream). */
