@@ -231,6 +231,12 @@ bool bw_build_upstream_request(struct bw_head_out *out, const struct bw_http_req
                 continue;
             if (ed->nops && edited(ed, h[i].name))
                 continue;
+            /* A name with '_' is dropped, as nginx does by default: CGI,
+             * WSGI, Rack and PHP map '-' and '_' to the same variable, so
+             * "X_Forwarded_For" or "Content_Length" would stand in for the
+             * field bulwark writes or frames by. */
+            if (memchr(h[i].name.ptr, '_', h[i].name.len))
+                continue;
             put_field(out, h[i].name, h[i].value);
             break;
         case F_CL:

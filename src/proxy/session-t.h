@@ -44,6 +44,7 @@ struct body {
     uint64_t remaining; /* BW_BODY_LENGTH */
     struct bw_chunked ch;
     bool dechunk;   /* forward only the data (HTTP/1.0 client, chunked upstream) */
+    bool rechunk;   /* forward the data in chunk framing of our own (request bodies) */
     bool framed;    /* every framing byte has been assigned to a forward region */
     uint64_t bytes; /* payload bytes so far, for limits */
 };
@@ -53,6 +54,11 @@ struct body {
 struct fwd {
     size_t off, len, consume;
     bool active;
+    /* With body.rechunk: chunk framing of our own written before and after
+     * the region; what is left of each is kept at the front of the array. */
+    uint8_t pre_len, post_len;
+    char pre[20]; /* "<hex size>\r\n" */
+    char post[8]; /* "\r\n", then "0\r\n\r\n" after the last data */
 };
 
 struct bw_upconn {
@@ -150,7 +156,7 @@ struct bw_session {
     bool closed;
     bool draining;
     bool peer_trusted;
-    bool respond_keep; /* S_RESPOND: our own answer keeps the connection */
+    bool respond_keep;            /* S_RESPOND: our own answer keeps the connection */
     struct sockaddr_storage peer; /* TCP peer, or the PROXY protocol source */
     struct bw_buf *cbuf;          /* client input */
     struct bw_buf *hbuf;          /* outgoing head */

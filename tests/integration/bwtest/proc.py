@@ -23,7 +23,8 @@ def bulwark_bin():
     if not b:
         here = os.path.dirname(os.path.abspath(__file__))
         b = os.path.normpath(os.path.join(here, "..", "..", "..", "build", "release", "bulwark"))
-    return b
+    # Absolute: bulwark runs with its test directory as working directory.
+    return os.path.abspath(b)
 
 
 def default_config(upstream_addresses, access_log=None, **over):

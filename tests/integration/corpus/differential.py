@@ -379,6 +379,12 @@ add("conn-lists-x-forwarded-for", C, get("Connection: X-Forwarded-For", "X-Forwa
     [200], [b""], headers={"x-forwarded-for": b"127.0.0.1"})
 add("xff-spoof", C, get("X-Forwarded-For: 1.2.3.4", "X-Forwarded-Proto: https"), [200], [b""],
     headers={"x-forwarded-for": b"127.0.0.1", "x-forwarded-proto": b"http"})
+add("underscore-xff", C, get("X_Forwarded_For: 1.2.3.4", "X_Real_IP: 1.2.3.4"), [200], [b""],
+    absent=["x_forwarded_for", "x_real_ip"], headers={"x-forwarded-for": b"127.0.0.1"})
+add("underscore-content-length", C, get("Content_Length: 5", body=b""), [200], [b""],
+    absent=["content_length"])
+add("conn-h2c-upgrade-with-websocket", C,
+    get("Connection: Upgrade", "Upgrade: websocket, h2c"), [200], [b""], absent=["upgrade"])
 add("conn-empty-elements", C, get("Connection: , ,X-Secret,", "X-Secret: 1"), [200], [b""])
 
 # ------------------------------------------------------------------ Expect
