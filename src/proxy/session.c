@@ -1390,7 +1390,15 @@ static void exchange_step(struct bw_session *s)
             if (!body_next(&r->rbody, s->ubuf, &r->rfwd, &herr)) {
                 BW_ERRORF("upstream %s sent a malformed chunked body: %s",
                           cu->servers[r->server].addr.text, herr.reason ? herr.reason : "?");
-                session_close(s);
+                if (r->bytes_out == 0) {
+                    /* Not a byte of the response has gone out (its head is
+                     * still queued): the client gets a 502, not a bare close. */
+                    r->resp_started = false;
+                    s->h_dest = H_NONE;
+                    respond_error(s, 502, "malformed chunked body from upstream");
+                } else {
+                    session_close(s);
+                }
                 return;
             }
             if (r->rfwd.active && r->rfwd.len == 0) {

@@ -43,7 +43,7 @@ def default_config(upstream_addresses, access_log=None, **over):
 
 
 class Bulwark:
-    def __init__(self, tmp_path, config, name="bulwark", expect_errors=(), nlisten=None):
+    def __init__(self, tmp_path, config, name="bulwark", expect_errors=(), nlisten=None, preexec_fn=None):
         self.tmp_path = tmp_path
         self.dir = tmp_path / name
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -73,6 +73,7 @@ class Bulwark:
         self.proc = subprocess.Popen(
             [bulwark_bin(), "run", "-c", self.config_path],
             stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._err, cwd=str(self.dir),
+            preexec_fn=preexec_fn,  # e.g. a resource limit set in the child before exec
         )
         self.pid = self.proc.pid
         self.addresses = self._wait_listening(nlisten)
