@@ -206,12 +206,14 @@ class RecordingOrigin:
                 elif rec.framing == "chunked":
                     while True:
                         size_line = line()
-                        if not re.fullmatch(rb"[0-9a-fA-F]{1,16}", size_line):
+                        # bulwark re-chunks: plain lowercase hex, no leading
+                        # zeros, no extensions, no trailers.
+                        if not re.fullmatch(rb"0|[1-9a-f][0-9a-f]{0,15}", size_line):
                             raise ParseError(f"chunk size line {size_line[:80]!r}")
                         n = int(size_line, 16)
                         if n == 0:
-                            while line() != b"":
-                                pass
+                            if line() != b"":
+                                raise ParseError("trailer fields passed on")
                             break
                         need(n + 2)
                         if buf[n:n + 2] != b"\r\n":
@@ -273,7 +275,7 @@ class RecordingOrigin:
                 raise ParseError(f"Transfer-Encoding {te[0]!r}")
             rec.framing = "chunked"
         elif cl:
-            if not re.fullmatch(rb"[0-9]{1,18}", cl[0]):
+            if not re.fullmatch(rb"0|[1-9][0-9]{0,17}", cl[0]):
                 raise ParseError(f"Content-Length {cl[0]!r}")
             rec.framing = "length"
         return rec

@@ -158,7 +158,11 @@ add("cl-plus", L, post("Content-Length: +5", body=b"hello"), [400])
 add("cl-minus", L, post("Content-Length: -5", body=b"hello"), [400])
 add("cl-leading-space", L, post("Content-Length:    5", body=b"hello"), [200], [b"hello"])
 add("cl-trailing-space", L, post("Content-Length: 5  ", body=b"hello"), [200], [b"hello"])
-add("cl-leading-zeros", L, post("Content-Length: 0005", body=b"hello"), [200], [b"hello"])
+add("cl-leading-zeros", L, post("Content-Length: 0005", body=b"hello"), [200], [b"hello"],
+    headers={"content-length": b"5"})
+# 010 is 8 to a parser that takes a leading 0 for octal: goes up as 10.
+add("cl-octal-looking", L, post("Content-Length: 010", body=b"0123456789"), [200], [b"0123456789"],
+    headers={"content-length": b"10"})
 add("cl-hex", L, post("Content-Length: 0x5", body=b"hello"), [400])
 add("cl-hex-letter", L, post("Content-Length: a", body=b"helloworld"), [400])
 add("cl-decimal", L, post("Content-Length: 5.0", body=b"hello"), [400])
@@ -199,6 +203,10 @@ add("ch-17-digits", K, post(TE, body=b"00000000000000005\r\nhello\r\n0\r\n\r\n")
 add("ch-overflow", K, post(TE, body=b"fffffffffffffffff\r\nhello\r\n0\r\n\r\n"), [400], partial_head=True)
 add("ch-wraps-to-5", K, post(TE, body=b"10000000000000005\r\nhello\r\n0\r\n\r\n"), [400],
     partial_head=True)
+# A size over 32 bits: an upstream that truncated it to 5 would take the
+# rest for a request. The upstream never sees the client's size line.
+add("ch-size-over-32-bits", K, post(TE, body=b"100000005\r\nhello" + SMUGGLED), [408], partial_head=True,
+    wait=4)
 add("ch-uppercase-hex", K, post(TE, body=b"A\r\n0123456789\r\n0\r\n\r\n"), [200], [b"0123456789"])
 add("ch-hex-prefix", K, post(TE, body=b"0x5\r\nhello\r\n0\r\n\r\n"), [400], partial_head=True)
 add("ch-negative", K, post(TE, body=b"-5\r\nhello\r\n0\r\n\r\n"), [400], partial_head=True)

@@ -383,6 +383,21 @@ TEST(upgrade_request_keeps_upgrade)
     CHECK_SLICE_EQ(value(UH(out), "sec-websocket-key"), "abc");
 }
 
+TEST(content_length_forwarded_in_plain_decimal)
+{
+    struct req in, out;
+    CHECK(PARSE_REQ(&in, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0010\r\n\r\n"));
+    CHECK(upstream(&in, &PLAIN, &out));
+    CHECK_SLICE_EQ(value(UH(out), "content-length"), "10");
+    CHECK(PARSE_REQ(&in, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 000\r\n\r\n"));
+    CHECK(upstream(&in, &PLAIN, &out));
+    CHECK_SLICE_EQ(value(UH(out), "content-length"), "0");
+    CHECK(PARSE_REQ(&in,
+                    "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 9223372036854775807\r\n\r\n"));
+    CHECK(upstream(&in, &PLAIN, &out));
+    CHECK_SLICE_EQ(value(UH(out), "content-length"), "9223372036854775807");
+}
+
 TEST(h2c_upgrade_not_passed_on)
 {
     struct req in, out;
@@ -717,6 +732,7 @@ int main(void)
     RUN(absolute_form_rewritten_to_origin_form);
     RUN(options_star_kept);
     RUN(upgrade_request_keeps_upgrade);
+    RUN(content_length_forwarded_in_plain_decimal);
     RUN(h2c_upgrade_not_passed_on);
     RUN(names_with_underscore_dropped);
     RUN(upstream_edits_set_remove_and_path);
