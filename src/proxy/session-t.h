@@ -156,7 +156,7 @@ struct bw_session {
     bool closed;
     bool draining;
     bool peer_trusted;
-    bool respond_keep;            /* S_RESPOND: our own answer keeps the connection */
+    bool respond_keep; /* S_RESPOND: our own answer keeps the connection */
     struct sockaddr_storage peer; /* TCP peer, or the PROXY protocol source */
     struct bw_buf *cbuf;          /* client input */
     struct bw_buf *hbuf;          /* outgoing head */

@@ -1045,9 +1045,8 @@ static void head_step(struct bw_session *s)
             struct bw_http_request hq = {.headers = pw->scratch_headers,
                                          .headers_cap = cfg->limits.headers};
             struct bw_http_error herr = {0};
-            enum bw_http_parse_result pr =
-                bw_http_parse_request(bw_buf_head(s->cbuf), bw_buf_len(s->cbuf),
-                                      &s->ws->snap->limits, &s->scan, &hq, &herr);
+            enum bw_http_parse_result pr = bw_http_parse_request(
+                bw_buf_head(s->cbuf), bw_buf_len(s->cbuf), &s->ws->snap->limits, &s->scan, &hq, &herr);
             switch (pr) {
             case BW_HTTP_DONE:
                 if (!s->req) {
