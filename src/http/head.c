@@ -170,6 +170,16 @@ static void note_connection(struct bw__http_fields *f, bw_slice v)
     }
 }
 
+/* Upgrade = #protocol, protocol = name ["/" version] (RFC 9110 §7.8). */
+static void note_upgrade(struct bw__http_fields *f, bw_slice v)
+{
+    bw_slice rest = v, elem;
+    while (bw__http_list_next(&rest, &elem)) {
+        if (elem.len >= 3 && name_is(elem.ptr, "h2c", 3) && (elem.len == 3 || elem.ptr[3] == '/'))
+            f->upgrade_h2c = true;
+    }
+}
+
 /* Looks at the fields that matter for framing and connection handling:
  * recognised by length first, then one case-folding compare. */
 static void note_field(struct bw__http_fields *f, bw_slice name, bw_slice v)
@@ -190,8 +200,10 @@ static void note_field(struct bw__http_fields *f, bw_slice name, bw_slice v)
         }
         break;
     case 7:
-        if (name_is(name.ptr, "upgrade", 7))
+        if (name_is(name.ptr, "upgrade", 7)) {
             f->has_upgrade = true;
+            note_upgrade(f, v);
+        }
         break;
     case 10:
         if (name_is(name.ptr, "connection", 10))

@@ -86,6 +86,7 @@ struct bw__http_fields {
     bool conn_keep_alive;
     bool conn_upgrade;
     bool has_upgrade;
+    bool upgrade_h2c;     /* some Upgrade field names h2c */
     bool expect_continue; /* some Expect field was 100-continue */
     bool expect_other;    /* some Expect field was anything else */
 };

@@ -250,7 +250,11 @@ enum bw_http_parse_result bw_http_parse_request(const char *buf, size_t len,
     req->expect_continue = f.expect_continue && v11;
 
     req->keep_alive = v11 ? !f.conn_close : (f.conn_keep_alive && !f.conn_close);
-    /* RFC 9110 §7.8: Upgrade in an HTTP/1.0 request is ignored. */
-    req->upgrade = v11 && f.conn_upgrade && f.has_upgrade;
+    /* RFC 9110 §7.8: Upgrade in an HTTP/1.0 request is ignored. An upgrade
+     * to h2c (cleartext HTTP/2, deprecated by RFC 9113 §3.1) is not one we
+     * pass on: the upstream would then take HTTP/2 requests straight from
+     * the client, past every rule ("h2c smuggling"). The request goes on
+     * as a plain one, without its Upgrade field. */
+    req->upgrade = v11 && f.conn_upgrade && f.has_upgrade && !f.upgrade_h2c;
     return BW_HTTP_DONE;
 }

@@ -231,14 +231,30 @@ bool bw_build_upstream_request(struct bw_head_out *out, const struct bw_http_req
                 continue;
             if (ed->nops && edited(ed, h[i].name))
                 continue;
+            /* A name with '_' is dropped, as nginx does by default: CGI,
+             * WSGI, Rack and PHP map '-' and '_' to the same variable, so
+             * "X_Forwarded_For" or "Content_Length" would stand in for the
+             * field bulwark writes or frames by. */
+            if (memchr(h[i].name.ptr, '_', h[i].name.len))
+                continue;
             put_field(out, h[i].name, h[i].value);
             break;
-        case F_CL:
+        case F_CL: {
             /* The body is forwarded as framed, so its length goes with it
              * even when Connection names it: dropping it would leave the
-             * body on the upstream connection as the next request. */
-            put_field(out, h[i].name, h[i].value);
+             * body on the upstream connection as the next request. It goes
+             * as the number we framed by, in plain decimal: "0010" is 10
+             * here, but 8 to a parser that reads a leading 0 as octal. */
+            char digits[24];
+            size_t k = sizeof digits;
+            uint64_t v = req->content_length;
+            do {
+                digits[--k] = (char)('0' + v % 10);
+                v /= 10;
+            } while (v);
+            put_field(out, h[i].name, bw_slice_make(digits + k, sizeof digits - k));
             break;
+        }
         case F_HOST:
             if (host_done)
                 continue;

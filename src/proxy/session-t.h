@@ -45,6 +45,7 @@ struct body {
     uint64_t remaining; /* BW_BODY_LENGTH */
     struct bw_chunked ch;
     bool dechunk;   /* forward only the data (HTTP/1.0 client, chunked upstream) */
+    bool rechunk;   /* forward the data in chunk framing of our own (request bodies) */
     bool framed;    /* every framing byte has been assigned to a forward region */
     uint64_t bytes; /* payload bytes so far, for limits */
 };
@@ -54,6 +55,11 @@ struct body {
 struct fwd {
     size_t off, len, consume;
     bool active;
+    /* With body.rechunk: chunk framing of our own written before and after
+     * the region; what is left of each is kept at the front of the array. */
+    uint8_t pre_len, post_len;
+    char pre[20]; /* "<hex size>\r\n" */
+    char post[8]; /* "\r\n", then "0\r\n\r\n" after the last data */
 };
 
 struct bw_upconn {

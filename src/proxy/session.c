@@ -506,6 +506,10 @@ static void start_request(struct bw_session *s, struct bw_http_request *hq)
     if (r->body.kind == BW_BODY_LENGTH && r->body.remaining == 0)
         r->body.kind = BW_BODY_NONE;
     bw_chunked_init(&r->body.ch);
+    /* A chunked body goes upstream in framing of our own: only the data the
+     * decoder accepted, in plain hex sizes, without extensions or trailers,
+     * so the upstream cannot read the client's framing another way. */
+    r->body.rechunk = r->body.kind == BW_BODY_CHUNKED;
     r->body.framed = r->body.kind == BW_BODY_NONE;
 
     if (cfg->limits.body_bytes && r->body.kind == BW_BODY_LENGTH &&
@@ -757,7 +761,7 @@ static void upstream_failed(struct bw_session *s, uint16_t status, const char *w
 
 enum io_result { IO_PROGRESS, IO_BLOCKED, IO_ERROR };
 
-/* writev of up to three pieces; advances nothing itself. */
+/* writev of up to four pieces; advances nothing itself. */
 static ssize_t send_iov(int fd, struct iovec *iov, int n)
 {
     struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
@@ -774,6 +778,46 @@ static size_t take(size_t *have, size_t *want)
     size_t n = *have < *want ? *have : *want;
     *have -= n;
     *want -= n;
+    return n;
+}
+
+/* Frames the region of f as one chunk of its own, and ends the body after it
+ * when last (RFC 9112 §7.1): "<hex>\r\n" data "\r\n", then "0\r\n\r\n". */
+static void frame_chunk(struct fwd *f, size_t len, bool last)
+{
+    static const char hex[] = "0123456789abcdef";
+    f->pre_len = f->post_len = 0;
+    if (len) {
+        char digits[16];
+        int n = 0;
+        for (size_t v = len; v; v >>= 4)
+            digits[n++] = hex[v & 15];
+        while (n)
+            f->pre[f->pre_len++] = digits[--n];
+        f->pre[f->pre_len++] = '\r';
+        f->pre[f->pre_len++] = '\n';
+        memcpy(f->post, "\r\n", 2);
+        f->post_len = 2;
+    }
+    if (last) {
+        memcpy(f->post + f->post_len, "0\r\n\r\n", 5);
+        f->post_len += 5;
+    }
+}
+
+/* Bytes of f still to write: framing of our own included. */
+static size_t fwd_left(const struct fwd *f)
+{
+    return f->pre_len + f->len + f->post_len;
+}
+
+/* Drops the first n (<= *len) bytes of a small framing array. */
+static size_t take_framing(size_t *have, char *a, uint8_t *len)
+{
+    size_t n = *have < *len ? *have : *len;
+    memmove(a, a + n, *len - n);
+    *len = (uint8_t)(*len - n);
+    *have -= n;
     return n;
 }
 
@@ -800,7 +844,7 @@ static bool body_next(struct body *b, struct bw_buf *src, struct fwd *f, struct 
         return true;
     }
     case BW_BODY_CHUNKED: {
-        if (b->dechunk) {
+        if (b->dechunk || b->rechunk) {
             bw_slice data = BW_SLICE_EMPTY;
             bool done = false;
             long c = bw_chunked_decode(&b->ch, p, avail, &data, &done, err);
@@ -810,6 +854,8 @@ static bool body_next(struct body *b, struct bw_buf *src, struct fwd *f, struct 
             b->bytes += data.len;
             size_t off = data.len ? (size_t)(data.ptr - p) : 0;
             *f = (struct fwd){.off = off, .len = data.len, .consume = (size_t)c, .active = c > 0};
+            if (b->rechunk)
+                frame_chunk(f, data.len, done);
             return true;
         }
         size_t total = 0;
@@ -921,18 +967,23 @@ static enum io_result write_upstream(struct bw_session *s)
 {
     struct request *r = s->req;
     struct bw_upconn *u = s->up;
-    struct iovec iov[2];
+    struct fwd *q = &r->qfwd;
+    struct iovec iov[4];
     int n = 0;
     size_t hlen = 0;
     if (s->h_dest == H_UP) {
         hlen = bw_buf_len(s->hbuf) - s->h_off;
         iov[n++] = (struct iovec){bw_buf_head(s->hbuf) + s->h_off, hlen};
     }
-    if (r->qfwd.active && r->qfwd.len)
-        iov[n++] = (struct iovec){bw_buf_head(s->cbuf) + r->qfwd.off, r->qfwd.len};
+    if (q->active && q->pre_len)
+        iov[n++] = (struct iovec){q->pre, q->pre_len};
+    if (q->active && q->len)
+        iov[n++] = (struct iovec){bw_buf_head(s->cbuf) + q->off, q->len};
+    if (q->active && q->post_len)
+        iov[n++] = (struct iovec){q->post, q->post_len};
     if (n == 0)
         return IO_BLOCKED;
-    size_t total = hlen + (r->qfwd.active ? r->qfwd.len : 0);
+    size_t total = hlen + (q->active ? fwd_left(q) : 0);
     ssize_t w = u->tls ? tls_send_iov(u->ssl, &u->tls_wr_wants_rd, &u->tls_broken, iov, n, total)
                        : send_iov(u->io.fd, iov, n);
     if (w < 0) {
@@ -953,15 +1004,18 @@ static enum io_result write_upstream(struct bw_session *s)
             s->h_off = 0;
         }
     }
-    if (left && r->qfwd.active) {
-        size_t x = take(&left, &r->qfwd.len);
-        r->qfwd.off += x;
+    if (left && q->active) {
+        /* Framing counts as body sent: once any is written, no retry. */
+        r->body_sent += take_framing(&left, q->pre, &q->pre_len);
+        size_t x = take(&left, &q->len);
+        q->off += x;
         r->body_sent += x;
-        r->bytes_in += x;
+        r->body_sent += take_framing(&left, q->post, &q->post_len);
     }
-    if (r->qfwd.active && r->qfwd.len == 0) {
-        bw_buf_consume(s->cbuf, r->qfwd.consume);
-        r->qfwd.active = false;
+    if (q->active && fwd_left(q) == 0) {
+        bw_buf_consume(s->cbuf, q->consume);
+        r->bytes_in += q->consume; /* what the client sent, framing included */
+        q->active = false;
     }
     if ((size_t)w < total)
         u->wr = false;
@@ -1460,8 +1514,9 @@ static void exchange_step(struct bw_session *s)
                 respond_error(s, 413, "request body over limits.body_bytes");
                 return;
             }
-            if (r->qfwd.active && r->qfwd.len == 0) {
+            if (r->qfwd.active && fwd_left(&r->qfwd) == 0) {
                 bw_buf_consume(s->cbuf, r->qfwd.consume);
+                r->bytes_in += r->qfwd.consume; /* framing only */
                 r->qfwd.active = false;
             }
             progress = true;
@@ -1551,7 +1606,15 @@ static void exchange_step(struct bw_session *s)
             if (!body_next(&r->rbody, s->ubuf, &r->rfwd, &herr)) {
                 BW_ERRORF("upstream %s sent a malformed chunked body: %s",
                           cu->servers[r->server].addr.text, herr.reason ? herr.reason : "?");
-                session_close(s);
+                if (r->bytes_out == 0) {
+                    /* Not a byte of the response has gone out (its head is
+                     * still queued): the client gets a 502, not a bare close. */
+                    r->resp_started = false;
+                    s->h_dest = H_NONE;
+                    respond_error(s, 502, "malformed chunked body from upstream");
+                } else {
+                    session_close(s);
+                }
                 return;
             }
             if (r->rfwd.active && r->rfwd.len == 0) {

@@ -23,7 +23,8 @@ def bulwark_bin():
     if not b:
         here = os.path.dirname(os.path.abspath(__file__))
         b = os.path.normpath(os.path.join(here, "..", "..", "..", "build", "release", "bulwark"))
-    return b
+    # Absolute: bulwark runs with its test directory as working directory.
+    return os.path.abspath(b)
 
 
 def default_config(upstream_addresses, access_log=None, **over):
@@ -42,7 +43,7 @@ def default_config(upstream_addresses, access_log=None, **over):
 
 
 class Bulwark:
-    def __init__(self, tmp_path, config, name="bulwark", expect_errors=(), nlisten=None):
+    def __init__(self, tmp_path, config, name="bulwark", expect_errors=(), nlisten=None, preexec_fn=None):
         self.tmp_path = tmp_path
         self.dir = tmp_path / name
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -72,6 +73,7 @@ class Bulwark:
         self.proc = subprocess.Popen(
             [bulwark_bin(), "run", "-c", self.config_path],
             stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._err, cwd=str(self.dir),
+            preexec_fn=preexec_fn,  # e.g. a resource limit set in the child before exec
         )
         self.pid = self.proc.pid
         self.addresses = self._wait_listening(nlisten)

@@ -355,6 +355,30 @@ TEST(upgrade)
     OK(&p, "GET /ws HTTP/1.1\r\n" H "Connection: upgrade\r\n\r\n");
     CHECK(!p.req.upgrade);
     parsed_free(&p);
+    /* h2c is never an upgrade we pass on (h2c smuggling), in any spelling
+     * or company; "h2cx" is another protocol. */
+#define H2C(up)                                                                                    \
+    "GET / HTTP/1.1\r\n" H "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: " up                   \
+    "\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
+    OK(&p, H2C("h2c"));
+    CHECK(!p.req.upgrade);
+    parsed_free(&p);
+    OK(&p, H2C("H2C"));
+    CHECK(!p.req.upgrade);
+    parsed_free(&p);
+    OK(&p, H2C("h2c/2"));
+    CHECK(!p.req.upgrade);
+    parsed_free(&p);
+    OK(&p, H2C("websocket, h2c"));
+    CHECK(!p.req.upgrade);
+    parsed_free(&p);
+    OK(&p, H2C("h2c , websocket"));
+    CHECK(!p.req.upgrade);
+    parsed_free(&p);
+#undef H2C
+    OK(&p, "GET / HTTP/1.1\r\n" H "Connection: upgrade\r\nUpgrade: h2cx\r\n\r\n");
+    CHECK(p.req.upgrade);
+    parsed_free(&p);
 }
 
 TEST(expect)

@@ -383,6 +383,49 @@ TEST(upgrade_request_keeps_upgrade)
     CHECK_SLICE_EQ(value(UH(out), "sec-websocket-key"), "abc");
 }
 
+TEST(content_length_forwarded_in_plain_decimal)
+{
+    struct req in, out;
+    CHECK(PARSE_REQ(&in, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0010\r\n\r\n"));
+    CHECK(upstream(&in, &PLAIN, &out));
+    CHECK_SLICE_EQ(value(UH(out), "content-length"), "10");
+    CHECK(PARSE_REQ(&in, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 000\r\n\r\n"));
+    CHECK(upstream(&in, &PLAIN, &out));
+    CHECK_SLICE_EQ(value(UH(out), "content-length"), "0");
+    CHECK(PARSE_REQ(&in,
+                    "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 9223372036854775807\r\n\r\n"));
+    CHECK(upstream(&in, &PLAIN, &out));
+    CHECK_SLICE_EQ(value(UH(out), "content-length"), "9223372036854775807");
+}
+
+TEST(h2c_upgrade_not_passed_on)
+{
+    struct req in, out;
+    CHECK(PARSE_REQ(&in, "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                         "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"));
+    CHECK(!in.r.upgrade);
+    CHECK(upstream(&in, &PLAIN, &out));
+    CHECK(!out.r.upgrade);
+    CHECK_INT_EQ(count(UH(out), "upgrade"), 0);
+    CHECK_INT_EQ(count(UH(out), "connection"), 0);
+    CHECK_INT_EQ(count(UH(out), "http2-settings"), 0);
+}
+
+TEST(names_with_underscore_dropped)
+{
+    struct req in, out;
+    CHECK(PARSE_REQ(&in, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n"
+                         "Transfer_Encoding: chunked\r\nX_Forwarded_For: 1.2.3.4\r\n"
+                         "_: x\r\nX-Keep: 1\r\n\r\n"));
+    CHECK(upstream(&in, &PLAIN, &out));
+    CHECK_INT_EQ(count(UH(out), "transfer_encoding"), 0);
+    CHECK_INT_EQ(count(UH(out), "x_forwarded_for"), 0);
+    CHECK_INT_EQ(count(UH(out), "_"), 0);
+    CHECK_SLICE_EQ(value(UH(out), "x-forwarded-for"), "192.0.2.7");
+    CHECK_SLICE_EQ(value(UH(out), "content-length"), "0");
+    CHECK_SLICE_EQ(value(UH(out), "x-keep"), "1");
+}
+
 /* Rule edits (rewrite): each name's last op decides, received fields of an
  * edited name are all dropped, the path is replaced and the query kept. */
 TEST(upstream_edits_set_remove_and_path)
@@ -689,6 +732,9 @@ int main(void)
     RUN(absolute_form_rewritten_to_origin_form);
     RUN(options_star_kept);
     RUN(upgrade_request_keeps_upgrade);
+    RUN(content_length_forwarded_in_plain_decimal);
+    RUN(h2c_upgrade_not_passed_on);
+    RUN(names_with_underscore_dropped);
     RUN(upstream_edits_set_remove_and_path);
     RUN(response_edits);
     RUN(own_response_with_body_and_extra_headers);

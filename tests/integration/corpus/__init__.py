@@ -1,0 +1,1 @@
+"""Test corpora kept as data (see differential.py)."""
