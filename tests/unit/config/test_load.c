@@ -201,6 +201,16 @@ static const struct {
      "ciphers: ALL}\n"
      "upstreams: {app: {servers: [{address: 127.0.0.1:9000}]}}\nroutes: [{upstream: app}]\n",
      "3:54: unknown key \"ciphers\" in listen[0].tls (expected one of: certificates, protocols)"},
+    {"upstream tls unknown key",
+     UP "    tls: {verify: yes, cafile: x.pem}\n",
+     "9:19: upstreams.app.tls.verify: expected true or false, got \"yes\"\n"
+     "9:24: unknown key \"cafile\" in upstreams.app.tls (expected one of: verify, ca_file, sni)"},
+    {"upstream tls bad sni",
+     UP "    tls: {sni: \"a b\"}\n",
+     "9:16: upstreams.app.tls.sni: expected a DNS name like app.internal, got \"a b\""},
+    {"upstream tls ca_file without verify",
+     UP "    tls: {verify: false, ca_file: ca.pem}\n",
+     "9:35: upstreams.app.tls: ca_file is only used with verify: true"},
     {"listen host name",
      "listen:\n  - address: localhost:8080\nupstreams: {app: {servers: [{address: "
      "127.0.0.1:9000}]}}\nroutes: [{upstream: app}]\n",
@@ -311,7 +321,7 @@ static const struct {
     {"upstream unknown key", UP "    server: x\n",
      "9:5: unknown key \"server\" in upstreams.app (expected one of: servers, balance, "
      "keepalive, connect_timeout, read_timeout, write_timeout, max_fails, fail_timeout, "
-     "health_check)"},
+     "health_check, tls)"},
     {"servers empty", UP "  b:\n    servers: []\n",
      "10:14: upstreams.b.servers: expected 1 to 256 servers, got 0"},
     {"server weight 0", UP "  b:\n    servers: [{address: 127.0.0.1:9001, weight: 0}]\n",
@@ -589,6 +599,7 @@ TEST(defaults_from_minimal_config)
     CHECK_SLICE_EQ(cfg->path, "t.yaml");
     CHECK_INT_EQ(cfg->nlisten, 1);
     CHECK_STR_EQ(cfg->listen[0].addr.text, "127.0.0.1:8080");
+    CHECK(!cfg->listen[0].has_tls);
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     CHECK_INT_EQ(cfg->workers, cpus < 1 ? 1 : cpus > 256 ? 256 : cpus);
     CHECK(!cfg->admin.enabled);
@@ -870,6 +881,37 @@ TEST(tls_listener)
                     "routes: [{upstream: app}]\n",
                     &cfg, &d) == BW_OK);
     CHECK_INT_EQ(cfg->listen[0].tls.protocols, BW_CONFIG_TLS_V13);
+    cfg = bw_config_free(cfg);
+}
+
+/* upstreams.<name>.tls: verification on by default, the CA file resolved
+ * against the config's directory, SNI kept. */
+TEST(upstream_tls)
+{
+    struct bw_config *cfg = NULL;
+    struct bw_config_diags d;
+    char got[4096];
+    const char *y = UP "    tls: {ca_file: ca/internal.pem, sni: app.internal}\n";
+    if (bw_config_parse("/srv/conf/bulwark.yaml", y, strlen(y), &cfg, &d) != BW_OK) {
+        T_FAILF("refused: %s", diags_text(&d, got, sizeof got));
+        return;
+    }
+    CHECK(cfg->upstreams[0].has_tls);
+    CHECK(cfg->upstreams[0].tls.verify);
+    CHECK(cfg->upstreams[0].tls.has_ca_file);
+    CHECK_SLICE_EQ(cfg->upstreams[0].tls.ca_file, "/srv/conf/ca/internal.pem");
+    CHECK(cfg->upstreams[0].tls.has_sni);
+    CHECK_STR_EQ(cfg->upstreams[0].tls.sni.ptr, "app.internal");
+    cfg = bw_config_free(cfg);
+    CHECK(parse_str(UP "    tls: {}\n", &cfg, &d) == BW_OK);
+    CHECK(cfg->upstreams[0].has_tls && cfg->upstreams[0].tls.verify);
+    CHECK(!cfg->upstreams[0].tls.has_ca_file && !cfg->upstreams[0].tls.has_sni);
+    cfg = bw_config_free(cfg);
+    CHECK(parse_str(UP "    tls: {verify: false}\n", &cfg, &d) == BW_OK);
+    CHECK(!cfg->upstreams[0].tls.verify);
+    cfg = bw_config_free(cfg);
+    CHECK(parse_str(BASE, &cfg, &d) == BW_OK);
+    CHECK(!cfg->upstreams[0].has_tls);
     cfg = bw_config_free(cfg);
 }
 
@@ -1457,8 +1499,9 @@ TEST(example_config_loads)
         T_FAILF("examples/bulwark.yaml does not load");
         return;
     }
-    CHECK_INT_EQ(cfg->nlisten, 1);
+    CHECK_INT_EQ(cfg->nlisten, 2);
     CHECK_STR_EQ(cfg->listen[0].addr.text, "127.0.0.1:8080");
+    CHECK(cfg->listen[1].has_tls);
     CHECK_INT_EQ(cfg->nupstreams, 1);
     CHECK_SLICE_EQ(cfg->upstreams[0].name, "demo");
     CHECK_STR_EQ(cfg->upstreams[0].servers[0].addr.text, "127.0.0.1:8081");
@@ -1493,7 +1536,7 @@ TEST(docs_example_loads)
         T_FAILF("the example in docs/config.md does not load");
         return;
     }
-    CHECK_INT_EQ(cfg->nlisten, 2);
+    CHECK_INT_EQ(cfg->nlisten, 3);
     CHECK_INT_EQ(cfg->nupstreams, 2);
     CHECK_INT_EQ(cfg->nroutes, 3);
     CHECK(cfg->admin.enabled);
@@ -1524,6 +1567,7 @@ int main(void)
     RUN(full_config_every_key);
     RUN(small_variants_accepted);
     RUN(tls_listener);
+    RUN(upstream_tls);
     RUN(bot_score_module);
     RUN(garbage_input);
     RUN(echoed_values_are_escaped_and_shortened);
