@@ -10,8 +10,9 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "net/tls.h"
 
-enum probe_state { P_IDLE, P_SENDING, P_READING };
+enum probe_state { P_IDLE, P_HANDSHAKE, P_SENDING, P_READING };
 
 struct probe {
     struct bw_io io;
@@ -26,6 +27,8 @@ struct probe {
     size_t req_len, req_off;
     char resp[256];
     size_t resp_len;
+    bool tls;           /* the upstream has `tls:`; probes go over TLS too */
+    struct ssl_st *ssl; /* while a TLS probe runs */
 };
 
 struct bw_health {
@@ -35,6 +38,10 @@ struct bw_health {
 
 static void probe_close(struct probe *p)
 {
+    if (p->ssl) {
+        bw_tls_conn_free(p->ssl);
+        p->ssl = NULL;
+    }
     if (p->io.fd >= 0)
         close(p->io.fd);
     p->io.fd = -1;
@@ -94,24 +101,113 @@ static void check_status(struct probe *p)
     probe_result(p, code >= 200 && code < 400, why);
 }
 
+/* One step of sending or receiving, plain or TLS: bytes moved, 0 at EOF,
+ * -1 to wait, -2 on error (why set). */
+static long probe_send(struct probe *p, const char **why)
+{
+    if (p->tls) {
+        size_t n = 0;
+        switch (bw_tls_write(p->ssl, p->req + p->req_off, p->req_len - p->req_off, &n)) {
+        case BW_TLS_OK:
+            return (long)n;
+        case BW_TLS_WANT_READ:
+        case BW_TLS_WANT_WRITE:
+            return -1;
+        case BW_TLS_CLOSED:
+        case BW_TLS_FAILED:
+            *why = "TLS error while sending";
+            return -2;
+        }
+        return -2;
+    }
+    ssize_t w = send(p->io.fd, p->req + p->req_off, p->req_len - p->req_off, MSG_NOSIGNAL);
+    if (w >= 0)
+        return (long)w;
+    if (errno == EAGAIN || errno == EINTR)
+        return -1;
+    *why = strerror(errno);
+    return -2;
+}
+
+static long probe_recv(struct probe *p, const char **why)
+{
+    if (p->tls) {
+        size_t n = 0;
+        switch (bw_tls_read(p->ssl, p->resp + p->resp_len, sizeof p->resp - p->resp_len, &n)) {
+        case BW_TLS_OK:
+            return (long)n;
+        case BW_TLS_WANT_READ:
+        case BW_TLS_WANT_WRITE:
+            return -1;
+        case BW_TLS_CLOSED:
+            return 0;
+        case BW_TLS_FAILED:
+            *why = "TLS error while reading";
+            return -2;
+        }
+        return -2;
+    }
+    ssize_t n = recv(p->io.fd, p->resp + p->resp_len, sizeof p->resp - p->resp_len, 0);
+    if (n >= 0)
+        return (long)n;
+    if (errno == EAGAIN || errno == EINTR)
+        return -1;
+    *why = strerror(errno);
+    return -2;
+}
+
 static void probe_io(struct bw_loop *loop, struct bw_io *io, uint32_t ev)
 {
     (void)loop;
     struct probe *p = (struct probe *)io;
-    if (p->state == P_SENDING && (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
-        ssize_t w = send(p->io.fd, p->req + p->req_off, p->req_len - p->req_off, MSG_NOSIGNAL);
-        if (w < 0) {
-            if (errno != EAGAIN)
-                probe_result(p, false, strerror(errno));
+    const char *why = "error";
+    if (p->state == P_HANDSHAKE) {
+        if (!(ev & (EPOLLIN | EPOLLOUT | EPOLLERR | EPOLLHUP)))
+            return;
+        errno = 0;
+        enum bw_tls_result tr = bw_tls_handshake(p->ssl);
+        switch (tr) {
+        case BW_TLS_OK:
+            p->state = P_SENDING;
+            break;
+        case BW_TLS_WANT_READ:
+        case BW_TLS_WANT_WRITE:
+            return;
+        case BW_TLS_CLOSED:
+        case BW_TLS_FAILED: {
+            char buf[200], msg[260];
+            const char *verr = bw_tls_verify_error(p->ssl);
+            if (verr[0])
+                snprintf(msg, sizeof msg, "TLS: certificate refused: %s", verr);
+            else if (!bw_tls_has_error() && errno)
+                snprintf(msg, sizeof msg, "%s", strerror(errno));
+            else
+                snprintf(msg, sizeof msg, "TLS handshake failed: %s",
+                         bw_tls_last_error(buf, sizeof buf));
+            probe_result(p, false, msg);
             return;
         }
-        p->req_off += (size_t)w;
-        if (p->req_off == p->req_len)
-            p->state = P_READING;
+        }
     }
-    if (p->state == P_READING && (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
+    if (p->state == P_SENDING) {
+        /* Plain: once the connect completes; TLS: right after the handshake. */
+        if (!p->tls && !(ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+            return;
+        long w = probe_send(p, &why);
+        if (w == -2) {
+            probe_result(p, false, why);
+            return;
+        }
+        if (w < 0)
+            return;
+        p->req_off += (size_t)w;
+        if (p->req_off < p->req_len)
+            return;
+        p->state = P_READING;
+    }
+    if (p->state == P_READING) {
         for (;;) {
-            ssize_t n = recv(p->io.fd, p->resp + p->resp_len, sizeof p->resp - p->resp_len, 0);
+            long n = probe_recv(p, &why);
             if (n > 0) {
                 p->resp_len += (size_t)n;
                 check_status(p);
@@ -123,8 +219,8 @@ static void probe_io(struct bw_loop *loop, struct bw_io *io, uint32_t ev)
                 probe_result(p, false, "connection closed before a status line");
                 return;
             }
-            if (errno != EAGAIN)
-                probe_result(p, false, strerror(errno));
+            if (n == -2)
+                probe_result(p, false, why);
             return;
         }
     }
@@ -160,11 +256,20 @@ static void probe_start(struct bw_loop *loop, struct bw_timer *t)
     }
     p->io.fd = fd;
     bw_error err;
+    if (p->tls) {
+        const struct bw_server_rt *sv = &p->u->servers[p->server];
+        struct bw_tls_peer peer = {
+            .has_sni = cu->tls.has_sni, .sni = cu->tls.sni.ptr, .ip = sv->ip};
+        if (bw_tls_client_conn_new(p->u->tls, fd, &peer, &p->ssl, &err) != BW_OK) {
+            probe_result(p, false, err.msg);
+            return;
+        }
+    }
     if (bw_loop_add(loop, &p->io, &err) != BW_OK) {
         probe_result(p, false, err.msg);
         return;
     }
-    p->state = P_SENDING;
+    p->state = p->tls ? P_HANDSHAKE : P_SENDING;
     p->req_off = 0;
     p->resp_len = 0;
     if (bw_timer_set(loop, &p->timeout, cu->health.timeout_ms) != BW_OK)
@@ -198,11 +303,13 @@ bw_status bw_health_start(struct bw_health **ret, struct bw_loop *loop, struct b
             p->loop = loop;
             p->u = &snap->upstreams[i];
             p->server = k;
-            int len =
-                snprintf(p->req, sizeof p->req,
-                         "GET %.*s HTTP/1.1\r\nHost: %s\r\nUser-Agent: bulwark-health-check\r\n"
-                         "Connection: close\r\n\r\n",
-                         (int)cu->health.path.len, cu->health.path.ptr, cu->servers[k].addr.text);
+            p->tls = cu->has_tls;
+            int len = snprintf(
+                p->req, sizeof p->req,
+                "GET %.*s HTTP/1.1\r\nHost: %s\r\nUser-Agent: bulwark-health-check\r\n"
+                "Connection: close\r\n\r\n",
+                (int)cu->health.path.len, cu->health.path.ptr,
+                cu->has_tls && cu->tls.has_sni ? cu->tls.sni.ptr : cu->servers[k].addr.text);
             if (len < 0 || (size_t)len >= sizeof p->req) {
                 bw_health_stop(h);
                 return bw_error_set(err, "upstream %.*s: health_check.path too long",
@@ -229,6 +336,8 @@ void bw_health_stop(struct bw_health *h)
         return;
     for (size_t i = 0; i < h->nprobes; i++) {
         struct probe *p = &h->probes[i];
+        if (p->ssl)
+            bw_tls_conn_free(p->ssl);
         if (p->io.fd >= 0)
             close(p->io.fd);
         bw_timer_cancel(p->loop, &p->interval);

@@ -16,6 +16,7 @@ import pytest
 from bwtest import client
 from bwtest import origin as om
 from bwtest.checks import assert_still_serves
+from bwtest.pki import Pki
 from bwtest.proc import default_config
 
 OPENSSL = shutil.which("openssl")
@@ -25,36 +26,6 @@ pytestmark = pytest.mark.skipif(not OPENSSL or not CURL, reason="needs openssl a
 
 def _run(*args, **kw):
     return subprocess.run(args, capture_output=True, text=True, timeout=30, **kw)
-
-
-class Pki:
-    """A test CA and leaf certificates it signs."""
-
-    def __init__(self, d):
-        self.d = d
-        self.ca = str(d / "ca.pem")
-        self.ca_key = str(d / "ca.key")
-        r = _run(OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                 "-nodes", "-days", "30", "-subj", "/CN=bulwark test CA", "-keyout", self.ca_key,
-                 "-out", self.ca)
-        assert r.returncode == 0, r.stderr
-
-    def leaf(self, name, dns, days=30, key_type="ec"):
-        key = str(self.d / f"{name}.key")
-        csr = str(self.d / f"{name}.csr")
-        crt = str(self.d / f"{name}.pem")
-        ext = str(self.d / f"{name}.ext")
-        with open(ext, "w") as f:
-            f.write("subjectAltName=" + ",".join(f"DNS:{n}" for n in dns) + "\n")
-        newkey = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"] if key_type == "ec" \
-            else ["-newkey", "rsa:2048"]
-        r = _run(OPENSSL, "req", *newkey, "-nodes", "-subj", f"/CN={dns[0]}",
-                 "-keyout", key, "-out", csr)
-        assert r.returncode == 0, r.stderr
-        r = _run(OPENSSL, "x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", self.ca_key,
-                 "-CAcreateserial", "-days", str(days), "-extfile", ext, "-out", crt)
-        assert r.returncode == 0, r.stderr
-        return crt, key
 
 
 @pytest.fixture
