@@ -106,6 +106,17 @@ void bw_tls_set_ticket_rotation(uint64_t ticket_rotate_s)
     pthread_mutex_unlock(&tickets.mu);
 }
 
+void bw_tls_rotate_ticket_keys(void)
+{
+    pthread_mutex_lock(&tickets.mu);
+    struct ticket_key next;
+    if (key_make(&next, mono_s())) {
+        tickets.prev = tickets.cur;
+        tickets.cur = next;
+    }
+    pthread_mutex_unlock(&tickets.mu);
+}
+
 static int set_mac(EVP_MAC_CTX *hctx, unsigned char *key)
 {
     OSSL_PARAM params[] = {

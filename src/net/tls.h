@@ -65,8 +65,11 @@ struct bw_tls_ctx;
 
 /* Once per process, before any other call; idempotent. */
 bw_status bw_tls_global_init(uint64_t ticket_rotate_s, bw_error *err) BW_MUST_CHECK;
-/* The ticket key rotation period, from the newest config (seconds, > 0). */
+/* The ticket key rotation period (seconds, > 0). */
 void bw_tls_set_ticket_rotation(uint64_t ticket_rotate_s);
+/* Rotates now: a new current key; the one before stays accepted for one
+ * period. */
+void bw_tls_rotate_ticket_keys(void);
 
 /* Builds a listener's context. Refused, with which file and why: PEM that
  * does not parse, a key that does not match its certificate, a chain whose

@@ -480,6 +480,48 @@ TEST(handshake_sni_alpn_and_resumption)
     made_free(&b);
 }
 
+/* Ticket keys rotate on schedule: a ticket is taken while its key is
+ * current and for one more period after, then it is not (a full
+ * handshake). Periods of 2 s, with margins of a second or more. */
+TEST(ticket_keys_rotate_on_schedule)
+{
+    struct made a = make_cert("a.example", "a.example", -60, 86400, NULL, false);
+    struct bw_tls_pem p = pem_of(&a, "a.pem");
+    struct bw_tls_ctx *c = NULL;
+    bw_error err;
+    CHECK(bw_tls_ctx_new(&p, 1, &BOTH, now_s(), &c, &bad_ix, &err) == BW_OK);
+    SSL_CTX *cctx = client_ctx(NULL, 0);
+    SSL_CTX_set_max_proto_version(cctx, TLS1_2_VERSION); /* a ticket may be reused */
+    bw_tls_set_ticket_rotation(2);
+    bw_tls_rotate_ticket_keys(); /* the schedule starts now */
+    struct pair x;
+    int crc;
+    CHECK(pair_open(&x, cctx, c, "a.example"));
+    CHECK_INT_EQ(drive(x.cl, x.sv, &crc), BW_TLS_OK);
+    SSL_SESSION *sess = SSL_get1_session(x.cl);
+    pair_close(&x);
+    struct timespec pause = {.tv_sec = 0, .tv_nsec = 300 * 1000000L};
+    bool resumed[3];
+    for (int step = 0; step < 3; step++) {
+        /* At ~0.3 s (current key), ~2.6 s (previous key), ~4.9 s (gone). */
+        nanosleep(&pause, NULL);
+        pause = (struct timespec){.tv_sec = 2, .tv_nsec = 0};
+        CHECK(pair_open(&x, cctx, c, "a.example"));
+        SSL_set_session(x.cl, sess);
+        CHECK_INT_EQ(drive(x.cl, x.sv, &crc), BW_TLS_OK);
+        resumed[step] = bw_tls_resumed(x.sv);
+        pair_close(&x);
+    }
+    bw_tls_set_ticket_rotation(3600);
+    SSL_SESSION_free(sess);
+    SSL_CTX_free(cctx);
+    bw_tls_ctx_free(c);
+    made_free(&a);
+    CHECK(resumed[0]);
+    CHECK(resumed[1]);
+    CHECK(!resumed[2]);
+}
+
 TEST(garbage_from_a_client_fails_the_handshake)
 {
     struct made a = make_cert("a.example", "a.example", -60, 86400, NULL, false);
@@ -525,6 +567,7 @@ int main(void)
     RUN(limits_on_count_and_size);
     RUN(server_name_selects_exact_then_wildcard_then_default);
     RUN(handshake_sni_alpn_and_resumption);
+    RUN(ticket_keys_rotate_on_schedule);
     RUN(garbage_from_a_client_fails_the_handshake);
     return t_done();
 }
