@@ -2060,7 +2060,9 @@ static void session_timeout(struct bw_loop *loop, struct bw_timer *t)
                 s->up->reused = false;
             /* Not retried: the upstream may be processing the request. */
             r->attempts = 1 + 256;
-            upstream_failed(s, 504, "upstream read timeout", true);
+            upstream_failed(
+                s, 504, s->tkind == T_UP_WRITE ? "upstream write timeout" : "upstream read timeout",
+                true);
             return;
         }
         session_close(s);
