@@ -1084,19 +1084,29 @@ static enum io_result write_client(struct bw_session *s)
 
 /* Reads from fd into *bp (taking a buffer if needed). Returns >0 bytes, 0 on
  * EOF, -1 blocked (ready flag cleared), -2 error, -3 buffer full. */
-static long read_into(struct bw_proxy_worker *pw, int fd, struct bw_buf **bp, bool *ready, bool hup)
+/* A buffer in *bp with room to read into: 0, or -2 (out of memory) or -3
+ * (full) as read_into returns them. */
+static long read_room(struct bw_proxy_worker *pw, struct bw_buf **bp)
 {
     if (!*bp) {
         *bp = buf_get(pw);
         if (!*bp)
             return -2;
     }
-    struct bw_buf *b = *bp;
-    if (bw_buf_room(b) == 0) {
-        bw_buf_compact(b);
-        if (bw_buf_room(b) == 0)
+    if (bw_buf_room(*bp) == 0) {
+        bw_buf_compact(*bp);
+        if (bw_buf_room(*bp) == 0)
             return -3;
     }
+    return 0;
+}
+
+static long read_into(struct bw_proxy_worker *pw, int fd, struct bw_buf **bp, bool *ready, bool hup)
+{
+    long rr = read_room(pw, bp);
+    if (rr < 0)
+        return rr;
+    struct bw_buf *b = *bp;
     size_t room = bw_buf_room(b);
     for (;;) {
         ssize_t n = recv(fd, bw_buf_tail(b), room, 0);
@@ -1127,17 +1137,10 @@ static long read_into(struct bw_proxy_worker *pw, int fd, struct bw_buf **bp, bo
 static long tls_read_into(struct bw_proxy_worker *pw, struct ssl_st *ssl, struct bw_buf **bp,
                           bool *ready, bool *rd_wants_wr, bool *broken)
 {
-    if (!*bp) {
-        *bp = buf_get(pw);
-        if (!*bp)
-            return -2;
-    }
+    long rr = read_room(pw, bp);
+    if (rr < 0)
+        return rr;
     struct bw_buf *b = *bp;
-    if (bw_buf_room(b) == 0) {
-        bw_buf_compact(b);
-        if (bw_buf_room(b) == 0)
-            return -3;
-    }
     long total = 0;
     while (bw_buf_room(b) > 0) {
         size_t n = 0;

@@ -12,17 +12,14 @@
 """
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bwtest import origin as origin_mod  # noqa: E402
+from bwtest.nginx import Nginx  # noqa: E402
 from bwtest.proc import Bulwark, bulwark_bin, default_config  # noqa: E402
 
 
@@ -93,91 +90,6 @@ def proxy(bulwark, tmp_path):
         return bulwark(cfg, expect_errors=expect_errors)
 
     return start
-
-
-def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-NGINX_CONF = """
-worker_processes 1;
-user root root;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {prefix}/tmp/body;
-    proxy_temp_path {prefix}/tmp/proxy;
-    fastcgi_temp_path {prefix}/tmp/fastcgi;
-    uwsgi_temp_path {prefix}/tmp/uwsgi;
-    scgi_temp_path {prefix}/tmp/scgi;
-    keepalive_requests 1000;
-    server {{
-        listen 127.0.0.1:{port};
-        root {prefix}/html;
-        location = /ok {{ return 200 "nginx ok\\n"; }}
-        location = /created {{ return 201 "made\\n"; }}
-        location /static/ {{ }}
-    }}
-}}
-"""
-
-
-class Nginx:
-    def __init__(self, prefix):
-        self.prefix = prefix
-        for d in ("html/static", "tmp", "logs"):
-            os.makedirs(os.path.join(prefix, d), exist_ok=True)
-        self.small = origin_mod.pattern(1024)
-        self.large = origin_mod.pattern(1 << 20, offset=17)
-        with open(os.path.join(prefix, "html/static/1k.bin"), "wb") as f:
-            f.write(self.small)
-        with open(os.path.join(prefix, "html/static/1m.bin"), "wb") as f:
-            f.write(self.large)
-        self.proc = None
-        last = ""
-        for _ in range(5):
-            self.port = _free_port()
-            conf = os.path.join(prefix, "nginx.conf")
-            with open(conf, "w") as f:
-                f.write(NGINX_CONF.format(prefix=prefix, port=self.port))
-            self.stderr_path = os.path.join(prefix, "stderr.log")
-            err = open(self.stderr_path, "wb")
-            self.proc = subprocess.Popen(
-                ["/usr/sbin/nginx", "-p", prefix, "-c", conf, "-e", "stderr",
-                 "-g", f"daemon off; pid {prefix}/nginx.pid; error_log stderr;"],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
-            err.close()
-            if self._wait_up():
-                self.address = f"127.0.0.1:{self.port}"
-                return
-            last = open(self.stderr_path).read()
-            self.stop()
-        raise AssertionError(f"nginx did not start: {last}")
-
-    def _wait_up(self):
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return True
-            except OSError:
-                time.sleep(0.02)
-        return False
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
 
 
 @pytest.fixture

@@ -2,35 +2,21 @@
 TLS: verified by name and by IP address, pooled connections, a refused
 certificate answered 502, verification off, health checks over TLS, and a
 bad CA file refused at reload."""
-import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import time
 
 import pytest
 
 from bwtest import client
-from bwtest.pki import Pki, run
+from bwtest.nginx import NGINX_HEAD, Nginx
+from bwtest.pki import Pki
 
 NGINX = "/usr/sbin/nginx"
 pytestmark = pytest.mark.skipif(not os.access(NGINX, os.X_OK) or not shutil.which("openssl"),
                                 reason="needs nginx and openssl")
 
-NGINX_TLS_CONF = """
-worker_processes 1;
-user root root;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {prefix}/tmp/body;
-    proxy_temp_path {prefix}/tmp/proxy;
-    fastcgi_temp_path {prefix}/tmp/fastcgi;
-    uwsgi_temp_path {prefix}/tmp/uwsgi;
-    scgi_temp_path {prefix}/tmp/scgi;
-    keepalive_requests 1000;
+NGINX_TLS_CONF = NGINX_HEAD + """
     server {{
         listen 127.0.0.1:{port} ssl;
         ssl_certificate {cert};
@@ -46,49 +32,6 @@ http {{
 """
 
 
-def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-class TlsNginx:
-    def __init__(self, prefix, cert, key):
-        self.prefix = prefix
-        for d in ("tmp", "logs"):
-            os.makedirs(os.path.join(prefix, d), exist_ok=True)
-        self.port = _free_port()
-        conf = os.path.join(prefix, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write(NGINX_TLS_CONF.format(prefix=prefix, port=self.port, cert=cert, key=key))
-        self.stderr_path = os.path.join(prefix, "stderr.log")
-        with open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen(
-                [NGINX, "-p", prefix, "-c", conf, "-e", "stderr",
-                 "-g", f"daemon off; pid {prefix}/nginx.pid; error_log stderr;"],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, open(self.stderr_path).read()
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.02)
-        self.address = f"127.0.0.1:{self.port}"
-
-    def stop(self):
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-
-
 @pytest.fixture
 def pki(tmp_path):
     d = tmp_path / "pki"
@@ -102,7 +45,7 @@ def tls_origin(tmp_path, pki):
 
     def start(dns=("app.internal",), ips=("127.0.0.1",)):
         crt, key = pki.leaf(f"origin{len(started)}", list(dns), ips=list(ips))
-        n = TlsNginx(str(tmp_path / f"nginx{len(started)}"), crt, key)
+        n = Nginx(str(tmp_path / f"nginx{len(started)}"), NGINX_TLS_CONF, cert=crt, key=key)
         started.append(n)
         return n
 
