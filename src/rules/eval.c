@@ -394,6 +394,12 @@ __attribute__((noinline)) static bool make_ready(struct bw_rules_ctx *cx)
 {
     cx->ready = true;
     const struct bw_rules_prog *p = cx->prog;
+    if (p->natoms <= BW__ATOMS_INLINE) {
+        memset(cx->atoms_inline, 0, p->natoms);
+        cx->atoms = cx->atoms_inline;
+    } else {
+        cx->atoms = ralloc(cx, p->natoms); /* NULL: each atom alone (atom_alone) */
+    }
     size_t n_slots = p->nslots * sizeof *cx->slots, n_scans = p->ngroups * sizeof *cx->scans,
            n_memos = p->nmemos * sizeof *cx->memos;
     if (n_slots + n_scans + n_memos == 0)
@@ -537,9 +543,8 @@ static enum bw_tri compare(enum bw_rules_cmp_op op, const struct bw_val *lp,
     return BW_TRI_UNKNOWN;
 }
 
-static enum bw_tri in_set(const struct bw__cnode *n, const struct bw_val *v)
+static enum bw_tri set_has(const struct bw__set *set, const struct bw_val *v)
 {
-    const struct bw__set *set = n->u.in.set;
     switch (set->kind) {
     case BW_RULES_SET_BYTES:
         if (v->kind != BW_VAL_BYTES)
@@ -559,6 +564,11 @@ static enum bw_tri in_set(const struct bw__cnode *n, const struct bw_val *v)
         break;
     }
     return BW_TRI_UNKNOWN;
+}
+
+static enum bw_tri in_set(const struct bw__cnode *n, const struct bw_val *v)
+{
+    return set_has(n->u.in.set, v);
 }
 
 static int hexval(char c)
@@ -898,15 +908,11 @@ static inline const struct bw_val *ref(struct bw_rules_ctx *cx, const struct bw_
     return tmp;
 }
 
-__attribute__((always_inline)) static inline enum bw_tri bytes_k(struct bw_rules_ctx *cx,
-                                                                 const struct bw__cnode *n)
+/* s op k, both known. */
+__attribute__((always_inline)) static inline enum bw_tri bytes_op(enum bw__bytes_op op, bw_slice s,
+                                                                  bw_slice k)
 {
-    struct bw_val tmp;
-    const struct bw_val *l = ref(cx, n->u.bytes_k.lhs, &tmp);
-    if (l->kind != BW_VAL_BYTES)
-        return BW_TRI_UNKNOWN;
-    bw_slice s = l->u.bytes, k = n->u.bytes_k.k;
-    switch (n->u.bytes_k.op) {
+    switch (op) {
     case BW__BK_EQ:
         return bw_tri_of(s.len == k.len && same_bytes(s.ptr, k.ptr, k.len));
     case BW__BK_NE:
@@ -923,14 +929,30 @@ __attribute__((always_inline)) static inline enum bw_tri bytes_k(struct bw_rules
     return BW_TRI_UNKNOWN;
 }
 
-static inline enum bw_tri matches_tri(struct bw_rules_ctx *cx, const struct bw__cnode *n)
+__attribute__((always_inline)) static inline enum bw_tri bytes_k(struct bw_rules_ctx *cx,
+                                                                 const struct bw__cnode *n)
 {
-    struct bw__scan_cache *sc = &cx->scans[n->u.matches.group];
+    struct bw_val tmp;
+    const struct bw_val *l = ref(cx, n->u.bytes_k.lhs, &tmp);
+    if (l->kind != BW_VAL_BYTES)
+        return BW_TRI_UNKNOWN;
+    return bytes_op(n->u.bytes_k.op, l->u.bytes, n->u.bytes_k.k);
+}
+
+/* Pattern id of scan group g (not lifted). */
+static inline enum bw_tri match_tri(struct bw_rules_ctx *cx, size_t g, size_t id)
+{
+    struct bw__scan_cache *sc = &cx->scans[g];
     if (sc->state != BW__CACHE_DONE)
-        sc = scan(cx, n->u.matches.group);
+        sc = scan(cx, g);
     if (!sc->known || !sc->elem_known[0])
         return BW_TRI_UNKNOWN;
-    return bw_tri_of(bw_regex_bit(sc->bits, n->u.matches.id));
+    return bw_tri_of(bw_regex_bit(sc->bits, id));
+}
+
+static inline enum bw_tri matches_tri(struct bw_rules_ctx *cx, const struct bw__cnode *n)
+{
+    return match_tri(cx, n->u.matches.group, n->u.matches.id);
 }
 
 static enum bw_tri compare_refs(struct bw_rules_ctx *cx, const struct bw__cnode *n)
@@ -1073,12 +1095,176 @@ void bw_rules_ctx_init(struct bw_rules_ctx *cx, const struct bw_rules_prog *p,
     cx->slots = NULL; /* the caches: set by make_ready, read only once ready */
     cx->scans = NULL;
     cx->memos = NULL;
+    cx->atoms = NULL;
     cx->hidx = NULL; /* read only once hidx_done */
     cx->hidx_done = false;
     cx->stats = (struct bw_rules_eval_stats){0};
 }
 
+/* ---- the flattened logic layer (eval_internal.h) ------------------------- */
+
+/* Literal group g: its left side once, then each of its tests, into their
+ * atoms. The tests allocate nothing and have no other effect, so running
+ * those of rules that are never evaluated changes nothing but time. */
+static void lit_group(struct bw_rules_ctx *cx, uint32_t g)
+{
+    const struct bw__lit_group *lg = &cx->prog->lit_groups[g];
+    const struct bw__lit *lit = &cx->prog->lits[lg->first];
+    uint8_t *out = &cx->atoms[lg->first];
+    struct bw_val tmp;
+    const struct bw_val *v = ref(cx, lg->lhs, &tmp);
+    bool bytes = v->kind == BW_VAL_BYTES;
+    for (uint32_t j = 0; j < lg->n; j++) {
+        enum bw_tri t = BW_TRI_UNKNOWN;
+        switch ((enum bw__lit_op)lit[j].op) {
+        case BW__L_EQ:
+        case BW__L_NE:
+        case BW__L_CONTAINS:
+        case BW__L_STARTS_WITH:
+        case BW__L_ENDS_WITH:
+            if (bytes)
+                t = bytes_op((enum bw__bytes_op)lit[j].op, v->u.bytes, lit[j].k);
+            break;
+        case BW__L_IN:
+            t = set_has(lit[j].set, v);
+            break;
+        case BW__L__COUNT:
+            break;
+        }
+        out[j] = (uint8_t)(1 + t);
+    }
+}
+
+/* Scan group g (scanned now unless it was already), into the atoms of all
+ * its patterns. */
+static void scan_atoms(struct bw_rules_ctx *cx, uint32_t g)
+{
+    const struct bw__group *grp = &cx->prog->groups[g];
+    uint8_t *out = &cx->atoms[cx->prog->scan_atoms[g]];
+    struct bw__scan_cache *sc = &cx->scans[g];
+    if (sc->state != BW__CACHE_DONE)
+        sc = scan(cx, g);
+    if (!sc->known || !sc->elem_known[0]) {
+        memset(out, 1 + BW_TRI_UNKNOWN, grp->npatterns);
+        return;
+    }
+    for (size_t id = 0; id < grp->npatterns; id++)
+        out[id] = (uint8_t)(1 + bw_regex_bit(sc->bits, id));
+}
+
+/* Atom a's value, computed without the atom results (they have no room). */
+static enum bw_tri atom_alone(struct bw_rules_ctx *cx, const struct bw__atom *at)
+{
+    switch ((enum bw__atom_kind)at->kind) {
+    case BW__A_MATCH:
+        return match_tri(cx, at->group, at->id);
+    case BW__A_LIT:
+    case BW__A_NODE:
+        return tri(cx, at->node);
+    case BW__A__COUNT:
+        break;
+    }
+    return BW_TRI_UNKNOWN;
+}
+
+/* Computes atom a's group; a is not computed yet. */
+__attribute__((noinline)) static enum bw_tri atom_fill(struct bw_rules_ctx *cx, uint32_t a)
+{
+    const struct bw__atom *at = &cx->prog->atoms[a];
+    if (!cx->atoms)
+        return atom_alone(cx, at);
+    switch ((enum bw__atom_kind)at->kind) {
+    case BW__A_LIT:
+        lit_group(cx, at->group);
+        break;
+    case BW__A_MATCH:
+        scan_atoms(cx, at->group);
+        break;
+    case BW__A_NODE:
+        cx->atoms[a] = (uint8_t)(1 + tri(cx, at->node));
+        break;
+    case BW__A__COUNT:
+        return BW_TRI_UNKNOWN;
+    }
+    return (enum bw_tri)(cx->atoms[a] - 1);
+}
+
+static inline enum bw_tri atom(struct bw_rules_ctx *cx, uint32_t a)
+{
+    if (__builtin_expect(cx->atoms != NULL && cx->atoms[a] != 0, 1))
+        return (enum bw_tri)(cx->atoms[a] - 1);
+    return atom_fill(cx, a);
+}
+
+/* Whether acc decides a logic node: and at false, or at true, xor at
+ * unknown (the remaining operands cannot change it). */
+static inline bool decided(enum bw_rules_logic_op op, enum bw_tri acc)
+{
+    return acc == (op == BW_RULES_AND  ? BW_TRI_FALSE
+                   : op == BW_RULES_OR ? BW_TRI_TRUE
+                                       : BW_TRI_UNKNOWN);
+}
+
+static inline enum bw_tri combine(enum bw_rules_logic_op op, enum bw_tri a, enum bw_tri b)
+{
+    switch (op) {
+    case BW_RULES_AND:
+        return bw_tri_and(a, b);
+    case BW_RULES_OR:
+        return bw_tri_or(a, b);
+    case BW_RULES_XOR:
+        return bw_tri_xor(a, b);
+    case BW_RULES_LOGIC__COUNT:
+        break;
+    }
+    return BW_TRI_UNKNOWN;
+}
+
 enum bw_tri bw_rules_eval(struct bw_rules_ctx *cx, size_t i)
+{
+    if (i >= cx->prog->n || !ensure_ready(cx))
+        return BW_TRI_UNKNOWN;
+    uint32_t single = cx->prog->single[i];
+    if (__builtin_expect(single != BW__NOT_SINGLE, 1)) {
+        /* not U is U: 0 <-> 1, 2 stays */
+        static const uint8_t negate[2][BW_TRI__COUNT] = {
+            {BW_TRI_FALSE, BW_TRI_TRUE, BW_TRI_UNKNOWN},
+            {BW_TRI_TRUE, BW_TRI_FALSE, BW_TRI_UNKNOWN}};
+        return (enum bw_tri)negate[single & 1u][atom(cx, single >> 1)];
+    }
+    const struct bw__insn *code = cx->prog->code;
+    uint32_t pc = cx->prog->entry[i];
+    enum bw_tri r = BW_TRI_UNKNOWN;
+    uint8_t acc[BW__MAX_LOGIC_DEPTH]; /* written by FIRST before any read */
+    for (;;) {
+        const struct bw__insn *in = &code[pc++];
+        switch ((enum bw__op)in->op) {
+        case BW__OP_ATOM:
+            r = atom(cx, in->a);
+            break;
+        case BW__OP_NOT:
+            r = bw_tri_not(r);
+            break;
+        case BW__OP_FIRST:
+            acc[in->depth] = (uint8_t)r;
+            if (decided((enum bw_rules_logic_op)in->logic, r))
+                pc = in->a;
+            break;
+        case BW__OP_STEP:
+            r = combine((enum bw_rules_logic_op)in->logic, (enum bw_tri)acc[in->depth], r);
+            acc[in->depth] = (uint8_t)r;
+            if (decided((enum bw_rules_logic_op)in->logic, r))
+                pc = in->a;
+            break;
+        case BW__OP_END:
+            return r;
+        case BW__OP__COUNT:
+            return BW_TRI_UNKNOWN;
+        }
+    }
+}
+
+enum bw_tri bw__rules_eval_tree(struct bw_rules_ctx *cx, size_t i)
 {
     if (i >= cx->prog->n || !ensure_ready(cx))
         return BW_TRI_UNKNOWN;

@@ -158,6 +158,9 @@ struct bw_rules_eval_stats {
     uint64_t arena_failures; /* allocations refused by the request arena */
 };
 
+/* Atoms whose results live in the context itself (no arena). */
+#define BW__ATOMS_INLINE 256u
+
 enum bw__cache_state { BW__CACHE_EMPTY, BW__CACHE_DONE, BW__CACHE__COUNT };
 
 struct bw__field_cache {
@@ -182,9 +185,15 @@ struct bw_rules_ctx {
     struct bw__field_cache *slots;               /* prog's header slots */
     struct bw__scan_cache *scans;                /* prog's scan groups */
     struct bw__field_cache *memos;               /* prog's shared calls */
+    /* prog's atoms (eval_internal.h): 0 not yet computed, else
+     * 1 + enum bw_tri. In atoms_inline when they fit, so that most programs
+     * take no arena for them; NULL when a larger program's could not be
+     * allocated (each atom is then computed alone, each time). */
+    uint8_t *atoms;
     struct bw__hidx *hidx; /* prog's request header names, indexed on first use */
     bool hidx_done;
     struct bw_rules_eval_stats stats;
+    uint8_t atoms_inline[BW__ATOMS_INLINE]; /* not zeroed by init: make_ready zeroes what is used */
 };
 
 /* Binds a context to one request. Allocates nothing (caches are taken from
@@ -197,6 +206,11 @@ void bw_rules_ctx_init(struct bw_rules_ctx *cx, const struct bw_rules_prog *p,
 /* The value of expression i (i < bw_rules_prog_count) for the bound request.
  * A rule fires only on BW_TRI_TRUE. i out of range gives BW_TRI_UNKNOWN. */
 enum bw_tri bw_rules_eval(struct bw_rules_ctx *cx, size_t i);
+
+/* The same value as bw_rules_eval, computed by walking expression i's tree
+ * instead of running its flattened form: the reference the flattened form is
+ * tested against (tests/unit/rules/test_flatten.c, fuzz_rules_eval.c). */
+enum bw_tri bw__rules_eval_tree(struct bw_rules_ctx *cx, size_t i);
 
 /* The value of a scalar field for the bound request, through the same
  * once-per-request cache the expressions use (rate-limit keys, `bulwark
