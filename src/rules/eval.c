@@ -394,28 +394,29 @@ __attribute__((noinline)) static bool make_ready(struct bw_rules_ctx *cx)
 {
     cx->ready = true;
     const struct bw_rules_prog *p = cx->prog;
+    size_t n_slots = p->nslots * sizeof *cx->slots, n_scans = p->ngroups * sizeof *cx->scans,
+           n_memos = p->nmemos * sizeof *cx->memos;
+    if (n_slots + n_scans + n_memos > 0) {
+        char *m = ralloc(cx, n_slots + n_scans + n_memos);
+        if (!m) {
+            cx->broken = true;
+            return false;
+        }
+        /* Each part is a multiple of its element size; all three element
+         * types have the same (pointer and uint64_t) alignment. */
+        _Static_assert(_Alignof(struct bw__field_cache) == _Alignof(struct bw__scan_cache),
+                       "one allocation for every cache");
+        cx->slots = (struct bw__field_cache *)m;
+        cx->scans = (struct bw__scan_cache *)(m + n_slots);
+        cx->memos = (struct bw__field_cache *)(m + n_slots + n_scans);
+    }
     if (p->natoms <= BW__ATOMS_INLINE) {
         memset(cx->atoms_inline, 0, p->natoms);
         cx->atoms = cx->atoms_inline;
     } else {
         cx->atoms = ralloc(cx, p->natoms); /* NULL: each atom alone (atom_alone) */
     }
-    size_t n_slots = p->nslots * sizeof *cx->slots, n_scans = p->ngroups * sizeof *cx->scans,
-           n_memos = p->nmemos * sizeof *cx->memos;
-    if (n_slots + n_scans + n_memos == 0)
-        return true;
-    char *m = ralloc(cx, n_slots + n_scans + n_memos);
-    if (!m) {
-        cx->broken = true;
-        return false;
-    }
-    /* Each part is a multiple of its element size; all three element types
-     * have the same (pointer and uint64_t) alignment. */
-    _Static_assert(_Alignof(struct bw__field_cache) == _Alignof(struct bw__scan_cache),
-                   "one allocation for every cache");
-    cx->slots = (struct bw__field_cache *)m;
-    cx->scans = (struct bw__scan_cache *)(m + n_slots);
-    cx->memos = (struct bw__field_cache *)(m + n_slots + n_scans);
+    cx->fast = cx->atoms != NULL;
     return true;
 }
 
@@ -1091,6 +1092,9 @@ void bw_rules_ctx_init(struct bw_rules_ctx *cx, const struct bw_rules_prog *p,
     cx->scratch = scratch;
     cx->ready = false;
     cx->broken = false;
+    cx->fast = false;
+    cx->nexprs = (uint32_t)p->n; /* at most BW_RULES_PROG_MAX_EXPRS */
+    cx->single = p->single;
     cx->fields_done = 0;
     cx->slots = NULL; /* the caches: set by make_ready, read only once ready */
     cx->scans = NULL;
@@ -1103,6 +1107,84 @@ void bw_rules_ctx_init(struct bw_rules_ctx *cx, const struct bw_rules_prog *p,
 
 /* ---- the flattened logic layer (eval_internal.h) ------------------------- */
 
+/* Literal test lit of the value v. */
+__attribute__((always_inline)) static inline enum bw_tri lit_test(const struct bw__lit *lit,
+                                                                  const struct bw_val *v)
+{
+    switch ((enum bw__lit_op)lit->op) {
+    case BW__L_EQ:
+    case BW__L_NE:
+    case BW__L_CONTAINS:
+    case BW__L_STARTS_WITH:
+    case BW__L_ENDS_WITH:
+        if (v->kind != BW_VAL_BYTES)
+            return BW_TRI_UNKNOWN;
+        return bytes_op((enum bw__bytes_op)lit->op, v->u.bytes, lit->k);
+    case BW__L_IN:
+        return set_has(lit->set, v);
+    case BW__L_LT:
+    case BW__L_LE:
+    case BW__L_GT:
+    case BW__L_GE:
+    case BW__L_IEQ:
+    case BW__L_INE:
+        if (v->kind != BW_VAL_INT)
+            return BW_TRI_UNKNOWN;
+        int64_t a = v->u.integer, b = lit->i;
+        switch ((enum bw__lit_op)lit->op) {
+        case BW__L_LT:
+            return bw_tri_of(a < b);
+        case BW__L_LE:
+            return bw_tri_of(a <= b);
+        case BW__L_GT:
+            return bw_tri_of(a > b);
+        case BW__L_GE:
+            return bw_tri_of(a >= b);
+        case BW__L_IEQ:
+            return bw_tri_of(a == b);
+        case BW__L_INE:
+            return bw_tri_of(a != b);
+        case BW__L_EQ:
+        case BW__L_NE:
+        case BW__L_CONTAINS:
+        case BW__L_STARTS_WITH:
+        case BW__L_ENDS_WITH:
+        case BW__L_IN:
+        case BW__L__COUNT:
+            break;
+        }
+        break;
+    case BW__L__COUNT:
+        break;
+    }
+    return BW_TRI_UNKNOWN;
+}
+
+/* A literal group's left side. len() of a header slot or of a field, the
+ * usual Int left sides, without a call through the tree (same value:
+ * eval_call's len() of a slot is its count; of a Bytes field its length). */
+static const struct bw_val *group_lhs(struct bw_rules_ctx *cx, const struct bw__cnode *lhs,
+                                      struct bw_val *tmp)
+{
+    if (lhs->kind == BW__C_CALL && lhs->u.call.fn == BW_RULES_FN_LEN && !lhs->lifted &&
+        lhs->u.call.nargs == 1) {
+        const struct bw__cnode *a0 = lhs->u.call.args[0];
+        if (a0->kind == BW__C_HEADER) {
+            size_t k, first;
+            *tmp = slot_find(cx, &cx->prog->slots[a0->u.header.slot], &k, &first)
+                       ? v_int((int64_t)k)
+                       : unknown_val;
+            return tmp;
+        }
+        if (a0->kind == BW__C_FIELD) {
+            const struct bw_val *f = field_ref(cx, a0->u.field);
+            *tmp = f->kind == BW_VAL_BYTES ? v_int((int64_t)f->u.bytes.len) : unknown_val;
+            return tmp;
+        }
+    }
+    return ref(cx, lhs, tmp);
+}
+
 /* Literal group g: its left side once, then each of its tests, into their
  * atoms. The tests allocate nothing and have no other effect, so running
  * those of rules that are never evaluated changes nothing but time. */
@@ -1112,27 +1194,65 @@ static void lit_group(struct bw_rules_ctx *cx, uint32_t g)
     const struct bw__lit *lit = &cx->prog->lits[lg->first];
     uint8_t *out = &cx->atoms[lg->first];
     struct bw_val tmp;
-    const struct bw_val *v = ref(cx, lg->lhs, &tmp);
-    bool bytes = v->kind == BW_VAL_BYTES;
-    for (uint32_t j = 0; j < lg->n; j++) {
-        enum bw_tri t = BW_TRI_UNKNOWN;
-        switch ((enum bw__lit_op)lit[j].op) {
-        case BW__L_EQ:
-        case BW__L_NE:
-        case BW__L_CONTAINS:
-        case BW__L_STARTS_WITH:
-        case BW__L_ENDS_WITH:
-            if (bytes)
-                t = bytes_op((enum bw__bytes_op)lit[j].op, v->u.bytes, lit[j].k);
-            break;
-        case BW__L_IN:
-            t = set_has(lit[j].set, v);
-            break;
-        case BW__L__COUNT:
-            break;
-        }
-        out[j] = (uint8_t)(1 + t);
+    const struct bw_val *v = group_lhs(cx, lg->lhs, &tmp);
+    for (uint32_t j = 0; j < lg->n; j++)
+        out[j] = (uint8_t)(1 + lit_test(&lit[j], v));
+}
+
+/* lower() / upper() of values up to this long are computed on the stack by
+ * HEADERS atoms; longer ones go through the tree. */
+#define HMAP_BUF 256
+
+/* A HEADERS atom (eval_internal.h): what the tree computes for
+ * any(t(m(h["name"][*]))), all(...) and has(h["name"]), from the header
+ * lines directly. any() stops at the first true, all() at the first false:
+ * the rest cannot change the value. */
+static enum bw_tri headers_atom(struct bw_rules_ctx *cx, const struct bw__atom *at)
+{
+    const struct bw__slot *s = &cx->prog->slots[at->group];
+    size_t k, first;
+    bool exists = slot_find(cx, s, &k, &first);
+    enum bw__hq hq = (enum bw__hq)at->hq;
+    switch (hq) {
+    case BW__HQ_HAS:
+        return bw_tri_of(exists && k > 0);
+    case BW__HQ_ANY:
+    case BW__HQ_ALL:
+        break;
+    case BW__HQ__COUNT:
+        return BW_TRI_UNKNOWN;
     }
+    if (!exists)
+        return BW_TRI_UNKNOWN; /* the map itself is unknown */
+    const struct bw_rv_headers *h;
+    if (!map_of(cx, s->map, &h))
+        return BW_TRI_UNKNOWN;
+    bool any = hq == BW__HQ_ANY;
+    enum bw_tri acc = any ? BW_TRI_FALSE : BW_TRI_TRUE;
+    const struct bw__lit *lit = &cx->prog->hlits[at->id];
+    char buf[HMAP_BUF];
+    for (size_t i = first, j = 0; j < k && i < h->n; i++) {
+        if (j > 0 && !bw_slice_eq_nocase(h->items[i].name, s->name))
+            continue;
+        j++;
+        struct bw_val v = v_bytes(h->items[i].value);
+        if (at->hmap != BW_RULES_FN__COUNT) {
+            bw_slice x = v.u.bytes;
+            if (x.len > sizeof buf)
+                return tri(cx, at->node);
+            bool up = at->hmap == BW_RULES_FN_UPPER;
+            const unsigned char *in = (const unsigned char *)x.ptr;
+            for (size_t b = 0; b < x.len; b++)
+                buf[b] = up ? (char)(in[b] - ((unsigned char)(in[b] - 'a') < 26u ? 'a' - 'A' : 0))
+                            : (char)(in[b] + ((unsigned char)(in[b] - 'A') < 26u ? 'a' - 'A' : 0));
+            v.u.bytes = bw_slice_make(x.len ? buf : "", x.len);
+        }
+        enum bw_tri t = lit_test(lit, &v);
+        acc = any ? bw_tri_or(acc, t) : bw_tri_and(acc, t);
+        if (acc == (any ? BW_TRI_TRUE : BW_TRI_FALSE))
+            break;
+    }
+    return acc;
 }
 
 /* Scan group g (scanned now unless it was already), into the atoms of all
@@ -1158,6 +1278,8 @@ static enum bw_tri atom_alone(struct bw_rules_ctx *cx, const struct bw__atom *at
     switch ((enum bw__atom_kind)at->kind) {
     case BW__A_MATCH:
         return match_tri(cx, at->group, at->id);
+    case BW__A_HEADERS:
+        return headers_atom(cx, at);
     case BW__A_LIT:
     case BW__A_NODE:
         return tri(cx, at->node);
@@ -1179,6 +1301,9 @@ __attribute__((noinline)) static enum bw_tri atom_fill(struct bw_rules_ctx *cx, 
         break;
     case BW__A_MATCH:
         scan_atoms(cx, at->group);
+        break;
+    case BW__A_HEADERS:
+        cx->atoms[a] = (uint8_t)(1 + headers_atom(cx, at));
         break;
     case BW__A_NODE:
         cx->atoms[a] = (uint8_t)(1 + tri(cx, at->node));
@@ -1220,7 +1345,10 @@ static inline enum bw_tri combine(enum bw_rules_logic_op op, enum bw_tri a, enum
     return BW_TRI_UNKNOWN;
 }
 
-enum bw_tri bw_rules_eval(struct bw_rules_ctx *cx, size_t i)
+_Static_assert(BW_TRI_FALSE == 0 && BW_TRI_TRUE == 1 && BW_TRI_UNKNOWN == 2,
+               "bw_rules_eval (eval.h) negates with bit operations");
+
+enum bw_tri bw__rules_eval(struct bw_rules_ctx *cx, size_t i)
 {
     if (i >= cx->prog->n || !ensure_ready(cx))
         return BW_TRI_UNKNOWN;

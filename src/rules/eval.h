@@ -178,9 +178,12 @@ struct bw_rules_ctx {
     const struct bw_request_view *view;
     bw_arena *arena;
     bw_regex_scratch *scratch;
-    bool ready;           /* slot and scan caches allocated */
-    bool broken;          /* their allocation failed: every expression is unknown */
-    uint32_t fields_done; /* bit f: field_vals[f] is extracted */
+    bool ready;             /* slot and scan caches allocated */
+    bool broken;            /* their allocation failed: every expression is unknown */
+    bool fast;              /* ready, not broken, atoms not NULL: bw_rules_eval's inline path */
+    uint32_t nexprs;        /* prog's expressions */
+    const uint32_t *single; /* prog's (eval_internal.h) */
+    uint32_t fields_done;   /* bit f: field_vals[f] is extracted */
     struct bw_val field_vals[BW_RULES_F__COUNT]; /* not zeroed by init: read only when done */
     struct bw__field_cache *slots;               /* prog's header slots */
     struct bw__scan_cache *scans;                /* prog's scan groups */
@@ -205,7 +208,27 @@ void bw_rules_ctx_init(struct bw_rules_ctx *cx, const struct bw_rules_prog *p,
 
 /* The value of expression i (i < bw_rules_prog_count) for the bound request.
  * A rule fires only on BW_TRI_TRUE. i out of range gives BW_TRI_UNKNOWN. */
-enum bw_tri bw_rules_eval(struct bw_rules_ctx *cx, size_t i);
+static inline enum bw_tri bw_rules_eval(struct bw_rules_ctx *cx, size_t i);
+
+/* bw_rules_eval's every case; what follows is only its most common one. */
+enum bw_tri bw__rules_eval(struct bw_rules_ctx *cx, size_t i);
+
+/* Inline because most rules are one test whose result is already known
+ * (computed with others of its group, eval_internal.h): reading it costs
+ * less than a call into eval.c. The test's result byte is 1 + enum bw_tri;
+ * single[i] is atom << 1 | negated, or BW__NOT_SINGLE. */
+#define BW__NOT_SINGLE UINT32_MAX
+static inline enum bw_tri bw_rules_eval(struct bw_rules_ctx *cx, size_t i)
+{
+    if (__builtin_expect(cx->fast && i < cx->nexprs, 1)) {
+        uint32_t s = cx->single[i];
+        if (s != BW__NOT_SINGLE && cx->atoms[s >> 1] != 0) {
+            unsigned t = cx->atoms[s >> 1] - 1u;              /* 0 false, 1 true, 2 unknown */
+            return (enum bw_tri)(t ^ ((s & 1u) & ~(t >> 1))); /* not: flip unless unknown */
+        }
+    }
+    return bw__rules_eval(cx, i);
+}
 
 /* The same value as bw_rules_eval, computed by walking expression i's tree
  * instead of running its flattened form: the reference the flattened form is

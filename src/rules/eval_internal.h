@@ -121,6 +121,12 @@ struct bw__cnode {
  * - MATCH: a pattern of a scan group (a `matches`, or a folded `contains`).
  *   Every pattern of a scan group that some atom reads has an atom, and the
  *   group's one scan fills all of them.
+ * - HEADERS: `any(t(h["name"][*]))` / `all(...)` where t is a literal
+ *   test (as above, lifted), optionally of lower() / upper() of each value;
+ *   and `has(h["name"])`. Computed alone, straight from the request's
+ *   header lines: no array of values is built and nothing is allocated
+ *   (lower() / upper() go through a small stack buffer; a longer value
+ *   sends the atom through the tree).
  * - NODE: anything else, computed alone through the tree (eval.c's tri()).
  * Tests and bit reads allocate nothing and have no other effect, so filling
  * the bytes of atoms that no rule evaluated changes nothing but time; what
@@ -154,16 +160,19 @@ struct bw__insn {
     uint32_t a;
 };
 
-/* prog->single[i] for an expression that is not a single atom. */
-#define BW__NOT_SINGLE UINT32_MAX
+enum bw__atom_kind { BW__A_LIT, BW__A_MATCH, BW__A_HEADERS, BW__A_NODE, BW__A__COUNT };
 
-enum bw__atom_kind { BW__A_LIT, BW__A_MATCH, BW__A_NODE, BW__A__COUNT };
+/* What a HEADERS atom computes. */
+enum bw__hq { BW__HQ_ANY, BW__HQ_ALL, BW__HQ_HAS, BW__HQ__COUNT };
 
 struct bw__atom {
-    uint8_t kind;                 /* enum bw__atom_kind */
-    uint32_t group;               /* LIT: literal group; MATCH: scan group */
-    uint32_t id;                  /* MATCH: pattern id */
-    const struct bw__cnode *node; /* LIT, NODE: the leaf (alone, when results have no room) */
+    uint8_t kind;   /* enum bw__atom_kind */
+    uint8_t hq;     /* HEADERS: enum bw__hq */
+    uint8_t hmap;   /* HEADERS: BW_RULES_FN_LOWER, _UPPER, or BW_RULES_FN__COUNT for none */
+    uint32_t group; /* LIT: literal group; MATCH: scan group; HEADERS: header slot */
+    uint32_t id;    /* MATCH: pattern id; HEADERS (ANY, ALL): the test, in prog->hlits */
+    const struct bw__cnode *node; /* the leaf (LIT, HEADERS, NODE: computed through the tree
+                                   * when there is no room for results or buffer) */
 };
 
 /* The tests a literal group runs (the first five as enum bw__bytes_op). */
@@ -174,6 +183,12 @@ enum bw__lit_op {
     BW__L_STARTS_WITH,
     BW__L_ENDS_WITH,
     BW__L_IN, /* set membership, any set kind */
+    BW__L_LT, /* Int compares with the constant i */
+    BW__L_LE,
+    BW__L_GT,
+    BW__L_GE,
+    BW__L_IEQ,
+    BW__L_INE,
     BW__L__COUNT
 };
 
@@ -181,6 +196,7 @@ enum bw__lit_op {
 struct bw__lit {
     uint8_t op;                /* enum bw__lit_op */
     bw_slice k;                /* the constant (bytes tests) */
+    int64_t i;                 /* the constant (Int compares) */
     const struct bw__set *set; /* BW__L_IN */
 };
 
@@ -250,7 +266,8 @@ struct bw_rules_prog {
     uint32_t nlits;
     const struct bw__lit_group *lit_groups;
     uint32_t nlit_groups;
-    const uint32_t *scan_atoms; /* ngroups: atom of scan group g's pattern 0, or UINT32_MAX */
+    const uint32_t *scan_atoms;  /* ngroups: atom of scan group g's pattern 0, or UINT32_MAX */
+    const struct bw__lit *hlits; /* the tests of HEADERS atoms */
 };
 
 /* Fills p's code, entry, lits and lit groups from its trees (flatten.c);

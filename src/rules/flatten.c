@@ -34,9 +34,12 @@ struct leaf {
     uint32_t group; /* LIT: literal group; MATCH: scan group */
     uint32_t id;    /* MATCH: pattern id */
     struct bw__lit lit;
+    uint8_t hq, hmap; /* HEADERS */
 };
 
 struct flat {
+    struct bw__lit *hlits; /* tests of HEADERS atoms */
+    uint32_t nhlits;
     struct bw__insn *code;
     uint32_t ncode;
     struct leaf *leaves; /* in the order found; ATOM instructions and
@@ -133,6 +136,106 @@ static bool in_by_length(const struct bw__cnode *n)
            (l->u.call.fn == BW_RULES_FN_LOWER || l->u.call.fn == BW_RULES_FN_UPPER);
 }
 
+/* An Int compare `x op K`, as a literal test. */
+static bool int_lit_of(const struct bw__cnode *n, struct bw__lit *lit)
+{
+    if (n->kind != BW__C_COMPARE || n->lifted || n->u.compare.lhs->lifted ||
+        n->u.compare.rhs->kind != BW__C_CONST || n->u.compare.rhs->u.konst.kind != BW_VAL_INT)
+        return false;
+    static const uint8_t ops[BW_RULES_CMP__COUNT] = {
+        [BW_RULES_EQ] = BW__L_IEQ,         [BW_RULES_NE] = BW__L_INE, [BW_RULES_LT] = BW__L_LT,
+        [BW_RULES_LE] = BW__L_LE,          [BW_RULES_GT] = BW__L_GT,  [BW_RULES_GE] = BW__L_GE,
+        [BW_RULES_CONTAINS] = BW__L__COUNT};
+    if (n->u.compare.op >= BW_RULES_CMP__COUNT || ops[n->u.compare.op] == BW__L__COUNT)
+        return false;
+    *lit = (struct bw__lit){.op = ops[n->u.compare.op], .i = n->u.compare.rhs->u.konst.u.integer};
+    return true;
+}
+
+/* A constant Bytes operand. */
+static bool bytes_const(const struct bw__cnode *n, bw_slice *k)
+{
+    if (n->kind != BW__C_CONST || n->lifted || n->u.konst.kind != BW_VAL_BYTES)
+        return false;
+    *k = n->u.konst.u.bytes;
+    return true;
+}
+
+/* x, lifted, as a literal test of each value v of x's lifted operand. */
+static bool lifted_test_of(const struct bw__cnode *x, struct bw__lit *lit,
+                           const struct bw__cnode **v)
+{
+    bw_slice k;
+    if (!x->lifted)
+        return false;
+    if (x->kind == BW__C_IN) {
+        *lit = (struct bw__lit){.op = BW__L_IN, .set = x->u.in.set};
+        *v = x->u.in.lhs;
+        return true;
+    }
+    if (x->kind == BW__C_COMPARE && bytes_const(x->u.compare.rhs, &k)) {
+        enum bw_rules_cmp_op op = x->u.compare.op;
+        if (op != BW_RULES_EQ && op != BW_RULES_NE && op != BW_RULES_CONTAINS)
+            return false;
+        *lit = (struct bw__lit){.op = op == BW_RULES_EQ   ? BW__L_EQ
+                                      : op == BW_RULES_NE ? BW__L_NE
+                                                          : BW__L_CONTAINS,
+                                .k = k};
+        *v = x->u.compare.lhs;
+        return true;
+    }
+    if (x->kind == BW__C_CALL && x->u.call.nargs == 2 &&
+        (x->u.call.fn == BW_RULES_FN_STARTS_WITH || x->u.call.fn == BW_RULES_FN_ENDS_WITH) &&
+        bytes_const(x->u.call.args[1], &k)) {
+        *lit = (struct bw__lit){.op = x->u.call.fn == BW_RULES_FN_STARTS_WITH ? BW__L_STARTS_WITH
+                                                                              : BW__L_ENDS_WITH,
+                                .k = k};
+        *v = x->u.call.args[0];
+        return true;
+    }
+    return false;
+}
+
+/* v is h["name"][*] (slot), or lower() / upper() of it (map). */
+static bool header_values_of(const struct bw__cnode *v, uint32_t *slot, uint8_t *map)
+{
+    *map = BW_RULES_FN__COUNT;
+    if (v->kind == BW__C_CALL && v->lifted && v->u.call.nargs == 1 &&
+        (v->u.call.fn == BW_RULES_FN_LOWER || v->u.call.fn == BW_RULES_FN_UPPER)) {
+        *map = (uint8_t)v->u.call.fn;
+        v = v->u.call.args[0];
+    }
+    if (v->kind != BW__C_EACH || v->u.each.array->kind != BW__C_HEADER)
+        return false;
+    *slot = (uint32_t)v->u.each.array->u.header.slot;
+    return true;
+}
+
+/* n as a HEADERS atom (eval_internal.h) into l. */
+static bool headers_of(struct flat *f, const struct bw__cnode *n, struct leaf *l)
+{
+    if (n->kind != BW__C_CALL || n->lifted || n->u.call.nargs != 1)
+        return false;
+    const struct bw__cnode *a0 = n->u.call.args[0];
+    if (n->u.call.fn == BW_RULES_FN_HAS) {
+        if (a0->kind != BW__C_HEADER)
+            return false;
+        l->hq = BW__HQ_HAS;
+        l->group = (uint32_t)a0->u.header.slot;
+        return true;
+    }
+    if (n->u.call.fn != BW_RULES_FN_ANY && n->u.call.fn != BW_RULES_FN_ALL)
+        return false;
+    struct bw__lit lit;
+    const struct bw__cnode *v;
+    if (!lifted_test_of(a0, &lit, &v) || !header_values_of(v, &l->group, &l->hmap))
+        return false;
+    l->hq = n->u.call.fn == BW_RULES_FN_ANY ? BW__HQ_ANY : BW__HQ_ALL;
+    l->id = f->nhlits;
+    f->hlits[f->nhlits++] = lit;
+    return true;
+}
+
 /* Records Bool leaf n; returns its leaf number. */
 static uint32_t add_leaf(struct flat *f, const struct bw__cnode *n)
 {
@@ -160,15 +263,24 @@ static uint32_t add_leaf(struct flat *f, const struct bw__cnode *n)
         l->group = (uint32_t)n->u.matches.group;
         l->id = (uint32_t)n->u.matches.id;
         break;
+    case BW__C_COMPARE:
+        if (!int_lit_of(n, &l->lit))
+            break;
+        l->kind = BW__A_LIT;
+        l->group = group_of(f, n->u.compare.lhs, n);
+        f->groups[l->group].n++;
+        break;
+    case BW__C_CALL:
+        if (headers_of(f, n, l))
+            l->kind = BW__A_HEADERS;
+        break;
     case BW__C_CONST:
     case BW__C_FIELD:
     case BW__C_HEADER:
     case BW__C_INDEX:
     case BW__C_EACH:
-    case BW__C_CALL:
     case BW__C_NOT:
     case BW__C_LOGIC:
-    case BW__C_COMPARE:
     case BW__C__COUNT:
         break;
     }
@@ -262,6 +374,7 @@ static bw_status number_atoms(bw_arena *a, struct flat *f, struct bw_rules_prog 
                 nmatch += p->groups[l->group].npatterns;
             }
             break;
+        case BW__A_HEADERS:
         case BW__A_NODE:
             nnodes++;
             break;
@@ -299,8 +412,13 @@ static bw_status number_atoms(bw_arena *a, struct flat *f, struct bw_rules_prog 
         const struct leaf *l = &f->leaves[i];
         if (l->kind == BW__A_MATCH) {
             atom_of[i] = scan_atoms[l->group] + l->id;
-        } else if (l->kind == BW__A_NODE) {
-            atoms[next] = (struct bw__atom){.kind = BW__A_NODE, .node = l->node};
+        } else if (l->kind == BW__A_NODE || l->kind == BW__A_HEADERS) {
+            atoms[next] = (struct bw__atom){.kind = (uint8_t)l->kind,
+                                            .hq = l->hq,
+                                            .hmap = l->hmap,
+                                            .group = l->group,
+                                            .id = l->id,
+                                            .node = l->node};
             atom_of[i] = next++;
         }
     }
@@ -337,7 +455,8 @@ bw_status bw__rules_flatten(bw_arena *a, struct bw_rules_prog *p, bw_error *err)
     f.leaves = bw_arena_alloc(a, nl * sizeof *f.leaves);
     f.groups = bw_arena_alloc(a, nl * sizeof *f.groups);
     f.keys = bw_arena_alloc(a, kcap * sizeof *f.keys); /* zeroed: every entry free */
-    if (!single || !entry || !f.code || !f.leaves || !f.groups || !f.keys)
+    f.hlits = bw_arena_alloc(a, nl * sizeof *f.hlits);
+    if (!single || !entry || !f.code || !f.leaves || !f.groups || !f.keys || !f.hlits)
         return bw_error_set(err, "out of memory compiling rules");
     for (size_t i = 0; i < p->n; i++) {
         /* One atom under any number of `not`: no instructions at all. */
@@ -362,6 +481,7 @@ bw_status bw__rules_flatten(bw_arena *a, struct bw_rules_prog *p, bw_error *err)
     p->entry = entry;
     p->code = f.code;
     p->lit_groups = f.groups;
+    p->hlits = f.hlits;
     p->nlit_groups = f.ngroups;
     return BW_OK;
 }
