@@ -89,6 +89,73 @@ static inline uint32_t load32(const char *p)
     memcpy(&v, p, sizeof v);
     return v;
 }
+
+/* ---- eight bytes at a time ------------------------------------------------------
+ *
+ * Byte tests on a uint64_t (little or big endian alike: each byte is tested
+ * on its own). Each returns 0x80 in every byte that passes and 0 in the
+ * others, exactly: a byte is masked to 7 bits before a constant below 128
+ * is added, so no carry crosses into the next byte, and bytes of 0x80 and
+ * above are excluded by & ~x. */
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+#define LOWS7 0x7f7f7f7f7f7f7f7full
+
+static inline uint64_t swar_between(uint64_t x, unsigned char lo, unsigned char hi)
+{
+    uint64_t t = x & LOWS7;
+    return (t + ONES * (128u - lo)) & ~(t + ONES * (127u - hi)) & ~x & HIGHS;
+}
+static inline uint64_t swar_upper(uint64_t x)
+{
+    return swar_between(x, 'A', 'Z');
+}
+static inline uint64_t swar_lower(uint64_t x)
+{
+    return swar_between(x, 'a', 'z');
+}
+static inline uint64_t swar_eq(uint64_t x, unsigned char c)
+{
+    return swar_between(x, c, c);
+}
+/* ASCII lower case of eight bytes: 0x80 >> 2 is the 0x20 that lowers a
+ * capital. */
+static inline uint64_t swar_tolower(uint64_t x)
+{
+    return x | (swar_upper(x) >> 2);
+}
+static inline uint64_t swar_toupper(uint64_t x)
+{
+    return x & ~(swar_lower(x) >> 2);
+}
+/* The index of the first passing byte of a nonzero test result. */
+static inline size_t swar_first(uint64_t m)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    return (size_t)__builtin_ctzll(m) / 8;
+#else
+    return (size_t)__builtin_clzll(m) / 8;
+#endif
+}
+static inline void store64(char *p, uint64_t v)
+{
+    memcpy(p, &v, sizeof v);
+}
+
+/* a equals the lowercased name b, ASCII case folded (header names). */
+static bool eq_nocase_lowered(bw_slice a, bw_slice b)
+{
+    if (a.len != b.len)
+        return false;
+    size_t i = 0;
+    for (; i + 8 <= a.len; i += 8)
+        if (swar_tolower(load64(a.ptr + i)) != load64(b.ptr + i))
+            return false;
+    for (; i < a.len; i++)
+        if (bw_ascii_lower(a.ptr[i]) != b.ptr[i])
+            return false;
+    return true;
+}
 /* ---- headers --------------------------------------------------------------- */
 
 /* The header map of field map; false when it does not exist (response
@@ -124,7 +191,7 @@ static bool hindex(struct bw_rules_ctx *cx)
         size_t b = nm.len < BW__HLEN_BUCKETS - 1 ? nm.len : BW__HLEN_BUCKETS - 1;
         for (uint32_t j = p->hlen_first[b]; j < p->hlen_first[b + 1]; j++) {
             uint32_t id = p->hby_len[j];
-            if (bw_slice_eq_nocase(nm, p->hnames[id])) {
+            if (eq_nocase_lowered(nm, p->hnames[id])) {
                 if (ix[id].count++ == 0)
                     ix[id].first = i;
                 break;
@@ -149,7 +216,7 @@ static size_t header_find(struct bw_rules_ctx *cx, uint32_t id, bw_slice name, s
     size_t k = 0;
     *first = 0;
     for (size_t i = 0; i < h->n; i++)
-        if (bw_slice_eq_nocase(h->items[i].name, name) && k++ == 0)
+        if (eq_nocase_lowered(h->items[i].name, name) && k++ == 0)
             *first = i;
     return k;
 }
@@ -167,14 +234,14 @@ static struct bw_val header_join(struct bw_rules_ctx *cx, uint32_t id, bw_slice 
         return v_bytes(h->items[first].value);
     size_t total = 0;
     for (size_t i = first; i < h->n; i++)
-        if (bw_slice_eq_nocase(h->items[i].name, name))
+        if (eq_nocase_lowered(h->items[i].name, name))
             total += h->items[i].value.len + (i > first ? sep.len : 0);
     char *buf = ralloc(cx, total);
     if (!buf)
         return unknown_val;
     size_t o = 0;
     for (size_t i = first; i < h->n; i++)
-        if (bw_slice_eq_nocase(h->items[i].name, name)) {
+        if (eq_nocase_lowered(h->items[i].name, name)) {
             if (i > first) {
                 memcpy(buf + o, sep.ptr, sep.len);
                 o += sep.len;
@@ -201,7 +268,7 @@ static bool slot_find(struct bw_rules_ctx *cx, const struct bw__slot *s, size_t 
     *count = 0;
     *first = 0;
     for (size_t i = 0; i < h->n; i++)
-        if (bw_slice_eq_nocase(h->items[i].name, s->name) && (*count)++ == 0)
+        if (eq_nocase_lowered(h->items[i].name, s->name) && (*count)++ == 0)
             *first = i;
     return true;
 }
@@ -221,7 +288,7 @@ static struct bw_val header_array(struct bw_rules_ctx *cx, const struct bw__slot
         return unknown_val;
     size_t j = 0;
     for (size_t i = first; i < h->n && j < k; i++)
-        if (bw_slice_eq_nocase(h->items[i].name, s->name))
+        if (eq_nocase_lowered(h->items[i].name, s->name))
             items[j++] = v_bytes(h->items[i].value);
     return v_array(items, k);
 }
@@ -588,8 +655,16 @@ static int hexval(char c)
  * are then their own result (no copy); the unchanged prefix is copied as is. */
 static size_t map_first_change(enum bw_rules_func fn, bw_slice s)
 {
-    const unsigned char *p = (const unsigned char *)s.ptr;
     size_t i = 0;
+    for (; i + 8 <= s.len; i += 8) {
+        uint64_t x = load64(s.ptr + i);
+        uint64_t m = fn == BW_RULES_FN_LOWER   ? swar_upper(x)
+                     : fn == BW_RULES_FN_UPPER ? swar_lower(x)
+                                               : swar_eq(x, '%') | swar_eq(x, '+');
+        if (m)
+            return i + swar_first(m);
+    }
+    const unsigned char *p = (const unsigned char *)s.ptr;
     if (fn == BW_RULES_FN_LOWER)
         while (i < s.len && (unsigned char)(p[i] - 'A') >= 26u)
             i++;
@@ -615,12 +690,17 @@ static struct bw_val map_bytes(struct bw_rules_ctx *cx, enum bw_rules_func fn, b
     memcpy(out, s.ptr, first);
     const unsigned char *in = (const unsigned char *)s.ptr;
     size_t o = first;
-    if (fn == BW_RULES_FN_LOWER) {
-        for (size_t i = first; i < s.len; i++)
-            out[o++] = (char)(in[i] + ((unsigned char)(in[i] - 'A') < 26u ? 'a' - 'A' : 0));
-    } else if (fn == BW_RULES_FN_UPPER) {
-        for (size_t i = first; i < s.len; i++)
-            out[o++] = (char)(in[i] - ((unsigned char)(in[i] - 'a') < 26u ? 'a' - 'A' : 0));
+    if (fn == BW_RULES_FN_LOWER || fn == BW_RULES_FN_UPPER) {
+        bool up = fn == BW_RULES_FN_UPPER;
+        size_t i = first;
+        for (; i + 8 <= s.len; i += 8) {
+            uint64_t x = load64(s.ptr + i);
+            store64(out + i, up ? swar_toupper(x) : swar_tolower(x));
+        }
+        for (; i < s.len; i++)
+            out[i] = up ? (char)(in[i] - ((unsigned char)(in[i] - 'a') < 26u ? 'a' - 'A' : 0))
+                        : (char)(in[i] + ((unsigned char)(in[i] - 'A') < 26u ? 'a' - 'A' : 0));
+        o = s.len;
     } else { /* url_decode: %XX decoded, '+' is a space; bad escapes kept */
         for (size_t i = first; i < s.len; i++) {
             char c = s.ptr[i];
@@ -1232,7 +1312,7 @@ static enum bw_tri headers_atom(struct bw_rules_ctx *cx, const struct bw__atom *
     const struct bw__lit *lit = &cx->prog->hlits[at->id];
     char buf[HMAP_BUF];
     for (size_t i = first, j = 0; j < k && i < h->n; i++) {
-        if (j > 0 && !bw_slice_eq_nocase(h->items[i].name, s->name))
+        if (j > 0 && !eq_nocase_lowered(h->items[i].name, s->name))
             continue;
         j++;
         struct bw_val v = v_bytes(h->items[i].value);
@@ -1242,7 +1322,12 @@ static enum bw_tri headers_atom(struct bw_rules_ctx *cx, const struct bw__atom *
                 return tri(cx, at->node);
             bool up = at->hmap == BW_RULES_FN_UPPER;
             const unsigned char *in = (const unsigned char *)x.ptr;
-            for (size_t b = 0; b < x.len; b++)
+            size_t b = 0;
+            for (; b + 8 <= x.len; b += 8) {
+                uint64_t w = load64(x.ptr + b);
+                store64(buf + b, up ? swar_toupper(w) : swar_tolower(w));
+            }
+            for (; b < x.len; b++)
                 buf[b] = up ? (char)(in[b] - ((unsigned char)(in[b] - 'a') < 26u ? 'a' - 'A' : 0))
                             : (char)(in[b] + ((unsigned char)(in[b] - 'A') < 26u ? 'a' - 'A' : 0));
             v.u.bytes = bw_slice_make(x.len ? buf : "", x.len);
@@ -1348,20 +1433,10 @@ static inline enum bw_tri combine(enum bw_rules_logic_op op, enum bw_tri a, enum
 _Static_assert(BW_TRI_FALSE == 0 && BW_TRI_TRUE == 1 && BW_TRI_UNKNOWN == 2,
                "bw_rules_eval (eval.h) negates with bit operations");
 
-enum bw_tri bw__rules_eval(struct bw_rules_ctx *cx, size_t i)
+/* Runs the instructions of an expression that is not a single atom. */
+__attribute__((noinline)) static enum bw_tri run_code(struct bw_rules_ctx *cx, uint32_t pc)
 {
-    if (i >= cx->prog->n || !ensure_ready(cx))
-        return BW_TRI_UNKNOWN;
-    uint32_t single = cx->prog->single[i];
-    if (__builtin_expect(single != BW__NOT_SINGLE, 1)) {
-        /* not U is U: 0 <-> 1, 2 stays */
-        static const uint8_t negate[2][BW_TRI__COUNT] = {
-            {BW_TRI_FALSE, BW_TRI_TRUE, BW_TRI_UNKNOWN},
-            {BW_TRI_TRUE, BW_TRI_FALSE, BW_TRI_UNKNOWN}};
-        return (enum bw_tri)negate[single & 1u][atom(cx, single >> 1)];
-    }
     const struct bw__insn *code = cx->prog->code;
-    uint32_t pc = cx->prog->entry[i];
     enum bw_tri r = BW_TRI_UNKNOWN;
     uint8_t acc[BW__MAX_LOGIC_DEPTH]; /* written by FIRST before any read */
     for (;;) {
@@ -1390,6 +1465,17 @@ enum bw_tri bw__rules_eval(struct bw_rules_ctx *cx, size_t i)
             return BW_TRI_UNKNOWN;
         }
     }
+}
+
+enum bw_tri bw__rules_eval(struct bw_rules_ctx *cx, size_t i)
+{
+    if (i >= cx->prog->n || !ensure_ready(cx))
+        return BW_TRI_UNKNOWN;
+    uint32_t single = cx->prog->single[i];
+    if (single == BW__NOT_SINGLE)
+        return run_code(cx, cx->prog->entry[i]);
+    unsigned t = (unsigned)atom(cx, single >> 1);
+    return (enum bw_tri)(t ^ ((single & 1u) & ~(t >> 1))); /* as in eval.h */
 }
 
 enum bw_tri bw__rules_eval_tree(struct bw_rules_ctx *cx, size_t i)
