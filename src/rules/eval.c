@@ -24,6 +24,10 @@ struct bw__scan_cache {
     size_t words;     /* bitset words per element */
     bool *elem_known; /* n: element known and scanned */
     uint64_t *bits;   /* n * words */
+    /* elem_known and bits of the usual scan, one value and at most 64
+     * patterns: no allocation. */
+    bool elem_known1;
+    uint64_t bits1;
 };
 
 static const struct bw_val unknown_val = {.kind = BW_VAL_UNKNOWN};
@@ -142,16 +146,26 @@ static inline void store64(char *p, uint64_t v)
     memcpy(p, &v, sizeof v);
 }
 
-/* a equals the lowercased name b, ASCII case folded (header names). */
-static bool eq_nocase_lowered(bw_slice a, bw_slice b)
+/* a equals the lowercased name b, ASCII case folded (header names): whole
+ * words, the last one overlapping the one before (every load stays inside
+ * both names). */
+static inline bool eq_nocase_lowered(bw_slice a, bw_slice b)
 {
-    if (a.len != b.len)
+    size_t n = a.len;
+    if (n != b.len)
         return false;
-    size_t i = 0;
-    for (; i + 8 <= a.len; i += 8)
-        if (swar_tolower(load64(a.ptr + i)) != load64(b.ptr + i))
-            return false;
-    for (; i < a.len; i++)
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 < n; i += 8)
+            if (swar_tolower(load64(a.ptr + i)) != load64(b.ptr + i))
+                return false;
+        return swar_tolower(load64(a.ptr + n - 8)) == load64(b.ptr + n - 8);
+    }
+    if (n >= 4) {
+        uint64_t x = (uint64_t)load32(a.ptr) | (uint64_t)load32(a.ptr + n - 4) << 32;
+        uint64_t y = (uint64_t)load32(b.ptr) | (uint64_t)load32(b.ptr + n - 4) << 32;
+        return swar_tolower(x) == y;
+    }
+    for (size_t i = 0; i < n; i++)
         if (bw_ascii_lower(a.ptr[i]) != b.ptr[i])
             return false;
     return true;
@@ -555,29 +569,36 @@ static inline bool same_bytes(const char *a, const char *b, size_t n)
 
 /* Whether k occurs in s. glibc's memmem sets up a two-way search on every
  * call, which costs more than the search itself for the short needles rules
- * use; a needle of up to SHORT_NEEDLE bytes is found with memchr on its first
- * byte and a memcmp, O(SHORT_NEEDLE * |s|) at worst. Longer needles keep
- * memmem's linear bound. */
+ * use; a needle of up to SHORT_NEEDLE bytes is found with memchr on one of
+ * its bytes (the rarest in request text by byte_rank, so that "/etc/passwd"
+ * is not looked for at every '/' of a path) and a compare, O(SHORT_NEEDLE *
+ * |s|) at worst. Longer needles keep memmem's linear bound. */
 #define SHORT_NEEDLE 32
-static bool has_substring(bw_slice s, bw_slice k)
+static bool has_substring_at(bw_slice s, bw_slice k, size_t j)
 {
     if (k.len == 0)
         return true;
     if (k.len > s.len)
         return false;
-    if (k.len > SHORT_NEEDLE)
+    if (k.len > SHORT_NEEDLE || j >= k.len)
         return memmem(s.ptr, s.len, k.ptr, k.len) != NULL;
-    const char *p = s.ptr, *last = s.ptr + (s.len - k.len); /* last possible start */
-    char first = k.ptr[0];
+    /* The anchor byte k[j] can be at s[j .. s.len - k.len + j]. */
+    const char *p = s.ptr + j, *last = s.ptr + (s.len - k.len) + j;
+    char anchor = k.ptr[j];
     while (p <= last) {
-        p = memchr(p, first, (size_t)(last - p) + 1);
+        p = memchr(p, anchor, (size_t)(last - p) + 1);
         if (!p)
             return false;
-        if (same_bytes(p + 1, k.ptr + 1, k.len - 1))
+        if (same_bytes(p - j, k.ptr, k.len))
             return true;
         p++;
     }
     return false;
+}
+
+static bool has_substring(bw_slice s, bw_slice k)
+{
+    return has_substring_at(s, k, bw__needle_anchor(k));
 }
 
 static enum bw_tri compare(enum bw_rules_cmp_op op, const struct bw_val *lp,
@@ -702,17 +723,26 @@ static struct bw_val map_bytes(struct bw_rules_ctx *cx, enum bw_rules_func fn, b
                         : (char)(in[i] + ((unsigned char)(in[i] - 'A') < 26u ? 'a' - 'A' : 0));
         o = s.len;
     } else { /* url_decode: %XX decoded, '+' is a space; bad escapes kept */
-        for (size_t i = first; i < s.len; i++) {
+        size_t i = first;
+        while (i < s.len) {
             char c = s.ptr[i];
             int h, l;
             if (c == '%' && i + 2 < s.len && (h = hexval(s.ptr[i + 1])) >= 0 &&
                 (l = hexval(s.ptr[i + 2])) >= 0) {
                 out[o++] = (char)(h * 16 + l);
-                i += 2;
+                i += 3;
             } else if (c == '+') {
                 out[o++] = ' ';
-            } else {
+                i++;
+            } else if (c == '%') {
                 out[o++] = c;
+                i++;
+            } else {
+                /* A run with nothing to decode, copied whole. */
+                size_t run = map_first_change(fn, bw_slice_make(s.ptr + i, s.len - i));
+                memcpy(out + o, s.ptr + i, run);
+                o += run;
+                i += run;
             }
         }
     }
@@ -878,8 +908,14 @@ __attribute__((noinline)) static struct bw__scan_cache *scan(struct bw_rules_ctx
     sc->words = BW_REGEX_BITSET_WORDS(grp->npatterns);
     if (sc->words == 0)
         sc->words = 1;
-    sc->elem_known = ralloc(cx, n * sizeof *sc->elem_known);
-    sc->bits = ralloc(cx, n * sc->words * sizeof *sc->bits);
+    if (n == 1 && sc->words == 1) {
+        sc->elem_known1 = false;
+        sc->elem_known = &sc->elem_known1;
+        sc->bits = &sc->bits1;
+    } else {
+        sc->elem_known = ralloc(cx, n * sizeof *sc->elem_known);
+        sc->bits = ralloc(cx, n * sc->words * sizeof *sc->bits);
+    }
     if (!sc->elem_known || !sc->bits)
         return sc;
     for (size_t i = 0; i < n; i++) {
@@ -1199,6 +1235,8 @@ __attribute__((always_inline)) static inline enum bw_tri lit_test(const struct b
     case BW__L_ENDS_WITH:
         if (v->kind != BW_VAL_BYTES)
             return BW_TRI_UNKNOWN;
+        if (lit->op == BW__L_CONTAINS)
+            return bw_tri_of(has_substring_at(v->u.bytes, lit->k, lit->anchor));
         return bytes_op((enum bw__bytes_op)lit->op, v->u.bytes, lit->k);
     case BW__L_IN:
         return set_has(lit->set, v);

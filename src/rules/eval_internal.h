@@ -197,6 +197,7 @@ struct bw__lit {
     uint8_t op;                /* enum bw__lit_op */
     bw_slice k;                /* the constant (bytes tests) */
     int64_t i;                 /* the constant (Int compares) */
+    uint32_t anchor;           /* CONTAINS: bw__needle_anchor(k) */
     const struct bw__set *set; /* BW__L_IN */
 };
 
@@ -269,6 +270,11 @@ struct bw_rules_prog {
     const uint32_t *scan_atoms;  /* ngroups: atom of scan group g's pattern 0, or UINT32_MAX */
     const struct bw__lit *hlits; /* the tests of HEADERS atoms */
 };
+
+/* The byte of needle k that a substring search looks for first: the rarest
+ * in request text ("/etc/passwd" is not looked for at every '/' of a
+ * path); flatten.c. */
+size_t bw__needle_anchor(bw_slice k);
 
 /* Fills p's code, entry, lits and lit groups from its trees (flatten.c);
  * the last step of bw_rules_compile, after the scan groups are numbered. */

@@ -180,7 +180,8 @@ static bool lifted_test_of(const struct bw__cnode *x, struct bw__lit *lit,
         *lit = (struct bw__lit){.op = op == BW_RULES_EQ   ? BW__L_EQ
                                       : op == BW_RULES_NE ? BW__L_NE
                                                           : BW__L_CONTAINS,
-                                .k = k};
+                                .k = k,
+                                .anchor = (uint32_t)bw__needle_anchor(k)};
         *v = x->u.compare.lhs;
         return true;
     }
@@ -236,6 +237,32 @@ static bool headers_of(struct flat *f, const struct bw__cnode *n, struct leaf *l
     return true;
 }
 
+/* How common a byte is in request text: 0 rare, 3 everywhere ('/'). */
+static unsigned byte_rank(unsigned char c)
+{
+    if (c == '/')
+        return 3;
+    if (c == '.' || c == '-' || c == '_' || c == '=' || c == '&' || c == ' ' || c == ',')
+        return 2;
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z'))
+        return 1;
+    return 0;
+}
+
+size_t bw__needle_anchor(bw_slice k)
+{
+    size_t j = 0;
+    unsigned best = k.len ? byte_rank((unsigned char)k.ptr[0]) : 0;
+    for (size_t i = 1; i < k.len && best > 0; i++) {
+        unsigned r = byte_rank((unsigned char)k.ptr[i]);
+        if (r < best) {
+            best = r;
+            j = i;
+        }
+    }
+    return j;
+}
+
 /* Records Bool leaf n; returns its leaf number. */
 static uint32_t add_leaf(struct flat *f, const struct bw__cnode *n)
 {
@@ -244,7 +271,9 @@ static uint32_t add_leaf(struct flat *f, const struct bw__cnode *n)
     switch (n->kind) {
     case BW__C_BYTES_K:
         l->kind = BW__A_LIT;
-        l->lit = (struct bw__lit){.op = (uint8_t)n->u.bytes_k.op, .k = n->u.bytes_k.k};
+        l->lit = (struct bw__lit){.op = (uint8_t)n->u.bytes_k.op,
+                                  .k = n->u.bytes_k.k,
+                                  .anchor = (uint32_t)bw__needle_anchor(n->u.bytes_k.k)};
         l->group = group_of(f, n->u.bytes_k.lhs, n);
         f->groups[l->group].n++;
         break;
