@@ -491,13 +491,14 @@ __attribute__((noinline)) static bool make_ready(struct bw_rules_ctx *cx)
         cx->scans = (struct bw__scan_cache *)(m + n_slots);
         cx->memos = (struct bw__field_cache *)(m + n_slots + n_scans);
     }
-    if (p->natoms <= BW__ATOMS_INLINE) {
-        memset(cx->atoms_inline, 0, p->natoms);
+    /* + 1: the byte of "not a single atom" (eval.h), never computed. */
+    if (p->natoms < BW__ATOMS_INLINE) {
+        memset(cx->atoms_inline, 0, p->natoms + 1);
         cx->atoms = cx->atoms_inline;
     } else {
-        cx->atoms = ralloc(cx, p->natoms); /* NULL: each atom alone (atom_alone) */
+        cx->atoms = ralloc(cx, p->natoms + 1); /* NULL: each atom alone (atom_alone) */
     }
-    cx->fast = cx->atoms != NULL;
+    cx->fast_n = cx->atoms ? (uint32_t)p->n : 0;
     return true;
 }
 
@@ -1208,8 +1209,7 @@ void bw_rules_ctx_init(struct bw_rules_ctx *cx, const struct bw_rules_prog *p,
     cx->scratch = scratch;
     cx->ready = false;
     cx->broken = false;
-    cx->fast = false;
-    cx->nexprs = (uint32_t)p->n; /* at most BW_RULES_PROG_MAX_EXPRS */
+    cx->fast_n = 0;
     cx->single = p->single;
     cx->fields_done = 0;
     cx->slots = NULL; /* the caches: set by make_ready, read only once ready */
@@ -1510,7 +1510,7 @@ enum bw_tri bw__rules_eval(struct bw_rules_ctx *cx, size_t i)
     if (i >= cx->prog->n || !ensure_ready(cx))
         return BW_TRI_UNKNOWN;
     uint32_t single = cx->prog->single[i];
-    if (single == BW__NOT_SINGLE)
+    if (single >> 1 == cx->prog->natoms)
         return run_code(cx, cx->prog->entry[i]);
     unsigned t = (unsigned)atom(cx, single >> 1);
     return (enum bw_tri)(t ^ ((single & 1u) & ~(t >> 1))); /* as in eval.h */

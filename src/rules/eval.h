@@ -178,12 +178,13 @@ struct bw_rules_ctx {
     const struct bw_request_view *view;
     bw_arena *arena;
     bw_regex_scratch *scratch;
-    bool ready;             /* slot and scan caches allocated */
-    bool broken;            /* their allocation failed: every expression is unknown */
-    bool fast;              /* ready, not broken, atoms not NULL: bw_rules_eval's inline path */
-    uint32_t nexprs;        /* prog's expressions */
-    const uint32_t *single; /* prog's (eval_internal.h) */
-    uint32_t fields_done;   /* bit f: field_vals[f] is extracted */
+    bool ready;  /* slot and scan caches allocated */
+    bool broken; /* their allocation failed: every expression is unknown */
+    /* Expressions bw_rules_eval's inline path may answer: the program's
+     * count once the context is ready (not broken, atoms kept), else 0. */
+    uint32_t fast_n;
+    const uint32_t *single;                      /* prog's (eval_internal.h) */
+    uint32_t fields_done;                        /* bit f: field_vals[f] is extracted */
     struct bw_val field_vals[BW_RULES_F__COUNT]; /* not zeroed by init: read only when done */
     struct bw__field_cache *slots;               /* prog's header slots */
     struct bw__scan_cache *scans;                /* prog's scan groups */
@@ -215,15 +216,17 @@ enum bw_tri bw__rules_eval(struct bw_rules_ctx *cx, size_t i);
 
 /* Inline because most rules are one test whose result is already known
  * (computed with others of its group, eval_internal.h): reading it costs
- * less than a call into eval.c. The test's result byte is 1 + enum bw_tri;
- * single[i] is atom << 1 | negated, or BW__NOT_SINGLE. */
-#define BW__NOT_SINGLE UINT32_MAX
+ * less than a call into eval.c. The test's result byte is 1 + enum bw_tri,
+ * 0 while not computed; single[i] is atom << 1 | negated, and for an
+ * expression that is not a single atom, an atom number past the last whose
+ * byte stays 0. */
 static inline enum bw_tri bw_rules_eval(struct bw_rules_ctx *cx, size_t i)
 {
-    if (__builtin_expect(cx->fast && i < cx->nexprs, 1)) {
+    if (__builtin_expect(i < cx->fast_n, 1)) {
         uint32_t s = cx->single[i];
-        if (s != BW__NOT_SINGLE && cx->atoms[s >> 1] != 0) {
-            unsigned t = cx->atoms[s >> 1] - 1u;              /* 0 false, 1 true, 2 unknown */
+        unsigned v = cx->atoms[s >> 1];
+        if (v != 0) {
+            unsigned t = v - 1u;                              /* 0 false, 1 true, 2 unknown */
             return (enum bw_tri)(t ^ ((s & 1u) & ~(t >> 1))); /* not: flip unless unknown */
         }
     }

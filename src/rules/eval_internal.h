@@ -258,10 +258,10 @@ struct bw_rules_prog {
     uint32_t hlen_first[BW__HLEN_BUCKETS + 1]; /* bucket b: hby_len[first[b] .. first[b+1]) */
     const uint32_t *hby_len;                   /* name ids, by length bucket */
     /* The flattened logic layer (above). */
-    const uint32_t *single; /* n: atom << 1 | negated, or BW__NOT_SINGLE */
+    const uint32_t *single; /* n: atom << 1 | negated; natoms << 1 when not one atom */
     const uint32_t *entry;  /* n: the others start at code[entry[i]] */
     const struct bw__insn *code;
-    const struct bw__atom *atoms; /* natoms: the literal tests first */
+    const struct bw__atom *atoms; /* natoms (+ 1 result byte per request, always 0) */
     uint32_t natoms;
     const struct bw__lit *lits; /* nlits literal tests, by group */
     uint32_t nlits;

@@ -15,6 +15,8 @@
 
 /* End of a chain of jumps still to be patched (see emit_logic). */
 #define NO_JUMP UINT32_MAX
+/* single[i] while numbering, for an expression that is not one atom. */
+#define NOT_SINGLE UINT32_MAX
 
 /* A literal group's key: what its left side is. Fields and header slots
  * compare by id; calls by node, since equal calls share one node
@@ -456,8 +458,8 @@ static bw_status number_atoms(bw_arena *a, struct flat *f, struct bw_rules_prog 
         if (f->code[i].op == BW__OP_ATOM)
             f->code[i].a = atom_of[f->code[i].a];
     for (size_t i = 0; i < p->n; i++)
-        if (single[i] != BW__NOT_SINGLE)
-            single[i] = atom_of[single[i] >> 1] << 1 | (single[i] & 1u);
+        single[i] = single[i] == NOT_SINGLE ? (uint32_t)natoms << 1
+                                            : atom_of[single[i] >> 1] << 1 | (single[i] & 1u);
     p->atoms = atoms;
     p->natoms = (uint32_t)natoms;
     p->lits = lits;
@@ -497,7 +499,7 @@ bw_status bw__rules_flatten(bw_arena *a, struct bw_rules_prog *p, bw_error *err)
         }
         entry[i] = f.ncode;
         if (is_logic(n, 0)) {
-            single[i] = BW__NOT_SINGLE;
+            single[i] = NOT_SINGLE;
             emit_node(&f, p->roots[i], 0);
             emit(&f, BW__OP_END);
         } else {
