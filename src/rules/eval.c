@@ -884,6 +884,9 @@ __attribute__((noinline)) static struct bw_val eval_call(struct bw_rules_ctx *cx
     return v_array(out, a.u.array.n);
 }
 
+static inline const struct bw_val *ref(struct bw_rules_ctx *cx, const struct bw__cnode *n,
+                                       struct bw_val *tmp);
+
 /* Scans group g's left side once for this context. */
 __attribute__((noinline)) static struct bw__scan_cache *scan(struct bw_rules_ctx *cx, size_t g)
 {
@@ -893,16 +896,17 @@ __attribute__((noinline)) static struct bw__scan_cache *scan(struct bw_rules_ctx
     sc->state = BW__CACHE_DONE;
     sc->known = false;
     const struct bw__group *grp = &cx->prog->groups[g];
-    struct bw_val v = eval(cx, grp->lhs);
+    struct bw_val tmp;
+    const struct bw_val *v = ref(cx, grp->lhs, &tmp); /* a field: read in place */
     const struct bw_val *elems;
     size_t n;
     if (grp->lhs->lifted) {
-        if (v.kind != BW_VAL_ARRAY)
+        if (v->kind != BW_VAL_ARRAY)
             return sc;
-        elems = v.u.array.items;
-        n = v.u.array.n;
+        elems = v->u.array.items;
+        n = v->u.array.n;
     } else {
-        elems = &v;
+        elems = v;
         n = 1;
     }
     sc->n = n;
