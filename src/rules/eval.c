@@ -47,9 +47,16 @@ const char *bw_tri_name(enum bw_tri t)
     return "unknown";
 }
 
+/* Values are built member by member, not as compound literals: a compound
+ * literal zeroes the whole 32-byte union first, and the partial stores
+ * then make the copy that follows wait (store forwarding). Only the member
+ * of kind is ever read. */
 static struct bw_val v_bool(bool b)
 {
-    return (struct bw_val){.kind = BW_VAL_BOOL, .u.boolean = b};
+    struct bw_val v;
+    v.kind = BW_VAL_BOOL;
+    v.u.boolean = b;
+    return v;
 }
 static struct bw_val v_tri(enum bw_tri t)
 {
@@ -57,16 +64,25 @@ static struct bw_val v_tri(enum bw_tri t)
 }
 static struct bw_val v_int(int64_t i)
 {
-    return (struct bw_val){.kind = BW_VAL_INT, .u.integer = i};
+    struct bw_val v;
+    v.kind = BW_VAL_INT;
+    v.u.integer = i;
+    return v;
 }
 static struct bw_val v_bytes(bw_slice s)
 {
-    return (struct bw_val){.kind = BW_VAL_BYTES, .u.bytes = s};
+    struct bw_val v;
+    v.kind = BW_VAL_BYTES;
+    v.u.bytes = s;
+    return v;
 }
 static struct bw_val v_array(const struct bw_val *items, size_t n)
 {
-    return (struct bw_val){.kind = BW_VAL_ARRAY,
-                           .u.array = {.items = n ? items : empty_items, .n = n}};
+    struct bw_val v;
+    v.kind = BW_VAL_ARRAY;
+    v.u.array.items = n ? items : empty_items;
+    v.u.array.n = n;
+    return v;
 }
 static enum bw_tri tri_of_val(struct bw_val v)
 {
