@@ -786,8 +786,14 @@ bw_status bw_rules_compile(bw_arena *a, const struct bw_rules_expr *const *exprs
         if (compile_node(&c, exprs[i]->root, &c.p->roots[i]) != BW_OK)
             return BW_ERR;
     }
-    if (group_matches(&c) != BW_OK || index_header_names(&c) != BW_OK)
+    if (group_matches(&c) != BW_OK)
+        return BW_ERR; /* it freed what it built */
+    /* The databases are built: a failure from here on frees them, as
+     * promised in eval.h. */
+    if (index_header_names(&c) != BW_OK || bw__rules_flatten(a, c.p, err) != BW_OK) {
+        free_groups(c.p);
         return BW_ERR;
+    }
     *ret = c.p;
     return BW_OK;
 }

@@ -24,6 +24,10 @@ struct bw__scan_cache {
     size_t words;     /* bitset words per element */
     bool *elem_known; /* n: element known and scanned */
     uint64_t *bits;   /* n * words */
+    /* elem_known and bits of the usual scan, one value and at most 64
+     * patterns: no allocation. */
+    bool elem_known1;
+    uint64_t bits1;
 };
 
 static const struct bw_val unknown_val = {.kind = BW_VAL_UNKNOWN};
@@ -43,9 +47,16 @@ const char *bw_tri_name(enum bw_tri t)
     return "unknown";
 }
 
+/* Values are built member by member, not as compound literals: a compound
+ * literal zeroes the whole 32-byte union first, and the partial stores
+ * then make the copy that follows wait (store forwarding). Only the member
+ * of kind is ever read. */
 static struct bw_val v_bool(bool b)
 {
-    return (struct bw_val){.kind = BW_VAL_BOOL, .u.boolean = b};
+    struct bw_val v;
+    v.kind = BW_VAL_BOOL;
+    v.u.boolean = b;
+    return v;
 }
 static struct bw_val v_tri(enum bw_tri t)
 {
@@ -53,16 +64,25 @@ static struct bw_val v_tri(enum bw_tri t)
 }
 static struct bw_val v_int(int64_t i)
 {
-    return (struct bw_val){.kind = BW_VAL_INT, .u.integer = i};
+    struct bw_val v;
+    v.kind = BW_VAL_INT;
+    v.u.integer = i;
+    return v;
 }
 static struct bw_val v_bytes(bw_slice s)
 {
-    return (struct bw_val){.kind = BW_VAL_BYTES, .u.bytes = s};
+    struct bw_val v;
+    v.kind = BW_VAL_BYTES;
+    v.u.bytes = s;
+    return v;
 }
 static struct bw_val v_array(const struct bw_val *items, size_t n)
 {
-    return (struct bw_val){.kind = BW_VAL_ARRAY,
-                           .u.array = {.items = n ? items : empty_items, .n = n}};
+    struct bw_val v;
+    v.kind = BW_VAL_ARRAY;
+    v.u.array.items = n ? items : empty_items;
+    v.u.array.n = n;
+    return v;
 }
 static enum bw_tri tri_of_val(struct bw_val v)
 {
@@ -88,6 +108,83 @@ static inline uint32_t load32(const char *p)
     uint32_t v;
     memcpy(&v, p, sizeof v);
     return v;
+}
+
+/* ---- eight bytes at a time ------------------------------------------------------
+ *
+ * Byte tests on a uint64_t (little or big endian alike: each byte is tested
+ * on its own). Each returns 0x80 in every byte that passes and 0 in the
+ * others, exactly: a byte is masked to 7 bits before a constant below 128
+ * is added, so no carry crosses into the next byte, and bytes of 0x80 and
+ * above are excluded by & ~x. */
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+#define LOWS7 0x7f7f7f7f7f7f7f7full
+
+static inline uint64_t swar_between(uint64_t x, unsigned char lo, unsigned char hi)
+{
+    uint64_t t = x & LOWS7;
+    return (t + ONES * (128u - lo)) & ~(t + ONES * (127u - hi)) & ~x & HIGHS;
+}
+static inline uint64_t swar_upper(uint64_t x)
+{
+    return swar_between(x, 'A', 'Z');
+}
+static inline uint64_t swar_lower(uint64_t x)
+{
+    return swar_between(x, 'a', 'z');
+}
+static inline uint64_t swar_eq(uint64_t x, unsigned char c)
+{
+    return swar_between(x, c, c);
+}
+/* ASCII lower case of eight bytes: 0x80 >> 2 is the 0x20 that lowers a
+ * capital. */
+static inline uint64_t swar_tolower(uint64_t x)
+{
+    return x | (swar_upper(x) >> 2);
+}
+static inline uint64_t swar_toupper(uint64_t x)
+{
+    return x & ~(swar_lower(x) >> 2);
+}
+/* The index of the first passing byte of a nonzero test result. */
+static inline size_t swar_first(uint64_t m)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    return (size_t)__builtin_ctzll(m) / 8;
+#else
+    return (size_t)__builtin_clzll(m) / 8;
+#endif
+}
+static inline void store64(char *p, uint64_t v)
+{
+    memcpy(p, &v, sizeof v);
+}
+
+/* a equals the lowercased name b, ASCII case folded (header names): whole
+ * words, the last one overlapping the one before (every load stays inside
+ * both names). */
+static inline bool eq_nocase_lowered(bw_slice a, bw_slice b)
+{
+    size_t n = a.len;
+    if (n != b.len)
+        return false;
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 < n; i += 8)
+            if (swar_tolower(load64(a.ptr + i)) != load64(b.ptr + i))
+                return false;
+        return swar_tolower(load64(a.ptr + n - 8)) == load64(b.ptr + n - 8);
+    }
+    if (n >= 4) {
+        uint64_t x = (uint64_t)load32(a.ptr) | (uint64_t)load32(a.ptr + n - 4) << 32;
+        uint64_t y = (uint64_t)load32(b.ptr) | (uint64_t)load32(b.ptr + n - 4) << 32;
+        return swar_tolower(x) == y;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (bw_ascii_lower(a.ptr[i]) != b.ptr[i])
+            return false;
+    return true;
 }
 /* ---- headers --------------------------------------------------------------- */
 
@@ -124,7 +221,7 @@ static bool hindex(struct bw_rules_ctx *cx)
         size_t b = nm.len < BW__HLEN_BUCKETS - 1 ? nm.len : BW__HLEN_BUCKETS - 1;
         for (uint32_t j = p->hlen_first[b]; j < p->hlen_first[b + 1]; j++) {
             uint32_t id = p->hby_len[j];
-            if (bw_slice_eq_nocase(nm, p->hnames[id])) {
+            if (eq_nocase_lowered(nm, p->hnames[id])) {
                 if (ix[id].count++ == 0)
                     ix[id].first = i;
                 break;
@@ -149,7 +246,7 @@ static size_t header_find(struct bw_rules_ctx *cx, uint32_t id, bw_slice name, s
     size_t k = 0;
     *first = 0;
     for (size_t i = 0; i < h->n; i++)
-        if (bw_slice_eq_nocase(h->items[i].name, name) && k++ == 0)
+        if (eq_nocase_lowered(h->items[i].name, name) && k++ == 0)
             *first = i;
     return k;
 }
@@ -167,14 +264,14 @@ static struct bw_val header_join(struct bw_rules_ctx *cx, uint32_t id, bw_slice 
         return v_bytes(h->items[first].value);
     size_t total = 0;
     for (size_t i = first; i < h->n; i++)
-        if (bw_slice_eq_nocase(h->items[i].name, name))
+        if (eq_nocase_lowered(h->items[i].name, name))
             total += h->items[i].value.len + (i > first ? sep.len : 0);
     char *buf = ralloc(cx, total);
     if (!buf)
         return unknown_val;
     size_t o = 0;
     for (size_t i = first; i < h->n; i++)
-        if (bw_slice_eq_nocase(h->items[i].name, name)) {
+        if (eq_nocase_lowered(h->items[i].name, name)) {
             if (i > first) {
                 memcpy(buf + o, sep.ptr, sep.len);
                 o += sep.len;
@@ -201,7 +298,7 @@ static bool slot_find(struct bw_rules_ctx *cx, const struct bw__slot *s, size_t 
     *count = 0;
     *first = 0;
     for (size_t i = 0; i < h->n; i++)
-        if (bw_slice_eq_nocase(h->items[i].name, s->name) && (*count)++ == 0)
+        if (eq_nocase_lowered(h->items[i].name, s->name) && (*count)++ == 0)
             *first = i;
     return true;
 }
@@ -221,7 +318,7 @@ static struct bw_val header_array(struct bw_rules_ctx *cx, const struct bw__slot
         return unknown_val;
     size_t j = 0;
     for (size_t i = first; i < h->n && j < k; i++)
-        if (bw_slice_eq_nocase(h->items[i].name, s->name))
+        if (eq_nocase_lowered(h->items[i].name, s->name))
             items[j++] = v_bytes(h->items[i].value);
     return v_array(items, k);
 }
@@ -396,20 +493,28 @@ __attribute__((noinline)) static bool make_ready(struct bw_rules_ctx *cx)
     const struct bw_rules_prog *p = cx->prog;
     size_t n_slots = p->nslots * sizeof *cx->slots, n_scans = p->ngroups * sizeof *cx->scans,
            n_memos = p->nmemos * sizeof *cx->memos;
-    if (n_slots + n_scans + n_memos == 0)
-        return true;
-    char *m = ralloc(cx, n_slots + n_scans + n_memos);
-    if (!m) {
-        cx->broken = true;
-        return false;
+    if (n_slots + n_scans + n_memos > 0) {
+        char *m = ralloc(cx, n_slots + n_scans + n_memos);
+        if (!m) {
+            cx->broken = true;
+            return false;
+        }
+        /* Each part is a multiple of its element size; all three element
+         * types have the same (pointer and uint64_t) alignment. */
+        _Static_assert(_Alignof(struct bw__field_cache) == _Alignof(struct bw__scan_cache),
+                       "one allocation for every cache");
+        cx->slots = (struct bw__field_cache *)m;
+        cx->scans = (struct bw__scan_cache *)(m + n_slots);
+        cx->memos = (struct bw__field_cache *)(m + n_slots + n_scans);
     }
-    /* Each part is a multiple of its element size; all three element types
-     * have the same (pointer and uint64_t) alignment. */
-    _Static_assert(_Alignof(struct bw__field_cache) == _Alignof(struct bw__scan_cache),
-                   "one allocation for every cache");
-    cx->slots = (struct bw__field_cache *)m;
-    cx->scans = (struct bw__scan_cache *)(m + n_slots);
-    cx->memos = (struct bw__field_cache *)(m + n_slots + n_scans);
+    /* + 1: the byte of "not a single atom" (eval.h), never computed. */
+    if (p->natoms < BW__ATOMS_INLINE) {
+        memset(cx->atoms_inline, 0, p->natoms + 1);
+        cx->atoms = cx->atoms_inline;
+    } else {
+        cx->atoms = ralloc(cx, p->natoms + 1); /* NULL: each atom alone (atom_alone) */
+    }
+    cx->fast_n = cx->atoms ? (uint32_t)p->n : 0;
     return true;
 }
 
@@ -481,29 +586,36 @@ static inline bool same_bytes(const char *a, const char *b, size_t n)
 
 /* Whether k occurs in s. glibc's memmem sets up a two-way search on every
  * call, which costs more than the search itself for the short needles rules
- * use; a needle of up to SHORT_NEEDLE bytes is found with memchr on its first
- * byte and a memcmp, O(SHORT_NEEDLE * |s|) at worst. Longer needles keep
- * memmem's linear bound. */
+ * use; a needle of up to SHORT_NEEDLE bytes is found with memchr on one of
+ * its bytes (the rarest in request text by byte_rank, so that "/etc/passwd"
+ * is not looked for at every '/' of a path) and a compare, O(SHORT_NEEDLE *
+ * |s|) at worst. Longer needles keep memmem's linear bound. */
 #define SHORT_NEEDLE 32
-static bool has_substring(bw_slice s, bw_slice k)
+static bool has_substring_at(bw_slice s, bw_slice k, size_t j)
 {
     if (k.len == 0)
         return true;
     if (k.len > s.len)
         return false;
-    if (k.len > SHORT_NEEDLE)
+    if (k.len > SHORT_NEEDLE || j >= k.len)
         return memmem(s.ptr, s.len, k.ptr, k.len) != NULL;
-    const char *p = s.ptr, *last = s.ptr + (s.len - k.len); /* last possible start */
-    char first = k.ptr[0];
+    /* The anchor byte k[j] can be at s[j .. s.len - k.len + j]. */
+    const char *p = s.ptr + j, *last = s.ptr + (s.len - k.len) + j;
+    char anchor = k.ptr[j];
     while (p <= last) {
-        p = memchr(p, first, (size_t)(last - p) + 1);
+        p = memchr(p, anchor, (size_t)(last - p) + 1);
         if (!p)
             return false;
-        if (same_bytes(p + 1, k.ptr + 1, k.len - 1))
+        if (same_bytes(p - j, k.ptr, k.len))
             return true;
         p++;
     }
     return false;
+}
+
+static bool has_substring(bw_slice s, bw_slice k)
+{
+    return has_substring_at(s, k, bw__needle_anchor(k));
 }
 
 static enum bw_tri compare(enum bw_rules_cmp_op op, const struct bw_val *lp,
@@ -537,9 +649,8 @@ static enum bw_tri compare(enum bw_rules_cmp_op op, const struct bw_val *lp,
     return BW_TRI_UNKNOWN;
 }
 
-static enum bw_tri in_set(const struct bw__cnode *n, const struct bw_val *v)
+static enum bw_tri set_has(const struct bw__set *set, const struct bw_val *v)
 {
-    const struct bw__set *set = n->u.in.set;
     switch (set->kind) {
     case BW_RULES_SET_BYTES:
         if (v->kind != BW_VAL_BYTES)
@@ -561,6 +672,11 @@ static enum bw_tri in_set(const struct bw__cnode *n, const struct bw_val *v)
     return BW_TRI_UNKNOWN;
 }
 
+static enum bw_tri in_set(const struct bw__cnode *n, const struct bw_val *v)
+{
+    return set_has(n->u.in.set, v);
+}
+
 static int hexval(char c)
 {
     if (c >= '0' && c <= '9')
@@ -577,8 +693,16 @@ static int hexval(char c)
  * are then their own result (no copy); the unchanged prefix is copied as is. */
 static size_t map_first_change(enum bw_rules_func fn, bw_slice s)
 {
-    const unsigned char *p = (const unsigned char *)s.ptr;
     size_t i = 0;
+    for (; i + 8 <= s.len; i += 8) {
+        uint64_t x = load64(s.ptr + i);
+        uint64_t m = fn == BW_RULES_FN_LOWER   ? swar_upper(x)
+                     : fn == BW_RULES_FN_UPPER ? swar_lower(x)
+                                               : swar_eq(x, '%') | swar_eq(x, '+');
+        if (m)
+            return i + swar_first(m);
+    }
+    const unsigned char *p = (const unsigned char *)s.ptr;
     if (fn == BW_RULES_FN_LOWER)
         while (i < s.len && (unsigned char)(p[i] - 'A') >= 26u)
             i++;
@@ -604,24 +728,38 @@ static struct bw_val map_bytes(struct bw_rules_ctx *cx, enum bw_rules_func fn, b
     memcpy(out, s.ptr, first);
     const unsigned char *in = (const unsigned char *)s.ptr;
     size_t o = first;
-    if (fn == BW_RULES_FN_LOWER) {
-        for (size_t i = first; i < s.len; i++)
-            out[o++] = (char)(in[i] + ((unsigned char)(in[i] - 'A') < 26u ? 'a' - 'A' : 0));
-    } else if (fn == BW_RULES_FN_UPPER) {
-        for (size_t i = first; i < s.len; i++)
-            out[o++] = (char)(in[i] - ((unsigned char)(in[i] - 'a') < 26u ? 'a' - 'A' : 0));
+    if (fn == BW_RULES_FN_LOWER || fn == BW_RULES_FN_UPPER) {
+        bool up = fn == BW_RULES_FN_UPPER;
+        size_t i = first;
+        for (; i + 8 <= s.len; i += 8) {
+            uint64_t x = load64(s.ptr + i);
+            store64(out + i, up ? swar_toupper(x) : swar_tolower(x));
+        }
+        for (; i < s.len; i++)
+            out[i] = up ? (char)(in[i] - ((unsigned char)(in[i] - 'a') < 26u ? 'a' - 'A' : 0))
+                        : (char)(in[i] + ((unsigned char)(in[i] - 'A') < 26u ? 'a' - 'A' : 0));
+        o = s.len;
     } else { /* url_decode: %XX decoded, '+' is a space; bad escapes kept */
-        for (size_t i = first; i < s.len; i++) {
+        size_t i = first;
+        while (i < s.len) {
             char c = s.ptr[i];
             int h, l;
             if (c == '%' && i + 2 < s.len && (h = hexval(s.ptr[i + 1])) >= 0 &&
                 (l = hexval(s.ptr[i + 2])) >= 0) {
                 out[o++] = (char)(h * 16 + l);
-                i += 2;
+                i += 3;
             } else if (c == '+') {
                 out[o++] = ' ';
-            } else {
+                i++;
+            } else if (c == '%') {
                 out[o++] = c;
+                i++;
+            } else {
+                /* A run with nothing to decode, copied whole. */
+                size_t run = map_first_change(fn, bw_slice_make(s.ptr + i, s.len - i));
+                memcpy(out + o, s.ptr + i, run);
+                o += run;
+                i += run;
             }
         }
     }
@@ -762,6 +900,9 @@ __attribute__((noinline)) static struct bw_val eval_call(struct bw_rules_ctx *cx
     return v_array(out, a.u.array.n);
 }
 
+static inline const struct bw_val *ref(struct bw_rules_ctx *cx, const struct bw__cnode *n,
+                                       struct bw_val *tmp);
+
 /* Scans group g's left side once for this context. */
 __attribute__((noinline)) static struct bw__scan_cache *scan(struct bw_rules_ctx *cx, size_t g)
 {
@@ -771,24 +912,31 @@ __attribute__((noinline)) static struct bw__scan_cache *scan(struct bw_rules_ctx
     sc->state = BW__CACHE_DONE;
     sc->known = false;
     const struct bw__group *grp = &cx->prog->groups[g];
-    struct bw_val v = eval(cx, grp->lhs);
+    struct bw_val tmp;
+    const struct bw_val *v = ref(cx, grp->lhs, &tmp); /* a field: read in place */
     const struct bw_val *elems;
     size_t n;
     if (grp->lhs->lifted) {
-        if (v.kind != BW_VAL_ARRAY)
+        if (v->kind != BW_VAL_ARRAY)
             return sc;
-        elems = v.u.array.items;
-        n = v.u.array.n;
+        elems = v->u.array.items;
+        n = v->u.array.n;
     } else {
-        elems = &v;
+        elems = v;
         n = 1;
     }
     sc->n = n;
     sc->words = BW_REGEX_BITSET_WORDS(grp->npatterns);
     if (sc->words == 0)
         sc->words = 1;
-    sc->elem_known = ralloc(cx, n * sizeof *sc->elem_known);
-    sc->bits = ralloc(cx, n * sc->words * sizeof *sc->bits);
+    if (n == 1 && sc->words == 1) {
+        sc->elem_known1 = false;
+        sc->elem_known = &sc->elem_known1;
+        sc->bits = &sc->bits1;
+    } else {
+        sc->elem_known = ralloc(cx, n * sizeof *sc->elem_known);
+        sc->bits = ralloc(cx, n * sc->words * sizeof *sc->bits);
+    }
     if (!sc->elem_known || !sc->bits)
         return sc;
     for (size_t i = 0; i < n; i++) {
@@ -898,15 +1046,11 @@ static inline const struct bw_val *ref(struct bw_rules_ctx *cx, const struct bw_
     return tmp;
 }
 
-__attribute__((always_inline)) static inline enum bw_tri bytes_k(struct bw_rules_ctx *cx,
-                                                                 const struct bw__cnode *n)
+/* s op k, both known. */
+__attribute__((always_inline)) static inline enum bw_tri bytes_op(enum bw__bytes_op op, bw_slice s,
+                                                                  bw_slice k)
 {
-    struct bw_val tmp;
-    const struct bw_val *l = ref(cx, n->u.bytes_k.lhs, &tmp);
-    if (l->kind != BW_VAL_BYTES)
-        return BW_TRI_UNKNOWN;
-    bw_slice s = l->u.bytes, k = n->u.bytes_k.k;
-    switch (n->u.bytes_k.op) {
+    switch (op) {
     case BW__BK_EQ:
         return bw_tri_of(s.len == k.len && same_bytes(s.ptr, k.ptr, k.len));
     case BW__BK_NE:
@@ -923,14 +1067,30 @@ __attribute__((always_inline)) static inline enum bw_tri bytes_k(struct bw_rules
     return BW_TRI_UNKNOWN;
 }
 
-static inline enum bw_tri matches_tri(struct bw_rules_ctx *cx, const struct bw__cnode *n)
+__attribute__((always_inline)) static inline enum bw_tri bytes_k(struct bw_rules_ctx *cx,
+                                                                 const struct bw__cnode *n)
 {
-    struct bw__scan_cache *sc = &cx->scans[n->u.matches.group];
+    struct bw_val tmp;
+    const struct bw_val *l = ref(cx, n->u.bytes_k.lhs, &tmp);
+    if (l->kind != BW_VAL_BYTES)
+        return BW_TRI_UNKNOWN;
+    return bytes_op(n->u.bytes_k.op, l->u.bytes, n->u.bytes_k.k);
+}
+
+/* Pattern id of scan group g (not lifted). */
+static inline enum bw_tri match_tri(struct bw_rules_ctx *cx, size_t g, size_t id)
+{
+    struct bw__scan_cache *sc = &cx->scans[g];
     if (sc->state != BW__CACHE_DONE)
-        sc = scan(cx, n->u.matches.group);
+        sc = scan(cx, g);
     if (!sc->known || !sc->elem_known[0])
         return BW_TRI_UNKNOWN;
-    return bw_tri_of(bw_regex_bit(sc->bits, n->u.matches.id));
+    return bw_tri_of(bw_regex_bit(sc->bits, id));
+}
+
+static inline enum bw_tri matches_tri(struct bw_rules_ctx *cx, const struct bw__cnode *n)
+{
+    return match_tri(cx, n->u.matches.group, n->u.matches.id);
 }
 
 static enum bw_tri compare_refs(struct bw_rules_ctx *cx, const struct bw__cnode *n)
@@ -1069,16 +1229,314 @@ void bw_rules_ctx_init(struct bw_rules_ctx *cx, const struct bw_rules_prog *p,
     cx->scratch = scratch;
     cx->ready = false;
     cx->broken = false;
+    cx->fast_n = 0;
+    cx->single = p->single;
     cx->fields_done = 0;
     cx->slots = NULL; /* the caches: set by make_ready, read only once ready */
     cx->scans = NULL;
     cx->memos = NULL;
+    cx->atoms = NULL;
     cx->hidx = NULL; /* read only once hidx_done */
     cx->hidx_done = false;
     cx->stats = (struct bw_rules_eval_stats){0};
 }
 
-enum bw_tri bw_rules_eval(struct bw_rules_ctx *cx, size_t i)
+/* ---- the flattened logic layer (eval_internal.h) ------------------------- */
+
+/* Literal test lit of the value v. */
+__attribute__((always_inline)) static inline enum bw_tri lit_test(const struct bw__lit *lit,
+                                                                  const struct bw_val *v)
+{
+    switch ((enum bw__lit_op)lit->op) {
+    case BW__L_EQ:
+    case BW__L_NE:
+    case BW__L_CONTAINS:
+    case BW__L_STARTS_WITH:
+    case BW__L_ENDS_WITH:
+        if (v->kind != BW_VAL_BYTES)
+            return BW_TRI_UNKNOWN;
+        if (lit->op == BW__L_CONTAINS)
+            return bw_tri_of(has_substring_at(v->u.bytes, lit->k, lit->anchor));
+        return bytes_op((enum bw__bytes_op)lit->op, v->u.bytes, lit->k);
+    case BW__L_IN:
+        return set_has(lit->set, v);
+    case BW__L_LT:
+    case BW__L_LE:
+    case BW__L_GT:
+    case BW__L_GE:
+    case BW__L_IEQ:
+    case BW__L_INE:
+        if (v->kind != BW_VAL_INT)
+            return BW_TRI_UNKNOWN;
+        int64_t a = v->u.integer, b = lit->i;
+        switch ((enum bw__lit_op)lit->op) {
+        case BW__L_LT:
+            return bw_tri_of(a < b);
+        case BW__L_LE:
+            return bw_tri_of(a <= b);
+        case BW__L_GT:
+            return bw_tri_of(a > b);
+        case BW__L_GE:
+            return bw_tri_of(a >= b);
+        case BW__L_IEQ:
+            return bw_tri_of(a == b);
+        case BW__L_INE:
+            return bw_tri_of(a != b);
+        case BW__L_EQ:
+        case BW__L_NE:
+        case BW__L_CONTAINS:
+        case BW__L_STARTS_WITH:
+        case BW__L_ENDS_WITH:
+        case BW__L_IN:
+        case BW__L__COUNT:
+            break;
+        }
+        break;
+    case BW__L__COUNT:
+        break;
+    }
+    return BW_TRI_UNKNOWN;
+}
+
+/* A literal group's left side. len() of a header slot or of a field, the
+ * usual Int left sides, without a call through the tree (same value:
+ * eval_call's len() of a slot is its count; of a Bytes field its length). */
+static const struct bw_val *group_lhs(struct bw_rules_ctx *cx, const struct bw__cnode *lhs,
+                                      struct bw_val *tmp)
+{
+    if (lhs->kind == BW__C_CALL && lhs->u.call.fn == BW_RULES_FN_LEN && !lhs->lifted &&
+        lhs->u.call.nargs == 1) {
+        const struct bw__cnode *a0 = lhs->u.call.args[0];
+        if (a0->kind == BW__C_HEADER) {
+            size_t k, first;
+            *tmp = slot_find(cx, &cx->prog->slots[a0->u.header.slot], &k, &first)
+                       ? v_int((int64_t)k)
+                       : unknown_val;
+            return tmp;
+        }
+        if (a0->kind == BW__C_FIELD) {
+            const struct bw_val *f = field_ref(cx, a0->u.field);
+            *tmp = f->kind == BW_VAL_BYTES ? v_int((int64_t)f->u.bytes.len) : unknown_val;
+            return tmp;
+        }
+    }
+    return ref(cx, lhs, tmp);
+}
+
+/* Literal group g: its left side once, then each of its tests, into their
+ * atoms. The tests allocate nothing and have no other effect, so running
+ * those of rules that are never evaluated changes nothing but time. */
+static void lit_group(struct bw_rules_ctx *cx, uint32_t g)
+{
+    const struct bw__lit_group *lg = &cx->prog->lit_groups[g];
+    const struct bw__lit *lit = &cx->prog->lits[lg->first];
+    uint8_t *out = &cx->atoms[lg->first];
+    struct bw_val tmp;
+    const struct bw_val *v = group_lhs(cx, lg->lhs, &tmp);
+    for (uint32_t j = 0; j < lg->n; j++)
+        out[j] = (uint8_t)(1 + lit_test(&lit[j], v));
+}
+
+/* lower() / upper() of values up to this long are computed on the stack by
+ * HEADERS atoms; longer ones go through the tree. */
+#define HMAP_BUF 256
+
+/* A HEADERS atom (eval_internal.h): what the tree computes for
+ * any(t(m(h["name"][*]))), all(...) and has(h["name"]), from the header
+ * lines directly. any() stops at the first true, all() at the first false:
+ * the rest cannot change the value. */
+static enum bw_tri headers_atom(struct bw_rules_ctx *cx, const struct bw__atom *at)
+{
+    const struct bw__slot *s = &cx->prog->slots[at->group];
+    size_t k, first;
+    bool exists = slot_find(cx, s, &k, &first);
+    enum bw__hq hq = (enum bw__hq)at->hq;
+    switch (hq) {
+    case BW__HQ_HAS:
+        return bw_tri_of(exists && k > 0);
+    case BW__HQ_ANY:
+    case BW__HQ_ALL:
+        break;
+    case BW__HQ__COUNT:
+        return BW_TRI_UNKNOWN;
+    }
+    if (!exists)
+        return BW_TRI_UNKNOWN; /* the map itself is unknown */
+    const struct bw_rv_headers *h;
+    if (!map_of(cx, s->map, &h))
+        return BW_TRI_UNKNOWN;
+    bool any = hq == BW__HQ_ANY;
+    enum bw_tri acc = any ? BW_TRI_FALSE : BW_TRI_TRUE;
+    const struct bw__lit *lit = &cx->prog->hlits[at->id];
+    char buf[HMAP_BUF];
+    for (size_t i = first, j = 0; j < k && i < h->n; i++) {
+        if (j > 0 && !eq_nocase_lowered(h->items[i].name, s->name))
+            continue;
+        j++;
+        struct bw_val v = v_bytes(h->items[i].value);
+        if (at->hmap != BW_RULES_FN__COUNT) {
+            bw_slice x = v.u.bytes;
+            if (x.len > sizeof buf)
+                return tri(cx, at->node);
+            bool up = at->hmap == BW_RULES_FN_UPPER;
+            const unsigned char *in = (const unsigned char *)x.ptr;
+            size_t b = 0;
+            for (; b + 8 <= x.len; b += 8) {
+                uint64_t w = load64(x.ptr + b);
+                store64(buf + b, up ? swar_toupper(w) : swar_tolower(w));
+            }
+            for (; b < x.len; b++)
+                buf[b] = up ? (char)(in[b] - ((unsigned char)(in[b] - 'a') < 26u ? 'a' - 'A' : 0))
+                            : (char)(in[b] + ((unsigned char)(in[b] - 'A') < 26u ? 'a' - 'A' : 0));
+            v.u.bytes = bw_slice_make(x.len ? buf : "", x.len);
+        }
+        enum bw_tri t = lit_test(lit, &v);
+        acc = any ? bw_tri_or(acc, t) : bw_tri_and(acc, t);
+        if (acc == (any ? BW_TRI_TRUE : BW_TRI_FALSE))
+            break;
+    }
+    return acc;
+}
+
+/* Scan group g (scanned now unless it was already), into the atoms of all
+ * its patterns. */
+static void scan_atoms(struct bw_rules_ctx *cx, uint32_t g)
+{
+    const struct bw__group *grp = &cx->prog->groups[g];
+    uint8_t *out = &cx->atoms[cx->prog->scan_atoms[g]];
+    struct bw__scan_cache *sc = &cx->scans[g];
+    if (sc->state != BW__CACHE_DONE)
+        sc = scan(cx, g);
+    if (!sc->known || !sc->elem_known[0]) {
+        memset(out, 1 + BW_TRI_UNKNOWN, grp->npatterns);
+        return;
+    }
+    for (size_t id = 0; id < grp->npatterns; id++)
+        out[id] = (uint8_t)(1 + bw_regex_bit(sc->bits, id));
+}
+
+/* Atom a's value, computed without the atom results (they have no room). */
+static enum bw_tri atom_alone(struct bw_rules_ctx *cx, const struct bw__atom *at)
+{
+    switch ((enum bw__atom_kind)at->kind) {
+    case BW__A_MATCH:
+        return match_tri(cx, at->group, at->id);
+    case BW__A_HEADERS:
+        return headers_atom(cx, at);
+    case BW__A_LIT:
+    case BW__A_NODE:
+        return tri(cx, at->node);
+    case BW__A__COUNT:
+        break;
+    }
+    return BW_TRI_UNKNOWN;
+}
+
+/* Computes atom a's group; a is not computed yet. */
+__attribute__((noinline)) static enum bw_tri atom_fill(struct bw_rules_ctx *cx, uint32_t a)
+{
+    const struct bw__atom *at = &cx->prog->atoms[a];
+    if (!cx->atoms)
+        return atom_alone(cx, at);
+    switch ((enum bw__atom_kind)at->kind) {
+    case BW__A_LIT:
+        lit_group(cx, at->group);
+        break;
+    case BW__A_MATCH:
+        scan_atoms(cx, at->group);
+        break;
+    case BW__A_HEADERS:
+        cx->atoms[a] = (uint8_t)(1 + headers_atom(cx, at));
+        break;
+    case BW__A_NODE:
+        cx->atoms[a] = (uint8_t)(1 + tri(cx, at->node));
+        break;
+    case BW__A__COUNT:
+        return BW_TRI_UNKNOWN;
+    }
+    return (enum bw_tri)(cx->atoms[a] - 1);
+}
+
+static inline enum bw_tri atom(struct bw_rules_ctx *cx, uint32_t a)
+{
+    if (__builtin_expect(cx->atoms != NULL && cx->atoms[a] != 0, 1))
+        return (enum bw_tri)(cx->atoms[a] - 1);
+    return atom_fill(cx, a);
+}
+
+/* Whether acc decides a logic node: and at false, or at true, xor at
+ * unknown (the remaining operands cannot change it). */
+static inline bool decided(enum bw_rules_logic_op op, enum bw_tri acc)
+{
+    return acc == (op == BW_RULES_AND  ? BW_TRI_FALSE
+                   : op == BW_RULES_OR ? BW_TRI_TRUE
+                                       : BW_TRI_UNKNOWN);
+}
+
+static inline enum bw_tri combine(enum bw_rules_logic_op op, enum bw_tri a, enum bw_tri b)
+{
+    switch (op) {
+    case BW_RULES_AND:
+        return bw_tri_and(a, b);
+    case BW_RULES_OR:
+        return bw_tri_or(a, b);
+    case BW_RULES_XOR:
+        return bw_tri_xor(a, b);
+    case BW_RULES_LOGIC__COUNT:
+        break;
+    }
+    return BW_TRI_UNKNOWN;
+}
+
+_Static_assert(BW_TRI_FALSE == 0 && BW_TRI_TRUE == 1 && BW_TRI_UNKNOWN == 2,
+               "bw_rules_eval (eval.h) negates with bit operations");
+
+/* Runs the instructions of an expression that is not a single atom. */
+__attribute__((noinline)) static enum bw_tri run_code(struct bw_rules_ctx *cx, uint32_t pc)
+{
+    const struct bw__insn *code = cx->prog->code;
+    enum bw_tri r = BW_TRI_UNKNOWN;
+    uint8_t acc[BW__MAX_LOGIC_DEPTH]; /* written by FIRST before any read */
+    for (;;) {
+        const struct bw__insn *in = &code[pc++];
+        switch ((enum bw__op)in->op) {
+        case BW__OP_ATOM:
+            r = atom(cx, in->a);
+            break;
+        case BW__OP_NOT:
+            r = bw_tri_not(r);
+            break;
+        case BW__OP_FIRST:
+            acc[in->depth] = (uint8_t)r;
+            if (decided((enum bw_rules_logic_op)in->logic, r))
+                pc = in->a;
+            break;
+        case BW__OP_STEP:
+            r = combine((enum bw_rules_logic_op)in->logic, (enum bw_tri)acc[in->depth], r);
+            acc[in->depth] = (uint8_t)r;
+            if (decided((enum bw_rules_logic_op)in->logic, r))
+                pc = in->a;
+            break;
+        case BW__OP_END:
+            return r;
+        case BW__OP__COUNT:
+            return BW_TRI_UNKNOWN;
+        }
+    }
+}
+
+enum bw_tri bw__rules_eval(struct bw_rules_ctx *cx, size_t i)
+{
+    if (i >= cx->prog->n || !ensure_ready(cx))
+        return BW_TRI_UNKNOWN;
+    uint32_t single = cx->prog->single[i];
+    if (single >> 1 == cx->prog->natoms)
+        return run_code(cx, cx->prog->entry[i]);
+    unsigned t = (unsigned)atom(cx, single >> 1);
+    return (enum bw_tri)(t ^ ((single & 1u) & ~(t >> 1))); /* as in eval.h */
+}
+
+enum bw_tri bw__rules_eval_tree(struct bw_rules_ctx *cx, size_t i)
 {
     if (i >= cx->prog->n || !ensure_ready(cx))
         return BW_TRI_UNKNOWN;

@@ -158,6 +158,9 @@ struct bw_rules_eval_stats {
     uint64_t arena_failures; /* allocations refused by the request arena */
 };
 
+/* Atoms whose results live in the context itself (no arena). */
+#define BW__ATOMS_INLINE 256u
+
 enum bw__cache_state { BW__CACHE_EMPTY, BW__CACHE_DONE, BW__CACHE__COUNT };
 
 struct bw__field_cache {
@@ -175,16 +178,26 @@ struct bw_rules_ctx {
     const struct bw_request_view *view;
     bw_arena *arena;
     bw_regex_scratch *scratch;
-    bool ready;           /* slot and scan caches allocated */
-    bool broken;          /* their allocation failed: every expression is unknown */
-    uint32_t fields_done; /* bit f: field_vals[f] is extracted */
+    bool ready;  /* slot and scan caches allocated */
+    bool broken; /* their allocation failed: every expression is unknown */
+    /* Expressions bw_rules_eval's inline path may answer: the program's
+     * count once the context is ready (not broken, atoms kept), else 0. */
+    uint32_t fast_n;
+    const uint32_t *single;                      /* prog's (eval_internal.h) */
+    uint32_t fields_done;                        /* bit f: field_vals[f] is extracted */
     struct bw_val field_vals[BW_RULES_F__COUNT]; /* not zeroed by init: read only when done */
     struct bw__field_cache *slots;               /* prog's header slots */
     struct bw__scan_cache *scans;                /* prog's scan groups */
     struct bw__field_cache *memos;               /* prog's shared calls */
+    /* prog's atoms (eval_internal.h): 0 not yet computed, else
+     * 1 + enum bw_tri. In atoms_inline when they fit, so that most programs
+     * take no arena for them; NULL when a larger program's could not be
+     * allocated (each atom is then computed alone, each time). */
+    uint8_t *atoms;
     struct bw__hidx *hidx; /* prog's request header names, indexed on first use */
     bool hidx_done;
     struct bw_rules_eval_stats stats;
+    uint8_t atoms_inline[BW__ATOMS_INLINE]; /* not zeroed by init: make_ready zeroes what is used */
 };
 
 /* Binds a context to one request. Allocates nothing (caches are taken from
@@ -196,7 +209,34 @@ void bw_rules_ctx_init(struct bw_rules_ctx *cx, const struct bw_rules_prog *p,
 
 /* The value of expression i (i < bw_rules_prog_count) for the bound request.
  * A rule fires only on BW_TRI_TRUE. i out of range gives BW_TRI_UNKNOWN. */
-enum bw_tri bw_rules_eval(struct bw_rules_ctx *cx, size_t i);
+static inline enum bw_tri bw_rules_eval(struct bw_rules_ctx *cx, size_t i);
+
+/* bw_rules_eval's every case; what follows is only its most common one. */
+enum bw_tri bw__rules_eval(struct bw_rules_ctx *cx, size_t i);
+
+/* Inline because most rules are one test whose result is already known
+ * (computed with others of its group, eval_internal.h): reading it costs
+ * less than a call into eval.c. The test's result byte is 1 + enum bw_tri,
+ * 0 while not computed; single[i] is atom << 1 | negated, and for an
+ * expression that is not a single atom, an atom number past the last whose
+ * byte stays 0. */
+static inline enum bw_tri bw_rules_eval(struct bw_rules_ctx *cx, size_t i)
+{
+    if (__builtin_expect(i < cx->fast_n, 1)) {
+        uint32_t s = cx->single[i];
+        unsigned v = cx->atoms[s >> 1];
+        if (v != 0) {
+            unsigned t = v - 1u;                              /* 0 false, 1 true, 2 unknown */
+            return (enum bw_tri)(t ^ ((s & 1u) & ~(t >> 1))); /* not: flip unless unknown */
+        }
+    }
+    return bw__rules_eval(cx, i);
+}
+
+/* The same value as bw_rules_eval, computed by walking expression i's tree
+ * instead of running its flattened form: the reference the flattened form is
+ * tested against (tests/unit/rules/test_flatten.c, fuzz_rules_eval.c). */
+enum bw_tri bw__rules_eval_tree(struct bw_rules_ctx *cx, size_t i);
 
 /* The value of a scalar field for the bound request, through the same
  * once-per-request cache the expressions use (rate-limit keys, `bulwark

@@ -1,7 +1,8 @@
 /* The compiled form shared by compile.c (which builds it) and eval.c (which
  * runs it). Not for use outside src/rules/.
  *
- * A program is one tree of bw__cnode per expression. The tree mirrors the
+ * A program is one tree of bw__cnode per expression, plus the flattened
+ * form of its logic layer that bw_rules_eval runs (below). The tree mirrors the
  * checked AST with everything that can be decided at load decided: literals
  * are values, fields are ids, header lookups are slots, sets are built and
  * matches point at (scan group, pattern id), as do the `contains` literals
@@ -104,6 +105,108 @@ struct bw__cnode {
     } u;
 };
 
+/* ---- the logic layer, flattened ----------------------------------------------
+ *
+ * bw_rules_eval does not walk the trees. Each expression's not / and / or /
+ * xor layer is compiled into a run of instructions over "atoms", the Bool
+ * leaves below the logic layer, and every atom has a result byte per
+ * request (bw_rules_ctx.atoms: 0 not computed yet, else 1 + enum bw_tri).
+ * Atoms are computed in groups, the first time one of the group is needed:
+ * - LIT: a test of one value against a constant (`x eq "k"`, `contains`,
+ *   `starts_with`, `ends_with`, `ne`, `x in {...}`). The tests on the same
+ *   left side (same field, header slot or shared call) are one literal
+ *   group: its left side is computed once, then every test of the group in
+ *   one tight loop (sorted by operation, so the loop's branches are
+ *   predictable), each into its byte.
+ * - MATCH: a pattern of a scan group (a `matches`, or a folded `contains`).
+ *   Every pattern of a scan group that some atom reads has an atom, and the
+ *   group's one scan fills all of them.
+ * - HEADERS: `any(t(h["name"][*]))` / `all(...)` where t is a literal
+ *   test (as above, lifted), optionally of lower() / upper() of each value;
+ *   and `has(h["name"])`. Computed alone, straight from the request's
+ *   header lines: no array of values is built and nothing is allocated
+ *   (lower() / upper() go through a small stack buffer; a longer value
+ *   sends the atom through the tree).
+ * - NODE: anything else, computed alone through the tree (eval.c's tri()).
+ * Tests and bit reads allocate nothing and have no other effect, so filling
+ * the bytes of atoms that no rule evaluated changes nothing but time; what
+ * allocates (a left side, a scan) happens exactly when the tree would have
+ * done it.
+ *
+ * Most expressions are one atom, or `not` of one: bw_rules_eval then reads
+ * the byte with no dispatch at all (prog->single). The others run their
+ * instructions (prog->code from prog->entry[i] to BW__OP_END) in one loop.
+ * Short-circuit is kept exactly (an operand that is not needed is not
+ * computed, so neither its values nor its arena use happen): and / or / xor
+ * jump past their remaining operands once decided. An accumulator per
+ * nesting level of logic nodes holds each one's running value; nesting
+ * deeper than BW__MAX_LOGIC_DEPTH (more than the parser allows) stays in
+ * the tree, as a NODE atom. */
+enum bw__op {
+    BW__OP_ATOM,  /* r = atom a */
+    BW__OP_NOT,   /* r = not r */
+    BW__OP_FIRST, /* acc[depth] = r; when that decides logic, jump to a */
+    BW__OP_STEP,  /* r = acc[depth] = acc[depth] logic r; when decided, jump to a */
+    BW__OP_END,   /* the expression's value is r */
+    BW__OP__COUNT
+};
+
+#define BW__MAX_LOGIC_DEPTH 64u
+
+struct bw__insn {
+    uint8_t op;    /* enum bw__op */
+    uint8_t logic; /* FIRST / STEP: enum bw_rules_logic_op */
+    uint8_t depth; /* FIRST / STEP: accumulator, < BW__MAX_LOGIC_DEPTH */
+    uint32_t a;
+};
+
+enum bw__atom_kind { BW__A_LIT, BW__A_MATCH, BW__A_HEADERS, BW__A_NODE, BW__A__COUNT };
+
+/* What a HEADERS atom computes. */
+enum bw__hq { BW__HQ_ANY, BW__HQ_ALL, BW__HQ_HAS, BW__HQ__COUNT };
+
+struct bw__atom {
+    uint8_t kind;   /* enum bw__atom_kind */
+    uint8_t hq;     /* HEADERS: enum bw__hq */
+    uint8_t hmap;   /* HEADERS: BW_RULES_FN_LOWER, _UPPER, or BW_RULES_FN__COUNT for none */
+    uint32_t group; /* LIT: literal group; MATCH: scan group; HEADERS: header slot */
+    uint32_t id;    /* MATCH: pattern id; HEADERS (ANY, ALL): the test, in prog->hlits */
+    const struct bw__cnode *node; /* the leaf (LIT, HEADERS, NODE: computed through the tree
+                                   * when there is no room for results or buffer) */
+};
+
+/* The tests a literal group runs (the first five as enum bw__bytes_op). */
+enum bw__lit_op {
+    BW__L_EQ,
+    BW__L_NE,
+    BW__L_CONTAINS,
+    BW__L_STARTS_WITH,
+    BW__L_ENDS_WITH,
+    BW__L_IN, /* set membership, any set kind */
+    BW__L_LT, /* Int compares with the constant i */
+    BW__L_LE,
+    BW__L_GT,
+    BW__L_GE,
+    BW__L_IEQ,
+    BW__L_INE,
+    BW__L__COUNT
+};
+
+/* Literal test i is atom i (literal atoms come first). */
+struct bw__lit {
+    uint8_t op;                /* enum bw__lit_op */
+    bw_slice k;                /* the constant (bytes tests) */
+    int64_t i;                 /* the constant (Int compares) */
+    uint32_t anchor;           /* CONTAINS: bw__needle_anchor(k) */
+    const struct bw__set *set; /* BW__L_IN */
+};
+
+/* Tests (and atoms) first .. first + n - 1 all have the left side lhs. */
+struct bw__lit_group {
+    const struct bw__cnode *lhs;
+    uint32_t first, n;
+};
+
 /* One distinct (map field, lowercased header name). */
 struct bw__slot {
     enum bw_rules_field map; /* HTTP_REQUEST_HEADERS or HTTP_RESPONSE_HEADERS */
@@ -154,6 +257,27 @@ struct bw_rules_prog {
     uint32_t nhnames;
     uint32_t hlen_first[BW__HLEN_BUCKETS + 1]; /* bucket b: hby_len[first[b] .. first[b+1]) */
     const uint32_t *hby_len;                   /* name ids, by length bucket */
+    /* The flattened logic layer (above). */
+    const uint32_t *single; /* n: atom << 1 | negated; natoms << 1 when not one atom */
+    const uint32_t *entry;  /* n: the others start at code[entry[i]] */
+    const struct bw__insn *code;
+    const struct bw__atom *atoms; /* natoms (+ 1 result byte per request, always 0) */
+    uint32_t natoms;
+    const struct bw__lit *lits; /* nlits literal tests, by group */
+    uint32_t nlits;
+    const struct bw__lit_group *lit_groups;
+    uint32_t nlit_groups;
+    const uint32_t *scan_atoms;  /* ngroups: atom of scan group g's pattern 0, or UINT32_MAX */
+    const struct bw__lit *hlits; /* the tests of HEADERS atoms */
 };
+
+/* The byte of needle k that a substring search looks for first: the rarest
+ * in request text ("/etc/passwd" is not looked for at every '/' of a
+ * path); flatten.c. */
+size_t bw__needle_anchor(bw_slice k);
+
+/* Fills p's code, entry, lits and lit groups from its trees (flatten.c);
+ * the last step of bw_rules_compile, after the scan groups are numbered. */
+bw_status bw__rules_flatten(bw_arena *a, struct bw_rules_prog *p, bw_error *err) BW_MUST_CHECK;
 
 #endif

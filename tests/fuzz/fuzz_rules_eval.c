@@ -9,7 +9,9 @@
  *     one the repeat may be unknown: computed values take arena again);
  *   - with a small per-request arena the result is the unbounded result or
  *     unknown, never a different known value (exhaustion is fail-safe:
- *     three-valued logic is monotone in "knowing more"). */
+ *     three-valued logic is monotone in "knowing more");
+ *   - the flattened form bw_rules_eval runs gives what the tree walk
+ *     (bw__rules_eval_tree) gives, with an unbounded arena. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdint.h>
@@ -135,6 +137,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (bw_rules_prog_reserve(p, &s, &err) != BW_OK)
             abort();
         enum bw_tri full = run(p, &v, &s, 0);
+        {
+            bw_arena ra;
+            bw_arena_init(&ra, 512, 0);
+            struct bw_rules_ctx cx;
+            bw_rules_ctx_init(&cx, p, &v, &ra, &s);
+            if (bw__rules_eval_tree(&cx, 0) != full)
+                abort();
+            bw_arena_reset(&ra);
+        }
         static const size_t caps[] = {1, 600, 2048};
         for (size_t i = 0; i < sizeof caps / sizeof *caps; i++) {
             enum bw_tri t = run(p, &v, &s, caps[i]);

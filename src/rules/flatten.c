@@ -1,0 +1,518 @@
+/* Flattening: the last step of bw_rules_compile. Turns the logic layer of
+ * each compiled expression tree (not / and / or / xor) into instructions
+ * over atoms, and numbers and groups the atoms (eval_internal.h, "the logic
+ * layer, flattened"). Runs at load; allocates in the snapshot arena only.
+ *
+ * This file owns: which Bool leaves become LIT, MATCH or NODE atoms, the
+ * literal groups and the order of their tests, the atom numbering, and the
+ * jump targets of short-circuit. It does not own what any of it means at
+ * run time (eval.c). */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rules/eval_internal.h"
+
+/* End of a chain of jumps still to be patched (see emit_logic). */
+#define NO_JUMP UINT32_MAX
+/* single[i] while numbering, for an expression that is not one atom. */
+#define NOT_SINGLE UINT32_MAX
+
+/* A literal group's key: what its left side is. Fields and header slots
+ * compare by id; calls by node, since equal calls share one node
+ * (compile.c); anything else is a group of its own. */
+enum key_kind { KEY_FIELD = 1, KEY_SLOT, KEY_CALL, KEY_OWN };
+
+struct key {
+    enum key_kind kind; /* 0: free entry */
+    uintptr_t id;
+    uint32_t group;
+};
+
+/* A Bool leaf as found, before the atoms are numbered. */
+struct leaf {
+    enum bw__atom_kind kind;
+    const struct bw__cnode *node;
+    uint32_t group; /* LIT: literal group; MATCH: scan group */
+    uint32_t id;    /* MATCH: pattern id */
+    struct bw__lit lit;
+    uint8_t hq, hmap; /* HEADERS */
+};
+
+struct flat {
+    struct bw__lit *hlits; /* tests of HEADERS atoms */
+    uint32_t nhlits;
+    struct bw__insn *code;
+    uint32_t ncode;
+    struct leaf *leaves; /* in the order found; ATOM instructions and
+                          * single expressions refer to these until numbered */
+    uint32_t nleaves;
+    struct bw__lit_group *groups;
+    uint32_t ngroups;
+    struct key *keys; /* open addressing, nkeys_cap a power of two */
+    size_t nkeys_cap;
+};
+
+static bool is_logic(const struct bw__cnode *n, unsigned depth)
+{
+    return n->kind == BW__C_LOGIC && depth < BW__MAX_LOGIC_DEPTH &&
+           n->u.logic.op < BW_RULES_LOGIC__COUNT;
+}
+
+/* Instructions and leaves for node n at logic nesting depth (emit_node). */
+static size_t count_insns(const struct bw__cnode *n, unsigned depth, size_t *leaves)
+{
+    if (n->kind == BW__C_NOT)
+        return 1 + count_insns(n->u.not_.operand, depth, leaves);
+    if (is_logic(n, depth)) {
+        size_t k = n->u.logic.n;
+        for (size_t i = 0; i < n->u.logic.n; i++)
+            k += count_insns(n->u.logic.operands[i], depth + 1, leaves);
+        return k;
+    }
+    (*leaves)++;
+    return 1;
+}
+
+static struct bw__insn *emit(struct flat *f, enum bw__op op)
+{
+    struct bw__insn *in = &f->code[f->ncode++];
+    *in = (struct bw__insn){.op = (uint8_t)op};
+    return in;
+}
+
+static uint64_t mix(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    return x;
+}
+
+/* The literal group of left side lhs (leaf: the test, for KEY_OWN). */
+static uint32_t group_of(struct flat *f, const struct bw__cnode *lhs, const struct bw__cnode *leaf)
+{
+    enum key_kind kind = KEY_OWN;
+    uintptr_t id = (uintptr_t)leaf;
+    switch (lhs->kind) {
+    case BW__C_FIELD:
+        kind = KEY_FIELD, id = (uintptr_t)lhs->u.field;
+        break;
+    case BW__C_HEADER:
+        kind = KEY_SLOT, id = (uintptr_t)lhs->u.header.slot;
+        break;
+    case BW__C_CALL:
+        kind = KEY_CALL, id = (uintptr_t)lhs;
+        break;
+    case BW__C_CONST:
+    case BW__C_INDEX:
+    case BW__C_EACH:
+    case BW__C_NOT:
+    case BW__C_LOGIC:
+    case BW__C_COMPARE:
+    case BW__C_MATCHES:
+    case BW__C_IN:
+    case BW__C_BYTES_K:
+    case BW__C__COUNT:
+        break;
+    }
+    size_t mask = f->nkeys_cap - 1, at = (size_t)mix(id * 4 + (uintptr_t)kind) & mask;
+    while (f->keys[at].kind && !(f->keys[at].kind == kind && f->keys[at].id == id))
+        at = (at + 1) & mask;
+    struct key *k = &f->keys[at];
+    if (!k->kind) {
+        *k = (struct key){.kind = kind, .id = id, .group = f->ngroups};
+        f->groups[f->ngroups++] = (struct bw__lit_group){.lhs = lhs};
+    }
+    return k->group;
+}
+
+/* `lower(y) in {...}` / `upper(y) in {...}` stay in the tree: eval.c answers
+ * false from y's length alone when no element has it, without lowering y,
+ * which a literal group (computing its left side first) would do. */
+static bool in_by_length(const struct bw__cnode *n)
+{
+    const struct bw__cnode *l = n->u.in.lhs;
+    return n->u.in.set->kind == BW_RULES_SET_BYTES && l->kind == BW__C_CALL && !l->lifted &&
+           l->u.call.nargs == 1 &&
+           (l->u.call.fn == BW_RULES_FN_LOWER || l->u.call.fn == BW_RULES_FN_UPPER);
+}
+
+/* An Int compare `x op K`, as a literal test. */
+static bool int_lit_of(const struct bw__cnode *n, struct bw__lit *lit)
+{
+    if (n->kind != BW__C_COMPARE || n->lifted || n->u.compare.lhs->lifted ||
+        n->u.compare.rhs->kind != BW__C_CONST || n->u.compare.rhs->u.konst.kind != BW_VAL_INT)
+        return false;
+    static const uint8_t ops[BW_RULES_CMP__COUNT] = {
+        [BW_RULES_EQ] = BW__L_IEQ,         [BW_RULES_NE] = BW__L_INE, [BW_RULES_LT] = BW__L_LT,
+        [BW_RULES_LE] = BW__L_LE,          [BW_RULES_GT] = BW__L_GT,  [BW_RULES_GE] = BW__L_GE,
+        [BW_RULES_CONTAINS] = BW__L__COUNT};
+    if (n->u.compare.op >= BW_RULES_CMP__COUNT || ops[n->u.compare.op] == BW__L__COUNT)
+        return false;
+    *lit = (struct bw__lit){.op = ops[n->u.compare.op], .i = n->u.compare.rhs->u.konst.u.integer};
+    return true;
+}
+
+/* A constant Bytes operand. */
+static bool bytes_const(const struct bw__cnode *n, bw_slice *k)
+{
+    if (n->kind != BW__C_CONST || n->lifted || n->u.konst.kind != BW_VAL_BYTES)
+        return false;
+    *k = n->u.konst.u.bytes;
+    return true;
+}
+
+/* x, lifted, as a literal test of each value v of x's lifted operand. */
+static bool lifted_test_of(const struct bw__cnode *x, struct bw__lit *lit,
+                           const struct bw__cnode **v)
+{
+    bw_slice k;
+    if (!x->lifted)
+        return false;
+    if (x->kind == BW__C_IN) {
+        *lit = (struct bw__lit){.op = BW__L_IN, .set = x->u.in.set};
+        *v = x->u.in.lhs;
+        return true;
+    }
+    if (x->kind == BW__C_COMPARE && bytes_const(x->u.compare.rhs, &k)) {
+        enum bw_rules_cmp_op op = x->u.compare.op;
+        if (op != BW_RULES_EQ && op != BW_RULES_NE && op != BW_RULES_CONTAINS)
+            return false;
+        *lit = (struct bw__lit){.op = op == BW_RULES_EQ   ? BW__L_EQ
+                                      : op == BW_RULES_NE ? BW__L_NE
+                                                          : BW__L_CONTAINS,
+                                .k = k,
+                                .anchor = (uint32_t)bw__needle_anchor(k)};
+        *v = x->u.compare.lhs;
+        return true;
+    }
+    if (x->kind == BW__C_CALL && x->u.call.nargs == 2 &&
+        (x->u.call.fn == BW_RULES_FN_STARTS_WITH || x->u.call.fn == BW_RULES_FN_ENDS_WITH) &&
+        bytes_const(x->u.call.args[1], &k)) {
+        *lit = (struct bw__lit){.op = x->u.call.fn == BW_RULES_FN_STARTS_WITH ? BW__L_STARTS_WITH
+                                                                              : BW__L_ENDS_WITH,
+                                .k = k};
+        *v = x->u.call.args[0];
+        return true;
+    }
+    return false;
+}
+
+/* v is h["name"][*] (slot), or lower() / upper() of it (map). */
+static bool header_values_of(const struct bw__cnode *v, uint32_t *slot, uint8_t *map)
+{
+    *map = BW_RULES_FN__COUNT;
+    if (v->kind == BW__C_CALL && v->lifted && v->u.call.nargs == 1 &&
+        (v->u.call.fn == BW_RULES_FN_LOWER || v->u.call.fn == BW_RULES_FN_UPPER)) {
+        *map = (uint8_t)v->u.call.fn;
+        v = v->u.call.args[0];
+    }
+    if (v->kind != BW__C_EACH || v->u.each.array->kind != BW__C_HEADER)
+        return false;
+    *slot = (uint32_t)v->u.each.array->u.header.slot;
+    return true;
+}
+
+/* n as a HEADERS atom (eval_internal.h) into l. */
+static bool headers_of(struct flat *f, const struct bw__cnode *n, struct leaf *l)
+{
+    if (n->kind != BW__C_CALL || n->lifted || n->u.call.nargs != 1)
+        return false;
+    const struct bw__cnode *a0 = n->u.call.args[0];
+    if (n->u.call.fn == BW_RULES_FN_HAS) {
+        if (a0->kind != BW__C_HEADER)
+            return false;
+        l->hq = BW__HQ_HAS;
+        l->group = (uint32_t)a0->u.header.slot;
+        return true;
+    }
+    if (n->u.call.fn != BW_RULES_FN_ANY && n->u.call.fn != BW_RULES_FN_ALL)
+        return false;
+    struct bw__lit lit;
+    const struct bw__cnode *v;
+    if (!lifted_test_of(a0, &lit, &v) || !header_values_of(v, &l->group, &l->hmap))
+        return false;
+    l->hq = n->u.call.fn == BW_RULES_FN_ANY ? BW__HQ_ANY : BW__HQ_ALL;
+    l->id = f->nhlits;
+    f->hlits[f->nhlits++] = lit;
+    return true;
+}
+
+/* How common a byte is in request text: 0 rare, 3 everywhere ('/'). */
+static unsigned byte_rank(unsigned char c)
+{
+    if (c == '/')
+        return 3;
+    if (c == '.' || c == '-' || c == '_' || c == '=' || c == '&' || c == ' ' || c == ',')
+        return 2;
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z'))
+        return 1;
+    return 0;
+}
+
+size_t bw__needle_anchor(bw_slice k)
+{
+    size_t j = 0;
+    unsigned best = k.len ? byte_rank((unsigned char)k.ptr[0]) : 0;
+    for (size_t i = 1; i < k.len && best > 0; i++) {
+        unsigned r = byte_rank((unsigned char)k.ptr[i]);
+        if (r < best) {
+            best = r;
+            j = i;
+        }
+    }
+    return j;
+}
+
+/* Records Bool leaf n; returns its leaf number. */
+static uint32_t add_leaf(struct flat *f, const struct bw__cnode *n)
+{
+    struct leaf *l = &f->leaves[f->nleaves];
+    *l = (struct leaf){.kind = BW__A_NODE, .node = n};
+    switch (n->kind) {
+    case BW__C_BYTES_K:
+        l->kind = BW__A_LIT;
+        l->lit = (struct bw__lit){.op = (uint8_t)n->u.bytes_k.op,
+                                  .k = n->u.bytes_k.k,
+                                  .anchor = (uint32_t)bw__needle_anchor(n->u.bytes_k.k)};
+        l->group = group_of(f, n->u.bytes_k.lhs, n);
+        f->groups[l->group].n++;
+        break;
+    case BW__C_IN:
+        if (n->lifted || in_by_length(n))
+            break;
+        l->kind = BW__A_LIT;
+        l->lit = (struct bw__lit){.op = BW__L_IN, .set = n->u.in.set};
+        l->group = group_of(f, n->u.in.lhs, n);
+        f->groups[l->group].n++;
+        break;
+    case BW__C_MATCHES:
+        if (n->lifted)
+            break;
+        l->kind = BW__A_MATCH;
+        l->group = (uint32_t)n->u.matches.group;
+        l->id = (uint32_t)n->u.matches.id;
+        break;
+    case BW__C_COMPARE:
+        if (!int_lit_of(n, &l->lit))
+            break;
+        l->kind = BW__A_LIT;
+        l->group = group_of(f, n->u.compare.lhs, n);
+        f->groups[l->group].n++;
+        break;
+    case BW__C_CALL:
+        if (headers_of(f, n, l))
+            l->kind = BW__A_HEADERS;
+        break;
+    case BW__C_CONST:
+    case BW__C_FIELD:
+    case BW__C_HEADER:
+    case BW__C_INDEX:
+    case BW__C_EACH:
+    case BW__C_NOT:
+    case BW__C_LOGIC:
+    case BW__C__COUNT:
+        break;
+    }
+    return f->nleaves++;
+}
+
+static void emit_node(struct flat *f, const struct bw__cnode *n, unsigned depth);
+
+/* An n-ary logic node: each operand, then FIRST (the first) or STEP (the
+ * others), each of which jumps past the rest once the value is decided.
+ * The jumps are chained through .a while the end is unknown, then
+ * patched. */
+static void emit_logic(struct flat *f, const struct bw__cnode *n, unsigned depth)
+{
+    uint32_t chain = NO_JUMP;
+    for (size_t i = 0; i < n->u.logic.n; i++) {
+        emit_node(f, n->u.logic.operands[i], depth + 1);
+        uint32_t at = f->ncode;
+        struct bw__insn *in = emit(f, i == 0 ? BW__OP_FIRST : BW__OP_STEP);
+        in->logic = (uint8_t)n->u.logic.op;
+        in->depth = (uint8_t)depth;
+        in->a = chain;
+        chain = at;
+    }
+    while (chain != NO_JUMP) {
+        uint32_t next = f->code[chain].a;
+        f->code[chain].a = f->ncode;
+        chain = next;
+    }
+}
+
+static void emit_node(struct flat *f, const struct bw__cnode *n, unsigned depth)
+{
+    if (n->kind == BW__C_NOT) {
+        emit_node(f, n->u.not_.operand, depth);
+        emit(f, BW__OP_NOT);
+    } else if (is_logic(n, depth)) {
+        emit_logic(f, n, depth);
+    } else {
+        uint32_t leaf = add_leaf(f, n);
+        emit(f, BW__OP_ATOM)->a = leaf;
+    }
+}
+
+/* Literal leaves in atom order: by group, then by operation, then as found. */
+struct lit_order {
+    uint32_t group, op, leaf;
+};
+
+static int cmp_lit_order(const void *pa, const void *pb)
+{
+    const struct lit_order *a = pa, *b = pb;
+    if (a->group != b->group)
+        return a->group < b->group ? -1 : 1;
+    if (a->op != b->op)
+        return a->op < b->op ? -1 : 1;
+    return a->leaf < b->leaf ? -1 : a->leaf > b->leaf;
+}
+
+_Static_assert((int)BW__L_EQ == (int)BW__BK_EQ && (int)BW__L_NE == (int)BW__BK_NE &&
+                   (int)BW__L_CONTAINS == (int)BW__BK_CONTAINS &&
+                   (int)BW__L_STARTS_WITH == (int)BW__BK_STARTS_WITH &&
+                   (int)BW__L_ENDS_WITH == (int)BW__BK_ENDS_WITH,
+               "a bytes op is its literal op");
+
+/* Numbers the atoms (literal tests by group, then a block per scan group
+ * that some leaf reads, then the NODE leaves) and points the instructions
+ * and single expressions at them. */
+static bw_status number_atoms(bw_arena *a, struct flat *f, struct bw_rules_prog *p,
+                              uint32_t *single, bw_error *err)
+{
+    size_t nl = f->nleaves ? f->nleaves : 1, ng = p->ngroups ? p->ngroups : 1;
+    uint32_t *atom_of = bw_arena_alloc(a, nl * sizeof *atom_of);
+    struct lit_order *order = bw_arena_alloc(a, nl * sizeof *order);
+    uint32_t *scan_atoms = bw_arena_alloc(a, ng * sizeof *scan_atoms);
+    if (!atom_of || !order || !scan_atoms)
+        return bw_error_set(err, "out of memory compiling rules");
+    uint32_t nlits = 0, nnodes = 0;
+    size_t nmatch = 0;
+    for (size_t g = 0; g < p->ngroups; g++)
+        scan_atoms[g] = UINT32_MAX;
+    for (uint32_t i = 0; i < f->nleaves; i++) {
+        const struct leaf *l = &f->leaves[i];
+        switch (l->kind) {
+        case BW__A_LIT:
+            order[nlits++] = (struct lit_order){.group = l->group, .op = l->lit.op, .leaf = i};
+            break;
+        case BW__A_MATCH:
+            if (scan_atoms[l->group] == UINT32_MAX) {
+                scan_atoms[l->group] = 0; /* used; numbered below */
+                nmatch += p->groups[l->group].npatterns;
+            }
+            break;
+        case BW__A_HEADERS:
+        case BW__A_NODE:
+            nnodes++;
+            break;
+        case BW__A__COUNT:
+            break;
+        }
+    }
+    size_t natoms = nlits + nmatch + nnodes;
+    if (natoms >= UINT32_MAX / 2)
+        return bw_error_set(err, "rules program too large: %zu atoms", natoms);
+    struct bw__atom *atoms = bw_arena_alloc(a, (natoms ? natoms : 1) * sizeof *atoms);
+    struct bw__lit *lits = bw_arena_alloc(a, (nlits ? nlits : 1) * sizeof *lits);
+    if (!atoms || !lits)
+        return bw_error_set(err, "out of memory compiling rules");
+
+    qsort(order, nlits, sizeof *order, cmp_lit_order);
+    for (uint32_t j = 0; j < nlits; j++) {
+        const struct leaf *l = &f->leaves[order[j].leaf];
+        if (j == 0 || order[j - 1].group != order[j].group)
+            f->groups[l->group].first = j;
+        lits[j] = l->lit;
+        atoms[j] = (struct bw__atom){.kind = BW__A_LIT, .group = l->group, .node = l->node};
+        atom_of[order[j].leaf] = j;
+    }
+    uint32_t next = nlits;
+    for (size_t g = 0; g < p->ngroups; g++) {
+        if (scan_atoms[g] == UINT32_MAX)
+            continue;
+        scan_atoms[g] = next;
+        for (size_t id = 0; id < p->groups[g].npatterns; id++)
+            atoms[next++] =
+                (struct bw__atom){.kind = BW__A_MATCH, .group = (uint32_t)g, .id = (uint32_t)id};
+    }
+    for (uint32_t i = 0; i < f->nleaves; i++) {
+        const struct leaf *l = &f->leaves[i];
+        if (l->kind == BW__A_MATCH) {
+            atom_of[i] = scan_atoms[l->group] + l->id;
+        } else if (l->kind == BW__A_NODE || l->kind == BW__A_HEADERS) {
+            atoms[next] = (struct bw__atom){.kind = (uint8_t)l->kind,
+                                            .hq = l->hq,
+                                            .hmap = l->hmap,
+                                            .group = l->group,
+                                            .id = l->id,
+                                            .node = l->node};
+            atom_of[i] = next++;
+        }
+    }
+
+    for (uint32_t i = 0; i < f->ncode; i++)
+        if (f->code[i].op == BW__OP_ATOM)
+            f->code[i].a = atom_of[f->code[i].a];
+    for (size_t i = 0; i < p->n; i++)
+        single[i] = single[i] == NOT_SINGLE ? (uint32_t)natoms << 1
+                                            : atom_of[single[i] >> 1] << 1 | (single[i] & 1u);
+    p->atoms = atoms;
+    p->natoms = (uint32_t)natoms;
+    p->lits = lits;
+    p->nlits = nlits;
+    p->scan_atoms = scan_atoms;
+    return BW_OK;
+}
+
+bw_status bw__rules_flatten(bw_arena *a, struct bw_rules_prog *p, bw_error *err)
+{
+    size_t ninsns = 0, leaves = 0;
+    for (size_t i = 0; i < p->n; i++)
+        ninsns += count_insns(p->roots[i], 0, &leaves) + 1; /* + END */
+    if (ninsns >= UINT32_MAX || leaves >= UINT32_MAX / 4)
+        return bw_error_set(err, "rules program too large: %zu instructions", ninsns);
+    size_t kcap = 2;
+    while (kcap < 2 * leaves + 2) /* load factor <= 1/2 */
+        kcap *= 2;
+    size_t nl = leaves ? leaves : 1, ne = p->n ? p->n : 1;
+    struct flat f = {.nkeys_cap = kcap};
+    uint32_t *single = bw_arena_alloc(a, ne * sizeof *single);
+    uint32_t *entry = bw_arena_alloc(a, ne * sizeof *entry);
+    f.code = bw_arena_alloc(a, (ninsns ? ninsns : 1) * sizeof *f.code);
+    f.leaves = bw_arena_alloc(a, nl * sizeof *f.leaves);
+    f.groups = bw_arena_alloc(a, nl * sizeof *f.groups);
+    f.keys = bw_arena_alloc(a, kcap * sizeof *f.keys); /* zeroed: every entry free */
+    f.hlits = bw_arena_alloc(a, nl * sizeof *f.hlits);
+    if (!single || !entry || !f.code || !f.leaves || !f.groups || !f.keys || !f.hlits)
+        return bw_error_set(err, "out of memory compiling rules");
+    for (size_t i = 0; i < p->n; i++) {
+        /* One atom under any number of `not`: no instructions at all. */
+        const struct bw__cnode *n = p->roots[i];
+        uint32_t neg = 0;
+        while (n->kind == BW__C_NOT) {
+            neg ^= 1;
+            n = n->u.not_.operand;
+        }
+        entry[i] = f.ncode;
+        if (is_logic(n, 0)) {
+            single[i] = NOT_SINGLE;
+            emit_node(&f, p->roots[i], 0);
+            emit(&f, BW__OP_END);
+        } else {
+            single[i] = add_leaf(&f, n) << 1 | neg;
+        }
+    }
+    if (number_atoms(a, &f, p, single, err) != BW_OK)
+        return BW_ERR;
+    p->single = single;
+    p->entry = entry;
+    p->code = f.code;
+    p->lit_groups = f.groups;
+    p->hlits = f.hlits;
+    p->nlit_groups = f.ngroups;
+    return BW_OK;
+}

@@ -1,0 +1,436 @@
+/* The flattened logic layer (src/rules/flatten.c, eval.c's bw_rules_eval)
+ * against the tree walk it replaced (bw__rules_eval_tree): for a table of
+ * expressions covering every kind of atom (literal groups, scan groups,
+ * header any / all / has, tree nodes), not / and / or / xor nested, and
+ * unknowns (absent fields, absent headers, no bot score, response fields
+ * before the response), over several requests, both give the same
+ * three-valued answer. Plus a few answers written out by hand, so that a bug
+ * shared by both cannot hide. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+
+#include "rules/eval.h"
+#include "test.h"
+
+static const struct bw_rules_srcpos at_1_1 = {
+    .file = BW_SLICE_LIT("test"), .line = 1, .col = 1, .cont_col = 1};
+
+#define T BW_TRI_TRUE
+#define F BW_TRI_FALSE
+#define U BW_TRI_UNKNOWN
+
+struct req {
+    struct bw_rv_header h[16];
+    struct bw_rv_header rh[4];
+    struct bw_request_view v;
+};
+
+static void req_init(struct req *r, const char *method, const char *target)
+{
+    memset(r, 0, sizeof *r);
+    r->v.method = bw_slice_make(method, strlen(method));
+    r->v.uri = bw_slice_make(target, strlen(target));
+    const char *q = strchr(target, '?');
+    size_t plen = q ? (size_t)(q - target) : strlen(target);
+    r->v.raw_path = bw_slice_make(target, plen);
+    r->v.query = q ? bw_slice_make(q + 1, strlen(q + 1)) : BW_SLICE_EMPTY;
+    r->v.headers.items = r->h;
+    r->v.response_headers.items = r->rh;
+}
+
+static void req_header(struct req *r, const char *name, const char *value)
+{
+    if (r->v.headers.n >= 16)
+        abort();
+    r->h[r->v.headers.n++] = (struct bw_rv_header){bw_slice_make(name, strlen(name)),
+                                                   bw_slice_make(value, strlen(value))};
+}
+
+static void req_src4(struct req *r, const char *addr)
+{
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&r->v.src.addr;
+    memset(&r->v.src.addr, 0, sizeof r->v.src.addr);
+    s4->sin_family = AF_INET;
+    if (inet_pton(AF_INET, addr, &s4->sin_addr) != 1)
+        abort();
+    r->v.src.known = true;
+}
+
+/* The requests every expression is evaluated against. */
+enum { NREQ = 5 };
+
+static void requests(struct req *r)
+{
+    /* 0: a browser */
+    req_init(&r[0], "GET", "/Admin/index.php?q=Union+Select&x=%3Cscript");
+    r[0].v.host = (struct bw_rv_opt_bytes){.known = true, .value = BW_SLICE_LIT("WWW.example.com")};
+    req_header(&r[0], "Host", "WWW.example.com");
+    req_header(&r[0], "User-Agent", "Mozilla/5.0 SQLMap bot");
+    req_header(&r[0], "Accept-Language", "fr");
+    req_header(&r[0], "accept-language", "XX");
+    req_header(&r[0], "Cookie", "a=1");
+    req_header(&r[0], "cookie", "b=<Script>");
+    req_header(&r[0], "X-Forwarded-For", "127.0.0.1");
+    req_src4(&r[0], "10.1.2.3");
+    r[0].v.bot_score = (struct bw_rv_opt_int){.known = true, .value = 3};
+    /* 1: almost nothing (no host, no headers, no address, no bot score) */
+    req_init(&r[1], "TRACE", "/");
+    /* 2: an API call over TLS */
+    req_init(&r[2], "POST", "/api/v1/upload?");
+    r[2].v.host = (struct bw_rv_opt_bytes){.known = true, .value = BW_SLICE_LIT("api.example.com")};
+    r[2].v.ssl = true;
+    req_header(&r[2], "Content-Length", "0");
+    req_header(&r[2], "Transfer-Encoding", "Chunked");
+    req_header(&r[2], "X-Api-Key", "k");
+    req_header(&r[2], "Range", "bytes=0-1");
+    req_header(&r[2], "range", "bytes=2-3");
+    req_src4(&r[2], "192.0.2.7");
+    r[2].v.bot_score = (struct bw_rv_opt_int){.known = true, .value = 90};
+    /* 3: dot segments and escapes in the path */
+    req_init(&r[3], "get", "/a/../.git/%63onfig?id=1%27%20or%201=1");
+    req_header(&r[3], "user-agent", "");
+    req_header(&r[3], "Referer", "https://semalt.com/x");
+    req_header(&r[3], "X-HTTP-Method-Override", "trace");
+    req_src4(&r[3], "203.0.113.9");
+    /* 4: many values of one header */
+    req_init(&r[4], "PUT", "/upload/big");
+    for (int i = 0; i < 8; i++)
+        req_header(&r[4], "X-Forwarded-For", i == 5 ? "127.0.0.1" : "198.51.100.1");
+    req_header(&r[4], "Accept", "text/html, application/x-shockwave-flash");
+}
+
+/* Every expression of the table goes into one program (so literal groups and
+ * scan groups are shared between them, as in a ruleset). */
+static const char *const exprs[] = {
+    /* literal groups on the path: bytes tests, sets, not, or */
+    "starts_with(http.request.uri.path, \"/admin\")",
+    "starts_with(lower(http.request.uri.path), \"/admin\")",
+    "ends_with(http.request.uri.path, \".php\")",
+    "http.request.uri.path eq \"/\"",
+    "http.request.uri.path ne \"/\"",
+    "http.request.uri.path contains \"git\"",
+    "http.request.uri.path in {\"/\" \"/.git/config\" \"/upload/big\"}",
+    "not http.request.uri.path in {\"/\"}",
+    "not not ends_with(http.request.uri.path, \"/big\")",
+    "http.request.uri.path eq \"/\" or starts_with(http.request.uri.path, \"/api/\")",
+    /* unknown left sides */
+    "http.host eq \"api.example.com\"",
+    "lower(http.host) in {\"www.example.com\"}",
+    "ends_with(http.host, \".com\") and not ssl",
+    "http.user_agent contains \"bot\"",
+    "lower(http.user_agent) eq \"\"",
+    "not http.referer contains \"semalt\"",
+    "http.cookie contains \"b=\"",
+    "http.x_forwarded_for in {\"127.0.0.1\"}",
+    "ip.src in {10.0.0.0/8 192.0.2.0/24}",
+    "not ip.src in {203.0.113.0/24}",
+    "bot.score in {1..5}",
+    "bot.score lt 10",
+    "bot.score ge 90",
+    "bot.score eq 3 or bot.score ne 3",
+    "http.request.method in {\"GET\" \"HEAD\"}",
+    "not http.request.method in {\"GET\" \"HEAD\" \"POST\" \"PUT\"}",
+    /* Int compares on len() */
+    "len(http.request.uri.query) gt 10",
+    "len(http.request.uri.query) in {0}",
+    "len(http.user_agent) le 0",
+    "len(http.request.headers[\"x-forwarded-for\"]) gt 5",
+    "len(http.request.headers[\"range\"]) in {2..1000}",
+    "len(http.request.headers[\"range\"]) eq 0",
+    /* header any / all / has */
+    "has(http.request.headers[\"x-api-key\"])",
+    "not has(http.request.headers[\"authorization\"])",
+    "has(http.request.headers[\"transfer-encoding\"]) and "
+    "has(http.request.headers[\"content-length\"])",
+    "any(http.request.headers[\"accept-language\"][*] in {\"xx\" \"fr\"})",
+    "any(lower(http.request.headers[\"accept-language\"][*]) in {\"xx\"})",
+    "all(lower(http.request.headers[\"accept-language\"][*]) in {\"xx\"})",
+    "all(http.request.headers[\"x-forwarded-for\"][*] eq \"198.51.100.1\")",
+    "any(http.request.headers[\"x-forwarded-for\"][*] contains \"127.0.0.1\")",
+    "any(upper(http.request.headers[\"x-http-method-override\"][*]) in {\"TRACE\"})",
+    "any(lower(http.request.headers[\"transfer-encoding\"][*]) eq \"chunked\")",
+    "any(http.request.headers[\"accept\"][*] contains \"shockwave\")",
+    "any(starts_with(http.request.headers[\"accept\"][*], \"text/\"))",
+    "all(ends_with(lower(http.request.headers[\"cookie\"][*]), \">\"))",
+    "any(http.request.headers[\"x-none\"][*] ne \"a\")",
+    "all(http.request.headers[\"x-none\"][*] ne \"a\")",
+    /* scan groups: matches and folded contains */
+    "http.request.uri.query matches r\"(?i)union(\\s|\\+)+select\"",
+    "http.request.uri.query matches r\"%27\"",
+    "lower(url_decode(http.request.uri.query)) contains \"<script\"",
+    "http.user_agent matches \"^Mozilla\" and lower(http.user_agent) contains \"sqlmap\"",
+    "lower(http.user_agent) contains \"nikto\" or lower(http.user_agent) contains \"bot\"",
+    "lower(http.user_agent) contains \"a\" xor lower(http.user_agent) contains \"b\"",
+    "http.referer matches \"semalt\"",
+    /* tree nodes */
+    "any(http.request.headers[\"x-forwarded-for\"][*] matches \"^127\\\\.\")",
+    "lower(http.request.headers[\"content-type\"][0]) in {\"text/x-shellscript\"}",
+    "concat(lower(http.host), http.request.uri.path) in {\"api.example.com/api/v1/upload\"}",
+    "has(http.referer)",
+    "(http.request.method eq \"GET\") eq true",
+    /* nested logic, unknowns on every side */
+    "(http.host eq \"x\" or bot.score lt 5) and not (ssl xor http.referer contains \"s\")",
+    "not (http.user_agent eq \"a\" and (http.cookie eq \"b\" or ip.src in {0.0.0.0/0}))",
+    "((bot.score gt 1 xor bot.score gt 2) xor (bot.score gt 3 xor http.host eq \"a\")) or "
+    "false",
+    "true and (false or (true and (http.referer eq \"x\" or (not false and "
+    "(http.cookie contains \"a=1\")))))",
+    "http.request.method eq \"POST\" and http.request.uri.path eq \"/login\" and not "
+    "has(http.referer)",
+    "false xor http.host ne \"a\"",
+};
+#define NEXPRS (sizeof exprs / sizeof *exprs)
+
+struct prog {
+    bw_arena snap;
+    bw_regex_scratch scratch;
+    struct bw_rules_prog *p;
+};
+
+static bool prog_build(struct prog *g, enum bw_rules_phase phase, const char *const *texts,
+                       size_t n)
+{
+    memset(g, 0, sizeof *g);
+    bw_arena_init(&g->snap, 4096, 0);
+    bw_regex_scratch_init(&g->scratch);
+    const struct bw_rules_expr **ex = calloc(n, sizeof *ex);
+    if (!ex)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        struct bw_rules_expr *e;
+        struct bw_rules_diag d;
+        if (bw_rules_parse(&g->snap, bw_slice_make(texts[i], strlen(texts[i])), phase, &at_1_1, &e,
+                           &d) != BW_OK) {
+            printf("     %s: parse failed: %s\n", texts[i], d.text);
+            free(ex);
+            return false;
+        }
+        ex[i] = e;
+    }
+    bw_error err;
+    bool ok = bw_rules_compile(&g->snap, ex, n, &g->p, &err) == BW_OK &&
+              bw_rules_prog_reserve(g->p, &g->scratch, &err) == BW_OK;
+    if (!ok)
+        printf("     compile failed: %s\n", err.msg);
+    free(ex);
+    return ok;
+}
+
+static void prog_done(struct prog *g)
+{
+    g->p = bw_rules_prog_free(g->p);
+    bw_regex_scratch_done(&g->scratch);
+    bw_arena_reset(&g->snap);
+}
+
+/* Expression i of g on v: flattened (in one context for every expression, in
+ * order, as a ruleset runs them; forward or backward) and by the tree (a
+ * fresh context each). Fails the test on any difference. */
+static void compare_all(struct prog *g, const char *const *texts, size_t n,
+                        const struct bw_request_view *v, int reqno, bool backward)
+{
+    bw_arena ra, rb;
+    bw_arena_init(&ra, 1024, 0);
+    bw_arena_init(&rb, 1024, 0);
+    struct bw_rules_ctx cx;
+    bw_rules_ctx_init(&cx, g->p, v, &ra, &g->scratch);
+    for (size_t k = 0; k < n; k++) {
+        size_t i = backward ? n - 1 - k : k;
+        enum bw_tri flat = bw_rules_eval(&cx, i);
+        struct bw_rules_ctx tx;
+        bw_rules_ctx_init(&tx, g->p, v, &rb, &g->scratch);
+        enum bw_tri tree = bw__rules_eval_tree(&tx, i);
+        bw_arena_clear(&rb);
+        if (flat != tree)
+            T_FAILF("request %d, %s: flattened %s, tree %s", reqno, texts[i], bw_tri_name(flat),
+                    bw_tri_name(tree));
+        /* Asked again: the same (results are kept per request). */
+        if (bw_rules_eval(&cx, i) != flat)
+            T_FAILF("request %d, %s: a second evaluation differs", reqno, texts[i]);
+    }
+    bw_arena_reset(&ra);
+    bw_arena_reset(&rb);
+}
+
+TEST(flattened_equals_tree)
+{
+    static struct req r[NREQ];
+    requests(r);
+    struct prog g;
+    CHECK(prog_build(&g, BW_RULES_PHASE_REQUEST, exprs, NEXPRS));
+    for (int k = 0; k < NREQ; k++) {
+        compare_all(&g, exprs, NEXPRS, &r[k].v, k, false);
+        compare_all(&g, exprs, NEXPRS, &r[k].v, k, true);
+    }
+    prog_done(&g);
+}
+
+/* Each expression alone in a program (no shared groups): same answers. */
+TEST(flattened_equals_tree_alone)
+{
+    static struct req r[NREQ];
+    requests(r);
+    for (size_t i = 0; i < NEXPRS; i++) {
+        struct prog g;
+        CHECK(prog_build(&g, BW_RULES_PHASE_REQUEST, &exprs[i], 1));
+        for (int k = 0; k < NREQ; k++)
+            compare_all(&g, &exprs[i], 1, &r[k].v, k, false);
+        prog_done(&g);
+    }
+}
+
+/* Response headers before there is a response: the map is unknown, so
+ * any / all over it are unknown and has() is false. */
+TEST(response_headers_unknown_before_response)
+{
+    static const char *const rexprs[] = {
+        "any(http.response.headers[\"set-cookie\"][*] contains \"a\")",
+        "all(lower(http.response.headers[\"x\"][*]) eq \"a\")",
+        "has(http.response.headers[\"x\"])",
+        "not has(http.response.headers[\"x\"])",
+        "len(http.response.headers[\"x\"]) gt 0",
+        "http.response.code in {500..599} or has(http.response.headers[\"x\"])",
+    };
+    static const enum bw_tri want[] = {U, U, F, T, U, U};
+    size_t n = sizeof rexprs / sizeof *rexprs;
+    struct req r;
+    req_init(&r, "GET", "/");
+    struct prog g;
+    CHECK(prog_build(&g, BW_RULES_PHASE_RESPONSE, rexprs, n));
+    compare_all(&g, rexprs, n, &r.v, 0, false);
+    bw_arena ra;
+    bw_arena_init(&ra, 1024, 0);
+    struct bw_rules_ctx cx;
+    bw_rules_ctx_init(&cx, g.p, &r.v, &ra, &g.scratch);
+    for (size_t i = 0; i < n; i++)
+        if (bw_rules_eval(&cx, i) != want[i])
+            T_FAILF("%s: got %s", rexprs[i], bw_tri_name(bw_rules_eval(&cx, i)));
+    bw_arena_reset(&ra);
+    /* With a response: known. */
+    r.v.has_response = true;
+    r.v.response_code = 503;
+    r.rh[r.v.response_headers.n++] =
+        (struct bw_rv_header){BW_SLICE_LIT("Set-Cookie"), BW_SLICE_LIT("a=1")};
+    compare_all(&g, rexprs, n, &r.v, 1, false);
+    prog_done(&g);
+}
+
+/* Answers written out, for the atom kinds the flattening introduced. */
+TEST(hand_checked_answers)
+{
+    static struct req r[NREQ];
+    requests(r);
+    static const struct {
+        const char *text;
+        enum bw_tri want[NREQ];
+    } cases[] = {
+        {"any(lower(http.request.headers[\"accept-language\"][*]) in {\"xx\"})", {T, F, F, F, F}},
+        {"all(lower(http.request.headers[\"accept-language\"][*]) in {\"xx\"})", {F, T, T, T, T}},
+        {"any(http.request.headers[\"x-forwarded-for\"][*] contains \"127.0.0.1\")",
+         {T, F, F, F, T}},
+        {"all(http.request.headers[\"x-forwarded-for\"][*] eq \"198.51.100.1\")", {F, T, T, T, F}},
+        {"any(upper(http.request.headers[\"x-http-method-override\"][*]) in {\"TRACE\"})",
+         {F, F, F, T, F}},
+        {"has(http.request.headers[\"transfer-encoding\"]) and "
+         "has(http.request.headers[\"content-length\"])",
+         {F, F, T, F, F}},
+        {"len(http.request.headers[\"x-forwarded-for\"]) gt 5", {F, F, F, F, T}},
+        {"len(http.request.headers[\"range\"]) in {2..1000}", {F, F, T, F, F}},
+        {"len(http.user_agent) le 0", {F, U, U, T, U}},
+        {"bot.score lt 10", {T, U, F, U, U}},
+        {"bot.score eq 3 or bot.score ne 3", {T, U, T, U, U}},
+        {"not http.referer contains \"semalt\"", {U, U, U, F, U}},
+        {"http.host eq \"api.example.com\"", {F, U, T, U, U}},
+        {"false xor http.host ne \"a\"", {T, U, T, U, U}},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        struct prog g;
+        CHECK(prog_build(&g, BW_RULES_PHASE_REQUEST, &cases[c].text, 1));
+        for (int k = 0; k < NREQ; k++) {
+            bw_arena ra;
+            bw_arena_init(&ra, 1024, 0);
+            struct bw_rules_ctx cx;
+            bw_rules_ctx_init(&cx, g.p, &r[k].v, &ra, &g.scratch);
+            enum bw_tri t = bw_rules_eval(&cx, 0);
+            if (t != cases[c].want[k])
+                T_FAILF("request %d, %s: got %s, want %s", k, cases[c].text, bw_tri_name(t),
+                        bw_tri_name(cases[c].want[k]));
+            bw_arena_reset(&ra);
+        }
+        prog_done(&g);
+    }
+}
+
+/* Logic nesting as deep as the parser allows: the flattened form and the
+ * tree agree, and a deep chain of and / or short-circuits correctly. */
+TEST(deep_nesting)
+{
+    char text[4096];
+    size_t o = 0;
+    for (int d = 0; d < 30; d++)
+        o += (size_t)snprintf(text + o, sizeof text - o, "(%s bot.score gt %d %s ",
+                              d % 3 == 0 ? "not" : "", d, d % 2 ? "or" : "and");
+    o += (size_t)snprintf(text + o, sizeof text - o, "http.host eq \"a\"");
+    for (int d = 0; d < 30; d++)
+        o += (size_t)snprintf(text + o, sizeof text - o, ")");
+    const char *one[] = {text};
+    static struct req r[NREQ];
+    requests(r);
+    struct prog g;
+    CHECK(prog_build(&g, BW_RULES_PHASE_REQUEST, one, 1));
+    for (int k = 0; k < NREQ; k++)
+        compare_all(&g, one, 1, &r[k].v, k, false);
+    prog_done(&g);
+}
+
+/* More literal tests than fit in the context: they go to the arena, and
+ * when the arena refuses, each is computed alone: same answers, never a
+ * wrong known value. */
+TEST(many_atoms)
+{
+    enum { N = BW__ATOMS_INLINE + 40 };
+    static char texts[N][64];
+    static const char *ptrs[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(texts[i], sizeof texts[i], "%s(http.request.uri.path, \"/%c%d\")",
+                 i % 2 ? "starts_with" : "ends_with", 'a' + i % 26, i % 7);
+        ptrs[i] = texts[i];
+    }
+    struct req r;
+    req_init(&r, "GET", "/b1/x/c2");
+    struct prog g;
+    CHECK(prog_build(&g, BW_RULES_PHASE_REQUEST, ptrs, N));
+    compare_all(&g, ptrs, N, &r.v, 0, false);
+    for (size_t cap = 64; cap <= 4096; cap *= 2) {
+        bw_arena ra;
+        bw_arena_init(&ra, 64, cap);
+        struct bw_rules_ctx cx;
+        bw_rules_ctx_init(&cx, g.p, &r.v, &ra, &g.scratch);
+        for (int i = 0; i < N; i++) {
+            enum bw_tri t = bw_rules_eval(&cx, (size_t)i);
+            struct bw_rules_ctx tx;
+            bw_arena rb;
+            bw_arena_init(&rb, 1024, 0);
+            bw_rules_ctx_init(&tx, g.p, &r.v, &rb, &g.scratch);
+            enum bw_tri want = bw__rules_eval_tree(&tx, (size_t)i);
+            bw_arena_reset(&rb);
+            if (t != want && t != U)
+                T_FAILF("cap %zu, %s: %s, tree %s", cap, ptrs[i], bw_tri_name(t),
+                        bw_tri_name(want));
+        }
+        bw_arena_reset(&ra);
+    }
+    prog_done(&g);
+}
+
+int main(void)
+{
+    RUN(flattened_equals_tree);
+    RUN(flattened_equals_tree_alone);
+    RUN(response_headers_unknown_before_response);
+    RUN(hand_checked_answers);
+    RUN(deep_nesting);
+    RUN(many_atoms);
+    return t_done();
+}
