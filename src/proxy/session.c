@@ -1027,7 +1027,8 @@ static enum io_result write_upstream(struct bw_session *s)
 static enum io_result write_client(struct bw_session *s)
 {
     struct request *r = s->req;
-    struct iovec iov[3];
+    struct fwd *f = r ? &r->rfwd : NULL;
+    struct iovec iov[5];
     int n = 0;
     size_t clen = 0, hlen = 0, blen = 0;
     if (r && r->cont_len) {
@@ -1038,9 +1039,14 @@ static enum io_result write_client(struct bw_session *s)
         hlen = bw_buf_len(s->hbuf) - s->h_off;
         iov[n++] = (struct iovec){bw_buf_head(s->hbuf) + s->h_off, hlen};
     }
-    if (r && r->rfwd.active && r->rfwd.len) {
-        blen = r->rfwd.len;
-        iov[n++] = (struct iovec){bw_buf_head(s->ubuf) + r->rfwd.off, blen};
+    if (f && f->active) {
+        if (f->pre_len)
+            iov[n++] = (struct iovec){f->pre, f->pre_len};
+        if (f->len)
+            iov[n++] = (struct iovec){bw_buf_head(s->ubuf) + f->off, f->len};
+        if (f->post_len)
+            iov[n++] = (struct iovec){f->post, f->post_len};
+        blen = fwd_left(f);
     }
     if (n == 0)
         return IO_BLOCKED;
@@ -1069,13 +1075,15 @@ static enum io_result write_client(struct bw_session *s)
             s->hbuf->start = s->hbuf->end = 0;
         }
     }
-    if (left && r && r->rfwd.active) {
-        size_t x = take(&left, &r->rfwd.len);
-        r->rfwd.off += x;
+    if (left && f && f->active) {
+        take_framing(&left, f->pre, &f->pre_len);
+        size_t x = take(&left, &f->len);
+        f->off += x;
+        take_framing(&left, f->post, &f->post_len);
     }
-    if (r && r->rfwd.active && r->rfwd.len == 0) {
-        bw_buf_consume(s->ubuf, r->rfwd.consume);
-        r->rfwd.active = false;
+    if (f && f->active && fwd_left(f) == 0) {
+        bw_buf_consume(s->ubuf, f->consume);
+        f->active = false;
     }
     if ((size_t)w < total)
         s->c_wr = false;
@@ -1397,6 +1405,10 @@ static bool response_head_step(struct bw_session *s)
     r->rbody.remaining = hr.content_length;
     bw_chunked_init(&r->rbody.ch);
     r->rbody.dechunk = hr.body_kind == BW_BODY_CHUNKED && r->http10;
+    /* Chunked responses go on in framing of our own, as request bodies do:
+     * extensions, trailers and odd size lines from the upstream stop here,
+     * and a client (or a cache in front) parses what we checked. */
+    r->rbody.rechunk = hr.body_kind == BW_BODY_CHUNKED && !r->http10;
     r->rbody.framed =
         hr.body_kind == BW_BODY_NONE || (hr.body_kind == BW_BODY_LENGTH && hr.content_length == 0);
     r->upstream_keep = hr.keep_alive;
@@ -1620,7 +1632,7 @@ static void exchange_step(struct bw_session *s)
                 }
                 return;
             }
-            if (r->rfwd.active && r->rfwd.len == 0) {
+            if (r->rfwd.active && fwd_left(&r->rfwd) == 0) {
                 bw_buf_consume(s->ubuf, r->rfwd.consume);
                 r->rfwd.active = false;
             }

@@ -79,6 +79,27 @@ def test_chunked_response_arrives_intact(origin, proxy):
         assert c.read_response().json()["target"] == "/after"
 
 
+def test_chunked_response_is_reframed(origin, proxy):
+    # Extensions, leading zeros, uppercase hex and trailers from the
+    # upstream do not reach the client: it gets plain chunks of our own.
+    raw = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"005;name=value\r\nhello\r\n"
+           b"000B\r\n, and more.\r\n"
+           b"0;last\r\nX-Trailer: t\r\n\r\n")
+    origin.on("/odd", om.raw(raw, close=False))
+    bw = proxy(origin)
+    with bw.connect() as c:
+        c.send(request_bytes("GET", "/odd"))
+        head = c.read_head()
+        assert head.header("transfer-encoding") == "chunked"
+        wire = b""
+        while not wire.endswith(b"0\r\n\r\n"):
+            wire += c.read_exact(1)
+        assert wire == b"5\r\nhello\r\nb\r\n, and more.\r\n0\r\n\r\n"
+        c.send(request_bytes("GET", "/after"))
+        assert c.read_response().json()["target"] == "/after"
+
+
 def test_content_length_response_1mib_intact(origin, proxy):
     origin.on("/1m", om.big(1 << 20))
     bw = proxy(origin)
