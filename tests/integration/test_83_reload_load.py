@@ -16,6 +16,7 @@ The rate is the load client's target, not an assertion: the test asserts
 only that nothing failed. BULWARK_RELOAD_LOAD_RATE overrides it."""
 import json
 import os
+import re
 import signal
 import subprocess
 import textwrap
@@ -57,6 +58,21 @@ def status(bw):
     r = admin(bw, "GET", "/status")
     assert r.status == 200, r
     return json.loads(r.body)
+
+
+def metrics(bw):
+    r = admin(bw, "GET", "/metrics")
+    assert r.status == 200, r
+    return r.body.decode()
+
+
+def sample(text, name, **labels):
+    """The value of one sample of /metrics whose labels include these."""
+    for m in re.finditer(r"^bulwark_%s\{([^}]*)\} (\S+)$" % re.escape(name), text, re.M):
+        have = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(1)))
+        if all(have.get(k) == v for k, v in labels.items()):
+            return float(m.group(2))
+    return None
 
 
 def start_loadgen(port, rate, conns, per_conn, duration, out_path):
@@ -277,3 +293,82 @@ def test_hundred_reloads_under_2000_rps(tmp_path, nginx_origin, bulwark):
     assert bw.request("GET", f"/deny/{last_valid - 2}").status == 404
     assert bw.request("GET", f"/deny/{rejected_rule}").status == 404  # from a rejected ruleset
     assert bw.request("GET", "/ok").status == 200
+
+    # /metrics counts the loads by artifact and result, and shows the
+    # running version of each artifact with its hash.
+    text = metrics(bw)
+    ruleset_kinds = sum(n for k, n in by_kind.items() if k.startswith("ruleset"))
+    config_kinds = rejected - ruleset_kinds
+    cp, rp = bw.config_path, str(rules)
+    assert sample(text, "artifact_file_loads_total", artifact="config", path=cp,
+                  result="accepted") == 1 + accepted
+    assert sample(text, "artifact_file_loads_total", artifact="config", path=cp,
+                  result="rejected") == config_kinds
+    assert sample(text, "artifact_file_loads_total", artifact="ruleset", path=rp,
+                  result="accepted") == 1 + accepted
+    assert sample(text, "artifact_file_loads_total", artifact="ruleset", path=rp,
+                  result="rejected") == ruleset_kinds
+    assert sample(text, "artifact_version", artifact="config", path=cp,
+                  hash=fnv1a64(good_config)) == 1 + accepted
+    assert sample(text, "artifact_version", artifact="ruleset", path=rp,
+                  hash=fnv1a64(good_rules)) == 1 + accepted
+
+
+def test_metrics_count_loads_by_artifact_and_show_versions(tmp_path, nginx_origin, bulwark):
+    """bulwark_artifact_file_loads_total{artifact,path,result} blames the
+    file a rejection names (not the valid ones loaded with it), and
+    bulwark_artifact_version{artifact,path,hash} follows what runs: the
+    feature file's own version, the generation for the others."""
+    rules, feats = tmp_path / "entry.yaml", tmp_path / "features.json"
+    rules.write_text(ruleset_text(1))
+
+    def features(version, weight=1.0):
+        feats.write_text(json.dumps({"version": version, "bias": -1.0, "features": [
+            {"name": "ua_curl", "expression": 'lower(http.user_agent) contains "curl/"',
+             "weight": weight}]}))
+        return feats.read_bytes()
+
+    good_feats = features(5)
+    cfg = {
+        "listen": [{"address": "127.0.0.1:0"}],
+        "admin": {"address": "127.0.0.1:0"},
+        "upstreams": {"app": {"servers": [{"address": nginx_origin.address}]}},
+        "routes": [{"upstream": "app"}],
+        "modules": {"rules": {"rulesets": [str(rules)]},
+                    "bot_score": {"features": str(feats), "on_error": "open"}},
+    }
+    bw = bulwark(cfg, expect_errors=["reload rejected", "entry.yaml", "features.json"])
+    cp, rp, fp = bw.config_path, str(rules), str(feats)
+
+    def loads(kind, path, result):
+        return sample(metrics(bw), "artifact_file_loads_total", artifact=kind, path=path,
+                      result=result)
+
+    assert [loads(k, p, "accepted") for k, p in
+            (("config", cp), ("ruleset", rp), ("feature_file", fp))] == [1, 1, 1]
+    assert sample(metrics(bw), "artifact_version", artifact="feature_file", path=fp,
+                  hash=fnv1a64(good_feats)) == 5
+    # A feature file going backwards: only it is blamed.
+    features(4)
+    r = admin(bw, "POST", "/reload")
+    assert r.status == 422, r.body
+    assert loads("feature_file", fp, "rejected") == 1
+    assert loads("ruleset", rp, "rejected") == 0 and loads("config", cp, "rejected") == 0
+    # A broken ruleset: only it.
+    features(6)
+    rules.write_text(type_error_ruleset(2))
+    assert admin(bw, "POST", "/reload").status == 422
+    assert loads("ruleset", rp, "rejected") == 1 and loads("feature_file", fp, "rejected") == 1
+    # Everything good again: each file accepted once more, the new versions shown.
+    rules.write_text(ruleset_text(3))
+    assert admin(bw, "POST", "/reload").status == 200
+    text = metrics(bw)
+    assert [sample(text, "artifact_file_loads_total", artifact=k, path=p, result="accepted")
+            for k, p in (("config", cp), ("ruleset", rp), ("feature_file", fp))] == [2, 2, 2]
+    assert sample(text, "artifact_version", artifact="feature_file", path=fp,
+                  hash=fnv1a64(feats.read_bytes())) == 6
+    assert sample(text, "artifact_version", artifact="ruleset", path=rp,
+                  hash=fnv1a64(rules.read_bytes())) == 2
+    assert sample(text, "artifact_version", artifact="config", path=cp) == 2
+    # The config-wide counter is unchanged in meaning: whole loads.
+    assert 'bulwark_artifact_loads_total{result="rejected"} 2' in text
