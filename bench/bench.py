@@ -47,6 +47,7 @@ Method (docs/performance.md explains it in full):
 """
 
 import datetime
+import json
 import os
 import platform
 import re
@@ -148,6 +149,9 @@ for _s in [x for x in _x.split(",") if x]:
 RUN_MAIN = os.environ.get("BENCH_MAIN", "1") != "0"
 RELOAD_DURATION = env_int("BENCH_RELOAD_DURATION", 2 if QUICK else 10)
 RELOAD_INTERVAL = env_float("BENCH_RELOAD_INTERVAL", 1.0)
+RELOAD_RATE = env_int("BENCH_RELOAD_RATE", 5000)  # fixed-rate runs (0: none)
+LOADGEN_BIN = os.environ.get("BENCH_LOADGEN") or os.path.join(
+    os.path.dirname(BULWARK_BIN), "tools", "loadgen")
 REGEX_DURATION = env_int("BENCH_REGEX_DURATION", 2 if QUICK else 10)
 REGEX_QUERY_BYTES = env_int("BENCH_REGEX_QUERY_BYTES", 4096)
 WRK_REGEX_SCRIPT = os.path.join(HERE, "wrk-regex.lua")
@@ -1277,6 +1281,37 @@ REGEX_SCEN = {"name": "regex", "path": "/", "size": BODY_SIZE, "conns": CONNS,
               "label": f"{REGEX_QUERY_BYTES:,}-byte crafted query"}
 
 
+def loadgen_run(t, rate, duration, during=None):
+    """tests/tools/loadgen at a fixed rate (CONNS keep-alive connections,
+    pinned with the rest of the load side): latency at a load the proxy
+    keeps up with, unlike wrk's saturating closed loop. Returns a dict like
+    load_run's (latencies in ms)."""
+    argv = ["taskset", "-c", LOAD_CPU, LOADGEN_BIN, "--port", str(t.port), "--conns",
+            str(CONNS), "--rate", str(rate), "--duration", str(duration),
+            "--requests", str(rate * duration + 1), "--expect", "200"]
+    c0 = cpu_ticks(t.pid)
+    p = PROCS.start("loadgen", argv, subprocess.PIPE, subprocess.PIPE)
+    try:
+        if during is None:
+            out, err = p.communicate(timeout=duration + 30)
+        else:
+            with during:
+                out, err = p.communicate(timeout=duration + 30)
+    finally:
+        PROCS.started.remove((p, "loadgen"))
+    if p.returncode != 0:
+        raise RuntimeError(f"loadgen exited with {p.returncode}: {err.decode()[-300:]}")
+    j = json.loads(out.decode().strip().splitlines()[-1])
+    lat = j["latency_us"]
+    r = {"rps": j["rate"], "p50": lat["p50"] / 1000, "p99": lat["p99"] / 1000,
+         "p99.9": lat["p999"] / 1000, "max": lat["max"] / 1000,
+         "requests": j["completed"], "non2xx": j["unexpected_status"],
+         "sock_errors": j["failed"]}
+    r["cpu_s"] = (cpu_ticks(t.pid) - c0) / CLK_TCK
+    r["cpu_per_100k"] = r["cpu_s"] / r["requests"] * 100000 if r["requests"] else float("nan")
+    return r
+
+
 def reload_scenario(work, origin):
     """bulwark with the 100 rules, steady and while reloading, interleaved
     per repeat. Returns (target, [per-repeat reload stats]) or raises."""
@@ -1297,6 +1332,22 @@ def reload_scenario(work, origin):
         r = Reloader(admin_port, RELOAD_INTERVAL)
         load_run(t, rep, origin, RELOAD_BUSY, during=r)
         reloads.append({"n": len(r.ms), "ms": r.ms, "errors": r.errors})
+        if RELOAD_RATE > 0 and os.access(LOADGEN_BIN, os.X_OK):
+            for name, rl in (("rate-steady", None),
+                             ("rate-reloading", Reloader(admin_port, RELOAD_INTERVAL))):
+                time.sleep(0.5)
+                res = loadgen_run(t, RELOAD_RATE, RELOAD_DURATION, rl)
+                t.xruns.setdefault(name, []).append(res)
+                log(f"  {t.name} {name} run {rep}: {res['rps']:.0f} req/s  p50 {res['p50']:.3f} "
+                    f"ms  p99 {res['p99']:.3f} ms  p99.9 {res['p99.9']:.3f} ms  max "
+                    f"{res['max']:.3f} ms  failed {res['sock_errors']}  cpu "
+                    f"{res['cpu_per_100k']:.3f} s/100k")
+                if rl is not None:
+                    reloads[-1]["n"] += len(rl.ms)
+                    reloads[-1]["ms"] += rl.ms
+                    reloads[-1]["errors"] += rl.errors
+                if res["sock_errors"] or res["non2xx"]:
+                    t.fail(f"{name}: {res['sock_errors']} failed, {res['non2xx']} not 200")
         if r.errors:
             t.fail(f"reloads failed: {r.errors[:3]}")
         log(f"  {len(r.ms)} reloads, answered in median {med(r.ms):.1f} ms, "
@@ -1368,13 +1419,24 @@ def reload_report(t, reloads):
     out += ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
     all_ms = [m for r in reloads for m in r["ms"]]
     out.append(run_row("steady", steady, ["-", "-"]))
-    out.append(run_row(RELOAD_BUSY["label"], busy,
-                       [str(sum(r["n"] for r in reloads)),
-                        f"{med(all_ms):.1f} ({max(all_ms):.1f})" if all_ms else "-"]))
-    out += ["", "Reloading ÷ steady, per repeat then the median (min–max): "
-            + ", ".join(f"{k} {spread(paired(steady, busy, k), lambda v: f'{v:.2f}')}"
-                        for k in ("p50", "p99", "p99.9"))
-            + f"; req/s {spread(paired(steady, busy, 'rps'), lambda v: f'{v:.2f}')}."]
+    out.append(run_row(RELOAD_BUSY["label"], busy, ["", ""]))
+    fs, fb = t.xruns.get("rate-steady", []), t.xruns.get("rate-reloading", [])
+    if fs and fb:
+        out.append(run_row(f"loadgen at {RELOAD_RATE:,}/s, steady", fs, ["-", "-"]))
+        out.append(run_row(f"loadgen at {RELOAD_RATE:,}/s, reloading every "
+                           f"{RELOAD_INTERVAL:g} s", fb, ["", ""]))
+    out.append(f"| all reloads | | | | | | | {sum(r['n'] for r in reloads)} | "
+               + (f"{med(all_ms):.1f} ({max(all_ms):.1f})" if all_ms else "-") + " |")
+
+    def ratio_line(a, b):
+        return (", ".join(f"{k} {spread(paired(a, b, k), lambda v: f'{v:.2f}')}"
+                          for k in ("p50", "p99", "p99.9"))
+                + f"; req/s {spread(paired(a, b, 'rps'), lambda v: f'{v:.2f}')}; CPU per "
+                f"request {spread(paired(a, b, 'cpu_per_100k'), lambda v: f'{v:.2f}')}")
+    out += ["", "Reloading ÷ steady, per repeat then the median (min–max): wrk (saturating): "
+            + ratio_line(steady, busy)
+            + (f"; loadgen at a fixed {RELOAD_RATE:,} req/s: " + ratio_line(fs, fb)
+               if fs and fb else "") + "."]
     return out
 
 
