@@ -1281,7 +1281,7 @@ REGEX_SCEN = {"name": "regex", "path": "/", "size": BODY_SIZE, "conns": CONNS,
               "label": f"{REGEX_QUERY_BYTES:,}-byte crafted query"}
 
 
-def loadgen_run(t, rate, duration, during=None):
+def loadgen_run(t, origin, rate, duration, during=None):
     """tests/tools/loadgen at a fixed rate (CONNS keep-alive connections,
     pinned with the rest of the load side): latency at a load the proxy
     keeps up with, unlike wrk's saturating closed loop. Returns a dict like
@@ -1289,7 +1289,10 @@ def loadgen_run(t, rate, duration, during=None):
     argv = ["taskset", "-c", LOAD_CPU, LOADGEN_BIN, "--port", str(t.port), "--conns",
             str(CONNS), "--rate", str(rate), "--duration", str(duration),
             "--requests", str(rate * duration + 1), "--expect", "200"]
-    c0 = cpu_ticks(t.pid)
+    if WAIT_QUIET > 0:
+        wait_quiet(WAIT_QUIET)
+    c0, o0 = cpu_ticks(t.pid), cpu_ticks(origin.pid)
+    m0, own0, w0 = machine_ticks(), own_cpu_s(), time.monotonic()
     p = PROCS.start("loadgen", argv, subprocess.PIPE, subprocess.PIPE)
     try:
         if during is None:
@@ -1308,6 +1311,9 @@ def loadgen_run(t, rate, duration, during=None):
          "requests": j["completed"], "non2xx": j["unexpected_status"],
          "sock_errors": j["failed"]}
     r["cpu_s"] = (cpu_ticks(t.pid) - c0) / CLK_TCK
+    m1, own1, w1 = machine_ticks(), own_cpu_s(), time.monotonic()
+    ours = r["cpu_s"] + (cpu_ticks(origin.pid) - o0) / CLK_TCK + (own1 - own0)
+    r["foreign_pct"] = max(0.0, ((m1[0] - m0[0]) / CLK_TCK - ours) / (w1 - w0) * 100)
     r["cpu_per_100k"] = r["cpu_s"] / r["requests"] * 100000 if r["requests"] else float("nan")
     return r
 
@@ -1336,12 +1342,12 @@ def reload_scenario(work, origin):
             for name, rl in (("rate-steady", None),
                              ("rate-reloading", Reloader(admin_port, RELOAD_INTERVAL))):
                 time.sleep(0.5)
-                res = loadgen_run(t, RELOAD_RATE, RELOAD_DURATION, rl)
+                res = loadgen_run(t, origin, RELOAD_RATE, RELOAD_DURATION, rl)
                 t.xruns.setdefault(name, []).append(res)
                 log(f"  {t.name} {name} run {rep}: {res['rps']:.0f} req/s  p50 {res['p50']:.3f} "
                     f"ms  p99 {res['p99']:.3f} ms  p99.9 {res['p99.9']:.3f} ms  max "
                     f"{res['max']:.3f} ms  failed {res['sock_errors']}  cpu "
-                    f"{res['cpu_per_100k']:.3f} s/100k")
+                    f"{res['cpu_per_100k']:.3f} s/100k  other load {res['foreign_pct']:.0f}%")
                 if rl is not None:
                     reloads[-1]["n"] += len(rl.ms)
                     reloads[-1]["ms"] += rl.ms
@@ -1400,8 +1406,18 @@ def run_row(name, runs, extra=()):
 RUN_HEAD = ["req/s", "p50 ms", "p99 ms", "p99.9 ms", "CPU s/100k req", "non-2xx + socket errors"]
 
 
-def paired(a, b, key):
-    return [y[key] / x[key] for x, y in zip(a, b) if x[key]]
+# A repeat counts as quiet when other CPU load (not the benchmark's) stayed
+# under this % of one core in both of its runs.
+QUIET_PAIR_PCT = 25.0
+
+
+def paired(a, b, key, quiet=False):
+    return [y[key] / x[key] for x, y in zip(a, b) if x[key] and (
+        not quiet or max(x.get("foreign_pct", 0), y.get("foreign_pct", 0)) < QUIET_PAIR_PCT)]
+
+
+def n_quiet(a, b):
+    return len(paired(a, b, "rps", quiet=True)), len(paired(a, b, "rps"))
 
 
 def reload_report(t, reloads):
@@ -1428,15 +1444,22 @@ def reload_report(t, reloads):
     out.append(f"| all reloads | | | | | | | {sum(r['n'] for r in reloads)} | "
                + (f"{med(all_ms):.1f} ({max(all_ms):.1f})" if all_ms else "-") + " |")
 
-    def ratio_line(a, b):
-        return (", ".join(f"{k} {spread(paired(a, b, k), lambda v: f'{v:.2f}')}"
+    def ratio_line(a, b, quiet=False):
+        return (", ".join(f"{k} {spread(paired(a, b, k, quiet), lambda v: f'{v:.2f}')}"
                           for k in ("p50", "p99", "p99.9"))
-                + f"; req/s {spread(paired(a, b, 'rps'), lambda v: f'{v:.2f}')}; CPU per "
-                f"request {spread(paired(a, b, 'cpu_per_100k'), lambda v: f'{v:.2f}')}")
-    out += ["", "Reloading ÷ steady, per repeat then the median (min–max): wrk (saturating): "
-            + ratio_line(steady, busy)
-            + (f"; loadgen at a fixed {RELOAD_RATE:,} req/s: " + ratio_line(fs, fb)
-               if fs and fb else "") + "."]
+                + f"; req/s {spread(paired(a, b, 'rps', quiet), lambda v: f'{v:.2f}')}; CPU per "
+                f"request {spread(paired(a, b, 'cpu_per_100k', quiet), lambda v: f'{v:.2f}')}")
+    out += ["", "Reloading ÷ steady, per repeat then the median (min–max):", "",
+            "- wrk (saturating), every repeat: " + ratio_line(steady, busy)]
+    if fs and fb:
+        out += [f"- loadgen at a fixed {RELOAD_RATE:,} req/s, every repeat: "
+                + ratio_line(fs, fb)]
+    for name, a, b in (("wrk", steady, busy), (f"loadgen at {RELOAD_RATE:,}/s", fs, fb)):
+        q, n = n_quiet(a, b)
+        if n and q < n:
+            out += [f"- {name}, only the repeats where the machine was quiet (other load under "
+                    f"{QUIET_PAIR_PCT:.0f} % of a core in both runs; {q} of {n}): "
+                    + (ratio_line(a, b, True) if q else "none")]
     return out
 
 
@@ -1460,6 +1483,14 @@ def regex_report(plain, waf):
         out += ["", f"With the regex ÷ without, req/s per repeat then the median (min–max): "
                 f"{spread(rs, lambda v: f'{v:.2f}')} — {ok}; CPU per request "
                 f"{spread(paired(a, b, 'cpu_per_100k'), lambda v: f'{v:.2f}')}."]
+        q, n = n_quiet(a, b)
+        if q < n:
+            rq = paired(a, b, "rps", True)
+            out += ["", f"Only the repeats where the machine was quiet (other load under "
+                    f"{QUIET_PAIR_PCT:.0f} % of a core in both runs; {q} of {n}): "
+                    + (f"req/s {spread(rq, lambda v: f'{v:.2f}')}, CPU per request "
+                       f"{spread(paired(a, b, 'cpu_per_100k', True), lambda v: f'{v:.2f}')}"
+                       if q else "none") + "."]
     return out
 
 
