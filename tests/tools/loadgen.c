@@ -405,13 +405,11 @@ need_more:
 static void on_readable(struct conn *c, uint64_t t)
 {
     for (;;) {
-        if (c->len == sizeof c->buf) {
-            if (!c->head_done) {
-                st.protocol_errors++;
-                note_error("response head too large", 0);
-                conn_close(c);
-                return;
-            }
+        if (c->len == sizeof c->buf) { /* a head, or a chunk-size line, over 64 KiB */
+            st.protocol_errors++;
+            note_error(c->head_done ? "chunk line too long" : "response head too large", 0);
+            conn_close(c);
+            return;
         }
         ssize_t n = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, 0);
         if (n < 0) {
