@@ -36,7 +36,7 @@ FUZZ_REPLAY_BINS := $(patsubst tests/fuzz/%.c,$(B)/replay/%,$(FUZZ_SRCS))
 
 all: build
 
-build: $(B)/bulwark $(UNIT_BINS) $(FUZZ_REPLAY_BINS)
+build: $(B)/bulwark $(UNIT_BINS) $(FUZZ_REPLAY_BINS) $(B)/tools/loadgen
 
 # Quiet by default (V=1 shows the commands), so warnings stand out.
 Q := $(if $(V),,@)
@@ -65,6 +65,13 @@ $(B)/replay/%: tests/fuzz/%.c tests/fuzz/replay_main.c $(B)/libbulwark.a
 	@mkdir -p $(dir $@)
 	@$(if $(V),,echo "  FUZZ  $(VARIANT) $< (replay)")
 	$(Q)$(CC) $(BASE_CFLAGS) $(VCFLAGS) $(VLDFLAGS) -o $@ $< tests/fuzz/replay_main.c $(B)/libbulwark.a $(LIBS)
+
+# The integration tests' load client (tests/tools/): built without
+# sanitizers in every variant, so that it loads the proxy, not itself.
+$(B)/tools/%: tests/tools/%.c
+	@mkdir -p $(dir $@)
+	@$(if $(V),,echo "  TOOL  $(VARIANT) $<")
+	$(Q)$(CC) $(WARN) -D_GNU_SOURCE -O2 -g -o $@ $<
 
 # libFuzzer builds (clang): the library is compiled again with coverage.
 FB := build/fuzz

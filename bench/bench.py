@@ -34,9 +34,20 @@ Method (docs/performance.md explains it in full):
 - Syscalls: perf stat on every syscalls:sys_enter_* tracepoint of the serving
   process, enabled exactly around a fixed number of sequential requests on
   one kept-alive connection (strace -c -f as a fallback).
+- bulwark-only scenarios, after all of that, each on bulwark processes of
+  its own (BENCH_SCENARIOS picks them too):
+  reload: bulwark with the 100 rules and an admin listener, loaded by wrk
+    once steady and once while POST /reload arrives every
+    BENCH_RELOAD_INTERVAL seconds (interleaved per repeat); p50/p99/p99.9 of
+    both and their ratio, and how long each reload took to answer.
+  regex: the same crafted traffic (bench/wrk-regex.lua: a query of several
+    KiB of the 2019 WAF regex's backtracking trigger) to bulwark without
+    rules and to bulwark with that regex over the query
+    (bench/rules/waf2019.yaml); req/s ratio (issue 5's bar: within 20 %).
 """
 
 import datetime
+import json
 import os
 import platform
 import re
@@ -49,6 +60,7 @@ import string
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -118,12 +130,31 @@ EXTRA_SCENARIOS = {
     "c1000": {"name": "c1000", "path": "/", "size": BODY_SIZE, "conns": BIG_CONNS,
               "duration": EXTRA_DURATION, "label": f"1 KiB, {BIG_CONNS:,} conns"},
 }
-_x = os.environ.get("BENCH_SCENARIOS", ",".join(EXTRA_SCENARIOS))
+# bulwark-only scenarios (see the top of this file): they run after the
+# comparison, on bulwark processes of their own.
+BULWARK_ONLY = ["reload", "regex"]
+_x = os.environ.get("BENCH_SCENARIOS", ",".join(list(EXTRA_SCENARIOS) + BULWARK_ONLY))
 SCENARIOS = [MAIN]
+BW_SCENARIOS = []
 for _s in [x for x in _x.split(",") if x]:
+    if _s in BULWARK_ONLY:
+        BW_SCENARIOS.append(_s)
+        continue
     if _s not in EXTRA_SCENARIOS:
-        sys.exit(f"bench: unknown scenario {_s!r} in BENCH_SCENARIOS (know {list(EXTRA_SCENARIOS)})")
+        sys.exit(f"bench: unknown scenario {_s!r} in BENCH_SCENARIOS "
+                 f"(know {list(EXTRA_SCENARIOS) + BULWARK_ONLY})")
     SCENARIOS.append(EXTRA_SCENARIOS[_s])
+# BENCH_MAIN=0: skip the comparison of targets (the first table, memory,
+# syscalls and the extra scenarios), run only the bulwark-only scenarios.
+RUN_MAIN = os.environ.get("BENCH_MAIN", "1") != "0"
+RELOAD_DURATION = env_int("BENCH_RELOAD_DURATION", 2 if QUICK else 10)
+RELOAD_INTERVAL = env_float("BENCH_RELOAD_INTERVAL", 1.0)
+RELOAD_RATE = env_int("BENCH_RELOAD_RATE", 5000)  # fixed-rate runs (0: none)
+LOADGEN_BIN = os.environ.get("BENCH_LOADGEN") or os.path.join(
+    os.path.dirname(BULWARK_BIN), "tools", "loadgen")
+REGEX_DURATION = env_int("BENCH_REGEX_DURATION", 2 if QUICK else 10)
+REGEX_QUERY_BYTES = env_int("BENCH_REGEX_QUERY_BYTES", 4096)
+WRK_REGEX_SCRIPT = os.path.join(HERE, "wrk-regex.lua")
 WRK_SCRIPT = os.path.join(HERE, "wrk-percentiles.lua")
 LUA_MODULES = ["/usr/lib/nginx/modules/ndk_http_module.so",
                "/usr/lib/nginx/modules/ngx_http_lua_module.so"]
@@ -471,7 +502,7 @@ def start_haproxy(t, work, origin_port):
     t.pid = t.proc.pid
 
 
-def start_bulwark(t, work, origin_port, template="bulwark.yaml"):
+def start_bulwark(t, work, origin_port, template="bulwark.yaml", **extra):
     if not (os.path.isfile(BULWARK_BIN) and os.access(BULWARK_BIN, os.X_OK)):
         raise StartError(f"{BULWARK_BIN} not found or not executable (run make first)")
     # Rendered into WORK/conf/ next to a WORK/rules link to bench/rules/, so
@@ -481,7 +512,7 @@ def start_bulwark(t, work, origin_port, template="bulwark.yaml"):
     if not os.path.exists(os.path.join(work, "rules")):
         os.symlink(os.path.join(HERE, "rules"), os.path.join(work, "rules"))
     conf = render(template, os.path.join(work, "conf", template), PORT=t.port,
-                  ORIGIN_PORT=origin_port)
+                  ORIGIN_PORT=origin_port, **extra)
     if template != "bulwark.yaml":
         chk = subprocess.run([BULWARK_BIN, "check", "-c", conf], capture_output=True, text=True,
                              timeout=20)
@@ -494,7 +525,7 @@ def start_bulwark(t, work, origin_port, template="bulwark.yaml"):
                 raise NotApplicable("n/a: bulwark rejects modules: (rules not wired yet)"
                                     f"; bulwark check said: {first}")
             raise NotApplicable(f"n/a: bulwark check rejects {template}: {err}")
-    errlog = os.path.join(work, f"{t.name}.stderr")
+    errlog = t.errlog = os.path.join(work, f"{t.name}.stderr")
     with open(errlog, "w") as err:
         t.proc = PROCS.start(t.name, [BULWARK_BIN, "run", "-c", conf], subprocess.DEVNULL, err,
                              cpu=PROXY_CPU)
@@ -557,9 +588,9 @@ def parse_wrk(out):
     return r
 
 
-def wrk(port, duration, conns=None, path="/"):
+def wrk(port, duration, conns=None, path="/", script=WRK_SCRIPT):
     argv = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{conns or CONNS}", f"-d{duration}s",
-            "--latency", "--timeout", "5s", "-s", WRK_SCRIPT, f"http://127.0.0.1:{port}{path}"]
+            "--latency", "--timeout", "5s", "-s", script, f"http://127.0.0.1:{port}{path}"]
     for k, v in EXTRA_HEADERS:
         argv[-1:-1] = ["-H", f"{k}: {v}"]
     # wrk is short-lived and waited for here; it is recorded too, so an
@@ -624,7 +655,9 @@ def wait_quiet(limit_s):
             return pct
 
 
-def load_run(t, repeat, origin, scen=MAIN):
+def load_run(t, repeat, origin, scen=MAIN, during=None):
+    """One wrk run against t; `during`, when given, is a context manager
+    entered just around wrk (the reload scenario's reloader)."""
     if WAIT_QUIET > 0:
         pct = wait_quiet(WAIT_QUIET)
         if pct > QUIET_PCT:
@@ -638,7 +671,13 @@ def load_run(t, repeat, origin, scen=MAIN):
     l0 = cpus_busy_ticks(load_cpus)
     m0, own0, w0 = machine_ticks(), own_cpu_s(), time.monotonic()
     c0 = cpu_ticks(t.pid)
-    out = wrk(t.port, scen["duration"], scen["conns"], scen["path"])
+    if during is None:
+        out = wrk(t.port, scen["duration"], scen["conns"], scen["path"],
+                  scen.get("script", WRK_SCRIPT))
+    else:
+        with during:
+            out = wrk(t.port, scen["duration"], scen["conns"], scen["path"],
+                      scen.get("script", WRK_SCRIPT))
     if not alive(t):
         t.fail(f"died during run {repeat} (status {t.proc.poll()}): {tail(t.errlog, 3)}")
         return
@@ -1104,6 +1143,18 @@ def breakdown(targets, key=None):
     return lines
 
 
+def short_header(started, versions):
+    """The report's head when only the bulwark-only scenarios ran."""
+    return "\n".join([f"# bulwark benchmark — {started:%Y-%m-%d %H:%M} UTC", "",
+                      f"Machine: {machine_line()}", "",
+                      f"Versions: bulwark {versions['bulwark']}, nginx {versions['nginx']} "
+                      f"(origin), wrk {versions['wrk']}", "",
+                      f"bulwark-only scenarios ({', '.join(BW_SCENARIOS)}; BENCH_MAIN=0: no "
+                      f"comparison of targets); bulwark on CPU {PROXY_CPU}, origin + wrk on "
+                      f"CPU {LOAD_CPU}."
+                      + (" QUICK MODE: smoke test only, not a result." if QUICK else "")]) + "\n"
+
+
 def report(targets, started, versions):
     tbl, notes = table(targets)
     out = [f"# bulwark benchmark — {started:%Y-%m-%d %H:%M} UTC", "",
@@ -1173,6 +1224,274 @@ def report(targets, started, versions):
     if notes:
         out += ["", "Notes:", ""] + ["- " + n.replace("\n", " | ") for n in notes]
     return "\n".join(out) + "\n"
+
+
+# ------------------------------------------------- bulwark-only scenarios
+
+def admin_post(port, path, timeout=30.0):
+    """POST on bulwark's admin listener: (status, body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.settimeout(timeout)
+        s.sendall(f"POST {path} HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\n"
+                  "Connection: close\r\n\r\n".encode())
+        status, body, _ = read_response(s)
+    return status, body
+
+
+class Reloader:
+    """POST /reload every `interval` seconds on a thread of this process
+    (pinned to the load CPU with the rest of the harness) until stopped;
+    keeps how long each took to answer and any that failed."""
+
+    def __init__(self, admin_port, interval):
+        self.admin_port, self.interval = admin_port, interval
+        self.ms, self.errors = [], []
+        self.stop_ev = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        nxt = time.monotonic()
+        while not self.stop_ev.is_set():
+            t0 = time.monotonic()
+            try:
+                status, body = admin_post(self.admin_port, "/reload")
+                if status != 200:
+                    self.errors.append(f"HTTP {status}: {body[:200]!r}")
+            except (OSError, ConnectionError, ValueError) as e:
+                self.errors.append(repr(e))
+            self.ms.append((time.monotonic() - t0) * 1000.0)
+            nxt += self.interval
+            self.stop_ev.wait(max(0.0, nxt - time.monotonic()))
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_ev.set()
+        self.thread.join(60)
+
+
+RELOAD_STEADY = {"name": "steady", "path": "/", "size": BODY_SIZE, "conns": CONNS,
+                 "duration": RELOAD_DURATION, "label": "steady"}
+RELOAD_BUSY = dict(RELOAD_STEADY, name="reloading",
+                   label=f"reloading every {RELOAD_INTERVAL:g} s")
+REGEX_SCEN = {"name": "regex", "path": "/", "size": BODY_SIZE, "conns": CONNS,
+              "duration": REGEX_DURATION, "script": WRK_REGEX_SCRIPT,
+              "label": f"{REGEX_QUERY_BYTES:,}-byte crafted query"}
+
+
+def loadgen_run(t, origin, rate, duration, during=None):
+    """tests/tools/loadgen at a fixed rate (CONNS keep-alive connections,
+    pinned with the rest of the load side): latency at a load the proxy
+    keeps up with, unlike wrk's saturating closed loop. Returns a dict like
+    load_run's (latencies in ms)."""
+    argv = ["taskset", "-c", LOAD_CPU, LOADGEN_BIN, "--port", str(t.port), "--conns",
+            str(CONNS), "--rate", str(rate), "--duration", str(duration),
+            "--requests", str(rate * duration + 1), "--expect", "200"]
+    if WAIT_QUIET > 0:
+        wait_quiet(WAIT_QUIET)
+    c0, o0 = cpu_ticks(t.pid), cpu_ticks(origin.pid)
+    m0, own0, w0 = machine_ticks(), own_cpu_s(), time.monotonic()
+    p = PROCS.start("loadgen", argv, subprocess.PIPE, subprocess.PIPE)
+    try:
+        if during is None:
+            out, err = p.communicate(timeout=duration + 30)
+        else:
+            with during:
+                out, err = p.communicate(timeout=duration + 30)
+    finally:
+        PROCS.started.remove((p, "loadgen"))
+    if p.returncode != 0:
+        raise RuntimeError(f"loadgen exited with {p.returncode}: {err.decode()[-300:]}")
+    j = json.loads(out.decode().strip().splitlines()[-1])
+    lat = j["latency_us"]
+    r = {"rps": j["rate"], "p50": lat["p50"] / 1000, "p99": lat["p99"] / 1000,
+         "p99.9": lat["p999"] / 1000, "max": lat["max"] / 1000,
+         "requests": j["completed"], "non2xx": j["unexpected_status"],
+         "sock_errors": j["failed"]}
+    r["cpu_s"] = (cpu_ticks(t.pid) - c0) / CLK_TCK
+    m1, own1, w1 = machine_ticks(), own_cpu_s(), time.monotonic()
+    ours = r["cpu_s"] + (cpu_ticks(origin.pid) - o0) / CLK_TCK + (own1 - own0)
+    r["foreign_pct"] = max(0.0, ((m1[0] - m0[0]) / CLK_TCK - ours) / (w1 - w0) * 100)
+    r["cpu_per_100k"] = r["cpu_s"] / r["requests"] * 100000 if r["requests"] else float("nan")
+    return r
+
+
+def reload_scenario(work, origin):
+    """bulwark with the 100 rules, steady and while reloading, interleaved
+    per repeat. Returns (target, [per-repeat reload stats]) or raises."""
+    port, admin_port = free_ports(2)
+    t = Target("bulwark+rules (reload)", port)
+    start_bulwark(t, work, origin.port, "bulwark-reload.yaml", ADMIN_PORT=admin_port)
+    ok, detail = probe(t.port)
+    if not ok:
+        raise StartError(f"started but the first request {detail}")
+    log(f"reload scenario: {t.name} on 127.0.0.1:{t.port}, admin {admin_port} (pid {t.pid})")
+    if WARMUP > 0:
+        wrk(t.port, max(1, int(round(WARMUP))))
+    reloads = []
+    for rep in range(1, REPEATS + 1):
+        log(f"reload scenario, {RELOAD_DURATION}s runs: repeat {rep}/{REPEATS}")
+        load_run(t, rep, origin, RELOAD_STEADY)
+        time.sleep(0.5)
+        r = Reloader(admin_port, RELOAD_INTERVAL)
+        load_run(t, rep, origin, RELOAD_BUSY, during=r)
+        reloads.append({"n": len(r.ms), "ms": r.ms, "errors": r.errors})
+        if RELOAD_RATE > 0 and os.access(LOADGEN_BIN, os.X_OK):
+            for name, rl in (("rate-steady", None),
+                             ("rate-reloading", Reloader(admin_port, RELOAD_INTERVAL))):
+                time.sleep(0.5)
+                res = loadgen_run(t, origin, RELOAD_RATE, RELOAD_DURATION, rl)
+                t.xruns.setdefault(name, []).append(res)
+                log(f"  {t.name} {name} run {rep}: {res['rps']:.0f} req/s  p50 {res['p50']:.3f} "
+                    f"ms  p99 {res['p99']:.3f} ms  p99.9 {res['p99.9']:.3f} ms  max "
+                    f"{res['max']:.3f} ms  failed {res['sock_errors']}  cpu "
+                    f"{res['cpu_per_100k']:.3f} s/100k  other load {res['foreign_pct']:.0f}%")
+                if rl is not None:
+                    reloads[-1]["n"] += len(rl.ms)
+                    reloads[-1]["ms"] += rl.ms
+                    reloads[-1]["errors"] += rl.errors
+                if res["sock_errors"] or res["non2xx"]:
+                    t.fail(f"{name}: {res['sock_errors']} failed, {res['non2xx']} not 200")
+        if r.errors:
+            t.fail(f"reloads failed: {r.errors[:3]}")
+        log(f"  {len(r.ms)} reloads, answered in median {med(r.ms):.1f} ms, "
+            f"max {max(r.ms) if r.ms else float('nan'):.1f} ms, {len(r.errors)} failed")
+        time.sleep(0.5)
+        if t.failed:
+            break
+    PROCS.stop(t.proc)
+    return t, reloads
+
+
+def regex_scenario(work, origin):
+    """The same crafted traffic to bulwark without rules and to bulwark with
+    the 2019 regex ruleset, interleaved per repeat. Returns the two targets."""
+    os.environ["BENCH_REGEX_QUERY_BYTES"] = str(REGEX_QUERY_BYTES)  # for wrk-regex.lua
+    p1, p2 = free_ports(2)
+    plain = Target("bulwark, no rules", p1)
+    waf = Target("bulwark, 2019 regex", p2)
+    query = ("1true-" * (REGEX_QUERY_BYTES // 6 + 1))[:REGEX_QUERY_BYTES]
+    for t, template in ((plain, "bulwark.yaml"), (waf, "bulwark-regex.yaml")):
+        start_bulwark(t, work, origin.port, template)
+        # The crafted request passes (no '=' in it: the rule does not match).
+        ok, detail = probe(t.port, "/search?" + query)
+        if not ok:
+            raise StartError(f"{t.name}: the crafted request {detail}")
+        log(f"regex scenario: {t.name} on 127.0.0.1:{t.port} (pid {t.pid})")
+        if WARMUP > 0:
+            wrk(t.port, max(1, int(round(WARMUP))), script=WRK_REGEX_SCRIPT)
+    for rep in range(1, REPEATS + 1):
+        log(f"regex scenario, {REGEX_DURATION}s runs: repeat {rep}/{REPEATS}")
+        for t in (plain, waf):
+            load_run(t, rep, origin, REGEX_SCEN)
+            time.sleep(0.5)
+    for t in (plain, waf):
+        PROCS.stop(t.proc)
+    return plain, waf
+
+
+def run_row(name, runs, extra=()):
+    return "| " + " | ".join([
+        name,
+        spread([r["rps"] for r in runs], fmt_int),
+        spread([r["p50"] for r in runs], fmt_ms),
+        spread([r["p99"] for r in runs], fmt_ms),
+        spread([r["p99.9"] for r in runs], fmt_ms),
+        spread([r["cpu_per_100k"] for r in runs], fmt_cpu),
+        str(sum(r["non2xx"] + r["sock_errors"] for r in runs))] + list(extra)) + " |"
+
+
+RUN_HEAD = ["req/s", "p50 ms", "p99 ms", "p99.9 ms", "CPU s/100k req", "non-2xx + socket errors"]
+
+
+# A repeat counts as quiet when other CPU load (not the benchmark's) stayed
+# under this % of one core in both of its runs.
+QUIET_PAIR_PCT = 25.0
+
+
+def paired(a, b, key, quiet=False):
+    return [y[key] / x[key] for x, y in zip(a, b) if x[key] and (
+        not quiet or max(x.get("foreign_pct", 0), y.get("foreign_pct", 0)) < QUIET_PAIR_PCT)]
+
+
+def n_quiet(a, b):
+    return len(paired(a, b, "rps", quiet=True)), len(paired(a, b, "rps"))
+
+
+def reload_report(t, reloads):
+    steady, busy = t.runs_of(RELOAD_STEADY), t.runs_of(RELOAD_BUSY)
+    out = ["", "### Reloads under load", "",
+           f"bulwark with the 100 rules (bench/conf/bulwark-reload.yaml, one worker), "
+           f"wrk -t1 -c{CONNS} -d{RELOAD_DURATION}s, {REPEATS} interleaved repeat(s): steady, "
+           f"then while POST /reload arrives every {RELOAD_INTERVAL:g} s (each re-reads, "
+           "recompiles and re-tests the 100 rules and publishes a new snapshot, on the "
+           "worker's core). Reload time: from sending POST /reload to its answer "
+           "(snapshot built and published).", ""]
+    if t.failed:
+        out += [f"**{t.failed}**", ""]
+    head = ["run"] + RUN_HEAD + ["reloads", "reload ms median (max)"]
+    out += ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
+    all_ms = [m for r in reloads for m in r["ms"]]
+    out.append(run_row("steady", steady, ["-", "-"]))
+    out.append(run_row(RELOAD_BUSY["label"], busy, ["", ""]))
+    fs, fb = t.xruns.get("rate-steady", []), t.xruns.get("rate-reloading", [])
+    if fs and fb:
+        out.append(run_row(f"loadgen at {RELOAD_RATE:,}/s, steady", fs, ["-", "-"]))
+        out.append(run_row(f"loadgen at {RELOAD_RATE:,}/s, reloading every "
+                           f"{RELOAD_INTERVAL:g} s", fb, ["", ""]))
+    out.append(f"| all reloads | | | | | | | {sum(r['n'] for r in reloads)} | "
+               + (f"{med(all_ms):.1f} ({max(all_ms):.1f})" if all_ms else "-") + " |")
+
+    def ratio_line(a, b, quiet=False):
+        return (", ".join(f"{k} {spread(paired(a, b, k, quiet), lambda v: f'{v:.2f}')}"
+                          for k in ("p50", "p99", "p99.9"))
+                + f"; req/s {spread(paired(a, b, 'rps', quiet), lambda v: f'{v:.2f}')}; CPU per "
+                f"request {spread(paired(a, b, 'cpu_per_100k', quiet), lambda v: f'{v:.2f}')}")
+    out += ["", "Reloading ÷ steady, per repeat then the median (min–max):", "",
+            "- wrk (saturating), every repeat: " + ratio_line(steady, busy)]
+    if fs and fb:
+        out += [f"- loadgen at a fixed {RELOAD_RATE:,} req/s, every repeat: "
+                + ratio_line(fs, fb)]
+    for name, a, b in (("wrk", steady, busy), (f"loadgen at {RELOAD_RATE:,}/s", fs, fb)):
+        q, n = n_quiet(a, b)
+        if n and q < n:
+            out += [f"- {name}, only the repeats where the machine was quiet (other load under "
+                    f"{QUIET_PAIR_PCT:.0f} % of a core in both runs; {q} of {n}): "
+                    + (ratio_line(a, b, True) if q else "none")]
+    return out
+
+
+def regex_report(plain, waf):
+    a, b = plain.runs_of(REGEX_SCEN), waf.runs_of(REGEX_SCEN)
+    rs = paired(a, b, "rps")
+    out = ["", "### The 2019 regex", "",
+           f"The same traffic (bench/wrk-regex.lua: GET /search? with a {REGEX_QUERY_BYTES:,}-"
+           "byte query of \"1true-\" repeated, no '=': the 2019 WAF regex's backtracking "
+           f"trigger) to bulwark without rules and to bulwark with that regex over "
+           f"http.request.uri.query (bench/rules/waf2019.yaml); wrk -t1 -c{CONNS} "
+           f"-d{REGEX_DURATION}s, {REPEATS} interleaved repeat(s).", ""]
+    for t in (plain, waf):
+        if t.failed:
+            out += [f"**{t.name}: {t.failed}**", ""]
+    head = ["target"] + RUN_HEAD
+    out += ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
+    out += [run_row(plain.name, a), run_row(waf.name, b)]
+    if rs:
+        ok = "within 20 %: meets the bar" if med(rs) >= 0.8 else "**more than 20 % slower**"
+        out += ["", f"With the regex ÷ without, req/s per repeat then the median (min–max): "
+                f"{spread(rs, lambda v: f'{v:.2f}')} — {ok}; CPU per request "
+                f"{spread(paired(a, b, 'cpu_per_100k'), lambda v: f'{v:.2f}')}."]
+        q, n = n_quiet(a, b)
+        if q < n:
+            rq = paired(a, b, "rps", True)
+            out += ["", f"Only the repeats where the machine was quiet (other load under "
+                    f"{QUIET_PAIR_PCT:.0f} % of a core in both runs; {q} of {n}): "
+                    + (f"req/s {spread(rq, lambda v: f'{v:.2f}')}, CPU per request "
+                       f"{spread(paired(a, b, 'cpu_per_100k', True), lambda v: f'{v:.2f}')}"
+                       if q else "none") + "."]
+    return out
 
 
 # ------------------------------------------------------------------- charts
@@ -1293,7 +1612,8 @@ def main():
             f.write((line * (size // len(line) + 1))[:size])
 
     ports = free_ports(len(TARGETS))
-    targets = [Target(name, port) for name, port in zip(TARGETS, ports)]
+    names = TARGETS if RUN_MAIN else ["origin"]
+    targets = [Target(name, port) for name, port in zip(names, ports)]
     by = {t.name: t for t in targets}
     origin = by["origin"]
     bw_version = tool_version([BULWARK_BIN, "version"], r"bulwark (\S+)")
@@ -1305,6 +1625,7 @@ def main():
                 "wrk": tool_version(["wrk", "--version"], r"wrk (\S+)")}
     log(f"work dir {work}; ports " + ", ".join(f"{t.name}={t.port}" for t in targets))
     status = 0
+    bw_sections, bw_failures = [], []
     try:
         for t in targets:
             t.errlog = os.path.join(work, f"{t.name}.stderr")
@@ -1346,7 +1667,7 @@ def main():
                 log(f"{t.name} ready on 127.0.0.1:{t.port} (pid {t.pid})")
 
         live = [t for t in targets if not t.failed]
-        if WARMUP > 0:
+        if WARMUP > 0 and RUN_MAIN:
             log(f"warm-up: {WARMUP:g}s per target")
             for t in live:
                 try:
@@ -1369,7 +1690,7 @@ def main():
         # for them that the idle test would then reuse instead of measuring.
         many = [s for s in SCENARIOS if s["conns"] > CONNS]
         for scen in SCENARIOS:
-            if scen not in many:
+            if scen not in many and RUN_MAIN:
                 load_scenario(scen)
         # Peak RSS over the load runs so far (all at BENCH_CONNS), before the
         # idle test adds its thousands of connections.
@@ -1377,16 +1698,17 @@ def main():
             if not t.failed and alive(t):
                 t.peak_kib = rss_kib(t.pid, "VmHWM")
 
-        log(f"idle keepalive memory: {IDLE_CONNS:,} connections per target")
+        if RUN_MAIN:
+            log(f"idle keepalive memory: {IDLE_CONNS:,} connections per target")
         for t in targets:
-            if not t.failed and alive(t):
+            if RUN_MAIN and not t.failed and alive(t):
                 try:
                     t.idle = idle_memory(t, IDLE_CONNS)
                 except (RuntimeError, OSError) as e:
                     t.fail(f"idle-connection test failed: {e}")
                 time.sleep(1.0)
 
-        SYSCALL_METHOD = pick_syscall_method(work)
+        SYSCALL_METHOD = pick_syscall_method(work) if RUN_MAIN else None
         if SYSCALL_METHOD:
             log(f"syscalls per request ({SYSCALL_METHOD}, {SYSCALL_REQS:,} requests)")
             for t in targets:
@@ -1395,10 +1717,20 @@ def main():
                         t.syscalls = syscalls_per_request(t, work, SYSCALL_REQS)
                     except (RuntimeError, OSError, ValueError, ConnectionError) as e:
                         t.fail(f"syscall count failed: {e}")
-        else:
+        elif RUN_MAIN:
             log("neither perf nor strace works here: no syscall counts")
         for scen in many:
-            load_scenario(scen)
+            if RUN_MAIN:
+                load_scenario(scen)
+        for name in BW_SCENARIOS:
+            try:
+                if name == "reload":
+                    bw_sections.append(("reload", reload_scenario(work, origin)))
+                elif name == "regex":
+                    bw_sections.append(("regex", regex_scenario(work, origin)))
+            except (StartError, NotApplicable, RuntimeError, ValueError, OSError) as e:
+                log(f"{name} scenario failed: {e}")
+                bw_failures.append(f"{name} scenario failed: {e}")
     except BaseException:
         # Interrupted (Ctrl-C, SIGTERM) or a reference target failed: keep the
         # logs only when they explain a failure.
@@ -1409,14 +1741,24 @@ def main():
     finally:
         PROCS.stop_all()
 
-    text = report(targets, started, versions)
+    text = report(targets, started, versions) if RUN_MAIN else short_header(started, versions)
+    extra_out = []
+    for name, res in bw_sections:
+        extra_out += reload_report(*res) if name == "reload" else regex_report(*res)
+        for t in (res[:1] if name == "reload" else res):
+            if t.failed:
+                bw_failures.append(f"{t.name}: {t.failed}")
+    for f in bw_failures:
+        extra_out += ["", f"**{f}**"]
+    if extra_out:
+        text += "\n".join(extra_out) + "\n"
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT, "w") as f:
         f.write(text)
     print(text, end="")
     log(f"written to {OUT}")
     try:
-        for png in charts(targets, os.path.dirname(OUT)):
+        for png in (charts(targets, os.path.dirname(OUT)) if RUN_MAIN else []):
             log(f"chart {png}")
     except (OSError, subprocess.SubprocessError, RuntimeError) as e:
         log(f"charts not drawn: {e}")
@@ -1425,6 +1767,8 @@ def main():
             log(f"{t.name}: {t.failed}")
             if not t.na:
                 status = 1
+    if bw_failures:
+        status = 1
     if KEEP_WORK or status:
         log(f"logs kept in {work}")
     else:

@@ -7,7 +7,10 @@
 # p99.9 latency, CPU seconds per 100k requests of the serving process, RSS,
 # memory per idle keepalive connection and syscalls per request, as markdown
 # tables with ratios against nginx, for 1 KiB responses and then (shorter
-# runs) 16 KiB, 1 MiB and 1,000 connections; written to
+# runs) 16 KiB, 1 MiB and 1,000 connections; then two bulwark-only
+# scenarios: p50/p99/p99.9 steady vs while reloading every second, and
+# req/s with the 2019 WAF regex against crafted queries vs without it;
+# written to
 # bench/results/latest.md with a PNG chart per figure (bench/results/*.png).
 #
 # CPU pinning, for the 2-core machines this is run on: every proxy under test
@@ -31,7 +34,13 @@
 #   BENCH_TARGETS          comma list of origin,bulwark,bulwark+rules,nginx,
 #                          nginx+lua,haproxy (all)
 #   BENCH_SCENARIOS        extra scenarios after the 1 KiB one: comma list of
-#                          16k,1m,c1000 (all; "" for none)
+#                          16k,1m,c1000 and the bulwark-only reload,regex
+#                          (all; "" for none)
+#   BENCH_MAIN=0           only the bulwark-only scenarios (no comparison table)
+#   BENCH_RELOAD_DURATION  seconds per wrk run of the reload scenario (10)
+#   BENCH_RELOAD_INTERVAL  seconds between two POST /reload in it (1)
+#   BENCH_REGEX_DURATION   seconds per wrk run of the regex scenario (10)
+#   BENCH_REGEX_QUERY_BYTES  length of its crafted query string (4096)
 #   BENCH_EXTRA_DURATION   seconds per wrk run in the extra scenarios (5)
 #   BENCH_BIG_CONNS        connections of the c1000 scenario (1000)
 #   BENCH_PROXY_CPU / BENCH_LOAD_CPU   pinning (1 / 0)

@@ -193,6 +193,172 @@ static bw_status status_json(void *self, struct bw_textbuf *out, bw_error *err)
     return ok ? BW_OK : bw_textbuf_error(out, err);
 }
 
+/* ---- loads by artifact ------------------------------------------------------- */
+
+static void ref_set(struct bw_artifact_ref *r, enum bw_artifact_kind kind, const char *p, size_t n)
+{
+    r->kind = kind;
+    if (n > sizeof r->path - 1)
+        n = sizeof r->path - 1;
+    memcpy(r->path, p, n);
+    r->path[n] = '\0';
+}
+
+void bw_control_loads_begin(struct bw_control *c, const struct bw_config *cfg)
+{
+    struct bw_load_attempt *a = &c->attempt;
+    a->n = 0;
+    a->rules_failed = a->bot_failed = false;
+    ref_set(&a->items[a->n++], BW_ARTIFACT_CONFIG, c->config_path, strlen(c->config_path));
+    if (!cfg)
+        return;
+    if (cfg->modules.rules.enabled)
+        for (size_t i = 0; i < cfg->modules.rules.nrulesets && a->n < BW_ARTIFACT_LOADS_MAX; i++)
+            ref_set(&a->items[a->n++], BW_ARTIFACT_RULESET, cfg->modules.rules.rulesets[i].ptr,
+                    cfg->modules.rules.rulesets[i].len);
+    if (cfg->modules.bot_score.enabled && a->n < BW_ARTIFACT_LOADS_MAX)
+        ref_set(&a->items[a->n++], BW_ARTIFACT_FEATURE_FILE, cfg->modules.bot_score.features.ptr,
+                cfg->modules.bot_score.features.len);
+}
+
+static void count(struct bw_control *c, const struct bw_artifact_ref *r, enum bw_load_result res)
+{
+    size_t i = 0;
+    for (; i < c->nloads; i++)
+        if (c->loads[i].what.kind == r->kind && strcmp(c->loads[i].what.path, r->path) == 0)
+            break;
+    if (i == c->nloads) {
+        if (c->nloads < BW_ARTIFACT_LOADS_MAX - 1) {
+            c->loads[c->nloads++].what = *r;
+        } else {
+            i = BW_ARTIFACT_LOADS_MAX - 1;
+            if (c->nloads < BW_ARTIFACT_LOADS_MAX) {
+                c->nloads = BW_ARTIFACT_LOADS_MAX;
+                c->loads[i].what = (struct bw_artifact_ref){.kind = r->kind};
+                ref_set(&c->loads[i].what, r->kind, "(other)", 7);
+            }
+        }
+    }
+    c->loads[i].n[res]++;
+}
+
+/* Whether a line of the report starts with "path:". */
+static bool report_names(const char *report, const char *path)
+{
+    size_t n = strlen(path);
+    if (n == 0)
+        return false;
+    for (const char *line = report; *line;) {
+        if (strncmp(line, path, n) == 0 && line[n] == ':')
+            return true;
+        const char *nl = strchr(line, '\n');
+        if (!nl)
+            break;
+        line = nl + 1;
+    }
+    return false;
+}
+
+void bw_control_loads_end(struct bw_control *c, bool accepted, const char *report)
+{
+    const struct bw_load_attempt *a = &c->attempt;
+    if (accepted) {
+        for (size_t i = 0; i < a->n; i++)
+            count(c, &a->items[i], BW_LOAD_ACCEPTED);
+        return;
+    }
+    bool blamed = false;
+    for (size_t i = 0; i < a->n; i++)
+        if (report_names(report, a->items[i].path)) {
+            count(c, &a->items[i], BW_LOAD_REJECTED);
+            blamed = true;
+        }
+    for (size_t i = 0; !blamed && i < a->n; i++) {
+        bool mod = (a->items[i].kind == BW_ARTIFACT_RULESET && a->rules_failed) ||
+                   (a->items[i].kind == BW_ARTIFACT_FEATURE_FILE && a->bot_failed);
+        if (mod)
+            count(c, &a->items[i], BW_LOAD_REJECTED);
+        blamed |= mod;
+    }
+    if (!blamed)
+        count(c, &a->items[0], BW_LOAD_REJECTED); /* the config: routes, upstreams, ... */
+}
+
+void bw_control_loads_start(struct bw_control *c)
+{
+    const struct bw_snapshot *s = c->snap;
+    bw_control_loads_begin(c, s->cfg);
+    for (size_t i = 0; i < c->attempt.n; i++) {
+        const struct bw_artifact_ref *r = &c->attempt.items[i];
+        bool stand_in = false;
+        switch (r->kind) {
+        case BW_ARTIFACT_CONFIG:
+            stand_in = c->config_from_lkg;
+            break;
+        case BW_ARTIFACT_RULESET:
+            stand_in = s->rules.failed || s->rules.from_lkg;
+            break;
+        case BW_ARTIFACT_FEATURE_FILE:
+            stand_in = s->bot.failed || s->bot.from_lkg;
+            break;
+        case BW_ARTIFACT__COUNT:
+            break;
+        }
+        count(c, r, stand_in ? BW_LOAD_REJECTED : BW_LOAD_ACCEPTED);
+    }
+}
+
+static const char *const artifact_kind_names[BW_ARTIFACT__COUNT] = {"config", "ruleset",
+                                                                    "feature_file"};
+
+static bw_status artifact_version(struct bw_textbuf *out, enum bw_artifact_kind kind, bw_slice path,
+                                  uint64_t hash, uint64_t version, bw_error *err)
+{
+    char h[17];
+    snprintf(h, sizeof h, "%016llx", (unsigned long long)hash);
+    const char *k = artifact_kind_names[kind];
+    struct bw_metric_label l[3] = {
+        {"artifact", bw_slice_make(k, strlen(k))}, {"path", path}, {"hash", bw_slice_make(h, 16)}};
+    return bw_metric_gauge(out, "artifact_version", l, 3, (double)version, err);
+}
+
+/* Loads by artifact and result, and the version of each running artifact. */
+static bw_status artifact_metrics(struct bw_control *c, struct bw_textbuf *out, bw_error *err)
+{
+    static const char *const results[BW_LOAD__COUNT] = {"accepted", "rejected"};
+    TRY(bw_metric_family(out, "artifact_file_loads_total", BW_METRIC_COUNTER,
+                         "loads of each artifact file (start and reloads), by result; a file "
+                         "that was valid in a reload rejected for another one is not counted",
+                         err));
+    for (size_t i = 0; i < c->nloads; i++) {
+        const struct bw_artifact_loads *e = &c->loads[i];
+        const char *k = artifact_kind_names[e->what.kind];
+        for (size_t r = 0; r < BW_LOAD__COUNT; r++) {
+            struct bw_metric_label l[3] = {
+                {"artifact", bw_slice_make(k, strlen(k))},
+                {"path", bw_slice_make(e->what.path, strlen(e->what.path))},
+                {"result", bw_slice_make(results[r], strlen(results[r]))}};
+            TRY(bw_metric_counter(out, "artifact_file_loads_total", l, 3, e->n[r], err));
+        }
+    }
+    const struct bw_snapshot *s = c->snap;
+    TRY(bw_metric_family(out, "artifact_version", BW_METRIC_GAUGE,
+                         "version of each running artifact (the config and rulesets: the "
+                         "generation that loaded them; the feature file: its own version) and "
+                         "its hash as /status shows it",
+                         err));
+    TRY(artifact_version(out, BW_ARTIFACT_CONFIG,
+                         bw_slice_make(c->config_path, strlen(c->config_path)), s->config_hash,
+                         s->generation, err));
+    for (size_t i = 0; i < s->nrulesets_loaded; i++)
+        TRY(artifact_version(out, BW_ARTIFACT_RULESET, s->cfg->modules.rules.rulesets[i],
+                             s->ruleset_hashes[i], s->generation, err));
+    if (s->bot.has_model)
+        TRY(artifact_version(out, BW_ARTIFACT_FEATURE_FILE, s->bot.model->path, s->bot.model->hash,
+                             s->bot.model->version, err));
+    return BW_OK;
+}
+
 /* ---- metrics ----------------------------------------------------------------- */
 
 static uint64_t ld(const _Atomic uint64_t *p)
@@ -372,6 +538,7 @@ static bw_status metrics_text(void *self, struct bw_textbuf *out, bw_error *err)
     TRY(bw_metric_counter(out, "artifact_loads_total", l1, 1, 1 + c->reloads_accepted, err));
     l1[0] = (struct bw_metric_label){"result", BW_SLICE_LIT("rejected")};
     TRY(bw_metric_counter(out, "artifact_loads_total", l1, 1, c->reloads_rejected, err));
+    TRY(artifact_metrics(c, out, err));
 
     TRY(bw_metric_family(out, "rules_verdicts_total", BW_METRIC_COUNTER,
                          "rules phases run, by phase and verdict", err));

@@ -18,6 +18,37 @@
 
 enum { BW_CONTROL_REPORT_MAX = 16384 };
 
+/* Loads by artifact, for /metrics: one entry per artifact file ever part of
+ * a load attempt (the config, each ruleset, the feature file), kept for the
+ * process's life. Bounded: past BW_ARTIFACT_LOADS_MAX distinct files the
+ * rest are counted under the last entry, path "(other)". */
+enum { BW_ARTIFACT_LOADS_MAX = 64, BW_ARTIFACT_PATH_MAX = 512 };
+enum bw_artifact_kind {
+    BW_ARTIFACT_CONFIG,
+    BW_ARTIFACT_RULESET,
+    BW_ARTIFACT_FEATURE_FILE,
+    BW_ARTIFACT__COUNT
+};
+enum bw_load_result { BW_LOAD_ACCEPTED, BW_LOAD_REJECTED, BW_LOAD__COUNT };
+
+struct bw_artifact_ref {
+    enum bw_artifact_kind kind;
+    char path[BW_ARTIFACT_PATH_MAX];
+};
+
+struct bw_artifact_loads {
+    struct bw_artifact_ref what;
+    uint64_t n[BW_LOAD__COUNT];
+};
+
+/* The artifacts of the load in progress (bw_control_loads_begin), and which
+ * module failed in it: that decides who a rejection is counted against. */
+struct bw_load_attempt {
+    struct bw_artifact_ref items[BW_ARTIFACT_LOADS_MAX];
+    size_t n;
+    bool rules_failed, bot_failed;
+};
+
 struct bw_control {
     struct bw_loop loop;
     struct bw_io sig_io;
@@ -44,6 +75,9 @@ struct bw_control {
     bool has_rejection;
     time_t rejected_at;
     char rejection[BW_CONTROL_REPORT_MAX]; /* the last rejected reload's report */
+    struct bw_artifact_loads loads[BW_ARTIFACT_LOADS_MAX];
+    size_t nloads;
+    struct bw_load_attempt attempt;
 };
 
 /* Re-reads the config file and every artifact it names; only when all of it
@@ -51,6 +85,18 @@ struct bw_control {
  * on_error policy) is a new snapshot published. Otherwise the running one
  * stays, untouched. report says what happened, one problem per line. */
 bw_status bw_control_reload(struct bw_control *c, char *report, size_t cap) BW_MUST_CHECK;
+
+/* Starts counting a load attempt of cfg's artifacts (NULL: the config file
+ * did not even parse, so it is the only one). */
+void bw_control_loads_begin(struct bw_control *c, const struct bw_config *cfg);
+/* Ends it: accepted, every artifact counts as accepted; rejected, those the
+ * report names at the start of a line ("path:...") count as rejected (the
+ * failed module's files when it names none; the config when nothing else
+ * is to blame), the others not at all (they were valid or not reached). */
+void bw_control_loads_end(struct bw_control *c, bool accepted, const char *report);
+/* At start: each artifact of the running snapshot counts as accepted, or as
+ * rejected when its last-known-good copy (or on_error) stands in for it. */
+void bw_control_loads_start(struct bw_control *c);
 
 /* The admin API's hooks, bound to c. */
 void bw_control_admin_ops(struct bw_control *c, struct bw_admin_ops *ops);

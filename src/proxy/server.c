@@ -54,6 +54,7 @@ static struct bw_bot_running running_bot(const struct bw_control *c)
 
 static bw_status rejected(struct bw_control *c, const char *report)
 {
+    bw_control_loads_end(c, false, report);
     c->reloads_rejected++;
     c->has_rejection = true;
     c->rejected_at = time(NULL);
@@ -68,6 +69,7 @@ bw_status bw_control_reload(struct bw_control *c, char *report, size_t cap)
     struct bw_config *cfg;
     report[0] = '\0';
     if (bw_config_load_file(c->config_path, &cfg, &diags) != BW_OK) {
+        bw_control_loads_begin(c, NULL);
         FILE *f = fmemopen(report, cap, "w");
         if (f) {
             bw_config_diags_print(&diags, f);
@@ -75,6 +77,7 @@ bw_status bw_control_reload(struct bw_control *c, char *report, size_t cap)
         }
         return rejected(c, report);
     }
+    bw_control_loads_begin(c, cfg);
     bw_error err;
     const struct bw_config *running = atomic_load(&c->rt->published)->cfg;
     if (bw_snapshot_reloadable(running, cfg, &err) != BW_OK) {
@@ -86,6 +89,8 @@ bw_status bw_control_reload(struct bw_control *c, char *report, size_t cap)
     if (bw_snapshot_new(cfg, c->generation + 1, false, running_bot(c), &snap, report, cap) != BW_OK)
         return rejected(c, report);
     if (snap->rules.failed || snap->bot.failed) {
+        c->attempt.rules_failed = snap->rules.failed;
+        c->attempt.bot_failed = snap->bot.failed;
         bw_snapshot_unref(snap);
         return rejected(c, report);
     }
@@ -105,6 +110,7 @@ bw_status bw_control_reload(struct bw_control *c, char *report, size_t cap)
     c->generation++;
     c->reloads_accepted++;
     c->config_from_lkg = false;
+    bw_control_loads_end(c, true, "");
     bw_runtime_publish(c->rt, snap);
     save_lkg(c);
     (void)malloc_trim(0); /* see bw_server_run */
@@ -294,6 +300,7 @@ int bw_server_run(const char *config_path, struct bw_config *boot_cfg, bool cfg_
     c.config_path = config_path;
     c.config_from_lkg = cfg_from_lkg;
     c.rt = &rt;
+    bw_control_loads_start(&c);
     bw_runtime_init(&rt, snap);
     save_lkg(&c);
     /* Compiling regex databases leaves megabytes of freed heap behind:
