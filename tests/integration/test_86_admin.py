@@ -8,7 +8,7 @@ import textwrap
 import threading
 import time
 
-from bwtest import client, yamlish
+from bwtest import client, report, yamlish
 from bwtest.proc import default_config
 
 
@@ -217,6 +217,8 @@ def test_killing_execute_ruleset_and_every_rule_under_load_never_5xx(tmp_path, o
     for t in threads:
         t.join(30)
     assert bad == [] and seen[0] > 50
+    report.outage("killswitch on an execute rule", seen[0], len(bad),
+                  {"killswitches": admin(bw, "GET", "/status").json()["killswitches"]})
     assert bw.request("GET", "/admin/x").status == 200
     assert bw.request("GET", "/x", headers=[("User-Agent", "BadBot/3")]).status == 200
 

@@ -10,7 +10,7 @@ import textwrap
 import threading
 import time
 
-from bwtest import client
+from bwtest import client, report
 from bwtest.proc import default_config
 
 
@@ -110,12 +110,15 @@ def test_oversized_feature_file_is_rejected_and_the_model_keeps_scoring(tmp_path
     threads = [threading.Thread(target=load) for _ in range(2)]
     for t in threads:
         t.start()
-    # The doubled file (120 features, duplicate names), then doubled and more (250).
+    # The doubled file (120 features, duplicate names), then doubled and more
+    # (250), each under load for a while before and after.
+    time.sleep(0.7)
     for extra in (0, 130):
         feature_file(tmp_path / "features.json", version=1001, duplicate=True, extra=extra)
         r = admin(bw, "POST", "/reload")
         assert r.status == 422, r
         assert "features.json" in r.json()["report"]
+        time.sleep(0.7)
     stop.set()
     for t in threads:
         t.join(30)
@@ -129,6 +132,9 @@ def test_oversized_feature_file_is_rejected_and_the_model_keeps_scoring(tmp_path
     assert 'bulwark_artifact_loads_total{result="rejected"} 2' in metrics
     assert "bulwark_bot_model_version 1000" in metrics
     assert replay(bw) == before  # same scores as before, request for request
+    report.outage("oversized feature file", seen[0], len(bad),
+                  {"last_rejection": st["last_rejection"], "bot_score": st["modules"]["bot_score"],
+                   "feature_file": fs[0]})
 
 
 def test_fresh_start_with_only_the_bad_file_fails_open(tmp_path, origin, bulwark):
@@ -235,6 +241,10 @@ def test_backtracking_regex_deployed_under_load(tmp_path, origin, bulwark):
     for t in threads:
         t.join(30)
     assert bad == [] and answers[0] > 0
+    st = admin(bw, "GET", "/status").json()
+    report.outage("backtracking regex", answers[0], 0,
+                  {"rulesets": [a for a in st["artifacts"] if a["kind"] == "ruleset"],
+                   "last_rejection": st["last_rejection"]})
     # It acts: a query with '=' after a digit matches; one without does not.
     assert bw.request("GET", "/s?" + "1" + "x" * 40000 + "=").status == 403
     assert bw.request("GET", "/s?" + "x" * 40000).status == 200
