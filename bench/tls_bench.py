@@ -108,6 +108,8 @@ LOAD_CPU = os.environ.get("BENCH_LOAD_CPU", "0")
 BULWARK_BIN = os.environ.get("BULWARK_BIN") or os.path.join(ROOT, "build/release/bulwark")
 OUT = os.environ.get("BENCH_OUT") or os.path.join(HERE, "results/tls.md")
 KEEP_WORK = os.environ.get("BENCH_KEEP_WORK", "0") == "1"
+SIMULTANEOUS = os.environ.get("BENCH_SIMULTANEOUS", "1") == "1"
+WORK = None  # the temporary directory, set by main()
 WRK_SCRIPT = os.path.join(HERE, "wrk-percentiles.lua")
 BODY_SIZE = 1024
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -311,6 +313,8 @@ class Target:
         self.failed = None
         self.hs = []  # handshake runs
         self.ka = []  # keepalive runs
+        self.sim_hs = []  # handshake runs with both proxies loaded at once
+        self.sim_ka = []  # keepalive runs with both proxies loaded at once
         self.tls = {}  # negotiated parameters
 
     def fail(self, reason):
@@ -472,41 +476,55 @@ def measure(t, body, origin):
                  "foreign_pct": max(0.0, ((m1 - m0) / CLK_TCK - ours) / wall * 100)}
 
 
-def s_time_clients(port, seconds):
-    """HS_CLIENTS `openssl s_time -new` at once on the load CPU. Returns
-    (connections, resumed, bytes per connection, wall seconds)."""
+def start_s_time(port, seconds, tag):
+    """Starts HS_CLIENTS `openssl s_time -new` on the load CPU, each writing
+    to its own file (not a pipe nobody reads while the others run)."""
     argv = ["openssl", "s_time", "-connect", f"127.0.0.1:{port}", "-new", "-www", "/",
             "-time", str(seconds)]
-    procs = []
-    w0 = time.monotonic()
+    started = []
+    for i in range(HS_CLIENTS):
+        path = os.path.join(WORK, f"s_time-{tag}-{i}.out")
+        with open(path, "w") as f:
+            started.append((PROCS.start(argv, f, subprocess.STDOUT, cpu=LOAD_CPU), path))
+    return started
+
+
+def collect_s_time(started, seconds):
+    """Waits for start_s_time's clients: (connections, resumed, bytes per
+    connection)."""
+    deadline = time.monotonic() + seconds + 30
     try:
-        for _ in range(HS_CLIENTS):
-            procs.append(PROCS.start(argv, subprocess.PIPE, subprocess.PIPE, cpu=LOAD_CPU))
-        outs = []
-        for p in procs:
+        for p, _ in started:
             try:
-                out, err = p.communicate(timeout=seconds + 30)
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 raise RuntimeError(f"openssl s_time did not finish within {seconds + 30}s")
-            outs.append((p.returncode, out.decode(errors="replace"), err.decode(errors="replace")))
-        wall = time.monotonic() - w0
     finally:
-        for p in procs:
+        for p, _ in started:
             PROCS.stop(p)
     conns = resumed = 0
     bytes_read = 0
-    for rc, out, err in outs:
+    for p, path in started:
+        with open(path, errors="replace") as f:
+            out = f.read()
         m = re.search(r"^(\d+) connections in [\d.]+s; [\d.]+ connections/user sec, "
                       r"bytes read (\d+)", out, re.M)
-        if rc != 0 or not m:
-            raise RuntimeError(f"openssl s_time failed (status {rc}): {(err or out)[-300:]}")
+        if p.returncode != 0 or not m:
+            raise RuntimeError(f"openssl s_time failed (status {p.returncode}): {out[-300:]}")
         conns += int(m.group(1))
         bytes_read += int(m.group(2))
         # Progress marks, one character per connection: 'r' for a resumed
         # session, '*' (or the version's letter) for a new one.
         marks = "".join(re.findall(r"^[*rt3]+", out, re.M))
         resumed += marks.count("r")
-    return conns, resumed, (bytes_read / conns if conns else 0.0), wall
+    return conns, resumed, (bytes_read / conns if conns else 0.0)
+
+
+def s_time_clients(port, seconds):
+    """(connections, resumed, bytes per connection, wall seconds)."""
+    w0 = time.monotonic()
+    res = collect_s_time(start_s_time(port, seconds, port), seconds)
+    return res + (time.monotonic() - w0,)
 
 
 def handshake_run(t, origin, rep):
@@ -565,19 +583,31 @@ def parse_wrk(out):
     return r
 
 
-def wrk(port, seconds):
+def start_wrk(port, seconds):
     argv = ["wrk", "-t1", f"-c{CONNS}", f"-d{seconds}s", "--latency", "--timeout", "5s",
             f"https://127.0.0.1:{port}/"]
-    p = PROCS.start(argv, subprocess.PIPE, subprocess.PIPE, cpu=LOAD_CPU)
+    path = os.path.join(WORK, f"wrk-{port}.out")
+    with open(path, "w") as f:
+        return PROCS.start(argv, f, subprocess.STDOUT, cpu=LOAD_CPU), path
+
+
+def collect_wrk(started, seconds):
+    p, path = started
     try:
-        out, err = p.communicate(timeout=seconds + 30)
+        p.wait(timeout=seconds + 30)
     except subprocess.TimeoutExpired:
         raise RuntimeError(f"wrk did not finish within {seconds + 30}s")
     finally:
         PROCS.stop(p)
+    with open(path, errors="replace") as f:
+        out = f.read()
     if p.returncode != 0:
-        raise RuntimeError(f"wrk exited with {p.returncode}: {err.decode(errors='replace')[-300:]}")
-    return out.decode(errors="replace")
+        raise RuntimeError(f"wrk exited with {p.returncode}: {out[-300:]}")
+    return out
+
+
+def wrk(port, seconds):
+    return collect_wrk(start_wrk(port, seconds), seconds)
 
 
 def keepalive_run(t, origin, rep):
@@ -613,6 +643,57 @@ def run_calm(phase, t, origin, rep):
             log(f"  other load was {r['foreign_pct']:.0f}% of a core: once more")
             time.sleep(1.0)
     return best
+
+
+def simultaneous_run(targets, origin, rep):
+    """Both proxies loaded at the same time, each by its own clients on the
+    load CPU, both proxies on the proxy CPU: whatever else the machine is
+    doing, it does it to both alike. Only the CPU time per operation is
+    compared from these runs (each proxy has half a core or so)."""
+    live = [t for t in targets if not t.failed]
+    if len(live) < 2:
+        return
+    for t in live:
+        if not t.alive():
+            raise RuntimeError(f"{t.name} died before the run: {tail(t.errlog, 3)}")
+    before = {t.name: bulwark_handshakes(t) for t in live if t.name == "bulwark"}
+    c0 = {t.name: cpu_ticks(t.pid) for t in live}
+    w0 = time.monotonic()
+    started = {t.name: start_s_time(t.port, HS_DURATION, f"sim-{t.name}") for t in live}
+    got = {name: collect_s_time(s, HS_DURATION) for name, s in started.items()}
+    wall = time.monotonic() - w0
+    c1 = {t.name: cpu_ticks(t.pid) for t in live}
+    for t in live:
+        conns, resumed, per_conn = got[t.name]
+        r = {"handshakes": conns, "hs_per_s": conns / wall, "client_resumed": resumed,
+             "cpu_s": (c1[t.name] - c0[t.name]) / CLK_TCK}
+        r["cpu_us_per_hs"] = r["cpu_s"] / conns * 1e6 if conns else float("nan")
+        if t.name in before:
+            after = bulwark_handshakes(t)
+            r["server_resumed"] = after[1] - before[t.name][1]
+        if per_conn < BODY_SIZE:
+            raise RuntimeError(f"{t.name}: only {per_conn:.0f} bytes read per connection")
+        t.sim_hs.append(r)
+    log(f"  simultaneous handshakes run {rep}: " + "  ".join(
+        f"{t.name} {t.sim_hs[-1]['hs_per_s']:.0f}/s {t.sim_hs[-1]['cpu_us_per_hs']:.1f} us/handshake"
+        for t in live))
+    time.sleep(0.5)
+    c0 = {t.name: cpu_ticks(t.pid) for t in live}
+    started = {t.name: start_wrk(t.port, DURATION) for t in live}
+    outs = {name: collect_wrk(s, DURATION) for name, s in started.items()}
+    c1 = {t.name: cpu_ticks(t.pid) for t in live}
+    for t in live:
+        r = parse_wrk(outs[t.name])
+        r["cpu_s"] = (c1[t.name] - c0[t.name]) / CLK_TCK
+        r["cpu_per_100k"] = (r["cpu_s"] / r["requests"] * 100000 if r["requests"]
+                             else float("nan"))
+        if r["non2xx"] or r["sock_errors"]:
+            raise RuntimeError(f"{t.name}: wrk saw {r['non2xx']} non-2xx, "
+                               f"{r['sock_errors']} socket errors")
+        t.sim_ka.append(r)
+    log(f"  simultaneous keepalive  run {rep}: " + "  ".join(
+        f"{t.name} {t.sim_ka[-1]['rps']:.0f} req/s {t.sim_ka[-1]['cpu_per_100k']:.3f} s/100k"
+        for t in live))
 
 
 # ------------------------------------------------------------------- report
@@ -680,6 +761,8 @@ ROWS = [  # label, runs attr, key, decimals, higher is better (None: context)
     ("requests per proxy CPU second", "ka", "req_per_cpu_s", 0, True),
     ("proxy busy during keepalive runs, % of its core", "ka", "util_pct", 0, None),
     ("other load during keepalive runs, % of a core", "ka", "foreign_pct", 0, None),
+    ("both at once: proxy CPU µs per handshake", "sim_hs", "cpu_us_per_hs", 1, False),
+    ("both at once: proxy CPU s per 100k requests", "sim_ka", "cpu_per_100k", 3, False),
 ]
 
 
@@ -704,6 +787,11 @@ def report(targets, started, versions):
                  f"{REPEATS} repeat(s), each running both proxies back to back in ABBA "
                  "order: median (min–max); the ratio is the median (min–max) of the "
                  "per-repeat ratios."
+                 + (" Each repeat then loads both proxies at once (each with its own "
+                    "clients; both proxies share CPU 1), the \"both at once\" rows: "
+                    "whatever else runs on the machine then slows both alike, so their "
+                    "CPU per operation is the steadiest comparison on a shared machine."
+                    if SIMULTANEOUS else "")
                  + (" **Quick mode: a smoke test, not a result.**" if QUICK else ""))
     lines.append("")
     lines.append("| | bulwark | nginx | bulwark/nginx |")
@@ -740,8 +828,8 @@ def report(targets, started, versions):
         lines.append(f"- {t.name}: {p.get('protocol', '?')}, {p.get('cipher', '?')}, "
                      f"{p.get('group', '?')}, {p.get('tickets', '?')} ticket(s)")
     lines.append("")
-    res = [r.get("server_resumed") for r in bw.hs if "server_resumed" in r]
-    cres = sum(r["client_resumed"] for t in targets for r in t.hs)
+    res = [r.get("server_resumed") for r in bw.hs + bw.sim_hs if "server_resumed" in r]
+    cres = sum(r["client_resumed"] for t in targets for r in t.hs + t.sim_hs)
     lines.append(f"Resumed handshakes during the handshake runs: bulwark's "
                  f"`bulwark_tls_handshakes_total{{resumed=\"true\"}}` moved by "
                  f"{sum(res) if res else '?'}; s_time saw {cres} resumed connection(s).")
@@ -767,7 +855,8 @@ def main():
         if not shutil.which(tool):
             sys.exit(f"tls-bench: {tool} not found (BULWARK_BENCH=1 scripts/install-deps.sh)")
 
-    work = tempfile.mkdtemp(prefix="bulwark-tls-bench.")
+    global WORK
+    work = WORK = tempfile.mkdtemp(prefix="bulwark-tls-bench.")
     os.makedirs(os.path.join(work, "www"))
     os.makedirs(os.path.join(work, "tmp"))
     line = b"bulwark-bench-0123456789abcdef\n"
@@ -835,6 +924,12 @@ def main():
                     except (RuntimeError, ValueError, OSError) as e:
                         t.fail(f"run {rep} failed: {e}")
                     time.sleep(0.5)
+            if SIMULTANEOUS:
+                try:
+                    simultaneous_run(targets, origin, rep)
+                except (RuntimeError, ValueError, OSError) as e:
+                    log(f"simultaneous run {rep} failed: {e}")
+                time.sleep(0.5)
     except BaseException:
         PROCS.stop_all()
         if not KEEP_WORK and sys.exc_info()[0] is KeyboardInterrupt:
@@ -844,7 +939,7 @@ def main():
         PROCS.stop_all()
 
     for t in targets:
-        if any(r.get("server_resumed", 0) or r["client_resumed"] for r in t.hs):
+        if any(r.get("server_resumed", 0) or r["client_resumed"] for r in t.hs + t.sim_hs):
             t.fail("some handshakes were resumptions: the handshake figure is not valid")
     text = report(targets, started, versions)
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
