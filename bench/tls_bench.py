@@ -834,7 +834,7 @@ def report(targets, started, versions):
                  f"`bulwark_tls_handshakes_total{{resumed=\"true\"}}` moved by "
                  f"{sum(res) if res else '?'}; s_time saw {cres} resumed connection(s).")
     foreign = [r["foreign_pct"] for t in targets for r in t.hs + t.ka]
-    if foreign and max(foreign) > 5:
+    if foreign and max(foreign) > 10:
         lines.append(f"Other load on the machine (not the benchmark's) during the runs: "
                      f"{min(foreign):.0f}–{max(foreign):.0f} % of a core: figures are noisier.")
     for t in targets:
