@@ -41,6 +41,8 @@ Knobs (environment):
   BENCH_HS_DURATION    seconds per handshake run (BENCH_DURATION; s_time counts
                        whole seconds, so at least 1)
   BENCH_HS_CLIENTS     parallel `openssl s_time -new` processes (2)
+  BENCH_HS_PROTOCOL    1.2 or 1.3: the handshakes' TLS version (the client's
+                       default, TLS 1.3); wrk keeps its default
   BENCH_CONNS          wrk connections (50)
   BENCH_REPEATS        interleaved repeats; medians reported (3)
   BENCH_WARMUP         unmeasured warm-up seconds per proxy (1)
@@ -109,6 +111,10 @@ BULWARK_BIN = os.environ.get("BULWARK_BIN") or os.path.join(ROOT, "build/release
 OUT = os.environ.get("BENCH_OUT") or os.path.join(HERE, "results/tls.md")
 KEEP_WORK = os.environ.get("BENCH_KEEP_WORK", "0") == "1"
 SIMULTANEOUS = os.environ.get("BENCH_SIMULTANEOUS", "1") == "1"
+HS_PROTOCOL = os.environ.get("BENCH_HS_PROTOCOL", "")
+if HS_PROTOCOL not in ("", "1.2", "1.3"):
+    sys.exit(f"tls-bench: BENCH_HS_PROTOCOL={HS_PROTOCOL!r}: 1.2, 1.3 or empty (the client's default)")
+HS_PROTO_FLAG = ["-tls" + HS_PROTOCOL.replace(".", "_")] if HS_PROTOCOL else []
 WORK = None  # the temporary directory, set by main()
 WRK_SCRIPT = os.path.join(HERE, "wrk-percentiles.lua")
 BODY_SIZE = 1024
@@ -415,7 +421,7 @@ def tls_params(t):
     use) negotiates: protocol, cipher, group, and how many session tickets
     the server sends per handshake."""
     argv = ["openssl", "s_client", "-connect", f"127.0.0.1:{t.port}", "-servername",
-            "localhost", "-msg", "-ign_eof"]
+            "localhost", "-msg", "-ign_eof"] + HS_PROTO_FLAG
     try:
         r = subprocess.run(argv, input="GET / HTTP/1.0\r\n\r\n", capture_output=True,
                            text=True, timeout=15)
@@ -480,7 +486,7 @@ def start_s_time(port, seconds, tag):
     """Starts HS_CLIENTS `openssl s_time -new` on the load CPU, each writing
     to its own file (not a pipe nobody reads while the others run)."""
     argv = ["openssl", "s_time", "-connect", f"127.0.0.1:{port}", "-new", "-www", "/",
-            "-time", str(seconds)]
+            "-time", str(seconds)] + HS_PROTO_FLAG
     started = []
     for i in range(HS_CLIENTS):
         path = os.path.join(WORK, f"s_time-{tag}-{i}.out")
@@ -781,7 +787,8 @@ def report(targets, started, versions):
     lines.append("")
     lines.append(f"One worker each, proxy on CPU {PROXY_CPU}; origin (nginx, 1 KiB), load "
                  f"generators and harness on CPU {LOAD_CPU}. One EC P-256 certificate for "
-                 f"both. Handshakes: {HS_CLIENTS} × `openssl s_time -new -www /` for "
+                 f"both. Handshakes: {HS_CLIENTS} × `openssl s_time -new -www /"
+                 f"{' ' + HS_PROTO_FLAG[0] if HS_PROTO_FLAG else ''}` for "
                  f"{HS_DURATION} s (a full handshake and one request per connection). "
                  f"Keepalive: `wrk -t1 -c{CONNS} -d{DURATION}s` over https. "
                  f"{REPEATS} repeat(s), each running both proxies back to back in ABBA "
@@ -820,8 +827,9 @@ def report(targets, started, versions):
                      "the per-CPU-second rates derived from them) are what compare the "
                      "proxies here.")
         lines.append("")
-    lines.append("Negotiated by OpenSSL's default client (what s_time and wrk use), and "
-                 "session tickets sent per full handshake:")
+    lines.append("Negotiated by OpenSSL's default client (what s_time and wrk use)"
+                 + (f", here with {HS_PROTO_FLAG[0]} as the handshakes," if HS_PROTO_FLAG else "")
+                 + " and session tickets sent per full handshake:")
     lines.append("")
     for t in targets:
         p = t.tls
