@@ -28,8 +28,12 @@ imports, so the two can change independently):
 - One EC P-256 certificate made here with the openssl CLI, served by both.
 - Pinning: the proxy under test on CPU 1 (BENCH_PROXY_CPU); origin, load
   generators and this script on CPU 0 (BENCH_LOAD_CPU).
-- Interleaved repeats (BENCH_REPEATS): each repeat runs both proxies, the
-  order alternating; medians with (min-max).
+- Interleaved repeats (BENCH_REPEATS): each repeat measures each figure of
+  both proxies back to back (ABBA order); medians with (min-max), and the
+  median of the per-repeat ratios. Each repeat then loads both proxies at
+  once (each with its own clients, both proxies on the proxy CPU), so load
+  from outside the benchmark hits both alike: the steadiest comparison of
+  CPU per operation on a shared machine (BENCH_SIMULTANEOUS=0 skips it).
 - CPU: utime+stime of the serving process (the nginx worker, not its
   master) from /proc/PID/stat before and after each run.
 - Every process started here is stopped by its PID (SIGTERM, then SIGKILL
@@ -47,6 +51,7 @@ Knobs (environment):
   BENCH_REPEATS        interleaved repeats; medians reported (3)
   BENCH_WARMUP         unmeasured warm-up seconds per proxy (1)
   BENCH_PROXY_CPU / BENCH_LOAD_CPU   pinning (1 / 0)
+  BENCH_SIMULTANEOUS   1: also load both proxies at once each repeat (1)
   BENCH_WAIT_QUIET     before each run, wait up to N s for other CPU load to stop (0)
   BENCH_BUSY_PCT / BENCH_BUSY_RETRIES   a run during which other processes
                        used more than BENCH_BUSY_PCT % of a core (30) is done
