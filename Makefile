@@ -114,6 +114,14 @@ bench: deps
 	@$(MAKE) --no-print-directory VARIANT=release build
 	@bench/run.sh
 
+# TLS: handshakes/s and kept-alive https requests/s, bulwark vs nginx, one
+# worker each (bench/tls_bench.py; docs/performance.md, "TLS").
+.PHONY: bench-tls
+bench-tls: deps
+	@$(MAKE) --no-print-directory VARIANT=release build
+	@BULWARK_BENCH=1 scripts/install-deps.sh
+	@/usr/bin/python3 bench/tls_bench.py
+
 # The rules evaluator microbenchmark (bench/eval_bench.c): ns per request for
 # bench/rules/bench100.yaml over bench/rules/corpus.txt, and the 2019 WAF
 # regex's scan time at 10/100/1,000 KiB. Release build only.

@@ -446,6 +446,14 @@ static bw_status configure_ctx(SSL_CTX *x, struct bw_tls_ctx *c, const struct bw
      * progress and may resume from a buffer that moved. */
     SSL_CTX_set_mode(x, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                             SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* Read ahead: one read() takes whatever the socket holds, up to a
+     * record buffer, instead of a record header and then its body. A full
+     * TLS 1.3 handshake with one request then costs about 4 reads instead of
+     * 11, and a kept-alive request 2 instead of 3 (nginx does the same).
+     * The session reads until OpenSSL wants more (bw_tls_read returns
+     * WANT_READ), so bytes buffered here never wait for an edge that will
+     * not come. */
+    SSL_CTX_set_read_ahead(x, 1);
     /* Resumption is by ticket only: nothing per session held here. */
     SSL_CTX_set_session_cache_mode(x, SSL_SESS_CACHE_OFF);
     pthread_mutex_lock(&tickets.mu);
