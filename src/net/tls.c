@@ -839,6 +839,11 @@ enum bw_tls_result bw_tls_write(struct ssl_st *ssl, const char *buf, size_t len,
     return classify(ssl, rc);
 }
 
+bool bw_tls_pending(const struct ssl_st *ssl)
+{
+    return SSL_has_pending(ssl) == 1;
+}
+
 void bw_tls_close_notify(struct ssl_st *ssl)
 {
     ERR_clear_error();

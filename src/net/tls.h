@@ -135,6 +135,9 @@ enum bw_tls_result bw_tls_read(struct ssl_st *ssl, char *buf, size_t cap, size_t
 /* With partial writes: *n may be less than len. After WANT_*, call again
  * with at least the same bytes first. */
 enum bw_tls_result bw_tls_write(struct ssl_st *ssl, const char *buf, size_t len, size_t *n);
+/* Whether OpenSSL holds bytes read from the socket but not yet returned
+ * (a record, or read-ahead). */
+bool bw_tls_pending(const struct ssl_st *ssl);
 /* Sends close_notify if the socket takes it now; never waits. */
 void bw_tls_close_notify(struct ssl_st *ssl);
 /* After a handshake: "TLSv1.3", the SNI sent ("" if none), whether the

@@ -215,9 +215,19 @@ static void session_close(struct bw_session *s)
 
 /* Stops sending, then reads and discards what the client still sends for a
  * short while, so that closing does not reset the connection under a
- * response the client has not read yet. */
-static void session_linger(struct bw_session *s)
+ * response the client has not read yet. Not needed when the whole request
+ * was read and nothing more is waiting (as nginx decides): then it closes
+ * at once, without the extra shutdown, read and wakeup. */
+static void session_linger(struct bw_session *s, bool request_read)
 {
+    if (request_read && !(s->tls && bw_tls_pending(s->ssl))) {
+        char c;
+        ssize_t n = recv(s->io.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n < 0 && errno == EAGAIN) {
+            session_close(s); /* sends close_notify on TLS */
+            return;
+        }
+    }
     /* TLS: close_notify first, so the client knows the response is whole. */
     if (s->tls && s->tls_up && !s->tls_broken)
         bw_tls_close_notify(s->ssl);
@@ -1700,6 +1710,7 @@ static void finish_request(struct bw_session *s)
                            (!s->ubuf || bw_buf_len(s->ubuf) == 0));
     bw__request_log(s);
     bool keep = r->keep_alive && r->body.framed && !r->qfwd.active && !s->draining;
+    bool request_read = r->body.framed && !r->qfwd.active && (!s->cbuf || bw_buf_len(s->cbuf) == 0);
     s->fresh = false;
     request_put(pw, r);
     s->req = NULL;
@@ -1709,7 +1720,7 @@ static void finish_request(struct bw_session *s)
     memset(&s->scan, 0, sizeof s->scan);
     if (!keep) {
         s->cbuf = buf_put(pw, s->cbuf);
-        session_linger(s);
+        session_linger(s, request_read);
         return;
     }
     next_request(s);
@@ -1980,6 +1991,9 @@ void bw__session_pump(struct bw_session *s)
             }
         }
         if (s->h_dest == H_NONE) {
+            struct request *r = s->req;
+            bool request_read =
+                r && r->body.framed && !r->qfwd.active && (!s->cbuf || bw_buf_len(s->cbuf) == 0);
             bw__request_log(s);
             request_put(s->pw, s->req);
             s->req = NULL;
@@ -1992,7 +2006,7 @@ void bw__session_pump(struct bw_session *s)
                 return;
             }
             s->cbuf = buf_put(s->pw, s->cbuf);
-            session_linger(s);
+            session_linger(s, request_read);
         }
         return;
     case S_LINGER:
