@@ -45,19 +45,23 @@ static int usage(FILE *out)
 static int load_lkg(const char *path, const char *state_dir, struct bw_config **ret)
 {
     static struct bw_config_diags diags;
-    static char text[BW_CONFIG_MAX_FILE_BYTES + 1];
-    char copy[4400];
+    static const struct bw_file_what what = {.noun = "the last-known-good copy",
+                                             .kind = "config file",
+                                             .max_bytes = BW_CONFIG_MAX_FILE_BYTES};
+    char copy[4400], err[512];
     bw_slice sd = bw_slice_make(state_dir, strlen(state_dir));
     if (bw_lkg_path(sd, bw_slice_make(path, strlen(path)), copy, sizeof copy) != BW_OK)
         return 1;
-    FILE *f = fopen(copy, "rb");
-    if (!f) {
-        fprintf(stderr, "%s: no last-known-good copy (%s): not starting\n", path, copy);
+    char *text;
+    size_t len;
+    if (bw_read_file(copy, &what, &text, &len, err, sizeof err) != BW_OK) {
+        fprintf(stderr, "%s: no usable last-known-good copy (%s: %s): not starting\n", path, copy,
+                err);
         return 1;
     }
-    size_t len = fread(text, 1, sizeof text, f);
-    fclose(f);
-    if (len == sizeof text || bw_config_parse(path, text, len, ret, &diags) != BW_OK) {
+    bw_status st = bw_config_parse(path, text, len, ret, &diags);
+    free(text);
+    if (st != BW_OK) {
         fprintf(stderr, "%s: its last-known-good copy %s does not load either: not starting\n",
                 path, copy);
         return 1;

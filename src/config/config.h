@@ -20,6 +20,7 @@
 #include "base/cidr.h"
 #include "base/error.h"
 #include "base/slice.h"
+#include "config/file.h"
 #include "rules/rules.h"
 
 /* Sizes of the main config file itself. */
@@ -211,8 +212,13 @@ struct bw_config_log {
 };
 
 struct bw_config {
-    bw_arena arena; /* owns everything below */
+    bw_arena arena; /* owns everything below but source */
     bw_slice path;  /* file it came from */
+    uint64_t hash;  /* bw_file_hash of the text parsed */
+    /* The file's bytes when bw_config_load_file read it: kept until they
+     * are saved as last-known-good (bw_file_bytes_release), freed with the
+     * config otherwise. Only the control thread touches it. */
+    struct bw_file_bytes source;
 
     struct bw_config_listen *listen;
     size_t nlisten;   /* >= 1 */

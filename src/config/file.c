@@ -16,7 +16,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "config/file.h"
 #include "config/internal.h"
+
+void (*bw__read_file_hook)(const char *path);
 
 BW_PRINTF(3, 4)
 static bw_status fail(char *err, size_t cap, const char *fmt, ...)
@@ -74,7 +77,7 @@ static bw_status open_failed(const char *path, int e, const struct bw_file_what 
 }
 
 bw_status bw_read_file(const char *path, const struct bw_file_what *w, char **ret_buf,
-                        size_t *ret_len, char *err, size_t errcap)
+                       size_t *ret_len, char *err, size_t errcap)
 {
     /* Special files are refused before they are opened: opening a FIFO or a
      * device can block or have side effects. */
@@ -144,9 +147,30 @@ bw_status bw_read_file(const char *path, const struct bw_file_what *w, char **re
         return fail(err, errcap, "%s grew past the limit of %zu bytes while it was read", w->noun,
                     w->max_bytes);
     }
+    if (bw__read_file_hook)
+        bw__read_file_hook(path);
     *ret_buf = buf;
     *ret_len = len;
     return BW_OK;
+}
+
+uint64_t bw_file_hash(const char *buf, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)buf[i]) * 0x100000001b3ull;
+    return h;
+}
+
+struct bw_file_bytes bw_file_bytes_take(char *buf, size_t len)
+{
+    return (struct bw_file_bytes){.ptr = buf, .len = len, .hash = bw_file_hash(buf, len)};
+}
+
+void bw_file_bytes_release(struct bw_file_bytes *b)
+{
+    free(b->ptr);
+    b->ptr = NULL;
 }
 
 bool bw__truncation_hint(const char *text, size_t len, const struct bw_config_diags *d,

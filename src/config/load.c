@@ -1388,6 +1388,7 @@ bw_status bw_config_parse(const char *path, const char *text, size_t len,
     struct ld ld = {.cfg = cfg, .a = &cfg->arena, .d = diags, .text = text, .len = len};
     set_defaults(&ld);
     cfg->path = ld_dup(&ld, bw_slice_make(path, strlen(path)));
+    cfg->hash = bw_file_hash(text, len);
 
     if (len > BW_CONFIG_MAX_FILE_BYTES) {
         diag_at(&ld, 0, 0, "the config is %zu bytes, over the limit of %zu bytes", len,
@@ -1421,6 +1422,7 @@ struct bw_config *bw_config_free(struct bw_config *cfg)
 {
     if (!cfg)
         return NULL;
+    bw_file_bytes_release(&cfg->source);
     bw_arena_reset(&cfg->arena);
     free(cfg);
     return NULL;
@@ -1463,7 +1465,10 @@ bw_status bw_config_load_file(const char *path, struct bw_config **ret_cfg,
                  "the file ends here, in the middle of a line: was it truncated? (that would "
                  "explain the errors above)");
     }
-    free(buf);
+    if (st == BW_OK)
+        (*ret_cfg)->source = bw_file_bytes_take(buf, len);
+    else
+        free(buf);
     return st;
 }
 

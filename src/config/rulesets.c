@@ -1470,7 +1470,7 @@ static bw_status file_fail(struct bw_config_diags *d, const char *path, const ch
 }
 
 bw_status bw_ruleset_load_file(bw_arena *a, const char *path, struct bw_ruleset *ret,
-                               struct bw_config_diags *diags)
+                               struct bw_config_diags *diags, struct bw_file_bytes *ret_bytes)
 {
     static const struct bw_file_what what = {
         .noun = "the ruleset file", .kind = "ruleset file", .max_bytes = BW_RULESET_MAX_FILE_BYTES};
@@ -1490,6 +1490,9 @@ bw_status bw_ruleset_load_file(bw_arena *a, const char *path, struct bw_ruleset 
                  "the file ends here, in the middle of a line: was it truncated? (that would "
                  "explain the errors above)");
     }
-    free(buf);
+    if (st == BW_OK && ret_bytes)
+        *ret_bytes = bw_file_bytes_take(buf, len);
+    else
+        free(buf);
     return st;
 }

@@ -14,6 +14,7 @@
 #include "base/arena.h"
 #include "base/error.h"
 #include "config/config.h"
+#include "config/file.h"
 #include "rules/ruleset.h"
 
 #define BW_RULESET_MAX_FILE_BYTES ((size_t)8 * 1024 * 1024)
@@ -25,8 +26,11 @@ bw_status bw_ruleset_parse(bw_arena *a, const char *path, const char *text, size
                            struct bw_ruleset *ret, struct bw_config_diags *diags) BW_MUST_CHECK;
 
 /* Reads the file (bounded by BW_RULESET_MAX_FILE_BYTES; empty, unreadable,
- * missing, a directory: one diag saying which) and parses it. */
+ * missing, a directory: one diag saying which) and parses it. On success,
+ * with ret_bytes, the bytes parsed are handed over there (the caller
+ * releases them); without, they are freed. */
 bw_status bw_ruleset_load_file(bw_arena *a, const char *path, struct bw_ruleset *ret,
-                               struct bw_config_diags *diags) BW_MUST_CHECK;
+                               struct bw_config_diags *diags,
+                               struct bw_file_bytes *ret_bytes) BW_MUST_CHECK;
 
 #endif

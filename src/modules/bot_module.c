@@ -6,8 +6,8 @@
 
 #include "modules/lkg.h"
 
-void bw_bot_rt_load(struct bw_bot_rt *b, const struct bw_config *cfg,
-                    struct bw_bot_running running, bool use_lkg, char *report, size_t cap)
+void bw_bot_rt_load(struct bw_bot_rt *b, const struct bw_config *cfg, struct bw_bot_running running,
+                    bool use_lkg, char *report, size_t cap)
 {
     memset(b, 0, sizeof *b);
     if (cap)
@@ -21,7 +21,7 @@ void bw_bot_rt_load(struct bw_bot_rt *b, const struct bw_config *cfg,
     struct bw_bot_load_opts opts = {.max_features = m->max_features, .running = running};
     char path[4097];
     snprintf(path, sizeof path, "%.*s", (int)m->features.len, m->features.ptr);
-    if (bw_bot_model_load_file(path, &opts, &b->model, report, cap) == BW_OK) {
+    if (bw_bot_model_load_file(path, &opts, &b->model, &b->file, report, cap) == BW_OK) {
         b->has_model = true;
         return;
     }
@@ -36,7 +36,7 @@ void bw_bot_rt_load(struct bw_bot_rt *b, const struct bw_config *cfg,
             rest += n;
             left -= (size_t)n;
         }
-        if (bw_bot_model_load_file(lkg, &opts, &b->model, rest, left) == BW_OK) {
+        if (bw_bot_model_load_file(lkg, &opts, &b->model, &b->file, rest, left) == BW_OK) {
             b->has_model = true;
             b->from_lkg = true;
             return;
@@ -49,4 +49,5 @@ void bw_bot_rt_done(struct bw_bot_rt *b)
 {
     b->model = bw_bot_model_free(b->model);
     b->has_model = false;
+    bw_file_bytes_release(&b->file);
 }

@@ -13,11 +13,14 @@
 #include "modules/bot_score.h"
 
 struct bw_bot_rt {
-    bool enabled;      /* modules.bot_score is configured */
-    bool failed;       /* no valid model: on_error applies to every request */
-    bool from_lkg;     /* the model is the last-known-good copy (at start) */
-    bool has_model;    /* !failed when enabled */
+    bool enabled;   /* modules.bot_score is configured */
+    bool failed;    /* no valid model: on_error applies to every request */
+    bool from_lkg;  /* the model is the last-known-good copy (at start) */
+    bool has_model; /* !failed when enabled */
     struct bw_bot_model *model;
+    /* The feature file's bytes the model was built from, until they are
+     * saved as last-known-good (control thread only; workers never read it). */
+    struct bw_file_bytes file;
     enum bw_on_error on_error;
     uint16_t error_status;
     _Atomic bool killed; /* killswitch module:bot_score: bot.score unknown, not a failure */
@@ -28,8 +31,8 @@ struct bw_bot_rt {
  * backwards). With use_lkg (at start only), a file that does not load is
  * replaced by its last-known-good copy when that loads. BW_OK always for a
  * bad file: failed (or from_lkg) is set and report says why. */
-void bw_bot_rt_load(struct bw_bot_rt *b, const struct bw_config *cfg,
-                    struct bw_bot_running running, bool use_lkg, char *report, size_t cap);
+void bw_bot_rt_load(struct bw_bot_rt *b, const struct bw_config *cfg, struct bw_bot_running running,
+                    bool use_lkg, char *report, size_t cap);
 void bw_bot_rt_done(struct bw_bot_rt *b);
 
 #endif

@@ -807,15 +807,6 @@ static bool load_model(struct ld *ld, const json_t *root, const struct bw_bot_lo
     return true;
 }
 
-/* FNV-1a 64, as /status shows for every artifact. */
-static uint64_t fnv1a(const char *s, size_t n)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 0x100000001b3ull;
-    return h;
-}
-
 struct bw_bot_model *bw_bot_model_free(struct bw_bot_model *m)
 {
     if (!m)
@@ -871,7 +862,7 @@ static bool parse(struct ld *ld, const struct bw_bot_load_opts *opts, struct bw_
         m = bw_bot_model_free(m);
         return false;
     }
-    m->hash = fnv1a(ld->text, ld->len);
+    m->hash = bw_file_hash(ld->text, ld->len);
     m->file_bytes = ld->len;
     *ret = m;
     return true;
@@ -910,7 +901,8 @@ static bw_status file_fail(const char *path, char *report, size_t cap, const cha
 }
 
 bw_status bw_bot_model_load_file(const char *path, const struct bw_bot_load_opts *opts,
-                                 struct bw_bot_model **ret, char *report, size_t cap)
+                                 struct bw_bot_model **ret, struct bw_file_bytes *ret_bytes,
+                                 char *report, size_t cap)
 {
     static const struct bw_file_what what = {
         .noun = "the feature file", .kind = "feature file", .max_bytes = BW_BOT_MAX_FILE_BYTES};
@@ -920,7 +912,10 @@ bw_status bw_bot_model_load_file(const char *path, const struct bw_bot_load_opts
     if (bw_read_file(path, &what, &buf, &len, err, sizeof err) != BW_OK)
         return file_fail(path, report, cap, "%s", err);
     bw_status s = bw_bot_model_parse(path, buf, len, opts, ret, report, cap);
-    free(buf);
+    if (s == BW_OK && ret_bytes)
+        *ret_bytes = bw_file_bytes_take(buf, len);
+    else
+        free(buf);
     return s;
 }
 

@@ -33,6 +33,7 @@
 #include "base/error.h"
 #include "base/slice.h"
 #include "config/config.h"
+#include "config/file.h"
 #include "rules/eval.h"
 #include "rules/regex.h"
 #include "rules/request_view.h"
@@ -41,11 +42,11 @@
  * config's: BW_CONFIG_BOT_DEFAULT_MAX_FEATURES (200) and
  * BW_CONFIG_BOT_MAX_FEATURES_CAP (1024). */
 #define BW_BOT_MAX_FILE_BYTES ((size_t)1024 * 1024) /* the feature file */
-#define BW_BOT_MAX_WEIGHT 1000.0 /* |bias| and every |weight|; past it the sigmoid is flat anyway  \
-                                  */
-#define BW_BOT_MAX_NAME_LEN 128  /* bytes of a feature name, [A-Za-z0-9_.-] */
-#define BW_BOT_MIN_FEATURES 1    /* an empty list would score every request alike */
-#define BW_BOT_MAX_ERRORS 16     /* errors listed in one report; the rest are counted */
+/* |bias| and every |weight|; past it the sigmoid is flat anyway */
+#define BW_BOT_MAX_WEIGHT 1000.0
+#define BW_BOT_MAX_NAME_LEN 128 /* bytes of a feature name, [A-Za-z0-9_.-] */
+#define BW_BOT_MIN_FEATURES 1   /* an empty list would score every request alike */
+#define BW_BOT_MAX_ERRORS 16    /* errors listed in one report; the rest are counted */
 
 /* The score's range (DESIGN.md §2 "Rules language", bot.score). */
 #define BW_BOT_SCORE_MIN 1  /* surely automated */
@@ -99,9 +100,12 @@ bw_status bw_bot_model_parse(const char *path, const char *text, size_t len,
 
 /* Reads the file (bounded by BW_BOT_MAX_FILE_BYTES; missing, unreadable, a
  * directory, not a regular file, empty: one line saying which) and parses
- * it as bw_bot_model_parse does. */
+ * it as bw_bot_model_parse does. On success, with ret_bytes, the bytes
+ * parsed are handed over there (the caller releases them); without, they
+ * are freed. */
 bw_status bw_bot_model_load_file(const char *path, const struct bw_bot_load_opts *opts,
-                                 struct bw_bot_model **ret, char *report, size_t cap) BW_MUST_CHECK;
+                                 struct bw_bot_model **ret, struct bw_file_bytes *ret_bytes,
+                                 char *report, size_t cap) BW_MUST_CHECK;
 
 /* Frees the model and what its program holds outside the arena. Accepts
  * NULL, returns NULL. */

@@ -30,59 +30,39 @@ bool bw_lkg_exists(bw_slice state_dir, bw_slice path)
            S_ISREG(st.st_mode);
 }
 
-bw_status bw_lkg_save(bw_slice state_dir, bw_slice path, bw_error *err)
+bw_status bw_lkg_save(bw_slice state_dir, bw_slice path, const char *bytes, size_t len,
+                      bw_error *err)
 {
-    char dir[4200], dst[4400], tmp[4420], src[4097];
+    char dir[4200], dst[4400], tmp[4420];
     snprintf(dir, sizeof dir, "%.*s/" BW_LKG_DIR, (int)state_dir.len, state_dir.ptr);
-    snprintf(src, sizeof src, "%.*s", (int)path.len, path.ptr);
     if (bw_lkg_path(state_dir, path, dst, sizeof dst) != BW_OK)
         return bw_error_set(err, "state_dir path too long");
+    if (len > BW_LKG_MAX_BYTES)
+        return bw_error_set(err, "cannot save the last-known-good copy of %.*s: %zu bytes",
+                            (int)path.len, path.ptr, len);
     snprintf(tmp, sizeof tmp, "%s.tmp", dst);
     if (mkdir(dir, 0700) != 0 && errno != EEXIST)
         return bw_error_set(err, "cannot create %s: %s", dir, strerror(errno));
-    int in = open(src, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (in < 0)
-        return bw_error_set(err, "cannot read %s: %s", src, strerror(errno));
     int out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (out < 0) {
-        int e = errno;
-        close(in);
-        return bw_error_set(err, "cannot write %s: %s", tmp, strerror(e));
-    }
-    char buf[65536];
+    if (out < 0)
+        return bw_error_set(err, "cannot write %s: %s", tmp, strerror(errno));
     bool ok = true;
     int e = 0;
-    size_t total = 0;
-    for (;;) {
-        ssize_t n = read(in, buf, sizeof buf);
+    for (size_t off = 0; off < len;) {
+        ssize_t n = write(out, bytes + off, len - off);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
-            if (n < 0) {
-                ok = false;
-                e = errno;
-            }
-            break;
-        }
-        /* The artifact was read within its limit when it loaded; one that
-         * has grown past every limit since is not copied. */
-        total += (size_t)n;
-        if (total > BW_LKG_MAX_BYTES) {
             ok = false;
-            e = EFBIG;
+            e = n < 0 ? errno : EIO;
             break;
         }
-        if (write(out, buf, (size_t)n) != n) {
-            ok = false;
-            e = errno;
-            break;
-        }
+        off += (size_t)n;
     }
     if (ok && fsync(out) != 0) {
         ok = false;
         e = errno;
     }
-    close(in);
     close(out);
     if (ok && rename(tmp, dst) != 0) {
         ok = false;
@@ -90,9 +70,10 @@ bw_status bw_lkg_save(bw_slice state_dir, bw_slice path, bw_error *err)
     }
     if (!ok) {
         unlink(tmp);
-        return bw_error_set(err, "cannot save the last-known-good copy of %s: %s", src,
-                            strerror(e));
+        return bw_error_set(err, "cannot save the last-known-good copy of %.*s: %s", (int)path.len,
+                            path.ptr, strerror(e));
     }
+    /* The rename is durable once the directory is. */
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
         (void)fsync(dfd);

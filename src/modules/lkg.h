@@ -22,9 +22,12 @@
  * in different directories do not collide. */
 bw_status bw_lkg_path(bw_slice state_dir, bw_slice path, char *out, size_t cap) BW_MUST_CHECK;
 
-/* Copies the artifact at path to its last-known-good place (creating
- * state_dir/lkg/ if needed). */
-bw_status bw_lkg_save(bw_slice state_dir, bw_slice path, bw_error *err) BW_MUST_CHECK;
+/* Saves bytes as the last-known-good copy of the artifact at path
+ * (creating state_dir/lkg/ if needed). bytes are the ones that were read,
+ * parsed and checked (struct bw_file_bytes), never the file read again:
+ * it may have been replaced since. */
+bw_status bw_lkg_save(bw_slice state_dir, bw_slice path, const char *bytes, size_t len,
+                      bw_error *err) BW_MUST_CHECK;
 
 /* Is there a copy for path? */
 bool bw_lkg_exists(bw_slice state_dir, bw_slice path);

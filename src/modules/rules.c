@@ -57,8 +57,9 @@ static bool load_sets(struct bw_rules_rt *rr, const struct bw_config *cfg,
     const struct bw_config_rules_module *m = &cfg->modules.rules;
     bw_error err;
     struct bw_ruleset *sets = bw_arena_alloc(&rr->arena, m->nrulesets * sizeof *sets);
+    struct bw_file_bytes *files = bw_arena_alloc(&rr->arena, m->nrulesets * sizeof *files + 1);
     struct bw_config_diags *d = malloc(sizeof *d);
-    if (!sets || !d) {
+    if (!sets || !files || !d) {
         free(d);
         say(rep, "out of memory loading the rulesets\n");
         return false;
@@ -75,7 +76,7 @@ static bool load_sets(struct bw_rules_rt *rr, const struct bw_config *cfg,
         } else {
             snprintf(path, sizeof path, "%.*s", (int)m->rulesets[i].len, m->rulesets[i].ptr);
         }
-        if (bw_ruleset_load_file(&rr->arena, path, &sets[nsets], d) != BW_OK) {
+        if (bw_ruleset_load_file(&rr->arena, path, &sets[nsets], d, &files[nsets]) != BW_OK) {
             say_diags(rep, d);
             ok = false;
             continue;
@@ -97,9 +98,15 @@ static bool load_sets(struct bw_rules_rt *rr, const struct bw_config *cfg,
             ok = false;
         }
     }
-    if (!ok)
+    if (!ok) {
         rr->book = bw_rulebook_free(rr->book);
-    return ok;
+        for (size_t i = 0; i < nsets; i++)
+            bw_file_bytes_release(&files[i]);
+        return false;
+    }
+    rr->files = files;
+    rr->nfiles = nsets;
+    return true;
 }
 
 bw_status bw_rules_rt_load(struct bw_rules_rt *rr, const struct bw_config *cfg, char *report,
@@ -156,8 +163,7 @@ bw_status bw_rules_rt_load_ex(struct bw_rules_rt *rr, const struct bw_config *cf
     rr->has_request_rules = rr->book->ntop[BW_RULES_PHASE_REQUEST] > 0;
     rr->has_response_rules = rr->book->ntop[BW_RULES_PHASE_RESPONSE] > 0;
     rr->trivial = !rr->has_request_rules && !rr->has_response_rules && !rr->failed &&
-                  !cfg->modules.bot_score.enabled &&
-                  cfg->nroutes > 0 && !cfg->routes[0].has_match;
+                  !cfg->modules.bot_score.enabled && cfg->nroutes > 0 && !cfg->routes[0].has_match;
     if (rr->book->has_rate_limits &&
         bw_rate_table_new((size_t)m->rate_limit_entries, &rr->rate, &err) != BW_OK) {
         say(&rep, "%s\n", err.msg);
@@ -168,6 +174,8 @@ bw_status bw_rules_rt_load_ex(struct bw_rules_rt *rr, const struct bw_config *cf
 
 void bw_rules_rt_done(struct bw_rules_rt *rr)
 {
+    for (size_t i = 0; i < rr->nfiles; i++)
+        bw_file_bytes_release(&rr->files[i]);
     rr->book = bw_rulebook_free(rr->book);
     rr->rate = bw_rate_table_free(rr->rate);
     bw_arena_reset(&rr->arena);

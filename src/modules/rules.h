@@ -38,13 +38,19 @@ struct bw_rules_rt {
     struct bw_killset kills;
     struct bw_rate_table *rate; /* when the book has rate limits */
     bool enabled;               /* modules.rules is configured */
-    _Atomic bool killed; /* killswitch module:rules: no rule runs (routes still do) */
+    _Atomic bool killed;        /* killswitch module:rules: no rule runs (routes still do) */
     bool failed;                /* its rulesets did not load: on_error applies */
-    bool from_lkg; /* loaded from last-known-good copies (at start only) */
+    bool from_lkg;              /* loaded from last-known-good copies (at start only) */
+    /* The ruleset files the book was built from, parallel to the config's
+     * rulesets (nfiles 0 when they did not load): their hashes for /status,
+     * their bytes until those are saved as last-known-good. Only the
+     * control thread touches them. */
+    struct bw_file_bytes *files;
+    size_t nfiles;
     enum bw_on_error on_error;
     uint16_t error_status;
     _Atomic uint64_t *matches; /* per global rule index: times it fired (all workers) */
-    bool has_request_rules; /* some top-level request-phase ruleset */
+    bool has_request_rules;    /* some top-level request-phase ruleset */
     bool has_response_rules;
     /* Nothing to evaluate per request (no rules, not failed, and the first
      * route has no match): every request takes route 0 and the proxy skips
@@ -88,7 +94,7 @@ struct bw_rules_worker {
     bw_arena arena;
     struct bw_rv_header *hdrs; /* request headers as the rules see them */
     size_t hdrs_cap;
-    struct bw_rv_header *rhdrs; /* response headers */
+    struct bw_rv_header *rhdrs;   /* response headers */
     struct bw_rules_stats *stats; /* the worker's, shared by its views */
 };
 

@@ -8,6 +8,7 @@
 
 #include "base/log.h"
 #include "config/file.h"
+#include "modules/lkg.h"
 #include "net/tls.h"
 #include "proxy/session.h"
 
@@ -15,29 +16,6 @@ const uint64_t bw_latency_le_ms[BW_LATENCY_BUCKETS] = {1,   5,   10,   25,   50,
                                                        250, 500, 1000, 2500, 5000, 10000};
 
 /* ---- snapshots ---------------------------------------------------------------- */
-
-/* FNV-1a 64 of a file's bytes: an identity for /status, not a MAC. */
-static uint64_t file_hash(const char *path)
-{
-    FILE *f = fopen(path, "rbe");
-    if (!f)
-        return 0;
-    uint64_t h = 0xcbf29ce484222325ull;
-    unsigned char buf[8192];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-        for (size_t i = 0; i < n; i++)
-            h = (h ^ buf[i]) * 0x100000001b3ull;
-    fclose(f);
-    return h;
-}
-
-static uint64_t slice_file_hash(bw_slice p)
-{
-    char path[4097];
-    snprintf(path, sizeof path, "%.*s", (int)p.len, p.ptr);
-    return file_hash(path);
-}
 
 static void snapshot_free(struct bw_snapshot *s)
 {
@@ -241,18 +219,58 @@ bw_status bw_snapshot_new(struct bw_config *cfg, uint64_t generation, bool use_l
         snapshot_free(s);
         return BW_ERR;
     }
-    s->config_hash = slice_file_hash(cfg->path);
+    /* The hashes of the bytes the loaders parsed, not of the files now. */
+    s->config_hash = cfg->hash;
     if (cfg->modules.rules.enabled && !s->rules.failed && !s->rules.from_lkg) {
-        size_t n = cfg->modules.rules.nrulesets;
+        size_t n = s->rules.nfiles;
         s->ruleset_hashes = calloc(n ? n : 1, sizeof *s->ruleset_hashes);
         if (s->ruleset_hashes) {
             for (size_t i = 0; i < n; i++)
-                s->ruleset_hashes[i] = slice_file_hash(cfg->modules.rules.rulesets[i]);
+                s->ruleset_hashes[i] = s->rules.files[i].hash;
             s->nrulesets_loaded = n;
         }
     }
     *ret = s;
     return BW_OK;
+}
+
+/* Every artifact's bytes are still there (a snapshot releases them only
+ * here): a missing one was not read by this snapshot's loaders. */
+static bw_status save_one(const struct bw_config *cfg, bw_slice path, const struct bw_file_bytes *b,
+                          bw_error *err)
+{
+    if (!b->ptr)
+        return bw_error_set(err, "internal error: the bytes of %.*s are gone", (int)path.len,
+                            path.ptr);
+    return bw_lkg_save(cfg->state_dir, path, b->ptr, b->len, err);
+}
+
+static void release_sources(struct bw_snapshot *s)
+{
+    bw_file_bytes_release(&s->cfg->source);
+    bw_file_bytes_release(&s->bot.file);
+    for (size_t i = 0; i < s->rules.nfiles; i++)
+        bw_file_bytes_release(&s->rules.files[i]);
+}
+
+bw_status bw_snapshot_save_lkg(struct bw_snapshot *s, bool config_from_lkg, bw_error *err)
+{
+    const struct bw_config *cfg = s->cfg;
+    bw_status st = BW_OK;
+    if (cfg->has_state_dir && !s->rules.failed && !s->rules.from_lkg && !s->bot.failed &&
+        !s->bot.from_lkg && !config_from_lkg) {
+        st = save_one(cfg, cfg->path, &cfg->source, err);
+        if (st == BW_OK && s->bot.has_model)
+            st = save_one(cfg, cfg->modules.bot_score.features, &s->bot.file, err);
+        if (st == BW_OK && cfg->modules.rules.enabled &&
+            s->rules.nfiles != cfg->modules.rules.nrulesets)
+            st = bw_error_set(err, "internal error: %zu ruleset files loaded of %zu",
+                              s->rules.nfiles, cfg->modules.rules.nrulesets);
+        for (size_t i = 0; st == BW_OK && cfg->modules.rules.enabled && i < s->rules.nfiles; i++)
+            st = save_one(cfg, cfg->modules.rules.rulesets[i], &s->rules.files[i], err);
+    }
+    release_sources(s);
+    return st;
 }
 
 void bw_snapshot_unref(struct bw_snapshot *s)

@@ -49,8 +49,9 @@ struct bw_snapshot {
     _Atomic uint64_t *route_counts;
     size_t route_stride;
     size_t nworkers;
-    /* For /status: FNV-1a 64 of each artifact file as read just after it
-     * loaded (0 when it could not be read again). */
+    /* For /status: bw_file_hash of the bytes each artifact was parsed
+     * from (the bytes themselves stay with the config and the modules
+     * until bw_snapshot_save_lkg). */
     uint64_t config_hash;
     uint64_t *ruleset_hashes; /* one per loaded ruleset file */
     size_t nrulesets_loaded;  /* 0 when the rules did not load */
@@ -70,9 +71,20 @@ bw_status bw_snapshot_new(struct bw_config *cfg, uint64_t generation, bool use_l
  * NULL when no listener has TLS). A file that cannot be read or a pair that
  * is not usable fails the whole set: report says which, with the config's
  * file:line:col. */
-bw_status bw_tls_contexts_load(const struct bw_config *cfg, struct bw_tls_ctx ***ret,
-                               char *report, size_t cap) BW_MUST_CHECK;
+bw_status bw_tls_contexts_load(const struct bw_config *cfg, struct bw_tls_ctx ***ret, char *report,
+                               size_t cap) BW_MUST_CHECK;
 void bw_tls_contexts_free(const struct bw_config *cfg, struct bw_tls_ctx **tls);
+
+/* Saves every artifact of s as last-known-good (state_dir/lkg/), from the
+ * very bytes its loaders parsed and checked, then frees those bytes (a
+ * snapshot keeps them only until here). Nothing is saved when s has no
+ * state_dir, when a module did not load or loaded from its copies, or when
+ * config_from_lkg (the config itself came from its copy); BW_OK then. On
+ * failure err says which copy could not be written (the previous copies
+ * stay). Control thread, once per snapshot, before it is published or
+ * after: workers never read the bytes. */
+bw_status bw_snapshot_save_lkg(struct bw_snapshot *s, bool config_from_lkg,
+                               bw_error *err) BW_MUST_CHECK;
 
 /* Drops one reference; the last one frees the snapshot. Any thread. */
 void bw_snapshot_unref(struct bw_snapshot *s);

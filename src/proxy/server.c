@@ -16,7 +16,6 @@
 #include "net/worker.h"
 #include "admin/server.h"
 #include "modules/killswitch.h"
-#include "modules/lkg.h"
 #include "proxy/control.h"
 #include "proxy/health.h"
 #include "proxy/proxy.h"
@@ -24,22 +23,11 @@
 enum { JOIN_POLL_MS = 20 };
 
 /* Copies every artifact of the running configuration to state_dir/lkg/:
- * they all validated together. Not when the rules came from the copies or
- * did not load. */
+ * they all validated together. */
 static void save_lkg(struct bw_control *c)
 {
-    const struct bw_snapshot *s = c->snap;
-    const struct bw_config *cfg = s->cfg;
-    if (!cfg->has_state_dir || s->rules.failed || s->rules.from_lkg || s->bot.failed ||
-        s->bot.from_lkg || c->config_from_lkg)
-        return;
     bw_error err;
-    bool ok = bw_lkg_save(cfg->state_dir, cfg->path, &err) == BW_OK;
-    if (ok && s->bot.has_model)
-        ok = bw_lkg_save(cfg->state_dir, cfg->modules.bot_score.features, &err) == BW_OK;
-    for (size_t i = 0; ok && cfg->modules.rules.enabled && i < cfg->modules.rules.nrulesets; i++)
-        ok = bw_lkg_save(cfg->state_dir, cfg->modules.rules.rulesets[i], &err) == BW_OK;
-    if (!ok)
+    if (bw_snapshot_save_lkg(c->snap, c->config_from_lkg, &err) != BW_OK)
         BW_ERRORF("%s (the previous last-known-good copies stay)", err.msg);
 }
 
@@ -250,8 +238,8 @@ int bw_server_run(const char *config_path, struct bw_config *boot_cfg, bool cfg_
 
     static char report[16384];
     struct bw_snapshot *snap;
-    if (bw_snapshot_new(boot_cfg, 1, true, (struct bw_bot_running){.known = false}, &snap,
-                        report, sizeof report) != BW_OK) {
+    if (bw_snapshot_new(boot_cfg, 1, true, (struct bw_bot_running){.known = false}, &snap, report,
+                        sizeof report) != BW_OK) {
         BW_ERRORF("%s", report);
         return 1;
     }

@@ -5,6 +5,7 @@
 
 #include <hs/hs.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,13 +13,6 @@
 typedef hs_error_t (*scan_fn)(const hs_database_t *db, const char *data, unsigned int length,
                               unsigned int flags, hs_scratch_t *scratch,
                               match_event_handler on_event, void *ctx);
-
-struct bw_regex_db {
-    hs_database_t *hs;
-    scan_fn scan; /* hs_scan, or the AVX2 variant (see pick_platform) */
-    size_t count;
-    size_t bytes;
-};
 
 /* Debian's vectorscan 5.4.9 is a "fat" build: hs_scan dispatches (ifunc) to
  * a core2, corei7, AVX2 or AVX-512 copy of the runtime by the host CPU. The
@@ -52,6 +46,183 @@ static scan_fn pick_platform(hs_platform_info_t *plat)
  * pattern is all the evaluator needs, and it lets vectorscan stop tracking a
  * pattern once it has matched. */
 static const unsigned PATTERN_FLAGS = HS_FLAG_SINGLEMATCH | HS_FLAG_ALLOWEMPTY | HS_FLAG_DOTALL;
+
+struct bw_regex_db {
+    hs_database_t *hs;
+    scan_fn scan; /* hs_scan, or the AVX2 variant (see pick_platform) */
+    size_t count;
+    size_t bytes;
+    /* Sharing (see "The database cache" below); all under cache.lock. */
+    uint32_t refs;
+    uint64_t key_hash;
+    char *key; /* NULL: not in the cache (n == 0, or out of memory for the key) */
+    size_t key_len;
+    struct bw_regex_db *next; /* in its cache bucket */
+};
+
+/* ---- The database cache ----------------------------------------------------
+ * hs_compile_multi is most of the cost of a reload (about 73 % with 100
+ * rules), and a reload usually changes few patterns or none. So every live
+ * database is kept in a table by its exact compile input (mode, flags, ids
+ * and the bytes of every pattern, in order), and bw_regex_db_build hands out
+ * another reference to an equal one instead of compiling again: a new
+ * snapshot shares the running snapshot's databases, read-only, while the
+ * running one still serves. Sharing is safe because a compiled database is
+ * immutable and vectorscan allows any number of threads to scan one at once,
+ * each with its own scratch (every worker has its own, reserved per
+ * snapshot). The table holds no reference itself: a database leaves it when
+ * its last holder frees it, so nothing outlives the snapshots that use it.
+ * One lock, taken only when building and freeing databases (load time and
+ * snapshot teardown), never by a scan. */
+enum { CACHE_BUCKETS = 256 };
+
+/* The type checker compiles every pattern alone (bw_regex_check) before the
+ * fields' databases are built, and throws that database away: as many
+ * compiles again as there are patterns. Whether one pattern compiles alone
+ * depends only on its bytes (flags, mode and platform are fixed for the
+ * process), so the patterns that did are remembered, up to a bound, and
+ * not compiled again to be checked. A failing pattern is never remembered:
+ * its error is found again, with its message. */
+enum { CHECKED_MAX = 4096, CHECKED_MAX_BYTES = 1024 * 1024 };
+
+struct checked {
+    struct checked *next;
+    uint64_t hash;
+    size_t len;
+    char pat[];
+};
+
+static struct {
+    pthread_mutex_t lock;
+    struct bw_regex_db *buckets[CACHE_BUCKETS];
+    uint64_t compiled, shared, checks_remembered; /* bw_regex_cache_stats */
+    size_t live;
+    struct checked *checked[CACHE_BUCKETS];
+    size_t nchecked, checked_bytes;
+} cache = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static uint64_t fnv1a(const char *p, size_t n, uint64_t h)
+{
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static void key_put(char *key, size_t *off, const void *p, size_t n)
+{
+    if (key && n)
+        memcpy(key + *off, p, n);
+    *off += n;
+}
+
+/* The compile input as one byte string: mode, then per pattern its flags,
+ * id, length and bytes. Equal keys compile to equal databases. With key
+ * NULL, only measures. */
+static size_t make_key(char *key, const bw_slice *patterns, size_t n)
+{
+    size_t off = 0;
+    uint32_t mode = HS_MODE_BLOCK;
+    key_put(key, &off, &mode, sizeof mode);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t flags = PATTERN_FLAGS, id = (uint32_t)i;
+        uint64_t len = patterns[i].len;
+        key_put(key, &off, &flags, sizeof flags);
+        key_put(key, &off, &id, sizeof id);
+        key_put(key, &off, &len, sizeof len);
+        key_put(key, &off, patterns[i].ptr, patterns[i].len);
+    }
+    return off;
+}
+
+/* A new reference to a live database compiled from exactly key, or NULL. */
+static bw_regex_db *cache_get(const char *key, size_t len, uint64_t hash)
+{
+    pthread_mutex_lock(&cache.lock);
+    bw_regex_db *db = cache.buckets[hash % CACHE_BUCKETS];
+    while (db && !(db->key_hash == hash && db->key_len == len && memcmp(db->key, key, len) == 0))
+        db = db->next;
+    if (db) {
+        db->refs++;
+        cache.shared++;
+    }
+    pthread_mutex_unlock(&cache.lock);
+    return db;
+}
+
+/* Enters a database just compiled (refs 1). An equal one may have been
+ * entered since the lookup (two threads loading at once): both stay valid,
+ * the lookup finds the first. */
+static void cache_put(bw_regex_db *db)
+{
+    pthread_mutex_lock(&cache.lock);
+    cache.compiled++;
+    if (db->key) {
+        bw_regex_db **b = &cache.buckets[db->key_hash % CACHE_BUCKETS];
+        db->next = *b;
+        *b = db;
+        cache.live++;
+    }
+    pthread_mutex_unlock(&cache.lock);
+}
+
+static bool checked_has(bw_slice p, uint64_t hash)
+{
+    pthread_mutex_lock(&cache.lock);
+    const struct checked *c = cache.checked[hash % CACHE_BUCKETS];
+    while (c && !(c->hash == hash && c->len == p.len &&
+                  (p.len == 0 || memcmp(c->pat, p.ptr, p.len) == 0)))
+        c = c->next;
+    if (c)
+        cache.checks_remembered++;
+    pthread_mutex_unlock(&cache.lock);
+    return c != NULL;
+}
+
+static void checked_forget_all(void)
+{
+    for (size_t b = 0; b < CACHE_BUCKETS; b++) {
+        while (cache.checked[b]) {
+            struct checked *c = cache.checked[b];
+            cache.checked[b] = c->next;
+            free(c);
+        }
+    }
+    cache.nchecked = 0;
+    cache.checked_bytes = 0;
+}
+
+/* Out of memory: not remembered, compiled again next time. At the bound,
+ * everything is forgotten (and relearnt by the next load), so the set
+ * never grows past it however many patterns come and go. */
+static void checked_add(bw_slice p, uint64_t hash)
+{
+    struct checked *c = malloc(sizeof *c + p.len);
+    if (!c)
+        return;
+    c->hash = hash;
+    c->len = p.len;
+    if (p.len)
+        memcpy(c->pat, p.ptr, p.len);
+    pthread_mutex_lock(&cache.lock);
+    if (cache.nchecked >= CHECKED_MAX || cache.checked_bytes + p.len > CHECKED_MAX_BYTES)
+        checked_forget_all();
+    c->next = cache.checked[hash % CACHE_BUCKETS];
+    cache.checked[hash % CACHE_BUCKETS] = c;
+    cache.nchecked++;
+    cache.checked_bytes += p.len;
+    pthread_mutex_unlock(&cache.lock);
+}
+
+struct bw_regex_cache_stats bw_regex_cache_stats(void)
+{
+    pthread_mutex_lock(&cache.lock);
+    struct bw_regex_cache_stats st = {.compiled = cache.compiled,
+                                      .shared = cache.shared,
+                                      .checks_remembered = cache.checks_remembered,
+                                      .live = cache.live};
+    pthread_mutex_unlock(&cache.lock);
+    return st;
+}
 
 #define LINEAR "(bulwark runs every regex in linear time)"
 
@@ -154,11 +325,19 @@ static bw_status precheck(bw_slice p, bw_error *err)
 
 bw_status bw_regex_check(bw_slice pattern, bw_error *err)
 {
+    /* precheck is cheap and not vectorscan's: always run, so that its
+     * limits apply even to a pattern remembered before. */
+    if (precheck(pattern, err) != BW_OK)
+        return BW_ERR;
+    uint64_t hash = fnv1a(pattern.ptr, pattern.len, 0xcbf29ce484222325ull);
+    if (checked_has(pattern, hash))
+        return BW_OK;
     bw_regex_db *db;
     size_t bad;
     if (bw_regex_db_build(&pattern, 1, &db, &bad, err) != BW_OK)
         return BW_ERR;
     bw_regex_db_free(db);
+    checked_add(pattern, hash);
     return BW_OK;
 }
 
@@ -176,12 +355,34 @@ bw_status bw_regex_db_build(const bw_slice *patterns, size_t n, bw_regex_db **re
             return BW_ERR;
         }
     }
+    /* An equal database that is alive already (the running snapshot's) is
+     * shared; without memory for the key, the database is compiled and
+     * simply not shared. */
+    char *key = NULL;
+    size_t key_len = 0;
+    uint64_t key_hash = 0;
+    if (n > 0) {
+        key_len = make_key(NULL, patterns, n);
+        key = malloc(key_len);
+        if (key) {
+            (void)make_key(key, patterns, n);
+            key_hash = fnv1a(key, key_len, 0xcbf29ce484222325ull);
+            bw_regex_db *hit = cache_get(key, key_len, key_hash);
+            if (hit) {
+                free(key);
+                *ret_db = hit;
+                return BW_OK;
+            }
+        }
+    }
     bw_regex_db *db = calloc(1, sizeof *db);
     if (!db) {
+        free(key);
         *bad_index = n;
         return bw_error_set(err, "out of memory compiling regexes");
     }
     db->count = n;
+    db->refs = 1;
     if (n == 0) { /* vectorscan refuses an empty database: db->hs stays unset */
         *ret_db = db;
         return BW_OK;
@@ -240,18 +441,37 @@ out_free_arrays:
     free(exprs);
     free(flags);
     free(ids);
-    if (st == BW_OK)
+    if (st == BW_OK) {
+        db->key = key;
+        db->key_len = key_len;
+        db->key_hash = key_hash;
+        cache_put(db);
         *ret_db = db;
-    else
+    } else {
+        free(key);
         free(db);
+    }
     return st;
 }
 
 bw_regex_db *bw_regex_db_free(bw_regex_db *db)
 {
-    if (db) {
+    if (!db)
+        return NULL;
+    pthread_mutex_lock(&cache.lock);
+    bool last = --db->refs == 0;
+    if (last && db->key) {
+        bw_regex_db **b = &cache.buckets[db->key_hash % CACHE_BUCKETS];
+        while (*b != db)
+            b = &(*b)->next;
+        *b = db->next;
+        cache.live--;
+    }
+    pthread_mutex_unlock(&cache.lock);
+    if (last) {
         if (db->hs)
             hs_free_database(db->hs);
+        free(db->key);
         free(db);
     }
     return NULL;

@@ -32,7 +32,9 @@
  *   every value, the empty value included.
  *
  * Thread rules: a bw_regex_db is immutable after bw_regex_db_build and may be
- * shared read-only by every worker. A bw_regex_scratch belongs to one thread
+ * shared read-only by every worker, and by several snapshots (see
+ * bw_regex_cache_stats); building and freeing databases may happen on any
+ * thread. A bw_regex_scratch belongs to one thread
  * and serves one scan at a time; one scratch may serve many databases once it
  * has been reserved for each of them (bw_regex_scratch_reserve, at load or
  * snapshot-pin time, never per request). Scans allocate nothing. */
@@ -74,7 +76,9 @@ typedef struct bw_regex_scratch {
 /* Checks that one pattern can be compiled (all the rules that
  * bw_regex_db_build applies to each pattern), without keeping a database.
  * For the type checker, which reports every bad pattern with its position
- * rather than only the first one of a field. */
+ * rather than only the first one of a field. A pattern that passed once is
+ * remembered (a bounded set) and passes again without a compile: the
+ * verdict depends on its bytes alone. */
 bw_status bw_regex_check(bw_slice pattern, bw_error *err) BW_MUST_CHECK;
 
 /* Compiles patterns[0..n) into one block-mode database; pattern i gets id i.
@@ -87,8 +91,24 @@ bw_status bw_regex_check(bw_slice pattern, bw_error *err) BW_MUST_CHECK;
 bw_status bw_regex_db_build(const bw_slice *patterns, size_t n, bw_regex_db **ret_db,
                             size_t *bad_index, bw_error *err) BW_MUST_CHECK;
 
-/* Frees the database; accepts NULL; returns NULL (`db = bw_regex_db_free(db);`). */
+/* Drops this holder's reference to the database, freeing it with the last
+ * one; accepts NULL; returns NULL (`db = bw_regex_db_free(db);`). Any
+ * thread. */
 bw_regex_db *bw_regex_db_free(bw_regex_db *db);
+
+/* bw_regex_db_build shares databases: when a live database (one not yet
+ * freed by all its holders, such as the running snapshot's) was compiled
+ * from exactly the same input (the same patterns, bytes and order, hence
+ * the same ids, flags and mode), it returns another reference to it
+ * instead of compiling. A reload that leaves a field's patterns alone
+ * costs no compile for that field. The counts, for tests and /status: */
+struct bw_regex_cache_stats {
+    uint64_t compiled;          /* databases compiled by vectorscan (n > 0), ever */
+    uint64_t shared;            /* builds answered with a live database instead, ever */
+    uint64_t checks_remembered; /* bw_regex_check answered without compiling, ever */
+    size_t live;                /* databases that can be shared now */
+};
+struct bw_regex_cache_stats bw_regex_cache_stats(void);
 
 /* Number of patterns (ids 0..count-1). */
 size_t bw_regex_db_count(const bw_regex_db *db);

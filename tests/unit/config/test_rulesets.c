@@ -1241,7 +1241,7 @@ static void load_first(const char *path, char *out, size_t cap)
     struct bw_config_diags d;
     bw_arena_reset(&A);
     bw_arena_init(&A, 16 * 1024, 0);
-    if (bw_ruleset_load_file(&A, path, &s, &d) == BW_OK)
+    if (bw_ruleset_load_file(&A, path, &s, &d, NULL) == BW_OK)
         snprintf(out, cap, "OK %.*s", (int)s.id.len, s.id.ptr);
     else
         snprintf(out, cap, "%u:%u: %s", d.items[0].line, d.items[0].col, d.items[0].msg);
@@ -1344,7 +1344,7 @@ TEST(file_level_errors)
         struct bw_config_diags d;
         bw_arena_reset(&A);
         bw_arena_init(&A, 16 * 1024, 0);
-        CHECK(bw_ruleset_load_file(&A, path, &s, &d) == BW_ERR);
+        CHECK(bw_ruleset_load_file(&A, path, &s, &d, NULL) == BW_ERR);
         render(&d, got, sizeof got);
         CHECK_STR_EQ(got, "5:13: rules[0].action: expected one of block, log, skip, execute, "
                           "rate_limit, redirect, rewrite, set_header, remove_header, got \"blo\"\n"

@@ -469,7 +469,7 @@ TEST(load_file)
                              "3.0") "\n]}\n";
     const char *p = write_file("features.json", good, sizeof good - 1);
     struct bw_bot_model *m = NULL;
-    if (bw_bot_model_load_file(p, &DEFAULT_OPTS, &m, report, sizeof report) != BW_OK) {
+    if (bw_bot_model_load_file(p, &DEFAULT_OPTS, &m, NULL, report, sizeof report) != BW_OK) {
         T_FAILF("refused: %s", report);
         return;
     }
@@ -490,7 +490,7 @@ TEST(load_file)
 
     /* Errors name the file as given. */
     p = write_file("bad.json", "{\"version\": 1}", 14);
-    CHECK(bw_bot_model_load_file(p, &DEFAULT_OPTS, &m, report, sizeof report) != BW_OK);
+    CHECK(bw_bot_model_load_file(p, &DEFAULT_OPTS, &m, NULL, report, sizeof report) != BW_OK);
     snprintf(want, sizeof want,
              "%s:1:1: error: missing required key \"bias\" in the top level\n"
              "%s:1:1: error: missing required key \"features\" in the top level\n",
@@ -498,18 +498,18 @@ TEST(load_file)
     CHECK_STR_EQ(report, want);
 
     p = write_file("empty.json", "", 0);
-    CHECK(bw_bot_model_load_file(p, &DEFAULT_OPTS, &m, report, sizeof report) != BW_OK);
+    CHECK(bw_bot_model_load_file(p, &DEFAULT_OPTS, &m, NULL, report, sizeof report) != BW_OK);
     snprintf(want, sizeof want, "%s: error: the feature file is empty\n", p);
     CHECK_STR_EQ(report, want);
 
     char missing[300];
     snprintf(missing, sizeof missing, "%s/nope.json", dir);
-    CHECK(bw_bot_model_load_file(missing, &DEFAULT_OPTS, &m, report, sizeof report) != BW_OK);
+    CHECK(bw_bot_model_load_file(missing, &DEFAULT_OPTS, &m, NULL, report, sizeof report) != BW_OK);
     snprintf(want, sizeof want,
              "%s: error: cannot open the feature file: No such file or directory\n", missing);
     CHECK_STR_EQ(report, want);
 
-    CHECK(bw_bot_model_load_file(dir, &DEFAULT_OPTS, &m, report, sizeof report) != BW_OK);
+    CHECK(bw_bot_model_load_file(dir, &DEFAULT_OPTS, &m, NULL, report, sizeof report) != BW_OK);
     snprintf(want, sizeof want, "%s: error: is a directory, expected a feature file\n", dir);
     CHECK_STR_EQ(report, want);
 
@@ -517,7 +517,7 @@ TEST(load_file)
     memset(big, ' ', BW_BOT_MAX_FILE_BYTES + 1);
     p = write_file("big.json", big, BW_BOT_MAX_FILE_BYTES + 1);
     free(big);
-    CHECK(bw_bot_model_load_file(p, &DEFAULT_OPTS, &m, report, sizeof report) != BW_OK);
+    CHECK(bw_bot_model_load_file(p, &DEFAULT_OPTS, &m, NULL, report, sizeof report) != BW_OK);
     snprintf(want, sizeof want,
              "%s: error: the feature file is 1048577 bytes, over the limit of 1048576 bytes\n", p);
     CHECK_STR_EQ(report, want);

@@ -1088,6 +1088,63 @@ TEST(response_fields)
                  F);
 }
 
+/* A reload rebuilds every program; the regex databases of fields whose
+ * patterns did not change are the running program's, shared, and results
+ * stay right after the running program is gone (ASan would see a database
+ * freed under the new one). */
+static bool ev_prog(struct prog *g, size_t i, const struct bw_request_view *v, enum bw_tri want)
+{
+    bw_arena ra;
+    bw_arena_init(&ra, 1024, 0);
+    struct bw_rules_ctx cx;
+    bw_rules_ctx_init(&cx, g->p, v, &ra, &g->scratch);
+    enum bw_tri t = bw_rules_eval(&cx, i);
+    bw_arena_reset(&ra);
+    return t == want;
+}
+
+TEST(reload_shares_unchanged_regex_databases)
+{
+#define Q1 "http.request.uri.query matches \"(?i)union.+select\""
+#define Q2 "http.request.uri.query matches \"[<>]script\""
+#define M1 "http.request.method matches \"^(PUT|DELETE)$\""
+    struct prog running, next, changed;
+    CHECK(prog_build(&running, BW_RULES_PHASE_REQUEST, LIST(Q1, Q2, M1)));
+    struct bw_regex_cache_stats st0 = bw_regex_cache_stats();
+    bool ok = prog_build(&next, BW_RULES_PHASE_REQUEST, LIST(Q1, Q2, M1));
+    struct bw_regex_cache_stats st1 = bw_regex_cache_stats();
+    /* Only the method's pattern differs: the query's database is shared. */
+    ok = prog_build(&changed, BW_RULES_PHASE_REQUEST,
+                    LIST(Q1, Q2, "http.request.method matches \"^PATCH$\"")) &&
+         ok;
+    struct bw_regex_cache_stats st2 = bw_regex_cache_stats();
+    prog_done(&running);
+    CHECK(ok);
+    CHECK_INT_EQ(st1.compiled, st0.compiled);     /* nothing compiled, not even to check */
+    CHECK_INT_EQ(st1.shared, st0.shared + 2);     /* the query's and the method's */
+    CHECK_INT_EQ(st2.compiled, st1.compiled + 2); /* the new pattern: checked, then its field */
+    CHECK_INT_EQ(st2.shared, st1.shared + 1);     /* the query's */
+
+    struct req r;
+    req_init(&r, "DELETE", "/?q=1%20UNION%20SELECT");
+    CHECK(ev_prog(&next, 0, &r.v, T));
+    CHECK(ev_prog(&next, 1, &r.v, F));
+    CHECK(ev_prog(&next, 2, &r.v, T));
+    CHECK(ev_prog(&changed, 0, &r.v, T));
+    CHECK(ev_prog(&changed, 2, &r.v, F));
+    req_init(&r, "PATCH", "/?x=<script>");
+    CHECK(ev_prog(&next, 1, &r.v, T));
+    CHECK(ev_prog(&next, 2, &r.v, F));
+    CHECK(ev_prog(&changed, 0, &r.v, F));
+    CHECK(ev_prog(&changed, 1, &r.v, T));
+    CHECK(ev_prog(&changed, 2, &r.v, T));
+    prog_done(&next);
+    prog_done(&changed);
+#undef Q1
+#undef Q2
+#undef M1
+}
+
 int main(void)
 {
     RUN(truth_not);
@@ -1123,5 +1180,6 @@ int main(void)
     RUN(absent_header_arrays);
     RUN(path_fast_path_agrees);
     RUN(outage_regex_2019_in_a_rule);
+    RUN(reload_shares_unchanged_regex_databases);
     return t_done();
 }

@@ -476,6 +476,111 @@ TEST(long_runs_before_the_match_avx512_regression)
     bw_regex_scratch_done(&s);
 }
 
+/* ---- sharing between snapshots (bw_regex_cache_stats) ------------------ */
+
+static bw_regex_db *build_list(const char *const *pats, size_t n)
+{
+    bw_slice sl[8];
+    for (size_t i = 0; i < n; i++)
+        sl[i] = bw_slice_make(pats[i], strlen(pats[i]));
+    bw_regex_db *db = NULL;
+    size_t bad;
+    bw_error err;
+    if (bw_regex_db_build(sl, n, &db, &bad, &err) != BW_OK)
+        printf("     build: %s\n", err.msg);
+    return db;
+}
+
+/* Bits of a scan of subject, or ~0 on a scan error. */
+static uint64_t scan_bits(const bw_regex_db *db, const char *subject)
+{
+    bw_regex_scratch s;
+    bw_regex_scratch_init(&s);
+    bw_error err;
+    uint64_t bits[1] = {~(uint64_t)0};
+    if (bw_regex_scratch_reserve(&s, db, &err) != BW_OK ||
+        bw_regex_scan(db, &s, bw_slice_make(subject, strlen(subject)), bits, 1, &err) != BW_OK)
+        bits[0] = ~(uint64_t)0;
+    bw_regex_scratch_done(&s);
+    return bits[0];
+}
+
+TEST(equal_pattern_sets_share_one_database)
+{
+    static const char *const pats[] = {"^/admin", "curl/[0-9]+", "(?i)select.+from"};
+    struct bw_regex_cache_stats st0 = bw_regex_cache_stats();
+    bw_regex_db *running = build_list(pats, 3);
+    CHECK(running);
+    struct bw_regex_cache_stats st1 = bw_regex_cache_stats();
+    CHECK_INT_EQ(st1.compiled, st0.compiled + 1);
+    /* The reload: the same patterns, from other memory. */
+    char copy[3][32];
+    const char *again[3];
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(copy[i], sizeof copy[i], "%s", pats[i]);
+        again[i] = copy[i];
+    }
+    bw_regex_db *next = build_list(again, 3);
+    struct bw_regex_cache_stats st2 = bw_regex_cache_stats();
+    CHECK(next == running);
+    CHECK_INT_EQ(st2.compiled, st1.compiled);
+    CHECK_INT_EQ(st2.shared, st1.shared + 1);
+    /* The old snapshot goes; the new one still scans with the database. */
+    bw_regex_db_free(running);
+    CHECK_INT_EQ(bw_regex_cache_stats().live, st2.live);
+    CHECK_INT_EQ(scan_bits(next, "/admin/x curl/8 SELECT a FROM b"), 7);
+    CHECK_INT_EQ(scan_bits(next, "/x curl/"), 0);
+    bw_regex_db_free(next);
+    CHECK_INT_EQ(bw_regex_cache_stats().live, st0.live);
+}
+
+TEST(a_changed_pattern_set_compiles_anew)
+{
+    static const char *const a[] = {"^/admin", "curl/"};
+    static const char *const changed[] = {"^/admin", "wget/"};
+    static const char *const reordered[] = {"curl/", "^/admin"};
+    static const char *const fewer[] = {"^/admin"};
+    bw_regex_db *running = build_list(a, 2);
+    CHECK(running);
+    struct bw_regex_cache_stats st0 = bw_regex_cache_stats();
+    bw_regex_db *c = build_list(changed, 2);
+    bw_regex_db *r = build_list(reordered, 2); /* other ids: another database */
+    bw_regex_db *f = build_list(fewer, 1);
+    struct bw_regex_cache_stats st1 = bw_regex_cache_stats();
+    CHECK(c && r && f);
+    CHECK(c != running && r != running && f != running);
+    CHECK_INT_EQ(st1.compiled, st0.compiled + 3);
+    CHECK_INT_EQ(st1.shared, st0.shared);
+    CHECK_INT_EQ(scan_bits(c, "/admin wget/1"), 3);
+    CHECK_INT_EQ(scan_bits(c, "/admin curl/1"), 1);
+    CHECK_INT_EQ(scan_bits(r, "/admin curl/1"), 3);
+    CHECK_INT_EQ(scan_bits(r, "curl/1"), 1); /* id 0 is curl/ here */
+    CHECK_INT_EQ(scan_bits(running, "curl/1"), 2);
+    bw_regex_db_free(c);
+    bw_regex_db_free(r);
+    bw_regex_db_free(f);
+    bw_regex_db_free(running);
+}
+
+TEST(a_checked_pattern_is_remembered_a_bad_one_is_not)
+{
+    bw_error err;
+    bw_slice good = BW_SLICE_LIT("^/remember-me[0-9]+$");
+    struct bw_regex_cache_stats st0 = bw_regex_cache_stats();
+    CHECK_INT_EQ(bw_regex_check(good, &err), BW_OK);
+    struct bw_regex_cache_stats st1 = bw_regex_cache_stats();
+    CHECK_INT_EQ(st1.compiled, st0.compiled + 1);
+    CHECK_INT_EQ(bw_regex_check(good, &err), BW_OK);
+    struct bw_regex_cache_stats st2 = bw_regex_cache_stats();
+    CHECK_INT_EQ(st2.compiled, st1.compiled);
+    CHECK_INT_EQ(st2.checks_remembered, st1.checks_remembered + 1);
+    bw_slice bad = BW_SLICE_LIT("(a)\\1");
+    CHECK_INT_EQ(bw_regex_check(bad, &err), BW_ERR);
+    CHECK(strstr(err.msg, "backreferences") != NULL);
+    CHECK_INT_EQ(bw_regex_check(bad, &err), BW_ERR); /* found again, with its message */
+    CHECK(strstr(err.msg, "backreferences") != NULL);
+}
+
 int main(void)
 {
     RUN(ordinary_patterns);
@@ -497,5 +602,8 @@ int main(void)
     RUN(input_length_limit);
     RUN(outage_regex_2019_runs_linearly);
     RUN(long_runs_before_the_match_avx512_regression);
+    RUN(equal_pattern_sets_share_one_database);
+    RUN(a_changed_pattern_set_compiles_anew);
+    RUN(a_checked_pattern_is_remembered_a_bad_one_is_not);
     return t_done();
 }
