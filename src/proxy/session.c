@@ -1480,7 +1480,7 @@ static bool upstream_tls_up(struct bw_session *s, struct bw_upconn *u)
     case BW_TLS_FAILED:
         break;
     }
-    /* The message outlives this frame in nothing: upstream_failed logs it. */
+    /* upstream_failed logs the reason before it returns: a local buffer does. */
     char msg[320], why[200];
     int soerr = 0;
     socklen_t sl = sizeof soerr;
