@@ -1098,7 +1098,10 @@ def sample_loop(ctx, bw, origin_ports, every, deadline, samples):
             break
         if ctx.stop.wait(max(0.0, at - time.monotonic())):
             break
-        samples.append(take_sample(ctx, bw, origin_ports))
+        try:
+            samples.append(take_sample(ctx, bw, origin_ports))
+        except OSError:  # bulwark is gone: the main loop reports it
+            break
 
 
 def take_sample(ctx, bw, origin_ports):
