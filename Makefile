@@ -32,7 +32,7 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRCS))
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_REPLAY_BINS := $(patsubst tests/fuzz/%.c,$(B)/replay/%,$(FUZZ_SRCS))
 
-.PHONY: all build deps run check test unit integration fuzz-smoke fuzz bench clean format
+.PHONY: all build deps run check test unit integration fuzz-smoke fuzz bench soak clean format
 
 all: build
 
@@ -121,6 +121,13 @@ bench-tls: deps
 	@$(MAKE) --no-print-directory VARIANT=release build
 	@BULWARK_BENCH=1 scripts/install-deps.sh
 	@/usr/bin/python3 bench/tls_bench.py
+
+# The soak (not in CI): SOAK_SECONDS (600) of mixed traffic and a reload every
+# 10 s against the ASan build; writes build/soak/report.md (docs/operations.md).
+# SOAK_QUICK=1 is a 60 s smoke run; SOAK_RATE sets the load clients' rate.
+soak: deps
+	@$(MAKE) --no-print-directory VARIANT=asan build
+	@$(PYTHON) scripts/soak.py
 
 # The rules evaluator microbenchmark (bench/eval_bench.c): ns per request for
 # bench/rules/bench100.yaml over bench/rules/corpus.txt, and the 2019 WAF
