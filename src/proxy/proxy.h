@@ -133,6 +133,7 @@ struct bw_worker_stats {
     _Atomic uint64_t latency_sum_ms;
     _Atomic uint64_t upstream_failures; /* connect, timeout, invalid response */
     _Atomic uint64_t accepted;          /* client connections */
+    _Atomic uint64_t closed;            /* of those, closed (open = accepted - closed) */
     _Atomic uint64_t upstream_retries;  /* attempts after a request's first */
     _Atomic uint64_t bot_scored;
     _Atomic uint64_t bot_failures[BW_ON_ERROR__COUNT]; /* by policy */

@@ -209,6 +209,7 @@ static void session_close(struct bw_session *s)
     if (s->next)
         s->next->prev = s->prev;
     bw_loop_defer(LOOP(s), &s->dfr);
+    bw_stat_inc(&pw->stats.closed);
     bw_worker_conn_closed(pw->w);
     bw_wsnap_unpin(pw, s->ws);
 }
@@ -2133,6 +2134,7 @@ void bw_session_accept(struct bw_proxy_worker *pw, size_t listener, int fd,
             BW_ERRORF("%s; closing a connection", terr.msg);
             s->tls = false;
             close(fd);
+            bw_stat_inc(&pw->stats.closed);
             bw_worker_conn_closed(pw->w);
             bw_wsnap_unpin(pw, s->ws);
             free(s);

@@ -245,3 +245,27 @@ def test_metrics_count_upstream_failures_and_retries(tmp_path, origin, bulwark):
     retries = value("bulwark_upstream_retries_total")
     assert fails >= 1 and retries == fails
     assert f'bulwark_upstream_server_up{{upstream="app",server="{dead_addr}"}}' in text
+
+
+def test_metrics_connections_open(tmp_path, origin, bulwark):
+    cfg = default_config([origin.address])
+    cfg["admin"] = {"address": "127.0.0.1:0"}
+    bw = bulwark(cfg)
+
+    def open_now():
+        text = admin(bw, "GET", "/metrics").body.decode()
+        line = [ln for ln in text.splitlines() if ln.startswith("bulwark_connections_open ")][0]
+        return int(float(line.split()[1]))
+
+    assert open_now() == 0
+    conns = [bw.connect() for _ in range(3)]
+    for c in conns:  # a request on each, so each has surely been accepted
+        c.send(client.request_bytes("GET", "/"))
+        assert c.read_response().status == 200
+    assert open_now() == 3
+    for c in conns:
+        c.close()
+    deadline = time.monotonic() + 5
+    while open_now() != 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert open_now() == 0
