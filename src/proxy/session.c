@@ -1206,6 +1206,22 @@ static long read_upstream(struct bw_session *s, struct bw_upconn *u)
 
 static void next_request(struct bw_session *s);
 
+/* A request record for an answer to something that is no request (bad
+ * bytes, plain HTTP to a TLS port): the access log and the status counts
+ * see it, with "-" for method and path. */
+static void unparsed_request(struct bw_session *s)
+{
+    if (!s->req)
+        s->req = request_get(s->pw);
+    if (!s->req)
+        return;
+    stamp(s, &s->req->t_start);
+    format_addr(&s->peer, s->req->peer_text);
+    memcpy(s->req->client_text, s->req->peer_text, sizeof s->req->client_text);
+    memcpy(s->req->method_text, "-", 2);
+    memcpy(s->req->path_text, "-", 2);
+}
+
 static void head_step(struct bw_session *s)
 {
     struct bw_proxy_worker *pw = s->pw;
@@ -1257,15 +1273,7 @@ static void head_step(struct bw_session *s)
                 start_request(s, &hq);
                 return;
             case BW_HTTP_ERROR:
-                if (!s->req)
-                    s->req = request_get(pw);
-                if (s->req) {
-                    stamp(s, &s->req->t_start);
-                    format_addr(&s->peer, s->req->peer_text);
-                    memcpy(s->req->client_text, s->req->peer_text, sizeof s->req->client_text);
-                    memcpy(s->req->method_text, "-", 2);
-                    memcpy(s->req->path_text, "-", 2);
-                }
+                unparsed_request(s);
                 BW_DEBUGF("bad request: %u %s", (unsigned)herr.status,
                           herr.reason ? herr.reason : "");
                 respond_error(s, herr.status, herr.reason);
@@ -1813,6 +1821,7 @@ static void plain_http_on_tls(struct bw_session *s)
     bw_stat_inc(&s->pw->stats.tls_plain_http);
     bw_tls_conn_free(s->ssl);
     s->tls = false;
+    unparsed_request(s);
     respond_error(s, 400, "plain HTTP sent to a TLS port");
 }
 

@@ -175,6 +175,8 @@ def test_plain_http_on_tls_port_gets_400(origin, bulwark, pki):
         assert how in ("eof", "reset")
     assert metric(bw, "bulwark_tls_plain_http_total") == 1
     assert len(origin.requests) == 0
+    logged = bw.access_log_lines(wait_for=1)
+    assert [(x["status"], x["method"], x["path"]) for x in logged] == [(400, "-", "-")]
     assert_still_serves(bw)
 
 
