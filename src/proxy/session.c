@@ -1715,8 +1715,11 @@ static void finish_request(struct bw_session *s)
 {
     struct bw_proxy_worker *pw = s->pw;
     struct request *r = s->req;
+    /* Bytes past the response (in ubuf, or read ahead by TLS) would be
+     * taken for the next request's answer: such a connection is closed. */
     detach_upstream(s, r->upstream_keep && r->body.framed && !r->qfwd.active &&
-                           (!s->ubuf || bw_buf_len(s->ubuf) == 0));
+                           (!s->ubuf || bw_buf_len(s->ubuf) == 0) &&
+                           !(s->up && s->up->tls && bw_tls_pending(s->up->ssl)));
     bw__request_log(s);
     bool keep = r->keep_alive && r->body.framed && !r->qfwd.active && !s->draining;
     bool request_read = r->body.framed && !r->qfwd.active && (!s->cbuf || bw_buf_len(s->cbuf) == 0);
