@@ -17,8 +17,7 @@ Two figures per proxy (issue 7's bar: bulwark at least equal on both):
 - Kept-alive TLS requests: wrk -t1 -cBENCH_CONNS -dBENCH_DURATION over
   https: requests/s, p50/p99, CPU seconds of the proxy per 100k requests.
 
-Method, as bench/bench.py (whose helpers this file copies rather than
-imports, so the two can change independently):
+Method, as bench/bench.py (whose /proc and port helpers it imports):
 - One origin: nginx, one worker, bench/conf/origin-nginx.conf, 1 KiB file.
 - bulwark: bench/conf/bulwark-tls.yaml (workers: 1, TLS listener, upstream
   keepalive 64, access log off, admin on a free port).
@@ -82,6 +81,10 @@ import tempfile
 import time
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import (cpu_ticks, cpus_busy_ticks, free_ports, own_cpu_s,  # noqa: E402
+                   parse_cpus, parse_latency, port_open, proc_children)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
@@ -134,14 +137,6 @@ def log(msg):
 
 class StartError(Exception):
     pass
-
-
-def parse_cpus(spec):
-    cpus = set()
-    for part in spec.split(","):
-        lo, _, hi = part.partition("-")
-        cpus.update(range(int(lo), int(hi or lo) + 1))
-    return cpus
 
 
 # ---------------------------------------------------------------- processes
@@ -208,27 +203,6 @@ class Procs:
 PROCS = Procs()
 
 
-def free_ports(n):
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def port_open(port):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 def tail(path, n=8):
     try:
         with open(path, errors="replace") as f:
@@ -237,44 +211,11 @@ def tail(path, n=8):
         return ""
 
 
-def proc_children(pid):
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(x) for x in f.read().split()]
-    except OSError:
-        return []
-
-
-def cpu_ticks(pid):
-    """utime + stime of the whole process (all threads), in clock ticks."""
-    with open(f"/proc/{pid}/stat") as f:
-        data = f.read()
-    fields = data[data.rindex(")") + 2:].split()
-    return int(fields[11]) + int(fields[12])
-
-
 def machine_ticks():
     """Busy clock ticks of all CPUs together, from /proc/stat."""
     with open("/proc/stat") as f:
         v = [int(x) for x in f.readline().split()[1:]]
     return v[0] + v[1] + v[2] + v[5] + v[6]
-
-
-def cpus_busy_ticks(cpus):
-    busy = 0
-    with open("/proc/stat") as f:
-        for line in f:
-            parts = line.split()
-            if parts[0].startswith("cpu") and parts[0][3:].isdigit() and int(parts[0][3:]) in cpus:
-                v = [int(x) for x in parts[1:]]
-                busy += v[0] + v[1] + v[2] + v[5] + v[6]
-    return busy
-
-
-def own_cpu_s():
-    a = resource.getrusage(resource.RUSAGE_SELF)
-    b = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
 
 
 def wait_quiet(limit_s):
@@ -567,13 +508,6 @@ def handshake_run(t, origin, rep):
 
 
 UNIT = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60000.0}
-
-
-def parse_latency(text):
-    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
-    if not m:
-        raise ValueError(f"cannot parse wrk latency {text!r}")
-    return float(m.group(1)) * UNIT[m.group(2)]
 
 
 def parse_wrk(out):
