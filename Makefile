@@ -11,7 +11,7 @@ PYTHON ?= /usr/bin/python3
 WARN := -std=c17 -Wall -Wextra -Werror -Wswitch-enum -Wimplicit-fallthrough \
         -Wshadow -Wpointer-arith -Wvla -Wformat=2 -Wno-format-nonliteral
 BASE_CFLAGS := $(WARN) -D_GNU_SOURCE -Isrc -g -pthread -MMD -MP
-LIBS := -lyaml -lhs -ljansson -lssl -lcrypto -lm -pthread
+LIBS := -luring -lyaml -lhs -ljansson -lssl -lcrypto -lm -pthread
 
 VARIANT ?= release
 ifeq ($(VARIANT),release)

@@ -58,10 +58,15 @@ run_replay() { # variant
   add "fuzz corpus replay ($1)" "$p" "$f"
 }
 
-run_integration() { # variant
-  local log="build/$1/integration.log" p f e
-  BULWARK_BIN="$PWD/build/$1/bulwark" BULWARK_VARIANT="$1" \
-    timeout 900 $PY -m pytest -q -p no:cacheprovider tests/integration >"$log" 2>&1
+run_integration() { # variant [engine tests...]
+  local variant=$1 engine=${2:-} log p f e
+  shift $(( $# > 1 ? 2 : 1 ))
+  local tests=("$@")
+  [ ${#tests[@]} -eq 0 ] && tests=(tests/integration)
+  log="build/$variant/integration${engine:+-$engine}.log"
+  BULWARK_BIN="$PWD/build/$variant/bulwark" BULWARK_VARIANT="$variant" \
+    BULWARK_IO_ENGINE="$engine" \
+    timeout 900 $PY -m pytest -q -p no:cacheprovider "${tests[@]}" >"$log" 2>&1
   p=$(grep -oE '[0-9]+ passed' "$log" | tail -n 1 | grep -oE '[0-9]+' || echo 0)
   f=$(grep -oE '[0-9]+ failed' "$log" | tail -n 1 | grep -oE '[0-9]+' || echo 0)
   e=$(grep -oE '[0-9]+ errors?' "$log" | tail -n 1 | grep -oE '[0-9]+' || echo 0)
@@ -71,7 +76,7 @@ run_integration() { # variant
   if [ "$f" != 0 ] || [ "$e" != 0 ]; then
     grep -E '^(FAILED|ERROR)|Error|assert' "$log" | head -40
   fi
-  add "integration ($1)" "$p" $((f + e))
+  add "integration ($variant${engine:+, $engine})" "$p" $((f + e))
 }
 
 run_fuzz_smoke() {
@@ -101,6 +106,12 @@ run_unit asan
 run_replay asan
 run_integration release
 run_integration asan
+# Both suites above run on io_uring where the kernel allows it (io_engine:
+# auto); the proxy's core paths run again on epoll, the fallback.
+run_integration release epoll tests/integration/test_10_proxy_basic.py \
+  tests/integration/test_30_bodies.py tests/integration/test_40_timeouts.py \
+  tests/integration/test_45_upstream_errors.py tests/integration/test_80_lifecycle.py \
+  tests/integration/test_94_faults.py
 run_fuzz_smoke
 
 echo

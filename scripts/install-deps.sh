@@ -10,6 +10,7 @@ PKGS=(
   libvectorscan-dev                   # linear-time regex for `matches`
   libjansson-dev                      # admin API request bodies
   libssl-dev openssl                  # TLS; test certificates
+  liburing-dev                        # io_uring for worker sockets
   python3 python3-pytest              # integration tests
   curl nginx-light                    # test clients, a real origin
 )

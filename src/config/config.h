@@ -211,6 +211,18 @@ struct bw_config_log {
     bw_slice access_path; /* "-" or absent = stdout; "off" disables */
 };
 
+/* io_batch_wait: how long an io_uring worker with work waiting may wait for
+ * more before handling it (docs/config.md). */
+#define BW_CONFIG_DEFAULT_BATCH_WAIT_US 50u
+#define BW_CONFIG_MAX_BATCH_WAIT_US 1000u
+
+/* `io_engine`: how workers drive their sockets (docs/config.md). */
+enum bw_config_io_engine {
+    BW_CONFIG_IO_AUTO, /* io_uring where the kernel allows it, else epoll */
+    BW_CONFIG_IO_EPOLL,
+    BW_CONFIG_IO_IO_URING, /* io_uring, or refuse to start */
+};
+
 struct bw_config {
     bw_arena arena; /* owns everything below but source */
     bw_slice path;  /* file it came from */
@@ -223,6 +235,8 @@ struct bw_config {
     struct bw_config_listen *listen;
     size_t nlisten;   /* >= 1 */
     uint32_t workers; /* resolved: `auto` -> number of CPUs */
+    enum bw_config_io_engine io_engine;
+    uint32_t io_batch_wait_us; /* 0: off; at most BW_CONFIG_MAX_BATCH_WAIT_US */
     struct bw_config_admin admin;
     bool watch;                 /* reload.watch: reload when an artifact file changes */
     uint64_t watch_debounce_ms; /* reload.debounce, default 500ms */
@@ -271,6 +285,8 @@ void bw_config_diags_print(const struct bw_config_diags *diags, void *file_strea
 
 /* Parses "10s", "500ms", "2m", "1h" (no bare numbers). */
 bw_status bw_parse_duration_ms(bw_slice s, uint64_t *ret_ms) BW_MUST_CHECK;
+/* "50us", "1ms", "0s": microseconds, for settings finer than a millisecond. */
+bw_status bw_parse_duration_us(bw_slice s, uint64_t *ret_us) BW_MUST_CHECK;
 /* Parses "32KiB", "16MiB", "1GiB", "512" (bytes), also "KB"/"MB" as 1000-based. */
 bw_status bw_parse_size(bw_slice s, uint64_t *ret_bytes) BW_MUST_CHECK;
 /* Parses "127.0.0.1:8080", "[::1]:8080". */

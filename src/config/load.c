@@ -518,6 +518,34 @@ static void parse_workers(struct ld *ld, const struct bw__ynode *n)
     ld->cfg->workers = (uint32_t)v;
 }
 
+static void parse_io_engine(struct ld *ld, const struct bw__ynode *n)
+{
+    const char *what = "auto, epoll or io_uring";
+    if (!want_scalar(ld, n, "io_engine", what))
+        return;
+    if (is_word(n, "auto"))
+        ld->cfg->io_engine = BW_CONFIG_IO_AUTO;
+    else if (is_word(n, "epoll"))
+        ld->cfg->io_engine = BW_CONFIG_IO_EPOLL;
+    else if (is_word(n, "io_uring"))
+        ld->cfg->io_engine = BW_CONFIG_IO_IO_URING;
+    else
+        DIAG(ld, n, "io_engine: expected %s, got %s", what, got(n).s);
+}
+
+static void parse_io_batch_wait(struct ld *ld, const struct bw__ynode *n)
+{
+    const char *what = "a duration from 0us to 1ms, like 50us";
+    if (!want_scalar(ld, n, "io_batch_wait", what))
+        return;
+    uint64_t v;
+    if (bw_parse_duration_us(n->text, &v) != BW_OK || v > BW_CONFIG_MAX_BATCH_WAIT_US) {
+        DIAG(ld, n, "io_batch_wait: expected %s, got %s", what, got(n).s);
+        return;
+    }
+    ld->cfg->io_batch_wait_us = (uint32_t)v;
+}
+
 static void parse_admin(struct ld *ld, const struct bw__ynode *key, const struct bw__ynode *n)
 {
     struct field f[] = {{.name = "address", .required = true}, {.name = "token_file"}};
@@ -1118,6 +1146,7 @@ static void set_defaults(struct ld *ld)
 {
     struct bw_config *cfg = ld->cfg;
     cfg->workers = online_cpus();
+    cfg->io_batch_wait_us = BW_CONFIG_DEFAULT_BATCH_WAIT_US;
     cfg->admin.enabled = false;
     cfg->admin.has_token_file = false;
     cfg->admin.token_file = BW_SLICE_EMPTY;
@@ -1307,6 +1336,8 @@ static void parse_root(struct ld *ld, const struct bw__ynode *root)
     enum {
         F_LISTEN,
         F_WORKERS,
+        F_IO_ENGINE,
+        F_IO_BATCH_WAIT,
         F_ADMIN,
         F_STATE_DIR,
         F_CLIENT_IP,
@@ -1321,6 +1352,8 @@ static void parse_root(struct ld *ld, const struct bw__ynode *root)
     struct field f[F__COUNT] = {
         [F_LISTEN] = {.name = "listen", .required = true},
         [F_WORKERS] = {.name = "workers"},
+        [F_IO_ENGINE] = {.name = "io_engine"},
+        [F_IO_BATCH_WAIT] = {.name = "io_batch_wait"},
         [F_ADMIN] = {.name = "admin"},
         [F_STATE_DIR] = {.name = "state_dir"},
         [F_CLIENT_IP] = {.name = "client_ip"},
@@ -1345,6 +1378,10 @@ static void parse_root(struct ld *ld, const struct bw__ynode *root)
         parse_listen(ld, f[F_LISTEN].key, f[F_LISTEN].val);
     if (f[F_WORKERS].has)
         parse_workers(ld, f[F_WORKERS].val);
+    if (f[F_IO_ENGINE].has)
+        parse_io_engine(ld, f[F_IO_ENGINE].val);
+    if (f[F_IO_BATCH_WAIT].has)
+        parse_io_batch_wait(ld, f[F_IO_BATCH_WAIT].val);
     if (f[F_ADMIN].has)
         parse_admin(ld, f[F_ADMIN].key, f[F_ADMIN].val);
     if (f[F_STATE_DIR].has && get_path(ld, f[F_STATE_DIR].val, "state_dir", &cfg->state_dir))

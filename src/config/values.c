@@ -70,6 +70,16 @@ bw_status bw_parse_duration_ms(bw_slice s, uint64_t *ret_ms)
     return parse_with_units(s, units, sizeof units / sizeof units[0], ret_ms);
 }
 
+bw_status bw_parse_duration_us(bw_slice s, uint64_t *ret_us)
+{
+    static const struct unit units[] = {
+        {"us", 1},
+        {"ms", 1000},
+        {"s", 1000 * 1000},
+    };
+    return parse_with_units(s, units, sizeof units / sizeof units[0], ret_us);
+}
+
 bw_status bw_parse_size(bw_slice s, uint64_t *ret_bytes)
 {
     static const struct unit units[] = {

@@ -9,8 +9,9 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "net/loop_internal.h"
 
-enum { MAX_EVENTS = 256 };
+enum { MAX_EVENTS = BW__LOOP_MAX_EVENTS };
 
 uint64_t bw_monotonic_ms(void)
 {
@@ -56,6 +57,8 @@ bw_status bw_loop_init(struct bw_loop *loop, bw_error *err)
 
 void bw_loop_done(struct bw_loop *loop)
 {
+    if (loop->has_ring)
+        bw__ring_free(loop);
     if (loop->wake_fd >= 0)
         close(loop->wake_fd);
     if (loop->epfd >= 0)
@@ -241,7 +244,7 @@ void bw_loop_unpost(struct bw_loop *loop, struct bw_task *t)
 }
 
 /* Runs the tasks posted before this call; tasks they post run next time. */
-static void run_posted(struct bw_loop *loop)
+void bw__loop_run_posted(struct bw_loop *loop)
 {
     struct bw_task *t = loop->posted_head;
     loop->posted_head = loop->posted_tail = NULL;
@@ -252,6 +255,7 @@ static void run_posted(struct bw_loop *loop)
         t->fn(t);
         t = next;
     }
+    bw_loop_run_deferred(loop);
 }
 
 void bw_loop_run_deferred(struct bw_loop *loop)
@@ -263,8 +267,7 @@ void bw_loop_run_deferred(struct bw_loop *loop)
     }
 }
 
-/* Fires due timers; returns ms until the next one, or -1 for none. */
-static int run_timers(struct bw_loop *loop)
+int bw__loop_run_timers(struct bw_loop *loop)
 {
     while (loop->heap_len > 0) {
         struct bw_timer *t = loop->heap[0];
@@ -293,31 +296,40 @@ static int run_timers(struct bw_loop *loop)
     return -1;
 }
 
-void bw_loop_run(struct bw_loop *loop)
+int bw__loop_poll_epoll(struct bw_loop *loop, int timeout_ms)
 {
     struct epoll_event events[MAX_EVENTS];
+    int n = epoll_wait(loop->epfd, events, MAX_EVENTS, timeout_ms);
+    if (n < 0) {
+        if (errno != EINTR)
+            BW_ERRORF("epoll_wait: %s", strerror(errno));
+        return -1;
+    }
+    loop->now_ms = bw_monotonic_ms();
+    for (int i = 0; i < n; i++) {
+        struct bw_io *io = events[i].data.ptr;
+        if (io->fd >= 0)
+            io->cb(loop, io, events[i].events);
+    }
+    return n == MAX_EVENTS ? MAX_EVENTS : n;
+}
+
+void bw_loop_run(struct bw_loop *loop)
+{
+    if (loop->has_ring) {
+        bw__ring_run(loop);
+        return;
+    }
     while (!loop->stop) {
         loop->now_ms = bw_monotonic_ms();
-        int timeout = run_timers(loop);
+        int timeout = bw__loop_run_timers(loop);
         if (loop->stop)
             break;
         if (loop->posted_head)
             timeout = 0;
-        int n = epoll_wait(loop->epfd, events, MAX_EVENTS, timeout);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            BW_ERRORF("epoll_wait: %s", strerror(errno));
+        if (bw__loop_poll_epoll(loop, timeout) < 0)
             continue;
-        }
-        loop->now_ms = bw_monotonic_ms();
-        for (int i = 0; i < n; i++) {
-            struct bw_io *io = events[i].data.ptr;
-            if (io->fd >= 0)
-                io->cb(loop, io, events[i].events);
-        }
         bw_loop_run_deferred(loop);
-        run_posted(loop);
-        bw_loop_run_deferred(loop);
+        bw__loop_run_posted(loop);
     }
 }

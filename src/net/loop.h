@@ -17,6 +17,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
 
 #include "base/error.h"
 
@@ -28,9 +30,13 @@ struct bw_timer;
 typedef void (*bw_io_cb)(struct bw_loop *loop, struct bw_io *io, uint32_t events);
 typedef void (*bw_timer_cb)(struct bw_loop *loop, struct bw_timer *t);
 
+/* ring: the fd is served by the loop's io_uring (bw_loop_attach in ring
+ * mode) and slot is its index there; otherwise it is registered with epoll. */
 struct bw_io {
     int fd;
     bw_io_cb cb;
+    bool ring;
+    uint32_t slot;
 };
 
 #define BW_TIMER_OFF UINT64_MAX
@@ -58,8 +64,30 @@ struct bw_task {
     void (*fn)(struct bw_task *t);
 };
 
+enum bw_io_engine {
+    BW_IO_ENGINE_AUTO, /* io_uring when the kernel allows it, else epoll */
+    BW_IO_ENGINE_EPOLL,
+    BW_IO_ENGINE_IO_URING, /* io_uring or refuse to start */
+};
+
+struct bw_ring;
+
 struct bw_loop {
     int epfd;
+    /* Sockets attached with bw_loop_attach go through io_uring when
+     * has_ring: reads are posted ahead into a shared buffer ring, writes are
+     * copied and queued, and one io_uring_enter per iteration submits them
+     * all and waits (src/net/ring.c). Everything else stays on epoll, whose
+     * fd the ring polls. The ring is made on the loop's own thread, when
+     * bw_loop_run starts, because it is bound to the thread that submits. */
+    enum bw_io_engine engine;
+    /* Ring mode, when the kernel supports it (6.12): with events waiting,
+     * wait up to this long for up to 64 before handling them, so that one
+     * wakeup serves many (io_uring's min_wait). A loop that was idle is
+     * woken by its first event at once. */
+    uint32_t batch_wait_us;
+    bool has_ring;
+    struct bw_ring *ring; /* when has_ring */
     struct bw_deferred *deferred;
     struct bw_task *posted_head, *posted_tail;
     int wake_fd; /* eventfd, readable when another thread called bw_loop_wake */
@@ -83,6 +111,36 @@ void bw_loop_del(struct bw_loop *loop, struct bw_io *io);
 
 /* Runs until loop->stop is set. */
 void bw_loop_run(struct bw_loop *loop);
+/* Sets up the ring, on the thread that will run the loop, before any socket
+ * is attached. Fails when the kernel refuses io_uring (disabled by sysctl
+ * or a seccomp filter, or older than 6.1); the loop then stays on epoll. */
+bw_status bw_loop_ring_init(struct bw_loop *loop, bw_error *err) BW_MUST_CHECK;
+/* Whether this kernel lets this process use io_uring as the loop needs it
+ * (made and torn down at once: for checking a config at start). */
+bool bw_ring_supported(bw_error *err);
+
+/* ---- connected sockets: the same calls in both modes ---------------------
+ * A socket attached here reports edge-style events to io->cb as with
+ * bw_loop_add, and is read, written, shut and closed only through these.
+ * In ring mode a read returns bytes the loop already received; a write of
+ * up to BW_RING_COPY_MAX bytes is copied and queued, so it "succeeds" at
+ * once and a later failure is reported on the next call (and as
+ * EPOLLERR|EPOLLHUP). connecting: a non-blocking connect is under way;
+ * EPOLLOUT says it finished (EPOLLERR: failed; the next write says why). */
+enum { BW_RING_COPY_MAX = 16384 };
+bw_status bw_loop_attach(struct bw_loop *loop, struct bw_io *io, bool connecting,
+                         bw_error *err) BW_MUST_CHECK;
+/* As recv(fd, dst, len, 0). */
+ssize_t bw_io_recv(struct bw_loop *loop, struct bw_io *io, void *dst, size_t len);
+/* As sendmsg(fd, {iov, n}, MSG_NOSIGNAL). */
+ssize_t bw_io_sendv(struct bw_loop *loop, struct bw_io *io, const struct iovec *iov, int n);
+/* shutdown(SHUT_WR) once what was written has gone out. */
+int bw_io_shutdown_wr(struct bw_loop *loop, struct bw_io *io);
+/* Ring mode: whether bytes, EOF or an error were received that bw_io_recv
+ * has not returned yet (they are no longer in the socket). Epoll: false. */
+bool bw_io_buffered(struct bw_loop *loop, const struct bw_io *io);
+/* Closes the socket; io->fd becomes -1 and the io gets no more events. */
+void bw_io_close(struct bw_loop *loop, struct bw_io *io);
 /* Thread-safe: makes the loop call on_wake at its next iteration. */
 void bw_loop_wake(struct bw_loop *loop);
 

@@ -154,6 +154,19 @@ bw_status bw_worker_add_listener(struct bw_worker *w, int fd, bw_error *err)
 static void *worker_main(void *arg)
 {
     struct bw_worker *w = arg;
+    switch (w->loop.engine) {
+    case BW_IO_ENGINE_EPOLL:
+        break;
+    case BW_IO_ENGINE_AUTO:
+    case BW_IO_ENGINE_IO_URING: {
+        /* Here, on the worker's thread: the ring belongs to its submitter.
+         * The start checked that the kernel allows it (bw_ring_supported). */
+        bw_error err;
+        if (bw_loop_ring_init(&w->loop, &err) != BW_OK)
+            BW_ERRORF("worker %u: %s; using epoll", w->id, err.msg);
+        break;
+    }
+    }
     if (w->on_start)
         w->on_start(w);
     bw_loop_run(&w->loop);

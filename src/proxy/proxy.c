@@ -295,6 +295,10 @@ bw_status bw_snapshot_reloadable(const struct bw_config *a, const struct bw_conf
             what = "listen";
     if (!what && a->workers != b->workers)
         what = "workers";
+    if (!what && a->io_engine != b->io_engine)
+        what = "io_engine";
+    if (!what && a->io_batch_wait_us != b->io_batch_wait_us)
+        what = "io_batch_wait";
     if (!what && (a->limits.header_bytes != b->limits.header_bytes ||
                   a->limits.headers != b->limits.headers ||
                   a->limits.request_line_bytes != b->limits.request_line_bytes))
@@ -500,6 +504,18 @@ bw_status bw_proxy_worker_init(struct bw_proxy_worker *pw, struct bw_runtime *rt
     w->on_drain = bw_proxy_drain;
     w->on_exit = bw_proxy_exit;
     w->on_start = bw_proxy_start;
+    switch (cfg->io_engine) {
+    case BW_CONFIG_IO_AUTO:
+        w->loop.engine = BW_IO_ENGINE_AUTO;
+        break;
+    case BW_CONFIG_IO_EPOLL:
+        w->loop.engine = BW_IO_ENGINE_EPOLL;
+        break;
+    case BW_CONFIG_IO_IO_URING:
+        w->loop.engine = BW_IO_ENGINE_IO_URING;
+        break;
+    }
+    w->loop.batch_wait_us = cfg->io_batch_wait_us;
     w->max_conns = cfg->limits.max_connections;
     w->drain_timeout_ms = cfg->limits.drain_timeout_ms;
     if (rt->access_log)

@@ -296,6 +296,25 @@ int bw_server_run(const char *config_path, struct bw_config *boot_cfg, bool cfg_
      * life. */
     (void)malloc_trim(0);
     size_t nworkers = cfg->workers ? cfg->workers : 1;
+    /* The io engine: checked once here so that io_engine: io_uring fails
+     * at start with the reason, and auto says what it chose. */
+    bool use_ring = false;
+    switch (cfg->io_engine) {
+    case BW_CONFIG_IO_EPOLL:
+        break;
+    case BW_CONFIG_IO_AUTO:
+    case BW_CONFIG_IO_IO_URING: {
+        bw_error rerr;
+        use_ring = bw_ring_supported(&rerr);
+        if (!use_ring && cfg->io_engine == BW_CONFIG_IO_IO_URING) {
+            BW_ERRORF("io_engine: io_uring: %s (io_engine: auto or epoll works here)", rerr.msg);
+            goto out;
+        }
+        if (!use_ring)
+            BW_INFOF("%s; io_engine: auto uses epoll", rerr.msg);
+        break;
+    }
+    }
     if (cfg->log.access_enabled) {
         char path[4096];
         size_t n =
@@ -331,6 +350,8 @@ int bw_server_run(const char *config_path, struct bw_config *boot_cfg, bool cfg_
             goto out;
         }
         npw++;
+        if (!use_ring)
+            c.workers[i].loop.engine = BW_IO_ENGINE_EPOLL;
     }
     for (size_t l = 0; l < cfg->nlisten; l++) {
         struct bw_sockaddr addr = cfg->listen[l].addr;
@@ -349,7 +370,8 @@ int bw_server_run(const char *config_path, struct bw_config *boot_cfg, bool cfg_
                 goto out;
             }
         }
-        BW_INFOF("listening on %s (workers: %zu)", addr.text, nworkers);
+        BW_INFOF("listening on %s (workers: %zu, io: %s)", addr.text, nworkers,
+                 use_ring ? "io_uring" : "epoll");
     }
 
     if (bw_loop_init(&c.loop, &err) != BW_OK) {

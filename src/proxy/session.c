@@ -199,9 +199,7 @@ static void session_close(struct bw_session *s)
         bw_tls_conn_free(s->ssl);
         s->tls = false;
     }
-    if (s->io.fd >= 0)
-        close(s->io.fd);
-    s->io.fd = -1;
+    bw_io_close(LOOP(s), &s->io);
     if (s->prev)
         s->prev->next = s->next;
     else
@@ -221,7 +219,7 @@ static void session_close(struct bw_session *s)
  * at once, without the extra shutdown, read and wakeup. */
 static void session_linger(struct bw_session *s, bool request_read)
 {
-    if (request_read && !(s->tls && bw_tls_pending(s->ssl))) {
+    if (request_read && !(s->tls && bw_tls_pending(s->ssl)) && !bw_io_buffered(LOOP(s), &s->io)) {
         char c;
         ssize_t n = recv(s->io.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
         if (n < 0 && errno == EAGAIN) {
@@ -232,7 +230,7 @@ static void session_linger(struct bw_session *s, bool request_read)
     /* TLS: close_notify first, so the client knows the response is whole. */
     if (s->tls && s->tls_up && !s->tls_broken)
         bw_tls_close_notify(s->ssl);
-    if (shutdown(s->io.fd, SHUT_WR) != 0) {
+    if (bw_io_shutdown_wr(LOOP(s), &s->io) != 0) {
         session_close(s);
         return;
     }
@@ -248,7 +246,7 @@ static void linger_step(struct bw_session *s)
 {
     char sink[4096];
     while (s->c_rd) {
-        ssize_t n = recv(s->io.fd, sink, sizeof sink, 0);
+        ssize_t n = bw_io_recv(LOOP(s), &s->io, sink, sizeof sink);
         if (n > 0) {
             s->linger_read += (size_t)n;
             if (s->linger_read > LINGER_BYTES) {
@@ -695,7 +693,12 @@ static bool connect_upstream(struct bw_session *s)
         }
         u = bw__upconn_new(s, r->upstream, (size_t)idx, fd);
         bw_error err;
-        if (!u || bw_loop_add(LOOP(s), &u->io, &err) != BW_OK) {
+        /* Plain connections go through the ring (when the loop has one);
+         * TLS ones stay on epoll, where OpenSSL reads the socket itself. */
+        bw_status added = !u            ? BW_ERR
+                          : cu->has_tls ? bw_loop_add(LOOP(s), &u->io, &err)
+                                        : bw_loop_attach(LOOP(s), &u->io, rc != 0, &err);
+        if (added != BW_OK) {
             close(fd);
             if (u)
                 bw_wsnap_unpin(s->pw, u->ws);
@@ -772,12 +775,11 @@ static void upstream_failed(struct bw_session *s, uint16_t status, const char *w
 
 enum io_result { IO_PROGRESS, IO_BLOCKED, IO_ERROR };
 
-/* writev of up to four pieces; advances nothing itself. */
-static ssize_t send_iov(int fd, struct iovec *iov, int n)
+/* writev of up to five pieces; advances nothing itself. */
+static ssize_t send_iov(struct bw_loop *loop, struct bw_io *io, struct iovec *iov, int n)
 {
-    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
     for (;;) {
-        ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL);
+        ssize_t w = bw_io_sendv(loop, io, iov, n);
         if (w < 0 && errno == EINTR)
             continue;
         return w;
@@ -996,7 +998,7 @@ static enum io_result write_upstream(struct bw_session *s)
         return IO_BLOCKED;
     size_t total = hlen + (q->active ? fwd_left(q) : 0);
     ssize_t w = u->tls ? tls_send_iov(u->ssl, &u->tls_wr_wants_rd, &u->tls_broken, iov, n, total)
-                       : send_iov(u->io.fd, iov, n);
+                       : send_iov(LOOP(s), &u->io, iov, n);
     if (w < 0) {
         if (errno == EAGAIN) {
             u->wr = false;
@@ -1063,7 +1065,7 @@ static enum io_result write_client(struct bw_session *s)
         return IO_BLOCKED;
     size_t total = clen + hlen + blen;
     ssize_t w = s->tls ? tls_send_iov(s->ssl, &s->tls_wr_wants_rd, &s->tls_broken, iov, n, total)
-                       : send_iov(s->io.fd, iov, n);
+                       : send_iov(LOOP(s), &s->io, iov, n);
     if (w < 0) {
         if (errno == EAGAIN) {
             s->c_wr = false;
@@ -1120,7 +1122,8 @@ static long read_room(struct bw_proxy_worker *pw, struct bw_buf **bp)
     return 0;
 }
 
-static long read_into(struct bw_proxy_worker *pw, int fd, struct bw_buf **bp, bool *ready, bool hup)
+static long read_into(struct bw_proxy_worker *pw, struct bw_io *io, struct bw_buf **bp, bool *ready,
+                      bool hup)
 {
     long rr = read_room(pw, bp);
     if (rr < 0)
@@ -1128,7 +1131,7 @@ static long read_into(struct bw_proxy_worker *pw, int fd, struct bw_buf **bp, bo
     struct bw_buf *b = *bp;
     size_t room = bw_buf_room(b);
     for (;;) {
-        ssize_t n = recv(fd, bw_buf_tail(b), room, 0);
+        ssize_t n = bw_io_recv(&pw->w->loop, io, bw_buf_tail(b), room);
         if (n > 0) {
             b->end += (size_t)n;
             /* A short read drained the socket: wait for the next edge. Not
@@ -1190,7 +1193,7 @@ static long tls_read_into(struct bw_proxy_worker *pw, struct ssl_st *ssl, struct
 static long read_client(struct bw_session *s)
 {
     if (!s->tls)
-        return read_into(s->pw, s->io.fd, &s->cbuf, &s->c_rd, s->c_hup);
+        return read_into(s->pw, &s->io, &s->cbuf, &s->c_rd, s->c_hup);
     return tls_read_into(s->pw, s->ssl, &s->cbuf, &s->c_rd, &s->tls_rd_wants_wr, &s->tls_broken);
 }
 
@@ -1198,7 +1201,7 @@ static long read_client(struct bw_session *s)
 static long read_upstream(struct bw_session *s, struct bw_upconn *u)
 {
     if (!u->tls)
-        return read_into(s->pw, u->io.fd, &s->ubuf, &u->rd, u->hup);
+        return read_into(s->pw, &u->io, &s->ubuf, &u->rd, u->hup);
     return tls_read_into(s->pw, u->ssl, &s->ubuf, &u->rd, &u->tls_rd_wants_wr, &u->tls_broken);
 }
 
@@ -2160,7 +2163,12 @@ void bw_session_accept(struct bw_proxy_worker *pw, size_t listener, int fd,
         s->next->prev = s;
     pw->sessions = s;
     bw_error err;
-    if (bw_loop_add(&pw->w->loop, &s->io, &err) != BW_OK) {
+    /* Plain HTTP goes through the ring (when the loop has one); TLS and the
+     * PROXY protocol header, which peek at the socket, stay on epoll. */
+    bw_status added = (s->tls || s->state != S_IDLE)
+                          ? bw_loop_add(&pw->w->loop, &s->io, &err)
+                          : bw_loop_attach(&pw->w->loop, &s->io, false, &err);
+    if (added != BW_OK) {
         BW_ERRORF("%s", err.msg);
         session_close(s);
         return;

@@ -43,9 +43,7 @@ void bw__upconn_close(struct bw_upconn *u)
         bw_tls_conn_free(u->ssl);
         u->tls = false;
     }
-    if (u->io.fd >= 0)
-        close(u->io.fd);
-    u->io.fd = -1;
+    bw_io_close(&u->pw->w->loop, &u->io);
     bw_loop_defer(&u->pw->w->loop, &u->dfr);
     /* Last: this may free the view (and its pools) if it was retired. */
     bw_wsnap_unpin(u->pw, u->ws);
@@ -96,7 +94,7 @@ void bw__upconn_release(struct bw_upconn *u, bool reusable)
      * while pooled: it would be handed to the next request dead. Nor is one
      * of a configuration being replaced pooled again. */
     if (!reusable || u->hup || l->nidle >= cu->keepalive || u->pw->w->draining ||
-        u->ws != pw->cur) {
+        u->ws != pw->cur || bw_io_buffered(&pw->w->loop, &u->io)) {
         bw__upconn_close(u);
         return;
     }

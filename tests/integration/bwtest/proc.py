@@ -51,6 +51,10 @@ class Bulwark:
         if isinstance(config, dict):
             config = dict(config)
             config.setdefault("access_log", self.access_log_path)
+            # BULWARK_IO_ENGINE=epoll runs a suite on the other engine
+            # (scripts/check.sh does, for a subset).
+            if os.environ.get("BULWARK_IO_ENGINE"):
+                config.setdefault("io_engine", os.environ["BULWARK_IO_ENGINE"])
             self.config = config
             if config.get("access_log") not in ("off", "-"):
                 self.access_log_path = config["access_log"]

@@ -76,8 +76,9 @@ static const struct {
 } invalid[] = {
     /* top level */
     {"unknown top-level key", BASE "listn: x\n",
-     "9:1: unknown key \"listn\" in the top level (expected one of: listen, workers, admin, "
-     "state_dir, client_ip, limits, upstreams, routes, access_log, modules, reload)"},
+     "9:1: unknown key \"listn\" in the top level (expected one of: listen, workers, io_engine, "
+     "io_batch_wait, admin, state_dir, client_ip, limits, upstreams, routes, access_log, modules, "
+     "reload)"},
     {"duplicate top-level key", BASE "listen:\n  - address: 127.0.0.1:8081\n",
      "9:1: duplicate key \"listen\" in the top level (first at line 1)"},
     {"missing listen",
@@ -139,6 +140,19 @@ static const struct {
     {"rules unknown key", BASE "modules:\n  rules: {rulesets: [a.yaml], ruleset: b.yaml}\n",
      "10:31: unknown key \"ruleset\" in modules.rules (expected one of: rulesets, on_error, "
      "error_status, rate_limit_entries)"},
+    /* io_engine, io_batch_wait: limits 0us and 1ms, and just past */
+    {"io_engine word", BASE "io_engine: kqueue\n",
+     "9:12: io_engine: expected auto, epoll or io_uring, got \"kqueue\""},
+    {"io_engine list", BASE "io_engine: [epoll]\n",
+     "9:12: io_engine: expected auto, epoll or io_uring, got a list"},
+    {"io_batch_wait past 1ms", BASE "io_batch_wait: 1001us\n",
+     "9:16: io_batch_wait: expected a duration from 0us to 1ms, like 50us, got \"1001us\""},
+    {"io_batch_wait 2ms", BASE "io_batch_wait: 2ms\n",
+     "9:16: io_batch_wait: expected a duration from 0us to 1ms, like 50us, got \"2ms\""},
+    {"io_batch_wait no unit", BASE "io_batch_wait: 50\n",
+     "9:16: io_batch_wait: expected a duration from 0us to 1ms, like 50us, got \"50\""},
+    {"io_batch_wait negative", BASE "io_batch_wait: -1us\n",
+     "9:16: io_batch_wait: expected a duration from 0us to 1ms, like 50us, got \"-1us\""},
     /* workers */
     {"workers 0", BASE "workers: 0\n",
      "9:10: workers: expected auto or an integer from 1 to 256, got \"0\""},
@@ -201,15 +215,12 @@ static const struct {
      "ciphers: ALL}\n"
      "upstreams: {app: {servers: [{address: 127.0.0.1:9000}]}}\nroutes: [{upstream: app}]\n",
      "3:54: unknown key \"ciphers\" in listen[0].tls (expected one of: certificates, protocols)"},
-    {"upstream tls unknown key",
-     UP "    tls: {verify: yes, cafile: x.pem}\n",
+    {"upstream tls unknown key", UP "    tls: {verify: yes, cafile: x.pem}\n",
      "9:19: upstreams.app.tls.verify: expected true or false, got \"yes\"\n"
      "9:24: unknown key \"cafile\" in upstreams.app.tls (expected one of: verify, ca_file, sni)"},
-    {"upstream tls bad sni",
-     UP "    tls: {sni: \"a b\"}\n",
+    {"upstream tls bad sni", UP "    tls: {sni: \"a b\"}\n",
      "9:16: upstreams.app.tls.sni: expected a DNS name like app.internal, got \"a b\""},
-    {"upstream tls ca_file without verify",
-     UP "    tls: {verify: false, ca_file: ca.pem}\n",
+    {"upstream tls ca_file without verify", UP "    tls: {verify: false, ca_file: ca.pem}\n",
      "9:35: upstreams.app.tls: ca_file is only used with verify: true"},
     {"listen host name",
      "listen:\n  - address: localhost:8080\nupstreams: {app: {servers: [{address: "
@@ -532,8 +543,8 @@ TEST(several_errors_all_reported_in_file_order)
                  "13:14: upstreams.app.balance: expected round_robin, least_conn or "
                  "hash(<field>), got \"random\"\n"
                  "14:1: unknown key \"bogus\" in the top level (expected one of: listen, "
-                 "workers, admin, state_dir, client_ip, limits, upstreams, routes, access_log, "
-                 "modules, reload)");
+                 "workers, io_engine, io_batch_wait, admin, state_dir, client_ip, limits, "
+                 "upstreams, routes, access_log, modules, reload)");
 }
 
 TEST(diags_cap_counts_the_rest)
@@ -638,8 +649,30 @@ TEST(defaults_from_minimal_config)
     CHECK_INT_EQ(cfg->routes[0].upstream, 0);
     CHECK(cfg->log.access_enabled);
     CHECK_SLICE_EQ(cfg->log.access_path, "-");
+    CHECK_INT_EQ(cfg->io_engine, BW_CONFIG_IO_AUTO);
+    CHECK_INT_EQ(cfg->io_batch_wait_us, 50);
     cfg = bw_config_free(cfg);
     CHECK(cfg == NULL);
+
+    /* The io settings at their limits. */
+    static const struct {
+        const char *yaml;
+        enum bw_config_io_engine engine;
+        uint32_t wait_us;
+    } io[] = {
+        {"io_engine: epoll\nio_batch_wait: 0us\n", BW_CONFIG_IO_EPOLL, 0},
+        {"io_engine: io_uring\nio_batch_wait: 1ms\n", BW_CONFIG_IO_IO_URING, 1000},
+        {"io_engine: auto\nio_batch_wait: 1000us\n", BW_CONFIG_IO_AUTO, 1000},
+        {"io_batch_wait: 0s\n", BW_CONFIG_IO_AUTO, 0},
+    };
+    for (size_t i = 0; i < sizeof io / sizeof io[0]; i++) {
+        char text[1024];
+        snprintf(text, sizeof text, "%s%s", BASE, io[i].yaml);
+        CHECK(parse_str(text, &cfg, &d) == BW_OK);
+        CHECK_INT_EQ(cfg->io_engine, io[i].engine);
+        CHECK_INT_EQ(cfg->io_batch_wait_us, io[i].wait_us);
+        cfg = bw_config_free(cfg);
+    }
 
     /* Sections present but empty also give every default. */
     CHECK(parse_str(BASE "limits: {}\nworkers: auto\n", &cfg, &d) == BW_OK);
@@ -1055,8 +1088,8 @@ TEST(echoed_values_are_escaped_and_shortened)
         w += (size_t)snprintf(want + w, sizeof want - w, "\\x09");
     snprintf(want + w, sizeof want - w,
              "...\" in the top level (expected one of: listen, "
-             "workers, admin, state_dir, client_ip, limits, upstreams, routes, access_log, "
-             "modules, reload)");
+             "workers, io_engine, io_batch_wait, admin, state_dir, client_ip, limits, "
+             "upstreams, routes, access_log, modules, reload)");
     CHECK_STR_EQ(d.items[0].msg, want);
 
     /* A long UTF-8 value is cut at a character boundary, not inside one. */

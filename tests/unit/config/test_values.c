@@ -70,6 +70,34 @@ TEST(duration_overflow)
     CHECK(!dur("307445734561826m", &v));
 }
 
+static bool dur_us(const char *s, uint64_t *v)
+{
+    return bw_parse_duration_us(bw_slice_make(s, strlen(s)), v) == BW_OK;
+}
+
+TEST(duration_us_units)
+{
+    uint64_t v;
+    CHECK(dur_us("50us", &v));
+    CHECK_INT_EQ(v, 50);
+    CHECK(dur_us("0us", &v));
+    CHECK_INT_EQ(v, 0);
+    CHECK(dur_us("1ms", &v));
+    CHECK_INT_EQ(v, 1000);
+    CHECK(dur_us("2s", &v));
+    CHECK_INT_EQ(v, 2000000);
+    CHECK(dur_us("18446744073709551615us", &v));
+    CHECK(!dur_us("18446744073709551616us", &v));
+    CHECK(!dur_us("18446744073709552ms", &v));
+    static const char *const bad[] = {"", "50", "us", "5 us", "5µs", "-5us", "1m", "1h", "5US"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (dur_us(bad[i], &v)) {
+            T_FAILF("accepted \"%s\"", bad[i]);
+            return;
+        }
+    }
+}
+
 TEST(size_units)
 {
     uint64_t v;
@@ -350,6 +378,7 @@ int main(void)
     RUN(duration_units);
     RUN(duration_refused);
     RUN(duration_overflow);
+    RUN(duration_us_units);
     RUN(size_units);
     RUN(size_refused);
     RUN(size_overflow);
