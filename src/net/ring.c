@@ -49,6 +49,7 @@ enum {
     CLOSE_GRACE_S = 30,
     TX_POOL_MAX = 64,  /* send buffers kept for reuse */
     BATCH_EVENTS = 64, /* completions one batched wait waits for at most */
+    BATCH_BUSY = 4,    /* completions per iteration from which waits batch */
 };
 
 #ifndef IORING_FEAT_MIN_TIMEOUT
@@ -101,7 +102,8 @@ struct bw_ring {
     size_t nclose, close_cap;
     char *tx_pool[TX_POOL_MAX];
     size_t ntx_pool;
-    bool min_wait; /* the kernel takes min_wait_usec */
+    bool min_wait;        /* the kernel takes min_wait_usec */
+    uint32_t last_events; /* completions the last iteration handled */
     bool epoll_armed;
     bool epoll_ready; /* the epoll fd fired, or its last drain was full */
     struct __kernel_timespec grace;
@@ -824,7 +826,10 @@ void bw__ring_run(struct bw_loop *loop)
             struct io_uring_cqe *cqe;
             struct __kernel_timespec ts = {.tv_sec = timeout / 1000,
                                            .tv_nsec = (long long)(timeout % 1000) * 1000000};
-            if (r->min_wait && loop->batch_wait_us)
+            /* Batch only while busy: a loop handling one event at a time
+             * (one connection, light load) would only add the wait to each
+             * of them. */
+            if (r->min_wait && loop->batch_wait_us && r->last_events >= BATCH_BUSY)
                 rc = submit_and_wait_batch(loop, r, timeout < 0 ? NULL : &ts);
             else
                 rc = io_uring_submit_and_wait_timeout(&r->ring, &cqe, 1, timeout < 0 ? NULL : &ts,
@@ -841,7 +846,9 @@ void bw__ring_run(struct bw_loop *loop)
         close_pending_fds(r);
         loop->now_ms = bw_monotonic_ms();
         struct io_uring_cqe *cqe;
+        r->last_events = 0;
         while (io_uring_peek_cqe(&r->ring, &cqe) == 0) {
+            r->last_events++;
             uint64_t data = cqe->user_data;
             int res = cqe->res;
             uint32_t flags = cqe->flags;

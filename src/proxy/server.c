@@ -444,6 +444,7 @@ out_join:
 out_loop:
     bw_watch_stop(c.watch);
     c.watch = NULL;
+    bw_loop_run_deferred(&c.loop);
     bw_timer_cancel(&c.loop, &c.rewatch);
     if (admin_srv) {
         bw_admin_server_stop(admin_srv);

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
@@ -18,6 +19,7 @@ struct watched {
 struct bw_watch {
     struct bw_io io; /* first: the io callback gets it */
     struct bw_loop *loop;
+    struct bw_deferred dfr; /* frees it after the event batch */
     struct bw_timer debounce;
     uint64_t debounce_ms;
     bw_watch_cb on_change;
@@ -70,8 +72,8 @@ static void on_events(struct bw_loop *loop, struct bw_io *io, uint32_t events)
             if (ev->mask & IN_Q_OVERFLOW)
                 relevant = true; /* events were lost: look anyway */
             for (size_t i = 0; i < w->n && !relevant; i++)
-                relevant = w->files[i].wd == ev->wd && ev->len &&
-                           strcmp(w->files[i].name, ev->name) == 0;
+                relevant =
+                    w->files[i].wd == ev->wd && ev->len && strcmp(w->files[i].name, ev->name) == 0;
             p += sizeof *ev + ev->len;
         }
     }
@@ -161,8 +163,8 @@ bw_status bw_watch_retarget(struct bw_watch *w, const struct bw_config *cfg, bw_
         struct watched *f = &w->files[w->n];
         split(paths[i], dir, f->name);
         f->wd = inotify_add_watch(w->io.fd, dir,
-                                  IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE |
-                                      IN_ATTRIB | IN_MODIFY);
+                                  IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_ATTRIB |
+                                      IN_MODIFY);
         if (f->wd < 0) {
             st = bw_error_set(err, "cannot watch %s: %s", dir, strerror(errno));
             break;
@@ -173,6 +175,16 @@ bw_status bw_watch_retarget(struct bw_watch *w, const struct bw_config *cfg, bw_
     return st;
 }
 
+static void watch_free_cb(struct bw_deferred *d)
+{
+    struct bw_watch *w = (struct bw_watch *)((char *)d - offsetof(struct bw_watch, dfr));
+    free(w->files);
+    free(w);
+}
+
+/* Stopped from a callback (a signal), its own event may still be later in
+ * the same batch: the memory goes after the batch, the fd (-1: no more
+ * events) at once. */
 void bw_watch_stop(struct bw_watch *w)
 {
     if (!w)
@@ -182,6 +194,7 @@ void bw_watch_stop(struct bw_watch *w)
         bw_loop_del(w->loop, &w->io);
     if (w->io.fd >= 0)
         close(w->io.fd);
-    free(w->files);
-    free(w);
+    w->io.fd = -1;
+    w->dfr.fn = watch_free_cb;
+    bw_loop_defer(w->loop, &w->dfr);
 }

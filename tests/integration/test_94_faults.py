@@ -559,16 +559,21 @@ def test_started_with_fewer_descriptors_than_connections(origin, tmp_path):
         time.sleep(1.5)
         used = cpu_seconds(bw.pid) - before
         assert used < 0.5 * SLACK, f"proxy used {used:.2f}s of CPU in 1.5s while out of descriptors"
-        # Those that got in were answered.
+        # Those that got in were answered: 200, or 502 when no descriptor was
+        # left for the upstream connection (io_uring reads a request after
+        # accept's batch, so accepted connections may have taken them all;
+        # epoll reads it at once). Never anything else.
         answered = 0
         for s in socks:
             s.setblocking(False)
             try:
-                if s.recv(65536).startswith(b"HTTP/1.1 "):
-                    answered += 1
+                head = s.recv(65536)
             except OSError:
-                pass
-        assert 0 < answered < len(socks), f"{answered} of {len(socks)} answered with {nofile} descriptors"
+                continue
+            if head:
+                assert head.startswith((b"HTTP/1.1 200 ", b"HTTP/1.1 502 ")), head[:100]
+                answered += 1
+        assert 0 < answered, f"none of {len(socks)} answered with {nofile} descriptors"
     finally:
         for s in socks:
             s.close()
