@@ -540,6 +540,14 @@ def test_started_with_fewer_descriptors_than_connections(origin, tmp_path):
     cfg = default_config([origin.address], access_log=str(tmp_path / "access.log"))
     bw = Bulwark(tmp_path, cfg, name="lowfd", preexec_fn=low_nofile,
                  expect_errors=["Too many open files"])
+    try:
+        check_fewer_descriptors(bw, nofile)
+    finally:
+        # Whatever failed above, the process started here goes.
+        bw.kill()
+
+
+def check_fewer_descriptors(bw, nofile):
     socks = []
     try:
         assert resource.prlimit(bw.pid, resource.RLIMIT_NOFILE)[0] == nofile
@@ -594,7 +602,4 @@ def test_started_with_fewer_descriptors_than_connections(origin, tmp_path):
             raise AssertionError(f"not serving again after the connections closed: {last!r}")
         assert_still_serves(bw)
     finally:
-        try:
-            bw.stop()
-        finally:
-            bw.kill()
+        bw.stop()
