@@ -50,6 +50,7 @@ enum {
     TX_POOL_MAX = 64,  /* send buffers kept for reuse */
     BATCH_EVENTS = 64, /* completions one batched wait waits for at most */
     BATCH_BUSY = 4,    /* completions per iteration from which waits batch */
+    SLOT_CHUNK = 256,
 };
 
 #ifndef IORING_FEAT_MIN_TIMEOUT
@@ -65,15 +66,18 @@ enum op {
     OP_GRACE,
 };
 
+/* 48 bytes: one per connection, idle ones included. */
 struct slot {
     struct bw_io *io; /* the owner while open */
-    char *rx_spill;   /* the stash, when copied out of the shared buffer */
+    union {
+        char *rx_spill;     /* the stash, when copied out of the shared buffer */
+        uint32_t next_free; /* while free */
+    };
     char *tx_buf;
     int fd;
     uint32_t gen;
-    uint32_t rx_off, rx_len; /* stash: bytes received and not yet read */
-    uint32_t tx_off, tx_len;
-    uint32_t next_free;
+    uint16_t rx_off, rx_len; /* stash: bytes received and not yet read */
+    uint16_t tx_off, tx_len;
     uint16_t rx_bid;
     uint8_t err;     /* sticky errno of a failed operation */
     uint8_t pending; /* operations in the kernel: receive, send, poll */
@@ -89,13 +93,19 @@ struct slot {
     bool shut_wr : 1; /* shutdown(SHUT_WR) once the send completed */
 };
 
+_Static_assert(sizeof(struct slot) <= 48, "one per connection: keep it small");
+_Static_assert(BUF_SIZE <= UINT16_MAX && BW_RING_COPY_MAX <= UINT16_MAX, "offsets are 16-bit");
+
 struct bw_ring {
     struct io_uring ring;
     struct io_uring_buf_ring *br;
     char *bufs;
-    struct slot *slots;
-    uint32_t nslots, cap, free_head; /* free list through next_free; UINT32_MAX ends it */
-    uint32_t bufs_out;               /* receive buffers completions gave us, not yet recycled */
+    /* In chunks of SLOT_CHUNK, so that a slot never moves (callbacks may
+     * open connections while a slot is in use) and memory grows with the
+     * number of connections, not by doubling. */
+    struct slot **chunks;
+    uint32_t nslots, nchunks, free_head; /* free list through next_free; UINT32_MAX ends it */
+    uint32_t bufs_out;                   /* receive buffers completions gave us, not yet recycled */
     uint32_t *starved;
     uint32_t nstarved, starved_cap;
     int *close_fds; /* closed after the next submit */
@@ -108,6 +118,11 @@ struct bw_ring {
     bool epoll_ready; /* the epoll fd fired, or its last drain was full */
     struct __kernel_timespec grace;
 };
+
+static struct slot *slot_of(struct bw_ring *r, uint32_t id)
+{
+    return &r->chunks[id / SLOT_CHUNK][id % SLOT_CHUNK];
+}
 
 static uint64_t ud(enum op op, uint32_t id, uint32_t gen)
 {
@@ -134,7 +149,7 @@ static void recycle_buf(struct bw_ring *r, uint16_t bid);
 
 static void post_recv(struct bw_ring *r, uint32_t id)
 {
-    struct slot *s = &r->slots[id];
+    struct slot *s = slot_of(r, id);
     struct io_uring_sqe *sqe = get_sqe(r);
     io_uring_prep_recv(sqe, s->fd, NULL, BUF_SIZE, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
@@ -146,7 +161,7 @@ static void post_recv(struct bw_ring *r, uint32_t id)
 
 static void post_send(struct bw_ring *r, uint32_t id)
 {
-    struct slot *s = &r->slots[id];
+    struct slot *s = slot_of(r, id);
     struct io_uring_sqe *sqe = get_sqe(r);
     io_uring_prep_send(sqe, s->fd, s->tx_buf + s->tx_off, s->tx_len - s->tx_off, MSG_NOSIGNAL);
     io_uring_sqe_set_data64(sqe, ud(OP_SEND, id, s->gen));
@@ -155,7 +170,7 @@ static void post_send(struct bw_ring *r, uint32_t id)
 
 static void post_poll_out(struct bw_ring *r, uint32_t id)
 {
-    struct slot *s = &r->slots[id];
+    struct slot *s = slot_of(r, id);
     struct io_uring_sqe *sqe = get_sqe(r);
     io_uring_prep_poll_add(sqe, s->fd, POLLOUT);
     io_uring_sqe_set_data64(sqe, ud(OP_POLL, id, s->gen));
@@ -187,7 +202,7 @@ static void recycle_buf(struct bw_ring *r, uint16_t bid)
     /* A receive that found no buffer is posted again now that one is back. */
     while (r->nstarved) {
         uint32_t id = r->starved[--r->nstarved];
-        struct slot *s = &r->slots[id];
+        struct slot *s = slot_of(r, id);
         if (!s->rx_starved)
             continue;
         s->rx_starved = false;
@@ -233,7 +248,7 @@ static void tx_put(struct bw_ring *r, struct slot *s)
 
 static void free_slot(struct bw_ring *r, uint32_t id)
 {
-    struct slot *s = &r->slots[id];
+    struct slot *s = slot_of(r, id);
     drop_stash(r, s);
     tx_put(r, s);
     uint32_t gen = s->gen + 1;
@@ -246,7 +261,7 @@ static void free_slot(struct bw_ring *r, uint32_t id)
 
 static void maybe_free(struct bw_ring *r, uint32_t id)
 {
-    struct slot *s = &r->slots[id];
+    struct slot *s = slot_of(r, id);
     if (!s->open && s->pending == 0)
         free_slot(r, id);
 }
@@ -254,22 +269,30 @@ static void maybe_free(struct bw_ring *r, uint32_t id)
 static bool alloc_slot(struct bw_ring *r, uint32_t *out)
 {
     if (r->free_head == UINT32_MAX) {
-        if (r->nslots == r->cap) {
-            uint32_t cap = r->cap ? r->cap * 2 : 256;
-            struct slot *ns = realloc(r->slots, (size_t)cap * sizeof *ns);
-            if (!ns)
+        if (r->nslots == r->nchunks * SLOT_CHUNK) {
+            struct slot **nc = realloc(r->chunks, (r->nchunks + 1) * sizeof *nc);
+            if (!nc)
                 return false;
-            r->slots = ns;
-            r->cap = cap;
+            r->chunks = nc;
+            nc[r->nchunks] = calloc(SLOT_CHUNK, sizeof **nc);
+            if (!nc[r->nchunks])
+                return false;
+            r->nchunks++;
         }
         uint32_t id = r->nslots++;
-        memset(&r->slots[id], 0, sizeof r->slots[id]);
-        r->slots[id].fd = -1;
+        struct slot *s = slot_of(r, id);
+        memset(s, 0, sizeof *s);
+        s->fd = -1;
         *out = id;
         return true;
     }
     uint32_t id = r->free_head;
-    r->free_head = r->slots[id].next_free;
+    r->free_head = slot_of(r, id)->next_free;
+    struct slot *s = slot_of(r, id);
+    uint32_t gen = s->gen;
+    memset(s, 0, sizeof *s);
+    s->fd = -1;
+    s->gen = gen;
     *out = id;
     return true;
 }
@@ -364,7 +387,7 @@ void bw__ring_free(struct bw_loop *loop)
     for (size_t i = 0; i < r->nclose; i++)
         close(r->close_fds[i]);
     for (uint32_t i = 0; i < r->nslots; i++) {
-        struct slot *s = &r->slots[i];
+        struct slot *s = slot_of(r, i);
         if (s->rx_spilled)
             free(s->rx_spill);
         free(s->tx_buf);
@@ -378,7 +401,9 @@ void bw__ring_free(struct bw_loop *loop)
     io_uring_queue_exit(&r->ring);
     free(r->bufs);
     free(r->br);
-    free(r->slots);
+    for (uint32_t i = 0; i < r->nchunks; i++)
+        free(r->chunks[i]);
+    free(r->chunks);
     free(r->starved);
     free(r->close_fds);
     free(r);
@@ -398,7 +423,7 @@ bw_status bw_loop_attach(struct bw_loop *loop, struct bw_io *io, bool connecting
     uint32_t id;
     if (!alloc_slot(r, &id))
         return bw_error_set(err, "io_uring: out of memory for a connection");
-    struct slot *s = &r->slots[id];
+    struct slot *s = slot_of(r, id);
     s->io = io;
     s->fd = io->fd;
     s->open = true;
@@ -418,13 +443,13 @@ ssize_t bw_io_recv(struct bw_loop *loop, struct bw_io *io, void *dst, size_t len
     if (!io->ring)
         return recv(io->fd, dst, len, 0);
     struct bw_ring *r = loop->ring;
-    struct slot *s = &r->slots[io->slot];
+    struct slot *s = slot_of(r, io->slot);
     if (s->rx_has) {
         size_t avail = s->rx_len - s->rx_off;
         size_t n = len < avail ? len : avail;
         const char *src = s->rx_spilled ? s->rx_spill : r->bufs + (size_t)s->rx_bid * BUF_SIZE;
         memcpy(dst, src + s->rx_off, n);
-        s->rx_off += (uint32_t)n;
+        s->rx_off = (uint16_t)(s->rx_off + n);
         if (s->rx_off == s->rx_len) {
             drop_stash(r, s);
             if (!s->rx_eof && !s->err && !s->rx_starved)
@@ -452,7 +477,7 @@ ssize_t bw_io_sendv(struct bw_loop *loop, struct bw_io *io, const struct iovec *
     }
     struct bw_ring *r = loop->ring;
     uint32_t id = io->slot;
-    struct slot *s = &r->slots[id];
+    struct slot *s = slot_of(r, id);
     if (s->err) {
         errno = s->err;
         return -1;
@@ -488,7 +513,7 @@ ssize_t bw_io_sendv(struct bw_loop *loop, struct bw_io *io, const struct iovec *
     }
     s->tx_buf = buf;
     s->tx_off = 0;
-    s->tx_len = (uint32_t)total;
+    s->tx_len = (uint16_t)total;
     s->tx_busy = true;
     post_send(r, id);
     return (ssize_t)total;
@@ -497,7 +522,7 @@ ssize_t bw_io_sendv(struct bw_loop *loop, struct bw_io *io, const struct iovec *
 int bw_io_shutdown_wr(struct bw_loop *loop, struct bw_io *io)
 {
     if (io->ring) {
-        struct slot *s = &loop->ring->slots[io->slot];
+        struct slot *s = slot_of(loop->ring, io->slot);
         if (s->tx_busy) {
             s->shut_wr = true;
             return 0;
@@ -510,7 +535,7 @@ bool bw_io_buffered(struct bw_loop *loop, const struct bw_io *io)
 {
     if (!io->ring)
         return false;
-    const struct slot *s = &loop->ring->slots[io->slot];
+    const struct slot *s = slot_of(loop->ring, io->slot);
     return s->rx_has || s->rx_eof || s->err;
 }
 
@@ -525,7 +550,7 @@ void bw_io_close(struct bw_loop *loop, struct bw_io *io)
     }
     struct bw_ring *r = loop->ring;
     uint32_t id = io->slot;
-    struct slot *s = &r->slots[id];
+    struct slot *s = slot_of(r, id);
     s->open = false;
     s->io = NULL;
     drop_stash(r, s);
@@ -564,7 +589,7 @@ done:
 /* Calls the owner's callback; the slot may be closed (even reused) by it. */
 static void deliver(struct bw_loop *loop, uint32_t id, uint32_t events)
 {
-    struct slot *s = &loop->ring->slots[id];
+    struct slot *s = slot_of(loop->ring, id);
     if (s->open && s->io)
         s->io->cb(loop, s->io, events);
 }
@@ -572,7 +597,7 @@ static void deliver(struct bw_loop *loop, uint32_t id, uint32_t events)
 static void on_recv(struct bw_loop *loop, uint32_t id, int res, uint32_t flags)
 {
     struct bw_ring *r = loop->ring;
-    struct slot *s = &r->slots[id];
+    struct slot *s = slot_of(r, id);
     s->pending--;
     s->rx_posted = false;
     if (!s->open) {
@@ -587,9 +612,9 @@ static void on_recv(struct bw_loop *loop, uint32_t id, int res, uint32_t flags)
         s->rx_spilled = false;
         s->rx_bid = (uint16_t)(flags >> IORING_CQE_BUFFER_SHIFT);
         s->rx_off = 0;
-        s->rx_len = (uint32_t)res;
+        s->rx_len = (uint16_t)res;
         deliver(loop, id, EPOLLIN);
-        s = &r->slots[id]; /* the table may have grown */
+        /* The callback may have closed it, or closed it and reused it. */
         if (s->gen == gen && s->open && s->rx_has && !s->rx_spilled) {
             /* Not taken now: keep a private copy, give the buffer back. */
             uint32_t left = s->rx_len - s->rx_off;
@@ -597,18 +622,18 @@ static void on_recv(struct bw_loop *loop, uint32_t id, int res, uint32_t flags)
             if (copy) {
                 memcpy(copy, r->bufs + (size_t)s->rx_bid * BUF_SIZE + s->rx_off, left);
                 recycle_buf(r, s->rx_bid);
-                s = &r->slots[id];
+                s = slot_of(r, id);
                 s->rx_spill = copy;
                 s->rx_spilled = true;
                 s->rx_off = 0;
-                s->rx_len = left;
+                s->rx_len = (uint16_t)left;
             }
         }
         return;
     }
     if (flags & IORING_CQE_F_BUFFER)
         recycle_buf(r, (uint16_t)(flags >> IORING_CQE_BUFFER_SHIFT));
-    s = &r->slots[id];
+    s = slot_of(r, id);
     if (res == 0) {
         s->rx_eof = true;
         deliver(loop, id, EPOLLIN | EPOLLRDHUP);
@@ -650,10 +675,10 @@ static void on_recv(struct bw_loop *loop, uint32_t id, int res, uint32_t flags)
 static void on_send(struct bw_loop *loop, uint32_t id, int res)
 {
     struct bw_ring *r = loop->ring;
-    struct slot *s = &r->slots[id];
+    struct slot *s = slot_of(r, id);
     s->pending--;
     if (res >= 0 && s->tx_off + (uint32_t)res < s->tx_len) {
-        s->tx_off += (uint32_t)res;
+        s->tx_off = (uint16_t)(s->tx_off + res);
         post_send(r, id);
         return;
     }
@@ -676,7 +701,7 @@ static void on_send(struct bw_loop *loop, uint32_t id, int res)
 static void on_poll(struct bw_loop *loop, uint32_t id, int res)
 {
     struct bw_ring *r = loop->ring;
-    struct slot *s = &r->slots[id];
+    struct slot *s = slot_of(r, id);
     s->pending--;
     s->poll_posted = false;
     if (!s->open) {
@@ -709,7 +734,7 @@ static void on_grace(struct bw_loop *loop, uint32_t id, uint32_t gen)
     struct bw_ring *r = loop->ring;
     if (id >= r->nslots)
         return;
-    struct slot *s = &r->slots[id];
+    struct slot *s = slot_of(r, id);
     if ((s->gen & 0xffffffu) != gen || s->open || !s->tx_busy)
         return;
     post_cancel(r, ud(OP_SEND, id, s->gen));
@@ -739,7 +764,7 @@ static void on_cqe(struct bw_loop *loop, uint64_t data, int res, uint32_t flags)
     }
     if (flags & IORING_CQE_F_BUFFER)
         r->bufs_out++;
-    if (id >= r->nslots || (r->slots[id].gen & 0xffffffu) != gen) {
+    if (id >= r->nslots || (slot_of(r, id)->gen & 0xffffffu) != gen) {
         /* Cannot happen: a slot is reused only after its last completion. */
         BW_ERRORF("io_uring: completion for a reused slot %u", id);
         if (op == OP_RECV && (flags & IORING_CQE_F_BUFFER))
