@@ -114,6 +114,7 @@ struct bw_ring {
     size_t ntx_pool;
     bool min_wait;        /* the kernel takes min_wait_usec */
     uint32_t last_events; /* completions the last iteration handled */
+    bool streaming;       /* the last iteration filled a whole receive buffer */
     bool epoll_armed;
     bool epoll_ready; /* the epoll fd fired, or its last drain was full */
     struct __kernel_timespec grace;
@@ -608,6 +609,8 @@ static void on_recv(struct bw_loop *loop, uint32_t id, int res, uint32_t flags)
     }
     uint32_t gen = s->gen;
     if (res > 0) {
+        if (res == BUF_SIZE)
+            r->streaming = true;
         s->rx_has = true;
         s->rx_spilled = false;
         s->rx_bid = (uint16_t)(flags >> IORING_CQE_BUFFER_SHIFT);
@@ -854,7 +857,9 @@ void bw__ring_run(struct bw_loop *loop)
             /* Batch only while busy: a loop handling one event at a time
              * (one connection, light load) would only add the wait to each
              * of them. */
-            if (r->min_wait && loop->batch_wait_us && r->last_events >= BATCH_BUSY)
+            /* Nor while a body streams: a receive that filled its buffer
+             * means more is waiting, and each wait would pace the stream. */
+            if (r->min_wait && loop->batch_wait_us && r->last_events >= BATCH_BUSY && !r->streaming)
                 rc = submit_and_wait_batch(loop, r, timeout < 0 ? NULL : &ts);
             else
                 rc = io_uring_submit_and_wait_timeout(&r->ring, &cqe, 1, timeout < 0 ? NULL : &ts,
@@ -872,6 +877,7 @@ void bw__ring_run(struct bw_loop *loop)
         loop->now_ms = bw_monotonic_ms();
         struct io_uring_cqe *cqe;
         r->last_events = 0;
+        r->streaming = false;
         while (io_uring_peek_cqe(&r->ring, &cqe) == 0) {
             r->last_events++;
             uint64_t data = cqe->user_data;
