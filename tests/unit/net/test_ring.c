@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -550,6 +551,42 @@ TEST(connect_up_and_refused)
     teardown(&loop, &guard);
 }
 
+/* Fds that stay on epoll (listeners, eventfds) still get their events when
+ * the ring drives the loop, and a level-triggered one left ready (a
+ * listener with more connections than one batch accepts) is reported again
+ * without a new edge. */
+static int level_calls;
+static void level_cb(struct bw_loop *loop, struct bw_io *io, uint32_t ev)
+{
+    (void)ev;
+    /* Takes one unit per event, as accept takes one batch: stays ready. */
+    uint64_t v;
+    if (read(io->fd, &v, sizeof v) == sizeof v)
+        level_calls++;
+    if (level_calls == 5)
+        loop->stop = true;
+}
+
+TEST(level_triggered_epoll_fds_behind_the_ring)
+{
+    struct bw_loop loop;
+    struct bw_timer guard;
+    CHECK(setup(&loop, &guard));
+    int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC | EFD_SEMAPHORE);
+    CHECK(efd >= 0);
+    struct bw_io io = {.fd = efd, .cb = level_cb};
+    bw_error err;
+    CHECK(bw_loop_add_level_in(&loop, &io, &err) == BW_OK);
+    uint64_t five = 5;
+    CHECK(write(efd, &five, sizeof five) == sizeof five);
+    level_calls = 0;
+    bw_loop_run(&loop);
+    CHECK(!guard_fired);
+    CHECK_INT_EQ(level_calls, 5);
+    close(efd);
+    teardown(&loop, &guard);
+}
+
 int main(void)
 {
     for (int mode = 0; mode < 2; mode++) {
@@ -569,6 +606,7 @@ int main(void)
         RUN(shutdown_and_close_deliver_what_was_written);
         RUN(reset_by_peer);
         RUN(connect_up_and_refused);
+        RUN(level_triggered_epoll_fds_behind_the_ring);
     }
     return t_done();
 }
