@@ -47,7 +47,8 @@ enum {
     BUF_SIZE = 16384,
     BUF_GROUP = 0,
     CLOSE_GRACE_S = 30,
-    TX_POOL_MAX = 64,  /* send buffers kept for reuse */
+    TX_POOL_MAX = 64,  /* send buffers of each size kept for reuse */
+    TX_SMALL = 2048,   /* most writes (a request head, a small response) fit */
     BATCH_EVENTS = 64, /* completions one batched wait waits for at most */
     BATCH_BUSY = 4,    /* completions per iteration from which waits batch */
     SLOT_CHUNK = 256,
@@ -110,8 +111,9 @@ struct bw_ring {
     uint32_t nstarved, starved_cap;
     int *close_fds; /* closed after the next submit */
     size_t nclose, close_cap;
-    char *tx_pool[TX_POOL_MAX];
-    size_t ntx_pool;
+    /* Send buffers by size: [0] TX_SMALL, [1] BW_RING_COPY_MAX bytes. */
+    char *tx_pool[2][TX_POOL_MAX];
+    size_t ntx_pool[2];
     bool min_wait;        /* the kernel takes min_wait_usec */
     uint32_t last_events; /* completions the last iteration handled */
     bool streaming;       /* the last iteration filled a whole receive buffer */
@@ -227,19 +229,26 @@ static void drop_stash(struct bw_ring *r, struct slot *s)
     s->rx_off = s->rx_len = 0;
 }
 
-static char *tx_get(struct bw_ring *r)
+static int tx_class(size_t len)
 {
-    if (r->ntx_pool)
-        return r->tx_pool[--r->ntx_pool];
-    return malloc(BW_RING_COPY_MAX);
+    return len <= TX_SMALL ? 0 : 1;
+}
+
+static char *tx_get(struct bw_ring *r, size_t len)
+{
+    int c = tx_class(len);
+    if (r->ntx_pool[c])
+        return r->tx_pool[c][--r->ntx_pool[c]];
+    return malloc(c == 0 ? TX_SMALL : BW_RING_COPY_MAX);
 }
 
 static void tx_put(struct bw_ring *r, struct slot *s)
 {
     if (!s->tx_buf)
         return;
-    if (r->ntx_pool < TX_POOL_MAX)
-        r->tx_pool[r->ntx_pool++] = s->tx_buf;
+    int c = tx_class(s->tx_len);
+    if (r->ntx_pool[c] < TX_POOL_MAX)
+        r->tx_pool[c][r->ntx_pool[c]++] = s->tx_buf;
     else
         free(s->tx_buf);
     s->tx_buf = NULL;
@@ -395,8 +404,9 @@ void bw__ring_free(struct bw_loop *loop)
         if (s->open && s->fd >= 0)
             close(s->fd);
     }
-    for (size_t i = 0; i < r->ntx_pool; i++)
-        free(r->tx_pool[i]);
+    for (int c = 0; c < 2; c++)
+        for (size_t i = 0; i < r->ntx_pool[c]; i++)
+            free(r->tx_pool[c][i]);
     /* Exiting the ring ends every operation still in the kernel before the
      * buffers they might use are freed. */
     io_uring_queue_exit(&r->ring);
@@ -502,7 +512,7 @@ ssize_t bw_io_sendv(struct bw_loop *loop, struct bw_io *io, const struct iovec *
         }
         return w;
     }
-    char *buf = tx_get(r);
+    char *buf = tx_get(r, total);
     if (!buf) {
         errno = ENOMEM;
         return -1;
