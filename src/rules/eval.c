@@ -1536,6 +1536,35 @@ enum bw_tri bw__rules_eval(struct bw_rules_ctx *cx, size_t i)
     return (enum bw_tri)(t ^ ((single & 1u) & ~(t >> 1))); /* as in eval.h */
 }
 
+size_t bw_rules_eval_first_true(struct bw_rules_ctx *cx, size_t from, size_t to)
+{
+    const struct bw_rules_prog *p = cx->prog;
+    if (to > p->n)
+        to = p->n;
+    if (from >= to || !ensure_ready(cx))
+        return to; /* not ready: every expression is unknown */
+    const uint32_t *single = p->single;
+    const uint8_t *atoms = cx->atoms;
+    if (!atoms) {
+        for (size_t i = from; i < to; i++)
+            if (bw__rules_eval(cx, i) == BW_TRI_TRUE)
+                return i;
+        return to;
+    }
+    /* A single atom's byte is 1 + its value (0: not computed; the byte of an
+     * expression that is not a single atom stays 0): the expression is TRUE
+     * when the byte is 2 (true), or 1 (false) under a `not`. */
+    for (size_t i = from; i < to; i++) {
+        uint32_t s = single[i];
+        unsigned v = atoms[s >> 1];
+        if (v == 2u - (s & 1u))
+            return i;
+        if (__builtin_expect(v == 0, 0) && bw__rules_eval(cx, i) == BW_TRI_TRUE)
+            return i;
+    }
+    return to;
+}
+
 enum bw_tri bw__rules_eval_tree(struct bw_rules_ctx *cx, size_t i)
 {
     if (i >= cx->prog->n || !ensure_ready(cx))
