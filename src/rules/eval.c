@@ -1604,13 +1604,22 @@ size_t bw_rules_eval_first_true(struct bw_rules_ctx *cx, size_t from, size_t to)
     /* A single atom's byte is 1 + its value (0: not computed; the byte of an
      * expression that is not a single atom stays 0): the expression is TRUE
      * when the byte is 2 (true), or 1 (false) under a `not`. */
+    uint32_t natoms = p->natoms;
     for (size_t i = from; i < to; i++) {
         uint32_t s = single[i];
         unsigned v = atoms[s >> 1];
         if (v == 2u - (s & 1u))
             return i;
-        if (__builtin_expect(v == 0, 0) && bw__rules_eval(cx, i) == BW_TRI_TRUE)
+        if (__builtin_expect(v != 0, 1))
+            continue;
+        /* Not computed yet: what bw__rules_eval does once ready, without
+         * its checks. */
+        if (s >> 1 == natoms) {
+            if (run_code(cx, p->entry[i]) == BW_TRI_TRUE)
+                return i;
+        } else if (atom_fill(cx, s >> 1) == (enum bw_tri)(1u - (s & 1u))) {
             return i;
+        }
     }
     return to;
 }
