@@ -205,12 +205,10 @@ static bool map_of(const struct bw_rules_ctx *cx, enum bw_rules_field map,
 
 /* Indexes the request's headers by the program's header names, once per
  * context, in one pass: each header is compared with the names of its
- * length only. False when the index could not be allocated (the callers
- * then scan the headers instead: presence never depends on the arena). */
-static bool hindex(struct bw_rules_ctx *cx)
+ * length only. False when the index could not be
+ * allocated (the callers then scan the headers instead: presence never depends on the arena). */
+__attribute__((noinline)) static bool hindex_build(struct bw_rules_ctx *cx)
 {
-    if (cx->hidx_done)
-        return true;
     const struct bw_rules_prog *p = cx->prog;
     struct bw__hidx *ix = bw_arena_alloc(cx->arena, p->nhnames * sizeof *ix); /* zeroed */
     if (!ix)
@@ -233,10 +231,15 @@ static bool hindex(struct bw_rules_ctx *cx)
     return true;
 }
 
+static inline bool hindex(struct bw_rules_ctx *cx)
+{
+    return __builtin_expect(cx->hidx_done, 1) || hindex_build(cx);
+}
+
 /* How many request headers are called name (id in prog->hnames), and the
  * index of the first; through the index, or a scan when it could not be
  * allocated. */
-static size_t header_find(struct bw_rules_ctx *cx, uint32_t id, bw_slice name, size_t *first)
+static inline size_t header_find(struct bw_rules_ctx *cx, uint32_t id, bw_slice name, size_t *first)
 {
     if (hindex(cx)) {
         *first = cx->hidx[id].first;
