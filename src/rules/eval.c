@@ -1379,7 +1379,7 @@ static const struct bw_val *group_lhs(struct bw_rules_ctx *cx, const struct bw__
 /* Literal group g: its left side once, then each of its tests, into their
  * atoms. The tests allocate nothing and have no other effect, so running
  * those of rules that are never evaluated changes nothing but time. */
-static void lit_group(struct bw_rules_ctx *cx, uint32_t g)
+__attribute__((noinline)) static void lit_group(struct bw_rules_ctx *cx, uint32_t g)
 {
     const struct bw__lit_group *lg = &cx->prog->lit_groups[g];
     const struct bw__lit *lit = &cx->prog->lits[lg->first];
@@ -1453,7 +1453,7 @@ static enum bw_tri headers_atom(struct bw_rules_ctx *cx, const struct bw__atom *
 
 /* Scan group g (scanned now unless it was already), into the atoms of all
  * its patterns. */
-static void scan_atoms(struct bw_rules_ctx *cx, uint32_t g)
+__attribute__((noinline)) static void scan_atoms(struct bw_rules_ctx *cx, uint32_t g)
 {
     const struct bw__group *grp = &cx->prog->groups[g];
     uint8_t *out = &cx->atoms[cx->prog->scan_atoms[g]];
