@@ -1544,6 +1544,23 @@ static inline enum bw_tri combine(enum bw_rules_logic_op op, enum bw_tri a, enum
 _Static_assert(BW_TRI_FALSE == 0 && BW_TRI_TRUE == 1 && BW_TRI_UNKNOWN == 2,
                "bw_rules_eval (eval.h) negates with bit operations");
 
+/* A FLAT instruction (eval_internal.h): and / or of the atoms that follow
+ * it, stopping at the first operand that decides, as run_code would. */
+static inline enum bw_tri run_flat(struct bw_rules_ctx *cx, const struct bw__insn *h)
+{
+    bool is_and = h->logic == BW_RULES_AND;
+    enum bw_tri acc = is_and ? BW_TRI_TRUE : BW_TRI_FALSE;
+    for (uint32_t k = 1; k <= h->a; k++) {
+        const struct bw__insn *in = &h[k];
+        unsigned t = (unsigned)atom(cx, in->a);
+        t ^= in->depth & ~(t >> 1); /* not, unless unknown (as in eval.h) */
+        acc = is_and ? bw_tri_and(acc, (enum bw_tri)t) : bw_tri_or(acc, (enum bw_tri)t);
+        if (acc == (is_and ? BW_TRI_FALSE : BW_TRI_TRUE))
+            break;
+    }
+    return acc;
+}
+
 /* Runs the instructions of an expression that is not a single atom. */
 __attribute__((noinline)) static enum bw_tri run_code(struct bw_rules_ctx *cx, uint32_t pc)
 {
@@ -1572,6 +1589,10 @@ __attribute__((noinline)) static enum bw_tri run_code(struct bw_rules_ctx *cx, u
             break;
         case BW__OP_END:
             return r;
+        case BW__OP_FLAT:
+            r = run_flat(cx, in);
+            pc += in->a;
+            break;
         case BW__OP__COUNT:
             return BW_TRI_UNKNOWN;
         }
@@ -1618,7 +1639,9 @@ size_t bw_rules_eval_first_true(struct bw_rules_ctx *cx, size_t from, size_t to)
         /* Not computed yet: what bw__rules_eval does once ready, without
          * its checks. */
         if (s >> 1 == natoms) {
-            if (run_code(cx, p->entry[i]) == BW_TRI_TRUE)
+            const struct bw__insn *in = &p->code[p->entry[i]];
+            if ((in->op == BW__OP_FLAT ? run_flat(cx, in) : run_code(cx, p->entry[i])) ==
+                BW_TRI_TRUE)
                 return i;
         } else if (atom_fill(cx, s >> 1) == (enum bw_tri)(1u - (s & 1u))) {
             return i;
