@@ -768,16 +768,22 @@ static size_t map_first_change(enum bw_rules_func fn, bw_slice s)
     return i;
 }
 
-static struct bw_val map_bytes(struct bw_rules_ctx *cx, enum bw_rules_func fn, bw_slice s)
+/* fn (lower, upper, url_decode) of s into *ret; false when the arena
+ * refuses the copy (the value is then unknown). */
+static bool map_slice(struct bw_rules_ctx *cx, enum bw_rules_func fn, bw_slice s, bw_slice *ret)
 {
-    if (s.len == 0)
-        return v_bytes(BW_SLICE_EMPTY);
+    if (s.len == 0) {
+        *ret = BW_SLICE_EMPTY;
+        return true;
+    }
     size_t first = map_first_change(fn, s);
-    if (first == s.len)
-        return v_bytes(s);
+    if (first == s.len) {
+        *ret = s;
+        return true;
+    }
     char *out = ralloc(cx, s.len);
     if (!out)
-        return unknown_val;
+        return false;
     memcpy(out, s.ptr, first);
     const unsigned char *in = (const unsigned char *)s.ptr;
     size_t o = first;
@@ -816,8 +822,21 @@ static struct bw_val map_bytes(struct bw_rules_ctx *cx, enum bw_rules_func fn, b
             }
         }
     }
-    return v_bytes(bw_slice_make(out, o));
+    *ret = bw_slice_make(out, o);
+    return true;
 }
+
+static struct bw_val map_bytes(struct bw_rules_ctx *cx, enum bw_rules_func fn, bw_slice s)
+{
+    bw_slice r;
+    return map_slice(cx, fn, s, &r) ? v_bytes(r) : unknown_val;
+}
+
+/* lower(), upper() or url_decode() of one value (n not lifted), written into
+ * *out member by member (a value built elsewhere and copied made the copy
+ * wait on store forwarding), without eval_call's generic argument handling:
+ * the same value eval_call computes. False when n is another call. */
+static inline bool map_call(struct bw_rules_ctx *cx, const struct bw__cnode *n, struct bw_val *out);
 
 /* A function of one value (the first argument, or one element of it when
  * lifted) and the other arguments, already evaluated. */
@@ -1095,6 +1114,8 @@ static inline const struct bw_val *ref(struct bw_rules_ctx *cx, const struct bw_
         return slot_ref(cx, n->u.header.slot);
     if (n->kind == BW__C_CALL && n->u.call.memo)
         return memo_ref(cx, n);
+    if (n->kind == BW__C_CALL && map_call(cx, n, tmp))
+        return tmp;
     *tmp = eval(cx, n);
     return tmp;
 }
@@ -1214,10 +1235,25 @@ static const struct bw_val *memo_ref(struct bw_rules_ctx *cx, const struct bw__c
 {
     struct bw__field_cache *c = &cx->memos[n->u.call.memo_slot];
     if (c->state == BW__CACHE_EMPTY) {
-        c->v = eval_call(cx, n);
+        if (!map_call(cx, n, &c->v))
+            c->v = eval_call(cx, n);
         c->state = BW__CACHE_DONE;
     }
     return &c->v;
+}
+
+static inline bool map_call(struct bw_rules_ctx *cx, const struct bw__cnode *n, struct bw_val *out)
+{
+    enum bw_rules_func fn = n->u.call.fn;
+    if (n->lifted || n->u.call.nargs != 1 ||
+        (fn != BW_RULES_FN_LOWER && fn != BW_RULES_FN_UPPER && fn != BW_RULES_FN_URL_DECODE))
+        return false;
+    struct bw_val tmp;
+    const struct bw_val *y = ref(cx, n->u.call.args[0], &tmp);
+    out->kind = BW_VAL_UNKNOWN;
+    if (y->kind == BW_VAL_BYTES && map_slice(cx, fn, y->u.bytes, &out->u.bytes))
+        out->kind = BW_VAL_BYTES;
+    return true;
 }
 
 static struct bw_val eval(struct bw_rules_ctx *cx, const struct bw__cnode *n)
