@@ -1500,7 +1500,20 @@ __attribute__((noinline)) static void scan_atoms(struct bw_rules_ctx *cx, uint32
         memset(out, 1 + BW_TRI_UNKNOWN, grp->npatterns);
         return;
     }
-    for (size_t id = 0; id < grp->npatterns; id++)
+    /* Eight patterns at a time: bit j of a byte of the bitset becomes byte
+     * j of a word, 1 (false) or 2 (true). */
+    size_t np = grp->npatterns, id = 0;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    for (; id + 8 <= np; id += 8) {
+        uint64_t b = (sc->bits[id / 64u] >> (id % 64u)) & 0xffu;
+        /* Byte j keeps bit j of b (at most 0x80: adding 0x7f carries into
+         * no other byte), then bit 7 of byte j says whether it was set. */
+        uint64_t spread = ((b * ONES) & 0x8040201008040201ull) + LOWS7;
+        uint64_t bytes = ONES + ((spread >> 7) & ONES);
+        memcpy(out + id, &bytes, 8); /* byte j, the (j+1)th in memory: pattern id + j */
+    }
+#endif
+    for (; id < np; id++)
         out[id] = (uint8_t)(1 + bw_regex_bit(sc->bits, id));
 }
 

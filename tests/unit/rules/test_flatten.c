@@ -424,6 +424,48 @@ TEST(many_atoms)
     prog_done(&g);
 }
 
+/* A scan group of more than eight patterns (its results are spread eight
+ * at a time): each pattern's atom against the tree, with matches at every
+ * position of the bitset's bytes. */
+TEST(many_patterns_one_scan)
+{
+    enum { N = 21 };
+    static char texts[N][80];
+    static const char *ptrs[N];
+    for (int i = 0; i < N; i++) {
+        if (i % 3)
+            snprintf(texts[i], sizeof texts[i], "http.request.uri.query contains \"k%02d\"", i);
+        else
+            snprintf(texts[i], sizeof texts[i], "http.request.uri.query matches r\"k%02d(&|$)\"",
+                     i);
+        ptrs[i] = texts[i];
+    }
+    static const char *const targets[] = {"/?k00&k07&k08&k15&k16&k20", "/?k01&k02&k03&k04",
+                                          "/?k05&k06&k09&k10&k11&k12&k13&k14&k17&k18&k19", "/?none",
+                                          "/"};
+    struct prog g;
+    CHECK(prog_build(&g, BW_RULES_PHASE_REQUEST, ptrs, N));
+    CHECK_INT_EQ(bw_rules_prog_scan_groups(g.p), 1);
+    for (int k = 0; k < 5; k++) {
+        struct req r;
+        req_init(&r, "GET", targets[k]);
+        compare_all(&g, ptrs, N, &r.v, k, false);
+        bw_arena ra;
+        bw_arena_init(&ra, 1024, 0);
+        struct bw_rules_ctx cx;
+        bw_rules_ctx_init(&cx, g.p, &r.v, &ra, &g.scratch);
+        for (int i = 0; i < N; i++) {
+            char key[8];
+            snprintf(key, sizeof key, "k%02d", i);
+            enum bw_tri want = strstr(targets[k], key) ? T : F;
+            if (bw_rules_eval(&cx, (size_t)i) != want)
+                T_FAILF("%s on %s: want %s", ptrs[i], targets[k], bw_tri_name(want));
+        }
+        bw_arena_reset(&ra);
+    }
+    prog_done(&g);
+}
+
 /* bw_rules_eval_first_true over the stretches between skipped expressions
  * (skip[i]: as a disabled or killed rule; NULL: none), called again after
  * each TRUE as a ruleset run does, against bw_rules_eval on each expression
@@ -529,6 +571,7 @@ int main(void)
     RUN(hand_checked_answers);
     RUN(deep_nesting);
     RUN(many_atoms);
+    RUN(many_patterns_one_scan);
     RUN(first_true_equals_one_by_one);
     return t_done();
 }
