@@ -1678,15 +1678,17 @@ size_t bw_rules_eval_first_true(struct bw_rules_ctx *cx, size_t from, size_t to)
      * expression that is not a single atom stays 0): the expression is TRUE
      * when the byte is 2 (true), or 1 (false) under a `not`. */
     uint32_t natoms = p->natoms;
+    const uint32_t *fast = p->fast;
     for (size_t i = from; i < to; i++) {
-        uint32_t s = single[i];
-        unsigned v = atoms[s >> 1];
-        if (v == 2u - (s & 1u))
+        uint32_t w = fast[i];
+        unsigned v = atoms[w >> 2];
+        if (v == (w & 3u))
             return i;
         if (__builtin_expect(v != 0, 1))
             continue;
         /* Not computed yet: what bw__rules_eval does once ready, without
          * its checks. */
+        uint32_t s = single[i];
         if (s >> 1 == natoms) {
             const struct bw__insn *in = &p->code[p->entry[i]];
             if ((in->op == BW__OP_FLAT ? run_flat(cx, in) : run_code(cx, p->entry[i])) ==

@@ -264,7 +264,11 @@ struct bw_rules_prog {
     const uint32_t *hby_len;                   /* name ids, by length bucket */
     /* The flattened logic layer (above). */
     const uint32_t *single; /* n: atom << 1 | negated; natoms << 1 when not one atom */
-    const uint32_t *entry;  /* n: the others start at code[entry[i]] */
+    /* n: atom << 2 | the byte that makes the expression TRUE (2, or 1 under
+     * a `not`); natoms << 2 | 3 when not one atom (its byte stays 0). What
+     * bw_rules_eval_first_true reads: one load and one compare a rule. */
+    const uint32_t *fast;
+    const uint32_t *entry; /* n: the others start at code[entry[i]] */
     const struct bw__insn *code;
     const struct bw__atom *atoms; /* natoms (+ 1 result byte per request, always 0) */
     uint32_t natoms;

@@ -554,6 +554,14 @@ bw_status bw__rules_flatten(bw_arena *a, struct bw_rules_prog *p, bw_error *err)
     }
     if (number_atoms(a, &f, p, single, err) != BW_OK)
         return BW_ERR;
+    uint32_t *fast = bw_arena_alloc(a, ne * sizeof *fast);
+    if (!fast)
+        return bw_error_set(err, "out of memory compiling rules");
+    for (size_t i = 0; i < p->n; i++) {
+        uint32_t at = single[i] >> 1;
+        fast[i] = at << 2 | (at == p->natoms ? 3u : 2u - (single[i] & 1u));
+    }
+    p->fast = fast;
     p->single = single;
     p->entry = entry;
     p->code = f.code;
