@@ -455,7 +455,7 @@ TEST(many_patterns_one_scan)
         struct bw_rules_ctx cx;
         bw_rules_ctx_init(&cx, g.p, &r.v, &ra, &g.scratch);
         for (int i = 0; i < N; i++) {
-            char key[8];
+            char key[16];
             snprintf(key, sizeof key, "k%02d", i);
             enum bw_tri want = strstr(targets[k], key) ? T : F;
             if (bw_rules_eval(&cx, (size_t)i) != want)
