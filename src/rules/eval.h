@@ -11,6 +11,8 @@
  *   struct bw_rules_ctx cx;
  *   bw_rules_ctx_init(&cx, p, &view, &req_arena, &scratch);
  *   if (bw_rules_eval(&cx, i) == BW_TRI_TRUE) fire(rule i);
+ *   // or, for a run of rules where only the first TRUE matters:
+ *   size_t hit = bw_rules_eval_first_true(&cx, from, to);  // to: none
  *   // at snapshot free: p = bw_rules_prog_free(p);
  *
  * Compiled form: one tree of compiled nodes per expression, allocated in the
