@@ -3,23 +3,29 @@
  *
  *   build/release/bench/eval_bench [RULES.yaml [CORPUS.txt [ITERATIONS]]]
  *
- * 1. Loads the expressions of bench/rules/bench100.yaml. Until the ruleset
- *    loader (src/config) is on main, this program pulls the `expression:`
- *    scalars out of the YAML with libyaml directly and parses each with
- *    bw_rules_parse; then bw_rules_compile compiles all of them into one
- *    program, as the rules module does.
+ * 1. Loads bench/rules/bench100.yaml with the ruleset loader
+ *    (bw_ruleset_parse) and builds a rulebook of it (bw_rulebook_build), as
+ *    the rules module does; for the first N rules, a rulebook of a copy of
+ *    the ruleset cut after rule N.
  * 2. Reads the recorded request corpus (bench/rules/corpus.txt, format at
  *    the top of that file) into request views.
  * 3. Checks that no rule is true for the benchmark request (GET /index.html,
  *    Host 127.0.0.1:PORT, no User-Agent or a browser one, from 127.0.0.1),
  *    so that in `make bench` every rule is evaluated on every request.
- * 4. Times ITERATIONS passes over the corpus (each request: one context,
- *    all rules evaluated in order, as a ruleset with no rule firing would;
- *    the per-request arena cleared between requests with bw_arena_clear, as
- *    src/modules/rules.c does), 5 repeats, and prints ns per request
- *    (median, min, max), and the same for the first 10, 25 and 50 rules.
+ * 4. Times ITERATIONS passes over the corpus, 5 repeats, and prints ns per
+ *    request (median, min, max) for the first 1, 10, 25, 50, 75 and 100
+ *    rules. Each request is what src/modules/rules.c does: one context,
+ *    bw_rulebook_run of the request phase (rules in order, stopping at the
+ *    first terminating action, with killswitch words and match counters),
+ *    then the per-request arena cleared with bw_arena_clear.
+ *    EVAL_BENCH_MODE=exprs times the previous measure instead: every
+ *    expression of the first N evaluated with bw_rules_eval, none stopping
+ *    the others (the figures of rounds before 2026-11-28).
  * 5. The 2019 WAF regex (the Cloudflare outage of 2019-07-02): whether it
  *    loads, and if it does, ns per KiB for 10, 100 and 1,000 KiB inputs.
+ *
+ * EVAL_BENCH_ONLY=N times the first N rules only and skips step 5 (for
+ * callgrind and perf). EVAL_BENCH_PER_RULE=1 adds each rule's marginal cost.
  *
  * Timing is this thread's CPU time (CLOCK_THREAD_CPUTIME_ID) around whole
  * passes, so time spent descheduled on a shared machine is not counted;
@@ -31,20 +37,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <yaml.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include "config/rulesets.h"
 #include "rules/eval.h"
+#include "rules/ruleset.h"
 
 #define REPEATS 5
-#define MAX_EXPRS 1024
 #define MAX_REQS 1024
 #define MAX_HDRS 64
-
-static const struct bw_rules_srcpos where0 = {
-    .file = BW_SLICE_LIT("bench100.yaml"), .line = 1, .col = 1, .cont_col = 1};
 
 static double now_ns(void)
 {
@@ -79,100 +82,46 @@ static char *read_file(const char *path, size_t *ret_len)
     return buf;
 }
 
-/* ---- the ruleset: `expression:` scalars (and the rule ids) ----------------- */
-
-struct rules {
-    char *ids[MAX_EXPRS];
-    char *texts[MAX_EXPRS];
-    size_t n;
-};
-
-/* Collects every `expression:` (and `id:` at the same level) scalar of a
- * mapping inside the `rules:` sequence. Enough for bench100.yaml; the real
- * loader checks everything else. */
-static int load_rules(const char *path, struct rules *r)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "eval_bench: %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    yaml_parser_t p;
-    yaml_parser_initialize(&p);
-    yaml_parser_set_input_file(&p, f);
-    int depth = 0, rc = 0;
-    bool key = true;
-    enum { NONE, ID, EXPR } want = NONE;
-    char *cur_id = NULL;
-    for (;;) {
-        yaml_event_t ev;
-        if (!yaml_parser_parse(&p, &ev)) {
-            fprintf(stderr, "eval_bench: %s:%zu: %s\n", path, p.problem_mark.line + 1,
-                    p.problem);
-            rc = -1;
-            break;
-        }
-        yaml_event_type_t t = ev.type;
-        if (t == YAML_MAPPING_START_EVENT) {
-            depth++;
-            key = true;
-        } else if (t == YAML_MAPPING_END_EVENT) {
-            depth--;
-            key = true;
-        } else if (t == YAML_SCALAR_EVENT) {
-            const char *s = (const char *)ev.data.scalar.value;
-            if (depth == 2 && key) {
-                want = strcmp(s, "expression") == 0 ? EXPR : strcmp(s, "id") == 0 ? ID : NONE;
-            } else if (depth == 2 && want == ID) {
-                free(cur_id);
-                cur_id = strdup(s);
-            } else if (depth == 2 && want == EXPR && r->n < MAX_EXPRS) {
-                r->ids[r->n] = strdup(cur_id ? cur_id : "?");
-                r->texts[r->n++] = strndup(s, ev.data.scalar.length);
-            }
-            if (depth == 2)
-                key = !key;
-        }
-        yaml_event_delete(&ev);
-        if (t == YAML_STREAM_END_EVENT)
-            break;
-    }
-    free(cur_id);
-    yaml_parser_delete(&p);
-    fclose(f);
-    return rc;
-}
+/* ---- the ruleset, as the rules module loads it ------------------------------ */
 
 struct prog {
     bw_arena snap;
     bw_regex_scratch scratch;
-    struct bw_rules_prog *p;
+    struct bw_ruleset set;
+    struct bw_rulebook *book;
+    struct bw_rules_prog *p; /* the book's request-phase program */
+    struct bw_killset kills;
+    _Atomic uint64_t *matches;
 };
 
-static int prog_build(struct prog *g, char *const *texts, size_t n, const char *const *ids)
+/* Parses text as a ruleset, keeps its first nrules rules (all when nrules
+ * is 0 or more than it has), builds a rulebook and reserves the scratch. */
+static int prog_build(struct prog *g, const char *path, const char *text, size_t len, size_t nrules)
 {
     bw_arena_init(&g->snap, 64 * 1024, 0);
     bw_regex_scratch_init(&g->scratch);
+    g->book = NULL;
     g->p = NULL;
-    const struct bw_rules_expr **exprs = calloc(n ? n : 1, sizeof *exprs);
-    for (size_t i = 0; i < n; i++) {
-        struct bw_rules_expr *e;
-        struct bw_rules_diag d;
-        if (bw_rules_parse(&g->snap, bw_slice_make(texts[i], strlen(texts[i])),
-                           BW_RULES_PHASE_REQUEST, &where0, &e, &d) != BW_OK) {
-            fprintf(stderr, "eval_bench: rule %s: %s", ids ? ids[i] : "?", d.text);
-            free(exprs);
-            return -1;
-        }
-        exprs[i] = e;
-    }
-    bw_error err;
-    if (bw_rules_compile(&g->snap, exprs, n, &g->p, &err) != BW_OK) {
-        fprintf(stderr, "eval_bench: compile: %s\n", err.msg);
-        free(exprs);
+    static struct bw_config_diags diags;
+    memset(&diags, 0, sizeof diags);
+    if (bw_ruleset_parse(&g->snap, path, text, len, &g->set, &diags) != BW_OK) {
+        bw_config_diags_print(&diags, stderr);
         return -1;
     }
-    free(exprs);
+    if (nrules && nrules < g->set.nrules)
+        g->set.nrules = nrules;
+    g->set.ntests = 0; /* the embedded tests are the loader's business, not timed */
+    bw_error err;
+    if (bw_rulebook_build(&g->snap, &g->set, 1, NULL, 0, &g->book, &err) != BW_OK) {
+        fprintf(stderr, "eval_bench: %s: %s\n", path, err.msg);
+        return -1;
+    }
+    g->p = g->book->prog[BW_RULES_PHASE_REQUEST];
+    g->matches = bw_arena_alloc(&g->snap, (g->book->nrules + 1) * sizeof *g->matches);
+    if (!g->p || !g->matches || bw_killset_alloc(&g->snap, g->book, &g->kills) != BW_OK) {
+        fprintf(stderr, "eval_bench: %s: no request-phase program\n", path);
+        return -1;
+    }
     if (bw_rules_prog_reserve(g->p, &g->scratch, &err) != BW_OK) {
         fprintf(stderr, "eval_bench: scratch: %s\n", err.msg);
         return -1;
@@ -182,9 +131,17 @@ static int prog_build(struct prog *g, char *const *texts, size_t n, const char *
 
 static void prog_done(struct prog *g)
 {
-    g->p = bw_rules_prog_free(g->p);
+    g->book = bw_rulebook_free(g->book);
+    g->p = NULL;
     bw_regex_scratch_done(&g->scratch);
     bw_arena_reset(&g->snap);
+}
+
+static const char *rule_id(const struct prog *g, size_t i, char *buf, size_t cap)
+{
+    bw_slice id = g->set.rules[i].id;
+    snprintf(buf, cap, "%.*s", (int)id.len, id.ptr);
+    return buf;
 }
 
 /* ---- the corpus ------------------------------------------------------------ */
@@ -271,7 +228,8 @@ static size_t load_corpus(char *buf, size_t len, struct req *reqs, size_t max)
                 fprintf(stderr, "eval_bench: corpus line %d: bad header\n", line_no);
             } else {
                 bw_slice name = bw_slice_make(p, (size_t)(colon - p));
-                bw_slice value = bw_slice_trim_ows(bw_slice_make(colon + 1, (size_t)(le - colon - 1)));
+                bw_slice value =
+                    bw_slice_trim_ows(bw_slice_make(colon + 1, (size_t)(le - colon - 1)));
                 cur->h[cur->v.headers.n++] = (struct bw_rv_header){name, value};
                 if (bw_slice_eq_nocase(name, BW_SLICE_LIT("host")))
                     cur->v.host = (struct bw_rv_opt_bytes){.known = true, .value = value};
@@ -285,59 +243,82 @@ static size_t load_corpus(char *buf, size_t len, struct req *reqs, size_t max)
 /* ---- timing ----------------------------------------------------------------- */
 
 static volatile unsigned sink;
+static bool exprs_mode; /* EVAL_BENCH_MODE=exprs */
 
-/* One pass: every request of the corpus, rules [0, nrules) each. Returns
- * the number of TRUE results (so nothing is optimised away). */
-static unsigned pass_from(const struct prog *g, const struct req *reqs, size_t nreq,
-                          size_t first, size_t nrules, bw_arena *ra)
+/* One request as src/modules/rules.c runs it: a context, the request
+ * phase's rulesets, the arena cleared. Returns 1 when a rule ended the
+ * phase. */
+static unsigned run_book(struct prog *g, const struct req *r, bw_arena *ra)
+{
+    struct bw_rules_ctx cx;
+    bw_rules_ctx_init(&cx, g->p, &r->v, ra, &g->scratch);
+    struct bw_rules_env env = {.kills = g->kills, .match_counts = g->matches, .tracing = false};
+    struct bw_rules_request st;
+    bw_rules_request_init(&st);
+    struct bw_rules_verdict verdict;
+    bw_rulebook_run(g->book, BW_RULES_PHASE_REQUEST, &cx, &env, &st, &verdict);
+    bw_arena_clear(ra);
+    return verdict.kind != BW_VERDICT_CONTINUE;
+}
+
+/* One request the way of rounds before: expressions [0, nrules), each
+ * evaluated, none stopping the others. Returns the number of TRUE. */
+static unsigned run_exprs(struct prog *g, const struct req *r, size_t nrules, bw_arena *ra)
 {
     unsigned fired = 0;
-    for (size_t r = 0; r < nreq; r++) {
-        struct bw_rules_ctx cx;
-        bw_rules_ctx_init(&cx, g->p, &reqs[r].v, ra, (bw_regex_scratch *)&g->scratch);
-        for (size_t i = first; i < first + nrules; i++)
-            fired += bw_rules_eval(&cx, i) == BW_TRI_TRUE;
-        bw_arena_clear(ra); /* as the rules module does per request: no malloc */
-    }
+    struct bw_rules_ctx cx;
+    bw_rules_ctx_init(&cx, g->p, &r->v, ra, &g->scratch);
+    for (size_t i = 0; i < nrules; i++)
+        fired += bw_rules_eval(&cx, i) == BW_TRI_TRUE;
+    bw_arena_clear(ra); /* as the rules module does per request: no malloc */
     return fired;
 }
 
-static unsigned pass(const struct prog *g, const struct req *reqs, size_t nreq, size_t nrules,
-                     bw_arena *ra)
+/* One pass over the corpus. g holds the rulebook of the first nrules rules
+ * (rulebook mode) or of all of them (exprs mode). */
+__attribute__((noinline)) static unsigned pass(struct prog *g, const struct req *reqs, size_t nreq,
+                                               size_t nrules, bw_arena *ra)
 {
-    return pass_from(g, reqs, nreq, 0, nrules, ra);
+    unsigned fired = 0;
+    for (size_t r = 0; r < nreq; r++)
+        fired += exprs_mode ? run_exprs(g, &reqs[r], nrules, ra) : run_book(g, &reqs[r], ra);
+    return fired;
 }
 
 /* EVAL_BENCH_PER_RULE=1: the marginal cost of each rule, evaluated after
  * the ones before it in the same context (rules 0..i minus rules 0..i-1):
- * where the time goes. Noisy; a diagnostic, not a figure. */
-static void per_rule(const struct prog *g, const struct rules *rules, const struct req *reqs,
-                     size_t nreq, unsigned iters)
+ * where the time goes. Noisy; a diagnostic, not a figure. Expressions, as
+ * in exprs mode. */
+static void per_rule(struct prog *g, const struct req *reqs, size_t nreq, unsigned iters)
 {
     bw_arena ra;
     bw_arena_init(&ra, 4096, 64 * 1024);
     double base = 0, prev = 0;
-    for (size_t i = 0; i <= rules->n; i++) {
+    size_t n = bw_rules_prog_count(g->p);
+    for (size_t i = 0; i <= n; i++) {
         double t[REPEATS];
         for (int k = 0; k < REPEATS; k++) {
             double t0 = now_ns();
             for (unsigned it = 0; it < iters; it++)
-                sink += pass_from(g, reqs, nreq, 0, i, &ra);
+                for (size_t r = 0; r < nreq; r++)
+                    sink += run_exprs(g, &reqs[r], i, &ra);
             t[k] = (now_ns() - t0) / ((double)iters * (double)nreq);
         }
         qsort(t, REPEATS, sizeof t[0], cmp_double);
+        char id[160];
         if (i == 0) {
             base = t[REPEATS / 2];
             printf("per rule: empty context %.0f ns\n", base);
         } else {
-            printf("  %6.0f ns  %s\n", t[REPEATS / 2] - prev, rules->ids[i - 1]);
+            printf("  %6.0f ns  %s\n", t[REPEATS / 2] - prev, rule_id(g, i - 1, id, sizeof id));
         }
         prev = t[REPEATS / 2];
     }
+    bw_arena_reset(&ra);
 }
 
 /* ns per request over `iters` passes, REPEATS times: median, min, max. */
-static void time_rules(const struct prog *g, const struct req *reqs, size_t nreq, size_t nrules,
+static void time_rules(struct prog *g, const struct req *reqs, size_t nreq, size_t nrules,
                        unsigned iters, double ret[3])
 {
     bw_arena ra;
@@ -409,8 +390,8 @@ static void bench_waf2019(void)
                 t[k] = (now_ns() - t0) / iters;
             }
             qsort(t, REPEATS, sizeof t[0], cmp_double);
-            printf("  %4zu KiB %-10s %14.0f %14.1f %8s\n", kib[j],
-                   kind ? "'1x..x='" : "'1x..x'", t[REPEATS / 2], t[REPEATS / 2] / (double)kib[j],
+            printf("  %4zu KiB %-10s %14.0f %14.1f %8s\n", kib[j], kind ? "'1x..x='" : "'1x..x'",
+                   t[REPEATS / 2], t[REPEATS / 2] / (double)kib[j],
                    bw_regex_bit(bits, 0) ? "yes" : "no");
             free(in);
         }
@@ -427,13 +408,17 @@ int main(int argc, char **argv)
     unsigned iters = argc > 3 ? (unsigned)strtoul(argv[3], NULL, 10) : 2000;
     if (iters == 0)
         iters = 1;
+    const char *mode = getenv("EVAL_BENCH_MODE");
+    exprs_mode = mode && strcmp(mode, "exprs") == 0;
 
-    static struct rules rules;
-    if (load_rules(rules_path, &rules) != 0)
+    size_t rlen;
+    char *rtext = read_file(rules_path, &rlen);
+    if (!rtext)
         return 1;
-    struct prog g;
-    if (prog_build(&g, rules.texts, rules.n, (const char *const *)rules.ids) != 0)
+    static struct prog g;
+    if (prog_build(&g, rules_path, rtext, rlen, 0) != 0)
         return 1;
+    size_t nrules = g.set.nrules;
 
     size_t clen;
     char *cbuf = read_file(corpus_path, &clen);
@@ -460,21 +445,23 @@ int main(int argc, char **argv)
             b.v.method = BW_SLICE_LIT("GET");
             set_target(&b.v, targets[t], strlen(targets[t]));
             b.v.headers.items = b.h;
-            b.h[b.v.headers.n++] = (struct bw_rv_header){BW_SLICE_LIT("Host"),
-                                                         BW_SLICE_LIT("127.0.0.1:8080")};
-            b.v.host = (struct bw_rv_opt_bytes){.known = true, .value = BW_SLICE_LIT("127.0.0.1:8080")};
+            b.h[b.v.headers.n++] =
+                (struct bw_rv_header){BW_SLICE_LIT("Host"), BW_SLICE_LIT("127.0.0.1:8080")};
+            b.v.host =
+                (struct bw_rv_opt_bytes){.known = true, .value = BW_SLICE_LIT("127.0.0.1:8080")};
             if (uas[u])
-                b.h[b.v.headers.n++] = (struct bw_rv_header){
-                    BW_SLICE_LIT("User-Agent"), bw_slice_make(uas[u], strlen(uas[u]))};
+                b.h[b.v.headers.n++] = (struct bw_rv_header){BW_SLICE_LIT("User-Agent"),
+                                                             bw_slice_make(uas[u], strlen(uas[u]))};
             (void)set_src(&b.v, "127.0.0.1");
             bw_arena ra;
             bw_arena_init(&ra, 4096, 0);
             struct bw_rules_ctx cx;
             bw_rules_ctx_init(&cx, g.p, &b.v, &ra, &g.scratch);
-            for (size_t i = 0; i < rules.n; i++)
+            for (size_t i = 0; i < nrules; i++)
                 if (bw_rules_eval(&cx, i) == BW_TRI_TRUE) {
+                    char id[160];
                     fprintf(stderr, "eval_bench: rule %s fires on the benchmark request\n",
-                            rules.ids[i]);
+                            rule_id(&g, i, id, sizeof id));
                     bad = 1;
                 }
             bw_arena_reset(&ra);
@@ -488,42 +475,56 @@ int main(int argc, char **argv)
         bw_arena_init(&ra, 4096, 0);
         size_t fired_reqs = 0, fired = 0;
         for (size_t r = 0; r < nreq; r++) {
-            struct bw_rules_ctx cx;
-            bw_rules_ctx_init(&cx, g.p, &reqs[r].v, &ra, &g.scratch);
-            size_t k = 0;
-            for (size_t i = 0; i < rules.n; i++)
-                k += bw_rules_eval(&cx, i) == BW_TRI_TRUE;
+            unsigned k = run_exprs(&g, &reqs[r], nrules, &ra);
             fired += k;
             fired_reqs += k > 0;
-            bw_arena_reset(&ra);
         }
-        printf("rules: %zu from %s (%zu regex scan groups)\n", rules.n, rules_path,
+        bw_arena_reset(&ra);
+        printf("rules: %zu from %s (%zu regex scan groups)\n", nrules, rules_path,
                bw_rules_prog_scan_groups(g.p));
         printf("corpus: %zu requests from %s; %zu of them fire some rule (%zu firings)\n", nreq,
                corpus_path, fired_reqs, fired);
+        printf("mode: %s\n", exprs_mode ? "exprs (every expression, bw_rules_eval each)"
+                                        : "rulebook (bw_rulebook_run, as the rules module)");
         printf("iterations: %u passes over the corpus, %d repeats (median, min, max)\n\n", iters,
                REPEATS);
     }
 
     printf("%-7s %12s %12s %12s %14s\n", "rules", "ns/req med", "min", "max", "ns/rule (med)");
-    static const size_t counts[] = {1, 10, 25, 50, 75, 100};
-    for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
-        size_t k = counts[c] < rules.n ? counts[c] : rules.n;
+    static const size_t counts_all[] = {1, 10, 25, 50, 75, 100};
+    const size_t *counts = counts_all;
+    size_t ncounts = sizeof counts_all / sizeof counts_all[0];
+    /* EVAL_BENCH_ONLY=N: time the first N rules only (for callgrind and
+     * perf, which then see one configuration). */
+    size_t only = 0;
+    if (getenv("EVAL_BENCH_ONLY")) {
+        only = (size_t)strtoul(getenv("EVAL_BENCH_ONLY"), NULL, 10);
+        counts = &only;
+        ncounts = 1;
+    }
+    for (size_t c = 0; c < ncounts; c++) {
+        size_t k = counts[c] < nrules ? counts[c] : nrules;
         double r[3];
-        time_rules(&g, reqs, nreq, k, iters, r);
+        if (exprs_mode || k == nrules) {
+            time_rules(&g, reqs, nreq, k, iters, r);
+        } else {
+            static struct prog gk;
+            if (prog_build(&gk, rules_path, rtext, rlen, k) != 0)
+                return 1;
+            time_rules(&gk, reqs, nreq, k, iters, r);
+            prog_done(&gk);
+        }
         printf("%-7zu %12.0f %12.0f %12.0f %14.1f\n", k, r[0], r[1], r[2], r[0] / (double)k);
-        if (k == rules.n)
+        if (k == nrules)
             break;
     }
 
     if (getenv("EVAL_BENCH_PER_RULE"))
-        per_rule(&g, &rules, reqs, nreq, iters / 10 + 1);
-    bench_waf2019();
+        per_rule(&g, reqs, nreq, iters / 10 + 1);
+    if (!getenv("EVAL_BENCH_ONLY"))
+        bench_waf2019();
     prog_done(&g);
-    for (size_t i = 0; i < rules.n; i++) {
-        free(rules.ids[i]);
-        free(rules.texts[i]);
-    }
+    free(rtext);
     free(cbuf);
     return 0;
 }

@@ -205,12 +205,10 @@ static bool map_of(const struct bw_rules_ctx *cx, enum bw_rules_field map,
 
 /* Indexes the request's headers by the program's header names, once per
  * context, in one pass: each header is compared with the names of its
- * length only. False when the index could not be allocated (the callers
- * then scan the headers instead: presence never depends on the arena). */
-static bool hindex(struct bw_rules_ctx *cx)
+ * length only. False when the index could not be
+ * allocated (the callers then scan the headers instead: presence never depends on the arena). */
+__attribute__((noinline)) static bool hindex_build(struct bw_rules_ctx *cx)
 {
-    if (cx->hidx_done)
-        return true;
     const struct bw_rules_prog *p = cx->prog;
     struct bw__hidx *ix = bw_arena_alloc(cx->arena, p->nhnames * sizeof *ix); /* zeroed */
     if (!ix)
@@ -233,10 +231,15 @@ static bool hindex(struct bw_rules_ctx *cx)
     return true;
 }
 
+static inline bool hindex(struct bw_rules_ctx *cx)
+{
+    return __builtin_expect(cx->hidx_done, 1) || hindex_build(cx);
+}
+
 /* How many request headers are called name (id in prog->hnames), and the
  * index of the first; through the index, or a scan when it could not be
  * allocated. */
-static size_t header_find(struct bw_rules_ctx *cx, uint32_t id, bw_slice name, size_t *first)
+static inline size_t header_find(struct bw_rules_ctx *cx, uint32_t id, bw_slice name, size_t *first)
 {
     if (hindex(cx)) {
         *first = cx->hidx[id].first;
@@ -251,24 +254,27 @@ static size_t header_find(struct bw_rules_ctx *cx, uint32_t id, bw_slice name, s
     return k;
 }
 
-/* Every value of request header name (id in prog->hnames), joined by sep;
- * unknown when there is none. */
-static struct bw_val header_join(struct bw_rules_ctx *cx, uint32_t id, bw_slice sep)
+/* Every value of request header name (id in prog->hnames), joined by sep,
+ * into *out; false when there is none (or no arena for the joined copy):
+ * the field is then unknown. */
+static bool header_join(struct bw_rules_ctx *cx, uint32_t id, bw_slice sep, bw_slice *out)
 {
     const struct bw_rv_headers *h = &cx->view->headers;
     bw_slice name = cx->prog->hnames[id];
     size_t first, k = header_find(cx, id, name, &first);
     if (k == 0)
-        return unknown_val;
-    if (k == 1)
-        return v_bytes(h->items[first].value);
+        return false;
+    if (k == 1) {
+        *out = h->items[first].value;
+        return true;
+    }
     size_t total = 0;
     for (size_t i = first; i < h->n; i++)
         if (eq_nocase_lowered(h->items[i].name, name))
             total += h->items[i].value.len + (i > first ? sep.len : 0);
     char *buf = ralloc(cx, total);
     if (!buf)
-        return unknown_val;
+        return false;
     size_t o = 0;
     for (size_t i = first; i < h->n; i++)
         if (eq_nocase_lowered(h->items[i].name, name)) {
@@ -279,7 +285,8 @@ static struct bw_val header_join(struct bw_rules_ctx *cx, uint32_t id, bw_slice 
             memcpy(buf + o, h->items[i].value.ptr, h->items[i].value.len);
             o += h->items[i].value.len;
         }
-    return v_bytes(bw_slice_make(buf, o));
+    *out = bw_slice_make(buf, o);
+    return true;
 }
 
 /* How many headers of slot s's map are called its name (first: the index of
@@ -325,32 +332,34 @@ static struct bw_val header_array(struct bw_rules_ctx *cx, const struct bw__slot
 
 /* ---- fields ---------------------------------------------------------------- */
 
-static struct bw_val ip_of_sockaddr(const struct bw_rv_opt_addr *a)
+/* The address as a value, into *v (its kind written last: UNKNOWN when the
+ * address is unknown or of another family). */
+static void ip_of_sockaddr(const struct bw_rv_opt_addr *a, struct bw_val *v)
 {
+    v->kind = BW_VAL_UNKNOWN;
     if (!a->known)
-        return unknown_val;
-    struct bw_val v = {.kind = BW_VAL_IP};
-    memset(&v.u.ip, 0, sizeof v.u.ip);
+        return;
+    memset(&v->u.ip, 0, sizeof v->u.ip);
     if (a->addr.ss_family == AF_INET) {
         const struct sockaddr_in *s4 = (const struct sockaddr_in *)&a->addr;
-        v.u.ip.family = BW_RULES_IPV4;
-        memcpy(v.u.ip.addr, &s4->sin_addr, 4);
-        return v;
+        v->u.ip.family = BW_RULES_IPV4;
+        memcpy(v->u.ip.addr, &s4->sin_addr, 4);
+        v->kind = BW_VAL_IP;
+        return;
     }
     if (a->addr.ss_family == AF_INET6) {
         const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&a->addr;
         const uint8_t *b = s6->sin6_addr.s6_addr;
         static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
         if (memcmp(b, mapped, sizeof mapped) == 0) {
-            v.u.ip.family = BW_RULES_IPV4; /* ::ffff:a.b.c.d is a.b.c.d, as literals are */
-            memcpy(v.u.ip.addr, b + 12, 4);
+            v->u.ip.family = BW_RULES_IPV4; /* ::ffff:a.b.c.d is a.b.c.d, as literals are */
+            memcpy(v->u.ip.addr, b + 12, 4);
         } else {
-            v.u.ip.family = BW_RULES_IPV6;
-            memcpy(v.u.ip.addr, b, 16);
+            v->u.ip.family = BW_RULES_IPV6;
+            memcpy(v->u.ip.addr, b, 16);
         }
-        return v;
+        v->kind = BW_VAL_IP;
     }
-    return unknown_val;
 }
 
 /* Whether bw_uri_normalize_path would return path unchanged: it starts with
@@ -371,59 +380,100 @@ static bool path_is_normal(bw_slice path)
     return true;
 }
 
-static struct bw_val extract(struct bw_rules_ctx *cx, enum bw_rules_field f)
+/* Values are written member by member into their cache entry: building a
+ * bw_val and copying it made the copy's wide loads wait for the narrow
+ * stores that built it (store forwarding), about 6 % of the time of a
+ * 100-rule evaluation. */
+static inline void put_bytes(struct bw_val *v, bw_slice s)
+{
+    v->kind = BW_VAL_BYTES;
+    v->u.bytes = s;
+}
+
+static inline void put_joined(struct bw_rules_ctx *cx, uint32_t id, bw_slice sep, struct bw_val *v)
+{
+    if (header_join(cx, id, sep, &v->u.bytes))
+        v->kind = BW_VAL_BYTES;
+    else
+        v->kind = BW_VAL_UNKNOWN;
+}
+
+static void extract(struct bw_rules_ctx *cx, enum bw_rules_field f, struct bw_val *v)
 {
     const struct bw_request_view *rv = cx->view;
+    v->kind = BW_VAL_UNKNOWN;
     switch (f) {
     case BW_RULES_F_HTTP_REQUEST_METHOD:
-        return v_bytes(rv->method);
+        put_bytes(v, rv->method);
+        return;
     case BW_RULES_F_HTTP_HOST:
-        return rv->host.known ? v_bytes(rv->host.value) : unknown_val;
+        if (rv->host.known)
+            put_bytes(v, rv->host.value);
+        return;
     case BW_RULES_F_HTTP_REQUEST_URI:
-        return v_bytes(rv->uri);
+        put_bytes(v, rv->uri);
+        return;
     case BW_RULES_F_HTTP_REQUEST_URI_PATH: {
-        if (path_is_normal(rv->raw_path))
-            return v_bytes(rv->raw_path);
+        if (path_is_normal(rv->raw_path)) {
+            put_bytes(v, rv->raw_path);
+            return;
+        }
         char *buf = ralloc(cx, rv->raw_path.len + 1);
-        if (!buf)
-            return unknown_val;
-        return v_bytes(bw_uri_normalize_path(rv->raw_path, buf, rv->raw_path.len + 1));
+        if (buf)
+            put_bytes(v, bw_uri_normalize_path(rv->raw_path, buf, rv->raw_path.len + 1));
+        return;
     }
     case BW_RULES_F_RAW_HTTP_REQUEST_URI_PATH:
-        return v_bytes(rv->raw_path);
+        put_bytes(v, rv->raw_path);
+        return;
     case BW_RULES_F_HTTP_REQUEST_URI_QUERY:
-        return v_bytes(rv->query);
+        put_bytes(v, rv->query);
+        return;
     case BW_RULES_F_HTTP_USER_AGENT:
-        return header_join(cx, BW__H_USER_AGENT, BW_SLICE_LIT(", "));
+        put_joined(cx, BW__H_USER_AGENT, BW_SLICE_LIT(", "), v);
+        return;
     case BW_RULES_F_HTTP_REFERER:
-        return header_join(cx, BW__H_REFERER, BW_SLICE_LIT(", "));
+        put_joined(cx, BW__H_REFERER, BW_SLICE_LIT(", "), v);
+        return;
     case BW_RULES_F_HTTP_COOKIE:
-        return header_join(cx, BW__H_COOKIE, BW_SLICE_LIT("; "));
+        put_joined(cx, BW__H_COOKIE, BW_SLICE_LIT("; "), v);
+        return;
     case BW_RULES_F_HTTP_X_FORWARDED_FOR:
-        return header_join(cx, BW__H_X_FORWARDED_FOR, BW_SLICE_LIT(", "));
+        put_joined(cx, BW__H_X_FORWARDED_FOR, BW_SLICE_LIT(", "), v);
+        return;
     case BW_RULES_F_IP_SRC:
-        return ip_of_sockaddr(&rv->src);
+        ip_of_sockaddr(&rv->src, v);
+        return;
     case BW_RULES_F_SSL:
-        return v_bool(rv->ssl);
+        v->kind = BW_VAL_BOOL;
+        v->u.boolean = rv->ssl;
+        return;
     case BW_RULES_F_BOT_SCORE:
-        return rv->bot_score.known ? v_int(rv->bot_score.value) : unknown_val;
+        if (rv->bot_score.known) {
+            v->kind = BW_VAL_INT;
+            v->u.integer = rv->bot_score.value;
+        }
+        return;
     case BW_RULES_F_HTTP_RESPONSE_CODE:
-        return rv->has_response ? v_int(rv->response_code) : unknown_val;
+        if (rv->has_response) {
+            v->kind = BW_VAL_INT;
+            v->u.integer = rv->response_code;
+        }
+        return;
     case BW_RULES_F_HTTP_REQUEST_HEADERS:
     case BW_RULES_F_HTTP_RESPONSE_HEADERS:
         /* A whole map is only ever an argument of has() or of ["..."]. */
-        return unknown_val;
+        return;
     case BW_RULES_F__COUNT:
         break;
     }
-    return unknown_val;
 }
 
 __attribute__((noinline)) static const struct bw_val *field_fill(struct bw_rules_ctx *cx,
                                                                  enum bw_rules_field f)
 {
     cx->stats.extractions++;
-    cx->field_vals[f] = extract(cx, f);
+    extract(cx, f, &cx->field_vals[f]);
     cx->fields_done |= (uint32_t)1 << f;
     return &cx->field_vals[f];
 }
@@ -472,8 +522,11 @@ static bool field_present(struct bw_rules_ctx *cx, enum bw_rules_field f)
         return header_present(cx, BW__H_COOKIE);
     case BW_RULES_F_HTTP_X_FORWARDED_FOR:
         return header_present(cx, BW__H_X_FORWARDED_FOR);
-    case BW_RULES_F_IP_SRC:
-        return ip_of_sockaddr(&rv->src).kind == BW_VAL_IP;
+    case BW_RULES_F_IP_SRC: {
+        struct bw_val ip;
+        ip_of_sockaddr(&rv->src, &ip);
+        return ip.kind == BW_VAL_IP;
+    }
     case BW_RULES_F_BOT_SCORE:
         return rv->bot_score.known;
     case BW_RULES_F_HTTP_RESPONSE_CODE:
@@ -715,16 +768,22 @@ static size_t map_first_change(enum bw_rules_func fn, bw_slice s)
     return i;
 }
 
-static struct bw_val map_bytes(struct bw_rules_ctx *cx, enum bw_rules_func fn, bw_slice s)
+/* fn (lower, upper, url_decode) of s into *ret; false when the arena
+ * refuses the copy (the value is then unknown). */
+static bool map_slice(struct bw_rules_ctx *cx, enum bw_rules_func fn, bw_slice s, bw_slice *ret)
 {
-    if (s.len == 0)
-        return v_bytes(BW_SLICE_EMPTY);
+    if (s.len == 0) {
+        *ret = BW_SLICE_EMPTY;
+        return true;
+    }
     size_t first = map_first_change(fn, s);
-    if (first == s.len)
-        return v_bytes(s);
+    if (first == s.len) {
+        *ret = s;
+        return true;
+    }
     char *out = ralloc(cx, s.len);
     if (!out)
-        return unknown_val;
+        return false;
     memcpy(out, s.ptr, first);
     const unsigned char *in = (const unsigned char *)s.ptr;
     size_t o = first;
@@ -763,8 +822,21 @@ static struct bw_val map_bytes(struct bw_rules_ctx *cx, enum bw_rules_func fn, b
             }
         }
     }
-    return v_bytes(bw_slice_make(out, o));
+    *ret = bw_slice_make(out, o);
+    return true;
 }
+
+static struct bw_val map_bytes(struct bw_rules_ctx *cx, enum bw_rules_func fn, bw_slice s)
+{
+    bw_slice r;
+    return map_slice(cx, fn, s, &r) ? v_bytes(r) : unknown_val;
+}
+
+/* lower(), upper() or url_decode() of one value (n not lifted), written into
+ * *out member by member (a value built elsewhere and copied made the copy
+ * wait on store forwarding), without eval_call's generic argument handling:
+ * the same value eval_call computes. False when n is another call. */
+static inline bool map_call(struct bw_rules_ctx *cx, const struct bw__cnode *n, struct bw_val *out);
 
 /* A function of one value (the first argument, or one element of it when
  * lifted) and the other arguments, already evaluated. */
@@ -1042,6 +1114,8 @@ static inline const struct bw_val *ref(struct bw_rules_ctx *cx, const struct bw_
         return slot_ref(cx, n->u.header.slot);
     if (n->kind == BW__C_CALL && n->u.call.memo)
         return memo_ref(cx, n);
+    if (n->kind == BW__C_CALL && map_call(cx, n, tmp))
+        return tmp;
     *tmp = eval(cx, n);
     return tmp;
 }
@@ -1161,10 +1235,25 @@ static const struct bw_val *memo_ref(struct bw_rules_ctx *cx, const struct bw__c
 {
     struct bw__field_cache *c = &cx->memos[n->u.call.memo_slot];
     if (c->state == BW__CACHE_EMPTY) {
-        c->v = eval_call(cx, n);
+        if (!map_call(cx, n, &c->v))
+            c->v = eval_call(cx, n);
         c->state = BW__CACHE_DONE;
     }
     return &c->v;
+}
+
+static inline bool map_call(struct bw_rules_ctx *cx, const struct bw__cnode *n, struct bw_val *out)
+{
+    enum bw_rules_func fn = n->u.call.fn;
+    if (n->lifted || n->u.call.nargs != 1 ||
+        (fn != BW_RULES_FN_LOWER && fn != BW_RULES_FN_UPPER && fn != BW_RULES_FN_URL_DECODE))
+        return false;
+    struct bw_val tmp;
+    const struct bw_val *y = ref(cx, n->u.call.args[0], &tmp);
+    out->kind = BW_VAL_UNKNOWN;
+    if (y->kind == BW_VAL_BYTES && map_slice(cx, fn, y->u.bytes, &out->u.bytes))
+        out->kind = BW_VAL_BYTES;
+    return true;
 }
 
 static struct bw_val eval(struct bw_rules_ctx *cx, const struct bw__cnode *n)
@@ -1326,7 +1415,7 @@ static const struct bw_val *group_lhs(struct bw_rules_ctx *cx, const struct bw__
 /* Literal group g: its left side once, then each of its tests, into their
  * atoms. The tests allocate nothing and have no other effect, so running
  * those of rules that are never evaluated changes nothing but time. */
-static void lit_group(struct bw_rules_ctx *cx, uint32_t g)
+__attribute__((noinline)) static void lit_group(struct bw_rules_ctx *cx, uint32_t g)
 {
     const struct bw__lit_group *lg = &cx->prog->lit_groups[g];
     const struct bw__lit *lit = &cx->prog->lits[lg->first];
@@ -1400,7 +1489,7 @@ static enum bw_tri headers_atom(struct bw_rules_ctx *cx, const struct bw__atom *
 
 /* Scan group g (scanned now unless it was already), into the atoms of all
  * its patterns. */
-static void scan_atoms(struct bw_rules_ctx *cx, uint32_t g)
+__attribute__((noinline)) static void scan_atoms(struct bw_rules_ctx *cx, uint32_t g)
 {
     const struct bw__group *grp = &cx->prog->groups[g];
     uint8_t *out = &cx->atoms[cx->prog->scan_atoms[g]];
@@ -1411,7 +1500,20 @@ static void scan_atoms(struct bw_rules_ctx *cx, uint32_t g)
         memset(out, 1 + BW_TRI_UNKNOWN, grp->npatterns);
         return;
     }
-    for (size_t id = 0; id < grp->npatterns; id++)
+    /* Eight patterns at a time: bit j of a byte of the bitset becomes byte
+     * j of a word, 1 (false) or 2 (true). */
+    size_t np = grp->npatterns, id = 0;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    for (; id + 8 <= np; id += 8) {
+        uint64_t b = (sc->bits[id / 64u] >> (id % 64u)) & 0xffu;
+        /* Byte j keeps bit j of b (at most 0x80: adding 0x7f carries into
+         * no other byte), then bit 7 of byte j says whether it was set. */
+        uint64_t spread = ((b * ONES) & 0x8040201008040201ull) + LOWS7;
+        uint64_t bytes = ONES + ((spread >> 7) & ONES);
+        memcpy(out + id, &bytes, 8); /* byte j, the (j+1)th in memory: pattern id + j */
+    }
+#endif
+    for (; id < np; id++)
         out[id] = (uint8_t)(1 + bw_regex_bit(sc->bits, id));
 }
 
@@ -1491,6 +1593,23 @@ static inline enum bw_tri combine(enum bw_rules_logic_op op, enum bw_tri a, enum
 _Static_assert(BW_TRI_FALSE == 0 && BW_TRI_TRUE == 1 && BW_TRI_UNKNOWN == 2,
                "bw_rules_eval (eval.h) negates with bit operations");
 
+/* A FLAT instruction (eval_internal.h): and / or of the atoms that follow
+ * it, stopping at the first operand that decides, as run_code would. */
+static inline enum bw_tri run_flat(struct bw_rules_ctx *cx, const struct bw__insn *h)
+{
+    bool is_and = h->logic == BW_RULES_AND;
+    enum bw_tri acc = is_and ? BW_TRI_TRUE : BW_TRI_FALSE;
+    for (uint32_t k = 1; k <= h->a; k++) {
+        const struct bw__insn *in = &h[k];
+        unsigned t = (unsigned)atom(cx, in->a);
+        t ^= in->depth & ~(t >> 1); /* not, unless unknown (as in eval.h) */
+        acc = is_and ? bw_tri_and(acc, (enum bw_tri)t) : bw_tri_or(acc, (enum bw_tri)t);
+        if (acc == (is_and ? BW_TRI_FALSE : BW_TRI_TRUE))
+            break;
+    }
+    return acc;
+}
+
 /* Runs the instructions of an expression that is not a single atom. */
 __attribute__((noinline)) static enum bw_tri run_code(struct bw_rules_ctx *cx, uint32_t pc)
 {
@@ -1519,6 +1638,10 @@ __attribute__((noinline)) static enum bw_tri run_code(struct bw_rules_ctx *cx, u
             break;
         case BW__OP_END:
             return r;
+        case BW__OP_FLAT:
+            r = run_flat(cx, in);
+            pc += in->a;
+            break;
         case BW__OP__COUNT:
             return BW_TRI_UNKNOWN;
         }
@@ -1534,6 +1657,48 @@ enum bw_tri bw__rules_eval(struct bw_rules_ctx *cx, size_t i)
         return run_code(cx, cx->prog->entry[i]);
     unsigned t = (unsigned)atom(cx, single >> 1);
     return (enum bw_tri)(t ^ ((single & 1u) & ~(t >> 1))); /* as in eval.h */
+}
+
+size_t bw_rules_eval_first_true(struct bw_rules_ctx *cx, size_t from, size_t to)
+{
+    const struct bw_rules_prog *p = cx->prog;
+    if (to > p->n)
+        to = p->n;
+    if (from >= to || !ensure_ready(cx))
+        return to; /* not ready: every expression is unknown */
+    const uint32_t *single = p->single;
+    const uint8_t *atoms = cx->atoms;
+    if (!atoms) {
+        for (size_t i = from; i < to; i++)
+            if (bw__rules_eval(cx, i) == BW_TRI_TRUE)
+                return i;
+        return to;
+    }
+    /* A single atom's byte is 1 + its value (0: not computed; the byte of an
+     * expression that is not a single atom stays 0): the expression is TRUE
+     * when the byte is 2 (true), or 1 (false) under a `not`. */
+    uint32_t natoms = p->natoms;
+    const uint32_t *fast = p->fast;
+    for (size_t i = from; i < to; i++) {
+        uint32_t w = fast[i];
+        unsigned v = atoms[w >> 2];
+        if (v == (w & 3u))
+            return i;
+        if (__builtin_expect(v != 0, 1))
+            continue;
+        /* Not computed yet: what bw__rules_eval does once ready, without
+         * its checks. */
+        uint32_t s = single[i];
+        if (s >> 1 == natoms) {
+            const struct bw__insn *in = &p->code[p->entry[i]];
+            if ((in->op == BW__OP_FLAT ? run_flat(cx, in) : run_code(cx, p->entry[i])) ==
+                BW_TRI_TRUE)
+                return i;
+        } else if (atom_fill(cx, s >> 1) == (enum bw_tri)(1u - (s & 1u))) {
+            return i;
+        }
+    }
+    return to;
 }
 
 enum bw_tri bw__rules_eval_tree(struct bw_rules_ctx *cx, size_t i)

@@ -11,6 +11,8 @@
  *   struct bw_rules_ctx cx;
  *   bw_rules_ctx_init(&cx, p, &view, &req_arena, &scratch);
  *   if (bw_rules_eval(&cx, i) == BW_TRI_TRUE) fire(rule i);
+ *   // or, for a run of rules where only the first TRUE matters:
+ *   size_t hit = bw_rules_eval_first_true(&cx, from, to);  // to: none
  *   // at snapshot free: p = bw_rules_prog_free(p);
  *
  * Compiled form: one tree of compiled nodes per expression, allocated in the
@@ -232,6 +234,14 @@ static inline enum bw_tri bw_rules_eval(struct bw_rules_ctx *cx, size_t i)
     }
     return bw__rules_eval(cx, i);
 }
+
+/* Evaluates expressions from, from + 1, ... up to to - 1 in order, exactly
+ * as calling bw_rules_eval on each would, and stops at the first whose
+ * value is TRUE: returns its index, or to when none is (to is capped at
+ * bw_rules_prog_count). What a rule set runs when nothing needs each
+ * rule's value (no trace): most rules are then a byte compare in one
+ * loop, instead of a call each. */
+size_t bw_rules_eval_first_true(struct bw_rules_ctx *cx, size_t from, size_t to);
 
 /* The same value as bw_rules_eval, computed by walking expression i's tree
  * instead of running its flattened form: the reference the flattened form is

@@ -141,13 +141,18 @@ struct bw__cnode {
  * jump past their remaining operands once decided. An accumulator per
  * nesting level of logic nodes holds each one's running value; nesting
  * deeper than BW__MAX_LOGIC_DEPTH (more than the parser allows) stays in
- * the tree, as a NODE atom. */
+ * the tree, as a NODE atom. An expression that is one and / or of atoms,
+ * each under any number of `not` (`a and not b and c`: most rules that are
+ * not a single atom), is one FLAT instruction over its operands instead,
+ * run by a loop with no dispatch. */
 enum bw__op {
     BW__OP_ATOM,  /* r = atom a */
     BW__OP_NOT,   /* r = not r */
     BW__OP_FIRST, /* acc[depth] = r; when that decides logic, jump to a */
     BW__OP_STEP,  /* r = acc[depth] = acc[depth] logic r; when decided, jump to a */
     BW__OP_END,   /* the expression's value is r */
+    BW__OP_FLAT,  /* r = and / or (logic) of the a ATOM instructions that follow, each
+                   * negated when its depth is 1; then on past them */
     BW__OP__COUNT
 };
 
@@ -259,7 +264,11 @@ struct bw_rules_prog {
     const uint32_t *hby_len;                   /* name ids, by length bucket */
     /* The flattened logic layer (above). */
     const uint32_t *single; /* n: atom << 1 | negated; natoms << 1 when not one atom */
-    const uint32_t *entry;  /* n: the others start at code[entry[i]] */
+    /* n: atom << 2 | the byte that makes the expression TRUE (2, or 1 under
+     * a `not`); natoms << 2 | 3 when not one atom (its byte stays 0). What
+     * bw_rules_eval_first_true reads: one load and one compare a rule. */
+    const uint32_t *fast;
+    const uint32_t *entry; /* n: the others start at code[entry[i]] */
     const struct bw__insn *code;
     const struct bw__atom *atoms; /* natoms (+ 1 result byte per request, always 0) */
     uint32_t natoms;

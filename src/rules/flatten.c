@@ -356,6 +356,49 @@ static void emit_node(struct flat *f, const struct bw__cnode *n, unsigned depth)
     }
 }
 
+/* n strips to a leaf under its `not`s (*neg: their parity). */
+static const struct bw__cnode *strip_nots(const struct bw__cnode *n, uint8_t *neg)
+{
+    *neg = 0;
+    while (n->kind == BW__C_NOT) {
+        *neg ^= 1;
+        n = n->u.not_.operand;
+    }
+    return n;
+}
+
+/* n is an and / or whose operands are leaves, each under any number of
+ * `not`: one FLAT instruction. */
+static bool is_flat(const struct bw__cnode *n)
+{
+    if (!is_logic(n, 0) || (n->u.logic.op != BW_RULES_AND && n->u.logic.op != BW_RULES_OR) ||
+        n->u.logic.n == 0)
+        return false;
+    for (size_t i = 0; i < n->u.logic.n; i++) {
+        uint8_t neg;
+        if (is_logic(strip_nots(n->u.logic.operands[i], &neg), 1))
+            return false;
+    }
+    return true;
+}
+
+/* FLAT, then an ATOM per operand (depth: negated), in order. As many
+ * instructions as emit_node would take or fewer (count_insns). */
+static void emit_flat(struct flat *f, const struct bw__cnode *n)
+{
+    struct bw__insn *h = emit(f, BW__OP_FLAT);
+    h->logic = (uint8_t)n->u.logic.op;
+    h->a = (uint32_t)n->u.logic.n;
+    for (size_t i = 0; i < n->u.logic.n; i++) {
+        uint8_t neg;
+        const struct bw__cnode *leaf = strip_nots(n->u.logic.operands[i], &neg);
+        uint32_t l = add_leaf(f, leaf);
+        struct bw__insn *in = emit(f, BW__OP_ATOM);
+        in->a = l;
+        in->depth = neg;
+    }
+}
+
 /* Literal leaves in atom order: by group, then by operation, then as found. */
 struct lit_order {
     uint32_t group, op, leaf;
@@ -500,7 +543,10 @@ bw_status bw__rules_flatten(bw_arena *a, struct bw_rules_prog *p, bw_error *err)
         entry[i] = f.ncode;
         if (is_logic(n, 0)) {
             single[i] = NOT_SINGLE;
-            emit_node(&f, p->roots[i], 0);
+            if (neg == 0 && is_flat(n))
+                emit_flat(&f, n);
+            else
+                emit_node(&f, p->roots[i], 0);
             emit(&f, BW__OP_END);
         } else {
             single[i] = add_leaf(&f, n) << 1 | neg;
@@ -508,6 +554,14 @@ bw_status bw__rules_flatten(bw_arena *a, struct bw_rules_prog *p, bw_error *err)
     }
     if (number_atoms(a, &f, p, single, err) != BW_OK)
         return BW_ERR;
+    uint32_t *fast = bw_arena_alloc(a, ne * sizeof *fast);
+    if (!fast)
+        return bw_error_set(err, "out of memory compiling rules");
+    for (size_t i = 0; i < p->n; i++) {
+        uint32_t at = single[i] >> 1;
+        fast[i] = at << 2 | (at == p->natoms ? 3u : 2u - (single[i] & 1u));
+    }
+    p->fast = fast;
     p->single = single;
     p->entry = entry;
     p->code = f.code;

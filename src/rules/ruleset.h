@@ -248,6 +248,12 @@ struct bw_rulebook {
                                  * prog[REQUEST] */
     size_t nroutes;
     bool has_rate_limits; /* some rule's action is rate_limit */
+    /* A bit per global rule index: `enabled: false`. bw_rulebook_build sets
+     * it, and numbers each ruleset's rules (global index and expression
+     * index) consecutively, so that a ruleset's rules between two disabled or
+     * killed ones are evaluated in one bw_rules_eval_first_true call. NULL
+     * in a book built by hand: its rules are then evaluated one by one. */
+    const uint64_t *disabled;
 };
 
 /* Validates the rulesets as a whole (unique ruleset ids, unique rule ids in

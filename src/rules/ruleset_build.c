@@ -324,6 +324,9 @@ bw_status bw_rulebook_build(bw_arena *a, struct bw_ruleset *sets, size_t nsets,
     if (!book || !rules || !route_expr)
         return bw_error_set(err, "out of memory building the rulebook");
 
+    uint64_t *disabled = bw_arena_alloc(a, ((nrules + 63) / 64 + 1) * sizeof *disabled);
+    if (!disabled)
+        return bw_error_set(err, "out of memory building the rulebook");
     size_t g = 0;
     for (size_t i = 0; i < nsets; i++) {
         struct bw_ruleset *s = &sets[i];
@@ -335,6 +338,8 @@ bw_status bw_rulebook_build(bw_arena *a, struct bw_ruleset *sets, size_t nsets,
             r->ruleset = (uint32_t)i;
             r->expr_index = (uint32_t)nexprs[s->phase];
             exprs[s->phase][nexprs[s->phase]++] = r->expr;
+            if (!r->enabled)
+                disabled[g / 64] |= (uint64_t)1 << (g % 64);
             rules[g++] = r;
             if (r->action.kind == BW_ACTION_RATE_LIMIT)
                 book->has_rate_limits = true;
@@ -367,6 +372,7 @@ bw_status bw_rulebook_build(bw_arena *a, struct bw_ruleset *sets, size_t nsets,
     book->routes = routes;
     book->route_expr = route_expr;
     book->nroutes = nroutes;
+    book->disabled = disabled;
     *ret = book;
     return BW_OK;
 }

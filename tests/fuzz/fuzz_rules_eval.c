@@ -11,7 +11,9 @@
  *     unknown, never a different known value (exhaustion is fail-safe:
  *     three-valued logic is monotone in "knowing more");
  *   - the flattened form bw_rules_eval runs gives what the tree walk
- *     (bw__rules_eval_tree) gives, with an unbounded arena. */
+ *     (bw__rules_eval_tree) gives, with an unbounded arena, and
+ *     bw_rules_eval_first_true finds the expression exactly when it is
+ *     TRUE. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdint.h>
@@ -143,6 +145,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             struct bw_rules_ctx cx;
             bw_rules_ctx_init(&cx, p, &v, &ra, &s);
             if (bw__rules_eval_tree(&cx, 0) != full)
+                abort();
+            bw_arena_reset(&ra);
+            /* The ruleset path: a stretch of one expression, up to the
+             * first TRUE. */
+            bw_rules_ctx_init(&cx, p, &v, &ra, &s);
+            if (bw_rules_eval_first_true(&cx, 0, 1) != (full == BW_TRI_TRUE ? 0u : 1u))
                 abort();
             bw_arena_reset(&ra);
         }

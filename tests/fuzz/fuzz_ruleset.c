@@ -8,7 +8,9 @@
  * and duplicate ids across files are reached.
  * Invariants: nothing crashes or leaks; a verdict is one of its variants
  * and carries what its variant promises (a rule, a status in range, a
- * location); a book that built can always be freed. */
+ * location); a book that built can always be freed; a run untraced (rules
+ * evaluated a stretch at a time) and traced (rule by rule) agree on the
+ * verdict, the request state, the limiter calls and the evaluation work. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdint.h>
@@ -61,6 +63,11 @@ static void check_verdict(const struct bw_rules_verdict *v)
             abort();
 }
 
+static void no_step(void *self, const struct bw_rules_trace_step *s)
+{
+    (void)self, (void)s;
+}
+
 static void run_book(const struct bw_rulebook *book, bw_arena *snap)
 {
     static const struct bw_rv_header hs[] = {
@@ -110,11 +117,34 @@ static void run_book(const struct bw_rulebook *book, bw_arena *snap)
             v.has_response = ph == BW_RULES_PHASE_RESPONSE;
             v.response_code = 502;
             v.response_headers = v.headers;
+            /* The same phase traced (rule by rule) on copies of the state,
+             * limiter and arena: the untraced run below (stretches of rules
+             * in one bw_rules_eval_first_true call) must agree with it. */
+            unsigned n2 = n;
+            struct bw_rules_request st2 = st;
+            struct bw_rules_env env2 = env;
+            env2.limiter.self = &n2;
+            env2.match_counts = NULL;
+            env2.tracing = true;
+            env2.tracer = (struct bw_rules_tracer){.step = no_step};
+            bw_arena ra2;
+            bw_arena_init(&ra2, 256, round ? 2048 : 0);
+            struct bw_rules_ctx cx2;
+            bw_rules_ctx_init(&cx2, book->prog[ph], &v, &ra2, &scratch);
+            struct bw_rules_verdict out2;
+            bw_rulebook_run(book, (enum bw_rules_phase)ph, &cx2, &env2, &st2, &out2);
+
             struct bw_rules_ctx cx;
             bw_rules_ctx_init(&cx, book->prog[ph], &v, &ra, &scratch);
             struct bw_rules_verdict out;
             bw_rulebook_run(book, (enum bw_rules_phase)ph, &cx, &env, &st, &out);
             check_verdict(&out);
+            if (out.kind != out2.kind || out.rule != out2.rule || out.fired != out2.fired ||
+                out.last_fired != out2.last_fired || out.neffects != out2.neffects || n != n2 ||
+                memcmp(&st, &st2, sizeof st) != 0 ||
+                memcmp(&cx.stats, &cx2.stats, sizeof cx.stats) != 0)
+                abort();
+            bw_arena_reset(&ra2);
             if (ph == BW_RULES_PHASE_REQUEST) {
                 size_t route;
                 if (bw_rulebook_route(book, &cx, &route) == BW_OK && route >= book->nroutes)

@@ -424,6 +424,145 @@ TEST(many_atoms)
     prog_done(&g);
 }
 
+/* A scan group of more than eight patterns (its results are spread eight
+ * at a time): each pattern's atom against the tree, with matches at every
+ * position of the bitset's bytes. */
+TEST(many_patterns_one_scan)
+{
+    enum { N = 21 };
+    static char texts[N][80];
+    static const char *ptrs[N];
+    for (int i = 0; i < N; i++) {
+        if (i % 3)
+            snprintf(texts[i], sizeof texts[i], "http.request.uri.query contains \"k%02d\"", i);
+        else
+            snprintf(texts[i], sizeof texts[i], "http.request.uri.query matches r\"k%02d(&|$)\"",
+                     i);
+        ptrs[i] = texts[i];
+    }
+    static const char *const targets[] = {"/?k00&k07&k08&k15&k16&k20", "/?k01&k02&k03&k04",
+                                          "/?k05&k06&k09&k10&k11&k12&k13&k14&k17&k18&k19", "/?none",
+                                          "/"};
+    struct prog g;
+    CHECK(prog_build(&g, BW_RULES_PHASE_REQUEST, ptrs, N));
+    CHECK_INT_EQ(bw_rules_prog_scan_groups(g.p), 1);
+    for (int k = 0; k < 5; k++) {
+        struct req r;
+        req_init(&r, "GET", targets[k]);
+        compare_all(&g, ptrs, N, &r.v, k, false);
+        bw_arena ra;
+        bw_arena_init(&ra, 1024, 0);
+        struct bw_rules_ctx cx;
+        bw_rules_ctx_init(&cx, g.p, &r.v, &ra, &g.scratch);
+        for (int i = 0; i < N; i++) {
+            char key[16];
+            snprintf(key, sizeof key, "k%02d", i);
+            enum bw_tri want = strstr(targets[k], key) ? T : F;
+            if (bw_rules_eval(&cx, (size_t)i) != want)
+                T_FAILF("%s on %s: want %s", ptrs[i], targets[k], bw_tri_name(want));
+        }
+        bw_arena_reset(&ra);
+    }
+    prog_done(&g);
+}
+
+/* bw_rules_eval_first_true over the stretches between skipped expressions
+ * (skip[i]: as a disabled or killed rule; NULL: none), called again after
+ * each TRUE as a ruleset run does, against bw_rules_eval on each expression
+ * in order in another context: the same TRUE expressions, and the same
+ * evaluation work (scans, extractions, arena failures), so that nothing is
+ * evaluated that the rule-by-rule run would not have evaluated, or in
+ * another order. arena_cap 0: no cap. */
+static void compare_first_true(struct prog *g, size_t n, const bool *skip,
+                               const struct bw_request_view *v, int reqno, size_t arena_cap)
+{
+    bw_arena ra, rb;
+    bw_arena_init(&ra, 64, arena_cap);
+    bw_arena_init(&rb, 64, arena_cap);
+    struct bw_rules_ctx each, bulk;
+    bw_rules_ctx_init(&each, g->p, v, &ra, &g->scratch);
+    bw_rules_ctx_init(&bulk, g->p, v, &rb, &g->scratch);
+    size_t want[512], got[512], nwant = 0, ngot = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!(skip && skip[i]) && bw_rules_eval(&each, i) == BW_TRI_TRUE && nwant < 512)
+            want[nwant++] = i;
+    size_t i = 0;
+    while (i < n) {
+        if (skip && skip[i]) {
+            i++;
+            continue;
+        }
+        size_t stop = i;
+        while (stop < n && !(skip && skip[stop]))
+            stop++;
+        size_t hit = bw_rules_eval_first_true(&bulk, i, stop);
+        if (hit > stop) {
+            T_FAILF("request %d: first_true(%zu, %zu) = %zu", reqno, i, stop, hit);
+            break;
+        }
+        if (hit == stop) {
+            i = stop;
+            continue;
+        }
+        if (ngot < 512)
+            got[ngot++] = hit;
+        i = hit + 1;
+    }
+    if (nwant != ngot || memcmp(want, got, nwant * sizeof *want) != 0)
+        T_FAILF("request %d, cap %zu: %zu TRUE one by one, %zu by first_true (first %zu / %zu)",
+                reqno, arena_cap, nwant, ngot, nwant ? want[0] : n, ngot ? got[0] : n);
+    if (memcmp(&each.stats, &bulk.stats, sizeof each.stats) != 0)
+        T_FAILF("request %d, cap %zu: work differs: scans %llu / %llu, extractions %llu / %llu, "
+                "arena failures %llu / %llu",
+                reqno, arena_cap, (unsigned long long)each.stats.regex_scans,
+                (unsigned long long)bulk.stats.regex_scans,
+                (unsigned long long)each.stats.extractions,
+                (unsigned long long)bulk.stats.extractions,
+                (unsigned long long)each.stats.arena_failures,
+                (unsigned long long)bulk.stats.arena_failures);
+    /* Past the end, and empty ranges: nothing. */
+    if (bw_rules_eval_first_true(&bulk, n, n + 5) != n ||
+        bw_rules_eval_first_true(&bulk, 3, 3) != 3 || bw_rules_eval_first_true(&bulk, 5, 2) != 2)
+        T_FAILF("request %d: empty or out-of-range first_true found something", reqno);
+    bw_arena_reset(&ra);
+    bw_arena_reset(&rb);
+}
+
+TEST(first_true_equals_one_by_one)
+{
+    static struct req r[NREQ];
+    requests(r);
+    struct prog g;
+    CHECK(prog_build(&g, BW_RULES_PHASE_REQUEST, exprs, NEXPRS));
+    static bool skip[3][NEXPRS];
+    for (size_t i = 0; i < NEXPRS; i++) {
+        skip[0][i] = false;
+        skip[1][i] = i % 3 == 1;
+        skip[2][i] = (i * 2654435761u >> 7) % 5 < 2;
+    }
+    static const size_t caps[] = {0, 64, 256, 1024, 4096};
+    for (int k = 0; k < NREQ; k++)
+        for (size_t m = 0; m < 3; m++)
+            for (size_t c = 0; c < sizeof caps / sizeof *caps; c++)
+                compare_first_true(&g, NEXPRS, m ? skip[m] : NULL, &r[k].v, k, caps[c]);
+    prog_done(&g);
+    /* More atoms than the context holds (results in the arena, or none). */
+    enum { N = BW__ATOMS_INLINE + 40 };
+    static char texts[N][64];
+    static const char *ptrs[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(texts[i], sizeof texts[i], "%s(http.request.uri.path, \"/%c%d\")",
+                 i % 2 ? "starts_with" : "ends_with", 'a' + i % 26, i % 7);
+        ptrs[i] = texts[i];
+    }
+    struct req big;
+    req_init(&big, "GET", "/b1/x/c2");
+    CHECK(prog_build(&g, BW_RULES_PHASE_REQUEST, ptrs, N));
+    for (size_t c = 0; c < sizeof caps / sizeof *caps; c++)
+        compare_first_true(&g, N, NULL, &big.v, 0, caps[c]);
+    prog_done(&g);
+}
+
 int main(void)
 {
     RUN(flattened_equals_tree);
@@ -432,5 +571,7 @@ int main(void)
     RUN(hand_checked_answers);
     RUN(deep_nesting);
     RUN(many_atoms);
+    RUN(many_patterns_one_scan);
+    RUN(first_true_equals_one_by_one);
     return t_done();
 }

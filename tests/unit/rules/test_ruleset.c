@@ -281,14 +281,68 @@ static void fx_done(struct fx *f)
     f->book = bw_rulebook_free(f->book);
 }
 
-/* Runs one phase; the trace of this run is in f->tb. */
+static bool same_verdict(const struct bw_rules_verdict *a, const struct bw_rules_verdict *b)
+{
+    if (a->kind != b->kind || a->has_rule != b->has_rule || a->rule != b->rule ||
+        a->ruleset != b->ruleset || a->status != b->status || a->has_body != b->has_body ||
+        !bw_slice_eq(a->body, b->body) || !bw_slice_eq(a->location, b->location) ||
+        a->retry_after_s != b->retry_after_s || a->neffects != b->neffects ||
+        a->fired != b->fired || a->has_last_fired != b->has_last_fired ||
+        a->last_fired != b->last_fired)
+        return false;
+    for (size_t i = 0; i < a->neffects; i++)
+        if (a->effects[i] != b->effects[i])
+            return false;
+    return true;
+}
+
+/* Runs one phase; the trace of this run is in f->tb. The phase is run
+ * twice: first untraced, on copies of the request state, the limiter and
+ * the counters (bw_rulebook_run then evaluates the rules between two
+ * disabled or killed ones in one call), then as the test set it up (traced:
+ * rule by rule). Both must come to the same verdict, state, counts, limiter
+ * calls and evaluation work. */
 static void fx_run(struct fx *f, enum bw_rules_phase ph, const struct req *r)
 {
+    struct bw_rules_request st2 = f->st;
+    struct limiter lim2 = f->lim;
+    static _Atomic uint64_t counts2[64];
+    for (size_t i = 0; i < 64; i++)
+        counts2[i] = f->counts[i];
+    struct bw_rules_env env2 = f->env;
+    env2.tracing = false;
+    if (env2.limiter.self == &f->lim)
+        env2.limiter.self = &lim2;
+    if (env2.match_counts == f->counts)
+        env2.match_counts = counts2;
+    struct bw_rules_verdict v2;
+    struct bw_rules_ctx cx2;
+    bw_rules_ctx_init(&cx2, f->book->prog[ph], &r->v, &f->ra, &f->scratch);
+    bw_rulebook_run(f->book, ph, &cx2, &env2, &st2, &v2);
+
     f->tb.o = 0;
     f->tb.s[0] = '\0';
     struct bw_rules_ctx cx;
     bw_rules_ctx_init(&cx, f->book->prog[ph], &r->v, &f->ra, &f->scratch);
     bw_rulebook_run(f->book, ph, &cx, &f->env, &f->st, &f->v);
+
+    if (!same_verdict(&v2, &f->v))
+        T_FAILF("untraced run: verdict %d (fired %u), traced: %d (fired %u)", (int)v2.kind,
+                v2.fired, (int)f->v.kind, f->v.fired);
+    if (memcmp(&st2, &f->st, sizeof st2) != 0)
+        T_FAILF("untraced run: request state differs");
+    for (size_t i = 0; i < 64 && f->env.match_counts == f->counts; i++)
+        if (counts2[i] != f->counts[i])
+            T_FAILF("untraced run: match count of rule %zu differs", i);
+    if (lim2.n != f->lim.n || lim2.last_now != f->lim.last_now ||
+        memcmp(lim2.keys, f->lim.keys, sizeof lim2.keys) != 0 ||
+        memcmp(lim2.counts, f->lim.counts, sizeof lim2.counts) != 0)
+        T_FAILF("untraced run: rate limiter calls differ");
+    if (memcmp(&cx2.stats, &cx.stats, sizeof cx.stats) != 0)
+        T_FAILF("untraced run: evaluation work differs (scans %llu/%llu, extractions %llu/%llu)",
+                (unsigned long long)cx2.stats.regex_scans, (unsigned long long)cx.stats.regex_scans,
+                (unsigned long long)cx2.stats.extractions,
+                (unsigned long long)cx.stats.extractions);
 }
 
 static void kill_rule(struct fx *f, uint32_t i)
@@ -902,6 +956,76 @@ TEST(killswitch_flip_seen_by_the_next_request)
     fx_done(&f);
 }
 
+/* Untraced, bw_rulebook_run evaluates the rules between two disabled or
+ * killed ones in one call (bw_rules_eval_first_true). Rulesets longer than a
+ * word of killswitch bits, disabled and killed rules on and around word
+ * boundaries, rules that fire and go on (log), a skip of the rest: fx_run
+ * checks that the untraced run does what the traced one does, and the trace
+ * says which rules ran. */
+TEST(stretches_between_disabled_and_killed_rules)
+{
+    fresh();
+    static const char *const texts[] = {
+        "http.request.uri.path eq \"/x\"",
+        "starts_with(http.request.uri.path, \"/a\")",
+        "http.user_agent contains \"bot\"",
+        "not has(http.request.headers[\"x-k\"])",
+        "http.referer eq \"r\" or ssl",
+        "bot.score lt 10",
+        "http.request.uri.query matches \"^q=[0-9]+$\"",
+        "lower(http.host) in {\"b.example\"}",
+    };
+    enum { NA = 70, NB = 80 };
+    struct rspec a[NA], b[NB];
+    static char ids[NA + NB][16];
+    for (size_t i = 0; i < NA + NB; i++) {
+        struct rspec *sp = i < NA ? &a[i] : &b[i - NA];
+        snprintf(ids[i], sizeof ids[i], "r%zu", i);
+        *sp = (struct rspec){.id = ids[i], .expr = texts[(i * 7) % 8], .act = log_()};
+        sp->disabled = i % 13 == 5 || i == 63 || i == 64;
+    }
+    a[NA - 1].act = skip_rest();
+    a[NA - 1].expr = "http.request.method eq \"PUT\"";
+    b[NB - 1].act = block(403);
+    b[NB - 1].expr = "http.request.method eq \"DELETE\" or http.request.method eq \"PUT\"";
+    struct bw_ruleset sets[] = {mkset("a", BW_RULES_PHASE_REQUEST, a, NA),
+                                mkset("b", BW_RULES_PHASE_REQUEST, b, NB)};
+    struct fx f;
+    CHECK(fx_build(&f, sets, 2, NULL, 0));
+    f.env.match_counts = NULL; /* more rules than the fixture counts */
+    static const uint32_t kills[] = {0, 1, 62, 65, 66, 127, 128, 129, NA, NA + NB - 2};
+    static const char *const targets[] = {"/x", "/a/b?q=12", "/", "/ab?q=x"};
+    static const char *const methods[] = {"GET", "PUT", "DELETE"};
+    for (int round = 0; round < 3; round++) {
+        if (round == 1)
+            for (size_t k = 0; k < sizeof kills / sizeof *kills; k++)
+                kill_rule(&f, kills[k]);
+        if (round == 2)
+            for (size_t k = 0; k < (NA + NB + 63) / 64; k++)
+                atomic_store((_Atomic uint64_t *)&f.kills.rules[k], ~(uint64_t)0);
+        for (size_t t = 0; t < sizeof targets / sizeof *targets; t++)
+            for (size_t m = 0; m < sizeof methods / sizeof *methods; m++) {
+                struct req r;
+                req_init(&r, methods[m], targets[t]);
+                if (t % 2)
+                    req_header(&r, "User-Agent", "a bot");
+                if (m == 1)
+                    req_header(&r, "X-K", "1");
+                if (t == 2)
+                    r.v.bot_score = (struct bw_rv_opt_int){.known = true, .value = 3};
+                r.v.ssl = m == 2;
+                bw_rules_request_init(&f.st);
+                fx_run(&f, BW_RULES_PHASE_REQUEST, &r);
+                if (round == 2)
+                    CHECK_INT_EQ(f.v.fired, 0);
+                if (round == 0 && m == 2)
+                    CHECK_INT_EQ(f.v.kind, BW_VERDICT_BLOCK);
+                bw_arena_clear(&f.ra);
+            }
+    }
+    fx_done(&f);
+}
+
 /* ---- embedded tests ---------------------------------------------------------------- */
 
 static struct bw_ruleset_test mktest(const char *name, const struct req *r,
@@ -1053,6 +1177,7 @@ int main(void)
     RUN(rate_key_depends_on_the_characteristics_only);
     RUN(response_phase_headers);
     RUN(killswitch_flip_seen_by_the_next_request);
+    RUN(stretches_between_disabled_and_killed_rules);
     RUN(embedded_tests_pass_and_fail_with_a_message);
     RUN(names);
     RUN(killset_sizes);
