@@ -107,9 +107,11 @@ struct bw_ring {
     struct slot **chunks;
     uint32_t nslots, nchunks, free_head; /* free list through next_free; UINT32_MAX ends it */
     uint32_t bufs_out;                   /* receive buffers completions gave us, not yet recycled */
+    /* Receives waiting for a buffer, first come first served: with more
+     * connections than buffers, none may wait behind later ones. */
     uint32_t *starved;
-    uint32_t nstarved, starved_cap;
-    int *close_fds; /* closed after the next submit */
+    uint32_t starved_head, nstarved, starved_cap; /* queue is [head, n) */
+    int *close_fds;                               /* closed after the next submit */
     size_t nclose, close_cap;
     /* Send buffers by size: [0] TX_SMALL, [1] BW_RING_COPY_MAX bytes. */
     char *tx_pool[2][TX_POOL_MAX];
@@ -203,8 +205,10 @@ static void recycle_buf(struct bw_ring *r, uint16_t bid)
                           io_uring_buf_ring_mask(BUF_COUNT), 0);
     io_uring_buf_ring_advance(r->br, 1);
     /* A receive that found no buffer is posted again now that one is back. */
-    while (r->nstarved) {
-        uint32_t id = r->starved[--r->nstarved];
+    while (r->starved_head < r->nstarved) {
+        uint32_t id = r->starved[r->starved_head++];
+        if (r->starved_head == r->nstarved)
+            r->starved_head = r->nstarved = 0;
         struct slot *s = slot_of(r, id);
         if (!s->rx_starved)
             continue;
@@ -658,6 +662,12 @@ static void on_recv(struct bw_loop *loop, uint32_t id, int res, uint32_t flags)
             /* Buffers came back since the kernel looked: try again. */
             post_recv(r, id);
             return;
+        }
+        if (r->nstarved == r->starved_cap && r->starved_head > 0) {
+            memmove(r->starved, r->starved + r->starved_head,
+                    (r->nstarved - r->starved_head) * sizeof *r->starved);
+            r->nstarved -= r->starved_head;
+            r->starved_head = 0;
         }
         if (r->nstarved == r->starved_cap) {
             uint32_t cap = r->starved_cap ? r->starved_cap * 2 : 64;
