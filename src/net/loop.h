@@ -81,10 +81,11 @@ struct bw_loop {
      * fd the ring polls. The ring is made on the loop's own thread, when
      * bw_loop_run starts, because it is bound to the thread that submits. */
     enum bw_io_engine engine;
-    /* Ring mode, when the kernel supports it (6.12): with events waiting,
-     * wait up to this long for up to 64 before handling them, so that one
-     * wakeup serves many (io_uring's min_wait). A loop that was idle is
-     * woken by its first event at once. */
+    /* Ring mode, kernel 6.12 and later, while the loop is busy (ring.c
+     * says when): once an event arrives, wait up to this long for up to 64
+     * before handling them, so that one wakeup serves many (io_uring's
+     * min_wait). A wait that saw nothing for this long ends at the next
+     * event. */
     uint32_t batch_wait_us;
     bool has_ring;
     struct bw_ring *ring; /* when has_ring */
