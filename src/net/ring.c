@@ -77,18 +77,19 @@ struct slot {
     char *tx_buf;
     int fd;
     uint32_t gen;
-    uint16_t rx_off, rx_len; /* stash: bytes received and not yet read */
+    /* The stash, bytes received and not yet read, is [rx_off, rx_len) of
+     * buffer rx_bid or of rx_spill; rx_len is 0 when there is none. A send
+     * is in flight while tx_buf is set. */
+    uint16_t rx_off, rx_len;
     uint16_t tx_off, tx_len;
     uint16_t rx_bid;
     uint8_t err;     /* sticky errno of a failed operation */
     uint8_t pending; /* operations in the kernel: receive, send, poll */
     bool open : 1;
     bool rx_posted : 1;
-    bool rx_has : 1; /* a stash (in buffer rx_bid, or rx_spill) */
     bool rx_spilled : 1;
     bool rx_eof : 1;
     bool rx_starved : 1; /* the shared buffers ran out: posted again later */
-    bool tx_busy : 1;
     bool poll_posted : 1;
     bool connecting : 1;
     bool shut_wr : 1; /* shutdown(SHUT_WR) once the send completed */
@@ -134,19 +135,33 @@ static uint64_t ud(enum op op, uint32_t id, uint32_t gen)
     return ((uint64_t)op << 56) | ((uint64_t)(gen & 0xffffffu) << 32) | id;
 }
 
-/* An SQE, submitting what is queued when the queue is full. */
+/* An SQE, submitting what is queued when the queue is full. NULL when the
+ * kernel takes no more for now (its completion queue overflows until this
+ * iteration's completions are reaped): the caller fails that one operation
+ * (the connection gets an error) instead of the process stopping. */
 static struct io_uring_sqe *get_sqe(struct bw_ring *r)
 {
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
-    while (!sqe) {
+    for (int tries = 0; tries < 4; tries++) {
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+        if (sqe)
+            return sqe;
         int rc = io_uring_submit(&r->ring);
-        if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
-            /* Cannot happen with a valid ring; nothing sane is left to do. */
-            BW_ERRORF("io_uring_submit: %s", strerror(-rc));
-            abort();
+        if (rc < 0 && rc != -EINTR && rc != -EAGAIN) {
+            BW_ERRORF("io_uring_submit: %s; failing an operation", strerror(-rc));
+            return NULL;
         }
-        sqe = io_uring_get_sqe(&r->ring);
     }
+    BW_ERRORF("io_uring: submission queue stays full; failing an operation");
+    return NULL;
+}
+
+/* get_sqe for an operation of slot s; without one the slot has failed
+ * (EBUSY, returned by its next read or write). */
+static struct io_uring_sqe *slot_sqe(struct bw_ring *r, struct slot *s)
+{
+    struct io_uring_sqe *sqe = get_sqe(r);
+    if (!sqe)
+        s->err = EBUSY;
     return sqe;
 }
 
@@ -155,7 +170,9 @@ static void recycle_buf(struct bw_ring *r, uint16_t bid);
 static void post_recv(struct bw_ring *r, uint32_t id)
 {
     struct slot *s = slot_of(r, id);
-    struct io_uring_sqe *sqe = get_sqe(r);
+    struct io_uring_sqe *sqe = slot_sqe(r, s);
+    if (!sqe)
+        return;
     io_uring_prep_recv(sqe, s->fd, NULL, BUF_SIZE, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = BUF_GROUP;
@@ -167,7 +184,9 @@ static void post_recv(struct bw_ring *r, uint32_t id)
 static void post_send(struct bw_ring *r, uint32_t id)
 {
     struct slot *s = slot_of(r, id);
-    struct io_uring_sqe *sqe = get_sqe(r);
+    struct io_uring_sqe *sqe = slot_sqe(r, s);
+    if (!sqe)
+        return;
     io_uring_prep_send(sqe, s->fd, s->tx_buf + s->tx_off, s->tx_len - s->tx_off, MSG_NOSIGNAL);
     io_uring_sqe_set_data64(sqe, ud(OP_SEND, id, s->gen));
     s->pending++;
@@ -176,16 +195,24 @@ static void post_send(struct bw_ring *r, uint32_t id)
 static void post_poll_out(struct bw_ring *r, uint32_t id)
 {
     struct slot *s = slot_of(r, id);
-    struct io_uring_sqe *sqe = get_sqe(r);
+    struct io_uring_sqe *sqe = slot_sqe(r, s);
+    if (!sqe)
+        return;
     io_uring_prep_poll_add(sqe, s->fd, POLLOUT);
     io_uring_sqe_set_data64(sqe, ud(OP_POLL, id, s->gen));
     s->poll_posted = true;
     s->pending++;
 }
 
-static void post_cancel(struct bw_ring *r, uint64_t target)
+/* Without an SQE, shutting the socket down ends its pending operations
+ * too (fd is still open here: closing waits for the next submit). */
+static void post_cancel(struct bw_ring *r, uint64_t target, int fd)
 {
     struct io_uring_sqe *sqe = get_sqe(r);
+    if (!sqe) {
+        (void)shutdown(fd, SHUT_RDWR);
+        return;
+    }
     io_uring_prep_cancel64(sqe, target, 0);
     io_uring_sqe_set_data64(sqe, ud(OP_CANCEL, 0, 0));
 }
@@ -193,6 +220,11 @@ static void post_cancel(struct bw_ring *r, uint64_t target)
 static void arm_epoll(struct bw_loop *loop, struct bw_ring *r)
 {
     struct io_uring_sqe *sqe = get_sqe(r);
+    if (!sqe) {
+        /* Poll epoll directly each iteration until it can be armed. */
+        r->epoll_ready = true;
+        return;
+    }
     io_uring_prep_poll_multishot(sqe, loop->epfd, POLLIN);
     io_uring_sqe_set_data64(sqe, ud(OP_EPOLL, 0, 0));
     r->epoll_armed = true;
@@ -213,7 +245,7 @@ static void recycle_buf(struct bw_ring *r, uint16_t bid)
         if (!s->rx_starved)
             continue;
         s->rx_starved = false;
-        if (s->open && !s->rx_posted && !s->rx_has && !s->rx_eof && !s->err) {
+        if (s->open && !s->rx_posted && !s->rx_len && !s->rx_eof && !s->err) {
             post_recv(r, id);
             break;
         }
@@ -222,14 +254,14 @@ static void recycle_buf(struct bw_ring *r, uint16_t bid)
 
 static void drop_stash(struct bw_ring *r, struct slot *s)
 {
-    if (!s->rx_has)
+    if (!s->rx_len)
         return;
     if (s->rx_spilled)
         free(s->rx_spill);
     else
         recycle_buf(r, s->rx_bid);
     s->rx_spill = NULL;
-    s->rx_has = s->rx_spilled = false;
+    s->rx_spilled = false;
     s->rx_off = s->rx_len = 0;
 }
 
@@ -256,7 +288,6 @@ static void tx_put(struct bw_ring *r, struct slot *s)
     else
         free(s->tx_buf);
     s->tx_buf = NULL;
-    s->tx_busy = false;
     s->tx_off = s->tx_len = 0;
 }
 
@@ -450,6 +481,13 @@ bw_status bw_loop_attach(struct bw_loop *loop, struct bw_io *io, bool connecting
     } else {
         post_recv(r, id);
     }
+    if (s->err) {
+        s->open = false;
+        s->io = NULL;
+        io->ring = false;
+        free_slot(r, id); /* nothing was queued */
+        return bw_error_set(err, "io_uring: no room to queue a read for a connection");
+    }
     return BW_OK;
 }
 
@@ -459,7 +497,7 @@ ssize_t bw_io_recv(struct bw_loop *loop, struct bw_io *io, void *dst, size_t len
         return recv(io->fd, dst, len, 0);
     struct bw_ring *r = loop->ring;
     struct slot *s = slot_of(r, io->slot);
-    if (s->rx_has) {
+    if (s->rx_len) {
         size_t avail = s->rx_len - s->rx_off;
         size_t n = len < avail ? len : avail;
         const char *src = s->rx_spilled ? s->rx_spill : r->bufs + (size_t)s->rx_bid * BUF_SIZE;
@@ -480,7 +518,7 @@ ssize_t bw_io_recv(struct bw_loop *loop, struct bw_io *io, void *dst, size_t len
     }
     if (!s->rx_posted && !s->rx_starved && !s->connecting)
         post_recv(r, io->slot);
-    errno = EAGAIN;
+    errno = s->err ? s->err : EAGAIN;
     return -1;
 }
 
@@ -497,7 +535,7 @@ ssize_t bw_io_sendv(struct bw_loop *loop, struct bw_io *io, const struct iovec *
         errno = s->err;
         return -1;
     }
-    if (s->tx_busy || s->poll_posted || s->connecting) {
+    if (s->tx_buf || s->poll_posted || s->connecting) {
         errno = EAGAIN;
         return -1;
     }
@@ -512,6 +550,10 @@ ssize_t bw_io_sendv(struct bw_loop *loop, struct bw_io *io, const struct iovec *
         if ((w < 0 && errno == EAGAIN) || (w >= 0 && (size_t)w < total)) {
             int e = errno;
             post_poll_out(r, id);
+            if (s->err) {
+                errno = s->err; /* nothing would say when to go on */
+                return -1;
+            }
             errno = e;
         }
         return w;
@@ -529,8 +571,12 @@ ssize_t bw_io_sendv(struct bw_loop *loop, struct bw_io *io, const struct iovec *
     s->tx_buf = buf;
     s->tx_off = 0;
     s->tx_len = (uint16_t)total;
-    s->tx_busy = true;
     post_send(r, id);
+    if (s->err) {
+        tx_put(r, s);
+        errno = s->err;
+        return -1;
+    }
     return (ssize_t)total;
 }
 
@@ -538,7 +584,7 @@ int bw_io_shutdown_wr(struct bw_loop *loop, struct bw_io *io)
 {
     if (io->ring) {
         struct slot *s = slot_of(loop->ring, io->slot);
-        if (s->tx_busy) {
+        if (s->tx_buf) {
             s->shut_wr = true;
             return 0;
         }
@@ -551,7 +597,7 @@ bool bw_io_buffered(struct bw_loop *loop, const struct bw_io *io)
     if (!io->ring)
         return false;
     const struct slot *s = slot_of(loop->ring, io->slot);
-    return s->rx_has || s->rx_eof || s->err;
+    return s->rx_len || s->rx_eof || s->err;
 }
 
 void bw_io_close(struct bw_loop *loop, struct bw_io *io)
@@ -570,15 +616,19 @@ void bw_io_close(struct bw_loop *loop, struct bw_io *io)
     s->io = NULL;
     drop_stash(r, s);
     if (s->rx_posted)
-        post_cancel(r, ud(OP_RECV, id, s->gen));
+        post_cancel(r, ud(OP_RECV, id, s->gen), s->fd);
     if (s->poll_posted)
-        post_cancel(r, ud(OP_POLL, id, s->gen));
-    if (s->tx_busy) {
+        post_cancel(r, ud(OP_POLL, id, s->gen), s->fd);
+    if (s->tx_buf) {
         /* Left to finish, like bytes in a closed socket's buffer, but not
          * forever: a peer that never reads must not pin it. */
         struct io_uring_sqe *sqe = get_sqe(r);
-        io_uring_prep_timeout(sqe, &r->grace, 0, 0);
-        io_uring_sqe_set_data64(sqe, ud(OP_GRACE, id, s->gen));
+        if (sqe) {
+            io_uring_prep_timeout(sqe, &r->grace, 0, 0);
+            io_uring_sqe_set_data64(sqe, ud(OP_GRACE, id, s->gen));
+        } else {
+            (void)shutdown(s->fd, SHUT_RDWR); /* no grace to give: end it */
+        }
     }
     if (r->nclose == r->close_cap) {
         size_t cap = r->close_cap ? r->close_cap * 2 : 64;
@@ -625,14 +675,13 @@ static void on_recv(struct bw_loop *loop, uint32_t id, int res, uint32_t flags)
     if (res > 0) {
         if (res == BUF_SIZE)
             r->streaming = true;
-        s->rx_has = true;
         s->rx_spilled = false;
         s->rx_bid = (uint16_t)(flags >> IORING_CQE_BUFFER_SHIFT);
         s->rx_off = 0;
         s->rx_len = (uint16_t)res;
         deliver(loop, id, EPOLLIN);
         /* The callback may have closed it, or closed it and reused it. */
-        if (s->gen == gen && s->open && s->rx_has && !s->rx_spilled) {
+        if (s->gen == gen && s->open && s->rx_len && !s->rx_spilled) {
             /* Not taken now: keep a private copy, give the buffer back. */
             uint32_t left = s->rx_len - s->rx_off;
             char *copy = malloc(left);
@@ -703,7 +752,9 @@ static void on_send(struct bw_loop *loop, uint32_t id, int res)
     if (res >= 0 && s->tx_off + (uint32_t)res < s->tx_len) {
         s->tx_off = (uint16_t)(s->tx_off + res);
         post_send(r, id);
-        return;
+        if (!s->err)
+            return;
+        res = -s->err; /* could not queue the rest: fail as a send */
     }
     tx_put(r, s);
     if (res < 0 && res != -ECANCELED && s->open)
@@ -746,7 +797,7 @@ static void on_poll(struct bw_loop *loop, uint32_t id, int res)
             return;
         }
         post_recv(r, id);
-        deliver(loop, id, EPOLLOUT);
+        deliver(loop, id, s->err ? (EPOLLOUT | EPOLLERR | EPOLLHUP) : EPOLLOUT);
         return;
     }
     deliver(loop, id, failed ? (EPOLLOUT | EPOLLERR | EPOLLHUP) : EPOLLOUT);
@@ -758,9 +809,9 @@ static void on_grace(struct bw_loop *loop, uint32_t id, uint32_t gen)
     if (id >= r->nslots)
         return;
     struct slot *s = slot_of(r, id);
-    if ((s->gen & 0xffffffu) != gen || s->open || !s->tx_busy)
+    if ((s->gen & 0xffffffu) != gen || s->open || !s->tx_buf)
         return;
-    post_cancel(r, ud(OP_SEND, id, s->gen));
+    post_cancel(r, ud(OP_SEND, id, s->gen), s->fd);
 }
 
 static void on_cqe(struct bw_loop *loop, uint64_t data, int res, uint32_t flags)
@@ -848,8 +899,8 @@ static int submit_and_wait_batch(struct bw_loop *loop, struct bw_ring *r,
     int rc = io_uring_enter2((unsigned)r->ring.ring_fd, to_submit, BATCH_EVENTS,
                              IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, (sigset_t *)&arg,
                              sizeof arg);
-    /* liburing returns -errno from its own syscall stub, or -1 with errno
-     * set when it goes through libc's syscall(). */
+    /* Depending on how liburing was built, the call returns -errno (its
+     * own system call) or -1 with errno set (through libc's syscall()). */
     if (rc == -1 && errno != 0)
         return -errno;
     return rc;

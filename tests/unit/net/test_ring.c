@@ -166,18 +166,25 @@ static bool peer_sees_eof(int fd)
     return read(fd, &c, 1) == 0;
 }
 
+/* A socketpair whose first end is attached to a fresh loop as c. */
+static bool start_pair(struct bw_loop *loop, struct bw_timer *guard, int sv[2], struct conn *c,
+                       bw_io_cb cb)
+{
+    bw_error err;
+    if (!pair(sv) || !setup(loop, guard))
+        return false;
+    conn_init(c, sv[0], cb);
+    return bw_loop_attach(loop, &c->io, false, &err) == BW_OK;
+}
+
 TEST(recv_then_send_both_ways)
 {
     struct bw_loop loop;
     struct bw_timer guard;
     int sv[2];
-    CHECK(pair(sv));
-    CHECK(setup(&loop, &guard));
     struct conn c;
-    conn_init(&c, sv[0], stop_when_cb);
+    CHECK(start_pair(&loop, &guard, sv, &c, stop_when_cb));
     stop_at_bytes = 4;
-    bw_error err;
-    CHECK(bw_loop_attach(&loop, &c.io, false, &err) == BW_OK);
     CHECK(c.io.ring == ring_mode);
     CHECK(write(sv[1], "ping", 4) == 4);
     bw_loop_run(&loop);
@@ -210,13 +217,9 @@ TEST(eof_after_data)
     struct bw_loop loop;
     struct bw_timer guard;
     int sv[2];
-    CHECK(pair(sv));
-    CHECK(setup(&loop, &guard));
     struct conn c;
-    conn_init(&c, sv[0], stop_when_cb);
+    CHECK(start_pair(&loop, &guard, sv, &c, stop_when_cb));
     stop_at_bytes = SIZE_MAX; /* until EOF */
-    bw_error err;
-    CHECK(bw_loop_attach(&loop, &c.io, false, &err) == BW_OK);
     CHECK(write(sv[1], "last words", 10) == 10);
     CHECK(shutdown(sv[1], SHUT_WR) == 0);
     bw_loop_run(&loop);
