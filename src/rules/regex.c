@@ -3,6 +3,8 @@
  * rules. This file is the only one that includes <hs/hs.h>. */
 #include "rules/regex.h"
 
+#include "rules/regex_prefilter.h"
+
 #include <hs/hs.h>
 #include <limits.h>
 #include <pthread.h>
@@ -51,6 +53,7 @@ struct bw_regex_db {
     hs_database_t *hs;
     scan_fn scan; /* hs_scan, or the AVX2 variant (see pick_platform) */
     size_t count;
+    struct bw_prefilter filter; /* skips scans that cannot match (regex_prefilter.h) */
     size_t bytes;
     /* Sharing (see "The database cache" below); all under cache.lock. */
     uint32_t refs;
@@ -432,6 +435,7 @@ bw_status bw_regex_db_build(const bw_slice *patterns, size_t n, bw_regex_db **re
     }
     if (hs_database_size(db->hs, &db->bytes) != HS_SUCCESS)
         db->bytes = 0;
+    bw_prefilter_build(&db->filter, patterns, n);
     st = BW_OK;
 
 out_free_exprs:
@@ -535,8 +539,8 @@ static int on_match(unsigned int id, unsigned long long from, unsigned long long
     return c->left == 0; /* non-zero: every pattern has matched, stop */
 }
 
-bw_status bw_regex_scan(const bw_regex_db *db, bw_regex_scratch *s, bw_slice input,
-                        uint64_t *ret_bits, size_t nwords, bw_error *err)
+static bw_status scan_db(const bw_regex_db *db, bw_regex_scratch *s, bw_slice input,
+                         uint64_t *ret_bits, size_t nwords, bool filtered, bw_error *err)
 {
     if (nwords < BW_REGEX_BITSET_WORDS(db->count))
         return bw_error_set(err, "regex scan: bitset of %zu words for %zu patterns", nwords,
@@ -549,6 +553,8 @@ bw_status bw_regex_scan(const bw_regex_db *db, bw_regex_scratch *s, bw_slice inp
     if (db->count > 0) {
         if (!s->reserved)
             return bw_error_set(err, "regex scan: scratch space was not reserved");
+        if (filtered && !bw_prefilter_may_match(&db->filter, input))
+            goto done; /* no pattern can match: nothing is set */
         struct scan_ctx c = {.bits = bits, .left = db->count};
         const char *p = input.len ? input.ptr : "";
         hs_error_t rc = db->scan(db->hs, p, (unsigned int)input.len, 0, s->hs, on_match, &c);
@@ -564,8 +570,26 @@ bw_status bw_regex_scan(const bw_regex_db *db, bw_regex_scratch *s, bw_slice inp
             return bw_error_set(err, "regex scan failed (vectorscan error %d)", (int)rc);
         }
     }
+done:
     memcpy(ret_bits, bits, BW_REGEX_BITSET_WORDS(db->count) * sizeof *bits);
     for (size_t w = BW_REGEX_BITSET_WORDS(db->count); w < nwords; w++)
         ret_bits[w] = 0;
     return BW_OK;
+}
+
+bw_status bw_regex_scan(const bw_regex_db *db, bw_regex_scratch *s, bw_slice input,
+                        uint64_t *ret_bits, size_t nwords, bw_error *err)
+{
+    return scan_db(db, s, input, ret_bits, nwords, true, err);
+}
+
+bw_status bw__regex_scan_unfiltered(const bw_regex_db *db, bw_regex_scratch *s, bw_slice input,
+                                    uint64_t *ret_bits, size_t nwords, bw_error *err)
+{
+    return scan_db(db, s, input, ret_bits, nwords, false, err);
+}
+
+bool bw__regex_db_filtered(const bw_regex_db *db)
+{
+    return db->filter.active;
 }

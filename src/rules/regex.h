@@ -133,6 +133,13 @@ void bw_regex_scratch_done(bw_regex_scratch *s);
 bw_status bw_regex_scan(const bw_regex_db *db, bw_regex_scratch *s, bw_slice input,
                         uint64_t *ret_bits, size_t nwords, bw_error *err) BW_MUST_CHECK;
 
+/* For tests and fuzzers: bw_regex_scan without the literal prefilter
+ * (regex_prefilter.h), which must give the same bits; and whether db has
+ * an active prefilter. */
+bw_status bw__regex_scan_unfiltered(const bw_regex_db *db, bw_regex_scratch *s, bw_slice input,
+                                    uint64_t *ret_bits, size_t nwords, bw_error *err) BW_MUST_CHECK;
+bool bw__regex_db_filtered(const bw_regex_db *db);
+
 static inline bool bw_regex_bit(const uint64_t *bits, size_t id)
 {
     return (bits[id / 64u] >> (id % 64u)) & 1u;

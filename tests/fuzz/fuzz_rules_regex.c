@@ -5,12 +5,16 @@
  * Building must succeed or fail cleanly (a bad index in range and a message);
  * scanning must never crash, never set a bit past the pattern count, and a
  * pattern must match in the multi-pattern database exactly when it matches
- * in a database of its own (a differential check of vectorscan's engines). */
+ * in a database of its own (a differential check of vectorscan's engines).
+ * The literal prefilter (regex_prefilter.h) must never rule out a value
+ * that matches: the scan through it gives the same bits as the scan
+ * without it, and its SIMD and scalar passes agree. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "rules/regex.h"
+#include "rules/regex_prefilter.h"
 
 enum { MAX_PATS = 4, MAX_PAT_LEN = 160 };
 
@@ -61,6 +65,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (bw_regex_scan(all, &s, in, bits, 2, &err) != BW_OK)
         abort();
     if (bits[1] != 0 || (bits[0] >> npat) != 0)
+        abort();
+    uint64_t raw[2] = {0, 0};
+    if (bw__regex_scan_unfiltered(all, &s, in, raw, 2, &err) != BW_OK || raw[0] != bits[0])
+        abort();
+    struct bw_prefilter pf;
+    bw_prefilter_build(&pf, pats, npat);
+    bool maybe = bw_prefilter_may_match(&pf, in);
+    if (maybe != bw__prefilter_may_match_scalar(&pf, in) || (raw[0] != 0 && !maybe))
         abort();
     for (size_t i = 0; i < npat; i++) {
         bw_regex_db *one;
