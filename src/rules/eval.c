@@ -1415,6 +1415,46 @@ static const struct bw_val *group_lhs(struct bw_rules_ctx *cx, const struct bw__
 /* Literal group g: its left side once, then each of its tests, into their
  * atoms. The tests allocate nothing and have no other effect, so running
  * those of rules that are never evaluated changes nothing but time. */
+_Static_assert(BW__L_EQ < BW__L_IN && BW__L_NE < BW__L_IN && BW__L_CONTAINS < BW__L_IN &&
+                   BW__L_STARTS_WITH < BW__L_IN && BW__L_ENDS_WITH < BW__L_IN &&
+                   BW__L_IN < BW__L_LT,
+               "lit_group runs the Bytes tests, sorted first, with words");
+
+/* A Bytes test of lit on s, whose first 8 bytes (zero past its end) are
+ * head and last 8 (zero before its start) tail: the words settle most
+ * tests; the bytes past them are compared only when the words agree. */
+__attribute__((always_inline)) static inline bool word_test(const struct bw__lit *lit, bw_slice s,
+                                                            uint64_t head, uint64_t tail)
+{
+    size_t kl = lit->k.len;
+    switch ((enum bw__lit_op)lit->op) {
+    case BW__L_EQ:
+    case BW__L_NE: {
+        bool eq = s.len == kl && (head & lit->km) == lit->kw &&
+                  (kl <= 8 || same_bytes(s.ptr + 8, lit->k.ptr + 8, kl - 8));
+        return lit->op == BW__L_EQ ? eq : !eq;
+    }
+    case BW__L_STARTS_WITH:
+        return s.len >= kl && (head & lit->km) == lit->kw &&
+               (kl <= 8 || same_bytes(s.ptr + 8, lit->k.ptr + 8, kl - 8));
+    case BW__L_ENDS_WITH:
+        return s.len >= kl && (tail & lit->km) == lit->kw &&
+               (kl <= 8 || same_bytes(s.ptr + s.len - kl, lit->k.ptr, kl - 8));
+    case BW__L_CONTAINS:
+        return has_substring_at(s, lit->k, lit->anchor);
+    case BW__L_IN:
+    case BW__L_LT:
+    case BW__L_LE:
+    case BW__L_GT:
+    case BW__L_GE:
+    case BW__L_IEQ:
+    case BW__L_INE:
+    case BW__L__COUNT:
+        break;
+    }
+    return false;
+}
+
 __attribute__((noinline)) static void lit_group(struct bw_rules_ctx *cx, uint32_t g)
 {
     const struct bw__lit_group *lg = &cx->prog->lit_groups[g];
@@ -1422,7 +1462,23 @@ __attribute__((noinline)) static void lit_group(struct bw_rules_ctx *cx, uint32_
     uint8_t *out = &cx->atoms[lg->first];
     struct bw_val tmp;
     const struct bw_val *v = group_lhs(cx, lg->lhs, &tmp);
-    for (uint32_t j = 0; j < lg->n; j++)
+    uint32_t j = 0;
+    if (v->kind == BW_VAL_BYTES) {
+        /* The tests are sorted by operation: the Bytes ones come first. */
+        bw_slice s = v->u.bytes;
+        unsigned char hb[8] = {0}, tb[8] = {0};
+        size_t n = s.len < 8 ? s.len : 8;
+        if (n) {
+            memcpy(hb, s.ptr, n);
+            memcpy(tb + 8 - n, s.ptr + s.len - n, n);
+        }
+        uint64_t head, tail;
+        memcpy(&head, hb, 8);
+        memcpy(&tail, tb, 8);
+        for (; j < lg->n && lit[j].op < BW__L_IN; j++)
+            out[j] = (uint8_t)(1 + word_test(&lit[j], s, head, tail));
+    }
+    for (; j < lg->n; j++)
         out[j] = (uint8_t)(1 + lit_test(&lit[j], v));
 }
 

@@ -199,8 +199,13 @@ enum bw__lit_op {
 
 /* Literal test i is atom i (literal atoms come first). */
 struct bw__lit {
-    uint8_t op;                /* enum bw__lit_op */
-    bw_slice k;                /* the constant (bytes tests) */
+    uint8_t op; /* enum bw__lit_op */
+    bw_slice k; /* the constant (bytes tests) */
+    /* EQ, NE, STARTS_WITH: k's first min(8, |k|) bytes in memory order, and
+     * the mask of those bytes; ENDS_WITH: its last ones, at the word's end.
+     * A value's word is compared first (bw__lit_words, eval.c): most tests
+     * fail there, with no call and no byte loop. */
+    uint64_t kw, km;
     int64_t i;                 /* the constant (Int compares) */
     uint32_t anchor;           /* CONTAINS: bw__needle_anchor(k) */
     const struct bw__set *set; /* BW__L_IN */
@@ -279,6 +284,9 @@ struct bw_rules_prog {
     const uint32_t *scan_atoms;  /* ngroups: atom of scan group g's pattern 0, or UINT32_MAX */
     const struct bw__lit *hlits; /* the tests of HEADERS atoms */
 };
+
+/* Fills lit->kw and lit->km from lit->op and lit->k (flatten.c). */
+void bw__lit_words(struct bw__lit *lit);
 
 /* The byte of needle k that a substring search looks for first: the rarest
  * in request text ("/etc/passwd" is not looked for at every '/' of a

@@ -239,6 +239,38 @@ static bool headers_of(struct flat *f, const struct bw__cnode *n, struct leaf *l
     return true;
 }
 
+void bw__lit_words(struct bw__lit *lit)
+{
+    unsigned char w[8] = {0}, m[8] = {0};
+    size_t n = lit->k.len < 8 ? lit->k.len : 8;
+    switch ((enum bw__lit_op)lit->op) {
+    case BW__L_EQ:
+    case BW__L_NE:
+    case BW__L_STARTS_WITH:
+        if (n)
+            memcpy(w, lit->k.ptr, n);
+        memset(m, 0xff, n);
+        break;
+    case BW__L_ENDS_WITH:
+        if (n)
+            memcpy(w + 8 - n, lit->k.ptr + lit->k.len - n, n);
+        memset(m + 8 - n, 0xff, n);
+        break;
+    case BW__L_CONTAINS:
+    case BW__L_IN:
+    case BW__L_LT:
+    case BW__L_LE:
+    case BW__L_GT:
+    case BW__L_GE:
+    case BW__L_IEQ:
+    case BW__L_INE:
+    case BW__L__COUNT:
+        break;
+    }
+    memcpy(&lit->kw, w, 8);
+    memcpy(&lit->km, m, 8);
+}
+
 /* How common a byte is in request text: 0 rare, 3 everywhere ('/'). */
 static unsigned byte_rank(unsigned char c)
 {
@@ -470,6 +502,7 @@ static bw_status number_atoms(bw_arena *a, struct flat *f, struct bw_rules_prog 
         if (j == 0 || order[j - 1].group != order[j].group)
             f->groups[l->group].first = j;
         lits[j] = l->lit;
+        bw__lit_words(&lits[j]);
         atoms[j] = (struct bw__atom){.kind = BW__A_LIT, .group = l->group, .node = l->node};
         atom_of[order[j].leaf] = j;
     }
