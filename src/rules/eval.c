@@ -1349,6 +1349,8 @@ __attribute__((always_inline)) static inline enum bw_tri lit_test(const struct b
         return bytes_op((enum bw__bytes_op)lit->op, v->u.bytes, lit->k);
     case BW__L_IN:
         return set_has(lit->set, v);
+    case BW__L_IN_MAPPED:
+        return BW_TRI_UNKNOWN; /* needs its node: lit_group runs it (in_mapped) */
     case BW__L_LT:
     case BW__L_LE:
     case BW__L_GT:
@@ -1377,6 +1379,7 @@ __attribute__((always_inline)) static inline enum bw_tri lit_test(const struct b
         case BW__L_STARTS_WITH:
         case BW__L_ENDS_WITH:
         case BW__L_IN:
+        case BW__L_IN_MAPPED:
         case BW__L__COUNT:
             break;
         }
@@ -1443,6 +1446,7 @@ __attribute__((always_inline)) static inline bool word_test(const struct bw__lit
     case BW__L_CONTAINS:
         return has_substring_at(s, lit->k, lit->anchor);
     case BW__L_IN:
+    case BW__L_IN_MAPPED:
     case BW__L_LT:
     case BW__L_LE:
     case BW__L_GT:
@@ -1453,6 +1457,19 @@ __attribute__((always_inline)) static inline bool word_test(const struct bw__lit
         break;
     }
     return false;
+}
+
+/* A BW__L_IN_MAPPED test on v, the value of x in `lower(x) in {...}` (or
+ * upper): what in_bytes_k computes for node, which it runs when the length
+ * does not settle it. */
+static enum bw_tri in_mapped(struct bw_rules_ctx *cx, const struct bw__lit *lit,
+                             const struct bw_val *v, const struct bw__cnode *node)
+{
+    if (v->kind != BW_VAL_BYTES)
+        return BW_TRI_UNKNOWN;
+    if (!bw_bytes_set_has_len(&lit->set->bytes, v->u.bytes.len))
+        return BW_TRI_FALSE;
+    return in_bytes_k(cx, node);
 }
 
 __attribute__((noinline)) static void lit_group(struct bw_rules_ctx *cx, uint32_t g)
@@ -1479,7 +1496,9 @@ __attribute__((noinline)) static void lit_group(struct bw_rules_ctx *cx, uint32_
             out[j] = (uint8_t)(1 + word_test(&lit[j], s, head, tail));
     }
     for (; j < lg->n; j++)
-        out[j] = (uint8_t)(1 + lit_test(&lit[j], v));
+        out[j] = (uint8_t)(1 + (lit[j].op == BW__L_IN_MAPPED
+                                    ? in_mapped(cx, &lit[j], v, cx->prog->atoms[lg->first + j].node)
+                                    : lit_test(&lit[j], v)));
 }
 
 /* lower() / upper() of values up to this long are computed on the stack by

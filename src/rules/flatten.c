@@ -127,9 +127,10 @@ static uint32_t group_of(struct flat *f, const struct bw__cnode *lhs, const stru
     return k->group;
 }
 
-/* `lower(y) in {...}` / `upper(y) in {...}` stay in the tree: eval.c answers
- * false from y's length alone when no element has it, without lowering y,
- * which a literal group (computing its left side first) would do. */
+/* `lower(y) in {...}` / `upper(y) in {...}`: a test in y's literal group
+ * (BW__L_IN_MAPPED), which answers false from y's length alone when no
+ * element has it, without lowering y; a literal group on lower(y) would
+ * compute lower(y) first. */
 static bool in_by_length(const struct bw__cnode *n)
 {
     const struct bw__cnode *l = n->u.in.lhs;
@@ -258,6 +259,7 @@ void bw__lit_words(struct bw__lit *lit)
         break;
     case BW__L_CONTAINS:
     case BW__L_IN:
+    case BW__L_IN_MAPPED:
     case BW__L_LT:
     case BW__L_LE:
     case BW__L_GT:
@@ -312,11 +314,16 @@ static uint32_t add_leaf(struct flat *f, const struct bw__cnode *n)
         f->groups[l->group].n++;
         break;
     case BW__C_IN:
-        if (n->lifted || in_by_length(n))
+        if (n->lifted)
             break;
         l->kind = BW__A_LIT;
-        l->lit = (struct bw__lit){.op = BW__L_IN, .set = n->u.in.set};
-        l->group = group_of(f, n->u.in.lhs, n);
+        if (in_by_length(n)) {
+            l->lit = (struct bw__lit){.op = BW__L_IN_MAPPED, .set = n->u.in.set};
+            l->group = group_of(f, n->u.in.lhs->u.call.args[0], n);
+        } else {
+            l->lit = (struct bw__lit){.op = BW__L_IN, .set = n->u.in.set};
+            l->group = group_of(f, n->u.in.lhs, n);
+        }
         f->groups[l->group].n++;
         break;
     case BW__C_MATCHES:

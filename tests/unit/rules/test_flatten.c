@@ -134,6 +134,12 @@ static const char *const exprs[] = {
     /* unknown left sides */
     "http.host eq \"api.example.com\"",
     "lower(http.host) in {\"www.example.com\"}",
+    /* lower()/upper() in a set: by length first, in the left side's group */
+    "lower(http.user_agent) in {\"mozilla/5.0 sqlmap bot\" \"x\"}",
+    "upper(http.request.method) in {\"GET\" \"POST\"}",
+    "lower(http.request.uri.path) in {\"/admin/index.php\"}",
+    "lower(http.referer) in {\"https://semalt.com/x\" \"\"}",
+    "not lower(http.user_agent) in {\"\"}",
     "ends_with(http.host, \".com\") and not ssl",
     "http.user_agent contains \"bot\"",
     "lower(http.user_agent) eq \"\"",
