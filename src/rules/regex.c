@@ -553,8 +553,8 @@ static bw_status scan_db(const bw_regex_db *db, bw_regex_scratch *s, bw_slice in
     if (db->count > 0) {
         if (!s->reserved)
             return bw_error_set(err, "regex scan: scratch space was not reserved");
-        if (filtered && !bw_prefilter_may_match(&db->filter, input))
-            goto done; /* no pattern can match: nothing is set */
+        if (filtered && !bw_prefilter_run(&db->filter, input, bits))
+            goto done; /* the filter knows: the literals it found, or nothing */
         struct scan_ctx c = {.bits = bits, .left = db->count};
         const char *p = input.len ? input.ptr : "";
         hs_error_t rc = db->scan(db->hs, p, (unsigned int)input.len, 0, s->hs, on_match, &c);

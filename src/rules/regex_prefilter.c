@@ -299,6 +299,11 @@ struct parser {
     const unsigned char *p, *end;
     unsigned depth;
     bool fail;
+    /* What keeps a pattern whose strings are known exactly from being
+     * "a literal" (see pattern_set): a zero-width assertion, or a flag
+     * group other than a leading (?i). */
+    bool asserts, flags;
+    const unsigned char *start;
 };
 
 static bool at_end(const struct parser *ps)
@@ -457,6 +462,8 @@ static struct info *parse_group(struct parser *ps)
             ps->fail = true; /* lookaround, named group, comment, x flag... */
             return NULL;
         }
+        if (!(ps->p - 1 == ps->start && p - ps->p == 2 && ps->p[1] == 'i' && *p == ')'))
+            ps->flags = true; /* anything but a leading (?i) */
         ps->p = p + 1;
         if (*p == ')') {
             ps->depth--;
@@ -504,6 +511,7 @@ static struct info *parse_escape(struct parser *ps)
     case 'A':
     case 'z':
     case 'Z':
+        ps->asserts = true;
         return x; /* zero width */
     case 't':
         info_byte(x, '\t');
@@ -566,6 +574,7 @@ static struct info *parse_atom(struct parser *ps)
         return x;
     case '^':
     case '$':
+        ps->asserts = true;
         return info_new();
     case '*':
     case '+':
@@ -651,12 +660,27 @@ static struct info *parse_alt(struct parser *ps)
     return x;
 }
 
+static bool has_letter(const struct set *s)
+{
+    for (uint32_t i = 0; i < s->n; i++)
+        for (size_t j = 0; j < s->s[i].len; j++)
+            if (s->s[i].b[j] >= 'a' && s->s[i].b[j] <= 'z')
+                return true;
+    return false;
+}
+
 /* The chosen necessary set of one pattern into *out; false when there is
- * none worth having. */
-static bool pattern_set(bw_slice pattern, struct set *out)
+ * none worth having. *literal: the pattern matches exactly the values that
+ * contain one of *out, ASCII case ignored (its strings are known exactly,
+ * none is cut short, it asserts nothing about where they are, and its
+ * letters are all caseless: a leading (?i), or no letter at all), so the
+ * filter's answer for it is the scan's. */
+static bool pattern_set(bw_slice pattern, struct set *out, bool *literal)
 {
     struct parser ps = {.p = (const unsigned char *)pattern.ptr,
-                        .end = (const unsigned char *)pattern.ptr + pattern.len};
+                        .end = (const unsigned char *)pattern.ptr + pattern.len,
+                        .start = (const unsigned char *)pattern.ptr};
+    *literal = false;
     if (pattern.len == 0 || memchr(pattern.ptr, '\0', pattern.len))
         return false; /* vectorscan reads a pattern up to its first NUL */
     struct info *x = parse_alt(&ps);
@@ -665,6 +689,13 @@ static bool pattern_set(bw_slice pattern, struct set *out)
         const struct set *cands[] = {mat(x), pre(x), suf(x)};
         *out = *set_best(cands, 3);
         ok = !set_says_nothing(out);
+    }
+    if (ok && x->exact_ok && !ps.asserts && !ps.flags && !set_says_nothing(&x->exact)) {
+        bool caseless = pattern.len >= 4 && memcmp(pattern.ptr, "(?i)", 4) == 0;
+        if (caseless || !has_letter(&x->exact)) {
+            *out = x->exact;
+            *literal = true;
+        }
     }
     free(x);
     return ok;
@@ -681,8 +712,9 @@ static int cmp_str(const void *a, const void *b)
 bool bw_prefilter_factors(bw_slice pattern, char out[][BW_PREFILTER_MAX_STRING + 1], size_t *n)
 {
     struct set s;
+    bool literal;
     *n = 0;
-    if (!pattern_set(pattern, &s))
+    if (!pattern_set(pattern, &s, &literal))
         return false;
     qsort(s.s, s.n, sizeof s.s[0], cmp_str);
     for (uint32_t i = 0; i < s.n; i++) {
@@ -693,11 +725,22 @@ bool bw_prefilter_factors(bw_slice pattern, char out[][BW_PREFILTER_MAX_STRING +
     return true;
 }
 
+_Static_assert(BW_PREFILTER_MAX_STRING <= BW_PREFILTER_TRIGGER_BYTES,
+               "a literal's strings are compared whole");
+
+bool bw_prefilter_is_literal(bw_slice pattern)
+{
+    struct set s;
+    bool literal;
+    return pattern_set(pattern, &s, &literal) && literal;
+}
+
 /* ---- building the filter ------------------------------------------------------ */
 
 struct cand {
     unsigned char b[BW_PREFILTER_TRIGGER_BYTES];
     uint8_t len, off, wlen;
+    uint16_t pattern; /* BW_PREFILTER_SCAN, or the literal pattern's id */
 };
 
 static int cmp_cand(const void *a, const void *b)
@@ -706,7 +749,11 @@ static int cmp_cand(const void *a, const void *b)
     if (x->wlen != y->wlen)
         return (int)x->wlen - (int)y->wlen; /* short fingerprints first */
     int c = memcmp(x->b + x->off, y->b + y->off, x->wlen);
-    return c ? c : (int)x->len - (int)y->len;
+    if (c)
+        return c;
+    if (x->len != y->len)
+        return (int)x->len - (int)y->len;
+    return (int)x->pattern - (int)y->pattern;
 }
 
 /* Whether a contains b (both folded). */
@@ -746,6 +793,18 @@ static void table_set(uint8_t *lo, uint8_t *hi, unsigned char c, uint8_t bit)
     }
 }
 
+#define WTAB (2 * BW_PREFILTER_MAX_TRIGGERS)
+
+static inline uint32_t wkey(unsigned wlen, unsigned a, unsigned b)
+{
+    return (uint32_t)wlen << 16 | (uint32_t)a << 8 | b;
+}
+
+static inline size_t wslot(uint32_t key)
+{
+    return (size_t)((key * 0x9E3779B1u) >> 25) % WTAB;
+}
+
 static void bit_set(uint64_t *bits, unsigned i)
 {
     bits[i >> 6] |= (uint64_t)1 << (i & 63u);
@@ -774,38 +833,50 @@ static void assign_buckets(struct bw_prefilter *pf, const struct cand *c, size_t
     pf->bucket_first[8] = (uint8_t)nc;
 }
 
+/* Adds pattern i's triggers (string set s) to c[0..*nc). A trigger that
+ * only asks for a scan is redundant when it contains another such trigger
+ * (finding the longer one means finding the shorter); a literal's strings
+ * are all kept, since each sets its own pattern's bit. False when there
+ * are too many. */
+static bool add_triggers(struct cand *c, size_t *nc, const struct set *s, bool literal, size_t i)
+{
+    for (uint32_t j = 0; j < s->n; j++) {
+        struct cand k = {0};
+        k.len = s->s[j].len < BW_PREFILTER_TRIGGER_BYTES ? s->s[j].len : BW_PREFILTER_TRIGGER_BYTES;
+        memcpy(k.b, s->s[j].b, k.len);
+        k.pattern = literal ? (uint16_t)i : BW_PREFILTER_SCAN;
+        fingerprint(&k);
+        if (!literal) {
+            bool dup = false;
+            for (size_t m = 0; m < *nc && !dup; m++)
+                dup = c[m].pattern == BW_PREFILTER_SCAN && contains(&k, &c[m]);
+            if (dup)
+                continue;
+            size_t keep = 0;
+            for (size_t m = 0; m < *nc; m++)
+                if (!(c[m].pattern == BW_PREFILTER_SCAN && contains(&c[m], &k)))
+                    c[keep++] = c[m];
+            *nc = keep;
+        }
+        if (*nc == BW_PREFILTER_MAX_TRIGGERS)
+            return false;
+        c[(*nc)++] = k;
+    }
+    return true;
+}
+
 void bw_prefilter_build(struct bw_prefilter *pf, const bw_slice *patterns, size_t n)
 {
     memset(pf, 0, sizeof *pf);
-    if (n == 0)
-        return; /* nothing to scan for: the scan is free anyway */
+    if (n == 0 || n >= BW_PREFILTER_SCAN)
+        return; /* nothing to scan for (the scan is free), or ids too large */
     struct cand c[BW_PREFILTER_MAX_TRIGGERS];
     size_t nc = 0;
     for (size_t i = 0; i < n; i++) {
         struct set s;
-        if (!pattern_set(patterns[i], &s))
-            return;
-        for (uint32_t j = 0; j < s.n; j++) {
-            struct cand k = {0};
-            k.len =
-                s.s[j].len < BW_PREFILTER_TRIGGER_BYTES ? s.s[j].len : BW_PREFILTER_TRIGGER_BYTES;
-            memcpy(k.b, s.s[j].b, k.len);
-            fingerprint(&k);
-            /* A trigger that contains another is redundant. */
-            bool dup = false;
-            for (size_t m = 0; m < nc && !dup; m++)
-                dup = contains(&k, &c[m]);
-            if (dup)
-                continue;
-            size_t keep = 0;
-            for (size_t m = 0; m < nc; m++)
-                if (!contains(&c[m], &k))
-                    c[keep++] = c[m];
-            nc = keep;
-            if (nc == BW_PREFILTER_MAX_TRIGGERS)
-                return; /* too many to be cheaper than the scan */
-            c[nc++] = k;
-        }
+        bool literal;
+        if (!pattern_set(patterns[i], &s, &literal) || !add_triggers(c, &nc, &s, literal, i))
+            return; /* unfilterable, or too many triggers to be cheaper than the scan */
     }
     qsort(c, nc, sizeof c[0], cmp_cand);
     assign_buckets(pf, c, nc);
@@ -834,10 +905,27 @@ void bw_prefilter_build(struct bw_prefilter *pf, const bw_slice *patterns, size_
             tr->bytes[1] &= tr->mask[1];
             tr->len = c[t].len;
             tr->off = c[t].off;
+            for (size_t k = 0; k < c[t].wlen; k++) {
+                tr->win |= (uint32_t)w[k] << (8 * k);
+                tr->winmask |= (uint32_t)0xff << (8 * k);
+            }
+            tr->pattern = c[t].pattern;
         }
     for (size_t k = 0; k < BW_PREFILTER_WINDOW; k++)
         for (size_t x = 0; x < 256; x++)
             pf->t[k][x] = pf->lo[k][x & 15u] & pf->hi[k][x >> 4];
+    for (size_t t = 0; t < nc; t++) {
+        const unsigned char *w = c[t].b + c[t].off;
+        uint32_t key = wkey(c[t].wlen, w[0], c[t].wlen > 1 ? w[1] : 0);
+        size_t at = wslot(key);
+        while (pf->wtab[at].key && pf->wtab[at].key != key)
+            at = (at + 1) % WTAB;
+        if (!pf->wtab[at].key) {
+            pf->wtab[at].key = key;
+            pf->wtab[at].first = (uint8_t)t; /* sorted: the others follow */
+        }
+        pf->wtab[at].count++;
+    }
     pf->ntriggers = (uint8_t)nc;
     pf->active = true;
 }
@@ -854,31 +942,37 @@ static inline uint64_t fold64(uint64_t x)
     return x | ((ge_a & ~gt_z & ~x & highs) >> 2);
 }
 
-/* Whether a trigger of the given buckets, its fingerprint at pos, is in
- * p[0..n). */
-__attribute__((noinline)) static bool verify_triggers(const struct bw_prefilter *pf,
-                                                      const unsigned char *p, size_t n, size_t pos,
-                                                      unsigned buckets)
+/* The triggers of one (length, first two bytes) fingerprint, at pos in
+ * p[0..n) whose bytes there (folded, 0 past the end) are here: true when
+ * one that asks for a scan is there; each literal's string there sets its
+ * pattern's bit. */
+static bool verify_key(const struct bw_prefilter *pf, const unsigned char *p, size_t n, size_t pos,
+                       uint32_t key, uint32_t here, uint64_t *bits)
 {
-    while (buckets) {
-        unsigned b = (unsigned)__builtin_ctz(buckets);
-        buckets &= buckets - 1;
-        for (size_t t = pf->bucket_first[b]; t < pf->bucket_first[b + 1]; t++) {
-            const struct bw_prefilter_trigger *tr = &pf->trig[t];
-            if (pos < tr->off)
-                continue;
-            size_t start = pos - tr->off;
-            if (tr->len > n - start)
-                continue;
-            uint64_t w[2] = {0, 0};
-            if (n - start >= 16)
-                memcpy(w, p + start, 16);
-            else
-                memcpy(w, p + start, n - start);
-            if ((fold64(w[0]) & tr->mask[0]) == tr->bytes[0] &&
-                (fold64(w[1]) & tr->mask[1]) == tr->bytes[1])
-                return true;
-        }
+    size_t at = wslot(key);
+    while (pf->wtab[at].key != key) {
+        if (!pf->wtab[at].key)
+            return false;
+        at = (at + 1) % WTAB;
+    }
+    for (size_t t = pf->wtab[at].first, end = t + pf->wtab[at].count; t < end; t++) {
+        const struct bw_prefilter_trigger *tr = &pf->trig[t];
+        if ((here & tr->winmask) != tr->win || pos < tr->off)
+            continue;
+        size_t start = pos - tr->off;
+        if (tr->len > n - start)
+            continue;
+        uint64_t w[2] = {0, 0};
+        if (n - start >= 16)
+            memcpy(w, p + start, 16);
+        else
+            memcpy(w, p + start, n - start);
+        if ((fold64(w[0]) & tr->mask[0]) != tr->bytes[0] ||
+            (fold64(w[1]) & tr->mask[1]) != tr->bytes[1])
+            continue;
+        if (tr->pattern == BW_PREFILTER_SCAN)
+            return true;
+        bit_set(bits, tr->pattern);
     }
     return false;
 }
@@ -886,20 +980,22 @@ __attribute__((noinline)) static bool verify_triggers(const struct bw_prefilter 
 /* A candidate at pos: most are the nibble tables' approximations, with no
  * fingerprint really there. */
 static inline bool verify(const struct bw_prefilter *pf, const unsigned char *p, size_t n,
-                          size_t pos, unsigned buckets)
+                          size_t pos, uint64_t *bits)
 {
-    unsigned a = fold(p[pos]);
-    if (!(pf->win1[a >> 6] >> (a & 63u) & 1u)) {
-        if (pos + 1 >= n)
-            return false;
-        unsigned w = a << 8 | fold(p[pos + 1]);
-        if (!(pf->win2[w >> 6] >> (w & 63u) & 1u))
-            return false;
-    }
-    return verify_triggers(pf, p, n, pos, buckets);
+    unsigned a = fold(p[pos]), b = pos + 1 < n ? fold(p[pos + 1]) : 0;
+    bool one = pf->win1[a >> 6] >> (a & 63u) & 1u;
+    unsigned w = a << 8 | b;
+    bool two = pos + 1 < n && (pf->win2[w >> 6] >> (w & 63u) & 1u);
+    if (!one && !two)
+        return false;
+    uint32_t here = a | b << 8 | (pos + 2 < n ? (uint32_t)fold(p[pos + 2]) << 16 : 0);
+    if (one && verify_key(pf, p, n, pos, wkey(1, a, 0), here, bits))
+        return true;
+    return two && (verify_key(pf, p, n, pos, wkey(2, a, b), here, bits) ||
+                   verify_key(pf, p, n, pos, wkey(3, a, b), here, bits));
 }
 
-bool bw__prefilter_may_match_scalar(const struct bw_prefilter *pf, bw_slice input)
+bool bw__prefilter_run_scalar(const struct bw_prefilter *pf, bw_slice input, uint64_t *bits)
 {
     if (!pf->active)
         return true;
@@ -909,7 +1005,7 @@ bool bw__prefilter_may_match_scalar(const struct bw_prefilter *pf, bw_slice inpu
         /* past the end, bytes read as 0, as in the SIMD pass */
         unsigned c = pf->t[0][p[i]] & pf->t[1][i + 1 < n ? p[i + 1] : 0] &
                      pf->t[2][i + 2 < n ? p[i + 2] : 0];
-        if (c && verify(pf, p, n, i, c))
+        if (c && verify(pf, p, n, i, bits))
             return true;
     }
     return false;
@@ -924,55 +1020,99 @@ __attribute__((target("avx2"))) static inline __m256i nibble_lookup(__m256i v, _
         _mm256_shuffle_epi8(hi, _mm256_and_si256(_mm256_srli_epi16(v, 4), nib)));
 }
 
-__attribute__((target("avx2"))) static bool pass_avx2(const struct bw_prefilter *pf,
-                                                      const unsigned char *p, size_t n)
+/* The candidates of the 32 positions at q (q[0..34) readable), those of
+ * valid, p + base being q's place in the value: true when a scan is needed. */
+__attribute__((target("avx2"))) static inline bool block_avx2(const struct bw_prefilter *pf,
+                                                              const unsigned char *p, size_t n,
+                                                              size_t base, const unsigned char *q,
+                                                              uint32_t valid, const __m256i *lo,
+                                                              const __m256i *hi, uint64_t *bits)
+{
+    const __m256i nib = _mm256_set1_epi8(0x0f);
+    __m256i m = nibble_lookup(_mm256_loadu_si256((const __m256i *)q), lo[0], hi[0], nib);
+    m = _mm256_and_si256(
+        m, nibble_lookup(_mm256_loadu_si256((const __m256i *)(q + 1)), lo[1], hi[1], nib));
+    m = _mm256_and_si256(
+        m, nibble_lookup(_mm256_loadu_si256((const __m256i *)(q + 2)), lo[2], hi[2], nib));
+    uint32_t z =
+        ~(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(m, _mm256_setzero_si256())) & valid;
+    while (z) {
+        unsigned j = (unsigned)__builtin_ctz(z);
+        z &= z - 1;
+        if (verify(pf, p, n, base + j, bits))
+            return true;
+    }
+    return false;
+}
+
+/* Position i by the byte tables (bytes past the end read as 0). */
+static inline bool position_scalar(const struct bw_prefilter *pf, const unsigned char *p, size_t n,
+                                   size_t i, uint64_t *bits)
+{
+    unsigned c =
+        pf->t[0][p[i]] & pf->t[1][i + 1 < n ? p[i + 1] : 0] & pf->t[2][i + 2 < n ? p[i + 2] : 0];
+    return c && verify(pf, p, n, i, bits);
+}
+
+__attribute__((target("avx2"))) static bool
+pass_avx2(const struct bw_prefilter *pf, const unsigned char *p, size_t n, uint64_t *bits)
 {
     _Static_assert(BW_PREFILTER_WINDOW == 3, "pass_avx2 reads three fingerprint positions");
-    const __m256i nib = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
     __m256i lo[3], hi[3];
     for (size_t k = 0; k < 3; k++) {
         lo[k] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)pf->lo[k]));
         hi[k] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)pf->hi[k]));
     }
-    unsigned char tail[64];
-    for (size_t i = 0; i < n; i += 32) {
-        const unsigned char *q = p + i;
-        uint32_t valid = ~(uint32_t)0;
-        if (n - i < 34) { /* the later loads read two bytes past the block */
-            memset(tail, 0, sizeof tail);
-            memcpy(tail, p + i, n - i);
-            q = tail;
-            if (n - i < 32)
-                valid = ((uint32_t)1 << (n - i)) - 1u;
-        }
-        __m256i m = nibble_lookup(_mm256_loadu_si256((const __m256i *)q), lo[0], hi[0], nib);
-        m = _mm256_and_si256(
-            m, nibble_lookup(_mm256_loadu_si256((const __m256i *)(q + 1)), lo[1], hi[1], nib));
-        m = _mm256_and_si256(
-            m, nibble_lookup(_mm256_loadu_si256((const __m256i *)(q + 2)), lo[2], hi[2], nib));
-        uint32_t z = ~(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(m, zero)) & valid;
-        if (z) {
-            uint8_t mb[32];
-            _mm256_storeu_si256((__m256i *)mb, m);
-            while (z) {
-                unsigned j = (unsigned)__builtin_ctz(z);
-                z &= z - 1;
-                if (verify(pf, p, n, i + j, mb[j]))
-                    return true;
-            }
-        }
+    if (n < 34) { /* one block, from a copy with zeros past the end */
+        unsigned char tail[64];
+        memset(tail, 0, sizeof tail);
+        memcpy(tail, p, n);
+        uint32_t valid = n < 32 ? ((uint32_t)1 << n) - 1u : ~(uint32_t)0;
+        if (block_avx2(pf, p, n, 0, tail, valid, lo, hi, bits))
+            return true;
+        for (size_t i = 32; i < n; i++)
+            if (position_scalar(pf, p, n, i, bits))
+                return true;
+        return false;
     }
+    size_t i = 0;
+    for (; i + 34 <= n; i += 32)
+        if (block_avx2(pf, p, n, i, p + i, ~(uint32_t)0, lo, hi, bits))
+            return true;
+    /* The rest: a last block ending two bytes short of the end, over
+     * positions already done (masked out), then the last two positions. */
+    if (i < n - 2) {
+        size_t base = n - 34;
+        if (block_avx2(pf, p, n, base, p + base, ~(uint32_t)0 << (i - base), lo, hi, bits))
+            return true;
+    }
+    for (size_t k = i > n - 2 ? i : n - 2; k < n; k++)
+        if (position_scalar(pf, p, n, k, bits))
+            return true;
     return false;
 }
 #endif
 
-bool bw_prefilter_may_match(const struct bw_prefilter *pf, bw_slice input)
+bool bw_prefilter_run(const struct bw_prefilter *pf, bw_slice input, uint64_t *bits)
 {
     if (!pf->active)
         return true;
 #if defined(__x86_64__)
-    if (__builtin_cpu_supports("avx2"))
-        return pass_avx2(pf, (const unsigned char *)input.ptr, input.len);
+    /* Up to 16 bytes the byte tables cost less than setting up the vectors. */
+    if (input.len > 16 && __builtin_cpu_supports("avx2"))
+        return pass_avx2(pf, (const unsigned char *)input.ptr, input.len, bits);
 #endif
-    return bw__prefilter_may_match_scalar(pf, input);
+    return bw__prefilter_run_scalar(pf, input, bits);
+}
+
+bool bw_prefilter_may_match(const struct bw_prefilter *pf, bw_slice input)
+{
+    uint64_t bits[(BW_PREFILTER_SCAN + 1u) / 64u];
+    memset(bits, 0, sizeof bits);
+    if (bw_prefilter_run(pf, input, bits))
+        return true;
+    for (size_t i = 0; i < sizeof bits / sizeof bits[0]; i++)
+        if (bits[i])
+            return true;
+    return false;
 }

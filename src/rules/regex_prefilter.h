@@ -49,11 +49,17 @@
 
 /* One string whose presence (ASCII case ignored) lets a pattern match. */
 struct bw_prefilter_trigger {
-    uint64_t bytes[2]; /* lower-cased, in memory order, zero past len */
-    uint64_t mask[2];  /* the first len bytes */
-    uint8_t len;       /* 1..16 */
-    uint8_t off;       /* where its fingerprint window starts */
+    uint64_t bytes[2];     /* lower-cased, in memory order, zero past len */
+    uint64_t mask[2];      /* the first len bytes */
+    uint8_t len;           /* 1..16 */
+    uint8_t off;           /* where its fingerprint window starts */
+    uint32_t win, winmask; /* the window's bytes (byte k at bits 8k), folded; which */
+    /* BW_PREFILTER_SCAN: found, the database must be scanned; otherwise the
+     * pattern (id) it belongs to is a literal, and finding it is that
+     * pattern's match. */
+    uint16_t pattern;
 };
+#define BW_PREFILTER_SCAN UINT16_MAX
 
 /* The SIMD pass (Teddy-style) looks for a fingerprint of each trigger,
  * one to three adjacent bytes of it (its rarest); triggers are split into
@@ -72,6 +78,13 @@ struct bw_prefilter {
      * ones). The nibble tables pass far more than these. */
     uint64_t win1[4];
     uint64_t win2[1024];
+    /* The triggers of one fingerprint length and first two bytes are
+     * consecutive in trig: this table (open addressing, key
+     * length << 16 | first byte << 8 | second byte, 0 free) gives where. */
+    struct {
+        uint32_t key;
+        uint8_t first, count;
+    } wtab[2 * BW_PREFILTER_MAX_TRIGGERS];
     struct bw_prefilter_trigger trig[BW_PREFILTER_MAX_TRIGGERS];
 };
 
@@ -79,16 +92,25 @@ struct bw_prefilter {
  * database it cannot filter gets an inactive filter. */
 void bw_prefilter_build(struct bw_prefilter *pf, const bw_slice *patterns, size_t n);
 
-/* False only when no pattern of the database can match input. */
-bool bw_prefilter_may_match(const struct bw_prefilter *pf, bw_slice input);
+/* Runs the filter over input. True: the database must be scanned. False:
+ * the filter knows the answer, and has set in bits (which the caller
+ * zeroed, one bit per pattern) the bits of the literal patterns found: all
+ * the patterns that match. */
+bool bw_prefilter_run(const struct bw_prefilter *pf, bw_slice input, uint64_t *bits);
 
-/* The scalar pass, which bw_prefilter_may_match uses on CPUs without AVX2
- * (for tests: it must answer exactly as the SIMD one). */
-bool bw__prefilter_may_match_scalar(const struct bw_prefilter *pf, bw_slice input);
+/* The scalar pass, which bw_prefilter_run uses on CPUs without AVX2 (for
+ * tests: it must answer exactly as the SIMD one). */
+bool bw__prefilter_run_scalar(const struct bw_prefilter *pf, bw_slice input, uint64_t *bits);
+
+/* For tests: false only when no pattern can match input (no scan needed,
+ * no bit set). */
+bool bw_prefilter_may_match(const struct bw_prefilter *pf, bw_slice input);
 
 /* The factor set chosen for one pattern, for tests: false when the pattern
  * is unfilterable; else out[0..*n) (each NUL-terminated, lower-cased,
  * truncated to BW_PREFILTER_MAX_STRING bytes), sorted. */
 bool bw_prefilter_factors(bw_slice pattern, char out[][BW_PREFILTER_MAX_STRING + 1], size_t *n);
+/* For tests: whether the pattern is a literal (see bw_prefilter_trigger). */
+bool bw_prefilter_is_literal(bw_slice pattern);
 
 #endif

@@ -132,6 +132,14 @@ static const char *const sound_patterns[] = {
     "a(b|)c",
     "x[abc]y",
     "(?i)AB(?-i)cd",
+    "(?i)bot",
+    "(?i)(sqlmap|nikto|zgrab)",
+    "(?i)\\x24\\x7bjndi\\x3a",
+    "1\\.2\\.3",
+    "bot",
+    "(?i)^bot",
+    "(?i)bot\\b",
+    "(?-i)bot",
     "(?s)a.b",
     "a\\x2ab",
     "(ab)+c",
@@ -194,12 +202,17 @@ TEST(never_rules_out_a_match)
             memcpy(heap, buf, n);
             bw_slice subj = bw_slice_make(heap, n);
             int m = hs_match(db, &s, subj);
-            bool maybe = bw_prefilter_may_match(&pf, subj);
-            bool scalar = bw__prefilter_may_match_scalar(&pf, subj);
+            uint64_t bits[1] = {0}, sbits[1] = {0};
+            bool scan = bw_prefilter_run(&pf, subj, bits);
+            bool sscan = bw__prefilter_run_scalar(&pf, subj, sbits);
             free(heap);
-            if (m < 0 || (m == 1 && !maybe) || maybe != scalar) {
-                T_FAILF("/%s/ on \"%.*s\": vectorscan %d, filter %d, scalar %d", sound_patterns[i],
-                        (int)n, buf, m, maybe, scalar);
+            /* Either a scan is asked for, or the filter's bit is the answer. */
+            if (m < 0 || (!scan && (int)(bits[0] & 1u) != m) || scan != sscan ||
+                (!scan && bits[0] != sbits[0])) {
+                T_FAILF("/%s/ on \"%.*s\": vectorscan %d, filter scan %d bits %llx, scalar "
+                        "scan %d bits %llx",
+                        sound_patterns[i], (int)n, buf, m, scan, (unsigned long long)bits[0], sscan,
+                        (unsigned long long)sbits[0]);
                 bw_regex_db_free(db);
                 bw_regex_scratch_done(&s);
                 return;
@@ -251,7 +264,15 @@ TEST(simd_and_scalar_agree_at_every_length)
                 buf[i] = alpha[(rng >> 33) % (sizeof alpha - 1)];
             }
             bw_slice in = bw_slice_make(buf, len);
-            bool a = bw_prefilter_may_match(&pf, in), b = bw__prefilter_may_match_scalar(&pf, in);
+            uint64_t ab[1] = {0}, bb[1] = {0};
+            bool sa = bw_prefilter_run(&pf, in, ab), sb = bw__prefilter_run_scalar(&pf, in, bb);
+            bool a = sa || ab[0], b = sb || bb[0];
+            if (!sa && !sb && ab[0] != bb[0]) {
+                T_FAILF("length %zu: simd bits %llx, scalar bits %llx", len,
+                        (unsigned long long)ab[0], (unsigned long long)bb[0]);
+                free(buf);
+                return;
+            }
             bool want = false;
             for (size_t i = 0; i < len && !want; i++) {
                 want = buf[i] == '\'';
@@ -278,6 +299,55 @@ static void alternation(char *buf, size_t n)
         o += (size_t)sprintf(buf + o, "%sq%02zux", i ? "|" : "", i);
     buf[o++] = ')';
     buf[o] = '\0';
+}
+
+TEST(which_patterns_are_literals)
+{
+    static const struct {
+        const char *pattern;
+        bool literal;
+    } cases[] = {
+        {"(?i)bot", true},
+        {"(?i)(sqlmap|nikto)", true},
+        {"(?i)\\x24\\x7bjndi\\x3a", true},
+        {"1\\.2\\.3", true},    /* no letter: case cannot matter */
+        {"/etc/passwd", false}, /* letters, case-sensitive */
+        {"bot", false},
+        {"(?i)^bot", false},
+        {"(?i)bot$", false},
+        {"(?i)\\bbot", false},
+        {"(?i)b.t", false},
+        {"(?i)b[o]t", false},
+        {"(?i)bo+t", false},
+        {"(?i)(?-i)bot", false},
+        {"(?i:bot)", false},
+        {"x(?i)bot", false},
+        {"(?i)abcdefghijklmnopq", false}, /* longer than the 16 bytes compared */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if (bw_prefilter_is_literal(S(cases[i].pattern)) != cases[i].literal)
+            T_FAILF("/%s/: literal %d, want %d", cases[i].pattern, !cases[i].literal,
+                    cases[i].literal);
+}
+
+TEST(literals_are_answered_without_a_scan)
+{
+    bw_slice p[] = {S("(?i)bot"), S("(?i)googlebot"), S("(?i)\\x24\\x7bjndi\\x3a"),
+                    S("(?i)union\\s+select")};
+    struct bw_prefilter pf;
+    bw_prefilter_build(&pf, p, 4);
+    CHECK(pf.active);
+    uint64_t bits[1] = {0};
+    CHECK(!bw_prefilter_run(&pf, S("Mozilla/5.0 (compatible; Googlebot/2.1)"), bits));
+    CHECK_INT_EQ(bits[0], 3); /* bot and googlebot */
+    bits[0] = 0;
+    CHECK(!bw_prefilter_run(&pf, S("x=${JNDI:ldap://a} bot"), bits));
+    CHECK_INT_EQ(bits[0], 5);
+    bits[0] = 0;
+    CHECK(!bw_prefilter_run(&pf, S("nothing here"), bits));
+    CHECK_INT_EQ(bits[0], 0);
+    bits[0] = 0;
+    CHECK(bw_prefilter_run(&pf, S("1 union select bot"), bits)); /* a regex may match: scan */
 }
 
 TEST(limit_strings_per_set)
@@ -370,6 +440,8 @@ int main(void)
     RUN(never_rules_out_a_match);
     RUN(rules_out_ordinary_values);
     RUN(simd_and_scalar_agree_at_every_length);
+    RUN(which_patterns_are_literals);
+    RUN(literals_are_answered_without_a_scan);
     RUN(limit_strings_per_set);
     RUN(limit_triggers_per_database);
     RUN(limit_group_depth);
