@@ -113,12 +113,17 @@ static bool set_cross(struct set *out, const struct set *a, const struct set *b,
     return true;
 }
 
+static bool common_letter(unsigned char c)
+{
+    return c >= 'a' && c <= 'z' && strchr("etaoinsrhlcdum", c);
+}
+
 /* How likely a byte is in request text (after folding): a rough guide for
  * choosing among valid sets, which never affects correctness. */
 static double byte_p(unsigned char c)
 {
     if (c >= 'a' && c <= 'z') {
-        if (strchr("etaoinsrhlcdum", c))
+        if (common_letter(c))
             return 0.05;
         if (strchr("pgfwybvk", c))
             return 0.015;
@@ -126,8 +131,10 @@ static double byte_p(unsigned char c)
     }
     if (c >= '0' && c <= '9')
         return 0.03;
-    if (c != '\0' && strchr("/.-_=&,;:()%+ ", c))
+    if (c != '\0' && strchr("/.-_=&,:()%+ ", c))
         return 0.05;
+    if (c == ';')
+        return 0.01; /* separates header parameters, rare in paths and queries */
     return 0.002;
 }
 
@@ -149,6 +156,10 @@ static double str_p(const struct str *s)
     double p = 1;
     for (size_t i = 0; i < k; i++)
         p *= byte_p(s->b[i]);
+    /* Two common letters are part of many words ("sh" in "shoes", "nc" in
+     * "currency"): likelier than their letters one by one say. */
+    if (k == 2 && common_letter(s->b[0]) && common_letter(s->b[1]))
+        p = 0.01;
     return p;
 }
 
