@@ -540,6 +540,8 @@ static bool field_present(struct bw_rules_ctx *cx, enum bw_rules_field f)
 
 /* The per-request caches of the program's header slots, scan groups and
  * shared calls: one zeroed (EMPTY) allocation, on the first evaluation. */
+static void lit_group(struct bw_rules_ctx *cx, uint32_t g);
+
 __attribute__((noinline)) static bool make_ready(struct bw_rules_ctx *cx)
 {
     cx->ready = true;
@@ -568,6 +570,9 @@ __attribute__((noinline)) static bool make_ready(struct bw_rules_ctx *cx)
         cx->atoms = ralloc(cx, p->natoms + 1); /* NULL: each atom alone (atom_alone) */
     }
     cx->fast_n = cx->atoms ? (uint32_t)p->n : 0;
+    if (cx->atoms)
+        for (uint32_t i = 0; i < p->neager; i++)
+            lit_group(cx, p->eager[i]);
     return true;
 }
 

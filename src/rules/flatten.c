@@ -299,6 +299,39 @@ size_t bw__needle_anchor(bw_slice k)
     return j;
 }
 
+/* Whether a literal group on lhs is computed up front (eval_internal.h,
+ * prog->eager): a field read straight from the request. The normalised
+ * path copies the received one only when that is not normal already;
+ * rulesets read it first and nearly always. Joined headers (User-Agent,
+ * Cookie...) are built from the header index, so they wait for a rule. */
+static bool eager_field(const struct bw__cnode *lhs)
+{
+    if (lhs->kind != BW__C_FIELD || lhs->lifted)
+        return false;
+    switch (lhs->u.field) {
+    case BW_RULES_F_HTTP_REQUEST_METHOD:
+    case BW_RULES_F_HTTP_HOST:
+    case BW_RULES_F_HTTP_REQUEST_URI:
+    case BW_RULES_F_HTTP_REQUEST_URI_PATH:
+    case BW_RULES_F_RAW_HTTP_REQUEST_URI_PATH:
+    case BW_RULES_F_HTTP_REQUEST_URI_QUERY:
+    case BW_RULES_F_IP_SRC:
+    case BW_RULES_F_SSL:
+    case BW_RULES_F_BOT_SCORE:
+    case BW_RULES_F_HTTP_RESPONSE_CODE:
+        return true;
+    case BW_RULES_F_HTTP_USER_AGENT:
+    case BW_RULES_F_HTTP_REFERER:
+    case BW_RULES_F_HTTP_COOKIE:
+    case BW_RULES_F_HTTP_X_FORWARDED_FOR:
+    case BW_RULES_F_HTTP_REQUEST_HEADERS:
+    case BW_RULES_F_HTTP_RESPONSE_HEADERS:
+    case BW_RULES_F__COUNT:
+        break;
+    }
+    return false;
+}
+
 /* Records Bool leaf n; returns its leaf number. */
 static uint32_t add_leaf(struct flat *f, const struct bw__cnode *n)
 {
@@ -601,6 +634,14 @@ bw_status bw__rules_flatten(bw_arena *a, struct bw_rules_prog *p, bw_error *err)
         uint32_t at = single[i] >> 1;
         fast[i] = at << 2 | (at == p->natoms ? 3u : 2u - (single[i] & 1u));
     }
+    uint32_t *eager = bw_arena_alloc(a, (f.ngroups ? f.ngroups : 1) * sizeof *eager);
+    if (!eager)
+        return bw_error_set(err, "out of memory compiling rules");
+    p->neager = 0;
+    for (uint32_t g = 0; g < f.ngroups; g++)
+        if (f.groups[g].n && eager_field(f.groups[g].lhs))
+            eager[p->neager++] = g;
+    p->eager = eager;
     p->fast = fast;
     p->single = single;
     p->entry = entry;
