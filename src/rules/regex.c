@@ -553,8 +553,11 @@ static bw_status scan_db(const bw_regex_db *db, bw_regex_scratch *s, bw_slice in
     if (db->count > 0) {
         if (!s->reserved)
             return bw_error_set(err, "regex scan: scratch space was not reserved");
-        if (filtered && !bw_prefilter_run(&db->filter, input, bits))
-            goto done; /* the filter knows: the literals it found, or nothing */
+        if (filtered) {
+            if (!bw_prefilter_run(&db->filter, input, bits))
+                goto done; /* the filter knows: the literals it found, or nothing */
+            memset(bits, 0, sizeof bits); /* the scan reports them all again */
+        }
         struct scan_ctx c = {.bits = bits, .left = db->count};
         const char *p = input.len ? input.ptr : "";
         hs_error_t rc = db->scan(db->hs, p, (unsigned int)input.len, 0, s->hs, on_match, &c);
