@@ -555,7 +555,7 @@ static bw_status scan_db(const bw_regex_db *db, bw_regex_scratch *s, bw_slice in
             return bw_error_set(err, "regex scan: scratch space was not reserved");
         if (filtered) {
             if (!bw_prefilter_run(&db->filter, input, bits))
-                goto done; /* the filter knows: the literals it found, or nothing */
+                goto done;                /* the filter knows: the literals it found, or nothing */
             memset(bits, 0, sizeof bits); /* the scan reports them all again */
         }
         struct scan_ctx c = {.bits = bits, .left = db->count};
