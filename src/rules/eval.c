@@ -541,7 +541,6 @@ static bool field_present(struct bw_rules_ctx *cx, enum bw_rules_field f)
 /* The per-request caches of the program's header slots, scan groups and
  * shared calls: one zeroed (EMPTY) allocation, on the first evaluation. */
 static void lit_group(struct bw_rules_ctx *cx, uint32_t g);
-static enum bw_tri headers_atom(struct bw_rules_ctx *cx, const struct bw__atom *at, bool eager);
 
 __attribute__((noinline)) static bool make_ready(struct bw_rules_ctx *cx)
 {
@@ -571,16 +570,9 @@ __attribute__((noinline)) static bool make_ready(struct bw_rules_ctx *cx)
         cx->atoms = ralloc(cx, p->natoms + 1); /* NULL: each atom alone (atom_alone) */
     }
     cx->fast_n = cx->atoms ? (uint32_t)p->n : 0;
-    if (cx->atoms) {
+    if (cx->atoms)
         for (uint32_t i = 0; i < p->neager; i++)
             lit_group(cx, p->eager[i]);
-        for (uint32_t i = 0; i < p->neager_hdr; i++) {
-            uint32_t a = p->eager_hdr[i];
-            enum bw_tri t = headers_atom(cx, &p->atoms[a], true);
-            if (t != BW_TRI__COUNT)
-                cx->atoms[a] = (uint8_t)(1 + t);
-        }
-    }
     return true;
 }
 
@@ -1548,7 +1540,7 @@ __attribute__((noinline)) static void lit_group(struct bw_rules_ctx *cx, uint32_
  * any(t(m(h["name"][*]))), all(...) and has(h["name"]), from the header
  * lines directly. any() stops at the first true, all() at the first false:
  * the rest cannot change the value. */
-static enum bw_tri headers_atom(struct bw_rules_ctx *cx, const struct bw__atom *at, bool eager)
+static enum bw_tri headers_atom(struct bw_rules_ctx *cx, const struct bw__atom *at)
 {
     const struct bw__slot *s = &cx->prog->slots[at->group];
     size_t k, first;
@@ -1579,8 +1571,8 @@ static enum bw_tri headers_atom(struct bw_rules_ctx *cx, const struct bw__atom *
         struct bw_val v = v_bytes(h->items[i].value);
         if (at->hmap != BW_RULES_FN__COUNT) {
             bw_slice x = v.u.bytes;
-            if (x.len > sizeof buf) /* the tree allocates: only when a rule asks */
-                return eager ? BW_TRI__COUNT : tri(cx, at->node);
+            if (x.len > sizeof buf)
+                return tri(cx, at->node);
             bool up = at->hmap == BW_RULES_FN_UPPER;
             const unsigned char *in = (const unsigned char *)x.ptr;
             size_t b = 0;
@@ -1638,7 +1630,7 @@ static enum bw_tri atom_alone(struct bw_rules_ctx *cx, const struct bw__atom *at
     case BW__A_MATCH:
         return match_tri(cx, at->group, at->id);
     case BW__A_HEADERS:
-        return headers_atom(cx, at, false);
+        return headers_atom(cx, at);
     case BW__A_LIT:
     case BW__A_NODE:
         return tri(cx, at->node);
@@ -1662,7 +1654,7 @@ __attribute__((noinline)) static enum bw_tri atom_fill(struct bw_rules_ctx *cx, 
         scan_atoms(cx, at->group);
         break;
     case BW__A_HEADERS:
-        cx->atoms[a] = (uint8_t)(1 + headers_atom(cx, at, false));
+        cx->atoms[a] = (uint8_t)(1 + headers_atom(cx, at));
         break;
     case BW__A_NODE:
         cx->atoms[a] = (uint8_t)(1 + tri(cx, at->node));

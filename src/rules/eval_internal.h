@@ -295,12 +295,6 @@ struct bw_rules_prog {
      * first rule comes, cost a mispredicted branch and a call apiece. */
     const uint32_t *eager;
     uint32_t neager;
-    /* HEADERS atoms on request headers, computed then too (from the header
-     * lines, with nothing allocated; one that would need the tree, a
-     * lower() of a value too long for the stack buffer, is left for its
-     * rule). */
-    const uint32_t *eager_hdr;
-    uint32_t neager_hdr;
     const struct bw__lit *hlits; /* the tests of HEADERS atoms */
 };
 

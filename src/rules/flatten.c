@@ -642,15 +642,6 @@ bw_status bw__rules_flatten(bw_arena *a, struct bw_rules_prog *p, bw_error *err)
         if (f.groups[g].n && eager_field(f.groups[g].lhs))
             eager[p->neager++] = g;
     p->eager = eager;
-    uint32_t *eager_hdr = bw_arena_alloc(a, (p->natoms ? p->natoms : 1) * sizeof *eager_hdr);
-    if (!eager_hdr)
-        return bw_error_set(err, "out of memory compiling rules");
-    p->neager_hdr = 0;
-    for (uint32_t at = 0; at < p->natoms; at++)
-        if (p->atoms[at].kind == BW__A_HEADERS &&
-            p->slots[p->atoms[at].group].map == BW_RULES_F_HTTP_REQUEST_HEADERS)
-            eager_hdr[p->neager_hdr++] = at;
-    p->eager_hdr = eager_hdr;
     p->fast = fast;
     p->single = single;
     p->entry = entry;
