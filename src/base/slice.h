@@ -32,6 +32,18 @@ static inline char bw_ascii_lower(char c)
     return (c >= 'A' && c <= 'Z') ? (char)(c + ('a' - 'A')) : c;
 }
 
+/* The value of a hex digit (either case), or -1. */
+static inline int bw_hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 /* ASCII case-insensitive comparison: header names and tokens (RFC 9110 §5.1). */
 static inline bool bw_slice_eq_nocase(bw_slice a, bw_slice b)
 {

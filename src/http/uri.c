@@ -2,17 +2,6 @@
 
 #include <string.h>
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static bool unreserved(unsigned char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
@@ -28,7 +17,7 @@ static size_t decode_unreserved(bw_slice in, char *out)
     for (size_t i = 0; i < in.len; i++) {
         char c = in.ptr[i];
         if (c == '%' && i + 2 < in.len) {
-            int h = hexval(in.ptr[i + 1]), l = hexval(in.ptr[i + 2]);
+            int h = bw_hex_value(in.ptr[i + 1]), l = bw_hex_value(in.ptr[i + 2]);
             if (h >= 0 && l >= 0) {
                 unsigned char d = (unsigned char)(h * 16 + l);
                 if (unreserved(d)) {

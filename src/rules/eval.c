@@ -735,17 +735,6 @@ static enum bw_tri in_set(const struct bw__cnode *n, const struct bw_val *v)
     return set_has(n->u.in.set, v);
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* The offset of the first byte fn would change in s (s.len when none):
  * most values have no upper-case letter to lower, no escape to decode, and
  * are then their own result (no copy); the unchanged prefix is copied as is. */
@@ -808,8 +797,8 @@ static bool map_slice(struct bw_rules_ctx *cx, enum bw_rules_func fn, bw_slice s
         while (i < s.len) {
             char c = s.ptr[i];
             int h, l;
-            if (c == '%' && i + 2 < s.len && (h = hexval(s.ptr[i + 1])) >= 0 &&
-                (l = hexval(s.ptr[i + 2])) >= 0) {
+            if (c == '%' && i + 2 < s.len && (h = bw_hex_value(s.ptr[i + 1])) >= 0 &&
+                (l = bw_hex_value(s.ptr[i + 2])) >= 0) {
                 out[o++] = (char)(h * 16 + l);
                 i += 3;
             } else if (c == '+') {

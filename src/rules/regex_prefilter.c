@@ -332,23 +332,12 @@ static bool is_alnum(unsigned char c)
     return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
 
-static int hex_val(unsigned char c)
-{
-    if (is_digit(c))
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* \xHH with exactly two hex digits at p (after the `x`); -1 otherwise. */
 static int hex2(const unsigned char *p, const unsigned char *end)
 {
-    if (end - p < 2 || hex_val(p[0]) < 0 || hex_val(p[1]) < 0)
+    if (end - p < 2 || bw_hex_value((char)p[0]) < 0 || bw_hex_value((char)p[1]) < 0)
         return -1;
-    return hex_val(p[0]) * 16 + hex_val(p[1]);
+    return bw_hex_value((char)p[0]) * 16 + bw_hex_value((char)p[1]);
 }
 
 /* A literal byte: folded; a byte >= 0x80 counts as any byte, since whether
