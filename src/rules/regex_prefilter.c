@@ -995,19 +995,23 @@ static inline bool verify(const struct bw_prefilter *pf, const unsigned char *p,
                    verify_key(pf, p, n, pos, wkey(3, a, b), here, bits));
 }
 
+/* Position i by the byte tables (bytes past the end read as 0). */
+static inline bool position_scalar(const struct bw_prefilter *pf, const unsigned char *p, size_t n,
+                                   size_t i, uint64_t *bits)
+{
+    unsigned c =
+        pf->t[0][p[i]] & pf->t[1][i + 1 < n ? p[i + 1] : 0] & pf->t[2][i + 2 < n ? p[i + 2] : 0];
+    return c && verify(pf, p, n, i, bits);
+}
+
 bool bw__prefilter_run_scalar(const struct bw_prefilter *pf, bw_slice input, uint64_t *bits)
 {
     if (!pf->active)
         return true;
     const unsigned char *p = (const unsigned char *)input.ptr;
-    size_t n = input.len;
-    for (size_t i = 0; i < n; i++) {
-        /* past the end, bytes read as 0, as in the SIMD pass */
-        unsigned c = pf->t[0][p[i]] & pf->t[1][i + 1 < n ? p[i + 1] : 0] &
-                     pf->t[2][i + 2 < n ? p[i + 2] : 0];
-        if (c && verify(pf, p, n, i, bits))
+    for (size_t i = 0; i < input.len; i++)
+        if (position_scalar(pf, p, input.len, i, bits))
             return true;
-    }
     return false;
 }
 
@@ -1043,15 +1047,6 @@ __attribute__((target("avx2"))) static inline bool block_avx2(const struct bw_pr
             return true;
     }
     return false;
-}
-
-/* Position i by the byte tables (bytes past the end read as 0). */
-static inline bool position_scalar(const struct bw_prefilter *pf, const unsigned char *p, size_t n,
-                                   size_t i, uint64_t *bits)
-{
-    unsigned c =
-        pf->t[0][p[i]] & pf->t[1][i + 1 < n ? p[i + 1] : 0] & pf->t[2][i + 2 < n ? p[i + 2] : 0];
-    return c && verify(pf, p, n, i, bits);
 }
 
 __attribute__((target("avx2"))) static bool
