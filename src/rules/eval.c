@@ -1409,13 +1409,12 @@ static const struct bw_val *group_lhs(struct bw_rules_ctx *cx, const struct bw__
     return ref(cx, lhs, tmp);
 }
 
-/* Literal group g: its left side once, then each of its tests, into their
- * atoms. The tests allocate nothing and have no other effect, so running
- * those of rules that are never evaluated changes nothing but time. */
 _Static_assert(BW__L_EQ < BW__L_IN && BW__L_NE < BW__L_IN && BW__L_CONTAINS < BW__L_IN &&
                    BW__L_STARTS_WITH < BW__L_IN && BW__L_ENDS_WITH < BW__L_IN &&
                    BW__L_IN < BW__L_LT,
                "lit_group runs the Bytes tests, sorted first, with words");
+_Static_assert(BW__L_IN_MAPPED + 1 == BW__L__COUNT,
+               "lit_group leaves the IN_MAPPED tests, sorted last, to in_mapped");
 
 /* A Bytes test of lit on s, whose first 8 bytes (zero past its end) are
  * head and last 8 (zero before its start) tail: the words settle most
@@ -1486,19 +1485,25 @@ static inline void value_words(bw_slice s, uint64_t *head, uint64_t *tail)
 #endif
 }
 
-/* A BW__L_IN_MAPPED test on v, the value of x in `lower(x) in {...}` (or
- * upper): what in_bytes_k computes for node, which it runs when the length
- * does not settle it. */
-static enum bw_tri in_mapped(struct bw_rules_ctx *cx, const struct bw__lit *lit,
-                             const struct bw_val *v, const struct bw__cnode *node)
+/* BW__L_IN_MAPPED atom a, `lower(x) in {...}` (or upper), alone: false
+ * from x's length when no element has it, else what in_bytes_k computes,
+ * through the tree (which copies lower(x)). Not run with its group: the
+ * copy is made only when the rule asks, as the tree would. */
+__attribute__((noinline)) static enum bw_tri in_mapped(struct bw_rules_ctx *cx, uint32_t a)
 {
+    const struct bw__atom *at = &cx->prog->atoms[a];
+    struct bw_val tmp;
+    const struct bw_val *v = group_lhs(cx, cx->prog->lit_groups[at->group].lhs, &tmp);
     if (v->kind != BW_VAL_BYTES)
         return BW_TRI_UNKNOWN;
-    if (!bw_bytes_set_has_len(&lit->set->bytes, v->u.bytes.len))
+    if (!bw_bytes_set_has_len(&cx->prog->lits[a].set->bytes, v->u.bytes.len))
         return BW_TRI_FALSE;
-    return in_bytes_k(cx, node);
+    return in_bytes_k(cx, at->node);
 }
 
+/* Literal group g: its left side once, then each of its tests, into their
+ * atoms. The tests allocate nothing and have no other effect, so running
+ * those of rules that are never evaluated changes nothing but time. */
 __attribute__((noinline)) static void lit_group(struct bw_rules_ctx *cx, uint32_t g)
 {
     const struct bw__lit_group *lg = &cx->prog->lit_groups[g];
@@ -1515,10 +1520,15 @@ __attribute__((noinline)) static void lit_group(struct bw_rules_ctx *cx, uint32_
         for (; j < lg->n && lit[j].op < BW__L_IN; j++)
             out[j] = (uint8_t)(1 + word_test(&lit[j], s, head, tail));
     }
+    for (; j < lg->n && lit[j].op != BW__L_IN_MAPPED; j++)
+        out[j] = (uint8_t)(1 + lit_test(&lit[j], v));
+    /* The IN_MAPPED tests, sorted last: settled here when the length (or an
+     * unknown x) settles them, else left for their rule (in_mapped). */
     for (; j < lg->n; j++)
-        out[j] = (uint8_t)(1 + (lit[j].op == BW__L_IN_MAPPED
-                                    ? in_mapped(cx, &lit[j], v, cx->prog->atoms[lg->first + j].node)
-                                    : lit_test(&lit[j], v)));
+        if (v->kind != BW_VAL_BYTES)
+            out[j] = 1 + BW_TRI_UNKNOWN;
+        else if (!bw_bytes_set_has_len(&lit[j].set->bytes, v->u.bytes.len))
+            out[j] = 1 + BW_TRI_FALSE;
 }
 
 /* lower() / upper() of values up to this long are computed on the stack by
@@ -1637,7 +1647,10 @@ __attribute__((noinline)) static enum bw_tri atom_fill(struct bw_rules_ctx *cx, 
         return atom_alone(cx, at);
     switch ((enum bw__atom_kind)at->kind) {
     case BW__A_LIT:
-        lit_group(cx, at->group);
+        if (cx->prog->lits[a].op == BW__L_IN_MAPPED)
+            cx->atoms[a] = (uint8_t)(1 + in_mapped(cx, a));
+        else
+            lit_group(cx, at->group);
         break;
     case BW__A_MATCH:
         scan_atoms(cx, at->group);

@@ -188,16 +188,16 @@ enum bw__lit_op {
     BW__L_STARTS_WITH,
     BW__L_ENDS_WITH,
     BW__L_IN, /* set membership, any set kind */
-    /* `lower(x) in {...}` / `upper(x) in {...}` (a Bytes set), in x's group:
-     * false from x's length alone when no element has it; otherwise the
-     * atom's tree node answers (eval.c, in_mapped). */
-    BW__L_IN_MAPPED,
     BW__L_LT, /* Int compares with the constant i */
     BW__L_LE,
     BW__L_GT,
     BW__L_GE,
     BW__L_IEQ,
     BW__L_INE,
+    /* `lower(x) in {...}` / `upper(x) in {...}` (a Bytes set), in x's group:
+     * false from x's length alone when no element has it; otherwise the
+     * atom's tree node answers (eval.c, in_mapped). */
+    BW__L_IN_MAPPED,
     BW__L__COUNT
 };
 
