@@ -32,6 +32,18 @@ static inline char bw_ascii_lower(char c)
     return (c >= 'A' && c <= 'Z') ? (char)(c + ('a' - 'A')) : c;
 }
 
+/* bw_ascii_lower of each of the eight bytes of x (bytes over 0x7f are left
+ * as they are): a byte is a capital when its low seven bits are in A..Z and
+ * its high bit is clear; 0x80 >> 2 is the 0x20 that lowers it. */
+static inline uint64_t bw_ascii_lower64(uint64_t x)
+{
+    const uint64_t ones = 0x0101010101010101ull, highs = ones * 0x80u;
+    uint64_t low7 = x & ~highs;
+    uint64_t ge_a = low7 + ones * (0x80u - 'A');
+    uint64_t gt_z = low7 + ones * (0x80u - 'Z' - 1u);
+    return x | ((ge_a & ~gt_z & ~x & highs) >> 2);
+}
+
 /* The value of a hex digit (either case), or -1. */
 static inline int bw_hex_value(char c)
 {

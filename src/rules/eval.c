@@ -138,12 +138,6 @@ static inline uint64_t swar_eq(uint64_t x, unsigned char c)
 {
     return swar_between(x, c, c);
 }
-/* ASCII lower case of eight bytes: 0x80 >> 2 is the 0x20 that lowers a
- * capital. */
-static inline uint64_t swar_tolower(uint64_t x)
-{
-    return x | (swar_upper(x) >> 2);
-}
 static inline uint64_t swar_toupper(uint64_t x)
 {
     return x & ~(swar_lower(x) >> 2);
@@ -172,14 +166,14 @@ static inline bool eq_nocase_lowered(bw_slice a, bw_slice b)
         return false;
     if (n >= 8) {
         for (size_t i = 0; i + 8 < n; i += 8)
-            if (swar_tolower(load64(a.ptr + i)) != load64(b.ptr + i))
+            if (bw_ascii_lower64(load64(a.ptr + i)) != load64(b.ptr + i))
                 return false;
-        return swar_tolower(load64(a.ptr + n - 8)) == load64(b.ptr + n - 8);
+        return bw_ascii_lower64(load64(a.ptr + n - 8)) == load64(b.ptr + n - 8);
     }
     if (n >= 4) {
         uint64_t x = (uint64_t)load32(a.ptr) | (uint64_t)load32(a.ptr + n - 4) << 32;
         uint64_t y = (uint64_t)load32(b.ptr) | (uint64_t)load32(b.ptr + n - 4) << 32;
-        return swar_tolower(x) == y;
+        return bw_ascii_lower64(x) == y;
     }
     for (size_t i = 0; i < n; i++)
         if (bw_ascii_lower(a.ptr[i]) != b.ptr[i])
@@ -786,7 +780,7 @@ static bool map_slice(struct bw_rules_ctx *cx, enum bw_rules_func fn, bw_slice s
         size_t i = first;
         for (; i + 8 <= s.len; i += 8) {
             uint64_t x = load64(s.ptr + i);
-            store64(out + i, up ? swar_toupper(x) : swar_tolower(x));
+            store64(out + i, up ? swar_toupper(x) : bw_ascii_lower64(x));
         }
         for (; i < s.len; i++)
             out[i] = up ? (char)(in[i] - ((unsigned char)(in[i] - 'a') < 26u ? 'a' - 'A' : 0))
@@ -1577,7 +1571,7 @@ static enum bw_tri headers_atom(struct bw_rules_ctx *cx, const struct bw__atom *
             size_t b = 0;
             for (; b + 8 <= x.len; b += 8) {
                 uint64_t w = load64(x.ptr + b);
-                store64(buf + b, up ? swar_toupper(w) : swar_tolower(w));
+                store64(buf + b, up ? swar_toupper(w) : bw_ascii_lower64(w));
             }
             for (; b < x.len; b++)
                 buf[b] = up ? (char)(in[b] - ((unsigned char)(in[b] - 'a') < 26u ? 'a' - 'A' : 0))

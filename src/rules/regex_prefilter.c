@@ -39,7 +39,7 @@ struct info {
 
 static unsigned char fold(unsigned char c)
 {
-    return (unsigned char)(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
+    return (unsigned char)bw_ascii_lower((char)c);
 }
 
 /* ---- sets ------------------------------------------------------------------ */
@@ -932,16 +932,6 @@ void bw_prefilter_build(struct bw_prefilter *pf, const bw_slice *patterns, size_
 
 /* ---- the pass ------------------------------------------------------------------ */
 
-/* ASCII upper case to lower, in each byte of x. */
-static inline uint64_t fold64(uint64_t x)
-{
-    const uint64_t ones = 0x0101010101010101ull, highs = ones * 0x80u;
-    uint64_t h = x & ~highs;
-    uint64_t ge_a = h + ones * (0x80u - 'A');
-    uint64_t gt_z = h + ones * (0x80u - 'Z' - 1u);
-    return x | ((ge_a & ~gt_z & ~x & highs) >> 2);
-}
-
 /* The triggers of one (length, first two bytes) fingerprint, at pos in
  * p[0..n) whose bytes there (folded, 0 past the end) are here: true when
  * one that asks for a scan is there; each literal's string there sets its
@@ -967,8 +957,8 @@ static bool verify_key(const struct bw_prefilter *pf, const unsigned char *p, si
             memcpy(w, p + start, 16);
         else
             memcpy(w, p + start, n - start);
-        if ((fold64(w[0]) & tr->mask[0]) != tr->bytes[0] ||
-            (fold64(w[1]) & tr->mask[1]) != tr->bytes[1])
+        if ((bw_ascii_lower64(w[0]) & tr->mask[0]) != tr->bytes[0] ||
+            (bw_ascii_lower64(w[1]) & tr->mask[1]) != tr->bytes[1])
             continue;
         if (tr->pattern == BW_PREFILTER_SCAN)
             return true;
