@@ -44,6 +44,22 @@ static inline uint64_t bw_ascii_lower64(uint64_t x)
     return x | ((ge_a & ~gt_z & ~x & highs) >> 2);
 }
 
+static inline char bw_ascii_upper(char c)
+{
+    return (c >= 'a' && c <= 'z') ? (char)(c - ('a' - 'A')) : c;
+}
+
+/* bw_ascii_upper of each of the eight bytes of x, as bw_ascii_lower64 does
+ * for lower case. */
+static inline uint64_t bw_ascii_upper64(uint64_t x)
+{
+    const uint64_t ones = 0x0101010101010101ull, highs = ones * 0x80u;
+    uint64_t low7 = x & ~highs;
+    uint64_t ge_a = low7 + ones * (0x80u - 'a');
+    uint64_t gt_z = low7 + ones * (0x80u - 'z' - 1u);
+    return x & ~((ge_a & ~gt_z & ~x & highs) >> 2);
+}
+
 /* The value of a hex digit (either case), or -1. */
 static inline int bw_hex_value(char c)
 {

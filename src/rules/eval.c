@@ -138,10 +138,6 @@ static inline uint64_t swar_eq(uint64_t x, unsigned char c)
 {
     return swar_between(x, c, c);
 }
-static inline uint64_t swar_toupper(uint64_t x)
-{
-    return x & ~(swar_lower(x) >> 2);
-}
 /* The index of the first passing byte of a nonzero test result. */
 static inline size_t swar_first(uint64_t m)
 {
@@ -773,18 +769,16 @@ static bool map_slice(struct bw_rules_ctx *cx, enum bw_rules_func fn, bw_slice s
     if (!out)
         return false;
     memcpy(out, s.ptr, first);
-    const unsigned char *in = (const unsigned char *)s.ptr;
     size_t o = first;
     if (fn == BW_RULES_FN_LOWER || fn == BW_RULES_FN_UPPER) {
         bool up = fn == BW_RULES_FN_UPPER;
         size_t i = first;
         for (; i + 8 <= s.len; i += 8) {
             uint64_t x = load64(s.ptr + i);
-            store64(out + i, up ? swar_toupper(x) : bw_ascii_lower64(x));
+            store64(out + i, up ? bw_ascii_upper64(x) : bw_ascii_lower64(x));
         }
         for (; i < s.len; i++)
-            out[i] = up ? (char)(in[i] - ((unsigned char)(in[i] - 'a') < 26u ? 'a' - 'A' : 0))
-                        : (char)(in[i] + ((unsigned char)(in[i] - 'A') < 26u ? 'a' - 'A' : 0));
+            out[i] = up ? bw_ascii_upper(s.ptr[i]) : bw_ascii_lower(s.ptr[i]);
         o = s.len;
     } else { /* url_decode: %XX decoded, '+' is a space; bad escapes kept */
         size_t i = first;
@@ -1338,7 +1332,10 @@ __attribute__((always_inline)) static inline enum bw_tri lit_test(const struct b
     case BW__L_IN:
         return set_has(lit->set, v);
     case BW__L_IN_MAPPED:
-        return BW_TRI_UNKNOWN; /* needs its node: lit_group runs it (in_mapped) */
+        if (v->kind != BW_VAL_BYTES)
+            return BW_TRI_UNKNOWN;
+        return bw_tri_of(bw_bytes_set_contains_mapped(&lit->set->bytes, v->u.bytes,
+                                                      (enum bw_bytes_map)lit->map));
     case BW__L_LT:
     case BW__L_LE:
     case BW__L_GT:
@@ -1407,8 +1404,6 @@ _Static_assert(BW__L_EQ < BW__L_IN && BW__L_NE < BW__L_IN && BW__L_CONTAINS < BW
                    BW__L_STARTS_WITH < BW__L_IN && BW__L_ENDS_WITH < BW__L_IN &&
                    BW__L_IN < BW__L_LT,
                "lit_group runs the Bytes tests, sorted first, with words");
-_Static_assert(BW__L_IN_MAPPED + 1 == BW__L__COUNT,
-               "lit_group leaves the IN_MAPPED tests, sorted last, to in_mapped");
 
 /* A Bytes test of lit on s, whose first 8 bytes (zero past its end) are
  * head and last 8 (zero before its start) tail: the words settle most
@@ -1479,22 +1474,6 @@ static inline void value_words(bw_slice s, uint64_t *head, uint64_t *tail)
 #endif
 }
 
-/* BW__L_IN_MAPPED atom a, `lower(x) in {...}` (or upper), alone: false
- * from x's length when no element has it, else what in_bytes_k computes,
- * through the tree (which copies lower(x)). Not run with its group: the
- * copy is made only when the rule asks, as the tree would. */
-__attribute__((noinline)) static enum bw_tri in_mapped(struct bw_rules_ctx *cx, uint32_t a)
-{
-    const struct bw__atom *at = &cx->prog->atoms[a];
-    struct bw_val tmp;
-    const struct bw_val *v = group_lhs(cx, cx->prog->lit_groups[at->group].lhs, &tmp);
-    if (v->kind != BW_VAL_BYTES)
-        return BW_TRI_UNKNOWN;
-    if (!bw_bytes_set_has_len(&cx->prog->lits[a].set->bytes, v->u.bytes.len))
-        return BW_TRI_FALSE;
-    return in_bytes_k(cx, at->node);
-}
-
 /* Literal group g: its left side once, then each of its tests, into their
  * atoms. The tests allocate nothing and have no other effect, so running
  * those of rules that are never evaluated changes nothing but time. */
@@ -1514,15 +1493,8 @@ __attribute__((noinline)) static void lit_group(struct bw_rules_ctx *cx, uint32_
         for (; j < lg->n && lit[j].op < BW__L_IN; j++)
             out[j] = (uint8_t)(1 + word_test(&lit[j], s, head, tail));
     }
-    for (; j < lg->n && lit[j].op != BW__L_IN_MAPPED; j++)
-        out[j] = (uint8_t)(1 + lit_test(&lit[j], v));
-    /* The IN_MAPPED tests, sorted last: settled here when the length (or an
-     * unknown x) settles them, else left for their rule (in_mapped). */
     for (; j < lg->n; j++)
-        if (v->kind != BW_VAL_BYTES)
-            out[j] = 1 + BW_TRI_UNKNOWN;
-        else if (!bw_bytes_set_has_len(&lit[j].set->bytes, v->u.bytes.len))
-            out[j] = 1 + BW_TRI_FALSE;
+        out[j] = (uint8_t)(1 + lit_test(&lit[j], v));
 }
 
 /* lower() / upper() of values up to this long are computed on the stack by
@@ -1567,15 +1539,13 @@ static enum bw_tri headers_atom(struct bw_rules_ctx *cx, const struct bw__atom *
             if (x.len > sizeof buf)
                 return tri(cx, at->node);
             bool up = at->hmap == BW_RULES_FN_UPPER;
-            const unsigned char *in = (const unsigned char *)x.ptr;
             size_t b = 0;
             for (; b + 8 <= x.len; b += 8) {
                 uint64_t w = load64(x.ptr + b);
-                store64(buf + b, up ? swar_toupper(w) : bw_ascii_lower64(w));
+                store64(buf + b, up ? bw_ascii_upper64(w) : bw_ascii_lower64(w));
             }
             for (; b < x.len; b++)
-                buf[b] = up ? (char)(in[b] - ((unsigned char)(in[b] - 'a') < 26u ? 'a' - 'A' : 0))
-                            : (char)(in[b] + ((unsigned char)(in[b] - 'A') < 26u ? 'a' - 'A' : 0));
+                buf[b] = up ? bw_ascii_upper(x.ptr[b]) : bw_ascii_lower(x.ptr[b]);
             v.u.bytes = bw_slice_make(x.len ? buf : "", x.len);
         }
         enum bw_tri t = lit_test(lit, &v);
@@ -1641,10 +1611,7 @@ __attribute__((noinline)) static enum bw_tri atom_fill(struct bw_rules_ctx *cx, 
         return atom_alone(cx, at);
     switch ((enum bw__atom_kind)at->kind) {
     case BW__A_LIT:
-        if (cx->prog->lits[a].op == BW__L_IN_MAPPED)
-            cx->atoms[a] = (uint8_t)(1 + in_mapped(cx, a));
-        else
-            lit_group(cx, at->group);
+        lit_group(cx, at->group);
         break;
     case BW__A_MATCH:
         scan_atoms(cx, at->group);

@@ -195,15 +195,16 @@ enum bw__lit_op {
     BW__L_IEQ,
     BW__L_INE,
     /* `lower(x) in {...}` / `upper(x) in {...}` (a Bytes set), in x's group:
-     * false from x's length alone when no element has it; otherwise the
-     * atom's tree node answers (eval.c, in_mapped). */
+     * x looked up with the mapping applied as it is hashed and compared
+     * (bw_bytes_set_contains_mapped), so no lowered copy is made. */
     BW__L_IN_MAPPED,
     BW__L__COUNT
 };
 
 /* Literal test i is atom i (literal atoms come first). */
 struct bw__lit {
-    uint8_t op; /* enum bw__lit_op */
+    uint8_t op;  /* enum bw__lit_op */
+    uint8_t map; /* IN_MAPPED: enum bw_bytes_map */
     bw_slice k; /* the constant (bytes tests) */
     /* EQ, NE, STARTS_WITH: k's first min(8, |k|) bytes in memory order, and
      * the mask of those bytes; ENDS_WITH: its last ones, at the word's end.

@@ -128,9 +128,8 @@ static uint32_t group_of(struct flat *f, const struct bw__cnode *lhs, const stru
 }
 
 /* `lower(y) in {...}` / `upper(y) in {...}`: a test in y's literal group
- * (BW__L_IN_MAPPED), which answers false from y's length alone when no
- * element has it, without lowering y; a literal group on lower(y) would
- * compute lower(y) first. */
+ * (BW__L_IN_MAPPED), which looks y up as lowered without lowering it; a
+ * literal group on lower(y) would compute lower(y) first. */
 static bool in_by_length(const struct bw__cnode *n)
 {
     const struct bw__cnode *l = n->u.in.lhs;
@@ -351,7 +350,11 @@ static uint32_t add_leaf(struct flat *f, const struct bw__cnode *n)
             break;
         l->kind = BW__A_LIT;
         if (in_by_length(n)) {
-            l->lit = (struct bw__lit){.op = BW__L_IN_MAPPED, .set = n->u.in.set};
+            l->lit = (struct bw__lit){.op = BW__L_IN_MAPPED,
+                                      .map = n->u.in.lhs->u.call.fn == BW_RULES_FN_LOWER
+                                                 ? BW_BYTES_MAP_LOWER
+                                                 : BW_BYTES_MAP_UPPER,
+                                      .set = n->u.in.set};
             l->group = group_of(f, n->u.in.lhs->u.call.args[0], n);
         } else {
             l->lit = (struct bw__lit){.op = BW__L_IN, .set = n->u.in.set};

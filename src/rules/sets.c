@@ -251,7 +251,25 @@ static inline uint64_t hash_step(uint64_t h, uint64_t w)
     return h ^ (h >> 29);
 }
 
-static uint64_t hash_bytes(bw_slice v)
+/* w with m applied to each of its bytes. */
+__attribute__((always_inline)) static inline uint64_t map_word(uint64_t w, enum bw_bytes_map m)
+{
+    switch (m) {
+    case BW_BYTES_MAP_NONE:
+        return w;
+    case BW_BYTES_MAP_LOWER:
+        return bw_ascii_lower64(w);
+    case BW_BYTES_MAP_UPPER:
+        return bw_ascii_upper64(w);
+    case BW_BYTES_MAP__COUNT:
+        break;
+    }
+    return w;
+}
+
+/* The hash of m(v): every word is mapped as it is loaded, so the hash of
+ * "ABC" under BW_BYTES_MAP_LOWER is the hash of "abc". */
+__attribute__((always_inline)) static inline uint64_t hash_mapped(bw_slice v, enum bw_bytes_map m)
 {
     const char *p = v.ptr;
     size_t n = v.len;
@@ -260,18 +278,19 @@ static uint64_t hash_bytes(bw_slice v)
         uint64_t w;
         for (size_t i = 0; i + 8 < n; i += 8) {
             memcpy(&w, p + i, 8);
-            h = hash_step(h, w);
+            h = hash_step(h, map_word(w, m));
         }
         memcpy(&w, p + n - 8, 8);
-        h = hash_step(h, w);
+        h = hash_step(h, map_word(w, m));
     } else if (n >= 4) {
         uint32_t a, b;
         memcpy(&a, p, 4);
         memcpy(&b, p + n - 4, 4);
-        h = hash_step(h, (uint64_t)a << 32 | b);
+        h = hash_step(h, map_word((uint64_t)a << 32 | b, m));
     } else if (n > 0) { /* with n, these three bytes are all of v */
-        h = hash_step(h, (uint64_t)(unsigned char)p[0] << 16 |
-                             (uint64_t)(unsigned char)p[n / 2] << 8 | (unsigned char)p[n - 1]);
+        uint64_t w = (uint64_t)(unsigned char)p[0] << 16 | (uint64_t)(unsigned char)p[n / 2] << 8 |
+                     (unsigned char)p[n - 1];
+        h = hash_step(h, map_word(w, m));
     }
     h ^= h >> 33;
     h *= 0xff51afd7ed558ccdull;
@@ -279,6 +298,11 @@ static uint64_t hash_bytes(bw_slice v)
     h *= 0xc4ceb9fe1a85ec53ull;
     h ^= h >> 33;
     return h;
+}
+
+static uint64_t hash_bytes(bw_slice v)
+{
+    return hash_mapped(v, BW_BYTES_MAP_NONE);
 }
 
 bw_status bw__bytes_set_build_masked(bw_arena *a, const bw_slice *items, size_t n,
@@ -339,6 +363,51 @@ bw_status bw_bytes_set_build(bw_arena *a, const bw_slice *items, size_t n, struc
                              bw_error *err)
 {
     return bw__bytes_set_build_masked(a, items, n, ~(uint64_t)0, ret, err);
+}
+
+/* m(v) equals key (same length): whole words, the last one overlapping
+ * the one before. */
+static bool mapped_eq(bw_slice v, bw_slice key, enum bw_bytes_map m)
+{
+    size_t n = v.len;
+    uint64_t a, b;
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 < n; i += 8) {
+            memcpy(&a, v.ptr + i, 8);
+            memcpy(&b, key.ptr + i, 8);
+            if (map_word(a, m) != b)
+                return false;
+        }
+        memcpy(&a, v.ptr + n - 8, 8);
+        memcpy(&b, key.ptr + n - 8, 8);
+        return map_word(a, m) == b;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = v.ptr[i];
+        char mc = m == BW_BYTES_MAP_LOWER ? bw_ascii_lower(c)
+                  : m == BW_BYTES_MAP_UPPER ? bw_ascii_upper(c)
+                                            : c;
+        if (mc != key.ptr[i])
+            return false;
+    }
+    return true;
+}
+
+bool bw_bytes_set_contains_mapped(const struct bw_bytes_set *s, bw_slice v, enum bw_bytes_map m)
+{
+    if (!bw_bytes_set_has_len(s, v.len))
+        return false;
+    uint64_t h = hash_mapped(v, m) & s->hash_mask;
+    size_t at = (size_t)h & s->mask;
+    for (size_t i = 0; i < s->max_probe; i++) {
+        const struct bw_bytes_slot *slot = &s->slots[at];
+        if (!slot->used)
+            return false;
+        if (slot->hash == h && slot->key.len == v.len && mapped_eq(v, slot->key, m))
+            return true;
+        at = (at + 1) & s->mask;
+    }
+    return false;
 }
 
 bool bw_bytes_set_contains(const struct bw_bytes_set *s, bw_slice v)

@@ -112,6 +112,14 @@ bw_status bw_bytes_set_build(bw_arena *a, const bw_slice *items, size_t n, struc
                              bw_error *err) BW_MUST_CHECK;
 bool bw_bytes_set_contains(const struct bw_bytes_set *s, bw_slice v);
 
+/* A mapping of the value before a lookup: what lower() and upper() do to
+ * it (ASCII letters only, as the Rules language's functions). */
+enum bw_bytes_map { BW_BYTES_MAP_NONE, BW_BYTES_MAP_LOWER, BW_BYTES_MAP_UPPER, BW_BYTES_MAP__COUNT };
+
+/* bw_bytes_set_contains(s, m(v)), without building m(v): `lower(x) in
+ * {...}` needs no lowered copy of x. */
+bool bw_bytes_set_contains_mapped(const struct bw_bytes_set *s, bw_slice v, enum bw_bytes_map m);
+
 /* Whether some element of s is len bytes long (false: no value of that
  * length is in s, whatever its bytes). Exact below 63, "maybe" from 63 on. */
 static inline bool bw_bytes_set_has_len(const struct bw_bytes_set *s, size_t len)

@@ -27,6 +27,38 @@ TEST(ascii_lower64_is_ascii_lower_in_each_byte)
         }
 }
 
+TEST(ascii_upper64_is_ascii_upper_in_each_byte)
+{
+    for (unsigned b = 0; b < 256; b++)
+        for (unsigned lane = 0; lane < 8; lane++) {
+            /* neighbours '{' and '`', just past the small letters */
+            unsigned char in[8], want[8], got[8];
+            for (unsigned i = 0; i < 8; i++)
+                in[i] = i == lane ? (unsigned char)b : (i % 2 ? '{' : '`');
+            for (unsigned i = 0; i < 8; i++)
+                want[i] = (unsigned char)bw_ascii_upper((char)in[i]);
+            uint64_t w;
+            memcpy(&w, in, 8);
+            w = bw_ascii_upper64(w);
+            memcpy(got, &w, 8);
+            if (memcmp(got, want, 8) != 0) {
+                T_FAILF("byte 0x%02x in lane %u", b, lane);
+                return;
+            }
+        }
+}
+
+TEST(ascii_upper_is_the_inverse_of_lower_on_letters_only)
+{
+    for (unsigned b = 0; b < 256; b++) {
+        char c = (char)b;
+        bool small = b >= 'a' && b <= 'z';
+        CHECK_INT_EQ((unsigned char)bw_ascii_upper(c), small ? b - 32 : b);
+        if (small)
+            CHECK_INT_EQ((unsigned char)bw_ascii_lower(bw_ascii_upper(c)), b);
+    }
+}
+
 TEST(hex_value_of_every_byte)
 {
     for (unsigned b = 0; b < 256; b++) {
@@ -41,6 +73,8 @@ TEST(hex_value_of_every_byte)
 int main(void)
 {
     RUN(ascii_lower64_is_ascii_lower_in_each_byte);
+    RUN(ascii_upper64_is_ascii_upper_in_each_byte);
+    RUN(ascii_upper_is_the_inverse_of_lower_on_letters_only);
     RUN(hex_value_of_every_byte);
     return t_done();
 }

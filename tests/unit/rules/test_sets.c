@@ -493,6 +493,90 @@ TEST(bytes_set_forced_collisions)
     bw_arena_reset(&a);
 }
 
+/* A random string over an alphabet where case matters: letters of both
+ * cases, the bytes next to the letters ('@' '[' '`' '{'), and bytes over
+ * 0x7f that lower() and upper() leave alone. */
+static size_t mixed_case(char *buf, size_t cap)
+{
+    static const char alpha[] = "aAzZmM@[`{\xc3\xa9\x80\xff" "09-/";
+    size_t n = rnd() % cap;
+    for (size_t i = 0; i < n; i++)
+        buf[i] = alpha[rnd() % (sizeof alpha - 1)];
+    return n;
+}
+
+static void map_copy(char *out, const char *in, size_t n, enum bw_bytes_map m)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = m == BW_BYTES_MAP_LOWER   ? bw_ascii_lower(in[i])
+                 : m == BW_BYTES_MAP_UPPER ? bw_ascii_upper(in[i])
+                                           : in[i];
+}
+
+/* `lower(x) in {...}` looks x up without lowering a copy: for every length
+ * around the word sizes the hash and the comparison handle (0-3, 4-7, 8,
+ * longer), the mapped lookup answers what the lookup of the mapped copy
+ * answers, both when the value is in the set and when it differs in one
+ * byte's case. */
+TEST(bytes_set_mapped_lookup_is_lookup_of_mapped_copy)
+{
+    enum { N = 200, LEN = 40 };
+    static char keys[N][LEN];
+    static bw_slice items[N];
+    for (int m = BW_BYTES_MAP_NONE; m < BW_BYTES_MAP__COUNT; m++) {
+        bw_arena a;
+        bw_arena_init(&a, 0, 0);
+        for (size_t i = 0; i < N; i++) {
+            char raw[LEN];
+            size_t n = mixed_case(raw, LEN);
+            map_copy(keys[i], raw, n, (enum bw_bytes_map)m); /* elements as m makes them */
+            items[i] = bw_slice_make(keys[i], n);
+        }
+        struct bw_bytes_set s;
+        bw_error err;
+        CHECK(bw_bytes_set_build(&a, items, N, &s, &err) == BW_OK);
+        size_t hits = 0;
+        for (size_t t = 0; t < 20000; t++) {
+            char v[LEN], mv[LEN];
+            size_t n;
+            if (t % 2) { /* an element with its letters' case scrambled */
+                const bw_slice *e = &items[rnd() % N];
+                n = e->len;
+                for (size_t i = 0; i < n; i++) {
+                    char c = e->ptr[i];
+                    v[i] = rnd() % 2 ? bw_ascii_upper(c) : bw_ascii_lower(c);
+                }
+            } else {
+                n = mixed_case(v, LEN);
+            }
+            map_copy(mv, v, n, (enum bw_bytes_map)m);
+            bool want = bw_bytes_set_contains(&s, bw_slice_make(mv, n));
+            bool got = bw_bytes_set_contains_mapped(&s, bw_slice_make(v, n), (enum bw_bytes_map)m);
+            hits += want;
+            if (got != want) {
+                T_FAILF("map %d, value of %zu bytes: mapped lookup %d, lookup of the copy %d", m,
+                        n, got, want);
+                bw_arena_reset(&a);
+                return;
+            }
+        }
+        CHECK(hits > 1000); /* the scrambled elements were found */
+        bw_arena_reset(&a);
+    }
+    /* An element with a capital can never be lower() of anything. */
+    bw_arena a;
+    bw_arena_init(&a, 0, 0);
+    bw_slice caps[] = {BW_SLICE_LIT("Admin"), BW_SLICE_LIT("root")};
+    struct bw_bytes_set s;
+    bw_error err;
+    CHECK(bw_bytes_set_build(&a, caps, 2, &s, &err) == BW_OK);
+    CHECK(!bw_bytes_set_contains_mapped(&s, BW_SLICE_LIT("Admin"), BW_BYTES_MAP_LOWER));
+    CHECK(!bw_bytes_set_contains_mapped(&s, BW_SLICE_LIT("admin"), BW_BYTES_MAP_LOWER));
+    CHECK(bw_bytes_set_contains_mapped(&s, BW_SLICE_LIT("ROOT"), BW_BYTES_MAP_LOWER));
+    CHECK(!bw_bytes_set_contains_mapped(&s, BW_SLICE_LIT("root"), BW_BYTES_MAP_UPPER));
+    bw_arena_reset(&a);
+}
+
 TEST(bytes_set_large_and_limits)
 {
     enum { N = 100000 };
@@ -576,6 +660,7 @@ int main(void)
     RUN(bytes_set_methods);
     RUN(bytes_set_empty_and_binary);
     RUN(bytes_set_forced_collisions);
+    RUN(bytes_set_mapped_lookup_is_lookup_of_mapped_copy);
     RUN(bytes_set_large_and_limits);
     RUN(sets_out_of_arena);
     return t_done();
