@@ -129,8 +129,8 @@ ROWS=()
 # ---- 1. The evaluator ------------------------------------------------------
 
 # Instructions of eval_bench's `pass` only (ITERS passes over the corpus, 5
-# timed repeats after one warm-up pass): loading the rules and the corpus
-# stays out. The toggle names `pass` and its clones (pass.constprop.0) but
+# timed repeats after one warm-up pass, as eval_bench prints): loading the
+# rules and the corpus stays out. The toggle names `pass` and its clones (pass.constprop.0) but
 # not `pass*`: the regex prefilter has a pass_avx2, called inside `pass`,
 # and a second matching function toggles collection off again inside it.
 eval_instr() {
@@ -146,10 +146,14 @@ eval_instr() {
     [[ -n $nreq ]] || die "no \"corpus: N requests\" line from eval_bench ($label)"
     total=$(cg_total "$out.cg")
     ((total > 0)) || die "callgrind collected nothing: no function named pass in $EVAL_BIN?"
-    counted=$(((5 * iters + 1) * nreq))
+    # time_rules: one warm-up pass, then `repeats` x `iters` passes.
+    local repeats
+    repeats=$(sed -n "s/^iterations: $iters passes over the corpus, \([0-9][0-9]*\) repeats.*/\1/p" "$out.stdout")
+    [[ -n $repeats ]] || die "no \"iterations: $iters passes ..., N repeats\" line from eval_bench ($label)"
+    counted=$(((repeats * iters + 1) * nreq))
     local per
     per=$(div "$total" "$counted")
-    echo "evaluator, $label: $(commas "$per") instructions/request ($(commas "$total") over $(commas "$counted") requests: (5 x $iters + 1) passes x $nreq)"
+    echo "evaluator, $label: $(commas "$per") instructions/request ($(commas "$total") over $(commas "$counted") requests: ($repeats x $iters + 1) passes x $nreq)"
     ROWS+=("| evaluator, 100 rules, $label | $(commas "$per") |")
 }
 
