@@ -142,6 +142,15 @@ bench-eval:
 	@$(MAKE) --no-print-directory VARIANT=release build/release/bench/eval_bench
 	@build/release/bench/eval_bench $(EVAL_BENCH_ARGS)
 
+# Deterministic companion to bench-eval and bench: callgrind's user-space
+# instructions per request of the evaluator, and of the proxy without and
+# with the 100 rules (bench/instr.sh; docs/performance.md). Needs valgrind
+# and nginx; BENCH_INSTR_BIN / BENCH_INSTR_EVAL_BIN compare other binaries.
+.PHONY: bench-instr
+bench-instr:
+	@$(MAKE) --no-print-directory VARIANT=release build/release/bulwark build/release/bench/eval_bench
+	@bench/instr.sh
+
 format:
 	clang-format -i $$(find src tests -name '*.[ch]')
 
