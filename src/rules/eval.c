@@ -204,6 +204,7 @@ __attribute__((noinline)) static bool hindex_build(struct bw_rules_ctx *cx)
     if (!ix)
         return false; /* not counted: nothing is unknown because of it */
     const struct bw_rv_headers *h = &cx->view->headers;
+    uint64_t present = 0;
     for (size_t i = 0; i < h->n; i++) {
         bw_slice nm = h->items[i].name;
         size_t b = nm.len < BW__HLEN_BUCKETS - 1 ? nm.len : BW__HLEN_BUCKETS - 1;
@@ -212,10 +213,13 @@ __attribute__((noinline)) static bool hindex_build(struct bw_rules_ctx *cx)
             if (eq_nocase_lowered(nm, p->hnames[id])) {
                 if (ix[id].count++ == 0)
                     ix[id].first = i;
+                if (id < BW__ABSENT_NAMES)
+                    present |= (uint64_t)1 << id;
                 break;
             }
         }
     }
+    cx->present = present;
     cx->hidx = ix;
     cx->hidx_done = true;
     return true;
@@ -1474,6 +1478,79 @@ static inline void value_words(bw_slice s, uint64_t *head, uint64_t *tail)
 #endif
 }
 
+/* The length of n, a left side flatten.c found length_known, without
+ * computing n: false when n is unknown (a field is, or is not Bytes), as
+ * lower(), upper() and concat() of it are. */
+static bool len_of(struct bw_rules_ctx *cx, const struct bw__cnode *n, size_t *len)
+{
+    switch (n->kind) {
+    case BW__C_FIELD: {
+        const struct bw_val *v = field_ref(cx, n->u.field);
+        if (v->kind != BW_VAL_BYTES)
+            return false;
+        *len = v->u.bytes.len;
+        return true;
+    }
+    case BW__C_CONST:
+        if (n->u.konst.kind != BW_VAL_BYTES)
+            return false;
+        *len = n->u.konst.u.bytes.len;
+        return true;
+    case BW__C_CALL: { /* lower / upper: the argument's; concat: the sum */
+        size_t total = 0;
+        for (size_t i = 0; i < n->u.call.nargs; i++) {
+            size_t l;
+            if (!len_of(cx, n->u.call.args[i], &l))
+                return false;
+            total += l;
+        }
+        *len = total;
+        return true;
+    }
+    case BW__C_HEADER:
+    case BW__C_INDEX:
+    case BW__C_EACH:
+    case BW__C_NOT:
+    case BW__C_LOGIC:
+    case BW__C_COMPARE:
+    case BW__C_MATCHES:
+    case BW__C_IN:
+    case BW__C_BYTES_K:
+    case BW__C__COUNT:
+        break;
+    }
+    return false;
+}
+
+/* Test lit of a value len bytes long, from the length alone: 1 + its
+ * value, or 0 when the bytes are needed. */
+static unsigned len_test(const struct bw__lit *lit, size_t len)
+{
+    size_t kl = lit->k.len;
+    switch ((enum bw__lit_op)lit->op) {
+    case BW__L_EQ:
+        return len != kl ? 1 + BW_TRI_FALSE : 0;
+    case BW__L_NE:
+        return len != kl ? 1 + BW_TRI_TRUE : 0;
+    case BW__L_CONTAINS:
+    case BW__L_STARTS_WITH:
+    case BW__L_ENDS_WITH:
+        return len < kl ? 1 + BW_TRI_FALSE : 0;
+    case BW__L_IN:
+    case BW__L_IN_MAPPED:
+        return bw_bytes_set_has_len(&lit->set->bytes, len) ? 0 : 1 + BW_TRI_FALSE;
+    case BW__L_LT:
+    case BW__L_LE:
+    case BW__L_GT:
+    case BW__L_GE:
+    case BW__L_IEQ:
+    case BW__L_INE:
+    case BW__L__COUNT:
+        break;
+    }
+    return 0;
+}
+
 /* Literal group g: its left side once, then each of its tests, into their
  * atoms. The tests allocate nothing and have no other effect, so running
  * those of rules that are never evaluated changes nothing but time. */
@@ -1482,6 +1559,20 @@ __attribute__((noinline)) static void lit_group(struct bw_rules_ctx *cx, uint32_
     const struct bw__lit_group *lg = &cx->prog->lit_groups[g];
     const struct bw__lit *lit = &cx->prog->lits[lg->first];
     uint8_t *out = &cx->atoms[lg->first];
+    if (lg->by_len) {
+        /* concat(lower(http.host), http.request.uri.path) in {...}: most
+         * values are ruled out by their length, with no copy made. */
+        size_t len;
+        if (!len_of(cx, lg->lhs, &len)) {
+            memset(out, 1 + BW_TRI_UNKNOWN, lg->n);
+            return;
+        }
+        uint32_t k = 0;
+        for (; k < lg->n && (out[k] = (uint8_t)len_test(&lit[k], len)) != 0; k++)
+            ;
+        if (k == lg->n)
+            return;
+    }
     struct bw_val tmp;
     const struct bw_val *v = group_lhs(cx, lg->lhs, &tmp);
     uint32_t j = 0;
@@ -1728,6 +1819,32 @@ enum bw_tri bw__rules_eval(struct bw_rules_ctx *cx, size_t i)
     return (enum bw_tri)(t ^ ((single & 1u) & ~(t >> 1))); /* as in eval.h */
 }
 
+/* The absence bits of the bound request (eval_internal.h, struct
+ * bw__skip); 0, so that nothing is skipped, when the header index could
+ * not be built. */
+__attribute__((noinline)) static uint64_t absent_bits(struct bw_rules_ctx *cx)
+{
+    if (!hindex(cx))
+        return 0;
+    uint64_t a = ~cx->present & (((uint64_t)1 << BW__ABSENT_NAMES) - 1);
+    if (!cx->view->host.known)
+        a |= (uint64_t)1 << BW__ABSENT_HOST;
+    if (!cx->view->bot_score.known)
+        a |= (uint64_t)1 << BW__ABSENT_BOT;
+    return a;
+}
+
+static inline bool skipped(const struct bw__skip *k, uint64_t absent)
+{
+    return (absent & k->any) || (k->all && (absent & k->all) == k->all);
+}
+
+bool bw__rules_skipped(struct bw_rules_ctx *cx, size_t i)
+{
+    const struct bw__skip *k = cx->prog->skips;
+    return k && i < cx->prog->n && skipped(&k[i], absent_bits(cx));
+}
+
 size_t bw_rules_eval_first_true(struct bw_rules_ctx *cx, size_t from, size_t to)
 {
     const struct bw_rules_prog *p = cx->prog;
@@ -1748,6 +1865,9 @@ size_t bw_rules_eval_first_true(struct bw_rules_ctx *cx, size_t from, size_t to)
      * when the byte is 2 (true), or 1 (false) under a `not`. */
     uint32_t natoms = p->natoms;
     const uint32_t *fast = p->fast;
+    const struct bw__skip *skips = p->skips;
+    uint64_t absent = 0;
+    bool have_absent = false;
     for (size_t i = from; i < to; i++) {
         uint32_t w = fast[i];
         unsigned v = atoms[w >> 2];
@@ -1755,8 +1875,16 @@ size_t bw_rules_eval_first_true(struct bw_rules_ctx *cx, size_t from, size_t to)
             return i;
         if (__builtin_expect(v != 0, 1))
             continue;
-        /* Not computed yet: what bw__rules_eval does once ready, without
-         * its checks. */
+        /* Not computed yet. Passed over when something it needs is absent;
+         * else what bw__rules_eval does once ready, without its checks. */
+        if (skips && (skips[i].any | skips[i].all)) {
+            if (!have_absent) {
+                absent = absent_bits(cx);
+                have_absent = true;
+            }
+            if (skipped(&skips[i], absent))
+                continue;
+        }
         uint32_t s = single[i];
         if (s >> 1 == natoms) {
             const struct bw__insn *in = &p->code[p->entry[i]];

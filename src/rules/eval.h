@@ -198,6 +198,7 @@ struct bw_rules_ctx {
     uint8_t *atoms;
     struct bw__hidx *hidx; /* prog's request header names, indexed on first use */
     bool hidx_done;
+    uint64_t present; /* with hidx: bit id for each header name id below 62 in the request */
     struct bw_rules_eval_stats stats;
     uint8_t atoms_inline[BW__ATOMS_INLINE]; /* not zeroed by init: make_ready zeroes what is used */
 };
@@ -235,13 +236,20 @@ static inline enum bw_tri bw_rules_eval(struct bw_rules_ctx *cx, size_t i)
     return bw__rules_eval(cx, i);
 }
 
-/* Evaluates expressions from, from + 1, ... up to to - 1 in order, exactly
- * as calling bw_rules_eval on each would, and stops at the first whose
- * value is TRUE: returns its index, or to when none is (to is capped at
+/* Evaluates expressions from, from + 1, ... up to to - 1 in order, as
+ * calling bw_rules_eval on each would, and stops at the first whose value
+ * is TRUE: returns its index, or to when none is (to is capped at
  * bw_rules_prog_count). What a rule set runs when nothing needs each
  * rule's value (no trace): most rules are then a byte compare in one
- * loop, instead of a call each. */
+ * loop, instead of a call each. An expression that cannot be TRUE because
+ * a value it needs is absent from the request (eval_internal.h, struct
+ * bw__skip) is passed over without being evaluated. */
 size_t bw_rules_eval_first_true(struct bw_rules_ctx *cx, size_t from, size_t to);
+
+/* Whether bw_rules_eval_first_true passes over expression i for the bound
+ * request without evaluating it: a value it needs is absent, so it cannot
+ * be TRUE (for tests). */
+bool bw__rules_skipped(struct bw_rules_ctx *cx, size_t i);
 
 /* The same value as bw_rules_eval, computed by walking expression i's tree
  * instead of running its flattened form: the reference the flattened form is

@@ -216,10 +216,20 @@ struct bw__lit {
     const struct bw__set *set; /* BW__L_IN */
 };
 
+/* Nesting of lower() / upper() / concat() a by_len group's left side may
+ * have (the length is read recursively). */
+#define BW__LEN_DEPTH 8u
+
 /* Tests (and atoms) first .. first + n - 1 all have the left side lhs. */
 struct bw__lit_group {
     const struct bw__cnode *lhs;
     uint32_t first, n;
+    /* lhs is lower(), upper() or concat() of values whose lengths are read
+     * without computing them, and every test is one a length can settle
+     * (Bytes compares, contains, Bytes sets): the group first tries the
+     * length alone, and computes (and allocates) lhs only when some test
+     * needs its bytes. flatten.c, by_length. */
+    bool by_len;
 };
 
 /* One distinct (map field, lowercased header name). */
@@ -297,6 +307,7 @@ struct bw_rules_prog {
     const uint32_t *eager;
     uint32_t neager;
     const struct bw__lit *hlits; /* the tests of HEADERS atoms */
+    const struct bw__skip *skips; /* n (above), or NULL when no expression has one */
 };
 
 /* Fills lit->kw and lit->km from lit->op and lit->k (flatten.c). */
@@ -306,6 +317,29 @@ void bw__lit_words(struct bw__lit *lit);
  * in request text ("/etc/passwd" is not looked for at every '/' of a
  * path); flatten.c. */
 size_t bw__needle_anchor(bw_slice k);
+
+/* ---- skipping what cannot be true --------------------------------------------
+ *
+ * Most requests lack most of what rules look at: no Cookie, no Referer, none
+ * of the dozen special headers a WAF ruleset tests. An expression that
+ * cannot be TRUE when some value is absent (`lower(http.user_agent)
+ * contains "sqlmap"` is unknown without a User-Agent; `has(h["x"]) or
+ * has(h["y"])` is false without both) need not be evaluated then:
+ * bw_rules_eval_first_true passes over it, as it would over a false one.
+ * flatten.c derives, from each expression's tree, a condition on which
+ * values are absent (a bit each: a request header name, by its id in
+ * prog->hnames, below BW__ABSENT_NAMES; http.host; bot.score) that implies
+ * the expression is not TRUE: "some bit of any is absent, or every bit of
+ * all is" (all 0: no second part). The condition may miss cases (it is
+ * derived conservatively), never claim one wrongly: a skipped expression
+ * would have been false or unknown. */
+#define BW__ABSENT_NAMES 62u
+#define BW__ABSENT_HOST 62u
+#define BW__ABSENT_BOT 63u
+
+struct bw__skip {
+    uint64_t any, all;
+};
 
 /* Fills p's code, entry, lits and lit groups from its trees (flatten.c);
  * the last step of bw_rules_compile, after the scan groups are numbered. */

@@ -331,6 +331,79 @@ static bool eager_field(const struct bw__cnode *lhs)
     return false;
 }
 
+/* Whether n's length is known without computing n (eval.c, len_of): a
+ * Bytes field or constant, lower() / upper() of one, concat() of them. */
+static bool length_known(const struct bw__cnode *n, unsigned depth)
+{
+    if (n->lifted || depth > BW__LEN_DEPTH)
+        return false;
+    switch (n->kind) {
+    case BW__C_FIELD:
+    case BW__C_CONST:
+        return true;
+    case BW__C_CALL:
+        if (n->u.call.fn != BW_RULES_FN_LOWER && n->u.call.fn != BW_RULES_FN_UPPER &&
+            n->u.call.fn != BW_RULES_FN_CONCAT)
+            return false;
+        for (size_t i = 0; i < n->u.call.nargs; i++)
+            if (!length_known(n->u.call.args[i], depth + 1))
+                return false;
+        return n->u.call.nargs > 0;
+    case BW__C_HEADER:
+    case BW__C_INDEX:
+    case BW__C_EACH:
+    case BW__C_NOT:
+    case BW__C_LOGIC:
+    case BW__C_COMPARE:
+    case BW__C_MATCHES:
+    case BW__C_IN:
+    case BW__C_BYTES_K:
+    case BW__C__COUNT:
+        break;
+    }
+    return false;
+}
+
+/* Whether literal test lit is usually settled by its value's length: the
+ * tests of exact values. contains, starts_with and ends_with need only a
+ * length of at least |k|, which nearly every value has: trying them by
+ * length first would cost more than it saves (measured). */
+static bool settled_by_length(const struct bw__lit *lit)
+{
+    switch ((enum bw__lit_op)lit->op) {
+    case BW__L_EQ:
+    case BW__L_NE:
+        return true;
+    case BW__L_IN:
+    case BW__L_IN_MAPPED:
+        return lit->set->kind == BW_RULES_SET_BYTES;
+    case BW__L_CONTAINS:
+    case BW__L_STARTS_WITH:
+    case BW__L_ENDS_WITH:
+    case BW__L_LT:
+    case BW__L_LE:
+    case BW__L_GT:
+    case BW__L_GE:
+    case BW__L_IEQ:
+    case BW__L_INE:
+    case BW__L__COUNT:
+        break;
+    }
+    return false;
+}
+
+/* A group worth trying by length first (bw__lit_group.by_len): its left
+ * side is a call whose value is a copy; a field is read in place anyway. */
+static bool by_length(const struct bw__lit_group *g, const struct bw__lit *lits)
+{
+    if (g->lhs->kind != BW__C_CALL || !length_known(g->lhs, 0))
+        return false;
+    for (uint32_t j = 0; j < g->n; j++)
+        if (!settled_by_length(&lits[g->first + j]))
+            return false;
+    return true;
+}
+
 /* Records Bool leaf n; returns its leaf number. */
 static uint32_t add_leaf(struct flat *f, const struct bw__cnode *n)
 {
@@ -587,6 +660,245 @@ static bw_status number_atoms(bw_arena *a, struct flat *f, struct bw_rules_prog 
     return BW_OK;
 }
 
+/* ---- what an absent value rules out (eval_internal.h, struct bw__skip) ---- */
+
+/* Deeper trees are not analysed (their expressions are never skipped). */
+#define SKIP_DEPTH 64u
+
+static const struct bw__skip no_skip = {.any = 0, .all = 0};
+
+/* A header slot's absence bit: request headers whose name has one. */
+static uint64_t slot_bit(const struct bw_rules_prog *p, size_t slot)
+{
+    const struct bw__slot *s = &p->slots[slot];
+    if (s->map != BW_RULES_F_HTTP_REQUEST_HEADERS || s->hname >= BW__ABSENT_NAMES)
+        return 0;
+    return (uint64_t)1 << s->hname;
+}
+
+/* A field's absence bit: the fields that are unknown when absent. */
+static uint64_t field_bit(enum bw_rules_field f)
+{
+    _Static_assert(BW__H__FIXED <= BW__ABSENT_NAMES, "the header fields have a bit each");
+    switch (f) {
+    case BW_RULES_F_HTTP_USER_AGENT:
+        return (uint64_t)1 << BW__H_USER_AGENT;
+    case BW_RULES_F_HTTP_REFERER:
+        return (uint64_t)1 << BW__H_REFERER;
+    case BW_RULES_F_HTTP_COOKIE:
+        return (uint64_t)1 << BW__H_COOKIE;
+    case BW_RULES_F_HTTP_X_FORWARDED_FOR:
+        return (uint64_t)1 << BW__H_X_FORWARDED_FOR;
+    case BW_RULES_F_HTTP_HOST:
+        return (uint64_t)1 << BW__ABSENT_HOST;
+    case BW_RULES_F_BOT_SCORE:
+        return (uint64_t)1 << BW__ABSENT_BOT;
+    case BW_RULES_F_HTTP_REQUEST_METHOD:
+    case BW_RULES_F_HTTP_REQUEST_URI:
+    case BW_RULES_F_HTTP_REQUEST_URI_PATH:
+    case BW_RULES_F_RAW_HTTP_REQUEST_URI_PATH:
+    case BW_RULES_F_HTTP_REQUEST_URI_QUERY:
+    case BW_RULES_F_IP_SRC: /* unknown only for an odd socket, not a request's choice */
+    case BW_RULES_F_SSL:
+    case BW_RULES_F_HTTP_REQUEST_HEADERS:
+    case BW_RULES_F_HTTP_RESPONSE_CODE:
+    case BW_RULES_F_HTTP_RESPONSE_HEADERS:
+    case BW_RULES_F__COUNT:
+        break;
+    }
+    return 0;
+}
+
+/* The bits whose absence makes value n unknown (some of them: 0 is always
+ * a correct answer). */
+static uint64_t strict_of(const struct bw_rules_prog *p, const struct bw__cnode *n, unsigned depth)
+{
+    if (n->lifted || depth > SKIP_DEPTH)
+        return 0;
+    switch (n->kind) {
+    case BW__C_FIELD:
+        return field_bit(n->u.field);
+    case BW__C_INDEX: /* h["x"][0] of an absent header: past the end of [] */
+        if (n->u.index.array->kind == BW__C_HEADER)
+            return slot_bit(p, n->u.index.array->u.header.slot);
+        return 0;
+    case BW__C_CALL:
+        switch (n->u.call.fn) {
+        case BW_RULES_FN_LOWER:
+        case BW_RULES_FN_UPPER:
+        case BW_RULES_FN_URL_DECODE:
+        case BW_RULES_FN_CONCAT:
+        case BW_RULES_FN_LEN:
+        case BW_RULES_FN_STARTS_WITH:
+        case BW_RULES_FN_ENDS_WITH: { /* unknown when any argument is */
+            uint64_t m = 0;
+            for (size_t i = 0; i < n->u.call.nargs; i++)
+                m |= strict_of(p, n->u.call.args[i], depth + 1);
+            return m;
+        }
+        case BW_RULES_FN_ANY:
+        case BW_RULES_FN_ALL:
+        case BW_RULES_FN_HAS:
+        case BW_RULES_FN__COUNT:
+            break;
+        }
+        return 0;
+    case BW__C_CONST:
+    case BW__C_HEADER: /* an absent header is [], not unknown */
+    case BW__C_EACH:
+    case BW__C_NOT:
+    case BW__C_LOGIC:
+    case BW__C_COMPARE:
+    case BW__C_MATCHES:
+    case BW__C_IN:
+    case BW__C_BYTES_K:
+    case BW__C__COUNT:
+        break;
+    }
+    return 0;
+}
+
+/* A condition with one bit in all is that bit in any. */
+static struct bw__skip skip_norm(struct bw__skip c)
+{
+    if (c.all && (c.all & (c.all - 1)) == 0) {
+        c.any |= c.all;
+        c.all = 0;
+    }
+    return c;
+}
+
+/* Either condition suffices (what `and` needs to be not TRUE). Two "every
+ * bit" parts cannot both be kept: the one with fewer bits stays. */
+static struct bw__skip skip_either(struct bw__skip a, struct bw__skip b)
+{
+    uint64_t all = a.all;
+    if (!all || (b.all && __builtin_popcountll(b.all) < __builtin_popcountll(all)))
+        all = b.all;
+    return skip_norm((struct bw__skip){.any = a.any | b.any, .all = all});
+}
+
+/* Both conditions are needed (what `or` needs): every bit of both absent
+ * implies each. */
+static struct bw__skip skip_both(struct bw__skip a, struct bw__skip b)
+{
+    if ((!a.any && !a.all) || (!b.any && !b.all))
+        return no_skip;
+    return skip_norm((struct bw__skip){.any = 0, .all = a.any | a.all | b.any | b.all});
+}
+
+/* For Bool node n: *nt, absences under which n is not TRUE; *nf, under
+ * which it is not FALSE (what `not` turns into the first). */
+static void skip_of(const struct bw_rules_prog *p, const struct bw__cnode *n, unsigned depth,
+                    struct bw__skip *nt, struct bw__skip *nf)
+{
+    *nt = *nf = no_skip;
+    if (depth > SKIP_DEPTH || n->lifted)
+        return;
+    uint64_t s = 0;
+    switch (n->kind) {
+    case BW__C_NOT:
+        skip_of(p, n->u.not_.operand, depth + 1, nf, nt);
+        return;
+    case BW__C_LOGIC: {
+        if (n->u.logic.op != BW_RULES_AND && n->u.logic.op != BW_RULES_OR)
+            return; /* xor: not analysed */
+        bool is_and = n->u.logic.op == BW_RULES_AND;
+        for (size_t i = 0; i < n->u.logic.n; i++) {
+            struct bw__skip t, f;
+            skip_of(p, n->u.logic.operands[i], depth + 1, &t, &f);
+            if (i == 0) {
+                *nt = t;
+                *nf = f;
+            } else if (is_and) { /* not TRUE: some operand not TRUE; not FALSE: none FALSE */
+                *nt = skip_either(*nt, t);
+                *nf = skip_both(*nf, f);
+            } else {
+                *nt = skip_both(*nt, t);
+                *nf = skip_either(*nf, f);
+            }
+        }
+        return;
+    }
+    case BW__C_BYTES_K:
+        s = strict_of(p, n->u.bytes_k.lhs, depth + 1);
+        break;
+    case BW__C_COMPARE:
+        s = strict_of(p, n->u.compare.lhs, depth + 1) | strict_of(p, n->u.compare.rhs, depth + 1);
+        break;
+    case BW__C_IN:
+        s = strict_of(p, n->u.in.lhs, depth + 1);
+        break;
+    case BW__C_MATCHES:
+        s = strict_of(p, p->groups[n->u.matches.group].lhs, depth + 1);
+        break;
+    case BW__C_CALL: {
+        const struct bw__cnode *a0 = n->u.call.nargs ? n->u.call.args[0] : NULL;
+        switch (n->u.call.fn) {
+        case BW_RULES_FN_HAS: /* absent: false */
+            if (a0 && a0->kind == BW__C_FIELD)
+                nt->any = field_bit(a0->u.field);
+            else if (a0 && a0->kind == BW__C_HEADER)
+                nt->any = slot_bit(p, a0->u.header.slot);
+            return;
+        case BW_RULES_FN_ANY: /* any() of [] is false, all() of [] true */
+        case BW_RULES_FN_ALL: {
+            struct bw__lit lit;
+            const struct bw__cnode *v;
+            uint32_t slot;
+            uint8_t map;
+            if (!a0 || !lifted_test_of(a0, &lit, &v) || !header_values_of(v, &slot, &map))
+                return;
+            if (n->u.call.fn == BW_RULES_FN_ANY)
+                nt->any = slot_bit(p, slot);
+            else
+                nf->any = slot_bit(p, slot);
+            return;
+        }
+        case BW_RULES_FN_STARTS_WITH:
+        case BW_RULES_FN_ENDS_WITH:
+            s = strict_of(p, n, depth);
+            break;
+        case BW_RULES_FN_LOWER:
+        case BW_RULES_FN_UPPER:
+        case BW_RULES_FN_LEN:
+        case BW_RULES_FN_URL_DECODE:
+        case BW_RULES_FN_CONCAT:
+        case BW_RULES_FN__COUNT:
+            return;
+        }
+        break;
+    }
+    case BW__C_CONST:
+    case BW__C_FIELD:
+    case BW__C_HEADER:
+    case BW__C_INDEX:
+    case BW__C_EACH:
+    case BW__C__COUNT:
+        return;
+    }
+    /* A test of a value that is unknown: unknown, neither TRUE nor FALSE. */
+    nt->any = nf->any = s;
+}
+
+/* prog->skips, or NULL when no expression has a condition. */
+static bw_status skips_build(bw_arena *a, struct bw_rules_prog *p, bw_error *err)
+{
+    p->skips = NULL;
+    struct bw__skip *k = bw_arena_alloc(a, (p->n ? p->n : 1) * sizeof *k);
+    if (!k)
+        return bw_error_set(err, "out of memory compiling rules");
+    bool some = false;
+    for (size_t i = 0; i < p->n; i++) {
+        struct bw__skip nf;
+        skip_of(p, p->roots[i], 0, &k[i], &nf);
+        some |= k[i].any || k[i].all;
+    }
+    if (some)
+        p->skips = k;
+    return BW_OK;
+}
+
 bw_status bw__rules_flatten(bw_arena *a, struct bw_rules_prog *p, bw_error *err)
 {
     size_t ninsns = 0, leaves = 0;
@@ -641,9 +953,13 @@ bw_status bw__rules_flatten(bw_arena *a, struct bw_rules_prog *p, bw_error *err)
     if (!eager)
         return bw_error_set(err, "out of memory compiling rules");
     p->neager = 0;
-    for (uint32_t g = 0; g < f.ngroups; g++)
+    for (uint32_t g = 0; g < f.ngroups; g++) {
         if (f.groups[g].n && eager_field(f.groups[g].lhs))
             eager[p->neager++] = g;
+        f.groups[g].by_len = f.groups[g].n && by_length(&f.groups[g], p->lits);
+    }
+    if (skips_build(a, p, err) != BW_OK)
+        return BW_ERR;
     p->eager = eager;
     p->fast = fast;
     p->single = single;

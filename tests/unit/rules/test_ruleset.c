@@ -301,7 +301,7 @@ static bool same_verdict(const struct bw_rules_verdict *a, const struct bw_rules
  * the counters (bw_rulebook_run then evaluates the rules between two
  * disabled or killed ones in one call), then as the test set it up (traced:
  * rule by rule). Both must come to the same verdict, state, counts, limiter
- * calls and evaluation work. */
+ * calls, and no more evaluation work. */
 static void fx_run(struct fx *f, enum bw_rules_phase ph, const struct req *r)
 {
     struct bw_rules_request st2 = f->st;
@@ -338,8 +338,11 @@ static void fx_run(struct fx *f, enum bw_rules_phase ph, const struct req *r)
         memcmp(lim2.keys, f->lim.keys, sizeof lim2.keys) != 0 ||
         memcmp(lim2.counts, f->lim.counts, sizeof lim2.counts) != 0)
         T_FAILF("untraced run: rate limiter calls differ");
-    if (memcmp(&cx2.stats, &cx.stats, sizeof cx.stats) != 0)
-        T_FAILF("untraced run: evaluation work differs (scans %llu/%llu, extractions %llu/%llu)",
+    /* Untraced, what cannot be true is passed over: no more work. */
+    if (cx2.stats.regex_scans > cx.stats.regex_scans ||
+        cx2.stats.extractions > cx.stats.extractions ||
+        cx2.stats.arena_failures > cx.stats.arena_failures)
+        T_FAILF("untraced run: more evaluation work (scans %llu/%llu, extractions %llu/%llu)",
                 (unsigned long long)cx2.stats.regex_scans, (unsigned long long)cx.stats.regex_scans,
                 (unsigned long long)cx2.stats.extractions,
                 (unsigned long long)cx.stats.extractions);
