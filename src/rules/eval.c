@@ -1551,6 +1551,23 @@ static unsigned len_test(const struct bw__lit *lit, size_t len)
     return 0;
 }
 
+/* The tests of filter f (eval_internal.h) on s: all false but those the
+ * filter lets through, which are run. Returns the index past them. */
+static uint32_t filtered(const struct bw__lit_filter *f, const struct bw__lit *lit, uint8_t *out,
+                         bw_slice s, uint64_t head, uint64_t tail)
+{
+    uint64_t cand = ~(uint64_t)0 >> (64u - (f->hi - f->lo));
+    if (s.len > f->at)
+        cand = f->always | f->masks[(unsigned char)s.ptr[f->from_end ? s.len - 1 - f->at : f->at]];
+    memset(out + f->lo, 1 + BW_TRI_FALSE, f->hi - f->lo);
+    while (cand) {
+        uint32_t j = f->lo + (uint32_t)__builtin_ctzll(cand);
+        cand &= cand - 1;
+        out[j] = (uint8_t)(1 + word_test(&lit[j], s, head, tail));
+    }
+    return f->hi;
+}
+
 /* Literal group g: its left side once, then each of its tests, into their
  * atoms. The tests allocate nothing and have no other effect, so running
  * those of rules that are never evaluated changes nothing but time. */
@@ -1581,8 +1598,15 @@ __attribute__((noinline)) static void lit_group(struct bw_rules_ctx *cx, uint32_
         bw_slice s = v->u.bytes;
         uint64_t head, tail;
         value_words(s, &head, &tail);
-        for (; j < lg->n && lit[j].op < BW__L_IN; j++)
+        const struct bw__lit_filter *f = lg->filters, *fend = f + lg->nfilters;
+        for (; j < lg->n && lit[j].op < BW__L_IN; j++) {
+            if (f < fend && j == f->lo) {
+                j = filtered(f, lit, out, s, head, tail) - 1;
+                f++;
+                continue;
+            }
             out[j] = (uint8_t)(1 + word_test(&lit[j], s, head, tail));
+        }
     }
     for (; j < lg->n; j++)
         out[j] = (uint8_t)(1 + lit_test(&lit[j], v));

@@ -216,6 +216,25 @@ struct bw__lit {
     const struct bw__set *set; /* BW__L_IN */
 };
 
+/* A byte filter over a run of a literal group's eq, starts_with or
+ * ends_with tests (tests lo .. hi - 1 of the group, one operation, at most
+ * 64): a value that equals, starts or ends with a literal has the
+ * literal's byte at position at from the start (from_end: from the end),
+ * so only the tests in masks[that byte of the value] | always (literals too
+ * short to have a byte there) can pass; the others are false without being
+ * run. A path group's twenty prefixes are then one table read. */
+struct bw__lit_filter {
+    uint32_t lo, hi;
+    uint8_t at;
+    bool from_end;
+    uint64_t always;
+    uint64_t masks[256];
+};
+
+/* Tests in a run that earn it a filter, and the most a filter takes. */
+#define BW__FILTER_MIN 6u
+#define BW__FILTER_MAX 64u
+
 /* Nesting of lower() / upper() / concat() a by_len group's left side may
  * have (the length is read recursively). */
 #define BW__LEN_DEPTH 8u
@@ -230,6 +249,8 @@ struct bw__lit_group {
      * length alone, and computes (and allocates) lhs only when some test
      * needs its bytes. flatten.c, by_length. */
     bool by_len;
+    uint8_t nfilters; /* filters over its runs of tests, by lo */
+    const struct bw__lit_filter *filters;
 };
 
 /* One distinct (map field, lowercased header name). */

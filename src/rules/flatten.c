@@ -660,6 +660,79 @@ static bw_status number_atoms(bw_arena *a, struct flat *f, struct bw_rules_prog 
     return BW_OK;
 }
 
+/* ---- byte filters (eval_internal.h, struct bw__lit_filter) ---------------- */
+
+/* The filter of a group's tests lo .. hi - 1 (one operation; lits: the
+ * group's first) at position at. */
+static void filter_fill(const struct bw__lit *lits, uint32_t lo, uint32_t hi, uint8_t at,
+                        bool from_end, struct bw__lit_filter *flt)
+{
+    memset(flt, 0, sizeof *flt);
+    flt->lo = lo;
+    flt->hi = hi;
+    flt->at = at;
+    flt->from_end = from_end;
+    for (uint32_t j = lo; j < hi; j++) {
+        bw_slice k = lits[j].k;
+        uint64_t bit = (uint64_t)1 << (j - lo);
+        if (k.len <= at)
+            flt->always |= bit;
+        else
+            flt->masks[(unsigned char)k.ptr[from_end ? k.len - 1 - at : at]] |= bit;
+    }
+}
+
+/* How well a filter sorts values: distinct bytes it tells apart, less the
+ * tests it must always run. Position 0 of a path is always '/'. */
+static int filter_score(const struct bw__lit_filter *flt)
+{
+    int distinct = 0;
+    for (unsigned c = 0; c < 256; c++)
+        distinct += flt->masks[c] != 0;
+    return distinct - 2 * __builtin_popcountll(flt->always);
+}
+
+/* The filters of group g's runs of eq, starts_with and ends_with tests
+ * long enough to earn one, each at its best position among the first
+ * three. */
+static bw_status filters_build(bw_arena *a, struct bw__lit_group *g, const struct bw__lit *lits,
+                               bw_error *err)
+{
+    g->nfilters = 0;
+    g->filters = NULL;
+    struct bw__lit_filter *out = NULL;
+    for (uint32_t j = g->first; j < g->first + g->n;) {
+        uint8_t op = lits[j].op;
+        uint32_t end = j;
+        while (end < g->first + g->n && lits[end].op == op)
+            end++;
+        uint32_t lo = j, n = end - j;
+        j = end;
+        if ((op != BW__L_EQ && op != BW__L_STARTS_WITH && op != BW__L_ENDS_WITH) ||
+            n < BW__FILTER_MIN || n > BW__FILTER_MAX)
+            continue;
+        if (!out) {
+            out = bw_arena_alloc(a, 3 * sizeof *out); /* one run per operation */
+            if (!out)
+                return bw_error_set(err, "out of memory compiling rules");
+        }
+        struct bw__lit_filter *best = &out[g->nfilters], tmp;
+        int best_score = INT32_MIN;
+        for (uint8_t at = 0; at < 3; at++) {
+            filter_fill(lits + g->first, lo - g->first, end - g->first, at,
+                        op == BW__L_ENDS_WITH, &tmp);
+            int sc = filter_score(&tmp);
+            if (sc > best_score) {
+                best_score = sc;
+                *best = tmp;
+            }
+        }
+        g->nfilters++;
+    }
+    g->filters = out;
+    return BW_OK;
+}
+
 /* ---- what an absent value rules out (eval_internal.h, struct bw__skip) ---- */
 
 /* Deeper trees are not analysed (their expressions are never skipped). */
@@ -957,6 +1030,8 @@ bw_status bw__rules_flatten(bw_arena *a, struct bw_rules_prog *p, bw_error *err)
         if (f.groups[g].n && eager_field(f.groups[g].lhs))
             eager[p->neager++] = g;
         f.groups[g].by_len = f.groups[g].n && by_length(&f.groups[g], p->lits);
+        if (filters_build(a, &f.groups[g], p->lits, err) != BW_OK)
+            return BW_ERR;
     }
     if (skips_build(a, p, err) != BW_OK)
         return BW_ERR;

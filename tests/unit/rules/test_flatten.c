@@ -697,6 +697,69 @@ TEST(skipped_expressions_are_never_true)
     prog_done(&g);
 }
 
+/* A literal group's byte filters (eval_internal.h, struct bw__lit_filter)
+ * over runs of eq, starts_with and ends_with tests, literals of every
+ * length from 0 (always run) up, against the tree, on values built from
+ * the literals' own bytes (so that filters let some through) and their
+ * prefixes and suffixes. */
+TEST(byte_filters_equal_the_tests)
+{
+    static const char *const ks[] = {"",      "/",      "/a",     "/ab",   "/abc",  "/b",
+                                     "/ba",   "/abcd",  "x",      "ab",    "/a/b",  "/abcde",
+                                     "/zz",   "/a/bcd", "b/",     "/ab/c", "c",     "/c/a"};
+    enum { NK = sizeof ks / sizeof *ks, N = 3 * NK };
+    static char texts_buf[N][96];
+    const char *texts[N];
+    for (size_t i = 0; i < NK; i++) {
+        snprintf(texts_buf[i], sizeof texts_buf[i], "starts_with(http.request.uri.path, \"%s\")",
+                 ks[i]);
+        snprintf(texts_buf[NK + i], sizeof texts_buf[NK + i],
+                 "ends_with(http.request.uri.path, \"%s\")", ks[i]);
+        snprintf(texts_buf[2 * NK + i], sizeof texts_buf[2 * NK + i],
+                 "http.request.uri.path eq \"%s\"", ks[i]);
+    }
+    for (size_t i = 0; i < N; i++)
+        texts[i] = texts_buf[i];
+    struct prog g;
+    CHECK(prog_build(&g, BW_RULES_PHASE_REQUEST, texts, N));
+    static const char alpha[] = "/abcxz";
+    char path[16];
+    size_t ntrue = 0;
+    for (int t = 0; t < 4000; t++) {
+        size_t n = (size_t)(rand() % 9);
+        for (size_t i = 0; i < n; i++)
+            path[i] = alpha[rand() % (sizeof alpha - 1)];
+        path[n] = '\0';
+        if (t % 3 == 0 && n > 0)
+            path[0] = '/'; /* paths start with '/' */
+        struct req r;
+        req_init(&r, "GET", path);
+        bw_arena ra, rb;
+        bw_arena_init(&ra, 1024, 0);
+        bw_arena_init(&rb, 1024, 0);
+        struct bw_rules_ctx cx;
+        bw_rules_ctx_init(&cx, g.p, &r.v, &ra, &g.scratch);
+        for (size_t i = 0; i < N; i++) {
+            enum bw_tri flat = bw_rules_eval(&cx, i);
+            struct bw_rules_ctx tx;
+            bw_rules_ctx_init(&tx, g.p, &r.v, &rb, &g.scratch);
+            enum bw_tri tree = bw__rules_eval_tree(&tx, i);
+            bw_arena_clear(&rb);
+            ntrue += flat == T;
+            if (flat != tree) {
+                T_FAILF("path \"%s\", %s: flattened %s, tree %s", path, texts[i],
+                        bw_tri_name(flat), bw_tri_name(tree));
+                t = 4000;
+                break;
+            }
+        }
+        bw_arena_reset(&ra);
+        bw_arena_reset(&rb);
+    }
+    CHECK(ntrue > 2000); /* the values did match some literals */
+    prog_done(&g);
+}
+
 int main(void)
 {
     RUN(flattened_equals_tree);
@@ -709,5 +772,6 @@ int main(void)
     RUN(first_true_equals_one_by_one);
     RUN(absent_values_skip_what_cannot_be_true);
     RUN(skipped_expressions_are_never_true);
+    RUN(byte_filters_equal_the_tests);
     return t_done();
 }
