@@ -473,6 +473,17 @@ static void apply_verdict(struct bw_rules_worker *w, bw_arena *a, enum bw_rules_
     }
 }
 
+/* The worker's regex scans of this request into its counters (the scratch
+ * is the worker's own; the counters are read by the admin thread). */
+static void count_scans(struct bw_rules_worker *w)
+{
+    uint64_t n[BW_REGEX_OUTCOME__COUNT];
+    bw_regex_scratch_take(&w->scratch, n);
+    for (size_t i = 0; i < BW_REGEX_OUTCOME__COUNT; i++)
+        if (n[i])
+            bw_stat_add(&w->stats->regex[i], n[i]);
+}
+
 static void hook_init(struct bw_rules_hook *out)
 {
     out->kind = BW_RULES_HOOK_CONTINUE;
@@ -503,8 +514,8 @@ static void fail(struct bw_rules_worker *w, struct bw_rules_hook *out)
     }
 }
 
-void bw_rules_on_request(struct bw_rules_worker *w, const struct bw_request_view *v,
-                         uint64_t now_ms, struct bw_rules_request *st, struct bw_rules_hook *out)
+static void on_request(struct bw_rules_worker *w, const struct bw_request_view *v,
+                       uint64_t now_ms, struct bw_rules_request *st, struct bw_rules_hook *out)
 {
     const struct bw_rules_rt *rr = w->rr;
     const struct bw_rulebook *book = rr->book;
@@ -541,6 +552,13 @@ void bw_rules_on_request(struct bw_rules_worker *w, const struct bw_request_view
     out->route = route;
 }
 
+void bw_rules_on_request(struct bw_rules_worker *w, const struct bw_request_view *v,
+                         uint64_t now_ms, struct bw_rules_request *st, struct bw_rules_hook *out)
+{
+    on_request(w, v, now_ms, st, out);
+    count_scans(w); /* the rules' and the route's */
+}
+
 void bw_rules_on_response(struct bw_rules_worker *w, struct bw_request_view *v,
                           const struct bw_http_response *hr, bw_arena *a, uint64_t now_ms,
                           struct bw_rules_request *st, struct bw_rules_hook *out)
@@ -562,6 +580,7 @@ void bw_rules_on_response(struct bw_rules_worker *w, struct bw_request_view *v,
     struct bw_rules_env env = bw_rules_worker_env(w, now_ms);
     struct bw_rules_verdict verdict;
     bw_rulebook_run(rr->book, BW_RULES_PHASE_RESPONSE, &cx, &env, st, &verdict);
+    count_scans(w);
     apply_verdict(w, a, BW_RULES_PHASE_RESPONSE, &verdict, out);
     if (cx.stats.arena_failures || cx.stats.regex_failures || out->failed) {
         struct bw_rules_hook keep = *out;

@@ -79,12 +79,18 @@ struct bw_rules_stats {
     _Atomic uint64_t verdicts[BW_RULES_PHASE__COUNT][BW_VERDICT__COUNT];
     _Atomic uint64_t failures[BW_ON_ERROR__COUNT]; /* module failures by policy */
     _Atomic uint64_t killed;                       /* requests the killed module let by */
+    _Atomic uint64_t regex[BW_REGEX_OUTCOME__COUNT]; /* regex scans by how they were answered */
 };
+
+static inline void bw_stat_add(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
 
 static inline void bw_stat_inc(_Atomic uint64_t *c)
 {
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
+    bw_stat_add(c, 1);
 }
 
 /* One worker's state: regex scratch, the per-request arena, counters. */

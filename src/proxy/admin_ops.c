@@ -440,6 +440,7 @@ static bw_status metrics_text(void *self, struct bw_textbuf *out, bw_error *err)
     uint64_t lat_sum = 0, killed = 0, fails[BW_ON_ERROR__COUNT] = {0};
     uint64_t bot_scored = 0, bot_killed = 0, bot_fails[BW_ON_ERROR__COUNT] = {0};
     uint64_t verdicts[BW_RULES_PHASE__COUNT][BW_VERDICT__COUNT] = {{0}};
+    uint64_t regex[BW_REGEX_OUTCOME__COUNT] = {0};
     for (size_t w = 0; w < c->nworkers; w++) {
         const struct bw_worker_stats *st = &c->pws[w].stats;
         accepted += ld(&st->accepted);
@@ -458,6 +459,8 @@ static bw_status metrics_text(void *self, struct bw_textbuf *out, bw_error *err)
             bot_fails[i] += ld(&st->bot_failures[i]);
         for (size_t i = 0; i < BW_ON_ERROR__COUNT; i++)
             fails[i] += ld(&st->rules.failures[i]);
+        for (size_t i = 0; i < BW_REGEX_OUTCOME__COUNT; i++)
+            regex[i] += ld(&st->rules.regex[i]);
         for (size_t p = 0; p < BW_RULES_PHASE__COUNT; p++)
             for (size_t v = 0; v < BW_VERDICT__COUNT; v++)
                 verdicts[p][v] += ld(&st->rules.verdicts[p][v]);
@@ -579,6 +582,18 @@ static bw_status metrics_text(void *self, struct bw_textbuf *out, bw_error *err)
         TRY(bw_metric_counter(out, "module_failures_total", l2, 2, fails[i], err));
         l2[0].value = BW_SLICE_LIT("bot_score");
         TRY(bw_metric_counter(out, "module_failures_total", l2, 2, bot_fails[i], err));
+    }
+    TRY(bw_metric_family(out, "rules_regex_scans_total", BW_METRIC_COUNTER,
+                         "regex scans of the rules module, by how they were answered: skipped "
+                         "(the literal prefilter found nothing any pattern needs), literal (it "
+                         "answered the literal patterns itself), scanned (the automaton ran)",
+                         err));
+    for (size_t i = 0; i < BW_REGEX_OUTCOME__COUNT; i++) {
+        static const char *const names[BW_REGEX_OUTCOME__COUNT] = {
+            [BW_REGEX_SKIPPED] = "skipped", [BW_REGEX_LITERAL] = "literal",
+            [BW_REGEX_SCANNED] = "scanned"};
+        l1[0] = (struct bw_metric_label){"result", bw_slice_make(names[i], strlen(names[i]))};
+        TRY(bw_metric_counter(out, "rules_regex_scans_total", l1, 1, regex[i], err));
     }
     TRY(bw_metric_family(out, "module_killed_total", BW_METRIC_COUNTER,
                          "requests that went by a killed module (its outputs unknown)", err));

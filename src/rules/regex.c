@@ -495,6 +495,13 @@ void bw_regex_scratch_init(bw_regex_scratch *s)
 {
     s->hs = NULL;
     s->reserved = false;
+    memset(s->outcomes, 0, sizeof s->outcomes);
+}
+
+void bw_regex_scratch_take(bw_regex_scratch *s, uint64_t out[BW_REGEX_OUTCOME__COUNT])
+{
+    memcpy(out, s->outcomes, sizeof s->outcomes);
+    memset(s->outcomes, 0, sizeof s->outcomes);
 }
 
 bw_status bw_regex_scratch_reserve(bw_regex_scratch *s, const bw_regex_db *db, bw_error *err)
@@ -554,10 +561,17 @@ static bw_status scan_db(const bw_regex_db *db, bw_regex_scratch *s, bw_slice in
         if (!s->reserved)
             return bw_error_set(err, "regex scan: scratch space was not reserved");
         if (filtered) {
-            if (!bw_prefilter_run(&db->filter, input, bits))
-                goto done;                /* the filter knows: the literals it found, or nothing */
+            if (!bw_prefilter_run(&db->filter, input, bits)) {
+                /* the filter knows: the literals it found, or nothing */
+                bool found = false;
+                for (size_t w = 0; w < BW_REGEX_BITSET_WORDS(db->count); w++)
+                    found |= bits[w] != 0;
+                s->outcomes[found ? BW_REGEX_LITERAL : BW_REGEX_SKIPPED]++;
+                goto done;
+            }
             memset(bits, 0, sizeof bits); /* the scan reports them all again */
         }
+        s->outcomes[BW_REGEX_SCANNED]++;
         struct scan_ctx c = {.bits = bits, .left = db->count};
         const char *p = input.len ? input.ptr : "";
         hs_error_t rc = db->scan(db->hs, p, (unsigned int)input.len, 0, s->hs, on_match, &c);

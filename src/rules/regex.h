@@ -66,12 +66,28 @@ typedef struct bw_regex_db bw_regex_db; /* opaque, immutable once built */
 
 struct hs_scratch; /* vectorscan's scratch, kept out of this header */
 
+/* How a bw_regex_scan was answered: by the literal prefilter, which found
+ * none of the strings any pattern needs (SKIPPED) or answered every pattern
+ * it could match because they are all literals (LITERAL), or by the
+ * automaton (SCANNED; also every scan of an unfiltered database). */
+enum bw_regex_outcome {
+    BW_REGEX_SKIPPED,
+    BW_REGEX_LITERAL,
+    BW_REGEX_SCANNED,
+    BW_REGEX_OUTCOME__COUNT
+};
+
 /* Per-thread scratch. Initialise with bw_regex_scratch_init, reserve it for
  * every database the thread will scan, release with bw_regex_scratch_done. */
 typedef struct bw_regex_scratch {
     struct hs_scratch *hs; /* vectorscan scratch; only this file touches it */
     bool reserved;         /* hs is allocated (false right after init) */
+    /* Scans since the owner last took these (bw_regex_scratch_take). */
+    uint64_t outcomes[BW_REGEX_OUTCOME__COUNT];
 } bw_regex_scratch;
+
+/* The scan counts by outcome since the last call, into out; zeroes them. */
+void bw_regex_scratch_take(bw_regex_scratch *s, uint64_t out[BW_REGEX_OUTCOME__COUNT]);
 
 /* Checks that one pattern can be compiled (all the rules that
  * bw_regex_db_build applies to each pattern), without keeping a database.

@@ -269,3 +269,34 @@ def test_metrics_connections_open(tmp_path, origin, bulwark):
     while open_now() != 0 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert open_now() == 0
+
+
+def test_metrics_count_regex_scans_by_how_they_were_answered(tmp_path, origin, bulwark):
+    """bulwark_rules_regex_scans_total: a User-Agent with none of the
+    strings the patterns need is not scanned, a literal pattern is answered
+    by the prefilter, and only a value with a non-literal pattern's string
+    reaches the automaton."""
+    (tmp_path / "ua.yaml").write_text(textwrap.dedent("""\
+        id: ua
+        rules:
+          - id: scanners
+            expression: 'http.user_agent matches "(?i)sqlmap|nikto"'
+            action: block
+          - id: curl
+            expression: 'http.user_agent matches "^curl/[0-9]+\\\\."'
+            action: block
+            status: 429
+    """))
+    cfg = default_config([origin.address], workers=1)
+    cfg["admin"] = {"address": "127.0.0.1:0"}
+    cfg["modules"] = {"rules": {"rulesets": [str(tmp_path / "ua.yaml")]}}
+    bw = bulwark(cfg)
+    assert bw.request("GET", "/", headers=[("User-Agent", "Mozilla/5.0")]).status == 200
+    assert bw.request("GET", "/", headers=[("User-Agent", "SQLMap/1.7")]).status == 403
+    assert bw.request("GET", "/", headers=[("User-Agent", "curl/8.1")]).status == 429
+    assert bw.request("GET", "/", headers=[("User-Agent", "xcurl/8.1")]).status == 200
+    text = admin(bw, "GET", "/metrics").body.decode()
+    assert "# TYPE bulwark_rules_regex_scans_total counter" in text
+    assert 'bulwark_rules_regex_scans_total{result="skipped"} 1' in text
+    assert 'bulwark_rules_regex_scans_total{result="literal"} 1' in text
+    assert 'bulwark_rules_regex_scans_total{result="scanned"} 2' in text
