@@ -488,7 +488,7 @@ size_t bw_regex_db_count(const bw_regex_db *db)
 
 size_t bw_regex_db_bytes(const bw_regex_db *db)
 {
-    return db->bytes;
+    return db->bytes + sizeof db->filter; /* the prefilter's tables are ~13 KiB */
 }
 
 void bw_regex_scratch_init(bw_regex_scratch *s)

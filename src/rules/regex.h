@@ -128,7 +128,8 @@ struct bw_regex_cache_stats bw_regex_cache_stats(void);
 
 /* Number of patterns (ids 0..count-1). */
 size_t bw_regex_db_count(const bw_regex_db *db);
-/* Bytes of compiled database (for /status and memory accounting). */
+/* Bytes of compiled database, its literal prefilter included (for memory
+ * accounting). */
 size_t bw_regex_db_bytes(const bw_regex_db *db);
 
 void bw_regex_scratch_init(bw_regex_scratch *s);
