@@ -339,6 +339,43 @@ TEST(response_headers_unknown_before_response)
     prog_done(&g);
 }
 
+/* In the response phase, a request header's absence rules out what needs
+ * it; a response header's never does (its slot has no absence bit: before
+ * the response, its map is unknown, not empty). */
+TEST(response_phase_skips_only_for_request_headers)
+{
+    static const struct {
+        const char *expr;
+        bool skipped;
+    } cases[] = {
+        {"has(http.request.headers[\"x-a\"]) and http.response.code eq 200", true},
+        {"lower(http.user_agent) contains \"bot\" or http.cookie eq \"a\"", true},
+        {"any(http.response.headers[\"x-a\"][*] eq \"1\")", false},
+        {"has(http.response.headers[\"x-a\"])", false},
+        {"http.response.code eq 200", false},
+    };
+    enum { N = sizeof cases / sizeof cases[0] };
+    const char *texts[N];
+    for (size_t i = 0; i < N; i++)
+        texts[i] = cases[i].expr;
+    struct prog g;
+    CHECK(prog_build(&g, BW_RULES_PHASE_RESPONSE, texts, N));
+    struct req r;
+    req_init(&r, "GET", "/");
+    r.v.has_response = true;
+    r.v.response_code = 200;
+    bw_arena ra;
+    bw_arena_init(&ra, 1024, 0);
+    struct bw_rules_ctx cx;
+    bw_rules_ctx_init(&cx, g.p, &r.v, &ra, &g.scratch);
+    for (size_t i = 0; i < N; i++)
+        if (bw__rules_skipped(&cx, i) != cases[i].skipped)
+            T_FAILF("%s: skipped %d, want %d", cases[i].expr, !cases[i].skipped,
+                    cases[i].skipped);
+    bw_arena_reset(&ra);
+    prog_done(&g);
+}
+
 /* Answers written out, for the atom kinds the flattening introduced. */
 TEST(hand_checked_answers)
 {
@@ -772,6 +809,7 @@ int main(void)
     RUN(first_true_equals_one_by_one);
     RUN(absent_values_skip_what_cannot_be_true);
     RUN(skipped_expressions_are_never_true);
+    RUN(response_phase_skips_only_for_request_headers);
     RUN(byte_filters_equal_the_tests);
     return t_done();
 }
