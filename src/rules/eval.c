@@ -1598,11 +1598,11 @@ __attribute__((noinline)) static void lit_group(struct bw_rules_ctx *cx, uint32_
         bw_slice s = v->u.bytes;
         uint64_t head, tail;
         value_words(s, &head, &tail);
-        const struct bw__lit_filter *f = lg->filters, *fend = f + lg->nfilters;
+        uint32_t fi = 0; /* the next filter (they are sorted by lo) */
         for (; j < lg->n && lit[j].op < BW__L_IN; j++) {
-            if (f < fend && j == f->lo) {
-                j = filtered(f, lit, out, s, head, tail) - 1;
-                f++;
+            if (fi < lg->nfilters && j == lg->filters[fi].lo) {
+                j = filtered(&lg->filters[fi], lit, out, s, head, tail) - 1;
+                fi++;
                 continue;
             }
             out[j] = (uint8_t)(1 + word_test(&lit[j], s, head, tail));
@@ -1865,8 +1865,8 @@ static inline bool skipped(const struct bw__skip *k, uint64_t absent)
 
 bool bw__rules_skipped(struct bw_rules_ctx *cx, size_t i)
 {
-    const struct bw__skip *k = cx->prog->skips;
-    return k && i < cx->prog->n && skipped(&k[i], absent_bits(cx));
+    const struct bw_rules_prog *p = cx->prog;
+    return p->any_skips && i < p->n && skipped(&p->skips[i], absent_bits(cx));
 }
 
 size_t bw_rules_eval_first_true(struct bw_rules_ctx *cx, size_t from, size_t to)
@@ -1890,6 +1890,7 @@ size_t bw_rules_eval_first_true(struct bw_rules_ctx *cx, size_t from, size_t to)
     uint32_t natoms = p->natoms;
     const uint32_t *fast = p->fast;
     const struct bw__skip *skips = p->skips;
+    bool any_skips = p->any_skips;
     uint64_t absent = 0;
     bool have_absent = false;
     for (size_t i = from; i < to; i++) {
@@ -1901,7 +1902,7 @@ size_t bw_rules_eval_first_true(struct bw_rules_ctx *cx, size_t from, size_t to)
             continue;
         /* Not computed yet. Passed over when something it needs is absent;
          * else what bw__rules_eval does once ready, without its checks. */
-        if (skips && (skips[i].any | skips[i].all)) {
+        if (any_skips && (skips[i].any | skips[i].all)) {
             if (!have_absent) {
                 absent = absent_bits(cx);
                 have_absent = true;

@@ -249,8 +249,8 @@ struct bw__lit_group {
      * length alone, and computes (and allocates) lhs only when some test
      * needs its bytes. flatten.c, by_length. */
     bool by_len;
-    uint8_t nfilters; /* filters over its runs of tests, by lo */
-    const struct bw__lit_filter *filters;
+    uint8_t nfilters; /* filters over its runs of tests, sorted by lo */
+    const struct bw__lit_filter *filters; /* nfilters of them */
 };
 
 /* One distinct (map field, lowercased header name). */
@@ -328,7 +328,8 @@ struct bw_rules_prog {
     const uint32_t *eager;
     uint32_t neager;
     const struct bw__lit *hlits; /* the tests of HEADERS atoms */
-    const struct bw__skip *skips; /* n (above), or NULL when no expression has one */
+    const struct bw__skip *skips; /* n (above) */
+    bool any_skips;               /* some expression has a condition */
 };
 
 /* Fills lit->kw and lit->km from lit->op and lit->k (flatten.c). */

@@ -699,8 +699,8 @@ static bw_status filters_build(bw_arena *a, struct bw__lit_group *g, const struc
                                bw_error *err)
 {
     g->nfilters = 0;
-    g->filters = NULL;
-    struct bw__lit_filter *out = NULL;
+    g->filters = NULL; /* with nfilters 0: read only below nfilters */
+    struct bw__lit_filter *out = NULL; /* allocated for the first run that earns a filter */
     for (uint32_t j = g->first; j < g->first + g->n;) {
         uint8_t op = lits[j].op;
         uint32_t end = j;
@@ -954,21 +954,19 @@ static void skip_of(const struct bw_rules_prog *p, const struct bw__cnode *n, un
     nt->any = nf->any = s;
 }
 
-/* prog->skips, or NULL when no expression has a condition. */
+/* prog->skips and prog->any_skips. */
 static bw_status skips_build(bw_arena *a, struct bw_rules_prog *p, bw_error *err)
 {
-    p->skips = NULL;
     struct bw__skip *k = bw_arena_alloc(a, (p->n ? p->n : 1) * sizeof *k);
     if (!k)
         return bw_error_set(err, "out of memory compiling rules");
-    bool some = false;
+    p->any_skips = false;
     for (size_t i = 0; i < p->n; i++) {
         struct bw__skip nf;
         skip_of(p, p->roots[i], 0, &k[i], &nf);
-        some |= k[i].any || k[i].all;
+        p->any_skips |= k[i].any || k[i].all;
     }
-    if (some)
-        p->skips = k;
+    p->skips = k;
     return BW_OK;
 }
 
