@@ -1532,13 +1532,12 @@ static unsigned len_test(const struct bw__lit *lit, size_t len)
         return len != kl ? 1 + BW_TRI_FALSE : 0;
     case BW__L_NE:
         return len != kl ? 1 + BW_TRI_TRUE : 0;
-    case BW__L_CONTAINS:
-    case BW__L_STARTS_WITH:
-    case BW__L_ENDS_WITH:
-        return len < kl ? 1 + BW_TRI_FALSE : 0;
     case BW__L_IN:
     case BW__L_IN_MAPPED:
         return bw_bytes_set_has_len(&lit->set->bytes, len) ? 0 : 1 + BW_TRI_FALSE;
+    case BW__L_CONTAINS: /* never in a by_len group (flatten.c, settled_by_length) */
+    case BW__L_STARTS_WITH:
+    case BW__L_ENDS_WITH:
     case BW__L_LT:
     case BW__L_LE:
     case BW__L_GT:
