@@ -97,7 +97,7 @@ struct slot {
     bool rx_starved : 1; /* the shared buffers ran out: posted again later */
     bool poll_posted : 1;
     bool connecting : 1;
-    bool shut_wr : 1; /* shutdown(SHUT_WR) once the send completed */
+    bool shut_wr : 1;    /* shutdown(SHUT_WR) once the send completed */
     bool rx_drained : 1; /* the last receive left the socket empty */
 };
 
