@@ -32,6 +32,7 @@
  *   number can never receive them.
  * Listeners, the wake eventfd and TLS connections stay on epoll; the ring
  * polls the epoll fd and the loop drains it when that fires. */
+#include <assert.h>
 #include <errno.h>
 #include <liburing.h>
 #include <poll.h>
@@ -39,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -56,6 +58,7 @@ enum {
     BATCH_EVENTS = 64, /* completions one batched wait waits for at most */
     BATCH_BUSY = 4,    /* completions per iteration from which waits batch */
     SLOT_CHUNK = 256,
+    FIXED_MAX = 1 << 16, /* slots whose socket is in the ring's file table */
 };
 
 #ifndef IORING_FEAT_MIN_TIMEOUT
@@ -69,6 +72,7 @@ enum op {
     OP_POLL,
     OP_CANCEL,
     OP_GRACE,
+    OP_FILES,
 };
 
 /* 48 bytes: one per connection, idle ones included. */
@@ -99,6 +103,7 @@ struct slot {
     bool connecting : 1;
     bool shut_wr : 1;    /* shutdown(SHUT_WR) once the send completed */
     bool rx_drained : 1; /* the last receive left the socket empty */
+    bool fixed : 1;      /* in the ring's file table, at the slot's id */
 };
 
 _Static_assert(sizeof(struct slot) <= 48, "one per connection: keep it small");
@@ -124,6 +129,7 @@ struct bw_ring {
     /* Send buffers by size: [0] TX_SMALL, [1] BW_RING_COPY_MAX bytes. */
     char *tx_pool[2][TX_POOL_MAX];
     size_t ntx_pool[2];
+    uint32_t nfixed;      /* size of the file table: slots below it use it */
     bool min_wait;        /* the kernel takes min_wait_usec */
     uint32_t last_events; /* completions the last iteration handled */
     bool streaming;       /* the last iteration filled a whole receive buffer */
@@ -172,6 +178,29 @@ static struct io_uring_sqe *slot_sqe(struct bw_ring *r, struct slot *s)
     return sqe;
 }
 
+/* The socket of an operation: through the ring's file table when the slot
+ * is in it, which spares the kernel a file lookup and reference per
+ * operation. */
+static void sqe_file(struct io_uring_sqe *sqe, const struct slot *s, uint32_t id)
+{
+    if (s->fixed) {
+        sqe->fd = (int)id;
+        sqe->flags |= IOSQE_FIXED_FILE;
+    }
+}
+
+/* Puts slot id's socket in the file table, or takes it out (fd -1): queued
+ * ahead of the slot's operations, and done when submitted, before them. */
+static bool post_files_update(struct bw_ring *r, uint32_t id, int *fd)
+{
+    struct io_uring_sqe *sqe = get_sqe(r);
+    if (!sqe)
+        return false;
+    io_uring_prep_files_update(sqe, fd, 1, (int)id);
+    io_uring_sqe_set_data64(sqe, ud(OP_FILES, id, 0));
+    return true;
+}
+
 static void recycle_buf(struct bw_ring *r, uint16_t bid);
 
 static void post_recv(struct bw_ring *r, uint32_t id)
@@ -181,6 +210,7 @@ static void post_recv(struct bw_ring *r, uint32_t id)
     if (!sqe)
         return;
     io_uring_prep_recv_multishot(sqe, s->fd, NULL, 0, 0);
+    sqe_file(sqe, s, id);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     /* A socket the last receive emptied has nothing yet, in a request and
      * response exchange: wait for data first instead of a receive that
@@ -200,6 +230,7 @@ static void post_send(struct bw_ring *r, uint32_t id)
     if (!sqe)
         return;
     io_uring_prep_send(sqe, s->fd, s->tx_buf + s->tx_off, s->tx_len - s->tx_off, MSG_NOSIGNAL);
+    sqe_file(sqe, s, id);
     io_uring_sqe_set_data64(sqe, ud(OP_SEND, id, s->gen));
     s->pending++;
 }
@@ -211,6 +242,7 @@ static void post_poll_out(struct bw_ring *r, uint32_t id)
     if (!sqe)
         return;
     io_uring_prep_poll_add(sqe, s->fd, POLLOUT);
+    sqe_file(sqe, s, id);
     io_uring_sqe_set_data64(sqe, ud(OP_POLL, id, s->gen));
     s->poll_posted = true;
     s->pending++;
@@ -431,6 +463,14 @@ bw_status bw_loop_ring_init(struct bw_loop *loop, bw_error *err)
         io_uring_buf_ring_add(r->br, r->bufs + (size_t)i * BUF_SIZE, BUF_SIZE, i,
                               io_uring_buf_ring_mask(BUF_COUNT), i);
     io_uring_buf_ring_advance(r->br, BUF_COUNT);
+    /* A file table as large as the descriptors this process may open (the
+     * kernel's own limit for it); without one, sockets go by descriptor. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        unsigned n = rl.rlim_cur < FIXED_MAX ? (unsigned)rl.rlim_cur : FIXED_MAX;
+        if (n && io_uring_register_files_sparse(&r->ring, n) == 0)
+            r->nfixed = n;
+    }
     r->free_head = UINT32_MAX;
     r->grace.tv_sec = CLOSE_GRACE_S;
     loop->ring = r;
@@ -484,7 +524,17 @@ bw_status bw_loop_attach(struct bw_loop *loop, struct bw_io *io, bool connecting
     struct slot *s = slot_of(r, id);
     s->io = io;
     s->fd = io->fd;
+    /* Room for the table update and the first operation, so that neither
+     * is queued without the other. */
+    if (io_uring_sq_space_left(&r->ring) < 2)
+        (void)io_uring_submit(&r->ring);
+    if (io_uring_sq_space_left(&r->ring) < 2) {
+        free_slot(r, id);
+        return bw_error_set(err, "io_uring: no room to queue a read for a connection");
+    }
     s->open = true;
+    /* s->fd is read when the update is submitted: the slot never moves. */
+    s->fixed = id < r->nfixed && post_files_update(r, id, &s->fd);
     io->ring = true;
     io->slot = id;
     if (connecting) {
@@ -493,13 +543,7 @@ bw_status bw_loop_attach(struct bw_loop *loop, struct bw_io *io, bool connecting
     } else {
         post_recv(r, id);
     }
-    if (s->err) {
-        s->open = false;
-        s->io = NULL;
-        io->ring = false;
-        free_slot(r, id); /* nothing was queued */
-        return bw_error_set(err, "io_uring: no room to queue a read for a connection");
-    }
+    assert(!s->err); /* there was room for both */
     return BW_OK;
 }
 
@@ -631,6 +675,14 @@ void bw_io_close(struct bw_loop *loop, struct bw_io *io)
         post_cancel(r, ud(OP_RECV, id, s->gen), s->fd);
     if (s->poll_posted)
         post_cancel(r, ud(OP_POLL, id, s->gen), s->fd);
+    if (s->fixed) {
+        /* The table holds the socket open: out of it, closing the fd ends
+         * it (once operations still in flight are done with it). */
+        static int no_file = -1;
+        if (!post_files_update(r, id, &no_file))
+            (void)io_uring_register_files_update(&r->ring, id, &no_file, 1);
+        s->fixed = false;
+    }
     if (s->tx_buf) {
         /* Left to finish, like bytes in a closed socket's buffer, but not
          * forever: a peer that never reads must not pin it. */
@@ -891,6 +943,11 @@ static void on_cqe(struct bw_loop *loop, uint64_t data, int res, uint32_t flags)
         return;
     case OP_CANCEL:
         return;
+    case OP_FILES:
+        /* A slot left out of the table fails its first operation (EBADF). */
+        if (res < 0)
+            BW_ERRORF("io_uring: file table update for slot %u: %s", id, strerror(-res));
+        return;
     case OP_GRACE:
         on_grace(loop, id, gen);
         return;
@@ -920,6 +977,7 @@ static void on_cqe(struct bw_loop *loop, uint64_t data, int res, uint32_t flags)
         return;
     case OP_EPOLL:
     case OP_CANCEL:
+    case OP_FILES:
     case OP_GRACE:
         return;
     }
