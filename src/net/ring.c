@@ -7,17 +7,23 @@
  * io_uring_enter for everything it queued and everything that completed.
  *
  * How, per socket (a slot):
- * - A multishot receive stays armed on every socket, filling a buffer the
- *   kernel picks from a ring of BUF_COUNT shared buffers only when data
- *   arrives (so an idle connection holds no buffer), one completion per
- *   buffer: a kept-alive connection is not re-armed for each request (that
- *   was 4-5 % of the CPU per proxied request). Its bytes are the slot's
- *   stash, which bw_io_recv copies out; a stash the owner did not take
- *   during its event is copied to a private allocation so shared buffers
- *   never stay held (no connection can starve the others), and the receive
- *   is cancelled until the owner has read it all: TCP then pushes back on
- *   the sender. What the kernel received before the cancel took effect
- *   (one round, at most the socket's receive queue) is kept after it.
+ * - A receive is always posted, into a buffer the kernel picks from a ring
+ *   of BUF_COUNT shared buffers only when data arrives (so an idle
+ *   connection holds no buffer). Its bytes are the slot's stash, which
+ *   bw_io_recv copies out; a stash the owner did not take during its event
+ *   is copied to a private allocation so shared buffers never stay held (no
+ *   connection can starve the others), and no more is received until the
+ *   owner has read it all: TCP then pushes back on the sender.
+ * - On a client connection the receive is multishot: it stays armed from
+ *   one request to the next instead of being posted again for each (about
+ *   3-5 % of the CPU per proxied request), and is cancelled while a stash
+ *   waits. What the kernel received before the cancel took effect (one
+ *   round, at most the socket's receive queue) is kept after the stash.
+ *   On upstream connections (responses, often large bodies), and on a
+ *   client connection once a receive filled a whole buffer (an upload),
+ *   it is one buffer at a time, each posted when the last was read, so a
+ *   body is never read in faster than it is passed on: with multishot
+ *   receives there, 1 MiB responses cost 3x the CPU and 3x the memory.
  * - A write of up to BW_RING_COPY_MAX bytes is copied into a send buffer
  *   and queued; the socket then reports "would block" until it completed
  *   (EPOLLOUT), the same back-pressure a full socket buffer gives. Larger
@@ -104,6 +110,8 @@ struct slot {
     bool shut_wr : 1;    /* shutdown(SHUT_WR) once the send completed */
     bool rx_drained : 1; /* the last receive left the socket empty */
     bool fixed : 1;      /* in the ring's file table, at the slot's id */
+    bool rx_bulk : 1;    /* the last receive filled a whole buffer */
+    bool outbound : 1;   /* a connection bulwark opened (to an upstream) */
 };
 
 _Static_assert(sizeof(struct slot) <= 48, "one per connection: keep it small");
@@ -209,7 +217,13 @@ static void post_recv(struct bw_ring *r, uint32_t id)
     struct io_uring_sqe *sqe = slot_sqe(r, s);
     if (!sqe)
         return;
-    io_uring_prep_recv_multishot(sqe, s->fd, NULL, 0, 0);
+    /* Bulk data (a large body) is received one buffer at a time, as the
+     * owner asks for it: a multishot receive would take in all the socket
+     * holds at once, into memory, before the owner could push back. */
+    if (s->rx_bulk || s->outbound)
+        io_uring_prep_recv(sqe, s->fd, NULL, BUF_SIZE, 0);
+    else
+        io_uring_prep_recv_multishot(sqe, s->fd, NULL, 0, 0);
     sqe_file(sqe, s, id);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     /* A socket the last receive emptied has nothing yet, in a request and
@@ -539,6 +553,7 @@ bw_status bw_loop_attach(struct bw_loop *loop, struct bw_io *io, bool connecting
     io->slot = id;
     if (connecting) {
         s->connecting = true;
+        s->outbound = true;
         post_poll_out(r, id);
     } else {
         post_recv(r, id);
@@ -729,6 +744,23 @@ static void deliver(struct bw_loop *loop, uint32_t id, uint32_t events)
 static bool spill_stash(struct bw_ring *r, struct slot *s, uint16_t bid, uint32_t n)
 {
     uint32_t left = s->rx_len - s->rx_off;
+    if (s->rx_spilled && n) {
+        /* Grown in place where the allocator can: no copy of all held so
+         * far for each buffer added. */
+        if (s->rx_off) {
+            memmove(s->rx_spill, s->rx_spill + s->rx_off, left);
+            s->rx_off = 0;
+            s->rx_len = left;
+        }
+        char *grown = realloc(s->rx_spill, (size_t)left + n);
+        if (!grown)
+            return false;
+        memcpy(grown + left, r->bufs + (size_t)bid * BUF_SIZE, n);
+        recycle_buf(r, bid);
+        s->rx_spill = grown;
+        s->rx_len = left + n;
+        return true;
+    }
     char *copy = malloc((size_t)left + n);
     if (!copy)
         return false;
@@ -779,6 +811,7 @@ static void on_recv(struct bw_loop *loop, uint32_t id, int res, uint32_t flags)
         if (res == BUF_SIZE)
             r->streaming = true;
         s->rx_drained = !(flags & IORING_CQE_F_SOCK_NONEMPTY);
+        s->rx_bulk = res == BUF_SIZE;
         if (s->rx_len) {
             /* Arrived before the cancel of a paused receive took effect:
              * kept after the bytes the owner has not read yet. */
@@ -803,6 +836,8 @@ static void on_recv(struct bw_loop *loop, uint32_t id, int res, uint32_t flags)
             if (!s->rx_spilled)
                 (void)spill_stash(r, s, 0, 0); /* else it keeps the buffer */
             pause_recv(r, id);
+        } else if (s->gen == gen && s->open && s->rx_bulk) {
+            pause_recv(r, id); /* bulk data: one buffer at a time from now */
         }
         return;
     }
