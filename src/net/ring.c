@@ -64,8 +64,8 @@ enum {
     BATCH_EVENTS = 64, /* completions one batched wait waits for at most */
     BATCH_BUSY = 4,    /* completions per iteration from which waits batch */
     SLOT_CHUNK = 256,
-    FIXED_MAX =
-        1 << 14, /* slots whose socket is in the ring's file table (8 B each in the kernel) */
+    /* Slots whose socket is in the ring's file table (8 B each in the kernel). */
+    FIXED_MAX = 1 << 14,
 };
 
 #ifndef IORING_FEAT_MIN_TIMEOUT
