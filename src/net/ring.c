@@ -695,8 +695,10 @@ void bw_io_close(struct bw_loop *loop, struct bw_io *io)
         /* The table holds the socket open: out of it, closing the fd ends
          * it (once operations still in flight are done with it). */
         static int no_file = -1;
-        if (!post_files_update(r, id, &no_file))
+        if (!post_files_update(r, id, &no_file)) {
+            (void)io_uring_submit(&r->ring); /* an add still queued goes first */
             (void)io_uring_register_files_update(&r->ring, id, &no_file, 1);
+        }
         s->fixed = false;
     }
     if (s->tx_buf) {
