@@ -101,8 +101,8 @@ struct slot {
     uint8_t err;          /* sticky errno of a failed operation */
     unsigned pending : 3; /* operations in the kernel: receive, send, poll */
     bool open : 1;
-    bool rx_posted : 1;     /* the multishot receive is armed */
-    bool rx_cancelling : 1; /* and asked to stop: the owner is not reading */
+    bool rx_posted : 1;     /* a receive is in the kernel */
+    bool rx_cancelling : 1; /* its multishot asked to stop: the owner is not reading */
     bool rx_spilled : 1;
     bool rx_eof : 1;
     bool rx_starved : 1; /* the shared buffers ran out: posted again later */
@@ -833,14 +833,18 @@ static void on_recv(struct bw_loop *loop, uint32_t id, int res, uint32_t flags)
         }
         deliver(loop, id, EPOLLIN);
         /* The callback may have closed it, or closed it and reused it. */
-        if (s->gen == gen && s->open && s->rx_len) {
+        if (s->gen != gen || !s->open)
+            return;
+        if (s->rx_len) {
             /* Not taken now: keep a private copy, give the buffer back,
              * and receive no more until the owner has read it. */
             if (!s->rx_spilled)
                 (void)spill_stash(r, s, 0, 0); /* else it keeps the buffer */
             pause_recv(r, id);
-        } else if (s->gen == gen && s->open && s->rx_bulk) {
-            pause_recv(r, id); /* bulk data: one buffer at a time from now */
+        } else if (s->rx_bulk && (flags & IORING_CQE_F_MORE)) {
+            /* Bulk data: the multishot stops, one buffer at a time from now.
+             * (A one-shot receive the owner just posted again is kept.) */
+            pause_recv(r, id);
         }
         return;
     }
