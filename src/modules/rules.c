@@ -514,8 +514,8 @@ static void fail(struct bw_rules_worker *w, struct bw_rules_hook *out)
     }
 }
 
-static void on_request(struct bw_rules_worker *w, const struct bw_request_view *v,
-                       uint64_t now_ms, struct bw_rules_request *st, struct bw_rules_hook *out)
+static void on_request(struct bw_rules_worker *w, const struct bw_request_view *v, uint64_t now_ms,
+                       struct bw_rules_request *st, struct bw_rules_hook *out)
 {
     const struct bw_rules_rt *rr = w->rr;
     const struct bw_rulebook *book = rr->book;

@@ -77,8 +77,8 @@ void bw_rules_rt_done(struct bw_rules_rt *rr);
  * instruction on the request path), read by the control thread. */
 struct bw_rules_stats {
     _Atomic uint64_t verdicts[BW_RULES_PHASE__COUNT][BW_VERDICT__COUNT];
-    _Atomic uint64_t failures[BW_ON_ERROR__COUNT]; /* module failures by policy */
-    _Atomic uint64_t killed;                       /* requests the killed module let by */
+    _Atomic uint64_t failures[BW_ON_ERROR__COUNT];   /* module failures by policy */
+    _Atomic uint64_t killed;                         /* requests the killed module let by */
     _Atomic uint64_t regex[BW_REGEX_OUTCOME__COUNT]; /* regex scans by how they were answered */
 };
 

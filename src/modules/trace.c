@@ -197,8 +197,9 @@ int bw_eval_command(const struct bw_config *cfg, const struct bw_eval_args *a, F
             switch (res.outcome) {
             case BW_BOT_SCORED:
                 v.bot_score = (struct bw_rv_opt_int){.known = true, .value = res.u.scored.score};
-                fprintf(out, "bot.score: %lld (model version %llu: %u of %zu features true, %u "
-                             "unknown)\n",
+                fprintf(out,
+                        "bot.score: %lld (model version %llu: %u of %zu features true, %u "
+                        "unknown)\n",
                         (long long)res.u.scored.score, (unsigned long long)bot.model->version,
                         res.u.scored.ntrue, bot.model->nfeatures, res.u.scored.nunknown);
                 break;

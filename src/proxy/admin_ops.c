@@ -589,9 +589,9 @@ static bw_status metrics_text(void *self, struct bw_textbuf *out, bw_error *err)
                          "answered the literal patterns itself), scanned (the automaton ran)",
                          err));
     for (size_t i = 0; i < BW_REGEX_OUTCOME__COUNT; i++) {
-        static const char *const names[BW_REGEX_OUTCOME__COUNT] = {
-            [BW_REGEX_SKIPPED] = "skipped", [BW_REGEX_LITERAL] = "literal",
-            [BW_REGEX_SCANNED] = "scanned"};
+        static const char *const names[BW_REGEX_OUTCOME__COUNT] = {[BW_REGEX_SKIPPED] = "skipped",
+                                                                   [BW_REGEX_LITERAL] = "literal",
+                                                                   [BW_REGEX_SCANNED] = "scanned"};
         l1[0] = (struct bw_metric_label){"result", bw_slice_make(names[i], strlen(names[i]))};
         TRY(bw_metric_counter(out, "rules_regex_scans_total", l1, 1, regex[i], err));
     }

@@ -205,7 +205,7 @@ enum bw__lit_op {
 struct bw__lit {
     uint8_t op;  /* enum bw__lit_op */
     uint8_t map; /* IN_MAPPED: enum bw_bytes_map */
-    bw_slice k; /* the constant (bytes tests) */
+    bw_slice k;  /* the constant (bytes tests) */
     /* EQ, NE, STARTS_WITH: k's first min(8, |k|) bytes in memory order, and
      * the mask of those bytes; ENDS_WITH: its last ones, at the word's end.
      * A value's word is compared first (bw__lit_words, eval.c): most tests
@@ -249,7 +249,7 @@ struct bw__lit_group {
      * length alone, and computes (and allocates) lhs only when some test
      * needs its bytes. flatten.c, by_length. */
     bool by_len;
-    uint8_t nfilters; /* filters over its runs of tests, sorted by lo */
+    uint8_t nfilters;                     /* filters over its runs of tests, sorted by lo */
     const struct bw__lit_filter *filters; /* nfilters of them */
 };
 
@@ -327,7 +327,7 @@ struct bw_rules_prog {
      * first rule comes, cost a mispredicted branch and a call apiece. */
     const uint32_t *eager;
     uint32_t neager;
-    const struct bw__lit *hlits; /* the tests of HEADERS atoms */
+    const struct bw__lit *hlits;  /* the tests of HEADERS atoms */
     const struct bw__skip *skips; /* n (above) */
     bool any_skips;               /* some expression has a condition */
 };

@@ -699,7 +699,7 @@ static bw_status filters_build(bw_arena *a, struct bw__lit_group *g, const struc
                                bw_error *err)
 {
     g->nfilters = 0;
-    g->filters = NULL; /* with nfilters 0: read only below nfilters */
+    g->filters = NULL;                 /* with nfilters 0: read only below nfilters */
     struct bw__lit_filter *out = NULL; /* allocated for the first run that earns a filter */
     for (uint32_t j = g->first; j < g->first + g->n;) {
         uint8_t op = lits[j].op;
@@ -719,8 +719,8 @@ static bw_status filters_build(bw_arena *a, struct bw__lit_group *g, const struc
         struct bw__lit_filter *best = &out[g->nfilters], tmp;
         int best_score = INT32_MIN;
         for (uint8_t at = 0; at < 3; at++) {
-            filter_fill(lits + g->first, lo - g->first, end - g->first, at,
-                        op == BW__L_ENDS_WITH, &tmp);
+            filter_fill(lits + g->first, lo - g->first, end - g->first, at, op == BW__L_ENDS_WITH,
+                        &tmp);
             int sc = filter_score(&tmp);
             if (sc > best_score) {
                 best_score = sc;

@@ -114,7 +114,12 @@ bool bw_bytes_set_contains(const struct bw_bytes_set *s, bw_slice v);
 
 /* A mapping of the value before a lookup: what lower() and upper() do to
  * it (ASCII letters only, as the Rules language's functions). */
-enum bw_bytes_map { BW_BYTES_MAP_NONE, BW_BYTES_MAP_LOWER, BW_BYTES_MAP_UPPER, BW_BYTES_MAP__COUNT };
+enum bw_bytes_map {
+    BW_BYTES_MAP_NONE,
+    BW_BYTES_MAP_LOWER,
+    BW_BYTES_MAP_UPPER,
+    BW_BYTES_MAP__COUNT
+};
 
 /* bw_bytes_set_contains(s, m(v)), without building m(v): `lower(x) in
  * {...}` needs no lowered copy of x. */

@@ -25,11 +25,13 @@ static void write_file(const char *name, const char *text)
 /* A config with rulesets entry (rules a, b; executes managed) and managed. */
 static bool load(struct bw_config **cfg, struct bw_rules_rt *rr)
 {
-    write_file("entry.yaml", "id: entry\nrules:\n"
-                             "  - {id: a, expression: 'http.request.uri.path eq \"/a\"', action: block}\n"
-                             "  - {id: b, expression: 'true', action: execute, ruleset: managed}\n");
-    write_file("managed.yaml", "id: managed\nrules:\n"
-                               "  - {id: m, expression: 'http.request.uri.path eq \"/m\"', action: block}\n");
+    write_file("entry.yaml",
+               "id: entry\nrules:\n"
+               "  - {id: a, expression: 'http.request.uri.path eq \"/a\"', action: block}\n"
+               "  - {id: b, expression: 'true', action: execute, ruleset: managed}\n");
+    write_file("managed.yaml",
+               "id: managed\nrules:\n"
+               "  - {id: m, expression: 'http.request.uri.path eq \"/m\"', action: block}\n");
     write_file("b.yaml", "listen: [{address: 127.0.0.1:0}]\n"
                          "upstreams: {app: {servers: [{address: 127.0.0.1:9}]}}\n"
                          "routes: [{upstream: app}]\n"

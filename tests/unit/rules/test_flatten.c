@@ -370,8 +370,7 @@ TEST(response_phase_skips_only_for_request_headers)
     bw_rules_ctx_init(&cx, g.p, &r.v, &ra, &g.scratch);
     for (size_t i = 0; i < N; i++)
         if (bw__rules_skipped(&cx, i) != cases[i].skipped)
-            T_FAILF("%s: skipped %d, want %d", cases[i].expr, !cases[i].skipped,
-                    cases[i].skipped);
+            T_FAILF("%s: skipped %d, want %d", cases[i].expr, !cases[i].skipped, cases[i].skipped);
     bw_arena_reset(&ra);
     prog_done(&g);
 }
@@ -674,8 +673,8 @@ TEST(absent_values_skip_what_cannot_be_true)
     req_src4(&full, "10.1.2.3");
     full.v.host = (struct bw_rv_opt_bytes){.known = true, .value = BW_SLICE_LIT("a")};
     full.v.bot_score = (struct bw_rv_opt_int){.known = true, .value = 50};
-    static const char *const names[] = {"User-Agent", "Referer", "Cookie", "X-Forwarded-For",
-                                        "X-A",        "X-B"};
+    static const char *const names[] = {"User-Agent",      "Referer", "Cookie",
+                                        "X-Forwarded-For", "X-A",     "X-B"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         req_header(&full, names[i], "1");
     for (int r = 0; r < 2; r++) {
@@ -688,8 +687,8 @@ TEST(absent_values_skip_what_cannot_be_true)
         for (size_t i = 0; i < N; i++) {
             bool want = r == 0 && cases[i].skipped; /* nothing is absent from full */
             if (bw__rules_skipped(&cx, i) != want)
-                T_FAILF("%s request: %s: skipped %d, want %d", r ? "full" : "bare",
-                        cases[i].expr, !want, want);
+                T_FAILF("%s request: %s: skipped %d, want %d", r ? "full" : "bare", cases[i].expr,
+                        !want, want);
             if (want && bw__rules_eval_tree(&tx, i) == BW_TRI_TRUE)
                 T_FAILF("bare request: %s is skipped but TRUE", cases[i].expr);
         }
@@ -741,9 +740,9 @@ TEST(skipped_expressions_are_never_true)
  * prefixes and suffixes. */
 TEST(byte_filters_equal_the_tests)
 {
-    static const char *const ks[] = {"",      "/",      "/a",     "/ab",   "/abc",  "/b",
-                                     "/ba",   "/abcd",  "x",      "ab",    "/a/b",  "/abcde",
-                                     "/zz",   "/a/bcd", "b/",     "/ab/c", "c",     "/c/a"};
+    static const char *const ks[] = {"",    "/",      "/a", "/ab",   "/abc", "/b",
+                                     "/ba", "/abcd",  "x",  "ab",    "/a/b", "/abcde",
+                                     "/zz", "/a/bcd", "b/", "/ab/c", "c",    "/c/a"};
     enum { NK = sizeof ks / sizeof *ks, N = 3 * NK };
     static char texts_buf[N][96];
     const char *texts[N];
@@ -784,8 +783,8 @@ TEST(byte_filters_equal_the_tests)
             bw_arena_clear(&rb);
             ntrue += flat == T;
             if (flat != tree) {
-                T_FAILF("path \"%s\", %s: flattened %s, tree %s", path, texts[i],
-                        bw_tri_name(flat), bw_tri_name(tree));
+                T_FAILF("path \"%s\", %s: flattened %s, tree %s", path, texts[i], bw_tri_name(flat),
+                        bw_tri_name(tree));
                 t = 4000;
                 break;
             }

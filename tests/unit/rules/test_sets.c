@@ -498,7 +498,8 @@ TEST(bytes_set_forced_collisions)
  * 0x7f that lower() and upper() leave alone. */
 static size_t mixed_case(char *buf, size_t cap)
 {
-    static const char alpha[] = "aAzZmM@[`{\xc3\xa9\x80\xff" "09-/";
+    static const char alpha[] = "aAzZmM@[`{\xc3\xa9\x80\xff"
+                                "09-/";
     size_t n = rnd() % cap;
     for (size_t i = 0; i < n; i++)
         buf[i] = alpha[rnd() % (sizeof alpha - 1)];
@@ -554,8 +555,8 @@ TEST(bytes_set_mapped_lookup_is_lookup_of_mapped_copy)
             bool got = bw_bytes_set_contains_mapped(&s, bw_slice_make(v, n), (enum bw_bytes_map)m);
             hits += want;
             if (got != want) {
-                T_FAILF("map %d, value of %zu bytes: mapped lookup %d, lookup of the copy %d", m,
-                        n, got, want);
+                T_FAILF("map %d, value of %zu bytes: mapped lookup %d, lookup of the copy %d", m, n,
+                        got, want);
                 bw_arena_reset(&a);
                 return;
             }
