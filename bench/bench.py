@@ -284,13 +284,18 @@ def proc_children(pid):
         return []
 
 
-def cpu_ticks(pid):
-    """utime + stime of the whole process (all threads), in clock ticks."""
+def cpu_split(pid):
+    """(utime, stime) of the whole process (all threads), in clock ticks."""
     with open(f"/proc/{pid}/stat") as f:
         data = f.read()
     fields = data[data.rindex(")") + 2:].split()
     # fields[0] is field 3 (state); utime, stime are fields 14 and 15.
-    return int(fields[11]) + int(fields[12])
+    return int(fields[11]), int(fields[12])
+
+
+def cpu_ticks(pid):
+    """utime + stime of the whole process (all threads), in clock ticks."""
+    return sum(cpu_split(pid))
 
 
 def rss_kib(pid, what="VmRSS"):
@@ -670,7 +675,8 @@ def load_run(t, repeat, origin, scen=MAIN, during=None):
     load_cpus = parse_cpus(LOAD_CPU)
     l0 = cpus_busy_ticks(load_cpus)
     m0, own0, w0 = machine_ticks(), own_cpu_s(), time.monotonic()
-    c0 = cpu_ticks(t.pid)
+    s0 = cpu_split(t.pid)
+    c0 = sum(s0)
     if during is None:
         out = wrk(t.port, scen["duration"], scen["conns"], scen["path"],
                   scen.get("script", WRK_SCRIPT))
@@ -681,7 +687,8 @@ def load_run(t, repeat, origin, scen=MAIN, during=None):
     if not alive(t):
         t.fail(f"died during run {repeat} (status {t.proc.poll()}): {tail(t.errlog, 3)}")
         return
-    c1 = cpu_ticks(t.pid)
+    s1 = cpu_split(t.pid)
+    c1 = sum(s1)
     m1, own1, w1 = machine_ticks(), own_cpu_s(), time.monotonic()
     l1 = cpus_busy_ticks(load_cpus)
     o1 = [cpu_ticks(p) for p in others]
@@ -704,6 +711,13 @@ def load_run(t, repeat, origin, scen=MAIN, during=None):
     r["load_cpu_per_100k"] = ((l1 - l0) / CLK_TCK / r["requests"] * 100000
                               if r["requests"] else float("nan"))
     r["cpu_per_100k"] = r["cpu_s"] / r["requests"] * 100000 if r["requests"] else float("nan")
+    # The same CPU time split into user space (the proxy's own code: parser,
+    # rules, Lua) and kernel (TCP, io_uring or epoll): most of a proxied
+    # request's cost is the kernel's loopback TCP work, about the same for
+    # every proxy, and this shows how much of the difference is each.
+    for key, i in (("user_per_100k", 0), ("sys_per_100k", 1)):
+        r[key] = ((s1[i] - s0[i]) / CLK_TCK / r["requests"] * 100000
+                  if r["requests"] else float("nan"))
     r["rss_kib"] = rss_kib(t.pid)
     t.runs_of(scen).append(r)
     bad = ""
@@ -1053,6 +1067,30 @@ def bars(targets):
         ["| " + " | ".join(r) + " |" for r in rows]
 
 
+def cpu_split_report(targets):
+    """Where each serving process's CPU per request goes, user space against
+    kernel (/proc/PID/stat utime and stime, sampled at the clock tick): the
+    kernel's loopback TCP work is most of it and about the same for every
+    proxy, so it bounds how far apart two proxies' totals can be; the
+    user-space ratio is what the rules engine costs against LuaJIT. It is
+    reported beside the bar, not in its place."""
+    live = [t for t in targets if t.runs]
+    if not live:
+        return []
+    out = ["", "Serving process CPU per 100k requests, 1 KiB scenario, user space + kernel "
+           "(s, medians): " + ", ".join(
+               f"{t.name} {med([r['user_per_100k'] for r in t.runs]):.3f} + "
+               f"{med([r['sys_per_100k'] for r in t.runs]):.3f}" for t in live) + "."]
+    a, b = live_ref(targets, "bulwark+rules"), live_ref(targets, "nginx+lua")
+    if a is not None and b is not None:
+        us = ratios(a, b, "user_per_100k")
+        ks = ratios(a, b, "sys_per_100k")
+        out += ["", "bulwark+rules ÷ nginx+lua, user-space CPU per request (the rules and "
+                f"proxy code against nginx + LuaJIT): {spread(us, lambda v: f'{v:.2f}')}; "
+                f"kernel CPU per request: {spread(ks, lambda v: f'{v:.2f}')}."]
+    return out
+
+
 def extra_table(targets, scen):
     """The load-run figures of an extra scenario (no memory or syscall
     tests there)."""
@@ -1176,7 +1214,7 @@ def report(targets, started, versions):
            + (" QUICK MODE: smoke test only, not a result." if QUICK else ""), ""]
     out += tbl
     out += ["", "Rules cost, CPU per request, ratios within each repeat then the median "
-            "(min–max), per scenario:", ""] + bars(targets)
+            "(min–max), per scenario:", ""] + bars(targets) + cpu_split_report(targets)
     for scen in SCENARIOS[1:]:
         out += ["", f"### {scen['label']}", "",
                 f"wrk -t1 -c{scen['conns']} -d{scen['duration']}s {scen['path']} "
