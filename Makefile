@@ -36,7 +36,7 @@ FUZZ_REPLAY_BINS := $(patsubst tests/fuzz/%.c,$(B)/replay/%,$(FUZZ_SRCS))
 
 all: build
 
-build: $(B)/bulwark $(UNIT_BINS) $(FUZZ_REPLAY_BINS) $(B)/tools/loadgen
+build: $(B)/bulwark $(UNIT_BINS) $(FUZZ_REPLAY_BINS) $(B)/tools/loadgen $(B)/bench/relay
 
 # Quiet by default (V=1 shows the commands), so warnings stand out.
 Q := $(if $(V),,@)
@@ -71,6 +71,13 @@ $(B)/replay/%: tests/fuzz/%.c tests/fuzz/replay_main.c $(B)/libbulwark.a
 $(B)/tools/%: tests/tools/%.c
 	@mkdir -p $(dir $@)
 	@$(if $(V),,echo "  TOOL  $(VARIANT) $<")
+	$(Q)$(CC) $(WARN) -D_GNU_SOURCE -O2 -g -o $@ $<
+
+# make bench's "relay" target (bench/relay.c): the floor of a proxy's CPU per
+# request on this host, built like the load client, without sanitizers.
+$(B)/bench/relay: bench/relay.c
+	@mkdir -p $(dir $@)
+	@$(if $(V),,echo "  BENCH $(VARIANT) $<")
 	$(Q)$(CC) $(WARN) -D_GNU_SOURCE -O2 -g -o $@ $<
 
 # libFuzzer builds (clang): the library is compiled again with coverage.

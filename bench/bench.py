@@ -108,8 +108,13 @@ BULWARK_BIN = os.environ.get("BULWARK_BIN") or os.path.join(ROOT, "build/release
 OUT = os.environ.get("BENCH_OUT") or os.path.join(HERE, "results/latest.md")
 PIDFILE = os.environ.get("BENCH_PIDFILE", "")
 KEEP_WORK = os.environ.get("BENCH_KEEP_WORK", "0") == "1"
-ALL_TARGETS = ["origin", "bulwark", "bulwark+rules", "nginx", "nginx+lua", "haproxy"]
-TARGETS = [t for t in os.environ.get("BENCH_TARGETS", ",".join(ALL_TARGETS)).split(",") if t]
+RELAY_BIN = os.environ.get("BENCH_RELAY_BIN") or os.path.join(ROOT, "build/release/bench/relay")
+DEFAULT_TARGETS = ["origin", "bulwark", "bulwark+rules", "nginx", "nginx+lua", "haproxy"]
+# "relay" (bench/relay.c) only on request: bytes copied between a client and
+# its own upstream connection, nothing parsed; the floor of a proxy's CPU per
+# request on this host. It takes no part in the memory and syscall tests.
+ALL_TARGETS = DEFAULT_TARGETS + ["relay"]
+TARGETS = [t for t in os.environ.get("BENCH_TARGETS", ",".join(DEFAULT_TARGETS)).split(",") if t]
 for _t in TARGETS:
     if _t not in ALL_TARGETS:
         sys.exit(f"bench: unknown target {_t!r} in BENCH_TARGETS (know {ALL_TARGETS})")
@@ -535,6 +540,17 @@ def start_bulwark(t, work, origin_port, template="bulwark.yaml", **extra):
         t.proc = PROCS.start(t.name, [BULWARK_BIN, "run", "-c", conf], subprocess.DEVNULL, err,
                              cpu=PROXY_CPU)
     wait_ready(t, errlog, want_line=f"listening on 127.0.0.1:{t.port}")
+    t.pid = t.proc.pid
+
+
+def start_relay(t, work, origin_port):
+    if not (os.path.isfile(RELAY_BIN) and os.access(RELAY_BIN, os.X_OK)):
+        raise NotApplicable(f"n/a: {RELAY_BIN} not found (make build makes it)")
+    errlog = t.errlog = os.path.join(work, "relay.stderr")
+    with open(errlog, "w") as err:
+        t.proc = PROCS.start(t.name, [RELAY_BIN, str(t.port), str(origin_port)],
+                             subprocess.DEVNULL, err, cpu=PROXY_CPU)
+    wait_ready(t, errlog, want_line="listening on")
     t.pid = t.proc.pid
 
 
@@ -1085,9 +1101,23 @@ def cpu_split_report(targets):
     if a is not None and b is not None:
         us = ratios(a, b, "user_per_100k")
         ks = ratios(a, b, "sys_per_100k")
+        # Within each repeat: the budget 0.45 x nginx+lua leaves, against the
+        # kernel time bulwark+rules spent, which no user-space work removes.
+        bar = BARS[0][2]
+        budget = [bar * y["cpu_per_100k"] for y in b.runs]
+        kern = [x["sys_per_100k"] for x in a.runs]
         out += ["", "bulwark+rules ÷ nginx+lua, user-space CPU per request (the rules and "
                 f"proxy code against nginx + LuaJIT): {spread(us, lambda v: f'{v:.2f}')}; "
-                f"kernel CPU per request: {spread(ks, lambda v: f'{v:.2f}')}."]
+                f"kernel CPU per request: {spread(ks, lambda v: f'{v:.2f}')}. "
+                f"The bar's budget, {bar:.2f} x nginx+lua's CPU per request: "
+                f"{spread(budget, fmt_cpu)} s/100k; bulwark+rules' kernel time alone: "
+                f"{spread(kern, fmt_cpu)} s/100k."]
+    floor = live_ref(targets, "relay")
+    if floor is not None and b is not None:
+        fs = ratios(floor, b, "cpu_per_100k")
+        out += ["", "relay (bench/relay.c, a proxy with no user-space work: bytes copied "
+                "between each client and its own upstream connection on epoll, nothing "
+                f"parsed) ÷ nginx+lua, CPU per request: {spread(fs, lambda v: f'{v:.2f}')}."]
     return out
 
 
@@ -1680,6 +1710,8 @@ def main():
                     start_bulwark(t, work, origin.port)
                 elif t.name == "bulwark+rules":
                     start_bulwark(t, work, origin.port, "bulwark-rules.yaml")
+                elif t.name == "relay":
+                    start_relay(t, work, origin.port)
                 # Every scenario's path answers with the right body (a rule
                 # that matched the bench request would answer 403 here).
                 for scen in SCENARIOS:
@@ -1739,7 +1771,7 @@ def main():
         if RUN_MAIN:
             log(f"idle keepalive memory: {IDLE_CONNS:,} connections per target")
         for t in targets:
-            if RUN_MAIN and not t.failed and alive(t):
+            if RUN_MAIN and not t.failed and alive(t) and t.name != "relay":
                 try:
                     t.idle = idle_memory(t, IDLE_CONNS)
                 except (RuntimeError, OSError) as e:
@@ -1750,7 +1782,7 @@ def main():
         if SYSCALL_METHOD:
             log(f"syscalls per request ({SYSCALL_METHOD}, {SYSCALL_REQS:,} requests)")
             for t in targets:
-                if not t.failed and alive(t):
+                if not t.failed and alive(t) and t.name != "relay":
                     try:
                         t.syscalls = syscalls_per_request(t, work, SYSCALL_REQS)
                     except (RuntimeError, OSError, ValueError, ConnectionError) as e:

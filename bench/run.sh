@@ -32,7 +32,8 @@
 #   BENCH_LOAD_SYSCALL_SECONDS  syscall count under wrk load, seconds (3; 0 skips)
 #   BENCH_SYSCALL_METHOD   perf | strace (default: perf if its tracepoints work)
 #   BENCH_TARGETS          comma list of origin,bulwark,bulwark+rules,nginx,
-#                          nginx+lua,haproxy (all)
+#                          nginx+lua,haproxy (all six); add relay for the
+#                          floor of a proxy's CPU per request (bench/relay.c)
 #   BENCH_SCENARIOS        extra scenarios after the 1 KiB one: comma list of
 #                          16k,1m,c1000 and the bulwark-only reload,regex
 #                          (all; "" for none)
