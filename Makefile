@@ -159,7 +159,7 @@ bench-instr:
 	@bench/instr.sh
 
 format:
-	clang-format -i $$(find src tests -name '*.[ch]')
+	clang-format -i $$(find src tests bench -name '*.[ch]')
 
 clean:
 	rm -rf build

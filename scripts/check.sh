@@ -5,6 +5,7 @@
 #   fuzz corpus replay  asan build (every corpus input as a regression test)
 #   integration tests   release and asan builds (pytest, real processes)
 #   fuzz smoke          libFuzzer, FUZZ_SMOKE_SECONDS (default 10) per target
+#   format              every C file against clang-format (.clang-format)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -101,6 +102,22 @@ run_fuzz_smoke() {
   add "fuzz smoke (${secs}s each)" "$p" "$f"
 }
 
+# Every C file as clang-format (.clang-format) writes it: one check per
+# file, so a drifted file is named; `make format` fixes them all.
+run_format() {
+  local p=0 f=0 file
+  while IFS= read -r file; do
+    if clang-format --dry-run -Werror "$file" >/dev/null 2>&1; then
+      p=$((p + 1))
+    else
+      f=$((f + 1))
+      echo "format: $file differs from clang-format's output (make format fixes it)"
+    fi
+  done < <(find src tests bench -name '*.[ch]' | sort)
+  add "format (clang-format)" "$p" "$f"
+}
+
+run_format
 run_unit release
 run_unit asan
 run_replay asan

@@ -13,6 +13,7 @@ PKGS=(
   liburing-dev                        # io_uring for worker sockets
   python3 python3-pytest              # integration tests
   curl nginx-light                    # test clients, a real origin
+  clang-format                        # make check's formatting check
 )
 if [ "${BULWARK_BENCH:-0}" = 1 ]; then
   # nginx + Lua (the OpenResty-style comparison target: lua-nginx-module
