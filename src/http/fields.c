@@ -82,6 +82,9 @@ bool bw__http_host_valid(bw_slice h, bool *ret_has_port)
         i++;
     } else {
         while (i < h.len && BW__CC(h.ptr[i], BW__CC_HOST)) {
+            /* An empty label ("a..example"), as nginx refuses it. */
+            if (h.ptr[i] == '.' && i > 0 && h.ptr[i - 1] == '.')
+                return false;
             if (h.ptr[i] == '%') { /* pct-encoded */
                 if (h.len - i < 3 || !BW__CC(h.ptr[i + 1], BW__CC_HEX) ||
                     !BW__CC(h.ptr[i + 2], BW__CC_HEX))

@@ -130,6 +130,17 @@ static size_t parse_request_line(const char *buf, size_t start, size_t end,
         bw__http_set_err(err, 400, i == start ? "invalid method" : "malformed request line", i);
         return 0;
     }
+    /* RFC 9110 lets a method be any token, case-sensitive; like nginx, an
+     * edge refuses all but upper-case letters, '_' and '-', since an origin
+     * that upper-cases "delete" would serve a DELETE that a rule on
+     * http.request.method eq "DELETE" never saw. */
+    for (size_t k = start; k < i; k++) {
+        char c = buf[k];
+        if (!((c >= 'A' && c <= 'Z') || c == '_' || c == '-')) {
+            bw__http_set_err(err, 400, "invalid method (upper-case letters, '_' and '-' only)", k);
+            return 0;
+        }
+    }
     req->method = bw_slice_make(buf + start, i - start);
     req->method_id = method_id(buf + start, i - start);
 

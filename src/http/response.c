@@ -102,7 +102,10 @@ bw_http_parse_response(const char *buf, size_t len, const struct bw_http_limits 
     }
 
     resp->keep_alive = v11 ? !f.conn_close : (f.conn_keep_alive && !f.conn_close);
-    if (resp->body_kind == BW_BODY_UNTIL_CLOSE || faulty_framing)
+    /* A 2xx to CONNECT turned the connection into a tunnel (§9.3.6 of RFC
+     * 9110): whatever follows is not HTTP, so it is never reused. */
+    if (resp->body_kind == BW_BODY_UNTIL_CLOSE || faulty_framing ||
+        (request_method == BW_METHOD_CONNECT && s >= 200 && s < 300))
         resp->keep_alive = false;
     resp->upgrade = s == 101 && f.has_upgrade;
     return BW_HTTP_DONE;

@@ -220,7 +220,8 @@ void bw_rules_worker_done(struct bw_rules_worker *w)
 /* ---- the request as the rules see it ---------------------------------------- */
 
 /* http.host is the host name as DNS compares it: lowercased, without the
- * port ("API.Example:8080" is "api.example"; "[::1]:80" is "[::1]"). */
+ * port or the root's trailing dot ("API.Example.:8080" is "api.example";
+ * "[::1]:80" is "[::1]"), so no spelling of a name slips past a rule on it. */
 static bw_slice host_name(bw_arena *a, bw_slice h)
 {
     size_t n = h.len;
@@ -232,6 +233,8 @@ static bw_slice host_name(bw_arena *a, bw_slice h)
         const char *colon = memchr(h.ptr, ':', n);
         if (colon)
             n = (size_t)(colon - h.ptr);
+        if (n > 1 && h.ptr[n - 1] == '.')
+            n--; /* the parser refuses "..", so one dot at most */
     }
     bool lower = true;
     for (size_t i = 0; i < n && lower; i++)

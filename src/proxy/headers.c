@@ -321,6 +321,10 @@ bool bw_build_client_response_ed(struct bw_head_out *out, const struct bw_http_r
     struct conn_tokens ct;
     conn_tokens_init(&ct, h, n);
     bool upgrading = resp->status == 101 && resp->upgrade;
+    /* RFC 9110 §8.6 and RFC 9112 §6.1: no Content-Length or
+     * Transfer-Encoding in a 1xx or 204, which have no body; a client
+     * could wait for one (nginx drops them too). */
+    bool unframed = resp->status < 200 || resp->status == 204;
 
     PUT_LIT(out, "HTTP/1.1 ");
     put_status(out, resp->status);
@@ -345,14 +349,15 @@ bool bw_build_client_response_ed(struct bw_head_out *out, const struct bw_http_r
             put_field(out, h[i].name, h[i].value);
             break;
         case F_CL:
-            put_field(out, h[i].name, h[i].value); /* framing: see the request side */
+            if (!unframed)
+                put_field(out, h[i].name, h[i].value); /* framing: see the request side */
             break;
         case F_TE:
             /* As received: the parser has checked that chunked is applied
              * once and last, and a coding before it (gzip) is part of what
              * the client must undo. Normalising each line to "chunked" would
              * drop that coding and repeat chunked over several lines. */
-            if (!dechunk)
+            if (!dechunk && !unframed)
                 put_field(out, h[i].name, h[i].value);
             break;
         case F_UPGRADE:

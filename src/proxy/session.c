@@ -521,6 +521,15 @@ static void start_request(struct bw_session *s, struct bw_http_request *hq)
     r->body.rechunk = r->body.kind == BW_BODY_CHUNKED;
     r->body.framed = r->body.kind == BW_BODY_NONE;
 
+    /* A reverse proxy does not open tunnels: an origin that accepted a
+     * CONNECT would turn a pooled connection into one, and the next
+     * client's request would go down it. Refused before the rules see it;
+     * the connection is closed since tunnel bytes may follow. */
+    if (hq->method_id == BW_METHOD_CONNECT) {
+        bw_buf_consume(s->cbuf, hq->head_len);
+        respond_error(s, 501, "CONNECT is not proxied");
+        return;
+    }
     if (cfg->limits.body_bytes && r->body.kind == BW_BODY_LENGTH &&
         hq->content_length > cfg->limits.body_bytes) {
         bw_buf_consume(s->cbuf, hq->head_len);
@@ -1365,7 +1374,9 @@ static bool response_head_step(struct bw_session *s)
     }
     bool interim = hr.status >= 100 && hr.status < 200 && !(hr.status == 101 && hr.upgrade);
     if (interim) {
-        if (!(hr.status == 100 && r->cont_sent)) {
+        /* RFC 9110 §15.2: no 1xx to an HTTP/1.0 client, which would take
+         * it for the final response. */
+        if (!(hr.status == 100 && r->cont_sent) && !r->http10) {
             struct bw_head_out out = {.buf = s->hbuf->data, .cap = s->hbuf->cap};
             if (!bw_build_client_response(&out, &hr, r->http10, true, false)) {
                 upstream_failed(s, 502, "response head too large", false);
@@ -1382,6 +1393,8 @@ static bool response_head_step(struct bw_session *s)
         return true;
     }
     if (hr.status == 101 && !r->upgrade) {
+        if (s->up)
+            s->up->reused = false; /* not a stale connection: no retry */
         upstream_failed(s, 502, "101 Switching Protocols without an upgrade request", true);
         return false;
     }

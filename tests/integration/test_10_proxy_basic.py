@@ -235,6 +235,19 @@ def test_103_early_hints_then_final(origin, proxy):
         assert c.read_response().status == 200
 
 
+def test_no_1xx_to_an_http10_client(origin, proxy):
+    # RFC 9110 §15.2: an HTTP/1.0 client takes any response for the final
+    # one, so the origin's 103 is not passed on; the 200 is.
+    origin.on("/hints", om.informational(103, [("Link", "</a.css>; rel=preload")]))
+    bw = proxy(origin)
+    with bw.connect() as c:
+        c.send(request_bytes("GET", "/hints", version="HTTP/1.0"))
+        info = []
+        r = c.read_response(informational=info)
+        assert info == [] and r.status == 200, (info, r)
+        assert r.json()["target"] == "/hints"
+
+
 def test_expect_100_continue(origin, proxy):
     bw = proxy(origin)
     body = b"0123456789" * 1000

@@ -52,6 +52,14 @@ HEAD_CASES = [
     ("garbage-request-line", b"HELLO\r\n\r\n", 400),
     ("nul-in-target", head(request_line="GET /a\x00b HTTP/1.1"), 400),
     ("expect-other", head("Expect: 200-ok", "Content-Length: 5") + b"hello", 417),
+    # Methods are upper case: an origin that upper-cases "delete" would
+    # serve a DELETE no rule on http.request.method saw (nginx refuses too).
+    ("lowercase-method", head(request_line="delete /x HTTP/1.1"), 400),
+    ("mixed-case-method", head(request_line="Get /x HTTP/1.1"), 400),
+    ("host-empty-label", head("Host: a..example", request_line="GET /x HTTP/1.1", host=False), 400),
+    # A reverse proxy opens no tunnels: an origin that accepted one would
+    # turn a pooled connection into a pipe for other clients' requests.
+    ("connect", head(request_line="CONNECT origin.example:443 HTTP/1.1"), 501),
 ]
 
 

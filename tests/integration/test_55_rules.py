@@ -108,6 +108,24 @@ def test_normalised_path_cannot_slip_past_a_rule(tmp_path, origin, bulwark, path
     assert bw.request("GET", path).status == 403
 
 
+HOSTS = """\
+    id: hosts
+    rules:
+      - id: block-evil
+        expression: 'http.host eq "evil.example"'
+        action: block
+"""
+
+
+@pytest.mark.parametrize("host", ["evil.example", "EVIL.example", "evil.example:80",
+                                  "evil.example.", "Evil.Example.:8080"])
+def test_every_spelling_of_a_host_meets_its_rule(tmp_path, origin, bulwark, host):
+    bw = bulwark(rules_config(tmp_path, origin, [ruleset(tmp_path, "hosts.yaml", HOSTS)]))
+    assert bw.request("GET", "/", host=host).status == 403
+    assert bw.request("GET", "/", host="good.example.").status == 200
+    assert all(q.header("host") == "good.example." for q in origin.heads)
+
+
 def test_redirect_keeps_the_query(tmp_path, origin, bulwark):
     bw = bulwark(rules_config(tmp_path, origin, [ruleset(tmp_path, "entry.yaml", ENTRY)]))
     r = bw.request("GET", "/old?a=1&b=2")

@@ -254,8 +254,8 @@ TEST(methods)
         {"TRACE / HTTP/1.1\r\n" H "\r\n", BW_METHOD_TRACE},
         {"PATCH / HTTP/1.1\r\n" H "\r\n", BW_METHOD_PATCH},
         {"PROPFIND / HTTP/1.1\r\n" H "\r\n", BW_METHOD_OTHER},
-        {"get / HTTP/1.1\r\n" H "\r\n", BW_METHOD_OTHER}, /* methods are case-sensitive */
         {"M-SEARCH / HTTP/1.1\r\n" H "\r\n", BW_METHOD_OTHER},
+        {"X_Y / HTTP/1.1\r\n" H "\r\n", BW_METHOD_OTHER},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct parsed p;
@@ -474,6 +474,10 @@ TEST(host_forms)
     parsed_free(&p);
     OK(&p, "GET / HTTP/1.1\r\nhost: A-b.Example_x~%41:65535\r\n\r\n");
     CHECK_SLICE_EQ(p.req.host, "A-b.Example_x~%41:65535");
+    parsed_free(&p);
+    /* The root's trailing dot is a valid spelling (the rules drop it). */
+    OK(&p, "GET / HTTP/1.1\r\nHost: a.example.:80\r\n\r\n");
+    CHECK_SLICE_EQ(p.req.host, "a.example.:80");
     parsed_free(&p);
 }
 
@@ -712,11 +716,21 @@ TEST(host_rules)
     REFUSE("GET / HTTP/1.1\r\nHost: a.example, b.example\r\n\r\n", 400);
     REFUSE("GET / HTTP/1.1\r\nHost: a.example,b.example\r\n\r\n", 400);
     REFUSE("GET / HTTP/1.1\r\nHost: :80\r\n\r\n", 400);
+    /* An empty label: "a..example" is no name DNS has. */
+    REFUSE("GET / HTTP/1.1\r\nHost: a..example\r\n\r\n", 400);
+    REFUSE("GET / HTTP/1.1\r\nHost: a.example..\r\n\r\n", 400);
+    REFUSE("GET http://a..example/ HTTP/1.1\r\n" H "\r\n", 400);
 }
 
 TEST(malformed_request_line)
 {
     REFUSE("G(T / HTTP/1.1\r\n" H "\r\n", 400);
+    /* A token, but not upper case: an origin that upper-cases it would
+     * serve a method the rules never saw (nginx refuses these too). */
+    REFUSE("get / HTTP/1.1\r\n" H "\r\n", 400);
+    REFUSE("Delete / HTTP/1.1\r\n" H "\r\n", 400);
+    REFUSE("GET1 / HTTP/1.1\r\n" H "\r\n", 400);
+    REFUSE("PRO.PFIND / HTTP/1.1\r\n" H "\r\n", 400);
     REFUSE(" GET / HTTP/1.1\r\n" H "\r\n", 400);
     REFUSE("GET  / HTTP/1.1\r\n" H "\r\n", 400);
     REFUSE("GET /  HTTP/1.1\r\n" H "\r\n", 400);

@@ -234,10 +234,13 @@ TEST(bodiless_responses)
     free(p.buf);
     OK(&p, "HTTP/1.1 200 Connection established\r\n\r\n", BW_METHOD_CONNECT);
     CHECK_INT_EQ(p.resp.body_kind, BW_BODY_NONE);
+    /* the connection is a tunnel now: never back in a pool */
+    CHECK(!p.resp.keep_alive);
     free(p.buf);
     /* a refused CONNECT has a body like any other response */
     OK(&p, "HTTP/1.1 407 Proxy Auth\r\nContent-Length: 3\r\n\r\n", BW_METHOD_CONNECT);
     CHECK_INT_EQ(p.resp.body_kind, BW_BODY_LENGTH);
+    CHECK(p.resp.keep_alive);
     free(p.buf);
 }
 

@@ -643,6 +643,30 @@ TEST(response_1xx_has_no_connection_field)
     CHECK_SLICE_EQ(value(UH(out), "link"), "</a.css>; rel=preload");
 }
 
+/* RFC 9110 §8.6: a 204 or 1xx carries no Content-Length or
+ * Transfer-Encoding, whatever the upstream put in it; other statuses keep
+ * theirs. */
+TEST(response_204_and_1xx_lose_framing_fields)
+{
+    struct resp in, out;
+    CHECK(PARSE_RESP(&in, "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\nX-A: b\r\n\r\n",
+                     BW_METHOD_GET));
+    CHECK(client(&in, false, true, false, BW_METHOD_GET, &out));
+    CHECK_INT_EQ(out.r.status, 204);
+    CHECK_INT_EQ(count(UH(out), "content-length"), 0);
+    CHECK_SLICE_EQ(value(UH(out), "x-a"), "b");
+    CHECK(PARSE_RESP(&in, "HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n",
+                     BW_METHOD_GET));
+    CHECK(client(&in, false, true, false, BW_METHOD_GET, &out));
+    CHECK_INT_EQ(count(UH(out), "transfer-encoding"), 0);
+    CHECK(PARSE_RESP(&in, "HTTP/1.1 103 Early Hints\r\nContent-Length: 0\r\n\r\n", BW_METHOD_GET));
+    CHECK(client(&in, false, false, false, BW_METHOD_GET, &out));
+    CHECK_INT_EQ(count(UH(out), "content-length"), 0);
+    CHECK(PARSE_RESP(&in, "HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n", BW_METHOD_GET));
+    CHECK(client(&in, false, true, false, BW_METHOD_GET, &out));
+    CHECK_SLICE_EQ(value(UH(out), "content-length"), "5");
+}
+
 TEST(response_empty_reason_gets_standard_one)
 {
     struct resp in, out;
@@ -747,6 +771,7 @@ int main(void)
     RUN(response_transfer_codings_kept_and_chunked_said_once);
     RUN(response_101_keeps_upgrade);
     RUN(response_1xx_has_no_connection_field);
+    RUN(response_204_and_1xx_lose_framing_fields);
     RUN(response_empty_reason_gets_standard_one);
     RUN(response_overflow_never_truncates);
     RUN(error_response_valid_with_length_and_body);
