@@ -191,3 +191,20 @@ const char *bw_http_status_reason(uint16_t status)
     }
     /* clang-format on */
 }
+
+bw_slice bw_http_host_name(bw_slice h)
+{
+    size_t n = h.len;
+    if (n && h.ptr[0] == '[') {
+        const char *close = memchr(h.ptr, ']', n);
+        if (close)
+            n = (size_t)(close - h.ptr) + 1;
+    } else {
+        const char *colon = memchr(h.ptr, ':', n);
+        if (colon)
+            n = (size_t)(colon - h.ptr);
+        if (n > 1 && h.ptr[n - 1] == '.')
+            n--; /* the parser refuses "..", so one dot at most */
+    }
+    return bw_slice_make(h.ptr, n);
+}

@@ -202,4 +202,10 @@ bool bw_http_list_has_token(bw_slice value, bw_slice token);
  * it does not name. */
 const char *bw_http_status_reason(uint16_t status);
 
+/* The name part of a parsed Host value, as DNS compares it but for case:
+ * without the port or the root's trailing dot ("A.example.:80" gives
+ * "A.example"; "[::1]:80" gives "[::1]"). What the rules call http.host
+ * (lowercased) and what hash(http.host) balances on. */
+bw_slice bw_http_host_name(bw_slice host);
+
 #endif

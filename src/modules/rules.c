@@ -222,20 +222,10 @@ void bw_rules_worker_done(struct bw_rules_worker *w)
 /* http.host is the host name as DNS compares it: lowercased, without the
  * port or the root's trailing dot ("API.Example.:8080" is "api.example";
  * "[::1]:80" is "[::1]"), so no spelling of a name slips past a rule on it. */
-static bw_slice host_name(bw_arena *a, bw_slice h)
+static bw_slice host_name(bw_arena *a, bw_slice host)
 {
+    bw_slice h = bw_http_host_name(host);
     size_t n = h.len;
-    if (n && h.ptr[0] == '[') {
-        const char *close = memchr(h.ptr, ']', n);
-        if (close)
-            n = (size_t)(close - h.ptr) + 1;
-    } else {
-        const char *colon = memchr(h.ptr, ':', n);
-        if (colon)
-            n = (size_t)(colon - h.ptr);
-        if (n > 1 && h.ptr[n - 1] == '.')
-            n--; /* the parser refuses "..", so one dot at most */
-    }
     bool lower = true;
     for (size_t i = 0; i < n && lower; i++)
         lower = !(h.ptr[i] >= 'A' && h.ptr[i] <= 'Z');

@@ -433,8 +433,17 @@ static uint32_t request_hash_key(const struct bw_config_upstream *cu,
     switch (cu->hash_field) {
     case BW_HASH_IP_SRC:
         return bw_hash32(r->client_text, strnlen(r->client_text, sizeof r->client_text));
-    case BW_HASH_HOST:
-        return bw_hash32(req->host.ptr, req->host.len);
+    case BW_HASH_HOST: {
+        /* The name http.host sees, so every spelling of a host (case, port,
+         * trailing dot) goes to the same server. */
+        bw_slice h = bw_http_host_name(req->host);
+        char lower[256];
+        if (h.len > sizeof lower)
+            return bw_hash32(h.ptr, h.len);
+        for (size_t i = 0; i < h.len; i++)
+            lower[i] = bw_ascii_lower(h.ptr[i]);
+        return bw_hash32(lower, h.len);
+    }
     case BW_HASH_URI_PATH:
         return bw_hash32(path.ptr, path.len);
     case BW_HASH_URI:

@@ -18,6 +18,20 @@ TEST(find_header_is_case_insensitive_and_first)
     CHECK(bw_http_find_header(NULL, 0, BW_SLICE_LIT("Host")) == NULL);
 }
 
+TEST(host_name_without_port_or_trailing_dot)
+{
+    CHECK_SLICE_EQ(bw_http_host_name(BW_SLICE_LIT("A.example")), "A.example");
+    CHECK_SLICE_EQ(bw_http_host_name(BW_SLICE_LIT("a.example:8080")), "a.example");
+    CHECK_SLICE_EQ(bw_http_host_name(BW_SLICE_LIT("a.example.")), "a.example");
+    CHECK_SLICE_EQ(bw_http_host_name(BW_SLICE_LIT("a.example.:80")), "a.example");
+    CHECK_SLICE_EQ(bw_http_host_name(BW_SLICE_LIT("192.0.2.1:80")), "192.0.2.1");
+    CHECK_SLICE_EQ(bw_http_host_name(BW_SLICE_LIT("[::1]:80")), "[::1]");
+    CHECK_SLICE_EQ(bw_http_host_name(BW_SLICE_LIT("[::1]")), "[::1]");
+    /* "." alone stays: there is no name left to drop it from */
+    CHECK_SLICE_EQ(bw_http_host_name(BW_SLICE_LIT(".")), ".");
+    CHECK_SLICE_EQ(bw_http_host_name(BW_SLICE_LIT("")), "");
+}
+
 TEST(list_has_token)
 {
     CHECK(bw_http_list_has_token(BW_SLICE_LIT("close"), BW_SLICE_LIT("close")));
@@ -50,6 +64,7 @@ TEST(status_reasons)
 int main(void)
 {
     RUN(find_header_is_case_insensitive_and_first);
+    RUN(host_name_without_port_or_trailing_dot);
     RUN(list_has_token);
     RUN(status_reasons);
     return t_done();
