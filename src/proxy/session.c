@@ -1569,7 +1569,13 @@ static void exchange_step(struct bw_session *s)
                 respond_error(s, 400, herr.reason);
                 return;
             }
-            if (cfg->limits.body_bytes && r->body.bytes > cfg->limits.body_bytes) {
+            /* A chunk's size line already says how much is coming: refused
+             * as soon as it is read (as nginx does), not once the data has
+             * gone upstream. */
+            uint64_t limit = cfg->limits.body_bytes;
+            if (limit &&
+                (r->body.bytes > limit || (r->body.kind == BW_BODY_CHUNKED &&
+                                           r->body.ch.remaining > limit - r->body.bytes))) {
                 respond_error(s, 413, "request body over limits.body_bytes");
                 return;
             }

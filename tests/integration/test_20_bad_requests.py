@@ -232,6 +232,23 @@ def test_content_length_over_body_bytes_is_413(origin, proxy):
     assert_still_serves(bw)
 
 
+def test_chunk_size_over_body_bytes_is_413_before_its_data(origin, proxy):
+    # The size line alone says the body will not fit: refused at once, as
+    # nginx does, without waiting for (or forwarding) the chunk's data.
+    bw = proxy(origin, limits=LIMITS)
+    with bw.connect() as c:
+        c.send(head("Transfer-Encoding: chunked") + b"%x\r\n" % 1001)
+        assert_proxy_error(c.read_response(timeout=3), 413)
+        assert_closed(c)
+    with bw.connect() as c:
+        # The largest size the decoder takes (15 hex digits), after a first
+        # chunk: the sum is checked without overflow.
+        c.send(head("Transfer-Encoding: chunked") + b"a\r\n" + b"c" * 10 + b"\r\nfffffffffffffff\r\n")
+        assert_proxy_error(c.read_response(timeout=3), 413)
+        assert_closed(c)
+    assert_still_serves(bw)
+
+
 def test_chunked_body_over_body_bytes_is_413(origin, proxy):
     bw = proxy(origin, limits=LIMITS)
     body = b"%x\r\n" % 600 + b"c" * 600 + b"\r\n" + b"%x\r\n" % 401 + b"c" * 401 + b"\r\n0\r\n\r\n"
