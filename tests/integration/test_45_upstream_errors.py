@@ -119,3 +119,19 @@ def test_upstream_that_hangs_up_after_a_response_is_not_reused(origin, proxy):
             r = c.read_response()
             assert r.status == 200, f"round {i}: POST after the upstream hung up got {r!r}"
             assert r.json()["target"] == f"/after/{i}"
+
+
+def test_unsolicited_101_is_502_and_not_replayed(origin, proxy):
+    # A 101 to a request that asked for no upgrade is an invalid response,
+    # not a stale pooled connection: the GET is answered 502 and not sent
+    # again on a new connection.
+    origin.on("/sw", om.raw(b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\n"
+                            b"Upgrade: websocket\r\n\r\n", close=False))
+    bw = proxy(origin, expect_errors=[origin.address])
+    with bw.connect() as c:
+        c.send(request_bytes("GET", "/warm"))  # leaves a pooled connection
+        assert c.read_response().status == 200
+        c.send(request_bytes("GET", "/sw"))
+        assert_proxy_error(c.read_response(timeout=5), 502, closing=False)
+    assert len(origin.requests_for("/sw")) == 1, origin.requests_for("/sw")
+    assert_still_serves(bw)
