@@ -115,6 +115,10 @@ def test_upstream_refusing_while_client_uploads_gets_502_before_close(proxy):
     bw = proxy(down, expect_errors=[down])
     body = b"u" * (4 << 20)
     with bw.connect() as c:
+        # A fixed send buffer: autotuned loopback buffers (tcp_wmem and
+        # tcp_rmem maxima of 4 and 32 MiB on some hosts) would otherwise take
+        # the whole body without the proxy reading a byte of it.
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 256 << 10)
         c.send(request_bytes("POST", "/upload", [("Content-Length", str(len(body)))]))
         t, sent = uploader(c.sock, body)
         r = c.read_response(timeout=5)
