@@ -2046,7 +2046,16 @@ void bw__session_pump(struct bw_session *s)
                 s->fresh = false;
                 s->hbuf = buf_put(s->pw, s->hbuf);
                 memset(&s->scan, 0, sizeof s->scan);
-                next_request(s);
+                /* The next request is parsed from the loop, not from here:
+                 * an answer of our own needs no I/O, so pipelined requests
+                 * answered this way would otherwise recurse once each
+                 * (head_step -> respond_own -> pump) until the stack
+                 * overflowed. It also lets other connections run between
+                 * them. */
+                s->state = S_IDLE;
+                arm(s, T_IDLE, CFG(s)->limits.keepalive_timeout_ms);
+                if (!s->closed)
+                    bw_loop_post(LOOP(s), &s->task);
                 return;
             }
             s->cbuf = buf_put(s->pw, s->cbuf);

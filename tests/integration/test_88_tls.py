@@ -255,6 +255,32 @@ def test_ssl_field_in_rules(origin, bulwark, pki, tmp_path):
     assert code == 200, err
 
 
+def test_pipelined_refusals_over_tls_are_all_answered(origin, bulwark, pki, tmp_path):
+    # TLS writes complete at once, so pipelined requests a rule refuses used
+    # to be answered by recursion, one stack frame chain each, until the
+    # worker overflowed its stack (~1,400 requests): every TLS listener was
+    # exposed whatever io_engine said. openssl s_client writes and reads at
+    # once; the last request closes the connection so its output ends.
+    rs = tmp_path / "entry.yaml"
+    rs.write_text("id: entry\nrules:\n"
+                  "  - id: no-admin\n"
+                  "    expression: 'starts_with(http.request.uri.path, \"/admin\")'\n"
+                  "    action: block\n")
+    cfg = tls_config(origin, [pki.leaf("a", ["a.example"])])
+    cfg["modules"] = {"rules": {"rulesets": [str(rs)]}}
+    bw = bulwark(cfg)
+    n = 20000
+    data = (client.request_bytes("GET", "/admin") * (n - 1)
+            + client.request_bytes("GET", "/admin", headers=[("Connection", "close")]))
+    r = subprocess.run([OPENSSL, "s_client", "-connect", f"127.0.0.1:{bw.ports[1]}",
+                        "-servername", "a.example", "-quiet", "-ign_eof"],
+                       input=data, capture_output=True, timeout=60)
+    assert r.stdout.count(b"HTTP/1.1 403 ") == n, r.stderr[-500:]
+    code, _, err = curl(bw, "a.example", "/fine", ca=pki.ca)
+    assert code == 200, err
+    assert not origin.requests_for("/admin")
+
+
 def test_certificate_reload_good_and_bad(origin, bulwark, pki, tmp_path):
     crt, key = pki.leaf("a", ["a.example"])
     live_crt, live_key = str(tmp_path / "live.pem"), str(tmp_path / "live.key")
