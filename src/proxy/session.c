@@ -1381,7 +1381,8 @@ static bool response_head_step(struct bw_session *s)
         session_close(s);
         return false;
     }
-    bool interim = hr.status >= 100 && hr.status < 200 && !(hr.status == 101 && hr.upgrade);
+    /* A 101 is never interim: it ends HTTP on the connection. */
+    bool interim = hr.status >= 100 && hr.status < 200 && hr.status != 101;
     if (interim) {
         /* RFC 9110 §15.2: no 1xx to an HTTP/1.0 client, which would take
          * it for the final response. */
@@ -1401,10 +1402,16 @@ static bool response_head_step(struct bw_session *s)
         memset(&s->scan, 0, sizeof s->scan);
         return true;
     }
-    if (hr.status == 101 && !r->upgrade) {
+    if (hr.status == 101 && (!r->upgrade || !hr.upgrade)) {
+        /* One to a request that asked for none, or one that does not name
+         * its protocol in Upgrade (RFC 9110 §15.2.2): passed on, the client
+         * would tunnel what we still parse as HTTP. */
         if (s->up)
             s->up->reused = false; /* not a stale connection: no retry */
-        upstream_failed(s, 502, "101 Switching Protocols without an upgrade request", true);
+        upstream_failed(s, 502,
+                        r->upgrade ? "101 Switching Protocols without an Upgrade header"
+                                   : "101 Switching Protocols without an upgrade request",
+                        true);
         return false;
     }
     stamp(s, &r->t_resp);

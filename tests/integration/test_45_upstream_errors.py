@@ -135,3 +135,21 @@ def test_unsolicited_101_is_502_and_not_replayed(origin, proxy):
         assert_proxy_error(c.read_response(timeout=5), 502, closing=False)
     assert len(origin.requests_for("/sw")) == 1, origin.requests_for("/sw")
     assert_still_serves(bw)
+
+
+@pytest.mark.parametrize("upgrade_asked", [False, True])
+def test_101_without_upgrade_header_is_502(origin, proxy, upgrade_asked):
+    # RFC 9110 §15.2.2: a 101 names the protocol it switches to in Upgrade.
+    # One without it is no interim response to pass on: forwarded, the
+    # client (or a cache in front) would switch to a tunnel while the
+    # proxy went on parsing HTTP from the same bytes (a desync).
+    origin.on("/sw", om.raw(b"HTTP/1.1 101 Switching Protocols\r\n\r\n"
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", close=False))
+    bw = proxy(origin, expect_errors=[origin.address])
+    asked = [("Connection", "upgrade"), ("Upgrade", "websocket")] if upgrade_asked else []
+    with bw.connect() as c:
+        c.send(request_bytes("GET", "/sw", asked))
+        r = c.read_response(timeout=5)
+        assert r.status == 502, r
+    assert len(origin.requests_for("/sw")) == 1
+    assert_still_serves(bw)
