@@ -120,6 +120,7 @@ struct bw_http_response {
     uint64_t content_length;
     bool keep_alive; /* the upstream may reuse the connection after this */
     bool upgrade;    /* 101 with Upgrade */
+    bool te_other;   /* Transfer-Encoding names a coding besides chunked (gzip, chunked) */
     size_t head_len;
 };
 

@@ -80,6 +80,7 @@ bw_http_parse_response(const char *buf, size_t len, const struct bw_http_limits 
         return fail(err, "invalid Content-Length", (size_t)(f.cl.ptr - buf));
     if (f.te_present && (f.te_bad || f.te_chunked > 1))
         return fail(err, "malformed Transfer-Encoding", 0);
+    resp->te_other = f.te_present && f.te_other;
 
     /* RFC 9112 §6.3, in its order. */
     uint16_t s = resp->status;

@@ -169,6 +169,19 @@ static bool edited(const struct bw_head_edits *ed, bw_slice name)
 }
 
 /* Each name's last op decides. */
+/* A Content-Length field as the number we framed by, in plain decimal:
+ * "0010" is 10 here, but 8 to a parser that reads a leading 0 as octal. */
+static void put_length(struct bw_head_out *o, bw_slice name, uint64_t v)
+{
+    char digits[24];
+    size_t k = sizeof digits;
+    do {
+        digits[--k] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    put_field(o, name, bw_slice_make(digits + k, sizeof digits - k));
+}
+
 static void put_edits(struct bw_head_out *out, const struct bw_head_edits *ed)
 {
     for (size_t i = 0; i < ed->nops; i++) {
@@ -242,17 +255,8 @@ bool bw_build_upstream_request(struct bw_head_out *out, const struct bw_http_req
         case F_CL: {
             /* The body is forwarded as framed, so its length goes with it
              * even when Connection names it: dropping it would leave the
-             * body on the upstream connection as the next request. It goes
-             * as the number we framed by, in plain decimal: "0010" is 10
-             * here, but 8 to a parser that reads a leading 0 as octal. */
-            char digits[24];
-            size_t k = sizeof digits;
-            uint64_t v = req->content_length;
-            do {
-                digits[--k] = (char)('0' + v % 10);
-                v /= 10;
-            } while (v);
-            put_field(out, h[i].name, bw_slice_make(digits + k, sizeof digits - k));
+             * body on the upstream connection as the next request. */
+            put_length(out, h[i].name, req->content_length);
             break;
         }
         case F_HOST:
@@ -350,14 +354,16 @@ bool bw_build_client_response_ed(struct bw_head_out *out, const struct bw_http_r
             break;
         case F_CL:
             if (!unframed)
-                put_field(out, h[i].name, h[i].value); /* framing: see the request side */
+                put_length(out, h[i].name, resp->content_length); /* as on the request side */
             break;
         case F_TE:
             /* As received: the parser has checked that chunked is applied
              * once and last, and a coding before it (gzip) is part of what
              * the client must undo. Normalising each line to "chunked" would
-             * drop that coding and repeat chunked over several lines. */
-            if (!dechunk && !unframed)
+             * drop that coding and repeat chunked over several lines. Never
+             * to an HTTP/1.0 client (RFC 9112 §6.1), even on a response
+             * without a body (HEAD, 304). */
+            if (!dechunk && !unframed && !client_http10)
                 put_field(out, h[i].name, h[i].value);
             break;
         case F_UPGRADE:

@@ -1451,6 +1451,15 @@ static bool response_head_step(struct bw_session *s)
             return false;
         }
     }
+    if (r->http10 && hr.body_kind == BW_BODY_CHUNKED && hr.te_other) {
+        /* Taking chunked off would leave the other coding (gzip) on the
+         * bytes with nothing to say so: an HTTP/1.0 client has no
+         * Transfer-Encoding. nginx refuses such a response as well. */
+        if (s->up)
+            s->up->reused = false;
+        upstream_failed(s, 502, "a transfer coding besides chunked, to an HTTP/1.0 client", true);
+        return false;
+    }
     r->status = hr.status;
     r->rbody.kind = hr.body_kind;
     r->rbody.remaining = hr.content_length;

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from bwtest import origin as om
-from bwtest.checks import ASAN, SLACK, assert_still_serves
+from bwtest.checks import ASAN, SLACK, assert_proxy_error, assert_still_serves
 from bwtest.client import Closed, chunk_encode, request_bytes
 
 
@@ -127,6 +127,24 @@ def test_close_delimited_response_arrives_whole_then_client_closed(origin, proxy
             how, extra = c.wait_closed(3 * SLACK)
             assert how == "eof" and extra == b"", f"connection {how} after a close-delimited response"
     assert_still_serves(bw)
+
+
+def test_gzip_chunked_response_to_http10_client_is_502(origin, proxy):
+    # An HTTP/1.0 client gets the body without chunked framing, and has no
+    # Transfer-Encoding to learn of the gzip coding under it: sending the
+    # bytes anyway would hand it gzip data as if it were the content.
+    gz = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    origin.on("/gz", om.raw(gz, close=False))
+    bw = proxy(origin, expect_errors=[origin.address])
+    with bw.connect() as c:
+        c.send(request_bytes("GET", "/gz", version="HTTP/1.0"))
+        assert_proxy_error(c.read_response(timeout=5), 502)
+    # An HTTP/1.1 client is told of the coding and gets it, rechunked.
+    with bw.connect() as c:
+        c.send(request_bytes("GET", "/gz"))
+        r = c.read_response(timeout=5)
+        assert r.status == 200 and r.header("transfer-encoding") == "gzip, chunked", r
+        assert r.body == b"hello"
 
 
 def test_response_is_streamed_not_buffered(origin, proxy):

@@ -180,9 +180,11 @@ TEST(body_chunked)
     OK(&p, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", G);
     CHECK_INT_EQ(p.resp.body_kind, BW_BODY_CHUNKED);
     CHECK(p.resp.keep_alive);
+    CHECK(!p.resp.te_other);
     free(p.buf);
     OK(&p, "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", G);
     CHECK_INT_EQ(p.resp.body_kind, BW_BODY_CHUNKED);
+    CHECK(p.resp.te_other);
     free(p.buf);
     /* RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 is faulty framing: read
      * the message, then close. */

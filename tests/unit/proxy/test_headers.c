@@ -616,6 +616,41 @@ TEST(response_transfer_codings_kept_and_chunked_said_once)
     CHECK_SLICE_EQ(bw_slice_make(joined, jl), "gzip, chunked");
 }
 
+/* RFC 9112 §6.1: no Transfer-Encoding to an HTTP/1.0 client, even on a
+ * response that has no body (HEAD, 304), where nothing is dechunked. */
+TEST(response_to_http10_client_has_no_transfer_encoding)
+{
+    struct resp in, out;
+    CHECK(PARSE_RESP(&in, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", BW_METHOD_HEAD));
+    CHECK(client(&in, true, false, false, BW_METHOD_HEAD, &out));
+    CHECK_INT_EQ(count(UH(out), "transfer-encoding"), 0);
+    CHECK(PARSE_RESP(&in, "HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n",
+                     BW_METHOD_GET));
+    CHECK(client(&in, true, false, false, BW_METHOD_GET, &out));
+    CHECK_INT_EQ(count(UH(out), "transfer-encoding"), 0);
+    /* An HTTP/1.1 client still learns the GET's framing from a HEAD. */
+    CHECK(PARSE_RESP(&in, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", BW_METHOD_HEAD));
+    CHECK(client(&in, false, true, false, BW_METHOD_HEAD, &out));
+    CHECK_SLICE_EQ(value(UH(out), "transfer-encoding"), "chunked");
+}
+
+/* The response's length goes on as the number the body was framed by, as
+ * on the request side: "0010" would be 8 to a parser reading octal. */
+TEST(response_content_length_in_plain_decimal)
+{
+    struct resp in, out;
+    CHECK(PARSE_RESP(&in, "HTTP/1.1 200 OK\r\nContent-Length: 0010\r\n\r\n", BW_METHOD_GET));
+    CHECK(client(&in, false, true, false, BW_METHOD_GET, &out));
+    CHECK_SLICE_EQ(value(UH(out), "content-length"), "10");
+    CHECK(
+        PARSE_RESP(&in, "HTTP/1.1 304 Not Modified\r\nContent-Length: 007\r\n\r\n", BW_METHOD_GET));
+    CHECK(client(&in, false, true, false, BW_METHOD_GET, &out));
+    CHECK_SLICE_EQ(value(UH(out), "content-length"), "7");
+    CHECK(PARSE_RESP(&in, "HTTP/1.1 200 OK\r\nContent-Length: 00\r\n\r\n", BW_METHOD_GET));
+    CHECK(client(&in, false, true, false, BW_METHOD_GET, &out));
+    CHECK_SLICE_EQ(value(UH(out), "content-length"), "0");
+}
+
 TEST(response_101_keeps_upgrade)
 {
     struct resp in, out;
@@ -769,6 +804,8 @@ int main(void)
     RUN(response_http10_keep_alive);
     RUN(response_chunked_and_dechunked);
     RUN(response_transfer_codings_kept_and_chunked_said_once);
+    RUN(response_to_http10_client_has_no_transfer_encoding);
+    RUN(response_content_length_in_plain_decimal);
     RUN(response_101_keeps_upgrade);
     RUN(response_1xx_has_no_connection_field);
     RUN(response_204_and_1xx_lose_framing_fields);
