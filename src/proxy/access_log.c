@@ -71,6 +71,24 @@ static void drain(struct bw_access_log *log)
     }
 }
 
+static int open_log(const char *path)
+{
+    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+}
+
+static void reopen_now(struct bw_access_log *log)
+{
+    int fd = open_log(log->path);
+    if (fd < 0) {
+        BW_ERRORF("access log: cannot reopen %s: %s; still writing to the file opened before",
+                  log->path, strerror(errno));
+        return;
+    }
+    close(log->fd);
+    log->fd = fd;
+    BW_INFOF("access log: reopened %s", log->path);
+}
+
 static void *writer_main(void *arg)
 {
     struct bw_access_log *log = arg;
@@ -78,9 +96,18 @@ static void *writer_main(void *arg)
     while (!atomic_load(&log->stop)) {
         nanosleep(&ts, NULL);
         drain(log);
+        /* Lines finished before the signal went to the old file: rotation
+         * tools move the file, then signal, then compress the old one. */
+        if (atomic_exchange(&log->reopen, false) && log->own_fd)
+            reopen_now(log);
     }
     drain(log);
     return NULL;
+}
+
+void bw_access_log_reopen(struct bw_access_log *log)
+{
+    atomic_store(&log->reopen, true);
 }
 
 bw_status bw_access_log_open(struct bw_access_log *log, const char *path, size_t nworkers,
@@ -90,7 +117,10 @@ bw_status bw_access_log_open(struct bw_access_log *log, const char *path, size_t
     if (strcmp(path, "-") == 0) {
         log->fd = STDOUT_FILENO;
     } else {
-        log->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        if (strlen(path) >= sizeof log->path)
+            return bw_error_set(err, "access_log %s: path too long", path);
+        memcpy(log->path, path, strlen(path) + 1);
+        log->fd = open_log(path);
         if (log->fd < 0)
             return bw_error_set(err, "access_log %s: %s", path, strerror(errno));
         log->own_fd = true;

@@ -26,6 +26,8 @@ struct bw_access_ring {
 struct bw_access_log {
     int fd;
     bool own_fd;
+    char path[4096];     /* what fd was opened from: reopened by that name */
+    _Atomic bool reopen; /* asked for by a signal: the writer does it */
     struct bw_access_ring **rings;
     size_t nrings;
     pthread_t thread;
@@ -38,6 +40,11 @@ struct bw_access_log {
 bw_status bw_access_log_open(struct bw_access_log *log, const char *path, size_t nworkers,
                              bw_error *err) BW_MUST_CHECK;
 bw_status bw_access_log_start(struct bw_access_log *log, bw_error *err) BW_MUST_CHECK;
+/* Asks the writer to reopen the file by its name, after writing what it
+ * holds to the old one (log rotation: the old file was moved away). Safe
+ * from any thread. A file that cannot be opened is reported and the old
+ * one kept. Nothing to do for stdout. */
+void bw_access_log_reopen(struct bw_access_log *log);
 /* Stops the writer after a final drain and closes the file. */
 void bw_access_log_close(struct bw_access_log *log);
 

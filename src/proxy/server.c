@@ -144,8 +144,8 @@ static void rewatch_cb(struct bw_loop *loop, struct bw_timer *t)
     start_watch(loop->data);
 }
 
-/* The control loop keeps running while workers drain, so that SIGQUIT still
- * exits at once and a second SIGTERM is not lost. */
+/* The control loop keeps running while workers drain, so that SIGQUIT, or a
+ * second SIGTERM or SIGINT, still exits at once. */
 static void join_poll_cb(struct bw_loop *loop, struct bw_timer *t)
 {
     struct bw_control *c = loop->data;
@@ -172,8 +172,13 @@ static void on_signal(struct bw_loop *loop, struct bw_io *io, uint32_t events)
         switch (si.ssi_signo) {
         case SIGTERM:
         case SIGINT:
-            if (c->stopping)
-                break;
+            if (c->stopping) {
+                /* A second one: whoever sent it will not wait for the
+                 * drain (a second Ctrl-C). */
+                BW_INFOF("received %s while draining: exiting at once",
+                         si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+                _exit(0);
+            }
             c->stopping = true;
             bw_watch_stop(c->watch);
             c->watch = NULL;
@@ -191,11 +196,24 @@ static void on_signal(struct bw_loop *loop, struct bw_io *io, uint32_t events)
             if (c->stopping)
                 break;
             static char report[16384];
-            BW_INFOF("received SIGHUP: reloading %s", c->config_path);
+            BW_INFOF("received SIGHUP: reloading %s and reopening the access log", c->config_path);
+            if (c->rt->access_log)
+                bw_access_log_reopen(c->rt->access_log);
             if (bw_control_reload(c, report, sizeof report) != BW_OK)
                 break; /* logged, and the running configuration stays */
             break;
         }
+        case SIGUSR1:
+            /* nginx's log rotation signal, which logrotate setups send. */
+            BW_INFOF("received SIGUSR1: reopening the access log");
+            if (c->rt->access_log)
+                bw_access_log_reopen(c->rt->access_log);
+            break;
+        case SIGUSR2:
+            /* nginx's binary upgrade: not a thing here, and its default
+             * action would end the process. */
+            BW_WARNF("received SIGUSR2: ignored (bulwark has no binary upgrade; restart it)");
+            break;
         default:
             break;
         }
@@ -230,6 +248,8 @@ int bw_server_run(const char *config_path, struct bw_config *boot_cfg, bool cfg_
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGHUP);
     sigaddset(&sigs, SIGQUIT);
+    sigaddset(&sigs, SIGUSR1);
+    sigaddset(&sigs, SIGUSR2);
     /* Blocked before any thread starts, so every thread inherits the mask
      * and only the control thread's signalfd sees them. */
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);

@@ -216,3 +216,30 @@ def test_sigquit_during_drain_exits_at_once(origin, proxy):
     code = bw.wait_exit(4 * SLACK)
     assert code is not None, "SIGQUIT during the drain did not end the process"
     conn.close()
+
+
+def test_second_sigterm_during_drain_exits_at_once(origin, proxy):
+    # A second SIGTERM (or Ctrl-C) means its sender will not wait for the
+    # drain the first one started.
+    origin.on("/slow", om.slow(8.0))
+    bw = proxy(origin, limits={"drain_timeout": "20s"})
+    conn = bw.connect(timeout=10)
+    conn.send(request_bytes("GET", "/slow"))
+    assert origin.wait_for(lambda o: o.heads_for("/slow"), 3)
+    bw.signal(signal.SIGTERM)
+    time.sleep(0.2)
+    assert bw.proc.poll() is None, "exited before the in-flight request finished"
+    bw.signal(signal.SIGTERM)
+    code = bw.wait_exit(4 * SLACK)
+    assert code == 0, "a second SIGTERM during the drain did not end the process"
+    conn.close()
+
+
+def test_sigusr2_is_ignored(origin, proxy):
+    # nginx's binary-upgrade signal; its default action would end the process.
+    bw = proxy(origin)
+    bw.signal(signal.SIGUSR2)
+    time.sleep(0.3)
+    assert bw.proc.poll() is None, "SIGUSR2 killed the process"
+    assert_still_serves(bw)
+    assert "SIGUSR2: ignored" in bw.stderr()

@@ -1,6 +1,10 @@
 """Access log (JSON lines) and the rate-limited error log."""
 import json
+import os
+import signal
 import time
+
+import pytest
 
 from bwtest import origin as om
 from bwtest.checks import assert_still_serves
@@ -114,3 +118,25 @@ def test_error_log_is_rate_limited(proxy):
     assert len(about_down) <= 20 * (took + 2), f"{len(about_down)} lines for 201 errors in {took:.1f}s"
     assert len(about_down) < 100
     assert any("suppressed" in line for line in bw.stderr_lines()), bw.stderr()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGHUP])
+def test_log_rotation_reopens_the_access_log(origin, proxy, sig):
+    # logrotate's way with nginx: move the file, send USR1 (or HUP), and
+    # new lines go to a new file by the configured name while the moved one
+    # keeps every line written before.
+    bw = proxy(origin)
+    assert bw.request("GET", "/before").status == 200
+    assert [l["path"] for l in bw.access_log_lines(wait_for=1)] == ["/before"]
+    rotated = bw.access_log_path + ".1"
+    os.rename(bw.access_log_path, rotated)
+    bw.signal(sig)
+    deadline = time.monotonic() + 5
+    while not os.path.exists(bw.access_log_path) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert os.path.exists(bw.access_log_path), "no new access log after the signal"
+    assert bw.proc.poll() is None, f"{sig.name} ended the process"
+    assert bw.request("GET", "/after").status == 200
+    assert [l["path"] for l in bw.access_log_lines(wait_for=1)] == ["/after"]
+    with open(rotated) as f:
+        assert [json.loads(l)["path"] for l in f.read().splitlines()] == ["/before"]
