@@ -191,14 +191,18 @@ bw_status bw_kill_set(struct bw_killswitches *ks, const struct bw_kill *k, bool 
 {
     char name[BW_KILL_TARGET_MAX + 1];
     bw_kill_format(k, name, sizeof name);
-    if (!bw_kill_present(k, sc))
+    size_t i = 0;
+    while (i < ks->n && !same(&ks->items[i], k))
+        i++;
+    /* Lifting one whose target has left the configuration is allowed: it
+     * would otherwise stay in the set for good, and kill the target again
+     * the day it came back. */
+    bool lifting_held = enabled && i < ks->n;
+    if (!lifting_held && !bw_kill_present(k, sc))
         return bw_error_set(err, "%s: no such %s in the running configuration", name,
                             k->kind == BW_KILL_RULE      ? "rule"
                             : k->kind == BW_KILL_RULESET ? "ruleset"
                                                          : "module");
-    size_t i = 0;
-    while (i < ks->n && !same(&ks->items[i], k))
-        i++;
     if (!enabled && i == ks->n) {
         if (ks->n == BW_MAX_KILLSWITCHES)
             return bw_error_set(err, "too many killswitches (at most %d)", BW_MAX_KILLSWITCHES);
@@ -261,9 +265,20 @@ bw_status bw_kills_save(const struct bw_killswitches *ks, const char *state_dir,
     return BW_OK;
 }
 
-bw_status bw_kills_load(struct bw_killswitches *ks, const char *state_dir, bw_error *err)
+/* One line of the file, without its end of line: blank, a comment, or a
+ * target with spaces around it. */
+static bool skip_space(const char **p, const char *end)
+{
+    while (*p < end && (**p == ' ' || **p == '\t' || **p == '\r'))
+        (*p)++;
+    return *p == end;
+}
+
+bw_status bw_kills_load(struct bw_killswitches *ks, const char *state_dir, size_t *ret_skipped,
+                        bw_error *err)
 {
     ks->n = 0;
+    *ret_skipped = 0;
     char path[4200];
     if (path_in(state_dir, BW_KILLSWITCH_FILE, path, sizeof path, err) != BW_OK)
         return BW_ERR;
@@ -273,33 +288,72 @@ bw_status bw_kills_load(struct bw_killswitches *ks, const char *state_dir, bw_er
             return BW_OK;
         return bw_error_set(err, "cannot read %s: %s", path, strerror(errno));
     }
-    char line[BW_KILL_TARGET_MAX + 3];
+    /* A bad line is skipped and reported, not the whole file: one typo in
+     * a file edited by hand must not bring back every rule an incident
+     * turned off. */
+    char line[BW_KILL_TARGET_MAX + 64];
     unsigned lineno = 0;
+    bool long_line = false;
     while (fgets(line, sizeof line, f)) {
-        lineno++;
         size_t len = strlen(line);
-        if (len && line[len - 1] == '\n')
+        bool whole = len && line[len - 1] == '\n';
+        if (long_line) {
+            long_line = !whole; /* the rest of a line already reported */
+            continue;
+        }
+        lineno++;
+        if (whole)
             line[--len] = '\0';
         else if (!feof(f)) {
-            fclose(f);
-            ks->n = 0;
-            return bw_error_set(err, "%s:%u: line too long", path, lineno);
-        }
-        if (len == 0)
+            long_line = true;
+            if ((*ret_skipped)++ == 0)
+                (void)bw_error_set(err, "%s:%u: line too long", path, lineno);
             continue;
+        }
+        const char *p = line, *end = line + len;
+        if (skip_space(&p, end) || *p == '#')
+            continue;
+        while (end > p && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
+            end--;
         if (ks->n == BW_MAX_KILLSWITCHES) {
-            fclose(f);
-            ks->n = 0;
-            return bw_error_set(err, "%s: more than %d killswitches", path, BW_MAX_KILLSWITCHES);
+            if ((*ret_skipped)++ == 0)
+                (void)bw_error_set(err, "%s:%u: more than %d killswitches", path, lineno,
+                                   BW_MAX_KILLSWITCHES);
+            continue;
         }
         bw_error e2;
-        if (bw_kill_parse(bw_slice_make(line, len), &ks->items[ks->n], &e2) != BW_OK) {
-            fclose(f);
-            ks->n = 0;
-            return bw_error_set(err, "%s:%u: %s", path, lineno, e2.msg);
+        if (bw_kill_parse(bw_slice_make(p, (size_t)(end - p)), &ks->items[ks->n], &e2) != BW_OK) {
+            if ((*ret_skipped)++ == 0)
+                (void)bw_error_set(err, "%s:%u: %s", path, lineno, e2.msg);
+            continue;
         }
-        ks->n++;
+        size_t i = 0;
+        while (i < ks->n && !same(&ks->items[i], &ks->items[ks->n]))
+            i++;
+        if (i == ks->n)
+            ks->n++; /* a repeated line is one killswitch */
+    }
+    if (ferror(f)) {
+        int e = errno;
+        fclose(f);
+        ks->n = 0;
+        return bw_error_set(err, "cannot read %s: %s", path, strerror(e));
     }
     fclose(f);
+    return BW_OK;
+}
+
+bw_status bw_kills_keep_copy(const char *state_dir, bw_error *err)
+{
+    char path[4200], copy[4200];
+    if (path_in(state_dir, BW_KILLSWITCH_FILE, path, sizeof path, err) != BW_OK ||
+        path_in(state_dir, BW_KILLSWITCH_FILE ".rejected", copy, sizeof copy, err) != BW_OK)
+        return BW_ERR;
+    /* A second name for the same file: the next save renames a new file
+     * over the first name and leaves this one as the operator wrote it. */
+    if (unlink(copy) != 0 && errno != ENOENT)
+        return bw_error_set(err, "cannot replace %s: %s", copy, strerror(errno));
+    if (link(path, copy) != 0)
+        return bw_error_set(err, "cannot keep a copy of %s as %s: %s", path, copy, strerror(errno));
     return BW_OK;
 }

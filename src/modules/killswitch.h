@@ -59,7 +59,9 @@ bool bw_kill_present(const struct bw_kill *k, const struct bw_kill_scope *sc);
 
 /* Turns the target off (enabled false) or back on in the set and in rr (the
  * published snapshot), at once. Fails, changing nothing, when rr does not
- * have the target (a typo must not be accepted silently) or the set is full. */
+ * have the target (a typo must not be accepted silently) and the set does
+ * not hold it either (one held for a target that has left the configuration
+ * can always be lifted), or when the set is full. */
 bw_status bw_kill_set(struct bw_killswitches *ks, const struct bw_kill *k, bool enabled,
                       const struct bw_kill_scope *sc, bw_error *err) BW_MUST_CHECK;
 
@@ -72,9 +74,17 @@ void bw_kills_apply(const struct bw_killswitches *ks, const struct bw_kill_scope
  * leaves the old set or the new one, never half of one. */
 bw_status bw_kills_save(const struct bw_killswitches *ks, const char *state_dir,
                         bw_error *err) BW_MUST_CHECK;
-/* Reads the file if it exists (absent: an empty set). A line that does not
- * parse fails the whole load with file:line and its reason. */
-bw_status bw_kills_load(struct bw_killswitches *ks, const char *state_dir,
+/* Reads the file if it exists (absent: an empty set). Blank lines, lines
+ * starting with '#', spaces around a target and CRLF line ends are allowed.
+ * A line that does not parse (or one past BW_MAX_KILLSWITCHES) is skipped
+ * and counted in *ret_skipped, err then saying file:line and why for the
+ * first; every other line is loaded. Fails only when the file cannot be
+ * read. */
+bw_status bw_kills_load(struct bw_killswitches *ks, const char *state_dir, size_t *ret_skipped,
                         bw_error *err) BW_MUST_CHECK;
+/* Keeps the file as it is now under state_dir/killswitches.rejected (a hard
+ * link), so the next save, which writes only the loaded set, does not lose
+ * the lines that were skipped. */
+bw_status bw_kills_keep_copy(const char *state_dir, bw_error *err) BW_MUST_CHECK;
 
 #endif

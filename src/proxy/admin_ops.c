@@ -652,6 +652,11 @@ static bw_status killswitch(void *self, const struct bw_killswitch_req *k,
         /* In force now, but would not survive a restart: say so. */
         BW_ERRORF("killswitch %.*s applied but not persisted: %s", (int)k->target.len,
                   k->target.ptr, err->msg);
+        bw_error inner = *err;
+        (void)bw_error_set(err,
+                           "applied and in force now, but not persisted (a restart would lose "
+                           "it): %s",
+                           inner.msg);
         *fault = BW_KILLSWITCH_FAULT_INTERNAL;
         return BW_ERR;
     }

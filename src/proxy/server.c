@@ -292,12 +292,25 @@ int bw_server_run(const char *config_path, struct bw_config *boot_cfg, bool cfg_
     if (cfg->has_state_dir) {
         snprintf(c.state_dir, sizeof c.state_dir, "%.*s", (int)cfg->state_dir.len,
                  cfg->state_dir.ptr);
-        if (bw_kills_load(&kills, c.state_dir, &err) != BW_OK) {
+        size_t skipped;
+        if (bw_kills_load(&kills, c.state_dir, &skipped, &err) != BW_OK) {
             /* Refusing to start would turn a bad state file into an outage;
              * starting with nothing killed is what an operator then fixes. */
             BW_ERRORF("killswitches not restored: %s", err.msg);
-        } else if (kills.n) {
-            BW_INFOF("%zu killswitches restored from %s", kills.n, c.state_dir);
+        } else {
+            if (skipped) {
+                BW_ERRORF("killswitches: %zu line%s skipped, the first: %s", skipped,
+                          skipped == 1 ? "" : "s", err.msg);
+                bw_error e2;
+                if (bw_kills_keep_copy(c.state_dir, &e2) != BW_OK)
+                    BW_ERRORF("killswitches: %s", e2.msg);
+                else
+                    BW_ERRORF("killswitches: the file as it was is kept as "
+                              "%s/" BW_KILLSWITCH_FILE ".rejected",
+                              c.state_dir);
+            }
+            if (kills.n)
+                BW_INFOF("%zu killswitches restored from %s", kills.n, c.state_dir);
         }
         bw_kills_apply(&kills, &(struct bw_kill_scope){.rules = &snap->rules, .bot = &snap->bot});
     }

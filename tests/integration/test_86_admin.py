@@ -166,6 +166,60 @@ def test_killswitches_survive_reload_and_restart(tmp_path, origin, bulwark):
     assert bw2.request("GET", "/secret").status == 451  # the rest still acts
 
 
+def test_a_bad_line_in_the_state_file_costs_only_that_line(tmp_path, origin, bulwark):
+    # Edited by hand during an incident: a comment, CRLF, a typo. Every good
+    # line is restored (a killed rule must not come back on a restart), the
+    # bad one is reported, and the file as written is kept aside before the
+    # next killswitch rewrites it.
+    state = tmp_path / "state"
+    state.mkdir()
+    text = ("# INC-123: managed blocks checkout\r\n"
+            "ruleset:managed\r\n"
+            "rule:entry/deny-admn-typo here\r\n"
+            "rule:entry/deny-admin\r\n")
+    (state / "killswitches").write_text(text, newline="")
+    bw = bulwark(admin_config(tmp_path, origin, state_dir=state),
+                 expect_errors=["killswitches:"])
+    err = bw.stderr()
+    assert "killswitches: 1 line skipped, the first:" in err and "killswitches:3:" in err, err
+    assert "2 killswitches restored" in err
+    assert bw.request("GET", "/admin").status == 200
+    assert bw.request("GET", "/x", headers=[("User-Agent", "BadBot/1")]).status == 200
+    assert bw.request("GET", "/secret").status == 451
+    assert admin(bw, "POST", "/killswitch", {"target": "rule:entry/deny-secret",
+                                             "enabled": False}).status == 200
+    assert (state / "killswitches.rejected").read_bytes() == text.encode()
+    assert sorted((state / "killswitches").read_text().split()) == [
+        "rule:entry/deny-admin", "rule:entry/deny-secret", "ruleset:managed"]
+
+
+def test_a_killswitch_on_a_removed_target_can_be_lifted(tmp_path, origin, bulwark):
+    state = tmp_path / "state"
+    state.mkdir()
+    cfg = admin_config(tmp_path, origin, state_dir=state)
+    bw = bulwark(cfg)
+    assert admin(bw, "POST", "/killswitch", {"target": "ruleset:managed",
+                                             "enabled": False}).status == 200
+    # The ruleset leaves the configuration; its killswitch stays, shown absent.
+    (tmp_path / "entry.yaml").write_text(textwrap.dedent(ENTRY).replace(
+        "  - id: run-managed\n    expression: 'true'\n    action: execute\n"
+        "    ruleset: managed\n", ""))
+    cfg2 = dict(bw.config, modules={"rules": {"rulesets": [str(tmp_path / "entry.yaml")]}})
+    with open(bw.config_path, "w") as f:
+        f.write(yamlish.dump(cfg2) + "\n")
+    assert admin(bw, "POST", "/reload").status == 200
+    st = admin(bw, "GET", "/status").json()
+    assert st["killswitches"] == [{"target": "ruleset:managed", "present": False}]
+    # Lifting it is allowed (else it would kill the ruleset again the day it
+    # came back); killing a target that is not there is still refused.
+    r = admin(bw, "POST", "/killswitch", {"target": "ruleset:managed", "enabled": True})
+    assert r.status == 200, r
+    assert admin(bw, "GET", "/status").json()["killswitches"] == []
+    assert (state / "killswitches").read_text() == ""
+    r = admin(bw, "POST", "/killswitch", {"target": "ruleset:managed", "enabled": False})
+    assert r.status == 400
+
+
 def test_token_guards_mutating_calls(tmp_path, origin, bulwark):
     bw = bulwark(admin_config(tmp_path, origin, token="s3cret-token"))
     assert admin(bw, "GET", "/status").status == 200  # read-only calls stay open

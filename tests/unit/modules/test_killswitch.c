@@ -130,6 +130,8 @@ TEST(set_and_clear_reach_the_engine_bits)
     CHECK_INT_EQ(bw_kill_parse(BW_SLICE_LIT("module:bot_score"), &k, &err), BW_OK);
     CHECK_INT_EQ(bw_kill_set(&ks, &k, false, &sc, &err), BW_ERR);
     CHECK_INT_EQ(ks.n, 2);
+    /* Lifting a killswitch nobody set on a missing target is a typo too. */
+    CHECK_INT_EQ(bw_kill_set(&ks, &k, true, &sc, &err), BW_ERR);
 
     /* A new snapshot gets the whole set. */
     struct bw_config *cfg2 = NULL;
@@ -144,6 +146,15 @@ TEST(set_and_clear_reach_the_engine_bits)
     CHECK_INT_EQ(bw_kill_set(&ks, &k, true, &sc2, &err), BW_OK);
     CHECK(!bit(rr2.kills.rules, rr2.book->rulesets[0].rules[0].index));
     CHECK_INT_EQ(ks.n, 1);
+    /* One held for a target the configuration no longer has (restored
+     * from the state file, or its ruleset removed since) can be lifted. */
+    CHECK_INT_EQ(bw_kill_parse(BW_SLICE_LIT("rule:entry/gone"), &ks.items[ks.n], &err), BW_OK);
+    ks.n++;
+    CHECK_INT_EQ(bw_kill_parse(BW_SLICE_LIT("rule:entry/gone"), &k, &err), BW_OK);
+    CHECK(!bw_kill_present(&k, &sc2));
+    CHECK_INT_EQ(bw_kill_set(&ks, &k, false, &sc2, &err), BW_ERR); /* not killed anew */
+    CHECK_INT_EQ(bw_kill_set(&ks, &k, true, &sc2, &err), BW_OK);
+    CHECK_INT_EQ(ks.n, 1);
     bw_rules_rt_done(&rr2);
     bw_config_free(cfg2);
     bw_rules_rt_done(&rr);
@@ -154,25 +165,72 @@ TEST(state_file_round_trip_and_errors)
 {
     static struct bw_killswitches ks, back;
     bw_error err;
+    size_t skipped;
     ks.n = 0;
-    CHECK_INT_EQ(bw_kills_load(&back, dir, &err), BW_OK); /* no file: empty */
+    CHECK_INT_EQ(bw_kills_load(&back, dir, &skipped, &err), BW_OK); /* no file: empty */
     CHECK_INT_EQ(back.n, 0);
+    CHECK_INT_EQ(skipped, 0);
     CHECK_INT_EQ(bw_kill_parse(BW_SLICE_LIT("rule:entry/a"), &ks.items[0], &err), BW_OK);
     CHECK_INT_EQ(bw_kill_parse(BW_SLICE_LIT("module:rules"), &ks.items[1], &err), BW_OK);
     ks.n = 2;
     CHECK_INT_EQ(bw_kills_save(&ks, dir, &err), BW_OK);
-    CHECK_INT_EQ(bw_kills_load(&back, dir, &err), BW_OK);
+    CHECK_INT_EQ(bw_kills_load(&back, dir, &skipped, &err), BW_OK);
     CHECK_INT_EQ(back.n, 2);
+    CHECK_INT_EQ(skipped, 0);
     CHECK_STR_EQ(back.items[0].rule, "a");
     CHECK_INT_EQ(back.items[1].kind, BW_KILL_MODULE);
     /* No temporary file left behind. */
     char tmp[256];
     snprintf(tmp, sizeof tmp, "%s/.killswitches.tmp", dir);
     CHECK(access(tmp, F_OK) != 0);
-    write_file("killswitches", "rule:entry/a\nnonsense\n");
-    CHECK_INT_EQ(bw_kills_load(&back, dir, &err), BW_ERR);
+    /* A bad line costs that line, not the others: the rules an incident
+     * turned off stay off across the restart. */
+    write_file("killswitches", "rule:entry/a\nnonsense\nruleset:managed\n");
+    CHECK_INT_EQ(bw_kills_load(&back, dir, &skipped, &err), BW_OK);
+    CHECK_INT_EQ(skipped, 1);
     CHECK(strstr(err.msg, "killswitches:2: expected") != NULL);
+    CHECK_INT_EQ(back.n, 2);
+    CHECK_STR_EQ(back.items[1].ruleset, "managed");
+    /* Written by hand: comments, blank lines, CRLF, spaces, a repeat. */
+    write_file("killswitches", "# INC-123: managed blocks checkout\r\n\r\n"
+                               "  ruleset:managed \r\n\trule:entry/a\nruleset:managed\n");
+    CHECK_INT_EQ(bw_kills_load(&back, dir, &skipped, &err), BW_OK);
+    CHECK_INT_EQ(skipped, 0);
+    CHECK_INT_EQ(back.n, 2);
+    CHECK_INT_EQ(back.items[0].kind, BW_KILL_RULESET);
+    CHECK_STR_EQ(back.items[1].rule, "a");
+    /* A line too long to be a target is one skipped line, wherever it ends. */
+    char big[600];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    char text[800];
+    snprintf(text, sizeof text, "module:rules\n%s\nrule:entry/a\n", big);
+    write_file("killswitches", text);
+    CHECK_INT_EQ(bw_kills_load(&back, dir, &skipped, &err), BW_OK);
+    CHECK_INT_EQ(skipped, 1);
+    CHECK(strstr(err.msg, "killswitches:2: line too long") != NULL);
+    CHECK_INT_EQ(back.n, 2);
+    /* The copy kept for the operator survives the next save. */
+    CHECK_INT_EQ(bw_kills_keep_copy(dir, &err), BW_OK);
+    CHECK_INT_EQ(bw_kills_save(&back, dir, &err), BW_OK);
+    char copy[256];
+    snprintf(copy, sizeof copy, "%s/killswitches.rejected", dir);
+    FILE *f = fopen(copy, "r");
+    CHECK(f != NULL);
+    if (f) {
+        char first[32];
+        CHECK(fgets(first, sizeof first, f) != NULL);
+        CHECK_STR_EQ(first, "module:rules\n");
+        fclose(f);
+    }
+    CHECK_INT_EQ(bw_kills_keep_copy(dir, &err), BW_OK); /* again: replaced */
+    /* Unreadable (a directory in its place): an error, nothing loaded. */
+    char path[256];
+    snprintf(path, sizeof path, "%s/killswitches", dir);
+    CHECK(unlink(path) == 0 && mkdir(path, 0700) == 0);
+    CHECK_INT_EQ(bw_kills_load(&back, dir, &skipped, &err), BW_ERR);
     CHECK_INT_EQ(back.n, 0);
+    CHECK(rmdir(path) == 0);
     /* A state_dir that does not exist cannot be written: said, not crashed. */
     CHECK_INT_EQ(bw_kills_save(&ks, "/nonexistent/dir", &err), BW_ERR);
     CHECK(strstr(err.msg, "cannot write") != NULL);
