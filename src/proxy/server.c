@@ -73,6 +73,21 @@ bw_status bw_control_reload(struct bw_control *c, char *report, size_t cap)
         bw_config_free(cfg);
         return rejected(c, report);
     }
+    /* The admin token is read again, so a rotated secret (or a new
+     * token_file) takes effect with the reload; one that cannot be read
+     * rejects it. Held here until the reload is accepted. */
+    static struct bw_admin next_token;
+    memset(&next_token, 0, sizeof next_token);
+    if (c->has_admin && cfg->admin.has_token_file) {
+        char tpath[4097];
+        snprintf(tpath, sizeof tpath, "%.*s", (int)cfg->admin.token_file.len,
+                 cfg->admin.token_file.ptr);
+        if (bw_admin_load_token(&next_token, tpath, &err) != BW_OK) {
+            snprintf(report, cap, "%s: admin.token_file: %s\n", c->config_path, err.msg);
+            bw_config_free(cfg);
+            return rejected(c, report);
+        }
+    }
     struct bw_snapshot *snap;
     if (bw_snapshot_new(cfg, c->generation + 1, false, running_bot(c), &snap, report, cap) != BW_OK)
         return rejected(c, report);
@@ -99,6 +114,16 @@ bw_status bw_control_reload(struct bw_control *c, char *report, size_t cap)
     c->reloads_accepted++;
     c->config_from_lkg = false;
     bw_control_loads_end(c, true, "");
+    if (c->has_admin) {
+        /* The admin API runs on this thread: no request sees half a token. */
+        if (c->admin->has_token && !next_token.has_token)
+            BW_WARNF("admin: the configuration has no admin.token_file now: POST /reload and "
+                     "POST /killswitch need no token");
+        c->admin->has_token = next_token.has_token;
+        c->admin->token_len = next_token.token_len;
+        memcpy(c->admin->token, next_token.token, sizeof c->admin->token);
+        memset(&next_token, 0, sizeof next_token);
+    }
     bw_runtime_publish(c->rt, snap);
     save_lkg(c);
     (void)malloc_trim(0); /* see bw_server_run */
@@ -446,6 +471,8 @@ int bw_server_run(const char *config_path, struct bw_config *boot_cfg, bool cfg_
             BW_ERRORF("admin: %s", err.msg);
             goto out_loop;
         }
+        c.admin = &admin;
+        c.has_admin = true;
     }
     if (bw_health_start(&c.health, &c.loop, c.snap, &err) != BW_OK) {
         BW_ERRORF("%s", err.msg);

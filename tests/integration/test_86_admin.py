@@ -235,6 +235,38 @@ def test_token_guards_mutating_calls(tmp_path, origin, bulwark):
     assert bw.request("GET", "/admin").status == 200
 
 
+def test_reload_reads_the_token_again(tmp_path, origin, bulwark):
+    # Rotating the secret: write the new token, reload (with the old one);
+    # from then on only the new one opens the mutating calls.
+    bw = bulwark(admin_config(tmp_path, origin, token="token-a"),
+                 expect_errors=["admin.token_file", "reload rejected"])
+    tf = tmp_path / "admin.token"
+    tf.write_text("token-b\n")
+    assert admin(bw, "POST", "/reload", token="token-a").status == 200
+    assert admin(bw, "POST", "/reload", token="token-a").status == 401
+    assert admin(bw, "POST", "/reload", token="token-b").status == 200
+    # A token file that cannot be used rejects the reload, and the running
+    # token stays.
+    os.chmod(tf, 0o644)
+    r = admin(bw, "POST", "/reload", token="token-b")
+    assert r.status == 422 and "admin.token_file" in r.json()["report"], r.body
+    assert "chmod 600" in r.json()["report"]
+    os.chmod(tf, 0o600)
+    # Another file named by the config: its token from this reload on.
+    other = tmp_path / "other.token"
+    other.write_text("token-c\n")
+    os.chmod(other, 0o600)
+    cfg = dict(bw.config)
+    cfg["admin"] = dict(cfg["admin"], token_file=str(other))
+    with open(bw.config_path, "w") as f:
+        f.write(yamlish.dump(cfg) + "\n")
+    assert admin(bw, "POST", "/reload", token="token-b").status == 200
+    assert admin(bw, "POST", "/killswitch", {"target": "rule:entry/deny-admin", "enabled": False},
+                 token="token-b").status == 401
+    assert admin(bw, "POST", "/killswitch", {"target": "rule:entry/deny-admin", "enabled": False},
+                 token="token-c").status == 200
+
+
 def test_killing_execute_ruleset_and_every_rule_under_load_never_5xx(tmp_path, origin, bulwark):
     """DESIGN.md outage 2, replayed: under load, kill the execute rule, then
     its target ruleset, then every other rule, one at a time: no 5xx, and the
