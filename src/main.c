@@ -30,7 +30,7 @@
 static int usage(FILE *out)
 {
     fprintf(out,
-            "usage: bulwark run -c FILE [--log-level error|warn|info|debug]\n"
+            "usage: bulwark run -c FILE [--state-dir DIR] [--log-level error|warn|info|debug]\n"
             "       bulwark check -c FILE\n"
             "       bulwark eval -c FILE (--request 'GET /path HTTP/1.1' [-H 'Name: value']... "
             "| --raw FILE)\n"
@@ -100,6 +100,10 @@ int main(int argc, char **argv)
     const char *state_dir = NULL;
     static struct bw_eval_args ev;
     bool is_eval = strcmp(cmd, "eval") == 0;
+    if (!is_eval && strcmp(cmd, "run") != 0 && strcmp(cmd, "check") != 0) {
+        fprintf(stderr, "bulwark: unknown command \"%s\"\n", cmd);
+        return usage(stderr);
+    }
     for (int i = 2; i < argc; i++) {
         bool has_arg = i + 1 < argc;
         if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && has_arg) {
@@ -192,6 +196,12 @@ int main(int argc, char **argv)
             if (cfg->listen[i].has_tls)
                 ncerts += bw_tls_ctx_ncerts(tls[i]);
         bw_tls_contexts_free(cfg, tls);
+        bw_error ferr;
+        if (bw_server_check_files(cfg, &ferr) != BW_OK) {
+            bw_config_free(cfg);
+            fprintf(stderr, "%s: %s\n", path, ferr.msg);
+            return 1;
+        }
         struct bw_bot_rt bot;
         bw_bot_rt_load(&bot, cfg, (struct bw_bot_running){.known = false}, false, report,
                        sizeof report);
@@ -230,15 +240,21 @@ int main(int argc, char **argv)
         return rc;
     }
     if (strcmp(cmd, "run") == 0) {
+        bool from_lkg = false;
         if (load(path, &cfg) != 0) {
             /* The state_dir is in the config that just failed: only a
              * --state-dir given on the command line can name the copy. */
             if (!state_dir || load_lkg(path, state_dir, &cfg) != 0)
                 return 1;
-            return bw_server_run(path, cfg, true);
+            from_lkg = true;
         }
-        return bw_server_run(path, cfg, false);
+        bw_error ferr;
+        if (bw_server_check_files(cfg, &ferr) != BW_OK) {
+            fprintf(stderr, "%s: %s: not starting\n", path, ferr.msg);
+            bw_config_free(cfg);
+            return 1;
+        }
+        return bw_server_run(path, cfg, from_lkg);
     }
-    fprintf(stderr, "bulwark: unknown command \"%s\"\n", cmd);
-    return usage(stderr);
+    return 2; /* unreachable: unknown commands are refused above */
 }

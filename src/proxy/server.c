@@ -1,6 +1,7 @@
 #include "proxy/server.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/log.h"
@@ -252,6 +254,64 @@ static void raise_fd_limit(void)
         rl.rlim_cur = rl.rlim_max;
         (void)setrlimit(RLIMIT_NOFILE, &rl);
     }
+}
+
+/* A directory bulwark must create files in. */
+static bw_status writable_dir(const char *what, const char *dir, bw_error *err)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        return bw_error_set(err, "%s %s: %s", what, dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return bw_error_set(err, "%s %s: not a directory", what, dir);
+    if (access(dir, W_OK | X_OK) != 0)
+        return bw_error_set(err, "%s %s: bulwark cannot write in it: %s", what, dir,
+                            strerror(errno));
+    return BW_OK;
+}
+
+bw_status bw_server_check_files(const struct bw_config *cfg, bw_error *err)
+{
+    char path[4097];
+    if (cfg->admin.enabled && cfg->admin.has_token_file) {
+        static struct bw_admin probe;
+        snprintf(path, sizeof path, "%.*s", (int)cfg->admin.token_file.len,
+                 cfg->admin.token_file.ptr);
+        bw_error e2;
+        bw_status st = bw_admin_load_token(&probe, path, &e2);
+        memset(&probe, 0, sizeof probe);
+        if (st != BW_OK)
+            return bw_error_set(err, "admin.token_file: %s", e2.msg);
+    }
+    if (cfg->log.access_enabled && cfg->log.access_path.len > 0) {
+        snprintf(path, sizeof path, "%.*s", (int)cfg->log.access_path.len,
+                 cfg->log.access_path.ptr);
+        /* Opened as the server will, but never created here. */
+        int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOCTTY);
+        if (fd >= 0) {
+            close(fd);
+        } else if (errno == ENOENT) {
+            char dir[4097];
+            memcpy(dir, path, sizeof dir);
+            char *slash = strrchr(dir, '/');
+            if (!slash)
+                memcpy(dir, ".", 2);
+            else if (slash == dir)
+                dir[1] = '\0';
+            else
+                *slash = '\0';
+            if (writable_dir("access_log: the directory", dir, err) != BW_OK)
+                return BW_ERR;
+        } else {
+            return bw_error_set(err, "access_log %s: %s", path, strerror(errno));
+        }
+    }
+    if (cfg->has_state_dir) {
+        snprintf(path, sizeof path, "%.*s", (int)cfg->state_dir.len, cfg->state_dir.ptr);
+        if (writable_dir("state_dir", path, err) != BW_OK)
+            return BW_ERR;
+    }
+    return BW_OK;
 }
 
 int bw_server_run(const char *config_path, struct bw_config *boot_cfg, bool cfg_from_lkg)

@@ -6,7 +6,15 @@
 
 #include <stdbool.h>
 
+#include "base/error.h"
 #include "config/config.h"
+
+/* What `bulwark check` can know of the files the server will open besides
+ * the config's artifacts: the admin token file is usable, the access log
+ * can be opened for writing (nothing is created or written), and state_dir
+ * is a directory bulwark can write in. The first problem, with what to do,
+ * goes to err. Run at `check` and at the start of `run`. */
+bw_status bw_server_check_files(const struct bw_config *cfg, bw_error *err) BW_MUST_CHECK;
 
 /* Serves cfg (loaded from config_path, taken over) until SIGTERM/SIGINT
  * (drain, then return 0) or SIGQUIT (exit at once); SIGHUP reloads

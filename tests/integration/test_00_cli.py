@@ -156,4 +156,35 @@ def test_run_bad_config_exits_nonzero_with_position(tmp_path):
 def test_unknown_command_is_usage_error():
     r = run("frobnicate")
     assert r.returncode != 0
+    assert 'unknown command "frobnicate"' in r.stderr
     assert "usage" in (r.stderr + r.stdout).lower()
+
+
+def test_check_and_run_refuse_files_the_server_could_not_use(tmp_path):
+    # What `run` would fail on (or serve half-broken with), `check` reports
+    # first: a missing state_dir, an access log in a missing directory, a
+    # token file others can read. Nothing is created by `check`.
+    os_ = __import__("os")
+    base = GOOD.replace('access_log: "off"\n', "")
+    cases = [
+        (f"state_dir: {tmp_path}/nostate\n", "state_dir"),
+        (f"access_log: {tmp_path}/nodir/access.log\n", "access_log: the directory"),
+        (f"admin:\n  address: 127.0.0.1:0\n  token_file: {tmp_path}/tok\n", "chmod 600"),
+    ]
+    tok = tmp_path / "tok"
+    tok.write_text("secret\n")
+    os_.chmod(tok, 0o644)
+    for extra, said in cases:
+        path = write(tmp_path, base + extra)
+        for cmd in ("check", "run"):
+            r = run(cmd, "-c", path)
+            assert r.returncode == 1 and said in r.stderr, (cmd, extra, r.stderr)
+    assert not os_.path.exists(tmp_path / "nodir")
+    # Fixed, all three pass, and check creates no access log.
+    (tmp_path / "nostate").mkdir()
+    (tmp_path / "nodir").mkdir()
+    os_.chmod(tok, 0o600)
+    path = write(tmp_path, base + "".join(e for e, _ in cases))
+    r = run("check", "-c", path)
+    assert r.returncode == 0, r.stderr
+    assert not os_.path.exists(tmp_path / "nodir" / "access.log")
