@@ -444,10 +444,14 @@ static void apply_verdict(struct bw_rules_worker *w, bw_arena *a, enum bw_rules_
         int n = snprintf(out->extra, sizeof out->extra, "Location: %.*s\r\n", (int)v->location.len,
                          v->location.ptr);
         if (n < 0 || (size_t)n >= sizeof out->extra) {
-            /* A location too long for the head: the module failed (its
-             * policy decides), never a truncated Location. */
-            out->kind = BW_RULES_HOOK_CONTINUE;
-            out->failed = true;
+            /* Too long for the head, which only a long query kept by
+             * preserve_query makes (the configured part is bounded at
+             * load): refused as a request-target too long to handle. Never
+             * a truncated Location, and never on to the upstream, which
+             * would let a client walk past a redirect by making its query
+             * long. */
+            out->status = 414;
+            out->extra_len = 0;
             return;
         }
         out->extra_len = (size_t)n;
