@@ -116,6 +116,13 @@ enum bw_rate_decision bw_rate_table_hit(struct bw_rate_table *t, uint64_t key, u
     while (atomic_flag_test_and_set_explicit(&b->lock, memory_order_acquire))
         ;
     struct entry *e = slot_for(b, key);
+    if (e->window > window) {
+        /* A worker whose clock (read once per loop iteration) is behind the
+         * one that opened this window: counted in that window, at its
+         * start, rather than taking the entry back to an empty past one. */
+        window = e->window;
+        elapsed = 0;
+    }
     if (e->window != window) {
         /* Roll forward: the window just ended becomes the previous one; an
          * older one counts for nothing. */

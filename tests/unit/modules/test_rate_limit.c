@@ -41,6 +41,25 @@ TEST(keys_are_independent)
     bw_rate_table_free(t);
 }
 
+/* Workers read the clock once per loop iteration, so around a window's
+ * boundary one may hit with a time just before it after another opened the
+ * new window: that hit is counted in the new window, not taken as a reason
+ * to empty the entry (which let a second limit's worth through). */
+TEST(a_worker_behind_the_window_boundary_does_not_reset_the_count)
+{
+    struct bw_rate_table *t = mk(1024);
+    uint64_t ra = 0, allowed = 0;
+    for (uint64_t ms = 900; ms < 910; ms++)
+        CHECK_INT_EQ(bw_rate_table_hit(t, 9, 10, 1000, ms, &ra), BW_RATE_UNDER);
+    CHECK_INT_EQ(bw_rate_table_hit(t, 9, 10, 1000, 950, &ra), BW_RATE_OVER);
+    CHECK_INT_EQ(bw_rate_table_hit(t, 9, 10, 1000, 1000, &ra), BW_RATE_OVER); /* worker A */
+    CHECK_INT_EQ(bw_rate_table_hit(t, 9, 10, 1000, 999, &ra), BW_RATE_OVER);  /* B, behind */
+    for (uint64_t ms = 1001; ms <= 1030; ms++)
+        allowed += bw_rate_table_hit(t, 9, 10, 1000, ms, &ra) == BW_RATE_UNDER;
+    CHECK_INT_EQ(allowed, 0);
+    bw_rate_table_free(t);
+}
+
 TEST(sliding_window_weighs_the_previous_window)
 {
     struct bw_rate_table *t = mk(1024);
@@ -146,6 +165,7 @@ int main(void)
 {
     RUN(allows_exactly_the_limit_in_one_window);
     RUN(keys_are_independent);
+    RUN(a_worker_behind_the_window_boundary_does_not_reset_the_count);
     RUN(sliding_window_weighs_the_previous_window);
     RUN(retry_after_is_when_the_next_request_fits);
     RUN(full_bucket_evicts_the_least_recently_active_key);
