@@ -239,22 +239,20 @@ int main(int argc, char **argv)
         bw_config_free(cfg);
         return rc;
     }
-    if (strcmp(cmd, "run") == 0) {
-        bool from_lkg = false;
-        if (load(path, &cfg) != 0) {
-            /* The state_dir is in the config that just failed: only a
-             * --state-dir given on the command line can name the copy. */
-            if (!state_dir || load_lkg(path, state_dir, &cfg) != 0)
-                return 1;
-            from_lkg = true;
-        }
-        bw_error ferr;
-        if (bw_server_check_files(cfg, &ferr) != BW_OK) {
-            fprintf(stderr, "%s: %s: not starting\n", path, ferr.msg);
-            bw_config_free(cfg);
+    /* run: the only command left (unknown ones were refused above). */
+    bool from_lkg = false;
+    if (load(path, &cfg) != 0) {
+        /* The state_dir is in the config that just failed: only a
+         * --state-dir given on the command line can name the copy. */
+        if (!state_dir || load_lkg(path, state_dir, &cfg) != 0)
             return 1;
-        }
-        return bw_server_run(path, cfg, from_lkg);
+        from_lkg = true;
     }
-    return 2; /* unreachable: unknown commands are refused above */
+    bw_error ferr;
+    if (bw_server_check_files(cfg, &ferr) != BW_OK) {
+        fprintf(stderr, "%s: %s: not starting\n", path, ferr.msg);
+        bw_config_free(cfg);
+        return 1;
+    }
+    return bw_server_run(path, cfg, from_lkg);
 }

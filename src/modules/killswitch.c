@@ -265,13 +265,9 @@ bw_status bw_kills_save(const struct bw_killswitches *ks, const char *state_dir,
     return BW_OK;
 }
 
-/* One line of the file, without its end of line: blank, a comment, or a
- * target with spaces around it. */
-static bool skip_space(const char **p, const char *end)
+static bool blank(char c)
 {
-    while (*p < end && (**p == ' ' || **p == '\t' || **p == '\r'))
-        (*p)++;
-    return *p == end;
+    return c == ' ' || c == '\t' || c == '\r';
 }
 
 bw_status bw_kills_load(struct bw_killswitches *ks, const char *state_dir, size_t *ret_skipped,
@@ -310,11 +306,14 @@ bw_status bw_kills_load(struct bw_killswitches *ks, const char *state_dir, size_
                 (void)bw_error_set(err, "%s:%u: line too long", path, lineno);
             continue;
         }
+        /* A target with blanks (and a CR) around it, a comment, or nothing. */
         const char *p = line, *end = line + len;
-        if (skip_space(&p, end) || *p == '#')
-            continue;
-        while (end > p && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
+        while (p < end && blank(*p))
+            p++;
+        while (end > p && blank(end[-1]))
             end--;
+        if (p == end || *p == '#')
+            continue;
         if (ks->n == BW_MAX_KILLSWITCHES) {
             if ((*ret_skipped)++ == 0)
                 (void)bw_error_set(err, "%s:%u: more than %d killswitches", path, lineno,

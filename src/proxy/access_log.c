@@ -117,9 +117,10 @@ bw_status bw_access_log_open(struct bw_access_log *log, const char *path, size_t
     if (strcmp(path, "-") == 0) {
         log->fd = STDOUT_FILENO;
     } else {
-        if (strlen(path) >= sizeof log->path)
+        size_t n = strlen(path);
+        if (n >= sizeof log->path)
             return bw_error_set(err, "access_log %s: path too long", path);
-        memcpy(log->path, path, strlen(path) + 1);
+        memcpy(log->path, path, n + 1);
         log->fd = open_log(path);
         if (log->fd < 0)
             return bw_error_set(err, "access_log %s: %s", path, strerror(errno));

@@ -168,7 +168,6 @@ static bool edited(const struct bw_head_edits *ed, bw_slice name)
     return false;
 }
 
-/* Each name's last op decides. */
 /* A Content-Length field as the number we framed by, in plain decimal:
  * "0010" is 10 here, but 8 to a parser that reads a leading 0 as octal. */
 static void put_length(struct bw_head_out *o, bw_slice name, uint64_t v)
@@ -182,6 +181,7 @@ static void put_length(struct bw_head_out *o, bw_slice name, uint64_t v)
     put_field(o, name, bw_slice_make(digits + k, sizeof digits - k));
 }
 
+/* Each name's last op decides. */
 static void put_edits(struct bw_head_out *out, const struct bw_head_edits *ed)
 {
     for (size_t i = 0; i < ed->nops; i++) {

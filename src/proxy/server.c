@@ -53,6 +53,19 @@ static bw_status rejected(struct bw_control *c, const char *report)
     return BW_ERR;
 }
 
+/* The token in cfg's admin.token_file into a (which must be the admin
+ * API's own or a scratch copy), errors prefixed with the key. */
+static bw_status load_config_token(const struct bw_config *cfg, struct bw_admin *a, bw_error *err)
+{
+    char tpath[4097];
+    snprintf(tpath, sizeof tpath, "%.*s", (int)cfg->admin.token_file.len,
+             cfg->admin.token_file.ptr);
+    bw_error e2;
+    if (bw_admin_load_token(a, tpath, &e2) != BW_OK)
+        return bw_error_set(err, "admin.token_file: %s", e2.msg);
+    return BW_OK;
+}
+
 bw_status bw_control_reload(struct bw_control *c, char *report, size_t cap)
 {
     static struct bw_config_diags diags;
@@ -81,11 +94,8 @@ bw_status bw_control_reload(struct bw_control *c, char *report, size_t cap)
     static struct bw_admin next_token;
     memset(&next_token, 0, sizeof next_token);
     if (c->has_admin && cfg->admin.has_token_file) {
-        char tpath[4097];
-        snprintf(tpath, sizeof tpath, "%.*s", (int)cfg->admin.token_file.len,
-                 cfg->admin.token_file.ptr);
-        if (bw_admin_load_token(&next_token, tpath, &err) != BW_OK) {
-            snprintf(report, cap, "%s: admin.token_file: %s\n", c->config_path, err.msg);
+        if (load_config_token(cfg, &next_token, &err) != BW_OK) {
+            snprintf(report, cap, "%s: %s\n", c->config_path, err.msg);
             bw_config_free(cfg);
             return rejected(c, report);
         }
@@ -275,13 +285,10 @@ bw_status bw_server_check_files(const struct bw_config *cfg, bw_error *err)
     char path[4097];
     if (cfg->admin.enabled && cfg->admin.has_token_file) {
         static struct bw_admin probe;
-        snprintf(path, sizeof path, "%.*s", (int)cfg->admin.token_file.len,
-                 cfg->admin.token_file.ptr);
-        bw_error e2;
-        bw_status st = bw_admin_load_token(&probe, path, &e2);
+        bw_status st = load_config_token(cfg, &probe, err);
         memset(&probe, 0, sizeof probe);
         if (st != BW_OK)
-            return bw_error_set(err, "admin.token_file: %s", e2.msg);
+            return BW_ERR;
     }
     if (cfg->log.access_enabled && cfg->log.access_path.len > 0) {
         snprintf(path, sizeof path, "%.*s", (int)cfg->log.access_path.len,
@@ -518,14 +525,9 @@ int bw_server_run(const char *config_path, struct bw_config *boot_cfg, bool cfg_
         struct bw_admin_ops ops;
         bw_control_admin_ops(&c, &ops);
         bw_admin_init(&admin, &ops);
-        if (cfg->admin.has_token_file) {
-            char tpath[4097];
-            snprintf(tpath, sizeof tpath, "%.*s", (int)cfg->admin.token_file.len,
-                     cfg->admin.token_file.ptr);
-            if (bw_admin_load_token(&admin, tpath, &err) != BW_OK) {
-                BW_ERRORF("admin.token_file: %s", err.msg);
-                goto out_loop;
-            }
+        if (cfg->admin.has_token_file && load_config_token(cfg, &admin, &err) != BW_OK) {
+            BW_ERRORF("%s", err.msg);
+            goto out_loop;
         }
         if (bw_admin_server_start(&c.loop, &cfg->admin.addr, &admin, &admin_srv, &err) != BW_OK) {
             BW_ERRORF("admin: %s", err.msg);

@@ -1785,14 +1785,20 @@ static void finish_request(struct bw_session *s)
     next_request(s);
 }
 
-static void next_request(struct bw_session *s)
+/* Back to waiting for a request; false when arming its timer closed the
+ * session. */
+static bool await_request(struct bw_session *s)
 {
     s->state = S_IDLE;
     arm(s, T_IDLE, CFG(s)->limits.keepalive_timeout_ms);
-    if (s->closed)
-        return;
+    return !s->closed;
+}
+
+static void next_request(struct bw_session *s)
+{
     /* Pipelined bytes already buffered are parsed at once. */
-    head_step(s);
+    if (await_request(s))
+        head_step(s);
 }
 
 /* ---- tunnel (after 101) -------------------------------------------------- */
@@ -2068,9 +2074,7 @@ void bw__session_pump(struct bw_session *s)
                  * (head_step -> respond_own -> pump) until the stack
                  * overflowed. It also lets other connections run between
                  * them. */
-                s->state = S_IDLE;
-                arm(s, T_IDLE, CFG(s)->limits.keepalive_timeout_ms);
-                if (!s->closed)
+                if (await_request(s))
                     bw_loop_post(LOOP(s), &s->task);
                 return;
             }
