@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 
 struct entry {
     uint64_t key;
@@ -24,17 +26,44 @@ struct bucket {
 
 struct bw_rate_table {
     size_t nbuckets; /* power of two */
+    uint64_t seed;
+    atomic_size_t refs;
     struct bucket *buckets;
 };
+
+static size_t buckets_for(size_t entries)
+{
+    size_t nb = 1;
+    while (nb * BW_RATE_TABLE_WAYS < entries)
+        nb <<= 1;
+    return nb;
+}
+
+size_t bw_rate_table_capacity_for(size_t entries)
+{
+    return buckets_for(entries) * BW_RATE_TABLE_WAYS;
+}
+
+/* getrandom(2) does not block once the kernel's pool is ready, which it is
+ * long before a server starts; should it fail, the clock still makes the
+ * seed differ from run to run. */
+static uint64_t new_seed(void)
+{
+    uint64_t s = 0;
+    if (getrandom(&s, sizeof s, GRND_NONBLOCK) != (ssize_t)sizeof s) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        s = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)ts.tv_sec;
+    }
+    return s;
+}
 
 bw_status bw_rate_table_new(size_t entries, struct bw_rate_table **ret, bw_error *err)
 {
     if (entries < BW_RATE_TABLE_MIN_ENTRIES || entries > BW_RATE_TABLE_MAX_ENTRIES)
         return bw_error_set(err, "rate-limit table size %zu out of range (%d..%d entries)", entries,
                             BW_RATE_TABLE_MIN_ENTRIES, BW_RATE_TABLE_MAX_ENTRIES);
-    size_t nb = 1;
-    while (nb * BW_RATE_TABLE_WAYS < entries)
-        nb <<= 1;
+    size_t nb = buckets_for(entries);
     struct bw_rate_table *t = calloc(1, sizeof *t);
     struct bucket *b = aligned_alloc(alignof(struct bucket), nb * sizeof *b);
     if (!t || !b) {
@@ -47,13 +76,21 @@ bw_status bw_rate_table_new(size_t entries, struct bw_rate_table **ret, bw_error
         atomic_flag_clear(&b[i].lock);
     t->nbuckets = nb;
     t->buckets = b;
+    t->seed = new_seed();
+    atomic_init(&t->refs, 1);
     *ret = t;
     return BW_OK;
 }
 
+struct bw_rate_table *bw_rate_table_ref(struct bw_rate_table *t)
+{
+    atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
+    return t;
+}
+
 struct bw_rate_table *bw_rate_table_free(struct bw_rate_table *t)
 {
-    if (t) {
+    if (t && atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) == 1) {
         free(t->buckets);
         free(t);
     }
@@ -99,6 +136,20 @@ static uint64_t retry_after(uint64_t prev, uint64_t cur, uint64_t limit, uint64_
     return s < 1 ? 1 : s;
 }
 
+size_t bw_rate_table_bucket_of(const struct bw_rate_table *t, uint64_t key)
+{
+    /* The low bits pick the bucket; mix with the seed first, so keys
+     * differing only in high bits spread too and nobody outside can tell
+     * which keys share a bucket. */
+    uint64_t h = key ^ t->seed;
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebull;
+    h ^= h >> 31;
+    return (size_t)(h & (t->nbuckets - 1));
+}
+
 enum bw_rate_decision bw_rate_table_hit(struct bw_rate_table *t, uint64_t key, uint64_t requests,
                                         uint64_t period_ms, uint64_t now_ms,
                                         uint64_t *retry_after_s)
@@ -106,12 +157,7 @@ enum bw_rate_decision bw_rate_table_hit(struct bw_rate_table *t, uint64_t key, u
     /* Windows are numbered from 1 so that 0 marks an empty slot. */
     uint64_t window = now_ms / period_ms + 1;
     uint64_t elapsed = now_ms % period_ms;
-    /* The low bits pick the bucket; mix first so keys differing only in high
-     * bits spread too. */
-    uint64_t h = key ^ (key >> 29);
-    h *= 0xbf58476d1ce4e5b9ull;
-    h ^= h >> 32;
-    struct bucket *b = &t->buckets[h & (t->nbuckets - 1)];
+    struct bucket *b = &t->buckets[bw_rate_table_bucket_of(t, key)];
 
     while (atomic_flag_test_and_set_explicit(&b->lock, memory_order_acquire))
         ;

@@ -3,8 +3,8 @@
  * whatever the number of distinct clients, and no worker ever waits on
  * another for longer than one bucket update.
  *
- * Each key (a 64-bit hash of the rule and the request's characteristics,
- * rules/ruleset.h bw_rules_rate_key) has a counter for the current window
+ * Each key (a 64-bit hash of the rule's identity and the request's
+ * characteristics, rules/ruleset.h bw_rules_rate_key) has a counter for the current window
  * (now / period) and the previous one. The count over the sliding period is
  * estimated as Cloudflare and nginx-style limiters do:
  *     prev * (time left in the current window / period) + cur
@@ -36,13 +36,25 @@ enum bw_rate_decision { BW_RATE_UNDER, BW_RATE_OVER, BW_RATE__COUNT };
 
 struct bw_rate_table;
 
-/* entries is rounded up to a power of two, within the limits above. */
+/* entries is rounded up to a power of two, within the limits above. The
+ * bucket a key lands in depends on a random seed drawn here, so a client
+ * cannot choose keys that crowd another client's entry out of its bucket.
+ * The table starts with one reference. */
 bw_status bw_rate_table_new(size_t entries, struct bw_rate_table **ret,
                             bw_error *err) BW_MUST_CHECK;
-/* Accepts NULL; returns NULL. */
+/* A table outlives the snapshot that made it: a reload hands it to the next
+ * snapshot (one more reference), so counters survive reloads. Any thread
+ * may drop a reference. */
+struct bw_rate_table *bw_rate_table_ref(struct bw_rate_table *t);
+/* Drops one reference, freeing the table with the last. Accepts NULL;
+ * returns NULL. */
 struct bw_rate_table *bw_rate_table_free(struct bw_rate_table *t);
 
 size_t bw_rate_table_capacity(const struct bw_rate_table *t);
+/* The capacity bw_rate_table_new(entries) would give. */
+size_t bw_rate_table_capacity_for(size_t entries);
+/* The bucket key lands in (exposed for tests). */
+size_t bw_rate_table_bucket_of(const struct bw_rate_table *t, uint64_t key);
 
 /* Counts one request for key (when under the limit) and decides. requests
  * >= 1, period_ms >= 1, now_ms monotonic. On OVER, *retry_after_s is the

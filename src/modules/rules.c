@@ -112,11 +112,11 @@ static bool load_sets(struct bw_rules_rt *rr, const struct bw_config *cfg,
 bw_status bw_rules_rt_load(struct bw_rules_rt *rr, const struct bw_config *cfg, char *report,
                            size_t cap)
 {
-    return bw_rules_rt_load_ex(rr, cfg, false, report, cap);
+    return bw_rules_rt_load_ex(rr, cfg, false, NULL, report, cap);
 }
 
 bw_status bw_rules_rt_load_ex(struct bw_rules_rt *rr, const struct bw_config *cfg, bool use_lkg,
-                              char *report, size_t cap)
+                              struct bw_rate_table *rate_from, char *report, size_t cap)
 {
     memset(rr, 0, sizeof *rr);
     struct report rep = {.buf = report, .cap = cap, .len = 0};
@@ -164,10 +164,14 @@ bw_status bw_rules_rt_load_ex(struct bw_rules_rt *rr, const struct bw_config *cf
     rr->has_response_rules = rr->book->ntop[BW_RULES_PHASE_RESPONSE] > 0;
     rr->trivial = !rr->has_request_rules && !rr->has_response_rules && !rr->failed &&
                   !cfg->modules.bot_score.enabled && cfg->nroutes > 0 && !cfg->routes[0].has_match;
-    if (rr->book->has_rate_limits &&
-        bw_rate_table_new((size_t)m->rate_limit_entries, &rr->rate, &err) != BW_OK) {
-        say(&rep, "%s\n", err.msg);
-        return BW_ERR;
+    if (rr->book->has_rate_limits) {
+        size_t entries = (size_t)m->rate_limit_entries;
+        if (rate_from && bw_rate_table_capacity(rate_from) == bw_rate_table_capacity_for(entries)) {
+            rr->rate = bw_rate_table_ref(rate_from);
+        } else if (bw_rate_table_new(entries, &rr->rate, &err) != BW_OK) {
+            say(&rep, "%s\n", err.msg);
+            return BW_ERR;
+        }
     }
     return BW_OK;
 }

@@ -36,7 +36,7 @@ struct bw_rules_rt {
     bw_arena arena;           /* rulesets and the book */
     struct bw_rulebook *book; /* always built: the routes live in it */
     struct bw_killset kills;
-    struct bw_rate_table *rate; /* when the book has rate limits */
+    struct bw_rate_table *rate; /* when the book has rate limits; one reference */
     bool enabled;               /* modules.rules is configured */
     _Atomic bool killed;        /* killswitch module:rules: no rule runs (routes still do) */
     bool failed;                /* its rulesets did not load: on_error applies */
@@ -67,9 +67,13 @@ bw_status bw_rules_rt_load(struct bw_rules_rt *rr, const struct bw_config *cfg, 
 /* The same; with use_lkg (at start only), rulesets that do not load are
  * replaced, all together, by their last-known-good copies in
  * state_dir/lkg/ when every one has a copy and the copies load (from_lkg
- * set; report says what failed and that the copies are used). */
+ * set; report says what failed and that the copies are used). rate_from
+ * (NULL at start) is the running snapshot's rate table: a reload keeps it,
+ * and with it every rule's counters, unless the configured table size
+ * changed. */
 bw_status bw_rules_rt_load_ex(struct bw_rules_rt *rr, const struct bw_config *cfg, bool use_lkg,
-                              char *report, size_t cap) BW_MUST_CHECK;
+                              struct bw_rate_table *rate_from, char *report,
+                              size_t cap) BW_MUST_CHECK;
 void bw_rules_rt_done(struct bw_rules_rt *rr);
 
 /* Counters for /metrics, one set per worker for the life of the process:

@@ -158,8 +158,8 @@ static bw_status load_upstream_tls(struct bw_snapshot *s, char *report, size_t c
 }
 
 bw_status bw_snapshot_new(struct bw_config *cfg, uint64_t generation, bool use_lkg,
-                          struct bw_bot_running running_bot, struct bw_snapshot **ret, char *report,
-                          size_t cap)
+                          struct bw_bot_running running_bot, struct bw_rate_table *rate_from,
+                          struct bw_snapshot **ret, char *report, size_t cap)
 {
     struct bw_snapshot *s = calloc(1, sizeof *s);
     if (!s) {
@@ -183,7 +183,7 @@ bw_status bw_snapshot_new(struct bw_config *cfg, uint64_t generation, bool use_l
         snapshot_free(s);
         return BW_ERR;
     }
-    if (bw_rules_rt_load_ex(&s->rules, cfg, use_lkg, report, cap) != BW_OK) {
+    if (bw_rules_rt_load_ex(&s->rules, cfg, use_lkg, rate_from, report, cap) != BW_OK) {
         snapshot_free(s);
         return BW_ERR;
     }

@@ -62,10 +62,11 @@ struct bw_snapshot {
  * BW_OK with rules.failed set means the rulesets did not load and the rules
  * module's on_error applies (report says why). use_lkg (at start only):
  * rulesets that do not load may be replaced by their last-known-good copies
- * (bw_rules_rt_load_ex). refs starts at 1. */
+ * (bw_rules_rt_load_ex). rate_from: the running snapshot's rate-limit
+ * table, kept by a reload (NULL at start). refs starts at 1. */
 bw_status bw_snapshot_new(struct bw_config *cfg, uint64_t generation, bool use_lkg,
-                          struct bw_bot_running running_bot, struct bw_snapshot **ret, char *report,
-                          size_t cap) BW_MUST_CHECK;
+                          struct bw_bot_running running_bot, struct bw_rate_table *rate_from,
+                          struct bw_snapshot **ret, char *report, size_t cap) BW_MUST_CHECK;
 /* Reads and checks every TLS listener's certificates and keys into one
  * context per listener (*ret parallel to cfg->listen, valid where has_tls;
  * NULL when no listener has TLS). A file that cannot be read or a pair that

@@ -407,9 +407,13 @@ void bw_rulebook_run(const struct bw_rulebook *book, enum bw_rules_phase phase,
 bw_status bw_rulebook_route(const struct bw_rulebook *book, struct bw_rules_ctx *cx,
                             size_t *ret) BW_MUST_CHECK;
 
-/* The 64-bit rate-limit key of rule r for the request (FNV-1a/xxhash-like
- * over the rule index and each characteristic's value, length-prefixed so
- * ("ab","c") and ("a","bc") differ). Exposed for tests. */
-uint64_t bw_rules_rate_key(const struct bw_rule *r, struct bw_rules_ctx *cx);
+/* The 64-bit rate-limit key of rule r (of ruleset set) for the request:
+ * FNV-1a over the rule's identity (its ruleset's id, its own id and its
+ * period, never its index, so a reload that keeps the rule keeps its
+ * counters even when rules were added before it) and each characteristic's
+ * value, length-prefixed so ("ab","c") and ("a","bc") differ. Exposed for
+ * tests. */
+uint64_t bw_rules_rate_key(const struct bw_ruleset *set, const struct bw_rule *r,
+                           struct bw_rules_ctx *cx);
 
 #endif

@@ -171,7 +171,7 @@ static enum flow fire(struct run *r, const struct bw_rule *rule, uint32_t depth,
         trace(r, false, set, rule, depth, BW_TRI_TRUE, BW_OUTCOME_FIRED);
         if (!r->env->limiter.hit)
             return FLOW_GO_ON;
-        uint64_t key = bw_rules_rate_key(rule, r->cx);
+        uint64_t key = bw_rules_rate_key(set, rule, r->cx);
         uint64_t retry = 0;
         enum bw_rl_decision d =
             r->env->limiter.hit(r->env->limiter.self, rule, key, r->env->now_ms, &retry);
@@ -376,14 +376,17 @@ static uint64_t hash_bytes_field(uint64_t h, uint8_t tag, struct bw_rules_ctx *c
     return fnv_field(h, tag, "", 0);
 }
 
-uint64_t bw_rules_rate_key(const struct bw_rule *r, struct bw_rules_ctx *cx)
+uint64_t bw_rules_rate_key(const struct bw_ruleset *set, const struct bw_rule *r,
+                           struct bw_rules_ctx *cx)
 {
     uint64_t h = FNV_OFFSET;
-    uint32_t idx = r->index;
-    h = fnv(h, &idx, sizeof idx);
+    h = fnv_field(h, 0, set->id.ptr, set->id.len);
+    h = fnv_field(h, 0, r->id.ptr, r->id.len);
     if (r->action.kind != BW_ACTION_RATE_LIMIT)
         return h;
     const struct bw_action_rate_limit *rl = &r->action.u.rate_limit;
+    /* Windows are counted in periods: a new period starts a new count. */
+    h = fnv(h, &rl->period_ms, sizeof rl->period_ms);
     for (size_t i = 0; i < rl->nchars; i++) {
         const struct bw_rl_characteristic *c = &rl->chars[i];
         uint8_t tag = (uint8_t)c->kind;

@@ -5,8 +5,10 @@ workers, the module's failure policy, routes as expressions, and the
 import json
 import os
 import shutil
+import signal
 import subprocess
 import textwrap
+import time
 
 import pytest
 
@@ -364,6 +366,32 @@ def test_rate_limit_is_shared_by_all_workers(tmp_path, origin, bulwark):
     # Fresh connections spread over both workers' SO_REUSEPORT listeners.
     statuses = [bw.request("GET", "/api/x", headers=[("X-Key", "k")]).status for _ in range(60)]
     assert statuses.count(200) == 40 and statuses.count(429) == 20
+
+
+def test_rate_limit_counters_survive_a_reload(tmp_path, origin, bulwark):
+    """Counters are kept by the rule's identity: a reload that adds a rule
+    in front of the limit (so its place in the book moves) must not give
+    every client a fresh allowance."""
+    path = ruleset(tmp_path, "rate.yaml", RATE)
+    bw = bulwark(rules_config(tmp_path, origin, [path]))
+    statuses = [bw.request("GET", "/api/x", headers=[("X-Key", "a")]).status for _ in range(5)]
+    assert statuses == [200] * 5
+    with open(path, "w") as f:
+        f.write(textwrap.dedent(RATE).replace(
+            "rules:\n", """rules:
+  - id: new-first
+    expression: 'http.request.uri.path eq "/blocked"'
+    action: block
+""", 1))
+    n = bw.stderr().count("generation 2 is live")
+    bw.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while bw.stderr().count("generation 2 is live") == n and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert "generation 2 is live" in bw.stderr(), bw.stderr()[-2000:]
+    assert bw.request("GET", "/blocked").status == 403  # the new ruleset serves
+    assert bw.request("GET", "/api/x", headers=[("X-Key", "a")]).status == 429
+    assert bw.request("GET", "/api/x", headers=[("X-Key", "b")]).status == 200
 
 
 BROKEN = """\

@@ -128,6 +128,34 @@ TEST(table_size_limits)
     bw_rate_table_free(t);
 }
 
+TEST(a_reference_keeps_the_counts_after_the_first_owner_lets_go)
+{
+    struct bw_rate_table *t = mk(1024);
+    uint64_t ra = 0;
+    CHECK_INT_EQ(bw_rate_table_hit(t, 7, 1, 60000, 0, &ra), BW_RATE_UNDER);
+    struct bw_rate_table *next = bw_rate_table_ref(t);
+    CHECK(bw_rate_table_free(t) == NULL); /* the old snapshot goes */
+    CHECK_INT_EQ(bw_rate_table_hit(next, 7, 1, 60000, 10, &ra), BW_RATE_OVER);
+    CHECK_INT_EQ(bw_rate_table_capacity(next), bw_rate_table_capacity_for(1000));
+    bw_rate_table_free(next);
+}
+
+/* Which keys share a bucket must differ from table to table (process to
+ * process): otherwise a client could precompute keys that crowd another
+ * client's entry out of its bucket and reset its count. */
+TEST(bucket_placement_is_seeded)
+{
+    struct bw_rate_table *a = mk(1024), *b = mk(1024);
+    int same = 0;
+    for (uint64_t k = 0; k < 64; k++) {
+        CHECK(bw_rate_table_bucket_of(a, k) < 256);
+        same += bw_rate_table_bucket_of(a, k) == bw_rate_table_bucket_of(b, k);
+    }
+    CHECK(same < 64);
+    bw_rate_table_free(a);
+    bw_rate_table_free(b);
+}
+
 struct worker_arg {
     struct bw_rate_table *t;
     int allowed;
@@ -170,6 +198,8 @@ int main(void)
     RUN(retry_after_is_when_the_next_request_fits);
     RUN(full_bucket_evicts_the_least_recently_active_key);
     RUN(table_size_limits);
+    RUN(a_reference_keeps_the_counts_after_the_first_owner_lets_go);
+    RUN(bucket_placement_is_seeded);
     RUN(workers_share_one_exact_count);
     return t_done();
 }

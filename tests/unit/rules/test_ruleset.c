@@ -889,25 +889,61 @@ TEST(rate_key_depends_on_the_characteristics_only)
     req_header(&r2, "x-b", "bc");
     bw_rules_ctx_init(&c1, p, &r1.v, &f.ra, &f.scratch);
     bw_rules_ctx_init(&c2, p, &r2.v, &f.ra, &f.scratch);
-    CHECK(bw_rules_rate_key(rl, &c1) != bw_rules_rate_key(rl, &c2));
-    CHECK(bw_rules_rate_key(rl, &c1) == bw_rules_rate_key(rl, &c1));
+    CHECK(bw_rules_rate_key(&sets[0], rl, &c1) != bw_rules_rate_key(&sets[0], rl, &c2));
+    CHECK(bw_rules_rate_key(&sets[0], rl, &c1) == bw_rules_rate_key(&sets[0], rl, &c1));
     /* The normalised path: /a/../b is /b. */
-    CHECK(bw_rules_rate_key(path, &c1) == bw_rules_rate_key(path, &c2));
+    CHECK(bw_rules_rate_key(&sets[0], path, &c1) == bw_rules_rate_key(&sets[0], path, &c2));
     /* Absent user agents are one key, distinct per rule. */
-    CHECK(bw_rules_rate_key(ua, &c1) == bw_rules_rate_key(ua, &c2));
-    CHECK(bw_rules_rate_key(ua, &c1) != bw_rules_rate_key(path, &c1));
+    CHECK(bw_rules_rate_key(&sets[0], ua, &c1) == bw_rules_rate_key(&sets[0], ua, &c2));
+    CHECK(bw_rules_rate_key(&sets[0], ua, &c1) != bw_rules_rate_key(&sets[0], path, &c1));
     r2.h[0].value = BW_SLICE_LIT("ab");
     r2.h[1].value = BW_SLICE_LIT("c");
     bw_rules_ctx_init(&c2, p, &r2.v, &f.ra, &f.scratch);
-    CHECK(bw_rules_rate_key(rl, &c1) == bw_rules_rate_key(rl, &c2));
+    CHECK(bw_rules_rate_key(&sets[0], rl, &c1) == bw_rules_rate_key(&sets[0], rl, &c2));
     /* An absent header is the empty string. */
     r2.h[1].value = BW_SLICE_EMPTY;
     bw_rules_ctx_init(&c2, p, &r2.v, &f.ra, &f.scratch);
-    uint64_t empty = bw_rules_rate_key(rl, &c2);
+    uint64_t empty = bw_rules_rate_key(&sets[0], rl, &c2);
     r2.v.headers.n = 1;
     bw_rules_ctx_init(&c2, p, &r2.v, &f.ra, &f.scratch);
-    CHECK(bw_rules_rate_key(rl, &c2) == empty);
+    CHECK(bw_rules_rate_key(&sets[0], rl, &c2) == empty);
     fx_done(&f);
+}
+
+/* Counters outlive a reload (modules/rate_limit.h): the key of a rule must
+ * not move when rules are added before it, and must move when the rule is
+ * another one or counts over another period. */
+TEST(rate_key_is_the_rules_identity_not_its_place)
+{
+    fresh();
+    struct bw_ruleset a[] = {REQ_SET("e", {"rl", "true", rate(1, BW_RL_IP_SRC, NULL)})};
+    struct bw_action longer = rate(1, BW_RL_IP_SRC, NULL);
+    longer.u.rate_limit.period_ms *= 2;
+    struct bw_ruleset b[] = {REQ_SET("e", {"new", "true", rate(1, BW_RL_IP_SRC, NULL)},
+                                     {"rl", "true", rate(1, BW_RL_IP_SRC, NULL)},
+                                     {"slow", "true", longer})};
+    struct bw_ruleset c[] = {REQ_SET("other", {"rl", "true", rate(1, BW_RL_IP_SRC, NULL)})};
+    struct fx fa, fb, fc;
+    CHECK(fx_build(&fa, a, 1, NULL, 0));
+    CHECK(fx_build(&fb, b, 1, NULL, 0));
+    CHECK(fx_build(&fc, c, 1, NULL, 0));
+    CHECK_INT_EQ(a[0].rules[0].index, 0);
+    CHECK_INT_EQ(b[0].rules[1].index, 1);
+    struct req r;
+    req_init(&r, "GET", "/");
+    struct bw_rules_ctx ca, cb, cc;
+    bw_rules_ctx_init(&ca, fa.book->prog[BW_RULES_PHASE_REQUEST], &r.v, &fa.ra, &fa.scratch);
+    bw_rules_ctx_init(&cb, fb.book->prog[BW_RULES_PHASE_REQUEST], &r.v, &fb.ra, &fb.scratch);
+    bw_rules_ctx_init(&cc, fc.book->prog[BW_RULES_PHASE_REQUEST], &r.v, &fc.ra, &fc.scratch);
+    uint64_t k = bw_rules_rate_key(&a[0], &a[0].rules[0], &ca);
+    CHECK(bw_rules_rate_key(&b[0], &b[0].rules[1], &cb) == k);
+    CHECK(bw_rules_rate_key(&b[0], &b[0].rules[0], &cb) != k);
+    CHECK(bw_rules_rate_key(&b[0], &b[0].rules[2], &cb) !=
+          bw_rules_rate_key(&b[0], &b[0].rules[0], &cb));
+    CHECK(bw_rules_rate_key(&c[0], &c[0].rules[0], &cc) != k);
+    fx_done(&fa);
+    fx_done(&fb);
+    fx_done(&fc);
 }
 
 TEST(response_phase_headers)
@@ -1178,6 +1214,7 @@ int main(void)
     RUN(redirect_with_and_without_the_query);
     RUN(rate_limit_under_over_and_failed);
     RUN(rate_key_depends_on_the_characteristics_only);
+    RUN(rate_key_is_the_rules_identity_not_its_place);
     RUN(response_phase_headers);
     RUN(killswitch_flip_seen_by_the_next_request);
     RUN(stretches_between_disabled_and_killed_rules);
