@@ -1,7 +1,9 @@
 /* Command line (DESIGN.md §2):
- *   bulwark run   -c FILE [--state-dir DIR]
+ *   bulwark run   -c FILE [--state-dir DIR] [--takeover]
  *                            serve (with --state-dir: a config that does not
- *                            load falls back to its last-known-good copy)
+ *                            load falls back to its last-known-good copy;
+ *                            --takeover: start beside the bulwark being
+ *                            replaced on the same ports)
  *   bulwark check -c FILE    validate config and rulesets, run their embedded
  *                            tests; exit 0, or 1 with file:line:col errors
  *   bulwark eval  -c FILE --request 'GET / HTTP/1.1' -H 'Host: a' [--ip A]
@@ -30,7 +32,8 @@
 static int usage(FILE *out)
 {
     fprintf(out,
-            "usage: bulwark run -c FILE [--state-dir DIR] [--log-level error|warn|info|debug]\n"
+            "usage: bulwark run -c FILE [--state-dir DIR] [--takeover] [--log-level "
+            "error|warn|info|debug]\n"
             "       bulwark check -c FILE\n"
             "       bulwark eval -c FILE (--request 'GET /path HTTP/1.1' [-H 'Name: value']... "
             "| --raw FILE)\n"
@@ -98,6 +101,7 @@ int main(int argc, char **argv)
     }
     const char *path = NULL;
     const char *state_dir = NULL;
+    bool takeover = false;
     static struct bw_eval_args ev;
     bool is_eval = strcmp(cmd, "eval") == 0;
     if (!is_eval && strcmp(cmd, "run") != 0 && strcmp(cmd, "check") != 0) {
@@ -110,6 +114,8 @@ int main(int argc, char **argv)
             path = argv[++i];
         } else if (strcmp(cmd, "run") == 0 && strcmp(argv[i], "--state-dir") == 0 && has_arg) {
             state_dir = argv[++i];
+        } else if (strcmp(cmd, "run") == 0 && strcmp(argv[i], "--takeover") == 0) {
+            takeover = true;
         } else if (is_eval && strcmp(argv[i], "--request") == 0 && has_arg) {
             ev.request_line = argv[++i];
         } else if (is_eval && (strcmp(argv[i], "-H") == 0 || strcmp(argv[i], "--header") == 0) &&
@@ -254,5 +260,5 @@ int main(int argc, char **argv)
         bw_config_free(cfg);
         return 1;
     }
-    return bw_server_run(path, cfg, from_lkg);
+    return bw_server_run(path, cfg, from_lkg, takeover);
 }

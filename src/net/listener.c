@@ -25,6 +25,34 @@ void bw_sockaddr_format(struct bw_sockaddr *a)
     }
 }
 
+bw_status bw_listener_probe(const struct bw_sockaddr *addr, bw_error *err)
+{
+    const struct sockaddr_in *in = (const struct sockaddr_in *)&addr->ss;
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&addr->ss;
+    if ((addr->ss.ss_family == AF_INET && in->sin_port == 0) ||
+        (addr->ss.ss_family == AF_INET6 && in6->sin6_port == 0))
+        return BW_OK;
+    int fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return bw_error_set(err, "listen %s: socket: %s", addr->text, strerror(errno));
+    int one = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (addr->ss.ss_family == AF_INET6)
+        (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    int rc = bind(fd, (const struct sockaddr *)&addr->ss, addr->len);
+    int e = errno;
+    close(fd);
+    if (rc == 0)
+        return BW_OK;
+    if (e == EADDRINUSE)
+        return bw_error_set(err,
+                            "listen %s: address already in use by another process (another "
+                            "bulwark? stop it, or start this one with --takeover to replace it "
+                            "without downtime)",
+                            addr->text);
+    return bw_error_set(err, "listen %s: bind: %s", addr->text, strerror(e));
+}
+
 bw_status bw_listener_open(const struct bw_sockaddr *addr, int *ret_fd,
                            struct bw_sockaddr *ret_bound, bw_error *err)
 {

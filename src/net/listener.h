@@ -16,6 +16,16 @@ enum { BW_LISTEN_BACKLOG = 4096 };
 bw_status bw_listener_open(const struct bw_sockaddr *addr, int *ret_fd,
                            struct bw_sockaddr *ret_bound, bw_error *err) BW_MUST_CHECK;
 
+/* Whether some other socket already listens on addr. SO_REUSEPORT lets a
+ * second process with the same user join a port silently, each then taking
+ * a share of the connections: a second bulwark started by mistake (or an
+ * old one never stopped) would serve part of the traffic with another
+ * configuration. A bind without SO_REUSEPORT fails on a port that has
+ * listeners and succeeds otherwise (SO_REUSEADDR: TIME_WAIT does not
+ * count). BW_ERR with the reason when the port is taken or cannot be
+ * probed; port 0 always passes. */
+bw_status bw_listener_probe(const struct bw_sockaddr *addr, bw_error *err) BW_MUST_CHECK;
+
 /* "127.0.0.1:8080" / "[::1]:8080" for a socket address. */
 void bw_sockaddr_format(struct bw_sockaddr *a);
 

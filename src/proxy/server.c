@@ -322,7 +322,8 @@ bw_status bw_server_check_files(const struct bw_config *cfg, bw_error *err)
     return BW_OK;
 }
 
-int bw_server_run(const char *config_path, struct bw_config *boot_cfg, bool cfg_from_lkg)
+int bw_server_run(const char *config_path, struct bw_config *boot_cfg, bool cfg_from_lkg,
+                  bool takeover)
 {
     int rc = 1;
     bw_error err;
@@ -478,6 +479,12 @@ int bw_server_run(const char *config_path, struct bw_config *boot_cfg, bool cfg_
         npw++;
         if (!use_ring)
             c.workers[i].loop.engine = BW_IO_ENGINE_EPOLL;
+    }
+    for (size_t l = 0; l < cfg->nlisten && !takeover; l++) {
+        if (bw_listener_probe(&cfg->listen[l].addr, &err) != BW_OK) {
+            BW_ERRORF("%s", err.msg);
+            goto out;
+        }
     }
     for (size_t l = 0; l < cfg->nlisten; l++) {
         struct bw_sockaddr addr = cfg->listen[l].addr;

@@ -22,6 +22,9 @@ bw_status bw_server_check_files(const struct bw_config *cfg, bw_error *err) BW_M
  * after logging why. cfg_from_lkg: cfg is the last-known-good copy of
  * config_path (which does not load): no copy is saved over it until a
  * reload is accepted. */
-int bw_server_run(const char *config_path, struct bw_config *cfg, bool cfg_from_lkg);
+/* takeover: listen beside a process that already has the listen ports (a
+ * bulwark being replaced: stop it once this one serves); without it a
+ * taken port refuses the start. */
+int bw_server_run(const char *config_path, struct bw_config *cfg, bool cfg_from_lkg, bool takeover);
 
 #endif

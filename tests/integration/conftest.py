@@ -33,9 +33,9 @@ def pytest_configure(config):
 def bulwark(tmp_path):
     started = []
 
-    def start(config, expect_errors=(), name=None, nlisten=None):
+    def start(config, expect_errors=(), name=None, nlisten=None, args=()):
         bw = Bulwark(tmp_path, config, name=name or f"bulwark{len(started)}",
-                     expect_errors=expect_errors, nlisten=nlisten)
+                     expect_errors=expect_errors, nlisten=nlisten, args=args)
         started.append(bw)
         return bw
 

@@ -2,6 +2,7 @@
 import signal
 import socket
 import struct
+import subprocess
 import threading
 import time
 
@@ -200,6 +201,35 @@ def test_two_listeners(origin, bulwark, tmp_path):
         from bwtest import client
 
         assert client.request(port, "GET", f"/on/{port}").status == 200
+
+
+def test_second_instance_on_a_taken_port_is_refused_unless_taking_over(origin, bulwark, tmp_path):
+    """SO_REUSEPORT would let a second bulwark (a forgotten one, or one
+    started twice by a unit file) silently take a share of the connections
+    with its own configuration. It is refused; --takeover is the explicit
+    way to start a replacement beside the running one."""
+    from bwtest import client
+    from bwtest.proc import bulwark_bin, default_config
+
+    first = bulwark(default_config([origin.address], str(tmp_path / "a.log")), name="first")
+    cfg = default_config([origin.address], str(tmp_path / "b.log"),
+                         listen=[{"address": f"127.0.0.1:{first.port}"}])
+    path = tmp_path / "second.yaml"
+    from bwtest import yamlish
+    path.write_text(yamlish.dump(cfg) + "\n")
+    out = subprocess.run([bulwark_bin(), "run", "-c", str(path)], stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, timeout=10)
+    assert out.returncode == 1
+    assert f"listen 127.0.0.1:{first.port}: address already in use by another process" in out.stderr
+    assert "--takeover" in out.stderr
+    assert client.request(first.port, "GET", "/still").status == 200
+
+    second = bulwark(cfg, name="second", args=["--takeover"])
+    assert second.port == first.port
+    first.signal(signal.SIGTERM)
+    assert first.wait_exit(5 * SLACK) == 0
+    for i in range(20):  # every new connection now reaches the replacement
+        assert client.request(first.port, "GET", f"/after/{i}").status == 200
 
 
 @pytest.mark.parametrize("second", [signal.SIGQUIT, signal.SIGTERM])

@@ -43,7 +43,8 @@ def default_config(upstream_addresses, access_log=None, **over):
 
 
 class Bulwark:
-    def __init__(self, tmp_path, config, name="bulwark", expect_errors=(), nlisten=None, preexec_fn=None):
+    def __init__(self, tmp_path, config, name="bulwark", expect_errors=(), nlisten=None, preexec_fn=None,
+                 args=()):
         self.tmp_path = tmp_path
         self.dir = tmp_path / name
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -75,7 +76,7 @@ class Bulwark:
         self._out = open(self.stdout_path, "wb")
         self._err = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen(
-            [bulwark_bin(), "run", "-c", self.config_path],
+            [bulwark_bin(), "run", "-c", self.config_path, *args],
             stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._err, cwd=str(self.dir),
             preexec_fn=preexec_fn,  # e.g. a resource limit set in the child before exec
         )
