@@ -70,8 +70,10 @@ struct bw_control {
     char state_dir[4097];          /* empty when none */
     struct bw_admin *admin;        /* the admin API's, when has_admin: its token */
     bool has_admin;
-    struct bw_watch *watch;  /* when the running config says reload.watch */
-    struct bw_timer rewatch; /* after a reload: watch the new set of files */
+    struct bw_admin_server *admin_srv; /* NULL until its port is ours (--takeover) */
+    struct bw_timer admin_retry;       /* --takeover: until the old process lets go */
+    struct bw_watch *watch;            /* when the running config says reload.watch */
+    struct bw_timer rewatch;           /* after a reload: watch the new set of files */
     time_t started_at;
     uint64_t reloads_accepted, reloads_rejected;
     bool has_rejection;

@@ -182,6 +182,41 @@ static void rewatch_cb(struct bw_loop *loop, struct bw_timer *t)
     start_watch(loop->data);
 }
 
+/* --takeover: the process being replaced holds the admin port (it is not
+ * shared, admin/server.c) until it exits; this one serves traffic at once
+ * and takes the admin port when it is free. */
+enum { ADMIN_TAKEOVER_RETRY_MS = 200 };
+
+static void admin_retry_cb(struct bw_loop *loop, struct bw_timer *t)
+{
+    struct bw_control *c = loop->data;
+    const struct bw_sockaddr *addr = &c->snap->cfg->admin.addr;
+    bw_error err;
+    if (c->stopping)
+        return;
+    if (bw_listener_probe(addr, &err) == BW_OK &&
+        bw_admin_server_start(loop, addr, c->admin, &c->admin_srv, &err) == BW_OK)
+        return;
+    if (bw_timer_set(loop, t, ADMIN_TAKEOVER_RETRY_MS) != BW_OK)
+        BW_ERRORF("admin: cannot wait for %s; the admin API stays down", addr->text);
+}
+
+static bw_status start_admin(struct bw_control *c, bool takeover, bw_error *err)
+{
+    const struct bw_sockaddr *addr = &c->snap->cfg->admin.addr;
+    if (bw_admin_server_start(&c->loop, addr, c->admin, &c->admin_srv, err) == BW_OK)
+        return BW_OK;
+    bw_error probe;
+    if (!takeover || bw_listener_probe(addr, &probe) == BW_OK)
+        return BW_ERR;
+    BW_WARNF("admin: %s is held by the process being replaced; the admin API starts here when "
+             "it exits",
+             addr->text);
+    return bw_timer_set(&c->loop, &c->admin_retry, ADMIN_TAKEOVER_RETRY_MS) == BW_OK
+               ? BW_OK
+               : bw_error_set(err, "cannot wait for %s", addr->text);
+}
+
 /* The control loop keeps running while workers drain, so that SIGQUIT, or a
  * second SIGTERM or SIGINT, still exits at once. */
 static void join_poll_cb(struct bw_loop *loop, struct bw_timer *t)
@@ -331,7 +366,6 @@ int bw_server_run(const char *config_path, struct bw_config *boot_cfg, bool cfg_
     struct bw_access_log alog;
     bool alog_open = false;
     struct bw_control c = {0};
-    struct bw_admin_server *admin_srv = NULL;
     struct bw_proxy_worker *pws = NULL;
     size_t nstarted = 0, ninit = 0, npw = 0;
     int sfd = -1;
@@ -514,6 +548,7 @@ int bw_server_run(const char *config_path, struct bw_config *boot_cfg, bool cfg_
     c.loop.data = &c;
     bw_timer_init(&c.join_poll, join_poll_cb);
     bw_timer_init(&c.rewatch, rewatch_cb);
+    bw_timer_init(&c.admin_retry, admin_retry_cb);
     sfd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
     if (sfd < 0) {
         BW_ERRORF("signalfd: %s", strerror(errno));
@@ -537,12 +572,12 @@ int bw_server_run(const char *config_path, struct bw_config *boot_cfg, bool cfg_
             BW_ERRORF("%s", err.msg);
             goto out_loop;
         }
-        if (bw_admin_server_start(&c.loop, &cfg->admin.addr, &admin, &admin_srv, &err) != BW_OK) {
+        c.admin = &admin;
+        c.has_admin = true;
+        if (start_admin(&c, takeover, &err) != BW_OK) {
             BW_ERRORF("admin: %s", err.msg);
             goto out_loop;
         }
-        c.admin = &admin;
-        c.has_admin = true;
     }
     if (bw_health_start(&c.health, &c.loop, c.snap, &err) != BW_OK) {
         BW_ERRORF("%s", err.msg);
@@ -576,8 +611,9 @@ out_loop:
     c.watch = NULL;
     bw_loop_run_deferred(&c.loop);
     bw_timer_cancel(&c.loop, &c.rewatch);
-    if (admin_srv) {
-        bw_admin_server_stop(admin_srv);
+    bw_timer_cancel(&c.loop, &c.admin_retry);
+    if (c.admin_srv) {
+        bw_admin_server_stop(c.admin_srv);
         bw_loop_run_deferred(&c.loop);
     }
     bw_health_stop(c.health);

@@ -211,11 +211,14 @@ def test_second_instance_on_a_taken_port_is_refused_unless_taking_over(origin, b
     from bwtest import client
     from bwtest.proc import bulwark_bin, default_config
 
-    first = bulwark(default_config([origin.address], str(tmp_path / "a.log")), name="first")
-    cfg = default_config([origin.address], str(tmp_path / "b.log"),
-                         listen=[{"address": f"127.0.0.1:{first.port}"}])
-    path = tmp_path / "second.yaml"
     from bwtest import yamlish
+
+    first = bulwark(default_config([origin.address], str(tmp_path / "a.log"),
+                                   admin={"address": "127.0.0.1:0"}), name="first")
+    cfg = default_config([origin.address], str(tmp_path / "b.log"),
+                         listen=[{"address": f"127.0.0.1:{first.port}"}],
+                         admin={"address": f"127.0.0.1:{first.admin_port}"})
+    path = tmp_path / "second.yaml"
     path.write_text(yamlish.dump(cfg) + "\n")
     out = subprocess.run([bulwark_bin(), "run", "-c", str(path)], stdin=subprocess.DEVNULL,
                          capture_output=True, text=True, timeout=10)
@@ -224,12 +227,20 @@ def test_second_instance_on_a_taken_port_is_refused_unless_taking_over(origin, b
     assert "--takeover" in out.stderr
     assert client.request(first.port, "GET", "/still").status == 200
 
-    second = bulwark(cfg, name="second", args=["--takeover"])
+    # The admin port is not shared: the replacement serves traffic at once
+    # and takes the admin API over when the old process exits.
+    second = bulwark(yamlish.dump(cfg) + "\n", name="second", args=["--takeover"])
     assert second.port == first.port
+    assert "held by the process being replaced" in second.stderr()
     first.signal(signal.SIGTERM)
     assert first.wait_exit(5 * SLACK) == 0
     for i in range(20):  # every new connection now reaches the replacement
         assert client.request(first.port, "GET", f"/after/{i}").status == 200
+    deadline = time.monotonic() + 5 * SLACK
+    while "admin listening on" not in second.stderr() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert client.request(first.admin_port, "GET", "/status", host="admin").status == 200
+    assert second.proc.poll() is None
 
 
 @pytest.mark.parametrize("second", [signal.SIGQUIT, signal.SIGTERM])
