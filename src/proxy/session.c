@@ -703,10 +703,7 @@ static bool connect_upstream(struct bw_session *s)
             bw_server_report_failure(l->rt, (size_t)idx, LOOP(s)->now_ms, strerror(e));
             BW_ERRORF("upstream %.*s server %s: connect: %s", (int)cu->name.len, cu->name.ptr,
                       a->text, strerror(e));
-            if (!r->idempotent) {
-                respond_error(s, 502, "connect failed");
-                return false;
-            }
+            /* Nothing was sent: any method may go to the next server. */
             continue;
         }
         u = bw__upconn_new(s, r->upstream, (size_t)idx, fd);
@@ -752,7 +749,10 @@ static bool connect_upstream(struct bw_session *s)
 
 /* The upstream connection failed before any response byte arrived. Retries
  * on another server (or a fresh connection, when a pooled one had gone
- * stale) if the request allows it; otherwise answers status. */
+ * stale) if the request allows it; otherwise answers status. A request that
+ * never reached the server (connect refused or timed out, TLS handshake
+ * failed) is retried whatever its method, as nginx and HAProxy do: only
+ * one the server may have seen must be idempotent to be sent again. */
 static void upstream_failed(struct bw_session *s, uint16_t status, const char *why, bool count)
 {
     struct request *r = s->req;
@@ -760,6 +760,7 @@ static void upstream_failed(struct bw_session *s, uint16_t status, const char *w
     struct bw_upstream_local *l = &s->ws->ups[r->upstream];
     const struct bw_config_upstream *cu = l->rt->cfg;
     bool stale = u && u->reused;
+    bool never_sent = u && !u->connected && !u->reused;
     r->fail_status = status;
     detach_upstream(s, false);
     if (count)
@@ -772,7 +773,7 @@ static void upstream_failed(struct bw_session *s, uint16_t status, const char *w
     /* Body bytes not yet written are still in the client buffer and go out
      * again on the next connection; once any was written, no retry. */
     bool body_untouched = r->body_sent == 0;
-    bool can_retry = !r->resp_started && body_untouched && r->idempotent;
+    bool can_retry = !r->resp_started && body_untouched && (r->idempotent || never_sent);
     if (stale && can_retry) {
         /* A pooled connection closed by the upstream between requests:
          * not the server's fault; try the same server on a new connection. */

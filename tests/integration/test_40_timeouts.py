@@ -201,6 +201,24 @@ def test_upstream_connect_timeout_gives_504(proxy):
         hole.close()
 
 
+def test_post_whose_connect_timed_out_goes_to_the_next_server(origin, proxy):
+    # The connect never completed, so the POST reached nobody: it is sent to
+    # the next server (nginx's proxy_next_upstream timeout does the same).
+    hole = om.Blackhole()
+    try:
+        if not hole.works:
+            pytest.skip("cannot make a deterministic connect timeout on this kernel")
+        bw = proxy([hole.address, origin], expect_errors=[hole.address],
+                   upstream_opts={"connect_timeout": "300ms", "balance": "round_robin",
+                                  "max_fails": 100})
+        for i in range(2):  # one of the two starts on the black hole
+            r = bw.request("POST", f"/pay/{i}", body=b"amount=10", timeout=5)
+            assert r.status == 200, f"POST {i}: {r!r}"
+            assert len(origin.requests_for(f"/pay/{i}")) == 1
+    finally:
+        hole.close()
+
+
 def test_upstream_stall_mid_body_closes_client(origin, proxy):
     origin.on("/stall", om.stall_mid_body(100000, 20000))
     bw = proxy(origin, upstream_opts={"read_timeout": "500ms"}, expect_errors=[origin.address])
