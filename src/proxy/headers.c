@@ -36,6 +36,7 @@ enum field_kind {
     F_UPGRADE, /* forwarded only when upgrading */
     F_XFF,
     F_XFP,
+    F_FWD, /* other forwarding fields: from trusted peers only */
     F_EXPECT,
     F_TE, /* Transfer-Encoding */
     F_HOST,
@@ -52,6 +53,11 @@ static enum field_kind classify(bw_slice n)
         return bw_slice_eq_nocase(n, BW_SLICE_LIT("host")) ? F_HOST : F_PASS;
     case 6:
         return bw_slice_eq_nocase(n, BW_SLICE_LIT("expect")) ? F_EXPECT : F_PASS;
+    case 9:
+        return bw_slice_eq_nocase(n, BW_SLICE_LIT("forwarded")) ||
+                       bw_slice_eq_nocase(n, BW_SLICE_LIT("x-real-ip"))
+                   ? F_FWD
+                   : F_PASS;
     case 7:
         if (bw_slice_eq_nocase(n, BW_SLICE_LIT("upgrade")))
             return F_UPGRADE;
@@ -65,7 +71,12 @@ static enum field_kind classify(bw_slice n)
     case 15:
         return bw_slice_eq_nocase(n, BW_SLICE_LIT("x-forwarded-for")) ? F_XFF : F_PASS;
     case 16:
-        return bw_slice_eq_nocase(n, BW_SLICE_LIT("proxy-connection")) ? F_HOP : F_PASS;
+        if (bw_slice_eq_nocase(n, BW_SLICE_LIT("proxy-connection")))
+            return F_HOP;
+        return bw_slice_eq_nocase(n, BW_SLICE_LIT("x-forwarded-host")) ||
+                       bw_slice_eq_nocase(n, BW_SLICE_LIT("x-forwarded-port"))
+                   ? F_FWD
+                   : F_PASS;
     case 17:
         if (bw_slice_eq_nocase(n, BW_SLICE_LIT("transfer-encoding")))
             return F_TE;
@@ -239,6 +250,14 @@ bool bw_build_upstream_request(struct bw_head_out *out, const struct bw_http_req
     bool host_done = false;
     for (size_t i = 0; i < n; i++) {
         switch (classify(h[i].name)) {
+        case F_FWD:
+            /* Forwarded, X-Real-IP, X-Forwarded-Host/-Port say who the
+             * client is and what it asked for, and applications believe
+             * them: from anyone but a trusted proxy they are forged, as
+             * X-Forwarded-For is (which bulwark rewrites instead). */
+            if (!p->peer_trusted)
+                continue;
+            /* fall through */
         case F_PASS:
             if (conn_names(&ct, h, n, h[i].name))
                 continue;
@@ -344,6 +363,7 @@ bool bw_build_client_response_ed(struct bw_head_out *out, const struct bw_http_r
         case F_PASS:
         case F_XFF:
         case F_XFP:
+        case F_FWD:
         case F_EXPECT:
         case F_HOST:
             if (conn_names(&ct, h, n, h[i].name))

@@ -33,6 +33,8 @@ struct bw_head_edits {
 
 struct bw_upstream_head_params {
     bw_slice xff_prefix;   /* received X-Forwarded-For to keep (trusted peer), or empty */
+    bool peer_trusted;     /* client_ip.trusted: Forwarded, X-Real-IP, X-Forwarded-Host
+                            * and -Port are passed on; from others they are dropped */
     bw_slice peer_text;    /* the TCP peer (or PROXY source), appended to XFF */
     bw_slice proto;        /* "http" or "https" */
     bw_slice default_host; /* Host for an HTTP/1.0 request that sent none (the

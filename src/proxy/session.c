@@ -602,6 +602,7 @@ static void start_request(struct bw_session *s, struct bw_http_request *hq)
     char xffbuf[1024];
     struct bw_upstream_head_params hp = {
         .xff_prefix = s->peer_trusted ? bw_join_xff(hq, xffbuf, sizeof xffbuf) : BW_SLICE_EMPTY,
+        .peer_trusted = s->peer_trusted,
         .peer_text = bw_slice_make(r->peer_text, strnlen(r->peer_text, sizeof r->peer_text)),
         .proto = s->tls ? BW_SLICE_LIT("https") : BW_SLICE_LIT("http"),
         .default_host = cu->name,

@@ -59,6 +59,28 @@ def test_xff_trust_is_per_peer_address(origin, proxy):
     assert last_log(bw, 2)["client"] == "198.51.100.2"
 
 
+FORGEABLE = [("Forwarded", "for=127.0.0.1;host=admin.internal;proto=https"),
+             ("X-Real-IP", "127.0.0.1"), ("X-Forwarded-Host", "admin.internal"),
+             ("X-Forwarded-Port", "443")]
+
+
+def test_other_forwarding_fields_reach_the_origin_from_trusted_peers_only(origin, proxy):
+    # An application that believes X-Real-IP or X-Forwarded-Host (as many
+    # do, behind nginx) must not get them from the client itself.
+    bw = start(proxy, origin, "x_forwarded_for", ["127.0.0.1/32"])
+    assert bw.request("GET", "/a", headers=FORGEABLE, source="127.0.0.2").status == 200
+    assert bw.request("GET", "/b", headers=FORGEABLE, source="127.0.0.1").status == 200
+    forged, relayed = origin.requests_for("/a")[0], origin.requests_for("/b")[0]
+    for name, value in FORGEABLE:
+        assert forged.header_all(name.lower()) == [], name
+        assert relayed.header_all(name.lower()) == [value], name
+    # With no client_ip at all (bulwark is the edge), nobody is trusted.
+    bare = proxy(origin)
+    assert bare.request("GET", "/c", headers=FORGEABLE).status == 200
+    for name, _ in FORGEABLE:
+        assert origin.requests_for("/c")[0].header_all(name.lower()) == [], name
+
+
 def test_xff_garbage_from_trusted_peer_falls_back_to_peer(origin, proxy):
     bw = start(proxy, origin, "x_forwarded_for", ["127.0.0.1/32"])
     r = bw.request("GET", "/g", headers=[("X-Forwarded-For", "not-an-ip, also bad")])

@@ -289,6 +289,33 @@ TEST(xff_with_prefix_appends_peer)
     CHECK_SLICE_EQ(value(UH(out), "x-forwarded-for"), "6.6.6.6, 7.7.7.7, 8.8.8.8, 10.0.0.1");
 }
 
+/* An application behind bulwark reads these to learn the client's address,
+ * host, port or scheme: from a client they are forged. */
+TEST(forwarding_fields_pass_from_trusted_peers_only)
+{
+    static const char *const names[] = {"forwarded", "x-real-ip", "x-forwarded-host",
+                                        "x-forwarded-port"};
+    struct req in, out;
+    CHECK(PARSE_REQ(&in, "GET / HTTP/1.1\r\nHost: a\r\n"
+                         "Forwarded: for=127.0.0.1;host=admin.internal\r\n"
+                         "X-Real-IP: 127.0.0.1\r\n"
+                         "X-Forwarded-Host: admin.internal\r\n"
+                         "x-forwarded-port: 443\r\n"
+                         "X-Forwarded-Server: kept\r\n\r\n"));
+    CHECK(upstream(&in, &PLAIN, &out));
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        CHECK_INT_EQ(count(UH(out), names[i]), 0);
+    CHECK_SLICE_EQ(value(UH(out), "x-forwarded-for"), "192.0.2.7");
+    CHECK_SLICE_EQ(value(UH(out), "x-forwarded-server"), "kept");
+    struct bw_upstream_head_params p = PLAIN;
+    p.peer_trusted = true;
+    CHECK(upstream(&in, &p, &out));
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        CHECK_INT_EQ(count(UH(out), names[i]), 1);
+    CHECK_SLICE_EQ(value(UH(out), "x-real-ip"), "127.0.0.1");
+    CHECK_SLICE_EQ(value(UH(out), "forwarded"), "for=127.0.0.1;host=admin.internal");
+}
+
 TEST(join_xff_edges)
 {
     struct req in;
@@ -784,6 +811,7 @@ int main(void)
     RUN(connection_cannot_remove_host);
     RUN(xff_without_prefix_is_peer_only);
     RUN(xff_with_prefix_appends_peer);
+    RUN(forwarding_fields_pass_from_trusted_peers_only);
     RUN(join_xff_edges);
     RUN(xfp_set_and_clients_dropped);
     RUN(expect_dropped);
