@@ -112,8 +112,12 @@ static const char *parse_target(struct bw_http_request *req, bool *ret_authority
     *ret_authority_host = true;
     bw_slice pq = bw_slice_make(rest.ptr + alen, rest.len - alen);
     split_query(pq, req);
-    if (req->path.len == 0) /* RFC 9112 §3.2.1: an empty path is "/" */
-        req->path = BW_SLICE_LIT("/");
+    /* RFC 9112 §3.2.1: an empty path is "/", except that OPTIONS on an
+     * empty path (and no query) asks about the server as a whole: it is
+     * the asterisk-form "*" (§3.2.4), as if sent that way. */
+    if (req->path.len == 0)
+        req->path = req->method_id == BW_METHOD_OPTIONS && !req->has_query ? BW_SLICE_LIT("*")
+                                                                           : BW_SLICE_LIT("/");
     return NULL;
 }
 

@@ -415,6 +415,16 @@ TEST(absolute_form)
     CHECK_SLICE_EQ(p.req.path, "/");
     CHECK_SLICE_EQ(p.req.query, "q");
     parsed_free(&p);
+    /* OPTIONS on an empty path is about the whole server: "*" (§3.2.4). */
+    OK(&p, "OPTIONS http://b.example HTTP/1.1\r\n" H "\r\n");
+    CHECK_SLICE_EQ(p.req.path, "*");
+    parsed_free(&p);
+    OK(&p, "OPTIONS http://b.example/ HTTP/1.1\r\n" H "\r\n");
+    CHECK_SLICE_EQ(p.req.path, "/");
+    parsed_free(&p);
+    OK(&p, "OPTIONS http://b.example?q HTTP/1.1\r\n" H "\r\n");
+    CHECK_SLICE_EQ(p.req.path, "/");
+    parsed_free(&p);
     OK(&p, "GET http://[::1]:80/ HTTP/1.0\r\n\r\n");
     CHECK_SLICE_EQ(p.req.host, "[::1]:80");
     parsed_free(&p);

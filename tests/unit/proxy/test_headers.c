@@ -316,6 +316,28 @@ TEST(forwarding_fields_pass_from_trusted_peers_only)
     CHECK_SLICE_EQ(value(UH(out), "forwarded"), "for=127.0.0.1;host=admin.internal");
 }
 
+TEST(options_on_an_empty_absolute_path_goes_up_as_asterisk)
+{
+    struct req in;
+    char buf[1024];
+    struct bw_head_out o = {.buf = buf, .cap = sizeof buf};
+    CHECK(PARSE_REQ(&in, "OPTIONS http://a.example HTTP/1.1\r\nHost: a.example\r\n\r\n"));
+    CHECK(bw_build_upstream_request(&o, &in.r, &PLAIN));
+    CHECK(o.len > 22 && memcmp(buf, "OPTIONS * HTTP/1.1\r\n", 20) == 0);
+    o.len = 0;
+    CHECK(PARSE_REQ(&in, "OPTIONS http://a.example/ HTTP/1.1\r\nHost: a.example\r\n\r\n"));
+    CHECK(bw_build_upstream_request(&o, &in.r, &PLAIN));
+    CHECK(memcmp(buf, "OPTIONS / HTTP/1.1\r\n", 20) == 0);
+    o.len = 0;
+    CHECK(PARSE_REQ(&in, "OPTIONS http://a.example?x=1 HTTP/1.1\r\nHost: a.example\r\n\r\n"));
+    CHECK(bw_build_upstream_request(&o, &in.r, &PLAIN));
+    CHECK(memcmp(buf, "OPTIONS /?x=1 HTTP/1.1\r\n", 24) == 0);
+    o.len = 0;
+    CHECK(PARSE_REQ(&in, "GET http://a.example HTTP/1.1\r\nHost: a.example\r\n\r\n"));
+    CHECK(bw_build_upstream_request(&o, &in.r, &PLAIN));
+    CHECK(memcmp(buf, "GET / HTTP/1.1\r\n", 16) == 0);
+}
+
 TEST(join_xff_edges)
 {
     struct req in;
@@ -812,6 +834,7 @@ int main(void)
     RUN(xff_without_prefix_is_peer_only);
     RUN(xff_with_prefix_appends_peer);
     RUN(forwarding_fields_pass_from_trusted_peers_only);
+    RUN(options_on_an_empty_absolute_path_goes_up_as_asterisk);
     RUN(join_xff_edges);
     RUN(xfp_set_and_clients_dropped);
     RUN(expect_dropped);
