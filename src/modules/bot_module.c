@@ -6,6 +6,25 @@
 
 #include "modules/lkg.h"
 
+/* At start nothing runs yet, but the last-known-good copy is the newest
+ * model this server accepted: a restart must not take the version back
+ * either (a pipeline that published an old file while the server was down
+ * would otherwise be taken at its word). A copy that does not load sets no
+ * floor. */
+static struct bw_bot_running lkg_floor(const char *lkg, uint32_t max_features)
+{
+    struct bw_bot_load_opts o = {.max_features = max_features};
+    struct bw_bot_model *m = NULL;
+    struct bw_file_bytes f = {0};
+    char scratch[256];
+    if (bw_bot_model_load_file(lkg, &o, &m, &f, scratch, sizeof scratch) != BW_OK)
+        return (struct bw_bot_running){.known = false};
+    struct bw_bot_running r = {.known = true, .version = m->version, .is_lkg = true};
+    bw_bot_model_free(m);
+    bw_file_bytes_release(&f);
+    return r;
+}
+
 void bw_bot_rt_load(struct bw_bot_rt *b, const struct bw_config *cfg, struct bw_bot_running running,
                     bool use_lkg, char *report, size_t cap)
 {
@@ -19,15 +38,18 @@ void bw_bot_rt_load(struct bw_bot_rt *b, const struct bw_config *cfg, struct bw_
     if (!m->enabled)
         return;
     struct bw_bot_load_opts opts = {.max_features = m->max_features, .running = running};
+    char lkg[4400];
+    bool has_lkg = use_lkg && cfg->has_state_dir && bw_lkg_exists(cfg->state_dir, m->features) &&
+                   bw_lkg_path(cfg->state_dir, m->features, lkg, sizeof lkg) == BW_OK;
+    if (has_lkg && !running.known)
+        opts.running = lkg_floor(lkg, m->max_features);
     char path[4097];
     snprintf(path, sizeof path, "%.*s", (int)m->features.len, m->features.ptr);
     if (bw_bot_model_load_file(path, &opts, &b->model, &b->file, report, cap) == BW_OK) {
         b->has_model = true;
         return;
     }
-    char lkg[4400];
-    if (use_lkg && cfg->has_state_dir && bw_lkg_exists(cfg->state_dir, m->features) &&
-        bw_lkg_path(cfg->state_dir, m->features, lkg, sizeof lkg) == BW_OK) {
+    if (has_lkg) {
         size_t len = strnlen(report, cap);
         char *rest = report + len;
         size_t left = cap - len;

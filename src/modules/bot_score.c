@@ -754,9 +754,11 @@ static bool load_model(struct ld *ld, const json_t *root, const struct bw_bot_lo
         m->version = (uint64_t)json_integer_value(jv);
         if (opts->running.known && m->version < opts->running.version)
             err(ld, at_top_key("version"),
-                "version %llu is lower than the running model's version %llu: a feature file's "
+                "version %llu is lower than the %s's version %llu: a feature file's "
                 "version must not go backwards",
-                (unsigned long long)m->version, (unsigned long long)opts->running.version);
+                (unsigned long long)m->version,
+                opts->running.is_lkg ? "last-known-good copy" : "running model",
+                (unsigned long long)opts->running.version);
     }
     const json_t *jb = json_object_get(root, "bias");
     if (jb)

@@ -81,6 +81,7 @@ struct bw_bot_model {
 struct bw_bot_running {
     bool known;
     uint64_t version; /* when known */
+    bool is_lkg;      /* the floor is the last-known-good copy's (at start) */
 };
 
 struct bw_bot_load_opts {

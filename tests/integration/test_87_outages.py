@@ -187,6 +187,35 @@ def test_last_known_good_model_at_start_and_killswitch(tmp_path, origin, bulwark
     assert 'bulwark_module_failures_total{module="bot_score",policy="open"} 0' in metrics
 
 
+def model_version(bw):
+    arts = admin(bw, "GET", "/status").json()["artifacts"]
+    return [a for a in arts if a["kind"] == "feature_file"][0]["version"]
+
+
+def test_feature_version_does_not_go_back_across_a_restart(tmp_path, origin, bulwark):
+    """A reload refuses an older feature file; a restart must too. The
+    last-known-good copy is the newest model this server accepted: a
+    version below it is refused at start and the copy serves instead."""
+    cfg = setup_files(tmp_path, state=True)
+    cfg["upstreams"]["app"]["servers"] = [{"address": origin.address}]
+    bw = bulwark(cfg, name="first")
+    assert model_version(bw) == 1000
+    bw.stop()
+    feature_file(tmp_path / "features.json", n=3, version=999)
+    bw2 = bulwark(cfg, name="second", expect_errors=["did not load", "features.json"])
+    err = bw2.stderr()
+    assert ("version 999 is lower than the last-known-good copy's version 1000: "
+            "a feature file's version must not go backwards") in err, err
+    status = admin(bw2, "GET", "/status").json()["modules"]["bot_score"]
+    assert status["state"] == "last_known_good" and model_version(bw2) == 1000
+    bw2.stop()
+    # The same version, or a newer one, is taken as it is.
+    feature_file(tmp_path / "features.json", n=3, version=1000)
+    bw3 = bulwark(cfg, name="third")
+    status = admin(bw3, "GET", "/status").json()["modules"]["bot_score"]
+    assert status["state"] == "ok" and model_version(bw3) == 1000
+
+
 WAF_2019 = (r"""(?:(?:\"|'|\]|\}|\\|\d|(?:nan|infinity|true|false|null|undefined|symbol|math)"""
             r"""|\`|\-|\+)+[)]*;?((?:\s|-|~|!|{}|\|\||\+)*.*(?:.*=.*)))""")
 
