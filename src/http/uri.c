@@ -9,7 +9,10 @@ static bool unreserved(unsigned char c)
 }
 
 /* RFC 3986 §6.2.2.1 and §6.2.2.2: decode what never needed encoding,
- * uppercase the hex of what stays encoded. Never grows the input. */
+ * uppercase the hex of what stays encoded. A literal '\' becomes '/', as in
+ * Cloudflare's default normalisation: Windows servers, and many frameworks
+ * on them, take it for a separator, so "/x\..\admin" is "/admin" there.
+ * Never grows the input. */
 static size_t decode_unreserved(bw_slice in, char *out)
 {
     static const char hex[] = "0123456789ABCDEF";
@@ -31,7 +34,7 @@ static size_t decode_unreserved(bw_slice in, char *out)
                 continue;
             }
         }
-        out[o++] = c;
+        out[o++] = c == '\\' ? '/' : c;
     }
     return o;
 }

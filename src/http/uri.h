@@ -13,6 +13,8 @@
  * when path does not start with '/', path is returned as it is):
  *   - percent-encoded unreserved characters (ALPHA DIGIT - . _ ~) are
  *     decoded; other percent-encodings are kept, their hex digits uppercased;
+ *   - '\' becomes '/' (Cloudflare's normalisation; Windows servers split
+ *     paths there too);
  *   - runs of '/' become one;
  *   - "." and ".." segments are removed (RFC 3986 §5.2.4); ".." never climbs
  *     above the root.

@@ -60,6 +60,17 @@ TEST(percent_encoded_unreserved_decoded)
     CHECK(norm_is("/a%2d%5f%7e", "/a-_~"));
 }
 
+/* Windows servers split paths at '\' too (Cloudflare's normalisation
+ * does the same); an encoded one stays data, as an encoded '/' does. */
+TEST(backslashes_are_slashes)
+{
+    CHECK(norm_is("/x\\..\\admin", "/admin"));
+    CHECK(norm_is("/\\admin", "/admin"));
+    CHECK(norm_is("/admin\\", "/admin/"));
+    CHECK(norm_is("/a\\b", "/a/b"));
+    CHECK(norm_is("/x/%5c../admin", "/x/%5C../admin"));
+}
+
 TEST(other_percent_encodings_kept_uppercased)
 {
     CHECK(norm_is("/a%2fb", "/a%2Fb")); /* an encoded slash stays data */
@@ -86,6 +97,7 @@ int main(void)
     RUN(dot_segments_removed);
     RUN(repeated_slashes_merged);
     RUN(percent_encoded_unreserved_decoded);
+    RUN(backslashes_are_slashes);
     RUN(other_percent_encodings_kept_uppercased);
     RUN(not_a_path_returned_as_is);
     return t_done();
