@@ -150,6 +150,23 @@ bw_status bw_access_log_start(struct bw_access_log *log, bw_error *err)
     return BW_OK;
 }
 
+void bw_access_log_flush_for_exit(struct bw_access_log *log, unsigned timeout_ms)
+{
+    if (!log->started)
+        return;
+    atomic_store(&log->stop, true);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    if (pthread_timedjoin_np(log->thread, NULL, &until) == 0)
+        log->started = false;
+}
+
 void bw_access_log_close(struct bw_access_log *log)
 {
     if (log->started) {

@@ -45,6 +45,10 @@ bw_status bw_access_log_start(struct bw_access_log *log, bw_error *err) BW_MUST_
  * from any thread. A file that cannot be opened is reported and the old
  * one kept. Nothing to do for stdout. */
 void bw_access_log_reopen(struct bw_access_log *log);
+/* Exiting at once (SIGQUIT, a second SIGTERM): lets the writer drain what
+ * the rings hold, waiting at most timeout_ms (a log on a stuck disk must
+ * not hold the exit), then returns; the process is about to _exit. */
+void bw_access_log_flush_for_exit(struct bw_access_log *log, unsigned timeout_ms);
 /* Stops the writer after a final drain and closes the file. */
 void bw_access_log_close(struct bw_access_log *log);
 

@@ -236,6 +236,17 @@ static void join_poll_cb(struct bw_loop *loop, struct bw_timer *t)
         loop->stop = true; /* the caller joins whatever is left */
 }
 
+/* Requests in flight are cut, but the lines of those that finished are
+ * written: they are the record of what was served. */
+enum { EXIT_LOG_FLUSH_MS = 1000 };
+
+static _Noreturn void exit_at_once(struct bw_control *c)
+{
+    if (c->rt->access_log)
+        bw_access_log_flush_for_exit(c->rt->access_log, EXIT_LOG_FLUSH_MS);
+    _exit(0);
+}
+
 static void on_signal(struct bw_loop *loop, struct bw_io *io, uint32_t events)
 {
     (void)events;
@@ -250,7 +261,7 @@ static void on_signal(struct bw_loop *loop, struct bw_io *io, uint32_t events)
                  * drain (a second Ctrl-C). */
                 BW_INFOF("received %s while draining: exiting at once",
                          si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
-                _exit(0);
+                exit_at_once(c);
             }
             c->stopping = true;
             bw_watch_stop(c->watch);
@@ -264,7 +275,7 @@ static void on_signal(struct bw_loop *loop, struct bw_io *io, uint32_t events)
             break;
         case SIGQUIT:
             BW_INFOF("received SIGQUIT: exiting at once");
-            _exit(0);
+            exit_at_once(c);
         case SIGHUP: {
             if (c->stopping)
                 break;
@@ -285,7 +296,8 @@ static void on_signal(struct bw_loop *loop, struct bw_io *io, uint32_t events)
         case SIGUSR2:
             /* nginx's binary upgrade: not a thing here, and its default
              * action would end the process. */
-            BW_WARNF("received SIGUSR2: ignored (bulwark has no binary upgrade; restart it)");
+            BW_WARNF("received SIGUSR2: ignored (to replace this process without downtime, "
+                     "start the new one with --takeover, then send this one SIGTERM)");
             break;
         default:
             break;
