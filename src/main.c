@@ -86,6 +86,60 @@ static int load(const char *path, struct bw_config **ret)
     return 0;
 }
 
+/* Every part is checked even when an earlier one failed, so one run lists
+ * everything to fix: the rulesets, the TLS files, the files the server
+ * writes, the feature file. */
+static int check_command(const char *path, const struct bw_config *cfg)
+{
+    static char report[16384];
+    bool ok = true;
+    struct bw_rules_rt rr;
+    bool rules_ok = bw_rules_rt_load(&rr, cfg, report, sizeof report) == BW_OK && !rr.failed;
+    size_t nrulesets = rules_ok ? rr.book->nrulesets : 0, nrules = rules_ok ? rr.book->nrules : 0;
+    bw_rules_rt_done(&rr);
+    if (!rules_ok) {
+        fputs(report, stderr);
+        ok = false;
+    }
+    struct bw_tls_ctx **tls = NULL;
+    size_t ncerts = 0;
+    if (bw_tls_contexts_load(cfg, &tls, report, sizeof report) != BW_OK) {
+        fprintf(stderr, "%s\n", report);
+        ok = false;
+    } else {
+        for (size_t i = 0; tls && i < cfg->nlisten; i++)
+            if (cfg->listen[i].has_tls)
+                ncerts += bw_tls_ctx_ncerts(tls[i]);
+        bw_tls_contexts_free(cfg, tls);
+    }
+    bw_error ferr;
+    if (bw_server_check_files(cfg, &ferr) != BW_OK) {
+        fprintf(stderr, "%s: %s\n", path, ferr.msg);
+        ok = false;
+    }
+    struct bw_bot_rt bot;
+    bw_bot_rt_load(&bot, cfg, (struct bw_bot_running){.known = false}, false, report,
+                   sizeof report);
+    size_t nfeatures = bot.has_model ? bot.model->nfeatures : 0;
+    if (bot.failed) {
+        fputs(report, stderr);
+        ok = false;
+    }
+    bw_bot_rt_done(&bot);
+    if (!ok)
+        return 1;
+    if (nfeatures)
+        printf("%s: bot_score model ok (%zu features)\n", path, nfeatures);
+    if (ncerts)
+        printf("%s: TLS ok (%zu certificate%s)\n", path, ncerts, ncerts == 1 ? "" : "s");
+    if (nrulesets)
+        printf("%s: ok (%zu rulesets, %zu rules, embedded tests passed)\n", path, nrulesets,
+               nrules);
+    else
+        printf("%s: ok\n", path);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2)
@@ -181,54 +235,9 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "check") == 0) {
         if (load(path, &cfg) != 0)
             return 1;
-        static char report[16384];
-        struct bw_rules_rt rr;
-        bool ok = bw_rules_rt_load(&rr, cfg, report, sizeof report) == BW_OK && !rr.failed;
-        size_t nrulesets = ok ? rr.book->nrulesets : 0, nrules = ok ? rr.book->nrules : 0;
-        bw_rules_rt_done(&rr);
-        if (!ok) {
-            bw_config_free(cfg);
-            fputs(report, stderr);
-            return 1;
-        }
-        struct bw_tls_ctx **tls = NULL;
-        if (bw_tls_contexts_load(cfg, &tls, report, sizeof report) != BW_OK) {
-            bw_config_free(cfg);
-            fprintf(stderr, "%s\n", report);
-            return 1;
-        }
-        size_t ncerts = 0;
-        for (size_t i = 0; tls && i < cfg->nlisten; i++)
-            if (cfg->listen[i].has_tls)
-                ncerts += bw_tls_ctx_ncerts(tls[i]);
-        bw_tls_contexts_free(cfg, tls);
-        bw_error ferr;
-        if (bw_server_check_files(cfg, &ferr) != BW_OK) {
-            bw_config_free(cfg);
-            fprintf(stderr, "%s: %s\n", path, ferr.msg);
-            return 1;
-        }
-        struct bw_bot_rt bot;
-        bw_bot_rt_load(&bot, cfg, (struct bw_bot_running){.known = false}, false, report,
-                       sizeof report);
-        size_t nfeatures = bot.has_model ? bot.model->nfeatures : 0;
-        bool bot_failed = bot.failed;
-        bw_bot_rt_done(&bot);
+        int rc = check_command(path, cfg);
         bw_config_free(cfg);
-        if (bot_failed) {
-            fputs(report, stderr);
-            return 1;
-        }
-        if (nfeatures)
-            printf("%s: bot_score model ok (%zu features)\n", path, nfeatures);
-        if (ncerts)
-            printf("%s: TLS ok (%zu certificate%s)\n", path, ncerts, ncerts == 1 ? "" : "s");
-        if (nrulesets)
-            printf("%s: ok (%zu rulesets, %zu rules, embedded tests passed)\n", path, nrulesets,
-                   nrules);
-        else
-            printf("%s: ok\n", path);
-        return 0;
+        return rc;
     }
     if (is_eval) {
         if ((ev.request_line == NULL) == !ev.has_raw_file) {

@@ -188,3 +188,19 @@ def test_check_and_run_refuse_files_the_server_could_not_use(tmp_path):
     r = run("check", "-c", path)
     assert r.returncode == 0, r.stderr
     assert not os_.path.exists(tmp_path / "nodir" / "access.log")
+
+
+def test_check_reports_every_failing_part_in_one_run(tmp_path):
+    # A broken ruleset, a missing state_dir and a broken feature file: one
+    # `check` lists all three, so fixing one does not reveal the next.
+    (tmp_path / "rules.yaml").write_text(
+        "id: r\nrules:\n  - id: x\n    expression: 'http.hots eq \"a\"'\n    action: block\n")
+    (tmp_path / "features.json").write_text('{"version": 1, "bias": 0, "features": []}')
+    text = GOOD + (f"state_dir: {tmp_path}/nostate\n"
+                   f"modules:\n  rules: {{rulesets: [{tmp_path}/rules.yaml]}}\n"
+                   f"  bot_score: {{features: {tmp_path}/features.json}}\n")
+    r = run("check", "-c", write(tmp_path, text))
+    assert r.returncode == 1
+    assert "rules.yaml:4:" in r.stderr and "unknown field" in r.stderr, r.stderr
+    assert "state_dir" in r.stderr, r.stderr
+    assert "features.json" in r.stderr, r.stderr
