@@ -188,3 +188,60 @@ def test_check_and_run_refuse_files_the_server_could_not_use(tmp_path):
     r = run("check", "-c", path)
     assert r.returncode == 0, r.stderr
     assert not os_.path.exists(tmp_path / "nodir" / "access.log")
+
+
+def test_relative_paths_resolve_against_the_config_directory(tmp_path):
+    # Under systemd the working directory is /: a relative state_dir,
+    # access_log or token_file must mean the same as a relative ruleset,
+    # next to the config file, whatever directory bulwark starts in.
+    import os
+    import time
+    import urllib.request
+    conf = tmp_path / "conf"
+    (conf / "state").mkdir(parents=True)
+    (conf / "logs").mkdir()
+    (conf / "state" / "killswitches").write_text("module:rules\n")
+    tok = conf / "admin.token"
+    tok.write_text("s3cret\n")
+    os.chmod(tok, 0o600)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    text = GOOD.replace('access_log: "off"\n', "") + (
+        "admin:\n  address: 127.0.0.1:0\n  token_file: admin.token\n"
+        "state_dir: state\naccess_log: logs/access.log\n")
+    path = write(conf, text)
+    r = subprocess.run([bulwark_bin(), "check", "-c", path], capture_output=True, timeout=10,
+                       stdin=subprocess.DEVNULL, text=True, cwd=elsewhere)
+    assert r.returncode == 0, r.stderr
+    err = tmp_path / "stderr.log"
+    with open(err, "wb") as ef:
+        p = subprocess.Popen([bulwark_bin(), "run", "-c", path], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=ef, cwd=elsewhere)
+    try:
+        deadline = time.monotonic() + 10
+        port = admin = None
+        while (port is None or admin is None) and time.monotonic() < deadline:
+            assert p.poll() is None, err.read_text()
+            log = err.read_text()
+            m = re.search(r"(?<!admin )listening on 127\.0\.0\.1:(\d+)", log)
+            a = re.search(r"admin listening on 127\.0\.0\.1:(\d+)", log)
+            port, admin = (m and m.group(1)), (a and a.group(1))
+            time.sleep(0.02)
+        assert port and admin, err.read_text()
+        assert f"killswitches restored from {conf}/state" in err.read_text()
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/x", timeout=5)
+        except urllib.error.HTTPError:
+            pass  # the upstream is down: a 502, logged all the same
+        req = urllib.request.Request(f"http://127.0.0.1:{admin}/reload", method="POST",
+                                     headers={"Authorization": "Bearer s3cret"})
+        assert urllib.request.urlopen(req, timeout=5).status == 200
+        deadline = time.monotonic() + 5
+        logf = conf / "logs" / "access.log"
+        while time.monotonic() < deadline and not (logf.exists() and logf.read_text()):
+            time.sleep(0.02)
+        assert '"path":"/x"' in logf.read_text()
+    finally:
+        p.terminate()
+        p.wait(10)
+    assert list(elsewhere.iterdir()) == []
