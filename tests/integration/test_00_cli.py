@@ -2,6 +2,8 @@
 import re
 import subprocess
 
+import pytest
+
 from bwtest.proc import bulwark_bin
 
 GOOD = """\
@@ -245,3 +247,48 @@ def test_relative_paths_resolve_against_the_config_directory(tmp_path):
         p.terminate()
         p.wait(10)
     assert list(elsewhere.iterdir()) == []
+
+
+def start_and_stop(path, tmp_path, cwd=None):
+    """`bulwark run -c path` until it listens; returns its error log."""
+    import time
+    err = tmp_path / "run-stderr.log"
+    with open(err, "wb") as ef:
+        p = subprocess.Popen([bulwark_bin(), "run", "-c", path], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=ef, cwd=cwd)
+    try:
+        deadline = time.monotonic() + 10
+        while "admin listening on" not in err.read_text() and time.monotonic() < deadline:
+            assert p.poll() is None, err.read_text()
+            time.sleep(0.02)
+    finally:
+        p.terminate()
+        p.wait(10)
+    return err.read_text()
+
+
+@pytest.mark.parametrize("address, token, warned", [
+    ("0.0.0.0:0", False, True), ("[::]:0", False, True), ("192.0.2.1:9901", False, True),
+    ("0.0.0.0:0", True, False), ("127.0.0.1:0", False, False), ("127.0.0.2:0", False, False),
+    ("[::1]:0", False, False)])
+def test_admin_open_to_the_network_without_a_token_is_warned(tmp_path, address, token, warned):
+    import os
+    admin = f"admin:\n  address: \"{address}\"\n"
+    if token:
+        (tmp_path / "admin.token").write_text("s3cret\n")
+        os.chmod(tmp_path / "admin.token", 0o600)
+        admin += "  token_file: admin.token\n"
+    path = write(tmp_path, GOOD + admin)
+    r = run("check", "-c", path)
+    assert r.returncode == 0, r.stderr
+    said = "open to anyone who can reach it"
+    assert (said in r.stderr) == warned, r.stderr
+    if warned:
+        assert f"{path}: warning: admin.address {address} is not a loopback address" in r.stderr
+    # run says it too; only the addresses this machine can listen on.
+    if address.startswith("192.0.2."):
+        return
+    log = start_and_stop(path, tmp_path)
+    assert (said in log) == warned, log
+    if warned:
+        assert re.search(r" warn: .*admin.address .* is not a loopback address", log), log
