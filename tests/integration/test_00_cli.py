@@ -292,3 +292,35 @@ def test_admin_open_to_the_network_without_a_token_is_warned(tmp_path, address, 
     assert (said in log) == warned, log
     if warned:
         assert re.search(r" warn: .*admin.address .* is not a loopback address", log), log
+
+
+def test_reload_that_drops_the_token_of_an_open_admin_api_is_warned(tmp_path):
+    import os
+    import signal
+    import time
+    tok = tmp_path / "admin.token"
+    tok.write_text("s3cret\n")
+    os.chmod(tok, 0o600)
+    path = write(tmp_path, GOOD + 'admin:\n  address: "0.0.0.0:0"\n  token_file: admin.token\n')
+    err = tmp_path / "run-stderr.log"
+    with open(err, "wb") as ef:
+        p = subprocess.Popen([bulwark_bin(), "run", "-c", path], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=ef)
+    try:
+        def wait_for(text):
+            deadline = time.monotonic() + 10
+            while text not in err.read_text() and time.monotonic() < deadline:
+                assert p.poll() is None, err.read_text()
+                time.sleep(0.02)
+            return err.read_text()
+        log = wait_for("admin listening on")
+        assert "open to anyone" not in log
+        write(tmp_path, GOOD + 'admin:\n  address: "0.0.0.0:0"\n')
+        p.send_signal(signal.SIGHUP)
+        log = wait_for("generation 2 is live")
+        assert "generation 2 is live" in log
+        assert re.search(r" warn: .*admin.address 0.0.0.0:0 is not a loopback address .*open to "
+                         r"anyone who can reach it", log), log
+    finally:
+        p.terminate()
+        p.wait(10)
