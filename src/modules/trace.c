@@ -146,7 +146,8 @@ static bool read_file(const char *path, char *buf, size_t cap, size_t *len, FILE
 }
 
 /* The killswitches persisted in state_dir, as `bulwark run` restores them
- * at start (the admin API may have changed them since; eval cannot know).
+ * at start; the admin API rewrites the file on every change, so they are
+ * the running server's unless a save failed (which that call reported).
  * Read only: eval never writes, renames or links anything there, not even
  * the .rejected copy run keeps of a file with bad lines. A state_dir that
  * cannot be read is said and the trace goes on with none in force. */
