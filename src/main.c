@@ -117,6 +117,9 @@ static int check_command(const char *path, const struct bw_config *cfg)
         fprintf(stderr, "%s: %s\n", path, ferr.msg);
         ok = false;
     }
+    char warning[512];
+    if (bw_config_admin_open_warning(cfg, warning, sizeof warning))
+        fprintf(stderr, "%s: warning: %s\n", path, warning);
     struct bw_bot_rt bot;
     bw_bot_rt_load(&bot, cfg, (struct bw_bot_running){.known = false}, false, report,
                    sizeof report);
@@ -269,5 +272,8 @@ int main(int argc, char **argv)
         bw_config_free(cfg);
         return 1;
     }
+    char warning[512];
+    if (bw_config_admin_open_warning(cfg, warning, sizeof warning))
+        BW_WARNF("%s: %s", path, warning);
     return bw_server_run(path, cfg, from_lkg, takeover);
 }

@@ -283,6 +283,12 @@ struct bw_config *bw_config_free(struct bw_config *cfg);
 /* Writes every diag as "file:line:col: error: msg\n" to the stream. */
 void bw_config_diags_print(const struct bw_config_diags *diags, void *file_stream);
 
+/* When the admin API listens on an address other than loopback with no
+ * token_file, its mutating calls answer anyone who can reach it: true, and
+ * the warning for check and run in buf. Not an error: a private network or
+ * a firewall may be what keeps it closed, which bulwark cannot see. */
+bool bw_config_admin_open_warning(const struct bw_config *cfg, char *buf, size_t cap);
+
 /* Parses "10s", "500ms", "2m", "1h" (no bare numbers). */
 bw_status bw_parse_duration_ms(bw_slice s, uint64_t *ret_ms) BW_MUST_CHECK;
 /* "50us", "1ms", "0s": microseconds, for settings finer than a millisecond. */

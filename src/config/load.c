@@ -397,6 +397,24 @@ static uint16_t sockaddr_port(const struct bw_sockaddr *sa)
 
 static bw_slice resolve_path(struct ld *ld, bw_slice p);
 
+/* A path the process opens itself, resolved like every other: under
+ * systemd the working directory is /, so a path relative to it would land
+ * in the root file system rather than next to the config. Bounded once
+ * resolved, since the server copies some of them into fixed buffers. */
+static bool get_resolved_path(struct ld *ld, const struct bw__ynode *n, const char *path,
+                              bw_slice *out)
+{
+    if (!get_path(ld, n, path, out))
+        return false;
+    *out = resolve_path(ld, *out);
+    if (out->len > MAX_PATH_BYTES) {
+        DIAG(ld, n, "%s: longer than %d bytes once resolved against the config file's directory",
+             path, MAX_PATH_BYTES);
+        return false;
+    }
+    return true;
+}
+
 /* listen[].tls: {certificates: [{cert, key}, ...], protocols: [TLSv1.2, TLSv1.3]} */
 static void parse_tls(struct ld *ld, const struct bw__ynode *n, const char *path,
                       struct bw_config_tls *t)
@@ -554,7 +572,7 @@ static void parse_admin(struct ld *ld, const struct bw__ynode *key, const struct
     struct bw_config_admin *ad = &ld->cfg->admin;
     if (f[0].has && get_sockaddr(ld, f[0].val, "admin.address", &ad->addr))
         ad->enabled = true;
-    if (f[1].has && get_path(ld, f[1].val, "admin.token_file", &ad->token_file))
+    if (f[1].has && get_resolved_path(ld, f[1].val, "admin.token_file", &ad->token_file))
         ad->has_token_file = true;
 }
 
@@ -1127,7 +1145,7 @@ static void parse_access_log(struct ld *ld, const struct bw__ynode *n)
             return;
         }
     }
-    (void)get_path(ld, n, "access_log", &lg->access_path);
+    (void)get_resolved_path(ld, n, "access_log", &lg->access_path);
 }
 
 /* ---- the whole config -------------------------------------------------- */
@@ -1181,7 +1199,8 @@ static void set_defaults(struct ld *ld)
 }
 
 /* A path relative to the config file's directory, as nginx resolves its
- * includes: the config can move with its rulesets. */
+ * includes: the config can move with everything it names, and every path
+ * means the same whatever directory the process was started from. */
 static bw_slice resolve_path(struct ld *ld, bw_slice p)
 {
     bw_slice cfgp = ld->cfg->path;
@@ -1384,7 +1403,8 @@ static void parse_root(struct ld *ld, const struct bw__ynode *root)
         parse_io_batch_wait(ld, f[F_IO_BATCH_WAIT].val);
     if (f[F_ADMIN].has)
         parse_admin(ld, f[F_ADMIN].key, f[F_ADMIN].val);
-    if (f[F_STATE_DIR].has && get_path(ld, f[F_STATE_DIR].val, "state_dir", &cfg->state_dir))
+    if (f[F_STATE_DIR].has &&
+        get_resolved_path(ld, f[F_STATE_DIR].val, "state_dir", &cfg->state_dir))
         cfg->has_state_dir = true;
     if (f[F_CLIENT_IP].has)
         parse_client_ip(ld, f[F_CLIENT_IP].key, f[F_CLIENT_IP].val);

@@ -292,3 +292,31 @@ bool bw_cidr_contains(const struct bw_cidr *c, const struct sockaddr *sa)
     }
     return prefix_eq(a, c->addr, c->prefix);
 }
+
+static bool is_loopback(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)ss;
+        return (ntohl(v4->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (ss->ss_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+        if (IN6_IS_ADDR_LOOPBACK(a))
+            return true;
+        /* ::ffff:127.x.y.z reaches the IPv4 loopback only. */
+        return IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127;
+    }
+    return false;
+}
+
+bool bw_config_admin_open_warning(const struct bw_config *cfg, char *buf, size_t cap)
+{
+    if (!cfg->admin.enabled || cfg->admin.has_token_file || is_loopback(&cfg->admin.addr.ss))
+        return false;
+    snprintf(buf, cap,
+             "admin.address %s is not a loopback address and admin.token_file is not "
+             "set: POST /reload and POST /killswitch are open to anyone who can reach it (set "
+             "admin.token_file, or listen on 127.0.0.1)",
+             cfg->admin.addr.text);
+    return true;
+}

@@ -5,23 +5,61 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "modules/bot_module.h"
+#include "modules/killswitch.h"
 #include "modules/rules.h"
+
+/* Why a rule or ruleset was not evaluated, or NULL when it was. The step
+ * of one that was not carries no value of its own: printing one would claim
+ * the expression was false when nothing computed it. */
+static const char *not_run_reason(enum bw_rule_outcome o)
+{
+    switch (o) {
+    case BW_OUTCOME_FIRED:
+    case BW_OUTCOME_NOT_MATCHED:
+    case BW_OUTCOME_UNKNOWN:
+        return NULL;
+    case BW_OUTCOME_DISABLED:
+        return "rule disabled (enabled: false)";
+    case BW_OUTCOME_KILLED:
+        return "rule killed by killswitch";
+    case BW_OUTCOME_RULESET_DISABLED:
+        return "ruleset disabled (enabled: false)";
+    case BW_OUTCOME_RULESET_KILLED:
+        return "ruleset killed by killswitch";
+    case BW_OUTCOME_RULESET_SKIPPED:
+        return "ruleset skipped by an earlier skip rule";
+    case BW_OUTCOME__COUNT:
+        break;
+    }
+    return "not evaluated";
+}
 
 static void print_step(void *self, const struct bw_rules_trace_step *st)
 {
     FILE *out = self;
     int indent = 2 + 2 * (int)st->depth;
+    const char *why = not_run_reason(st->outcome);
     if (st->is_ruleset) {
-        fprintf(out, "%*sruleset %.*s: %s\n", indent, "", (int)st->ruleset->id.len,
-                st->ruleset->id.ptr,
-                st->outcome == BW_OUTCOME_FIRED ? "entered" : bw_rule_outcome_name(st->outcome));
+        fprintf(out, "%*sruleset %.*s: %s%s\n", indent, "", (int)st->ruleset->id.len,
+                st->ruleset->id.ptr, why ? "skipped: " : "entered", why ? why : "");
         return;
     }
     const struct bw_rule *r = st->rule;
-    fprintf(out, "%*s  rule %-24.*s %-8s %s", indent, "", (int)r->id.len, r->id.ptr,
-            bw_tri_name(st->value), bw_rule_outcome_name(st->outcome));
+    fprintf(out, "%*s  rule %-24.*s ", indent, "", (int)r->id.len, r->id.ptr);
+    if (why && st->outcome != BW_OUTCOME_DISABLED && st->outcome != BW_OUTCOME_KILLED) {
+        /* An execute whose target is off: its expression was evaluated
+         * (true) and it fired; only the target did not run. */
+        fprintf(out, "%-8s fired -> execute, target not run: %s\n", bw_tri_name(st->value), why);
+        return;
+    }
+    if (why) {
+        fprintf(out, "skipped: %s\n", why);
+        return;
+    }
+    fprintf(out, "%-8s %s", bw_tri_name(st->value), bw_rule_outcome_name(st->outcome));
     if (st->outcome == BW_OUTCOME_FIRED)
         fprintf(out, " -> %s", bw_action_name(r->action.kind));
     fputc('\n', out);
@@ -107,6 +145,67 @@ static bool read_file(const char *path, char *buf, size_t cap, size_t *len, FILE
     return true;
 }
 
+/* The killswitches persisted in state_dir, as `bulwark run` restores them
+ * at start; the admin API rewrites the file on every change, so they are
+ * the running server's unless a save failed (which that call reported).
+ * Read only: eval never writes, renames or links anything there, not even
+ * the .rejected copy run keeps of a file with bad lines. A state_dir that
+ * cannot be read is said and the trace goes on with none in force. */
+static bool load_kills(const struct bw_config *cfg, struct bw_killswitches *ks, FILE *out)
+{
+    ks->n = 0;
+    if (!cfg->has_state_dir) {
+        fprintf(out, "killswitches: none (no state_dir in the configuration)\n");
+        return false;
+    }
+    char dir[4200];
+    int n = snprintf(dir, sizeof dir, "%.*s", (int)cfg->state_dir.len, cfg->state_dir.ptr);
+    if (n < 0 || (size_t)n >= sizeof dir) {
+        fprintf(out, "killswitches: NOT READ (state_dir path too long); traced with none\n");
+        return false;
+    }
+    /* The killswitch file's absence is "none killed"; a missing state_dir
+     * is more likely a wrong path, and is said so. */
+    struct stat sb;
+    const char *bad = NULL;
+    if (stat(dir, &sb) != 0)
+        bad = strerror(errno);
+    else if (!S_ISDIR(sb.st_mode))
+        bad = "not a directory";
+    if (bad) {
+        fprintf(out, "killswitches: NOT READ (state_dir %s: %s); traced with none\n", dir, bad);
+        return false;
+    }
+    size_t skipped = 0;
+    bw_error e;
+    if (bw_kills_load(ks, dir, &skipped, &e) != BW_OK) {
+        ks->n = 0;
+        fprintf(out, "killswitches: NOT READ (%s); traced with none\n", e.msg);
+        return false;
+    }
+    if (skipped)
+        fprintf(out,
+                "killswitches: %zu line%s of %s/" BW_KILLSWITCH_FILE
+                " skipped (run skips them too), the first: %s\n",
+                skipped, skipped == 1 ? "" : "s", dir, e.msg);
+    return true;
+}
+
+/* Which killswitches are in force, and those whose target this
+ * configuration does not have (held, acting again if it comes back). */
+static void print_kills(const struct bw_config *cfg, const struct bw_killswitches *ks,
+                        const struct bw_kill_scope *sc, FILE *out)
+{
+    fprintf(out, "killswitches in force (state_dir %.*s): %zu\n", (int)cfg->state_dir.len,
+            cfg->state_dir.ptr, ks->n);
+    for (size_t i = 0; i < ks->n; i++) {
+        char name[BW_KILL_TARGET_MAX + 1];
+        bw_kill_format(&ks->items[i], name, sizeof name);
+        fprintf(out, "  %s%s\n", name,
+                bw_kill_present(&ks->items[i], sc) ? "" : " (not in this configuration)");
+    }
+}
+
 int bw_eval_command(const struct bw_config *cfg, const struct bw_eval_args *a, FILE *out, FILE *err)
 {
     static char report[16384];
@@ -169,11 +268,24 @@ int bw_eval_command(const struct bw_config *cfg, const struct bw_eval_args *a, F
         free(hs);
         return 1;
     }
+    struct bw_bot_rt bot;
+    static char bot_report[8192];
+    bw_bot_rt_load(&bot, cfg, (struct bw_bot_running){.known = false}, false, bot_report,
+                   sizeof bot_report);
+    static struct bw_killswitches kills;
+    struct bw_kill_scope scope = {.rules = &rr, .bot = &bot};
+    if (load_kills(cfg, &kills, out)) {
+        bw_kills_apply(&kills, &scope);
+        print_kills(cfg, &kills, &scope, out);
+    }
+    bool rules_killed = atomic_load_explicit(&rr.killed, memory_order_relaxed);
+
     struct bw_rules_worker w;
     bw_error e;
     static struct bw_rules_stats stats;
     if (bw_rules_worker_init(&w, &rr, limits.headers, &stats, &e) != BW_OK) {
         fprintf(err, "bulwark eval: %s\n", e.msg);
+        bw_bot_rt_done(&bot);
         bw_rules_rt_done(&rr);
         free(hs);
         return 1;
@@ -181,12 +293,13 @@ int bw_eval_command(const struct bw_config *cfg, const struct bw_eval_args *a, F
     struct bw_request_view v;
     bw_rules_view_request(&w, &v, &hq, &client, a->ssl);
     v.bot_score = (struct bw_rv_opt_int){.known = a->has_bot_score, .value = a->bot_score};
-    /* The bot_score module, unless the score was given on the command line. */
-    struct bw_bot_rt bot;
-    static char bot_report[8192];
-    bw_bot_rt_load(&bot, cfg, (struct bw_bot_running){.known = false}, false, bot_report,
-                   sizeof bot_report);
-    if (bot.failed) {
+    /* The bot_score module, unless the score was given on the command line;
+     * killed, it gives no score at all, as in the proxy, whatever was given. */
+    if (atomic_load_explicit(&bot.killed, memory_order_relaxed)) {
+        v.bot_score = (struct bw_rv_opt_int){.known = false};
+        fprintf(out, "bot.score: unknown (module bot_score killed by killswitch%s)\n",
+                a->has_bot_score ? "; --bot-score ignored" : "");
+    } else if (bot.failed) {
         fputs(bot_report, err);
         fprintf(out, "bot.score: unknown (no valid model; on_error: %s)\n",
                 bot.on_error == BW_ON_ERROR_OPEN ? "open" : "closed");
@@ -230,7 +343,9 @@ int bw_eval_command(const struct bw_config *cfg, const struct bw_eval_args *a, F
     bw_rules_ctx_init(&cx, book->prog[BW_RULES_PHASE_REQUEST], &v, &w.arena, &w.scratch);
     struct bw_rules_verdict verdict = {.kind = BW_VERDICT_CONTINUE};
     fprintf(out, "phase request:\n");
-    if (book->ntop[BW_RULES_PHASE_REQUEST] == 0) {
+    if (rules_killed) {
+        fprintf(out, "  skipped (module rules killed by killswitch: no rule runs, routes do)\n");
+    } else if (book->ntop[BW_RULES_PHASE_REQUEST] == 0) {
         fprintf(out, "  (no rulesets)\n");
     } else {
         bw_rulebook_run(book, BW_RULES_PHASE_REQUEST, &cx, &env, &st, &verdict);
@@ -273,7 +388,9 @@ int bw_eval_command(const struct bw_config *cfg, const struct bw_eval_args *a, F
         struct bw_rules_ctx rcx;
         bw_rules_ctx_init(&rcx, book->prog[BW_RULES_PHASE_RESPONSE], &v, &w.arena, &w.scratch);
         fprintf(out, "phase response (status %u):\n", (unsigned)a->response_status);
-        if (book->ntop[BW_RULES_PHASE_RESPONSE] == 0) {
+        if (rules_killed) {
+            fprintf(out, "  skipped (module rules killed by killswitch: no rule runs)\n");
+        } else if (book->ntop[BW_RULES_PHASE_RESPONSE] == 0) {
             fprintf(out, "  (no rulesets)\n");
         } else {
             struct bw_rules_verdict rv;

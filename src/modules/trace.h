@@ -1,8 +1,10 @@
 /* `bulwark eval`: one request traced through every phase (DESIGN.md §2):
- * each rule's expression value (true / false / unknown) and outcome, the
- * verdict, the route, and with a response given, the response phase. The
- * request goes through the same HTTP parser and the same rulebook as in
- * `bulwark run`, so what it prints is what the proxy would do. */
+ * each rule's expression value (true / false / unknown) and outcome, or
+ * why it was not evaluated, the verdict, the route, and with a response
+ * given, the response phase. The request goes through the same HTTP parser,
+ * the same rulebook and the killswitches persisted in state_dir (read, never
+ * written) as in `bulwark run`, so what it prints is what the proxy would
+ * do. */
 #ifndef BW_MODULES_TRACE_H
 #define BW_MODULES_TRACE_H
 

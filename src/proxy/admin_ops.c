@@ -435,7 +435,7 @@ static bw_status metrics_text(void *self, struct bw_textbuf *out, bw_error *err)
     TRY(bw_metric_gauge(out, "config_generation", NULL, 0, (double)s->generation, err));
 
     /* Sums over the workers. */
-    uint64_t accepted = 0, closed = 0, upfail = 0, retries = 0, resp[6] = {0},
+    uint64_t accepted = 0, closed = 0, retries = 0, resp[6] = {0},
              lat[BW_LATENCY_BUCKETS + 1] = {0};
     uint64_t lat_sum = 0, killed = 0, fails[BW_ON_ERROR__COUNT] = {0};
     uint64_t bot_scored = 0, bot_killed = 0, bot_fails[BW_ON_ERROR__COUNT] = {0};
@@ -445,7 +445,6 @@ static bw_status metrics_text(void *self, struct bw_textbuf *out, bw_error *err)
         const struct bw_worker_stats *st = &c->pws[w].stats;
         accepted += ld(&st->accepted);
         closed += ld(&st->closed);
-        upfail += ld(&st->upstream_failures);
         retries += ld(&st->upstream_retries);
         for (size_t i = 0; i < 6; i++)
             resp[i] += ld(&st->responses[i]);
@@ -520,8 +519,15 @@ static bw_status metrics_text(void *self, struct bw_textbuf *out, bw_error *err)
                          err));
     TRY(bw_metric_histogram(out, "request_duration_seconds", NULL, 0, &h, err));
     TRY(bw_metric_family(out, "upstream_failures_total", BW_METRIC_COUNTER,
-                         "upstream connect errors, timeouts and invalid responses", err));
-    TRY(bw_metric_counter(out, "upstream_failures_total", NULL, 0, upfail, err));
+                         "upstream connect errors, timeouts and invalid responses, by upstream",
+                         err));
+    /* One series per upstream of the running configuration: the label's
+     * values are bounded by the config, never by traffic. */
+    for (size_t u = 0; u < cfg->nupstreams; u++) {
+        l1[0] = (struct bw_metric_label){"upstream", cfg->upstreams[u].name};
+        TRY(bw_metric_counter(out, "upstream_failures_total", l1, 1,
+                              bw_upstream_failures(&s->upstreams[u]), err));
+    }
     TRY(bw_metric_family(out, "upstream_retries_total", BW_METRIC_COUNTER,
                          "requests sent again to another server (or a fresh connection)", err));
     TRY(bw_metric_counter(out, "upstream_retries_total", NULL, 0, retries, err));

@@ -4,6 +4,7 @@
  * connections weighted by weight, and consistent hashing on a ring of virtual
  * nodes, so adding one server to n moves about 1/(n+1) of the keys. */
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,11 +39,51 @@ static int ring_cmp(const void *a, const void *b)
     return x->server < y->server ? -1 : (x->server > y->server);
 }
 
+/* The failure counters by upstream name (upstream.h). Looked up only when a
+ * snapshot is built; the counters themselves are never freed, since a
+ * worker may still count on a snapshot that a reload replaced. */
+static struct {
+    pthread_mutex_t lock;
+    struct failure_slot {
+        char *name;
+        size_t len;
+        _Atomic uint64_t n;
+    } slots[BW_UPSTREAM_FAILURE_NAMES];
+    size_t n;
+} failures = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static _Atomic uint64_t *failure_counter(bw_slice name)
+{
+    _Atomic uint64_t *c = NULL;
+    pthread_mutex_lock(&failures.lock);
+    for (size_t i = 0; !c && i < failures.n; i++) {
+        struct failure_slot *sl = &failures.slots[i];
+        if (bw_slice_eq(bw_slice_make(sl->name, sl->len), name))
+            c = &sl->n;
+    }
+    if (!c && failures.n < BW_UPSTREAM_FAILURE_NAMES) {
+        char *copy = malloc(name.len + 1);
+        if (copy) {
+            memcpy(copy, name.ptr, name.len);
+            copy[name.len] = '\0';
+            struct failure_slot *sl = &failures.slots[failures.n++];
+            sl->name = copy;
+            sl->len = name.len;
+            c = &sl->n;
+        }
+    }
+    pthread_mutex_unlock(&failures.lock);
+    return c;
+}
+
 bw_status bw_upstream_rt_init(struct bw_upstream_rt *u, const struct bw_config_upstream *cfg,
                               bw_error *err)
 {
     memset(u, 0, sizeof *u);
     u->cfg = cfg;
+    u->failures = failure_counter(cfg->name);
+    if (!u->failures)
+        u->failures = &u->own_failures; /* counts from zero, but counts */
     u->nservers = cfg->nservers;
     u->servers = calloc(cfg->nservers, sizeof *u->servers);
     if (!u->servers)
@@ -235,6 +276,7 @@ void bw_server_report_failure(struct bw_upstream_rt *u, size_t server, uint64_t 
                               const char *why)
 {
     struct bw_server_rt *s = &u->servers[server];
+    atomic_fetch_add_explicit(u->failures, 1, memory_order_relaxed);
     uint32_t max = u->cfg->max_fails;
     uint32_t fails = atomic_fetch_add(&s->fails, 1) + 1;
     if (max == 0 || fails < max)
@@ -247,6 +289,11 @@ void bw_server_report_failure(struct bw_upstream_rt *u, size_t server, uint64_t 
                  "failures (last: %s)",
                  (int)u->cfg->name.len, u->cfg->name.ptr, s->cfg->addr.text,
                  (unsigned long long)u->cfg->fail_timeout_ms, fails, why);
+}
+
+uint64_t bw_upstream_failures(const struct bw_upstream_rt *u)
+{
+    return atomic_load_explicit(u->failures, memory_order_relaxed);
 }
 
 void bw_server_report_success(struct bw_upstream_rt *u, size_t server)

@@ -61,6 +61,44 @@ static void count(struct bw_session *s, struct request *r)
     bw_stat_inc(&snap->route_counts[row * snap->route_stride + route * 6 + cls]);
 }
 
+/* Cut at the buffer: a log line stays bounded whatever a client sends. */
+static uint16_t keep_text(char *dst, size_t cap, bw_slice v)
+{
+    size_t n = v.len < cap ? v.len : cap;
+    memcpy(dst, v.ptr, n);
+    return (uint16_t)n;
+}
+
+void bw__request_log_head(struct request *r, const struct bw_http_request *hq)
+{
+    /* hq->host is also the authority of an absolute-form target: the host
+     * the request was routed for. */
+    r->log_has_host = hq->host.len > 0;
+    if (r->log_has_host)
+        r->host_len = keep_text(r->host_text, sizeof r->host_text, hq->host);
+    r->log_has_user_agent = false;
+    for (size_t i = 0; i < hq->nheaders; i++) {
+        if (bw_slice_eq_nocase(hq->headers[i].name, BW_SLICE_LIT("user-agent"))) {
+            r->log_has_user_agent = true;
+            r->user_agent_len =
+                keep_text(r->user_agent_text, sizeof r->user_agent_text, hq->headers[i].value);
+            break; /* the first, when repeated */
+        }
+    }
+}
+
+/* ,"key":"escaped value" appended to buf (of cap bytes, holding *len). */
+static void add_text(char *buf, size_t cap, size_t *len, const char *key, const char *v, size_t n)
+{
+    char esc[600];
+    size_t el = json_escape(esc, sizeof esc, v, n);
+    int w = snprintf(buf + *len, cap - *len, ",\"%s\":\"%.*s\"", key, (int)el, esc);
+    if (w > 0 && (size_t)w < cap - *len)
+        *len += (size_t)w;
+    else
+        buf[*len] = '\0'; /* whole fields or none: the line stays JSON */
+}
+
 void bw__request_log(struct bw_session *s)
 {
     struct bw_proxy_worker *pw = s->pw;
@@ -108,6 +146,21 @@ void bw__request_log(struct bw_session *s)
         size_t rl = strlen(rule);
         snprintf(rule + rl, sizeof rule - rl, ",\"bot_score\":%u", (unsigned)r->bot_score);
     }
+    /* The request's head, when it parsed: a request refused by the parser
+     * has no protocol version to show. Its method and path are logged as
+     * "-", which no parsed request target can be (it starts with '/', is
+     * '*', or holds a ':'). */
+    char head[2000];
+    size_t hl = 0;
+    head[0] = '\0';
+    if (r->method_text[0] && strcmp(r->path_text, "-") != 0) {
+        const char *proto = r->http10 ? "HTTP/1.0" : "HTTP/1.1";
+        add_text(head, sizeof head, &hl, "protocol", proto, strlen(proto));
+    }
+    if (r->log_has_host)
+        add_text(head, sizeof head, &hl, "host", r->host_text, r->host_len);
+    if (r->log_has_user_agent)
+        add_text(head, sizeof head, &hl, "user_agent", r->user_agent_text, r->user_agent_len);
     if (s->tls && s->tls_up) {
         /* The server name is the client's; it passed OpenSSL's checks but
          * is escaped like anything else a client sends. */
@@ -118,14 +171,14 @@ void bw__request_log(struct bw_session *s)
         snprintf(rule + rl, sizeof rule - rl, ",\"tls\":\"%s\",\"sni\":\"%.*s\"",
                  bw_tls_version(s->ssl), (int)el, esc);
     }
-    char line[2400];
+    char line[4600];
     int n =
         snprintf(line, sizeof line,
                  "{\"time\":\"%s.%03ldZ\",\"client\":\"%s\",\"method\":\"%.*s\","
-                 "\"path\":\"%.*s\",\"status\":%u,\"bytes_in\":%llu,\"bytes_out\":%llu,"
+                 "\"path\":\"%.*s\"%s,\"status\":%u,\"bytes_in\":%llu,\"bytes_out\":%llu,"
                  "\"upstream\":\"%s\",\"upstream_ms\":%.3f,\"total_ms\":%.3f%s}\n",
                  pw->log_time, now.tv_nsec / 1000000L, r->client_text, (int)mlen, method, (int)plen,
-                 path, (unsigned)r->status, (unsigned long long)r->bytes_in,
+                 path, head, (unsigned)r->status, (unsigned long long)r->bytes_in,
                  (unsigned long long)r->bytes_out, up, up_ms, ms_between(&r->t_start, &end), rule);
     if (n > 0 && (size_t)n < sizeof line)
         bw_access_ring_push(pw->log_ring, line, (size_t)n);

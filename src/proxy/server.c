@@ -129,7 +129,10 @@ bw_status bw_control_reload(struct bw_control *c, char *report, size_t cap)
     bw_control_loads_end(c, true, "");
     if (c->has_admin) {
         /* The admin API runs on this thread: no request sees half a token. */
-        if (c->admin->has_token && !next_token.has_token)
+        char open_warning[512];
+        if (bw_config_admin_open_warning(cfg, open_warning, sizeof open_warning))
+            BW_WARNF("%s: %s", c->config_path, open_warning); /* as run says it */
+        else if (c->admin->has_token && !next_token.has_token)
             BW_WARNF("admin: the configuration has no admin.token_file now: POST /reload and "
                      "POST /killswitch need no token");
         c->admin->has_token = next_token.has_token;

@@ -135,6 +135,9 @@ struct request {
     enum bw_action_kind log_action;
     bool has_rview;
     bw_arena rarena;
+    /* For the access log, set by bw__request_log_head. */
+    bool log_has_host;
+    bool log_has_user_agent;
 
     /* Not cleared for each request (request_get clears what comes before
      * client_text): the texts are written when a request starts, and rview
@@ -143,6 +146,9 @@ struct request {
     char peer_text[BW_IP_TEXT_MAX];
     char method_text[24];
     char path_text[256];
+    char host_text[256];       /* raw bytes, cut; valid when log_has_host */
+    char user_agent_text[256]; /* raw bytes, cut; valid when log_has_user_agent */
+    uint16_t host_len, user_agent_len;
     struct bw_request_view rview; /* valid when has_rview */
 };
 
@@ -197,5 +203,9 @@ void bw__pool_unlink(struct bw_upconn *u);
 
 /* request_log.c: the access log line of a finished request. */
 void bw__request_log(struct bw_session *s);
+/* Keeps what the access log shows of a request's head (Host, User-Agent),
+ * which is gone by the time the line is written. Called once the head has
+ * parsed (start_request). */
+void bw__request_log_head(struct request *r, const struct bw_http_request *hq);
 
 #endif

@@ -37,7 +37,18 @@ struct bw_upstream_rt {
     struct bw_ring_point *ring; /* sorted by hash; hash balancing only */
     size_t ring_len;
     struct bw_tls_client *tls; /* when cfg->has_tls (set by the snapshot's builder) */
+    /* Failures reported for this upstream (bulwark_upstream_failures_total):
+     * the process's counter for its name, shared by every snapshot that has
+     * an upstream of that name, so a reload neither resets it nor loses what
+     * requests still on the old snapshot report; own_failures only when the
+     * process has met too many names (BW_UPSTREAM_FAILURE_NAMES). */
+    _Atomic uint64_t *failures;
+    _Atomic uint64_t own_failures;
 };
+
+/* Upstream names the process keeps a failure counter for, over every
+ * configuration it has run; /metrics shows the running configuration's. */
+enum { BW_UPSTREAM_FAILURE_NAMES = 4 * BW_CONFIG_MAX_UPSTREAMS };
 
 /* Servers already tried for one request (at most 256 per upstream). */
 struct bw_tried {
@@ -78,9 +89,12 @@ void bw_upstream_local_done(struct bw_upstream_local *l);
 long bw_balance_pick(struct bw_upstream_local *l, uint64_t now_ms, uint32_t key,
                      const struct bw_tried *tried);
 
-/* Passive health. */
+/* Passive health: a connect error, a timeout or an invalid response from
+ * the server. Also counts it for the upstream (bw_upstream_failures). */
 void bw_server_report_failure(struct bw_upstream_rt *u, size_t server, uint64_t now_ms,
                               const char *why);
+/* Failures reported for u's upstream name since the process started. */
+uint64_t bw_upstream_failures(const struct bw_upstream_rt *u);
 void bw_server_report_success(struct bw_upstream_rt *u, size_t server);
 
 /* 32-bit hash for consistent hashing (FNV-1a then a finaliser). */

@@ -323,10 +323,12 @@ const char *bw_rule_outcome_name(enum bw_rule_outcome o); /* "fired", "not_match
 const char *bw_action_name(enum bw_action_kind k);        /* "block", "log", ... */
 
 /* One step of a run, for `bulwark eval` and tests. A rule step (is_ruleset
- * false) has `rule` and the three-valued value of its expression (FALSE when
- * it was not evaluated: see outcome). A ruleset step (is_ruleset true) says
- * a top-level ruleset was entered (FIRED) or not (RULESET_DISABLED, _KILLED,
- * _SKIPPED); `rule` is then not meaningful. */
+ * false) has `rule` and the three-valued value of its expression; when the
+ * outcome is DISABLED or KILLED the expression was not evaluated and value
+ * means nothing (it is FALSE): a printer must show the outcome instead.
+ * A ruleset step (is_ruleset true) says a top-level ruleset was entered
+ * (FIRED) or not (RULESET_DISABLED, _KILLED, _SKIPPED); `rule` is then not
+ * meaningful. */
 struct bw_rules_trace_step {
     bool is_ruleset;
     const struct bw_ruleset *ruleset;

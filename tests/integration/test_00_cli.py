@@ -2,6 +2,8 @@
 import re
 import subprocess
 
+import pytest
+
 from bwtest.proc import bulwark_bin
 
 GOOD = """\
@@ -204,3 +206,137 @@ def test_check_reports_every_failing_part_in_one_run(tmp_path):
     assert "rules.yaml:4:" in r.stderr and "unknown field" in r.stderr, r.stderr
     assert "state_dir" in r.stderr, r.stderr
     assert "features.json" in r.stderr, r.stderr
+
+
+def test_relative_paths_resolve_against_the_config_directory(tmp_path):
+    # Under systemd the working directory is /: a relative state_dir,
+    # access_log or token_file must mean the same as a relative ruleset,
+    # next to the config file, whatever directory bulwark starts in.
+    import os
+    import time
+    import urllib.request
+    conf = tmp_path / "conf"
+    (conf / "state").mkdir(parents=True)
+    (conf / "logs").mkdir()
+    (conf / "state" / "killswitches").write_text("module:rules\n")
+    tok = conf / "admin.token"
+    tok.write_text("s3cret\n")
+    os.chmod(tok, 0o600)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    text = GOOD.replace('access_log: "off"\n', "") + (
+        "admin:\n  address: 127.0.0.1:0\n  token_file: admin.token\n"
+        "state_dir: state\naccess_log: logs/access.log\n")
+    path = write(conf, text)
+    r = subprocess.run([bulwark_bin(), "check", "-c", path], capture_output=True, timeout=10,
+                       stdin=subprocess.DEVNULL, text=True, cwd=elsewhere)
+    assert r.returncode == 0, r.stderr
+    err = tmp_path / "stderr.log"
+    with open(err, "wb") as ef:
+        p = subprocess.Popen([bulwark_bin(), "run", "-c", path], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=ef, cwd=elsewhere)
+    try:
+        deadline = time.monotonic() + 10
+        port = admin = None
+        while (port is None or admin is None) and time.monotonic() < deadline:
+            assert p.poll() is None, err.read_text()
+            log = err.read_text()
+            m = re.search(r"(?<!admin )listening on 127\.0\.0\.1:(\d+)", log)
+            a = re.search(r"admin listening on 127\.0\.0\.1:(\d+)", log)
+            port, admin = (m and m.group(1)), (a and a.group(1))
+            time.sleep(0.02)
+        assert port and admin, err.read_text()
+        assert f"killswitches restored from {conf}/state" in err.read_text()
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/x", timeout=5)
+        except urllib.error.HTTPError:
+            pass  # the upstream is down: a 502, logged all the same
+        req = urllib.request.Request(f"http://127.0.0.1:{admin}/reload", method="POST",
+                                     headers={"Authorization": "Bearer s3cret"})
+        assert urllib.request.urlopen(req, timeout=5).status == 200
+        deadline = time.monotonic() + 5
+        logf = conf / "logs" / "access.log"
+        while time.monotonic() < deadline and not (logf.exists() and logf.read_text()):
+            time.sleep(0.02)
+        assert '"path":"/x"' in logf.read_text()
+    finally:
+        p.terminate()
+        p.wait(10)
+    assert list(elsewhere.iterdir()) == []
+
+
+def start_and_stop(path, tmp_path, cwd=None):
+    """`bulwark run -c path` until it listens; returns its error log."""
+    import time
+    err = tmp_path / "run-stderr.log"
+    with open(err, "wb") as ef:
+        p = subprocess.Popen([bulwark_bin(), "run", "-c", path], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=ef, cwd=cwd)
+    try:
+        deadline = time.monotonic() + 10
+        while "admin listening on" not in err.read_text() and time.monotonic() < deadline:
+            assert p.poll() is None, err.read_text()
+            time.sleep(0.02)
+    finally:
+        p.terminate()
+        p.wait(10)
+    return err.read_text()
+
+
+@pytest.mark.parametrize("address, token, warned", [
+    ("0.0.0.0:0", False, True), ("[::]:0", False, True), ("192.0.2.1:9901", False, True),
+    ("0.0.0.0:0", True, False), ("127.0.0.1:0", False, False), ("127.0.0.2:0", False, False),
+    ("[::1]:0", False, False)])
+def test_admin_open_to_the_network_without_a_token_is_warned(tmp_path, address, token, warned):
+    import os
+    admin = f"admin:\n  address: \"{address}\"\n"
+    if token:
+        (tmp_path / "admin.token").write_text("s3cret\n")
+        os.chmod(tmp_path / "admin.token", 0o600)
+        admin += "  token_file: admin.token\n"
+    path = write(tmp_path, GOOD + admin)
+    r = run("check", "-c", path)
+    assert r.returncode == 0, r.stderr
+    said = "open to anyone who can reach it"
+    assert (said in r.stderr) == warned, r.stderr
+    if warned:
+        assert f"{path}: warning: admin.address {address} is not a loopback address" in r.stderr
+    # run says it too; only the addresses this machine can listen on.
+    if address.startswith("192.0.2."):
+        return
+    log = start_and_stop(path, tmp_path)
+    assert (said in log) == warned, log
+    if warned:
+        assert re.search(r" warn: .*admin.address .* is not a loopback address", log), log
+
+
+def test_reload_that_drops_the_token_of_an_open_admin_api_is_warned(tmp_path):
+    import os
+    import signal
+    import time
+    tok = tmp_path / "admin.token"
+    tok.write_text("s3cret\n")
+    os.chmod(tok, 0o600)
+    path = write(tmp_path, GOOD + 'admin:\n  address: "0.0.0.0:0"\n  token_file: admin.token\n')
+    err = tmp_path / "run-stderr.log"
+    with open(err, "wb") as ef:
+        p = subprocess.Popen([bulwark_bin(), "run", "-c", path], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=ef)
+    try:
+        def wait_for(text):
+            deadline = time.monotonic() + 10
+            while text not in err.read_text() and time.monotonic() < deadline:
+                assert p.poll() is None, err.read_text()
+                time.sleep(0.02)
+            return err.read_text()
+        log = wait_for("admin listening on")
+        assert "open to anyone" not in log
+        write(tmp_path, GOOD + 'admin:\n  address: "0.0.0.0:0"\n')
+        p.send_signal(signal.SIGHUP)
+        log = wait_for("generation 2 is live")
+        assert "generation 2 is live" in log
+        assert re.search(r" warn: .*admin.address 0.0.0.0:0 is not a loopback address .*open to "
+                         r"anyone who can reach it", log), log
+    finally:
+        p.terminate()
+        p.wait(10)

@@ -511,6 +511,118 @@ def test_eval_traces_every_phase(tmp_path):
     assert r.returncode == 1 and "400" in r.stdout
 
 
+def eval_config(tmp_path, files, state_dir=None, features=None):
+    from bwtest import yamlish
+    cfg = default_config(["127.0.0.1:9"], access_log="off")
+    cfg["modules"] = {"rules": {"rulesets": files}}
+    if features:
+        cfg["modules"]["bot_score"] = {"features": features}
+    if state_dir is not None:
+        cfg["state_dir"] = str(state_dir)
+    p = tmp_path / "bulwark.yaml"
+    p.write_text(yamlish.dump(cfg) + "\n")
+    return str(p)
+
+
+def rule_line(out, rule_id):
+    return [ln for ln in out.splitlines() if ln.strip().startswith(f"rule {rule_id} ")][0]
+
+
+def test_eval_says_why_a_rule_was_not_evaluated(tmp_path):
+    # A disabled rule, a disabled top-level ruleset and an execute of a
+    # disabled ruleset: the trace says each was skipped and why, never a
+    # truth value nothing computed.
+    entry = disabled(EXEC, "skip-health")
+    managed = disabled(MANAGED)
+    files = [ruleset(tmp_path, "entry.yaml", entry), ruleset(tmp_path, "managed.yaml", managed),
+             ruleset(tmp_path, "top.yaml", disabled(HOSTS))]
+    r = run_cli("eval", "-c", eval_config(tmp_path, files), "--request", "GET /healthz HTTP/1.1",
+                "-H", "Host: a.example")
+    assert r.returncode == 0, r.stderr
+    line = rule_line(r.stdout, "skip-health")
+    assert "skipped: rule disabled" in line, r.stdout
+    assert line.split()[2] == "skipped:", line  # the value column
+    line = rule_line(r.stdout, "run-managed")
+    assert "fired -> execute, target not run: ruleset disabled" in line, r.stdout
+    assert "ruleset hosts: skipped: ruleset disabled" in r.stdout
+
+
+def test_eval_applies_the_killswitches_in_state_dir(tmp_path):
+    files = [ruleset(tmp_path, "entry.yaml", EXEC), ruleset(tmp_path, "managed.yaml", MANAGED),
+             ruleset(tmp_path, "top.yaml", HOSTS)]
+    state = tmp_path / "state"
+    state.mkdir()
+    # A bad line too: run skips it (and keeps a .rejected copy); eval must
+    # only read.
+    (state / "killswitches").write_text(
+        "rule:managed/deny-bots\nruleset:hosts\nnot a target\nrule:gone/x\n")
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in state.iterdir())
+    cfg = eval_config(tmp_path, files, state)
+    req = ("eval", "-c", cfg, "--request", "GET /x HTTP/1.1", "-H", "Host: evil.example",
+           "-H", "User-Agent: BadBot/1")
+    r = run_cli(*req)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert f"killswitches in force (state_dir {state}): 3" in out, out
+    assert "  rule:managed/deny-bots\n" in out and "  ruleset:hosts\n" in out
+    assert "  rule:gone/x (not in this configuration)" in out
+    assert "1 line of" in out and ":3:" in out
+    line = rule_line(out, "deny-bots")
+    assert "skipped: rule killed by killswitch" in line, out
+    assert "ruleset hosts: skipped: ruleset killed by killswitch" in out
+    assert "verdict: continue" in out and "route: #1" in out
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in state.iterdir()) == before
+    # The whole rules module killed: no rule runs, the route still does.
+    (state / "killswitches").write_text("module:rules\n")
+    r = run_cli(*req, "--response-status", "503")
+    assert r.returncode == 0, r.stderr
+    assert "  module:rules\n" in r.stdout
+    assert "skipped (module rules killed by killswitch" in r.stdout
+    assert "rule deny-bots" not in r.stdout and "route: #1" in r.stdout
+    # No killswitch file: none in force.
+    (state / "killswitches").unlink()
+    r = run_cli(*req)
+    assert r.returncode == 0 and f"killswitches in force (state_dir {state}): 0" in r.stdout
+    assert "verdict: block 403 by managed/deny-bots" in r.stdout
+
+
+def test_eval_with_the_bot_module_killed_has_no_score(tmp_path):
+    files = [ruleset(tmp_path, "entry.yaml", EXEC), ruleset(tmp_path, "managed.yaml", MANAGED)]
+    state = tmp_path / "state"
+    state.mkdir()
+    cfg = eval_config(tmp_path, files, state, features=os.path.join(EXAMPLES, "features.json"))
+    req = ("eval", "-c", cfg, "--request", "GET /x HTTP/1.1", "-H", "Host: a.example")
+    r = run_cli(*req)
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "bot.score: unknown" not in r.stdout and "bot.score: " in r.stdout
+    (state / "killswitches").write_text("module:bot_score\n")
+    # As in the proxy: the killed module gives no score, whatever eval is told.
+    r = run_cli(*req, "--bot-score", "5")
+    assert r.returncode == 0, r.stderr
+    assert "bot.score: unknown (module bot_score killed by killswitch; --bot-score ignored)" \
+        in r.stdout, r.stdout
+
+
+def test_eval_without_a_readable_state_dir_says_so_and_goes_on(tmp_path):
+    files = [ruleset(tmp_path, "entry.yaml", EXEC), ruleset(tmp_path, "managed.yaml", MANAGED)]
+    req = ("--request", "GET /x HTTP/1.1", "-H", "Host: a.example", "-H", "User-Agent: BadBot/1")
+    r = run_cli("eval", "-c", eval_config(tmp_path, files), *req)
+    assert r.returncode == 0 and "killswitches: none (no state_dir" in r.stdout, r.stdout
+    missing = tmp_path / "nowhere"
+    r = run_cli("eval", "-c", eval_config(tmp_path, files, missing), *req)
+    assert r.returncode == 0, r.stderr
+    assert f"killswitches: NOT READ (state_dir {missing}: No such file" in r.stdout, r.stdout
+    assert "verdict: block 403 by managed/deny-bots" in r.stdout
+    assert not missing.exists()
+    # A killswitch file that cannot be read (a directory: root reads any file).
+    state = tmp_path / "state"
+    (state / "killswitches").mkdir(parents=True)
+    r = run_cli("eval", "-c", eval_config(tmp_path, files, state), *req)
+    assert r.returncode == 0, r.stderr
+    assert "killswitches: NOT READ (cannot read" in r.stdout, r.stdout
+    assert "verdict: block 403 by managed/deny-bots" in r.stdout
+
+
 EXAMPLE_CORPUS = [
     ("GET", "/", []), ("GET", "/admin/x", []), ("GET", "/%61dmin", []),
     ("GET", "/api/users?id=1", [("User-Agent", "curl/8")]), ("GET", "/v0/old?q=1", []),

@@ -9,6 +9,8 @@ import textwrap
 import threading
 import time
 
+import pytest
+
 from bwtest import client
 from bwtest import origin as om
 from bwtest import yamlish
@@ -127,6 +129,32 @@ def test_restart_only_change_is_rejected_with_the_reason(tmp_path, origins, bulw
     write_config(bw, cfg2)
     reload(bw, "reload rejected")
     assert "workers changed: a reload cannot apply that" in bw.stderr()
+    assert served_by(bw) == a.name
+
+
+@pytest.mark.parametrize("change, named, not_named", [
+    ({"limits": {"headers": 50}}, "limits.headers changed: a reload cannot apply that (restart "
+     "bulwark for it)", ["header_bytes", "request_line_bytes"]),
+    ({"limits": {"drain_timeout": "5s"}}, "limits.drain_timeout changed:", ["max_connections"]),
+    ({"workers": 1, "limits": {"header_bytes": "16KiB"}},
+     "workers and limits.header_bytes changed: a reload cannot apply those (restart bulwark for "
+     "them)", ["limits.headers", "request_line_bytes"]),
+])
+def test_restart_only_reload_names_exactly_the_fields_that_changed(tmp_path, origins, bulwark,
+                                                                    change, named, not_named):
+    a, b = origins(2)
+    cfg = two_upstreams(tmp_path, a, b, "a")
+    cfg["admin"] = {"address": "127.0.0.1:0"}
+    bw = bulwark(cfg, expect_errors=["reload rejected"])
+    write_config(bw, dict(cfg, **change))
+    with client.connect(bw.admin_port) as c:
+        c.send(client.request_bytes("POST", "/reload", host="admin"))
+        r = c.read_response(method="POST")
+    assert r.status == 422, r.body
+    report = json.loads(r.body)["report"]
+    assert named in report, report
+    for other in not_named:
+        assert other not in report, report
     assert served_by(bw) == a.name
 
 

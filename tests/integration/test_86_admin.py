@@ -327,10 +327,55 @@ def test_metrics_count_upstream_failures_and_retries(tmp_path, origin, bulwark):
         line = [ln for ln in text.splitlines() if ln.startswith(name + " ")][0]
         return int(line.split()[1])
 
-    fails = value("bulwark_upstream_failures_total")
+    fails = value('bulwark_upstream_failures_total{upstream="app"}')
     retries = value("bulwark_upstream_retries_total")
     assert fails >= 1 and retries == fails
     assert f'bulwark_upstream_server_up{{upstream="app",server="{dead_addr}"}}' in text
+
+
+def test_upstream_failures_are_counted_by_upstream_across_reloads(tmp_path, origin, bulwark):
+    # Which upstream is failing is the first thing an operator asks: each
+    # configured upstream has its own series (and only those: the label
+    # never takes a value from traffic), kept across a reload.
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    dead_addr = f"127.0.0.1:{dead.getsockname()[1]}"
+    dead.close()
+    cfg = default_config([origin.address])
+    cfg["upstreams"]["broken"] = {"servers": [{"address": dead_addr}], "max_fails": 1000}
+    cfg["routes"] = [{"match": 'starts_with(http.request.uri.path, "/broken/")',
+                      "upstream": "broken"}, {"upstream": "app"}]
+    cfg["admin"] = {"address": "127.0.0.1:0"}
+    bw = bulwark(cfg, expect_errors=[dead_addr])
+    cfg = bw.config  # with the access log the fixture chose
+
+    def failures():
+        text = admin(bw, "GET", "/metrics").body.decode()
+        return {ln.split('"')[1]: int(ln.split()[1]) for ln in text.splitlines()
+                if ln.startswith("bulwark_upstream_failures_total{")}
+
+    assert failures() == {"app": 0, "broken": 0}
+    for _ in range(3):
+        assert bw.request("GET", "/broken/x").status == 502
+        assert bw.request("GET", "/fine").status == 200
+    got = failures()
+    assert got["app"] == 0 and got["broken"] >= 3, got
+    # A reload keeps the count; the next failure adds to it.
+    cfg["upstreams"]["app"]["keepalive"] = 8
+    with open(bw.config_path, "w") as f:
+        f.write(yamlish.dump(cfg) + "\n")
+    assert admin(bw, "POST", "/reload").status == 200
+    assert failures() == got
+    assert bw.request("GET", "/broken/x").status == 502
+    after = failures()
+    assert after["broken"] > got["broken"] and after["app"] == 0, after
+    # An upstream the configuration no longer has is no longer shown.
+    del cfg["upstreams"]["broken"]
+    cfg["routes"] = [{"upstream": "app"}]
+    with open(bw.config_path, "w") as f:
+        f.write(yamlish.dump(cfg) + "\n")
+    assert admin(bw, "POST", "/reload").status == 200
+    assert failures() == {"app": 0}
 
 
 def test_metrics_connections_open(tmp_path, origin, bulwark):

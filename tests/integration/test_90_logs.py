@@ -77,6 +77,55 @@ def test_access_log_records_refused_requests_as_valid_json(origin, proxy):
     assert lines[-1]["status"] == 200
 
 
+def test_access_log_has_the_protocol_version(origin, proxy):
+    bw = proxy(origin)
+    with bw.connect() as c:
+        c.send(b"GET /ten HTTP/1.0\r\nHost: t\r\n\r\n")
+        assert c.read_response().status == 200
+    with bw.connect() as c:
+        c.send(request_bytes("GET", "/eleven"))
+        assert c.read_response().status == 200
+    with bw.connect() as c:
+        c.send(b"GET /bad HTTP/1.1\r\nHost: t\r\nBad Name: x\r\n\r\n")
+        assert c.read_response().status == 400
+    lines = bw.access_log_lines(wait_for=3)
+    by_path = {e["path"]: e for e in lines}
+    assert by_path["/ten"]["protocol"] == "HTTP/1.0", lines
+    assert by_path["/eleven"]["protocol"] == "HTTP/1.1", lines
+    # A head the parser refused has no version to show: the key is absent.
+    refused = [e for e in lines if e["status"] == 400]
+    assert refused and "protocol" not in refused[0], lines
+
+
+# What the client sends in Host and User-Agent goes into the line escaped:
+# quotes, backslashes, tabs and bytes outside ASCII cannot end the string or
+# the line. Needs session.c's start_request to call bw__request_log_head
+# (owned by another change); strict, so the marker goes once it does.
+@pytest.mark.xfail(strict=True, reason="start_request does not call bw__request_log_head yet")
+def test_access_log_has_host_and_user_agent_escaped(origin, proxy):
+    bw = proxy(origin)
+    ua = b'Mo"zilla\\5.0\t(x)\xff\xfe'
+    with bw.connect() as c:
+        c.send(b"GET /who HTTP/1.1\r\nHost: A.Example:8080\r\nUser-Agent: " + ua +
+               b"\r\nUser-Agent: second\r\n\r\n")
+        assert c.read_response().status == 200
+    with bw.connect() as c:
+        c.send(b"GET /nobody HTTP/1.0\r\n\r\n")
+        assert c.read_response().status == 200
+    with bw.connect() as c:
+        c.send(b"GET /long HTTP/1.1\r\nHost: t\r\nUser-Agent: " + b"u" * 2000 + b"\r\n\r\n")
+        assert c.read_response().status == 200
+    lines = bw.access_log_lines(wait_for=3)  # every line parses as JSON
+    with open(bw.access_log_path, "rb") as f:
+        assert f.read().count(b"\n") == 3
+    by_path = {e["path"]: e for e in lines}
+    who = by_path["/who"]
+    assert who["host"] == "A.Example:8080", who
+    assert who["user_agent"] == 'Mo"zilla\\5.0\t(x)\u00ff\u00fe', who
+    assert "host" not in by_path["/nobody"] and "user_agent" not in by_path["/nobody"]
+    assert by_path["/long"]["user_agent"] == "u" * 256  # cut, the line bounded
+
+
 def test_access_log_off(origin, proxy, tmp_path):
     bw = proxy(origin, access_log="off")
     assert_still_serves(bw)
