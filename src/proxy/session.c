@@ -510,6 +510,7 @@ static void start_request(struct bw_session *s, struct bw_http_request *hq)
     size_t pl = hq->target.len < sizeof r->path_text - 1 ? hq->target.len : sizeof r->path_text - 1;
     memcpy(r->path_text, hq->target.ptr, pl);
     r->path_text[pl] = '\0';
+    bw__request_log_head(r, hq);
 
     /* Who the client is. */
     format_addr(&s->peer, r->peer_text);
@@ -700,7 +701,6 @@ static bool connect_upstream(struct bw_session *s)
             int e = errno;
             close(fd);
             l->active[idx]--;
-            bw_stat_inc(&s->pw->stats.upstream_failures);
             bw_server_report_failure(l->rt, (size_t)idx, LOOP(s)->now_ms, strerror(e));
             BW_ERRORF("upstream %.*s server %s: connect: %s", (int)cu->name.len, cu->name.ptr,
                       a->text, strerror(e));
@@ -764,8 +764,6 @@ static void upstream_failed(struct bw_session *s, uint16_t status, const char *w
     bool never_sent = u && !u->connected && !u->reused;
     r->fail_status = status;
     detach_upstream(s, false);
-    if (count)
-        bw_stat_inc(&s->pw->stats.upstream_failures);
     if (count && r->server >= 0) {
         bw_server_report_failure(l->rt, (size_t)r->server, LOOP(s)->now_ms, why);
         BW_ERRORF("upstream %.*s server %s: %s", (int)cu->name.len, cu->name.ptr,
