@@ -510,7 +510,8 @@ static void start_request(struct bw_session *s, struct bw_http_request *hq)
     size_t pl = hq->target.len < sizeof r->path_text - 1 ? hq->target.len : sizeof r->path_text - 1;
     memcpy(r->path_text, hq->target.ptr, pl);
     r->path_text[pl] = '\0';
-    bw__request_log_head(r, hq);
+    if (s->pw->log_ring)
+        bw__request_log_head(r, hq);
 
     /* Who the client is. */
     format_addr(&s->peer, r->peer_text);
