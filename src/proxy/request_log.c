@@ -161,6 +161,8 @@ void bw__request_log(struct bw_session *s)
         add_text(head, sizeof head, &hl, "host", r->host_text, r->host_len);
     if (r->log_has_user_agent)
         add_text(head, sizeof head, &hl, "user_agent", r->user_agent_text, r->user_agent_len);
+    if (r->cut_by_shutdown)
+        add_text(head, sizeof head, &hl, "cut", "shutdown", 8);
     if (s->tls && s->tls_up) {
         /* The server name is the client's; it passed OpenSSL's checks but
          * is escaped like anything else a client sends. */

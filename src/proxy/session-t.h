@@ -138,6 +138,7 @@ struct request {
     /* For the access log, set by bw__request_log_head. */
     bool log_has_host;
     bool log_has_user_agent;
+    bool cut_by_shutdown; /* closed by the drain's deadline, not by either peer */
 
     /* Not cleared for each request (request_get clears what comes before
      * client_text): the texts are written when a request starts, and rview

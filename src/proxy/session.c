@@ -182,8 +182,10 @@ static void session_close(struct bw_session *s)
     struct bw_proxy_worker *pw = s->pw;
     detach_upstream(s, false);
     if (s->req) {
+        /* Nothing sent: nginx's codes, "client closed request", or (the
+         * drain's deadline passed) "closed without a response". */
         if (s->req->status == 0 && s->req->method_text[0])
-            s->req->status = 499; /* nginx's "client closed request" */
+            s->req->status = s->req->cut_by_shutdown ? 444 : 499;
         bw__request_log(s);
         request_put(pw, s->req);
         s->req = NULL;
@@ -2256,8 +2258,11 @@ void bw_session_drain_all(struct bw_proxy_worker *pw)
 
 void bw_session_close_all(struct bw_proxy_worker *pw)
 {
-    while (pw->sessions)
+    while (pw->sessions) {
+        if (pw->sessions->req)
+            pw->sessions->req->cut_by_shutdown = true;
         session_close(pw->sessions);
+    }
     bw_upconn_close_idle_all(pw);
     free_request_cache(pw);
 }

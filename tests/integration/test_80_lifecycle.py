@@ -83,6 +83,10 @@ def test_drain_timeout_bounds_shutdown(origin, proxy):
     how, _ = conn.wait_closed(2)
     assert how in ("eof", "reset")
     conn.close()
+    # Logged as cut by the shutdown (nginx's 444, no response), not as a
+    # client that went away (499).
+    line = [l for l in bw.access_log_lines() if l["path"] == "/hang"]
+    assert len(line) == 1 and line[0]["status"] == 444 and line[0]["cut"] == "shutdown", line
 
 
 def test_idle_keepalive_connections_do_not_delay_shutdown(origin, proxy):
