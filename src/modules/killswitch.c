@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -270,44 +271,27 @@ static bool blank(char c)
     return c == ' ' || c == '\t' || c == '\r';
 }
 
-bw_status bw_kills_load(struct bw_killswitches *ks, const char *state_dir, size_t *ret_skipped,
-                        bw_error *err)
+void bw_kills_parse(struct bw_killswitches *ks, bw_slice text, const char *name,
+                    size_t *ret_skipped, bw_error *err)
 {
     ks->n = 0;
     *ret_skipped = 0;
-    char path[4200];
-    if (path_in(state_dir, BW_KILLSWITCH_FILE, path, sizeof path, err) != BW_OK)
-        return BW_ERR;
-    FILE *f = fopen(path, "re");
-    if (!f) {
-        if (errno == ENOENT)
-            return BW_OK;
-        return bw_error_set(err, "cannot read %s: %s", path, strerror(errno));
-    }
     /* A bad line is skipped and reported, not the whole file: one typo in
      * a file edited by hand must not bring back every rule an incident
      * turned off. */
-    char line[BW_KILL_TARGET_MAX + 64];
     unsigned lineno = 0;
-    bool long_line = false;
-    while (fgets(line, sizeof line, f)) {
-        size_t len = strlen(line);
-        bool whole = len && line[len - 1] == '\n';
-        if (long_line) {
-            long_line = !whole; /* the rest of a line already reported */
-            continue;
-        }
+    const char *at = text.ptr, *stop = text.ptr + text.len;
+    while (at < stop) {
+        const char *nl = memchr(at, '\n', (size_t)(stop - at));
+        const char *p = at, *end = nl ? nl : stop;
+        at = nl ? nl + 1 : stop;
         lineno++;
-        if (whole)
-            line[--len] = '\0';
-        else if (!feof(f)) {
-            long_line = true;
+        if ((size_t)(end - p) > BW_KILL_LINE_MAX) {
             if ((*ret_skipped)++ == 0)
-                (void)bw_error_set(err, "%s:%u: line too long", path, lineno);
+                (void)bw_error_set(err, "%s:%u: line too long", name, lineno);
             continue;
         }
         /* A target with blanks (and a CR) around it, a comment, or nothing. */
-        const char *p = line, *end = line + len;
         while (p < end && blank(*p))
             p++;
         while (end > p && blank(end[-1]))
@@ -316,14 +300,14 @@ bw_status bw_kills_load(struct bw_killswitches *ks, const char *state_dir, size_
             continue;
         if (ks->n == BW_MAX_KILLSWITCHES) {
             if ((*ret_skipped)++ == 0)
-                (void)bw_error_set(err, "%s:%u: more than %d killswitches", path, lineno,
+                (void)bw_error_set(err, "%s:%u: more than %d killswitches", name, lineno,
                                    BW_MAX_KILLSWITCHES);
             continue;
         }
         bw_error e2;
         if (bw_kill_parse(bw_slice_make(p, (size_t)(end - p)), &ks->items[ks->n], &e2) != BW_OK) {
             if ((*ret_skipped)++ == 0)
-                (void)bw_error_set(err, "%s:%u: %s", path, lineno, e2.msg);
+                (void)bw_error_set(err, "%s:%u: %s", name, lineno, e2.msg);
             continue;
         }
         size_t i = 0;
@@ -332,13 +316,62 @@ bw_status bw_kills_load(struct bw_killswitches *ks, const char *state_dir, size_
         if (i == ks->n)
             ks->n++; /* a repeated line is one killswitch */
     }
-    if (ferror(f)) {
+}
+
+bw_status bw_kills_load(struct bw_killswitches *ks, const char *state_dir, size_t *ret_skipped,
+                        bw_error *err)
+{
+    ks->n = 0;
+    *ret_skipped = 0;
+    char path[4200];
+    if (path_in(state_dir, BW_KILLSWITCH_FILE, path, sizeof path, err) != BW_OK)
+        return BW_ERR;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return BW_OK;
+        return bw_error_set(err, "cannot read %s: %s", path, strerror(errno));
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
         int e = errno;
-        fclose(f);
-        ks->n = 0;
+        close(fd);
         return bw_error_set(err, "cannot read %s: %s", path, strerror(e));
     }
-    fclose(f);
+    if (!S_ISREG(st.st_mode) || st.st_size > BW_KILLSWITCH_FILE_MAX) {
+        close(fd);
+        return !S_ISREG(st.st_mode) ? bw_error_set(err, "cannot read %s: not a regular file", path)
+                                    : bw_error_set(err, "cannot read %s: larger than %d bytes",
+                                                   path, BW_KILLSWITCH_FILE_MAX);
+    }
+    /* One byte more than allowed, so a file that grew since fstat shows. */
+    char *buf = malloc(BW_KILLSWITCH_FILE_MAX + 1);
+    if (!buf) {
+        close(fd);
+        return bw_error_set(err, "cannot read %s: out of memory", path);
+    }
+    size_t len = 0;
+    for (;;) {
+        ssize_t r = read(fd, buf + len, BW_KILLSWITCH_FILE_MAX + 1 - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = errno;
+            free(buf);
+            close(fd);
+            return bw_error_set(err, "cannot read %s: %s", path, strerror(e));
+        }
+        if (r == 0 || (len += (size_t)r) > BW_KILLSWITCH_FILE_MAX)
+            break;
+    }
+    close(fd);
+    if (len > BW_KILLSWITCH_FILE_MAX) {
+        free(buf);
+        return bw_error_set(err, "cannot read %s: larger than %d bytes", path,
+                            BW_KILLSWITCH_FILE_MAX);
+    }
+    bw_kills_parse(ks, bw_slice_make(buf, len), path, ret_skipped, err);
+    free(buf);
     return BW_OK;
 }
 

@@ -24,6 +24,11 @@ enum {
     BW_MAX_KILLSWITCHES = 1024,
     BW_KILL_ID_MAX = BW_RULES_MAX_ID_LEN,
     BW_KILL_TARGET_MAX = 7 + 2 * BW_RULES_MAX_ID_LEN + 2, /* "ruleset:" .. "rule:a/b" */
+    /* A line longer than this (a target, blanks around it) is skipped. */
+    BW_KILL_LINE_MAX = BW_KILL_TARGET_MAX + 64,
+    /* The state file is read whole; bulwark writes at most
+     * BW_MAX_KILLSWITCHES lines, so this leaves ample room for comments. */
+    BW_KILLSWITCH_FILE_MAX = 1 << 20,
 };
 
 #define BW_KILLSWITCH_FILE "killswitches"
@@ -74,12 +79,17 @@ void bw_kills_apply(const struct bw_killswitches *ks, const struct bw_kill_scope
  * leaves the old set or the new one, never half of one. */
 bw_status bw_kills_save(const struct bw_killswitches *ks, const char *state_dir,
                         bw_error *err) BW_MUST_CHECK;
-/* Reads the file if it exists (absent: an empty set). Blank lines, lines
- * starting with '#', spaces around a target and CRLF line ends are allowed.
- * A line that does not parse (or one past BW_MAX_KILLSWITCHES) is skipped
- * and counted in *ret_skipped, err then saying file:line and why for the
- * first; every other line is loaded. Fails only when the file cannot be
- * read. */
+/* Parses the state file's text (name only names it in messages). Blank
+ * lines, lines starting with '#', spaces around a target and CRLF line ends
+ * are allowed. A line that does not parse, is longer than BW_KILL_LINE_MAX
+ * or comes past BW_MAX_KILLSWITCHES is skipped and counted in *ret_skipped,
+ * err then saying name:line and why for the first; every other line is
+ * loaded, a repeated one once. Pure: no I/O. */
+void bw_kills_parse(struct bw_killswitches *ks, bw_slice text, const char *name,
+                    size_t *ret_skipped, bw_error *err);
+/* Reads state_dir/killswitches if it exists (absent: an empty set) and
+ * parses it (bw_kills_parse). Fails only when the file cannot be read or is
+ * over BW_KILLSWITCH_FILE_MAX. */
 bw_status bw_kills_load(struct bw_killswitches *ks, const char *state_dir, size_t *ret_skipped,
                         bw_error *err) BW_MUST_CHECK;
 /* Keeps the file as it is now under state_dir/killswitches.rejected (a hard

@@ -249,15 +249,17 @@ bool bw_build_upstream_request(struct bw_head_out *out, const struct bw_http_req
     bw_slice upgrade = BW_SLICE_EMPTY;
     bool host_done = false;
     for (size_t i = 0; i < n; i++) {
-        switch (classify(h[i].name)) {
-        case F_FWD:
-            /* Forwarded, X-Real-IP, X-Forwarded-Host/-Port say who the
-             * client is and what it asked for, and applications believe
-             * them: from anyone but a trusted proxy they are forged, as
-             * X-Forwarded-For is (which bulwark rewrites instead). */
+        enum field_kind kind = classify(h[i].name);
+        /* Forwarded, X-Real-IP, X-Forwarded-Host/-Port say who the client
+         * is and what it asked for, and applications believe them: from
+         * anyone but a trusted proxy they are forged, as X-Forwarded-For is
+         * (which bulwark rewrites instead). From a trusted one they pass. */
+        if (kind == F_FWD) {
             if (!p->peer_trusted)
                 continue;
-            /* fall through */
+            kind = F_PASS;
+        }
+        switch (kind) {
         case F_PASS:
             if (conn_names(&ct, h, n, h[i].name))
                 continue;
@@ -295,6 +297,7 @@ bool bw_build_upstream_request(struct bw_head_out *out, const struct bw_http_req
         case F_HOP:
         case F_XFF:
         case F_XFP:
+        case F_FWD:    /* passed above, or dropped */
         case F_EXPECT: /* 100-continue is answered by the proxy itself */
             break;
         }

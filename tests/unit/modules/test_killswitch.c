@@ -236,6 +236,79 @@ TEST(state_file_round_trip_and_errors)
     CHECK(strstr(err.msg, "cannot write") != NULL);
 }
 
+/* The parser alone, at and past its limits: a line of BW_KILL_LINE_MAX
+ * bytes is read, one byte more is skipped; a NUL byte is a bad target, not
+ * the end of the file; the BW_MAX_KILLSWITCHES + 1st is skipped; a last
+ * line without a newline counts. */
+TEST(state_file_parser_limits)
+{
+    static struct bw_killswitches ks;
+    static char text[BW_MAX_KILLSWITCHES * 16 + 4096];
+    bw_error err;
+    size_t skipped;
+    char line[BW_KILL_LINE_MAX + 2];
+    /* "rule:e/" + id padded with blanks to exactly the limit. */
+    int n = snprintf(line, sizeof line, "rule:e/%s", "x");
+    memset(line + n, ' ', (size_t)BW_KILL_LINE_MAX - (size_t)n);
+    line[BW_KILL_LINE_MAX] = '\0';
+    size_t len = (size_t)snprintf(text, sizeof text, "%s\n", line);
+    bw_kills_parse(&ks, bw_slice_make(text, len), "k", &skipped, &err);
+    CHECK_INT_EQ(skipped, 0);
+    CHECK_INT_EQ(ks.n, 1);
+    line[BW_KILL_LINE_MAX] = ' ';
+    line[BW_KILL_LINE_MAX + 1] = '\0';
+    len = (size_t)snprintf(text, sizeof text, "module:rules\n%s\nmodule:bot_score", line);
+    bw_kills_parse(&ks, bw_slice_make(text, len), "k", &skipped, &err);
+    CHECK_INT_EQ(skipped, 1);
+    CHECK_STR_EQ(err.msg, "k:2: line too long");
+    CHECK_INT_EQ(ks.n, 2);
+    static const char nul[] = "rule:entry/a\0b\nruleset:managed\n";
+    bw_kills_parse(&ks, bw_slice_make(nul, sizeof nul - 1), "k", &skipped, &err);
+    CHECK_INT_EQ(skipped, 1);
+    CHECK(strstr(err.msg, "k:1: ") == err.msg);
+    CHECK_INT_EQ(ks.n, 1);
+    len = 0;
+    for (int i = 0; i <= BW_MAX_KILLSWITCHES; i++)
+        len += (size_t)snprintf(text + len, sizeof text - len, "ruleset:r%d\n", i);
+    bw_kills_parse(&ks, bw_slice_make(text, len), "k", &skipped, &err);
+    CHECK_INT_EQ(ks.n, BW_MAX_KILLSWITCHES);
+    CHECK_INT_EQ(skipped, 1);
+    CHECK(strstr(err.msg, "more than 1024 killswitches") != NULL);
+    bw_kills_parse(&ks, BW_SLICE_EMPTY, "k", &skipped, &err);
+    CHECK_INT_EQ(ks.n, 0);
+    CHECK_INT_EQ(skipped, 0);
+}
+
+/* Read whole, bounded: a file over BW_KILLSWITCH_FILE_MAX is refused (the
+ * set stays empty), one at the limit is read. */
+TEST(state_file_size_limit)
+{
+    static struct bw_killswitches ks;
+    bw_error err;
+    size_t skipped;
+    char path[256];
+    snprintf(path, sizeof path, "%s/killswitches", dir);
+    char *big = malloc(BW_KILLSWITCH_FILE_MAX + 1);
+    CHECK(big != NULL);
+    if (!big)
+        return;
+    memset(big, '#', BW_KILLSWITCH_FILE_MAX + 1);
+    memcpy(big, "module:rules\n", 13);
+    FILE *f = fopen(path, "w");
+    CHECK(f && fwrite(big, 1, BW_KILLSWITCH_FILE_MAX, f) == BW_KILLSWITCH_FILE_MAX);
+    fclose(f);
+    CHECK_INT_EQ(bw_kills_load(&ks, dir, &skipped, &err), BW_OK);
+    CHECK_INT_EQ(ks.n, 1);
+    f = fopen(path, "w");
+    CHECK(f && fwrite(big, 1, BW_KILLSWITCH_FILE_MAX + 1, f) == BW_KILLSWITCH_FILE_MAX + 1);
+    fclose(f);
+    CHECK_INT_EQ(bw_kills_load(&ks, dir, &skipped, &err), BW_ERR);
+    CHECK(strstr(err.msg, "larger than 1048576 bytes") != NULL);
+    CHECK_INT_EQ(ks.n, 0);
+    unlink(path);
+    free(big);
+}
+
 int main(void)
 {
     if (!mkdtemp(dir))
@@ -243,6 +316,8 @@ int main(void)
     RUN(parse_targets);
     RUN(set_and_clear_reach_the_engine_bits);
     RUN(state_file_round_trip_and_errors);
+    RUN(state_file_parser_limits);
+    RUN(state_file_size_limit);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)
