@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "config/file.h"
+
 static bool id_char(char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
@@ -326,50 +328,20 @@ bw_status bw_kills_load(struct bw_killswitches *ks, const char *state_dir, size_
     char path[4200];
     if (path_in(state_dir, BW_KILLSWITCH_FILE, path, sizeof path, err) != BW_OK)
         return BW_ERR;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) {
-        if (errno == ENOENT)
-            return BW_OK;
-        return bw_error_set(err, "cannot read %s: %s", path, strerror(errno));
-    }
+    /* Absent or empty (every killswitch lifted): the empty set, which
+     * bw_read_file, made for artifacts that must have content, refuses. */
     struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return bw_error_set(err, "cannot read %s: %s", path, strerror(e));
-    }
-    if (!S_ISREG(st.st_mode) || st.st_size > BW_KILLSWITCH_FILE_MAX) {
-        close(fd);
-        return !S_ISREG(st.st_mode) ? bw_error_set(err, "cannot read %s: not a regular file", path)
-                                    : bw_error_set(err, "cannot read %s: larger than %d bytes",
-                                                   path, BW_KILLSWITCH_FILE_MAX);
-    }
-    /* One byte more than allowed, so a file that grew since fstat shows. */
-    char *buf = malloc(BW_KILLSWITCH_FILE_MAX + 1);
-    if (!buf) {
-        close(fd);
-        return bw_error_set(err, "cannot read %s: out of memory", path);
-    }
-    size_t len = 0;
-    for (;;) {
-        ssize_t r = read(fd, buf + len, BW_KILLSWITCH_FILE_MAX + 1 - len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            int e = errno;
-            free(buf);
-            close(fd);
-            return bw_error_set(err, "cannot read %s: %s", path, strerror(e));
-        }
-        if (r == 0 || (len += (size_t)r) > BW_KILLSWITCH_FILE_MAX)
-            break;
-    }
-    close(fd);
-    if (len > BW_KILLSWITCH_FILE_MAX) {
-        free(buf);
-        return bw_error_set(err, "cannot read %s: larger than %d bytes", path,
-                            BW_KILLSWITCH_FILE_MAX);
-    }
+    if (stat(path, &st) != 0 && errno == ENOENT)
+        return BW_OK;
+    if (S_ISREG(st.st_mode) && st.st_size == 0)
+        return BW_OK;
+    static const struct bw_file_what what = {.noun = "the killswitch file",
+                                             .kind = "killswitch file",
+                                             .max_bytes = BW_KILLSWITCH_FILE_MAX};
+    char *buf, msg[sizeof err->msg];
+    size_t len;
+    if (bw_read_file(path, &what, &buf, &len, msg, sizeof msg) != BW_OK)
+        return bw_error_set(err, "%s: %s", path, msg);
     bw_kills_parse(ks, bw_slice_make(buf, len), path, ret_skipped, err);
     free(buf);
     return BW_OK;

@@ -303,7 +303,7 @@ TEST(state_file_size_limit)
     CHECK(f && fwrite(big, 1, BW_KILLSWITCH_FILE_MAX + 1, f) == BW_KILLSWITCH_FILE_MAX + 1);
     fclose(f);
     CHECK_INT_EQ(bw_kills_load(&ks, dir, &skipped, &err), BW_ERR);
-    CHECK(strstr(err.msg, "larger than 1048576 bytes") != NULL);
+    CHECK(strstr(err.msg, "over the limit of 1048576 bytes") != NULL);
     CHECK_INT_EQ(ks.n, 0);
     unlink(path);
     free(big);
