@@ -341,7 +341,7 @@ bw_status bw_kills_load(struct bw_killswitches *ks, const char *state_dir, size_
     char *buf, msg[sizeof err->msg];
     size_t len;
     if (bw_read_file(path, &what, &buf, &len, msg, sizeof msg) != BW_OK)
-        return bw_error_set(err, "%s: %s", path, msg);
+        return bw_error_set(err, "cannot read %s: %s", path, msg);
     bw_kills_parse(ks, bw_slice_make(buf, len), path, ret_skipped, err);
     free(buf);
     return BW_OK;
