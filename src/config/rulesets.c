@@ -1021,6 +1021,9 @@ static bool parse_rule(struct rl *rl, const struct bw__ynode *n, size_t idx, str
     };
     for (int i = 0; i < P__COUNT; i++)
         f[R__COUNT + i].name = param_names[i];
+    /* Until the action and its parameters are read: the cross-file checks
+     * of a file that failed (bw_rulebook_check_links) pass over the rule. */
+    r->action.kind = BW_ACTION__COUNT;
     if (!walk_map(rl, n, n, path.s, "a mapping with id, expression and action", f,
                   R__COUNT + P__COUNT))
         return false;
@@ -1063,10 +1066,12 @@ static bool parse_rule(struct rl *rl, const struct bw__ynode *n, size_t idx, str
             params_ok = false;
         }
     }
-    if (!params_ok)
-        return false;
     struct params p = {.f = &f[R__COUNT], .rule = n, .path = path.s};
-    return parse_action(rl, &p, r) && ok;
+    if (!params_ok || !parse_action(rl, &p, r)) {
+        r->action.kind = BW_ACTION__COUNT;
+        return false;
+    }
+    return ok;
 }
 
 /* ---- embedded tests ----------------------------------------------------------------------- */
@@ -1446,11 +1451,13 @@ bw_status bw_ruleset_parse(bw_arena *a, const char *path, const char *text, size
             parse_root(&rl, root, &s);
         bw_arena_reset(&tree);
     }
+    *ret = s;
     if (diags->n > 0 || diags->dropped > 0) {
         sort_diags(diags);
+        if (!rl.phase_ok)
+            ret->phase = BW_RULES_PHASE__COUNT;
         return BW_ERR;
     }
-    *ret = s;
     return BW_OK;
 }
 

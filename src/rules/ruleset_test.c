@@ -122,7 +122,8 @@ static enum bw_rl_decision never_over(void *self, const struct bw_rule *rule, ui
 }
 
 static bw_status report(const struct bw_ruleset *s, const struct bw_ruleset_test *t,
-                        const struct bw_rules_verdict *v, const struct recorder *rec, bw_error *err)
+                        const struct bw_rules_verdict *v, const struct recorder *rec,
+                        struct bw__rb_sink *err)
 {
     char want[200], got[200];
     switch (t->expect) {
@@ -149,29 +150,35 @@ static bw_status report(const struct bw_ruleset *s, const struct bw_ruleset_test
         snprintf(fired, sizeof fired, "rules that fired: %s", rec->fired);
     else
         snprintf(fired, sizeof fired, "no rule fired");
-    return bw_error_set(err,
-                        "%.*s:%u:%u: error: test \"%.*s\" of ruleset \"%.*s\": expected %s, got "
-                        "%s (%s)",
-                        (int)s->file.len, s->file.ptr, t->pos.line, t->pos.col, (int)t->name.len,
-                        t->name.ptr, (int)s->id.len, s->id.ptr, want, got, fired);
+    return bw__rb_fail(err,
+                       "%.*s:%u:%u: error: test \"%.*s\" of ruleset \"%.*s\": expected %s, got "
+                       "%s (%s)",
+                       (int)s->file.len, s->file.ptr, t->pos.line, t->pos.col, (int)t->name.len,
+                       t->name.ptr, (int)s->id.len, s->id.ptr, want, got, fired);
 }
 
-bw_status bw_rulebook_run_tests(const struct bw_rulebook *book, bw_arena *a, bw_error *err)
+/* Runs every test, also after one fails: each failing test is reported. */
+static bw_status run_tests(const struct bw_rulebook *book, bw_arena *a, struct bw__rb_sink *err)
 {
     bw_regex_scratch scratch;
     bw_regex_scratch_init(&scratch);
     bw_status st = BW_OK;
-    for (int ph = 0; ph < BW_RULES_PHASE__COUNT && st == BW_OK; ph++)
-        st = bw_rules_prog_reserve(book->prog[ph], &scratch, err);
-    for (size_t i = 0; i < book->nrulesets && st == BW_OK; i++) {
+    for (int ph = 0; ph < BW_RULES_PHASE__COUNT && st == BW_OK; ph++) {
+        bw_error rerr;
+        if (bw_rules_prog_reserve(book->prog[ph], &scratch, &rerr) != BW_OK)
+            st = bw__rb_fail(err, "%s", rerr.msg);
+    }
+    bool fatal = st != BW_OK;
+    for (size_t i = 0; i < book->nrulesets && !fatal; i++) {
         const struct bw_ruleset *s = &book->rulesets[i];
-        for (size_t k = 0; k < s->ntests && st == BW_OK; k++) {
+        for (size_t k = 0; k < s->ntests && !fatal; k++) {
             const struct bw_ruleset_test *t = &s->tests[k];
             bw_arena_reset(a);
             struct bw_killset kills;
             if (bw_killset_alloc(a, book, &kills) != BW_OK) {
-                st = bw_error_set(err, "out of memory running the tests of ruleset \"%.*s\"",
-                                  (int)s->id.len, s->id.ptr);
+                st = bw__rb_fail(err, "out of memory running the tests of ruleset \"%.*s\"",
+                                 (int)s->id.len, s->id.ptr);
+                fatal = true;
                 break;
             }
             struct recorder rec = {.t = t};
@@ -195,4 +202,19 @@ bw_status bw_rulebook_run_tests(const struct bw_rulebook *book, bw_arena *a, bw_
     bw_arena_reset(a);
     bw_regex_scratch_done(&scratch);
     return st;
+}
+
+bw_status bw_rulebook_run_tests(const struct bw_rulebook *book, bw_arena *a, bw_error *err)
+{
+    struct bw__rb_sink sink = {.first = err};
+    return run_tests(book, a, &sink);
+}
+
+bw_status bw_rulebook_run_tests_all(const struct bw_rulebook *book, bw_arena *a,
+                                    struct bw_rulebook_errors *errs)
+{
+    errs->n = 0;
+    errs->dropped = 0;
+    struct bw__rb_sink sink = {.all = errs};
+    return run_tests(book, a, &sink);
 }

@@ -1081,6 +1081,219 @@ TEST(cross_file_errors_come_from_the_build)
                  "f1.yaml:2:5: error: duplicate ruleset id \"x\" (first in f0.yaml at line 1)");
 }
 
+/* Parses each file and builds with every problem listed; then runs every
+ * test, listing each failure. One "msg\n" line per problem. */
+static void load_and_test_all(const char *const *texts, size_t n, char *out, size_t cap)
+{
+    bw_arena_reset(&A);
+    bw_arena_init(&A, 16 * 1024, 0);
+    struct bw_ruleset sets[4];
+    static struct bw_rulebook_errors e;
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        struct bw_config_diags d;
+        char name[32];
+        snprintf(name, sizeof name, "f%zu.yaml", i);
+        if (bw_ruleset_parse(&A, name, texts[i], strlen(texts[i]), &sets[i], &d) != BW_OK) {
+            render(&d, out, cap);
+            return;
+        }
+    }
+    struct bw_rulebook *book = NULL;
+    bw_status st = bw_rulebook_build_all(&A, sets, n, NULL, 0, &book, &e);
+    if (st == BW_OK) {
+        bw_arena scratch;
+        bw_arena_init(&scratch, 4096, 1 << 20);
+        st = bw_rulebook_run_tests_all(book, &scratch, &e);
+        book = bw_rulebook_free(book);
+    }
+    if (st == BW_OK)
+        return;
+    size_t o = 0;
+    for (size_t i = 0; i < e.n && o < cap; i++) {
+        int w = snprintf(out + o, cap - o, "%s\n", e.items[i].msg);
+        if (w > 0)
+            o += (size_t)w;
+    }
+    if (e.dropped && o < cap)
+        snprintf(out + o, cap - o, "%zu more\n", e.dropped);
+}
+
+TEST(every_error_of_a_file_is_reported)
+{
+    char got[4096];
+    /* three independent bad rules the file alone cannot judge */
+    const char *build[] = {"id: entry\n"
+                           "rules:\n"
+                           "  - id: a\n"
+                           "    expression: 'true'\n"
+                           "    action: execute\n"
+                           "    ruleset: nope\n"
+                           "  - id: fine\n"
+                           "    expression: 'true'\n"
+                           "    action: log\n"
+                           "  - id: b\n"
+                           "    expression: 'true'\n"
+                           "    action: skip\n"
+                           "    rulesets: [gone]\n"
+                           "  - id: c\n"
+                           "    expression: 'true'\n"
+                           "    action: execute\n"
+                           "    ruleset: resp\n",
+                           "id: resp\nphase: response\nrules: []\n"};
+    load_and_test_all(build, 2, got, sizeof got);
+    CHECK_STR_EQ(got, "f0.yaml:6:14: error: rule \"a\": execute target ruleset \"nope\" does "
+                      "not exist\n"
+                      "f0.yaml:13:15: error: rule \"b\": skip target ruleset \"gone\" does not "
+                      "exist\n"
+                      "f0.yaml:17:14: error: rule \"c\": execute target ruleset \"resp\" is "
+                      "response phase, but ruleset \"entry\" is request phase\n");
+    /* three bad expressions: each with its position and caret */
+    const char *exprs = "id: entry\n"
+                        "rules:\n"
+                        "  - id: a\n"
+                        "    expression: 'ip.src contains \"x\"'\n"
+                        "    action: block\n"
+                        "  - id: b\n"
+                        "    expression: 'http.hots eq \"a\"'\n"
+                        "    action: block\n"
+                        "  - id: c\n"
+                        "    expression: 'len(ssl) gt 1'\n"
+                        "    action: log\n";
+    load_and_test_all(&exprs, 1, got, sizeof got);
+    CHECK_STR_EQ(got, "4:18: rules[0].expression: \"contains\" needs Bytes on both sides, but "
+                      "ip.src is Ip\n"
+                      "    ip.src contains \"x\"\n"
+                      "    ^~~~~~\n"
+                      "7:18: rules[1].expression: unknown field \"http.hots\" (did you mean "
+                      "\"http.host\"?)\n"
+                      "    http.hots eq \"a\"\n"
+                      "    ^~~~~~~~~\n"
+                      "10:22: rules[2].expression: len() takes Bytes or an Array, but ssl is Bool\n"
+                      "    len(ssl) gt 1\n"
+                      "        ^~~");
+    /* every failing embedded test, not only the first */
+    const char *tests = "id: entry\n"
+                        "rules:\n"
+                        "  - id: a\n"
+                        "    expression: 'true'\n"
+                        "    action: log\n"
+                        "tests:\n"
+                        "  - request: { path: / }\n"
+                        "    expect: { action: log, rule: zz }\n"
+                        "  - request: { path: / }\n"
+                        "    expect: { action: log, rule: a }\n"
+                        "  - request: { path: / }\n"
+                        "    expect: { action: block }\n";
+    load_and_test_all(&tests, 1, got, sizeof got);
+    CHECK_STR_EQ(got, "f0.yaml:7:5: error: test \"test 1\" of ruleset \"entry\": expected log by "
+                      "rule \"zz\", got continue (rules that fired: a)\n"
+                      "f0.yaml:11:5: error: test \"test 3\" of ruleset \"entry\": expected block, "
+                      "got continue (rules that fired: a)\n");
+}
+
+/* Parses every file, keeping what failed ones held, and when one failed
+ * runs the link checks: its own diagnostics, then the cross-file ones. */
+static void load_with_links(const char *const *texts, size_t n, char *out, size_t cap)
+{
+    bw_arena_reset(&A);
+    bw_arena_init(&A, 16 * 1024, 0);
+    struct bw_ruleset sets[4];
+    static struct bw_rulebook_errors e;
+    size_t o = 0;
+    out[0] = '\0';
+    bool failed = false;
+    for (size_t i = 0; i < n; i++) {
+        struct bw_config_diags d;
+        char name[32];
+        snprintf(name, sizeof name, "f%zu.yaml", i);
+        if (bw_ruleset_parse(&A, name, texts[i], strlen(texts[i]), &sets[i], &d) != BW_OK) {
+            failed = true;
+            for (size_t k = 0; k < d.n && o < cap; k++) {
+                int w = snprintf(out + o, cap - o, "%s:%u:%u: %s\n", name, d.items[k].line,
+                                 d.items[k].col, d.items[k].msg);
+                if (w > 0)
+                    o += (size_t)w;
+            }
+        }
+    }
+    if (!failed || bw_rulebook_check_links(&A, sets, n, &e) == BW_OK)
+        return;
+    for (size_t i = 0; i < e.n && o < cap; i++) {
+        int w = snprintf(out + o, cap - o, "%s\n", e.items[i].msg);
+        if (w > 0)
+            o += (size_t)w;
+    }
+}
+
+TEST(a_file_that_fails_still_gets_its_cross_file_errors)
+{
+    char got[4096];
+    const char *bad_rule = "id: entry\n"
+                           "rules:\n"
+                           "  - id: a\n"
+                           "    expression: 'true'\n"
+                           "    action: execute\n"
+                           "    ruleset: nope\n"
+                           "  - id: b\n"
+                           "    expression: 'http.hots eq \"a\"'\n"
+                           "    action: execute\n"
+                           "    ruleset: gone\n"
+                           "  - id: c\n"
+                           "    expression: 'true'\n"
+                           "    action: set_header\n"
+                           "    name: x\n"
+                           "    value: y\n"
+                           "  - id: d\n"
+                           "    expression: 'true'\n"
+                           "    action: execute\n"
+                           "    ruleset: other\n"
+                           "  - id: e\n"
+                           "    expression: 'true'\n"
+                           "    action: execute\n"
+                           "    ruleset: [not, an, id]\n";
+    const char *other = "id: other\n"
+                        "rules:\n"
+                        "  - id: back\n"
+                        "    expression: 'true'\n"
+                        "    action: execute\n"
+                        "    ruleset: entry\n";
+    const char *files[] = {bad_rule, other};
+    load_with_links(files, 2, got, sizeof got);
+    /* a bad expression does not hide the rule's target; a bad target (e) is
+     * said once, by the file */
+    CHECK_STR_EQ(got,
+                 "f0.yaml:8:18: rules[1].expression: unknown field \"http.hots\" (did you "
+                 "mean \"http.host\"?)\n"
+                 "    http.hots eq \"a\"\n"
+                 "    ^~~~~~~~~\n"
+                 "f0.yaml:13:13: rules[2].action: set_header is a response-phase action, but "
+                 "this ruleset is request phase\n"
+                 "f0.yaml:23:14: rules[4].ruleset: expected an id of 1 to 128 letters, digits, "
+                 "'_', '.' or '-', got a list\n"
+                 "f0.yaml:6:14: error: rule \"a\": execute target ruleset \"nope\" does not "
+                 "exist\n"
+                 "f0.yaml:10:14: error: rule \"b\": execute target ruleset \"gone\" does not "
+                 "exist\n"
+                 "f0.yaml:19:14: error: execute cycle: entry -> other -> entry\n");
+    /* a file whose id did not read: a target may be that ruleset, so none is
+     * said not to exist; duplicates among the others still are */
+    const char *no_id[] = {"rules:\n"
+                           "  - id: a\n"
+                           "    expression: 'true'\n"
+                           "    action: execute\n"
+                           "    ruleset: maybe\n",
+                           "id: x\nrules: []\n", "id: x\nrules: []\n"};
+    load_with_links(no_id, 3, got, sizeof got);
+    CHECK_STR_EQ(got, "f0.yaml:1:1: missing required key \"id\" in the ruleset\n"
+                      "f2.yaml:1:5: error: duplicate ruleset id \"x\" (first in f1.yaml at line "
+                      "1)\n");
+    /* all files good: nothing from here (the build says the rest) */
+    const char *good[] = {"id: a\nrules: []\n"};
+    load_with_links(good, 1, got, sizeof got);
+    CHECK_STR_EQ(got, "");
+}
+
 /* ---- limits ------------------------------------------------------------------------ */
 
 static char *grow(char *buf, size_t *o, size_t *cap, const char *fmt, ...) BW_PRINTF(4, 5);
@@ -1373,6 +1586,8 @@ int main(void)
     RUN(embedded_tests_fail_with_the_exact_message);
     RUN(unknown_never_satisfies_a_block_expectation);
     RUN(cross_file_errors_come_from_the_build);
+    RUN(every_error_of_a_file_is_reported);
+    RUN(a_file_that_fails_still_gets_its_cross_file_errors);
     RUN(limits_at_and_past);
     RUN(file_level_errors);
     bw_arena_reset(&A);
