@@ -411,6 +411,14 @@ static const struct {
      RT "  - match: |\n      http.host eq \"a\" and\n        len(ssl) gt 1\n    upstream: app\n",
      "11:13: routes[1].match: len() takes Bytes or an Array, but ssl is Bool\n"
      "      len(ssl) gt 1\n          ^~~"},
+    {"route match in a folded scalar",
+     RT "  - match: >\n      http.host eq \"a\" and\n      len(ssl) gt 1\n    upstream: app\n",
+     "11:11: routes[1].match: len() takes Bytes or an Array, but ssl is Bool\n"
+     "    http.host eq \"a\" and len(ssl) gt 1\n                             ^~~"},
+    {"route match double-quoted with escapes",
+     RT "  - match: \"http.host eq \\\"a\\\"\\tand len(ssl) gt 1\"\n    upstream: app\n",
+     "9:41: routes[1].match: len() takes Bytes or an Array, but ssl is Bool\n"
+     "    http.host eq \"a\"\tand len(ssl) gt 1\n                    \t        ^~~"},
     {"route match null", RT "  - match:\n    upstream: app\n",
      "9:11: routes[1].match: expected a rules expression like 'http.host eq \"a.example\"', got "
      "nothing"},

@@ -716,6 +716,264 @@ TEST(invalid_files_say_where_and_why)
     CHECK(sizeof bad / sizeof bad[0] >= 40);
 }
 
+/* An error inside an expression points at the token in the file, whatever
+ * the YAML style of the scalar that holds it: YAML folds lines and decodes
+ * escapes, so the value's own lines and columns are not the file's. Each
+ * case has the token `ssl` of len(ssl) once; line:col is where it is in the
+ * text (columns in bytes). */
+static const struct styled {
+    const char *name;
+    const char *text;
+    uint32_t line, col;
+} styled[] = {
+    {"plain",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: http.host eq \"a\" and len(ssl) gt 1\n"
+     "    action: log\n"
+     "",
+     4, 42},
+    {"plain with UTF-8",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: http.host eq \"\xC3\xA9\xC3\xA9\" and len(ssl) gt 1\n"
+     "    action: log\n"
+     "",
+     4, 45},
+    {"plain in a flow mapping",
+     "id: a\n"
+     "rules:\n"
+     "  - { id: r, expression: http.host eq \"a\" and len(ssl) gt 1, action: log }\n"
+     "",
+     3, 51},
+    {"plain over two lines",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: http.host eq \"a\"\n"
+     "      and len(ssl) gt 1\n"
+     "    action: log\n"
+     "",
+     5, 15},
+    {"plain over lines with an empty one",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: http.host eq \"a\"\n"
+     "\n"
+     "      and\n"
+     "        len(ssl) gt 1\n"
+     "    action: log\n"
+     "",
+     7, 13},
+    {"plain with CRLF",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: http.host eq \"a\"\r\n"
+     "      and len(ssl) gt 1\r\n"
+     "    action: log\r\n"
+     "",
+     5, 15},
+    {"single-quoted",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'http.host eq \"a\" and len(ssl) gt 1'\n"
+     "    action: log\n"
+     "",
+     4, 43},
+    {"single-quoted with ''",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'http.host eq \"it''s\" and len(ssl) gt 1'\n"
+     "    action: log\n"
+     "",
+     4, 47},
+    {"single-quoted over two lines",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'http.host eq \"it''s\"   \n"
+     "      and len(ssl) gt 1'\n"
+     "    action: log\n"
+     "",
+     5, 15},
+    {"double-quoted",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: \"http.host eq \\\"a\\\" and len(ssl) gt 1\"\n"
+     "    action: log\n"
+     "",
+     4, 45},
+    {"double-quoted with \\t",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: \"http.host\\teq \\\"a\\\"\\tand len(ssl) gt 1\"\n"
+     "    action: log\n"
+     "",
+     4, 47},
+    {"double-quoted with \\u and \\x",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: \"http.host eq \\\"\\u00e9\\x41\\\" and len(ssl) gt 1\"\n"
+     "    action: log\n"
+     "",
+     4, 54},
+    {"double-quoted with \\\\",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: \"http.host eq \\\"a\\\\\\\\b\\\" and len(ssl) gt 1\"\n"
+     "    action: log\n"
+     "",
+     4, 50},
+    {"double-quoted over two lines",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: \"http.host eq \\\"a\\\"\n"
+     "      and len(ssl) gt 1\"\n"
+     "    action: log\n"
+     "",
+     5, 15},
+    {"double-quoted, escaped line break",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: \"http.host eq \\\"a\\\" and \\\n"
+     "      len(ssl) gt 1\"\n"
+     "    action: log\n"
+     "",
+     5, 11},
+    {"literal",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: |\n"
+     "      http.host eq \"a\"\n"
+     "        and len(ssl) gt 1\n"
+     "    action: log\n"
+     "",
+     6, 17},
+    {"literal, empty first line",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: |-\n"
+     "\n"
+     "      http.host eq \"a\" and\n"
+     "      len(ssl) gt 1\n"
+     "    action: log\n"
+     "",
+     7, 11},
+    {"folded",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: >\n"
+     "      http.host eq \"a\"\n"
+     "      and len(ssl) gt 1\n"
+     "    action: log\n"
+     "",
+     6, 15},
+    {"folded with an empty line",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: >-\n"
+     "      http.host eq \"a\"\n"
+     "\n"
+     "      and len(ssl) gt 1\n"
+     "    action: log\n"
+     "",
+     7, 15},
+    {"folded, more indented",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: >\n"
+     "      http.host eq \"a\"\n"
+     "        and len(ssl) gt 1\n"
+     "    action: log\n"
+     "",
+     6, 17},
+};
+
+TEST(expression_errors_point_into_every_scalar_style)
+{
+    int failures = 0;
+    for (size_t i = 0; i < sizeof styled / sizeof styled[0]; i++) {
+        struct bw_ruleset s;
+        struct bw_config_diags d;
+        bw_status st = parse(styled[i].text, &s, &d);
+        const char *want = "rules[0].expression: len() takes Bytes or an Array, but ssl is Bool\n";
+        if (st == BW_OK || d.n != 1 || d.items[0].line != styled[i].line ||
+            d.items[0].col != styled[i].col || strncmp(d.items[0].msg, want, strlen(want)) != 0) {
+            printf("     %s: got %u:%u: %s\n     want %u:%u\n", styled[i].name,
+                   d.n ? d.items[0].line : 0, d.n ? d.items[0].col : 0, d.n ? d.items[0].msg : "",
+                   styled[i].line, styled[i].col);
+            failures++;
+        }
+    }
+    CHECK_INT_EQ(failures, 0);
+}
+
+TEST(expression_error_positions_at_the_end_and_with_an_indentation_indicator)
+{
+    static char got[4096];
+    struct bw_ruleset s;
+    struct bw_config_diags d;
+    /* the end of a folded expression: after its last token, not on the
+     * empty line that the block's final newline would make */
+    CHECK(parse("id: a\n"
+                "rules:\n"
+                "  - id: r\n"
+                "    expression: >\n"
+                "      http.host eq \"a\" and\n"
+                "      ssl and\n"
+                "    action: log\n",
+                &s, &d) == BW_ERR);
+    render(&d, got, sizeof got);
+    CHECK_STR_EQ(got, "6:14: rules[0].expression: expected a field, a function call, a literal or "
+                      "\"(\", but found the end of the expression\n"
+                      "    http.host eq \"a\" and ssl and\n"
+                      "                                ^");
+    CHECK(parse("id: a\n"
+                "rules:\n"
+                "  - id: r\n"
+                "    expression: |\n"
+                "      http.host eq \"a\" and\n"
+                "        ssl and\n"
+                "    action: log\n",
+                &s, &d) == BW_ERR);
+    render(&d, got, sizeof got);
+    CHECK_STR_EQ(got, "6:16: rules[0].expression: expected a field, a function call, a literal or "
+                      "\"(\", but found the end of the expression\n"
+                      "      ssl and\n"
+                      "             ^");
+    /* |2: the content is indented 2 past the key, and the value keeps the
+     * spaces beyond that */
+    CHECK(parse("id: a\n"
+                "rules:\n"
+                "  - id: r\n"
+                "    expression: |2\n"
+                "        http.host eq \"a\"\n"
+                "          and len(ssl) gt 1\n"
+                "    action: log\n",
+                &s, &d) == BW_ERR);
+    render(&d, got, sizeof got);
+    CHECK_STR_EQ(got, "6:19: rules[0].expression: len() takes Bytes or an Array, but ssl is Bool\n"
+                      "        and len(ssl) gt 1\n"
+                      "                ^~~");
+}
+
 TEST(diag_print_has_file_line_col_and_caret)
 {
     struct bw_ruleset s;
@@ -1579,6 +1837,8 @@ int main(void)
     bw_arena_init(&A, 16 * 1024, 0);
     RUN(invalid_files_say_where_and_why);
     RUN(diag_print_has_file_line_col_and_caret);
+    RUN(expression_errors_point_into_every_scalar_style);
+    RUN(expression_error_positions_at_the_end_and_with_an_indentation_indicator);
     RUN(valid_request_file_with_every_request_action);
     RUN(valid_response_file);
     RUN(test_request_view_is_filled);
