@@ -1189,6 +1189,33 @@ static bool parse_response(struct rl *rl, const struct bw__ynode *key, const str
     return ok;
 }
 
+/* `rule: bots` (of the test's own ruleset) or `rule: managed/bots` (of a
+ * ruleset it executes), as killswitch targets name rules. */
+static bool get_rule_ref(struct rl *rl, const struct bw__ynode *n, const char *path,
+                         struct bw_ruleset_test *t)
+{
+    t->rule_pos = (struct bw_rules_pos){n->line, n->col};
+    bw_slice v = n->text;
+    const char *slash = n->kind == BW__YNODE_SCALAR ? memchr(v.ptr, '/', v.len) : NULL;
+    bw_slice set = BW_SLICE_EMPTY, rule = v;
+    if (slash) {
+        size_t k = (size_t)(slash - v.ptr);
+        set = bw_slice_sub(v, 0, k);
+        rule = bw_slice_sub(v, k + 1, v.len - k - 1);
+    }
+    if (n->kind != BW__YNODE_SCALAR || bw__ynode_is_null(n) || !valid_id(rule) ||
+        (slash && !valid_id(set))) {
+        DIAG(rl, n,
+             "%s: expected a rule id, or <ruleset>/<rule> for a rule of an executed ruleset, got "
+             "%s",
+             path, got(n).s);
+        return false;
+    }
+    t->rule = rl_dup(rl, rule);
+    t->rule_set = rl_dup(rl, set);
+    return true;
+}
+
 static bool parse_expect(struct rl *rl, const struct bw__ynode *key, const struct bw__ynode *n,
                          const char *path, struct bw_ruleset_test *t)
 {
@@ -1214,7 +1241,7 @@ static bool parse_expect(struct rl *rl, const struct bw__ynode *key, const struc
         if (t->expect == BW_EXPECT_NONE) {
             DIAG(rl, f[1].key, "%s: rule does not go with action none", path);
             ok = false;
-        } else if (get_id(rl, f[1].val, path_key(path, "rule").s, &t->rule)) {
+        } else if (get_rule_ref(rl, f[1].val, path_key(path, "rule").s, t)) {
             t->has_rule = true;
         } else {
             ok = false;

@@ -203,11 +203,16 @@ struct bw_ruleset_test {
      *   ACTION with a terminating kind (block, redirect, rate_limit): the
      *     verdict has that kind, and if has_rule, that rule ended it.
      *   ACTION with another kind: rule `rule` (has_rule required) fired,
-     *     and its action is of that kind. */
+     *     and its action is of that kind.
+     * The rule is `rule` of ruleset `rule_set`, or of the test's own ruleset
+     * when rule_set is empty: a rule of the same id in an executed ruleset
+     * is another rule. */
     enum bw_test_expect_kind expect;
     enum bw_action_kind action;
     bool has_rule;
     bw_slice rule;
+    bw_slice rule_set;            /* `rule: <ruleset>/<rule>`; empty: the test's ruleset */
+    struct bw_rules_pos rule_pos; /* of the `rule:` value */
     bool has_status;
     uint16_t status; /* terminating: the verdict's status */
 };

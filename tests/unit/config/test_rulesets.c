@@ -1252,7 +1252,7 @@ static const char entry_yaml[] =
     "    expect: { action: block, rule: block-admin, status: 403 }\n"
     "  - name: bots blocked below\n"
     "    request: { path: /, bot_score: 3 }\n"
-    "    expect: { action: block, rule: bots }\n"
+    "    expect: { action: block, rule: managed/bots }\n"
     "  - name: unknown score goes on\n"
     "    request: { path: / }\n"
     "    expect: { action: none }\n"
@@ -1552,6 +1552,83 @@ TEST(a_file_that_fails_still_gets_its_cross_file_errors)
     CHECK_STR_EQ(got, "");
 }
 
+/* `expect.rule: bots` is the rule of the test's own ruleset, never a rule of
+ * the same name in a ruleset it executes; `managed/bots` names that one. */
+static const char same_name_entry[] = "id: entry\n"
+                                      "rules:\n"
+                                      "  - id: run-managed\n"
+                                      "    expression: 'true'\n"
+                                      "    action: execute\n"
+                                      "    ruleset: managed\n"
+                                      "  - id: bots\n"
+                                      "    expression: 'bot.score lt 10'\n"
+                                      "    action: block\n"
+                                      "  - id: seen\n"
+                                      "    expression: 'false'\n"
+                                      "    action: log\n"
+                                      "tests:\n"
+                                      "  - request: { bot_score: 30 }\n"
+                                      "    expect: { action: block, rule: %s }\n";
+static const char same_name_managed[] = "id: managed\n"
+                                        "rules:\n"
+                                        "  - id: seen\n"
+                                        "    expression: 'true'\n"
+                                        "    action: log\n"
+                                        "  - id: bots\n"
+                                        "    expression: 'bot.score lt 50'\n"
+                                        "    action: block\n";
+
+static void same_name(const char *rule, const char *action, char *out, size_t cap)
+{
+    static char entry[2048];
+    snprintf(entry, sizeof entry, same_name_entry, rule);
+    if (strcmp(action, "block") != 0) {
+        char *a = strstr(entry, "action: block, rule:");
+        memcpy(a + 8, action, strlen(action)); /* same length: "log  " */
+    }
+    const char *files[] = {entry, same_name_managed};
+    load_and_test_all(files, 2, out, cap);
+}
+
+TEST(expected_rule_is_of_the_tests_ruleset_unless_qualified)
+{
+    char got[4096];
+    /* a terminating action by a same-named rule below is not the expected one */
+    same_name("bots", "block", got, sizeof got);
+    CHECK_STR_EQ(got, "f0.yaml:14:5: error: test \"test 1\" of ruleset \"entry\": expected block "
+                      "by rule \"bots\", got block by rule \"managed/bots\" with status 403 "
+                      "(rules that fired: run-managed, managed/seen, managed/bots)\n");
+    same_name("managed/bots", "block", got, sizeof got);
+    CHECK_STR_EQ(got, "");
+    same_name("entry/bots", "block", got, sizeof got);
+    CHECK_STR_EQ(got, "f0.yaml:14:5: error: test \"test 1\" of ruleset \"entry\": expected block "
+                      "by rule \"entry/bots\", got block by rule \"managed/bots\" with status 403 "
+                      "(rules that fired: run-managed, managed/seen, managed/bots)\n");
+    /* the same for a rule that only has to fire */
+    same_name("seen", "log  ", got, sizeof got);
+    CHECK_STR_EQ(got, "f0.yaml:14:5: error: test \"test 1\" of ruleset \"entry\": expected log by "
+                      "rule \"seen\", got block by rule \"managed/bots\" with status 403 (rules "
+                      "that fired: run-managed, managed/seen, managed/bots)\n");
+    same_name("managed/seen", "log  ", got, sizeof got);
+    CHECK_STR_EQ(got, "");
+    /* a ruleset that is not there */
+    same_name("other/bots", "block", got, sizeof got);
+    CHECK_STR_EQ(got, "f0.yaml:15:36: error: test \"test 1\" of ruleset \"entry\": expect.rule "
+                      "names ruleset \"other\", which does not exist\n");
+    /* not an id, nor ruleset/id */
+    static const char *const bad_refs[] = {"a/b/c", "/bots", "bots/", "a b"};
+    for (size_t i = 0; i < sizeof bad_refs / sizeof bad_refs[0]; i++) {
+        char ref[32], want[256];
+        snprintf(ref, sizeof ref, "'%s'", bad_refs[i]);
+        same_name(ref, "block", got, sizeof got);
+        snprintf(want, sizeof want,
+                 "15:36: tests[0].expect.rule: expected a rule id, or <ruleset>/<rule> for a rule "
+                 "of an executed ruleset, got \"%s\"",
+                 bad_refs[i]);
+        CHECK_STR_EQ(got, want);
+    }
+}
+
 /* ---- limits ------------------------------------------------------------------------ */
 
 static char *grow(char *buf, size_t *o, size_t *cap, const char *fmt, ...) BW_PRINTF(4, 5);
@@ -1848,6 +1925,7 @@ int main(void)
     RUN(cross_file_errors_come_from_the_build);
     RUN(every_error_of_a_file_is_reported);
     RUN(a_file_that_fails_still_gets_its_cross_file_errors);
+    RUN(expected_rule_is_of_the_tests_ruleset_unless_qualified);
     RUN(limits_at_and_past);
     RUN(file_level_errors);
     bw_arena_reset(&A);

@@ -1117,6 +1117,19 @@ TEST(stretches_between_disabled_and_killed_rules)
 
 /* ---- embedded tests ---------------------------------------------------------------- */
 
+/* "rule" or "ruleset/rule", as `expect.rule` is written. */
+static bw_slice rule_part(const char *ref)
+{
+    const char *slash = strchr(ref, '/');
+    return S(slash ? slash + 1 : ref);
+}
+
+static bw_slice set_part(const char *ref)
+{
+    const char *slash = strchr(ref, '/');
+    return slash ? bw_slice_make(ref, (size_t)(slash - ref)) : BW_SLICE_EMPTY;
+}
+
 static struct bw_ruleset_test mktest(const char *name, const struct req *r,
                                      enum bw_test_expect_kind k, enum bw_action_kind act,
                                      const char *rule, int status)
@@ -1127,7 +1140,8 @@ static struct bw_ruleset_test mktest(const char *name, const struct req *r,
                                     .expect = k,
                                     .action = act,
                                     .has_rule = rule != NULL,
-                                    .rule = rule ? S(rule) : BW_SLICE_EMPTY,
+                                    .rule = rule ? rule_part(rule) : BW_SLICE_EMPTY,
+                                    .rule_set = rule ? set_part(rule) : BW_SLICE_EMPTY,
                                     .has_status = status != 0,
                                     .status = (uint16_t)status};
 }
@@ -1174,9 +1188,9 @@ TEST(embedded_tests_pass_and_fail_with_a_message)
         mktest("admin is blocked", &admin, BW_EXPECT_ACTION, BW_ACTION_BLOCK, "block-admin", 403),
         mktest("home goes on", &home, BW_EXPECT_NONE, BW_ACTION_LOG, NULL, 0),
         mktest("logged", &home, BW_EXPECT_ACTION, BW_ACTION_LOG, "l", 0),
-        mktest("rate counted, never over", &home, BW_EXPECT_ACTION, BW_ACTION_RATE_LIMIT, "rl",
+        mktest("rate counted, never over", &home, BW_EXPECT_ACTION, BW_ACTION_RATE_LIMIT, "sub/rl",
                429),
-        mktest("rewritten below", &home, BW_EXPECT_ACTION, BW_ACTION_REWRITE, "p", 0),
+        mktest("rewritten below", &home, BW_EXPECT_ACTION, BW_ACTION_REWRITE, "sub/p", 0),
     };
     sets[0].tests = ok;
     sets[0].ntests = 5;
@@ -1191,7 +1205,7 @@ TEST(embedded_tests_pass_and_fail_with_a_message)
     CHECK(tests_say(sets, 2,
                     "entry.yaml:20:5: error: test \"home blocked?\" of ruleset \"entry\": "
                     "expected block by rule \"block-admin\", got continue (rules that fired: l, "
-                    "run, rl, p)"));
+                    "run, sub/rl, sub/p)"));
     struct bw_ruleset_test bad2[] = {
         mktest("t", &admin, BW_EXPECT_ACTION, BW_ACTION_BLOCK, "block-admin", 401)};
     sets[0].tests = bad2;
@@ -1206,16 +1220,24 @@ TEST(embedded_tests_pass_and_fail_with_a_message)
                     "block by rule \"block-admin\" with status 403 (rules that fired: l, "
                     "block-admin)"));
     struct bw_ruleset_test bad4[] = {
-        mktest("w", &home, BW_EXPECT_ACTION, BW_ACTION_REWRITE, "rl", 0)};
+        mktest("w", &home, BW_EXPECT_ACTION, BW_ACTION_REWRITE, "sub/rl", 0)};
     sets[0].tests = bad4;
     CHECK(tests_say(sets, 2,
                     "entry.yaml:20:5: error: test \"w\" of ruleset \"entry\": expected rewrite by "
-                    "rule \"rl\", got continue (rules that fired: l, run, rl, p)"));
+                    "rule \"sub/rl\", got continue (rules that fired: l, run, sub/rl, sub/p)"));
+    /* unqualified: the test's own ruleset has no "p"; sub's "p" is not it */
+    struct bw_ruleset_test bad5[] = {
+        mktest("own", &home, BW_EXPECT_ACTION, BW_ACTION_REWRITE, "p", 0)};
+    sets[0].tests = bad5;
+    CHECK(tests_say(sets, 2,
+                    "entry.yaml:20:5: error: test \"own\" of ruleset \"entry\": expected rewrite "
+                    "by rule \"p\", got continue (rules that fired: l, run, sub/rl, sub/p)"));
+    sets[0].tests = bad4;
     sets[0].rules[0].enabled = false;
     sets[0].rules[2].enabled = false;
     CHECK(tests_say(sets, 2,
                     "entry.yaml:20:5: error: test \"w\" of ruleset \"entry\": expected rewrite by "
-                    "rule \"rl\", got continue (no rule fired)"));
+                    "rule \"sub/rl\", got continue (no rule fired)"));
 }
 
 TEST(names)
