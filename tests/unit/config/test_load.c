@@ -345,6 +345,18 @@ static const struct {
     {"server port 0", UP "      - address: 127.0.0.1:0\n",
      "9:18: upstreams.app.servers[1].address: an upstream server needs a port from 1 to 65535, "
      "got \"127.0.0.1:0\""},
+    {"server port 080", UP "      - address: 127.0.0.1:080\n",
+     "9:18: upstreams.app.servers[1].address: invalid address \"127.0.0.1:080\": the port "
+     "\"080\" has a leading zero; write 80"},
+    {"server port 65536", UP "      - address: 127.0.0.1:65536\n",
+     "9:18: upstreams.app.servers[1].address: invalid address \"127.0.0.1:65536\": the port must "
+     "be a number from 0 to 65535"},
+    {"listen port 08080",
+     "listen:\n  - address: \"[::1]:08080\"\n"
+     "upstreams: {app: {servers: [{address: 127.0.0.1:9000}]}}\n"
+     "routes: [{upstream: app}]\n",
+     "2:14: listen[0].address: invalid address \"[::1]:08080\": the port \"08080\" has a leading "
+     "zero; write 8080"},
     {"server without brackets", UP "      - address: ::1:80\n",
      "9:18: upstreams.app.servers[1].address: invalid address \"::1:80\": an IPv6 address needs "
      "brackets, like [::1]:8080"},
