@@ -137,7 +137,7 @@ static bw_status resolve_rule(bw_arena *a, struct bw_ruleset *sets, size_t nsets
                            ID_ARG(r->id), ID_ARG(x->ruleset_id));
         }
         if (!phase_known(sets[t].phase) || !phase_known(s->phase))
-            return st; /* links only: a phase that did not read */
+            return st; /* a phase that did not read: said with its file */
         if (sets[t].phase != s->phase)
             return fail_at(err, s, r->action_pos,
                            "rule \"" ID_FMT "\": execute target ruleset \"" ID_FMT
