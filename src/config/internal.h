@@ -53,12 +53,35 @@ bw_status bw__yaml_tree(bw_arena *a, const char *text, size_t len, bool *ret_has
 /* A plain scalar that YAML reads as null: empty, "~" or null/Null/NULL. */
 bool bw__ynode_is_null(const struct bw__ynode *n);
 
-/* Where a scalar's text starts in its file, for error positions inside it
- * (rules expressions): after the quote of a quoted scalar; on the next line,
- * at the block's indentation, for | and > scalars (then only lines and
- * columns of the first line are exact when the block is folded). */
-void bw__ynode_text_pos(const struct bw__ynode *n, const char *file_text, size_t file_len,
-                        uint32_t *line, uint32_t *col, uint32_t *cont_col);
+/* A YAML file's text, to find where a scalar's bytes are in it. Lines are
+ * found with a cursor: cheap when asked in file order, as a walk of the
+ * tree asks. */
+struct bw__ysrc {
+    const char *text; /* without a UTF-8 byte-order mark, as bw__yaml_tree reads it */
+    size_t len;
+    uint32_t cur_line;
+    size_t cur_off; /* where cur_line starts */
+};
+
+void bw__ysrc_init(struct bw__ysrc *s, const char *text, size_t len);
+
+/* Where a scalar's value starts in the file, as well as can be told without
+ * replaying it: after the quote of a quoted scalar; on the first content
+ * line, at the block's indentation, for | and > (cont_col: that
+ * indentation + 1, else 1). Columns count bytes. */
+void bw__ynode_text_pos(struct bw__ysrc *s, const struct bw__ynode *n, uint32_t *line,
+                        uint32_t *col, uint32_t *cont_col);
+
+/* Where byte `off` of scalar n's value (off == its length: just past the
+ * end) is in the file: 1-based line, and column in bytes (as the rules front
+ * end counts them), for any scalar style: plain and quoted ones folded over
+ * several lines, escapes ("\"", "\t", '') and | and > blocks. Rules errors
+ * point at the token in the file with it. False, with bw__ynode_text_pos's
+ * line and col, when the value cannot be traced back to the text (a
+ * construct the replay does not know, such as an explicit block
+ * indentation). */
+bool bw__ynode_value_pos(struct bw__ysrc *s, const struct bw__ynode *n, size_t off, uint32_t *line,
+                         uint32_t *col);
 
 /* After a failed parse: true when the text does not end with a newline and
  * some diagnostic is on its last line (a file cut short that still parses

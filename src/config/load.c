@@ -31,9 +31,8 @@
 
 struct ld {
     struct bw_config *cfg;
-    bw_arena *a;      /* the config's arena */
-    const char *text; /* the file, for positions inside expressions */
-    size_t len;
+    bw_arena *a;         /* the config's arena */
+    struct bw__ysrc src; /* the file, for positions inside expressions */
     struct bw_config_diags *d;
     bool oom;
 };
@@ -1045,10 +1044,18 @@ static void parse_match(struct ld *ld, const struct bw__ynode *v, const char *pa
                         struct bw_config_route *r)
 {
     struct bw_rules_srcpos where = {.file = ld->cfg->path};
-    bw__ynode_text_pos(v, ld->text, ld->len, &where.line, &where.col, &where.cont_col);
+    bw__ynode_text_pos(&ld->src, v, &where.line, &where.col, &where.cont_col);
     struct bw_rules_expr *e;
     struct bw_rules_diag d;
     if (bw_rules_parse(ld->a, v->text, BW_RULES_PHASE_REQUEST, &where, &e, &d) != BW_OK) {
+        /* The front end counts lines and columns in the value; YAML folds
+         * lines and decodes escapes, so the file position of the token comes
+         * from the scalar's source. */
+        uint32_t line, col;
+        if (bw__ynode_value_pos(&ld->src, v, d.off, &line, &col)) {
+            d.line = line;
+            d.col = col;
+        }
         /* d.text is "file:line:col: error: msg\n    <line>\n    ^~~\n": keep
          * the source excerpt, the diagnostic printer writes the prefix. */
         const char *excerpt = memchr(d.text, '\n', strnlen(d.text, sizeof d.text));
@@ -1442,7 +1449,8 @@ bw_status bw_config_parse(const char *path, const char *text, size_t len,
         return BW_ERR;
     }
     bw_arena_init(&cfg->arena, 16 * 1024, CONFIG_ARENA_CAP);
-    struct ld ld = {.cfg = cfg, .a = &cfg->arena, .d = diags, .text = text, .len = len};
+    struct ld ld = {.cfg = cfg, .a = &cfg->arena, .d = diags};
+    bw__ysrc_init(&ld.src, text, len);
     set_defaults(&ld);
     cfg->path = ld_dup(&ld, bw_slice_make(path, strlen(path)));
     cfg->hash = bw_file_hash(text, len);

@@ -37,10 +37,7 @@ struct rl {
     struct bw_config_diags *d;
     bool oom;
     bw_slice file;
-    const char *text; /* the YAML, to find where an expression starts */
-    size_t len;
-    uint32_t cur_line; /* cursor for line_start(): lines are asked in order */
-    size_t cur_off;
+    struct bw__ysrc src; /* the YAML, to find where a token of an expression is */
     enum bw_rules_phase phase;
     bool phase_ok;
 };
@@ -449,89 +446,31 @@ static bool get_location(struct rl *rl, const struct bw__ynode *n, const char *p
     return true;
 }
 
-/* ---- where an expression starts -------------------------------------------------------- */
-
-/* Byte offset of the start of 1-based line `line`. */
-static size_t line_start(struct rl *rl, uint32_t line)
-{
-    if (line < rl->cur_line || rl->cur_line == 0) {
-        rl->cur_line = 1;
-        rl->cur_off = 0;
-    }
-    while (rl->cur_line < line && rl->cur_off < rl->len) {
-        const char *nl = memchr(rl->text + rl->cur_off, '\n', rl->len - rl->cur_off);
-        if (!nl) {
-            rl->cur_off = rl->len;
-            break;
-        }
-        rl->cur_off = (size_t)(nl - rl->text) + 1;
-        rl->cur_line++;
-    }
-    return rl->cur_off;
-}
-
-/* The position of a scalar's first byte of content: after the quote of a
- * quoted scalar, on the first content line of a block scalar (| or >), where
- * libyaml puts it for a plain one. Columns count bytes, as the rules front
- * end's do. */
-static struct bw_rules_srcpos scalar_pos(struct rl *rl, const struct bw__ynode *n)
-{
-    struct bw_rules_srcpos p = {.file = rl->file, .line = n->line, .col = n->col, .cont_col = 1};
-    size_t ls = line_start(rl, n->line);
-    size_t off = ls;
-    /* libyaml's column counts characters: step over n->col - 1 of them. */
-    for (uint32_t c = 1; c < n->col && off < rl->len && rl->text[off] != '\n'; c++) {
-        off++;
-        while (off < rl->len && ((unsigned char)rl->text[off] & 0xC0) == 0x80)
-            off++;
-    }
-    if (off >= rl->len)
-        return p;
-    p.col = (uint32_t)(off - ls + 1);
-    char c = rl->text[off];
-    if (c == '\'' || c == '"') {
-        p.col++;
-    } else if (c == '|' || c == '>') {
-        /* The first line holding more than spaces sets the indentation. */
-        size_t i = off;
-        uint32_t line = n->line;
-        for (;;) {
-            while (i < rl->len && rl->text[i] != '\n')
-                i++;
-            if (i >= rl->len)
-                return p;
-            i++;
-            line++;
-            size_t ind = 0;
-            while (i + ind < rl->len && rl->text[i + ind] == ' ')
-                ind++;
-            if (i + ind < rl->len && rl->text[i + ind] != '\n' && rl->text[i + ind] != '\r') {
-                p.line = line;
-                p.col = (uint32_t)ind + 1;
-                p.cont_col = p.col;
-                return p;
-            }
-        }
-    }
-    return p;
-}
-
 static bool get_expr(struct rl *rl, const struct bw__ynode *n, const char *path,
                      const struct bw_rules_expr **out)
 {
     if (!want_kind(rl, n, path, BW__YNODE_SCALAR, "an expression"))
         return false;
-    struct bw_rules_srcpos at = scalar_pos(rl, n);
+    struct bw_rules_srcpos at = {.file = rl->file};
+    bw__ynode_text_pos(&rl->src, n, &at.line, &at.col, &at.cont_col);
     struct bw_rules_expr *e;
     struct bw_rules_diag d;
     if (bw_rules_parse(rl->a, n->text, rl->phase, &at, &e, &d) != BW_OK) {
+        /* The front end counts lines and columns in the value; YAML folds
+         * lines and decodes escapes, so the file position of the token comes
+         * from the scalar's source. */
+        uint32_t line, col;
+        if (!bw__ynode_value_pos(&rl->src, n, d.off, &line, &col)) {
+            line = d.line;
+            col = d.col;
+        }
         /* d.text is "file:line:col: error: msg\n    <line>\n    ^~~\n": the
          * diag printer writes the first line's prefix itself. */
         const char *rest = strchr(d.text, '\n');
         int rlen = rest ? (int)strlen(rest) : 0;
         if (rlen > 0 && rest[rlen - 1] == '\n')
             rlen--;
-        diag_at(rl, d.line, d.col, "%s: %s%.*s", path, d.msg, rlen, rest ? rest : "");
+        diag_at(rl, line, col, "%s: %s%.*s", path, d.msg, rlen, rest ? rest : "");
         return false;
     }
     *out = e;
@@ -1021,6 +960,9 @@ static bool parse_rule(struct rl *rl, const struct bw__ynode *n, size_t idx, str
     };
     for (int i = 0; i < P__COUNT; i++)
         f[R__COUNT + i].name = param_names[i];
+    /* Until the action and its parameters are read: the cross-file checks
+     * of a file that failed (bw_rulebook_check_links) pass over the rule. */
+    r->action.kind = BW_ACTION__COUNT;
     if (!walk_map(rl, n, n, path.s, "a mapping with id, expression and action", f,
                   R__COUNT + P__COUNT))
         return false;
@@ -1063,10 +1005,12 @@ static bool parse_rule(struct rl *rl, const struct bw__ynode *n, size_t idx, str
             params_ok = false;
         }
     }
-    if (!params_ok)
-        return false;
     struct params p = {.f = &f[R__COUNT], .rule = n, .path = path.s};
-    return parse_action(rl, &p, r) && ok;
+    if (!params_ok || !parse_action(rl, &p, r)) {
+        r->action.kind = BW_ACTION__COUNT;
+        return false;
+    }
+    return ok;
 }
 
 /* ---- embedded tests ----------------------------------------------------------------------- */
@@ -1245,6 +1189,33 @@ static bool parse_response(struct rl *rl, const struct bw__ynode *key, const str
     return ok;
 }
 
+/* `rule: bots` (of the test's own ruleset) or `rule: managed/bots` (of a
+ * ruleset it executes), as killswitch targets name rules. */
+static bool get_rule_ref(struct rl *rl, const struct bw__ynode *n, const char *path,
+                         struct bw_ruleset_test *t)
+{
+    t->rule_pos = (struct bw_rules_pos){n->line, n->col};
+    bw_slice v = n->text;
+    const char *slash = n->kind == BW__YNODE_SCALAR ? memchr(v.ptr, '/', v.len) : NULL;
+    bw_slice set = BW_SLICE_EMPTY, rule = v;
+    if (slash) {
+        size_t k = (size_t)(slash - v.ptr);
+        set = bw_slice_sub(v, 0, k);
+        rule = bw_slice_sub(v, k + 1, v.len - k - 1);
+    }
+    if (n->kind != BW__YNODE_SCALAR || bw__ynode_is_null(n) || !valid_id(rule) ||
+        (slash && !valid_id(set))) {
+        DIAG(rl, n,
+             "%s: expected a rule id, or <ruleset>/<rule> for a rule of an executed ruleset, got "
+             "%s",
+             path, got(n).s);
+        return false;
+    }
+    t->rule = rl_dup(rl, rule);
+    t->rule_set = rl_dup(rl, set);
+    return true;
+}
+
 static bool parse_expect(struct rl *rl, const struct bw__ynode *key, const struct bw__ynode *n,
                          const char *path, struct bw_ruleset_test *t)
 {
@@ -1270,7 +1241,7 @@ static bool parse_expect(struct rl *rl, const struct bw__ynode *key, const struc
         if (t->expect == BW_EXPECT_NONE) {
             DIAG(rl, f[1].key, "%s: rule does not go with action none", path);
             ok = false;
-        } else if (get_id(rl, f[1].val, path_key(path, "rule").s, &t->rule)) {
+        } else if (get_rule_ref(rl, f[1].val, path_key(path, "rule").s, t)) {
             t->has_rule = true;
         } else {
             ok = false;
@@ -1426,7 +1397,8 @@ bw_status bw_ruleset_parse(bw_arena *a, const char *path, const char *text, size
                            struct bw_ruleset *ret, struct bw_config_diags *diags)
 {
     diags_reset(diags, path);
-    struct rl rl = {.a = a, .d = diags, .text = text, .len = len};
+    struct rl rl = {.a = a, .d = diags};
+    bw__ysrc_init(&rl.src, text, len);
     rl.file = rl_dup(&rl, bw_slice_make(path, strlen(path)));
     struct bw_ruleset s = {.file = rl.file};
     if (len > BW_RULESET_MAX_FILE_BYTES) {
@@ -1446,11 +1418,13 @@ bw_status bw_ruleset_parse(bw_arena *a, const char *path, const char *text, size
             parse_root(&rl, root, &s);
         bw_arena_reset(&tree);
     }
+    *ret = s;
     if (diags->n > 0 || diags->dropped > 0) {
         sort_diags(diags);
+        if (!rl.phase_ok)
+            ret->phase = BW_RULES_PHASE__COUNT;
         return BW_ERR;
     }
-    *ret = s;
     return BW_OK;
 }
 

@@ -21,7 +21,10 @@
 
 /* Parses YAML text (no I/O: path only names it in errors) into *ret, every
  * allocation in a (which must outlive the ruleset: the snapshot arena). On
- * failure *ret is unspecified and diags holds every problem found. */
+ * failure diags holds every problem found and *ret what could be read, for
+ * bw_rulebook_check_links only: an empty id when the id did not read, phase
+ * BW_RULES_PHASE__COUNT when the phase did not, action kind BW_ACTION__COUNT
+ * on a rule whose action or parameters did not. */
 bw_status bw_ruleset_parse(bw_arena *a, const char *path, const char *text, size_t len,
                            struct bw_ruleset *ret, struct bw_config_diags *diags) BW_MUST_CHECK;
 

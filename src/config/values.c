@@ -150,8 +150,13 @@ bw_status bw_parse_sockaddr_err(bw_slice s, struct bw_sockaddr *ret, bw_error *e
 
     uint64_t pv;
     size_t nd = parse_u64_prefix(port, &pv);
-    if (port.len == 0 || nd != port.len || nd > 5 || pv > 65535)
+    if (port.len == 0 || nd != port.len || pv > 65535)
         return bw_error_set(err, "the port must be a number from 0 to 65535");
+    /* "080" is 80 to some readers and octal 64 to others (getaddrinfo,
+     * inet_aton-style parsers): refuse the ambiguity, as for IPv4 octets. */
+    if (port.len > 1 && port.ptr[0] == '0')
+        return bw_error_set(err, "the port \"%.*s\" has a leading zero; write %u", (int)port.len,
+                            port.ptr, (unsigned)pv);
 
     char buf[64];
     memcpy(buf, host.ptr, host.len);

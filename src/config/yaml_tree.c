@@ -505,39 +505,462 @@ bw_status bw__yaml_tree(bw_arena *a, const char *text, size_t len, bool *ret_has
     return BW_OK;
 }
 
-void bw__ynode_text_pos(const struct bw__ynode *n, const char *file_text, size_t file_len,
-                        uint32_t *line, uint32_t *col, uint32_t *cont_col)
+/* ---- where a scalar's bytes are in the file ------------------------------------- */
+
+void bw__ysrc_init(struct bw__ysrc *s, const char *text, size_t len)
 {
+    /* Positions are counted without the byte-order mark, as bw__yaml_tree's. */
+    if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) {
+        text += 3;
+        len -= 3;
+    }
+    *s = (struct bw__ysrc){.text = text, .len = len, .cur_line = 1, .cur_off = 0};
+}
+
+/* Byte offset of the start of 1-based line `line` (len past the last). A
+ * walk of the tree asks in file order, so the cursor only moves forward. */
+static size_t ysrc_line(struct bw__ysrc *s, uint32_t line)
+{
+    if (line < s->cur_line) {
+        s->cur_line = 1;
+        s->cur_off = 0;
+    }
+    while (s->cur_line < line && s->cur_off < s->len) {
+        const char *nl = memchr(s->text + s->cur_off, '\n', s->len - s->cur_off);
+        s->cur_off = nl ? (size_t)(nl - s->text) + 1 : s->len;
+        s->cur_line++;
+    }
+    return s->cur_off;
+}
+
+/* Byte offset of a node's first character: libyaml's column counts
+ * characters. */
+static size_t node_offset(struct bw__ysrc *s, const struct bw__ynode *n)
+{
+    size_t off = ysrc_line(s, n->line);
+    for (uint32_t c = 1; c < n->col && off < s->len && s->text[off] != '\n'; c++) {
+        off++;
+        while (off < s->len && ((unsigned char)s->text[off] & 0xC0) == 0x80)
+            off++;
+    }
+    return off;
+}
+
+/* Replays how YAML turns a scalar's source into its value, one value byte at
+ * a time with the file offset it comes from, checking each byte against the
+ * value libyaml produced. Stops at the byte asked for, or as soon as the
+ * replay and the value disagree (a construct this replay does not know):
+ * then the caller falls back to the scalar's start. */
+struct trace {
+    const char *t;
+    size_t len;
+    bw_slice want;
+    size_t produced;
+    size_t target;
+    size_t found;
+    bool ok;
+};
+
+static bool emit(struct trace *tr, char c, size_t src)
+{
+    if (tr->produced >= tr->want.len || tr->want.ptr[tr->produced] != c)
+        return false;
+    if (tr->produced == tr->target) {
+        tr->found = src;
+        tr->ok = true;
+        return false;
+    }
+    tr->produced++;
+    return true;
+}
+
+static bool emit_n(struct trace *tr, char c, size_t n, size_t src)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!emit(tr, c, src))
+            return false;
+    return true;
+}
+
+/* Length of the line break at i: 2 for CR LF, 1 for LF or CR, 0 for none. */
+static size_t brk(const struct trace *tr, size_t i)
+{
+    if (i >= tr->len)
+        return 0;
+    if (tr->t[i] == '\r')
+        return i + 1 < tr->len && tr->t[i + 1] == '\n' ? 2 : 1;
+    return tr->t[i] == '\n' ? 1 : 0;
+}
+
+static bool is_blank(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* Flow folding at the break at i (YAML 1.2 §6.5, §7.3): the break and the
+ * indentation after it go; no empty line gives a space, k empty lines give
+ * k newlines. Returns the offset of the next content, or len. */
+static size_t fold(struct trace *tr, size_t i, bool *go)
+{
+    size_t at = i, k = 0;
+    i += brk(tr, i);
+    for (;;) {
+        size_t j = i;
+        while (j < tr->len && is_blank(tr->t[j]))
+            j++;
+        if (brk(tr, j) == 0) {
+            *go = k == 0 ? emit(tr, ' ', at) : emit_n(tr, '\n', k, at);
+            return j;
+        }
+        k++;
+        i = j + brk(tr, j);
+    }
+}
+
+/* After blanks at i: whether a line break follows them (then they are
+ * trailing, and dropped) and where they end. */
+static bool trailing_blanks(const struct trace *tr, size_t i, size_t *end)
+{
+    size_t j = i;
+    while (j < tr->len && is_blank(tr->t[j]))
+        j++;
+    *end = j;
+    return brk(tr, j) > 0;
+}
+
+static void trace_plain(struct trace *tr, size_t i)
+{
+    bool go = true;
+    while (go && i < tr->len) {
+        char c = tr->t[i];
+        size_t end;
+        if (brk(tr, i)) {
+            i = fold(tr, i, &go);
+        } else if (is_blank(c) && trailing_blanks(tr, i, &end)) {
+            i = end;
+        } else {
+            go = emit(tr, c, i);
+            i++;
+        }
+    }
+}
+
+static void trace_single(struct trace *tr, size_t i)
+{
+    bool go = true;
+    i++; /* the opening quote */
+    while (go && i < tr->len) {
+        char c = tr->t[i];
+        size_t end;
+        if (c == '\'') {
+            if (i + 1 >= tr->len || tr->t[i + 1] != '\'')
+                return; /* the closing quote */
+            go = emit(tr, '\'', i);
+            i += 2;
+        } else if (brk(tr, i)) {
+            i = fold(tr, i, &go);
+        } else if (is_blank(c) && trailing_blanks(tr, i, &end)) {
+            i = end;
+        } else {
+            go = emit(tr, c, i);
+            i++;
+        }
+    }
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* The bytes of one escape after the backslash at i (YAML 1.2 §5.7); 0 when
+ * it is not one this replay knows. *used: source bytes after the backslash. */
+static size_t unescape(const struct trace *tr, size_t i, char out[4], size_t *used)
+{
+    static const char simple_in[] = "0abt\tnvfre \"/\\";
+    static const char simple_out[] = "\0\a\b\t\t\n\v\f\r\x1b \"/\\";
+    if (i + 1 >= tr->len)
+        return 0;
+    char e = tr->t[i + 1];
+    const char *p = memchr(simple_in, e, sizeof simple_in - 1);
+    if (p) {
+        out[0] = simple_out[p - simple_in];
+        *used = 1;
+        return 1;
+    }
+    uint32_t cp;
+    size_t digits;
+    switch (e) {
+    case 'N':
+        cp = 0x85;
+        digits = 0;
+        break;
+    case '_':
+        cp = 0xA0;
+        digits = 0;
+        break;
+    case 'L':
+        cp = 0x2028;
+        digits = 0;
+        break;
+    case 'P':
+        cp = 0x2029;
+        digits = 0;
+        break;
+    case 'x':
+        digits = 2;
+        cp = 0;
+        break;
+    case 'u':
+        digits = 4;
+        cp = 0;
+        break;
+    case 'U':
+        digits = 8;
+        cp = 0;
+        break;
+    default:
+        return 0;
+    }
+    for (size_t d = 0; d < digits; d++) {
+        int v = i + 2 + d < tr->len ? hexval(tr->t[i + 2 + d]) : -1;
+        if (v < 0)
+            return 0;
+        cp = cp << 4 | (uint32_t)v;
+    }
+    *used = 1 + digits;
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xC0 | cp >> 6);
+        out[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xE0 | cp >> 12);
+        out[1] = (char)(0x80 | (cp >> 6 & 0x3F));
+        out[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    if (cp > 0x10FFFF)
+        return 0;
+    out[0] = (char)(0xF0 | cp >> 18);
+    out[1] = (char)(0x80 | (cp >> 12 & 0x3F));
+    out[2] = (char)(0x80 | (cp >> 6 & 0x3F));
+    out[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+static void trace_double(struct trace *tr, size_t i)
+{
+    bool go = true;
+    i++; /* the opening quote */
+    while (go && i < tr->len) {
+        char c = tr->t[i];
+        size_t end;
+        if (c == '"')
+            return;
+        if (c == '\\' && brk(tr, i + 1)) {
+            /* An escaped line break: it and the next line's indentation go;
+             * empty lines after it are kept, one newline each. */
+            size_t at = i;
+            i += 1 + brk(tr, i + 1);
+            for (;;) {
+                size_t j = i;
+                while (j < tr->len && is_blank(tr->t[j]))
+                    j++;
+                i = j;
+                if (!brk(tr, j))
+                    break;
+                go = emit(tr, '\n', at);
+                if (!go)
+                    return;
+                i = j + brk(tr, j);
+            }
+        } else if (c == '\\') {
+            char out[4];
+            size_t used;
+            size_t n = unescape(tr, i, out, &used);
+            if (n == 0)
+                return;
+            for (size_t k = 0; k < n && go; k++)
+                go = emit(tr, out[k], i);
+            i += 1 + used;
+        } else if (brk(tr, i)) {
+            i = fold(tr, i, &go);
+        } else if (is_blank(c) && trailing_blanks(tr, i, &end)) {
+            i = end;
+        } else {
+            go = emit(tr, c, i);
+            i++;
+        }
+    }
+}
+
+/* | and > (YAML 1.2 §8.1): the header line, then the content lines. Their
+ * indentation is that of the first one holding more than spaces, less the
+ * spaces the value keeps at its start: right also with an explicit
+ * indentation indicator (|2), which the header alone cannot tell. */
+static void trace_block(struct trace *tr, size_t i, bool folded)
+{
+    while (i < tr->len && !brk(tr, i))
+        i++;
+    i += brk(tr, i);
+    size_t first_sp = 0;
+    for (size_t j = i;;) {
+        size_t sp = 0;
+        while (j + sp < tr->len && tr->t[j + sp] == ' ')
+            sp++;
+        if (j + sp >= tr->len)
+            return;
+        if (!brk(tr, j + sp)) {
+            first_sp = sp;
+            break;
+        }
+        j += sp + brk(tr, j + sp);
+    }
+    size_t v = 0, kept = 0;
+    while (v < tr->want.len && tr->want.ptr[v] == '\n')
+        v++;
+    while (v + kept < tr->want.len && tr->want.ptr[v + kept] == ' ')
+        kept++;
+    if (kept >= first_sp)
+        return;
+    size_t indent = first_sp - kept;
+    bool go = true, first = true, prev_more = false;
+    size_t empties = 0, prev_eol = i;
+    while (go && i < tr->len) {
+        size_t sp = 0;
+        while (i + sp < tr->len && tr->t[i + sp] == ' ' && sp < indent)
+            sp++;
+        size_t eol = i + sp;
+        while (eol < tr->len && !brk(tr, eol))
+            eol++;
+        if (sp < indent && eol > i + sp)
+            return;          /* less indented: the scalar has ended */
+        if (eol == i + sp) { /* an empty line */
+            if (!folded)
+                go = emit(tr, '\n', i + sp);
+            else
+                empties++;
+            i = eol + brk(tr, eol);
+            if (eol >= tr->len)
+                return;
+            continue;
+        }
+        size_t c0 = i + indent;
+        if (folded) {
+            bool more = is_blank(tr->t[c0]);
+            if (first)
+                go = emit_n(tr, '\n', empties, c0);
+            else if (!prev_more && !more)
+                go = empties == 0 ? emit(tr, ' ', prev_eol) : emit_n(tr, '\n', empties, prev_eol);
+            else
+                go = emit_n(tr, '\n', empties + 1, prev_eol);
+            prev_more = more;
+            empties = 0;
+        }
+        first = false;
+        for (size_t k = c0; go && k < eol; k++)
+            go = emit(tr, tr->t[k], k);
+        if (go && !folded)
+            go = emit(tr, '\n', eol);
+        prev_eol = eol;
+        if (eol >= tr->len)
+            return;
+        i = eol + brk(tr, eol);
+    }
+}
+
+void bw__ynode_text_pos(struct bw__ysrc *s, const struct bw__ynode *n, uint32_t *line,
+                        uint32_t *col, uint32_t *cont_col)
+{
+    size_t start = node_offset(s, n);
+    size_t ls = ysrc_line(s, n->line);
     *line = n->line;
-    *col = n->col;
+    *col = (uint32_t)(start - ls + 1);
     *cont_col = 1;
-    if (n->kind != BW__YNODE_SCALAR || n->plain)
+    if (n->kind != BW__YNODE_SCALAR || n->plain || start >= s->len)
         return;
     if (!n->block) {
-        *col = n->col + 1; /* past the opening quote */
+        *col += 1; /* past the opening quote */
         return;
     }
     /* The block's content starts on the line after the indicator, at the
-     * indentation of its first non-empty line. */
-    size_t off = 0;
-    uint32_t ln = 1;
-    while (off < file_len && ln < n->line + 1) {
-        if (file_text[off] == '\n')
-            ln++;
-        off++;
-    }
+     * indentation of its first line that holds more than spaces. */
+    size_t i = start;
+    uint32_t ln = n->line;
     for (;;) {
-        uint32_t indent = 0;
-        while (off + indent < file_len && file_text[off + indent] == ' ')
-            indent++;
-        if (off + indent < file_len && file_text[off + indent] == '\n') {
-            off += indent + 1; /* an empty line: the content starts later */
-            ln++;
-            continue;
+        while (i < s->len && s->text[i] != '\n')
+            i++;
+        if (i >= s->len)
+            return;
+        i++;
+        ln++;
+        size_t ind = 0;
+        while (i + ind < s->len && s->text[i + ind] == ' ')
+            ind++;
+        if (i + ind < s->len && s->text[i + ind] != '\n' && s->text[i + ind] != '\r') {
+            *line = ln;
+            *col = (uint32_t)ind + 1;
+            *cont_col = *col;
+            return;
         }
-        *line = ln;
-        *col = indent + 1;
-        *cont_col = indent + 1;
-        return;
     }
+}
+
+bool bw__ynode_value_pos(struct bw__ysrc *s, const struct bw__ynode *n, size_t off, uint32_t *line,
+                         uint32_t *col)
+{
+    uint32_t cont;
+    bw__ynode_text_pos(s, n, line, col, &cont);
+    size_t start = node_offset(s, n);
+    size_t ls = ysrc_line(s, n->line);
+    if (n->kind != BW__YNODE_SCALAR || start >= s->len || n->text.len == 0)
+        return false;
+    /* Past the end (an error "at the end of the expression"): just after the
+     * last byte that is not white space (a block's final newline is not
+     * where the expression ends for its reader). */
+    bool past = off >= n->text.len;
+    size_t target = off;
+    if (past) {
+        target = n->text.len;
+        while (target > 0 && (n->text.ptr[target - 1] == '\n' || n->text.ptr[target - 1] == ' ' ||
+                              n->text.ptr[target - 1] == '\t' || n->text.ptr[target - 1] == '\r'))
+            target--;
+        if (target == 0)
+            return false;
+        target--;
+    }
+    struct trace tr = {.t = s->text, .len = s->len, .want = n->text, .target = target};
+    char c = s->text[start];
+    if (n->block)
+        trace_block(&tr, start, c == '>');
+    else if (n->plain)
+        trace_plain(&tr, start);
+    else if (c == '\'')
+        trace_single(&tr, start);
+    else if (c == '"')
+        trace_double(&tr, start);
+    if (!tr.ok)
+        return false;
+    size_t at = tr.found + (past ? 1 : 0);
+    uint32_t ln = n->line;
+    size_t lstart = ls;
+    for (size_t i = ls; i < at && i < s->len; i++)
+        if (s->text[i] == '\n') {
+            ln++;
+            lstart = i + 1;
+        }
+    *line = ln;
+    *col = (uint32_t)(at - lstart + 1);
+    return true;
 }

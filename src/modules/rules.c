@@ -42,6 +42,14 @@ static void say_diags(struct report *r, const struct bw_config_diags *d)
         say(r, "%s: error: %zu more errors not shown\n", d->file, d->dropped);
 }
 
+static void say_errors(struct report *r, const struct bw_rulebook_errors *e)
+{
+    for (size_t i = 0; i < e->n; i++)
+        say(r, "%s\n", e->items[i].msg);
+    if (e->dropped)
+        say(r, "error: %zu more errors not shown\n", e->dropped);
+}
+
 static bw_status build(struct bw_rules_rt *rr, const struct bw_config *cfg, struct bw_ruleset *sets,
                        size_t nsets, struct bw_route_match *routes, bw_error *err)
 {
@@ -55,7 +63,6 @@ static bool load_sets(struct bw_rules_rt *rr, const struct bw_config *cfg,
                       struct bw_route_match *routes, bool copies, struct report *rep)
 {
     const struct bw_config_rules_module *m = &cfg->modules.rules;
-    bw_error err;
     struct bw_ruleset *sets = bw_arena_alloc(&rr->arena, m->nrulesets * sizeof *sets);
     struct bw_file_bytes *files = bw_arena_alloc(&rr->arena, m->nrulesets * sizeof *files + 1);
     struct bw_config_diags *d = malloc(sizeof *d);
@@ -65,7 +72,10 @@ static bool load_sets(struct bw_rules_rt *rr, const struct bw_config *cfg,
         return false;
     }
     bool ok = true;
-    size_t nsets = 0;
+    /* sets[i] is file i's, zeroed by the arena: a file that does not load
+     * still takes part in the link checks below, with what it held
+     * (nothing at all when it was not read). */
+    size_t nsets = m->nrulesets;
     for (size_t i = 0; i < m->nrulesets; i++) {
         char path[4400];
         if (copies) {
@@ -76,28 +86,36 @@ static bool load_sets(struct bw_rules_rt *rr, const struct bw_config *cfg,
         } else {
             snprintf(path, sizeof path, "%.*s", (int)m->rulesets[i].len, m->rulesets[i].ptr);
         }
-        if (bw_ruleset_load_file(&rr->arena, path, &sets[nsets], d, &files[nsets]) != BW_OK) {
+        if (bw_ruleset_load_file(&rr->arena, path, &sets[i], d, &files[i]) != BW_OK) {
             say_diags(rep, d);
             ok = false;
-            continue;
         }
-        nsets++;
     }
     free(d);
-    if (ok && build(rr, cfg, sets, nsets, routes, &err) != BW_OK) {
-        say(rep, "%s\n", err.msg);
+    /* Every problem of the book, and every failing test, not just the first. */
+    struct bw_rulebook_errors *errs = malloc(sizeof *errs);
+    if (!errs) {
+        say(rep, "out of memory loading the rulesets\n");
+        ok = false;
+    } else if (!ok && bw_rulebook_check_links(&rr->arena, sets, nsets, errs) != BW_OK) {
+        say_errors(rep, errs);
+    }
+    if (ok && bw_rulebook_build_all(&rr->arena, sets, nsets, routes, cfg->nroutes, &rr->book,
+                                    errs) != BW_OK) {
+        say_errors(rep, errs);
         ok = false;
     }
     if (ok) {
         bw_arena scratch;
         bw_arena_init(&scratch, 16 * 1024, BW_RULES_REQUEST_ARENA_CAP);
-        bw_status st = bw_rulebook_run_tests(rr->book, &scratch, &err);
+        bw_status st = bw_rulebook_run_tests_all(rr->book, &scratch, errs);
         bw_arena_reset(&scratch);
         if (st != BW_OK) {
-            say(rep, "%s\n", err.msg);
+            say_errors(rep, errs);
             ok = false;
         }
     }
+    free(errs);
     if (!ok) {
         rr->book = bw_rulebook_free(rr->book);
         for (size_t i = 0; i < nsets; i++)

@@ -699,6 +699,12 @@ static bw_status parse_expr(struct parser *p, struct bw_rules_node **ret)
 static void render(struct bw_rules_diag *d, bw_slice text, const struct bw_rules_srcpos *where)
 {
     uint32_t off = d->off <= text.len ? d->off : (uint32_t)text.len;
+    /* "found the end of the expression" in a text that ends with a line
+     * break (a YAML block scalar): shown after the last line, not on an
+     * empty one below it. */
+    if (off == text.len)
+        while (off > 0 && (text.ptr[off - 1] == '\n' || text.ptr[off - 1] == '\r'))
+            off--;
     uint32_t line = 1, ls = 0;
     for (uint32_t i = 0; i < off; i++)
         if (text.ptr[i] == '\n') {

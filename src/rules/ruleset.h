@@ -203,11 +203,16 @@ struct bw_ruleset_test {
      *   ACTION with a terminating kind (block, redirect, rate_limit): the
      *     verdict has that kind, and if has_rule, that rule ended it.
      *   ACTION with another kind: rule `rule` (has_rule required) fired,
-     *     and its action is of that kind. */
+     *     and its action is of that kind.
+     * The rule is `rule` of ruleset `rule_set`, or of the test's own ruleset
+     * when rule_set is empty: a rule of the same id in an executed ruleset
+     * is another rule. */
     enum bw_test_expect_kind expect;
     enum bw_action_kind action;
     bool has_rule;
     bw_slice rule;
+    bw_slice rule_set;            /* `rule: <ruleset>/<rule>`; empty: the test's ruleset */
+    struct bw_rules_pos rule_pos; /* of the `rule:` value */
     bool has_status;
     uint16_t status; /* terminating: the verdict's status */
 };
@@ -269,6 +274,39 @@ bw_status bw_rulebook_build(bw_arena *a, struct bw_ruleset *sets, size_t nsets,
                             const struct bw_route_match *routes, size_t nroutes,
                             struct bw_rulebook **ret, bw_error *err) BW_MUST_CHECK;
 
+/* Every problem of a build or a test run, not only the first, so that a user
+ * fixes a file in one pass: each item is one "file:line:col: error: ..."
+ * line, in the order found (rulesets in the order given, rules in file
+ * order). At most BW_RULEBOOK_MAX_ERRORS are kept; `dropped` counts the
+ * rest, for an "N more errors not shown" line. */
+enum { BW_RULEBOOK_MAX_ERRORS = 20 };
+struct bw_rulebook_errors {
+    bw_error items[BW_RULEBOOK_MAX_ERRORS];
+    size_t n;
+    size_t dropped;
+};
+
+/* bw_rulebook_build, with every problem in *errs (reset first). More
+ * rulesets than BW_RULES_MAX_RULESETS is the only problem then reported; an
+ * execute target that does not exist is left out of the cycle and depth
+ * checks rather than reported again through them; depth is checked when
+ * there is no cycle. */
+bw_status bw_rulebook_build_all(bw_arena *a, struct bw_ruleset *sets, size_t nsets,
+                                const struct bw_route_match *routes, size_t nroutes,
+                                struct bw_rulebook **ret,
+                                struct bw_rulebook_errors *errs) BW_MUST_CHECK;
+
+/* When some ruleset files did not load: the checks that need several files
+ * (duplicate ruleset ids, execute and skip targets, execute cycles and
+ * depth, the total of rules) over what the files held, so that their
+ * problems are said with the files' own, not after those are fixed. sets
+ * are as bw_ruleset_parse leaves them on failure (config/rulesets.h);
+ * rules whose action did not read are passed over, and while some ruleset
+ * has no id, no target is said not to exist. BW_ERR when a problem was
+ * found; nothing is built. */
+bw_status bw_rulebook_check_links(bw_arena *a, struct bw_ruleset *sets, size_t nsets,
+                                  struct bw_rulebook_errors *errs) BW_MUST_CHECK;
+
 /* Frees what the arena does not own. Accepts NULL, returns NULL. */
 struct bw_rulebook *bw_rulebook_free(struct bw_rulebook *book);
 
@@ -279,6 +317,9 @@ struct bw_rulebook *bw_rulebook_free(struct bw_rulebook *book);
  * fired: a, b)". `a` holds per-test scratch and is reset between tests. */
 bw_status bw_rulebook_run_tests(const struct bw_rulebook *book, bw_arena *a,
                                 bw_error *err) BW_MUST_CHECK;
+/* The same, running every test and listing each failing one in *errs. */
+bw_status bw_rulebook_run_tests_all(const struct bw_rulebook *book, bw_arena *a,
+                                    struct bw_rulebook_errors *errs) BW_MUST_CHECK;
 
 /* ---- running --------------------------------------------------------------- */
 

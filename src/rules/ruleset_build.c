@@ -12,11 +12,31 @@
 #include <string.h>
 
 #include "rules/ruleset.h"
+#include "rules/ruleset_internal.h"
 
 /* ---- errors ---------------------------------------------------------------- */
 
+bw_status bw__rb_fail(struct bw__rb_sink *k, const char *fmt, ...)
+{
+    char msg[BW_ERROR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (k->count == 0 && k->first)
+        snprintf(k->first->msg, sizeof k->first->msg, "%s", msg);
+    if (k->all) {
+        if (k->all->n < BW_RULEBOOK_MAX_ERRORS)
+            snprintf(k->all->items[k->all->n++].msg, sizeof k->all->items[0].msg, "%s", msg);
+        else
+            k->all->dropped++;
+    }
+    k->count++;
+    return BW_ERR;
+}
+
 BW_PRINTF(4, 5)
-static bw_status fail_at(bw_error *err, const struct bw_ruleset *s, struct bw_rules_pos pos,
+static bw_status fail_at(struct bw__rb_sink *k, const struct bw_ruleset *s, struct bw_rules_pos pos,
                          const char *fmt, ...)
 {
     char msg[BW_ERROR_MSG_MAX];
@@ -25,8 +45,12 @@ static bw_status fail_at(bw_error *err, const struct bw_ruleset *s, struct bw_ru
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     int flen = s->file.len > 200 ? 200 : (int)s->file.len;
-    return bw_error_set(err, "%.*s:%u:%u: error: %s", flen, s->file.ptr, pos.line, pos.col, msg);
+    return bw__rb_fail(k, "%.*s:%u:%u: error: %s", flen, s->file.ptr, pos.line, pos.col, msg);
 }
+
+/* An execute target that did not resolve: the graph checks leave its edge
+ * out, so the missing target is reported once, not again as a cycle. */
+#define NO_SET UINT32_MAX
 
 /* Ids are [A-Za-z0-9_.-]+ once loaded, but a hand-built ruleset may hold
  * anything: print at most this much of one. */
@@ -46,7 +70,7 @@ static bool find_set(const struct bw_ruleset *sets, size_t nsets, bw_slice id, u
 /* ---- per-ruleset checks and target resolution ------------------------------------ */
 
 static bw_status check_phase_action(const struct bw_ruleset *s, const struct bw_rule *r,
-                                    bw_error *err)
+                                    struct bw__rb_sink *err)
 {
     const char *need = NULL;
     switch (r->action.kind) {
@@ -78,19 +102,42 @@ static bw_status check_phase_action(const struct bw_ruleset *s, const struct bw_
                    bw_rules_phase_name(s->phase));
 }
 
-static bw_status resolve_rule(bw_arena *a, struct bw_ruleset *sets, size_t nsets,
-                              struct bw_ruleset *s, struct bw_rule *r, bw_error *err)
+/* What a check looks at. A full build checks everything. The link checks
+ * of rulesets some of whose files failed (bw_rulebook_check_links) look only
+ * at what needs several files, since the file's own problems are already
+ * said, and only where the answer is sure: with a ruleset whose id did not
+ * read, no target can be said not to exist. */
+struct mode {
+    bool links_only;
+    bool ids_known; /* every ruleset has an id */
+};
+
+static bool phase_known(enum bw_rules_phase ph)
 {
-    if (check_phase_action(s, r, err) != BW_OK)
-        return BW_ERR;
+    return ph == BW_RULES_PHASE_REQUEST || ph == BW_RULES_PHASE_RESPONSE;
+}
+
+/* Checks one rule's action against the book and resolves its targets; every
+ * problem is reported, a target that is not there is left unresolved. */
+static bw_status resolve_rule(bw_arena *a, struct bw_ruleset *sets, size_t nsets,
+                              struct bw_ruleset *s, struct bw_rule *r, const struct mode *m,
+                              struct bw__rb_sink *err)
+{
+    bw_status st = m->links_only ? BW_OK : check_phase_action(s, r, err);
     if (r->action.kind == BW_ACTION_EXECUTE) {
         struct bw_action_execute *x = &r->action.u.execute;
+        x->ruleset = NO_SET;
         uint32_t t;
-        if (!find_set(sets, nsets, x->ruleset_id, &t))
+        if (!find_set(sets, nsets, x->ruleset_id, &t)) {
+            if (!m->ids_known)
+                return st;
             return fail_at(err, s, r->action_pos,
                            "rule \"" ID_FMT "\": execute target ruleset \"" ID_FMT
                            "\" does not exist",
                            ID_ARG(r->id), ID_ARG(x->ruleset_id));
+        }
+        if (!phase_known(sets[t].phase) || !phase_known(s->phase))
+            return st; /* a phase that did not read: said with its file */
         if (sets[t].phase != s->phase)
             return fail_at(err, s, r->action_pos,
                            "rule \"" ID_FMT "\": execute target ruleset \"" ID_FMT
@@ -105,17 +152,20 @@ static bw_status resolve_rule(bw_arena *a, struct bw_ruleset *sets, size_t nsets
         if (k->nrulesets > 0) {
             idx = bw_arena_alloc(a, k->nrulesets * sizeof *idx);
             if (!idx)
-                return bw_error_set(err, "out of memory building the rulebook");
+                return bw__rb_fail(err, "out of memory building the rulebook");
         }
         for (size_t i = 0; i < k->nrulesets; i++)
-            if (!find_set(sets, nsets, k->ruleset_ids[i], &idx[i]))
-                return fail_at(err, s, r->action_pos,
-                               "rule \"" ID_FMT "\": skip target ruleset \"" ID_FMT
-                               "\" does not exist",
-                               ID_ARG(r->id), ID_ARG(k->ruleset_ids[i]));
+            if (!find_set(sets, nsets, k->ruleset_ids[i], &idx[i])) {
+                idx[i] = NO_SET;
+                if (m->ids_known)
+                    st = fail_at(err, s, r->action_pos,
+                                 "rule \"" ID_FMT "\": skip target ruleset \"" ID_FMT
+                                 "\" does not exist",
+                                 ID_ARG(r->id), ID_ARG(k->ruleset_ids[i]));
+            }
         k->rulesets = idx;
     }
-    return BW_OK;
+    return st;
 }
 
 /* ---- execute graph: cycles and depth --------------------------------------------- */
@@ -146,16 +196,19 @@ static void append(char *buf, size_t cap, size_t *o, const char *fmt, ...)
 }
 
 /* Depth-first over execute edges. The recursion follows the path of
- * rulesets, so it is bounded by their number (BW_RULES_MAX_RULESETS). */
-static bw_status visit(struct graph *g, uint32_t v, bw_error *err)
+ * rulesets, so it is bounded by their number (BW_RULES_MAX_RULESETS). A
+ * cycle is reported and its closing edge passed over, so the walk goes on
+ * and finds the others. Returns whether a cycle was found below v. */
+static bool visit(struct graph *g, uint32_t v, struct bw__rb_sink *err)
 {
     const struct bw_ruleset *s = &g->sets[v];
     g->color[v] = GREY;
     g->stack[g->depth] = v;
     uint32_t h = 0;
+    bool cycle = false;
     for (size_t i = 0; i < s->nrules; i++) {
         const struct bw_rule *r = &s->rules[i];
-        if (r->action.kind != BW_ACTION_EXECUTE)
+        if (r->action.kind != BW_ACTION_EXECUTE || r->action.u.execute.ruleset == NO_SET)
             continue;
         uint32_t t = r->action.u.execute.ruleset;
         g->via[g->depth] = r;
@@ -169,26 +222,27 @@ static bw_status visit(struct graph *g, uint32_t v, bw_error *err)
                 append(chain, sizeof chain, &o, ID_FMT " -> ", ID_ARG(g->sets[g->stack[d]].id));
             append(chain, sizeof chain, &o, ID_FMT, ID_ARG(g->sets[t].id));
             const struct bw_ruleset *at = &g->sets[g->stack[from]];
-            return fail_at(err, at, g->via[from]->action_pos, "execute cycle: %s", chain);
+            (void)fail_at(err, at, g->via[from]->action_pos, "execute cycle: %s", chain);
+            cycle = true;
+            continue;
         }
         if (g->color[t] == WHITE) {
             g->depth++;
-            bw_status st = visit(g, t, err);
+            cycle |= visit(g, t, err);
             g->depth--;
-            if (st != BW_OK)
-                return st;
         }
         if (g->height[t] + 1 > h)
             h = g->height[t] + 1;
     }
     g->height[v] = h;
     g->color[v] = BLACK;
-    return BW_OK;
+    return cycle;
 }
 
 /* The first ruleset (in the order given) with more nested executes below it
- * than allowed, with the chain that makes it so. */
-static bw_status check_depth(const struct graph *g, bw_error *err)
+ * than allowed, with the chain that makes it so: one chain is one problem,
+ * though every ruleset above its middle is over the limit too. */
+static bw_status check_depth(const struct graph *g, struct bw__rb_sink *err)
 {
     for (size_t v = 0; v < g->nsets; v++) {
         if (g->height[v] <= BW_RULES_MAX_EXECUTE_DEPTH)
@@ -202,7 +256,7 @@ static bw_status check_depth(const struct graph *g, bw_error *err)
             const struct bw_ruleset *s = &g->sets[cur];
             for (size_t i = 0; i < s->nrules; i++) {
                 const struct bw_rule *r = &s->rules[i];
-                if (r->action.kind == BW_ACTION_EXECUTE &&
+                if (r->action.kind == BW_ACTION_EXECUTE && r->action.u.execute.ruleset != NO_SET &&
                     g->height[r->action.u.execute.ruleset] + 1 == g->height[cur]) {
                     if (!first)
                         first = r;
@@ -222,67 +276,84 @@ static bw_status check_depth(const struct graph *g, bw_error *err)
 
 /* ---- build ------------------------------------------------------------------------ */
 
+/* Every problem is reported and the walk goes on, except past the ruleset
+ * limit, where the rulesets beyond it are not looked at. */
 static bw_status check_sets(bw_arena *a, struct bw_ruleset *sets, size_t nsets, size_t *ret_nrules,
-                            bw_error *err)
+                            const struct mode *m, struct bw__rb_sink *err)
 {
     if (nsets > BW_RULES_MAX_RULESETS)
         return fail_at(err, &sets[BW_RULES_MAX_RULESETS], sets[BW_RULES_MAX_RULESETS].pos,
                        "ruleset \"" ID_FMT "\" is one too many: at most %d rulesets are allowed",
                        ID_ARG(sets[BW_RULES_MAX_RULESETS].id), BW_RULES_MAX_RULESETS);
+    size_t before = err->count;
     size_t total = 0;
+    bool total_said = false;
     for (size_t i = 0; i < nsets; i++) {
         struct bw_ruleset *s = &sets[i];
         s->index = (uint32_t)i;
         s->executed = false;
-        for (size_t j = 0; j < i; j++)
-            if (bw_slice_eq(sets[j].id, s->id))
-                return fail_at(err, s, s->pos,
-                               "duplicate ruleset id \"" ID_FMT "\" (first in %.*s at line %u)",
-                               ID_ARG(s->id),
-                               (int)(sets[j].file.len > 200 ? 200 : sets[j].file.len),
-                               sets[j].file.ptr, sets[j].pos.line);
-        if (s->nrules > BW_RULES_MAX_RULES)
-            return fail_at(err, s, s->pos,
-                           "ruleset \"" ID_FMT "\" has %zu rules, over the limit of %d",
-                           ID_ARG(s->id), s->nrules, BW_RULES_MAX_RULES);
-        if (s->ntests > BW_RULES_MAX_TESTS)
-            return fail_at(err, s, s->pos,
-                           "ruleset \"" ID_FMT "\" has %zu tests, over the limit of %d",
-                           ID_ARG(s->id), s->ntests, BW_RULES_MAX_TESTS);
+        for (size_t j = 0; j < i && s->id.len > 0; j++)
+            if (bw_slice_eq(sets[j].id, s->id)) {
+                (void)fail_at(err, s, s->pos,
+                              "duplicate ruleset id \"" ID_FMT "\" (first in %.*s at line %u)",
+                              ID_ARG(s->id), (int)(sets[j].file.len > 200 ? 200 : sets[j].file.len),
+                              sets[j].file.ptr, sets[j].pos.line);
+                break;
+            }
         total += s->nrules;
-        if (total > BW_RULES_MAX_TOTAL_RULES)
-            return fail_at(err, s, s->pos,
-                           "ruleset \"" ID_FMT "\" brings the rules of all rulesets to %zu, over "
-                           "the limit of %d",
-                           ID_ARG(s->id), total, BW_RULES_MAX_TOTAL_RULES);
-        if (s->phase != BW_RULES_PHASE_REQUEST && s->phase != BW_RULES_PHASE_RESPONSE)
-            return fail_at(err, s, s->pos, "ruleset \"" ID_FMT "\" has no valid phase",
-                           ID_ARG(s->id));
+        if (total > BW_RULES_MAX_TOTAL_RULES && !total_said) {
+            (void)fail_at(err, s, s->pos,
+                          "ruleset \"" ID_FMT "\" brings the rules of all rulesets to %zu, over "
+                          "the limit of %d",
+                          ID_ARG(s->id), total, BW_RULES_MAX_TOTAL_RULES);
+            total_said = true;
+        }
+        if (m->links_only)
+            continue;
+        if (s->nrules > BW_RULES_MAX_RULES)
+            (void)fail_at(err, s, s->pos,
+                          "ruleset \"" ID_FMT "\" has %zu rules, over the limit of %d",
+                          ID_ARG(s->id), s->nrules, BW_RULES_MAX_RULES);
+        if (s->ntests > BW_RULES_MAX_TESTS)
+            (void)fail_at(err, s, s->pos,
+                          "ruleset \"" ID_FMT "\" has %zu tests, over the limit of %d",
+                          ID_ARG(s->id), s->ntests, BW_RULES_MAX_TESTS);
+        if (!phase_known(s->phase))
+            (void)fail_at(err, s, s->pos, "ruleset \"" ID_FMT "\" has no valid phase",
+                          ID_ARG(s->id));
     }
     for (size_t i = 0; i < nsets; i++) {
         struct bw_ruleset *s = &sets[i];
+        if (!m->links_only && !phase_known(s->phase))
+            continue; /* said above; its rules would only repeat it */
         for (size_t k = 0; k < s->nrules; k++) {
             struct bw_rule *r = &s->rules[k];
+            if (m->links_only) {
+                if (r->action.kind != BW_ACTION__COUNT)
+                    (void)resolve_rule(a, sets, nsets, s, r, m, err);
+                continue;
+            }
             for (size_t j = 0; j < k; j++)
-                if (bw_slice_eq(s->rules[j].id, r->id))
-                    return fail_at(err, s, r->pos,
-                                   "duplicate rule id \"" ID_FMT "\" in ruleset \"" ID_FMT
-                                   "\" (first at line %u)",
-                                   ID_ARG(r->id), ID_ARG(s->id), s->rules[j].pos.line);
+                if (bw_slice_eq(s->rules[j].id, r->id)) {
+                    (void)fail_at(err, s, r->pos,
+                                  "duplicate rule id \"" ID_FMT "\" in ruleset \"" ID_FMT
+                                  "\" (first at line %u)",
+                                  ID_ARG(r->id), ID_ARG(s->id), s->rules[j].pos.line);
+                    break;
+                }
             if (!r->expr || r->expr->phase != s->phase)
-                return fail_at(err, s, r->pos,
-                               "rule \"" ID_FMT "\" has no expression checked for the %s phase",
-                               ID_ARG(r->id), bw_rules_phase_name(s->phase));
-            if (resolve_rule(a, sets, nsets, s, r, err) != BW_OK)
-                return BW_ERR;
+                (void)fail_at(err, s, r->pos,
+                              "rule \"" ID_FMT "\" has no expression checked for the %s phase",
+                              ID_ARG(r->id), bw_rules_phase_name(s->phase));
+            (void)resolve_rule(a, sets, nsets, s, r, m, err);
         }
     }
     *ret_nrules = total;
-    return BW_OK;
+    return err->count == before ? BW_OK : BW_ERR;
 }
 
 static bw_status check_graph(bw_arena *a, const struct bw_ruleset *sets, size_t nsets,
-                             bw_error *err)
+                             struct bw__rb_sink *err)
 {
     struct graph g = {.sets = sets, .nsets = nsets};
     size_t n = nsets ? nsets : 1;
@@ -291,21 +362,29 @@ static bw_status check_graph(bw_arena *a, const struct bw_ruleset *sets, size_t 
     g.stack = bw_arena_alloc(a, n * sizeof *g.stack);
     g.via = bw_arena_alloc(a, n * sizeof *g.via);
     if (!g.color || !g.height || !g.stack || !g.via)
-        return bw_error_set(err, "out of memory building the rulebook");
+        return bw__rb_fail(err, "out of memory building the rulebook");
+    bool cycle = false;
     for (size_t v = 0; v < nsets; v++)
-        if (g.color[v] == WHITE && visit(&g, (uint32_t)v, err) != BW_OK)
-            return BW_ERR;
+        if (g.color[v] == WHITE)
+            cycle |= visit(&g, (uint32_t)v, err);
+    /* Heights along a cycle mean nothing: depth is checked once there is none. */
+    if (cycle)
+        return BW_ERR;
     return check_depth(&g, err);
 }
 
-bw_status bw_rulebook_build(bw_arena *a, struct bw_ruleset *sets, size_t nsets,
-                            const struct bw_route_match *routes, size_t nroutes,
-                            struct bw_rulebook **ret, bw_error *err)
+static bw_status build(bw_arena *a, struct bw_ruleset *sets, size_t nsets,
+                       const struct bw_route_match *routes, size_t nroutes,
+                       struct bw_rulebook **ret, struct bw__rb_sink *sink)
 {
     size_t nrules = 0;
-    if (check_sets(a, sets, nsets, &nrules, err) != BW_OK)
+    const struct mode full = {.links_only = false, .ids_known = true};
+    bw_status sets_ok = check_sets(a, sets, nsets, &nrules, &full, sink);
+    if (nsets > BW_RULES_MAX_RULESETS)
         return BW_ERR;
-    if (check_graph(a, sets, nsets, err) != BW_OK)
+    /* Cycles are independent of the other problems: look for them too. */
+    bw_status graph_ok = check_graph(a, sets, nsets, sink);
+    if (sets_ok != BW_OK || graph_ok != BW_OK)
         return BW_ERR;
 
     struct bw_rulebook *book = bw_arena_alloc(a, sizeof *book);
@@ -319,14 +398,14 @@ bw_status bw_rulebook_build(bw_arena *a, struct bw_ruleset *sets, size_t nsets,
         exprs[ph] = bw_arena_alloc(a, (cap ? cap : 1) * sizeof *exprs[ph]);
         top[ph] = bw_arena_alloc(a, (nsets ? nsets : 1) * sizeof *top[ph]);
         if (!exprs[ph] || !top[ph])
-            return bw_error_set(err, "out of memory building the rulebook");
+            return bw__rb_fail(sink, "out of memory building the rulebook");
     }
     if (!book || !rules || !route_expr)
-        return bw_error_set(err, "out of memory building the rulebook");
+        return bw__rb_fail(sink, "out of memory building the rulebook");
 
     uint64_t *disabled = bw_arena_alloc(a, ((nrules + 63) / 64 + 1) * sizeof *disabled);
     if (!disabled)
-        return bw_error_set(err, "out of memory building the rulebook");
+        return bw__rb_fail(sink, "out of memory building the rulebook");
     size_t g = 0;
     for (size_t i = 0; i < nsets; i++) {
         struct bw_ruleset *s = &sets[i];
@@ -349,8 +428,8 @@ bw_status bw_rulebook_build(bw_arena *a, struct bw_ruleset *sets, size_t nsets,
         if (!routes[i].has_match)
             continue;
         if (!routes[i].expr || routes[i].expr->phase != BW_RULES_PHASE_REQUEST)
-            return bw_error_set(err, "route %zu: its match is not a request-phase expression",
-                                i + 1);
+            return bw__rb_fail(sink, "route %zu: its match is not a request-phase expression",
+                               i + 1);
         route_expr[i] = (uint32_t)nexprs[BW_RULES_PHASE_REQUEST];
         exprs[BW_RULES_PHASE_REQUEST][nexprs[BW_RULES_PHASE_REQUEST]++] = routes[i].expr;
     }
@@ -360,8 +439,8 @@ bw_status bw_rulebook_build(bw_arena *a, struct bw_ruleset *sets, size_t nsets,
         if (bw_rules_compile(a, exprs[ph], nexprs[ph], &book->prog[ph], &cerr) != BW_OK) {
             for (int k = 0; k < ph; k++)
                 book->prog[k] = bw_rules_prog_free(book->prog[k]);
-            return bw_error_set(err, "cannot compile the %s-phase rules: %s",
-                                bw_rules_phase_name((enum bw_rules_phase)ph), cerr.msg);
+            return bw__rb_fail(sink, "cannot compile the %s-phase rules: %s",
+                               bw_rules_phase_name((enum bw_rules_phase)ph), cerr.msg);
         }
         book->top[ph] = top[ph];
     }
@@ -375,6 +454,41 @@ bw_status bw_rulebook_build(bw_arena *a, struct bw_ruleset *sets, size_t nsets,
     book->disabled = disabled;
     *ret = book;
     return BW_OK;
+}
+
+bw_status bw_rulebook_build(bw_arena *a, struct bw_ruleset *sets, size_t nsets,
+                            const struct bw_route_match *routes, size_t nroutes,
+                            struct bw_rulebook **ret, bw_error *err)
+{
+    struct bw__rb_sink sink = {.first = err};
+    return build(a, sets, nsets, routes, nroutes, ret, &sink);
+}
+
+bw_status bw_rulebook_build_all(bw_arena *a, struct bw_ruleset *sets, size_t nsets,
+                                const struct bw_route_match *routes, size_t nroutes,
+                                struct bw_rulebook **ret, struct bw_rulebook_errors *errs)
+{
+    errs->n = 0;
+    errs->dropped = 0;
+    struct bw__rb_sink sink = {.all = errs};
+    return build(a, sets, nsets, routes, nroutes, ret, &sink);
+}
+
+bw_status bw_rulebook_check_links(bw_arena *a, struct bw_ruleset *sets, size_t nsets,
+                                  struct bw_rulebook_errors *errs)
+{
+    errs->n = 0;
+    errs->dropped = 0;
+    struct bw__rb_sink sink = {.all = errs};
+    struct mode m = {.links_only = true, .ids_known = true};
+    for (size_t i = 0; i < nsets; i++)
+        if (sets[i].id.len == 0)
+            m.ids_known = false;
+    size_t nrules;
+    (void)check_sets(a, sets, nsets, &nrules, &m, &sink);
+    if (nsets <= BW_RULES_MAX_RULESETS)
+        (void)check_graph(a, sets, nsets, &sink);
+    return sink.count ? BW_ERR : BW_OK;
 }
 
 struct bw_rulebook *bw_rulebook_free(struct bw_rulebook *book)

@@ -80,20 +80,15 @@ bw_status bw_ip_set_build(bw_arena *a, const struct bw_cidr *cidrs, size_t n, st
     if (n > BW_SET_MAX_ELEMENTS)
         return bw_error_set(err, "a set of %zu addresses is over the limit of %u elements", n,
                             BW_SET_MAX_ELEMENTS);
-    size_t n4 = 0, n6 = 0;
     for (size_t i = 0; i < n; i++) {
         const struct bw_cidr *c = &cidrs[i];
-        if (c->family == AF_INET && c->prefix <= 32)
-            n4++;
-        else if (c->family == AF_INET6 && c->prefix <= 128)
-            n6++;
-        else
+        if (!(c->family == AF_INET && c->prefix <= 32) &&
+            !(c->family == AF_INET6 && c->prefix <= 128))
             return bw_error_set(err, "set element %zu is not an IPv4 or IPv6 CIDR", i);
     }
-    /* Each IPv6 CIDR may also contribute one IPv4 range (its part of
-     * ::ffff:0:0/96). Sized for the worst case; merging only shrinks. */
-    struct bw_ip_range4 *r4 = bw_arena_alloc(a, (n4 + n6 ? n4 + n6 : 1) * sizeof *r4);
-    struct bw_ip_range6 *r6 = bw_arena_alloc(a, (n6 ? n6 : 1) * sizeof *r6);
+    /* An IPv6 CIDR may land in either family: sized for n in each. */
+    struct bw_ip_range4 *r4 = bw_arena_alloc(a, (n ? n : 1) * sizeof *r4);
+    struct bw_ip_range6 *r6 = bw_arena_alloc(a, (n ? n : 1) * sizeof *r6);
     if (!r4 || !r6)
         return bw_error_set(err, "out of memory building an address set");
     size_t k4 = 0, k6 = 0;
@@ -103,17 +98,19 @@ bw_status bw_ip_set_build(bw_arena *a, const struct bw_cidr *cidrs, size_t n, st
             uint32_t base = load_u32(c->addr);
             uint32_t host = c->prefix >= 32 ? 0 : (UINT32_MAX >> c->prefix); /* no shift by 32 */
             r4[k4++] = (struct bw_ip_range4){.lo = base & ~host, .hi = (base & ~host) | host};
+            continue;
+        }
+        bw_u128 base = load_u128(c->addr);
+        bw_u128 host = c->prefix >= 128 ? 0 : (U128_MAX >> c->prefix);
+        bw_u128 lo = base & ~host, hi = lo | host;
+        if (lo >= MAPPED_LO && hi <= MAPPED_HI) {
+            /* ::ffff:a.b.c.d/96+ is an IPv4 network, as the rules lexer
+             * stores it; a wider IPv6 network (::/0, ::/80) holds no IPv4
+             * address, so it adds no IPv4 range (see sets.h). */
+            r4[k4++] = (struct bw_ip_range4){.lo = (uint32_t)(lo & 0xffffffffu),
+                                             .hi = (uint32_t)(hi & 0xffffffffu)};
         } else {
-            bw_u128 base = load_u128(c->addr);
-            bw_u128 host = c->prefix >= 128 ? 0 : (U128_MAX >> c->prefix);
-            bw_u128 lo = base & ~host, hi = lo | host;
             r6[k6++] = (struct bw_ip_range6){.lo = lo, .hi = hi};
-            if (lo <= MAPPED_HI && hi >= MAPPED_LO) {
-                bw_u128 mlo = lo > MAPPED_LO ? lo : MAPPED_LO;
-                bw_u128 mhi = hi < MAPPED_HI ? hi : MAPPED_HI;
-                r4[k4++] = (struct bw_ip_range4){.lo = (uint32_t)(mlo & 0xffffffffu),
-                                                 .hi = (uint32_t)(mhi & 0xffffffffu)};
-            }
         }
     }
     ret->v4 = r4;

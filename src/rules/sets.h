@@ -31,10 +31,14 @@
 
 /* ---- IP sets ------------------------------------------------------------
  * Sorted, merged, disjoint ranges per family, looked up by binary search.
- * IPv4 is one address space with the IPv4-mapped IPv6 block ::ffff:0:0/96:
- * a lookup of ::ffff:a.b.c.d is a lookup of a.b.c.d, and an IPv6 CIDR that
- * covers part of ::ffff:0:0/96 (::ffff:10.0.0.0/104, or ::/0) also contains
- * the IPv4 addresses it covers. */
+ * The families are disjoint, as in Cloudflare's engine: an IPv6 network never
+ * holds an IPv4 address and an IPv4 network never an IPv6 one, so `::/0`
+ * holds no IPv4 client and `0.0.0.0/0` no IPv6 client. An IPv4 address
+ * written IPv4-mapped is IPv4: a lookup of ::ffff:a.b.c.d is a lookup of
+ * a.b.c.d, and a CIDR inside ::ffff:0:0/96 (prefix 96 or more, such as
+ * ::ffff:10.0.0.0/104) is the IPv4 CIDR it maps (10.0.0.0/8). An IPv6 CIDR
+ * with a shorter prefix that covers the mapped block (::/80) holds only the
+ * IPv6 addresses outside it. */
 
 struct bw_ip_range4 {
     uint32_t lo, hi; /* host byte order, inclusive */

@@ -170,17 +170,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bw_arena snap;
     bw_arena_init(&snap, 16 * 1024, 64 * 1024 * 1024);
     struct bw_ruleset sets[MAX_FILES];
-    size_t nsets = 0;
+    /* Every file as parsed, refused ones included, for the link checks. */
+    struct bw_ruleset every[MAX_FILES];
+    size_t nsets = 0, nevery = 0;
     const char *p = (const char *)data;
     size_t left = size;
-    while (nsets < MAX_FILES) {
+    while (nevery < MAX_FILES) {
         const char *sep = memmem(p, left, "\n#--\n", 5);
         size_t len = sep ? (size_t)(sep - p) + 1 : left;
         struct bw_config_diags diags;
-        if (bw_ruleset_parse(&snap, "fuzz.yaml", p, len, &sets[nsets], &diags) == BW_OK)
-            nsets++;
+        struct bw_ruleset s = {0};
+        if (bw_ruleset_parse(&snap, "fuzz.yaml", p, len, &s, &diags) == BW_OK)
+            sets[nsets++] = s;
         else if (diags.n == 0 && diags.dropped == 0)
             abort(); /* a refusal always says why */
+        every[nevery++] = s;
         if (!sep)
             break;
         p = sep + 5;
@@ -204,6 +208,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             run_book(book, &snap);
         bw_arena_reset(&scratch);
         book = bw_rulebook_free(book);
+    }
+    /* What the loader does when some file was refused: the cross-file
+     * checks over what every file held. */
+    if (nevery > nsets) {
+        static struct bw_rulebook_errors e;
+        if (bw_rulebook_check_links(&snap, every, nevery, &e) == BW_OK && e.n != 0)
+            abort();
+        if (e.n > BW_RULEBOOK_MAX_ERRORS)
+            abort();
     }
     bw_arena_reset(&snap);
     return 0;

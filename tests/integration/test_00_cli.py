@@ -340,3 +340,67 @@ def test_reload_that_drops_the_token_of_an_open_admin_api_is_warned(tmp_path):
     finally:
         p.terminate()
         p.wait(10)
+
+
+def test_check_reports_every_error_of_a_ruleset_file(tmp_path):
+    # Three independent bad rules (and a good one between them): check lists
+    # each at its file:line:col, not only the first, and refuses the file.
+    rules = tmp_path / "entry.yaml"
+    rules.write_text("""\
+id: entry
+rules:
+  - id: a
+    expression: 'true'
+    action: execute
+    ruleset: nope
+  - id: fine
+    expression: 'true'
+    action: log
+  - id: b
+    expression: 'true'
+    action: skip
+    rulesets: [gone]
+  - id: c
+    expression: 'true'
+    action: set_header
+    name: x-a
+    value: b
+""")
+    text = GOOD + f"modules:\n  rules: {{ rulesets: [{rules}] }}\n"
+    path = write(tmp_path, text)
+    r = run("check", "-c", path)
+    assert r.returncode == 1, r.stderr
+    # The file's own problems first, then those that need the other files.
+    assert diag_positions(r.stderr, str(rules)) == [(16, 13), (6, 14), (13, 15)], r.stderr
+    assert 'execute target ruleset "nope" does not exist' in r.stderr
+    assert 'skip target ruleset "gone" does not exist' in r.stderr
+    assert "set_header is a response-phase action" in r.stderr
+
+    # Three bad expressions: each with its position and a caret.
+    rules.write_text("""\
+id: entry
+rules:
+  - id: a
+    expression: 'ip.src contains "x"'
+    action: block
+  - id: b
+    expression: 'http.hots eq "a"'
+    action: block
+  - id: c
+    expression: 'len(ssl) gt 1'
+    action: log
+""")
+    r = run("check", "-c", path)
+    assert r.returncode == 1, r.stderr
+    assert diag_positions(r.stderr, str(rules)) == [(4, 18), (7, 18), (10, 22)], r.stderr
+    assert r.stderr.count("^~~") == 3, r.stderr
+
+    # Past the bound, the rest are counted, not listed.
+    body = "id: entry\nrules:\n" + "".join(
+        f"  - id: r{i}\n    expression: 'true'\n    action: execute\n    ruleset: nope\n"
+        for i in range(25))
+    rules.write_text(body)
+    r = run("check", "-c", path)
+    assert r.returncode == 1, r.stderr
+    assert len(diag_positions(r.stderr, str(rules))) == 20, r.stderr
+    assert "5 more errors not shown" in r.stderr, r.stderr

@@ -345,6 +345,18 @@ static const struct {
     {"server port 0", UP "      - address: 127.0.0.1:0\n",
      "9:18: upstreams.app.servers[1].address: an upstream server needs a port from 1 to 65535, "
      "got \"127.0.0.1:0\""},
+    {"server port 080", UP "      - address: 127.0.0.1:080\n",
+     "9:18: upstreams.app.servers[1].address: invalid address \"127.0.0.1:080\": the port "
+     "\"080\" has a leading zero; write 80"},
+    {"server port 65536", UP "      - address: 127.0.0.1:65536\n",
+     "9:18: upstreams.app.servers[1].address: invalid address \"127.0.0.1:65536\": the port must "
+     "be a number from 0 to 65535"},
+    {"listen port 08080",
+     "listen:\n  - address: \"[::1]:08080\"\n"
+     "upstreams: {app: {servers: [{address: 127.0.0.1:9000}]}}\n"
+     "routes: [{upstream: app}]\n",
+     "2:14: listen[0].address: invalid address \"[::1]:08080\": the port \"08080\" has a leading "
+     "zero; write 8080"},
     {"server without brackets", UP "      - address: ::1:80\n",
      "9:18: upstreams.app.servers[1].address: invalid address \"::1:80\": an IPv6 address needs "
      "brackets, like [::1]:8080"},
@@ -411,6 +423,14 @@ static const struct {
      RT "  - match: |\n      http.host eq \"a\" and\n        len(ssl) gt 1\n    upstream: app\n",
      "11:13: routes[1].match: len() takes Bytes or an Array, but ssl is Bool\n"
      "      len(ssl) gt 1\n          ^~~"},
+    {"route match in a folded scalar",
+     RT "  - match: >\n      http.host eq \"a\" and\n      len(ssl) gt 1\n    upstream: app\n",
+     "11:11: routes[1].match: len() takes Bytes or an Array, but ssl is Bool\n"
+     "    http.host eq \"a\" and len(ssl) gt 1\n                             ^~~"},
+    {"route match double-quoted with escapes",
+     RT "  - match: \"http.host eq \\\"a\\\"\\tand len(ssl) gt 1\"\n    upstream: app\n",
+     "9:41: routes[1].match: len() takes Bytes or an Array, but ssl is Bool\n"
+     "    http.host eq \"a\"\tand len(ssl) gt 1\n                    \t        ^~~"},
     {"route match null", RT "  - match:\n    upstream: app\n",
      "9:11: routes[1].match: expected a rules expression like 'http.host eq \"a.example\"', got "
      "nothing"},

@@ -716,6 +716,264 @@ TEST(invalid_files_say_where_and_why)
     CHECK(sizeof bad / sizeof bad[0] >= 40);
 }
 
+/* An error inside an expression points at the token in the file, whatever
+ * the YAML style of the scalar that holds it: YAML folds lines and decodes
+ * escapes, so the value's own lines and columns are not the file's. Each
+ * case has the token `ssl` of len(ssl) once; line:col is where it is in the
+ * text (columns in bytes). */
+static const struct styled {
+    const char *name;
+    const char *text;
+    uint32_t line, col;
+} styled[] = {
+    {"plain",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: http.host eq \"a\" and len(ssl) gt 1\n"
+     "    action: log\n"
+     "",
+     4, 42},
+    {"plain with UTF-8",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: http.host eq \"\xC3\xA9\xC3\xA9\" and len(ssl) gt 1\n"
+     "    action: log\n"
+     "",
+     4, 45},
+    {"plain in a flow mapping",
+     "id: a\n"
+     "rules:\n"
+     "  - { id: r, expression: http.host eq \"a\" and len(ssl) gt 1, action: log }\n"
+     "",
+     3, 51},
+    {"plain over two lines",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: http.host eq \"a\"\n"
+     "      and len(ssl) gt 1\n"
+     "    action: log\n"
+     "",
+     5, 15},
+    {"plain over lines with an empty one",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: http.host eq \"a\"\n"
+     "\n"
+     "      and\n"
+     "        len(ssl) gt 1\n"
+     "    action: log\n"
+     "",
+     7, 13},
+    {"plain with CRLF",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: http.host eq \"a\"\r\n"
+     "      and len(ssl) gt 1\r\n"
+     "    action: log\r\n"
+     "",
+     5, 15},
+    {"single-quoted",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'http.host eq \"a\" and len(ssl) gt 1'\n"
+     "    action: log\n"
+     "",
+     4, 43},
+    {"single-quoted with ''",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'http.host eq \"it''s\" and len(ssl) gt 1'\n"
+     "    action: log\n"
+     "",
+     4, 47},
+    {"single-quoted over two lines",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'http.host eq \"it''s\"   \n"
+     "      and len(ssl) gt 1'\n"
+     "    action: log\n"
+     "",
+     5, 15},
+    {"double-quoted",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: \"http.host eq \\\"a\\\" and len(ssl) gt 1\"\n"
+     "    action: log\n"
+     "",
+     4, 45},
+    {"double-quoted with \\t",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: \"http.host\\teq \\\"a\\\"\\tand len(ssl) gt 1\"\n"
+     "    action: log\n"
+     "",
+     4, 47},
+    {"double-quoted with \\u and \\x",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: \"http.host eq \\\"\\u00e9\\x41\\\" and len(ssl) gt 1\"\n"
+     "    action: log\n"
+     "",
+     4, 54},
+    {"double-quoted with \\\\",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: \"http.host eq \\\"a\\\\\\\\b\\\" and len(ssl) gt 1\"\n"
+     "    action: log\n"
+     "",
+     4, 50},
+    {"double-quoted over two lines",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: \"http.host eq \\\"a\\\"\n"
+     "      and len(ssl) gt 1\"\n"
+     "    action: log\n"
+     "",
+     5, 15},
+    {"double-quoted, escaped line break",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: \"http.host eq \\\"a\\\" and \\\n"
+     "      len(ssl) gt 1\"\n"
+     "    action: log\n"
+     "",
+     5, 11},
+    {"literal",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: |\n"
+     "      http.host eq \"a\"\n"
+     "        and len(ssl) gt 1\n"
+     "    action: log\n"
+     "",
+     6, 17},
+    {"literal, empty first line",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: |-\n"
+     "\n"
+     "      http.host eq \"a\" and\n"
+     "      len(ssl) gt 1\n"
+     "    action: log\n"
+     "",
+     7, 11},
+    {"folded",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: >\n"
+     "      http.host eq \"a\"\n"
+     "      and len(ssl) gt 1\n"
+     "    action: log\n"
+     "",
+     6, 15},
+    {"folded with an empty line",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: >-\n"
+     "      http.host eq \"a\"\n"
+     "\n"
+     "      and len(ssl) gt 1\n"
+     "    action: log\n"
+     "",
+     7, 15},
+    {"folded, more indented",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: >\n"
+     "      http.host eq \"a\"\n"
+     "        and len(ssl) gt 1\n"
+     "    action: log\n"
+     "",
+     6, 17},
+};
+
+TEST(expression_errors_point_into_every_scalar_style)
+{
+    int failures = 0;
+    for (size_t i = 0; i < sizeof styled / sizeof styled[0]; i++) {
+        struct bw_ruleset s;
+        struct bw_config_diags d;
+        bw_status st = parse(styled[i].text, &s, &d);
+        const char *want = "rules[0].expression: len() takes Bytes or an Array, but ssl is Bool\n";
+        if (st == BW_OK || d.n != 1 || d.items[0].line != styled[i].line ||
+            d.items[0].col != styled[i].col || strncmp(d.items[0].msg, want, strlen(want)) != 0) {
+            printf("     %s: got %u:%u: %s\n     want %u:%u\n", styled[i].name,
+                   d.n ? d.items[0].line : 0, d.n ? d.items[0].col : 0, d.n ? d.items[0].msg : "",
+                   styled[i].line, styled[i].col);
+            failures++;
+        }
+    }
+    CHECK_INT_EQ(failures, 0);
+}
+
+TEST(expression_error_positions_at_the_end_and_with_an_indentation_indicator)
+{
+    static char got[4096];
+    struct bw_ruleset s;
+    struct bw_config_diags d;
+    /* the end of a folded expression: after its last token, not on the
+     * empty line that the block's final newline would make */
+    CHECK(parse("id: a\n"
+                "rules:\n"
+                "  - id: r\n"
+                "    expression: >\n"
+                "      http.host eq \"a\" and\n"
+                "      ssl and\n"
+                "    action: log\n",
+                &s, &d) == BW_ERR);
+    render(&d, got, sizeof got);
+    CHECK_STR_EQ(got, "6:14: rules[0].expression: expected a field, a function call, a literal or "
+                      "\"(\", but found the end of the expression\n"
+                      "    http.host eq \"a\" and ssl and\n"
+                      "                                ^");
+    CHECK(parse("id: a\n"
+                "rules:\n"
+                "  - id: r\n"
+                "    expression: |\n"
+                "      http.host eq \"a\" and\n"
+                "        ssl and\n"
+                "    action: log\n",
+                &s, &d) == BW_ERR);
+    render(&d, got, sizeof got);
+    CHECK_STR_EQ(got, "6:16: rules[0].expression: expected a field, a function call, a literal or "
+                      "\"(\", but found the end of the expression\n"
+                      "      ssl and\n"
+                      "             ^");
+    /* |2: the content is indented 2 past the key, and the value keeps the
+     * spaces beyond that */
+    CHECK(parse("id: a\n"
+                "rules:\n"
+                "  - id: r\n"
+                "    expression: |2\n"
+                "        http.host eq \"a\"\n"
+                "          and len(ssl) gt 1\n"
+                "    action: log\n",
+                &s, &d) == BW_ERR);
+    render(&d, got, sizeof got);
+    CHECK_STR_EQ(got, "6:19: rules[0].expression: len() takes Bytes or an Array, but ssl is Bool\n"
+                      "        and len(ssl) gt 1\n"
+                      "                ^~~");
+}
+
 TEST(diag_print_has_file_line_col_and_caret)
 {
     struct bw_ruleset s;
@@ -994,7 +1252,7 @@ static const char entry_yaml[] =
     "    expect: { action: block, rule: block-admin, status: 403 }\n"
     "  - name: bots blocked below\n"
     "    request: { path: /, bot_score: 3 }\n"
-    "    expect: { action: block, rule: bots }\n"
+    "    expect: { action: block, rule: managed/bots }\n"
     "  - name: unknown score goes on\n"
     "    request: { path: / }\n"
     "    expect: { action: none }\n"
@@ -1079,6 +1337,296 @@ TEST(cross_file_errors_come_from_the_build)
     load_and_test(dup, 2, got, sizeof got);
     CHECK_STR_EQ(got,
                  "f1.yaml:2:5: error: duplicate ruleset id \"x\" (first in f0.yaml at line 1)");
+}
+
+/* Parses each file and builds with every problem listed; then runs every
+ * test, listing each failure. One "msg\n" line per problem. */
+static void load_and_test_all(const char *const *texts, size_t n, char *out, size_t cap)
+{
+    bw_arena_reset(&A);
+    bw_arena_init(&A, 16 * 1024, 0);
+    struct bw_ruleset sets[4];
+    static struct bw_rulebook_errors e;
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        struct bw_config_diags d;
+        char name[32];
+        snprintf(name, sizeof name, "f%zu.yaml", i);
+        if (bw_ruleset_parse(&A, name, texts[i], strlen(texts[i]), &sets[i], &d) != BW_OK) {
+            render(&d, out, cap);
+            return;
+        }
+    }
+    struct bw_rulebook *book = NULL;
+    bw_status st = bw_rulebook_build_all(&A, sets, n, NULL, 0, &book, &e);
+    if (st == BW_OK) {
+        bw_arena scratch;
+        bw_arena_init(&scratch, 4096, 1 << 20);
+        st = bw_rulebook_run_tests_all(book, &scratch, &e);
+        book = bw_rulebook_free(book);
+    }
+    if (st == BW_OK)
+        return;
+    size_t o = 0;
+    for (size_t i = 0; i < e.n && o < cap; i++) {
+        int w = snprintf(out + o, cap - o, "%s\n", e.items[i].msg);
+        if (w > 0)
+            o += (size_t)w;
+    }
+    if (e.dropped && o < cap)
+        snprintf(out + o, cap - o, "%zu more\n", e.dropped);
+}
+
+TEST(every_error_of_a_file_is_reported)
+{
+    char got[4096];
+    /* three independent bad rules the file alone cannot judge */
+    const char *build[] = {"id: entry\n"
+                           "rules:\n"
+                           "  - id: a\n"
+                           "    expression: 'true'\n"
+                           "    action: execute\n"
+                           "    ruleset: nope\n"
+                           "  - id: fine\n"
+                           "    expression: 'true'\n"
+                           "    action: log\n"
+                           "  - id: b\n"
+                           "    expression: 'true'\n"
+                           "    action: skip\n"
+                           "    rulesets: [gone]\n"
+                           "  - id: c\n"
+                           "    expression: 'true'\n"
+                           "    action: execute\n"
+                           "    ruleset: resp\n",
+                           "id: resp\nphase: response\nrules: []\n"};
+    load_and_test_all(build, 2, got, sizeof got);
+    CHECK_STR_EQ(got, "f0.yaml:6:14: error: rule \"a\": execute target ruleset \"nope\" does "
+                      "not exist\n"
+                      "f0.yaml:13:15: error: rule \"b\": skip target ruleset \"gone\" does not "
+                      "exist\n"
+                      "f0.yaml:17:14: error: rule \"c\": execute target ruleset \"resp\" is "
+                      "response phase, but ruleset \"entry\" is request phase\n");
+    /* three bad expressions: each with its position and caret */
+    const char *exprs = "id: entry\n"
+                        "rules:\n"
+                        "  - id: a\n"
+                        "    expression: 'ip.src contains \"x\"'\n"
+                        "    action: block\n"
+                        "  - id: b\n"
+                        "    expression: 'http.hots eq \"a\"'\n"
+                        "    action: block\n"
+                        "  - id: c\n"
+                        "    expression: 'len(ssl) gt 1'\n"
+                        "    action: log\n";
+    load_and_test_all(&exprs, 1, got, sizeof got);
+    CHECK_STR_EQ(got, "4:18: rules[0].expression: \"contains\" needs Bytes on both sides, but "
+                      "ip.src is Ip\n"
+                      "    ip.src contains \"x\"\n"
+                      "    ^~~~~~\n"
+                      "7:18: rules[1].expression: unknown field \"http.hots\" (did you mean "
+                      "\"http.host\"?)\n"
+                      "    http.hots eq \"a\"\n"
+                      "    ^~~~~~~~~\n"
+                      "10:22: rules[2].expression: len() takes Bytes or an Array, but ssl is Bool\n"
+                      "    len(ssl) gt 1\n"
+                      "        ^~~");
+    /* every failing embedded test, not only the first */
+    const char *tests = "id: entry\n"
+                        "rules:\n"
+                        "  - id: a\n"
+                        "    expression: 'true'\n"
+                        "    action: log\n"
+                        "tests:\n"
+                        "  - request: { path: / }\n"
+                        "    expect: { action: log, rule: zz }\n"
+                        "  - request: { path: / }\n"
+                        "    expect: { action: log, rule: a }\n"
+                        "  - request: { path: / }\n"
+                        "    expect: { action: block }\n";
+    load_and_test_all(&tests, 1, got, sizeof got);
+    CHECK_STR_EQ(got, "f0.yaml:7:5: error: test \"test 1\" of ruleset \"entry\": expected log by "
+                      "rule \"zz\", got continue (rules that fired: a)\n"
+                      "f0.yaml:11:5: error: test \"test 3\" of ruleset \"entry\": expected block, "
+                      "got continue (rules that fired: a)\n");
+}
+
+/* Parses every file, keeping what failed ones held, and when one failed
+ * runs the link checks: its own diagnostics, then the cross-file ones. */
+static void load_with_links(const char *const *texts, size_t n, char *out, size_t cap)
+{
+    bw_arena_reset(&A);
+    bw_arena_init(&A, 16 * 1024, 0);
+    struct bw_ruleset sets[4];
+    static struct bw_rulebook_errors e;
+    size_t o = 0;
+    out[0] = '\0';
+    bool failed = false;
+    for (size_t i = 0; i < n; i++) {
+        struct bw_config_diags d;
+        char name[32];
+        snprintf(name, sizeof name, "f%zu.yaml", i);
+        if (bw_ruleset_parse(&A, name, texts[i], strlen(texts[i]), &sets[i], &d) != BW_OK) {
+            failed = true;
+            for (size_t k = 0; k < d.n && o < cap; k++) {
+                int w = snprintf(out + o, cap - o, "%s:%u:%u: %s\n", name, d.items[k].line,
+                                 d.items[k].col, d.items[k].msg);
+                if (w > 0)
+                    o += (size_t)w;
+            }
+        }
+    }
+    if (!failed || bw_rulebook_check_links(&A, sets, n, &e) == BW_OK)
+        return;
+    for (size_t i = 0; i < e.n && o < cap; i++) {
+        int w = snprintf(out + o, cap - o, "%s\n", e.items[i].msg);
+        if (w > 0)
+            o += (size_t)w;
+    }
+}
+
+TEST(a_file_that_fails_still_gets_its_cross_file_errors)
+{
+    char got[4096];
+    const char *bad_rule = "id: entry\n"
+                           "rules:\n"
+                           "  - id: a\n"
+                           "    expression: 'true'\n"
+                           "    action: execute\n"
+                           "    ruleset: nope\n"
+                           "  - id: b\n"
+                           "    expression: 'http.hots eq \"a\"'\n"
+                           "    action: execute\n"
+                           "    ruleset: gone\n"
+                           "  - id: c\n"
+                           "    expression: 'true'\n"
+                           "    action: set_header\n"
+                           "    name: x\n"
+                           "    value: y\n"
+                           "  - id: d\n"
+                           "    expression: 'true'\n"
+                           "    action: execute\n"
+                           "    ruleset: other\n"
+                           "  - id: e\n"
+                           "    expression: 'true'\n"
+                           "    action: execute\n"
+                           "    ruleset: [not, an, id]\n";
+    const char *other = "id: other\n"
+                        "rules:\n"
+                        "  - id: back\n"
+                        "    expression: 'true'\n"
+                        "    action: execute\n"
+                        "    ruleset: entry\n";
+    const char *files[] = {bad_rule, other};
+    load_with_links(files, 2, got, sizeof got);
+    /* a bad expression does not hide the rule's target; a bad target (e) is
+     * said once, by the file */
+    CHECK_STR_EQ(got,
+                 "f0.yaml:8:18: rules[1].expression: unknown field \"http.hots\" (did you "
+                 "mean \"http.host\"?)\n"
+                 "    http.hots eq \"a\"\n"
+                 "    ^~~~~~~~~\n"
+                 "f0.yaml:13:13: rules[2].action: set_header is a response-phase action, but "
+                 "this ruleset is request phase\n"
+                 "f0.yaml:23:14: rules[4].ruleset: expected an id of 1 to 128 letters, digits, "
+                 "'_', '.' or '-', got a list\n"
+                 "f0.yaml:6:14: error: rule \"a\": execute target ruleset \"nope\" does not "
+                 "exist\n"
+                 "f0.yaml:10:14: error: rule \"b\": execute target ruleset \"gone\" does not "
+                 "exist\n"
+                 "f0.yaml:19:14: error: execute cycle: entry -> other -> entry\n");
+    /* a file whose id did not read: a target may be that ruleset, so none is
+     * said not to exist; duplicates among the others still are */
+    const char *no_id[] = {"rules:\n"
+                           "  - id: a\n"
+                           "    expression: 'true'\n"
+                           "    action: execute\n"
+                           "    ruleset: maybe\n",
+                           "id: x\nrules: []\n", "id: x\nrules: []\n"};
+    load_with_links(no_id, 3, got, sizeof got);
+    CHECK_STR_EQ(got, "f0.yaml:1:1: missing required key \"id\" in the ruleset\n"
+                      "f2.yaml:1:5: error: duplicate ruleset id \"x\" (first in f1.yaml at line "
+                      "1)\n");
+    /* all files good: nothing from here (the build says the rest) */
+    const char *good[] = {"id: a\nrules: []\n"};
+    load_with_links(good, 1, got, sizeof got);
+    CHECK_STR_EQ(got, "");
+}
+
+/* `expect.rule: bots` is the rule of the test's own ruleset, never a rule of
+ * the same name in a ruleset it executes; `managed/bots` names that one. */
+static const char same_name_entry[] = "id: entry\n"
+                                      "rules:\n"
+                                      "  - id: run-managed\n"
+                                      "    expression: 'true'\n"
+                                      "    action: execute\n"
+                                      "    ruleset: managed\n"
+                                      "  - id: bots\n"
+                                      "    expression: 'bot.score lt 10'\n"
+                                      "    action: block\n"
+                                      "  - id: seen\n"
+                                      "    expression: 'false'\n"
+                                      "    action: log\n"
+                                      "tests:\n"
+                                      "  - request: { bot_score: 30 }\n"
+                                      "    expect: { action: block, rule: %s }\n";
+static const char same_name_managed[] = "id: managed\n"
+                                        "rules:\n"
+                                        "  - id: seen\n"
+                                        "    expression: 'true'\n"
+                                        "    action: log\n"
+                                        "  - id: bots\n"
+                                        "    expression: 'bot.score lt 50'\n"
+                                        "    action: block\n";
+
+static void same_name(const char *rule, const char *action, char *out, size_t cap)
+{
+    static char entry[2048];
+    snprintf(entry, sizeof entry, same_name_entry, rule);
+    if (strcmp(action, "block") != 0) {
+        char *a = strstr(entry, "action: block, rule:");
+        memcpy(a + 8, action, strlen(action)); /* same length: "log  " */
+    }
+    const char *files[] = {entry, same_name_managed};
+    load_and_test_all(files, 2, out, cap);
+}
+
+TEST(expected_rule_is_of_the_tests_ruleset_unless_qualified)
+{
+    char got[4096];
+    /* a terminating action by a same-named rule below is not the expected one */
+    same_name("bots", "block", got, sizeof got);
+    CHECK_STR_EQ(got, "f0.yaml:14:5: error: test \"test 1\" of ruleset \"entry\": expected block "
+                      "by rule \"bots\", got block by rule \"managed/bots\" with status 403 "
+                      "(rules that fired: run-managed, managed/seen, managed/bots)\n");
+    same_name("managed/bots", "block", got, sizeof got);
+    CHECK_STR_EQ(got, "");
+    same_name("entry/bots", "block", got, sizeof got);
+    CHECK_STR_EQ(got, "f0.yaml:14:5: error: test \"test 1\" of ruleset \"entry\": expected block "
+                      "by rule \"entry/bots\", got block by rule \"managed/bots\" with status 403 "
+                      "(rules that fired: run-managed, managed/seen, managed/bots)\n");
+    /* the same for a rule that only has to fire */
+    same_name("seen", "log  ", got, sizeof got);
+    CHECK_STR_EQ(got, "f0.yaml:14:5: error: test \"test 1\" of ruleset \"entry\": expected log by "
+                      "rule \"seen\", got block by rule \"managed/bots\" with status 403 (rules "
+                      "that fired: run-managed, managed/seen, managed/bots)\n");
+    same_name("managed/seen", "log  ", got, sizeof got);
+    CHECK_STR_EQ(got, "");
+    /* a ruleset that is not there */
+    same_name("other/bots", "block", got, sizeof got);
+    CHECK_STR_EQ(got, "f0.yaml:15:36: error: test \"test 1\" of ruleset \"entry\": expect.rule "
+                      "names ruleset \"other\", which does not exist\n");
+    /* not an id, nor ruleset/id */
+    static const char *const bad_refs[] = {"a/b/c", "/bots", "bots/", "a b"};
+    for (size_t i = 0; i < sizeof bad_refs / sizeof bad_refs[0]; i++) {
+        char ref[32], want[256];
+        snprintf(ref, sizeof ref, "'%s'", bad_refs[i]);
+        same_name(ref, "block", got, sizeof got);
+        snprintf(want, sizeof want,
+                 "15:36: tests[0].expect.rule: expected a rule id, or <ruleset>/<rule> for a rule "
+                 "of an executed ruleset, got \"%s\"",
+                 bad_refs[i]);
+        CHECK_STR_EQ(got, want);
+    }
 }
 
 /* ---- limits ------------------------------------------------------------------------ */
@@ -1366,6 +1914,8 @@ int main(void)
     bw_arena_init(&A, 16 * 1024, 0);
     RUN(invalid_files_say_where_and_why);
     RUN(diag_print_has_file_line_col_and_caret);
+    RUN(expression_errors_point_into_every_scalar_style);
+    RUN(expression_error_positions_at_the_end_and_with_an_indentation_indicator);
     RUN(valid_request_file_with_every_request_action);
     RUN(valid_response_file);
     RUN(test_request_view_is_filled);
@@ -1373,6 +1923,9 @@ int main(void)
     RUN(embedded_tests_fail_with_the_exact_message);
     RUN(unknown_never_satisfies_a_block_expectation);
     RUN(cross_file_errors_come_from_the_build);
+    RUN(every_error_of_a_file_is_reported);
+    RUN(a_file_that_fails_still_gets_its_cross_file_errors);
+    RUN(expected_rule_is_of_the_tests_ruleset_unless_qualified);
     RUN(limits_at_and_past);
     RUN(file_level_errors);
     bw_arena_reset(&A);

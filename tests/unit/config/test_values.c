@@ -176,6 +176,10 @@ TEST(sockaddr_ipv4)
     CHECK(sa("255.255.255.255:65535", &a, &err));
     CHECK_STR_EQ(a.text, "255.255.255.255:65535");
     CHECK(bw_parse_sockaddr(S("10.1.2.3:1"), &a) == BW_OK);
+    CHECK_STR_EQ(a.text, "10.1.2.3:1");
+    CHECK(sa("10.1.2.3:10", &a, &err)); /* a zero that is not leading */
+    CHECK_STR_EQ(a.text, "10.1.2.3:10");
+    CHECK(!sa("10.1.2.3:65536", &a, &err));
 }
 
 TEST(sockaddr_ipv6)
@@ -213,6 +217,13 @@ TEST(sockaddr_refused)
         {"127.0.0.1:+80", "the port must be a number from 0 to 65535"},
         {"127.0.0.1:80 ", "the port must be a number from 0 to 65535"},
         {"127.0.0.1:http", "the port must be a number from 0 to 65535"},
+        /* a leading zero: 080 could be meant as 80 or as octal 64; say which */
+        {"127.0.0.1:080", "the port \"080\" has a leading zero; write 80"},
+        {"127.0.0.1:08080", "the port \"08080\" has a leading zero; write 8080"},
+        {"127.0.0.1:00", "the port \"00\" has a leading zero; write 0"},
+        {"127.0.0.1:065535", "the port \"065535\" has a leading zero; write 65535"},
+        {"127.0.0.1:065536", "the port must be a number from 0 to 65535"},
+        {"[::1]:080", "the port \"080\" has a leading zero; write 80"},
         {"localhost:8080", "bulwark does not resolve names in the config; use an IP address"},
         {"example.com:80", "bulwark does not resolve names in the config; use an IP address"},
         {"256.0.0.1:80", "not a valid IPv4 address"},

@@ -584,6 +584,52 @@ TEST(ip_sets)
     CHECK_TRI(set, &r.v, U);
 }
 
+/* An IPv6 network never holds an IPv4 source and an IPv4 network never an
+ * IPv6 one, whole spaces included (as Cloudflare); ::ffff:0:0/96 is written
+ * in IPv6 but is the IPv4 space, as ::ffff:a.b.c.d is the address a.b.c.d. */
+TEST(ip_sets_whole_spaces_by_family)
+{
+    struct req r;
+    req_init(&r, "GET", "/");
+    static const struct {
+        const char *src;
+        enum bw_tri v6_all, v4_all, mapped_all, v6_80;
+    } cases[] = {
+        /* src                  ::/0  0.0.0.0/0  ::ffff:0:0/96  ::/80 */
+        {"203.0.113.9", F, T, T, F},
+        {"0.0.0.0", F, T, T, F},
+        {"255.255.255.255", F, T, T, F},
+        {"::ffff:203.0.113.9", F, T, T, F}, /* an IPv4 peer on a dual-stack socket */
+        {"2001:db8::1", T, F, F, F},
+        {"::", T, F, F, T},
+        {"::cb00:7109", T, F, F, T}, /* IPv4-compatible: an IPv6 address */
+        {"ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", T, F, F, F},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        req_src(&r, cases[i].src);
+        const struct {
+            const char *expr;
+            enum bw_tri want;
+        } checks[] = {
+            {"ip.src in {::/0}", cases[i].v6_all},
+            {"ip.src in {0.0.0.0/0}", cases[i].v4_all},
+            {"ip.src in {::ffff:0:0/96}", cases[i].mapped_all},
+            {"ip.src in {::/80}", cases[i].v6_80},
+            {"ip.src in {::/0 0.0.0.0/0}", T},
+            {"not ip.src in {::/0}", cases[i].v6_all == T ? F : T},
+        };
+        for (size_t j = 0; j < sizeof checks / sizeof checks[0]; j++) {
+            enum bw_tri got = ev(checks[j].expr, &r.v);
+            if (got != checks[j].want) {
+                T_FAILF("ip.src %s, %s: got %s, want %s", cases[i].src, checks[j].expr,
+                        got == BW_TRI__COUNT ? "(no build)" : bw_tri_name(got),
+                        bw_tri_name(checks[j].want));
+                return;
+            }
+        }
+    }
+}
+
 TEST(int_and_bytes_sets)
 {
     struct req r;
@@ -1164,6 +1210,7 @@ int main(void)
     RUN(lifting_any_all);
     RUN(lifting_unknown_elements);
     RUN(ip_sets);
+    RUN(ip_sets_whole_spaces_by_family);
     RUN(int_and_bytes_sets);
     RUN(matches_scanned_once);
     RUN(matches_unknown);

@@ -434,6 +434,92 @@ TEST(build_reports_execute_cycles)
     CHECK(build_fails(s3, 3, "b.yaml:3:13: error: execute cycle: b -> c -> b"));
 }
 
+/* Every problem, in order, as "msg\n" lines; "" when the book built. */
+static void build_all(struct bw_ruleset *sets, size_t n, char *out, size_t cap,
+                      struct bw_rulebook_errors *e)
+{
+    struct bw_rulebook *book;
+    out[0] = '\0';
+    if (bw_rulebook_build_all(&A, sets, n, NULL, 0, &book, e) == BW_OK) {
+        book = bw_rulebook_free(book);
+        return;
+    }
+    size_t o = 0;
+    for (size_t i = 0; i < e->n && o < cap; i++) {
+        int w = snprintf(out + o, cap - o, "%s\n", e->items[i].msg);
+        if (w > 0)
+            o += (size_t)w;
+    }
+}
+
+TEST(build_reports_every_problem)
+{
+    fresh();
+    static struct bw_rulebook_errors e;
+    char got[4096];
+    /* three independent bad rules, a good one between them, and a cycle
+     * elsewhere: each is reported, the missing target not again as part of
+     * the graph */
+    struct bw_ruleset s1[] = {
+        REQ_SET("a", {"x", "true", exec("nope")}, {"ok", "true", log_()},
+                {"y", "true", skip_sets("a", "gone", 0)}, {"z", "true", set_hdr("h", "v")}),
+        REQ_SET("b", {"to-c", "true", exec("c")}), REQ_SET("c", {"to-b", "true", exec("b")})};
+    build_all(s1, 3, got, sizeof got, &e);
+    CHECK_STR_EQ(got, "a.yaml:3:13: error: rule \"x\": execute target ruleset \"nope\" does not "
+                      "exist\n"
+                      "a.yaml:5:13: error: rule \"y\": skip target ruleset \"gone\" does not "
+                      "exist\n"
+                      "a.yaml:6:13: error: rule \"z\": set_header is a response-phase action, but "
+                      "ruleset \"a\" is request phase\n"
+                      "b.yaml:3:13: error: execute cycle: b -> c -> b\n");
+    CHECK_INT_EQ(e.n, 4);
+    CHECK_INT_EQ(e.dropped, 0);
+    /* the single-error form still says the first */
+    CHECK(build_fails(s1, 3,
+                      "a.yaml:3:13: error: rule \"x\": execute target ruleset \"nope\" does not "
+                      "exist"));
+    /* duplicates of both kinds, with the rest still checked */
+    struct bw_ruleset s2[] = {REQ_SET("d", {"x", "true", log_()}, {"x", "true", exec("gone")}),
+                              REQ_SET("d", {"y", "true", log_()})};
+    build_all(s2, 2, got, sizeof got, &e);
+    CHECK_STR_EQ(got, "d.yaml:1:5: error: duplicate ruleset id \"d\" (first in d.yaml at line 1)\n"
+                      "d.yaml:4:7: error: duplicate rule id \"x\" in ruleset \"d\" (first at line "
+                      "3)\n"
+                      "d.yaml:4:13: error: rule \"x\": execute target ruleset \"gone\" does not "
+                      "exist\n");
+    /* two separate cycles */
+    struct bw_ruleset s3[] = {REQ_SET("p", {"self", "true", exec("p")}),
+                              REQ_SET("q", {"self", "true", exec("q")})};
+    build_all(s3, 2, got, sizeof got, &e);
+    CHECK_STR_EQ(got, "p.yaml:3:13: error: execute cycle: p -> p\n"
+                      "q.yaml:3:13: error: execute cycle: q -> q\n");
+}
+
+TEST(build_errors_are_bounded)
+{
+    fresh();
+    static struct bw_rulebook_errors e;
+    char got[16384];
+    /* at the bound: all of them, none dropped; one past: one dropped */
+    for (size_t n = BW_RULEBOOK_MAX_ERRORS; n <= BW_RULEBOOK_MAX_ERRORS + 1; n++) {
+        struct rspec *rs = bw_arena_alloc(&A, n * sizeof *rs);
+        for (size_t i = 0; i < n; i++)
+            rs[i] = (struct rspec){"r", "true", exec("nope")};
+        struct bw_ruleset s = mkset("big", BW_RULES_PHASE_REQUEST, rs, n);
+        for (size_t i = 0; i < n; i++) { /* distinct ids: only the targets are wrong */
+            char *id = bw_arena_alloc(&A, 8);
+            snprintf(id, 8, "r%zu", i);
+            s.rules[i].id = S(id);
+        }
+        build_all(&s, 1, got, sizeof got, &e);
+        CHECK_INT_EQ(e.n, BW_RULEBOOK_MAX_ERRORS);
+        CHECK_INT_EQ(e.dropped, n - BW_RULEBOOK_MAX_ERRORS);
+        CHECK_STR_EQ(e.items[BW_RULEBOOK_MAX_ERRORS - 1].msg,
+                     "big.yaml:22:13: error: rule \"r19\": execute target ruleset \"nope\" does "
+                     "not exist");
+    }
+}
+
 /* A chain s0 -> s1 -> ... -> s<n-1>: n - 1 nested executes. */
 static size_t chain(struct bw_ruleset *sets, size_t n)
 {
@@ -1067,6 +1153,19 @@ TEST(stretches_between_disabled_and_killed_rules)
 
 /* ---- embedded tests ---------------------------------------------------------------- */
 
+/* "rule" or "ruleset/rule", as `expect.rule` is written. */
+static bw_slice rule_part(const char *ref)
+{
+    const char *slash = strchr(ref, '/');
+    return S(slash ? slash + 1 : ref);
+}
+
+static bw_slice set_part(const char *ref)
+{
+    const char *slash = strchr(ref, '/');
+    return slash ? bw_slice_make(ref, (size_t)(slash - ref)) : BW_SLICE_EMPTY;
+}
+
 static struct bw_ruleset_test mktest(const char *name, const struct req *r,
                                      enum bw_test_expect_kind k, enum bw_action_kind act,
                                      const char *rule, int status)
@@ -1077,7 +1176,8 @@ static struct bw_ruleset_test mktest(const char *name, const struct req *r,
                                     .expect = k,
                                     .action = act,
                                     .has_rule = rule != NULL,
-                                    .rule = rule ? S(rule) : BW_SLICE_EMPTY,
+                                    .rule = rule ? rule_part(rule) : BW_SLICE_EMPTY,
+                                    .rule_set = rule ? set_part(rule) : BW_SLICE_EMPTY,
                                     .has_status = status != 0,
                                     .status = (uint16_t)status};
 }
@@ -1124,9 +1224,9 @@ TEST(embedded_tests_pass_and_fail_with_a_message)
         mktest("admin is blocked", &admin, BW_EXPECT_ACTION, BW_ACTION_BLOCK, "block-admin", 403),
         mktest("home goes on", &home, BW_EXPECT_NONE, BW_ACTION_LOG, NULL, 0),
         mktest("logged", &home, BW_EXPECT_ACTION, BW_ACTION_LOG, "l", 0),
-        mktest("rate counted, never over", &home, BW_EXPECT_ACTION, BW_ACTION_RATE_LIMIT, "rl",
+        mktest("rate counted, never over", &home, BW_EXPECT_ACTION, BW_ACTION_RATE_LIMIT, "sub/rl",
                429),
-        mktest("rewritten below", &home, BW_EXPECT_ACTION, BW_ACTION_REWRITE, "p", 0),
+        mktest("rewritten below", &home, BW_EXPECT_ACTION, BW_ACTION_REWRITE, "sub/p", 0),
     };
     sets[0].tests = ok;
     sets[0].ntests = 5;
@@ -1141,7 +1241,7 @@ TEST(embedded_tests_pass_and_fail_with_a_message)
     CHECK(tests_say(sets, 2,
                     "entry.yaml:20:5: error: test \"home blocked?\" of ruleset \"entry\": "
                     "expected block by rule \"block-admin\", got continue (rules that fired: l, "
-                    "run, rl, p)"));
+                    "run, sub/rl, sub/p)"));
     struct bw_ruleset_test bad2[] = {
         mktest("t", &admin, BW_EXPECT_ACTION, BW_ACTION_BLOCK, "block-admin", 401)};
     sets[0].tests = bad2;
@@ -1156,16 +1256,24 @@ TEST(embedded_tests_pass_and_fail_with_a_message)
                     "block by rule \"block-admin\" with status 403 (rules that fired: l, "
                     "block-admin)"));
     struct bw_ruleset_test bad4[] = {
-        mktest("w", &home, BW_EXPECT_ACTION, BW_ACTION_REWRITE, "rl", 0)};
+        mktest("w", &home, BW_EXPECT_ACTION, BW_ACTION_REWRITE, "sub/rl", 0)};
     sets[0].tests = bad4;
     CHECK(tests_say(sets, 2,
                     "entry.yaml:20:5: error: test \"w\" of ruleset \"entry\": expected rewrite by "
-                    "rule \"rl\", got continue (rules that fired: l, run, rl, p)"));
+                    "rule \"sub/rl\", got continue (rules that fired: l, run, sub/rl, sub/p)"));
+    /* unqualified: the test's own ruleset has no "p"; sub's "p" is not it */
+    struct bw_ruleset_test bad5[] = {
+        mktest("own", &home, BW_EXPECT_ACTION, BW_ACTION_REWRITE, "p", 0)};
+    sets[0].tests = bad5;
+    CHECK(tests_say(sets, 2,
+                    "entry.yaml:20:5: error: test \"own\" of ruleset \"entry\": expected rewrite "
+                    "by rule \"p\", got continue (rules that fired: l, run, sub/rl, sub/p)"));
+    sets[0].tests = bad4;
     sets[0].rules[0].enabled = false;
     sets[0].rules[2].enabled = false;
     CHECK(tests_say(sets, 2,
                     "entry.yaml:20:5: error: test \"w\" of ruleset \"entry\": expected rewrite by "
-                    "rule \"rl\", got continue (no rule fired)"));
+                    "rule \"sub/rl\", got continue (no rule fired)"));
 }
 
 TEST(names)
@@ -1200,6 +1308,8 @@ int main(void)
     RUN(build_refuses_duplicates_and_missing_targets);
     RUN(build_refuses_actions_and_targets_of_the_wrong_phase);
     RUN(build_reports_execute_cycles);
+    RUN(build_reports_every_problem);
+    RUN(build_errors_are_bounded);
     RUN(build_execute_depth_at_and_past_the_limit);
     RUN(build_ruleset_and_rule_limits);
     RUN(build_assigns_indices_top_level_and_routes);

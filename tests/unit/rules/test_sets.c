@@ -121,11 +121,31 @@ TEST(ip_whole_spaces_and_hosts)
     CHECK_INT_EQ(in(&s, "2001:db8::1"), 0);
     CHECK_INT_EQ(in(&s, "::"), 0);
 
-    /* ::/0 covers ::ffff:0:0/96, so every IPv4 address as well */
+    /* ::/0 is the IPv6 space: no IPv4 address, mapped or not, is in it */
     CHECK(ipset(&a, &s, LIST("::/0")));
     CHECK_INT_EQ(in(&s, "::"), 1);
     CHECK_INT_EQ(in(&s, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"), 1);
+    CHECK_INT_EQ(in(&s, "2001:db8::1"), 1);
+    CHECK_INT_EQ(in(&s, "1.2.3.4"), 0);
+    CHECK_INT_EQ(in(&s, "0.0.0.0"), 0);
+    CHECK_INT_EQ(in(&s, "::ffff:1.2.3.4"), 0);
+    CHECK_INT_EQ(s.n4, 0);
+
+    /* ::ffff:0:0/96 is the IPv4 space written in IPv6 */
+    CHECK(ipset(&a, &s, LIST("::ffff:0:0/96")));
+    CHECK_INT_EQ(in(&s, "0.0.0.0"), 1);
+    CHECK_INT_EQ(in(&s, "255.255.255.255"), 1);
+    CHECK_INT_EQ(in(&s, "::ffff:1.2.3.4"), 1);
+    CHECK_INT_EQ(in(&s, "::"), 0);
+    CHECK_INT_EQ(in(&s, "2001:db8::1"), 0);
+    CHECK_INT_EQ(in(&s, "::fffe:ffff:ffff"), 0);
+    CHECK_INT_EQ(s.n6, 0);
+
+    /* both spaces: everything */
+    CHECK(ipset(&a, &s, LIST("::/0", "0.0.0.0/0")));
     CHECK_INT_EQ(in(&s, "1.2.3.4"), 1);
+    CHECK_INT_EQ(in(&s, "::ffff:1.2.3.4"), 1);
+    CHECK_INT_EQ(in(&s, "2001:db8::1"), 1);
 
     /* /32 and /128 at both ends of their spaces: no overflow in the merge */
     CHECK(ipset(&a, &s, LIST("255.255.255.255/32", "0.0.0.0/32", "255.255.255.254")));
@@ -165,11 +185,18 @@ TEST(ip_mapped_addresses)
     CHECK_INT_EQ(in(&s, "10.1.2.3"), 1);
     CHECK_INT_EQ(in(&s, "11.1.2.3"), 0);
     CHECK_INT_EQ(in(&s, "::ffff:10.1.2.3"), 1);
-    /* an IPv6 CIDR partly over the mapped block */
+    CHECK_INT_EQ(in(&s, "::a01:203"), 0); /* 10.1.2.3 IPv4-compatible: IPv6 */
+    CHECK_INT_EQ(s.n6, 0);
+    /* an IPv6 CIDR over the mapped block (prefix under 96) is an IPv6
+     * network: it holds no IPv4 address */
     CHECK(ipset(&a, &s, LIST("::fffe:0:0/95")));
-    CHECK_INT_EQ(in(&s, "0.0.0.0"), 1);
-    CHECK_INT_EQ(in(&s, "255.255.255.255"), 1);
+    CHECK_INT_EQ(in(&s, "0.0.0.0"), 0);
+    CHECK_INT_EQ(in(&s, "255.255.255.255"), 0);
+    CHECK_INT_EQ(in(&s, "::ffff:1.2.3.4"), 0);
     CHECK_INT_EQ(in(&s, "::fffe:0:0"), 1);
+    CHECK_INT_EQ(in(&s, "::fffe:ffff:ffff"), 1);
+    CHECK_INT_EQ(in(&s, "::fffd:ffff:ffff"), 0);
+    CHECK_INT_EQ(s.n4, 0);
 
     /* through sockaddrs, as the proxy holds ip.src */
     CHECK(ipset(&a, &s, LIST("192.0.2.0/24", "2001:db8::/32")));
@@ -235,12 +262,15 @@ static struct bw_cidr random_cidr(void)
         c.addr[3] = (uint8_t)v;
     } else {
         c.family = AF_INET6;
-        /* 2001:db8::/96 plus the last 32 bits; sometimes the mapped block */
+        /* 2001:db8::/100 plus the last 28 bits; sometimes the mapped block */
         static const uint8_t doc[12] = {0x20, 0x01, 0x0d, 0xb8};
         static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
         bool m = rnd() % 4 == 0;
         memcpy(c.addr, m ? mapped : doc, 12);
-        uint32_t v = (m ? 0x0a000000u : 0) | (uint32_t)(rnd() & 0x000fffffu);
+        /* mapped ones are IPv4 CIDRs; the others spread wider so that
+         * the IPv6 ranges do not all merge into one */
+        uint32_t v =
+            m ? 0x0a000000u | (uint32_t)(rnd() & 0x000fffffu) : (uint32_t)(rnd() & 0x0fffffffu);
         c.prefix = (uint8_t)(112 + rnd() % 17);
         v &= ~(uint32_t)0 << ((128 - c.prefix) % 32);
         c.addr[12] = (uint8_t)(v >> 24);
