@@ -132,9 +132,9 @@ struct bw_worker_stats {
     _Atomic uint64_t responses[6];                    /* [0] other, [1..5] 1xx..5xx */
     _Atomic uint64_t latency[BW_LATENCY_BUCKETS + 1]; /* per bucket, not cumulative */
     _Atomic uint64_t latency_sum_ms;
-    _Atomic uint64_t accepted;          /* client connections */
-    _Atomic uint64_t closed;            /* of those, closed (open = accepted - closed) */
-    _Atomic uint64_t upstream_retries;  /* attempts after a request's first */
+    _Atomic uint64_t accepted;         /* client connections */
+    _Atomic uint64_t closed;           /* of those, closed (open = accepted - closed) */
+    _Atomic uint64_t upstream_retries; /* attempts after a request's first */
     _Atomic uint64_t bot_scored;
     _Atomic uint64_t bot_failures[BW_ON_ERROR__COUNT]; /* by policy */
     _Atomic uint64_t bot_killed;

@@ -33,9 +33,11 @@ def connect_refused(port):
     try:
         s.connect(("127.0.0.1", port))
         return False
-    except (ConnectionRefusedError, ConnectionResetError):
+    except (ConnectionRefusedError, ConnectionResetError, socket.timeout):
         # A connection that reached the accept queue just as the listener
-        # closed is reset rather than refused: either way it is not served.
+        # closed is reset rather than refused, and a SYN that arrives while
+        # the listener is being torn down can go unanswered (the connect
+        # then times out): either way it is not served.
         return True
     finally:
         s.close()
