@@ -284,6 +284,40 @@ static bool same_sockaddr(const struct bw_sockaddr *a, const struct bw_sockaddr 
     return strcmp(a->text, b->text) == 0;
 }
 
+void bw_snapshot_carry_health(struct bw_snapshot *to, const struct bw_snapshot *from,
+                              uint64_t now_ms)
+{
+    const struct bw_config *tc = to->cfg, *fc = from->cfg;
+    for (size_t i = 0; i < tc->nupstreams; i++) {
+        const struct bw_config_upstream *tu = &tc->upstreams[i];
+        const struct bw_upstream_rt *fr = NULL;
+        for (size_t k = 0; k < fc->nupstreams && !fr; k++)
+            if (bw_slice_eq(fc->upstreams[k].name, tu->name))
+                fr = &from->upstreams[k];
+        if (!fr)
+            continue;
+        struct bw_upstream_rt *tr = &to->upstreams[i];
+        for (size_t j = 0; j < tr->nservers; j++) {
+            const struct bw_server_rt *fs = NULL;
+            for (size_t k = 0; k < fr->nservers && !fs; k++)
+                if (same_sockaddr(&fr->servers[k].cfg->addr, &tr->servers[j].cfg->addr))
+                    fs = &fr->servers[k];
+            if (!fs)
+                continue;
+            struct bw_server_rt *ts = &tr->servers[j];
+            /* Only a checker that runs in the new configuration can bring a
+             * server back: without one, a carried "down" would be forever. */
+            if (tu->health.enabled && fr->cfg->health.enabled)
+                atomic_store(&ts->hc_down, atomic_load(&fs->hc_down));
+            uint64_t until = atomic_load(&fs->ejected_until);
+            if (tu->max_fails > 0 && until > now_ms) {
+                uint64_t cap = now_ms + tu->fail_timeout_ms; /* a shorter fail_timeout applies */
+                atomic_store(&ts->ejected_until, until < cap ? until : cap);
+            }
+        }
+    }
+}
+
 bw_status bw_snapshot_reloadable(const struct bw_config *a, const struct bw_config *b,
                                  bw_error *err)
 {

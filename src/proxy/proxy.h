@@ -87,6 +87,17 @@ void bw_tls_contexts_free(const struct bw_config *cfg, struct bw_tls_ctx **tls);
 bw_status bw_snapshot_save_lkg(struct bw_snapshot *s, bool config_from_lkg,
                                bw_error *err) BW_MUST_CHECK;
 
+/* What the running snapshot knows of its servers' health, carried into the
+ * next one for every server that stays (same upstream name, same address),
+ * as Envoy keeps a host's health across a cluster update: a reload must not
+ * send traffic to a server the checks took out, nor to one passively
+ * ejected, until they find it again. Active verdicts carry only when both
+ * configurations check the upstream; the new checker needs `rise` passes
+ * to bring a carried-down server back. Control thread, before `to` is
+ * published. */
+void bw_snapshot_carry_health(struct bw_snapshot *to, const struct bw_snapshot *from,
+                              uint64_t now_ms);
+
 /* Drops one reference; the last one frees the snapshot. Any thread. */
 void bw_snapshot_unref(struct bw_snapshot *s);
 
@@ -132,9 +143,9 @@ struct bw_worker_stats {
     _Atomic uint64_t responses[6];                    /* [0] other, [1..5] 1xx..5xx */
     _Atomic uint64_t latency[BW_LATENCY_BUCKETS + 1]; /* per bucket, not cumulative */
     _Atomic uint64_t latency_sum_ms;
-    _Atomic uint64_t accepted;          /* client connections */
-    _Atomic uint64_t closed;            /* of those, closed (open = accepted - closed) */
-    _Atomic uint64_t upstream_retries;  /* attempts after a request's first */
+    _Atomic uint64_t accepted;         /* client connections */
+    _Atomic uint64_t closed;           /* of those, closed (open = accepted - closed) */
+    _Atomic uint64_t upstream_retries; /* attempts after a request's first */
     _Atomic uint64_t bot_scored;
     _Atomic uint64_t bot_failures[BW_ON_ERROR__COUNT]; /* by policy */
     _Atomic uint64_t bot_killed;

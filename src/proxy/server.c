@@ -111,6 +111,7 @@ bw_status bw_control_reload(struct bw_control *c, char *report, size_t cap)
         return rejected(c, report);
     }
     bw_kills_apply(c->kills, &(struct bw_kill_scope){.rules = &snap->rules, .bot = &snap->bot});
+    bw_snapshot_carry_health(snap, c->snap, bw_monotonic_ms());
     struct bw_health *health = NULL;
     if (bw_health_start(&health, &c->loop, snap, &err) != BW_OK) {
         snprintf(report, cap, "%s\n", err.msg);
