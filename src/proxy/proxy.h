@@ -63,17 +63,22 @@ struct bw_snapshot {
  * module's on_error applies (report says why). use_lkg (at start only):
  * rulesets that do not load may be replaced by their last-known-good copies
  * (bw_rules_rt_load_ex). rate_from: the running snapshot's rate-limit
- * table, kept by a reload (NULL at start). refs starts at 1. */
+ * table, kept by a reload (NULL at start). running: the running snapshot
+ * at a reload (NULL at start), for bw_tls_contexts_load. refs starts at 1. */
 bw_status bw_snapshot_new(struct bw_config *cfg, uint64_t generation, bool use_lkg,
                           struct bw_bot_running running_bot, struct bw_rate_table *rate_from,
-                          struct bw_snapshot **ret, char *report, size_t cap) BW_MUST_CHECK;
+                          const struct bw_snapshot *running, struct bw_snapshot **ret, char *report,
+                          size_t cap) BW_MUST_CHECK;
 /* Reads and checks every TLS listener's certificates and keys into one
  * context per listener (*ret parallel to cfg->listen, valid where has_tls;
  * NULL when no listener has TLS). A file that cannot be read or a pair that
  * is not usable fails the whole set: report says which, with the config's
- * file:line:col. */
-bw_status bw_tls_contexts_load(const struct bw_config *cfg, struct bw_tls_ctx ***ret, char *report,
-                               size_t cap) BW_MUST_CHECK;
+ * file:line:col. A certificate outside its validity period is refused only
+ * at a reload (running set) that does not serve that very file already; at
+ * start (running NULL), or when it is the running one, it loads with a
+ * warning, as nginx, HAProxy and Envoy serve it. */
+bw_status bw_tls_contexts_load(const struct bw_config *cfg, const struct bw_snapshot *running,
+                               struct bw_tls_ctx ***ret, char *report, size_t cap) BW_MUST_CHECK;
 void bw_tls_contexts_free(const struct bw_config *cfg, struct bw_tls_ctx **tls);
 
 /* Saves every artifact of s as last-known-good (state_dir/lkg/), from the
