@@ -589,3 +589,23 @@ def test_a_response_cut_short_ends_without_close_notify(origin, bulwark, pki):
         data, notified = _read_to_close(port, path, version)
         assert data.startswith(b"HTTP/1.1 200"), data[:100]
         assert not notified, f"{path} {version}: a cut response ended with close_notify ({len(data)} bytes)\n{bw.stderr()}"
+
+
+def test_the_same_certificate_twice_in_a_listener_is_refused(tmp_path, pki):
+    """Listed twice, one file would be two identical series of
+    bulwark_tls_certificate_expiry_seconds{listener,cert}, and Prometheus
+    refuses a scrape with a duplicate series as a whole: every metric of the
+    instance would be lost. It serves nothing more, so it is a config error
+    with the place of the second entry."""
+    from bwtest.proc import bulwark_bin
+    crt, key = pki.leaf("a", ["a.example"])
+    cfg = tmp_path / "dup.yaml"
+    cfg.write_text("listen:\n  - address: 127.0.0.1:0\n    tls:\n      certificates:\n"
+                   f"        - {{cert: {crt}, key: {key}}}\n"
+                   f"        - {{cert: {crt}, key: {key}}}\n"
+                   "upstreams: {app: {servers: [{address: 127.0.0.1:9}]}}\n"
+                   "routes: [{upstream: app}]\n")
+    r = _run(bulwark_bin(), "check", "-c", str(cfg))
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"{cfg}:6:18: error: listen[0].tls.certificates[1].cert: {crt} is listed already, " \
+           "as listen[0].tls.certificates[0]" in r.stderr, r.stderr
