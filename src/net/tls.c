@@ -237,6 +237,12 @@ static bool sni_text(bw_slice in, char out[BW_TLS_NAME_MAX + 1])
 
 size_t bw_tls_ctx_select(const struct bw_tls_ctx *c, bw_slice server_name)
 {
+    /* "b.example." is b.example (the absolute form, which RFC 6066 leaves
+     * out of SNI but some clients send): nginx drops the dot too, and so
+     * does http.host. */
+    if (server_name.len > 1 && server_name.ptr[server_name.len - 1] == '.' &&
+        server_name.ptr[server_name.len - 2] != '.')
+        server_name.len--;
     char name[BW_TLS_NAME_MAX + 1];
     if (!sni_text(server_name, name))
         return 0;

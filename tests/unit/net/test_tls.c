@@ -315,6 +315,11 @@ TEST(server_name_selects_exact_then_wildcard_then_default)
     CHECK_INT_EQ(bw_tls_ctx_select(c, BW_SLICE_LIT("unknown.example")), 0);
     CHECK_INT_EQ(bw_tls_ctx_select(c, BW_SLICE_LIT("")), 0);
     CHECK_INT_EQ(bw_tls_ctx_select(c, BW_SLICE_LIT("a.example\0x")), 0);
+    /* The absolute form: one trailing dot is dropped, as nginx does. */
+    CHECK_INT_EQ(bw_tls_ctx_select(c, BW_SLICE_LIT("c.example.")), 2);
+    CHECK_INT_EQ(bw_tls_ctx_select(c, BW_SLICE_LIT("y.w.example.")), 1);
+    CHECK_INT_EQ(bw_tls_ctx_select(c, BW_SLICE_LIT("c.example..")), 0);
+    CHECK_INT_EQ(bw_tls_ctx_select(c, BW_SLICE_LIT(".")), 0);
     bw_tls_ctx_free(c);
     made_free(&a);
     made_free(&b);
