@@ -211,3 +211,23 @@ def test_passive_ejection_survives_a_reload(tmp_path, origins, bulwark):
         assert back.connections == 0
     finally:
         back.stop()
+
+
+def test_health_check_status_lines_read_as_haproxy_and_nginx_do(tmp_path, origins, bulwark):
+    """A status line ended by a bare LF (a small health endpoint written by
+    hand often sends one; HAProxy and nginx read it) passes; a status code
+    that is not exactly three digits, or a version that is not HTTP/1.0 or
+    1.1, fails."""
+    lf, four, ver, good = origins(4)
+    lf.on("/healthz", om.raw(b"HTTP/1.1 200 OK\n\nok"))
+    four.on("/healthz", om.raw(b"HTTP/1.1 2000 OK\r\n\r\n"))
+    ver.on("/healthz", om.raw(b"HTTP/1.x 200 OK\r\n\r\n"))
+    cfg = health_cfg(tmp_path, [lf, four, ver, good], interval="100ms", timeout="200ms", rise=1,
+                     fall=1)
+    bw = bulwark(cfg, expect_errors=[four.address, ver.address])
+    assert log_line_with(bw, four.address, "down", timeout=3 * SLACK), bw.stderr()
+    assert log_line_with(bw, ver.address, "down", timeout=3 * SLACK), bw.stderr()
+    time.sleep(0.5)
+    assert lf.address not in bw.stderr(), bw.stderr()
+    seq = served(bw, 12)
+    assert set(seq) == {lf.name, good.name}, seq
