@@ -103,7 +103,7 @@ static int check_command(const char *path, const struct bw_config *cfg)
     }
     struct bw_tls_ctx **tls = NULL;
     size_t ncerts = 0;
-    if (bw_tls_contexts_load(cfg, &tls, report, sizeof report) != BW_OK) {
+    if (bw_tls_contexts_load(cfg, NULL, &tls, report, sizeof report) != BW_OK) {
         fprintf(stderr, "%s\n", report);
         ok = false;
     } else {

@@ -449,6 +449,18 @@ static void parse_tls(struct ld *ld, const struct bw__ynode *n, const char *path
             t->certs[i].cert = resolve_path(ld, v);
         if (get_path(ld, cf[1].val, path_key(pi.s, "key").s, &v))
             t->certs[i].key = resolve_path(ld, v);
+        /* The same file twice serves nothing more, and would be two
+         * identical series of bulwark_tls_certificate_expiry_seconds (a
+         * scrape Prometheus refuses whole). */
+        for (size_t k = 0; k < i && t->certs[i].cert.len; k++) {
+            if (bw_slice_eq(t->certs[k].cert, t->certs[i].cert)) {
+                DIAG(ld, cf[0].val,
+                     "%s: %.*s is listed already, as %s[%zu]: list each certificate once",
+                     path_key(pi.s, "cert").s, (int)t->certs[i].cert.len, t->certs[i].cert.ptr,
+                     pc.s, k);
+                break;
+            }
+        }
     }
     t->ncerts = cl->n;
     if (f[1].has) {

@@ -177,6 +177,8 @@ struct cert {
     char *subject;
     char *names;
     int64_t not_before, not_after;
+    unsigned char file_sha256[32]; /* of the certificate file's bytes */
+    char *validity_warning;        /* loaded outside its validity period: why; else NULL */
 };
 
 struct bw_tls_ctx {
@@ -235,6 +237,12 @@ static bool sni_text(bw_slice in, char out[BW_TLS_NAME_MAX + 1])
 
 size_t bw_tls_ctx_select(const struct bw_tls_ctx *c, bw_slice server_name)
 {
+    /* "b.example." is b.example (the absolute form, which RFC 6066 leaves
+     * out of SNI but some clients send): nginx drops the dot too, and so
+     * does http.host. */
+    if (server_name.len > 1 && server_name.ptr[server_name.len - 1] == '.' &&
+        server_name.ptr[server_name.len - 2] != '.')
+        server_name.len--;
     char name[BW_TLS_NAME_MAX + 1];
     if (!sni_text(server_name, name))
         return 0;
@@ -316,6 +324,7 @@ static void cert_free(struct cert *ce)
     free(ce->cert_path);
     free(ce->subject);
     free(ce->names);
+    free(ce->validity_warning);
 }
 
 void bw_tls_ctx_free(struct bw_tls_ctx *c)
@@ -343,7 +352,8 @@ struct bw_tls_cert_info bw_tls_ctx_cert(const struct bw_tls_ctx *c, size_t i)
                                      .subject = ce->subject,
                                      .names = ce->names,
                                      .not_before = ce->not_before,
-                                     .not_after = ce->not_after};
+                                     .not_after = ce->not_after,
+                                     .validity_warning = ce->validity_warning};
 }
 
 /* Collects the leaf's DNS names (subjectAltName, or the subject CN when it
@@ -467,6 +477,17 @@ static bw_status configure_ctx(SSL_CTX *x, struct bw_tls_ctx *c, const struct bw
     return BW_OK;
 }
 
+static bool running_serves(const struct bw_tls_options *o, const unsigned char sha[32])
+{
+    for (size_t i = 0; i < o->nrunning; i++) {
+        const struct bw_tls_ctx *r = o->running[i];
+        for (size_t k = 0; r && k < r->ncerts; k++)
+            if (memcmp(r->certs[k].file_sha256, sha, 32) == 0)
+                return true;
+    }
+    return false;
+}
+
 static bw_status load_cert(struct bw_tls_ctx *c, size_t idx, const struct bw_tls_pem *p,
                            const struct bw_tls_options *o, int64_t now, bw_error *err)
 {
@@ -487,6 +508,11 @@ static bw_status load_cert(struct bw_tls_ctx *c, size_t idx, const struct bw_tls
         return bw_error_set(err, "%s: larger than %d bytes",
                             p->cert.len > BW_TLS_PEM_MAX ? p->cert_path : p->key_path,
                             BW_TLS_PEM_MAX);
+    unsigned int shalen = 0;
+    if (EVP_Digest(p->cert.ptr, p->cert.len, ce->file_sha256, &shalen, EVP_sha256(), NULL) != 1 ||
+        shalen != sizeof ce->file_sha256)
+        return bw_error_set(err, "%s: cannot hash the file (%s)", p->cert_path,
+                            ossl_reason(why, sizeof why));
     b = BIO_new_mem_buf(p->cert.ptr, (int)p->cert.len);
     if (!b)
         return bw_error_set(err, "out of memory");
@@ -555,10 +581,18 @@ static bw_status load_cert(struct bw_tls_ctx *c, size_t idx, const struct bw_tls
             goto out;
         }
         if (now < nb || now >= na) {
-            bw_error_set(err, "%s: certificate %zu is %s (valid from %lld to %lld, unix time)",
-                         p->cert_path, i + 1, now < nb ? "not valid yet" : "expired", (long long)nb,
-                         (long long)na);
-            goto out;
+            char msg[sizeof err->msg];
+            snprintf(msg, sizeof msg,
+                     "%s: certificate %zu is %s (valid from %lld to %lld, unix time)", p->cert_path,
+                     i + 1, now < nb ? "not valid yet" : "expired", (long long)nb, (long long)na);
+            if (!o->allow_outside_validity && !running_serves(o, ce->file_sha256)) {
+                bw_error_set(err, "%s", msg);
+                goto out;
+            }
+            if (!ce->validity_warning && !(ce->validity_warning = strdup(msg))) {
+                bw_error_set(err, "out of memory");
+                goto out;
+            }
         }
         if (i == 0) {
             ce->not_before = nb;

@@ -50,6 +50,17 @@ struct bw_tls_pem {
 
 struct bw_tls_options {
     unsigned protocols; /* BW_TLS_V12 | BW_TLS_V13, contiguous */
+    /* A certificate outside its validity period is refused unless one of
+     * these holds (then it loads; the caller warns). At start there is
+     * nothing else to serve, and nginx, HAProxy and Envoy all serve it:
+     * refusing would take every other name and listener down with it. */
+    bool allow_outside_validity;
+    /* The running contexts (NULL entries skipped): a certificate file whose
+     * bytes one of them already serves is the same certificate, serving
+     * either way; refusing it would refuse every reload until it is
+     * renewed. */
+    const struct bw_tls_ctx *const *running;
+    size_t nrunning;
 };
 
 /* What /status and /metrics show of a loaded certificate. */
@@ -59,6 +70,9 @@ struct bw_tls_cert_info {
     const char *names;   /* its DNS names joined by ", " */
     int64_t not_before;  /* unix seconds */
     int64_t not_after;
+    /* Loaded although a certificate of its file was outside its validity
+     * period (bw_tls_options): which one and when it is valid; else NULL. */
+    const char *validity_warning;
 };
 
 struct bw_tls_ctx;
@@ -74,7 +88,8 @@ void bw_tls_rotate_ticket_keys(void);
 /* Builds a listener's context. Refused, with which file and why: PEM that
  * does not parse, a key that does not match its certificate, a chain whose
  * certificates do not each issue the one before, a certificate outside its
- * validity period at now (unix seconds), a certificate with no DNS name. */
+ * validity period at now (unix seconds; but see bw_tls_options), a
+ * certificate with no DNS name. */
 bw_status bw_tls_ctx_new(const struct bw_tls_pem *certs, size_t ncerts,
                          const struct bw_tls_options *opt, int64_t now, struct bw_tls_ctx **ret,
                          size_t *failed, bw_error *err) BW_MUST_CHECK;

@@ -85,8 +85,12 @@ static bw_status tls_status(struct bw_textbuf *out, const struct bw_snapshot *s)
             TRY(json_cstr(out, ci.subject));
             TRY(bw_textbuf_append_str(out, ",\"names\":"));
             TRY(json_cstr(out, ci.names));
+            /* Rounded down: an expired certificate (served with a warning)
+             * shows -1, not 0. */
+            int64_t left = ci.not_after - (int64_t)now;
+            int64_t days = left / 86400 - (left < 0 && left % 86400 != 0);
             TRY(bw_textbuf_printf(out, ",\"not_after\":\"%s\",\"days_left\":%lld}", na,
-                                  (long long)((ci.not_after - (int64_t)now) / 86400)));
+                                  (long long)days));
         }
         TRY(bw_textbuf_append_str(out, "]}"));
     }

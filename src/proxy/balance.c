@@ -204,15 +204,18 @@ static long pick_rr(struct bw_upstream_local *l, uint64_t now, const struct bw_t
     return best;
 }
 
+/* The fewest active requests per weight; among servers tied there (every
+ * idle server, at low load), smooth weighted round robin, as nginx does: a
+ * weight still means a share when nothing is queued anywhere, so a server of
+ * weight 1 beside one of weight 99 (a canary) gets 1 % of the traffic, not
+ * half of it. */
 static long pick_least_conn(struct bw_upstream_local *l, uint64_t now, const struct bw_tried *tried,
                             enum avail want)
 {
     struct bw_upstream_rt *u = l->rt;
     long best = -1;
     size_t n = u->nservers;
-    l->rr_start = (l->rr_start + 1) % (uint32_t)n;
-    for (size_t k = 0; k < n; k++) {
-        size_t i = (l->rr_start + k) % n;
+    for (size_t i = 0; i < n; i++) {
         if (availability(u, i, now, tried) < want)
             continue;
         /* active/weight compared without division. */
@@ -220,7 +223,23 @@ static long pick_least_conn(struct bw_upstream_local *l, uint64_t now, const str
                             (uint64_t)l->active[best] * u->cfg->servers[i].weight)
             best = (long)i;
     }
-    return best;
+    if (best < 0)
+        return -1;
+    uint64_t best_active = l->active[best], best_weight = u->cfg->servers[best].weight;
+    long pick = -1;
+    int64_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (availability(u, i, now, tried) < want ||
+            (uint64_t)l->active[i] * best_weight != best_active * u->cfg->servers[i].weight)
+            continue;
+        int64_t w = u->cfg->servers[i].weight;
+        l->rr_current[i] += w;
+        total += w;
+        if (pick < 0 || l->rr_current[i] > l->rr_current[pick])
+            pick = (long)i;
+    }
+    l->rr_current[pick] -= total;
+    return pick;
 }
 
 static long pick_hash(struct bw_upstream_local *l, uint64_t now, uint32_t key,

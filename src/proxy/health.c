@@ -75,16 +75,22 @@ static void probe_result(struct probe *p, bool ok, const char *why)
     }
 }
 
-/* Status line "HTTP/1.x NNN ...": 2xx and 3xx pass. */
+/* Status line "HTTP/1.0 NNN ..." or "HTTP/1.1 NNN ...", ended by CRLF or a
+ * bare LF (HAProxy and nginx read both): 2xx and 3xx pass. The code is
+ * exactly three digits, so "2000" is no 200. */
 static void check_status(struct probe *p)
 {
-    const char *eol = memchr(p->resp, '\r', p->resp_len);
+    const char *cr = memchr(p->resp, '\r', p->resp_len);
+    const char *lf = memchr(p->resp, '\n', p->resp_len);
+    const char *eol = cr && (!lf || cr < lf) ? cr : lf;
     if (!eol) {
         if (p->resp_len == sizeof p->resp)
             probe_result(p, false, "status line too long");
         return;
     }
-    if (eol - p->resp < 12 || memcmp(p->resp, "HTTP/1.", 7) != 0 || p->resp[8] != ' ') {
+    if (eol - p->resp < 12 || memcmp(p->resp, "HTTP/1.", 7) != 0 ||
+        (p->resp[7] != '0' && p->resp[7] != '1') || p->resp[8] != ' ' ||
+        (eol - p->resp > 12 && p->resp[12] != ' ')) {
         probe_result(p, false, "not an HTTP/1.x response");
         return;
     }

@@ -36,8 +36,8 @@ static void snapshot_free(struct bw_snapshot *s)
 /* Reads and checks every TLS listener's certificates and keys: a file that
  * cannot be read or a pair that is not usable fails the whole snapshot, so
  * a reload with a bad certificate leaves the running one serving. */
-bw_status bw_tls_contexts_load(const struct bw_config *cfg, struct bw_tls_ctx ***ret, char *report,
-                               size_t cap)
+bw_status bw_tls_contexts_load(const struct bw_config *cfg, const struct bw_snapshot *running,
+                               struct bw_tls_ctx ***ret, char *report, size_t cap)
 {
     bool any = false;
     for (size_t i = 0; i < cfg->nlisten; i++)
@@ -84,8 +84,21 @@ bw_status bw_tls_contexts_load(const struct bw_config *cfg, struct bw_tls_ctx **
         if (st == BW_OK) {
             struct bw_tls_options o = {
                 .protocols = ((l->tls.protocols & BW_CONFIG_TLS_V12) ? BW_TLS_V12 : 0u) |
-                             ((l->tls.protocols & BW_CONFIG_TLS_V13) ? BW_TLS_V13 : 0u)};
+                             ((l->tls.protocols & BW_CONFIG_TLS_V13) ? BW_TLS_V13 : 0u),
+                .allow_outside_validity = !running,
+                .running = running ? (const struct bw_tls_ctx *const *)running->tls : NULL,
+                .nrunning = running && running->tls ? running->cfg->nlisten : 0};
             st = bw_tls_ctx_new(pems, n, &o, (int64_t)time(NULL), &tls[i], &bad, &err);
+        }
+        for (size_t k = 0; st == BW_OK && k < n; k++) {
+            const char *w = bw_tls_ctx_cert(tls[i], k).validity_warning;
+            if (w)
+                BW_WARNF("%.*s:%u:%u: listen[%zu].tls.certificates[%zu]: %s: served anyway "
+                         "(%s); clients that check will refuse it: replace it",
+                         (int)cfg->path.len, cfg->path.ptr, l->tls.certs[k].line,
+                         l->tls.certs[k].col, i, k, w,
+                         running ? "the running configuration serves this very file"
+                                 : "at start there is nothing else to serve for its names");
         }
         if (st != BW_OK && err.msg[0]) {
             const struct bw_config_tls_cert *c = &l->tls.certs[bad < n ? bad : 0];
@@ -159,7 +172,8 @@ static bw_status load_upstream_tls(struct bw_snapshot *s, char *report, size_t c
 
 bw_status bw_snapshot_new(struct bw_config *cfg, uint64_t generation, bool use_lkg,
                           struct bw_bot_running running_bot, struct bw_rate_table *rate_from,
-                          struct bw_snapshot **ret, char *report, size_t cap)
+                          const struct bw_snapshot *running, struct bw_snapshot **ret, char *report,
+                          size_t cap)
 {
     struct bw_snapshot *s = calloc(1, sizeof *s);
     if (!s) {
@@ -179,7 +193,7 @@ bw_status bw_snapshot_new(struct bw_config *cfg, uint64_t generation, bool use_l
     for (size_t i = 0; i < cfg->nupstreams; i++)
         s->needs_path |= cfg->upstreams[i].balance == BW_BALANCE_HASH &&
                          cfg->upstreams[i].hash_field == BW_HASH_URI_PATH;
-    if (bw_tls_contexts_load(cfg, &s->tls, report, cap) != BW_OK) {
+    if (bw_tls_contexts_load(cfg, running, &s->tls, report, cap) != BW_OK) {
         snapshot_free(s);
         return BW_ERR;
     }
@@ -282,6 +296,40 @@ void bw_snapshot_unref(struct bw_snapshot *s)
 static bool same_sockaddr(const struct bw_sockaddr *a, const struct bw_sockaddr *b)
 {
     return strcmp(a->text, b->text) == 0;
+}
+
+void bw_snapshot_carry_health(struct bw_snapshot *to, const struct bw_snapshot *from,
+                              uint64_t now_ms)
+{
+    const struct bw_config *tc = to->cfg, *fc = from->cfg;
+    for (size_t i = 0; i < tc->nupstreams; i++) {
+        const struct bw_config_upstream *tu = &tc->upstreams[i];
+        const struct bw_upstream_rt *fr = NULL;
+        for (size_t k = 0; k < fc->nupstreams && !fr; k++)
+            if (bw_slice_eq(fc->upstreams[k].name, tu->name))
+                fr = &from->upstreams[k];
+        if (!fr)
+            continue;
+        struct bw_upstream_rt *tr = &to->upstreams[i];
+        for (size_t j = 0; j < tr->nservers; j++) {
+            const struct bw_server_rt *fs = NULL;
+            for (size_t k = 0; k < fr->nservers && !fs; k++)
+                if (same_sockaddr(&fr->servers[k].cfg->addr, &tr->servers[j].cfg->addr))
+                    fs = &fr->servers[k];
+            if (!fs)
+                continue;
+            struct bw_server_rt *ts = &tr->servers[j];
+            /* Only a checker that runs in the new configuration can bring a
+             * server back: without one, a carried "down" would be forever. */
+            if (tu->health.enabled && fr->cfg->health.enabled)
+                atomic_store(&ts->hc_down, atomic_load(&fs->hc_down));
+            uint64_t until = atomic_load(&fs->ejected_until);
+            if (tu->max_fails > 0 && until > now_ms) {
+                uint64_t cap = now_ms + tu->fail_timeout_ms; /* a shorter fail_timeout applies */
+                atomic_store(&ts->ejected_until, until < cap ? until : cap);
+            }
+        }
+    }
 }
 
 bw_status bw_snapshot_reloadable(const struct bw_config *a, const struct bw_config *b,

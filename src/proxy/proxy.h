@@ -63,17 +63,22 @@ struct bw_snapshot {
  * module's on_error applies (report says why). use_lkg (at start only):
  * rulesets that do not load may be replaced by their last-known-good copies
  * (bw_rules_rt_load_ex). rate_from: the running snapshot's rate-limit
- * table, kept by a reload (NULL at start). refs starts at 1. */
+ * table, kept by a reload (NULL at start). running: the running snapshot
+ * at a reload (NULL at start), for bw_tls_contexts_load. refs starts at 1. */
 bw_status bw_snapshot_new(struct bw_config *cfg, uint64_t generation, bool use_lkg,
                           struct bw_bot_running running_bot, struct bw_rate_table *rate_from,
-                          struct bw_snapshot **ret, char *report, size_t cap) BW_MUST_CHECK;
+                          const struct bw_snapshot *running, struct bw_snapshot **ret, char *report,
+                          size_t cap) BW_MUST_CHECK;
 /* Reads and checks every TLS listener's certificates and keys into one
  * context per listener (*ret parallel to cfg->listen, valid where has_tls;
  * NULL when no listener has TLS). A file that cannot be read or a pair that
  * is not usable fails the whole set: report says which, with the config's
- * file:line:col. */
-bw_status bw_tls_contexts_load(const struct bw_config *cfg, struct bw_tls_ctx ***ret, char *report,
-                               size_t cap) BW_MUST_CHECK;
+ * file:line:col. A certificate outside its validity period is refused only
+ * at a reload (running set) that does not serve that very file already; at
+ * start (running NULL), or when it is the running one, it loads with a
+ * warning, as nginx, HAProxy and Envoy serve it. */
+bw_status bw_tls_contexts_load(const struct bw_config *cfg, const struct bw_snapshot *running,
+                               struct bw_tls_ctx ***ret, char *report, size_t cap) BW_MUST_CHECK;
 void bw_tls_contexts_free(const struct bw_config *cfg, struct bw_tls_ctx **tls);
 
 /* Saves every artifact of s as last-known-good (state_dir/lkg/), from the
@@ -86,6 +91,17 @@ void bw_tls_contexts_free(const struct bw_config *cfg, struct bw_tls_ctx **tls);
  * after: workers never read the bytes. */
 bw_status bw_snapshot_save_lkg(struct bw_snapshot *s, bool config_from_lkg,
                                bw_error *err) BW_MUST_CHECK;
+
+/* What the running snapshot knows of its servers' health, carried into the
+ * next one for every server that stays (same upstream name, same address),
+ * as Envoy keeps a host's health across a cluster update: a reload must not
+ * send traffic to a server the checks took out, nor to one passively
+ * ejected, until they find it again. Active verdicts carry only when both
+ * configurations check the upstream; the new checker needs `rise` passes
+ * to bring a carried-down server back. Control thread, before `to` is
+ * published. */
+void bw_snapshot_carry_health(struct bw_snapshot *to, const struct bw_snapshot *from,
+                              uint64_t now_ms);
 
 /* Drops one reference; the last one frees the snapshot. Any thread. */
 void bw_snapshot_unref(struct bw_snapshot *s);

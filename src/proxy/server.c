@@ -101,8 +101,8 @@ bw_status bw_control_reload(struct bw_control *c, char *report, size_t cap)
         }
     }
     struct bw_snapshot *snap;
-    if (bw_snapshot_new(cfg, c->generation + 1, false, running_bot(c), c->snap->rules.rate, &snap,
-                        report, cap) != BW_OK)
+    if (bw_snapshot_new(cfg, c->generation + 1, false, running_bot(c), c->snap->rules.rate, c->snap,
+                        &snap, report, cap) != BW_OK)
         return rejected(c, report);
     if (snap->rules.failed || snap->bot.failed) {
         c->attempt.rules_failed = snap->rules.failed;
@@ -111,6 +111,7 @@ bw_status bw_control_reload(struct bw_control *c, char *report, size_t cap)
         return rejected(c, report);
     }
     bw_kills_apply(c->kills, &(struct bw_kill_scope){.rules = &snap->rules, .bot = &snap->bot});
+    bw_snapshot_carry_health(snap, c->snap, bw_monotonic_ms());
     struct bw_health *health = NULL;
     if (bw_health_start(&health, &c->loop, snap, &err) != BW_OK) {
         snprintf(report, cap, "%s\n", err.msg);
@@ -401,8 +402,8 @@ int bw_server_run(const char *config_path, struct bw_config *boot_cfg, bool cfg_
 
     static char report[16384];
     struct bw_snapshot *snap;
-    if (bw_snapshot_new(boot_cfg, 1, true, (struct bw_bot_running){.known = false}, NULL, &snap,
-                        report, sizeof report) != BW_OK) {
+    if (bw_snapshot_new(boot_cfg, 1, true, (struct bw_bot_running){.known = false}, NULL, NULL,
+                        &snap, report, sizeof report) != BW_OK) {
         BW_ERRORF("%s", report);
         return 1;
     }

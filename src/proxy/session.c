@@ -180,6 +180,12 @@ static void session_close(struct bw_session *s)
         return;
     s->closed = true;
     struct bw_proxy_worker *pw = s->pw;
+    /* A response cut short (the upstream failed or timed out mid-body, a
+     * send timeout) must not end with close_notify: that says "this is
+     * all", and a response delimited by the close would then look whole
+     * (RFC 8446 §6.1; nginx closes such connections without it too). A
+     * finished response has already let go of its request. */
+    bool cut = s->req && s->req->resp_started && s->state != S_TUNNEL;
     detach_upstream(s, false);
     if (s->req) {
         /* Nothing sent: nginx's codes, "client closed request", or (the
@@ -196,7 +202,7 @@ static void session_close(struct bw_session *s)
     bw_timer_cancel(LOOP(s), &s->timer);
     bw_loop_unpost(LOOP(s), &s->task);
     if (s->tls) {
-        if (s->tls_up && !s->tls_broken && s->state != S_LINGER)
+        if (s->tls_up && !s->tls_broken && !cut && s->state != S_LINGER)
             bw_tls_close_notify(s->ssl);
         bw_tls_conn_free(s->ssl);
         s->tls = false;

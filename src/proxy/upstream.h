@@ -70,7 +70,6 @@ struct bw_upstream_local {
     uint32_t *active;        /* requests in flight, per server */
     struct bw_upconn **idle; /* per server: most recently pooled first */
     uint32_t nidle;          /* idle connections over all servers */
-    uint32_t rr_start;       /* rotates least_conn ties */
 };
 
 bw_status bw_upstream_rt_init(struct bw_upstream_rt *u, const struct bw_config_upstream *cfg,

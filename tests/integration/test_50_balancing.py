@@ -183,3 +183,14 @@ def test_hash_falls_over_to_another_server_when_its_server_is_down(tmp_path, ori
     for i in range(40):
         r = bw.request("GET", f"/f/{i}")
         assert r.status == 200, f"/f/{i}: {r!r}"
+
+
+def test_least_conn_keeps_weights_when_idle(tmp_path, origins, bulwark):
+    """One request at a time leaves every server idle at each pick: the
+    tie is broken by weight (smooth weighted round robin, as nginx does), so
+    a canary of weight 1 beside weight 9 gets a tenth of the traffic, not
+    half."""
+    canary, main = origins(2)
+    bw = bulwark(upstream_cfg(tmp_path, [canary, main], "least_conn", weights=[1, 9]))
+    seq = sequence(bw, 40)
+    assert seq.count(canary.name) == 4, seq

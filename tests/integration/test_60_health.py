@@ -155,3 +155,79 @@ def test_down_server_with_health_check_gets_no_client_requests(tmp_path, origins
     log = bw.access_log_lines(wait_for=10)
     for entry in log[-10:]:
         assert down not in str(entry.get("upstream")), entry
+
+
+def test_health_verdicts_survive_a_reload(tmp_path, origins, bulwark):
+    """A server the active checks took out stays out across a reload that
+    keeps it (same upstream, same address), as Envoy keeps a host's health
+    across a cluster update: a reload must not send traffic to a server known
+    to be down until `fall` checks have failed again."""
+    import signal
+    a, b = origins(2)
+    a.on("/healthz", om.fixed(500, body=b"sick"))
+    cfg = health_cfg(tmp_path, [a, b], interval="1s", timeout="500ms", rise=2, fall=3)
+    bw = bulwark(cfg, expect_errors=[a.address])
+    assert log_line_with(bw, a.address, "down", timeout=3 * SLACK + 4), bw.stderr()
+    assert a.name not in served(bw, 8, "/before")
+    n = bw.stderr().count("generation 2 is live")
+    bw.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while bw.stderr().count("generation 2 is live") == n and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert bw.stderr().count("generation 2 is live") > n, bw.stderr()
+    # For 1.5 s after the reload (workers adopt it within 250 ms), nothing
+    # goes to the down server; without carrying the verdict over, it would be
+    # "up" until three checks a second apart failed again.
+    seen = []
+    t_end = time.monotonic() + 1.5
+    while time.monotonic() < t_end and len(seen) < 200:
+        seen += served(bw, 4, "/after")
+        time.sleep(0.05)
+    assert a.name not in seen, f"down server served {seen.count(a.name)} of {len(seen)} after reload"
+    # ... and it comes back as usual once it passes `rise` checks.
+    a.on("/healthz", om.fixed(200, body=b"ok"))
+    assert wait_until_included(bw, a, 4 + 3 * SLACK) is not None
+
+
+def test_passive_ejection_survives_a_reload(tmp_path, origins, bulwark):
+    import signal
+    live, = origins(1)
+    down = om.down_address()
+    cfg = default_config([down, live.address], str(tmp_path / "access.log"))
+    cfg["upstreams"]["app"].update({"balance": "round_robin", "max_fails": 1, "fail_timeout": "10s"})
+    bw = bulwark(cfg, expect_errors=[down])
+    assert set(served(bw, 4, "/one")) == {live.name}
+    n = bw.stderr().count("generation 2 is live")
+    bw.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while bw.stderr().count("generation 2 is live") == n and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert bw.stderr().count("generation 2 is live") > n, bw.stderr()
+    time.sleep(0.3)  # workers adopt the new snapshot within 250 ms
+    back = om.Origin(name="back", port=int(down.rsplit(":", 1)[1]))
+    try:
+        seq = served(bw, 8, "/two")
+        assert set(seq) == {live.name}, f"ejected server tried again right after a reload: {seq}"
+        assert back.connections == 0
+    finally:
+        back.stop()
+
+
+def test_health_check_status_lines_read_as_haproxy_and_nginx_do(tmp_path, origins, bulwark):
+    """A status line ended by a bare LF (a small health endpoint written by
+    hand often sends one; HAProxy and nginx read it) passes; a status code
+    that is not exactly three digits, or a version that is not HTTP/1.0 or
+    1.1, fails."""
+    lf, four, ver, good = origins(4)
+    lf.on("/healthz", om.raw(b"HTTP/1.1 200 OK\n\nok"))
+    four.on("/healthz", om.raw(b"HTTP/1.1 2000 OK\r\n\r\n"))
+    ver.on("/healthz", om.raw(b"HTTP/1.x 200 OK\r\n\r\n"))
+    cfg = health_cfg(tmp_path, [lf, four, ver, good], interval="100ms", timeout="200ms", rise=1,
+                     fall=1)
+    bw = bulwark(cfg, expect_errors=[four.address, ver.address])
+    assert log_line_with(bw, four.address, "down", timeout=3 * SLACK), bw.stderr()
+    assert log_line_with(bw, ver.address, "down", timeout=3 * SLACK), bw.stderr()
+    time.sleep(0.5)
+    assert lf.address not in bw.stderr(), bw.stderr()
+    seq = served(bw, 12)
+    assert set(seq) == {lf.name, good.name}, seq

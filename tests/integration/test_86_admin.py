@@ -431,3 +431,58 @@ def test_metrics_count_regex_scans_by_how_they_were_answered(tmp_path, origin, b
     assert 'bulwark_rules_regex_scans_total{result="skipped"} 1' in text
     assert 'bulwark_rules_regex_scans_total{result="literal"} 1' in text
     assert 'bulwark_rules_regex_scans_total{result="scanned"} 2' in text
+
+
+def test_metrics_parse_strictly_with_awkward_file_names(tmp_path, origin, bulwark):
+    """The whole /metrics page, with every family present (TLS, rules,
+    health, failures) and file paths holding a quote and a backslash in
+    their labels, passes a strict exposition-format parser."""
+    from bwtest import promtext
+    from bwtest.pki import Pki
+    d = tmp_path / 'we"ird\\dir'
+    d.mkdir()
+    (d / "entry.yaml").write_text(textwrap.dedent(ENTRY))
+    (d / 'man"aged.yaml').write_text(textwrap.dedent(MANAGED))
+    pki_dir = tmp_path / "pki"
+    pki_dir.mkdir()
+    crt, key = Pki(pki_dir).leaf("a", ["a.example"])
+    odd_crt = d / 'c"ert.pem'
+    odd_crt.write_bytes(open(crt, "rb").read())
+    cfg = default_config([origin.address, "127.0.0.1:9"])
+    cfg["listen"].append({"address": "127.0.0.1:0",
+                          "tls": {"certificates": [{"cert": str(odd_crt), "key": key}]}})
+    cfg["admin"] = {"address": "127.0.0.1:0"}
+    cfg["upstreams"]["app"]["health_check"] = {"interval": "100ms"}
+    cfg["modules"] = {"rules": {"rulesets": [str(d / "entry.yaml"), str(d / 'man"aged.yaml')]}}
+    bw = bulwark(cfg, expect_errors=["127.0.0.1:9", "reload rejected", "aged.yaml:3:1"])
+    for path in ("/ok", "/admin", "/secret", "/x"):
+        bw.request("GET", path)
+    time.sleep(0.5)
+    r = admin(bw, "GET", "/metrics")
+    assert r.status == 200
+    text = r.body.decode()
+    try:
+        fams = promtext.parse(text)
+    except ValueError as e:
+        raise AssertionError(f"{e}\n{text}")
+    paths = {lb.get("path") for _, lb, _ in fams["bulwark_artifact_version"].samples}
+    assert str(d / 'man"aged.yaml') in paths, paths
+    certs = {lb.get("cert") for _, lb, _ in fams["bulwark_tls_certificate_expiry_seconds"].samples}
+    assert str(odd_crt) in certs, certs
+    for name in ("bulwark_upstream_server_up", "bulwark_rule_matches_total",
+                 "bulwark_request_duration_seconds", "bulwark_tls_handshakes_total"):
+        assert name in fams, name
+    # After a rejected reload, an accepted one and a killswitch: still valid.
+    good = (d / 'man"aged.yaml').read_text()
+    (d / 'man"aged.yaml').write_text("id: managed\nrules: [\n")
+    assert admin(bw, "POST", "/reload").status == 422
+    (d / 'man"aged.yaml').write_text(good)
+    assert admin(bw, "POST", "/reload").status == 200
+    assert admin(bw, "POST", "/killswitch",
+                 {"target": "rule:managed/deny-bots", "enabled": False}).status == 200
+    bw.request("GET", "/admin")
+    text = admin(bw, "GET", "/metrics").body.decode()
+    try:
+        promtext.parse(text)
+    except ValueError as e:
+        raise AssertionError(f"{e}\n{text}")

@@ -414,3 +414,198 @@ def test_proxy_protocol_in_front_of_tls(origin, bulwark, pki):
         raw.close()
     xff = [q.header("x-forwarded-for") for q in origin.requests]
     assert xff == ["192.0.2.7", "198.51.100.9"]
+
+
+def short_lived_leaf(pki, name, dns, seconds):
+    """A leaf signed by pki's CA that expires `seconds` from now (openssl's
+    command line counts in days)."""
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    with open(pki.ca, "rb") as f:
+        ca = x509.load_pem_x509_certificate(f.read())
+    with open(pki.ca_key, "rb") as f:
+        ca_key = serialization.load_pem_private_key(f.read(), None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns[0])]))
+            .issuer_name(ca.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(seconds=seconds))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in dns]), False)
+            .sign(ca_key, hashes.SHA256()))
+    crt_path, key_path = str(pki.d / f"{name}.pem"), str(pki.d / f"{name}.key")
+    with open(crt_path, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    return crt_path, key_path, (now + datetime.timedelta(seconds=seconds)).timestamp()
+
+
+def test_a_certificate_expiring_in_place_does_not_block_reloads(origin, bulwark, pki):
+    """One of a listener's certificates runs out while bulwark serves it. It
+    was serving either way; refusing it would refuse every later reload (a
+    route change, an urgent ruleset) until someone renews an unrelated
+    hostname's certificate. nginx, HAProxy and Envoy all keep loading it. A
+    reload that keeps the same files is accepted with a warning; a changed
+    certificate that is already expired is still refused, and the last good
+    pair keeps serving."""
+    a_crt, a_key = pki.leaf("a", ["a.example"])
+    b_crt, b_key, b_end = short_lived_leaf(pki, "b", ["b.example"], 3)
+    bw = bulwark(tls_config(origin, [(a_crt, a_key), (b_crt, b_key)]),
+                 expect_errors=["reload rejected", "expired"])
+    assert curl(bw, "b.example", ca=pki.ca)[0] == 200
+    time.sleep(max(0.0, b_end - time.time()) + 1.5)
+    r = admin_post(bw, "/reload")
+    assert r.status == 200 and r.json()["accepted"], r.body
+    assert "b.pem" in bw.stderr() and "expired" in bw.stderr(), bw.stderr()
+    assert curl(bw, "a.example", ca=pki.ca)[0] == 200
+    # An expired certificate that would replace a serving one: refused.
+    c_crt, c_key, _ = short_lived_leaf(pki, "c", ["a.example"], -60)
+    shutil.copy(c_crt, a_crt)
+    shutil.copy(c_key, a_key)
+    r = admin_post(bw, "/reload")
+    assert r.status == 422 and not r.json()["accepted"], r.body
+    assert "a.pem: certificate 1 is expired" in r.json()["report"], r.body
+    assert curl(bw, "a.example", ca=pki.ca)[0] == 200
+
+
+def test_an_expired_certificate_at_start_is_served_with_a_warning(origin, bulwark, pki, tmp_path):
+    """Refusing to start over one expired certificate would take every other
+    name, listener and the plain-HTTP port down with it (a reboot at the
+    wrong hour is a whole-site outage): like nginx, HAProxy and Envoy,
+    bulwark starts, serves it, and says so; `check` says the same."""
+    from bwtest.proc import bulwark_bin
+    a_crt, a_key = pki.leaf("a", ["a.example"])
+    b_crt, b_key, _ = short_lived_leaf(pki, "b", ["b.example"], -60)
+    cfg = tls_config(origin, [(a_crt, a_key), (b_crt, b_key)])
+    bw = bulwark(cfg)
+    assert curl(bw, "a.example", ca=pki.ca)[0] == 200
+    # The expired one is served (a client that checks refuses it).
+    code, _, err = curl(bw, "b.example", ca=pki.ca)
+    assert code == 0 and "expired" in err, err
+    assert curl(bw, "b.example", extra=("-k",))[0] == 200
+    warn = [ln for ln in bw.stderr_lines() if "b.pem: certificate 1 is expired" in ln]
+    assert warn and "warn" in warn[0] and "listen[1].tls.certificates[1]" in warn[0], \
+        bw.stderr()
+    st = admin_json(bw, "/status")
+    assert st["tls"][0]["certificates"][1]["days_left"] < 0
+    r = _run(bulwark_bin(), "check", "-c", bw.config_path)
+    assert r.returncode == 0, r.stderr
+    assert "b.pem: certificate 1 is expired" in r.stderr and "warn" in r.stderr
+
+
+def _read_to_close(port, path, version="HTTP/1.1"):
+    """(bytes, True if the server sent an alert (close_notify) before
+    closing). TLS 1.2, whose record headers show an alert's content type
+    (21) even when encrypted, read through a memory BIO: Python's ssl
+    module of some versions reports an EOF without close_notify as a clean
+    one."""
+    ctx = ssl._create_unverified_context()
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname="a.example")
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    raw = bytearray()
+
+    def flush():
+        d = out.read()
+        if d:
+            sock.sendall(d)
+
+    def fill():
+        d = sock.recv(65536)
+        raw.extend(d)
+        if d:
+            inc.write(d)
+        else:
+            inc.write_eof()
+        return bool(d)
+
+    data = b""
+    try:
+        for _ in range(100):
+            try:
+                obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                flush()
+                assert fill(), "closed during the handshake"
+        flush()
+        obj.write(f"GET {path} {version}\r\nHost: a.example\r\n\r\n".encode())
+        flush()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                d = obj.read(65536)
+                if not d:
+                    break
+                data += d
+            except ssl.SSLWantReadError:
+                if not fill():
+                    break
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                break
+        else:
+            raise AssertionError("no end within 5 s")
+        while fill():  # whatever is left up to the TCP close
+            pass
+    finally:
+        sock.close()
+    types, i = [], 0
+    while i + 5 <= len(raw):
+        types.append(raw[i])
+        i += 5 + int.from_bytes(raw[i + 3:i + 5], "big")
+    return data, 21 in types
+
+
+def test_a_response_cut_short_ends_without_close_notify(origin, bulwark, pki):
+    """close_notify says "that was all": a response whose upstream failed
+    halfway must end without it, or a client reading a close-delimited body
+    takes the truncated bytes for the whole (RFC 8446 §6.1; nginx does not
+    send it on such an error either). A whole response still ends with it."""
+    def close_delimited_then_reset(ex):
+        ex.read_body()
+        ex.send_head(200, [("Content-Type", "application/octet-stream")], version="HTTP/1.0")
+        ex.send(b"x" * 30000)
+        time.sleep(0.2)
+        ex.reset()
+        return False
+    origin.on("/cut-cd", close_delimited_then_reset)
+    origin.on("/cut-chunked", om.close_mid_body(0, 30000, chunked_body=True))
+    origin.on("/whole", om.close_delimited(b"y" * 30000))
+    crt, key = pki.leaf("a", ["a.example"])
+    bw = bulwark(tls_config(origin, [(crt, key)]), expect_errors=["in the middle of a response"])
+    port = bw.ports[1]
+    data, notified = _read_to_close(port, "/whole")
+    assert data.endswith(b"y" * 30000) and notified
+    for path, version in (("/cut-cd", "HTTP/1.1"), ("/cut-cd", "HTTP/1.0"),
+                          ("/cut-chunked", "HTTP/1.0"), ("/cut-chunked", "HTTP/1.1")):
+        data, notified = _read_to_close(port, path, version)
+        assert data.startswith(b"HTTP/1.1 200"), data[:100]
+        assert not notified, f"{path} {version}: a cut response ended with close_notify ({len(data)} bytes)\n{bw.stderr()}"
+
+
+def test_the_same_certificate_twice_in_a_listener_is_refused(tmp_path, pki):
+    """Listed twice, one file would be two identical series of
+    bulwark_tls_certificate_expiry_seconds{listener,cert}, and Prometheus
+    refuses a scrape with a duplicate series as a whole: every metric of the
+    instance would be lost. It serves nothing more, so it is a config error
+    with the place of the second entry."""
+    from bwtest.proc import bulwark_bin
+    crt, key = pki.leaf("a", ["a.example"])
+    cfg = tmp_path / "dup.yaml"
+    cfg.write_text("listen:\n  - address: 127.0.0.1:0\n    tls:\n      certificates:\n"
+                   f"        - {{cert: {crt}, key: {key}}}\n"
+                   f"        - {{cert: {crt}, key: {key}}}\n"
+                   "upstreams: {app: {servers: [{address: 127.0.0.1:9}]}}\n"
+                   "routes: [{upstream: app}]\n")
+    r = _run(bulwark_bin(), "check", "-c", str(cfg))
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"{cfg}:6:18: error: listen[0].tls.certificates[1].cert: {crt} is listed already, " \
+           "as listen[0].tls.certificates[0]" in r.stderr, r.stderr

@@ -183,6 +183,42 @@ TEST(expired_and_future_certificates_are_refused)
     made_free(&future);
 }
 
+TEST(certificates_outside_validity_load_at_start_or_when_already_serving)
+{
+    struct made good = make_cert("a.example", "a.example", -86400, 86400 * 10, NULL, false);
+    struct made old = make_cert("b.example", "b.example", -86400 * 10, -86400, NULL, false);
+    struct made other = make_cert("b.example", "b.example", -86400 * 10, -86400, NULL, false);
+    struct bw_tls_pem pems[] = {pem_of(&good, "a.pem"), pem_of(&old, "old.pem")};
+    bw_error err = {{0}};
+    size_t bad = 0;
+    /* At start: loaded, with the reason kept for the caller's warning. */
+    struct bw_tls_options start = BOTH;
+    start.allow_outside_validity = true;
+    struct bw_tls_ctx *running = NULL;
+    CHECK(bw_tls_ctx_new(pems, 2, &start, now_s(), &running, &bad, &err) == BW_OK);
+    CHECK(bw_tls_ctx_cert(running, 0).validity_warning == NULL);
+    const char *w = bw_tls_ctx_cert(running, 1).validity_warning;
+    CHECK(w && strstr(w, "old.pem: certificate 1 is expired") == w);
+    /* At a reload: the very file the running context serves loads. */
+    const struct bw_tls_ctx *const run_list[] = {NULL, running};
+    struct bw_tls_options reload = BOTH;
+    reload.running = run_list;
+    reload.nrunning = 2;
+    struct bw_tls_ctx *next = NULL;
+    CHECK(bw_tls_ctx_new(pems, 2, &reload, now_s(), &next, &bad, &err) == BW_OK);
+    CHECK(bw_tls_ctx_cert(next, 1).validity_warning != NULL);
+    bw_tls_ctx_free(next);
+    /* Another expired certificate in its place does not. */
+    pems[1] = pem_of(&other, "other.pem");
+    CHECK(bw_tls_ctx_new(pems, 2, &reload, now_s(), &next, &bad, &err) == BW_ERR);
+    CHECK(strstr(err.msg, "other.pem: certificate 1 is expired") == err.msg);
+    CHECK_INT_EQ(bad, 1);
+    bw_tls_ctx_free(running);
+    made_free(&good);
+    made_free(&old);
+    made_free(&other);
+}
+
 TEST(garbage_and_truncated_pem_are_refused)
 {
     struct made a = make_cert("a.example", "a.example", -60, 86400, NULL, false);
@@ -279,6 +315,11 @@ TEST(server_name_selects_exact_then_wildcard_then_default)
     CHECK_INT_EQ(bw_tls_ctx_select(c, BW_SLICE_LIT("unknown.example")), 0);
     CHECK_INT_EQ(bw_tls_ctx_select(c, BW_SLICE_LIT("")), 0);
     CHECK_INT_EQ(bw_tls_ctx_select(c, BW_SLICE_LIT("a.example\0x")), 0);
+    /* The absolute form: one trailing dot is dropped, as nginx does. */
+    CHECK_INT_EQ(bw_tls_ctx_select(c, BW_SLICE_LIT("c.example.")), 2);
+    CHECK_INT_EQ(bw_tls_ctx_select(c, BW_SLICE_LIT("y.w.example.")), 1);
+    CHECK_INT_EQ(bw_tls_ctx_select(c, BW_SLICE_LIT("c.example..")), 0);
+    CHECK_INT_EQ(bw_tls_ctx_select(c, BW_SLICE_LIT(".")), 0);
     bw_tls_ctx_free(c);
     made_free(&a);
     made_free(&b);
@@ -561,6 +602,7 @@ int main(void)
     RUN(good_certificate_loads_with_its_names_and_dates);
     RUN(key_that_does_not_match_is_refused);
     RUN(expired_and_future_certificates_are_refused);
+    RUN(certificates_outside_validity_load_at_start_or_when_already_serving);
     RUN(garbage_and_truncated_pem_are_refused);
     RUN(certificate_without_dns_name_is_refused);
     RUN(chain_must_be_in_issuing_order);

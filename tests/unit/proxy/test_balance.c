@@ -268,6 +268,36 @@ TEST(least_conn_prefers_smallest_active_per_weight)
     up_close(&u);
 }
 
+TEST(least_conn_ties_go_by_weight)
+{
+    struct up u;
+    const struct srv s[] = {{"127.0.0.1:9001", 1}, {"127.0.0.1:9002", 3}, {"127.0.0.1:9003", 96}};
+    CHECK(up_open(&u, "least_conn", s, 3, NULL));
+    /* Requests that finish before the next one (every server idle at each
+     * pick): the weights still set the shares, as in nginx. */
+    unsigned c[3] = {0};
+    for (int i = 0; i < 1000; i++) {
+        long k = pick(&u);
+        CHECK(k >= 0 && k < 3);
+        c[k]++;
+    }
+    CHECK_INT_EQ(c[0], 10);
+    CHECK_INT_EQ(c[1], 30);
+    CHECK_INT_EQ(c[2], 960);
+    /* Tied at a non-zero load too: 2/1 and 2/1 against 5/1. */
+    const struct srv t[] = {{"127.0.0.1:9001", 1}, {"127.0.0.1:9002", 1}, {"127.0.0.1:9003", 1}};
+    up_close(&u);
+    CHECK(up_open(&u, "least_conn", t, 3, NULL));
+    u.l.active[0] = 2, u.l.active[1] = 2, u.l.active[2] = 5;
+    unsigned d[3] = {0};
+    for (int i = 0; i < 10; i++)
+        d[pick(&u)]++;
+    CHECK_INT_EQ(d[0], 5);
+    CHECK_INT_EQ(d[1], 5);
+    CHECK_INT_EQ(d[2], 0);
+    up_close(&u);
+}
+
 TEST(least_conn_follows_active_counts)
 {
     struct up u;
@@ -395,6 +425,7 @@ int main(void)
     RUN(max_fails_zero_never_ejects);
     RUN(ejected_used_only_when_nothing_else);
     RUN(least_conn_prefers_smallest_active_per_weight);
+    RUN(least_conn_ties_go_by_weight);
     RUN(least_conn_follows_active_counts);
     RUN(hash_same_key_same_server);
     RUN(hash_adding_a_server_moves_few_keys_and_only_to_it);

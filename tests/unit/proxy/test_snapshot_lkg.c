@@ -136,8 +136,8 @@ static bool load_snapshot(struct bw_snapshot **ret)
     if (bw_config_load_file(p, &cfg, &d) != BW_OK)
         return false;
     char report[4096];
-    if (bw_snapshot_new(cfg, 1, false, (struct bw_bot_running){.known = false}, NULL, ret, report,
-                        sizeof report) != BW_OK) {
+    if (bw_snapshot_new(cfg, 1, false, (struct bw_bot_running){.known = false}, NULL, NULL, ret,
+                        report, sizeof report) != BW_OK) {
         printf("     %s\n", report);
         return false;
     }
