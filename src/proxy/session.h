@@ -8,8 +8,9 @@
  *
  * Bodies are never buffered whole: each direction forwards what one buffer
  * holds and reads more only once that is written (backpressure). Framing is
- * validated on the way through; chunked bodies are forwarded in the framing
- * they arrived in, after the decoder has checked every byte of it. */
+ * validated on the way through; chunked bodies go on in chunks of our own,
+ * one per buffer of data the decoder accepted, never in the client's or the
+ * upstream's framing. */
 #ifndef BW_PROXY_SESSION_H
 #define BW_PROXY_SESSION_H
 
