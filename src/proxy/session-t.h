@@ -162,6 +162,8 @@ struct bw_session {
     struct bw_wsnap *ws; /* the configuration it uses (pinned); moves to the
                           * worker's current one between requests */
     struct bw_session *next, *prev;
+    struct bw_session *idle_next, *idle_prev; /* on the worker's idle list */
+    bool in_idle;
     enum sess_state state;
     struct bw_task task; /* continues a pump that stopped to be fair */
     bool c_rd, c_wr;

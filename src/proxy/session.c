@@ -51,6 +51,68 @@ static const struct bw_config *CFG(struct bw_session *s)
     return s->ws->snap->cfg;
 }
 
+/* ---- idle sessions ------------------------------------------------------- */
+
+/* A session that holds no request: waiting for its first request (before
+ * any byte of it, or of a TLS handshake) or its next one, or lingering
+ * after its last response. At limits.max_connections the one idle longest
+ * is closed to make room for a new connection, as nginx reuses such
+ * connections. A session with a request, or a partial head, is never
+ * closed for that. */
+static bool reclaimable(const struct bw_session *s)
+{
+    switch (s->state) {
+    case S_IDLE:
+    case S_LINGER:
+        return true;
+    case S_TLS_HANDSHAKE:
+        return !s->tls_hello;
+    case S_PROXY_HEADER:
+    case S_HEAD:
+    case S_EXCHANGE:
+    case S_TUNNEL:
+    case S_RESPOND:
+        return false;
+    }
+    return false;
+}
+
+/* Puts the session on its worker's idle list, or takes it off, after its
+ * state changed. A session joins at the head: the tail is idle longest. */
+static void idle_update(struct bw_session *s)
+{
+    struct bw_proxy_worker *pw = s->pw;
+    bool want = !s->closed && reclaimable(s);
+    if (want == s->in_idle)
+        return;
+    s->in_idle = want;
+    if (want) {
+        s->idle_prev = NULL;
+        s->idle_next = pw->idle_head;
+        if (pw->idle_head)
+            pw->idle_head->idle_prev = s;
+        else
+            pw->idle_tail = s;
+        pw->idle_head = s;
+        return;
+    }
+    if (s->idle_prev)
+        s->idle_prev->idle_next = s->idle_next;
+    else
+        pw->idle_head = s->idle_next;
+    if (s->idle_next)
+        s->idle_next->idle_prev = s->idle_prev;
+    else
+        pw->idle_tail = s->idle_prev;
+    s->idle_next = s->idle_prev = NULL;
+}
+
+static void set_state(struct bw_session *s, enum sess_state st)
+{
+    s->state = st;
+    idle_update(s);
+}
+
 /* ---- buffers ------------------------------------------------------------ */
 
 static struct bw_buf *buf_get(struct bw_proxy_worker *pw)
@@ -180,6 +242,7 @@ static void session_close(struct bw_session *s)
         return;
     s->closed = true;
     struct bw_proxy_worker *pw = s->pw;
+    idle_update(s);
     detach_upstream(s, false);
     if (s->req) {
         /* Nothing sent: nginx's codes, "client closed request", or (the
@@ -236,7 +299,7 @@ static void session_linger(struct bw_session *s, bool request_read)
         session_close(s);
         return;
     }
-    s->state = S_LINGER;
+    set_state(s, S_LINGER);
     s->linger_read = 0;
     s->hbuf = buf_put(s->pw, s->hbuf);
     s->ubuf = buf_put(s->pw, s->ubuf);
@@ -307,7 +370,7 @@ static void respond_error(struct bw_session *s, uint16_t status, const char *why
         r->cont_len = 0;
         r->rfwd.active = false;
     }
-    s->state = S_RESPOND;
+    set_state(s, S_RESPOND);
     arm(s, T_SEND, CFG(s)->limits.send_timeout_ms);
     bw__session_pump(s);
 }
@@ -353,7 +416,7 @@ static void respond_own(struct bw_session *s, uint16_t status, bw_slice extra, b
     r->cont = NULL;
     r->cont_len = 0;
     r->rfwd.active = false;
-    s->state = S_RESPOND;
+    set_state(s, S_RESPOND);
     arm(s, T_SEND, CFG(s)->limits.send_timeout_ms);
     bw__session_pump(s);
 }
@@ -647,7 +710,7 @@ static void start_request(struct bw_session *s, struct bw_http_request *hq)
     }
 
     stamp(s, &r->t_upstream);
-    s->state = S_EXCHANGE;
+    set_state(s, S_EXCHANGE);
     if (!connect_upstream(s))
         return;
     bw__session_pump(s);
@@ -1274,7 +1337,7 @@ static void head_step(struct bw_session *s)
     for (;;) {
         if (s->cbuf && bw_buf_len(s->cbuf) > 0) {
             if (s->state == S_IDLE) {
-                s->state = S_HEAD;
+                set_state(s, S_HEAD);
                 if (s->fresh) {
                     /* First request: the deadline set at accept stands, so
                      * a byte sent just before it cannot buy a second one. */
@@ -1524,7 +1587,7 @@ static bool response_head_step(struct bw_session *s)
     bw_buf_consume(s->ubuf, hr.head_len);
     memset(&s->scan, 0, sizeof s->scan);
     if (upgrading) {
-        s->state = S_TUNNEL;
+        set_state(s, S_TUNNEL);
         r->keep_alive = false;
     }
     return true;
@@ -1813,7 +1876,7 @@ static void finish_request(struct bw_session *s)
  * session. */
 static bool await_request(struct bw_session *s)
 {
-    s->state = S_IDLE;
+    set_state(s, S_IDLE);
     arm(s, T_IDLE, CFG(s)->limits.keepalive_timeout_ms);
     return !s->closed;
 }
@@ -1931,7 +1994,7 @@ static void proxy_header_tls_step(struct bw_session *s)
         }
         if (pp.has_source)
             memcpy(&s->peer, &pp.source, sizeof s->peer);
-        s->state = S_TLS_HANDSHAKE;
+        set_state(s, S_TLS_HANDSHAKE);
         tls_handshake_step(s);
         return;
     case BW_PP_ERROR: {
@@ -1970,6 +2033,7 @@ static void tls_handshake_step(struct bw_session *s)
             return;
         }
         s->tls_hello = true;
+        idle_update(s);
     }
     s->tls_rd_wants_wr = false;
     s->tls_wr_wants_rd = false;
@@ -1980,8 +2044,8 @@ static void tls_handshake_step(struct bw_session *s)
         bw_stat_inc(&s->pw->stats.tls_handshakes);
         if (bw_tls_resumed(s->ssl))
             bw_stat_inc(&s->pw->stats.tls_resumed);
-        s->state = S_IDLE; /* the accept-time header deadline still runs */
-        s->c_rd = true;    /* a request may have come with the last flight */
+        set_state(s, S_IDLE); /* the accept-time header deadline still runs */
+        s->c_rd = true;       /* a request may have come with the last flight */
         head_step(s);
         return;
     case BW_TLS_WANT_READ:
@@ -2018,7 +2082,7 @@ static void proxy_header_step(struct bw_session *s)
                 if (pp.has_source)
                     memcpy(&s->peer, &pp.source, sizeof s->peer);
                 bw_buf_consume(s->cbuf, pp.len);
-                s->state = S_IDLE; /* the accept-time header deadline still runs */
+                set_state(s, S_IDLE); /* the accept-time header deadline still runs */
                 head_step(s);
                 return;
             }
@@ -2220,10 +2284,11 @@ void bw_session_accept(struct bw_proxy_worker *pw, size_t listener, int fd,
     s->peer_trusted = cfg->client_ip.from != BW_CLIENT_IP_PEER &&
                       bw_client_ip_is_trusted(&cfg->client_ip, (const struct sockaddr *)peer);
     s->tls = listener < cfg->nlisten && cfg->listen[listener].has_tls;
-    s->state = (cfg->client_ip.from == BW_CLIENT_IP_PROXY_PROTOCOL && s->peer_trusted)
-                   ? S_PROXY_HEADER
-               : s->tls ? S_TLS_HANDSHAKE
-                        : S_IDLE;
+    enum sess_state first = (cfg->client_ip.from == BW_CLIENT_IP_PROXY_PROTOCOL && s->peer_trusted)
+                                ? S_PROXY_HEADER
+                            : s->tls ? S_TLS_HANDSHAKE
+                                     : S_IDLE;
+    s->state = first;
     if (s->tls) {
         bw_error terr;
         if (bw_tls_conn_new(s->ws->snap->tls[listener], fd, &s->ssl, &terr) != BW_OK) {
@@ -2243,6 +2308,7 @@ void bw_session_accept(struct bw_proxy_worker *pw, size_t listener, int fd,
     if (s->next)
         s->next->prev = s;
     pw->sessions = s;
+    idle_update(s);
     bw_error err;
     /* Plain HTTP goes through the ring (when the loop has one); TLS and the
      * PROXY protocol header, which peek at the socket, stay on epoll. */
@@ -2260,6 +2326,27 @@ void bw_session_accept(struct bw_proxy_worker *pw, size_t listener, int fd,
     s->c_rd = true;
     s->c_wr = true;
     bw__session_pump(s);
+}
+
+/* How far from the tail of the idle list to look for a session with no
+ * input waiting: one that has a pipelined request buffered is only idle
+ * until the loop parses it. */
+enum { RECLAIM_LOOK = 8 };
+
+bool bw_session_reclaim_idle(struct bw_proxy_worker *pw)
+{
+    struct bw_session *s = pw->idle_tail;
+    for (int i = 0; s && i < RECLAIM_LOOK; i++, s = s->idle_prev) {
+        if ((s->cbuf && bw_buf_len(s->cbuf)) || bw_io_buffered(LOOP(s), &s->io))
+            continue;
+        BW_WARNF("worker %u: limits.max_connections (%llu) reached; closing the connection idle "
+                 "longest to make room",
+                 pw->w->id, (unsigned long long)pw->w->max_conns);
+        bw_stat_inc(&pw->stats.reclaimed);
+        session_close(s);
+        return true;
+    }
+    return false;
 }
 
 void bw_session_drain_all(struct bw_proxy_worker *pw)

@@ -57,24 +57,94 @@ def test_out_of_file_descriptors_pauses_accept_without_spinning(origin, proxy):
     serves_again(bw, 5 * SLACK)
 
 
+def busy_connections(bw, n):
+    """n connections each inside a request head: holding a request, so
+    never closed to make room for another."""
+    held = []
+    for i in range(n):
+        s = socket.create_connection(("127.0.0.1", bw.port), timeout=5)
+        s.sendall(b"GET /busy/%d HTTP/1.1\r\nHost: t\r\n" % i)
+        held.append(s)
+    return held
+
+
+def refused(bw):
+    """A new connection is accepted and closed at once: EOF, no response."""
+    extra = socket.create_connection(("127.0.0.1", bw.port), timeout=5)
+    extra.settimeout(3 * SLACK)
+    try:
+        extra.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        got = extra.recv(100)
+    except (ConnectionResetError, BrokenPipeError):
+        got = b""
+    extra.close()
+    return got == b""
+
+
 def test_max_connections_closes_extra_connections_and_recovers(origin, proxy):
-    bw = proxy(origin, limits={"max_connections": 5},
-               expect_errors=[])
-    held = [socket.create_connection(("127.0.0.1", bw.port), timeout=5) for _ in range(5)]
+    bw = proxy(origin, limits={"max_connections": 5}, expect_errors=[])
+    held = busy_connections(bw, 5)
     try:
         time.sleep(0.2)
-        # The sixth is accepted and closed at once: EOF, no response.
-        extra = socket.create_connection(("127.0.0.1", bw.port), timeout=5)
-        extra.settimeout(3 * SLACK)
-        try:
-            extra.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
-            got = extra.recv(100)
-        except (ConnectionResetError, BrokenPipeError):
-            got = b""
-        assert got == b""
-        extra.close()
+        assert refused(bw)
         assert "max_connections" in bw.stderr()
+        # The busy ones were left alone: each finishes its request.
+        for s in held:
+            s.settimeout(5)
+            s.sendall(b"\r\n")
+            assert s.recv(100).startswith(b"HTTP/1.1 200 ")
     finally:
+        for s in held:
+            s.close()
+    serves_again(bw, 5 * SLACK)
+
+
+def test_idle_connections_make_room_at_max_connections(origin, proxy):
+    # Connections that hold no request (keepalive ones between requests,
+    # new ones that have sent nothing) must not lock new clients out until
+    # their timeouts: at the limit the one idle longest is closed to make
+    # room, as nginx reuses such connections. Busy ones are never closed.
+    bw = proxy(origin, limits={"max_connections": 5, "keepalive_timeout": "60s",
+                               "client_header_timeout": "60s"},
+               admin={"address": "127.0.0.1:0"})
+    keepalive = []
+    for i in range(2):
+        c = bw.connect()
+        c.send(client.request_bytes("GET", f"/ka/{i}"))
+        assert c.read_response().status == 200
+        keepalive.append(c)
+    silent = socket.create_connection(("127.0.0.1", bw.port), timeout=5)
+    held = busy_connections(bw, 2)
+    fresh = []
+    try:
+        time.sleep(0.2)
+        # The limit is reached: each new client (kept open, so it does not
+        # free its own slot) takes the place of an idle connection, the one
+        # idle longest first; the busy ones stay.
+        for i, victim in enumerate([keepalive[0], keepalive[1], silent]):
+            c = bw.connect()
+            fresh.append(c)
+            c.send(client.request_bytes("GET", f"/new/{i}"))
+            assert c.read_response().status == 200
+            if isinstance(victim, socket.socket):
+                victim.settimeout(3 * SLACK)
+                assert victim.recv(100) == b"", "the silent connection was not closed"
+            else:
+                how, extra = victim.wait_closed(3 * SLACK)
+                assert (how, extra) in (("eof", b""), ("reset", b"")), f"idle connection {i} not closed"
+        for s in held:
+            s.settimeout(5)
+            s.sendall(b"\r\n")
+            assert s.recv(100).startswith(b"HTTP/1.1 200 ")
+        assert "closing the connection idle longest" in bw.stderr()
+        metrics = client.request(bw.admin_port, "GET", "/metrics", host="admin").body.decode()
+        assert "bulwark_connections_reclaimed_total 3\n" in metrics, metrics
+    finally:
+        for c in keepalive:
+            c.close()
+        silent.close()
+        for c in fresh:
+            c.close()
         for s in held:
             s.close()
     serves_again(bw, 5 * SLACK)
