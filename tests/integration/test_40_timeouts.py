@@ -260,3 +260,25 @@ def test_client_not_reading_is_dropped_after_send_timeout(origin, proxy):
     # The upstream connection of the abandoned response is released too.
     assert origin.wait_for(lambda o: o.open_connections == 0, timeout=3 * SLACK)
     assert_still_serves(bw)
+
+
+def test_idle_websocket_tunnel_closed_after_read_timeout(origin, proxy):
+    # An upgraded connection is timed like nginx's: traffic either way keeps
+    # it open, read_timeout of silence in both directions closes it (and
+    # its upstream connection), so tunnels nobody uses do not pile up.
+    origin.on("/ws", om.upgrade_echo())
+    bw = proxy(origin, upstream_opts={"read_timeout": "500ms"})
+    with bw.connect() as c:
+        c.send(request_bytes("GET", "/ws", [("Connection", "Upgrade"), ("Upgrade", "websocket")]))
+        assert c.read_response().status == 101
+        for i in range(4):  # 1.2s in all, over twice the timeout
+            time.sleep(0.3)
+            c.send(b"ping%d" % i)
+            assert c.read_exact(5, timeout=5) == b"ping%d" % i
+        t0 = time.monotonic()
+        how, extra = c.wait_closed(5)
+        assert how in ("eof", "reset"), "an idle tunnel was never closed"
+        elapsed_ok(time.monotonic() - t0)
+        assert extra == b""
+    assert origin.wait_for(lambda o: o.open_connections == 0, timeout=3 * SLACK)
+    assert_still_serves(bw)
