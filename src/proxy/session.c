@@ -2329,15 +2329,30 @@ void bw_session_accept(struct bw_proxy_worker *pw, size_t listener, int fd,
 }
 
 /* How far from the tail of the idle list to look for a session with no
- * input waiting: one that has a pipelined request buffered is only idle
- * until the loop parses it. */
+ * request waiting: one whose request has arrived is only idle until the
+ * loop parses it. */
 enum { RECLAIM_LOOK = 8 };
+
+/* Whether the bytes of a request wait on an idle session: buffered by us,
+ * by TLS or by the ring, or in the socket with their event not handled yet.
+ * Closing it would drop a request that has arrived. */
+static bool request_waiting(struct bw_session *s)
+{
+    if (s->state == S_LINGER)
+        return false; /* what arrives now is discarded anyway */
+    if ((s->cbuf && bw_buf_len(s->cbuf)) || bw_io_buffered(LOOP(s), &s->io))
+        return true;
+    if (s->tls && s->tls_up && bw_tls_pending(s->ssl))
+        return true;
+    char c;
+    return recv(s->io.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+}
 
 bool bw_session_reclaim_idle(struct bw_proxy_worker *pw)
 {
     struct bw_session *s = pw->idle_tail;
     for (int i = 0; s && i < RECLAIM_LOOK; i++, s = s->idle_prev) {
-        if ((s->cbuf && bw_buf_len(s->cbuf)) || bw_io_buffered(LOOP(s), &s->io))
+        if (request_waiting(s))
             continue;
         BW_WARNF("worker %u: limits.max_connections (%llu) reached; closing the connection idle "
                  "longest to make room",

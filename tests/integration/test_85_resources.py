@@ -2,6 +2,7 @@
 proxy must neither spin nor stop serving once the pressure is gone."""
 import os
 import resource
+import signal
 import socket
 import time
 
@@ -171,3 +172,33 @@ def test_long_connection_list_costs_time_linear_in_the_head(origin, proxy):
     req = origin.requests_for("/conn")[0]
     assert req.header("x-gone") is None and req.header("x-f989") == "v"
     assert used < 0.3 * SLACK, f"one request with a long Connection list cost {used:.2f}s of CPU"
+
+
+def test_idle_connection_whose_request_arrived_is_not_closed_for_room(origin, proxy):
+    # The race reclaiming must not lose: a keepalive connection's next
+    # request has arrived, but the loop has not handled it yet when a new
+    # connection asks for room. It is not idle any more: it is served, and
+    # the new connection is the one refused. (epoll: its ready list is in
+    # arrival order, so the new connection is seen before the request.)
+    bw = proxy(origin, limits={"max_connections": 1}, io_engine="epoll")
+    with bw.connect() as a:
+        a.send(client.request_bytes("GET", "/first"))
+        assert a.read_response().status == 200
+        time.sleep(0.2)
+        os.kill(bw.pid, signal.SIGSTOP)
+        try:
+            b = socket.create_connection(("127.0.0.1", bw.port), timeout=5)
+            time.sleep(0.1)
+            a.send(client.request_bytes("GET", "/second"))
+            time.sleep(0.1)
+        finally:
+            os.kill(bw.pid, signal.SIGCONT)
+        r = a.read_response(timeout=5)
+        assert r.status == 200 and r.json()["target"] == "/second"
+        b.settimeout(3 * SLACK)
+        try:
+            got = b.recv(100)
+        except ConnectionResetError:
+            got = b""
+        assert got == b""
+        b.close()
