@@ -6,8 +6,11 @@ import signal
 import socket
 import time
 
+import pytest
+
 from bwtest import client
 from bwtest.checks import SLACK, assert_still_serves
+from bwtest.proc import Bulwark, default_config
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -202,3 +205,21 @@ def test_idle_connection_whose_request_arrived_is_not_closed_for_room(origin, pr
             got = b""
         assert got == b""
         b.close()
+
+
+@pytest.mark.parametrize("max_connections,warned", [(480, False), (481, True)])
+def test_start_warns_when_the_fd_limit_is_below_max_connections(tmp_path, origin, max_connections, warned):
+    # 1024 descriptors: one worker needs 2 per connection (client and
+    # upstream) and 64 more, so 480 connections fit exactly and 481 do not.
+    def limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+
+    cfg = default_config([origin.address], limits={"max_connections": max_connections})
+    bw = Bulwark(tmp_path, cfg, name=f"fd{max_connections}", preexec_fn=limit)
+    try:
+        assert_still_serves(bw)
+        said = "over the open file limit of 1024" in bw.stderr()
+        assert said == warned, bw.stderr()
+    finally:
+        bw.stop()
+        bw.kill()
