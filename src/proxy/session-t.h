@@ -101,6 +101,7 @@ struct request {
     const char *cont;   /* "100 Continue" bytes left to write, if any */
     size_t cont_len;
     bool cont_sent;
+    bool body_wait; /* a small body is read whole before the upstream is chosen */
 
     size_t upstream;
     long server;

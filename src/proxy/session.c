@@ -37,6 +37,12 @@ enum { LINGER_BYTES = 64 * 1024, LINGER_MS = 2000 };
  * one event before yielding to the other connections of its worker. */
 enum { MAX_ROUNDS = 16 };
 
+/* A request body of at most this many bytes (by its Content-Length) is
+ * received whole before the upstream is connected; a larger one, or a
+ * chunked one, is streamed. Half a small buffer: it always fits beside
+ * what is left of the head. */
+enum { BODY_WAIT_BYTES = 8192 };
+
 #include "proxy/session-t.h"
 
 static void session_close(struct bw_session *s);
@@ -711,6 +717,19 @@ static void start_request(struct bw_session *s, struct bw_http_request *hq)
 
     stamp(s, &r->t_upstream);
     set_state(s, S_EXCHANGE);
+    if (r->body.kind == BW_BODY_LENGTH && r->body.remaining <= BODY_WAIT_BYTES &&
+        bw_buf_len(s->cbuf) < r->body.remaining) {
+        /* A small body is read whole before an upstream connection is
+         * taken, as nginx buffers bodies: streamed, a client sending one
+         * byte per client_body_timeout held an upstream connection (and a
+         * worker of the application behind it) for hours, and a few hundred
+         * such clients took all of them. */
+        r->body_wait = true;
+        arm(s, T_CLIENT_BODY, cfg->limits.client_body_timeout_ms);
+        if (!s->closed)
+            bw__session_pump(s);
+        return;
+    }
     if (!connect_upstream(s))
         return;
     bw__session_pump(s);
@@ -1638,9 +1657,53 @@ static bool upstream_tls_up(struct bw_session *s, struct bw_upconn *u)
     return false;
 }
 
+/* Reads the rest of a small body (body_wait), answering Expect meanwhile,
+ * then goes to the upstream with all of it. */
+static void body_wait_step(struct bw_session *s)
+{
+    struct request *r = s->req;
+    bool progress = false;
+    if (r->cont_len && s->c_wr) {
+        switch (write_client(s)) {
+        case IO_PROGRESS:
+            progress = true;
+            break;
+        case IO_BLOCKED:
+            break;
+        case IO_ERROR:
+            session_close(s);
+            return;
+        }
+    }
+    while (bw_buf_len(s->cbuf) < r->body.remaining && s->c_rd) {
+        long n = read_client(s);
+        if (n > 0) {
+            progress = true;
+            continue;
+        }
+        if (n == -1)
+            break;
+        session_close(s); /* the client left in the middle of its body */
+        return;
+    }
+    if (bw_buf_len(s->cbuf) >= r->body.remaining) {
+        r->body_wait = false;
+        stamp(s, &r->t_upstream); /* the wait was the client's, not the upstream's */
+        if (connect_upstream(s))
+            bw__session_pump(s);
+        return;
+    }
+    if (progress)
+        arm(s, T_CLIENT_BODY, CFG(s)->limits.client_body_timeout_ms);
+}
+
 static void exchange_step(struct bw_session *s)
 {
     struct request *r = s->req;
+    if (r->body_wait) {
+        body_wait_step(s);
+        return;
+    }
     const struct bw_config *cfg = CFG(s);
     const struct bw_config_upstream *cu = &cfg->upstreams[r->upstream];
     bool any_progress = false;
