@@ -75,6 +75,13 @@ static void listener_cb(struct bw_loop *loop, struct bw_io *io, uint32_t events)
                 return;
             }
         }
+        /* At the limit an idle connection makes room (nginx reuses its
+         * keepalive and not-yet-used connections the same way): otherwise
+         * connections that hold nothing, a client's many silent ones or
+         * everyone's keepalive ones, would lock new clients out until
+         * their timeouts. */
+        if (w->nconns >= w->max_conns && w->on_full)
+            (void)w->on_full(w);
         if (w->nconns >= w->max_conns) {
             BW_WARNF("worker %u: %llu connections open (limits.max_connections); closing a new one",
                      w->id, (unsigned long long)w->nconns);

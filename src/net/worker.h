@@ -23,6 +23,9 @@ struct bw_worker;
 typedef void (*bw_accept_cb)(struct bw_worker *w, size_t listener, int fd,
                              const struct sockaddr_storage *peer, socklen_t peer_len);
 typedef void (*bw_drain_cb)(struct bw_worker *w);
+/* At max_conns: closes one connection that holds no request, to make room
+ * for a new one; false when there is none. */
+typedef bool (*bw_reclaim_cb)(struct bw_worker *w);
 
 struct bw_worker_listener {
     struct bw_io io;
@@ -42,13 +45,14 @@ struct bw_worker {
     struct bw_timer drain_deadline;
     bw_accept_cb on_accept;
     bw_drain_cb on_drain;
-    bw_drain_cb on_start; /* on the worker thread, before its loop runs */
-    bw_drain_cb on_exit;  /* on the worker thread, after its loop ended */
+    bw_reclaim_cb on_full; /* optional */
+    bw_drain_cb on_start;  /* on the worker thread, before its loop runs */
+    bw_drain_cb on_exit;   /* on the worker thread, after its loop ended */
     _Atomic bool stop_requested;
     bool draining;
     uint64_t drain_timeout_ms;
     uint64_t nconns;    /* connections open (the proxy keeps it) */
-    uint64_t max_conns; /* above it, new connections are closed at once */
+    uint64_t max_conns; /* at it, on_full makes room, else a new connection is closed */
     uint64_t accept_errors;
     void *data; /* the proxy's per-worker state */
 };

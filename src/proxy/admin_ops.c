@@ -439,7 +439,7 @@ static bw_status metrics_text(void *self, struct bw_textbuf *out, bw_error *err)
     TRY(bw_metric_gauge(out, "config_generation", NULL, 0, (double)s->generation, err));
 
     /* Sums over the workers. */
-    uint64_t accepted = 0, closed = 0, retries = 0, resp[6] = {0},
+    uint64_t accepted = 0, closed = 0, reclaimed = 0, retries = 0, resp[6] = {0},
              lat[BW_LATENCY_BUCKETS + 1] = {0};
     uint64_t lat_sum = 0, killed = 0, fails[BW_ON_ERROR__COUNT] = {0};
     uint64_t bot_scored = 0, bot_killed = 0, bot_fails[BW_ON_ERROR__COUNT] = {0};
@@ -449,6 +449,7 @@ static bw_status metrics_text(void *self, struct bw_textbuf *out, bw_error *err)
         const struct bw_worker_stats *st = &c->pws[w].stats;
         accepted += ld(&st->accepted);
         closed += ld(&st->closed);
+        reclaimed += ld(&st->reclaimed);
         retries += ld(&st->upstream_retries);
         for (size_t i = 0; i < 6; i++)
             resp[i] += ld(&st->responses[i]);
@@ -477,6 +478,11 @@ static bw_status metrics_text(void *self, struct bw_textbuf *out, bw_error *err)
      * make closed pass accepted for an instant. */
     TRY(bw_metric_gauge(out, "connections_open", NULL, 0,
                         accepted > closed ? (double)(accepted - closed) : 0, err));
+    TRY(bw_metric_family(out, "connections_reclaimed_total", BW_METRIC_COUNTER,
+                         "idle client connections closed to make room for a new one at "
+                         "limits.max_connections",
+                         err));
+    TRY(bw_metric_counter(out, "connections_reclaimed_total", NULL, 0, reclaimed, err));
     TRY(bw_metric_family(out, "responses_total", BW_METRIC_COUNTER,
                          "responses sent, by status class", err));
     for (size_t i = 1; i < 6; i++) {

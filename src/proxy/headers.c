@@ -1,6 +1,8 @@
 #include "proxy/headers.h"
 
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void put(struct bw_head_out *o, const char *p, size_t n)
@@ -100,35 +102,56 @@ static bool named_by_connection(const struct bw_http_header *h, size_t n, bw_sli
 
 /* The elements of every Connection field, gathered once per head: each
  * forwarded field is checked against them, and most heads have none or one
- * ("keep-alive"). More than fit here: the fields are searched each time. */
+ * ("keep-alive"). When more than fit here, the fields they name are found
+ * once instead (conn_mark): searching every field's name through a list of
+ * thousands made a 32 KiB head cost milliseconds of CPU, and a 1 MiB one
+ * (limits.header_bytes, limits.headers 1000) seconds. */
 enum { CONN_TOKENS_MAX = 8 };
 
 struct conn_tokens {
     size_t n;
     bool complete; /* tok[] holds every element */
+    bool marked;   /* else listed[] says which fields are named */
     bw_slice tok[CONN_TOKENS_MAX];
+    bool listed[BW_HTTP_MAX_HEADERS];
 };
 
-static void conn_tokens_init(struct conn_tokens *ct, const struct bw_http_header *h, size_t n)
+/* Orders field names as bw_slice_eq_nocase compares them. */
+static int name_cmp(bw_slice a, bw_slice b)
 {
-    ct->n = 0;
-    ct->complete = true;
+    size_t m = a.len < b.len ? a.len : b.len;
+    for (size_t i = 0; i < m; i++) {
+        unsigned char x = (unsigned char)bw_ascii_lower(a.ptr[i]);
+        unsigned char y = (unsigned char)bw_ascii_lower(b.ptr[i]);
+        if (x != y)
+            return x < y ? -1 : 1;
+    }
+    return a.len < b.len ? -1 : a.len > b.len;
+}
+
+static int field_index_cmp(const void *a, const void *b, void *ctx)
+{
+    const struct bw_http_header *h = ctx;
+    return name_cmp(h[*(const uint16_t *)a].name, h[*(const uint16_t *)b].name);
+}
+
+/* Calls fn for each element of every Connection field (split at each comma,
+ * optional whitespace trimmed: the elements bw_http_list_has_token
+ * compares); stops when it returns false. */
+static void conn_each(const struct bw_http_header *h, size_t n, bool (*fn)(void *ctx, bw_slice tok),
+                      void *ctx)
+{
     for (size_t i = 0; i < n; i++) {
         if (h[i].name.len != 10 || !bw_slice_eq_nocase(h[i].name, BW_SLICE_LIT("connection")))
             continue;
         bw_slice v = h[i].value;
         if (v.ptr == NULL)
             continue; /* lists nothing, as for bw_http_list_has_token */
-        /* The elements bw_http_list_has_token compares: split at each
-         * comma, optional whitespace trimmed. */
         for (;;) {
             const char *comma = v.len ? memchr(v.ptr, ',', v.len) : NULL;
             size_t len = comma ? (size_t)(comma - v.ptr) : v.len;
-            if (ct->n == CONN_TOKENS_MAX) {
-                ct->complete = false;
+            if (!fn(ctx, bw_slice_trim_ows(bw_slice_make(v.ptr, len))))
                 return;
-            }
-            ct->tok[ct->n++] = bw_slice_trim_ows(bw_slice_make(v.ptr, len));
             if (!comma)
                 break;
             v = bw_slice_make(comma + 1, v.len - len - 1);
@@ -136,14 +159,71 @@ static void conn_tokens_init(struct conn_tokens *ct, const struct bw_http_header
     }
 }
 
-/* named_by_connection(), from the gathered elements. */
-static bool conn_names(const struct conn_tokens *ct, const struct bw_http_header *h, size_t n,
-                       bw_slice name)
+static bool conn_gather(void *ctx, bw_slice tok)
 {
+    struct conn_tokens *ct = ctx;
+    if (ct->n == CONN_TOKENS_MAX) {
+        ct->complete = false;
+        return false;
+    }
+    ct->tok[ct->n++] = tok;
+    return true;
+}
+
+struct conn_marking {
+    struct conn_tokens *ct;
+    const struct bw_http_header *h;
+    const uint16_t *order; /* field indexes sorted by name */
+    size_t n;
+};
+
+/* Marks the fields that one element names: a binary search of the sorted
+ * names, so the whole list costs its length times log(fields). */
+static bool conn_mark_one(void *ctx, bw_slice tok)
+{
+    struct conn_marking *m = ctx;
+    size_t lo = 0, hi = m->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (name_cmp(m->h[m->order[mid]].name, tok) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (; lo < m->n && name_cmp(m->h[m->order[lo]].name, tok) == 0; lo++)
+        m->ct->listed[m->order[lo]] = true;
+    return true;
+}
+
+static void conn_tokens_init(struct conn_tokens *ct, const struct bw_http_header *h, size_t n)
+{
+    ct->n = 0;
+    ct->complete = true;
+    ct->marked = false;
+    conn_each(h, n, conn_gather, ct);
+    if (ct->complete || n > BW_HTTP_MAX_HEADERS)
+        return;
+    uint16_t order[BW_HTTP_MAX_HEADERS];
+    for (size_t i = 0; i < n; i++) {
+        order[i] = (uint16_t)i;
+        ct->listed[i] = false;
+    }
+    qsort_r(order, n, sizeof order[0], field_index_cmp, (void *)h);
+    struct conn_marking m = {.ct = ct, .h = h, .order = order, .n = n};
+    conn_each(h, n, conn_mark_one, &m);
+    ct->marked = true;
+}
+
+/* Is field i named by a Connection field? */
+static bool conn_names(const struct conn_tokens *ct, const struct bw_http_header *h, size_t n,
+                       size_t i)
+{
+    if (ct->marked)
+        return ct->listed[i];
     if (!ct->complete)
-        return named_by_connection(h, n, name);
-    for (size_t i = 0; i < ct->n; i++)
-        if (bw_slice_eq_nocase(ct->tok[i], name))
+        return named_by_connection(h, n, h[i].name); /* more fields than limits.headers allows */
+    for (size_t k = 0; k < ct->n; k++)
+        if (bw_slice_eq_nocase(ct->tok[k], h[i].name))
             return true;
     return false;
 }
@@ -261,7 +341,7 @@ bool bw_build_upstream_request(struct bw_head_out *out, const struct bw_http_req
         }
         switch (kind) {
         case F_PASS:
-            if (conn_names(&ct, h, n, h[i].name))
+            if (conn_names(&ct, h, n, i))
                 continue;
             if (ed->nops && edited(ed, h[i].name))
                 continue;
@@ -369,7 +449,7 @@ bool bw_build_client_response_ed(struct bw_head_out *out, const struct bw_http_r
         case F_FWD:
         case F_EXPECT:
         case F_HOST:
-            if (conn_names(&ct, h, n, h[i].name))
+            if (conn_names(&ct, h, n, i))
                 continue;
             if (ed->nops && edited(ed, h[i].name))
                 continue;

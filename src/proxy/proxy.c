@@ -564,6 +564,7 @@ bw_status bw_proxy_worker_init(struct bw_proxy_worker *pw, struct bw_runtime *rt
     w->data = pw;
     w->on_accept = bw_proxy_accept;
     w->on_drain = bw_proxy_drain;
+    w->on_full = bw_proxy_reclaim;
     w->on_exit = bw_proxy_exit;
     w->on_start = bw_proxy_start;
     switch (cfg->io_engine) {
@@ -614,6 +615,11 @@ void bw_proxy_accept(struct bw_worker *w, size_t listener, int fd,
                      const struct sockaddr_storage *peer, socklen_t peer_len)
 {
     bw_session_accept(w->data, listener, fd, peer, peer_len);
+}
+
+bool bw_proxy_reclaim(struct bw_worker *w)
+{
+    return bw_session_reclaim_idle(w->data);
 }
 
 void bw_proxy_drain(struct bw_worker *w)

@@ -148,8 +148,9 @@ struct bw_worker_stats {
     _Atomic uint64_t responses[6];                    /* [0] other, [1..5] 1xx..5xx */
     _Atomic uint64_t latency[BW_LATENCY_BUCKETS + 1]; /* per bucket, not cumulative */
     _Atomic uint64_t latency_sum_ms;
-    _Atomic uint64_t accepted;         /* client connections */
-    _Atomic uint64_t closed;           /* of those, closed (open = accepted - closed) */
+    _Atomic uint64_t accepted;  /* client connections */
+    _Atomic uint64_t closed;    /* of those, closed (open = accepted - closed) */
+    _Atomic uint64_t reclaimed; /* of those, idle ones closed for a new one at max_connections */
     _Atomic uint64_t upstream_retries; /* attempts after a request's first */
     _Atomic uint64_t bot_scored;
     _Atomic uint64_t bot_failures[BW_ON_ERROR__COUNT]; /* by policy */
@@ -186,7 +187,10 @@ struct bw_proxy_worker {
     size_t scratch_path_cap;
     struct bw_access_ring *log_ring; /* NULL when logging is off */
     struct bw_session *sessions;     /* every open session (for drain) */
-    struct request *free_requests;   /* per-request state for reuse */
+    /* Sessions holding no request (session.c: reclaimable), most recently
+     * idle first: at limits.max_connections the last one makes room. */
+    struct bw_session *idle_head, *idle_tail;
+    struct request *free_requests; /* per-request state for reuse */
     size_t nfree_requests;
     uint64_t adopted; /* snapshots adopted after the first */
     struct bw_worker_stats stats;
@@ -214,6 +218,7 @@ void bw_proxy_start(struct bw_worker *w);
 void bw_proxy_accept(struct bw_worker *w, size_t listener, int fd,
                      const struct sockaddr_storage *peer, socklen_t peer_len);
 void bw_proxy_drain(struct bw_worker *w);
+bool bw_proxy_reclaim(struct bw_worker *w);
 /* On the worker thread once its loop ended: closes what is left. */
 void bw_proxy_exit(struct bw_worker *w);
 

@@ -318,6 +318,30 @@ static void raise_fd_limit(void)
     }
 }
 
+/* Descriptors the process needs besides connections: listeners, epoll and
+ * event fds, the access log, the admin API and health checks. */
+enum { FD_RESERVE = 64 };
+
+/* Every client connection may hold an upstream one, and the workers share
+ * the process's descriptor limit. Below what limits.max_connections needs,
+ * the limit that bites under load is EMFILE (accepts paused, 502s) instead
+ * of max_connections' orderly one: said at start, as nginx says when
+ * worker_connections exceed the open file limit. */
+static void warn_fd_limit(uint64_t max_connections, size_t nworkers)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return;
+    uint64_t need = 2 * max_connections * (uint64_t)nworkers + FD_RESERVE;
+    if (need <= (uint64_t)rl.rlim_cur)
+        return;
+    BW_WARNF("limits.max_connections %llu with %zu workers needs up to %llu file descriptors (a "
+             "client and an upstream connection each, and %d more), over the open file limit of "
+             "%llu: raise it (ulimit -n, systemd LimitNOFILE=) or lower max_connections",
+             (unsigned long long)max_connections, nworkers, (unsigned long long)need, FD_RESERVE,
+             (unsigned long long)rl.rlim_cur);
+}
+
 /* A directory bulwark must create files in. */
 static bw_status writable_dir(const char *what, const char *dir, bw_error *err)
 {
@@ -473,6 +497,7 @@ int bw_server_run(const char *config_path, struct bw_config *boot_cfg, bool cfg_
      * life. */
     (void)malloc_trim(0);
     size_t nworkers = cfg->workers ? cfg->workers : 1;
+    warn_fd_limit(cfg->limits.max_connections, nworkers);
     /* The io engine: checked once here so that io_engine: io_uring fails
      * at start with the reason, and auto says what it chose. */
     bool use_ring = false;

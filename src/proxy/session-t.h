@@ -101,6 +101,7 @@ struct request {
     const char *cont;   /* "100 Continue" bytes left to write, if any */
     size_t cont_len;
     bool cont_sent;
+    bool body_wait; /* a small body is read whole before the upstream is chosen */
 
     size_t upstream;
     long server;
@@ -162,6 +163,8 @@ struct bw_session {
     struct bw_wsnap *ws; /* the configuration it uses (pinned); moves to the
                           * worker's current one between requests */
     struct bw_session *next, *prev;
+    struct bw_session *idle_next, *idle_prev; /* on the worker's idle list */
+    bool in_idle;
     enum sess_state state;
     struct bw_task task; /* continues a pump that stopped to be fair */
     bool c_rd, c_wr;

@@ -37,6 +37,12 @@ enum { LINGER_BYTES = 64 * 1024, LINGER_MS = 2000 };
  * one event before yielding to the other connections of its worker. */
 enum { MAX_ROUNDS = 16 };
 
+/* A request body of at most this many bytes (by its Content-Length) is
+ * received whole before the upstream is connected; a larger one, or a
+ * chunked one, is streamed. Half a small buffer: it always fits beside
+ * what is left of the head. */
+enum { BODY_WAIT_BYTES = 8192 };
+
 #include "proxy/session-t.h"
 
 static void session_close(struct bw_session *s);
@@ -49,6 +55,68 @@ static struct bw_loop *LOOP(struct bw_session *s)
 static const struct bw_config *CFG(struct bw_session *s)
 {
     return s->ws->snap->cfg;
+}
+
+/* ---- idle sessions ------------------------------------------------------- */
+
+/* A session that holds no request: waiting for its first request (before
+ * any byte of it, or of a TLS handshake) or its next one, or lingering
+ * after its last response. At limits.max_connections the one idle longest
+ * is closed to make room for a new connection, as nginx reuses such
+ * connections. A session with a request, or a partial head, is never
+ * closed for that. */
+static bool reclaimable(const struct bw_session *s)
+{
+    switch (s->state) {
+    case S_IDLE:
+    case S_LINGER:
+        return true;
+    case S_TLS_HANDSHAKE:
+        return !s->tls_hello;
+    case S_PROXY_HEADER:
+    case S_HEAD:
+    case S_EXCHANGE:
+    case S_TUNNEL:
+    case S_RESPOND:
+        return false;
+    }
+    return false;
+}
+
+/* Puts the session on its worker's idle list, or takes it off, after its
+ * state changed. A session joins at the head: the tail is idle longest. */
+static void idle_update(struct bw_session *s)
+{
+    struct bw_proxy_worker *pw = s->pw;
+    bool want = !s->closed && reclaimable(s);
+    if (want == s->in_idle)
+        return;
+    s->in_idle = want;
+    if (want) {
+        s->idle_prev = NULL;
+        s->idle_next = pw->idle_head;
+        if (pw->idle_head)
+            pw->idle_head->idle_prev = s;
+        else
+            pw->idle_tail = s;
+        pw->idle_head = s;
+        return;
+    }
+    if (s->idle_prev)
+        s->idle_prev->idle_next = s->idle_next;
+    else
+        pw->idle_head = s->idle_next;
+    if (s->idle_next)
+        s->idle_next->idle_prev = s->idle_prev;
+    else
+        pw->idle_tail = s->idle_prev;
+    s->idle_next = s->idle_prev = NULL;
+}
+
+static void set_state(struct bw_session *s, enum sess_state st)
+{
+    s->state = st;
+    idle_update(s);
 }
 
 /* ---- buffers ------------------------------------------------------------ */
@@ -186,6 +254,7 @@ static void session_close(struct bw_session *s)
      * (RFC 8446 §6.1; nginx closes such connections without it too). A
      * finished response has already let go of its request. */
     bool cut = s->req && s->req->resp_started && s->state != S_TUNNEL;
+    idle_update(s);
     detach_upstream(s, false);
     if (s->req) {
         /* Nothing sent: nginx's codes, "client closed request", or (the
@@ -242,7 +311,7 @@ static void session_linger(struct bw_session *s, bool request_read)
         session_close(s);
         return;
     }
-    s->state = S_LINGER;
+    set_state(s, S_LINGER);
     s->linger_read = 0;
     s->hbuf = buf_put(s->pw, s->hbuf);
     s->ubuf = buf_put(s->pw, s->ubuf);
@@ -313,7 +382,7 @@ static void respond_error(struct bw_session *s, uint16_t status, const char *why
         r->cont_len = 0;
         r->rfwd.active = false;
     }
-    s->state = S_RESPOND;
+    set_state(s, S_RESPOND);
     arm(s, T_SEND, CFG(s)->limits.send_timeout_ms);
     bw__session_pump(s);
 }
@@ -359,7 +428,7 @@ static void respond_own(struct bw_session *s, uint16_t status, bw_slice extra, b
     r->cont = NULL;
     r->cont_len = 0;
     r->rfwd.active = false;
-    s->state = S_RESPOND;
+    set_state(s, S_RESPOND);
     arm(s, T_SEND, CFG(s)->limits.send_timeout_ms);
     bw__session_pump(s);
 }
@@ -653,7 +722,20 @@ static void start_request(struct bw_session *s, struct bw_http_request *hq)
     }
 
     stamp(s, &r->t_upstream);
-    s->state = S_EXCHANGE;
+    set_state(s, S_EXCHANGE);
+    if (r->body.kind == BW_BODY_LENGTH && r->body.remaining <= BODY_WAIT_BYTES &&
+        bw_buf_len(s->cbuf) < r->body.remaining) {
+        /* A small body is read whole before an upstream connection is
+         * taken, as nginx buffers bodies: streamed, a client sending one
+         * byte per client_body_timeout held an upstream connection (and a
+         * worker of the application behind it) for hours, and a few hundred
+         * such clients took all of them. */
+        r->body_wait = true;
+        arm(s, T_CLIENT_BODY, cfg->limits.client_body_timeout_ms);
+        if (!s->closed)
+            bw__session_pump(s);
+        return;
+    }
     if (!connect_upstream(s))
         return;
     bw__session_pump(s);
@@ -885,17 +967,38 @@ static bool body_next(struct body *b, struct bw_buf *src, struct fwd *f, struct 
     }
     case BW_BODY_CHUNKED: {
         if (b->dechunk || b->rechunk) {
-            bw_slice data = BW_SLICE_EMPTY;
-            bool done = false;
-            long c = bw_chunked_decode(&b->ch, p, avail, &data, &done, err);
-            if (c < 0)
-                return false;
-            b->framed = done;
-            b->bytes += data.len;
-            size_t off = data.len ? (size_t)(data.ptr - p) : 0;
-            *f = (struct fwd){.off = off, .len = data.len, .consume = (size_t)c, .active = c > 0};
+            /* Everything the buffer holds is decoded at once, and the data
+             * of its chunks is moved together (over framing already read)
+             * to go out as one region: one write, and with rechunk one chunk
+             * of our own, per buffer. Forwarded chunk by chunk, a body of
+             * 1-byte chunks cost a system call and a packet upstream per 6
+             * bytes the client sent. The first span stays where it is, so
+             * a body of large chunks is not copied. */
+            char *w = bw_buf_head(src);
+            size_t used = 0, off = 0, len = 0;
+            while (used < avail && !b->framed) {
+                bw_slice data = BW_SLICE_EMPTY;
+                bool done = false;
+                long c = bw_chunked_decode(&b->ch, p + used, avail - used, &data, &done, err);
+                if (c < 0)
+                    return false;
+                if (data.len) {
+                    size_t at = (size_t)(data.ptr - p);
+                    if (len == 0)
+                        off = at;
+                    else if (at != off + len)
+                        memmove(w + off + len, data.ptr, data.len);
+                    len += data.len;
+                }
+                b->bytes += data.len;
+                used += (size_t)c;
+                b->framed = done;
+                if (c == 0)
+                    break;
+            }
+            *f = (struct fwd){.off = off, .len = len, .consume = used, .active = used > 0};
             if (b->rechunk)
-                frame_chunk(f, data.len, done);
+                frame_chunk(f, len, b->framed);
             return true;
         }
         size_t total = 0;
@@ -1259,7 +1362,7 @@ static void head_step(struct bw_session *s)
     for (;;) {
         if (s->cbuf && bw_buf_len(s->cbuf) > 0) {
             if (s->state == S_IDLE) {
-                s->state = S_HEAD;
+                set_state(s, S_HEAD);
                 if (s->fresh) {
                     /* First request: the deadline set at accept stands, so
                      * a byte sent just before it cannot buy a second one. */
@@ -1509,7 +1612,7 @@ static bool response_head_step(struct bw_session *s)
     bw_buf_consume(s->ubuf, hr.head_len);
     memset(&s->scan, 0, sizeof s->scan);
     if (upgrading) {
-        s->state = S_TUNNEL;
+        set_state(s, S_TUNNEL);
         r->keep_alive = false;
     }
     return true;
@@ -1560,9 +1663,53 @@ static bool upstream_tls_up(struct bw_session *s, struct bw_upconn *u)
     return false;
 }
 
+/* Reads the rest of a small body (body_wait), answering Expect meanwhile,
+ * then goes to the upstream with all of it. */
+static void body_wait_step(struct bw_session *s)
+{
+    struct request *r = s->req;
+    bool progress = false;
+    if (r->cont_len && s->c_wr) {
+        switch (write_client(s)) {
+        case IO_PROGRESS:
+            progress = true;
+            break;
+        case IO_BLOCKED:
+            break;
+        case IO_ERROR:
+            session_close(s);
+            return;
+        }
+    }
+    while (bw_buf_len(s->cbuf) < r->body.remaining && s->c_rd) {
+        long n = read_client(s);
+        if (n > 0) {
+            progress = true;
+            continue;
+        }
+        if (n == -1)
+            break;
+        session_close(s); /* the client left in the middle of its body */
+        return;
+    }
+    if (bw_buf_len(s->cbuf) >= r->body.remaining) {
+        r->body_wait = false;
+        stamp(s, &r->t_upstream); /* the wait was the client's, not the upstream's */
+        if (connect_upstream(s))
+            bw__session_pump(s);
+        return;
+    }
+    if (progress)
+        arm(s, T_CLIENT_BODY, CFG(s)->limits.client_body_timeout_ms);
+}
+
 static void exchange_step(struct bw_session *s)
 {
     struct request *r = s->req;
+    if (r->body_wait) {
+        body_wait_step(s);
+        return;
+    }
     const struct bw_config *cfg = CFG(s);
     const struct bw_config_upstream *cu = &cfg->upstreams[r->upstream];
     bool any_progress = false;
@@ -1798,7 +1945,7 @@ static void finish_request(struct bw_session *s)
  * session. */
 static bool await_request(struct bw_session *s)
 {
-    s->state = S_IDLE;
+    set_state(s, S_IDLE);
     arm(s, T_IDLE, CFG(s)->limits.keepalive_timeout_ms);
     return !s->closed;
 }
@@ -1916,7 +2063,7 @@ static void proxy_header_tls_step(struct bw_session *s)
         }
         if (pp.has_source)
             memcpy(&s->peer, &pp.source, sizeof s->peer);
-        s->state = S_TLS_HANDSHAKE;
+        set_state(s, S_TLS_HANDSHAKE);
         tls_handshake_step(s);
         return;
     case BW_PP_ERROR: {
@@ -1955,6 +2102,7 @@ static void tls_handshake_step(struct bw_session *s)
             return;
         }
         s->tls_hello = true;
+        idle_update(s);
     }
     s->tls_rd_wants_wr = false;
     s->tls_wr_wants_rd = false;
@@ -1965,8 +2113,8 @@ static void tls_handshake_step(struct bw_session *s)
         bw_stat_inc(&s->pw->stats.tls_handshakes);
         if (bw_tls_resumed(s->ssl))
             bw_stat_inc(&s->pw->stats.tls_resumed);
-        s->state = S_IDLE; /* the accept-time header deadline still runs */
-        s->c_rd = true;    /* a request may have come with the last flight */
+        set_state(s, S_IDLE); /* the accept-time header deadline still runs */
+        s->c_rd = true;       /* a request may have come with the last flight */
         head_step(s);
         return;
     case BW_TLS_WANT_READ:
@@ -2003,7 +2151,7 @@ static void proxy_header_step(struct bw_session *s)
                 if (pp.has_source)
                     memcpy(&s->peer, &pp.source, sizeof s->peer);
                 bw_buf_consume(s->cbuf, pp.len);
-                s->state = S_IDLE; /* the accept-time header deadline still runs */
+                set_state(s, S_IDLE); /* the accept-time header deadline still runs */
                 head_step(s);
                 return;
             }
@@ -2205,10 +2353,11 @@ void bw_session_accept(struct bw_proxy_worker *pw, size_t listener, int fd,
     s->peer_trusted = cfg->client_ip.from != BW_CLIENT_IP_PEER &&
                       bw_client_ip_is_trusted(&cfg->client_ip, (const struct sockaddr *)peer);
     s->tls = listener < cfg->nlisten && cfg->listen[listener].has_tls;
-    s->state = (cfg->client_ip.from == BW_CLIENT_IP_PROXY_PROTOCOL && s->peer_trusted)
-                   ? S_PROXY_HEADER
-               : s->tls ? S_TLS_HANDSHAKE
-                        : S_IDLE;
+    enum sess_state first = (cfg->client_ip.from == BW_CLIENT_IP_PROXY_PROTOCOL && s->peer_trusted)
+                                ? S_PROXY_HEADER
+                            : s->tls ? S_TLS_HANDSHAKE
+                                     : S_IDLE;
+    s->state = first;
     if (s->tls) {
         bw_error terr;
         if (bw_tls_conn_new(s->ws->snap->tls[listener], fd, &s->ssl, &terr) != BW_OK) {
@@ -2228,6 +2377,7 @@ void bw_session_accept(struct bw_proxy_worker *pw, size_t listener, int fd,
     if (s->next)
         s->next->prev = s;
     pw->sessions = s;
+    idle_update(s);
     bw_error err;
     /* Plain HTTP goes through the ring (when the loop has one); TLS and the
      * PROXY protocol header, which peek at the socket, stay on epoll. */
@@ -2245,6 +2395,42 @@ void bw_session_accept(struct bw_proxy_worker *pw, size_t listener, int fd,
     s->c_rd = true;
     s->c_wr = true;
     bw__session_pump(s);
+}
+
+/* How far from the tail of the idle list to look for a session with no
+ * request waiting: one whose request has arrived is only idle until the
+ * loop parses it. */
+enum { RECLAIM_LOOK = 8 };
+
+/* Whether the bytes of a request wait on an idle session: buffered by us,
+ * by TLS or by the ring, or in the socket with their event not handled yet.
+ * Closing it would drop a request that has arrived. */
+static bool request_waiting(struct bw_session *s)
+{
+    if (s->state == S_LINGER)
+        return false; /* what arrives now is discarded anyway */
+    if ((s->cbuf && bw_buf_len(s->cbuf)) || bw_io_buffered(LOOP(s), &s->io))
+        return true;
+    if (s->tls && s->tls_up && bw_tls_pending(s->ssl))
+        return true;
+    char c;
+    return recv(s->io.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+}
+
+bool bw_session_reclaim_idle(struct bw_proxy_worker *pw)
+{
+    struct bw_session *s = pw->idle_tail;
+    for (int i = 0; s && i < RECLAIM_LOOK; i++, s = s->idle_prev) {
+        if (request_waiting(s))
+            continue;
+        BW_WARNF("worker %u: limits.max_connections (%llu) reached; closing the connection idle "
+                 "longest to make room",
+                 pw->w->id, (unsigned long long)pw->w->max_conns);
+        bw_stat_inc(&pw->stats.reclaimed);
+        session_close(s);
+        return true;
+    }
+    return false;
 }
 
 void bw_session_drain_all(struct bw_proxy_worker *pw)

@@ -8,8 +8,9 @@
  *
  * Bodies are never buffered whole: each direction forwards what one buffer
  * holds and reads more only once that is written (backpressure). Framing is
- * validated on the way through; chunked bodies are forwarded in the framing
- * they arrived in, after the decoder has checked every byte of it. */
+ * validated on the way through; chunked bodies go on in chunks of our own,
+ * one per buffer of data the decoder accepted, never in the client's or the
+ * upstream's framing. */
 #ifndef BW_PROXY_SESSION_H
 #define BW_PROXY_SESSION_H
 
@@ -24,6 +25,10 @@ void bw_session_accept(struct bw_proxy_worker *pw, size_t listener, int fd,
                        const struct sockaddr_storage *peer, socklen_t peer_len);
 /* Drain: idle sessions close now, busy ones after their current response. */
 void bw_session_drain_all(struct bw_proxy_worker *pw);
+/* Closes the session that has held no request the longest (waiting for its
+ * first or next request, or lingering after its last response), to make
+ * room at limits.max_connections. false: none could be closed. */
+bool bw_session_reclaim_idle(struct bw_proxy_worker *pw);
 void bw_session_close_all(struct bw_proxy_worker *pw);
 /* Closes a pooled upstream connection (worker shutdown). */
 void bw_upconn_close_idle_all(struct bw_proxy_worker *pw);

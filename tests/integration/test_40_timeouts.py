@@ -260,3 +260,59 @@ def test_client_not_reading_is_dropped_after_send_timeout(origin, proxy):
     # The upstream connection of the abandoned response is released too.
     assert origin.wait_for(lambda o: o.open_connections == 0, timeout=3 * SLACK)
     assert_still_serves(bw)
+
+
+def test_idle_websocket_tunnel_closed_after_read_timeout(origin, proxy):
+    # An upgraded connection is timed like nginx's: traffic either way keeps
+    # it open, read_timeout of silence in both directions closes it (and
+    # its upstream connection), so tunnels nobody uses do not pile up.
+    origin.on("/ws", om.upgrade_echo())
+    bw = proxy(origin, upstream_opts={"read_timeout": "500ms"})
+    with bw.connect() as c:
+        c.send(request_bytes("GET", "/ws", [("Connection", "Upgrade"), ("Upgrade", "websocket")]))
+        assert c.read_response().status == 101
+        for i in range(4):  # 1.2s in all, over twice the timeout
+            time.sleep(0.3)
+            c.send(b"ping%d" % i)
+            assert c.read_exact(5, timeout=5) == b"ping%d" % i
+        t0 = time.monotonic()
+        how, extra = c.wait_closed(5)
+        assert how in ("eof", "reset"), "an idle tunnel was never closed"
+        elapsed_ok(time.monotonic() - t0)
+        assert extra == b""
+    assert origin.wait_for(lambda o: o.open_connections == 0, timeout=3 * SLACK)
+    assert_still_serves(bw)
+
+
+@pytest.mark.parametrize("n,held", [(8192, True), (8193, False)])
+def test_small_body_is_received_whole_before_the_upstream_is_used(origin, proxy, n, held):
+    # A client sending its body a byte at a time, each within
+    # client_body_timeout, held an upstream connection (and a worker of the
+    # application behind it) for as long as it liked: a few hundred such
+    # clients took them all. A body of up to 8 KiB is read whole first, as
+    # nginx buffers bodies; a larger one still streams.
+    bw = proxy(origin, limits=limits())
+    body = om.pattern(n, offset=1)
+    with bw.connect() as c:
+        c.send(request_bytes("POST", "/small", [("Content-Length", str(n))]) + body[:-1])
+        if held:
+            time.sleep(0.5)
+            assert origin.heads_for("/small") == [] and origin.connections == 0
+        else:
+            assert origin.wait_for(lambda o: o.heads_for("/small"), timeout=3 * SLACK)
+        c.send(body[-1:])
+        r = c.read_response(timeout=5)
+    assert r.status == 200
+    assert r.json()["body_len"] == n
+    assert origin.requests_for("/small")[0].body == body
+
+
+def test_small_body_after_100_continue(origin, proxy):
+    bw = proxy(origin, limits=limits())
+    with bw.connect() as c:
+        c.send(request_bytes("POST", "/expect", [("Content-Length", "5"), ("Expect", "100-continue")]))
+        assert c.read_head(timeout=5).status == 100
+        assert origin.connections == 0
+        c.send(b"hello")
+        r = c.read_response(timeout=5)
+    assert r.status == 200 and r.json()["body_len"] == 5

@@ -35,6 +35,7 @@ class Request:
         self.headers = headers  # list of (name, value)
         self.body = b""
         self.body_len = 0
+        self.chunks = 0  # data chunks of a chunked body, as the origin received them
         self.body_sha256 = hashlib.sha256(b"").hexdigest()
         self.complete = False  # whole body received
         self.time = time.monotonic()
@@ -132,6 +133,7 @@ class Exchange:
                         pass
                     break
                 self._need(size + 2, deadline)
+                req.chunks += 1
                 body += self.buf[:size]
                 self.buf = self.buf[size + 2:]
                 self._progress(body)

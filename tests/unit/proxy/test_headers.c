@@ -220,13 +220,17 @@ TEST(many_fields_named_by_connection_removed)
                          "Connection: x-6, x-7, x-8, x-9,\tX-10\r\n"
                          "X-1: 1\r\nX-2: 2\r\nX-3: 3\r\nX-4: 4\r\nX-5: 5\r\n"
                          "X-6: 6\r\nX-7: 7\r\nX-8: 8\r\nX-9: 9\r\nX-10: 10\r\n"
-                         "X-11: 11\r\n"
+                         "X-11: 11\r\nx-3: 3b\r\nX-: 0\r\nX-100: 100\r\nx: x\r\n"
                          "\r\n"));
     CHECK(upstream(&in, &PLAIN, &out));
     const char *gone[] = {"x-1", "x-2", "x-3", "x-4", "x-5", "x-6", "x-7", "x-8", "x-9", "x-10"};
     for (size_t i = 0; i < sizeof gone / sizeof gone[0]; i++)
         CHECK_INT_EQ(count(UH(out), gone[i]), 0);
+    /* Names that share a prefix with a listed one, or sort next to it. */
     CHECK_SLICE_EQ(value(UH(out), "x-11"), "11");
+    CHECK_SLICE_EQ(value(UH(out), "x-"), "0");
+    CHECK_SLICE_EQ(value(UH(out), "x-100"), "100");
+    CHECK_SLICE_EQ(value(UH(out), "x"), "x");
     struct resp rin, rout;
     CHECK(PARSE_RESP(&rin,
                      "HTTP/1.1 200 OK\r\nConnection: a, b, c, d, e, f, g, h, i, X-Internal\r\n"
