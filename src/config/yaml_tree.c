@@ -21,6 +21,7 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "base/slice.h"
 #include "config/internal.h"
 
 struct builder {
@@ -668,17 +669,6 @@ static void trace_single(struct trace *tr, size_t i)
     }
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* The bytes of one escape after the backslash at i (YAML 1.2 §5.7); 0 when
  * it is not one this replay knows. *used: source bytes after the backslash. */
 static size_t unescape(const struct trace *tr, size_t i, char out[4], size_t *used)
@@ -729,7 +719,7 @@ static size_t unescape(const struct trace *tr, size_t i, char out[4], size_t *us
         return 0;
     }
     for (size_t d = 0; d < digits; d++) {
-        int v = i + 2 + d < tr->len ? hexval(tr->t[i + 2 + d]) : -1;
+        int v = i + 2 + d < tr->len ? bw_hex_value(tr->t[i + 2 + d]) : -1;
         if (v < 0)
             return 0;
         cp = cp << 4 | (uint32_t)v;
