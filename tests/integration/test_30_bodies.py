@@ -1,7 +1,6 @@
 """Bodies stream both ways, intact, in every framing, without the proxy
 buffering whole bodies."""
 import hashlib
-import os
 import re
 import time
 
