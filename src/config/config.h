@@ -67,11 +67,18 @@ struct bw_config_listen {
     struct bw_config_tls tls; /* when has_tls */
 };
 
+/* limits.body_buffer_bytes: a request body of at most this many bytes (by
+ * its Content-Length) is received whole before an upstream connection is
+ * taken. The default and the most: half a small buffer, so the body always
+ * fits beside what is left of the head. */
+#define BW_CONFIG_BODY_BUFFER_MAX ((uint64_t)8 * 1024)
+
 struct bw_config_limits {
     uint64_t request_line_bytes;       /* default 8KiB */
     uint64_t header_bytes;             /* default 32KiB */
     uint64_t headers;                  /* default 100, max BW_HTTP_MAX_HEADERS */
     uint64_t body_bytes;               /* default 16MiB; 0 = unlimited */
+    uint64_t body_buffer_bytes;        /* default 8KiB: smaller bodies are read whole first */
     uint64_t client_header_timeout_ms; /* default 10s */
     uint64_t client_body_timeout_ms;   /* default 60s: between body reads */
     uint64_t keepalive_timeout_ms;     /* default 60s: idle between requests */

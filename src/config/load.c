@@ -643,6 +643,7 @@ static void parse_limits(struct ld *ld, const struct bw__ynode *key, const struc
         F_SEND_TO,
         F_DRAIN_TO,
         F_MAX_CONN,
+        F_BODY_BUFFER,
         F__COUNT
     };
     struct field f[F__COUNT] = {
@@ -656,6 +657,7 @@ static void parse_limits(struct ld *ld, const struct bw__ynode *key, const struc
         [F_SEND_TO] = {.name = "send_timeout"},
         [F_DRAIN_TO] = {.name = "drain_timeout"},
         [F_MAX_CONN] = {.name = "max_connections"},
+        [F_BODY_BUFFER] = {.name = "body_buffer_bytes"},
     };
     if (!walk_map(ld, n, key, "limits", "a mapping like {header_bytes: 32KiB}", f, F__COUNT))
         return;
@@ -673,6 +675,12 @@ static void parse_limits(struct ld *ld, const struct bw__ynode *key, const struc
     if (f[F_BODY].has)
         (void)get_size(ld, f[F_BODY].val, "limits.body_bytes", 0, TiB, "0 (unlimited) to 1TiB",
                        &l->body_bytes);
+    /* At most half a small buffer, so the whole body always fits beside
+     * what is left of the head (proxy.h BW_SMALL_BUF). */
+    if (f[F_BODY_BUFFER].has)
+        (void)get_size(ld, f[F_BODY_BUFFER].val, "limits.body_buffer_bytes", 0,
+                       BW_CONFIG_BODY_BUFFER_MAX, "0 (stream every body) to 8KiB",
+                       &l->body_buffer_bytes);
     static const struct {
         int field;
         const char *path;
@@ -1196,6 +1204,7 @@ static void set_defaults(struct ld *ld)
     l->header_bytes = 32 * 1024;
     l->headers = 100;
     l->body_bytes = 16 * 1024 * 1024;
+    l->body_buffer_bytes = BW_CONFIG_BODY_BUFFER_MAX;
     l->client_header_timeout_ms = 10 * 1000;
     l->client_body_timeout_ms = 60 * 1000;
     l->keepalive_timeout_ms = 60 * 1000;

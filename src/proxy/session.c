@@ -37,13 +37,11 @@ enum { LINGER_BYTES = 64 * 1024, LINGER_MS = 2000 };
  * one event before yielding to the other connections of its worker. */
 enum { MAX_ROUNDS = 16 };
 
-/* A request body of at most this many bytes (by its Content-Length) is
- * received whole before the upstream is connected; a larger one, or a
- * chunked one, is streamed. Half a small buffer: it always fits beside
- * what is left of the head. */
-enum { BODY_WAIT_BYTES = 8192 };
-
 #include "proxy/session-t.h"
+
+/* A body held back by limits.body_buffer_bytes must fit beside the head. */
+_Static_assert(BW_CONFIG_BODY_BUFFER_MAX * 2 <= BW_SMALL_BUF,
+               "limits.body_buffer_bytes must fit in half a small buffer");
 
 static void session_close(struct bw_session *s);
 
@@ -723,7 +721,9 @@ static void start_request(struct bw_session *s, struct bw_http_request *hq)
 
     stamp(s, &r->t_upstream);
     set_state(s, S_EXCHANGE);
-    if (r->body.kind == BW_BODY_LENGTH && r->body.remaining <= BODY_WAIT_BYTES &&
+    /* limits.body_buffer_bytes (config.h): a larger body, or a chunked
+     * one, is streamed. */
+    if (r->body.kind == BW_BODY_LENGTH && r->body.remaining <= cfg->limits.body_buffer_bytes &&
         bw_buf_len(s->cbuf) < r->body.remaining) {
         /* A small body is read whole before an upstream connection is
          * taken, as nginx buffers bodies: streamed, a client sending one

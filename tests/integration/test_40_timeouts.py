@@ -307,6 +307,18 @@ def test_small_body_is_received_whole_before_the_upstream_is_used(origin, proxy,
     assert origin.requests_for("/small")[0].body == body
 
 
+def test_body_buffer_bytes_zero_streams_every_body(origin, proxy):
+    # limits.body_buffer_bytes: 0 turns the hold-back off: the head goes
+    # upstream at once and the body follows as it arrives.
+    bw = proxy(origin, limits=limits(body_buffer_bytes="0"))
+    with bw.connect() as c:
+        c.send(request_bytes("POST", "/now", [("Content-Length", "5")]) + b"hell")
+        assert origin.wait_for(lambda o: o.heads_for("/now"), timeout=3 * SLACK)
+        c.send(b"o")
+        r = c.read_response(timeout=5)
+    assert r.status == 200 and r.json()["body_len"] == 5
+
+
 def test_small_body_after_100_continue(origin, proxy):
     bw = proxy(origin, limits=limits())
     with bw.connect() as c:
