@@ -32,14 +32,7 @@ def wait_log(bw, text, timeout=5.0):
 
 
 def reload(bw, expect, timeout=5.0):
-    n = bw.stderr().count(expect)
-    bw.signal(signal.SIGHUP)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if bw.stderr().count(expect) > n:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"no {expect!r} after SIGHUP:\n{bw.stderr()[-2000:]}")
+    bw.reload(expect, timeout)
 
 
 def served_by(bw, path="/"):

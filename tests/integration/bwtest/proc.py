@@ -168,6 +168,18 @@ class Bulwark:
         if self.proc.poll() is None:
             os.kill(self.pid, sig)
 
+    def reload(self, expect="is live", timeout=5.0):
+        """SIGHUP, then wait for one more `expect` in the error log (a
+        generation going live, or "reload rejected")."""
+        n = self.stderr().count(expect)
+        self.signal(signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.stderr().count(expect) > n:
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"no {expect!r} after SIGHUP:\n{self.stderr()[-2000:]}")
+
     def wait_exit(self, timeout):
         try:
             self.exit_code = self.proc.wait(timeout)
