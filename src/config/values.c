@@ -265,6 +265,15 @@ bw_status bw_parse_cidr_err(bw_slice s, struct bw_cidr *ret, bw_error *err)
         inet_ntop(v6 ? AF_INET6 : AF_INET, net, ntop, sizeof ntop);
         return bw_error_set(err, "host bits set; did you mean %s/%u?", ntop, prefix);
     }
+    /* ::ffff:a.b.c.d/96+ is an IPv4 network, as in rule literals (and as
+     * bw_cidr_contains sees a mapped peer): one meaning for one text. */
+    static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (v6 && prefix >= 96 && memcmp(c.addr, v4mapped, sizeof v4mapped) == 0) {
+        memmove(c.addr, c.addr + 12, 4);
+        memset(c.addr + 4, 0, 12);
+        c.family = AF_INET;
+        c.prefix = (uint8_t)(prefix - 96);
+    }
     *ret = c;
     return BW_OK;
 }
@@ -283,15 +292,14 @@ bool bw_cidr_contains(const struct bw_cidr *c, const struct sockaddr *sa)
             return false;
         a = (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr;
     } else if (sa->sa_family == AF_INET6) {
+        /* ::ffff:a.b.c.d is an IPv4 peer (as a dual-stack socket or a
+         * forwarded header shows one): only IPv4 networks hold it, as for
+         * ip.src in rules, so "::/0" cannot trust every IPv4 client. */
         const struct in6_addr *in6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-        if (c->family == AF_INET6) {
-            a = in6->s6_addr;
-        } else if (c->family == AF_INET && IN6_IS_ADDR_V4MAPPED(in6)) {
-            /* ::ffff:a.b.c.d is how a dual-stack socket shows an IPv4 peer. */
-            a = in6->s6_addr + 12;
-        } else {
+        bool mapped = IN6_IS_ADDR_V4MAPPED(in6);
+        if (c->family != (mapped ? AF_INET : AF_INET6))
             return false;
-        }
+        a = mapped ? in6->s6_addr + 12 : in6->s6_addr;
     } else {
         return false;
     }

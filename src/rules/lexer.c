@@ -304,7 +304,7 @@ static bw_status lex_ip(struct bw_rules_lexer *lx, struct bw_rules_token *t, uin
         pend++;
         uint32_t ds = pend;
         unsigned p = 0;
-        while (pend < n && is_digit(s[pend]) && pend - ds < 4) {
+        while (pend < n && is_digit(s[pend]) && pend - ds < 3) {
             p = p * 10 + (unsigned)(s[pend] - '0');
             pend++;
         }

@@ -283,6 +283,16 @@ TEST(cidr_parse)
     CHECK(cidr("::/0", &c, &err));
     CHECK(cidr("::/128", &c, &err));
     CHECK(bw_parse_cidr(S("192.168.0.0/16"), &c) == BW_OK);
+    CHECK(cidr("::ffff:10.0.0.0/104", &c, &err));
+    CHECK_INT_EQ(c.family, AF_INET);
+    CHECK_INT_EQ(c.prefix, 8);
+    CHECK_INT_EQ(c.addr[0], 10);
+    CHECK_INT_EQ(c.addr[4], 0);
+    CHECK(cidr("::ffff:1.2.3.4", &c, &err));
+    CHECK_INT_EQ(c.family, AF_INET);
+    CHECK_INT_EQ(c.prefix, 32);
+    CHECK(cidr("::fffe:0:0/95", &c, &err));
+    CHECK_INT_EQ(c.family, AF_INET6);
 }
 
 TEST(cidr_refused)
@@ -376,7 +386,15 @@ TEST(cidr_contains)
     CHECK(!in("10.0.0.0/8", v6("::10.1.2.3"))); /* IPv4-compatible is not mapped */
     /* Families do not mix the other way round. */
     CHECK(!in("::/0", v4("1.2.3.4")));
-    CHECK(!in("::ffff:0:0/96", v4("1.2.3.4")));
+    /* A mapped address is IPv4 on both sides, as ip.src and rule literals
+     * are: "::ffff:0:0/96" is 0.0.0.0/0, and "::/0" holds no IPv4 peer. */
+    CHECK(in("::ffff:0:0/96", v4("1.2.3.4")));
+    CHECK(in("::ffff:10.0.0.0/104", v4("10.9.8.7")));
+    CHECK(!in("::ffff:10.0.0.0/104", v4("11.9.8.7")));
+    CHECK(in("::ffff:10.0.0.0/104", v6("::ffff:10.9.8.7")));
+    CHECK(!in("::/0", v6("::ffff:1.2.3.4")));
+    CHECK(!in("::fffe:0:0/95", v4("1.2.3.4"))); /* wider than the mapped range: IPv6 */
+    CHECK(in("::/0", v6("::10.1.2.3")));        /* IPv4-compatible is plain IPv6 */
     struct sockaddr_storage un;
     memset(&un, 0, sizeof un);
     un.ss_family = AF_UNIX;

@@ -56,6 +56,8 @@ static const struct bad bad_cases[] = {
      "CIDR \"10.0.0.1/8\" has host bits set (did you mean \"10.0.0.0/8\"?)"},
     {"ip.src in {10.0.0.0/33}", 1, 12, 11,
      "invalid CIDR \"10.0.0.0/33\": the prefix length must be 0..32"},
+    {"ip.src in {10.0.0.0/0008}", 1, 12, 13,
+     "invalid CIDR \"10.0.0.0/0008\": the prefix length must be 0..32"},
     {"ip.src in {2001:db8::/129}", 1, 12, 14,
      "invalid CIDR \"2001:db8::/129\": the prefix length must be 0..128"},
     {"ip.src in {2001:db8:::1}", 1, 12, 12, "invalid IPv6 address \"2001:db8:::1\""},
