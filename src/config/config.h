@@ -79,6 +79,7 @@ struct bw_config_limits {
     uint64_t headers;                  /* default 100, max BW_HTTP_MAX_HEADERS */
     uint64_t body_bytes;               /* default 16MiB; 0 = unlimited */
     uint64_t body_buffer_bytes;        /* default 8KiB: smaller bodies are read whole first */
+    uint64_t read_ahead_bytes;         /* default 16MiB per worker: io_uring multishot receives */
     uint64_t client_header_timeout_ms; /* default 10s */
     uint64_t client_body_timeout_ms;   /* default 60s: between body reads */
     uint64_t keepalive_timeout_ms;     /* default 60s: idle between requests */

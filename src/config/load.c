@@ -644,6 +644,7 @@ static void parse_limits(struct ld *ld, const struct bw__ynode *key, const struc
         F_DRAIN_TO,
         F_MAX_CONN,
         F_BODY_BUFFER,
+        F_READ_AHEAD,
         F__COUNT
     };
     struct field f[F__COUNT] = {
@@ -658,6 +659,7 @@ static void parse_limits(struct ld *ld, const struct bw__ynode *key, const struc
         [F_DRAIN_TO] = {.name = "drain_timeout"},
         [F_MAX_CONN] = {.name = "max_connections"},
         [F_BODY_BUFFER] = {.name = "body_buffer_bytes"},
+        [F_READ_AHEAD] = {.name = "read_ahead_bytes"},
     };
     if (!walk_map(ld, n, key, "limits", "a mapping like {header_bytes: 32KiB}", f, F__COUNT))
         return;
@@ -681,6 +683,9 @@ static void parse_limits(struct ld *ld, const struct bw__ynode *key, const struc
         (void)get_size(ld, f[F_BODY_BUFFER].val, "limits.body_buffer_bytes", 0,
                        BW_CONFIG_BODY_BUFFER_MAX, "0 (stream every body) to 8KiB",
                        &l->body_buffer_bytes);
+    if (f[F_READ_AHEAD].has)
+        (void)get_size(ld, f[F_READ_AHEAD].val, "limits.read_ahead_bytes", 0, TiB, "0 to 1TiB",
+                       &l->read_ahead_bytes);
     static const struct {
         int field;
         const char *path;
@@ -1205,6 +1210,7 @@ static void set_defaults(struct ld *ld)
     l->headers = 100;
     l->body_bytes = 16 * 1024 * 1024;
     l->body_buffer_bytes = BW_CONFIG_BODY_BUFFER_MAX;
+    l->read_ahead_bytes = 16 * 1024 * 1024;
     l->client_header_timeout_ms = 10 * 1000;
     l->client_body_timeout_ms = 60 * 1000;
     l->keepalive_timeout_ms = 60 * 1000;

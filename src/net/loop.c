@@ -36,6 +36,7 @@ bw_status bw_loop_init(struct bw_loop *loop, bw_error *err)
 {
     memset(loop, 0, sizeof *loop);
     loop->wake_fd = -1;
+    loop->read_ahead_max = SIZE_MAX; /* the owner sets its limit */
     loop->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (loop->epfd < 0)
         return bw_error_set(err, "epoll_create1: %s", strerror(errno));

@@ -14,6 +14,7 @@
 #ifndef BW_NET_LOOP_H
 #define BW_NET_LOOP_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -87,6 +88,14 @@ struct bw_loop {
      * min_wait). A wait that saw nothing for this long ends at the next
      * event. */
     uint32_t batch_wait_us;
+    /* Ring mode: a multishot receive takes in what the socket holds, up to
+     * 32 buffers a round, before its owner could push back; bytes taken and
+     * not yet read are held in memory the kernel's TCP limits no longer
+     * see. Past read_ahead_max held, the ring receives one buffer at a time
+     * until the holdings fall to half (ring.c). read_ahead_held is their
+     * total, for /metrics. */
+    size_t read_ahead_max;
+    _Atomic uint64_t read_ahead_held;
     bool has_ring;
     struct bw_ring *ring; /* when has_ring */
     struct bw_deferred *deferred;

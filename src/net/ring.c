@@ -19,6 +19,11 @@
  *   3-5 % of the CPU per proxied request), and is cancelled while a stash
  *   waits. What the kernel received before the cancel took effect (one
  *   round, at most the socket's receive queue) is kept after the stash.
+ *   Those rounds are memory the kernel's TCP limits no longer see (a client
+ *   pipelining behind a slow request leaves up to 32 buffers a round), so
+ *   a worker counts what it holds: past the loop's read_ahead_max it
+ *   cancels every armed multishot and receives one buffer at a time, as
+ *   for uploads, until its holdings fall to half.
  *   On upstream connections (responses, often large bodies), and on a
  *   client connection once a receive filled a whole buffer (an upload),
  *   it is one buffer at a time, each posted when the last was read, so a
@@ -121,6 +126,7 @@ _Static_assert(BW_RING_COPY_MAX <= UINT16_MAX, "send offsets are 16-bit");
 
 struct bw_ring {
     struct io_uring ring;
+    struct bw_loop *loop;
     struct io_uring_buf_ring *br;
     char *bufs;
     /* In chunks of SLOT_CHUNK, so that a slot never moves (callbacks may
@@ -142,6 +148,8 @@ struct bw_ring {
     bool min_wait;        /* the kernel takes min_wait_usec */
     uint32_t last_events; /* completions the last iteration handled */
     bool streaming;       /* the last iteration filled a whole receive buffer */
+    bool tight;           /* held past read_ahead_max: no multishot receives */
+    size_t held;          /* bytes of every spilled stash (read_ahead_held) */
     bool epoll_armed;
     bool epoll_ready; /* the epoll fd fired, or its last drain was full */
     struct __kernel_timespec grace;
@@ -221,10 +229,10 @@ static void post_recv(struct bw_ring *r, uint32_t id)
     /* Bulk data (a large body) is received one buffer at a time, as the
      * owner asks for it: a multishot receive would take in all the socket
      * holds at once, into memory, before the owner could push back. */
-    if (s->rx_bulk || s->outbound)
-        io_uring_prep_recv(sqe, s->fd, NULL, BUF_SIZE, 0);
-    else
+    if (!s->rx_bulk && !s->outbound && !r->tight)
         io_uring_prep_recv_multishot(sqe, s->fd, NULL, 0, 0);
+    else
+        io_uring_prep_recv(sqe, s->fd, NULL, BUF_SIZE, 0);
     sqe_file(sqe, s, id);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     /* A socket the last receive emptied has nothing yet, in a request and
@@ -311,14 +319,43 @@ static void recycle_buf(struct bw_ring *r, uint16_t bid)
     }
 }
 
+static void pause_recv(struct bw_ring *r, uint32_t id);
+
+/* Spilled stashes grew by plus and shrank by minus bytes. Past the limit,
+ * every armed multishot is cancelled (each is posted again one-shot), so
+ * no idle connection can add a whole round; below half, multishot is back
+ * for receives posted from then on. */
+static void held_change(struct bw_ring *r, size_t plus, size_t minus)
+{
+    r->held = r->held + plus - minus;
+    atomic_store_explicit(&r->loop->read_ahead_held, r->held, memory_order_relaxed);
+    if (!r->tight && r->held > r->loop->read_ahead_max) {
+        r->tight = true;
+        BW_WARNF("a worker holds %zu bytes received from clients and not yet read "
+                 "(limits.read_ahead_bytes is %zu): receiving one buffer at a time",
+                 r->held, r->loop->read_ahead_max);
+        for (uint32_t id = 0; id < r->nslots; id++) {
+            struct slot *s = slot_of(r, id);
+            /* The multishot ones (no room in a slot to mark them: a
+             * one-shot cancelled too is only posted again). */
+            if (s->open && s->rx_posted && !s->rx_bulk && !s->outbound)
+                pause_recv(r, id);
+        }
+    } else if (r->tight && r->held <= r->loop->read_ahead_max / 2) {
+        r->tight = false;
+    }
+}
+
 static void drop_stash(struct bw_ring *r, struct slot *s)
 {
     if (!s->rx_len)
         return;
-    if (s->rx_spilled)
+    if (s->rx_spilled) {
         free(s->rx_spill);
-    else
+        held_change(r, 0, s->rx_len); /* a spill's allocation is rx_len bytes */
+    } else {
         recycle_buf(r, s->rx_bid);
+    }
     s->rx_spill = NULL;
     s->rx_spilled = false;
     s->rx_off = s->rx_len = 0;
@@ -488,6 +525,7 @@ bw_status bw_loop_ring_init(struct bw_loop *loop, bw_error *err)
     }
     r->free_head = UINT32_MAX;
     r->grace.tv_sec = CLOSE_GRACE_S;
+    r->loop = loop;
     loop->ring = r;
     loop->has_ring = true;
     return BW_OK;
@@ -748,12 +786,14 @@ static bool spill_stash(struct bw_ring *r, struct slot *s, uint16_t bid, uint32_
 {
     uint32_t left = s->rx_len - s->rx_off;
     if (s->rx_spilled && n) {
+        uint32_t had = s->rx_len; /* held counts rx_len of each spill */
         /* Grown in place where the allocator can: no copy of all held so
          * far for each buffer added. */
         if (s->rx_off) {
             memmove(s->rx_spill, s->rx_spill + s->rx_off, left);
             s->rx_off = 0;
             s->rx_len = left;
+            held_change(r, left, had);
         }
         char *grown = realloc(s->rx_spill, (size_t)left + n);
         if (!grown)
@@ -762,6 +802,7 @@ static bool spill_stash(struct bw_ring *r, struct slot *s, uint16_t bid, uint32_
         recycle_buf(r, bid);
         s->rx_spill = grown;
         s->rx_len = left + n;
+        held_change(r, n, 0);
         return true;
     }
     char *copy = malloc((size_t)left + n);
@@ -778,6 +819,7 @@ static bool spill_stash(struct bw_ring *r, struct slot *s, uint16_t bid, uint32_
     s->rx_spilled = true;
     s->rx_off = 0;
     s->rx_len = left + n;
+    held_change(r, left + n, 0);
     return true;
 }
 

@@ -445,8 +445,11 @@ static bw_status metrics_text(void *self, struct bw_textbuf *out, bw_error *err)
     uint64_t bot_scored = 0, bot_killed = 0, bot_fails[BW_ON_ERROR__COUNT] = {0};
     uint64_t verdicts[BW_RULES_PHASE__COUNT][BW_VERDICT__COUNT] = {{0}};
     uint64_t regex[BW_REGEX_OUTCOME__COUNT] = {0};
+    uint64_t read_ahead = 0;
     for (size_t w = 0; w < c->nworkers; w++) {
         const struct bw_worker_stats *st = &c->pws[w].stats;
+        read_ahead +=
+            atomic_load_explicit(&c->pws[w].w->loop.read_ahead_held, memory_order_relaxed);
         accepted += ld(&st->accepted);
         closed += ld(&st->closed);
         reclaimed += ld(&st->reclaimed);
@@ -483,6 +486,11 @@ static bw_status metrics_text(void *self, struct bw_textbuf *out, bw_error *err)
                          "limits.max_connections",
                          err));
     TRY(bw_metric_counter(out, "connections_reclaimed_total", NULL, 0, reclaimed, err));
+    TRY(bw_metric_family(out, "read_ahead_bytes", BW_METRIC_GAUGE,
+                         "bytes received from clients and not yet read by their request "
+                         "(io_uring; limits.read_ahead_bytes per worker)",
+                         err));
+    TRY(bw_metric_gauge(out, "read_ahead_bytes", NULL, 0, (double)read_ahead, err));
     TRY(bw_metric_family(out, "responses_total", BW_METRIC_COUNTER,
                          "responses sent, by status class", err));
     for (size_t i = 1; i < 6; i++) {

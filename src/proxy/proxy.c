@@ -360,6 +360,8 @@ bw_status bw_snapshot_reloadable(const struct bw_config *a, const struct bw_conf
         what[n++] = "limits.max_connections";
     if (a->limits.drain_timeout_ms != b->limits.drain_timeout_ms)
         what[n++] = "limits.drain_timeout";
+    if (a->limits.read_ahead_bytes != b->limits.read_ahead_bytes)
+        what[n++] = "limits.read_ahead_bytes";
     if (a->log.access_enabled != b->log.access_enabled ||
         !bw_slice_eq(a->log.access_path, b->log.access_path))
         what[n++] = "access_log";
@@ -579,6 +581,7 @@ bw_status bw_proxy_worker_init(struct bw_proxy_worker *pw, struct bw_runtime *rt
         break;
     }
     w->loop.batch_wait_us = cfg->io_batch_wait_us;
+    w->loop.read_ahead_max = cfg->limits.read_ahead_bytes;
     w->max_conns = cfg->limits.max_connections;
     w->drain_timeout_ms = cfg->limits.drain_timeout_ms;
     if (rt->access_log)

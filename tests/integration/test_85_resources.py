@@ -223,3 +223,75 @@ def test_start_warns_when_the_fd_limit_is_below_max_connections(tmp_path, origin
     finally:
         bw.stop()
         bw.kill()
+
+
+def read_ahead_held(bw):
+    text = client.request(bw.admin_port, "GET", "/metrics", host="admin").body.decode()
+    for line in text.splitlines():
+        if line.startswith("bulwark_read_ahead_bytes "):
+            return int(float(line.split()[1]))
+    raise AssertionError(f"no bulwark_read_ahead_bytes in /metrics:\n{text}")
+
+
+def test_io_uring_read_ahead_is_bounded_per_worker(origin, proxy):
+    # With io_uring, a client connection's multishot receive takes in what
+    # its socket holds, up to 32 buffers a round, before the request could
+    # push back: clients pipelining behind slow requests park that in
+    # bulwark's memory, out of reach of the kernel's TCP memory limits.
+    # Past limits.read_ahead_bytes the worker cancels every armed multishot
+    # and receives one 16 KiB buffer at a time, so each further such client
+    # adds at most one buffer.
+    from bwtest import origin as behaviours
+    origin.on("/slow", behaviours.slow(30))
+    limit = 32 * 1024
+    bw = proxy(origin, workers=1, io_engine="auto", limits={"read_ahead_bytes": "32KiB", "drain_timeout": "1s"},
+               admin={"address": "127.0.0.1:0"})
+    if "io: io_uring" not in bw.stderr():
+        pytest.skip("io_uring is not available here: epoll holds nothing ahead")
+    # A request and, behind it in the same write, 256 KiB more: the first
+    # segment alone (64 KiB on loopback) is four buffers of a round.
+    flood = client.request_bytes("GET", "/slow") + b"x" * (256 * 1024)
+    conns = []
+    try:
+        # Idle keepalive connections, one request answered on each: their
+        # multishot receives are armed.
+        idle = []
+        for i in range(30):
+            c = bw.connect(timeout=10)
+            conns.append(c)
+            c.send(client.request_bytes("GET", f"/warm/{i}"))
+            assert c.read_response().status == 200
+            idle.append(c)
+        assert read_ahead_held(bw) == 0
+        # Clients flooding behind a slow request, one by one, until the
+        # worker holds more than the limit.
+        for n in range(1, 9):
+            c = bw.connect(timeout=10)
+            conns.append(c)
+            c.send(flood)
+            deadline = time.monotonic() + 5 * SLACK
+            while len(origin.heads_for("/slow")) < n and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if read_ahead_held(bw) > limit:
+                break
+        assert read_ahead_held(bw) > limit
+        assert "receiving one buffer at a time" in bw.stderr()
+        # An answered request on a new connection: the worker has been
+        # round its loop since, so the cancels went to the kernel.
+        assert bw.request("GET", "/after").status == 200
+        before = read_ahead_held(bw)
+        flooders = len(origin.heads_for("/slow"))
+        for c in idle:
+            c.send(flood)
+        deadline = time.monotonic() + 10 * SLACK
+        while len(origin.heads_for("/slow")) < flooders + len(idle) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(origin.heads_for("/slow")) == flooders + len(idle)
+        added = read_ahead_held(bw) - before
+        # At most one buffer each, less the request head it carried. With a
+        # multishot round each, it would be 48 KiB or more each.
+        assert 0 < added <= len(idle) * 16384, added
+    finally:
+        for c in conns:
+            c.close()
+    serves_again(bw, 5 * SLACK)

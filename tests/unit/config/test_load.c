@@ -271,7 +271,8 @@ static const struct {
     {"limits unknown key", BASE "limits:\n  header_size: 1KiB\n",
      "10:3: unknown key \"header_size\" in limits (expected one of: request_line_bytes, "
      "header_bytes, headers, body_bytes, client_header_timeout, client_body_timeout, "
-     "keepalive_timeout, send_timeout, drain_timeout, max_connections, body_buffer_bytes)"},
+     "keepalive_timeout, send_timeout, drain_timeout, max_connections, body_buffer_bytes, "
+     "read_ahead_bytes)"},
     {"limits duplicate key", BASE "limits:\n  headers: 10\n  headers: 20\n",
      "11:3: duplicate key \"headers\" in limits (first at line 10)"},
     {"header_bytes not a size", BASE "limits:\n  header_bytes: lots\n",
@@ -302,6 +303,8 @@ static const struct {
     {"body_buffer_bytes over 8KiB", BASE "limits:\n  body_buffer_bytes: 8193\n",
      "10:22: limits.body_buffer_bytes: expected a size from 0 (stream every body) to 8KiB, got "
      "\"8193\""},
+    {"read_ahead_bytes over 1TiB", BASE "limits:\n  read_ahead_bytes: 1025GiB\n",
+     "10:21: limits.read_ahead_bytes: expected a size from 0 to 1TiB, got \"1025GiB\""},
     {"bare number duration", BASE "limits:\n  keepalive_timeout: 10\n",
      "10:22: limits.keepalive_timeout: expected a duration like 10s or 500ms, got \"10\""},
     {"zero duration", BASE "limits:\n  drain_timeout: 0s\n",
@@ -647,6 +650,7 @@ TEST(defaults_from_minimal_config)
     CHECK_INT_EQ(l->headers, 100);
     CHECK_INT_EQ(l->body_bytes, 16 * 1024 * 1024);
     CHECK_INT_EQ(l->body_buffer_bytes, 8192);
+    CHECK_INT_EQ(l->read_ahead_bytes, 16 * 1024 * 1024);
     CHECK_INT_EQ(l->client_header_timeout_ms, 10000);
     CHECK_INT_EQ(l->client_body_timeout_ms, 60000);
     CHECK_INT_EQ(l->keepalive_timeout_ms, 60000);
@@ -734,6 +738,7 @@ static const char FULL[] =
     "  headers: 1000\n"
     "  body_bytes: 0\n"
     "  body_buffer_bytes: 0\n"
+    "  read_ahead_bytes: 1TiB\n"
     "  client_header_timeout: 1ms\n"
     "  client_body_timeout: 2s\n"
     "  keepalive_timeout: 3m\n"
@@ -804,6 +809,7 @@ TEST(full_config_every_key)
     CHECK_INT_EQ(l->headers, 1000);
     CHECK_INT_EQ(l->body_bytes, 0);
     CHECK_INT_EQ(l->body_buffer_bytes, 0);
+    CHECK_INT_EQ(l->read_ahead_bytes, (uint64_t)1 << 40);
     CHECK_INT_EQ(l->client_header_timeout_ms, 1);
     CHECK_INT_EQ(l->client_body_timeout_ms, 2000);
     CHECK_INT_EQ(l->keepalive_timeout_ms, 180000);
