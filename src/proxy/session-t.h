@@ -101,7 +101,8 @@ struct request {
     const char *cont;   /* "100 Continue" bytes left to write, if any */
     size_t cont_len;
     bool cont_sent;
-    bool body_wait; /* a small body is read whole before the upstream is chosen */
+    bool body_wait;    /* a small body is read whole before the upstream is chosen */
+    bool client_ended; /* the client had ended its side (FIN) when this request began */
 
     size_t upstream;
     long server;

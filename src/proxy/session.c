@@ -577,6 +577,7 @@ static void start_request(struct bw_session *s, struct bw_http_request *hq)
     r->idempotent = is_idempotent(hq->method_id);
     r->is_head = hq->method_id == BW_METHOD_HEAD;
     r->upgrade = hq->upgrade;
+    r->client_ended = s->c_hup;
     r->bytes_in = hq->head_len;
     size_t ml =
         hq->method.len < sizeof r->method_text - 1 ? hq->method.len : sizeof r->method_text - 1;
@@ -2245,6 +2246,31 @@ void bw__session_pump(struct bw_session *s)
     }
 }
 
+/* The client ended its side (FIN) while its request, all sent upstream,
+ * waits for the response head. With nothing before the end, it is taken as
+ * gone, as nginx does, so that a slow upstream's work for nobody is dropped
+ * at once instead of at read_timeout; a client that half-closes right after
+ * one request and still reads is the rare cost. A client that had ended
+ * its side before this request began, or pipelined more requests before
+ * its FIN (kept in cbuf), said all it had to say and is answered. Once the
+ * response has started, a closed client is found by the next write. */
+static bool client_gone(struct bw_session *s)
+{
+    const struct request *r = s->req;
+    if (!r || r->client_ended || r->body_wait || !r->body.framed || r->qfwd.active ||
+        r->resp_started)
+        return false;
+    bool more = s->cbuf && bw_buf_len(s->cbuf) > 0;
+    for (;;) {
+        long n = read_client(s);
+        if (n > 0) {
+            more = true;
+            continue;
+        }
+        return n == 0 && !more;
+    }
+}
+
 static void client_io(struct bw_loop *loop, struct bw_io *io, uint32_t ev)
 {
     (void)loop;
@@ -2267,6 +2293,10 @@ static void client_io(struct bw_loop *loop, struct bw_io *io, uint32_t ev)
     if ((ev & (EPOLLHUP | EPOLLERR)) && (s->state == S_EXCHANGE || s->state == S_TUNNEL)) {
         /* The client is gone (reset): nobody will read the response. */
         session_close(s);
+        return;
+    }
+    if (s->c_hup && s->state == S_EXCHANGE && client_gone(s)) {
+        session_close(s); /* logged 499; the upstream connection is closed */
         return;
     }
     bw__session_pump(s);

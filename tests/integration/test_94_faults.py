@@ -607,3 +607,38 @@ def check_fewer_descriptors(bw, nofile):
         assert_still_serves(bw)
     finally:
         bw.stop()
+
+
+@pytest.mark.parametrize("engine", ["epoll", "auto"])
+def test_client_closing_before_the_answer_abandons_the_upstream_request(origin, proxy, engine):
+    # A client that gives up (closes) while its request waits on a slow
+    # upstream: the upstream connection is closed at once, as nginx does
+    # (499), not held until read_timeout for an answer nobody reads.
+    origin.on("/hang", om.no_response())
+    bw = proxy(origin, io_engine=engine, upstream_opts={"read_timeout": "60s"})
+    c = bw.connect(timeout=10)
+    c.send(request_bytes("GET", "/hang"))
+    assert origin.wait_for(lambda o: o.heads_for("/hang"), 5 * SLACK)
+    c.close()
+    assert origin.wait_for(lambda o: o.open_connections == 0, 5 * SLACK), \
+        "the upstream connection outlived its client"
+    line = [l for l in bw.access_log_lines(wait_for=1) if l["path"] == "/hang"]
+    assert len(line) == 1 and line[0]["status"] == 499, line
+    assert_still_serves(bw)
+
+
+@pytest.mark.parametrize("engine", ["epoll", "auto"])
+def test_client_half_closing_after_pipelined_requests_gets_every_answer(origin, proxy, engine):
+    # A FIN behind pipelined requests ends the client's sending, not its
+    # reading: each request is answered before the connection closes.
+    origin.on("/slow", om.slow(0.3))
+    bw = proxy(origin, io_engine=engine)
+    c = bw.connect(timeout=10)
+    c.send(request_bytes("GET", "/slow") + request_bytes("GET", "/next"))
+    c.sock.shutdown(socket.SHUT_WR)
+    for path in ("/slow", "/next"):
+        r = c.read_response(timeout=5 * SLACK)
+        assert r.status == 200 and r.json()["target"] == path, r
+    how, extra = c.wait_closed(5 * SLACK)
+    assert how == "eof" and extra == b""
+    c.close()
