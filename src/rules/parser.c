@@ -595,6 +595,7 @@ static bw_status parse_compare(struct parser *p, struct bw_rules_node **ret)
         n->u.compare.lhs = lhs;
         n->u.compare.rhs = rhs;
     } else if (op.kind == BW_RULES_TOK_MATCHES) {
+        p->lx.regex_next = true;
         if (advance(p) != BW_OK)
             return BW_ERR;
         if (p->tok.kind != BW_RULES_TOK_STRING)
