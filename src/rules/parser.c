@@ -9,7 +9,8 @@
  *   unary   := ("not" | "!") unary | compare
  *   compare := value [ cmp value | ("matches" | "~") STRING | "in" set ]
  *   cmp     := eq ne lt le gt ge == != < <= > >= contains
- *   value   := literal | NAME "(" [expr ("," expr)*] ")" | NAME postfix* | "(" expr ")"
+ *   value   := literal | NAME "(" [expr ("," expr)*] ")" postfix* | NAME postfix*
+ *            | "(" expr ")"
  *   postfix := "[" STRING "]" | "[" INT "]" | "[" "*" "]"
  *   set     := "{" elem+ "}"       elements separated by whitespace
  *   elem    := STRING | INT [".." INT] | IP | CIDR
@@ -294,7 +295,10 @@ static bw_status parse_call(struct parser *p, struct bw_rules_token name,
     n->u.call.args = args.items;
     p->depth--;
     *ret = n;
-    return advance(p);
+    if (advance(p) != BW_OK)
+        return BW_ERR;
+    /* Cloudflare writes a function over each element as f(x[*])[*]. */
+    return parse_postfix(p, ret);
 }
 
 static bw_status parse_name(struct parser *p, struct bw_rules_node **ret)

@@ -120,6 +120,7 @@ static const struct bad bad_cases[] = {
     {"http.host ~ \"(?=a)b\"", 1, 13, 8,
      "regex \"(?=a)b\": lookahead and lookbehind assertions are not supported (bulwark runs every "
      "regex in linear time)"},
+    {"lower(http.host)[*] eq \"a\"", 1, 1, 16, "[*] needs an Array, but lower(http.host) is Bytes"},
     {"http.host eq \"a\" eq \"b\"", 1, 18, 2, "comparisons do not chain: join them with \"and\""},
     {"http.host eq 1", 1, 14, 1,
      "\"eq\" needs the same type on both sides, but http.host is Bytes and 1 is Int"},
@@ -381,6 +382,11 @@ static const struct good good_cases[] = {
      "(any (starts_with http.request.headers[\"x\"][*] \"a\"))"},
     {"any(len(http.request.headers[\"x\"][*]) gt 100)",
      "(any (gt (len http.request.headers[\"x\"][*]) 100))"},
+    /* Cloudflare's spelling of a function over each element, f(x[*])[*]. */
+    {"any(lower(http.request.headers[\"x\"][*])[*] eq \"a\")",
+     "(any (eq (lower http.request.headers[\"x\"][*]) \"a\"))"},
+    {"all(len(http.request.headers[\"x\"][*])[*] in {3 4})",
+     "(all (in (len http.request.headers[\"x\"][*]) {3 4}))"},
     {"any(http.request.headers[\"x\"][*] matches \"^a\")",
      "(any (matches http.request.headers[\"x\"][*] \"^a\"))"},
     /* Whitespace and lines. */
