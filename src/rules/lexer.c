@@ -503,7 +503,10 @@ bw_status bw_rules_lex_next(struct bw_rules_lexer *lx, struct bw_rules_token *re
     if (is_hex(c) || c == ':') {
         uint32_t e = p;
         bool colon = false;
-        while (e < n && (is_hex(s[e]) || s[e] == ':' || s[e] == '.')) {
+        /* A ".." ends the address: Cloudflare's a..b range syntax, refused
+         * by the parser with its own message. */
+        while (e < n &&
+               (is_hex(s[e]) || s[e] == ':' || (s[e] == '.' && !(e + 1 < n && s[e + 1] == '.')))) {
             colon |= s[e] == ':';
             e++;
         }
@@ -517,11 +520,10 @@ bw_status bw_rules_lex_next(struct bw_rules_lexer *lx, struct bw_rules_token *re
                 d++;
             if (d + 1 < n && s[d] == '.' && is_digit(s[d + 1])) {
                 uint32_t e4 = d;
-                while (e4 < n && (is_digit(s[e4]) || s[e4] == '.'))
-                    e4++;
                 /* "1.2.3.4..": stop before a range operator. */
-                while (e4 > d + 1 && s[e4 - 1] == '.')
-                    e4--;
+                while (e4 < n &&
+                       (is_digit(s[e4]) || (s[e4] == '.' && !(e4 + 1 < n && s[e4 + 1] == '.'))))
+                    e4++;
                 st = lex_ip(lx, &t, e4, false, diag);
                 goto done;
             }
@@ -586,6 +588,10 @@ bw_status bw_rules_lex_next(struct bw_rules_lexer *lx, struct bw_rules_token *re
     case '~':
         t.kind = BW_RULES_TOK_MATCHES;
         break;
+    case '$':
+        return bw__rules_fail(diag, p, 1,
+                              "lists ($name) are not supported: write the values in a set, as "
+                              "in ip.src in {192.0.2.0/24 198.51.100.7}");
     case '.':
         if (c1 != '.')
             return bw__rules_fail(diag, p, 1, "unexpected '.'");

@@ -477,6 +477,10 @@ static bw_status parse_set(struct parser *p, struct bw_rules_node *lhs,
             return BW_ERR;
         if (p->tok.kind == BW_RULES_TOK_DOTDOT) {
             struct bw_rules_token dd = p->tok;
+            if (t.kind == BW_RULES_TOK_IP)
+                return bw__rules_fail(p->diag, dd.off, dd.len,
+                                      "address ranges (a..b) are not supported: write the range "
+                                      "as CIDRs, as in {192.0.2.0/29 192.0.2.8}");
             if (t.kind != BW_RULES_TOK_INT)
                 return bw__rules_fail(p->diag, dd.off, dd.len,
                                       "a range needs Int bounds, as in 1..10");

@@ -120,6 +120,16 @@ static const struct bad bad_cases[] = {
     {"http.host ~ \"(?=a)b\"", 1, 13, 8,
      "regex \"(?=a)b\": lookahead and lookbehind assertions are not supported (bulwark runs every "
      "regex in linear time)"},
+    /* Cloudflare syntax bulwark does not have: said so, not "invalid address". */
+    {"ip.src in {10.0.0.1..10.0.0.9}", 1, 20, 2,
+     "address ranges (a..b) are not supported: write the range as CIDRs, as in {192.0.2.0/29 "
+     "192.0.2.8}"},
+    {"ip.src in {2001:db8::1..2001:db8::9}", 1, 23, 2,
+     "address ranges (a..b) are not supported: write the range as CIDRs, as in {192.0.2.0/29 "
+     "192.0.2.8}"},
+    {"ip.src in $office_network", 1, 11, 1,
+     "lists ($name) are not supported: write the values in a set, as in ip.src in {192.0.2.0/24 "
+     "198.51.100.7}"},
     {"lower(http.host)[*] eq \"a\"", 1, 1, 16, "[*] needs an Array, but lower(http.host) is Bytes"},
     {"http.host eq \"a\" eq \"b\"", 1, 18, 2, "comparisons do not chain: join them with \"and\""},
     {"http.host eq 1", 1, 14, 1,
@@ -191,7 +201,7 @@ static const struct bad bad_cases[] = {
     {"ssl eq true true", 1, 13, 4,
      "expected \"and\", \"or\", \"xor\" or the end of the expression, but found \"true\""},
     {")", 1, 1, 1, "expected a field, a function call, a literal or \"(\", but found \")\""},
-    {"ssl $ ssl", 1, 5, 1, "unexpected character '$'"},
+    {"ssl @ ssl", 1, 5, 1, "unexpected character '@'"},
     {"\"a\" eq \"a\" =", 1, 12, 1, "'=' is not an operator: compare with \"eq\" or \"==\""},
     {"bot.score eq 1 in {1}", 1, 16, 2, "comparisons do not chain: join them with \"and\""},
     {"ip.src in {10.0.0.0/8 \"a\"}", 1, 23, 3,
