@@ -83,6 +83,17 @@ void bw__ynode_text_pos(struct bw__ysrc *s, const struct bw__ynode *n, uint32_t 
 bool bw__ynode_value_pos(struct bw__ysrc *s, const struct bw__ynode *n, size_t off, uint32_t *line,
                          uint32_t *col);
 
+/* The same place as a byte offset in s->text (bw__ynode_value_pos's line
+ * and column come from it). False when it cannot be told. */
+bool bw__ynode_value_off(struct bw__ysrc *s, const struct bw__ynode *n, size_t off, size_t *ret);
+
+/* The excerpt lines under an error in scalar n's expression at [off,
+ * off + len) of its value: the file's own line, the caret under the bytes
+ * that spell the span (quotes, escapes and folding as written). False when
+ * the value cannot be traced back to the text. */
+bool bw__ynode_excerpt(struct bw__ysrc *s, const struct bw__ynode *n, size_t off, size_t len,
+                       char *out, size_t cap);
+
 /* After a failed parse: true when the text does not end with a newline and
  * some diagnostic is on its last line (a file cut short that still parses
  * as YAML), with the position just past its last character for a note. */

@@ -1083,7 +1083,12 @@ static void parse_match(struct ld *ld, const struct bw__ynode *v, const char *pa
         }
         /* d.text is "file:line:col: error: msg\n    <line>\n    ^~~\n": keep
          * the source excerpt, the diagnostic printer writes the prefix. */
+        char mine[320];
         const char *excerpt = memchr(d.text, '\n', strnlen(d.text, sizeof d.text));
+        if (bw__ynode_excerpt(&ld->src, v, d.off, d.len, mine + 1, sizeof mine - 1)) {
+            mine[0] = '\n';
+            excerpt = mine;
+        }
         int elen = excerpt ? (int)strnlen(excerpt + 1, sizeof d.text) : 0;
         while (elen > 0 && excerpt[elen] == '\n')
             elen--;

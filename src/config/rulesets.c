@@ -465,8 +465,15 @@ static bool get_expr(struct rl *rl, const struct bw__ynode *n, const char *path,
             col = d.col;
         }
         /* d.text is "file:line:col: error: msg\n    <line>\n    ^~~\n": the
-         * diag printer writes the first line's prefix itself. */
+         * diag printer writes the first line's prefix itself. The excerpt is
+         * the file's line when the token can be traced to it (the front
+         * end's is the decoded, unfolded value). */
+        char excerpt[320];
         const char *rest = strchr(d.text, '\n');
+        if (bw__ynode_excerpt(&rl->src, n, d.off, d.len, excerpt + 1, sizeof excerpt - 1)) {
+            excerpt[0] = '\n';
+            rest = excerpt;
+        }
         int rlen = rest ? (int)strlen(rest) : 0;
         if (rlen > 0 && rest[rlen - 1] == '\n')
             rlen--;

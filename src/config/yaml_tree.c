@@ -23,6 +23,7 @@
 
 #include "base/slice.h"
 #include "config/internal.h"
+#include "rules/rules.h"
 
 struct builder {
     bw_arena *a;
@@ -907,13 +908,9 @@ void bw__ynode_text_pos(struct bw__ysrc *s, const struct bw__ynode *n, uint32_t 
     }
 }
 
-bool bw__ynode_value_pos(struct bw__ysrc *s, const struct bw__ynode *n, size_t off, uint32_t *line,
-                         uint32_t *col)
+bool bw__ynode_value_off(struct bw__ysrc *s, const struct bw__ynode *n, size_t off, size_t *ret)
 {
-    uint32_t cont;
-    bw__ynode_text_pos(s, n, line, col, &cont);
     size_t start = node_offset(s, n);
-    size_t ls = ysrc_line(s, n->line);
     if (n->kind != BW__YNODE_SCALAR || start >= s->len || n->text.len == 0)
         return false;
     /* Past the end (an error "at the end of the expression"): just after the
@@ -942,7 +939,33 @@ bool bw__ynode_value_pos(struct bw__ysrc *s, const struct bw__ynode *n, size_t o
         trace_double(&tr, start);
     if (!tr.ok)
         return false;
-    size_t at = tr.found + (past ? 1 : 0);
+    *ret = tr.found + (past ? 1 : 0);
+    return true;
+}
+
+bool bw__ynode_excerpt(struct bw__ysrc *s, const struct bw__ynode *n, size_t off, size_t len,
+                       char *out, size_t cap)
+{
+    size_t start, end;
+    if (!bw__ynode_value_off(s, n, off, &start))
+        return false;
+    /* The end is where the byte after the span is: the span's last byte
+     * may be spelled with several (an escape). */
+    if (len == 0 || !bw__ynode_value_off(s, n, off + len, &end) || end < start)
+        end = start;
+    bw_rules_excerpt(bw_slice_make(s->text, s->len), start, end, out, cap);
+    return true;
+}
+
+bool bw__ynode_value_pos(struct bw__ysrc *s, const struct bw__ynode *n, size_t off, uint32_t *line,
+                         uint32_t *col)
+{
+    uint32_t cont;
+    bw__ynode_text_pos(s, n, line, col, &cont);
+    size_t at;
+    if (!bw__ynode_value_off(s, n, off, &at))
+        return false;
+    size_t ls = ysrc_line(s, n->line);
     uint32_t ln = n->line;
     size_t lstart = ls;
     for (size_t i = ls; i < at && i < s->len; i++)

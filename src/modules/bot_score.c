@@ -532,34 +532,23 @@ static bool reads_field(const struct bw_rules_node *n, enum bw_rules_field f,
     return false;
 }
 
-/* "    <line of text holding span>\n    ^~~~\n", as the rules front end
- * renders its own errors (rules/rules.h). */
-static void caret_lines(bw_slice text, struct bw_rules_span span, char *out, size_t cap)
+/* The excerpt under an error in features[i]'s expression: the file's own
+ * line, with the caret under the span's bytes as the JSON string spells
+ * them (escapes and all); the decoded expression only when the string
+ * cannot be found. */
+static void expr_excerpt(const struct ld *ld, size_t i, bw_slice expr, struct bw_rules_span span,
+                         char *out, size_t cap)
 {
-    size_t off = span.off <= text.len ? span.off : text.len;
-    size_t ls = off, le = off;
-    while (ls > 0 && text.ptr[ls - 1] != '\n')
-        ls--;
-    while (le < text.len && text.ptr[le] != '\n')
-        le++;
-    if (le - ls > 100) {
-        ls = off > ls + 60 ? off - 60 : ls;
-        le = ls + 100 < le ? ls + 100 : le;
+    struct where w = {.kind = W_ELEM_KEY_EXPR, .index = i, .key = "expression", .off = span.off};
+    size_t start, end;
+    if (!resolve(ld, w, &start)) {
+        bw_rules_excerpt(expr, span.off, (size_t)span.off + span.len, out, cap);
+        return;
     }
-    char src[128], caret[128];
-    size_t si = 0, ci = 0;
-    for (size_t i = ls; i < le; i++) {
-        unsigned char c = (unsigned char)text.ptr[i];
-        src[si++] = (c == '\t' || (c >= 0x20 && c < 0x7f) || c >= 0x80) ? (char)c : '?';
-    }
-    src[si] = '\0';
-    for (size_t i = ls; i < off && i < le; i++)
-        caret[ci++] = text.ptr[i] == '\t' ? '\t' : ' ';
-    caret[ci++] = '^';
-    for (size_t i = off + 1; i < off + span.len && i < le && ci < sizeof caret - 1; i++)
-        caret[ci++] = '~';
-    caret[ci] = '\0';
-    snprintf(out, cap, "    %s\n    %s\n", src, caret);
+    w.off = (size_t)span.off + span.len;
+    if (!resolve(ld, w, &end) || end < start)
+        end = start;
+    bw_rules_excerpt(bw_slice_make(ld->text, ld->len), start, end, out, cap);
 }
 
 enum { LABEL_MAX = BW_BOT_MAX_NAME_LEN + 48 };
@@ -674,19 +663,21 @@ static bool load_feature(struct ld *ld, bw_arena *a, size_t i, const json_t *f,
     struct bw_rules_expr *e;
     struct bw_rules_diag d;
     if (bw_rules_parse(a, text, BW_RULES_PHASE_REQUEST, &where, &e, &d) != BW_OK) {
-        /* The front end's rendering minus its first line: ours names the
-         * feature and the position in this file. */
-        const char *nl = strchr(d.text, '\n');
+        /* Ours names the feature, and shows the token where it is in this
+         * file: the front end only knows the decoded string. */
+        char tail[320];
+        expr_excerpt(ld, i, text, (struct bw_rules_span){.off = d.off, .len = d.len}, tail,
+                     sizeof tail);
         err_tail(
             ld,
             (struct where){.kind = W_ELEM_KEY_EXPR, .index = i, .key = "expression", .off = d.off},
-            nl ? nl + 1 : "", "%s: expression: %s", label, d.msg);
+            tail, "%s: expression: %s", label, d.msg);
         return false;
     }
     struct bw_rules_span at;
     if (reads_field(e->root, BW_RULES_F_BOT_SCORE, &at)) {
         char tail[320];
-        caret_lines(e->text, at, tail, sizeof tail);
+        expr_excerpt(ld, i, e->text, at, tail, sizeof tail);
         err_tail(
             ld,
             (struct where){.kind = W_ELEM_KEY_EXPR, .index = i, .key = "expression", .off = at.off},

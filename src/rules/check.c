@@ -381,6 +381,14 @@ static bw_status check(struct checker *c, struct bw_rules_node *n)
         struct bw_rules_node *a = n->u.each.array;
         if (check(c, a) != BW_OK)
             return BW_ERR;
+        if (a->lifted && a->kind == BW_RULES_N_CALL) {
+            /* Cloudflare's f(x[*])[*]: the call already gives one value per
+             * element, and the [*] after it says so; it becomes the call. */
+            struct bw_rules_span span = n->span;
+            *n = *a;
+            n->span = span;
+            return BW_OK;
+        }
         if (a->lifted)
             return fail_at(c, n, "[*] can be used only once");
         if (a->type.kind != BW_RULES_T_ARRAY)

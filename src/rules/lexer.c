@@ -26,6 +26,7 @@ void bw_rules_lexer_init(struct bw_rules_lexer *lx, bw_arena *a, bw_slice text)
     lx->pos = 0;
     lx->line = 1;
     lx->line_start = 0;
+    lx->regex_next = false;
 }
 
 const char *bw_rules_tok_name(enum bw_rules_tok k)
@@ -136,44 +137,130 @@ static const struct {
     {"false", BW_RULES_TOK_FALSE},
 };
 
-/* A quoted string "..." : escapes \" and \\ only; no raw control bytes. */
+static bool is_octal(char c)
+{
+    return c >= '0' && c <= '7';
+}
+
+static unsigned hex_digit(char c)
+{
+    return is_digit(c) ? (unsigned)(c - '0') : (unsigned)((c | 0x20) - 'a' + 10);
+}
+
+static bw_status unterminated(struct bw_rules_diag *diag, uint32_t start, bool in_class)
+{
+    if (in_class)
+        return bw__rules_fail(diag, start, 1,
+                              "unterminated string: a closing '\"' is missing (in a \"matches\" "
+                              "pattern, a '\"' inside [...] does not end it)");
+    return bw__rules_fail(diag, start, 1, "unterminated string: a closing '\"' is missing");
+}
+
+/* The escape at s[i] == '\\' of a quoted string that is not a regex: the
+ * escapes Cloudflare's quoted strings have (wirefilter's lexer), \" \\ \xHH
+ * and \ooo (three octal digits). Its byte in *ret, its length in *ret_len. */
+static bw_status basic_escape(const struct bw_rules_lexer *lx, uint32_t start, uint32_t i,
+                              unsigned char *ret, uint32_t *ret_len, struct bw_rules_diag *diag)
+{
+    const char *s = lx->text.ptr;
+    uint32_t n = (uint32_t)lx->text.len;
+    if (i + 1 >= n)
+        return unterminated(diag, start, false);
+    char e = s[i + 1];
+    *ret_len = 4;
+    if (e == '"' || e == '\\') {
+        *ret = (unsigned char)e;
+        *ret_len = 2;
+        return BW_OK;
+    }
+    if (e == 'x') {
+        if (i + 3 < n && is_hex(s[i + 2]) && is_hex(s[i + 3])) {
+            *ret = (unsigned char)(hex_digit(s[i + 2]) << 4 | hex_digit(s[i + 3]));
+            return BW_OK;
+        }
+        return bw__rules_fail(diag, i, 2,
+                              "\"\\x\" in a string takes two hex digits, as in \"\\x2e\"");
+    }
+    if (is_octal(e)) {
+        if (i + 3 < n && is_octal(s[i + 2]) && is_octal(s[i + 3])) {
+            unsigned v = (unsigned)(e - '0') << 6 | (unsigned)(s[i + 2] - '0') << 3 |
+                         (unsigned)(s[i + 3] - '0');
+            if (v <= 0xff) {
+                *ret = (unsigned char)v;
+                return BW_OK;
+            }
+            return bw__rules_fail(diag, i, 4, "octal escape \"\\%.3s\" is over \\377 (255)",
+                                  s + i + 1);
+        }
+        return bw__rules_fail(diag, i, 2,
+                              "an octal escape in a string is three digits 0-7, as in \"\\056\"");
+    }
+    unsigned char ec = (unsigned char)e;
+    if (ec >= 0x21 && ec < 0x7f)
+        return bw__rules_fail(diag, i, 2,
+                              "unknown escape \"\\%c\" in a string: the escapes are \\\", \\\\, "
+                              "\\xHH and \\ooo (octal); a \"matches\" pattern keeps any other",
+                              e);
+    return bw__rules_fail(diag, i, 1,
+                          "unknown escape in a string: the escapes are \\\", \\\\, \\xHH and "
+                          "\\ooo (octal)");
+}
+
+/* A quoted string "...", decoded as Cloudflare decodes it. No raw control
+ * bytes in either form.
+ * - Elsewhere than after "matches": basic_escape's escapes, nothing else.
+ * - After "matches" (lx->regex_next): the text is the regex, escapes and
+ *   all, but for \" outside a [...] class, which is a '"'; and a '"' inside
+ *   a class does not end the string. A rule copied from Cloudflare then
+ *   means the same here: "a\\.b" is the regex a\\.b (a backslash, any byte,
+ *   b), not a\.b, and "\d+" is \d+. */
 static bw_status lex_string(struct bw_rules_lexer *lx, struct bw_rules_token *t,
                             struct bw_rules_diag *diag)
 {
     const char *s = lx->text.ptr;
     uint32_t start = lx->pos, i = lx->pos + 1, n = (uint32_t)lx->text.len;
-    bool escapes = false;
+    bool regex = lx->regex_next, in_class = false, escapes = false;
     uint32_t out_len = 0;
     for (;; i++) {
         if (i >= n)
-            return bw__rules_fail(diag, start, 1, "unterminated string: a closing '\"' is missing");
+            return unterminated(diag, start, in_class);
         unsigned char c = (unsigned char)s[i];
-        if (c == '"')
+        if (c == '"' && !in_class)
             break;
         if (c < 0x20 || c == 0x7f)
             return bw__rules_fail(diag, i, 1,
                                   "control byte 0x%02x in a string; strings hold printable "
                                   "bytes only",
                                   c);
-        if (c == '\\') {
+        if (c == '\\' && regex) {
             if (i + 1 >= n)
-                return bw__rules_fail(diag, start, 1,
-                                      "unterminated string: a closing '\"' is missing");
-            char e = s[i + 1];
-            if (e != '"' && e != '\\') {
-                unsigned char ec = (unsigned char)e;
-                if (ec >= 0x21 && ec < 0x7f)
-                    return bw__rules_fail(diag, i, 2,
-                                          "unknown escape \"\\%c\" in a string: only \\\" and "
-                                          "\\\\ are escapes (write a regex as r\"...\")",
-                                          e);
-                return bw__rules_fail(diag, i, 1,
-                                      "unknown escape in a string: only \\\" and \\\\ are "
-                                      "escapes");
-            }
-            escapes = true;
+                return unterminated(diag, start, in_class);
+            unsigned char ec = (unsigned char)s[i + 1];
+            if (ec < 0x20 || ec == 0x7f)
+                return bw__rules_fail(diag, i + 1, 1,
+                                      "control byte 0x%02x in a string; strings hold printable "
+                                      "bytes only",
+                                      ec);
+            bool quote = ec == '"' && !in_class;
+            escapes |= quote;
+            out_len += quote ? 1 : 2;
             i++;
+            continue;
         }
+        if (c == '\\') {
+            unsigned char b;
+            uint32_t elen;
+            if (basic_escape(lx, start, i, &b, &elen, diag) != BW_OK)
+                return BW_ERR;
+            escapes = true;
+            out_len++;
+            i += elen - 1;
+            continue;
+        }
+        if (regex && c == '[' && !in_class)
+            in_class = true;
+        else if (regex && c == ']' && in_class)
+            in_class = false;
         out_len++;
     }
     t->kind = BW_RULES_TOK_STRING;
@@ -187,10 +274,32 @@ static bw_status lex_string(struct bw_rules_lexer *lx, struct bw_rules_token *t,
     if (!out)
         return bw__rules_fail(diag, start, t->len, "out of memory");
     uint32_t o = 0;
-    for (uint32_t j = start + 1; j < i; j++) {
-        if (s[j] == '\\')
-            j++;
-        out[o++] = s[j];
+    in_class = false;
+    for (uint32_t j = start + 1; j < i;) {
+        char c = s[j];
+        if (c == '\\' && regex) {
+            if (s[j + 1] != '"' || in_class)
+                out[o++] = '\\';
+            out[o++] = s[j + 1];
+            j += 2;
+            continue;
+        }
+        if (c == '\\') {
+            unsigned char b = 0;
+            uint32_t elen = 2;
+            /* Checked by the loop above: cannot fail. */
+            if (basic_escape(lx, start, j, &b, &elen, diag) != BW_OK)
+                return BW_ERR;
+            out[o++] = (char)b;
+            j += elen;
+            continue;
+        }
+        if (regex && c == '[' && !in_class)
+            in_class = true;
+        else if (regex && c == ']' && in_class)
+            in_class = false;
+        out[o++] = c;
+        j++;
     }
     t->u.str = bw_slice_make(out, o);
     return BW_OK;
@@ -377,6 +486,8 @@ bw_status bw_rules_lex_next(struct bw_rules_lexer *lx, struct bw_rules_token *re
     }
     struct bw_rules_token t = {
         .off = lx->pos, .line = lx->line, .col = lx->pos - lx->line_start + 1};
+    bool regex = lx->regex_next;
+    lx->regex_next = false;
     if (lx->pos >= n) {
         t.kind = BW_RULES_TOK_EOF;
         *ret = t;
@@ -392,7 +503,10 @@ bw_status bw_rules_lex_next(struct bw_rules_lexer *lx, struct bw_rules_token *re
     if (is_hex(c) || c == ':') {
         uint32_t e = p;
         bool colon = false;
-        while (e < n && (is_hex(s[e]) || s[e] == ':' || s[e] == '.')) {
+        /* A ".." ends the address: Cloudflare's a..b range syntax, refused
+         * by the parser with its own message. */
+        while (e < n &&
+               (is_hex(s[e]) || s[e] == ':' || (s[e] == '.' && !(e + 1 < n && s[e + 1] == '.')))) {
             colon |= s[e] == ':';
             e++;
         }
@@ -406,11 +520,10 @@ bw_status bw_rules_lex_next(struct bw_rules_lexer *lx, struct bw_rules_token *re
                 d++;
             if (d + 1 < n && s[d] == '.' && is_digit(s[d + 1])) {
                 uint32_t e4 = d;
-                while (e4 < n && (is_digit(s[e4]) || s[e4] == '.'))
-                    e4++;
                 /* "1.2.3.4..": stop before a range operator. */
-                while (e4 > d + 1 && s[e4 - 1] == '.')
-                    e4--;
+                while (e4 < n &&
+                       (is_digit(s[e4]) || (s[e4] == '.' && !(e4 + 1 < n && s[e4 + 1] == '.'))))
+                    e4++;
                 st = lex_ip(lx, &t, e4, false, diag);
                 goto done;
             }
@@ -440,7 +553,9 @@ bw_status bw_rules_lex_next(struct bw_rules_lexer *lx, struct bw_rules_token *re
         goto done;
     }
     if (c == '"') {
+        lx->regex_next = regex;
         st = lex_string(lx, &t, diag);
+        lx->regex_next = false;
         goto done;
     }
 
@@ -473,6 +588,10 @@ bw_status bw_rules_lex_next(struct bw_rules_lexer *lx, struct bw_rules_token *re
     case '~':
         t.kind = BW_RULES_TOK_MATCHES;
         break;
+    case '$':
+        return bw__rules_fail(diag, p, 1,
+                              "lists ($name) are not supported: write the values in a set, as "
+                              "in ip.src in {192.0.2.0/24 198.51.100.7}");
     case '.':
         if (c1 != '.')
             return bw__rules_fail(diag, p, 1, "unexpected '.'");

@@ -66,6 +66,10 @@ struct bw_rules_lexer {
     uint32_t pos;
     uint32_t line;
     uint32_t line_start;
+    /* Set by the parser before it reads the operand of "matches": a quoted
+     * string there follows Cloudflare's regex escaping (every escape but \"
+     * is kept for the regex engine). Cleared by each bw_rules_lex_next. */
+    bool regex_next;
 };
 
 void bw_rules_lexer_init(struct bw_rules_lexer *lx, bw_arena *a, bw_slice text);

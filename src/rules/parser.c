@@ -9,7 +9,8 @@
  *   unary   := ("not" | "!") unary | compare
  *   compare := value [ cmp value | ("matches" | "~") STRING | "in" set ]
  *   cmp     := eq ne lt le gt ge == != < <= > >= contains
- *   value   := literal | NAME "(" [expr ("," expr)*] ")" | NAME postfix* | "(" expr ")"
+ *   value   := literal | NAME "(" [expr ("," expr)*] ")" postfix* | NAME postfix*
+ *            | "(" expr ")"
  *   postfix := "[" STRING "]" | "[" INT "]" | "[" "*" "]"
  *   set     := "{" elem+ "}"       elements separated by whitespace
  *   elem    := STRING | INT [".." INT] | IP | CIDR
@@ -294,7 +295,10 @@ static bw_status parse_call(struct parser *p, struct bw_rules_token name,
     n->u.call.args = args.items;
     p->depth--;
     *ret = n;
-    return advance(p);
+    if (advance(p) != BW_OK)
+        return BW_ERR;
+    /* Cloudflare writes a function over each element as f(x[*])[*]. */
+    return parse_postfix(p, ret);
 }
 
 static bw_status parse_name(struct parser *p, struct bw_rules_node **ret)
@@ -473,6 +477,10 @@ static bw_status parse_set(struct parser *p, struct bw_rules_node *lhs,
             return BW_ERR;
         if (p->tok.kind == BW_RULES_TOK_DOTDOT) {
             struct bw_rules_token dd = p->tok;
+            if (t.kind == BW_RULES_TOK_IP)
+                return bw__rules_fail(p->diag, dd.off, dd.len,
+                                      "address ranges (a..b) are not supported: write the range "
+                                      "as CIDRs, as in {192.0.2.0/29 192.0.2.8}");
             if (t.kind != BW_RULES_TOK_INT)
                 return bw__rules_fail(p->diag, dd.off, dd.len,
                                       "a range needs Int bounds, as in 1..10");
@@ -595,6 +603,7 @@ static bw_status parse_compare(struct parser *p, struct bw_rules_node **ret)
         n->u.compare.lhs = lhs;
         n->u.compare.rhs = rhs;
     } else if (op.kind == BW_RULES_TOK_MATCHES) {
+        p->lx.regex_next = true;
         if (advance(p) != BW_OK)
             return BW_ERR;
         if (p->tok.kind != BW_RULES_TOK_STRING)
@@ -711,36 +720,47 @@ static void render(struct bw_rules_diag *d, bw_slice text, const struct bw_rules
             line++;
             ls = i + 1;
         }
-    uint32_t le = ls;
+    d->line = where->line + line - 1;
+    d->col = (line == 1 ? where->col : where->cont_col) + (off - ls);
+    char excerpt[256];
+    bw_rules_excerpt(text, off, (size_t)off + d->len, excerpt, sizeof excerpt);
+    snprintf(d->text, sizeof d->text, "%.*s:%u:%u: error: %s\n%s",
+             where->file.len > 256 ? 256 : (int)where->file.len, where->file.ptr, d->line, d->col,
+             d->msg, excerpt);
+}
+
+void bw_rules_excerpt(bw_slice text, size_t off, size_t end, char *out, size_t cap)
+{
+    if (off > text.len)
+        off = text.len;
+    size_t ls = off, le = off;
+    while (ls > 0 && text.ptr[ls - 1] != '\n')
+        ls--;
     while (le < text.len && text.ptr[le] != '\n')
         le++;
     if (le > ls && text.ptr[le - 1] == '\r')
         le--;
-    d->line = where->line + line - 1;
-    d->col = (line == 1 ? where->col : where->cont_col) + (off - ls);
     /* Show at most 100 bytes of the line, keeping the caret in view. */
-    uint32_t ws = ls, we = le;
+    size_t ws = ls, we = le;
     if (we - ws > 100) {
         ws = off > ls + 60 ? off - 60 : ls;
         we = ws + 100 < le ? ws + 100 : le;
     }
     char src[128], caret[128];
     size_t si = 0, ci = 0;
-    for (uint32_t i = ws; i < we; i++) {
+    for (size_t i = ws; i < we; i++) {
         unsigned char c = (unsigned char)text.ptr[i];
         src[si++] = (c == '\t' || (c >= 0x20 && c < 0x7f) || c >= 0x80) ? (char)c : '?';
     }
     src[si] = '\0';
-    for (uint32_t i = ws; i < off && i < we; i++)
+    for (size_t i = ws; i < off && i < we; i++)
         caret[ci++] = text.ptr[i] == '\t' ? '\t' : ' ';
     caret[ci++] = '^';
-    uint32_t end = off + d->len;
-    for (uint32_t i = off + 1; i < end && i < we && ci < sizeof caret - 1; i++)
+    for (size_t i = off + 1; i < end && i < we && ci < sizeof caret - 1; i++)
         caret[ci++] = '~';
     caret[ci] = '\0';
-    snprintf(d->text, sizeof d->text, "%.*s:%u:%u: error: %s\n    %s\n    %s\n",
-             where->file.len > 256 ? 256 : (int)where->file.len, where->file.ptr, d->line, d->col,
-             d->msg, src, caret);
+    if (cap)
+        snprintf(out, cap, "    %s\n    %s\n", src, caret);
 }
 
 bw_status bw_rules_parse(bw_arena *a, bw_slice text, enum bw_rules_phase phase,

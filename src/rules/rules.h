@@ -72,6 +72,14 @@ bw_status bw_rules_parse(bw_arena *a, bw_slice text, enum bw_rules_phase phase,
                          const struct bw_rules_srcpos *where, struct bw_rules_expr **ret,
                          struct bw_rules_diag *diag) BW_MUST_CHECK;
 
+/* The excerpt lines of a diagnostic, "    <line>\n    ^~~~\n", into out
+ * (truncated to cap): the line of text holding byte off (at most 100 bytes
+ * of it, the caret kept in view), '^' under off and '~' under the rest of
+ * [off, end) on that line. Callers that know where an expression sits in
+ * its file (YAML, JSON) show the file's own line with it, not the decoded
+ * expression: text is then the whole file. */
+void bw_rules_excerpt(bw_slice text, size_t off, size_t end, char *out, size_t cap);
+
 /* Writes the AST as an S-expression, e.g.
  *   (or (and (eq http.host "a") ssl) (not (in ip.src {10.0.0.0/8})))
  * for tests and `bulwark eval`. Truncates to cap - 1 bytes; returns the

@@ -414,7 +414,7 @@ def test_metrics_count_regex_scans_by_how_they_were_answered(tmp_path, origin, b
             expression: 'http.user_agent matches "(?i)sqlmap|nikto"'
             action: block
           - id: curl
-            expression: 'http.user_agent matches "^curl/[0-9]+\\\\."'
+            expression: 'http.user_agent matches "^curl/[0-9]+\\."'
             action: block
             status: 429
     """))

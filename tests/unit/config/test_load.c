@@ -415,28 +415,30 @@ static const struct {
      "9:15: routes[1].upstream: no upstream named \"nope\" (defined: app)"},
     {"route match unknown field", RT "  - match: 'http.hots eq \"a\"'\n    upstream: app\n",
      "9:13: routes[1].match: unknown field \"http.hots\" (did you mean \"http.host\"?)\n"
-     "    http.hots eq \"a\"\n    ^~~~~~~~~"},
+     "      - match: 'http.hots eq \"a\"'\n                ^~~~~~~~~"},
     {"route match not bool", RT "  - match: 'http.host'\n    upstream: app\n",
      "9:13: routes[1].match: the expression must be Bool, but http.host is Bytes\n"
-     "    http.host\n    ^~~~~~~~~"},
+     "      - match: 'http.host'\n                ^~~~~~~~~"},
     {"route match type error", RT "  - match: 'ip.src contains \"x\"'\n    upstream: app\n",
      "9:13: routes[1].match: \"contains\" needs Bytes on both sides, but ip.src is Ip\n"
-     "    ip.src contains \"x\"\n    ^~~~~~"},
+     "      - match: 'ip.src contains \"x\"'\n                ^~~~~~"},
     {"route match response field", RT "  - match: 'http.response.code eq 200'\n    upstream: app\n",
      "9:13: routes[1].match: http.response.code is only available in the response phase, but "
-     "this is a request-phase expression\n    http.response.code eq 200\n    ^~~~~~~~~~~~~~~~~~"},
+     "this is a request-phase expression\n      - match: 'http.response.code eq 200'\n             "
+     "   ^~~~~~~~~~~~~~~~~~"},
     {"route match in block scalar",
      RT "  - match: |\n      http.host eq \"a\" and\n        len(ssl) gt 1\n    upstream: app\n",
      "11:13: routes[1].match: len() takes Bytes or an Array, but ssl is Bool\n"
-     "      len(ssl) gt 1\n          ^~~"},
+     "            len(ssl) gt 1\n                ^~~"},
     {"route match in a folded scalar",
      RT "  - match: >\n      http.host eq \"a\" and\n      len(ssl) gt 1\n    upstream: app\n",
      "11:11: routes[1].match: len() takes Bytes or an Array, but ssl is Bool\n"
-     "    http.host eq \"a\" and len(ssl) gt 1\n                             ^~~"},
+     "          len(ssl) gt 1\n              ^~~"},
     {"route match double-quoted with escapes",
      RT "  - match: \"http.host eq \\\"a\\\"\\tand len(ssl) gt 1\"\n    upstream: app\n",
      "9:41: routes[1].match: len() takes Bytes or an Array, but ssl is Bool\n"
-     "    http.host eq \"a\"\tand len(ssl) gt 1\n                    \t        ^~~"},
+     "      - match: \"http.host eq \\\"a\\\"\\tand len(ssl) gt 1\"\n                              "
+     "              ^~~"},
     {"route match null", RT "  - match:\n    upstream: app\n",
      "9:11: routes[1].match: expected a rules expression like 'http.host eq \"a.example\"', got "
      "nothing"},

@@ -129,8 +129,8 @@ static const struct bad {
      "    action: log\n"
      "",
      "4:18: rules[0].expression: \"contains\" needs Bytes on both sides, but ip.src is Ip\n"
-     "    ip.src contains \"x\"\n"
-     "    ^~~~~~"},
+     "        expression: 'ip.src contains \"x\"'\n"
+     "                     ^~~~~~"},
     {"expression block scalar error",
      "id: a\n"
      "rules:\n"
@@ -141,8 +141,8 @@ static const struct bad {
      "    action: log\n"
      "",
      "6:17: rules[0].expression: len() takes Bytes or an Array, but ssl is Bool\n"
-     "      and len(ssl) gt 1\n"
-     "              ^~~"},
+     "            and len(ssl) gt 1\n"
+     "                    ^~~"},
     {"expression response field in request",
      "id: a\n"
      "rules:\n"
@@ -152,8 +152,8 @@ static const struct bad {
      "",
      "4:18: rules[0].expression: http.response.code is only available in the response phase, but "
      "this is a request-phase expression\n"
-     "    http.response.code eq 200\n"
-     "    ^~~~~~~~~~~~~~~~~~"},
+     "        expression: \"http.response.code eq 200\"\n"
+     "                     ^~~~~~~~~~~~~~~~~~"},
     {"expression not a string",
      "id: a\n"
      "rules:\n"
@@ -943,8 +943,8 @@ TEST(expression_error_positions_at_the_end_and_with_an_indentation_indicator)
     render(&d, got, sizeof got);
     CHECK_STR_EQ(got, "6:14: rules[0].expression: expected a field, a function call, a literal or "
                       "\"(\", but found the end of the expression\n"
-                      "    http.host eq \"a\" and ssl and\n"
-                      "                                ^");
+                      "          ssl and\n"
+                      "                 ^");
     CHECK(parse("id: a\n"
                 "rules:\n"
                 "  - id: r\n"
@@ -956,8 +956,8 @@ TEST(expression_error_positions_at_the_end_and_with_an_indentation_indicator)
     render(&d, got, sizeof got);
     CHECK_STR_EQ(got, "6:16: rules[0].expression: expected a field, a function call, a literal or "
                       "\"(\", but found the end of the expression\n"
-                      "      ssl and\n"
-                      "             ^");
+                      "            ssl and\n"
+                      "                   ^");
     /* |2: the content is indented 2 past the key, and the value keeps the
      * spaces beyond that */
     CHECK(parse("id: a\n"
@@ -970,8 +970,8 @@ TEST(expression_error_positions_at_the_end_and_with_an_indentation_indicator)
                 &s, &d) == BW_ERR);
     render(&d, got, sizeof got);
     CHECK_STR_EQ(got, "6:19: rules[0].expression: len() takes Bytes or an Array, but ssl is Bool\n"
-                      "        and len(ssl) gt 1\n"
-                      "                ^~~");
+                      "              and len(ssl) gt 1\n"
+                      "                      ^~~");
 }
 
 TEST(diag_print_has_file_line_col_and_caret)
@@ -986,8 +986,8 @@ TEST(diag_print_has_file_line_col_and_caret)
     fclose(f);
     CHECK_STR_EQ(buf, "r.yaml:4:25: error: rules[0].expression: \"eq\" needs the same type on "
                       "both sides, but ssl is Bool and 1 is Int\n"
-                      "    ssl eq 1\n"
-                      "           ^\n");
+                      "        expression: 'ssl eq 1'\n"
+                      "                            ^\n");
 }
 
 /* ---- valid files ------------------------------------------------------------------ */
@@ -1421,15 +1421,15 @@ TEST(every_error_of_a_file_is_reported)
     load_and_test_all(&exprs, 1, got, sizeof got);
     CHECK_STR_EQ(got, "4:18: rules[0].expression: \"contains\" needs Bytes on both sides, but "
                       "ip.src is Ip\n"
-                      "    ip.src contains \"x\"\n"
-                      "    ^~~~~~\n"
+                      "        expression: 'ip.src contains \"x\"'\n"
+                      "                     ^~~~~~\n"
                       "7:18: rules[1].expression: unknown field \"http.hots\" (did you mean "
                       "\"http.host\"?)\n"
-                      "    http.hots eq \"a\"\n"
-                      "    ^~~~~~~~~\n"
+                      "        expression: 'http.hots eq \"a\"'\n"
+                      "                     ^~~~~~~~~\n"
                       "10:22: rules[2].expression: len() takes Bytes or an Array, but ssl is Bool\n"
-                      "    len(ssl) gt 1\n"
-                      "        ^~~");
+                      "        expression: 'len(ssl) gt 1'\n"
+                      "                         ^~~");
     /* every failing embedded test, not only the first */
     const char *tests = "id: entry\n"
                         "rules:\n"
@@ -1523,8 +1523,8 @@ TEST(a_file_that_fails_still_gets_its_cross_file_errors)
     CHECK_STR_EQ(got,
                  "f0.yaml:8:18: rules[1].expression: unknown field \"http.hots\" (did you "
                  "mean \"http.host\"?)\n"
-                 "    http.hots eq \"a\"\n"
-                 "    ^~~~~~~~~\n"
+                 "        expression: 'http.hots eq \"a\"'\n"
+                 "                     ^~~~~~~~~\n"
                  "f0.yaml:13:13: rules[2].action: set_header is a response-phase action, but "
                  "this ruleset is request phase\n"
                  "f0.yaml:23:14: rules[4].ruleset: expected an id of 1 to 128 letters, digits, "

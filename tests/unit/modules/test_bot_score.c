@@ -131,8 +131,8 @@ static const struct {
      "f.json:1:26: error: features[0]: weight: expected a number, got a string\n"
      "f.json:1:39: error: features[0]: name: expected a string, got an integer\n"
      "f.json:1:57: error: features[0]: expression: the expression is empty\n"
-     "    \n"
-     "    ^\n"
+     "    {\"features\": [{\"weight\": \"x\", \"name\": 1, \"expression\": \"\"}],\n"
+     "                                                            ^\n"
      "f.json:2:10: error: bias: expected a number, got null\n"
      "f.json:2:27: error: version: expected a non-negative integer, got -3\n"
      "f.json:2:31: error: unknown key \"z\" in the top level (expected one of: version, bias, "
@@ -164,8 +164,8 @@ static const struct {
     {"expression not Bool", HEAD F("ua", "http.user_agent", "1") TAIL, 0,
      "f.json:2:33: error: features[0] \"ua\": expression: the expression must be Bool, but "
      "http.user_agent is Bytes\n"
-     "    http.user_agent\n"
-     "    ^~~~~~~~~~~~~~~\n"},
+     "      {\"name\": \"ua\", \"expression\": \"http.user_agent\", \"weight\": 1}\n"
+     "                                    ^~~~~~~~~~~~~~~\n"},
     {"expression unknown field after escapes",
      HEAD F("ua_curl",
             "lower(http.user_agent) contains \\\"curl/\\\" "
@@ -174,19 +174,28 @@ static const struct {
      0,
      "f.json:2:84: error: features[0] \"ua_curl\": expression: unknown field \"http.hots\" (did "
      "you mean \"http.host\"?)\n"
-     "    lower(http.user_agent) contains \"curl/\" and http.hots eq \"a\"\n"
-     "                                                ^~~~~~~~~\n"},
+     "    expression\": \"lower(http.user_agent) contains \\\"curl/\\\" and http.hots eq "
+     "\\\"a\\\"\", \"weight\": 3.0}\n"
+     "                                                                ^~~~~~~~~\n"},
+    {"expression error after \\u escapes: file line and column",
+     HEAD F("u", "http.user_agent eq \\\"\\u00e9\\u0041\\\" and len(ssl) eq 1", "1") TAIL, 0,
+     "f.json:2:76: error: features[0] \"u\": expression: len() takes Bytes or an Array, but ssl "
+     "is Bool\n"
+     "      {\"name\": \"u\", \"expression\": \"http.user_agent eq \\\"\\u00e9\\u0041\\\" and "
+     "len(ssl) eq 1\", \"weight\": 1}\n"
+     "                                                                               ^~~\n"},
     {"expression reads bot.score",
      HEAD F("circular", "has(bot.score) and bot.score lt 10", "1") TAIL, 0,
      "f.json:2:43: error: features[0] \"circular\": expression reads bot.score: a feature cannot "
      "depend on the score it feeds\n"
-     "    has(bot.score) and bot.score lt 10\n"
-     "        ^~~~~~~~~\n"},
+     "      {\"name\": \"circular\", \"expression\": \"has(bot.score) and bot.score lt 10\", "
+     "\"weight\": 1}\n"
+     "                                              ^~~~~~~~~\n"},
     {"expression in the response phase", HEAD F("resp", "http.response.code eq 200", "1") TAIL, 0,
      "f.json:2:35: error: features[0] \"resp\": expression: http.response.code is only available "
      "in the response phase, but this is a request-phase expression\n"
-     "    http.response.code eq 200\n"
-     "    ^~~~~~~~~~~~~~~~~~\n"},
+     "      {\"name\": \"resp\", \"expression\": \"http.response.code eq 200\", \"weight\": 1}\n"
+     "                                      ^~~~~~~~~~~~~~~~~~\n"},
     {"expression backtracking regex",
      HEAD F("re", "http.user_agent matches r\\\"(a)\\\\1\\\"", "1") TAIL, 0, ""},
     /* several errors, all reported, in file order */
@@ -197,8 +206,8 @@ static const struct {
      "f.json:4:12: error: features[2]: name \"b c\" has a character outside [A-Za-z0-9_.-] at byte "
      "2\n"
      "f.json:4:34: error: features[2]: expression: unknown field \"http.x\"\n"
-     "    http.x\n"
-     "    ^~~~~~\n"},
+     "      {\"name\": \"b c\", \"expression\": \"http.x\", \"weight\": 1}\n"
+     "                                     ^~~~~~\n"},
 };
 
 TEST(invalid_files_table)

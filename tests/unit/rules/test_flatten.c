@@ -187,7 +187,7 @@ static const char *const exprs[] = {
     "lower(http.user_agent) contains \"a\" xor lower(http.user_agent) contains \"b\"",
     "http.referer matches \"semalt\"",
     /* tree nodes */
-    "any(http.request.headers[\"x-forwarded-for\"][*] matches \"^127\\\\.\")",
+    "any(http.request.headers[\"x-forwarded-for\"][*] matches \"^127\\.\")",
     "lower(http.request.headers[\"content-type\"][0]) in {\"text/x-shellscript\"}",
     "concat(lower(http.host), http.request.uri.path) in {\"api.example.com/api/v1/upload\"}",
     "has(http.referer)",

@@ -69,8 +69,20 @@ static const struct bad bad_cases[] = {
      "integer -9223372036854775809 does not fit in 64 bits (min -9223372036854775808)"},
     {"bot.score eq 12abc", 1, 14, 5, "invalid number \"12abc\": integers are decimal digits"},
     {"http.host eq \"a\\d\"", 1, 16, 2,
-     "unknown escape \"\\d\" in a string: only \\\" and \\\\ are escapes (write a regex as "
-     "r\"...\")"},
+     "unknown escape \"\\d\" in a string: the escapes are \\\", \\\\, \\xHH and \\ooo "
+     "(octal); a \"matches\" pattern keeps any other"},
+    /* Cloudflare's \xHH and \ooo, and nothing looser. */
+    {"http.host eq \"\\x6\"", 1, 15, 2,
+     "\"\\x\" in a string takes two hex digits, as in \"\\x2e\""},
+    {"http.host eq \"\\x6g\"", 1, 15, 2,
+     "\"\\x\" in a string takes two hex digits, as in \"\\x2e\""},
+    {"http.host eq \"\\400\"", 1, 15, 4, "octal escape \"\\400\" is over \\377 (255)"},
+    {"http.host eq \"\\05\"", 1, 15, 2,
+     "an octal escape in a string is three digits 0-7, as in \"\\056\""},
+    /* After "matches" a '"' inside [...] does not end the pattern. */
+    {"http.host matches \"[a\" or ssl", 1, 19, 1,
+     "unterminated string: a closing '\"' is missing (in a \"matches\" pattern, a '\"' inside "
+     "[...] does not end it)"},
     {"http.host eq \"a", 1, 14, 1, "unterminated string: a closing '\"' is missing"},
     {"http.host eq \"abc", 1, 14, 1, "unterminated string: a closing '\"' is missing"},
     {"http.host eq r\"abc", 1, 14, 2, "unterminated raw string: a closing '\"' is missing"},
@@ -104,12 +116,23 @@ static const struct bad bad_cases[] = {
      "expected a string pattern after \"matches\", but found \"3\""},
     {"ip.src matches \"a\"", 1, 1, 6, "\"matches\" needs Bytes on the left, but ip.src is Ip"},
     {"ip.src ~ \"a\"", 1, 1, 6, "\"matches\" needs Bytes on the left, but ip.src is Ip"},
-    {"http.host matches \"(a+)+\\\\1\"", 1, 19, 10,
+    {"http.host matches \"(a+)+\\1\"", 1, 19, 9,
      "regex \"(a+)+\\1\": backreferences are not supported (bulwark runs every regex in linear "
      "time)"},
     {"http.host ~ \"(?=a)b\"", 1, 13, 8,
      "regex \"(?=a)b\": lookahead and lookbehind assertions are not supported (bulwark runs every "
      "regex in linear time)"},
+    /* Cloudflare syntax bulwark does not have: said so, not "invalid address". */
+    {"ip.src in {10.0.0.1..10.0.0.9}", 1, 20, 2,
+     "address ranges (a..b) are not supported: write the range as CIDRs, as in {192.0.2.0/29 "
+     "192.0.2.8}"},
+    {"ip.src in {2001:db8::1..2001:db8::9}", 1, 23, 2,
+     "address ranges (a..b) are not supported: write the range as CIDRs, as in {192.0.2.0/29 "
+     "192.0.2.8}"},
+    {"ip.src in $office_network", 1, 11, 1,
+     "lists ($name) are not supported: write the values in a set, as in ip.src in {192.0.2.0/24 "
+     "198.51.100.7}"},
+    {"lower(http.host)[*] eq \"a\"", 1, 1, 16, "[*] needs an Array, but lower(http.host) is Bytes"},
     {"http.host eq \"a\" eq \"b\"", 1, 18, 2, "comparisons do not chain: join them with \"and\""},
     {"http.host eq 1", 1, 14, 1,
      "\"eq\" needs the same type on both sides, but http.host is Bytes and 1 is Int"},
@@ -180,7 +203,7 @@ static const struct bad bad_cases[] = {
     {"ssl eq true true", 1, 13, 4,
      "expected \"and\", \"or\", \"xor\" or the end of the expression, but found \"true\""},
     {")", 1, 1, 1, "expected a field, a function call, a literal or \"(\", but found \")\""},
-    {"ssl $ ssl", 1, 5, 1, "unexpected character '$'"},
+    {"ssl @ ssl", 1, 5, 1, "unexpected character '@'"},
     {"\"a\" eq \"a\" =", 1, 12, 1, "'=' is not an operator: compare with \"eq\" or \"==\""},
     {"bot.score eq 1 in {1}", 1, 16, 2, "comparisons do not chain: join them with \"and\""},
     {"ip.src in {10.0.0.0/8 \"a\"}", 1, 23, 3,
@@ -317,8 +340,18 @@ static const struct good good_cases[] = {
      "(or (lt bot.score 1) (le bot.score 2) (gt bot.score 3) (ge bot.score 4))"},
     {"bot.score lt 10", "(lt bot.score 10)"},
     {"http.user_agent contains \"curl/\"", "(contains http.user_agent \"curl/\")"},
-    {"http.request.uri.path matches \"^/a\\\\.b$\"",
+    /* A quoted "matches" pattern keeps its escapes, as in Cloudflare: only
+     * \" (outside [...]) is decoded. "\\." is a backslash then any byte. */
+    {"http.request.uri.path matches \"^/a\\.b$\"",
      "(matches http.request.uri.path \"^/a\\\\.b$\")"},
+    {"http.request.uri.path matches \"^/a\\\\.b$\"",
+     "(matches http.request.uri.path \"^/a\\\\\\\\.b$\")"},
+    {"http.host matches \"\\d+\\\"[\\\"\\]\"]\"",
+     "(matches http.host \"\\\\d+\\\"[\\\\\\\"\\\\]\\\"]\")"},
+    {"http.host ~ \"a\\\\\\\"\" and http.host eq \"a\\\\\\\"\"",
+     "(and (matches http.host \"a\\\\\\\\\\\"\") (eq http.host \"a\\\\\\\"\"))"},
+    /* Quoted strings elsewhere: \" \\ \xHH \ooo. */
+    {"http.host eq \"\\x2e\\x77\\056\\101\\xff\\000\"", "(eq http.host \".w.A\\xff\\x00\")"},
     {"http.request.uri.path ~ r\"^/a\\.b$\"", "(matches http.request.uri.path \"^/a\\\\.b$\")"},
     {"http.host eq r#\"a\"b\"#", "(eq http.host \"a\\\"b\")"},
     {"http.host eq \"a\\\"b\\\\c\"", "(eq http.host \"a\\\"b\\\\c\")"},
@@ -361,6 +394,11 @@ static const struct good good_cases[] = {
      "(any (starts_with http.request.headers[\"x\"][*] \"a\"))"},
     {"any(len(http.request.headers[\"x\"][*]) gt 100)",
      "(any (gt (len http.request.headers[\"x\"][*]) 100))"},
+    /* Cloudflare's spelling of a function over each element, f(x[*])[*]. */
+    {"any(lower(http.request.headers[\"x\"][*])[*] eq \"a\")",
+     "(any (eq (lower http.request.headers[\"x\"][*]) \"a\"))"},
+    {"all(len(http.request.headers[\"x\"][*])[*] in {3 4})",
+     "(all (in (len http.request.headers[\"x\"][*]) {3 4}))"},
     {"any(http.request.headers[\"x\"][*] matches \"^a\")",
      "(any (matches http.request.headers[\"x\"][*] \"^a\"))"},
     /* Whitespace and lines. */
