@@ -114,7 +114,7 @@ static int check_command(const char *path, const struct bw_config *cfg)
     }
     bw_error ferr;
     if (bw_server_check_files(cfg, &ferr) != BW_OK) {
-        fprintf(stderr, "%s: %s\n", path, ferr.msg);
+        fprintf(stderr, "%s: error: %s\n", path, ferr.msg);
         ok = false;
     }
     char warning[512];
@@ -268,7 +268,7 @@ int main(int argc, char **argv)
     }
     bw_error ferr;
     if (bw_server_check_files(cfg, &ferr) != BW_OK) {
-        fprintf(stderr, "%s: %s: not starting\n", path, ferr.msg);
+        fprintf(stderr, "%s: error: %s: not starting\n", path, ferr.msg);
         bw_config_free(cfg);
         return 1;
     }

@@ -42,7 +42,7 @@ struct bw__ynode {
 /* The one error that stops the YAML stage. line/col 0 = whole file. */
 struct bw__yerr {
     uint32_t line, col;
-    char msg[200];
+    char msg[512];
 };
 
 /* Parses YAML text into a tree allocated in `a`. An empty stream (only

@@ -209,6 +209,78 @@ static bool want_scalar(struct ld *ld, const struct bw__ynode *n, const char *pa
     return want_kind(ld, n, path, BW__YNODE_SCALAR, what);
 }
 
+/* ---- suggestions ------------------------------------------------------ */
+
+static char lower_ascii(char c)
+{
+    return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+}
+
+/* Case-insensitive edit distance (insert, delete, replace, swap of two
+ * neighbours), or SIZE_MAX past 64 bytes: enough to catch a typo. */
+static size_t edit_distance(bw_slice a, bw_slice b)
+{
+    enum { MAXW = 64 };
+    if (a.len > MAXW || b.len > MAXW)
+        return SIZE_MAX;
+    size_t d[MAXW + 1][MAXW + 1];
+    for (size_t i = 0; i <= a.len; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= b.len; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= a.len; i++) {
+        for (size_t j = 1; j <= b.len; j++) {
+            size_t cost = lower_ascii(a.ptr[i - 1]) != lower_ascii(b.ptr[j - 1]);
+            size_t v = d[i - 1][j - 1] + cost;
+            if (d[i - 1][j] + 1 < v)
+                v = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < v)
+                v = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && lower_ascii(a.ptr[i - 1]) == lower_ascii(b.ptr[j - 2]) &&
+                lower_ascii(a.ptr[i - 2]) == lower_ascii(b.ptr[j - 1]) && d[i - 2][j - 2] + 1 < v)
+                v = d[i - 2][j - 2] + 1;
+            d[i][j] = v;
+        }
+    }
+    return d[a.len][b.len];
+}
+
+/* The candidate closest to `word`, if close enough to be a typo of it
+ * (at most one edit in three characters). */
+static bool close_to(bw_slice word, bw_slice cand, size_t *best)
+{
+    size_t limit = word.len / 3 > 1 ? word.len / 3 : 1;
+    size_t dist = edit_distance(word, cand);
+    if (dist > limit || dist >= *best)
+        return false;
+    *best = dist;
+    return true;
+}
+
+/* What nginx and HAProxy call some keys: an operator's first guess. */
+static const struct {
+    const char *theirs, *ours;
+} KEY_ALIASES[] = {
+    {"client_max_body_size", "body_bytes"},
+    {"max_body_size", "body_bytes"},
+    {"large_client_header_buffers", "header_bytes"},
+    {"client_header_buffer_size", "header_bytes"},
+    {"worker_processes", "workers"},
+    {"nbthread", "workers"},
+    {"worker_connections", "max_connections"},
+    {"maxconn", "max_connections"},
+    {"proxy_connect_timeout", "connect_timeout"},
+    {"proxy_read_timeout", "read_timeout"},
+    {"proxy_send_timeout", "write_timeout"},
+    {"backend", "upstreams"},
+    {"backends", "upstreams"},
+    {"frontend", "listen"},
+    {"bind", "listen"},
+    {"location", "routes"},
+    {"locations", "routes"},
+    {"server_name", "match"},
+};
+
 struct field {
     const char *name;
     bool required;
@@ -250,7 +322,34 @@ static bool walk_map(struct ld *ld, const struct bw__ynode *n, const struct bw__
                     break;
                 o += (size_t)w;
             }
-            DIAG(ld, k, "unknown key %s in %s (expected one of: %s)", got(k).s, where(path), names);
+            const char *guess = NULL;
+            size_t best = SIZE_MAX;
+            for (size_t j = 0; j < nf; j++)
+                if (close_to(k->text, bw_slice_make(f[j].name, strlen(f[j].name)), &best))
+                    guess = f[j].name;
+            for (size_t a = 0; !guess && a < sizeof KEY_ALIASES / sizeof KEY_ALIASES[0]; a++) {
+                if (!bw_slice_eq(k->text, bw_slice_make(KEY_ALIASES[a].theirs,
+                                                        strlen(KEY_ALIASES[a].theirs))))
+                    continue;
+                for (size_t j = 0; j < nf; j++)
+                    if (strcmp(f[j].name, KEY_ALIASES[a].ours) == 0)
+                        guess = f[j].name;
+            }
+            /* A route only picks an upstream; what nginx does in a
+             * location (return 403, rewrite) is a rule here. */
+            bool route = nf == 2 && strcmp(f[0].name, "match") == 0;
+            if (route && !guess)
+                DIAG(ld, k,
+                     "unknown key %s in %s (expected one of: %s): a route only picks an "
+                     "upstream; to block, redirect or rewrite, write a rule in a ruleset "
+                     "(docs/rules.md)",
+                     got(k).s, where(path), names);
+            else if (guess)
+                DIAG(ld, k, "unknown key %s in %s; did you mean \"%s\"? (expected one of: %s)",
+                     got(k).s, where(path), guess, names);
+            else
+                DIAG(ld, k, "unknown key %s in %s (expected one of: %s)", got(k).s, where(path),
+                     names);
             continue;
         }
         f[i].has = true;
@@ -308,6 +407,112 @@ static bool get_u32(struct ld *ld, const struct bw__ynode *n, const char *path, 
     return true;
 }
 
+/* The number and unit of a value written with spaces or the wrong case
+ * ("16 mb"): false when it is not one number and one word. */
+static bool split_value(bw_slice t, char *num, size_t ncap, char *unit, size_t ucap)
+{
+    size_t i = 0, o = 0;
+    while (i < t.len && t.ptr[i] >= '0' && t.ptr[i] <= '9' && o + 1 < ncap)
+        num[o++] = t.ptr[i++];
+    num[o] = '\0';
+    if (o == 0 || o > 19)
+        return false;
+    while (i < t.len && t.ptr[i] == ' ')
+        i++;
+    o = 0;
+    while (i < t.len && o + 1 < ucap) {
+        char c = t.ptr[i++];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')))
+            return false;
+        unit[o++] = lower_ascii(c);
+    }
+    unit[o] = '\0';
+    return i == t.len;
+}
+
+/* "; did you mean ...?" for a size bulwark refuses but can guess: nginx's
+ * 16m (powers of 1024), a unit in the wrong case, a space. */
+static void size_hint(bw_slice t, char *out, size_t cap)
+{
+    static const struct {
+        const char *unit, *hint;
+    } units[] = {
+        {"b", "B"},     {"k", "KiB"},   {"m", "MiB"},   {"g", "GiB"},   {"t", "TiB"},
+        {"kib", "KiB"}, {"mib", "MiB"}, {"gib", "GiB"}, {"tib", "TiB"}, {"kb", "KB"},
+        {"mb", "MB"},   {"gb", "GB"},   {"tb", "TB"},
+    };
+    char num[24], unit[8];
+    out[0] = '\0';
+    if (!split_value(t, num, sizeof num, unit, sizeof unit))
+        return;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (strcmp(unit, units[i].unit) != 0)
+            continue;
+        /* 16mb: MB is powers of 1000, MiB of 1024; say both. */
+        if (strlen(unit) == 2 && unit[0] != 'b')
+            snprintf(out, cap, "; did you mean \"%s%s\" or \"%s%ciB\"? Units are case-sensitive",
+                     num, units[i].hint, num, units[i].hint[0]);
+        else
+            snprintf(out, cap, "; did you mean \"%s%s\"?", num, units[i].hint);
+        return;
+    }
+}
+
+/* "; did you mean 30s?" for a duration bulwark refuses but can guess; a
+ * bare number is refused because nginx reads it as seconds and HAProxy as
+ * milliseconds, so both readings are offered. */
+static void duration_hint(bw_slice t, bool micro, char *out, size_t cap)
+{
+    static const struct {
+        const char *unit, *ours;
+    } units[] = {
+        {"us", "us"},
+        {"usec", "us"},
+        {"ms", "ms"},
+        {"msec", "ms"},
+        {"s", "s"},
+        {"sec", "s"},
+        {"secs", "s"},
+        {"second", "s"},
+        {"seconds", "s"},
+        {"m", "m"},
+        {"min", "m"},
+        {"mins", "m"},
+        {"minute", "m"},
+        {"minutes", "m"},
+        {"h", "h"},
+        {"hr", "h"},
+        {"hour", "h"},
+        {"hours", "h"},
+        {"millisecond", "ms"},
+        {"milliseconds", "ms"},
+    };
+    char num[24], unit[16];
+    out[0] = '\0';
+    if (!split_value(t, num, sizeof num, unit, sizeof unit))
+        return;
+    if (unit[0] == '\0') {
+        if (micro)
+            snprintf(out, cap, "; a duration needs a unit: \"%sus\" or \"%sms\"?", num, num);
+        else
+            snprintf(out, cap,
+                     "; a duration needs a unit: \"%ss\" or \"%sms\"? (a bare number is seconds "
+                     "to nginx, milliseconds to HAProxy)",
+                     num, num);
+        return;
+    }
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (strcmp(unit, units[i].unit) != 0)
+            continue;
+        bool is_us = strcmp(units[i].ours, "us") == 0;
+        bool is_long = strcmp(units[i].ours, "m") == 0 || strcmp(units[i].ours, "h") == 0;
+        if ((micro && is_long) || (!micro && is_us))
+            return;
+        snprintf(out, cap, "; did you mean \"%s%s\"?", num, units[i].ours);
+        return;
+    }
+}
+
 /* `range` is how the limits read to a user, e.g. "1KiB to 1MiB". */
 static bool get_size(struct ld *ld, const struct bw__ynode *n, const char *path, uint64_t min,
                      uint64_t max, const char *range, uint64_t *out)
@@ -316,7 +521,9 @@ static bool get_size(struct ld *ld, const struct bw__ynode *n, const char *path,
         return false;
     uint64_t v;
     if (bw_parse_size(n->text, &v) != BW_OK) {
-        DIAG(ld, n, "%s: expected a size like 32KiB, got %s", path, got(n).s);
+        char hint[160];
+        size_hint(n->text, hint, sizeof hint);
+        DIAG(ld, n, "%s: expected a size like 32KiB, got %s%s", path, got(n).s, hint);
         return false;
     }
     if (v < min || v > max) {
@@ -334,7 +541,9 @@ static bool get_duration(struct ld *ld, const struct bw__ynode *n, const char *p
         return false;
     uint64_t v;
     if (bw_parse_duration_ms(n->text, &v) != BW_OK) {
-        DIAG(ld, n, "%s: expected a duration like 10s or 500ms, got %s", path, got(n).s);
+        char hint[160];
+        duration_hint(n->text, false, hint, sizeof hint);
+        DIAG(ld, n, "%s: expected a duration like 10s or 500ms, got %s%s", path, got(n).s, hint);
         return false;
     }
     if (v < 1 || v > 60 * 60 * 1000) {
@@ -569,7 +778,10 @@ static void parse_io_batch_wait(struct ld *ld, const struct bw__ynode *n)
         return;
     uint64_t v;
     if (bw_parse_duration_us(n->text, &v) != BW_OK || v > BW_CONFIG_MAX_BATCH_WAIT_US) {
-        DIAG(ld, n, "io_batch_wait: expected %s, got %s", what, got(n).s);
+        char hint[160] = "";
+        if (bw_parse_duration_us(n->text, &v) != BW_OK)
+            duration_hint(n->text, true, hint, sizeof hint);
+        DIAG(ld, n, "io_batch_wait: expected %s, got %s%s", what, got(n).s, hint);
         return;
     }
     ld->cfg->io_batch_wait_us = (uint32_t)v;
@@ -1153,7 +1365,24 @@ static void parse_routes(struct ld *ld, const struct bw__ynode *n, bool upstream
                 o += (size_t)snprintf(names + o, sizeof names - o, "%s%.*s", j ? ", " : "",
                                       (int)nm.len, nm.ptr);
             }
-            DIAG(ld, v, "%s: no upstream named %s (defined: %s)", pu.s, got(v).s, names);
+            const char *guess = NULL;
+            size_t best = SIZE_MAX, glen = 0;
+            for (size_t j = 0; j < cfg->nupstreams; j++) {
+                if (close_to(v->text, cfg->upstreams[j].name, &best)) {
+                    guess = cfg->upstreams[j].name.ptr;
+                    glen = cfg->upstreams[j].name.len;
+                }
+            }
+            if (guess)
+                DIAG(ld, v, "%s: no upstream named %s; did you mean \"%.*s\"? (defined: %s)", pu.s,
+                     got(v).s, (int)glen, guess, names);
+            else if (memchr(v->text.ptr, ':', v->text.len))
+                DIAG(ld, v,
+                     "%s: no upstream named %s (defined: %s): a route names an upstream; its "
+                     "servers' addresses go under upstreams.<name>.servers",
+                     pu.s, got(v).s, names);
+            else
+                DIAG(ld, v, "%s: no upstream named %s (defined: %s)", pu.s, got(v).s, names);
         }
     }
     ld->cfg->routes = rs;

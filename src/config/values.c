@@ -119,6 +119,12 @@ bw_status bw_parse_sockaddr_err(bw_slice s, struct bw_sockaddr *ret, bw_error *e
     if (memchr(s.ptr, '\0', s.len))
         return bw_error_set(err, "contains a NUL byte");
 
+    /* proxy_pass http://127.0.0.1:9000 is the nginx way to write it. */
+    for (size_t i = 0; i + 3 <= s.len; i++)
+        if (memcmp(s.ptr + i, "://", 3) == 0)
+            return bw_error_set(err, "write the address without a scheme, like 127.0.0.1:9000 "
+                                     "(TLS to upstream servers is upstreams.<name>.tls)");
+
     bw_slice host, port;
     bool v6;
     if (s.ptr[0] == '[') {

@@ -414,6 +414,36 @@ static const char *eof_context(const char *context)
     return NULL;
 }
 
+/* The column (from 1) of the first tab among the leading blanks of line
+ * `line` (from 1), or 0. A tab there is the usual cause of a YAML error an
+ * editor does not show. */
+static uint32_t leading_tab_col(const char *text, size_t len, uint32_t line)
+{
+    size_t i = 0;
+    for (uint32_t l = 1; l < line && i < len; i++)
+        if (text[i] == '\n')
+            l++;
+    for (uint32_t col = 1; i < len && (text[i] == ' ' || text[i] == '\t'); i++, col++)
+        if (text[i] == '\t')
+            return col;
+    return 0;
+}
+
+/* libyaml's words for a line indented unlike the lines it belongs with. */
+static bool indentation_problem(const char *problem)
+{
+    static const char *const said[] = {
+        "did not find expected key",
+        "did not find expected '-' indicator",
+        "mapping values are not allowed in this context",
+        "block sequence entries are not allowed in this context",
+    };
+    for (size_t i = 0; i < sizeof said / sizeof said[0]; i++)
+        if (strcmp(problem, said[i]) == 0)
+            return true;
+    return false;
+}
+
 static bw_status parser_error(const yaml_parser_t *p, const char *text, size_t len,
                               struct bw__yerr *err)
 {
@@ -455,6 +485,22 @@ static bw_status parser_error(const yaml_parser_t *p, const char *text, size_t l
                                problem);
             return fail_at(err, eline, ecol, "truncated: the file ends too early (%s)", problem);
         }
+        /* libyaml says "cannot start any token" or "did not find expected
+         * key"; the fix is to replace a tab nobody sees. */
+        for (uint32_t l = mark_line(p->problem_mark), k = 0; k < 2 && l > 0; k++, l--) {
+            uint32_t tab = leading_tab_col(text, len, l);
+            if (tab)
+                return fail_at(err, l, tab,
+                               "invalid YAML: a tab character indents this line; YAML indents "
+                               "with spaces only: replace the tab with spaces");
+        }
+        if (p->context && indentation_problem(problem))
+            return fail_at(err, mark_line(p->problem_mark), mark_col(p->problem_mark),
+                           "invalid YAML: %s (%s at line %u, column %u): is this line indented "
+                           "like the keys or list items it belongs with? Keys of one mapping, "
+                           "and items of one list, start in the same column",
+                           problem, p->context, mark_line(p->context_mark),
+                           mark_col(p->context_mark));
         if (p->context)
             return fail_at(err, mark_line(p->problem_mark), mark_col(p->problem_mark),
                            "invalid YAML: %s (%s at line %u, column %u)", problem, p->context,

@@ -73,12 +73,20 @@ bw_status bw_tls_contexts_load(const struct bw_config *cfg, const struct bw_snap
             pems[k].key_path = paths[k][1];
             char *buf = NULL;
             size_t len = 0;
-            st = bw_read_file(paths[k][0], &cert_what, &buf, &len, err.msg, sizeof err.msg);
+            char why[256];
+            const char *failed = paths[k][0];
+            st = bw_read_file(paths[k][0], &cert_what, &buf, &len, why, sizeof why);
             pems[k].cert = bw_slice_make(buf, len);
             if (st == BW_OK) {
-                st = bw_read_file(paths[k][1], &key_what, &buf, &len, err.msg, sizeof err.msg);
+                failed = paths[k][1];
+                st = bw_read_file(paths[k][1], &key_what, &buf, &len, why, sizeof why);
                 pems[k].key = bw_slice_make(buf, len);
             }
+            /* Which file: "cannot open the certificate" alone leaves the
+             * operator to work out the resolved path. */
+            if (st != BW_OK)
+                snprintf(err.msg, sizeof err.msg, "%.*s: %s",
+                         (int)(sizeof err.msg - sizeof why - 8), failed, why);
             bad = k;
         }
         if (st == BW_OK) {
@@ -103,10 +111,10 @@ bw_status bw_tls_contexts_load(const struct bw_config *cfg, const struct bw_snap
         if (st != BW_OK && err.msg[0]) {
             const struct bw_config_tls_cert *c = &l->tls.certs[bad < n ? bad : 0];
             if (bad < n)
-                snprintf(report, cap, "%.*s:%u:%u: listen[%zu].tls.certificates[%zu]: %s",
+                snprintf(report, cap, "%.*s:%u:%u: error: listen[%zu].tls.certificates[%zu]: %s",
                          (int)cfg->path.len, cfg->path.ptr, c->line, c->col, i, bad, err.msg);
             else
-                snprintf(report, cap, "%.*s: listen[%zu].tls: %s", (int)cfg->path.len,
+                snprintf(report, cap, "%.*s: error: listen[%zu].tls: %s", (int)cfg->path.len,
                          cfg->path.ptr, i, err.msg);
         }
         for (size_t k = 0; pems && k < n; k++) {

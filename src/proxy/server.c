@@ -24,6 +24,34 @@
 
 enum { JOIN_POLL_MS = 20 };
 
+/* What the modules of a snapshot run with, for the start and reload log
+ * lines: an operator sees at once that the rules loaded, or did not. */
+static void modules_summary(const struct bw_snapshot *snap, char *out, size_t cap)
+{
+    const struct bw_config *cfg = snap->cfg;
+    int o = 0;
+    if (!cfg->modules.rules.enabled)
+        o = snprintf(out, cap, "rules: off");
+    else if (snap->rules.failed)
+        o = snprintf(out, cap, "rules: NOT LOADED (on_error: %s)",
+                     cfg->modules.rules.on_error == BW_ON_ERROR_OPEN ? "open" : "closed");
+    else
+        o = snprintf(out, cap, "rules: %zu ruleset%s, %zu rule%s%s", snap->rules.book->nrulesets,
+                     snap->rules.book->nrulesets == 1 ? "" : "s", snap->rules.book->nrules,
+                     snap->rules.book->nrules == 1 ? "" : "s",
+                     snap->rules.from_lkg ? " (last-known-good copies)" : "");
+    if (o < 0 || (size_t)o >= cap)
+        return;
+    if (!cfg->modules.bot_score.enabled)
+        snprintf(out + o, cap - (size_t)o, "; bot_score: off");
+    else if (!snap->bot.has_model)
+        snprintf(out + o, cap - (size_t)o, "; bot_score: NO MODEL (on_error: %s)",
+                 cfg->modules.bot_score.on_error == BW_ON_ERROR_OPEN ? "open" : "closed");
+    else
+        snprintf(out + o, cap - (size_t)o, "; bot_score: %zu features%s",
+                 snap->bot.model->nfeatures, snap->bot.from_lkg ? " (last-known-good copy)" : "");
+}
+
 /* Copies every artifact of the running configuration to state_dir/lkg/:
  * they all validated together. */
 static void save_lkg(struct bw_control *c)
@@ -150,8 +178,10 @@ bw_status bw_control_reload(struct bw_control *c, char *report, size_t cap)
     bw_snapshot_unref(old);
     snprintf(report, cap, "reloaded %s (generation %llu)\n", c->config_path,
              (unsigned long long)c->generation);
-    BW_INFOF("configuration generation %llu is live (%s)", (unsigned long long)c->generation,
-             c->config_path);
+    char mods[256];
+    modules_summary(snap, mods, sizeof mods);
+    BW_INFOF("configuration generation %llu is live (%s; %s)", (unsigned long long)c->generation,
+             c->config_path, mods);
     return BW_OK;
 }
 
@@ -335,7 +365,7 @@ static void warn_fd_limit(uint64_t max_connections, size_t nworkers)
     uint64_t need = 2 * max_connections * (uint64_t)nworkers + FD_RESERVE;
     if (need <= (uint64_t)rl.rlim_cur)
         return;
-    BW_WARNF("limits.max_connections %llu with %zu workers needs up to %llu file descriptors (a "
+    BW_WARNF("limits.max_connections %llu with %zu worker(s) needs up to %llu file descriptors (a "
              "client and an upstream connection each, and %d more), over the open file limit of "
              "%llu: raise it (ulimit -n, systemd LimitNOFILE=) or lower max_connections",
              (unsigned long long)max_connections, nworkers, (unsigned long long)need, FD_RESERVE,
@@ -578,8 +608,9 @@ int bw_server_run(const char *config_path, struct bw_config *boot_cfg, bool cfg_
                 goto out;
             }
         }
-        BW_INFOF("listening on %s (workers: %zu, io: %s)", addr.text, nworkers,
-                 use_ring ? "io_uring" : "epoll");
+        /* io: stays last: tests and scripts read it from the line's end. */
+        BW_INFOF("listening on %s (%sworkers: %zu, io: %s)", addr.text,
+                 cfg->listen[l].has_tls ? "TLS, " : "", nworkers, use_ring ? "io_uring" : "epoll");
     }
 
     if (bw_loop_init(&c.loop, &err) != BW_OK) {
@@ -638,6 +669,22 @@ int bw_server_run(const char *config_path, struct bw_config *boot_cfg, bool cfg_
         nstarted++;
     }
 
+    {
+        /* One line that says the process is serving, and with what: the
+         * "listening on" lines come before the workers and the admin API
+         * have started, and could be followed by a failure. */
+        char mods[256];
+        modules_summary(snap, mods, sizeof mods);
+        BW_INFOF("ready: pid %d, config %s (generation 1%s), %zu worker%s; %s; access log: %s; "
+                 "SIGHUP reloads, SIGTERM drains and exits",
+                 (int)getpid(), config_path, cfg_from_lkg ? ", LAST-KNOWN-GOOD COPY" : "", nworkers,
+                 nworkers == 1 ? "" : "s", mods,
+                 !cfg->log.access_enabled ? "off"
+                 : cfg->log.access_path.len == 0 ||
+                         bw_slice_eq(cfg->log.access_path, BW_SLICE_LIT("-"))
+                     ? "stdout"
+                     : "file");
+    }
     bw_loop_run(&c.loop);
     rc = 0;
 
@@ -646,7 +693,7 @@ out_join:
         if (!c.joined[i])
             bw_worker_join(&c.workers[i]);
     if (rc == 0)
-        BW_INFOF("all workers stopped; exiting");
+        BW_INFOF("all workers stopped; exiting (pid %d)", (int)getpid());
 out_loop:
     bw_watch_stop(c.watch);
     c.watch = NULL;

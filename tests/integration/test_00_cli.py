@@ -404,3 +404,40 @@ rules:
     assert r.returncode == 1, r.stderr
     assert len(diag_positions(r.stderr, str(rules))) == 20, r.stderr
     assert "5 more errors not shown" in r.stderr, r.stderr
+
+
+def test_run_says_when_it_is_ready_and_with_what(tmp_path):
+    # After the "listening on" lines (which come before the workers and the
+    # admin API start), one line says the process serves, its pid, and
+    # whether the modules loaded; a reload and the exit say so too.
+    import signal
+    import time
+    (tmp_path / "entry.yaml").write_text(
+        "id: entry\nrules:\n  - id: a\n    expression: 'true'\n    action: log\n")
+    path = write(tmp_path, GOOD + "modules:\n  rules: { rulesets: [entry.yaml] }\n")
+    err = tmp_path / "run-stderr.log"
+    with open(err, "wb") as ef:
+        p = subprocess.Popen([bulwark_bin(), "run", "-c", path], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=ef)
+    try:
+        def wait_for(text):
+            deadline = time.monotonic() + 10
+            while text not in err.read_text() and time.monotonic() < deadline:
+                assert p.poll() is None, err.read_text()
+                time.sleep(0.02)
+            return err.read_text()
+        log = wait_for("ready: ")
+        assert re.search(rf" info: ready: pid {p.pid}, config {re.escape(path)} \(generation 1\), "
+                         r"1 worker; rules: 1 ruleset, 1 rule; bot_score: off; access log: off; "
+                         r"SIGHUP reloads, SIGTERM drains and exits\n", log), log
+        assert log.index("listening on") < log.index("ready: ")
+        p.send_signal(signal.SIGHUP)
+        log = wait_for("generation 2 is live")
+        assert f"generation 2 is live ({path}; rules: 1 ruleset, 1 rule; bot_score: off)" in log
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(10) == 0
+        assert f"all workers stopped; exiting (pid {p.pid})" in err.read_text()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(10)

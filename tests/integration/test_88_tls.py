@@ -287,7 +287,8 @@ def test_certificate_reload_good_and_bad(origin, bulwark, pki, tmp_path):
     shutil.copy(crt, live_crt)
     shutil.copy(key, live_key)
     bw = bulwark(tls_config(origin, [(live_crt, live_key)]),
-                 expect_errors=["reload rejected", "does not match"])
+                 expect_errors=["reload rejected", "does not match",
+                                "no PEM certificate could be read"])
     port = bw.ports[1]
     st = admin_json(bw, "/status")
     certs = st["tls"][0]["certificates"]
@@ -334,7 +335,7 @@ def test_bad_certificate_at_start_refuses_to_start(tmp_path, pki):
                    "routes: [{upstream: app}]\n")
     r = _run(bulwark_bin(), "check", "-c", str(cfg))
     assert r.returncode == 1
-    assert f"{cfg}:5:11: listen[0].tls.certificates[0]" in r.stderr
+    assert f"{cfg}:5:11: error: listen[0].tls.certificates[0]" in r.stderr
     assert "the key does not match the certificate" in r.stderr
     r = _run(bulwark_bin(), "run", "-c", str(cfg))
     assert r.returncode == 1

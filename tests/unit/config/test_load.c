@@ -76,7 +76,8 @@ static const struct {
 } invalid[] = {
     /* top level */
     {"unknown top-level key", BASE "listn: x\n",
-     "9:1: unknown key \"listn\" in the top level (expected one of: listen, workers, io_engine, "
+     "9:1: unknown key \"listn\" in the top level; did you mean \"listen\"? (expected one of: "
+     "listen, workers, io_engine, "
      "io_batch_wait, admin, state_dir, client_ip, limits, upstreams, routes, access_log, modules, "
      "reload)"},
     {"duplicate top-level key", BASE "listen:\n  - address: 127.0.0.1:8081\n",
@@ -118,7 +119,8 @@ static const struct {
      BASE "modules:\n  bot_score: { features: f.json, max_features: 1025 }\n",
      "10:48: modules.bot_score.max_features: expected an integer from 1 to 1024, got \"1025\""},
     {"bot_score unknown key", BASE "modules:\n  bot_score: { features: f.json, feature: g.json }\n",
-     "10:34: unknown key \"feature\" in modules.bot_score (expected one of: features, on_error, "
+     "10:34: unknown key \"feature\" in modules.bot_score; did you mean \"features\"? (expected "
+     "one of: features, on_error, "
      "error_status, max_features)"},
     {"bot_score not a mapping", BASE "modules:\n  bot_score: f.json\n",
      "10:14: modules.bot_score: expected a mapping like {features: features.json, on_error: open}, "
@@ -138,7 +140,8 @@ static const struct {
     {"rules rate table", BASE "modules:\n  rules: {rulesets: [a.yaml], rate_limit_entries: 3}\n",
      "10:51: modules.rules.rate_limit_entries: expected an integer from 4 to 16777216, got \"3\""},
     {"rules unknown key", BASE "modules:\n  rules: {rulesets: [a.yaml], ruleset: b.yaml}\n",
-     "10:31: unknown key \"ruleset\" in modules.rules (expected one of: rulesets, on_error, "
+     "10:31: unknown key \"ruleset\" in modules.rules; did you mean \"rulesets\"? (expected one "
+     "of: rulesets, on_error, "
      "error_status, rate_limit_entries)"},
     /* io_engine, io_batch_wait: limits 0us and 1ms, and just past */
     {"io_engine word", BASE "io_engine: kqueue\n",
@@ -150,7 +153,8 @@ static const struct {
     {"io_batch_wait 2ms", BASE "io_batch_wait: 2ms\n",
      "9:16: io_batch_wait: expected a duration from 0us to 1ms, like 50us, got \"2ms\""},
     {"io_batch_wait no unit", BASE "io_batch_wait: 50\n",
-     "9:16: io_batch_wait: expected a duration from 0us to 1ms, like 50us, got \"50\""},
+     "9:16: io_batch_wait: expected a duration from 0us to 1ms, like 50us, got \"50\"; a duration "
+     "needs a unit: \"50us\" or \"50ms\"?"},
     {"io_batch_wait negative", BASE "io_batch_wait: -1us\n",
      "9:16: io_batch_wait: expected a duration from 0us to 1ms, like 50us, got \"-1us\""},
     /* workers */
@@ -217,7 +221,8 @@ static const struct {
      "3:54: unknown key \"ciphers\" in listen[0].tls (expected one of: certificates, protocols)"},
     {"upstream tls unknown key", UP "    tls: {verify: yes, cafile: x.pem}\n",
      "9:19: upstreams.app.tls.verify: expected true or false, got \"yes\"\n"
-     "9:24: unknown key \"cafile\" in upstreams.app.tls (expected one of: verify, ca_file, sni)"},
+     "9:24: unknown key \"cafile\" in upstreams.app.tls; did you mean \"ca_file\"? (expected one "
+     "of: verify, ca_file, sni)"},
     {"upstream tls bad sni", UP "    tls: {sni: \"a b\"}\n",
      "9:16: upstreams.app.tls.sni: expected a DNS name like app.internal, got \"a b\""},
     {"upstream tls ca_file without verify", UP "    tls: {verify: false, ca_file: ca.pem}\n",
@@ -306,7 +311,9 @@ static const struct {
     {"read_ahead_bytes over 1TiB", BASE "limits:\n  read_ahead_bytes: 1025GiB\n",
      "10:21: limits.read_ahead_bytes: expected a size from 0 to 1TiB, got \"1025GiB\""},
     {"bare number duration", BASE "limits:\n  keepalive_timeout: 10\n",
-     "10:22: limits.keepalive_timeout: expected a duration like 10s or 500ms, got \"10\""},
+     "10:22: limits.keepalive_timeout: expected a duration like 10s or 500ms, got \"10\"; a "
+     "duration needs a unit: \"10s\" or \"10ms\"? (a bare number is seconds to nginx, "
+     "milliseconds to HAProxy)"},
     {"zero duration", BASE "limits:\n  drain_timeout: 0s\n",
      "10:18: limits.drain_timeout: expected a duration from 1ms to 1h, got \"0s\""},
     {"duration over 1h", BASE "limits:\n  send_timeout: 3600001ms\n",
@@ -336,7 +343,8 @@ static const struct {
     {"upstream without servers", UP "  b:\n    keepalive: 1\n",
      "9:3: missing required key \"servers\" in upstreams.b"},
     {"upstream unknown key", UP "    server: x\n",
-     "9:5: unknown key \"server\" in upstreams.app (expected one of: servers, balance, "
+     "9:5: unknown key \"server\" in upstreams.app; did you mean \"servers\"? (expected one of: "
+     "servers, balance, "
      "keepalive, connect_timeout, read_timeout, write_timeout, max_fails, fail_timeout, "
      "health_check, tls)"},
     {"servers empty", UP "  b:\n    servers: []\n",
@@ -384,7 +392,9 @@ static const struct {
     {"fail_timeout over", UP "    fail_timeout: 2h\n",
      "9:19: upstreams.app.fail_timeout: expected a duration from 1ms to 1h, got \"2h\""},
     {"connect_timeout bare", UP "    connect_timeout: 1\n",
-     "9:22: upstreams.app.connect_timeout: expected a duration like 10s or 500ms, got \"1\""},
+     "9:22: upstreams.app.connect_timeout: expected a duration like 10s or 500ms, got \"1\"; a "
+     "duration needs a unit: \"1s\" or \"1ms\"? (a bare number is seconds to nginx, milliseconds "
+     "to HAProxy)"},
     {"health_check scalar", UP "    health_check: yes\n",
      "9:19: upstreams.app.health_check: expected a mapping like {path: /healthz, interval: "
      "2s}, got \"yes\""},
@@ -455,8 +465,8 @@ static const struct {
      "10:1: truncated: the file ends inside the { } mapping that starts at line 9, column 9 "
      "(did not find expected ',' or '}')"},
     {"tab indentation", "listen:\n\t- address: 127.0.0.1:8080\n",
-     "2:1: invalid YAML: found character that cannot start any token (while scanning for the "
-     "next token at line 2, column 1)"},
+     "2:1: invalid YAML: a tab character indents this line; YAML indents with spaces only: "
+     "replace the tab with spaces"},
     {"two documents", BASE "---\nlisten: []\n",
      "9:1: a second YAML document; the config must be a single document"},
     {"invalid UTF-8", BASE "state_dir: /var/\xff\n",
@@ -509,6 +519,68 @@ static const struct {
      "its closing quote is missing)"},
     {"truncated after a flow list opens", BASE "listen: [",
      "9:10: truncated: the file ends too early (did not find expected node content)"},
+    /* The mistakes an operator coming from nginx or HAProxy makes first:
+     * each says where, what was expected, and the likely fix. */
+    {"typo'd top-level key", BASE "wrokers: 2\n",
+     "9:1: unknown key \"wrokers\" in the top level; did you mean \"workers\"? (expected one of: "
+     "listen, workers, io_engine, io_batch_wait, admin, state_dir, client_ip, limits, upstreams, "
+     "routes, access_log, modules, reload)"},
+    {"key in the wrong case", BASE "Workers: 2\n",
+     "9:1: unknown key \"Workers\" in the top level; did you mean \"workers\"? (expected one of: "
+     "listen, workers, io_engine, io_batch_wait, admin, state_dir, client_ip, limits, upstreams, "
+     "routes, access_log, modules, reload)"},
+    {"nginx's name for a limit", BASE "limits:\n  client_max_body_size: 16m\n",
+     "10:3: unknown key \"client_max_body_size\" in limits; did you mean \"body_bytes\"? "
+     "(expected one of: request_line_bytes, header_bytes, headers, body_bytes, "
+     "client_header_timeout, client_body_timeout, keepalive_timeout, send_timeout, drain_timeout, "
+     "max_connections, body_buffer_bytes)"},
+    {"HAProxy's name for workers", BASE "nbthread: 4\n",
+     "9:1: unknown key \"nbthread\" in the top level; did you mean \"workers\"? (expected one of: "
+     "listen, workers, io_engine, io_batch_wait, admin, state_dir, client_ip, limits, upstreams, "
+     "routes, access_log, modules, reload)"},
+    {"key indented one space too far", "listen:\n  - address: 127.0.0.1:8080\n workers: 1\n",
+     "3:2: invalid YAML: did not find expected key (while parsing a block mapping at line 1, "
+     "column 1): is this line indented like the keys or list items it belongs with? Keys of one "
+     "mapping, and items of one list, start in the same column"},
+    {"list item key not under its dash", "listen:\n  - address: 127.0.0.1:8080\n  weight: 2\n",
+     "3:3: invalid YAML: did not find expected '-' indicator (while parsing a block collection at "
+     "line 2, column 3): is this line indented like the keys or list items it belongs with? Keys "
+     "of one mapping, and items of one list, start in the same column"},
+    {"tab after spaces", "listen:\n  \t- address: 127.0.0.1:8080\n",
+     "2:3: invalid YAML: a tab character indents this line; YAML indents with spaces only: "
+     "replace the tab with spaces"},
+    {"size in nginx's units", BASE "limits:\n  body_bytes: 16m\n",
+     "10:15: limits.body_bytes: expected a size like 32KiB, got \"16m\"; did you mean \"16MiB\"?"},
+    {"size unit in the wrong case", BASE "limits:\n  body_bytes: 16mb\n",
+     "10:15: limits.body_bytes: expected a size like 32KiB, got \"16mb\"; did you mean \"16MB\" or "
+     "\"16MiB\"? Units are case-sensitive"},
+    {"size with a space", BASE "limits:\n  body_bytes: 16 MiB\n",
+     "10:15: limits.body_bytes: expected a size like 32KiB, got \"16 MiB\"; did you mean "
+     "\"16MiB\"?"},
+    {"duration spelled out", BASE "limits:\n  send_timeout: 30sec\n",
+     "10:17: limits.send_timeout: expected a duration like 10s or 500ms, got \"30sec\"; did you "
+     "mean \"30s\"?"},
+    {"duration without a unit", BASE "limits:\n  send_timeout: 30\n",
+     "10:17: limits.send_timeout: expected a duration like 10s or 500ms, got \"30\"; a duration "
+     "needs a unit: \"30s\" or \"30ms\"? (a bare number is seconds to nginx, milliseconds to "
+     "HAProxy)"},
+    {"server address as a URL",
+     UP "    balance: round_robin\n    tls: {}\n"
+        "  b:\n    servers: [{address: \"http://127.0.0.1:9000\"}]\n",
+     "12:25: upstreams.b.servers[0].address: invalid address \"http://127.0.0.1:9000\": write the "
+     "address without a scheme, like 127.0.0.1:9000 (TLS to upstream servers is "
+     "upstreams.<name>.tls)"},
+    {"route to a misspelt upstream", RT "  - upstream: ap\n",
+     "9:15: routes[1].upstream: no upstream named \"ap\"; did you mean \"app\"? (defined: app)"},
+    {"route to an address", RT "  - upstream: 127.0.0.1:9000\n",
+     "9:15: routes[1].upstream: no upstream named \"127.0.0.1:9000\" (defined: app): a route names "
+     "an upstream; its servers' addresses go under upstreams.<name>.servers"},
+    {"route with an action", RT "  - match: 'http.host eq \"a\"'\n    action: block\n",
+     "9:5: missing required key \"upstream\" in routes[1]\n"
+     "10:5: unknown key \"action\" in routes[1] (expected one of: match, upstream): a route only "
+     "picks an upstream; to block, redirect or rewrite, write a rule in a ruleset (docs/rules.md)"},
+    {"route with neither upstream nor anything", RT "  - match: 'http.host eq \"a\"'\n",
+     "9:5: missing required key \"upstream\" in routes[1]"},
     {"only a comment", "# nothing here\n",
      "0:0: the config is empty; it needs at least listen, upstreams and routes"},
     {"empty document", "---\n",
