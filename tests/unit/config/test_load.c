@@ -533,7 +533,7 @@ static const struct {
      "10:3: unknown key \"client_max_body_size\" in limits; did you mean \"body_bytes\"? "
      "(expected one of: request_line_bytes, header_bytes, headers, body_bytes, "
      "client_header_timeout, client_body_timeout, keepalive_timeout, send_timeout, drain_timeout, "
-     "max_connections, body_buffer_bytes)"},
+     "max_connections, body_buffer_bytes, read_ahead_bytes)"},
     {"HAProxy's name for workers", BASE "nbthread: 4\n",
      "9:1: unknown key \"nbthread\" in the top level; did you mean \"workers\"? (expected one of: "
      "listen, workers, io_engine, io_batch_wait, admin, state_dir, client_ip, limits, upstreams, "
