@@ -106,6 +106,7 @@ struct request {
     size_t upstream;
     long server;
     struct bw_tried tried;
+    bool picked_ejected; /* the current attempt's server was passively ejected */
     uint32_t hash_key;
     unsigned attempts;
     uint16_t fail_status; /* answer if no server is left: 502, or 504 after a timeout */
@@ -140,6 +141,7 @@ struct request {
     bool log_has_host;
     bool log_has_user_agent;
     bool cut_by_shutdown; /* closed by the drain's deadline, not by either peer */
+    uint8_t error_len;    /* of error_text; 0: the request met no error */
 
     /* Not cleared for each request (request_get clears what comes before
      * client_text): the texts are written when a request starts, and rview
@@ -151,6 +153,7 @@ struct request {
     char host_text[256];       /* raw bytes, cut; valid when log_has_host */
     char user_agent_text[256]; /* raw bytes, cut; valid when log_has_user_agent */
     uint16_t host_len, user_agent_len;
+    char error_text[160];         /* why the request failed, for the access log (error_len) */
     struct bw_request_view rview; /* valid when has_rview */
 };
 

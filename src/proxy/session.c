@@ -342,6 +342,17 @@ static void linger_step(struct bw_session *s)
 
 /* ---- responses of our own ----------------------------------------------- */
 
+/* Keeps why the request failed for its access log line (`error`); the
+ * latest reason wins. */
+static void note_error(struct request *r, const char *why)
+{
+    if (!r || !why)
+        return;
+    size_t n = strnlen(why, sizeof r->error_text);
+    memcpy(r->error_text, why, n);
+    r->error_len = (uint8_t)n;
+}
+
 /* Answers the current request with status and closes the connection after.
  * Only valid while no byte of a response has gone to the client. */
 static void respond_error(struct bw_session *s, uint16_t status, const char *why)
@@ -354,6 +365,7 @@ static void respond_error(struct bw_session *s, uint16_t status, const char *why
     detach_upstream(s, false);
     if (why)
         BW_DEBUGF("responding %u: %s", (unsigned)status, why);
+    note_error(r, why);
     s->ubuf = buf_put(s->pw, s->ubuf);
     if (!s->hbuf)
         s->hbuf = buf_get(s->pw);
@@ -563,7 +575,7 @@ static void format_addr(const struct sockaddr_storage *ss, char *out)
     memcpy(out, a.text, sizeof a.text);
 }
 
-static bool connect_upstream(struct bw_session *s);
+static bool connect_upstream(struct bw_session *s, const char *last_why);
 
 /* The head of a request is complete and valid: decide where it goes and
  * build what the upstream will receive. */
@@ -736,7 +748,7 @@ static void start_request(struct bw_session *s, struct bw_http_request *hq)
             bw__session_pump(s);
         return;
     }
-    if (!connect_upstream(s))
+    if (!connect_upstream(s, NULL))
         return;
     bw__session_pump(s);
 }
@@ -744,23 +756,38 @@ static void start_request(struct bw_session *s, struct bw_http_request *hq)
 /* ---- upstream connect and retry ----------------------------------------- */
 
 /* Picks a server and attaches a pooled or new connection to the session.
- * Returns false when the session has already been answered or closed. */
-static bool connect_upstream(struct bw_session *s)
+ * last_why: how the previous attempt failed (NULL for the first). Returns
+ * false when the session has already been answered or closed. */
+static bool connect_upstream(struct bw_session *s, const char *last_why)
 {
     struct request *r = s->req;
     struct bw_upstream_local *l = &s->ws->ups[r->upstream];
     const struct bw_config_upstream *cu = l->rt->cfg;
+    char why_buf[128];
     for (;;) {
-        long idx = bw_balance_pick(l, LOOP(s)->now_ms, r->hash_key, &r->tried);
+        bool ejected = false;
+        long idx = bw_balance_pick(l, LOOP(s)->now_ms, r->hash_key, &r->tried, &ejected);
         if (idx < 0) {
-            if (r->attempts)
-                respond_error(s, r->fail_status ? r->fail_status : 502,
-                              "every upstream server failed");
-            else
+            if (!r->attempts) {
                 respond_error(s, 503, "no healthy upstream server");
+                return false;
+            }
+            /* nginx says "no live upstreams"; the reason of the last
+             * attempt comes first, since it is what the operator fixes. */
+            const char *left = r->tried.ejected ? "no live upstream server left (one attempt on "
+                                                  "an ejected server per request)"
+                                                : "no upstream server left to try";
+            char why[sizeof r->error_text];
+            if (snprintf(why, sizeof why, "%s; %s", last_why ? last_why : "upstream failed", left) <
+                0)
+                why[0] = '\0'; /* encoding error only: a long reason is just cut */
+            respond_error(s, r->fail_status ? r->fail_status : 502, why);
             return false;
         }
         r->server = idx;
+        r->picked_ejected = ejected;
+        if (ejected)
+            r->tried.ejected = true;
         if (r->attempts++)
             bw_stat_inc(&s->pw->stats.upstream_retries);
         bw_tried_add(&r->tried, (size_t)idx);
@@ -795,6 +822,8 @@ static bool connect_upstream(struct bw_session *s)
             bw_server_report_failure(l->rt, (size_t)idx, LOOP(s)->now_ms, strerror(e));
             BW_ERRORF("upstream %.*s server %s: connect: %s", (int)cu->name.len, cu->name.ptr,
                       a->text, strerror(e));
+            snprintf(why_buf, sizeof why_buf, "connect: %s", strerror(e));
+            last_why = why_buf;
             /* Nothing was sent: any method may go to the next server. */
             continue;
         }
@@ -866,8 +895,11 @@ static void upstream_failed(struct bw_session *s, uint16_t status, const char *w
     bool can_retry = !r->resp_started && body_untouched && (r->idempotent || never_sent);
     if (stale && can_retry) {
         /* A pooled connection closed by the upstream between requests:
-         * not the server's fault; try the same server on a new connection. */
+         * not the server's fault; try the same server on a new connection
+         * (which does not use up the request's attempt on an ejected one). */
         r->tried.bits[r->server / 64] &= ~(1ull << (r->server % 64));
+        if (r->picked_ejected)
+            r->tried.ejected = false;
     }
     if (!can_retry || r->attempts >= 1 + cu->nservers) {
         respond_error(s, status, why);
@@ -875,7 +907,7 @@ static void upstream_failed(struct bw_session *s, uint16_t status, const char *w
     }
     s->h_off = 0;
     s->h_dest = H_UP;
-    if (!connect_upstream(s))
+    if (!connect_upstream(s, why))
         return;
     bw__session_pump(s);
 }
@@ -1695,7 +1727,7 @@ static void body_wait_step(struct bw_session *s)
     if (bw_buf_len(s->cbuf) >= r->body.remaining) {
         r->body_wait = false;
         stamp(s, &r->t_upstream); /* the wait was the client's, not the upstream's */
-        if (connect_upstream(s))
+        if (connect_upstream(s, NULL))
             bw__session_pump(s);
         return;
     }
