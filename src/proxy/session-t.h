@@ -75,7 +75,9 @@ struct bw_upconn {
     bool connected; /* connect() known to have completed */
     bool reused;    /* came from the pool for the current request */
     bool rd, wr;
-    bool hup; /* the upstream closed its side: read until EOF is seen */
+    bool hup;       /* the upstream closed its side: read until EOF is seen */
+    bool eof;       /* EOF (or an error) was read: nothing more comes, none goes */
+    bool eof_error; /* it was an error (a reset), not an orderly close */
     bool closed;
     /* Upstream TLS (`tls:` on the upstream): as on bw_session. */
     bool tls;

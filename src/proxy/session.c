@@ -354,11 +354,15 @@ static void note_error(struct request *r, const char *why)
 }
 
 /* Answers the current request with status and closes the connection after.
- * Only valid while no byte of a response has gone to the client. */
+ * Only valid while no byte of a final response has gone to the client, and
+ * no interim one is half written: after a whole 1xx a final response may
+ * still follow (RFC 9110 §15.2), and a bare close would read as the
+ * client's own failure (a 499 in the access log). */
 static void respond_error(struct bw_session *s, uint16_t status, const char *why)
 {
     struct request *r = s->req;
-    if (r && r->resp_started) {
+    if (r && r->resp_started && (r->resp_head_done || s->h_dest == H_CLIENT)) {
+        note_error(r, why);
         session_close(s);
         return;
     }
@@ -1790,7 +1794,9 @@ static void exchange_step(struct bw_session *s)
             }
             progress = true;
         }
-        if (u->wr && (s->h_dest == H_UP || r->qfwd.active)) {
+        /* Not after the upstream's end: the request has nowhere to go, and
+         * a failed write must not cost the response already read. */
+        if (u->wr && !u->eof && (s->h_dest == H_UP || r->qfwd.active)) {
             switch (write_upstream(s)) {
             case IO_PROGRESS:
                 progress = true;
@@ -1825,50 +1831,69 @@ static void exchange_step(struct bw_session *s)
             }
         }
 
-        /* 3. Response from the upstream. */
-        if (!r->resp_done && u->rd && !r->rfwd.active) {
+        /* 3. Response from the upstream. Its end of stream is acted on
+         * only once what was read before it is parsed and forwarded: a
+         * final head may still wait behind a 1xx going out to the client,
+         * and a whole response behind its own head. */
+        if (!r->resp_done && u->rd && !r->rfwd.active && !u->eof) {
             long n = read_upstream(s, u);
             if (n > 0) {
                 progress = true;
                 u->connected = true;
             } else if (n == 0 || n == -2) {
-                if (!r->resp_head_done) {
-                    bool nothing = !s->ubuf || bw_buf_len(s->ubuf) == 0;
-                    if (nothing && u->reused && r->body_sent == 0 && !r->qfwd.active) {
+                bool nothing = !s->ubuf || bw_buf_len(s->ubuf) == 0;
+                if (!r->resp_head_done && nothing) {
+                    if (u->reused && r->body_sent == 0 && !r->qfwd.active) {
                         upstream_failed(s, 502, "pooled connection closed", false);
                     } else if (!u->connected && n == -2) {
                         upstream_failed(s, 502, strerror(errno), true);
                     } else {
-                        if (u)
-                            u->reused = false;
+                        u->reused = false;
                         upstream_failed(s, 502, "upstream closed before a complete response head",
                                         true);
                     }
                     return;
                 }
-                if (r->rbody.kind == BW_BODY_UNTIL_CLOSE && n == 0) {
-                    r->rbody.framed = true;
-                    r->upstream_keep = false;
-                } else {
-                    /* Truncated body: the client must see the connection end. */
-                    BW_ERRORF("upstream %s closed in the middle of a response body",
-                              cu->servers[r->server].addr.text);
-                    session_close(s);
-                    return;
-                }
+                u->eof = true;
+                u->eof_error = n == -2;
+                r->upstream_keep = false;
                 progress = true;
             }
         }
         if (!r->resp_head_done) {
-            if (response_head_step(s))
+            bool head_progress = response_head_step(s);
+            if (head_progress)
                 progress = true;
             if (s->closed || s->state == S_RESPOND)
                 return;
             if (s->state == S_TUNNEL)
                 return;
+            if (!head_progress && !r->resp_head_done && s->h_dest == H_NONE && s->up &&
+                s->up->eof) {
+                /* Everything read before the end is parsed: the head is cut. */
+                s->up->reused = false;
+                upstream_failed(s, 502, "upstream closed before a complete response head", true);
+                return;
+            }
+            if (r->resp_head_done && s->up && s->up->eof)
+                r->upstream_keep = false;
         }
 
         /* 4. Response body towards the client. */
+        if (r->resp_head_done && !r->rfwd.active && !r->rbody.framed &&
+            (!s->ubuf || bw_buf_len(s->ubuf) == 0) && s->up && s->up->eof) {
+            /* The upstream's end, with every byte before it forwarded. */
+            if (r->rbody.kind == BW_BODY_UNTIL_CLOSE && !s->up->eof_error) {
+                r->rbody.framed = true;
+                progress = true;
+            } else {
+                /* Truncated body: the client must see the connection end. */
+                BW_ERRORF("upstream %s closed in the middle of a response body",
+                          cu->servers[r->server].addr.text);
+                session_close(s);
+                return;
+            }
+        }
         if (r->resp_head_done && !r->rfwd.active && !r->rbody.framed && s->ubuf &&
             bw_buf_len(s->ubuf) > 0) {
             struct bw_http_error herr = {0};
@@ -2346,7 +2371,7 @@ static void session_timeout(struct bw_loop *loop, struct bw_timer *t)
         return;
     case T_UP_WRITE:
     case T_UP_READ:
-        if (r && !r->resp_started) {
+        if (r && !r->resp_head_done) {
             if (s->up)
                 s->up->reused = false;
             /* Not retried: the upstream may be processing the request. */

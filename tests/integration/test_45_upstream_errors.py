@@ -1,5 +1,6 @@
 """Upstream failures: retries of what is safe to retry, and 502 for
 responses the proxy must not pass on."""
+import socket
 import time
 
 import pytest
@@ -160,3 +161,65 @@ def test_101_without_upgrade_header_is_502(origin, proxy, upgrade_asked):
         assert r.status == 502, r
     assert len(origin.requests_for("/sw")) == 1
     assert_still_serves(bw)
+
+
+def corked(data):
+    """Sends data and closes with TCP_CORK on, so the close's FIN travels
+    with the last bytes: the proxy reads the end of the stream right behind
+    the response, deterministically."""
+
+    def run(ex):
+        ex.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+        ex.send(data)
+        return False
+
+    return run
+
+
+@pytest.mark.parametrize("data,status,interim", [
+    pytest.param(b"HTTP/1.1 100 Continue\r\n\r\n"
+                 b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                 413, [100], id="100-then-413"),
+    pytest.param(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+                 b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n",
+                 204, [103], id="103-then-204"),
+    pytest.param(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+                 b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                 200, [103], id="103-then-200"),
+])
+def test_final_response_read_with_the_upstream_close_is_delivered(origin, proxy, data, status, interim):
+    """A final response that arrives together with the upstream's close,
+    behind a 1xx still going out to the client, was taken for a cut one: the
+    end of the stream was acted on before the buffered head was parsed (a
+    502, or a bare close after the 1xx) or before the head went out (a
+    whole 413 or 204 dropped as a "truncated body")."""
+    origin.on("/up", corked(data))
+    bw = proxy(origin)
+    for i in range(5):
+        with bw.connect() as c:
+            c.send(request_bytes("POST", "/up", [("Content-Length", "100000")]))
+            info = []
+            r = c.read_response(informational=info, timeout=5)
+            assert r.status == status, f"round {i}: {r!r}"
+            assert [x.status for x in info] == interim
+            assert r.body == (b"ok" if status == 200 else b"")
+    log = bw.access_log_lines(wait_for=5)
+    assert [e["status"] for e in log] == [status] * 5
+
+
+def test_upstream_failing_after_a_1xx_gets_a_final_502(origin, proxy):
+    """After a whole 1xx the client still waits for a final response (RFC
+    9110 §15.2): an upstream that fails then gets it a 502, not a bare close
+    logged as 499 (the client's fault)."""
+    origin.on("/h", corked(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"))
+    bw = proxy(origin, expect_errors=[origin.address])
+    with bw.connect() as c:
+        c.send(request_bytes("GET", "/h"))
+        info = []
+        r = c.read_response(informational=info, timeout=5)
+        assert [x.status for x in info] == [103]
+        assert_proxy_error(r, 502, closing=True)
+    entry = bw.access_log_lines(wait_for=1)[0]
+    assert entry["status"] == 502, entry
+    assert "closed before a complete response head" in entry["error"], entry
+    assert len(origin.heads_for("/h")) == 1  # a 1xx went out: not replayed
