@@ -916,6 +916,25 @@ static void upstream_failed(struct bw_session *s, uint16_t status, const char *w
     bw__session_pump(s);
 }
 
+/* The upstream failed after the response head went to the client. The
+ * client connection is cut, so that it cannot take a short body for a whole
+ * one; the failure is logged, counted for the server (passive health and
+ * bulwark_upstream_failures_total, as one before the head is) and kept for
+ * the access log line, whose status is the one already sent. */
+static void upstream_cut(struct bw_session *s, const char *why)
+{
+    struct request *r = s->req;
+    struct bw_upstream_local *l = &s->ws->ups[r->upstream];
+    const struct bw_config_upstream *cu = l->rt->cfg;
+    if (r->server >= 0) {
+        bw_server_report_failure(l->rt, (size_t)r->server, LOOP(s)->now_ms, why);
+        BW_ERRORF("upstream %.*s server %s: %s", (int)cu->name.len, cu->name.ptr,
+                  cu->servers[r->server].addr.text, why);
+    }
+    note_error(r, why);
+    session_close(s);
+}
+
 /* ---- writing -------------------------------------------------------------- */
 
 enum io_result { IO_PROGRESS, IO_BLOCKED, IO_ERROR };
@@ -1887,10 +1906,8 @@ static void exchange_step(struct bw_session *s)
                 r->rbody.framed = true;
                 progress = true;
             } else {
-                /* Truncated body: the client must see the connection end. */
-                BW_ERRORF("upstream %s closed in the middle of a response body",
-                          cu->servers[r->server].addr.text);
-                session_close(s);
+                upstream_cut(s, s->up->eof_error ? "reset in the middle of a response body"
+                                                 : "closed in the middle of a response body");
                 return;
             }
         }
@@ -1898,16 +1915,21 @@ static void exchange_step(struct bw_session *s)
             bw_buf_len(s->ubuf) > 0) {
             struct bw_http_error herr = {0};
             if (!body_next(&r->rbody, s->ubuf, &r->rfwd, &herr)) {
-                BW_ERRORF("upstream %s sent a malformed chunked body: %s",
-                          cu->servers[r->server].addr.text, herr.reason ? herr.reason : "?");
+                char why[sizeof r->error_text];
+                if (snprintf(why, sizeof why, "malformed chunked body: %s",
+                             herr.reason ? herr.reason : "?") < 0)
+                    why[0] = '\0';
                 if (r->bytes_out == 0) {
                     /* Not a byte of the response has gone out (its head is
                      * still queued): the client gets a 502, not a bare close. */
+                    bw_server_report_failure(s->ws->ups[r->upstream].rt, (size_t)r->server,
+                                             LOOP(s)->now_ms, why);
+                    BW_ERRORF("upstream %s sent a %s", cu->servers[r->server].addr.text, why);
                     r->resp_started = false;
                     s->h_dest = H_NONE;
-                    respond_error(s, 502, "malformed chunked body from upstream");
+                    respond_error(s, 502, why);
                 } else {
-                    session_close(s);
+                    upstream_cut(s, why);
                 }
                 return;
             }
@@ -2379,6 +2401,12 @@ static void session_timeout(struct bw_loop *loop, struct bw_timer *t)
             upstream_failed(
                 s, 504, s->tkind == T_UP_WRITE ? "upstream write timeout" : "upstream read timeout",
                 true);
+            return;
+        }
+        if (r && s->up) {
+            upstream_cut(s, s->tkind == T_UP_WRITE
+                                ? "upstream write timeout in the middle of a response body"
+                                : "upstream read timeout in the middle of a response body");
             return;
         }
         session_close(s);
