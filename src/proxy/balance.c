@@ -265,11 +265,21 @@ static long pick_hash(struct bw_upstream_local *l, uint64_t now, uint32_t key,
 }
 
 long bw_balance_pick(struct bw_upstream_local *l, uint64_t now_ms, uint32_t key,
-                     const struct bw_tried *tried)
+                     const struct bw_tried *tried, bool *ret_ejected)
 {
-    /* First among healthy servers; if none, among the passively ejected
-     * ones: a guess that may succeed beats a certain error. */
-    for (int pass = 0; pass < 2; pass++) {
+    /* First among servers in good standing; if none is left, among the
+     * passively ejected ones, since a guess that may succeed beats a certain
+     * error (and a success brings the server back at once), but one such
+     * guess per request: when every server is out, a request that tried
+     * each in turn would cost up to nservers connect timeouts, and every
+     * client would wait that long while requests pile up. With one, a
+     * request waits at most one connect_timeout (Envoy's panic mode makes
+     * one attempt too; nginx answers 502 "no live upstreams" at once). A
+     * request whose server in good standing failed keeps its one fallback.
+     * A server down by health check is never picked: that verdict is
+     * fresh, a passive one is only a suspicion. */
+    int passes = tried->ejected ? 1 : 2;
+    for (int pass = 0; pass < passes; pass++) {
         enum avail want = pass == 0 ? AV_YES : AV_EJECTED;
         long i = -1;
         switch (l->rt->cfg->balance) {
@@ -285,8 +295,11 @@ long bw_balance_pick(struct bw_upstream_local *l, uint64_t now_ms, uint32_t key,
         case BW_BALANCE__COUNT:
             break;
         }
-        if (i >= 0)
+        if (i >= 0) {
+            if (ret_ejected)
+                *ret_ejected = pass == 1;
             return i;
+        }
     }
     return -1;
 }

@@ -173,15 +173,22 @@ void bw__request_log(struct bw_session *s)
         snprintf(rule + rl, sizeof rule - rl, ",\"tls\":\"%s\",\"sni\":\"%.*s\"",
                  bw_tls_version(s->ssl), (int)el, esc);
     }
-    char line[4600];
-    int n =
-        snprintf(line, sizeof line,
-                 "{\"time\":\"%s.%03ldZ\",\"client\":\"%s\",\"method\":\"%.*s\","
-                 "\"path\":\"%.*s\"%s,\"status\":%u,\"bytes_in\":%llu,\"bytes_out\":%llu,"
-                 "\"upstream\":\"%s\",\"upstream_ms\":%.3f,\"total_ms\":%.3f%s}\n",
-                 pw->log_time, now.tv_nsec / 1000000L, r->client_text, (int)mlen, method, (int)plen,
-                 path, head, (unsigned)r->status, (unsigned long long)r->bytes_in,
-                 (unsigned long long)r->bytes_out, up, up_ms, ms_between(&r->t_start, &end), rule);
+    /* Why the request failed, when it did: the status alone does not tell
+     * a refused connect from a timeout, nor a cut body from a whole one. */
+    char error[1000];
+    size_t errl = 0;
+    error[0] = '\0';
+    if (r->error_len)
+        add_text(error, sizeof error, &errl, "error", r->error_text, r->error_len);
+    char line[5600];
+    int n = snprintf(line, sizeof line,
+                     "{\"time\":\"%s.%03ldZ\",\"client\":\"%s\",\"method\":\"%.*s\","
+                     "\"path\":\"%.*s\"%s,\"status\":%u,\"bytes_in\":%llu,\"bytes_out\":%llu,"
+                     "\"upstream\":\"%s\",\"upstream_ms\":%.3f,\"total_ms\":%.3f%s%s}\n",
+                     pw->log_time, now.tv_nsec / 1000000L, r->client_text, (int)mlen, method,
+                     (int)plen, path, head, (unsigned)r->status, (unsigned long long)r->bytes_in,
+                     (unsigned long long)r->bytes_out, up, up_ms, ms_between(&r->t_start, &end),
+                     rule, error);
     if (n > 0 && (size_t)n < sizeof line)
         bw_access_ring_push(pw->log_ring, line, (size_t)n);
 }

@@ -75,7 +75,9 @@ struct bw_upconn {
     bool connected; /* connect() known to have completed */
     bool reused;    /* came from the pool for the current request */
     bool rd, wr;
-    bool hup; /* the upstream closed its side: read until EOF is seen */
+    bool hup;       /* the upstream closed its side: read until EOF is seen */
+    bool eof;       /* EOF (or an error) was read: nothing more comes, none goes */
+    bool eof_error; /* it was an error (a reset), not an orderly close */
     bool closed;
     /* Upstream TLS (`tls:` on the upstream): as on bw_session. */
     bool tls;
@@ -107,6 +109,7 @@ struct request {
     size_t upstream;
     long server;
     struct bw_tried tried;
+    bool picked_ejected; /* the current attempt's server was passively ejected */
     uint32_t hash_key;
     unsigned attempts;
     uint16_t fail_status; /* answer if no server is left: 502, or 504 after a timeout */
@@ -141,6 +144,7 @@ struct request {
     bool log_has_host;
     bool log_has_user_agent;
     bool cut_by_shutdown; /* closed by the drain's deadline, not by either peer */
+    uint8_t error_len;    /* of error_text; 0: the request met no error */
 
     /* Not cleared for each request (request_get clears what comes before
      * client_text): the texts are written when a request starts, and rview
@@ -152,6 +156,7 @@ struct request {
     char host_text[256];       /* raw bytes, cut; valid when log_has_host */
     char user_agent_text[256]; /* raw bytes, cut; valid when log_has_user_agent */
     uint16_t host_len, user_agent_len;
+    char error_text[160];         /* why the request failed, for the access log (error_len) */
     struct bw_request_view rview; /* valid when has_rview */
 };
 

@@ -342,18 +342,34 @@ static void linger_step(struct bw_session *s)
 
 /* ---- responses of our own ----------------------------------------------- */
 
+/* Keeps why the request failed for its access log line (`error`); the
+ * latest reason wins. */
+static void note_error(struct request *r, const char *why)
+{
+    if (!r || !why)
+        return;
+    size_t n = strnlen(why, sizeof r->error_text);
+    memcpy(r->error_text, why, n);
+    r->error_len = (uint8_t)n;
+}
+
 /* Answers the current request with status and closes the connection after.
- * Only valid while no byte of a response has gone to the client. */
+ * Only valid while no byte of a final response has gone to the client, and
+ * no interim one is half written: after a whole 1xx a final response may
+ * still follow (RFC 9110 §15.2), and a bare close would read as the
+ * client's own failure (a 499 in the access log). */
 static void respond_error(struct bw_session *s, uint16_t status, const char *why)
 {
     struct request *r = s->req;
-    if (r && r->resp_started) {
+    if (r && r->resp_started && (r->resp_head_done || s->h_dest == H_CLIENT)) {
+        note_error(r, why);
         session_close(s);
         return;
     }
     detach_upstream(s, false);
     if (why)
         BW_DEBUGF("responding %u: %s", (unsigned)status, why);
+    note_error(r, why);
     s->ubuf = buf_put(s->pw, s->ubuf);
     if (!s->hbuf)
         s->hbuf = buf_get(s->pw);
@@ -563,7 +579,7 @@ static void format_addr(const struct sockaddr_storage *ss, char *out)
     memcpy(out, a.text, sizeof a.text);
 }
 
-static bool connect_upstream(struct bw_session *s);
+static bool connect_upstream(struct bw_session *s, const char *last_why);
 
 /* The head of a request is complete and valid: decide where it goes and
  * build what the upstream will receive. */
@@ -737,7 +753,7 @@ static void start_request(struct bw_session *s, struct bw_http_request *hq)
             bw__session_pump(s);
         return;
     }
-    if (!connect_upstream(s))
+    if (!connect_upstream(s, NULL))
         return;
     bw__session_pump(s);
 }
@@ -745,23 +761,38 @@ static void start_request(struct bw_session *s, struct bw_http_request *hq)
 /* ---- upstream connect and retry ----------------------------------------- */
 
 /* Picks a server and attaches a pooled or new connection to the session.
- * Returns false when the session has already been answered or closed. */
-static bool connect_upstream(struct bw_session *s)
+ * last_why: how the previous attempt failed (NULL for the first). Returns
+ * false when the session has already been answered or closed. */
+static bool connect_upstream(struct bw_session *s, const char *last_why)
 {
     struct request *r = s->req;
     struct bw_upstream_local *l = &s->ws->ups[r->upstream];
     const struct bw_config_upstream *cu = l->rt->cfg;
+    char why_buf[128];
     for (;;) {
-        long idx = bw_balance_pick(l, LOOP(s)->now_ms, r->hash_key, &r->tried);
+        bool ejected = false;
+        long idx = bw_balance_pick(l, LOOP(s)->now_ms, r->hash_key, &r->tried, &ejected);
         if (idx < 0) {
-            if (r->attempts)
-                respond_error(s, r->fail_status ? r->fail_status : 502,
-                              "every upstream server failed");
-            else
+            if (!r->attempts) {
                 respond_error(s, 503, "no healthy upstream server");
+                return false;
+            }
+            /* nginx says "no live upstreams"; the reason of the last
+             * attempt comes first, since it is what the operator fixes. */
+            const char *left = r->tried.ejected ? "no live upstream server left (one attempt on "
+                                                  "an ejected server per request)"
+                                                : "no upstream server left to try";
+            char why[sizeof r->error_text];
+            if (snprintf(why, sizeof why, "%s; %s", last_why ? last_why : "upstream failed", left) <
+                0)
+                why[0] = '\0'; /* encoding error only: a long reason is just cut */
+            respond_error(s, r->fail_status ? r->fail_status : 502, why);
             return false;
         }
         r->server = idx;
+        r->picked_ejected = ejected;
+        if (ejected)
+            r->tried.ejected = true;
         if (r->attempts++)
             bw_stat_inc(&s->pw->stats.upstream_retries);
         bw_tried_add(&r->tried, (size_t)idx);
@@ -796,6 +827,8 @@ static bool connect_upstream(struct bw_session *s)
             bw_server_report_failure(l->rt, (size_t)idx, LOOP(s)->now_ms, strerror(e));
             BW_ERRORF("upstream %.*s server %s: connect: %s", (int)cu->name.len, cu->name.ptr,
                       a->text, strerror(e));
+            snprintf(why_buf, sizeof why_buf, "connect: %s", strerror(e));
+            last_why = why_buf;
             /* Nothing was sent: any method may go to the next server. */
             continue;
         }
@@ -867,8 +900,11 @@ static void upstream_failed(struct bw_session *s, uint16_t status, const char *w
     bool can_retry = !r->resp_started && body_untouched && (r->idempotent || never_sent);
     if (stale && can_retry) {
         /* A pooled connection closed by the upstream between requests:
-         * not the server's fault; try the same server on a new connection. */
+         * not the server's fault; try the same server on a new connection
+         * (which does not use up the request's attempt on an ejected one). */
         r->tried.bits[r->server / 64] &= ~(1ull << (r->server % 64));
+        if (r->picked_ejected)
+            r->tried.ejected = false;
     }
     if (!can_retry || r->attempts >= 1 + cu->nservers) {
         respond_error(s, status, why);
@@ -876,9 +912,28 @@ static void upstream_failed(struct bw_session *s, uint16_t status, const char *w
     }
     s->h_off = 0;
     s->h_dest = H_UP;
-    if (!connect_upstream(s))
+    if (!connect_upstream(s, why))
         return;
     bw__session_pump(s);
+}
+
+/* The upstream failed after the response head went to the client. The
+ * client connection is cut, so that it cannot take a short body for a whole
+ * one; the failure is logged, counted for the server (passive health and
+ * bulwark_upstream_failures_total, as one before the head is) and kept for
+ * the access log line, whose status is the one already sent. */
+static void upstream_cut(struct bw_session *s, const char *why)
+{
+    struct request *r = s->req;
+    struct bw_upstream_local *l = &s->ws->ups[r->upstream];
+    const struct bw_config_upstream *cu = l->rt->cfg;
+    if (r->server >= 0) {
+        bw_server_report_failure(l->rt, (size_t)r->server, LOOP(s)->now_ms, why);
+        BW_ERRORF("upstream %.*s server %s: %s", (int)cu->name.len, cu->name.ptr,
+                  cu->servers[r->server].addr.text, why);
+    }
+    note_error(r, why);
+    session_close(s);
 }
 
 /* ---- writing -------------------------------------------------------------- */
@@ -1696,7 +1751,7 @@ static void body_wait_step(struct bw_session *s)
     if (bw_buf_len(s->cbuf) >= r->body.remaining) {
         r->body_wait = false;
         stamp(s, &r->t_upstream); /* the wait was the client's, not the upstream's */
-        if (connect_upstream(s))
+        if (connect_upstream(s, NULL))
             bw__session_pump(s);
         return;
     }
@@ -1759,7 +1814,9 @@ static void exchange_step(struct bw_session *s)
             }
             progress = true;
         }
-        if (u->wr && (s->h_dest == H_UP || r->qfwd.active)) {
+        /* Not after the upstream's end: the request has nowhere to go, and
+         * a failed write must not cost the response already read. */
+        if (u->wr && !u->eof && (s->h_dest == H_UP || r->qfwd.active)) {
             switch (write_upstream(s)) {
             case IO_PROGRESS:
                 progress = true;
@@ -1794,64 +1851,86 @@ static void exchange_step(struct bw_session *s)
             }
         }
 
-        /* 3. Response from the upstream. */
-        if (!r->resp_done && u->rd && !r->rfwd.active) {
+        /* 3. Response from the upstream. Its end of stream is acted on
+         * only once what was read before it is parsed and forwarded: a
+         * final head may still wait behind a 1xx going out to the client,
+         * and a whole response behind its own head. */
+        if (!r->resp_done && u->rd && !r->rfwd.active && !u->eof) {
             long n = read_upstream(s, u);
             if (n > 0) {
                 progress = true;
                 u->connected = true;
             } else if (n == 0 || n == -2) {
-                if (!r->resp_head_done) {
-                    bool nothing = !s->ubuf || bw_buf_len(s->ubuf) == 0;
-                    if (nothing && u->reused && r->body_sent == 0 && !r->qfwd.active) {
+                bool nothing = !s->ubuf || bw_buf_len(s->ubuf) == 0;
+                if (!r->resp_head_done && nothing) {
+                    if (u->reused && r->body_sent == 0 && !r->qfwd.active) {
                         upstream_failed(s, 502, "pooled connection closed", false);
                     } else if (!u->connected && n == -2) {
                         upstream_failed(s, 502, strerror(errno), true);
                     } else {
-                        if (u)
-                            u->reused = false;
+                        u->reused = false;
                         upstream_failed(s, 502, "upstream closed before a complete response head",
                                         true);
                     }
                     return;
                 }
-                if (r->rbody.kind == BW_BODY_UNTIL_CLOSE && n == 0) {
-                    r->rbody.framed = true;
-                    r->upstream_keep = false;
-                } else {
-                    /* Truncated body: the client must see the connection end. */
-                    BW_ERRORF("upstream %s closed in the middle of a response body",
-                              cu->servers[r->server].addr.text);
-                    session_close(s);
-                    return;
-                }
+                u->eof = true;
+                u->eof_error = n == -2;
+                r->upstream_keep = false;
                 progress = true;
             }
         }
         if (!r->resp_head_done) {
-            if (response_head_step(s))
+            bool head_progress = response_head_step(s);
+            if (head_progress)
                 progress = true;
             if (s->closed || s->state == S_RESPOND)
                 return;
             if (s->state == S_TUNNEL)
                 return;
+            if (!head_progress && !r->resp_head_done && s->h_dest == H_NONE && s->up &&
+                s->up->eof) {
+                /* Everything read before the end is parsed: the head is cut. */
+                s->up->reused = false;
+                upstream_failed(s, 502, "upstream closed before a complete response head", true);
+                return;
+            }
+            if (r->resp_head_done && s->up && s->up->eof)
+                r->upstream_keep = false;
         }
 
         /* 4. Response body towards the client. */
+        if (r->resp_head_done && !r->rfwd.active && !r->rbody.framed &&
+            (!s->ubuf || bw_buf_len(s->ubuf) == 0) && s->up && s->up->eof) {
+            /* The upstream's end, with every byte before it forwarded. */
+            if (r->rbody.kind == BW_BODY_UNTIL_CLOSE && !s->up->eof_error) {
+                r->rbody.framed = true;
+                progress = true;
+            } else {
+                upstream_cut(s, s->up->eof_error ? "reset in the middle of a response body"
+                                                 : "closed in the middle of a response body");
+                return;
+            }
+        }
         if (r->resp_head_done && !r->rfwd.active && !r->rbody.framed && s->ubuf &&
             bw_buf_len(s->ubuf) > 0) {
             struct bw_http_error herr = {0};
             if (!body_next(&r->rbody, s->ubuf, &r->rfwd, &herr)) {
-                BW_ERRORF("upstream %s sent a malformed chunked body: %s",
-                          cu->servers[r->server].addr.text, herr.reason ? herr.reason : "?");
+                char why[sizeof r->error_text];
+                if (snprintf(why, sizeof why, "malformed chunked body: %s",
+                             herr.reason ? herr.reason : "?") < 0)
+                    why[0] = '\0';
                 if (r->bytes_out == 0) {
                     /* Not a byte of the response has gone out (its head is
                      * still queued): the client gets a 502, not a bare close. */
+                    bw_server_report_failure(s->ws->ups[r->upstream].rt, (size_t)r->server,
+                                             LOOP(s)->now_ms, why);
+                    BW_ERRORF("upstream %s sent a %s", cu->servers[r->server].addr.text, why);
                     r->resp_started = false;
                     s->h_dest = H_NONE;
-                    respond_error(s, 502, "malformed chunked body from upstream");
+                    respond_error(s, 502, why);
                 } else {
-                    session_close(s);
+                    upstream_cut(s, why);
                 }
                 return;
             }
@@ -2344,7 +2423,7 @@ static void session_timeout(struct bw_loop *loop, struct bw_timer *t)
         return;
     case T_UP_WRITE:
     case T_UP_READ:
-        if (r && !r->resp_started) {
+        if (r && !r->resp_head_done) {
             if (s->up)
                 s->up->reused = false;
             /* Not retried: the upstream may be processing the request. */
@@ -2352,6 +2431,12 @@ static void session_timeout(struct bw_loop *loop, struct bw_timer *t)
             upstream_failed(
                 s, 504, s->tkind == T_UP_WRITE ? "upstream write timeout" : "upstream read timeout",
                 true);
+            return;
+        }
+        if (r && s->up) {
+            upstream_cut(s, s->tkind == T_UP_WRITE
+                                ? "upstream write timeout in the middle of a response body"
+                                : "upstream read timeout in the middle of a response body");
             return;
         }
         session_close(s);

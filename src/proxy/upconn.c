@@ -93,7 +93,7 @@ void bw__upconn_release(struct bw_upconn *u, bool reusable)
     /* A connection whose upstream already hung up gives no further event
      * while pooled: it would be handed to the next request dead. Nor is one
      * of a configuration being replaced pooled again. */
-    if (!reusable || u->hup || l->nidle >= cu->keepalive || u->pw->w->draining ||
+    if (!reusable || u->hup || u->eof || l->nidle >= cu->keepalive || u->pw->w->draining ||
         u->ws != pw->cur || bw_io_buffered(&pw->w->loop, &u->io)) {
         bw__upconn_close(u);
         return;

@@ -50,9 +50,12 @@ struct bw_upstream_rt {
  * configuration it has run; /metrics shows the running configuration's. */
 enum { BW_UPSTREAM_FAILURE_NAMES = 4 * BW_CONFIG_MAX_UPSTREAMS };
 
-/* Servers already tried for one request (at most 256 per upstream). */
+/* Servers already tried for one request (at most 256 per upstream), and
+ * whether one of them was passively ejected when it was picked: a request
+ * gets one such attempt at most (bw_balance_pick). */
 struct bw_tried {
     uint64_t bits[4];
+    bool ejected;
 };
 
 static inline bool bw_tried_has(const struct bw_tried *t, size_t i)
@@ -82,11 +85,13 @@ void bw_upstream_local_done(struct bw_upstream_local *l);
 
 /* Chooses a server not yet in *tried. key is the hash of the request's
  * hash(<field>) value (ignored by the other policies). Returns the server
- * index, or -1 when no server may be used: every server tried, or every
- * untried one is down by health check. A passively ejected server is used
- * only when no other is left. */
+ * index, or -1 when no server may be used: every server tried, every
+ * untried one down by health check, or only passively ejected ones left
+ * and tried->ejected set. A passively ejected server is picked only when no
+ * other is left; *ret_ejected (when not NULL) says whether it was one, and
+ * the caller sets tried->ejected once it makes that attempt. */
 long bw_balance_pick(struct bw_upstream_local *l, uint64_t now_ms, uint32_t key,
-                     const struct bw_tried *tried);
+                     const struct bw_tried *tried, bool *ret_ejected);
 
 /* Passive health: a connect error, a timeout or an invalid response from
  * the server. Also counts it for the upstream (bw_upstream_failures). */

@@ -1,12 +1,16 @@
 """Upstream failures: retries of what is safe to retry, and 502 for
 responses the proxy must not pass on."""
+import socket
+import threading
 import time
 
 import pytest
 
+from bwtest import client
 from bwtest import origin as om
 from bwtest.checks import assert_proxy_error, assert_still_serves
-from bwtest.client import request_bytes
+from bwtest.client import Closed, request_bytes
+from bwtest.proc import default_config
 
 
 def test_get_retried_on_next_server_when_first_is_down(origins, proxy):
@@ -160,3 +164,115 @@ def test_101_without_upgrade_header_is_502(origin, proxy, upgrade_asked):
         assert r.status == 502, r
     assert len(origin.requests_for("/sw")) == 1
     assert_still_serves(bw)
+
+
+def corked(data):
+    """Sends data and closes with TCP_CORK on, so the close's FIN travels
+    with the last bytes: the proxy reads the end of the stream right behind
+    the response, deterministically."""
+
+    def run(ex):
+        ex.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+        ex.send(data)
+        return False
+
+    return run
+
+
+@pytest.mark.parametrize("data,status,interim", [
+    pytest.param(b"HTTP/1.1 100 Continue\r\n\r\n"
+                 b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                 413, [100], id="100-then-413"),
+    pytest.param(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+                 b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n",
+                 204, [103], id="103-then-204"),
+    pytest.param(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+                 b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                 200, [103], id="103-then-200"),
+])
+def test_final_response_read_with_the_upstream_close_is_delivered(origin, proxy, data, status, interim):
+    """A final response that arrives together with the upstream's close,
+    behind a 1xx still going out to the client, was taken for a cut one: the
+    end of the stream was acted on before the buffered head was parsed (a
+    502, or a bare close after the 1xx) or before the head went out (a
+    whole 413 or 204 dropped as a "truncated body")."""
+    origin.on("/up", corked(data))
+    bw = proxy(origin)
+    for i in range(5):
+        with bw.connect() as c:
+            c.send(request_bytes("POST", "/up", [("Content-Length", "100000")]))
+            info = []
+            r = c.read_response(informational=info, timeout=5)
+            assert r.status == status, f"round {i}: {r!r}"
+            assert [x.status for x in info] == interim
+            assert r.body == (b"ok" if status == 200 else b"")
+    log = bw.access_log_lines(wait_for=5)
+    assert [e["status"] for e in log] == [status] * 5
+
+
+def test_upstream_failing_after_a_1xx_gets_a_final_502(origin, proxy):
+    """After a whole 1xx the client still waits for a final response (RFC
+    9110 §15.2): an upstream that fails then gets it a 502, not a bare close
+    logged as 499 (the client's fault)."""
+    origin.on("/h", corked(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"))
+    bw = proxy(origin, expect_errors=[origin.address])
+    with bw.connect() as c:
+        c.send(request_bytes("GET", "/h"))
+        info = []
+        r = c.read_response(informational=info, timeout=5)
+        assert [x.status for x in info] == [103]
+        assert_proxy_error(r, 502, closing=True)
+    entry = bw.access_log_lines(wait_for=1)[0]
+    assert entry["status"] == 502, entry
+    assert "closed before a complete response head" in entry["error"], entry
+    assert len(origin.heads_for("/h")) == 1  # a 1xx went out: not replayed
+
+
+def upstream_failures(bw):
+    r = client.request(bw.admin_port, "GET", "/metrics")
+    for line in r.body.decode().splitlines():
+        if line.startswith('bulwark_upstream_failures_total{upstream="app"} '):
+            return int(line.split()[1])
+    raise AssertionError("no bulwark_upstream_failures_total for app")
+
+
+@pytest.mark.parametrize("how,behaviour,why", [
+    ("close", om.close_mid_body(100000, 30000), "closed in the middle of a response body"),
+    ("stall", om.stall_mid_body(100000, 20000), "read timeout in the middle of a response body"),
+    ("bad-chunk", None, "malformed chunked body"),
+])
+def test_upstream_failing_mid_body_is_counted_and_logged(tmp_path, origin, bulwark, how, behaviour, why):
+    """An upstream that dies, stalls past read_timeout or breaks its framing
+    after the response head went out is as much a failure as one before it:
+    the client connection is cut (test_30, test_40), and the operator sees it
+    in bulwark_upstream_failures_total, the error log and the access log,
+    whose status (200, already sent) alone looks like a success. A stall
+    mid-body left no trace at all."""
+    head_read = threading.Event()
+    if behaviour is None:
+        def behaviour(ex):
+            # The bad chunk only once the client has the head.
+            ex.read_body()
+            ex.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+            head_read.wait(5)
+            head_read.clear()
+            ex.send(b"zz\r\n")
+            ex.hold(limit=5)
+            return False
+    origin.on("/cut", behaviour)
+    cfg = default_config([origin.address], admin={"address": "127.0.0.1:0"})
+    cfg["upstreams"]["app"].update({"read_timeout": "300ms", "max_fails": 0})
+    bw = bulwark(cfg, expect_errors=[origin.address])
+    for i in range(2):
+        with bw.connect() as c:
+            c.send(request_bytes("GET", "/cut"))
+            r = c.read_head(timeout=5)
+            assert r.status == 200
+            head_read.set()
+            with pytest.raises(Closed):
+                c.read_exact(100000, timeout=5)
+        assert upstream_failures(bw) == i + 1
+    log = bw.access_log_lines(wait_for=2)
+    assert [e["status"] for e in log] == [200, 200]
+    assert all(why in e.get("error", "") for e in log), log
+    assert sum(why in line for line in bw.stderr_lines()) == 2, bw.stderr()

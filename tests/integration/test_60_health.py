@@ -59,6 +59,58 @@ def test_passive_failures_below_max_fails_do_not_eject(tmp_path, origins, bulwar
     assert seq.count(a.name) >= 4, seq
 
 
+def total_connections(servers):
+    return sum(o.connections for o in servers)
+
+
+def test_every_server_ejected_one_attempt_per_request(tmp_path, origins, bulwark):
+    """When every server is passively ejected, a request makes one attempt
+    (on one of them, in turn), not one per server: with blackholed servers
+    each attempt costs a connect_timeout, and trying all of them made every
+    request wait N times that while requests piled up. The servers here
+    accept and close, so each attempt is one counted connection."""
+    servers = origins(3)
+    for o in servers:
+        o.on("/x", om.raw(b"", close=True))
+    cfg = default_config([o.address for o in servers], str(tmp_path / "access.log"))
+    cfg["upstreams"]["app"].update({"balance": "round_robin", "max_fails": 1, "fail_timeout": "1m"})
+    bw = bulwark(cfg, expect_errors=[o.address for o in servers])
+    # Each server is in good standing when tried, fails, and is ejected.
+    assert bw.request("GET", "/x").status == 502
+    assert total_connections(servers) == 3
+    for i in range(4):
+        r = bw.request("GET", "/x")
+        assert r.status == 502, r
+        assert total_connections(servers) == 4 + i, \
+            f"request {i + 2} with every server ejected made {total_connections(servers) - 3 - i} attempts"
+    log = bw.access_log_lines(wait_for=5)
+    assert "no live upstream server left" in log[-1].get("error", ""), log[-1]
+    assert "closed before a complete response head" in log[-1]["error"], log[-1]
+    # The one attempt is a real chance: a server that answers is back at once.
+    r = bw.request("GET", "/ok")
+    assert r.status == 200, r
+    back = r.json()["server"]
+    assert [r.json()["server"] for r in (bw.request("GET", "/ok") for _ in range(3))].count(back) >= 1
+    assert "error" not in bw.access_log_lines(wait_for=9)[-1]
+
+
+def test_every_other_server_ejected_health_check_down_stays_out(tmp_path, origins, bulwark):
+    """A server the health check holds down is not the fallback when every
+    other server is ejected: that verdict is fresh, an ejection a suspicion."""
+    sick, a, b = origins(3)
+    sick.on("/healthz", om.fixed(500, body=b"sick"))
+    for o in (a, b):
+        o.on("/x", om.raw(b"", close=True))
+    cfg = health_cfg(tmp_path, [sick, a, b], interval="100ms", timeout="200ms", rise=1, fall=1)
+    cfg["upstreams"]["app"].update({"max_fails": 1, "fail_timeout": "1m"})
+    bw = bulwark(cfg, expect_errors=[sick.address, a.address, b.address])
+    assert log_line_with(bw, sick.address, "down", timeout=3 * SLACK), bw.stderr()
+    assert bw.request("GET", "/x").status == 502  # a and b fail and are ejected
+    assert bw.request("GET", "/x").status == 502  # one attempt, on a or b
+    assert sick.heads_for("/x") == []
+    assert len(a.heads_for("/x")) + len(b.heads_for("/x")) == 3
+
+
 def health_cfg(tmp_path, servers, **hc):
     cfg = default_config([s.address for s in servers], str(tmp_path / "access.log"))
     check = {"path": "/healthz", "interval": "200ms", "timeout": "200ms", "rise": 2, "fall": 2}

@@ -52,11 +52,11 @@ static void up_close(struct up *u)
     u->cfg = bw_config_free(u->cfg);
 }
 
-static const struct bw_tried NONE = {{0}};
+static const struct bw_tried NONE = {.bits = {0}};
 
 static long pick(struct up *u)
 {
-    return bw_balance_pick(&u->l, 1000, 0, &NONE);
+    return bw_balance_pick(&u->l, 1000, 0, &NONE, NULL);
 }
 
 /* ---- round robin --------------------------------------------------------- */
@@ -120,16 +120,16 @@ TEST(rr_skips_tried_and_gives_up)
     struct up u;
     const struct srv s[] = {{"127.0.0.1:9001", 5}, {"127.0.0.1:9002", 1}, {"127.0.0.1:9003", 1}};
     CHECK(up_open(&u, "round_robin", s, 3, NULL));
-    struct bw_tried t = {{0}};
+    struct bw_tried t = {.bits = {0}};
     bw_tried_add(&t, 0);
     for (int i = 0; i < 10; i++) {
-        long k = bw_balance_pick(&u.l, 1000, 0, &t);
+        long k = bw_balance_pick(&u.l, 1000, 0, &t, NULL);
         CHECK(k == 1 || k == 2);
     }
     bw_tried_add(&t, 1);
-    CHECK_INT_EQ(bw_balance_pick(&u.l, 1000, 0, &t), 2);
+    CHECK_INT_EQ(bw_balance_pick(&u.l, 1000, 0, &t, NULL), 2);
     bw_tried_add(&t, 2);
-    CHECK_INT_EQ(bw_balance_pick(&u.l, 1000, 0, &t), -1);
+    CHECK_INT_EQ(bw_balance_pick(&u.l, 1000, 0, &t, NULL), -1);
     up_close(&u);
 }
 
@@ -162,17 +162,17 @@ TEST(ejection_after_max_fails_not_before)
     /* Two failures: still in rotation. */
     int seen0 = 0;
     for (int i = 0; i < 4; i++)
-        seen0 += bw_balance_pick(&u.l, 1000, 0, &NONE) == 0;
+        seen0 += bw_balance_pick(&u.l, 1000, 0, &NONE, NULL) == 0;
     CHECK_INT_EQ(seen0, 2);
     bw_server_report_failure(&u.rt, 0, 1000, "test");
     for (int i = 0; i < 10; i++)
-        CHECK_INT_EQ(bw_balance_pick(&u.l, 1000, 0, &NONE), 1);
+        CHECK_INT_EQ(bw_balance_pick(&u.l, 1000, 0, &NONE, NULL), 1);
     /* Still ejected just before the timeout, back at it. */
-    CHECK_INT_EQ(bw_balance_pick(&u.l, 10999, 0, &NONE), 1);
-    CHECK_INT_EQ(bw_balance_pick(&u.l, 10999, 0, &NONE), 1);
+    CHECK_INT_EQ(bw_balance_pick(&u.l, 10999, 0, &NONE, NULL), 1);
+    CHECK_INT_EQ(bw_balance_pick(&u.l, 10999, 0, &NONE, NULL), 1);
     seen0 = 0;
     for (int i = 0; i < 4; i++)
-        seen0 += bw_balance_pick(&u.l, 11000, 0, &NONE) == 0;
+        seen0 += bw_balance_pick(&u.l, 11000, 0, &NONE, NULL) == 0;
     CHECK_INT_EQ(seen0, 2);
     up_close(&u);
 }
@@ -194,7 +194,7 @@ TEST(success_clears_failures_and_ejection)
     CHECK_INT_EQ(atomic_load(&u.rt.servers[0].fails), 0);
     int seen0 = 0;
     for (int i = 0; i < 4; i++)
-        seen0 += bw_balance_pick(&u.l, 1001, 0, &NONE) == 0;
+        seen0 += bw_balance_pick(&u.l, 1001, 0, &NONE, NULL) == 0;
     CHECK_INT_EQ(seen0, 2);
     up_close(&u);
 }
@@ -209,7 +209,7 @@ TEST(max_fails_zero_never_ejects)
     CHECK_INT_EQ(atomic_load(&u.rt.servers[0].ejected_until), 0);
     int seen0 = 0;
     for (int i = 0; i < 4; i++)
-        seen0 += bw_balance_pick(&u.l, 1000, 0, &NONE) == 0;
+        seen0 += bw_balance_pick(&u.l, 1000, 0, &NONE, NULL) == 0;
     CHECK_INT_EQ(seen0, 2);
     up_close(&u);
 }
@@ -223,20 +223,52 @@ TEST(ejected_used_only_when_nothing_else)
     bw_server_report_failure(&u.rt, 1, 1000, "test");
     for (int i = 0; i < 10; i++)
         CHECK_INT_EQ(pick(&u), 2);
-    struct bw_tried t = {{0}};
+    struct bw_tried t = {.bits = {0}};
+    bool ejected = true;
+    CHECK_INT_EQ(bw_balance_pick(&u.l, 1000, 0, &t, &ejected), 2);
+    CHECK(!ejected);
     bw_tried_add(&t, 2);
-    /* Only ejected servers left: a guess beats a certain error. */
-    long k = bw_balance_pick(&u.l, 1000, 0, &t);
+    /* Only ejected servers left: a guess beats a certain error... */
+    long k = bw_balance_pick(&u.l, 1000, 0, &t, &ejected);
     CHECK(k == 0 || k == 1);
+    CHECK(ejected);
     bw_tried_add(&t, (size_t)k);
-    CHECK_INT_EQ(bw_balance_pick(&u.l, 1000, 0, &t), 1 - k);
-    bw_tried_add(&t, (size_t)(1 - k));
-    CHECK_INT_EQ(bw_balance_pick(&u.l, 1000, 0, &t), -1);
+    t.ejected = true;
+    /* ...but one guess per request, not one per ejected server. */
+    CHECK_INT_EQ(bw_balance_pick(&u.l, 1000, 0, &t, NULL), -1);
+    t.ejected = false;
+    CHECK_INT_EQ(bw_balance_pick(&u.l, 1000, 0, &t, NULL), 1 - k);
     /* Ejected but down by health check: never. */
     atomic_store(&u.rt.servers[2].hc_down, true);
     atomic_store(&u.rt.servers[1].hc_down, true);
     for (int i = 0; i < 5; i++)
         CHECK_INT_EQ(pick(&u), 0);
+    up_close(&u);
+}
+
+TEST(every_server_ejected_one_guess_per_request_in_turn)
+{
+    struct up u;
+    const struct srv s[] = {{"127.0.0.1:9001", 1}, {"127.0.0.1:9002", 1}, {"127.0.0.1:9003", 1}};
+    CHECK(up_open(&u, "round_robin", s, 3, "    max_fails: 1\n    fail_timeout: 1m\n"));
+    for (size_t i = 0; i < 3; i++)
+        bw_server_report_failure(&u.rt, i, 1000, "test");
+    /* Each request gets one guess; successive requests guess each server in
+     * turn, so whichever comes back is found. */
+    unsigned c[3] = {0};
+    for (int i = 0; i < 9; i++) {
+        struct bw_tried t = {.bits = {0}};
+        bool ejected = false;
+        long k = bw_balance_pick(&u.l, 1000, 0, &t, &ejected);
+        CHECK(k >= 0 && k < 3 && ejected);
+        c[k]++;
+        bw_tried_add(&t, (size_t)k);
+        t.ejected = true;
+        CHECK_INT_EQ(bw_balance_pick(&u.l, 1000, 0, &t, NULL), -1);
+    }
+    CHECK_INT_EQ(c[0], 3);
+    CHECK_INT_EQ(c[1], 3);
+    CHECK_INT_EQ(c[2], 3);
     up_close(&u);
 }
 
@@ -253,9 +285,9 @@ TEST(least_conn_prefers_smallest_active_per_weight)
     u.l.active[1] = 5; /* 2.5 */
     for (int i = 0; i < 6; i++)
         CHECK_INT_EQ(pick(&u), 0);
-    struct bw_tried t = {{0}};
+    struct bw_tried t = {.bits = {0}};
     bw_tried_add(&t, 0);
-    CHECK_INT_EQ(bw_balance_pick(&u.l, 1000, 0, &t), 1);
+    CHECK_INT_EQ(bw_balance_pick(&u.l, 1000, 0, &t, NULL), 1);
     /* Ties rotate instead of always hitting the first server. */
     u.l.active[0] = u.l.active[2] = 0, u.l.active[1] = 0;
     unsigned c[3] = {0};
@@ -325,7 +357,7 @@ static uint32_t key_hash(int i)
 
 static const char *picked_addr(struct up *u, uint32_t key)
 {
-    long k = bw_balance_pick(&u->l, 1000, key, &NONE);
+    long k = bw_balance_pick(&u->l, 1000, key, &NONE, NULL);
     return k < 0 ? "<none>" : u->rt.servers[k].cfg->addr.text;
 }
 
@@ -336,8 +368,8 @@ TEST(hash_same_key_same_server)
     CHECK(up_open(&u, "hash(ip.src)", s, 3, NULL));
     unsigned c[3] = {0};
     for (int i = 0; i < 1000; i++) {
-        long a = bw_balance_pick(&u.l, 1000, key_hash(i), &NONE);
-        long b = bw_balance_pick(&u.l, 1000, key_hash(i), &NONE);
+        long a = bw_balance_pick(&u.l, 1000, key_hash(i), &NONE, NULL);
+        long b = bw_balance_pick(&u.l, 1000, key_hash(i), &NONE, NULL);
         CHECK(a >= 0 && a < 3);
         CHECK_INT_EQ(a, b);
         c[a]++;
@@ -391,23 +423,23 @@ TEST(hash_tried_and_down_fall_through_the_ring)
     CHECK(up_open(&u, "hash(ip.src)", s, 3, NULL));
     for (int i = 0; i < 200; i++) {
         uint32_t key = key_hash(i);
-        long first = bw_balance_pick(&u.l, 1000, key, &NONE);
+        long first = bw_balance_pick(&u.l, 1000, key, &NONE, NULL);
         CHECK(first >= 0);
-        struct bw_tried t = {{0}};
+        struct bw_tried t = {.bits = {0}};
         bw_tried_add(&t, (size_t)first);
-        long second = bw_balance_pick(&u.l, 1000, key, &t);
+        long second = bw_balance_pick(&u.l, 1000, key, &t, NULL);
         CHECK(second >= 0 && second != first);
         /* Stable too: a retry goes to the same next server every time. */
-        CHECK_INT_EQ(bw_balance_pick(&u.l, 1000, key, &t), second);
+        CHECK_INT_EQ(bw_balance_pick(&u.l, 1000, key, &t, NULL), second);
         bw_tried_add(&t, (size_t)second);
-        long third = bw_balance_pick(&u.l, 1000, key, &t);
+        long third = bw_balance_pick(&u.l, 1000, key, &t, NULL);
         CHECK(third >= 0 && third != first && third != second);
         bw_tried_add(&t, (size_t)third);
-        CHECK_INT_EQ(bw_balance_pick(&u.l, 1000, key, &t), -1);
+        CHECK_INT_EQ(bw_balance_pick(&u.l, 1000, key, &t, NULL), -1);
     }
     atomic_store(&u.rt.servers[1].hc_down, true);
     for (int i = 0; i < 200; i++)
-        CHECK(bw_balance_pick(&u.l, 1000, key_hash(i), &NONE) != 1);
+        CHECK(bw_balance_pick(&u.l, 1000, key_hash(i), &NONE, NULL) != 1);
     up_close(&u);
 }
 
@@ -424,6 +456,7 @@ int main(void)
     RUN(success_clears_failures_and_ejection);
     RUN(max_fails_zero_never_ejects);
     RUN(ejected_used_only_when_nothing_else);
+    RUN(every_server_ejected_one_guess_per_request_in_turn);
     RUN(least_conn_prefers_smallest_active_per_weight);
     RUN(least_conn_ties_go_by_weight);
     RUN(least_conn_follows_active_counts);
