@@ -2346,7 +2346,9 @@ static bool client_gone(struct bw_session *s)
             more = true;
             continue;
         }
-        return n == 0 && !more;
+        /* An error (a reset, a TLS connection cut without close_notify)
+         * is as gone; no buffer to read into (-2 with none) says nothing. */
+        return (n == 0 || (n == -2 && s->cbuf)) && !more;
     }
 }
 

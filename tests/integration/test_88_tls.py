@@ -610,3 +610,27 @@ def test_the_same_certificate_twice_in_a_listener_is_refused(tmp_path, pki):
     assert r.returncode == 1, r.stdout + r.stderr
     assert f"{cfg}:6:18: error: listen[0].tls.certificates[1].cert: {crt} is listed already, " \
            "as listen[0].tls.certificates[0]" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("close_notify", [True, False])
+def test_a_tls_client_closing_while_it_waits_abandons_the_upstream_request(origin, bulwark, pki,
+                                                                          close_notify):
+    # A TLS client closing (with close_notify, or cut without it) while its
+    # request waits on a slow upstream: as on plain HTTP, the upstream
+    # connection is closed at once and the request logged 499.
+    origin.on("/hang", om.no_response())
+    bw = bulwark(tls_config(origin, [pki.leaf("a", ["a.example"])]))
+    c = tls_conn(bw.ports[1], ca=pki.ca)
+    c.send(client.request_bytes("GET", "/hang"))
+    assert origin.wait_for(lambda o: o.heads_for("/hang"), 10)
+    if close_notify:
+        c.sock.setblocking(False)
+        try:
+            c.sock.unwrap()  # sends close_notify; bulwark does not answer it
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            pass
+    c.sock.close()
+    assert origin.wait_for(lambda o: o.open_connections == 0, 10), \
+        "the upstream connection outlived its TLS client"
+    line = [x for x in bw.access_log_lines(wait_for=1) if x["path"] == "/hang"]
+    assert len(line) == 1 and line[0]["status"] == 499, line
