@@ -252,6 +252,15 @@ static void session_close(struct bw_session *s)
      * (RFC 8446 §6.1; nginx closes such connections without it too). A
      * finished response has already let go of its request. */
     bool cut = s->req && s->req->resp_started && s->state != S_TUNNEL;
+    /* A body the client reads until the close (HTTP/1.0 or an upstream's
+     * close-delimited one) would look whole if cut short with a FIN: a
+     * reset says it is not (the client reads what arrived, then the
+     * error), where Content-Length and chunked framing say it already. */
+    if (cut && !s->req->rbody.framed &&
+        (s->req->rbody.kind == BW_BODY_UNTIL_CLOSE || s->req->rbody.dechunk)) {
+        struct linger abort_close = {.l_onoff = 1, .l_linger = 0};
+        (void)setsockopt(s->io.fd, SOL_SOCKET, SO_LINGER, &abort_close, sizeof abort_close);
+    }
     idle_update(s);
     detach_upstream(s, false);
     if (s->req) {

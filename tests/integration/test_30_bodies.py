@@ -298,3 +298,21 @@ def test_upstream_closes_mid_chunked_body_client_sees_truncation(origin, proxy):
             with pytest.raises(Closed):
                 c.read_chunked(timeout=3 * SLACK)
     assert_still_serves(bw)
+
+
+@pytest.mark.parametrize("engine", ["epoll", "auto"])
+def test_cut_body_to_an_http10_client_ends_with_a_reset(origin, proxy, engine):
+    # An HTTP/1.0 client reads the body until the close: a chunked response
+    # the upstream cuts short must not end in a FIN, which would make the
+    # truncated body look whole. The bytes before the cut still arrive.
+    origin.on("/cutc", om.close_mid_body(0, 30000, chunked_body=True))
+    bw = proxy(origin, io_engine=engine, limits={"drain_timeout": "1s"},
+               expect_errors=[origin.address])
+    with bw.connect() as c:
+        c.send(request_bytes("GET", "/cutc", version="HTTP/1.0"))
+        r = c.read_head()
+        assert r.status == 200 and r.header("transfer-encoding") is None
+        how, _ = c.wait_closed(5 * SLACK)
+        assert how == "reset", (how, len(c.buf))
+        assert 0 < len(c.buf) <= 30000 and c.buf == om.pattern(30000)[:len(c.buf)]
+    assert_still_serves(bw)

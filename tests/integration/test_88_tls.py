@@ -520,7 +520,10 @@ def _read_to_close(port, path, version="HTTP/1.1"):
             sock.sendall(d)
 
     def fill():
-        d = sock.recv(65536)
+        try:
+            d = sock.recv(65536)
+        except ConnectionResetError:  # a cut close-delimited body ends so
+            d = b""
         raw.extend(d)
         if d:
             inc.write(d)
