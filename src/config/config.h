@@ -107,8 +107,11 @@ enum bw_hash_field {
 
 struct bw_config_server {
     struct bw_sockaddr addr;
-    uint32_t weight; /* 1..1000, default 1 */
+    uint32_t weight;    /* 1..1000, default 1 */
+    uint32_t max_conns; /* requests in flight per worker, 0 (default): no limit */
 };
+
+enum { BW_CONFIG_MAX_CONNS_MAX = 100000 };
 
 struct bw_config_health_check {
     bool enabled;

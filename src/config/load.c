@@ -1072,12 +1072,16 @@ static void parse_servers(struct ld *ld, const struct bw__ynode *n, const char *
     for (const struct bw__ynode *item = n->child; item; item = item->next, i++) {
         s[i].weight = 1;
         struct path p = path_index(path, i);
-        struct field f[] = {{.name = "address", .required = true}, {.name = "weight"}};
-        if (!walk_map(ld, item, item, p.s, "a mapping like {address: 127.0.0.1:9000}", f, 2))
+        struct field f[] = {
+            {.name = "address", .required = true}, {.name = "weight"}, {.name = "max_conns"}};
+        if (!walk_map(ld, item, item, p.s, "a mapping like {address: 127.0.0.1:9000}", f, 3))
             continue;
         struct path pw = path_key(p.s, "weight");
         if (f[1].has)
             (void)get_u32(ld, f[1].val, pw.s, 1, 1000, &s[i].weight);
+        struct path pm = path_key(p.s, "max_conns");
+        if (f[2].has)
+            (void)get_u32(ld, f[2].val, pm.s, 0, BW_CONFIG_MAX_CONNS_MAX, &s[i].max_conns);
         if (!f[0].has)
             continue;
         struct path pa = path_key(p.s, "address");

@@ -170,10 +170,17 @@ void bw_upstream_local_done(struct bw_upstream_local *l)
 
 enum avail { AV_NO, AV_EJECTED, AV_YES };
 
-static enum avail availability(const struct bw_upstream_rt *u, size_t i, uint64_t now,
+static enum avail availability(const struct bw_upstream_local *l, size_t i, uint64_t now,
                                const struct bw_tried *tried)
 {
+    const struct bw_upstream_rt *u = l->rt;
     if (bw_tried_has(tried, i))
+        return AV_NO;
+    /* At max_conns (this worker's requests in flight there, as nginx counts
+     * without a shared zone: no count shared between workers on the hot
+     * path), a server takes no more until one ends. */
+    uint32_t max = u->cfg->servers[i].max_conns;
+    if (max && l->active[i] >= max)
         return AV_NO;
     const struct bw_server_rt *s = &u->servers[i];
     if (atomic_load_explicit(&s->hc_down, memory_order_relaxed))
@@ -191,7 +198,7 @@ static long pick_rr(struct bw_upstream_local *l, uint64_t now, const struct bw_t
     long best = -1;
     int64_t total = 0;
     for (size_t i = 0; i < u->nservers; i++) {
-        if (availability(u, i, now, tried) < want)
+        if (availability(l, i, now, tried) < want)
             continue;
         int64_t w = u->cfg->servers[i].weight;
         l->rr_current[i] += w;
@@ -216,7 +223,7 @@ static long pick_least_conn(struct bw_upstream_local *l, uint64_t now, const str
     long best = -1;
     size_t n = u->nservers;
     for (size_t i = 0; i < n; i++) {
-        if (availability(u, i, now, tried) < want)
+        if (availability(l, i, now, tried) < want)
             continue;
         /* active/weight compared without division. */
         if (best < 0 || (uint64_t)l->active[i] * u->cfg->servers[best].weight <
@@ -229,7 +236,7 @@ static long pick_least_conn(struct bw_upstream_local *l, uint64_t now, const str
     long pick = -1;
     int64_t total = 0;
     for (size_t i = 0; i < n; i++) {
-        if (availability(u, i, now, tried) < want ||
+        if (availability(l, i, now, tried) < want ||
             (uint64_t)l->active[i] * best_weight != best_active * u->cfg->servers[i].weight)
             continue;
         int64_t w = u->cfg->servers[i].weight;
@@ -258,10 +265,20 @@ static long pick_hash(struct bw_upstream_local *l, uint64_t now, uint32_t key,
     }
     for (size_t k = 0; k < u->ring_len; k++) {
         size_t i = u->ring[(lo + k) % u->ring_len].server;
-        if (availability(u, i, now, tried) >= want)
+        if (availability(l, i, now, tried) >= want)
             return (long)i;
     }
     return -1;
+}
+
+bool bw_balance_any_full(const struct bw_upstream_local *l)
+{
+    for (size_t i = 0; i < l->rt->nservers; i++) {
+        uint32_t max = l->rt->cfg->servers[i].max_conns;
+        if (max && l->active[i] >= max)
+            return true;
+    }
+    return false;
 }
 
 long bw_balance_pick(struct bw_upstream_local *l, uint64_t now_ms, uint32_t key,

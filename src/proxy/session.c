@@ -783,7 +783,10 @@ static bool connect_upstream(struct bw_session *s, const char *last_why)
         long idx = bw_balance_pick(l, LOOP(s)->now_ms, r->hash_key, &r->tried, &ejected);
         if (idx < 0) {
             if (!r->attempts) {
-                respond_error(s, 503, "no healthy upstream server");
+                respond_error(s, 503,
+                              bw_balance_any_full(l)
+                                  ? "every upstream server is down or at its max_conns"
+                                  : "no healthy upstream server");
                 return false;
             }
             /* nginx says "no live upstreams"; the reason of the last

@@ -86,12 +86,16 @@ void bw_upstream_local_done(struct bw_upstream_local *l);
 /* Chooses a server not yet in *tried. key is the hash of the request's
  * hash(<field>) value (ignored by the other policies). Returns the server
  * index, or -1 when no server may be used: every server tried, every
- * untried one down by health check, or only passively ejected ones left
- * and tried->ejected set. A passively ejected server is picked only when no
+ * untried one down by health check or at its max_conns, or only passively
+ * ejected ones left and tried->ejected set. A passively ejected server is picked only when no
  * other is left; *ret_ejected (when not NULL) says whether it was one, and
  * the caller sets tried->ejected once it makes that attempt. */
 long bw_balance_pick(struct bw_upstream_local *l, uint64_t now_ms, uint32_t key,
                      const struct bw_tried *tried, bool *ret_ejected);
+
+/* Whether a server of the upstream is at its max_conns in this worker: what
+ * a request no server would take is told (503, "at max_conns"). */
+bool bw_balance_any_full(const struct bw_upstream_local *l);
 
 /* Passive health: a connect error, a timeout or an invalid response from
  * the server. Also counts it for the upstream (bw_upstream_failures). */

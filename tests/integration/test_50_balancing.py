@@ -194,3 +194,40 @@ def test_least_conn_keeps_weights_when_idle(tmp_path, origins, bulwark):
     bw = bulwark(upstream_cfg(tmp_path, [canary, main], "least_conn", weights=[1, 9]))
     seq = sequence(bw, 40)
     assert seq.count(canary.name) == 4, seq
+
+
+def test_max_conns_caps_requests_in_flight_per_server(tmp_path, origins, bulwark):
+    # A server at max_conns takes no more requests from this worker: the
+    # next goes to another server, and with every server full the client
+    # gets a 503 at once instead of piling onto a struggling origin. A
+    # request that ends frees its place.
+    import time
+    from bwtest import client
+    a, b = origins(2)
+    for o in (a, b):
+        o.on("/hang", om.no_response())
+    cfg = upstream_cfg(tmp_path, [a, b], "round_robin")
+    cfg["workers"] = 1
+    cfg["upstreams"]["app"]["servers"][0]["max_conns"] = 2
+    cfg["upstreams"]["app"]["servers"][1]["max_conns"] = 1
+    bw = bulwark(cfg)
+    hanging = []
+    for i in range(3):
+        c = bw.connect(timeout=10)
+        c.send(client.request_bytes("GET", "/hang"))
+        hanging.append(c)
+        assert a.wait_for(lambda o: len(o.heads_for("/hang")) + len(b.heads_for("/hang")) > i, 10)
+    assert len(a.heads_for("/hang")) == 2 and len(b.heads_for("/hang")) == 1
+    r = bw.request("GET", "/full")
+    assert r.status == 503, r
+    assert not a.requests_for("/full") and not b.requests_for("/full")
+    line = [x for x in bw.access_log_lines(wait_for=1) if x["path"] == "/full"]
+    assert line and "max_conns" in line[0].get("error", ""), line
+    # The requests end (their clients leave, and bulwark lets their
+    # upstream connections go): the servers take requests again.
+    for c in hanging:
+        c.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (a.open_connections or b.open_connections):
+        time.sleep(0.02)
+    assert [bw.request("GET", f"/again/{i}").status for i in range(3)] == [200, 200, 200]

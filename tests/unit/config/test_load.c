@@ -353,6 +353,10 @@ static const struct {
      "10:49: upstreams.b.servers[0].weight: expected an integer from 1 to 1000, got \"0\""},
     {"server weight 1001", UP "  b:\n    servers: [{address: 127.0.0.1:9001, weight: 1001}]\n",
      "10:49: upstreams.b.servers[0].weight: expected an integer from 1 to 1000, got \"1001\""},
+    {"server max_conns 100001",
+     UP "  b:\n    servers: [{address: 127.0.0.1:9001, max_conns: 100001}]\n",
+     "10:52: upstreams.b.servers[0].max_conns: expected an integer from 0 to 100000, got "
+     "\"100001\""},
     {"server duplicate", UP "      - address: 127.0.0.1:9000\n",
      "9:18: upstreams.app.servers[1].address: duplicate server 127.0.0.1:9000 (also "
      "upstreams.app.servers[0])"},
@@ -822,7 +826,7 @@ static const char FULL[] =
     "upstreams:\n"
     "  app:\n"
     "    servers:\n"
-    "      - { address: 127.0.0.1:9000, weight: 1000 }\n"
+    "      - { address: 127.0.0.1:9000, weight: 1000, max_conns: 100000 }\n"
     "      - { address: \"[::1]:9000\" }\n"
     "    balance: 'hash(http.request.headers[\"X-User-ID\"])'\n"
     "    keepalive: 10000\n"
@@ -897,8 +901,10 @@ TEST(full_config_every_key)
     CHECK_INT_EQ(u->nservers, 2);
     CHECK_STR_EQ(u->servers[0].addr.text, "127.0.0.1:9000");
     CHECK_INT_EQ(u->servers[0].weight, 1000);
+    CHECK_INT_EQ(u->servers[0].max_conns, 100000);
     CHECK_STR_EQ(u->servers[1].addr.text, "[::1]:9000");
     CHECK_INT_EQ(u->servers[1].weight, 1);
+    CHECK_INT_EQ(u->servers[1].max_conns, 0);
     CHECK_INT_EQ(u->balance, BW_BALANCE_HASH);
     CHECK_INT_EQ(u->hash_field, BW_HASH_HEADER);
     CHECK_SLICE_EQ(u->hash_header, "x-user-id");

@@ -443,6 +443,40 @@ TEST(hash_tried_and_down_fall_through_the_ring)
     up_close(&u);
 }
 
+/* ---- max_conns ------------------------------------------------------------- */
+
+TEST(max_conns_full_servers_are_skipped_by_every_policy)
+{
+    static const char *const policies[] = {"round_robin", "least_conn", "hash(ip.src)"};
+    for (size_t p = 0; p < 3; p++) {
+        struct up u;
+        const struct srv s[] = {{"10.0.0.1:80", 1}, {"10.0.0.2:80", 1}, {"10.0.0.3:80", 1}};
+        CHECK(up_open(&u, policies[p], s, 3, NULL));
+        /* max_conns 2, 2 and none (the loader's parsing of it is test_load's). */
+        struct bw_config_server *cs = (struct bw_config_server *)u.cfg->upstreams[0].servers;
+        cs[0].max_conns = cs[1].max_conns = 2;
+        CHECK(!bw_balance_any_full(&u.l));
+        /* At the limit: never picked, whatever the key or the turn. */
+        u.l.active[0] = 2;
+        CHECK(bw_balance_any_full(&u.l));
+        for (int i = 0; i < 50; i++)
+            CHECK(bw_balance_pick(&u.l, 1000, key_hash(i), &NONE, NULL) != 0);
+        /* Just under it: picked again (alone in the running). */
+        u.l.active[0] = 1;
+        u.l.active[1] = 2;
+        struct bw_tried t = {.bits = {0}};
+        bw_tried_add(&t, 2);
+        CHECK_INT_EQ(bw_balance_pick(&u.l, 1000, key_hash(7), &t, NULL), 0);
+        /* Every server full or tried: none; no limit (0) is never full. */
+        u.l.active[0] = 2;
+        CHECK_INT_EQ(bw_balance_pick(&u.l, 1000, key_hash(7), &t, NULL), -1);
+        u.l.active[2] = 1000000;
+        CHECK_INT_EQ(bw_balance_pick(&u.l, 1000, key_hash(7), &NONE, NULL), 2);
+        u.l.active[0] = u.l.active[1] = u.l.active[2] = 0;
+        up_close(&u);
+    }
+}
+
 int main(void)
 {
     /* Ejections log a warning each; keep the test output readable. */
@@ -464,5 +498,6 @@ int main(void)
     RUN(hash_adding_a_server_moves_few_keys_and_only_to_it);
     RUN(hash_server_order_does_not_matter);
     RUN(hash_tried_and_down_fall_through_the_ring);
+    RUN(max_conns_full_servers_are_skipped_by_every_policy);
     return t_done();
 }
