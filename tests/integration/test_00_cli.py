@@ -1,4 +1,5 @@
 """Command line: check, run with a bad config, version."""
+import contextlib
 import re
 import subprocess
 
@@ -265,22 +266,40 @@ def test_relative_paths_resolve_against_the_config_directory(tmp_path):
     assert list(elsewhere.iterdir()) == []
 
 
-def start_and_stop(path, tmp_path, cwd=None):
-    """`bulwark run -c path` until it listens; returns its error log."""
+@contextlib.contextmanager
+def running(path, tmp_path, cwd=None):
+    """`bulwark run -c path`, its stderr in a file: yields (process,
+    wait_for(text) -> the log once text is in it, failing if the process
+    exits first or 10 s pass). Stopped (terminated, else killed) on exit."""
     import time
     err = tmp_path / "run-stderr.log"
     with open(err, "wb") as ef:
         p = subprocess.Popen([bulwark_bin(), "run", "-c", path], stdin=subprocess.DEVNULL,
                              stdout=subprocess.DEVNULL, stderr=ef, cwd=cwd)
-    try:
+
+    def wait_for(text):
         deadline = time.monotonic() + 10
-        while "admin listening on" not in err.read_text() and time.monotonic() < deadline:
+        while text not in err.read_text() and time.monotonic() < deadline:
             assert p.poll() is None, err.read_text()
             time.sleep(0.02)
+        return err.read_text()
+
+    try:
+        yield p, wait_for
     finally:
-        p.terminate()
-        p.wait(10)
-    return err.read_text()
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(10)
+
+
+def start_and_stop(path, tmp_path, cwd=None):
+    """`bulwark run -c path` until it listens; returns its error log."""
+    with running(path, tmp_path, cwd) as (_, wait_for):
+        return wait_for("admin listening on")
 
 
 @pytest.mark.parametrize("address, token, warned", [
@@ -313,22 +332,11 @@ def test_admin_open_to_the_network_without_a_token_is_warned(tmp_path, address, 
 def test_reload_that_drops_the_token_of_an_open_admin_api_is_warned(tmp_path):
     import os
     import signal
-    import time
     tok = tmp_path / "admin.token"
     tok.write_text("s3cret\n")
     os.chmod(tok, 0o600)
     path = write(tmp_path, GOOD + 'admin:\n  address: "0.0.0.0:0"\n  token_file: admin.token\n')
-    err = tmp_path / "run-stderr.log"
-    with open(err, "wb") as ef:
-        p = subprocess.Popen([bulwark_bin(), "run", "-c", path], stdin=subprocess.DEVNULL,
-                             stdout=subprocess.DEVNULL, stderr=ef)
-    try:
-        def wait_for(text):
-            deadline = time.monotonic() + 10
-            while text not in err.read_text() and time.monotonic() < deadline:
-                assert p.poll() is None, err.read_text()
-                time.sleep(0.02)
-            return err.read_text()
+    with running(path, tmp_path) as (p, wait_for):
         log = wait_for("admin listening on")
         assert "open to anyone" not in log
         write(tmp_path, GOOD + 'admin:\n  address: "0.0.0.0:0"\n')
@@ -337,9 +345,6 @@ def test_reload_that_drops_the_token_of_an_open_admin_api_is_warned(tmp_path):
         assert "generation 2 is live" in log
         assert re.search(r" warn: .*admin.address 0.0.0.0:0 is not a loopback address .*open to "
                          r"anyone who can reach it", log), log
-    finally:
-        p.terminate()
-        p.wait(10)
 
 
 def test_check_reports_every_error_of_a_ruleset_file(tmp_path):
@@ -411,21 +416,10 @@ def test_run_says_when_it_is_ready_and_with_what(tmp_path):
     # admin API start), one line says the process serves, its pid, and
     # whether the modules loaded; a reload and the exit say so too.
     import signal
-    import time
     (tmp_path / "entry.yaml").write_text(
         "id: entry\nrules:\n  - id: a\n    expression: 'true'\n    action: log\n")
     path = write(tmp_path, GOOD + "modules:\n  rules: { rulesets: [entry.yaml] }\n")
-    err = tmp_path / "run-stderr.log"
-    with open(err, "wb") as ef:
-        p = subprocess.Popen([bulwark_bin(), "run", "-c", path], stdin=subprocess.DEVNULL,
-                             stdout=subprocess.DEVNULL, stderr=ef)
-    try:
-        def wait_for(text):
-            deadline = time.monotonic() + 10
-            while text not in err.read_text() and time.monotonic() < deadline:
-                assert p.poll() is None, err.read_text()
-                time.sleep(0.02)
-            return err.read_text()
+    with running(path, tmp_path) as (p, wait_for):
         log = wait_for("ready: ")
         assert re.search(rf" info: ready: pid {p.pid}, config {re.escape(path)} \(generation 1\), "
                          r"1 worker; rules: 1 ruleset, 1 rule; bot_score: off; access log: off; "
@@ -436,8 +430,4 @@ def test_run_says_when_it_is_ready_and_with_what(tmp_path):
         assert f"generation 2 is live ({path}; rules: 1 ruleset, 1 rule; bot_score: off)" in log
         p.send_signal(signal.SIGTERM)
         assert p.wait(10) == 0
-        assert f"all workers stopped; exiting (pid {p.pid})" in err.read_text()
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait(10)
+        assert f"all workers stopped; exiting (pid {p.pid})" in (tmp_path / "run-stderr.log").read_text()
