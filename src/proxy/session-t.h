@@ -110,6 +110,11 @@ struct request {
     long server;
     struct bw_tried tried;
     bool picked_ejected; /* the current attempt's server was passively ejected */
+    /* A pooled connection failed this request as stale: its further
+     * attempts connect anew. The upstream's other idle connections were
+     * likely closed by the same idle timeout, and each taken in turn would
+     * use up an attempt (one server: a 502 after the second). */
+    bool skip_pool;
     uint32_t hash_key;
     unsigned attempts;
     uint16_t fail_status; /* answer if no server is left: 502, or 504 after a timeout */

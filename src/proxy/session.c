@@ -760,7 +760,8 @@ static void start_request(struct bw_session *s, struct bw_http_request *hq)
 
 /* ---- upstream connect and retry ----------------------------------------- */
 
-/* Picks a server and attaches a pooled or new connection to the session.
+/* Picks a server and attaches a pooled or new connection to the session
+ * (always a new one once the request met a stale pooled one, skip_pool).
  * last_why: how the previous attempt failed (NULL for the first). Returns
  * false when the session has already been answered or closed. */
 static bool connect_upstream(struct bw_session *s, const char *last_why)
@@ -797,7 +798,7 @@ static bool connect_upstream(struct bw_session *s, const char *last_why)
             bw_stat_inc(&s->pw->stats.upstream_retries);
         bw_tried_add(&r->tried, (size_t)idx);
         l->active[idx]++;
-        struct bw_upconn *u = l->idle[idx];
+        struct bw_upconn *u = r->skip_pool ? NULL : l->idle[idx];
         if (u) {
             bw__pool_unlink(u);
             bw_timer_stop(LOOP(s), &u->timer);
@@ -900,11 +901,13 @@ static void upstream_failed(struct bw_session *s, uint16_t status, const char *w
     bool can_retry = !r->resp_started && body_untouched && (r->idempotent || never_sent);
     if (stale && can_retry) {
         /* A pooled connection closed by the upstream between requests:
-         * not the server's fault; try the same server on a new connection
-         * (which does not use up the request's attempt on an ejected one). */
+         * not the server's fault; the server may be picked again (which does
+         * not use up the request's attempt on an ejected one), and on a new
+         * connection, never another pooled one. */
         r->tried.bits[r->server / 64] &= ~(1ull << (r->server % 64));
         if (r->picked_ejected)
             r->tried.ejected = false;
+        r->skip_pool = true;
     }
     if (!can_retry || r->attempts >= 1 + cu->nservers) {
         respond_error(s, status, why);
