@@ -72,8 +72,9 @@ struct bw_upconn {
     struct bw_upconn *pool_next, *pool_prev;
     size_t upstream;
     size_t server;
-    bool connected; /* connect() known to have completed */
-    bool reused;    /* came from the pool for the current request */
+    uint32_t requests; /* attached to this many requests, for keepalive_requests */
+    bool connected;    /* connect() known to have completed */
+    bool reused;       /* came from the pool for the current request */
     bool rd, wr;
     bool hup;       /* the upstream closed its side: read until EOF is seen */
     bool eof;       /* EOF (or an error) was read: nothing more comes, none goes */

@@ -803,6 +803,7 @@ static bool connect_upstream(struct bw_session *s, const char *last_why)
             bw__pool_unlink(u);
             bw_timer_stop(LOOP(s), &u->timer);
             u->owner = s;
+            u->requests++;
             u->reused = true;
             u->rd = false;
             u->wr = true;
@@ -850,6 +851,7 @@ static bool connect_upstream(struct bw_session *s, const char *last_why)
             return false;
         }
         u->owner = s;
+        u->requests = 1;
         u->connected = rc == 0;
         u->wr = rc == 0;
         s->up = u;
