@@ -342,3 +342,27 @@ def test_post_meeting_a_stale_pooled_connection_is_not_replayed(origin, proxy, b
     assert len(origin.heads_for("/pay")) == 1
     assert origin.connections == 1
     assert bw.request("GET", "/after").status == 200
+
+
+@pytest.mark.parametrize("pooled", [False, True], ids=["new-connection", "pooled-connection"])
+def test_get_whose_upstream_times_out_is_not_retried(origins, proxy, pooled):
+    """A read timeout before the response head is never retried, even for
+    a GET, on a pooled connection or not (config.md, Retries): the server
+    may still be working on it, and a slow server would get every request
+    twice. 504, the request sent once, the other server untouched."""
+    a, b = origins(2)
+    for o in (a, b):
+        o.on("/hang", om.no_response())
+    bw = proxy([a, b], upstream_opts={"read_timeout": "300ms", "max_fails": 100},
+               expect_errors=[a.address, b.address])
+    with bw.connect() as c:
+        if pooled:
+            c.send(request_bytes("GET", "/warm"))
+            assert c.read_response().status == 200
+        c.send(request_bytes("GET", "/hang"))
+        assert_proxy_error(c.read_response(timeout=5), 504, closing=False)
+    heads = a.heads_for("/hang") + b.heads_for("/hang")
+    assert len(heads) == 1, heads
+    entry = bw.access_log_lines(wait_for=2 if pooled else 1)[-1]
+    assert entry["status"] == 504 and "read timeout" in entry["error"], entry
+
