@@ -139,6 +139,8 @@ struct bw_config_upstream {
     enum bw_hash_field hash_field; /* when balance == BW_BALANCE_HASH */
     bw_slice hash_header;          /* when hash_field == BW_HASH_HEADER (lowercased) */
     uint32_t keepalive;            /* idle connections kept per worker, default 64 */
+    uint64_t keepalive_timeout_ms; /* a pooled one idle this long is closed, default 60s */
+    uint32_t keepalive_requests;   /* requests one connection carries, default 1000 */
     uint64_t connect_timeout_ms;   /* default 1s */
     uint64_t read_timeout_ms;      /* default 30s */
     uint64_t write_timeout_ms;     /* default 30s */

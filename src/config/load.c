@@ -1111,6 +1111,8 @@ static void upstream_defaults(struct ld *ld, struct bw_config_upstream *u)
     u->hash_field = BW_HASH_IP_SRC;
     u->hash_header = BW_SLICE_EMPTY;
     u->keepalive = 64;
+    u->keepalive_timeout_ms = 60000;
+    u->keepalive_requests = 1000;
     u->connect_timeout_ms = 1000;
     u->read_timeout_ms = 30000;
     u->write_timeout_ms = 30000;
@@ -1178,6 +1180,8 @@ static void parse_upstream(struct ld *ld, const struct bw__ynode *key, const str
         F_SERVERS,
         F_BALANCE,
         F_KEEPALIVE,
+        F_KEEPALIVE_TIMEOUT,
+        F_KEEPALIVE_REQUESTS,
         F_CONNECT,
         F_READ,
         F_WRITE,
@@ -1191,6 +1195,8 @@ static void parse_upstream(struct ld *ld, const struct bw__ynode *key, const str
         [F_SERVERS] = {.name = "servers", .required = true},
         [F_BALANCE] = {.name = "balance"},
         [F_KEEPALIVE] = {.name = "keepalive"},
+        [F_KEEPALIVE_TIMEOUT] = {.name = "keepalive_timeout"},
+        [F_KEEPALIVE_REQUESTS] = {.name = "keepalive_requests"},
         [F_CONNECT] = {.name = "connect_timeout"},
         [F_READ] = {.name = "read_timeout"},
         [F_WRITE] = {.name = "write_timeout"},
@@ -1210,6 +1216,12 @@ static void parse_upstream(struct ld *ld, const struct bw__ynode *key, const str
     if (f[F_KEEPALIVE].has)
         (void)get_u32(ld, f[F_KEEPALIVE].val, (p = path_key(path, "keepalive")).s, 0, 10000,
                       &u->keepalive);
+    if (f[F_KEEPALIVE_TIMEOUT].has)
+        (void)get_duration(ld, f[F_KEEPALIVE_TIMEOUT].val,
+                           (p = path_key(path, "keepalive_timeout")).s, &u->keepalive_timeout_ms);
+    if (f[F_KEEPALIVE_REQUESTS].has)
+        (void)get_u32(ld, f[F_KEEPALIVE_REQUESTS].val, (p = path_key(path, "keepalive_requests")).s,
+                      1, 1000000, &u->keepalive_requests);
     if (f[F_CONNECT].has)
         (void)get_duration(ld, f[F_CONNECT].val, (p = path_key(path, "connect_timeout")).s,
                            &u->connect_timeout_ms);

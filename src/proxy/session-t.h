@@ -72,8 +72,9 @@ struct bw_upconn {
     struct bw_upconn *pool_next, *pool_prev;
     size_t upstream;
     size_t server;
-    bool connected; /* connect() known to have completed */
-    bool reused;    /* came from the pool for the current request */
+    uint32_t requests; /* attached to this many requests, for keepalive_requests */
+    bool connected;    /* connect() known to have completed */
+    bool reused;       /* came from the pool for the current request */
     bool rd, wr;
     bool hup;       /* the upstream closed its side: read until EOF is seen */
     bool eof;       /* EOF (or an error) was read: nothing more comes, none goes */
@@ -110,6 +111,11 @@ struct request {
     long server;
     struct bw_tried tried;
     bool picked_ejected; /* the current attempt's server was passively ejected */
+    /* A pooled connection failed this request as stale: its further
+     * attempts connect anew. The upstream's other idle connections were
+     * likely closed by the same idle timeout, and each taken in turn would
+     * use up an attempt (one server: a 502 after the second). */
+    bool skip_pool;
     uint32_t hash_key;
     unsigned attempts;
     uint16_t fail_status; /* answer if no server is left: 502, or 504 after a timeout */

@@ -769,7 +769,8 @@ static void start_request(struct bw_session *s, struct bw_http_request *hq)
 
 /* ---- upstream connect and retry ----------------------------------------- */
 
-/* Picks a server and attaches a pooled or new connection to the session.
+/* Picks a server and attaches a pooled or new connection to the session
+ * (always a new one once the request met a stale pooled one, skip_pool).
  * last_why: how the previous attempt failed (NULL for the first). Returns
  * false when the session has already been answered or closed. */
 static bool connect_upstream(struct bw_session *s, const char *last_why)
@@ -809,11 +810,12 @@ static bool connect_upstream(struct bw_session *s, const char *last_why)
             bw_stat_inc(&s->pw->stats.upstream_retries);
         bw_tried_add(&r->tried, (size_t)idx);
         l->active[idx]++;
-        struct bw_upconn *u = l->idle[idx];
+        struct bw_upconn *u = r->skip_pool ? NULL : l->idle[idx];
         if (u) {
             bw__pool_unlink(u);
             bw_timer_stop(LOOP(s), &u->timer);
             u->owner = s;
+            u->requests++;
             u->reused = true;
             u->rd = false;
             u->wr = true;
@@ -861,6 +863,7 @@ static bool connect_upstream(struct bw_session *s, const char *last_why)
             return false;
         }
         u->owner = s;
+        u->requests = 1;
         u->connected = rc == 0;
         u->wr = rc == 0;
         s->up = u;
@@ -885,20 +888,36 @@ static bool connect_upstream(struct bw_session *s, const char *last_why)
     }
 }
 
-/* The upstream connection failed before any response byte arrived. Retries
- * on another server (or a fresh connection, when a pooled one had gone
- * stale) if the request allows it; otherwise answers status. A request that
- * never reached the server (connect refused or timed out, TLS handshake
- * failed) is retried whatever its method, as nginx and HAProxy do: only
- * one the server may have seen must be idempotent to be sent again. */
-static void upstream_failed(struct bw_session *s, uint16_t status, const char *why, bool count)
+/* How far a failed attempt got, which decides whether the request may be
+ * sent again (docs/config.md, "Retries"). */
+enum up_failure {
+    /* It reached no server: connect refused or timed out, TLS handshake
+     * failed. Retried whatever the method, as nginx and HAProxy do. */
+    UF_UNSENT,
+    /* A pooled connection the upstream had closed between requests, found
+     * so before any response byte: not the server's fault. Retried, if
+     * idempotent, on a new connection. */
+    UF_STALE,
+    /* The server may have seen the request (closed or reset before a
+     * whole response head, an invalid head): retried only when
+     * idempotent and no body byte was written. */
+    UF_SEEN,
+    /* A read or write timeout: the server may still be working on it, and
+     * a slow server would get every request twice. Never retried, as in
+     * HAProxy and Envoy (nginx's default proxy_next_upstream retries it). */
+    UF_TIMEOUT,
+};
+
+/* The upstream connection failed before a final response head went to the
+ * client. Retries on another server (or the same one on a new connection)
+ * if `kind` and the request allow it; otherwise answers status. count: a
+ * failure of the server (passive health, the error log). */
+static void upstream_failed(struct bw_session *s, uint16_t status, const char *why,
+                            enum up_failure kind, bool count)
 {
     struct request *r = s->req;
-    struct bw_upconn *u = s->up;
     struct bw_upstream_local *l = &s->ws->ups[r->upstream];
     const struct bw_config_upstream *cu = l->rt->cfg;
-    bool stale = u && u->reused;
-    bool never_sent = u && !u->connected && !u->reused;
     r->fail_status = status;
     detach_upstream(s, false);
     if (count && r->server >= 0) {
@@ -908,15 +927,30 @@ static void upstream_failed(struct bw_session *s, uint16_t status, const char *w
     }
     /* Body bytes not yet written are still in the client buffer and go out
      * again on the next connection; once any was written, no retry. */
-    bool body_untouched = r->body_sent == 0;
-    bool can_retry = !r->resp_started && body_untouched && (r->idempotent || never_sent);
-    if (stale && can_retry) {
-        /* A pooled connection closed by the upstream between requests:
-         * not the server's fault; try the same server on a new connection
-         * (which does not use up the request's attempt on an ejected one). */
-        r->tried.bits[r->server / 64] &= ~(1ull << (r->server % 64));
-        if (r->picked_ejected)
-            r->tried.ejected = false;
+    bool resendable = !r->resp_started && r->body_sent == 0;
+    bool can_retry = false;
+    switch (kind) {
+    case UF_UNSENT:
+        can_retry = resendable;
+        break;
+    case UF_STALE:
+        can_retry = resendable && r->idempotent;
+        if (can_retry) {
+            /* The server may be picked again (which does not use up the
+             * request's attempt on an ejected one), and on a new
+             * connection: its other pooled ones were likely closed by the
+             * same idle timeout. */
+            r->tried.bits[r->server / 64] &= ~(1ull << (r->server % 64));
+            if (r->picked_ejected)
+                r->tried.ejected = false;
+            r->skip_pool = true;
+        }
+        break;
+    case UF_SEEN:
+        can_retry = resendable && r->idempotent;
+        break;
+    case UF_TIMEOUT:
+        break;
     }
     if (!can_retry || r->attempts >= 1 + cu->nservers) {
         respond_error(s, status, why);
@@ -1536,7 +1570,7 @@ static bool response_head_step(struct bw_session *s)
             bw_buf_compact(s->ubuf);
             if (bw_buf_room(s->ubuf) == 0) {
                 if (!buf_grow(pw, &s->ubuf)) {
-                    upstream_failed(s, 502, "response head too large", false);
+                    upstream_failed(s, 502, "response head too large", UF_SEEN, false);
                     return false;
                 }
             }
@@ -1548,9 +1582,7 @@ static bool response_head_step(struct bw_session *s)
         BW_ERRORF("upstream %s sent an invalid response: %s",
                   cfg->upstreams[r->upstream].servers[r->server].addr.text,
                   herr.reason ? herr.reason : "?");
-        if (s->up)
-            s->up->reused = false; /* not a stale connection: no retry */
-        upstream_failed(s, 502, "invalid response", true);
+        upstream_failed(s, 502, "invalid response", UF_SEEN, true);
         return false;
     case BW_HTTP_DONE:
         break;
@@ -1569,7 +1601,7 @@ static bool response_head_step(struct bw_session *s)
         if (!(hr.status == 100 && r->cont_sent) && !r->http10) {
             struct bw_head_out out = {.buf = s->hbuf->data, .cap = s->hbuf->cap};
             if (!bw_build_client_response(&out, &hr, r->http10, true, false)) {
-                upstream_failed(s, 502, "response head too large", false);
+                upstream_failed(s, 502, "response head too large", UF_SEEN, false);
                 return false;
             }
             s->hbuf->start = 0;
@@ -1586,12 +1618,10 @@ static bool response_head_step(struct bw_session *s)
         /* One to a request that asked for none, or one that does not name
          * its protocol in Upgrade (RFC 9110 §15.2.2): passed on, the client
          * would tunnel what we still parse as HTTP. */
-        if (s->up)
-            s->up->reused = false; /* not a stale connection: no retry */
         upstream_failed(s, 502,
                         r->upgrade ? "101 Switching Protocols without an Upgrade header"
                                    : "101 Switching Protocols without an upgrade request",
-                        true);
+                        UF_SEEN, true);
         return false;
     }
     stamp(s, &r->t_resp);
@@ -1635,9 +1665,8 @@ static bool response_head_step(struct bw_session *s)
         /* Taking chunked off would leave the other coding (gzip) on the
          * bytes with nothing to say so: an HTTP/1.0 client has no
          * Transfer-Encoding. nginx refuses such a response as well. */
-        if (s->up)
-            s->up->reused = false;
-        upstream_failed(s, 502, "a transfer coding besides chunked, to an HTTP/1.0 client", true);
+        upstream_failed(s, 502, "a transfer coding besides chunked, to an HTTP/1.0 client", UF_SEEN,
+                        true);
         return false;
     }
     r->status = hr.status;
@@ -1661,13 +1690,13 @@ static bool response_head_step(struct bw_session *s)
     if (!bw_build_client_response_ed(&out, &hr, r->http10, r->keep_alive || upgrading,
                                      r->rbody.dechunk, &redits)) {
         if (!buf_grow(pw, &s->hbuf)) {
-            upstream_failed(s, 502, "response head too large", false);
+            upstream_failed(s, 502, "response head too large", UF_SEEN, false);
             return false;
         }
         out = (struct bw_head_out){.buf = s->hbuf->data, .cap = s->hbuf->cap};
         if (!bw_build_client_response_ed(&out, &hr, r->http10, r->keep_alive || upgrading,
                                          r->rbody.dechunk, &redits)) {
-            upstream_failed(s, 502, "response head too large", false);
+            upstream_failed(s, 502, "response head too large", UF_SEEN, false);
             return false;
         }
     }
@@ -1727,7 +1756,7 @@ static bool upstream_tls_up(struct bw_session *s, struct bw_upconn *u)
         snprintf(msg, sizeof msg, "TLS handshake with the upstream failed: %s",
                  bw_tls_last_error(why, sizeof why));
     u->tls_broken = true;
-    upstream_failed(s, 502, msg, true);
+    upstream_failed(s, 502, msg, UF_UNSENT, true);
     return false;
 }
 
@@ -1837,13 +1866,13 @@ static void exchange_step(struct bw_session *s)
                 break;
             case IO_ERROR:
                 if (!u->connected) {
-                    upstream_failed(s, 502, strerror(errno), true);
+                    upstream_failed(s, 502, strerror(errno), UF_UNSENT, true);
                 } else if (u->reused && r->body_sent == 0) {
-                    upstream_failed(s, 502, "pooled connection closed", false);
+                    upstream_failed(s, 502, "pooled connection closed", UF_STALE, false);
                 } else if (r->resp_started) {
                     session_close(s);
                 } else {
-                    upstream_failed(s, 502, strerror(errno), true);
+                    upstream_failed(s, 502, strerror(errno), UF_SEEN, true);
                 }
                 return;
             }
@@ -1876,13 +1905,12 @@ static void exchange_step(struct bw_session *s)
                 bool nothing = !s->ubuf || bw_buf_len(s->ubuf) == 0;
                 if (!r->resp_head_done && nothing) {
                     if (u->reused && r->body_sent == 0 && !r->qfwd.active) {
-                        upstream_failed(s, 502, "pooled connection closed", false);
+                        upstream_failed(s, 502, "pooled connection closed", UF_STALE, false);
                     } else if (!u->connected && n == -2) {
-                        upstream_failed(s, 502, strerror(errno), true);
+                        upstream_failed(s, 502, strerror(errno), UF_UNSENT, true);
                     } else {
-                        u->reused = false;
                         upstream_failed(s, 502, "upstream closed before a complete response head",
-                                        true);
+                                        UF_SEEN, true);
                     }
                     return;
                 }
@@ -1903,8 +1931,8 @@ static void exchange_step(struct bw_session *s)
             if (!head_progress && !r->resp_head_done && s->h_dest == H_NONE && s->up &&
                 s->up->eof) {
                 /* Everything read before the end is parsed: the head is cut. */
-                s->up->reused = false;
-                upstream_failed(s, 502, "upstream closed before a complete response head", true);
+                upstream_failed(s, 502, "upstream closed before a complete response head", UF_SEEN,
+                                true);
                 return;
             }
             if (r->resp_head_done && s->up && s->up->eof)
@@ -2433,18 +2461,14 @@ static void session_timeout(struct bw_loop *loop, struct bw_timer *t)
         respond_error(s, 408, "client body timeout");
         return;
     case T_CONNECT:
-        upstream_failed(s, 504, "connect timeout", true);
+        upstream_failed(s, 504, "connect timeout", UF_UNSENT, true);
         return;
     case T_UP_WRITE:
     case T_UP_READ:
         if (r && !r->resp_head_done) {
-            if (s->up)
-                s->up->reused = false;
-            /* Not retried: the upstream may be processing the request. */
-            r->attempts = 1 + 256;
             upstream_failed(
                 s, 504, s->tkind == T_UP_WRITE ? "upstream write timeout" : "upstream read timeout",
-                true);
+                UF_TIMEOUT, true);
             return;
         }
         if (r && s->up) {

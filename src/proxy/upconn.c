@@ -1,7 +1,9 @@
 /* Upstream connections: creation, the per-worker keepalive pools (most
  * recently used first, capped by the upstream's `keepalive`), and closing.
  * A pooled connection is closed as soon as the upstream closes it or sends
- * anything, so a request is rarely handed a dead connection. */
+ * anything, so a request is rarely handed a dead connection; it is closed by
+ * bulwark after the upstream's keepalive_timeout idle, and once it has
+ * carried keepalive_requests requests. */
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <unistd.h>
@@ -93,8 +95,9 @@ void bw__upconn_release(struct bw_upconn *u, bool reusable)
     /* A connection whose upstream already hung up gives no further event
      * while pooled: it would be handed to the next request dead. Nor is one
      * of a configuration being replaced pooled again. */
-    if (!reusable || u->hup || u->eof || l->nidle >= cu->keepalive || u->pw->w->draining ||
-        u->ws != pw->cur || bw_io_buffered(&pw->w->loop, &u->io)) {
+    if (!reusable || u->hup || u->eof || l->nidle >= cu->keepalive ||
+        u->requests >= cu->keepalive_requests || u->pw->w->draining || u->ws != pw->cur ||
+        bw_io_buffered(&pw->w->loop, &u->io)) {
         bw__upconn_close(u);
         return;
     }
@@ -106,8 +109,7 @@ void bw__upconn_release(struct bw_upconn *u, bool reusable)
         u->pool_next->pool_prev = u;
     l->idle[u->server] = u;
     l->nidle++;
-    if (bw_timer_set(&pw->w->loop, &u->timer, u->ws->snap->cfg->limits.keepalive_timeout_ms) !=
-        BW_OK)
+    if (bw_timer_set(&pw->w->loop, &u->timer, cu->keepalive_timeout_ms) != BW_OK)
         bw__upconn_close(u);
 }
 

@@ -5,6 +5,7 @@ import time
 import pytest
 
 from bwtest import origin as om
+from bwtest import yamlish
 from bwtest.checks import SLACK, assert_closed, assert_proxy_error, assert_still_serves
 from bwtest.client import Closed, request_bytes
 
@@ -176,6 +177,59 @@ def test_slow_upstream_within_read_timeout_is_fine(origin, proxy):
     bw = proxy(origin, upstream_opts={"read_timeout": "1s"})
     r = bw.request("GET", "/slowish")
     assert r.status == 200
+
+
+def test_idle_pooled_upstream_connection_closed_after_the_upstreams_keepalive_timeout(origin, proxy):
+    """An idle pooled connection is closed by bulwark after its upstream's
+    keepalive_timeout, not after limits.keepalive_timeout (the client
+    side's, here far longer): the client connection stays open meanwhile,
+    and its next request takes a new upstream connection."""
+    bw = proxy(origin, limits=limits(keepalive_timeout="1h"),
+               upstream_opts={"keepalive_timeout": "300ms"})
+    with bw.connect() as c:
+        c.send(request_bytes("GET", "/one"))
+        assert c.read_response().status == 200
+        assert origin.connections == 1
+        # The origin's own idle limit is 60s: only bulwark closes it sooner.
+        assert origin.wait_for(lambda o: o.open_connections == 0, timeout=10 * SLACK), \
+            "bulwark did not close the idle pooled connection"
+        c.send(request_bytes("GET", "/two"))
+        r = c.read_response()
+        assert r.status == 200 and r.json()["target"] == "/two"
+    assert origin.connections == 2
+    assert [h.conn_id for h in origin.heads_for("/two")] == [2]
+
+
+def test_upstream_keepalive_timeout_is_reloadable(origin, proxy):
+    bw = proxy(origin, limits=limits(keepalive_timeout="1h"),
+               upstream_opts={"keepalive_timeout": "1h"})
+    assert bw.request("GET", "/before").status == 200
+    bw.config["upstreams"]["app"]["keepalive_timeout"] = "300ms"
+    with open(bw.config_path, "w") as f:
+        f.write(yamlish.dump(bw.config) + "\n")
+    bw.reload()
+    # The reload closes what the old configuration pooled; the connection
+    # pooled now has the new timeout.
+    assert origin.wait_for(lambda o: o.open_connections == 0, timeout=10 * SLACK)
+    assert bw.request("GET", "/after").status == 200
+    assert origin.connections == 2
+    assert origin.wait_for(lambda o: o.open_connections == 0, timeout=10 * SLACK), \
+        "the reloaded keepalive_timeout did not close the idle pooled connection"
+
+
+def test_upstream_connection_closed_after_keepalive_requests(origin, proxy):
+    """keepalive_requests: 3. Seven requests in a row, each pooling its
+    connection: three connections carry 3, 3 and 1 of them."""
+    bw = proxy(origin, upstream_opts={"keepalive_requests": 3})
+    with bw.connect() as c:
+        for i in range(7):
+            c.send(request_bytes("GET", f"/k{i}"))
+            assert c.read_response().status == 200
+    assert origin.connections == 3
+    per_conn = [[r.conn_id for r in origin.heads].count(k) for k in (1, 2, 3)]
+    assert per_conn == [3, 3, 1], per_conn
+    # Closed by bulwark after the third, not left to the origin.
+    assert origin.wait_for(lambda o: o.open_connections == 1, timeout=10 * SLACK)
 
 
 def test_upstream_down_gives_502(proxy):

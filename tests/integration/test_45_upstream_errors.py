@@ -276,3 +276,93 @@ def test_upstream_failing_mid_body_is_counted_and_logged(tmp_path, origin, bulwa
     assert [e["status"] for e in log] == [200, 200]
     assert all(why in e.get("error", "") for e in log), log
     assert sum(why in line for line in bw.stderr_lines()) == 2, bw.stderr()
+
+
+def pooled_connections(bw, origin, n):
+    """n concurrent GETs: the origin holds each until all have arrived, so
+    they leave n idle connections in the (one) worker's pool."""
+    origin.on("/warm", om.gather(n))
+    results = [None] * n
+
+    def get(i):
+        results[i] = bw.request("GET", "/warm", timeout=10).status
+
+    threads = [threading.Thread(target=get, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15)
+    assert results == [200] * n, results
+    assert origin.connections == n
+
+
+def upstream_retries(bw):
+    r = client.request(bw.admin_port, "GET", "/metrics")
+    for line in r.body.decode().splitlines():
+        if line.startswith("bulwark_upstream_retries_total "):
+            return int(line.split()[1])
+    raise AssertionError("no bulwark_upstream_retries_total")
+
+
+STALE = 4
+
+
+def test_get_meeting_a_stale_pooled_connection_is_retried_on_a_new_one(origin, proxy):
+    """Every pooled connection was closed by the origin (its own idle
+    timeout, say): the GET that meets the first is sent again on a new
+    connection, as architecture.md says, not on the next pooled one, stale
+    as well. Taken from the pool, the second stale one used up the only
+    server's last attempt: a 502."""
+    bw = proxy(origin, admin={"address": "127.0.0.1:0"})
+    pooled_connections(bw, origin, STALE)
+    origin.set_default(om.drop_connections(STALE))
+    r = bw.request("GET", "/after")
+    assert r.status == 200, r
+    assert r.json()["target"] == "/after"
+    assert origin.connections == STALE + 1  # exactly one new connection
+    heads = origin.heads_for("/after")
+    assert [h.conn_id for h in heads[1:]] == [STALE + 1], heads
+    assert len(heads) == 2  # one stale pooled connection met, then the new one
+    assert upstream_retries(bw) == 1
+    entry = bw.access_log_lines(wait_for=STALE + 1)[-1]
+    assert entry["status"] == 200 and "error" not in entry, entry
+
+
+@pytest.mark.parametrize("body", [b"amount=10", b""], ids=["with-body", "empty"])
+def test_post_meeting_a_stale_pooled_connection_is_not_replayed(origin, proxy, body):
+    """The proxy cannot tell a pooled connection the origin closed before
+    the request arrived from one it closed while processing it: a POST
+    that met one is answered 502, not sent again (nginx does the same).
+    An upstream keepalive_timeout shorter than the origin's avoids the race."""
+    bw = proxy(origin, expect_errors=[origin.address])
+    pooled_connections(bw, origin, 1)
+    origin.set_default(om.drop_connections(1))
+    r = bw.request("POST", "/pay", body=body, headers=[("Content-Length", str(len(body)))])
+    assert_proxy_error(r, 502, closing=False)
+    assert len(origin.heads_for("/pay")) == 1
+    assert origin.connections == 1
+    assert bw.request("GET", "/after").status == 200
+
+
+@pytest.mark.parametrize("pooled", [False, True], ids=["new-connection", "pooled-connection"])
+def test_get_whose_upstream_times_out_is_not_retried(origins, proxy, pooled):
+    """A read timeout before the response head is never retried, even for
+    a GET, on a pooled connection or not (config.md, Retries): the server
+    may still be working on it, and a slow server would get every request
+    twice. 504, the request sent once, the other server untouched."""
+    a, b = origins(2)
+    for o in (a, b):
+        o.on("/hang", om.no_response())
+    bw = proxy([a, b], upstream_opts={"read_timeout": "300ms", "max_fails": 100},
+               expect_errors=[a.address, b.address])
+    with bw.connect() as c:
+        if pooled:
+            c.send(request_bytes("GET", "/warm"))
+            assert c.read_response().status == 200
+        c.send(request_bytes("GET", "/hang"))
+        assert_proxy_error(c.read_response(timeout=5), 504, closing=False)
+    heads = a.heads_for("/hang") + b.heads_for("/hang")
+    assert len(heads) == 1, heads
+    entry = bw.access_log_lines(wait_for=2 if pooled else 1)[-1]
+    assert entry["status"] == 504 and "read timeout" in entry["error"], entry
+

@@ -401,6 +401,38 @@ def no_response():
     return run
 
 
+def drop_connections(first, then=None):
+    """Closes without an answer a request that arrives on one of the first
+    `first` connections accepted; behaves as `then` on later ones. To the
+    proxy, such a connection is one the origin closed while it sat idle in
+    the pool, found closed only once a request was written to it: the race
+    with an origin's own keepalive timeout, made deterministic (an origin
+    that really closes an idle connection is seen at once and dropped from
+    the pool)."""
+    then = then or echo()
+
+    def run(ex):
+        if ex.conn_id <= first:
+            return False
+        return then(ex)
+
+    return run
+
+
+def gather(n, then=None):
+    """Holds each request until n requests for its path have arrived, then
+    behaves as `then`: n concurrent requests leave n connections open."""
+    then = then or echo()
+
+    def run(ex):
+        path = ex.req.path
+        if not ex.origin.wait_for(lambda o: sum(r.path == path for r in o.heads) >= n, timeout=HOLD_LIMIT):
+            raise AssertionError(f"gather: fewer than {n} requests for {path} arrived")
+        return then(ex)
+
+    return run
+
+
 def slow(delay, then=None):
     """Waits `delay` seconds before the response head, then behaves as `then`."""
     then = then or echo()

@@ -345,8 +345,8 @@ static const struct {
     {"upstream unknown key", UP "    server: x\n",
      "9:5: unknown key \"server\" in upstreams.app; did you mean \"servers\"? (expected one of: "
      "servers, balance, "
-     "keepalive, connect_timeout, read_timeout, write_timeout, max_fails, fail_timeout, "
-     "health_check, tls)"},
+     "keepalive, keepalive_timeout, keepalive_requests, connect_timeout, read_timeout, "
+     "write_timeout, max_fails, fail_timeout, health_check, tls)"},
     {"servers empty", UP "  b:\n    servers: []\n",
      "10:14: upstreams.b.servers: expected 1 to 256 servers, got 0"},
     {"server weight 0", UP "  b:\n    servers: [{address: 127.0.0.1:9001, weight: 0}]\n",
@@ -391,6 +391,20 @@ static const struct {
      "hash(http.request.headers[\"<name>\"]), got \"hash(http.request.headers[\\\"a b\\\"])\""},
     {"keepalive over", UP "    keepalive: 10001\n",
      "9:16: upstreams.app.keepalive: expected an integer from 0 to 10000, got \"10001\""},
+    {"upstream keepalive_timeout 0", UP "    keepalive_timeout: 0s\n",
+     "9:24: upstreams.app.keepalive_timeout: expected a duration from 1ms to 1h, got \"0s\""},
+    {"upstream keepalive_timeout over 1h", UP "    keepalive_timeout: 3600001ms\n",
+     "9:24: upstreams.app.keepalive_timeout: expected a duration from 1ms to 1h, got "
+     "\"3600001ms\""},
+    {"upstream keepalive_timeout bare", UP "    keepalive_timeout: 60\n",
+     "9:24: upstreams.app.keepalive_timeout: expected a duration like 10s or 500ms, got \"60\"; "
+     "a duration needs a unit: \"60s\" or \"60ms\"? (a bare number is seconds to nginx, "
+     "milliseconds to HAProxy)"},
+    {"keepalive_requests 0", UP "    keepalive_requests: 0\n",
+     "9:25: upstreams.app.keepalive_requests: expected an integer from 1 to 1000000, got \"0\""},
+    {"keepalive_requests over", UP "    keepalive_requests: 1000001\n",
+     "9:25: upstreams.app.keepalive_requests: expected an integer from 1 to 1000000, got "
+     "\"1000001\""},
     {"max_fails over", UP "    max_fails: 1001\n",
      "9:16: upstreams.app.max_fails: expected an integer from 0 to 1000, got \"1001\""},
     {"fail_timeout over", UP "    fail_timeout: 2h\n",
@@ -743,6 +757,9 @@ TEST(defaults_from_minimal_config)
     CHECK_INT_EQ(u->servers[0].weight, 1);
     CHECK_INT_EQ(u->balance, BW_BALANCE_ROUND_ROBIN);
     CHECK_INT_EQ(u->keepalive, 64);
+    /* Not limits.keepalive_timeout: the client side's setting. */
+    CHECK_INT_EQ(u->keepalive_timeout_ms, 60000);
+    CHECK_INT_EQ(u->keepalive_requests, 1000);
     CHECK_INT_EQ(u->connect_timeout_ms, 1000);
     CHECK_INT_EQ(u->read_timeout_ms, 30000);
     CHECK_INT_EQ(u->write_timeout_ms, 30000);
@@ -830,6 +847,8 @@ static const char FULL[] =
     "      - { address: \"[::1]:9000\" }\n"
     "    balance: 'hash(http.request.headers[\"X-User-ID\"])'\n"
     "    keepalive: 10000\n"
+    "    keepalive_timeout: 1h\n"
+    "    keepalive_requests: 1000000\n"
     "    connect_timeout: 250ms\n"
     "    read_timeout: 5s\n"
     "    write_timeout: 6s\n"
@@ -909,6 +928,8 @@ TEST(full_config_every_key)
     CHECK_INT_EQ(u->hash_field, BW_HASH_HEADER);
     CHECK_SLICE_EQ(u->hash_header, "x-user-id");
     CHECK_INT_EQ(u->keepalive, 10000);
+    CHECK_INT_EQ(u->keepalive_timeout_ms, 3600000);
+    CHECK_INT_EQ(u->keepalive_requests, 1000000);
     CHECK_INT_EQ(u->connect_timeout_ms, 250);
     CHECK_INT_EQ(u->read_timeout_ms, 5000);
     CHECK_INT_EQ(u->write_timeout_ms, 6000);
@@ -984,6 +1005,14 @@ TEST(small_variants_accepted)
     struct bw_config_diags d;
     CHECK(parse_str(BASE "access_log: off\n", &cfg, &d) == BW_OK);
     CHECK(!cfg->log.access_enabled);
+    cfg = bw_config_free(cfg);
+    /* The upstream's keepalive settings at their lower limits (the upper
+     * ones are in FULL). */
+    CHECK(parse_str(UP "    keepalive_timeout: 1ms\n    keepalive_requests: 1\n", &cfg, &d) ==
+          BW_OK);
+    CHECK_INT_EQ(cfg->upstreams[0].keepalive_timeout_ms, 1);
+    CHECK_INT_EQ(cfg->upstreams[0].keepalive_requests, 1);
+    CHECK_INT_EQ(cfg->limits.keepalive_timeout_ms, 60000);
     cfg = bw_config_free(cfg);
     CHECK(parse_str(BASE "client_ip: {trusted: [10.0.0.0/8], from: x_real_ip}\n", &cfg, &d) ==
           BW_OK);
