@@ -609,6 +609,11 @@ static bw_slice resolve_path(struct ld *ld, bw_slice p);
  * systemd the working directory is /, so a path relative to it would land
  * in the root file system rather than next to the config. Bounded once
  * resolved, since the server copies some of them into fixed buffers. */
+static struct bw_config_pos pos_of(const struct bw__ynode *n)
+{
+    return (struct bw_config_pos){.line = n->line, .col = n->col};
+}
+
 static bool get_resolved_path(struct ld *ld, const struct bw__ynode *n, const char *path,
                               bw_slice *out)
 {
@@ -725,6 +730,7 @@ static void parse_listen(struct ld *ld, const struct bw__ynode *key, const struc
         struct path pa = path_key(p.s, "address");
         if (!get_sockaddr(ld, f[0].val, pa.s, &ls[i].addr))
             continue;
+        ls[i].addr_pos = pos_of(f[0].val);
         for (size_t j = 0; j < i; j++) {
             if (sockaddr_port(&ls[i].addr) != 0 && strcmp(ls[j].addr.text, ls[i].addr.text) == 0) {
                 DIAG(ld, f[0].val, "%s: %s is already listed in listen[%zu]", pa.s, ls[i].addr.text,
@@ -793,10 +799,14 @@ static void parse_admin(struct ld *ld, const struct bw__ynode *key, const struct
     if (!walk_map(ld, n, key, "admin", "a mapping like {address: 127.0.0.1:9901}", f, 2))
         return;
     struct bw_config_admin *ad = &ld->cfg->admin;
-    if (f[0].has && get_sockaddr(ld, f[0].val, "admin.address", &ad->addr))
+    if (f[0].has && get_sockaddr(ld, f[0].val, "admin.address", &ad->addr)) {
         ad->enabled = true;
-    if (f[1].has && get_resolved_path(ld, f[1].val, "admin.token_file", &ad->token_file))
+        ad->addr_pos = pos_of(f[0].val);
+    }
+    if (f[1].has && get_resolved_path(ld, f[1].val, "admin.token_file", &ad->token_file)) {
         ad->has_token_file = true;
+        ad->token_file_pos = pos_of(f[1].val);
+    }
 }
 
 static void parse_client_ip(struct ld *ld, const struct bw__ynode *key, const struct bw__ynode *n)
@@ -1411,7 +1421,8 @@ static void parse_access_log(struct ld *ld, const struct bw__ynode *n)
             return;
         }
     }
-    (void)get_resolved_path(ld, n, "access_log", &lg->access_path);
+    if (get_resolved_path(ld, n, "access_log", &lg->access_path))
+        lg->access_pos = pos_of(n);
 }
 
 /* ---- the whole config -------------------------------------------------- */
@@ -1525,8 +1536,10 @@ static void parse_rules_module(struct ld *ld, const struct bw__ynode *key,
                      BW_CONFIG_MAX_RULESET_FILES, l->n);
             } else {
                 m->rulesets = ld_alloc(ld, l->n * sizeof *m->rulesets);
+                m->ruleset_pos = ld_alloc(ld, l->n * sizeof *m->ruleset_pos);
                 size_t i = 0;
-                for (const struct bw__ynode *it = l->child; m->rulesets && it; it = it->next) {
+                for (const struct bw__ynode *it = l->child; m->rulesets && m->ruleset_pos && it;
+                     it = it->next) {
                     struct path pi = path_index("modules.rules.rulesets", i);
                     bw_slice p;
                     if (!get_path(ld, it, pi.s, &p))
@@ -1534,6 +1547,7 @@ static void parse_rules_module(struct ld *ld, const struct bw__ynode *key,
                     for (size_t j = 0; j < i; j++)
                         if (bw_slice_eq(m->rulesets[j], resolve_path(ld, p)))
                             DIAG(ld, it, "%s: %s is listed twice", pi.s, got(it).s);
+                    m->ruleset_pos[i] = pos_of(it);
                     m->rulesets[i++] = resolve_path(ld, p);
                 }
                 m->nrulesets = i;
@@ -1564,8 +1578,10 @@ static void parse_bot_module(struct ld *ld, const struct bw__ynode *key, const s
         return;
     m->enabled = true;
     bw_slice p;
-    if (f[0].has && get_path(ld, f[0].val, "modules.bot_score.features", &p))
+    if (f[0].has && get_path(ld, f[0].val, "modules.bot_score.features", &p)) {
         m->features = resolve_path(ld, p);
+        m->features_pos = pos_of(f[0].val);
+    }
     if (f[1].has)
         get_on_error(ld, f[1].val, "modules.bot_score.on_error", &m->on_error);
     uint32_t st;
@@ -1672,8 +1688,10 @@ static void parse_root(struct ld *ld, const struct bw__ynode *root)
     if (f[F_ADMIN].has)
         parse_admin(ld, f[F_ADMIN].key, f[F_ADMIN].val);
     if (f[F_STATE_DIR].has &&
-        get_resolved_path(ld, f[F_STATE_DIR].val, "state_dir", &cfg->state_dir))
+        get_resolved_path(ld, f[F_STATE_DIR].val, "state_dir", &cfg->state_dir)) {
         cfg->has_state_dir = true;
+        cfg->state_dir_pos = pos_of(f[F_STATE_DIR].val);
+    }
     if (f[F_CLIENT_IP].has)
         parse_client_ip(ld, f[F_CLIENT_IP].key, f[F_CLIENT_IP].val);
     if (f[F_LIMITS].has)
@@ -1796,6 +1814,16 @@ bw_status bw_config_load_file(const char *path, struct bw_config **ret_cfg,
     else
         free(buf);
     return st;
+}
+
+void bw_config_where(const struct bw_config *cfg, struct bw_config_pos pos, const char *key,
+                     char *out, size_t cap)
+{
+    if (pos.line)
+        snprintf(out, cap, "%.*s:%u:%u: error: %.200s", (int)cfg->path.len, cfg->path.ptr, pos.line,
+                 pos.col, key);
+    else
+        snprintf(out, cap, "%.*s: error: %.200s", (int)cfg->path.len, cfg->path.ptr, key);
 }
 
 void bw_config_diags_print(const struct bw_config_diags *diags, void *file_stream)

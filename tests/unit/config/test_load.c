@@ -1056,6 +1056,56 @@ TEST(upstream_tls)
 
 /* modules.bot_score: defaults, the bounds of max_features, and the feature
  * file's path taken from the config file's directory. */
+/* Keys that name something outside the file keep where they are, so a
+ * problem found when it is used (a missing ruleset, a port taken) is said
+ * there: file:line:col, as DESIGN.md asks of a bad config. */
+TEST(positions_of_keys_that_name_files)
+{
+    struct bw_config *cfg = NULL;
+    struct bw_config_diags d;
+    char got[4096];
+    static const char text[] = BASE "admin:\n"                            /* 9 */
+                                    "  address: 127.0.0.1:9901\n"         /* 10 */
+                                    "  token_file: admin.token\n"         /* 11 */
+                                    "state_dir: state\n"                  /* 12 */
+                                    "access_log: 'logs/a.log'\n"          /* 13 */
+                                    "modules:\n"                          /* 14 */
+                                    "  bot_score: { features: f.json }\n" /* 15 */
+                                    "  rules:\n"                          /* 16 */
+                                    "    rulesets:\n"                     /* 17 */
+                                    "      - rules/a.yaml\n"              /* 18 */
+                                    "      - \"rules/nope.yaml\"\n";      /* 19 */
+    if (bw_config_parse("conf/bulwark.yaml", text, sizeof text - 1, &cfg, &d) != BW_OK) {
+        T_FAILF("refused: %s", diags_text(&d, got, sizeof got));
+        return;
+    }
+    CHECK_INT_EQ(cfg->listen[0].addr_pos.line, 2);
+    CHECK_INT_EQ(cfg->listen[0].addr_pos.col, 14);
+    CHECK_INT_EQ(cfg->admin.addr_pos.line, 10);
+    CHECK_INT_EQ(cfg->admin.addr_pos.col, 12);
+    CHECK_INT_EQ(cfg->admin.token_file_pos.line, 11);
+    CHECK_INT_EQ(cfg->admin.token_file_pos.col, 15);
+    CHECK_INT_EQ(cfg->state_dir_pos.line, 12);
+    CHECK_INT_EQ(cfg->state_dir_pos.col, 12);
+    CHECK_INT_EQ(cfg->log.access_pos.line, 13);
+    CHECK_INT_EQ(cfg->log.access_pos.col, 13);
+    CHECK_INT_EQ(cfg->modules.bot_score.features_pos.line, 15);
+    CHECK_INT_EQ(cfg->modules.bot_score.features_pos.col, 26);
+    CHECK_INT_EQ(cfg->modules.rules.nrulesets, 2);
+    CHECK_INT_EQ(cfg->modules.rules.ruleset_pos[0].line, 18);
+    CHECK_INT_EQ(cfg->modules.rules.ruleset_pos[0].col, 9);
+    CHECK_INT_EQ(cfg->modules.rules.ruleset_pos[1].line, 19);
+    CHECK_INT_EQ(cfg->modules.rules.ruleset_pos[1].col, 9);
+
+    bw_config_where(cfg, cfg->modules.rules.ruleset_pos[1], "modules.rules.rulesets[1]", got,
+                    sizeof got);
+    CHECK_STR_EQ(got, "conf/bulwark.yaml:19:9: error: modules.rules.rulesets[1]");
+    /* A key that was not written (a default) has no position to give. */
+    bw_config_where(cfg, (struct bw_config_pos){0, 0}, "access_log", got, sizeof got);
+    CHECK_STR_EQ(got, "conf/bulwark.yaml: error: access_log");
+    cfg = bw_config_free(cfg);
+}
+
 TEST(bot_score_module)
 {
     struct bw_config *cfg = NULL;
@@ -1708,6 +1758,7 @@ int main(void)
     RUN(tls_listener);
     RUN(upstream_tls);
     RUN(bot_score_module);
+    RUN(positions_of_keys_that_name_files);
     RUN(garbage_input);
     RUN(echoed_values_are_escaped_and_shortened);
     RUN(billion_laughs_refused);
