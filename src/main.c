@@ -224,6 +224,14 @@ int main(int argc, char **argv)
                 bw_log_set_level(BW_LOG_DEBUG);
             else
                 return usage(stderr);
+        } else if (!path && argv[i][0] != '-') {
+            /* nginx -c and haproxy -f take the file after a flag too, but
+             * `bulwark check bulwark.yaml` is the natural first try. */
+            fprintf(stderr,
+                    "bulwark: unexpected argument \"%s\"; the config file comes after -c: "
+                    "bulwark %s -c %s\n",
+                    argv[i], cmd, argv[i]);
+            return usage(stderr);
         } else {
             fprintf(stderr, "bulwark: unexpected argument \"%s\"\n", argv[i]);
             return usage(stderr);

@@ -48,8 +48,9 @@ static void modules_summary(const struct bw_snapshot *snap, char *out, size_t ca
         snprintf(out + o, cap - (size_t)o, "; bot_score: NO MODEL (on_error: %s)",
                  cfg->modules.bot_score.on_error == BW_ON_ERROR_OPEN ? "open" : "closed");
     else
-        snprintf(out + o, cap - (size_t)o, "; bot_score: %zu features%s",
-                 snap->bot.model->nfeatures, snap->bot.from_lkg ? " (last-known-good copy)" : "");
+        snprintf(out + o, cap - (size_t)o, "; bot_score: %zu feature%s%s",
+                 snap->bot.model->nfeatures, snap->bot.model->nfeatures == 1 ? "" : "s",
+                 snap->bot.from_lkg ? " (last-known-good copy)" : "");
 }
 
 /* Copies every artifact of the running configuration to state_dir/lkg/:
@@ -548,7 +549,8 @@ int bw_server_run(const char *config_path, struct bw_config *boot_cfg, bool cfg_
                               c.state_dir);
             }
             if (kills.n)
-                BW_INFOF("%zu killswitches restored from %s", kills.n, c.state_dir);
+                BW_INFOF("%zu killswitch%s restored from %s", kills.n, kills.n == 1 ? "" : "es",
+                         c.state_dir);
         }
         bw_kills_apply(&kills, &(struct bw_kill_scope){.rules = &snap->rules, .bot = &snap->bot});
     }

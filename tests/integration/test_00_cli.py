@@ -246,7 +246,7 @@ def test_relative_paths_resolve_against_the_config_directory(tmp_path):
             port, admin = (m and m.group(1)), (a and a.group(1))
             time.sleep(0.02)
         assert port and admin, err.read_text()
-        assert f"killswitches restored from {conf}/state" in err.read_text()
+        assert f"1 killswitch restored from {conf}/state\n" in err.read_text()
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/x", timeout=5)
         except urllib.error.HTTPError:
@@ -520,7 +520,7 @@ def test_missing_artifacts_at_start_fall_back_and_say_where_they_are_named(tmp_p
                  "  bot_score: { features: f.json }\n"
                  "  rules:\n    rulesets:\n      - rules/a.yaml\n")
     log = start_and_stop(path, tmp_path)  # saves the last-known-good copies
-    assert "rules: 1 ruleset, 1 rule; bot_score: 1 features;" in log, log
+    assert "rules: 1 ruleset, 1 rule; bot_score: 1 feature;" in log, log
     ruleset.unlink()
     (tmp_path / "f.json").unlink()
     d = str(tmp_path)
@@ -542,7 +542,7 @@ def test_missing_artifacts_at_start_fall_back_and_say_where_they_are_named(tmp_p
                     "the feature file: No such file or directory\n")
         assert rules_line + "falling back to the last-known-good copies" in log, log
         assert bot_line + "falling back to the last-known-good copy" in log, log
-        assert ("rules: 1 ruleset, 1 rule (last-known-good copies); bot_score: 1 features "
+        assert ("rules: 1 ruleset, 1 rule (last-known-good copies); bot_score: 1 feature "
                 "(last-known-good copy)") in log, log
         p.send_signal(signal.SIGHUP)
         log = wait_for("reload rejected")
@@ -551,3 +551,17 @@ def test_missing_artifacts_at_start_fall_back_and_say_where_they_are_named(tmp_p
     finally:
         p.terminate()
         p.wait(10)
+
+
+def test_a_config_given_without_c_gets_the_command_to_use(tmp_path):
+    path = write(tmp_path, GOOD)
+    for cmd in ("check", "run"):
+        r = run(cmd, path)
+        assert r.returncode == 2
+        assert r.stderr.splitlines()[0] == (
+            f'bulwark: unexpected argument "{path}"; the config file comes after -c: '
+            f"bulwark {cmd} -c {path}"), r.stderr
+    # Past -c, an extra argument is only unexpected.
+    r = run("check", "-c", path, "extra")
+    assert r.returncode == 2
+    assert r.stderr.splitlines()[0] == 'bulwark: unexpected argument "extra"', r.stderr
