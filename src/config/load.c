@@ -374,6 +374,37 @@ static bool all_digits(bw_slice s)
     return true;
 }
 
+/* The digits of a plain integer, for leading_zero_hint. */
+static bw_status parse_digits(bw_slice t, uint64_t *ret)
+{
+    if (!all_digits(t) || t.len > 19)
+        return BW_ERR;
+    uint64_t v = 0;
+    for (size_t i = 0; i < t.len; i++)
+        v = v * 10 + (uint64_t)(t.ptr[i] - '0');
+    *ret = v;
+    return BW_OK;
+}
+
+/* ", which has a leading zero; write 10s" when t is a number (with its
+ * unit) that `parse` reads once its leading zeros are gone. 010 is 10 to
+ * some readers and octal 8 to others (YAML 1.1), so every number in the
+ * config refuses it, as ports do (values.c); "" otherwise. */
+static void leading_zero_hint(bw_slice t, bw_status (*parse)(bw_slice, uint64_t *), char *out,
+                              size_t cap)
+{
+    out[0] = '\0';
+    if (t.len < 2 || t.ptr[0] != '0' || t.ptr[1] < '0' || t.ptr[1] > '9')
+        return;
+    size_t z = 0;
+    while (z + 1 < t.len && t.ptr[z] == '0' && t.ptr[z + 1] >= '0' && t.ptr[z + 1] <= '9')
+        z++;
+    bw_slice fixed = bw_slice_sub(t, z, t.len - z);
+    uint64_t v;
+    if (parse(fixed, &v) == BW_OK)
+        snprintf(out, cap, ", which has a leading zero; write %.*s", (int)fixed.len, fixed.ptr);
+}
+
 /* A decimal integer min..max. No sign, no leading zeros (YAML 1.1 would read
  * 010 as octal elsewhere; here it is simply refused). */
 static bool get_uint(struct ld *ld, const struct bw__ynode *n, const char *path, uint64_t min,
@@ -390,7 +421,9 @@ static bool get_uint(struct ld *ld, const struct bw__ynode *n, const char *path,
     for (size_t i = 0; ok && i < t.len; i++)
         v = v * 10 + (uint64_t)(t.ptr[i] - '0');
     if (!ok || v < min || v > max) {
-        DIAG(ld, n, "%s: expected %s, got %s", path, what, got(n).s);
+        char hint[96];
+        leading_zero_hint(t, parse_digits, hint, sizeof hint);
+        DIAG(ld, n, "%s: expected %s, got %s%s", path, what, got(n).s, hint);
         return false;
     }
     *out = v;
@@ -412,6 +445,9 @@ static bool get_u32(struct ld *ld, const struct bw__ynode *n, const char *path, 
 static bool split_value(bw_slice t, char *num, size_t ncap, char *unit, size_t ucap)
 {
     size_t i = 0, o = 0;
+    /* The hint is what to write: without a leading zero ("010sec": 10s). */
+    while (i + 1 < t.len && t.ptr[i] == '0' && t.ptr[i + 1] >= '0' && t.ptr[i + 1] <= '9')
+        i++;
     while (i < t.len && t.ptr[i] >= '0' && t.ptr[i] <= '9' && o + 1 < ncap)
         num[o++] = t.ptr[i++];
     num[o] = '\0';
@@ -522,7 +558,9 @@ static bool get_size(struct ld *ld, const struct bw__ynode *n, const char *path,
     uint64_t v;
     if (bw_parse_size(n->text, &v) != BW_OK) {
         char hint[160];
-        size_hint(n->text, hint, sizeof hint);
+        leading_zero_hint(n->text, bw_parse_size, hint, sizeof hint);
+        if (!hint[0])
+            size_hint(n->text, hint, sizeof hint);
         DIAG(ld, n, "%s: expected a size like 32KiB, got %s%s", path, got(n).s, hint);
         return false;
     }
@@ -542,7 +580,9 @@ static bool get_duration(struct ld *ld, const struct bw__ynode *n, const char *p
     uint64_t v;
     if (bw_parse_duration_ms(n->text, &v) != BW_OK) {
         char hint[160];
-        duration_hint(n->text, false, hint, sizeof hint);
+        leading_zero_hint(n->text, bw_parse_duration_ms, hint, sizeof hint);
+        if (!hint[0])
+            duration_hint(n->text, false, hint, sizeof hint);
         DIAG(ld, n, "%s: expected a duration like 10s or 500ms, got %s%s", path, got(n).s, hint);
         return false;
     }
@@ -756,7 +796,9 @@ static void parse_workers(struct ld *ld, const struct bw__ynode *n)
     for (size_t i = 0; ok && i < t.len; i++)
         v = v * 10 + (uint64_t)(t.ptr[i] - '0');
     if (!ok || v < 1 || v > BW_CONFIG_MAX_WORKERS) {
-        DIAG(ld, n, "workers: expected %s, got %s", what, got(n).s);
+        char hint[96];
+        leading_zero_hint(t, parse_digits, hint, sizeof hint);
+        DIAG(ld, n, "workers: expected %s, got %s%s", what, got(n).s, hint);
         return;
     }
     ld->cfg->workers = (uint32_t)v;
@@ -786,6 +828,8 @@ static void parse_io_batch_wait(struct ld *ld, const struct bw__ynode *n)
     if (bw_parse_duration_us(n->text, &v) != BW_OK || v > BW_CONFIG_MAX_BATCH_WAIT_US) {
         char hint[160] = "";
         if (bw_parse_duration_us(n->text, &v) != BW_OK)
+            leading_zero_hint(n->text, bw_parse_duration_us, hint, sizeof hint);
+        if (!hint[0] && bw_parse_duration_us(n->text, &v) != BW_OK)
             duration_hint(n->text, true, hint, sizeof hint);
         DIAG(ld, n, "io_batch_wait: expected %s, got %s%s", what, got(n).s, hint);
         return;
@@ -1800,15 +1844,9 @@ bw_status bw_config_load_file(const char *path, struct bw_config **ret_cfg,
         return file_fail(diags, path, "%s", err);
     bw_status st = bw_config_parse(path, buf, len, ret_cfg, diags);
     uint32_t line, col;
-    if (st != BW_OK && bw__truncation_hint(buf, len, diags, &line, &col) &&
-        diags->n < BW_CONFIG_MAX_DIAGS) {
-        struct bw_config_diag *g = &diags->items[diags->n++];
-        g->line = line;
-        g->col = col;
-        snprintf(g->msg, sizeof g->msg,
-                 "the file ends here, in the middle of a line: was it truncated? (that would "
-                 "explain the errors above)");
-    }
+    size_t which;
+    if (st != BW_OK && bw__truncation_hint(buf, len, diags, &line, &col, &which))
+        bw__truncation_note(diags, line, col, which);
     if (st == BW_OK)
         (*ret_cfg)->source = bw_file_bytes_take(buf, len);
     else

@@ -167,7 +167,28 @@ static const struct {
     {"workers map", BASE "workers: {n: 1}\n",
      "9:10: workers: expected auto or an integer from 1 to 256, got a mapping"},
     {"workers leading zero", BASE "workers: 08\n",
-     "9:10: workers: expected auto or an integer from 1 to 256, got \"08\""},
+     "9:10: workers: expected auto or an integer from 1 to 256, got \"08\", which has a leading "
+     "zero; write 8"},
+    /* Every number refuses a leading zero (10, or octal 8?) and says how to
+     * write it, as a port does. */
+    {"duration leading zero", BASE "limits: {keepalive_timeout: 010s}\n",
+     "9:29: limits.keepalive_timeout: expected a duration like 10s or 500ms, got \"010s\", "
+     "which has a leading zero; write 10s"},
+    {"duration zeros", BASE "limits: {keepalive_timeout: 000500ms}\n",
+     "9:29: limits.keepalive_timeout: expected a duration like 10s or 500ms, got \"000500ms\", "
+     "which has a leading zero; write 500ms"},
+    {"size leading zero", BASE "limits: {header_bytes: 032KiB}\n",
+     "9:24: limits.header_bytes: expected a size like 32KiB, got \"032KiB\", which has a "
+     "leading zero; write 32KiB"},
+    {"integer leading zero", BASE "limits: {headers: 0100}\n",
+     "9:19: limits.headers: expected an integer from 1 to 1000, got \"0100\", which has a "
+     "leading zero; write 100"},
+    {"io_batch_wait leading zero", BASE "io_batch_wait: 050us\n",
+     "9:16: io_batch_wait: expected a duration from 0us to 1ms, like 50us, got \"050us\", which "
+     "has a leading zero; write 50us"},
+    {"leading zero and a bad unit", BASE "limits: {keepalive_timeout: 010sec}\n",
+     "9:29: limits.keepalive_timeout: expected a duration like 10s or 500ms, got \"010sec\"; did "
+     "you mean \"10s\"?"},
     /* listen */
     {"listen empty",
      "listen: []\n"
@@ -1644,7 +1665,24 @@ TEST(load_file_truncation_note)
     CHECK_STR_EQ(diags_text(&d, got, sizeof got),
                  "10:3: limits: expected a mapping like {header_bytes: 32KiB}, got \"header_by\"\n"
                  "10:12: the file ends here, in the middle of a line: was it truncated? (that "
-                 "would explain the errors above)");
+                 "would explain the error at 10:3)");
+    /* Only an error at the very end can be explained by a cut: not one
+     * earlier on a last line written whole, nor the others of the file. */
+    static const char whole_line[] = BASE "workers: 1\nlimits: {header_bytes: lots}";
+    write_file(p, whole_line, sizeof whole_line - 1);
+    CHECK(bw_config_load_file(p, &cfg, &d) == BW_ERR);
+    CHECK_STR_EQ(diags_text(&d, got, sizeof got),
+                 "10:24: limits.header_bytes: expected a size like 32KiB, got \"lots\"");
+    static const char others[] = BASE "workrs: 1\nlimits:\n  header_by";
+    write_file(p, others, sizeof others - 1);
+    CHECK(bw_config_load_file(p, &cfg, &d) == BW_ERR);
+    CHECK_STR_EQ(diags_text(&d, got, sizeof got),
+                 "9:1: unknown key \"workrs\" in the top level; did you mean \"workers\"? "
+                 "(expected one of: listen, workers, io_engine, io_batch_wait, admin, state_dir, "
+                 "client_ip, limits, upstreams, routes, access_log, modules, reload)\n"
+                 "11:3: limits: expected a mapping like {header_bytes: 32KiB}, got \"header_by\"\n"
+                 "11:12: the file ends here, in the middle of a line: was it truncated? (that "
+                 "would explain the error at 11:3)");
     /* Not when the file ends with a newline, nor on a YAML error that
      * already says "truncated". */
     static const char whole[] = BASE "limits:\n  header_by\n";
