@@ -112,9 +112,8 @@ static int check_command(const char *path, const struct bw_config *cfg)
                 ncerts += bw_tls_ctx_ncerts(tls[i]);
         bw_tls_contexts_free(cfg, tls);
     }
-    bw_error ferr;
-    if (bw_server_check_files(cfg, &ferr) != BW_OK) {
-        fprintf(stderr, "%s: error: %s\n", path, ferr.msg);
+    if (bw_server_check_files(cfg, report, sizeof report) != BW_OK) {
+        fputs(report, stderr);
         ok = false;
     }
     char warning[512];
@@ -225,6 +224,14 @@ int main(int argc, char **argv)
                 bw_log_set_level(BW_LOG_DEBUG);
             else
                 return usage(stderr);
+        } else if (!path && argv[i][0] != '-') {
+            /* nginx -c and haproxy -f take the file after a flag too, but
+             * `bulwark check bulwark.yaml` is the natural first try. */
+            fprintf(stderr,
+                    "bulwark: unexpected argument \"%s\"; the config file comes after -c: "
+                    "bulwark %s -c %s\n",
+                    argv[i], cmd, argv[i]);
+            return usage(stderr);
         } else {
             fprintf(stderr, "bulwark: unexpected argument \"%s\"\n", argv[i]);
             return usage(stderr);
@@ -266,9 +273,9 @@ int main(int argc, char **argv)
             return 1;
         from_lkg = true;
     }
-    bw_error ferr;
-    if (bw_server_check_files(cfg, &ferr) != BW_OK) {
-        fprintf(stderr, "%s: error: %s: not starting\n", path, ferr.msg);
+    static char report[8192];
+    if (bw_server_check_files(cfg, report, sizeof report) != BW_OK) {
+        fprintf(stderr, "%s%s: not starting\n", report, path);
         bw_config_free(cfg);
         return 1;
     }

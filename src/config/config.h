@@ -40,6 +40,15 @@
 #define BW_CONFIG_MAX_TRUSTED 1024 /* client_ip.trusted CIDRs */
 #define BW_CONFIG_MAX_WORKERS 256
 
+/* Where a key's value is in the config file, 1-based; {0, 0} when there is
+ * none (the key is absent and a default applies). Kept for the values that
+ * name something outside the file (a ruleset, the feature file, a
+ * directory, an address): a problem found when that thing is used has no
+ * line of its own, so it is reported at the key (bw_config_where). */
+struct bw_config_pos {
+    uint32_t line, col;
+};
+
 struct bw_sockaddr {
     struct sockaddr_storage ss;
     socklen_t len;
@@ -63,6 +72,7 @@ struct bw_config_tls {
 
 struct bw_config_listen {
     struct bw_sockaddr addr;
+    struct bw_config_pos addr_pos;
     bool has_tls;
     struct bw_config_tls tls; /* when has_tls */
 };
@@ -169,13 +179,14 @@ enum bw_on_error { BW_ON_ERROR_OPEN, BW_ON_ERROR_CLOSED, BW_ON_ERROR__COUNT };
 #define BW_CONFIG_MAX_RULESET_FILES 256
 
 struct bw_config_rules_module {
-    bool enabled;                /* `modules: {rules: ...}` present */
-    bw_slice *rulesets;          /* file paths, relative ones resolved against the
-                                  * config file's directory */
-    size_t nrulesets;            /* 1..BW_CONFIG_MAX_RULESET_FILES */
-    enum bw_on_error on_error;   /* default open */
-    uint16_t error_status;       /* fail-closed answer, default 503 */
-    uint64_t rate_limit_entries; /* shared rate-limit table size, default 65536 */
+    bool enabled;                      /* `modules: {rules: ...}` present */
+    bw_slice *rulesets;                /* file paths, relative ones resolved against the
+                                        * config file's directory */
+    size_t nrulesets;                  /* 1..BW_CONFIG_MAX_RULESET_FILES */
+    struct bw_config_pos *ruleset_pos; /* parallel to rulesets */
+    enum bw_on_error on_error;         /* default open */
+    uint16_t error_status;             /* fail-closed answer, default 503 */
+    uint64_t rate_limit_entries;       /* shared rate-limit table size, default 65536 */
 };
 
 /* Feature counts a bot model may hold (DESIGN.md §2 "Feature file"): the
@@ -185,12 +196,13 @@ struct bw_config_rules_module {
 #define BW_CONFIG_BOT_MAX_FEATURES_CAP 1024
 
 struct bw_config_bot_module {
-    bool enabled;              /* `modules: {bot_score: ...}` present */
-    bw_slice features;         /* the feature file (JSON); a relative path is resolved
-                                * against the config file's directory */
-    enum bw_on_error on_error; /* default open */
-    uint16_t error_status;     /* fail-closed answer, default 503 */
-    uint32_t max_features;     /* 1..BW_CONFIG_BOT_MAX_FEATURES_CAP, default 200 */
+    bool enabled;                      /* `modules: {bot_score: ...}` present */
+    bw_slice features;                 /* the feature file (JSON); a relative path is resolved
+                                        * against the config file's directory */
+    struct bw_config_pos features_pos; /* of the value, for messages about the file */
+    enum bw_on_error on_error;         /* default open */
+    uint16_t error_status;             /* fail-closed answer, default 503 */
+    uint32_t max_features;             /* 1..BW_CONFIG_BOT_MAX_FEATURES_CAP, default 200 */
 };
 
 struct bw_config_modules {
@@ -215,13 +227,16 @@ struct bw_config_client_ip {
 struct bw_config_admin {
     bool enabled;
     struct bw_sockaddr addr;
+    struct bw_config_pos addr_pos;
     bool has_token_file;
     bw_slice token_file;
+    struct bw_config_pos token_file_pos;
 };
 
 struct bw_config_log {
     bool access_enabled;
     bw_slice access_path; /* "-" or absent = stdout; "off" disables */
+    struct bw_config_pos access_pos;
 };
 
 /* io_batch_wait: how long an io_uring worker with work waiting may wait for
@@ -255,6 +270,7 @@ struct bw_config {
     uint64_t watch_debounce_ms; /* reload.debounce, default 500ms */
     bool has_state_dir;
     bw_slice state_dir;
+    struct bw_config_pos state_dir_pos;
     struct bw_config_client_ip client_ip;
     struct bw_config_limits limits;
     struct bw_config_upstream *upstreams;
@@ -295,6 +311,15 @@ struct bw_config *bw_config_free(struct bw_config *cfg);
 
 /* Writes every diag as "file:line:col: error: msg\n" to the stream. */
 void bw_config_diags_print(const struct bw_config_diags *diags, void *file_stream);
+
+/* The start of an error line about what the config names at pos (a
+ * file, a directory, an address) rather than about the config's text:
+ * "bulwark.yaml:16:9: error: modules.rules.rulesets[1]" (key as given, at
+ * most 200 bytes; without ":line:col" when pos is {0, 0}). The caller adds
+ * ": " and what is wrong, naming the thing itself (the path after
+ * resolution) as the TLS certificate errors do. */
+void bw_config_where(const struct bw_config *cfg, struct bw_config_pos pos, const char *key,
+                     char *out, size_t cap);
 
 /* When the admin API listens on an address other than loopback with no
  * token_file, its mutating calls answer anyone who can reach it: true, and

@@ -173,17 +173,30 @@ void bw_file_bytes_release(struct bw_file_bytes *b)
     b->ptr = NULL;
 }
 
+/* Whether the text from byte off to the end is one token cut off at the end
+ * of the file ("header_by", "ap"): nothing after it (a closing "}]", a
+ * quote, a value after "key: ") that shows the line was written whole. */
+static bool runs_to_the_end(const char *text, size_t off, size_t len)
+{
+    for (size_t i = off; i < len; i++)
+        if (strchr(" \t,[]{}#\"'", text[i]))
+            return false;
+    return true;
+}
+
 bool bw__truncation_hint(const char *text, size_t len, const struct bw_config_diags *d,
-                         uint32_t *ret_line, uint32_t *ret_col)
+                         uint32_t *ret_line, uint32_t *ret_col, size_t *ret_which)
 {
     if (len == 0 || text[len - 1] == '\n')
         return false;
     uint32_t line = 1, col = 1;
+    size_t line_start = 0;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)text[i];
         if (c == '\n') {
             line++;
             col = 1;
+            line_start = i + 1;
         } else if ((c & 0xC0) != 0x80) {
             col++;
         }
@@ -191,17 +204,43 @@ bool bw__truncation_hint(const char *text, size_t len, const struct bw_config_di
     /* Not on top of a message that already says what is wrong with the
      * text as a whole. */
     static const char *const whole[] = {"truncated", "not valid UTF-8", "contains ", "the file "};
-    bool on_last_line = false;
-    for (size_t i = 0; i < d->n; i++) {
+    for (size_t i = 0; i < d->n; i++)
         for (size_t k = 0; k < sizeof whole / sizeof whole[0]; k++)
             if (strncmp(d->items[i].msg, whole[k], strlen(whole[k])) == 0)
                 return false;
-        if (d->items[i].line == line)
-            on_last_line = true;
+    /* Only an error at the very end of the file can be explained by a cut:
+     * one earlier on the last line ("routes: [{upstream: ap}]", the line is
+     * whole), or elsewhere, cannot. */
+    for (size_t i = 0; i < d->n; i++) {
+        const struct bw_config_diag *g = &d->items[i];
+        if (g->line != line || g->col == 0)
+            continue;
+        size_t off = line_start;
+        for (uint32_t c = 1; off < len && c < g->col; c++) {
+            off++;
+            while (off < len && ((unsigned char)text[off] & 0xC0) == 0x80)
+                off++;
+        }
+        if (!runs_to_the_end(text, off, len))
+            continue;
+        *ret_line = line;
+        *ret_col = col;
+        *ret_which = i;
+        return true;
     }
-    if (!on_last_line)
-        return false;
-    *ret_line = line;
-    *ret_col = col;
-    return true;
+    return false;
+}
+
+void bw__truncation_note(struct bw_config_diags *d, uint32_t line, uint32_t col, size_t which)
+{
+    if (d->n >= BW_CONFIG_MAX_DIAGS)
+        return;
+    const struct bw_config_diag *e = &d->items[which];
+    struct bw_config_diag *g = &d->items[d->n++];
+    g->line = line;
+    g->col = col;
+    snprintf(g->msg, sizeof g->msg,
+             "the file ends here, in the middle of a line: was it truncated? (that would explain "
+             "the error at %u:%u)",
+             e->line, e->col);
 }

@@ -95,9 +95,14 @@ bool bw__ynode_excerpt(struct bw__ysrc *s, const struct bw__ynode *n, size_t off
                        char *out, size_t cap);
 
 /* After a failed parse: true when the text does not end with a newline and
- * some diagnostic is on its last line (a file cut short that still parses
- * as YAML), with the position just past its last character for a note. */
+ * a diagnostic is at its very end, on a token the end of the file cuts (a
+ * file cut short that still parses as YAML), with the position just past
+ * its last character for a note and which diagnostic (d->items index) it
+ * would explain. */
 bool bw__truncation_hint(const char *text, size_t len, const struct bw_config_diags *d,
-                         uint32_t *ret_line, uint32_t *ret_col);
+                         uint32_t *ret_line, uint32_t *ret_col, size_t *ret_which);
+
+/* The note bw__truncation_hint calls for, as the last diagnostic of d. */
+void bw__truncation_note(struct bw_config_diags *d, uint32_t line, uint32_t col, size_t which);
 
 #endif

@@ -374,6 +374,37 @@ static bool all_digits(bw_slice s)
     return true;
 }
 
+/* The digits of a plain integer, for leading_zero_hint. */
+static bw_status parse_digits(bw_slice t, uint64_t *ret)
+{
+    if (!all_digits(t) || t.len > 19)
+        return BW_ERR;
+    uint64_t v = 0;
+    for (size_t i = 0; i < t.len; i++)
+        v = v * 10 + (uint64_t)(t.ptr[i] - '0');
+    *ret = v;
+    return BW_OK;
+}
+
+/* ", which has a leading zero; write 10s" when t is a number (with its
+ * unit) that `parse` reads once its leading zeros are gone. 010 is 10 to
+ * some readers and octal 8 to others (YAML 1.1), so every number in the
+ * config refuses it, as ports do (values.c); "" otherwise. */
+static void leading_zero_hint(bw_slice t, bw_status (*parse)(bw_slice, uint64_t *), char *out,
+                              size_t cap)
+{
+    out[0] = '\0';
+    if (t.len < 2 || t.ptr[0] != '0' || t.ptr[1] < '0' || t.ptr[1] > '9')
+        return;
+    size_t z = 0;
+    while (z + 1 < t.len && t.ptr[z] == '0' && t.ptr[z + 1] >= '0' && t.ptr[z + 1] <= '9')
+        z++;
+    bw_slice fixed = bw_slice_sub(t, z, t.len - z);
+    uint64_t v;
+    if (parse(fixed, &v) == BW_OK)
+        snprintf(out, cap, ", which has a leading zero; write %.*s", (int)fixed.len, fixed.ptr);
+}
+
 /* A decimal integer min..max. No sign, no leading zeros (YAML 1.1 would read
  * 010 as octal elsewhere; here it is simply refused). */
 static bool get_uint(struct ld *ld, const struct bw__ynode *n, const char *path, uint64_t min,
@@ -390,7 +421,9 @@ static bool get_uint(struct ld *ld, const struct bw__ynode *n, const char *path,
     for (size_t i = 0; ok && i < t.len; i++)
         v = v * 10 + (uint64_t)(t.ptr[i] - '0');
     if (!ok || v < min || v > max) {
-        DIAG(ld, n, "%s: expected %s, got %s", path, what, got(n).s);
+        char hint[96];
+        leading_zero_hint(t, parse_digits, hint, sizeof hint);
+        DIAG(ld, n, "%s: expected %s, got %s%s", path, what, got(n).s, hint);
         return false;
     }
     *out = v;
@@ -412,6 +445,9 @@ static bool get_u32(struct ld *ld, const struct bw__ynode *n, const char *path, 
 static bool split_value(bw_slice t, char *num, size_t ncap, char *unit, size_t ucap)
 {
     size_t i = 0, o = 0;
+    /* The hint is what to write: without a leading zero ("010sec": 10s). */
+    while (i + 1 < t.len && t.ptr[i] == '0' && t.ptr[i + 1] >= '0' && t.ptr[i + 1] <= '9')
+        i++;
     while (i < t.len && t.ptr[i] >= '0' && t.ptr[i] <= '9' && o + 1 < ncap)
         num[o++] = t.ptr[i++];
     num[o] = '\0';
@@ -522,7 +558,9 @@ static bool get_size(struct ld *ld, const struct bw__ynode *n, const char *path,
     uint64_t v;
     if (bw_parse_size(n->text, &v) != BW_OK) {
         char hint[160];
-        size_hint(n->text, hint, sizeof hint);
+        leading_zero_hint(n->text, bw_parse_size, hint, sizeof hint);
+        if (!hint[0])
+            size_hint(n->text, hint, sizeof hint);
         DIAG(ld, n, "%s: expected a size like 32KiB, got %s%s", path, got(n).s, hint);
         return false;
     }
@@ -542,7 +580,9 @@ static bool get_duration(struct ld *ld, const struct bw__ynode *n, const char *p
     uint64_t v;
     if (bw_parse_duration_ms(n->text, &v) != BW_OK) {
         char hint[160];
-        duration_hint(n->text, false, hint, sizeof hint);
+        leading_zero_hint(n->text, bw_parse_duration_ms, hint, sizeof hint);
+        if (!hint[0])
+            duration_hint(n->text, false, hint, sizeof hint);
         DIAG(ld, n, "%s: expected a duration like 10s or 500ms, got %s%s", path, got(n).s, hint);
         return false;
     }
@@ -609,6 +649,11 @@ static bw_slice resolve_path(struct ld *ld, bw_slice p);
  * systemd the working directory is /, so a path relative to it would land
  * in the root file system rather than next to the config. Bounded once
  * resolved, since the server copies some of them into fixed buffers. */
+static struct bw_config_pos pos_of(const struct bw__ynode *n)
+{
+    return (struct bw_config_pos){.line = n->line, .col = n->col};
+}
+
 static bool get_resolved_path(struct ld *ld, const struct bw__ynode *n, const char *path,
                               bw_slice *out)
 {
@@ -725,6 +770,7 @@ static void parse_listen(struct ld *ld, const struct bw__ynode *key, const struc
         struct path pa = path_key(p.s, "address");
         if (!get_sockaddr(ld, f[0].val, pa.s, &ls[i].addr))
             continue;
+        ls[i].addr_pos = pos_of(f[0].val);
         for (size_t j = 0; j < i; j++) {
             if (sockaddr_port(&ls[i].addr) != 0 && strcmp(ls[j].addr.text, ls[i].addr.text) == 0) {
                 DIAG(ld, f[0].val, "%s: %s is already listed in listen[%zu]", pa.s, ls[i].addr.text,
@@ -750,7 +796,9 @@ static void parse_workers(struct ld *ld, const struct bw__ynode *n)
     for (size_t i = 0; ok && i < t.len; i++)
         v = v * 10 + (uint64_t)(t.ptr[i] - '0');
     if (!ok || v < 1 || v > BW_CONFIG_MAX_WORKERS) {
-        DIAG(ld, n, "workers: expected %s, got %s", what, got(n).s);
+        char hint[96];
+        leading_zero_hint(t, parse_digits, hint, sizeof hint);
+        DIAG(ld, n, "workers: expected %s, got %s%s", what, got(n).s, hint);
         return;
     }
     ld->cfg->workers = (uint32_t)v;
@@ -780,6 +828,8 @@ static void parse_io_batch_wait(struct ld *ld, const struct bw__ynode *n)
     if (bw_parse_duration_us(n->text, &v) != BW_OK || v > BW_CONFIG_MAX_BATCH_WAIT_US) {
         char hint[160] = "";
         if (bw_parse_duration_us(n->text, &v) != BW_OK)
+            leading_zero_hint(n->text, bw_parse_duration_us, hint, sizeof hint);
+        if (!hint[0] && bw_parse_duration_us(n->text, &v) != BW_OK)
             duration_hint(n->text, true, hint, sizeof hint);
         DIAG(ld, n, "io_batch_wait: expected %s, got %s%s", what, got(n).s, hint);
         return;
@@ -793,10 +843,14 @@ static void parse_admin(struct ld *ld, const struct bw__ynode *key, const struct
     if (!walk_map(ld, n, key, "admin", "a mapping like {address: 127.0.0.1:9901}", f, 2))
         return;
     struct bw_config_admin *ad = &ld->cfg->admin;
-    if (f[0].has && get_sockaddr(ld, f[0].val, "admin.address", &ad->addr))
+    if (f[0].has && get_sockaddr(ld, f[0].val, "admin.address", &ad->addr)) {
         ad->enabled = true;
-    if (f[1].has && get_resolved_path(ld, f[1].val, "admin.token_file", &ad->token_file))
+        ad->addr_pos = pos_of(f[0].val);
+    }
+    if (f[1].has && get_resolved_path(ld, f[1].val, "admin.token_file", &ad->token_file)) {
         ad->has_token_file = true;
+        ad->token_file_pos = pos_of(f[1].val);
+    }
 }
 
 static void parse_client_ip(struct ld *ld, const struct bw__ynode *key, const struct bw__ynode *n)
@@ -1427,7 +1481,8 @@ static void parse_access_log(struct ld *ld, const struct bw__ynode *n)
             return;
         }
     }
-    (void)get_resolved_path(ld, n, "access_log", &lg->access_path);
+    if (get_resolved_path(ld, n, "access_log", &lg->access_path))
+        lg->access_pos = pos_of(n);
 }
 
 /* ---- the whole config -------------------------------------------------- */
@@ -1541,8 +1596,10 @@ static void parse_rules_module(struct ld *ld, const struct bw__ynode *key,
                      BW_CONFIG_MAX_RULESET_FILES, l->n);
             } else {
                 m->rulesets = ld_alloc(ld, l->n * sizeof *m->rulesets);
+                m->ruleset_pos = ld_alloc(ld, l->n * sizeof *m->ruleset_pos);
                 size_t i = 0;
-                for (const struct bw__ynode *it = l->child; m->rulesets && it; it = it->next) {
+                for (const struct bw__ynode *it = l->child; m->rulesets && m->ruleset_pos && it;
+                     it = it->next) {
                     struct path pi = path_index("modules.rules.rulesets", i);
                     bw_slice p;
                     if (!get_path(ld, it, pi.s, &p))
@@ -1550,6 +1607,7 @@ static void parse_rules_module(struct ld *ld, const struct bw__ynode *key,
                     for (size_t j = 0; j < i; j++)
                         if (bw_slice_eq(m->rulesets[j], resolve_path(ld, p)))
                             DIAG(ld, it, "%s: %s is listed twice", pi.s, got(it).s);
+                    m->ruleset_pos[i] = pos_of(it);
                     m->rulesets[i++] = resolve_path(ld, p);
                 }
                 m->nrulesets = i;
@@ -1580,8 +1638,10 @@ static void parse_bot_module(struct ld *ld, const struct bw__ynode *key, const s
         return;
     m->enabled = true;
     bw_slice p;
-    if (f[0].has && get_path(ld, f[0].val, "modules.bot_score.features", &p))
+    if (f[0].has && get_path(ld, f[0].val, "modules.bot_score.features", &p)) {
         m->features = resolve_path(ld, p);
+        m->features_pos = pos_of(f[0].val);
+    }
     if (f[1].has)
         get_on_error(ld, f[1].val, "modules.bot_score.on_error", &m->on_error);
     uint32_t st;
@@ -1688,8 +1748,10 @@ static void parse_root(struct ld *ld, const struct bw__ynode *root)
     if (f[F_ADMIN].has)
         parse_admin(ld, f[F_ADMIN].key, f[F_ADMIN].val);
     if (f[F_STATE_DIR].has &&
-        get_resolved_path(ld, f[F_STATE_DIR].val, "state_dir", &cfg->state_dir))
+        get_resolved_path(ld, f[F_STATE_DIR].val, "state_dir", &cfg->state_dir)) {
         cfg->has_state_dir = true;
+        cfg->state_dir_pos = pos_of(f[F_STATE_DIR].val);
+    }
     if (f[F_CLIENT_IP].has)
         parse_client_ip(ld, f[F_CLIENT_IP].key, f[F_CLIENT_IP].val);
     if (f[F_LIMITS].has)
@@ -1798,20 +1860,24 @@ bw_status bw_config_load_file(const char *path, struct bw_config **ret_cfg,
         return file_fail(diags, path, "%s", err);
     bw_status st = bw_config_parse(path, buf, len, ret_cfg, diags);
     uint32_t line, col;
-    if (st != BW_OK && bw__truncation_hint(buf, len, diags, &line, &col) &&
-        diags->n < BW_CONFIG_MAX_DIAGS) {
-        struct bw_config_diag *g = &diags->items[diags->n++];
-        g->line = line;
-        g->col = col;
-        snprintf(g->msg, sizeof g->msg,
-                 "the file ends here, in the middle of a line: was it truncated? (that would "
-                 "explain the errors above)");
-    }
+    size_t which;
+    if (st != BW_OK && bw__truncation_hint(buf, len, diags, &line, &col, &which))
+        bw__truncation_note(diags, line, col, which);
     if (st == BW_OK)
         (*ret_cfg)->source = bw_file_bytes_take(buf, len);
     else
         free(buf);
     return st;
+}
+
+void bw_config_where(const struct bw_config *cfg, struct bw_config_pos pos, const char *key,
+                     char *out, size_t cap)
+{
+    if (pos.line)
+        snprintf(out, cap, "%.*s:%u:%u: error: %.200s", (int)cfg->path.len, cfg->path.ptr, pos.line,
+                 pos.col, key);
+    else
+        snprintf(out, cap, "%.*s: error: %.200s", (int)cfg->path.len, cfg->path.ptr, key);
 }
 
 void bw_config_diags_print(const struct bw_config_diags *diags, void *file_stream)

@@ -1462,15 +1462,9 @@ bw_status bw_ruleset_load_file(bw_arena *a, const char *path, struct bw_ruleset 
         return file_fail(diags, path, "%s", err);
     bw_status st = bw_ruleset_parse(a, path, buf, len, ret, diags);
     uint32_t line, col;
-    if (st != BW_OK && bw__truncation_hint(buf, len, diags, &line, &col) &&
-        diags->n < BW_CONFIG_MAX_DIAGS) {
-        struct bw_config_diag *g = &diags->items[diags->n++];
-        g->line = line;
-        g->col = col;
-        snprintf(g->msg, sizeof g->msg,
-                 "the file ends here, in the middle of a line: was it truncated? (that would "
-                 "explain the errors above)");
-    }
+    size_t which;
+    if (st != BW_OK && bw__truncation_hint(buf, len, diags, &line, &col, &which))
+        bw__truncation_note(diags, line, col, which);
     if (st == BW_OK && ret_bytes)
         *ret_bytes = bw_file_bytes_take(buf, len);
     else

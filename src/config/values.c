@@ -45,7 +45,9 @@ static bw_status parse_with_units(bw_slice s, const struct unit *units, size_t n
 {
     uint64_t v;
     size_t nd = parse_u64_prefix(s, &v);
-    if (nd == 0)
+    /* "010s": 10 to some readers, octal to others; refused like a port's
+     * leading zero (the loader says how to write it). */
+    if (nd == 0 || (nd > 1 && s.ptr[0] == '0'))
         return BW_ERR;
     bw_slice unit = bw_slice_sub(s, nd, s.len - nd);
     for (size_t i = 0; i < nunits; i++) {

@@ -37,6 +37,8 @@ void bw_bot_rt_load(struct bw_bot_rt *b, const struct bw_config *cfg, struct bw_
     b->error_status = m->error_status;
     if (!m->enabled)
         return;
+    char at[512];
+    bw_config_where(cfg, m->features_pos, "modules.bot_score.features", at, sizeof at);
     struct bw_bot_load_opts opts = {.max_features = m->max_features, .running = running};
     char lkg[4400];
     bool has_lkg = use_lkg && cfg->has_state_dir && bw_lkg_exists(cfg->state_dir, m->features) &&
@@ -45,10 +47,13 @@ void bw_bot_rt_load(struct bw_bot_rt *b, const struct bw_config *cfg, struct bw_
         opts.running = lkg_floor(lkg, m->max_features);
     char path[4097];
     snprintf(path, sizeof path, "%.*s", (int)m->features.len, m->features.ptr);
+    opts.named_at = at;
     if (bw_bot_model_load_file(path, &opts, &b->model, &b->file, report, cap) == BW_OK) {
         b->has_model = true;
         return;
     }
+    /* The copy is not named in the config: its own path says which it is. */
+    opts.named_at = NULL;
     if (has_lkg) {
         size_t len = strnlen(report, cap);
         char *rest = report + len;

@@ -902,8 +902,13 @@ bw_status bw_bot_model_load_file(const char *path, const struct bw_bot_load_opts
     char *buf;
     size_t len;
     char err[512];
-    if (bw_read_file(path, &what, &buf, &len, err, sizeof err) != BW_OK)
+    if (bw_read_file(path, &what, &buf, &len, err, sizeof err) != BW_OK) {
+        if (opts->named_at) {
+            snprintf(report, cap, "%s: %s: %s\n", opts->named_at, path, err);
+            return BW_ERR;
+        }
         return file_fail(path, report, cap, "%s", err);
+    }
     bw_status s = bw_bot_model_parse(path, buf, len, opts, ret, report, cap);
     if (s == BW_OK && ret_bytes)
         *ret_bytes = bw_file_bytes_take(buf, len);

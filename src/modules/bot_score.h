@@ -87,6 +87,10 @@ struct bw_bot_running {
 struct bw_bot_load_opts {
     uint32_t max_features; /* 1..BW_CONFIG_BOT_MAX_FEATURES_CAP (modules.bot_score.max_features) */
     struct bw_bot_running running;
+    /* Where the config names the file (bw_config_where: "bulwark.yaml:14:14:
+     * error: modules.bot_score.features"), or NULL: a file that cannot be
+     * read is reported there, as "<named_at>: <path>: cannot open ...". */
+    const char *named_at;
 };
 
 /* Validates the feature file text (no I/O: path only names it in errors)
@@ -100,7 +104,8 @@ bw_status bw_bot_model_parse(const char *path, const char *text, size_t len,
                              char *report, size_t cap) BW_MUST_CHECK;
 
 /* Reads the file (bounded by BW_BOT_MAX_FILE_BYTES; missing, unreadable, a
- * directory, not a regular file, empty: one line saying which) and parses
+ * directory, not a regular file, empty: one line saying which, at
+ * opts->named_at when set) and parses
  * it as bw_bot_model_parse does. On success, with ret_bytes, the bytes
  * parsed are handed over there (the caller releases them); without, they
  * are freed. */

@@ -29,11 +29,17 @@ static void say(struct report *r, const char *fmt, ...)
         r->len = (size_t)n < r->cap - r->len ? r->len + (size_t)n : r->cap - 1;
 }
 
-static void say_diags(struct report *r, const struct bw_config_diags *d)
+/* named_at: where the config names the file ("bulwark.yaml:16:9: error:
+ * modules.rules.rulesets[1]"), or NULL. A problem with the file as a whole
+ * (missing, unreadable, empty) has no line in it to point at: it is said
+ * there, so the operator sees which entry of which config to fix. */
+static void say_diags(struct report *r, const struct bw_config_diags *d, const char *named_at)
 {
     for (size_t i = 0; i < d->n; i++) {
         const struct bw_config_diag *g = &d->items[i];
-        if (g->line == 0)
+        if (g->line == 0 && named_at)
+            say(r, "%s: %s: %s\n", named_at, d->file, g->msg);
+        else if (g->line == 0)
             say(r, "%s: error: %s\n", d->file, g->msg);
         else
             say(r, "%s:%u:%u: error: %s\n", d->file, g->line, g->col, g->msg);
@@ -87,7 +93,13 @@ static bool load_sets(struct bw_rules_rt *rr, const struct bw_config *cfg,
             snprintf(path, sizeof path, "%.*s", (int)m->rulesets[i].len, m->rulesets[i].ptr);
         }
         if (bw_ruleset_load_file(&rr->arena, path, &sets[i], d, &files[i]) != BW_OK) {
-            say_diags(rep, d);
+            /* A last-known-good copy is not named in the config: its own
+             * path says which it is. */
+            char at[512];
+            char key[64];
+            snprintf(key, sizeof key, "modules.rules.rulesets[%zu]", i);
+            bw_config_where(cfg, m->ruleset_pos[i], key, at, sizeof at);
+            say_diags(rep, d, copies ? NULL : at);
             ok = false;
         }
     }

@@ -48,8 +48,9 @@ static void modules_summary(const struct bw_snapshot *snap, char *out, size_t ca
         snprintf(out + o, cap - (size_t)o, "; bot_score: NO MODEL (on_error: %s)",
                  cfg->modules.bot_score.on_error == BW_ON_ERROR_OPEN ? "open" : "closed");
     else
-        snprintf(out + o, cap - (size_t)o, "; bot_score: %zu features%s",
-                 snap->bot.model->nfeatures, snap->bot.from_lkg ? " (last-known-good copy)" : "");
+        snprintf(out + o, cap - (size_t)o, "; bot_score: %zu feature%s%s",
+                 snap->bot.model->nfeatures, snap->bot.model->nfeatures == 1 ? "" : "s",
+                 snap->bot.from_lkg ? " (last-known-good copy)" : "");
 }
 
 /* Copies every artifact of the running configuration to state_dir/lkg/:
@@ -81,17 +82,31 @@ static bw_status rejected(struct bw_control *c, const char *report)
     return BW_ERR;
 }
 
+/* The line for a problem with what the config names at pos (a file, a
+ * directory, an address): "bulwark.yaml:5:15: error: admin.token_file: "
+ * and msg, without a newline. */
+static void at_key(const struct bw_config *cfg, struct bw_config_pos pos, const char *key,
+                   const char *msg, char *out, size_t cap)
+{
+    char at[512];
+    bw_config_where(cfg, pos, key, at, sizeof at);
+    snprintf(out, cap, "%s: %s", at, msg);
+}
+
 /* The token in cfg's admin.token_file into a (which must be the admin
- * API's own or a scratch copy), errors prefixed with the key. */
-static bw_status load_config_token(const struct bw_config *cfg, struct bw_admin *a, bw_error *err)
+ * API's own or a scratch copy); on failure the line that says why, at the
+ * key, in out (at_key). */
+static bw_status load_config_token(const struct bw_config *cfg, struct bw_admin *a, char *out,
+                                   size_t cap)
 {
     char tpath[4097];
     snprintf(tpath, sizeof tpath, "%.*s", (int)cfg->admin.token_file.len,
              cfg->admin.token_file.ptr);
     bw_error e2;
-    if (bw_admin_load_token(a, tpath, &e2) != BW_OK)
-        return bw_error_set(err, "admin.token_file: %s", e2.msg);
-    return BW_OK;
+    if (bw_admin_load_token(a, tpath, &e2) == BW_OK)
+        return BW_OK;
+    at_key(cfg, cfg->admin.token_file_pos, "admin.token_file", e2.msg, out, cap);
+    return BW_ERR;
 }
 
 bw_status bw_control_reload(struct bw_control *c, char *report, size_t cap)
@@ -122,8 +137,8 @@ bw_status bw_control_reload(struct bw_control *c, char *report, size_t cap)
     static struct bw_admin next_token;
     memset(&next_token, 0, sizeof next_token);
     if (c->has_admin && cfg->admin.has_token_file) {
-        if (load_config_token(cfg, &next_token, &err) != BW_OK) {
-            snprintf(report, cap, "%s: %s\n", c->config_path, err.msg);
+        if (load_config_token(cfg, &next_token, err.msg, sizeof err.msg) != BW_OK) {
+            snprintf(report, cap, "%s\n", err.msg);
             bw_config_free(cfg);
             return rejected(c, report);
         }
@@ -372,59 +387,85 @@ static void warn_fd_limit(uint64_t max_connections, size_t nworkers)
              (unsigned long long)rl.rlim_cur);
 }
 
-/* A directory bulwark must create files in. */
+/* A directory bulwark must create files in: what is wrong with it, after
+ * "<what><dir>: ", in err. */
 static bw_status writable_dir(const char *what, const char *dir, bw_error *err)
 {
     struct stat st;
     if (stat(dir, &st) != 0)
-        return bw_error_set(err, "%s %s: %s", what, dir, strerror(errno));
+        return bw_error_set(err, "%s%s: %s", what, dir, strerror(errno));
     if (!S_ISDIR(st.st_mode))
-        return bw_error_set(err, "%s %s: not a directory", what, dir);
+        return bw_error_set(err, "%s%s: not a directory", what, dir);
     if (access(dir, W_OK | X_OK) != 0)
-        return bw_error_set(err, "%s %s: bulwark cannot write in it: %s", what, dir,
+        return bw_error_set(err, "%s%s: bulwark cannot write in it: %s", what, dir,
                             strerror(errno));
     return BW_OK;
 }
 
-bw_status bw_server_check_files(const struct bw_config *cfg, bw_error *err)
+/* Appends one line to report: msg, at the key that names what it is about. */
+static void say_at(const struct bw_config *cfg, struct bw_config_pos pos, const char *key,
+                   const char *msg, char *report, size_t cap)
+{
+    char line[1200];
+    at_key(cfg, pos, key, msg, line, sizeof line);
+    size_t len = strnlen(report, cap);
+    if (len + 1 < cap)
+        snprintf(report + len, cap - len, "%s\n", line);
+}
+
+static bw_status check_access_log(const struct bw_config *cfg, bw_error *err)
 {
     char path[4097];
+    snprintf(path, sizeof path, "%.*s", (int)cfg->log.access_path.len, cfg->log.access_path.ptr);
+    /* Opened as the server will, but never created here. */
+    int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOCTTY);
+    if (fd >= 0) {
+        close(fd);
+        return BW_OK;
+    }
+    if (errno != ENOENT)
+        return bw_error_set(err, "%s: %s", path, strerror(errno));
+    char dir[4097];
+    memcpy(dir, path, sizeof dir);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        memcpy(dir, ".", 2);
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    return writable_dir("the directory ", dir, err);
+}
+
+bw_status bw_server_check_files(const struct bw_config *cfg, char *report, size_t cap)
+{
+    if (cap)
+        report[0] = '\0';
+    bool ok = true;
     if (cfg->admin.enabled && cfg->admin.has_token_file) {
         static struct bw_admin probe;
-        bw_status st = load_config_token(cfg, &probe, err);
-        memset(&probe, 0, sizeof probe);
-        if (st != BW_OK)
-            return BW_ERR;
-    }
-    if (cfg->log.access_enabled && cfg->log.access_path.len > 0) {
-        snprintf(path, sizeof path, "%.*s", (int)cfg->log.access_path.len,
-                 cfg->log.access_path.ptr);
-        /* Opened as the server will, but never created here. */
-        int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOCTTY);
-        if (fd >= 0) {
-            close(fd);
-        } else if (errno == ENOENT) {
-            char dir[4097];
-            memcpy(dir, path, sizeof dir);
-            char *slash = strrchr(dir, '/');
-            if (!slash)
-                memcpy(dir, ".", 2);
-            else if (slash == dir)
-                dir[1] = '\0';
-            else
-                *slash = '\0';
-            if (writable_dir("access_log: the directory", dir, err) != BW_OK)
-                return BW_ERR;
-        } else {
-            return bw_error_set(err, "access_log %s: %s", path, strerror(errno));
+        char line[1200];
+        if (load_config_token(cfg, &probe, line, sizeof line) != BW_OK) {
+            snprintf(report, cap, "%s\n", line);
+            ok = false;
         }
+        memset(&probe, 0, sizeof probe);
     }
+    bw_error err;
+    if (cfg->log.access_enabled && cfg->log.access_path.len > 0 &&
+        check_access_log(cfg, &err) != BW_OK) {
+        say_at(cfg, cfg->log.access_pos, "access_log", err.msg, report, cap);
+        ok = false;
+    }
+    char path[4097];
     if (cfg->has_state_dir) {
         snprintf(path, sizeof path, "%.*s", (int)cfg->state_dir.len, cfg->state_dir.ptr);
-        if (writable_dir("state_dir", path, err) != BW_OK)
-            return BW_ERR;
+        if (writable_dir("", path, &err) != BW_OK) {
+            say_at(cfg, cfg->state_dir_pos, "state_dir", err.msg, report, cap);
+            ok = false;
+        }
     }
-    return BW_OK;
+    return ok ? BW_OK : BW_ERR;
 }
 
 int bw_server_run(const char *config_path, struct bw_config *boot_cfg, bool cfg_from_lkg,
@@ -508,7 +549,8 @@ int bw_server_run(const char *config_path, struct bw_config *boot_cfg, bool cfg_
                               c.state_dir);
             }
             if (kills.n)
-                BW_INFOF("%zu killswitches restored from %s", kills.n, c.state_dir);
+                BW_INFOF("%zu killswitch%s restored from %s", kills.n, kills.n == 1 ? "" : "es",
+                         c.state_dir);
         }
         bw_kills_apply(&kills, &(struct bw_kill_scope){.rules = &snap->rules, .bot = &snap->bot});
     }
@@ -585,9 +627,14 @@ int bw_server_run(const char *config_path, struct bw_config *boot_cfg, bool cfg_
         if (!use_ring)
             c.workers[i].loop.engine = BW_IO_ENGINE_EPOLL;
     }
+    /* A port that is taken (or not ours to bind) is a problem with what
+     * the config names: said at its listen[].address. */
+    char key[64];
     for (size_t l = 0; l < cfg->nlisten && !takeover; l++) {
         if (bw_listener_probe(&cfg->listen[l].addr, &err) != BW_OK) {
-            BW_ERRORF("%s", err.msg);
+            snprintf(key, sizeof key, "listen[%zu].address", l);
+            at_key(cfg, cfg->listen[l].addr_pos, key, err.msg, report, sizeof report);
+            BW_ERRORF("%s", report);
             goto out;
         }
     }
@@ -597,7 +644,9 @@ int bw_server_run(const char *config_path, struct bw_config *boot_cfg, bool cfg_
             int fd;
             struct bw_sockaddr bound;
             if (bw_listener_open(&addr, &fd, &bound, &err) != BW_OK) {
-                BW_ERRORF("%s", err.msg);
+                snprintf(key, sizeof key, "listen[%zu].address", l);
+                at_key(cfg, cfg->listen[l].addr_pos, key, err.msg, report, sizeof report);
+                BW_ERRORF("%s", report);
                 goto out;
             }
             /* Port 0: the first socket's port is shared by the others. */
@@ -640,14 +689,16 @@ int bw_server_run(const char *config_path, struct bw_config *boot_cfg, bool cfg_
         struct bw_admin_ops ops;
         bw_control_admin_ops(&c, &ops);
         bw_admin_init(&admin, &ops);
-        if (cfg->admin.has_token_file && load_config_token(cfg, &admin, &err) != BW_OK) {
-            BW_ERRORF("%s", err.msg);
+        if (cfg->admin.has_token_file &&
+            load_config_token(cfg, &admin, report, sizeof report) != BW_OK) {
+            BW_ERRORF("%s", report);
             goto out_loop;
         }
         c.admin = &admin;
         c.has_admin = true;
         if (start_admin(&c, takeover, &err) != BW_OK) {
-            BW_ERRORF("admin: %s", err.msg);
+            at_key(cfg, cfg->admin.addr_pos, "admin.address", err.msg, report, sizeof report);
+            BW_ERRORF("%s", report);
             goto out_loop;
         }
     }

@@ -12,9 +12,12 @@
 /* What `bulwark check` can know of the files the server will open besides
  * the config's artifacts: the admin token file is usable, the access log
  * can be opened for writing (nothing is created or written), and state_dir
- * is a directory bulwark can write in. The first problem, with what to do,
- * goes to err. Run at `check` and at the start of `run`. */
-bw_status bw_server_check_files(const struct bw_config *cfg, bw_error *err) BW_MUST_CHECK;
+ * is a directory bulwark can write in. Every problem, with what to do, is
+ * one line in report, at the config key that names the file
+ * ("bulwark.yaml:6:12: error: state_dir: /x: No such file or directory").
+ * Run at `check` and at the start of `run`. */
+bw_status bw_server_check_files(const struct bw_config *cfg, char *report,
+                                size_t cap) BW_MUST_CHECK;
 
 /* Serves cfg (loaded from config_path, taken over) until SIGTERM/SIGINT
  * (drain, then return 0) or SIGQUIT (exit at once); SIGHUP reloads

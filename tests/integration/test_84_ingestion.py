@@ -98,7 +98,10 @@ def expected(case, kind, path):
     limit = CONFIG_MAX if kind == "config" else RULESET_MAX
     name = re.escape(path)
     pos = name + r":\d+:\d+: error: "
-    whole = name + r": error: "
+    # A ruleset file as a whole (no line of its own) is said at the config
+    # key that names it, then its path.
+    whole = name + r": error: " if kind == "config" else (
+        r"/bulwark\.yaml:\d+:\d+: error: modules\.rules\.rulesets\[0\]: " + name + ": ")
     return {
         "empty": whole + re.escape(f"the {kind} file is empty"),
         "only_comments": whole + re.escape(

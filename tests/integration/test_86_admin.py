@@ -161,7 +161,7 @@ def test_killswitches_survive_reload_and_restart(tmp_path, origin, bulwark):
     assert bw.request("GET", "/x", headers=ua).status == 200  # kept across the reload
     bw.stop()
     bw2 = bulwark(cfg, name="second")
-    assert "1 killswitches restored" in bw2.stderr()
+    assert "1 killswitch restored" in bw2.stderr()
     assert bw2.request("GET", "/x", headers=ua).status == 200
     assert bw2.request("GET", "/secret").status == 451  # the rest still acts
 

@@ -167,7 +167,28 @@ static const struct {
     {"workers map", BASE "workers: {n: 1}\n",
      "9:10: workers: expected auto or an integer from 1 to 256, got a mapping"},
     {"workers leading zero", BASE "workers: 08\n",
-     "9:10: workers: expected auto or an integer from 1 to 256, got \"08\""},
+     "9:10: workers: expected auto or an integer from 1 to 256, got \"08\", which has a leading "
+     "zero; write 8"},
+    /* Every number refuses a leading zero (10, or octal 8?) and says how to
+     * write it, as a port does. */
+    {"duration leading zero", BASE "limits: {keepalive_timeout: 010s}\n",
+     "9:29: limits.keepalive_timeout: expected a duration like 10s or 500ms, got \"010s\", "
+     "which has a leading zero; write 10s"},
+    {"duration zeros", BASE "limits: {keepalive_timeout: 000500ms}\n",
+     "9:29: limits.keepalive_timeout: expected a duration like 10s or 500ms, got \"000500ms\", "
+     "which has a leading zero; write 500ms"},
+    {"size leading zero", BASE "limits: {header_bytes: 032KiB}\n",
+     "9:24: limits.header_bytes: expected a size like 32KiB, got \"032KiB\", which has a "
+     "leading zero; write 32KiB"},
+    {"integer leading zero", BASE "limits: {headers: 0100}\n",
+     "9:19: limits.headers: expected an integer from 1 to 1000, got \"0100\", which has a "
+     "leading zero; write 100"},
+    {"io_batch_wait leading zero", BASE "io_batch_wait: 050us\n",
+     "9:16: io_batch_wait: expected a duration from 0us to 1ms, like 50us, got \"050us\", which "
+     "has a leading zero; write 50us"},
+    {"leading zero and a bad unit", BASE "limits: {keepalive_timeout: 010sec}\n",
+     "9:29: limits.keepalive_timeout: expected a duration like 10s or 500ms, got \"010sec\"; did "
+     "you mean \"10s\"?"},
     /* listen */
     {"listen empty",
      "listen: []\n"
@@ -1091,6 +1112,56 @@ TEST(upstream_tls)
 
 /* modules.bot_score: defaults, the bounds of max_features, and the feature
  * file's path taken from the config file's directory. */
+/* Keys that name something outside the file keep where they are, so a
+ * problem found when it is used (a missing ruleset, a port taken) is said
+ * there: file:line:col, as DESIGN.md asks of a bad config. */
+TEST(positions_of_keys_that_name_files)
+{
+    struct bw_config *cfg = NULL;
+    struct bw_config_diags d;
+    char got[4096];
+    static const char text[] = BASE "admin:\n"                            /* 9 */
+                                    "  address: 127.0.0.1:9901\n"         /* 10 */
+                                    "  token_file: admin.token\n"         /* 11 */
+                                    "state_dir: state\n"                  /* 12 */
+                                    "access_log: 'logs/a.log'\n"          /* 13 */
+                                    "modules:\n"                          /* 14 */
+                                    "  bot_score: { features: f.json }\n" /* 15 */
+                                    "  rules:\n"                          /* 16 */
+                                    "    rulesets:\n"                     /* 17 */
+                                    "      - rules/a.yaml\n"              /* 18 */
+                                    "      - \"rules/nope.yaml\"\n";      /* 19 */
+    if (bw_config_parse("conf/bulwark.yaml", text, sizeof text - 1, &cfg, &d) != BW_OK) {
+        T_FAILF("refused: %s", diags_text(&d, got, sizeof got));
+        return;
+    }
+    CHECK_INT_EQ(cfg->listen[0].addr_pos.line, 2);
+    CHECK_INT_EQ(cfg->listen[0].addr_pos.col, 14);
+    CHECK_INT_EQ(cfg->admin.addr_pos.line, 10);
+    CHECK_INT_EQ(cfg->admin.addr_pos.col, 12);
+    CHECK_INT_EQ(cfg->admin.token_file_pos.line, 11);
+    CHECK_INT_EQ(cfg->admin.token_file_pos.col, 15);
+    CHECK_INT_EQ(cfg->state_dir_pos.line, 12);
+    CHECK_INT_EQ(cfg->state_dir_pos.col, 12);
+    CHECK_INT_EQ(cfg->log.access_pos.line, 13);
+    CHECK_INT_EQ(cfg->log.access_pos.col, 13);
+    CHECK_INT_EQ(cfg->modules.bot_score.features_pos.line, 15);
+    CHECK_INT_EQ(cfg->modules.bot_score.features_pos.col, 26);
+    CHECK_INT_EQ(cfg->modules.rules.nrulesets, 2);
+    CHECK_INT_EQ(cfg->modules.rules.ruleset_pos[0].line, 18);
+    CHECK_INT_EQ(cfg->modules.rules.ruleset_pos[0].col, 9);
+    CHECK_INT_EQ(cfg->modules.rules.ruleset_pos[1].line, 19);
+    CHECK_INT_EQ(cfg->modules.rules.ruleset_pos[1].col, 9);
+
+    bw_config_where(cfg, cfg->modules.rules.ruleset_pos[1], "modules.rules.rulesets[1]", got,
+                    sizeof got);
+    CHECK_STR_EQ(got, "conf/bulwark.yaml:19:9: error: modules.rules.rulesets[1]");
+    /* A key that was not written (a default) has no position to give. */
+    bw_config_where(cfg, (struct bw_config_pos){0, 0}, "access_log", got, sizeof got);
+    CHECK_STR_EQ(got, "conf/bulwark.yaml: error: access_log");
+    cfg = bw_config_free(cfg);
+}
+
 TEST(bot_score_module)
 {
     struct bw_config *cfg = NULL;
@@ -1629,7 +1700,24 @@ TEST(load_file_truncation_note)
     CHECK_STR_EQ(diags_text(&d, got, sizeof got),
                  "10:3: limits: expected a mapping like {header_bytes: 32KiB}, got \"header_by\"\n"
                  "10:12: the file ends here, in the middle of a line: was it truncated? (that "
-                 "would explain the errors above)");
+                 "would explain the error at 10:3)");
+    /* Only an error at the very end can be explained by a cut: not one
+     * earlier on a last line written whole, nor the others of the file. */
+    static const char whole_line[] = BASE "workers: 1\nlimits: {header_bytes: lots}";
+    write_file(p, whole_line, sizeof whole_line - 1);
+    CHECK(bw_config_load_file(p, &cfg, &d) == BW_ERR);
+    CHECK_STR_EQ(diags_text(&d, got, sizeof got),
+                 "10:24: limits.header_bytes: expected a size like 32KiB, got \"lots\"");
+    static const char others[] = BASE "workrs: 1\nlimits:\n  header_by";
+    write_file(p, others, sizeof others - 1);
+    CHECK(bw_config_load_file(p, &cfg, &d) == BW_ERR);
+    CHECK_STR_EQ(diags_text(&d, got, sizeof got),
+                 "9:1: unknown key \"workrs\" in the top level; did you mean \"workers\"? "
+                 "(expected one of: listen, workers, io_engine, io_batch_wait, admin, state_dir, "
+                 "client_ip, limits, upstreams, routes, access_log, modules, reload)\n"
+                 "11:3: limits: expected a mapping like {header_bytes: 32KiB}, got \"header_by\"\n"
+                 "11:12: the file ends here, in the middle of a line: was it truncated? (that "
+                 "would explain the error at 11:3)");
     /* Not when the file ends with a newline, nor on a YAML error that
      * already says "truncated". */
     static const char whole[] = BASE "limits:\n  header_by\n";
@@ -1743,6 +1831,7 @@ int main(void)
     RUN(tls_listener);
     RUN(upstream_tls);
     RUN(bot_score_module);
+    RUN(positions_of_keys_that_name_files);
     RUN(garbage_input);
     RUN(echoed_values_are_escaped_and_shortened);
     RUN(billion_laughs_refused);

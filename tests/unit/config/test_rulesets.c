@@ -1897,7 +1897,7 @@ TEST(file_level_errors)
         CHECK_STR_EQ(got, "5:13: rules[0].action: expected one of block, log, skip, execute, "
                           "rate_limit, redirect, rewrite, set_header, remove_header, got \"blo\"\n"
                           "5:16: the file ends here, in the middle of a line: was it truncated? "
-                          "(that would explain the errors above)");
+                          "(that would explain the error at 5:13)");
     }
 
     const char *names[] = {"ok.yaml",   "empty.yaml", "comments.yaml", "huge.yaml", "dangling.yaml",

@@ -522,6 +522,21 @@ TEST(load_file)
     snprintf(want, sizeof want, "%s: error: is a directory, expected a feature file\n", dir);
     CHECK_STR_EQ(report, want);
 
+    /* Named by a config: a file that cannot be read is said at the key
+     * that names it (it has no line of its own); one that reads but does
+     * not validate still points into itself. */
+    struct bw_bot_load_opts named = DEFAULT_OPTS;
+    named.named_at = "bulwark.yaml:14:26: error: modules.bot_score.features";
+    CHECK(bw_bot_model_load_file(missing, &named, &m, NULL, report, sizeof report) != BW_OK);
+    snprintf(want, sizeof want,
+             "bulwark.yaml:14:26: error: modules.bot_score.features: %s: cannot open the feature "
+             "file: No such file or directory\n",
+             missing);
+    CHECK_STR_EQ(report, want);
+    p = write_file("bad.json", "{\"version\": 1}", 14);
+    CHECK(bw_bot_model_load_file(p, &named, &m, NULL, report, sizeof report) != BW_OK);
+    CHECK(strncmp(report, p, strlen(p)) == 0 && strncmp(report + strlen(p), ":1:1: ", 6) == 0);
+
     char *big = malloc(BW_BOT_MAX_FILE_BYTES + 1);
     memset(big, ' ', BW_BOT_MAX_FILE_BYTES + 1);
     p = write_file("big.json", big, BW_BOT_MAX_FILE_BYTES + 1);
