@@ -354,15 +354,43 @@ static bool is_tchar(char c)
            (c != '\0' && strchr("!#$%&'*+-.^_`|~", c));
 }
 
-static const char *const managed_headers[] = {
-    "connection", "keep-alive",       "te",   "trailer",        "transfer-encoding",
-    "upgrade",    "proxy-connection", "host", "content-length",
+/* Who a header name is for: a test's request or response, or a rule's edit
+ * of the message going upstream or to the downstream. */
+enum header_use { HEADER_OF_TEST, HEADER_TO_UPSTREAM, HEADER_TO_DOWNSTREAM };
+
+/* Fields the proxy writes itself (src/proxy/headers.c): a rule that set or
+ * removed one would frame the message apart from its body (smuggling) or
+ * break the hop. */
+static const struct {
+    const char *name;
+    bool upstream_only; /* only the request going upstream is affected */
+    const char *why;
+} managed_headers[] = {
+    {"connection", false, "the proxy manages it"},
+    {"keep-alive", false, "the proxy manages it"},
+    {"te", false, "the proxy manages it"},
+    {"trailer", false, "the proxy manages it"},
+    {"transfer-encoding", false, "the proxy manages it"},
+    {"upgrade", false, "the proxy manages it"},
+    {"proxy-connection", false, "the proxy manages it"},
+    {"host", false, "the proxy manages it"},
+    {"content-length", false, "the proxy manages it"},
+    /* Written after the edits: a rule's would go up as a second field, and
+     * an application that reads the first would believe the rule's. */
+    {"x-forwarded-for", true, "the proxy writes it for the upstream (see client_ip)"},
+    {"x-forwarded-proto", true, "the proxy writes it for the upstream"},
+    /* The proxy answers 100-continue itself and never forwards Expect: an
+     * upstream asked for it would wait for a go-ahead nobody relays. */
+    {"expect", true, "the proxy answers 100-continue itself"},
 };
 
 /* A header name a rule may set or remove: a token, lowercased; never one
- * that frames the message or belongs to one hop (RFC 9110 §7.6.1). */
+ * that frames the message or belongs to one hop (RFC 9110 §7.6.1). Going
+ * upstream, '_' counts as '-': CGI, PHP, WSGI and Rack read both as the same
+ * variable, so "content_length" would stand in for Content-Length (the
+ * proxy drops such names from downstream requests for the same reason). */
 static bool get_header_name(struct rl *rl, const struct bw__ynode *n, const char *path,
-                            bool for_rules, bw_slice *out)
+                            enum header_use use, bw_slice *out)
 {
     if (!want_kind(rl, n, path, BW__YNODE_SCALAR, "a header name"))
         return false;
@@ -381,13 +409,31 @@ static bool get_header_name(struct rl *rl, const struct bw__ynode *n, const char
     for (size_t i = 0; i < t.len; i++)
         low[i] = bw_ascii_lower(t.ptr[i]);
     *out = bw_slice_make(low, t.len);
-    if (for_rules)
-        for (size_t i = 0; i < sizeof managed_headers / sizeof managed_headers[0]; i++)
-            if (is_text(*out, managed_headers[i])) {
-                DIAG(rl, n, "%s: rules cannot set or remove %s: the proxy manages it", path,
-                     got(n).s);
-                return false;
-            }
+    switch (use) {
+    case HEADER_OF_TEST:
+        return true; /* a test's request may hold anything a downstream sends */
+    case HEADER_TO_UPSTREAM:
+    case HEADER_TO_DOWNSTREAM:
+        break;
+    }
+    bool upstream = use == HEADER_TO_UPSTREAM;
+    char folded[MAX_HEADER_NAME];
+    for (size_t i = 0; i < t.len; i++)
+        folded[i] = upstream && low[i] == '_' ? '-' : low[i];
+    bw_slice f = bw_slice_make(folded, t.len);
+    for (size_t i = 0; i < sizeof managed_headers / sizeof managed_headers[0]; i++) {
+        if (!is_text(f, managed_headers[i].name) || (managed_headers[i].upstream_only && !upstream))
+            continue;
+        if (memchr(low, '_', t.len))
+            DIAG(rl, n,
+                 "%s: rules cannot set or remove %s: upstreams that read '_' as '-' (CGI, PHP, "
+                 "WSGI) would take it for %s, and %s",
+                 path, got(n).s, managed_headers[i].name, managed_headers[i].why);
+        else
+            DIAG(rl, n, "%s: rules cannot set or remove %s: %s", path, got(n).s,
+                 managed_headers[i].why);
+        return false;
+    }
     return true;
 }
 
@@ -854,7 +900,7 @@ static bool parse_rewrite(struct rl *rl, const struct params *p, struct bw_actio
                     ok = false;
                     continue;
                 }
-                if (!get_header_name(rl, hk, sp.s, true, &op->name))
+                if (!get_header_name(rl, hk, sp.s, HEADER_TO_UPSTREAM, &op->name))
                     ok = false;
                 else if (!get_header_value(rl, hk->next, path_key_n(sp.s, op->name).s, &op->value))
                     ok = false;
@@ -869,7 +915,7 @@ static bool parse_rewrite(struct rl *rl, const struct params *p, struct bw_actio
             for (const struct bw__ynode *c = v->child; c; c = c->next, i++) {
                 struct bw_header_op *op = &ops[o++];
                 op->kind = BW_HEADER_REMOVE;
-                if (!get_header_name(rl, c, path_index(rp.s, i).s, true, &op->name))
+                if (!get_header_name(rl, c, path_index(rp.s, i).s, HEADER_TO_UPSTREAM, &op->name))
                     ok = false;
             }
         }
@@ -910,7 +956,7 @@ static bool parse_action(struct rl *rl, const struct params *p, struct bw_rule *
         bool ok = need(rl, p, P_NAME, k);
         ok = need(rl, p, P_VALUE, k) && ok;
         if (p->f[P_NAME].has && !get_header_name(rl, p->f[P_NAME].val, path_key(p->path, "name").s,
-                                                 true, &a->u.set_header.name))
+                                                 HEADER_TO_DOWNSTREAM, &a->u.set_header.name))
             ok = false;
         if (p->f[P_VALUE].has &&
             !get_header_value(rl, p->f[P_VALUE].val, path_key(p->path, "value").s,
@@ -922,8 +968,8 @@ static bool parse_action(struct rl *rl, const struct params *p, struct bw_rule *
         a->u.remove_header.kind = BW_HEADER_REMOVE;
         if (!need(rl, p, P_NAME, k))
             return false;
-        return get_header_name(rl, p->f[P_NAME].val, path_key(p->path, "name").s, true,
-                               &a->u.remove_header.name);
+        return get_header_name(rl, p->f[P_NAME].val, path_key(p->path, "name").s,
+                               HEADER_TO_DOWNSTREAM, &a->u.remove_header.name);
     case BW_ACTION__COUNT:
         break;
     }
@@ -1047,7 +1093,7 @@ static bool parse_headers(struct rl *rl, const struct bw__ynode *n, const char *
             ok = false;
             continue;
         }
-        if (!get_header_name(rl, k, path, false, &name)) {
+        if (!get_header_name(rl, k, path, HEADER_OF_TEST, &name)) {
             ok = false;
             continue;
         }

@@ -422,6 +422,82 @@ static const struct bad {
      "",
      "6:24: rules[0].headers.remove[0]: rules cannot set or remove \"Connection\": the proxy "
      "manages it"},
+    {"rewrite x-forwarded-for",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'true'\n"
+     "    action: rewrite\n"
+     "    headers: {set: {X-Forwarded-For: 192.0.2.7}}\n"
+     "",
+     "6:21: rules[0].headers.set: rules cannot set or remove \"X-Forwarded-For\": the proxy "
+     "writes it for the upstream (see client_ip)"},
+    {"rewrite remove x-forwarded-proto",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'true'\n"
+     "    action: rewrite\n"
+     "    headers: {remove: [x-forwarded-proto]}\n"
+     "",
+     "6:24: rules[0].headers.remove[0]: rules cannot set or remove \"x-forwarded-proto\": the "
+     "proxy writes it for the upstream"},
+    {"rewrite expect",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'true'\n"
+     "    action: rewrite\n"
+     "    headers: {set: {expect: 100-continue}}\n"
+     "",
+     "6:21: rules[0].headers.set: rules cannot set or remove \"expect\": the proxy answers "
+     "100-continue itself"},
+    {"rewrite content_length",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'true'\n"
+     "    action: rewrite\n"
+     "    headers: {set: {Content_Length: 5}}\n"
+     "",
+     "6:21: rules[0].headers.set: rules cannot set or remove \"Content_Length\": upstreams that "
+     "read '_' as '-' (CGI, PHP, WSGI) would take it for content-length, and the proxy manages "
+     "it"},
+    {"rewrite x_forwarded_for",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'true'\n"
+     "    action: rewrite\n"
+     "    headers: {remove: [x_forwarded_for]}\n"
+     "",
+     "6:24: rules[0].headers.remove[0]: rules cannot set or remove \"x_forwarded_for\": "
+     "upstreams that read '_' as '-' (CGI, PHP, WSGI) would take it for x-forwarded-for, and the "
+     "proxy writes it for the upstream (see client_ip)"},
+    {"set_header transfer-encoding",
+     "id: a\n"
+     "phase: response\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'true'\n"
+     "    action: set_header\n"
+     "    name: Transfer-Encoding\n"
+     "    value: chunked\n"
+     "",
+     "7:11: rules[0].name: rules cannot set or remove \"Transfer-Encoding\": the proxy manages "
+     "it"},
+    {"set_header pseudo-header",
+     "id: a\n"
+     "phase: response\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'true'\n"
+     "    action: set_header\n"
+     "    name: ':status'\n"
+     "    value: '200'\n"
+     "",
+     "7:11: rules[0].name: expected a header name (letters, digits and !#$%&'*+-.^_`|~), got "
+     "\":status\""},
     {"rewrite header value with newline",
      "id: a\n"
      "rules:\n"
@@ -1127,6 +1203,18 @@ TEST(valid_response_file)
                          "    expression: 'http.response.code lt 500'\n"
                          "    action: remove_header\n"
                          "    name: Server\n"
+                         /* Only the upstream hop has a proxy-written
+                          * X-Forwarded-For, a forwarded Expect and
+                          * CGI-style readers of '_'. */
+                         "  - id: xff\n"
+                         "    expression: 'true'\n"
+                         "    action: set_header\n"
+                         "    name: x-forwarded-for\n"
+                         "    value: a\n"
+                         "  - id: expect\n"
+                         "    expression: 'true'\n"
+                         "    action: remove_header\n"
+                         "    name: Content_Length\n"
                          "tests:\n"
                          "  - request: {ssl: true}\n"
                          "    response: {status: 503, headers: {server: x, set-cookie: [a, b]}}\n"
