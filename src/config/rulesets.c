@@ -447,11 +447,27 @@ static bool get_header_value(struct rl *rl, const struct bw__ynode *n, const cha
         DIAG(rl, n, "%s: expected at most %d bytes, got %zu", path, MAX_HEADER_VALUE, t.len);
         return false;
     }
-    for (size_t i = 0; i < t.len; i++)
-        if (t.ptr[i] == '\r' || t.ptr[i] == '\n' || t.ptr[i] == '\0') {
-            DIAG(rl, n, "%s: a header value cannot hold CR, LF or NUL, got %s", path, got(n).s);
+    /* RFC 9110 §5.5: field-vchar, SP and HTAB. A control byte is refused
+     * by bulwark's own parser (and by strict upstreams), and CR or LF would
+     * end the field. */
+    for (size_t i = 0; i < t.len; i++) {
+        unsigned char c = (unsigned char)t.ptr[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f) {
+            DIAG(rl, n,
+                 "%s: a header value cannot hold CR, LF, NUL or another control character "
+                 "(tab aside), got %s",
+                 path, got(n).s);
             return false;
         }
+    }
+    /* Whitespace at either end is not part of a field value: a recipient
+     * strips it, so the value would not arrive as written. */
+    if (t.len && (t.ptr[0] == ' ' || t.ptr[0] == '\t' || t.ptr[t.len - 1] == ' ' ||
+                  t.ptr[t.len - 1] == '\t')) {
+        DIAG(rl, n, "%s: a header value cannot start or end with a space or tab, got %s", path,
+             got(n).s);
+        return false;
+    }
     *out = rl_dup(rl, t);
     return true;
 }

@@ -508,8 +508,56 @@ static const struct bad {
      "      set:\n"
      "        x-a: \"v\\r\\nx-evil: 1\"\n"
      "",
-     "8:14: rules[0].headers.set.x-a: a header value cannot hold CR, LF or NUL, got "
-     "\"v\\x0D\\x0Ax-evil: 1\""},
+     "8:14: rules[0].headers.set.x-a: a header value cannot hold CR, LF, NUL or another "
+     "control character (tab aside), got \"v\\x0D\\x0Ax-evil: 1\""},
+    {"rewrite header value with a control character",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'true'\n"
+     "    action: rewrite\n"
+     "    headers:\n"
+     "      set:\n"
+     "        x-a: \"v\\x01w\"\n"
+     "",
+     "8:14: rules[0].headers.set.x-a: a header value cannot hold CR, LF, NUL or another "
+     "control character (tab aside), got \"v\\x01w\""},
+    {"set_header value with DEL",
+     "id: a\n"
+     "phase: response\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'true'\n"
+     "    action: set_header\n"
+     "    name: x-a\n"
+     "    value: \"v\\x7F\"\n"
+     "",
+     "8:12: rules[0].value: a header value cannot hold CR, LF, NUL or another control character "
+     "(tab aside), got \"v\\x7F\""},
+    {"rewrite header value with a leading space",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'true'\n"
+     "    action: rewrite\n"
+     "    headers:\n"
+     "      set:\n"
+     "        x-a: \" v\"\n"
+     "",
+     "8:14: rules[0].headers.set.x-a: a header value cannot start or end with a space or tab, "
+     "got \" v\""},
+    {"set_header value with a trailing tab",
+     "id: a\n"
+     "phase: response\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'true'\n"
+     "    action: set_header\n"
+     "    name: x-a\n"
+     "    value: \"v\\t\"\n"
+     "",
+     "8:12: rules[0].value: a header value cannot start or end with a space or tab, got "
+     "\"v\\x09\""},
     {"rewrite bad header name",
      "id: a\n"
      "rules:\n"
