@@ -22,6 +22,7 @@
 
 #include "config/internal.h"
 #include "config/rulesets.h"
+#include "http/uri.h"
 
 /* Headers of one embedded test's request (or response). */
 #define TEST_MAX_HEADERS 64
@@ -480,28 +481,66 @@ static bool visible(bw_slice s)
     return true;
 }
 
+static bool is_hex(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* Is s made of RFC 3986 path characters (§3.3: unreserved, sub-delims, ':',
+ * '@', '/', and '%' with two hex digits), plus the bytes in extra? Spaces,
+ * control bytes, '\' (which browsers read as '/'), '"', '<', '{' and bytes
+ * over 0x7F are not: a target or Location holding them is read differently
+ * by different parsers, and bulwark's own refuses some of them. */
+static bool uri_chars(bw_slice s, const char *extra)
+{
+    for (size_t i = 0; i < s.len; i++) {
+        char c = s.ptr[i];
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+            continue;
+        if (c == '%') {
+            if (s.len - i < 3 || !is_hex(s.ptr[i + 1]) || !is_hex(s.ptr[i + 2]))
+                return false;
+            i += 2;
+            continue;
+        }
+        if (c == '\0' || (!strchr("-._~!$&'()*+,;=:@/", c) && !strchr(extra, c)))
+            return false;
+    }
+    return true;
+}
+
 /* An absolute path ("/x", not "//host": that is another site) or an http(s)
- * URL with a host; no spaces or control bytes. */
+ * URL with a host, in RFC 3986 characters. */
 static bool get_location(struct rl *rl, const struct bw__ynode *n, const char *path, bw_slice *out)
 {
     const char *what = "an absolute path like /new or a URL like https://a.example/new";
     if (!want_kind(rl, n, path, BW__YNODE_SCALAR, what))
         return false;
     bw_slice t = n->text;
-    bool ok = t.len > 0 && t.len <= MAX_LOCATION && visible(t);
+    bool ok = t.len > 0 && t.len <= MAX_LOCATION;
     if (ok) {
+        size_t host = 0;
         if (t.ptr[0] == '/')
-            ok = !(t.len > 1 && (t.ptr[1] == '/' || t.ptr[1] == '\\'));
+            ok = !(t.len > 1 && t.ptr[1] == '/');
         else if (bw_slice_starts_with(t, BW_SLICE_LIT("https://")))
-            ok = t.len > 8 && t.ptr[8] != '/';
+            host = 8;
         else if (bw_slice_starts_with(t, BW_SLICE_LIT("http://")))
-            ok = t.len > 7 && t.ptr[7] != '/';
+            host = 7;
         else
             ok = false;
+        /* An empty authority ("https:///x", "https://?q") is no site. */
+        if (host)
+            ok = t.len > host && !strchr("/?#", t.ptr[host]);
+    }
+    if (ok && !uri_chars(t, "?#[]")) {
+        DIAG(rl, n,
+             "%s: expected %s in URI characters (letters, digits, -._~!$&'()*+,;=:@/?#[] and "
+             "%%XX; percent-encode others), got %s",
+             path, what, got(n).s);
+        return false;
     }
     if (!ok) {
-        DIAG(rl, n, "%s: expected %s (no spaces or control characters), got %s", path, what,
-             got(n).s);
+        DIAG(rl, n, "%s: expected %s, got %s", path, what, got(n).s);
         return false;
     }
     *out = rl_dup(rl, t);
@@ -855,19 +894,34 @@ static bool parse_rewrite(struct rl *rl, const struct params *p, struct bw_actio
     if (p->f[P_PATH].has) {
         const struct bw__ynode *n = p->f[P_PATH].val;
         struct path path = path_key(p->path, "path");
-        const char *what = "a path starting with / (no query, spaces or control characters)";
+        const char *what = "a path starting with / in URI path characters (letters, digits, "
+                           "-._~!$&'()*+,;=:@/ and %XX; no query)";
         if (!want_kind(rl, n, path.s, BW__YNODE_SCALAR, what))
             return false;
         bw_slice t = n->text;
-        if (t.len == 0 || t.ptr[0] != '/' || t.len > MAX_LOCATION || !visible(t) ||
-            memchr(t.ptr, '?', t.len) || memchr(t.ptr, '#', t.len) ||
-            (t.len > 1 && t.ptr[1] == '/')) {
+        if (t.len == 0 || t.ptr[0] != '/' || t.len > MAX_LOCATION || !uri_chars(t, "")) {
             DIAG(rl, n, "%s: expected %s, got %s", path.s, what, got(n).s);
-            ok = false;
-        } else {
-            r->has_path = true;
-            r->path = rl_dup(rl, t);
+            return false;
         }
+        /* In the form rules and routes see a path (RFC 3986 §6.2.2): the
+         * upstream then serves the path as written, where "/a/../admin" or
+         * "/%61dmin" would reach a resource no rule was written for. */
+        char *norm = rl_alloc(rl, t.len + 1);
+        if (!norm)
+            return false;
+        bw_slice nt = bw_uri_normalize_path(t, norm, t.len + 1);
+        if (!bw_slice_eq(nt, t)) {
+            char want[80];
+            quote_into(want, sizeof want, nt);
+            DIAG(rl, n,
+                 "%s: expected a normalised path (no \".\" or \"..\" segment, no \"//\", no %%XX "
+                 "for a letter, digit or -._~, hex digits in upper case), got %s (did you mean "
+                 "%s?)",
+                 path.s, got(n).s, want);
+            return false;
+        }
+        r->has_path = true;
+        r->path = rl_dup(rl, t);
     }
     if (!p->f[P_HEADERS].has)
         return ok;

@@ -364,7 +364,7 @@ static const struct bad {
      "    location: //evil.example/\n"
      "",
      "6:15: rules[0].location: expected an absolute path like /new or a URL like "
-     "https://a.example/new (no spaces or control characters), got \"//evil.example/\""},
+     "https://a.example/new, got \"//evil.example/\""},
     {"redirect location with space",
      "id: a\n"
      "rules:\n"
@@ -374,7 +374,114 @@ static const struct bad {
      "    location: \"/a b\"\n"
      "",
      "6:15: rules[0].location: expected an absolute path like /new or a URL like "
-     "https://a.example/new (no spaces or control characters), got \"/a b\""},
+     "https://a.example/new in URI characters (letters, digits, -._~!$&'()*+,;=:@/?#[] and "
+     "%XX; percent-encode others), got \"/a b\""},
+    {"redirect location with a backslash",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'true'\n"
+     "    action: redirect\n"
+     "    location: /\\evil.example/\n"
+     "",
+     "6:15: rules[0].location: expected an absolute path like /new or a URL like "
+     "https://a.example/new in URI characters (letters, digits, -._~!$&'()*+,;=:@/?#[] and "
+     "%XX; percent-encode others), got \"/\\\\evil.example/\""},
+    {"redirect URL with a backslash before userinfo",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'true'\n"
+     "    action: redirect\n"
+     "    location: 'https://good.example\\@evil.example/'\n"
+     "",
+     "6:15: rules[0].location: expected an absolute path like /new or a URL like "
+     "https://a.example/new in URI characters (letters, digits, -._~!$&'()*+,;=:@/?#[] and "
+     "%XX; percent-encode others), got \"https://good.example\\\\@evil.example/\""},
+    {"redirect location not ASCII",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'true'\n"
+     "    action: redirect\n"
+     "    location: /caf\xC3\xA9\n"
+     "",
+     "6:15: rules[0].location: expected an absolute path like /new or a URL like "
+     "https://a.example/new in URI characters (letters, digits, -._~!$&'()*+,;=:@/?#[] and "
+     "%XX; percent-encode others), got \"/caf\xC3\xA9\""},
+    {"redirect URL without a host",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'true'\n"
+     "    action: redirect\n"
+     "    location: https:///x\n"
+     "",
+     "6:15: rules[0].location: expected an absolute path like /new or a URL like "
+     "https://a.example/new, got \"https:///x\""},
+    {"rewrite path with a quote",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'true'\n"
+     "    action: rewrite\n"
+     "    path: '/a\"b'\n"
+     "",
+     "6:11: rules[0].path: expected a path starting with / in URI path characters (letters, "
+     "digits, -._~!$&'()*+,;=:@/ and %XX; no query), got \"/a\\\"b\""},
+    {"rewrite path with a bad escape",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'true'\n"
+     "    action: rewrite\n"
+     "    path: /a%zz\n"
+     "",
+     "6:11: rules[0].path: expected a path starting with / in URI path characters (letters, "
+     "digits, -._~!$&'()*+,;=:@/ and %XX; no query), got \"/a%zz\""},
+    {"rewrite path not ASCII",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'true'\n"
+     "    action: rewrite\n"
+     "    path: /caf\xC3\xA9\n"
+     "",
+     "6:11: rules[0].path: expected a path starting with / in URI path characters (letters, "
+     "digits, -._~!$&'()*+,;=:@/ and %XX; no query), got \"/caf\xC3\xA9\""},
+    {"rewrite path with a dot segment",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'true'\n"
+     "    action: rewrite\n"
+     "    path: /static/../admin\n"
+     "",
+     "6:11: rules[0].path: expected a normalised path (no \".\" or \"..\" segment, no "
+     "\"//\", no %XX for a letter, digit or -._~, hex digits in upper case), got "
+     "\"/static/../admin\" (did you mean \"/admin\"?)"},
+    {"rewrite path with an encoded letter",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'true'\n"
+     "    action: rewrite\n"
+     "    path: /%61dmin\n"
+     "",
+     "6:11: rules[0].path: expected a normalised path (no \".\" or \"..\" segment, no "
+     "\"//\", no %XX for a letter, digit or -._~, hex digits in upper case), got "
+     "\"/%61dmin\" (did you mean \"/admin\"?)"},
+    {"rewrite path with two slashes",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'true'\n"
+     "    action: rewrite\n"
+     "    path: /a//b%2f\n"
+     "",
+     "6:11: rules[0].path: expected a normalised path (no \".\" or \"..\" segment, no "
+     "\"//\", no %XX for a letter, digit or -._~, hex digits in upper case), got "
+     "\"/a//b%2f\" (did you mean \"/a/b%2F\"?)"},
     {"redirect preserve_query not bool",
      "id: a\n"
      "rules:\n"
@@ -401,8 +508,8 @@ static const struct bad {
      "    action: rewrite\n"
      "    path: /a?b\n"
      "",
-     "6:11: rules[0].path: expected a path starting with / (no query, spaces or control "
-     "characters), got \"/a?b\""},
+     "6:11: rules[0].path: expected a path starting with / in URI path characters (letters, "
+     "digits, -._~!$&'()*+,;=:@/ and %XX; no query), got \"/a?b\""},
     {"rewrite host header",
      "id: a\n"
      "rules:\n"
