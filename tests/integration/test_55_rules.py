@@ -176,6 +176,25 @@ def test_redirect_keeps_the_query(tmp_path, origin, bulwark):
     assert not origin.requests_for("/old")
 
 
+def test_redirect_puts_the_query_before_the_fragment(tmp_path, origin, bulwark):
+    # After the '#', the query would be part of the fragment, which the
+    # browser keeps to itself: the redirect would lose it.
+    rs = ruleset(tmp_path, "entry.yaml", """\
+        id: entry
+        rules:
+          - id: frag
+            expression: 'http.request.uri.path eq "/docs"'
+            action: redirect
+            location: https://docs.example/guide#install
+            preserve_query: true
+    """)
+    bw = bulwark(rules_config(tmp_path, origin, [rs]))
+    r = bw.request("GET", "/docs?lang=en")
+    assert r.status == 302, r
+    assert r.header("location") == "https://docs.example/guide?lang=en#install"
+    assert bw.request("GET", "/docs").header("location") == "https://docs.example/guide#install"
+
+
 def test_log_action_lets_the_request_through(tmp_path, origin, bulwark):
     bw = bulwark(rules_config(tmp_path, origin, [ruleset(tmp_path, "entry.yaml", ENTRY)]))
     r = bw.request("GET", "/page", headers=[("User-Agent", "curl/8.0")])
