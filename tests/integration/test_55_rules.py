@@ -258,6 +258,40 @@ def test_response_phase_headers_and_block(tmp_path, origins, bulwark):
     assert r.status == 500 and r.body == b"plain error"
 
 
+def test_response_head_too_large_with_rule_fields_is_502_and_not_retried(tmp_path, origins,
+                                                                          bulwark):
+    # Five 8000-byte fields are more than any head buffer holds
+    # (limits.header_bytes + 4 KiB). The answer is a 502, and the request is
+    # not retried on the other server: building the client head overwrote
+    # the request head, and a retry sent the other server the start of this
+    # response as its request (it then waited for the rest until
+    # read_timeout).
+    from bwtest import origin as origin_mod
+    o1, o2 = origins(2)
+    for o in (o1, o2):
+        o.on("/big", origin_mod.fixed(200, body=b"ok"))
+    rules = "".join(f"  - id: big{i}\n"
+                    f"    expression: 'http.request.uri.path eq \"/big\"'\n"
+                    f"    action: set_header\n"
+                    f"    name: x-big{i}\n"
+                    f"    value: {'v' * 8000}\n" for i in range(5))
+    rs = ruleset(tmp_path, "out.yaml", "id: out\nphase: response\nrules:\n" + rules)
+    cfg = rules_config(tmp_path, o1, [rs])
+    cfg["upstreams"]["app"] = {"servers": [{"address": o1.address}, {"address": o2.address}],
+                               "read_timeout": "2s"}
+    bw = bulwark(cfg)
+    r = bw.request("GET", "/big")
+    assert r.status == 502, r
+    assert len(o1.heads_for("/big")) + len(o2.heads_for("/big")) == 1
+    assert o1.connections + o2.connections == 1
+    line = bw.access_log_lines(wait_for=1)[-1]
+    assert line["error"] == "response head too large with the response rules' fields", line
+    # A response that fits is relayed with the rules' fields.
+    o1.on("/small", origin_mod.fixed(200, body=b"ok"))
+    o2.on("/small", origin_mod.fixed(200, body=b"ok"))
+    assert bw.request("GET", "/small").status == 200
+
+
 def test_response_phase_sees_request_fields_after_a_body(tmp_path, origin, bulwark):
     # The request head's buffer is reused for the body; the response phase
     # still reads the request's path (a copy is kept for it).
