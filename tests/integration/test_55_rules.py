@@ -487,6 +487,75 @@ def test_routes_are_full_expressions(tmp_path, origins, bulwark):
     assert origin_view(bw.request("GET", "/"))["server"] == c.name
 
 
+def test_edit_order_and_what_later_rules_and_routes_see(tmp_path, origins, bulwark):
+    # The documented order (docs/rules.md, "What rules do to the messages"):
+    # every rule of a phase and the route read the request as received; the
+    # edits apply after the phase, in the order the rules fired across
+    # rulesets, each name's last operation deciding; a rewritten path is
+    # what the upstream gets, not what routes or later rules read.
+    a, b = origins(2)
+    first = ruleset(tmp_path, "first.yaml", """\
+        id: first
+        rules:
+          - id: move
+            expression: 'http.request.uri.path eq "/old"'
+            action: rewrite
+            path: /new
+            headers:
+              set: { x-a: first, x-b: first }
+              remove: [x-c]
+    """)
+    second = ruleset(tmp_path, "second.yaml", """\
+        id: second
+        rules:
+          - id: block-new
+            expression: 'http.request.uri.path eq "/new"'
+            action: block
+          - id: later
+            expression: 'http.request.uri.path eq "/old"'
+            action: rewrite
+            headers:
+              set: { x-a: second, x-c: second }
+              remove: [x-b]
+    """)
+    out = ruleset(tmp_path, "out.yaml", """\
+        id: out
+        phase: response
+        rules:
+          - id: one
+            expression: 'http.request.uri.path eq "/old"'
+            action: set_header
+            name: set-cookie
+            value: one=1
+          - id: two
+            expression: 'http.request.uri.path eq "/old"'
+            action: set_header
+            name: set-cookie
+            value: two=2
+    """)
+    cfg = default_config([a.address])
+    cfg["upstreams"] = {"a": {"servers": [{"address": a.address}]},
+                        "b": {"servers": [{"address": b.address}]}}
+    cfg["routes"] = [{"match": 'http.request.uri.path eq "/new"', "upstream": "b"},
+                     {"upstream": "a"}]
+    cfg["modules"] = {"rules": {"rulesets": [first, second, out]}}
+    from bwtest import origin as origin_mod
+    a.on("/new", origin_mod.fixed(200, headers=[("Set-Cookie", "u=1"), ("Set-Cookie", "v=2")],
+                                  body=b"ok"))
+    bw = bulwark(cfg)
+    r = bw.request("GET", "/old?q=1", headers=[("X-A", "client"), ("X-C", "client")])
+    assert r.status == 200, r
+    assert r.header_all("set-cookie") == ["two=2"]
+    head = a.heads_for("/new")[0]
+    assert head.target == "/new?q=1"
+    assert head.header_all("x-a") == ["second"]
+    assert head.header_all("x-b") == []
+    assert head.header_all("x-c") == ["second"]
+    assert not b.heads
+    # A request for /new itself is what block-new and the route read.
+    assert bw.request("GET", "/new").status == 403
+
+
 def run_cli(*args):
     return subprocess.run([bulwark_bin(), *args], capture_output=True, timeout=20,
                           stdin=subprocess.DEVNULL, text=True)

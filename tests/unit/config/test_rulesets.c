@@ -1973,7 +1973,7 @@ TEST(limits_at_and_past)
     CHECK_STR_EQ(got, "7:7: rules[0].headers: 33 header operations, over the limit of 32");
     free(b);
 
-    /* Block body: 64 KiB, then one byte more. */
+    /* Block body: 8 KiB, then one byte more. */
     o = 0;
     cap = 1024;
     b = malloc(cap);
