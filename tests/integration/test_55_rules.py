@@ -292,6 +292,20 @@ def test_response_head_too_large_with_rule_fields_is_502_and_not_retried(tmp_pat
     assert bw.request("GET", "/small").status == 200
 
 
+def test_request_head_too_large_with_rule_fields_is_431_and_never_sent(tmp_path, origin,
+                                                                        bulwark):
+    sets = ", ".join(f"x-big{i}: {'v' * 8000}" for i in range(5))
+    rs = ruleset(tmp_path, "entry.yaml", "id: entry\nrules:\n"
+                 "  - id: big\n"
+                 "    expression: 'http.request.uri.path eq \"/big\"'\n"
+                 "    action: rewrite\n"
+                 f"    headers: {{set: {{{sets}}}}}\n")
+    bw = bulwark(rules_config(tmp_path, origin, [rs]))
+    assert bw.request("GET", "/big").status == 431
+    assert not origin.heads
+    assert origin_view(bw.request("GET", "/small"))["target"] == "/small"
+
+
 def test_response_phase_sees_request_fields_after_a_body(tmp_path, origin, bulwark):
     # The request head's buffer is reused for the body; the response phase
     # still reads the request's path (a copy is kept for it).
