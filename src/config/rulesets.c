@@ -22,6 +22,7 @@
 
 #include "config/internal.h"
 #include "config/rulesets.h"
+#include "http/uri.h"
 
 /* Headers of one embedded test's request (or response). */
 #define TEST_MAX_HEADERS 64
@@ -354,15 +355,43 @@ static bool is_tchar(char c)
            (c != '\0' && strchr("!#$%&'*+-.^_`|~", c));
 }
 
-static const char *const managed_headers[] = {
-    "connection", "keep-alive",       "te",   "trailer",        "transfer-encoding",
-    "upgrade",    "proxy-connection", "host", "content-length",
+/* Who a header name is for: a test's request or response, or a rule's edit
+ * of the message going upstream or to the downstream. */
+enum header_use { HEADER_OF_TEST, HEADER_TO_UPSTREAM, HEADER_TO_DOWNSTREAM };
+
+/* Fields the proxy writes itself (src/proxy/headers.c): a rule that set or
+ * removed one would frame the message apart from its body (smuggling) or
+ * break the hop. */
+static const struct {
+    const char *name;
+    bool upstream_only; /* only the request going upstream is affected */
+    const char *why;
+} managed_headers[] = {
+    {"connection", false, "the proxy manages it"},
+    {"keep-alive", false, "the proxy manages it"},
+    {"te", false, "the proxy manages it"},
+    {"trailer", false, "the proxy manages it"},
+    {"transfer-encoding", false, "the proxy manages it"},
+    {"upgrade", false, "the proxy manages it"},
+    {"proxy-connection", false, "the proxy manages it"},
+    {"host", false, "the proxy manages it"},
+    {"content-length", false, "the proxy manages it"},
+    /* Written after the edits: a rule's would go up as a second field, and
+     * an application that reads the first would believe the rule's. */
+    {"x-forwarded-for", true, "the proxy writes it for the upstream (see client_ip)"},
+    {"x-forwarded-proto", true, "the proxy writes it for the upstream"},
+    /* The proxy answers 100-continue itself and never forwards Expect: an
+     * upstream asked for it would wait for a go-ahead nobody relays. */
+    {"expect", true, "the proxy answers 100-continue itself"},
 };
 
 /* A header name a rule may set or remove: a token, lowercased; never one
- * that frames the message or belongs to one hop (RFC 9110 §7.6.1). */
+ * that frames the message or belongs to one hop (RFC 9110 §7.6.1). Going
+ * upstream, '_' counts as '-': CGI, PHP, WSGI and Rack read both as the same
+ * variable, so "content_length" would stand in for Content-Length (the
+ * proxy drops such names from downstream requests for the same reason). */
 static bool get_header_name(struct rl *rl, const struct bw__ynode *n, const char *path,
-                            bool for_rules, bw_slice *out)
+                            enum header_use use, bw_slice *out)
 {
     if (!want_kind(rl, n, path, BW__YNODE_SCALAR, "a header name"))
         return false;
@@ -381,13 +410,31 @@ static bool get_header_name(struct rl *rl, const struct bw__ynode *n, const char
     for (size_t i = 0; i < t.len; i++)
         low[i] = bw_ascii_lower(t.ptr[i]);
     *out = bw_slice_make(low, t.len);
-    if (for_rules)
-        for (size_t i = 0; i < sizeof managed_headers / sizeof managed_headers[0]; i++)
-            if (is_text(*out, managed_headers[i])) {
-                DIAG(rl, n, "%s: rules cannot set or remove %s: the proxy manages it", path,
-                     got(n).s);
-                return false;
-            }
+    switch (use) {
+    case HEADER_OF_TEST:
+        return true; /* a test's request may hold anything a downstream sends */
+    case HEADER_TO_UPSTREAM:
+    case HEADER_TO_DOWNSTREAM:
+        break;
+    }
+    bool upstream = use == HEADER_TO_UPSTREAM;
+    char folded[MAX_HEADER_NAME];
+    for (size_t i = 0; i < t.len; i++)
+        folded[i] = upstream && low[i] == '_' ? '-' : low[i];
+    bw_slice f = bw_slice_make(folded, t.len);
+    for (size_t i = 0; i < sizeof managed_headers / sizeof managed_headers[0]; i++) {
+        if (!is_text(f, managed_headers[i].name) || (managed_headers[i].upstream_only && !upstream))
+            continue;
+        if (memchr(low, '_', t.len))
+            DIAG(rl, n,
+                 "%s: rules cannot set or remove %s: upstreams that read '_' as '-' (CGI, PHP, "
+                 "WSGI) would take it for %s, and %s",
+                 path, got(n).s, managed_headers[i].name, managed_headers[i].why);
+        else
+            DIAG(rl, n, "%s: rules cannot set or remove %s: %s", path, got(n).s,
+                 managed_headers[i].why);
+        return false;
+    }
     return true;
 }
 
@@ -401,11 +448,27 @@ static bool get_header_value(struct rl *rl, const struct bw__ynode *n, const cha
         DIAG(rl, n, "%s: expected at most %d bytes, got %zu", path, MAX_HEADER_VALUE, t.len);
         return false;
     }
-    for (size_t i = 0; i < t.len; i++)
-        if (t.ptr[i] == '\r' || t.ptr[i] == '\n' || t.ptr[i] == '\0') {
-            DIAG(rl, n, "%s: a header value cannot hold CR, LF or NUL, got %s", path, got(n).s);
+    /* RFC 9110 §5.5: field-vchar, SP and HTAB. A control byte is refused
+     * by bulwark's own parser (and by strict upstreams), and CR or LF would
+     * end the field. */
+    for (size_t i = 0; i < t.len; i++) {
+        unsigned char c = (unsigned char)t.ptr[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f) {
+            DIAG(rl, n,
+                 "%s: a header value cannot hold CR, LF, NUL or another control character "
+                 "(tab aside), got %s",
+                 path, got(n).s);
             return false;
         }
+    }
+    /* Whitespace at either end is not part of a field value: a recipient
+     * strips it, so the value would not arrive as written. */
+    if (t.len && (t.ptr[0] == ' ' || t.ptr[0] == '\t' || t.ptr[t.len - 1] == ' ' ||
+                  t.ptr[t.len - 1] == '\t')) {
+        DIAG(rl, n, "%s: a header value cannot start or end with a space or tab, got %s", path,
+             got(n).s);
+        return false;
+    }
     *out = rl_dup(rl, t);
     return true;
 }
@@ -418,28 +481,66 @@ static bool visible(bw_slice s)
     return true;
 }
 
+static bool is_hex(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* Is s made of RFC 3986 path characters (§3.3: unreserved, sub-delims, ':',
+ * '@', '/', and '%' with two hex digits), plus the bytes in extra? Spaces,
+ * control bytes, '\' (which browsers read as '/'), '"', '<', '{' and bytes
+ * over 0x7F are not: a target or Location holding them is read differently
+ * by different parsers, and bulwark's own refuses some of them. */
+static bool uri_chars(bw_slice s, const char *extra)
+{
+    for (size_t i = 0; i < s.len; i++) {
+        char c = s.ptr[i];
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+            continue;
+        if (c == '%') {
+            if (s.len - i < 3 || !is_hex(s.ptr[i + 1]) || !is_hex(s.ptr[i + 2]))
+                return false;
+            i += 2;
+            continue;
+        }
+        if (c == '\0' || (!strchr("-._~!$&'()*+,;=:@/", c) && !strchr(extra, c)))
+            return false;
+    }
+    return true;
+}
+
 /* An absolute path ("/x", not "//host": that is another site) or an http(s)
- * URL with a host; no spaces or control bytes. */
+ * URL with a host, in RFC 3986 characters. */
 static bool get_location(struct rl *rl, const struct bw__ynode *n, const char *path, bw_slice *out)
 {
     const char *what = "an absolute path like /new or a URL like https://a.example/new";
     if (!want_kind(rl, n, path, BW__YNODE_SCALAR, what))
         return false;
     bw_slice t = n->text;
-    bool ok = t.len > 0 && t.len <= MAX_LOCATION && visible(t);
+    bool ok = t.len > 0 && t.len <= MAX_LOCATION;
     if (ok) {
+        size_t host = 0;
         if (t.ptr[0] == '/')
-            ok = !(t.len > 1 && (t.ptr[1] == '/' || t.ptr[1] == '\\'));
+            ok = !(t.len > 1 && t.ptr[1] == '/');
         else if (bw_slice_starts_with(t, BW_SLICE_LIT("https://")))
-            ok = t.len > 8 && t.ptr[8] != '/';
+            host = 8;
         else if (bw_slice_starts_with(t, BW_SLICE_LIT("http://")))
-            ok = t.len > 7 && t.ptr[7] != '/';
+            host = 7;
         else
             ok = false;
+        /* An empty authority ("https:///x", "https://?q") is no site. */
+        if (host)
+            ok = t.len > host && !strchr("/?#", t.ptr[host]);
+    }
+    if (ok && !uri_chars(t, "?#[]")) {
+        DIAG(rl, n,
+             "%s: expected %s in URI characters (letters, digits, -._~!$&'()*+,;=:@/?#[] and "
+             "%%XX; percent-encode others), got %s",
+             path, what, got(n).s);
+        return false;
     }
     if (!ok) {
-        DIAG(rl, n, "%s: expected %s (no spaces or control characters), got %s", path, what,
-             got(n).s);
+        DIAG(rl, n, "%s: expected %s, got %s", path, what, got(n).s);
         return false;
     }
     *out = rl_dup(rl, t);
@@ -793,19 +894,34 @@ static bool parse_rewrite(struct rl *rl, const struct params *p, struct bw_actio
     if (p->f[P_PATH].has) {
         const struct bw__ynode *n = p->f[P_PATH].val;
         struct path path = path_key(p->path, "path");
-        const char *what = "a path starting with / (no query, spaces or control characters)";
+        const char *what = "a path starting with / in URI path characters (letters, digits, "
+                           "-._~!$&'()*+,;=:@/ and %XX; no query)";
         if (!want_kind(rl, n, path.s, BW__YNODE_SCALAR, what))
             return false;
         bw_slice t = n->text;
-        if (t.len == 0 || t.ptr[0] != '/' || t.len > MAX_LOCATION || !visible(t) ||
-            memchr(t.ptr, '?', t.len) || memchr(t.ptr, '#', t.len) ||
-            (t.len > 1 && t.ptr[1] == '/')) {
+        if (t.len == 0 || t.ptr[0] != '/' || t.len > MAX_LOCATION || !uri_chars(t, "")) {
             DIAG(rl, n, "%s: expected %s, got %s", path.s, what, got(n).s);
-            ok = false;
-        } else {
-            r->has_path = true;
-            r->path = rl_dup(rl, t);
+            return false;
         }
+        /* In the form rules and routes see a path (RFC 3986 §6.2.2): the
+         * upstream then serves the path as written, where "/a/../admin" or
+         * "/%61dmin" would reach a resource no rule was written for. */
+        char *norm = rl_alloc(rl, t.len + 1);
+        if (!norm)
+            return false;
+        bw_slice nt = bw_uri_normalize_path(t, norm, t.len + 1);
+        if (!bw_slice_eq(nt, t)) {
+            char want[80];
+            quote_into(want, sizeof want, nt);
+            DIAG(rl, n,
+                 "%s: expected a normalised path (no \".\" or \"..\" segment, no \"//\", no %%XX "
+                 "for a letter, digit or -._~, hex digits in upper case), got %s (did you mean "
+                 "%s?)",
+                 path.s, got(n).s, want);
+            return false;
+        }
+        r->has_path = true;
+        r->path = rl_dup(rl, t);
     }
     if (!p->f[P_HEADERS].has)
         return ok;
@@ -854,7 +970,7 @@ static bool parse_rewrite(struct rl *rl, const struct params *p, struct bw_actio
                     ok = false;
                     continue;
                 }
-                if (!get_header_name(rl, hk, sp.s, true, &op->name))
+                if (!get_header_name(rl, hk, sp.s, HEADER_TO_UPSTREAM, &op->name))
                     ok = false;
                 else if (!get_header_value(rl, hk->next, path_key_n(sp.s, op->name).s, &op->value))
                     ok = false;
@@ -869,7 +985,7 @@ static bool parse_rewrite(struct rl *rl, const struct params *p, struct bw_actio
             for (const struct bw__ynode *c = v->child; c; c = c->next, i++) {
                 struct bw_header_op *op = &ops[o++];
                 op->kind = BW_HEADER_REMOVE;
-                if (!get_header_name(rl, c, path_index(rp.s, i).s, true, &op->name))
+                if (!get_header_name(rl, c, path_index(rp.s, i).s, HEADER_TO_UPSTREAM, &op->name))
                     ok = false;
             }
         }
@@ -910,7 +1026,7 @@ static bool parse_action(struct rl *rl, const struct params *p, struct bw_rule *
         bool ok = need(rl, p, P_NAME, k);
         ok = need(rl, p, P_VALUE, k) && ok;
         if (p->f[P_NAME].has && !get_header_name(rl, p->f[P_NAME].val, path_key(p->path, "name").s,
-                                                 true, &a->u.set_header.name))
+                                                 HEADER_TO_DOWNSTREAM, &a->u.set_header.name))
             ok = false;
         if (p->f[P_VALUE].has &&
             !get_header_value(rl, p->f[P_VALUE].val, path_key(p->path, "value").s,
@@ -922,8 +1038,8 @@ static bool parse_action(struct rl *rl, const struct params *p, struct bw_rule *
         a->u.remove_header.kind = BW_HEADER_REMOVE;
         if (!need(rl, p, P_NAME, k))
             return false;
-        return get_header_name(rl, p->f[P_NAME].val, path_key(p->path, "name").s, true,
-                               &a->u.remove_header.name);
+        return get_header_name(rl, p->f[P_NAME].val, path_key(p->path, "name").s,
+                               HEADER_TO_DOWNSTREAM, &a->u.remove_header.name);
     case BW_ACTION__COUNT:
         break;
     }
@@ -1047,7 +1163,7 @@ static bool parse_headers(struct rl *rl, const struct bw__ynode *n, const char *
             ok = false;
             continue;
         }
-        if (!get_header_name(rl, k, path, false, &name)) {
+        if (!get_header_name(rl, k, path, HEADER_OF_TEST, &name)) {
             ok = false;
             continue;
         }

@@ -1547,6 +1547,16 @@ static void head_step(struct bw_session *s)
 
 static void finish_request(struct bw_session *s);
 
+/* The upstream answered, but the head for the client does not fit. Not a
+ * failure of the server, and never retried on another: building the client
+ * head has overwritten the request head in hbuf, so a retry would send
+ * another server the start of this response as its request; and another
+ * server would answer the same. */
+static void head_unrelayable(struct bw_session *s, const char *why)
+{
+    respond_error(s, 502, why);
+}
+
 /* Parses the response head in ubuf and prepares the client head. Returns
  * true on progress. */
 static bool response_head_step(struct bw_session *s)
@@ -1601,7 +1611,7 @@ static bool response_head_step(struct bw_session *s)
         if (!(hr.status == 100 && r->cont_sent) && !r->http10) {
             struct bw_head_out out = {.buf = s->hbuf->data, .cap = s->hbuf->cap};
             if (!bw_build_client_response(&out, &hr, r->http10, true, false)) {
-                upstream_failed(s, 502, "response head too large", UF_SEEN, false);
+                head_unrelayable(s, "interim response head too large");
                 return false;
             }
             s->hbuf->start = 0;
@@ -1689,14 +1699,16 @@ static bool response_head_step(struct bw_session *s)
     struct bw_head_out out = {.buf = s->hbuf->data, .cap = s->hbuf->cap};
     if (!bw_build_client_response_ed(&out, &hr, r->http10, r->keep_alive || upgrading,
                                      r->rbody.dechunk, &redits)) {
+        const char *why = redits.nops ? "response head too large with the response rules' fields"
+                                      : "response head too large";
         if (!buf_grow(pw, &s->hbuf)) {
-            upstream_failed(s, 502, "response head too large", UF_SEEN, false);
+            head_unrelayable(s, why);
             return false;
         }
         out = (struct bw_head_out){.buf = s->hbuf->data, .cap = s->hbuf->cap};
         if (!bw_build_client_response_ed(&out, &hr, r->http10, r->keep_alive || upgrading,
                                          r->rbody.dechunk, &redits)) {
-            upstream_failed(s, 502, "response head too large", UF_SEEN, false);
+            head_unrelayable(s, why);
             return false;
         }
     }

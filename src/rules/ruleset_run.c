@@ -96,14 +96,20 @@ static bw_slice redirect_location(struct run *r, const struct bw_action_redirect
     bw_slice q = r->cx->view->query;
     if (!rd->preserve_query || q.len == 0)
         return rd->location;
-    bool has_q = memchr(rd->location.ptr, '?', rd->location.len) != NULL;
+    /* The query goes before a fragment (RFC 3986 §3.5): after it, it would
+     * be part of the fragment, which the browser keeps to itself, and a
+     * '?' there is no query. */
+    const char *hash = memchr(rd->location.ptr, '#', rd->location.len);
+    size_t base = hash ? (size_t)(hash - rd->location.ptr) : rd->location.len;
+    bool has_q = memchr(rd->location.ptr, '?', base) != NULL;
     size_t n = rd->location.len + 1 + q.len;
     char *p = bw_arena_alloc(r->cx->arena, n);
     if (!p)
         return rd->location;
-    memcpy(p, rd->location.ptr, rd->location.len);
-    p[rd->location.len] = has_q ? '&' : '?';
-    memcpy(p + rd->location.len + 1, q.ptr, q.len);
+    memcpy(p, rd->location.ptr, base);
+    p[base] = has_q ? '&' : '?';
+    memcpy(p + base + 1, q.ptr, q.len);
+    memcpy(p + base + 1 + q.len, rd->location.ptr + base, rd->location.len - base);
     return bw_slice_make(p, n);
 }
 

@@ -176,6 +176,25 @@ def test_redirect_keeps_the_query(tmp_path, origin, bulwark):
     assert not origin.requests_for("/old")
 
 
+def test_redirect_puts_the_query_before_the_fragment(tmp_path, origin, bulwark):
+    # After the '#', the query would be part of the fragment, which the
+    # browser keeps to itself: the redirect would lose it.
+    rs = ruleset(tmp_path, "entry.yaml", """\
+        id: entry
+        rules:
+          - id: frag
+            expression: 'http.request.uri.path eq "/docs"'
+            action: redirect
+            location: https://docs.example/guide#install
+            preserve_query: true
+    """)
+    bw = bulwark(rules_config(tmp_path, origin, [rs]))
+    r = bw.request("GET", "/docs?lang=en")
+    assert r.status == 302, r
+    assert r.header("location") == "https://docs.example/guide?lang=en#install"
+    assert bw.request("GET", "/docs").header("location") == "https://docs.example/guide#install"
+
+
 def test_log_action_lets_the_request_through(tmp_path, origin, bulwark):
     bw = bulwark(rules_config(tmp_path, origin, [ruleset(tmp_path, "entry.yaml", ENTRY)]))
     r = bw.request("GET", "/page", headers=[("User-Agent", "curl/8.0")])
@@ -237,6 +256,54 @@ def test_response_phase_headers_and_block(tmp_path, origins, bulwark):
     assert r.status == 502 and r.body == b"upstream error\n"
     r = bw.request("GET", "/other")
     assert r.status == 500 and r.body == b"plain error"
+
+
+def test_response_head_too_large_with_rule_fields_is_502_and_not_retried(tmp_path, origins,
+                                                                          bulwark):
+    # Five 8000-byte fields are more than any head buffer holds
+    # (limits.header_bytes + 4 KiB). The answer is a 502, and the request is
+    # not retried on the other server: building the client head overwrote
+    # the request head, and a retry sent the other server the start of this
+    # response as its request (it then waited for the rest until
+    # read_timeout).
+    from bwtest import origin as origin_mod
+    o1, o2 = origins(2)
+    for o in (o1, o2):
+        o.on("/big", origin_mod.fixed(200, body=b"ok"))
+    rules = "".join(f"  - id: big{i}\n"
+                    f"    expression: 'http.request.uri.path eq \"/big\"'\n"
+                    f"    action: set_header\n"
+                    f"    name: x-big{i}\n"
+                    f"    value: {'v' * 8000}\n" for i in range(5))
+    rs = ruleset(tmp_path, "out.yaml", "id: out\nphase: response\nrules:\n" + rules)
+    cfg = rules_config(tmp_path, o1, [rs])
+    cfg["upstreams"]["app"] = {"servers": [{"address": o1.address}, {"address": o2.address}],
+                               "read_timeout": "2s"}
+    bw = bulwark(cfg)
+    r = bw.request("GET", "/big")
+    assert r.status == 502, r
+    assert len(o1.heads_for("/big")) + len(o2.heads_for("/big")) == 1
+    assert o1.connections + o2.connections == 1
+    line = bw.access_log_lines(wait_for=1)[-1]
+    assert line["error"] == "response head too large with the response rules' fields", line
+    # A response that fits is relayed with the rules' fields.
+    o1.on("/small", origin_mod.fixed(200, body=b"ok"))
+    o2.on("/small", origin_mod.fixed(200, body=b"ok"))
+    assert bw.request("GET", "/small").status == 200
+
+
+def test_request_head_too_large_with_rule_fields_is_431_and_never_sent(tmp_path, origin,
+                                                                        bulwark):
+    sets = ", ".join(f"x-big{i}: {'v' * 8000}" for i in range(5))
+    rs = ruleset(tmp_path, "entry.yaml", "id: entry\nrules:\n"
+                 "  - id: big\n"
+                 "    expression: 'http.request.uri.path eq \"/big\"'\n"
+                 "    action: rewrite\n"
+                 f"    headers: {{set: {{{sets}}}}}\n")
+    bw = bulwark(rules_config(tmp_path, origin, [rs]))
+    assert bw.request("GET", "/big").status == 431
+    assert not origin.heads
+    assert origin_view(bw.request("GET", "/small"))["target"] == "/small"
 
 
 def test_response_phase_sees_request_fields_after_a_body(tmp_path, origin, bulwark):
@@ -432,6 +499,75 @@ def test_routes_are_full_expressions(tmp_path, origins, bulwark):
     assert origin_view(bw.request("GET", "/api/v2/x"))["server"] == c.name
     assert origin_view(bw.request("GET", "/", headers=[("X-Tier", "Gold")]))["server"] == b.name
     assert origin_view(bw.request("GET", "/"))["server"] == c.name
+
+
+def test_edit_order_and_what_later_rules_and_routes_see(tmp_path, origins, bulwark):
+    # The documented order (docs/rules.md, "What rules do to the messages"):
+    # every rule of a phase and the route read the request as received; the
+    # edits apply after the phase, in the order the rules fired across
+    # rulesets, each name's last operation deciding; a rewritten path is
+    # what the upstream gets, not what routes or later rules read.
+    a, b = origins(2)
+    first = ruleset(tmp_path, "first.yaml", """\
+        id: first
+        rules:
+          - id: move
+            expression: 'http.request.uri.path eq "/old"'
+            action: rewrite
+            path: /new
+            headers:
+              set: { x-a: first, x-b: first }
+              remove: [x-c]
+    """)
+    second = ruleset(tmp_path, "second.yaml", """\
+        id: second
+        rules:
+          - id: block-new
+            expression: 'http.request.uri.path eq "/new"'
+            action: block
+          - id: later
+            expression: 'http.request.uri.path eq "/old"'
+            action: rewrite
+            headers:
+              set: { x-a: second, x-c: second }
+              remove: [x-b]
+    """)
+    out = ruleset(tmp_path, "out.yaml", """\
+        id: out
+        phase: response
+        rules:
+          - id: one
+            expression: 'http.request.uri.path eq "/old"'
+            action: set_header
+            name: set-cookie
+            value: one=1
+          - id: two
+            expression: 'http.request.uri.path eq "/old"'
+            action: set_header
+            name: set-cookie
+            value: two=2
+    """)
+    cfg = default_config([a.address])
+    cfg["upstreams"] = {"a": {"servers": [{"address": a.address}]},
+                        "b": {"servers": [{"address": b.address}]}}
+    cfg["routes"] = [{"match": 'http.request.uri.path eq "/new"', "upstream": "b"},
+                     {"upstream": "a"}]
+    cfg["modules"] = {"rules": {"rulesets": [first, second, out]}}
+    from bwtest import origin as origin_mod
+    a.on("/new", origin_mod.fixed(200, headers=[("Set-Cookie", "u=1"), ("Set-Cookie", "v=2")],
+                                  body=b"ok"))
+    bw = bulwark(cfg)
+    r = bw.request("GET", "/old?q=1", headers=[("X-A", "client"), ("X-C", "client")])
+    assert r.status == 200, r
+    assert r.header_all("set-cookie") == ["two=2"]
+    head = a.heads_for("/new")[0]
+    assert head.target == "/new?q=1"
+    assert head.header_all("x-a") == ["second"]
+    assert head.header_all("x-b") == []
+    assert head.header_all("x-c") == ["second"]
+    assert not b.heads
+    # A request for /new itself is what block-new and the route read.
+    assert bw.request("GET", "/new").status == 403
 
 
 def run_cli(*args):

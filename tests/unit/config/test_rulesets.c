@@ -364,7 +364,7 @@ static const struct bad {
      "    location: //evil.example/\n"
      "",
      "6:15: rules[0].location: expected an absolute path like /new or a URL like "
-     "https://a.example/new (no spaces or control characters), got \"//evil.example/\""},
+     "https://a.example/new, got \"//evil.example/\""},
     {"redirect location with space",
      "id: a\n"
      "rules:\n"
@@ -374,7 +374,114 @@ static const struct bad {
      "    location: \"/a b\"\n"
      "",
      "6:15: rules[0].location: expected an absolute path like /new or a URL like "
-     "https://a.example/new (no spaces or control characters), got \"/a b\""},
+     "https://a.example/new in URI characters (letters, digits, -._~!$&'()*+,;=:@/?#[] and "
+     "%XX; percent-encode others), got \"/a b\""},
+    {"redirect location with a backslash",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'true'\n"
+     "    action: redirect\n"
+     "    location: /\\evil.example/\n"
+     "",
+     "6:15: rules[0].location: expected an absolute path like /new or a URL like "
+     "https://a.example/new in URI characters (letters, digits, -._~!$&'()*+,;=:@/?#[] and "
+     "%XX; percent-encode others), got \"/\\\\evil.example/\""},
+    {"redirect URL with a backslash before userinfo",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'true'\n"
+     "    action: redirect\n"
+     "    location: 'https://good.example\\@evil.example/'\n"
+     "",
+     "6:15: rules[0].location: expected an absolute path like /new or a URL like "
+     "https://a.example/new in URI characters (letters, digits, -._~!$&'()*+,;=:@/?#[] and "
+     "%XX; percent-encode others), got \"https://good.example\\\\@evil.example/\""},
+    {"redirect location not ASCII",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'true'\n"
+     "    action: redirect\n"
+     "    location: /caf\xC3\xA9\n"
+     "",
+     "6:15: rules[0].location: expected an absolute path like /new or a URL like "
+     "https://a.example/new in URI characters (letters, digits, -._~!$&'()*+,;=:@/?#[] and "
+     "%XX; percent-encode others), got \"/caf\xC3\xA9\""},
+    {"redirect URL without a host",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'true'\n"
+     "    action: redirect\n"
+     "    location: https:///x\n"
+     "",
+     "6:15: rules[0].location: expected an absolute path like /new or a URL like "
+     "https://a.example/new, got \"https:///x\""},
+    {"rewrite path with a quote",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'true'\n"
+     "    action: rewrite\n"
+     "    path: '/a\"b'\n"
+     "",
+     "6:11: rules[0].path: expected a path starting with / in URI path characters (letters, "
+     "digits, -._~!$&'()*+,;=:@/ and %XX; no query), got \"/a\\\"b\""},
+    {"rewrite path with a bad escape",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'true'\n"
+     "    action: rewrite\n"
+     "    path: /a%zz\n"
+     "",
+     "6:11: rules[0].path: expected a path starting with / in URI path characters (letters, "
+     "digits, -._~!$&'()*+,;=:@/ and %XX; no query), got \"/a%zz\""},
+    {"rewrite path not ASCII",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'true'\n"
+     "    action: rewrite\n"
+     "    path: /caf\xC3\xA9\n"
+     "",
+     "6:11: rules[0].path: expected a path starting with / in URI path characters (letters, "
+     "digits, -._~!$&'()*+,;=:@/ and %XX; no query), got \"/caf\xC3\xA9\""},
+    {"rewrite path with a dot segment",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'true'\n"
+     "    action: rewrite\n"
+     "    path: /static/../admin\n"
+     "",
+     "6:11: rules[0].path: expected a normalised path (no \".\" or \"..\" segment, no "
+     "\"//\", no %XX for a letter, digit or -._~, hex digits in upper case), got "
+     "\"/static/../admin\" (did you mean \"/admin\"?)"},
+    {"rewrite path with an encoded letter",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'true'\n"
+     "    action: rewrite\n"
+     "    path: /%61dmin\n"
+     "",
+     "6:11: rules[0].path: expected a normalised path (no \".\" or \"..\" segment, no "
+     "\"//\", no %XX for a letter, digit or -._~, hex digits in upper case), got "
+     "\"/%61dmin\" (did you mean \"/admin\"?)"},
+    {"rewrite path with two slashes",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'true'\n"
+     "    action: rewrite\n"
+     "    path: /a//b%2f\n"
+     "",
+     "6:11: rules[0].path: expected a normalised path (no \".\" or \"..\" segment, no "
+     "\"//\", no %XX for a letter, digit or -._~, hex digits in upper case), got "
+     "\"/a//b%2f\" (did you mean \"/a/b%2F\"?)"},
     {"redirect preserve_query not bool",
      "id: a\n"
      "rules:\n"
@@ -401,8 +508,8 @@ static const struct bad {
      "    action: rewrite\n"
      "    path: /a?b\n"
      "",
-     "6:11: rules[0].path: expected a path starting with / (no query, spaces or control "
-     "characters), got \"/a?b\""},
+     "6:11: rules[0].path: expected a path starting with / in URI path characters (letters, "
+     "digits, -._~!$&'()*+,;=:@/ and %XX; no query), got \"/a?b\""},
     {"rewrite host header",
      "id: a\n"
      "rules:\n"
@@ -422,6 +529,82 @@ static const struct bad {
      "",
      "6:24: rules[0].headers.remove[0]: rules cannot set or remove \"Connection\": the proxy "
      "manages it"},
+    {"rewrite x-forwarded-for",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'true'\n"
+     "    action: rewrite\n"
+     "    headers: {set: {X-Forwarded-For: 192.0.2.7}}\n"
+     "",
+     "6:21: rules[0].headers.set: rules cannot set or remove \"X-Forwarded-For\": the proxy "
+     "writes it for the upstream (see client_ip)"},
+    {"rewrite remove x-forwarded-proto",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'true'\n"
+     "    action: rewrite\n"
+     "    headers: {remove: [x-forwarded-proto]}\n"
+     "",
+     "6:24: rules[0].headers.remove[0]: rules cannot set or remove \"x-forwarded-proto\": the "
+     "proxy writes it for the upstream"},
+    {"rewrite expect",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'true'\n"
+     "    action: rewrite\n"
+     "    headers: {set: {expect: 100-continue}}\n"
+     "",
+     "6:21: rules[0].headers.set: rules cannot set or remove \"expect\": the proxy answers "
+     "100-continue itself"},
+    {"rewrite content_length",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'true'\n"
+     "    action: rewrite\n"
+     "    headers: {set: {Content_Length: 5}}\n"
+     "",
+     "6:21: rules[0].headers.set: rules cannot set or remove \"Content_Length\": upstreams that "
+     "read '_' as '-' (CGI, PHP, WSGI) would take it for content-length, and the proxy manages "
+     "it"},
+    {"rewrite x_forwarded_for",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'true'\n"
+     "    action: rewrite\n"
+     "    headers: {remove: [x_forwarded_for]}\n"
+     "",
+     "6:24: rules[0].headers.remove[0]: rules cannot set or remove \"x_forwarded_for\": "
+     "upstreams that read '_' as '-' (CGI, PHP, WSGI) would take it for x-forwarded-for, and the "
+     "proxy writes it for the upstream (see client_ip)"},
+    {"set_header transfer-encoding",
+     "id: a\n"
+     "phase: response\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'true'\n"
+     "    action: set_header\n"
+     "    name: Transfer-Encoding\n"
+     "    value: chunked\n"
+     "",
+     "7:11: rules[0].name: rules cannot set or remove \"Transfer-Encoding\": the proxy manages "
+     "it"},
+    {"set_header pseudo-header",
+     "id: a\n"
+     "phase: response\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'true'\n"
+     "    action: set_header\n"
+     "    name: ':status'\n"
+     "    value: '200'\n"
+     "",
+     "7:11: rules[0].name: expected a header name (letters, digits and !#$%&'*+-.^_`|~), got "
+     "\":status\""},
     {"rewrite header value with newline",
      "id: a\n"
      "rules:\n"
@@ -432,8 +615,56 @@ static const struct bad {
      "      set:\n"
      "        x-a: \"v\\r\\nx-evil: 1\"\n"
      "",
-     "8:14: rules[0].headers.set.x-a: a header value cannot hold CR, LF or NUL, got "
-     "\"v\\x0D\\x0Ax-evil: 1\""},
+     "8:14: rules[0].headers.set.x-a: a header value cannot hold CR, LF, NUL or another "
+     "control character (tab aside), got \"v\\x0D\\x0Ax-evil: 1\""},
+    {"rewrite header value with a control character",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'true'\n"
+     "    action: rewrite\n"
+     "    headers:\n"
+     "      set:\n"
+     "        x-a: \"v\\x01w\"\n"
+     "",
+     "8:14: rules[0].headers.set.x-a: a header value cannot hold CR, LF, NUL or another "
+     "control character (tab aside), got \"v\\x01w\""},
+    {"set_header value with DEL",
+     "id: a\n"
+     "phase: response\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'true'\n"
+     "    action: set_header\n"
+     "    name: x-a\n"
+     "    value: \"v\\x7F\"\n"
+     "",
+     "8:12: rules[0].value: a header value cannot hold CR, LF, NUL or another control character "
+     "(tab aside), got \"v\\x7F\""},
+    {"rewrite header value with a leading space",
+     "id: a\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'true'\n"
+     "    action: rewrite\n"
+     "    headers:\n"
+     "      set:\n"
+     "        x-a: \" v\"\n"
+     "",
+     "8:14: rules[0].headers.set.x-a: a header value cannot start or end with a space or tab, "
+     "got \" v\""},
+    {"set_header value with a trailing tab",
+     "id: a\n"
+     "phase: response\n"
+     "rules:\n"
+     "  - id: r\n"
+     "    expression: 'true'\n"
+     "    action: set_header\n"
+     "    name: x-a\n"
+     "    value: \"v\\t\"\n"
+     "",
+     "8:12: rules[0].value: a header value cannot start or end with a space or tab, got "
+     "\"v\\x09\""},
     {"rewrite bad header name",
      "id: a\n"
      "rules:\n"
@@ -1127,6 +1358,18 @@ TEST(valid_response_file)
                          "    expression: 'http.response.code lt 500'\n"
                          "    action: remove_header\n"
                          "    name: Server\n"
+                         /* Only the upstream hop has a proxy-written
+                          * X-Forwarded-For, a forwarded Expect and
+                          * CGI-style readers of '_'. */
+                         "  - id: xff\n"
+                         "    expression: 'true'\n"
+                         "    action: set_header\n"
+                         "    name: x-forwarded-for\n"
+                         "    value: a\n"
+                         "  - id: expect\n"
+                         "    expression: 'true'\n"
+                         "    action: remove_header\n"
+                         "    name: Content_Length\n"
                          "tests:\n"
                          "  - request: {ssl: true}\n"
                          "    response: {status: 503, headers: {server: x, set-cookie: [a, b]}}\n"
@@ -1730,7 +1973,7 @@ TEST(limits_at_and_past)
     CHECK_STR_EQ(got, "7:7: rules[0].headers: 33 header operations, over the limit of 32");
     free(b);
 
-    /* Block body: 64 KiB, then one byte more. */
+    /* Block body: 8 KiB, then one byte more. */
     o = 0;
     cap = 1024;
     b = malloc(cap);

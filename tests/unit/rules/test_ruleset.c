@@ -891,6 +891,9 @@ TEST(redirect_with_and_without_the_query)
                 {"keep", "http.request.uri.path eq \"/keep\"",
                  redirect(301, "https://b.example/new", true)},
                 {"keep2", "http.request.uri.path eq \"/keep2\"", redirect(308, "/n?a=1", true)},
+                {"frag", "http.request.uri.path eq \"/frag\"", redirect(302, "/n#top", true)},
+                {"frag2", "http.request.uri.path eq \"/frag2\"",
+                 redirect(302, "https://b.example/n?a=1#s?x", true)},
                 {"drop", "true", redirect(302, "/dropped", false)})};
     struct fx f;
     CHECK(fx_build(&f, sets, 1, NULL, 0));
@@ -907,6 +910,14 @@ TEST(redirect_with_and_without_the_query)
     fx_run(&f, BW_RULES_PHASE_REQUEST, &r);
     CHECK_INT_EQ(f.v.status, 308);
     CHECK_SLICE_EQ(f.v.location, "/n?a=1&z");
+    /* Before the fragment, where it is a query; a '?' in the fragment is
+     * not one. */
+    req_init(&r, "GET", "/frag?z=1");
+    fx_run(&f, BW_RULES_PHASE_REQUEST, &r);
+    CHECK_SLICE_EQ(f.v.location, "/n?z=1#top");
+    req_init(&r, "GET", "/frag2?z=1");
+    fx_run(&f, BW_RULES_PHASE_REQUEST, &r);
+    CHECK_SLICE_EQ(f.v.location, "https://b.example/n?a=1&z=1#s?x");
     req_init(&r, "GET", "/other?x=1");
     fx_run(&f, BW_RULES_PHASE_REQUEST, &r);
     CHECK_INT_EQ(f.v.status, 302);
