@@ -304,7 +304,10 @@ bool bw_build_upstream_request(struct bw_head_out *out, const struct bw_http_req
     const struct bw_head_edits *ed = &p->edits;
     put_slice(out, req->method);
     PUT_LIT(out, " ");
-    if (ed->has_path) {
+    /* OPTIONS * names the server, not a resource: a path rewrite would
+     * make it a request for that path, another meaning altogether. */
+    bool asterisk = req->path.len == 1 && req->path.ptr[0] == '*';
+    if (ed->has_path && !asterisk) {
         put_slice(out, ed->path);
         if (req->has_query) {
             PUT_LIT(out, "?");

@@ -503,6 +503,16 @@ TEST(upstream_edits_set_remove_and_path)
     CHECK_SLICE_EQ(value(UH(out), "x-new"), "n");
     CHECK_SLICE_EQ(value(UH(out), "x-keep"), "k");
     CHECK_SLICE_EQ(value(UH(out), "host"), "a");
+    /* OPTIONS * names the server: a path rewrite leaves it as it is, in
+     * either form it arrived in; the field edits still apply. */
+    static const char *const star[] = {"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+                                       "OPTIONS http://a HTTP/1.1\r\nHost: a\r\n\r\n"};
+    for (size_t i = 0; i < 2; i++) {
+        CHECK(parse_req(&in, star[i], strlen(star[i])));
+        CHECK(upstream(&in, &p, &out));
+        CHECK_SLICE_EQ(out.r.target, "*");
+        CHECK_SLICE_EQ(value(UH(out), "x-new"), "n");
+    }
 }
 
 TEST(response_edits)
