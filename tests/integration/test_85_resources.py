@@ -177,6 +177,25 @@ def test_long_connection_list_costs_time_linear_in_the_head(origin, proxy):
     assert used < 0.3 * SLACK, f"one request with a long Connection list cost {used:.2f}s of CPU"
 
 
+def wait_stopped(pid, within=10.0):
+    """Waits until every thread of pid is stopped: SIGSTOP takes effect
+    asynchronously, and a worker still running would accept the next
+    connection before the test has set up its race."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        states = []
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                    states.append(f.read().rsplit(")", 1)[1].split()[0])
+            except FileNotFoundError:
+                pass
+        if states and all(st in ("T", "t") for st in states):
+            return
+        time.sleep(0.005)
+    raise AssertionError(f"process {pid} did not stop within {within}s")
+
+
 def test_idle_connection_whose_request_arrived_is_not_closed_for_room(origin, proxy):
     # The race reclaiming must not lose: a keepalive connection's next
     # request has arrived, but the loop has not handled it yet when a new
@@ -190,6 +209,7 @@ def test_idle_connection_whose_request_arrived_is_not_closed_for_room(origin, pr
         time.sleep(0.2)
         os.kill(bw.pid, signal.SIGSTOP)
         try:
+            wait_stopped(bw.pid)
             b = socket.create_connection(("127.0.0.1", bw.port), timeout=5)
             time.sleep(0.1)
             a.send(client.request_bytes("GET", "/second"))
