@@ -29,16 +29,21 @@ static void accept_retry_cb(struct bw_loop *loop, struct bw_timer *t)
     struct bw_worker *w = loop->data;
     if (w->draining)
         return;
+    bool resumed = false;
     for (size_t i = 0; i < w->nlisteners; i++) {
         struct bw_worker_listener *l = &w->listeners[i];
         if (!l->paused)
             continue;
         bw_error err;
-        if (bw_loop_add_level_in(&w->loop, &l->io, &err) == BW_OK)
+        if (bw_loop_add_level_in(&w->loop, &l->io, &err) == BW_OK) {
             l->paused = false;
-        else
+            resumed = true;
+        } else {
             BW_ERRORF("worker %u: %s", w->id, err.msg);
+        }
     }
+    if (resumed)
+        atomic_fetch_add_explicit(&w->accept_resumed, 1, memory_order_relaxed);
 }
 
 static void listener_cb(struct bw_loop *loop, struct bw_io *io, uint32_t events)
@@ -65,6 +70,7 @@ static void listener_cb(struct bw_loop *loop, struct bw_io *io, uint32_t events)
                 /* Out of resources: stop accepting for a moment instead of
                  * spinning on a listener that stays readable. */
                 w->accept_errors++;
+                atomic_fetch_add_explicit(&w->accept_paused, 1, memory_order_relaxed);
                 BW_ERRORF("worker %u: accept: %s; pausing accept for %d ms", w->id, strerror(errno),
                           ACCEPT_RETRY_MS);
                 pause_listeners(w);

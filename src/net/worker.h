@@ -54,6 +54,11 @@ struct bw_worker {
     uint64_t nconns;    /* connections open (the proxy keeps it) */
     uint64_t max_conns; /* at it, on_full makes room, else a new connection is closed */
     uint64_t accept_errors;
+    /* Out of descriptors or memory, accepting pauses until accept_retry
+     * fires: every pause ends in a resume before the next accept, so
+     * paused - resumed is 0 or 1 (read by /metrics, hence atomic). */
+    _Atomic uint64_t accept_paused;
+    _Atomic uint64_t accept_resumed;
     void *data; /* the proxy's per-worker state */
 };
 

@@ -445,9 +445,11 @@ static bw_status metrics_text(void *self, struct bw_textbuf *out, bw_error *err)
     uint64_t bot_scored = 0, bot_killed = 0, bot_fails[BW_ON_ERROR__COUNT] = {0};
     uint64_t verdicts[BW_RULES_PHASE__COUNT][BW_VERDICT__COUNT] = {{0}};
     uint64_t regex[BW_REGEX_OUTCOME__COUNT] = {0};
-    uint64_t read_ahead = 0;
+    uint64_t read_ahead = 0, accept_paused = 0, accept_resumed = 0;
     for (size_t w = 0; w < c->nworkers; w++) {
         const struct bw_worker_stats *st = &c->pws[w].stats;
+        accept_paused += ld(&c->pws[w].w->accept_paused);
+        accept_resumed += ld(&c->pws[w].w->accept_resumed);
         read_ahead +=
             atomic_load_explicit(&c->pws[w].w->loop.read_ahead_held, memory_order_relaxed);
         accepted += ld(&st->accepted);
@@ -486,6 +488,12 @@ static bw_status metrics_text(void *self, struct bw_textbuf *out, bw_error *err)
                          "limits.max_connections",
                          err));
     TRY(bw_metric_counter(out, "connections_reclaimed_total", NULL, 0, reclaimed, err));
+    TRY(bw_metric_family(out, "accept_paused_total", BW_METRIC_COUNTER,
+                         "times a worker paused accepting, out of descriptors or memory", err));
+    TRY(bw_metric_counter(out, "accept_paused_total", NULL, 0, accept_paused, err));
+    TRY(bw_metric_family(out, "accept_resumed_total", BW_METRIC_COUNTER,
+                         "times a worker resumed accepting after such a pause", err));
+    TRY(bw_metric_counter(out, "accept_resumed_total", NULL, 0, accept_resumed, err));
     TRY(bw_metric_family(out, "read_ahead_bytes", BW_METRIC_GAUGE,
                          "bytes received from clients and not yet read by their request "
                          "(io_uring; limits.read_ahead_bytes per worker)",

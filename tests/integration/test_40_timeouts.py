@@ -1,5 +1,8 @@
 """Timeouts, downstream and upstream. Configured short (hundreds of ms) so
-the tests are fast; bounds have slack for the sanitizer build."""
+the tests are fast. No wall-clock upper bound: a shared, noisy machine can
+only delay a close, so a test checks that it did not come before the
+timeout, waits for it with a deadline that only guards against a hang, and
+asserts which mechanism acted (the status, the access log's `error`)."""
 import time
 
 import pytest
@@ -20,9 +23,26 @@ def limits(**over):
     return d
 
 
-def elapsed_ok(t, timeout=T):
+HANG = 20 * T  # waits this long for what a timeout of T does: a hang, not a slow machine
+
+
+def not_before(t, timeout=T):
+    """A lower bound only: noise adds delay, it cannot bring a close forward."""
     assert t >= timeout * 0.6, f"closed after {t:.2f}s, before the {timeout}s timeout"
-    assert t <= timeout + 1.5 * SLACK, f"closed after {t:.2f}s, long past the {timeout}s timeout"
+
+
+def logged_error(bw, status, error):
+    """The one access log line with `status` says `error`: the mechanism
+    that acted (a timeout's own reason, not some other failure)."""
+    deadline = time.monotonic() + HANG
+    while True:
+        lines = [l for l in bw.access_log_lines() if l["status"] == status]
+        if lines or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    assert len(lines) == 1, f"expected one {status} in the access log: {lines}"
+    assert lines[0].get("error", "").startswith(error), lines[0]
+    return lines[0]
 
 
 def test_partial_head_stall_gets_408(origin, proxy):
@@ -30,8 +50,8 @@ def test_partial_head_stall_gets_408(origin, proxy):
     with bw.connect() as c:
         c.send(b"GET /slow HTTP/1.1\r\nHost: t\r\nX-A: ")
         t0 = time.monotonic()
-        r = c.read_response(timeout=5)
-        elapsed_ok(time.monotonic() - t0)
+        r = c.read_response(timeout=HANG)
+        not_before(time.monotonic() - t0)
         assert_proxy_error(r, 408)
         assert_closed(c)
     assert origin.bytes_received == 0
@@ -42,14 +62,18 @@ def test_dripping_head_is_bounded_by_header_timeout(origin, proxy):
     # A byte every 100ms keeps the connection busy but never finishes the head:
     # the timeout covers the whole head, not the gap between reads.
     bw = proxy(origin, limits=limits(client_header_timeout="500ms"))
+    # Dripped whole, the head would take 23 s, far past HANG: the proxy must
+    # cut it first, with the header timeout's 408 (a timeout between reads,
+    # 100 ms apart here, would never fire).
     raw = b"GET /drip HTTP/1.1\r\nHost: t\r\n" + b"X-A: " + b"a" * 200
     with bw.connect() as c:
         t0 = time.monotonic()
-        got = None
+        cut = False
         for b in raw:
             try:
                 c.send(bytes([b]))
             except OSError:
+                cut = True
                 break
             time.sleep(0.1)
             c.sock.setblocking(False)
@@ -57,17 +81,18 @@ def test_dripping_head_is_bounded_by_header_timeout(origin, proxy):
                 data = c.sock.recv(65536)
                 c.buf += data
                 if c.buf or not data:
+                    cut = True
                     break
             except BlockingIOError:
                 pass
             finally:
                 c.sock.setblocking(True)
-            if time.monotonic() - t0 > 5:
+            if time.monotonic() - t0 > HANG:
                 break
-        got = time.monotonic() - t0
-        assert got <= T + 1.5 * SLACK, f"a dripping head kept the connection for {got:.2f}s"
+        assert cut, f"a dripping head kept the connection for {time.monotonic() - t0:.1f}s"
+        not_before(time.monotonic() - t0)
         if c.buf:
-            assert_proxy_error(c.read_response(timeout=2), 408)
+            assert_proxy_error(c.read_response(timeout=HANG), 408)
     assert_still_serves(bw)
 
 
@@ -90,9 +115,9 @@ def test_silent_new_connection_closed_without_bytes(origin, proxy):
     bw = proxy(origin, limits=limits(client_header_timeout="500ms"))
     with bw.connect() as c:
         t0 = time.monotonic()
-        how, extra = c.wait_closed(5)
+        how, extra = c.wait_closed(HANG)
         assert how in ("eof", "reset"), "silent connection never closed"
-        elapsed_ok(time.monotonic() - t0)
+        not_before(time.monotonic() - t0)
         assert extra == b"", f"silent connection got bytes: {extra!r}"
     assert_still_serves(bw)
 
@@ -103,9 +128,9 @@ def test_idle_keepalive_closed_after_keepalive_timeout(origin, proxy):
         c.send(request_bytes("GET", "/one"))
         assert c.read_response().status == 200
         t0 = time.monotonic()
-        how, extra = c.wait_closed(5)
-        assert how in ("eof", "reset")
-        elapsed_ok(time.monotonic() - t0)
+        how, extra = c.wait_closed(HANG)
+        assert how in ("eof", "reset"), "idle keepalive connection never closed"
+        not_before(time.monotonic() - t0)
         assert extra == b"", f"idle keepalive close sent bytes: {extra!r}"
     assert_still_serves(bw)
 
@@ -124,11 +149,12 @@ def test_client_body_stall_gets_408(origin, proxy):
     with bw.connect() as c:
         c.send(request_bytes("POST", "/body", [("Content-Length", "100")]) + b"0123456789")
         t0 = time.monotonic()
-        r = c.read_response(timeout=5)
-        elapsed_ok(time.monotonic() - t0)
+        r = c.read_response(timeout=HANG)
+        not_before(time.monotonic() - t0)
         assert_proxy_error(r, 408)
         assert_closed(c)
     assert origin.requests_for("/body") == []
+    logged_error(bw, 408, "client body timeout")
     assert_still_serves(bw)
 
 
@@ -137,11 +163,12 @@ def test_client_chunked_body_stall_gets_408(origin, proxy):
     with bw.connect() as c:
         c.send(request_bytes("POST", "/body", [("Transfer-Encoding", "chunked")]) + b"a\r\n01234")
         t0 = time.monotonic()
-        r = c.read_response(timeout=5)
-        elapsed_ok(time.monotonic() - t0)
+        r = c.read_response(timeout=HANG)
+        not_before(time.monotonic() - t0)
         assert_proxy_error(r, 408)
         assert_closed(c)
     assert origin.requests_for("/body") == []
+    logged_error(bw, 408, "client body timeout")
     assert_still_serves(bw)
 
 
@@ -163,9 +190,10 @@ def test_upstream_read_timeout_gives_504(origin, proxy):
     with bw.connect() as c:
         c.send(request_bytes("GET", "/hang"))
         t0 = time.monotonic()
-        r = c.read_response(timeout=5)
-        elapsed_ok(time.monotonic() - t0)
+        r = c.read_response(timeout=HANG)
+        not_before(time.monotonic() - t0)
         assert_proxy_error(r, 504, closing=False)
+        logged_error(bw, 504, "upstream read timeout")
         if "close" not in r.connection_tokens():
             c.send(request_bytes("GET", "/after"))
             assert c.read_response().json()["target"] == "/after"
@@ -234,11 +262,14 @@ def test_upstream_connection_closed_after_keepalive_requests(origin, proxy):
 
 def test_upstream_down_gives_502(proxy):
     down = om.down_address()
-    bw = proxy(down, expect_errors=[down])
-    t0 = time.monotonic()
-    r = bw.request("GET", "/x")
-    assert time.monotonic() - t0 < 2 * SLACK
+    # A refused connect is a 502 at once: not a wait for connect_timeout
+    # (that would be a 504 saying "connect timeout"), and with the access
+    # log naming the refusal.
+    bw = proxy(down, expect_errors=[down], upstream_opts={"connect_timeout": "1h"})
+    r = bw.request("GET", "/x", timeout=HANG)
     assert_proxy_error(r, 502, closing=False)
+    entry = logged_error(bw, 502, "")
+    assert "refused" in entry["error"].lower() and "timeout" not in entry["error"], entry
 
 
 def test_upstream_connect_timeout_gives_504(proxy):
@@ -248,9 +279,10 @@ def test_upstream_connect_timeout_gives_504(proxy):
             pytest.skip("cannot make a deterministic connect timeout on this kernel")
         bw = proxy(hole.address, upstream_opts={"connect_timeout": "300ms"}, expect_errors=[hole.address])
         t0 = time.monotonic()
-        r = bw.request("GET", "/x", timeout=5)
-        elapsed_ok(time.monotonic() - t0, 0.3)
+        r = bw.request("GET", "/x", timeout=HANG)
+        not_before(time.monotonic() - t0, 0.3)
         assert_proxy_error(r, 504, closing=False)
+        logged_error(bw, 504, "connect timeout")
     finally:
         hole.close()
 
@@ -282,9 +314,11 @@ def test_upstream_stall_mid_body_closes_client(origin, proxy):
         assert r.status == 200
         t0 = time.monotonic()
         with pytest.raises(Closed):
-            c.read_exact(100000, timeout=5)
-        elapsed_ok(time.monotonic() - t0)
+            c.read_exact(100000, timeout=HANG)
+        not_before(time.monotonic() - t0)
         assert len(c.buf) == 20000
+    assert bw.access_log_lines(wait_for=1)[0].get("error", "").startswith(
+        "upstream read timeout in the middle of a response body"), bw.access_log_lines()
     assert_still_serves(bw)
 
 
@@ -330,9 +364,9 @@ def test_idle_websocket_tunnel_closed_after_read_timeout(origin, proxy):
             c.send(b"ping%d" % i)
             assert c.read_exact(5, timeout=5) == b"ping%d" % i
         t0 = time.monotonic()
-        how, extra = c.wait_closed(5)
+        how, extra = c.wait_closed(HANG)
         assert how in ("eof", "reset"), "an idle tunnel was never closed"
-        elapsed_ok(time.monotonic() - t0)
+        not_before(time.monotonic() - t0)
         assert extra == b""
     assert origin.wait_for(lambda o: o.open_connections == 0, timeout=3 * SLACK)
     assert_still_serves(bw)

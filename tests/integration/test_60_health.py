@@ -152,27 +152,54 @@ def log_line_with(bw, address, word, timeout=2.0):
         time.sleep(0.05)
 
 
+HANG = 15.0  # a wait for what a few 200 ms checks do: guards against a hang only
+
+
+def answer_noting(bw, server, status, word, noted):
+    """Answers a health check with `status`, first noting in `noted` whether
+    the error log already says the server is `word`. The checker starts a
+    check only once the previous one is done, and logs a verdict as it
+    reaches it, so the notes count, without any clock, the checks that
+    went before the verdict."""
+    reply = om.fixed(status, body=b"ok" if status < 400 else b"sick")
+
+    def run(ex):
+        noted.append(log_line_with(bw, server.address, word, timeout=0) is not None)
+        return reply(ex)
+
+    return run
+
+
 def test_active_health_check_takes_server_out_and_back(tmp_path, origins, bulwark):
     a, b = origins(2)
-    bw = bulwark(health_cfg(tmp_path, [a, b]), expect_errors=[a.address])
+    bw = bulwark(health_cfg(tmp_path, [a, b]), expect_errors=[a.address])  # rise 2, fall 2
     assert {a.name, b.name} == set(served(bw, 4))
     # The checker really asks the configured path.
-    assert a.wait_for(lambda o: o.requests_for("/healthz"), 2 * SLACK), "no health check reached the origin"
+    assert a.wait_for(lambda o: o.requests_for("/healthz"), HANG), "no health check reached the origin"
     assert a.requests_for("/healthz")[0].method in ("GET", "HEAD")
 
-    a.on("/healthz", om.fixed(500, body=b"sick"))
-    took = wait_until_excluded(bw, a, b.name, 3 * SLACK)
-    assert took is not None, "server failing its health check still gets traffic"
-    assert took <= 1.2 * SLACK, f"took {took:.2f}s to stop traffic to a failing server"
+    # Taken out after exactly `fall` failed checks, and from then on it gets
+    # no client request: counted in checks and requests, not in seconds.
+    sick = []
+    a.on("/healthz", answer_noting(bw, a, 500, "down", sick))
+    assert a.wait_for(lambda o: len(sick) > 2, HANG), "health checks stopped"
     line = log_line_with(bw, a.address, "down")
     assert line, "no log line saying the server is down:\n" + bw.stderr()
+    assert "2 consecutive health checks failed (last: status 500)" in line, line
+    assert sick[:3] == [False, False, True], f"down after {sick.index(True)} failed checks, not 2: {sick}"
+    n = len(a.app_requests())
+    assert set(served(bw, 8, "/after-down")) == {b.name}
+    assert len(a.app_requests()) == n, "a server the checks took out still got requests"
 
-    a.on("/healthz", om.fixed(200, body=b"ok"))
-    took = wait_until_included(bw, a, 3 * SLACK)
-    assert took is not None, "recovered server never got traffic again"
-    assert took <= 1.2 * SLACK
+    # Back after exactly `rise` passed checks, and then in the rotation.
+    ok = []
+    a.on("/healthz", answer_noting(bw, a, 200, "up", ok))
+    assert a.wait_for(lambda o: len(ok) > 2, HANG), "health checks stopped"
     line = log_line_with(bw, a.address, "up")
     assert line, "no log line saying the server is up:\n" + bw.stderr()
+    assert "2 consecutive health checks passed" in line, line
+    assert ok[:3] == [False, False, True], f"up after {ok.index(True)} passed checks, not 2: {ok}"
+    assert served(bw, 4, "/after-up").count(a.name) == 2, "recovered server not back in the rotation"
 
 
 def test_active_health_check_timeout_counts_as_failure(tmp_path, origins, bulwark):

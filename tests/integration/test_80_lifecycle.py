@@ -27,6 +27,34 @@ def in_background(fn):
     return t, out
 
 
+HANG = 10 * SLACK  # waits for an exit or a refusal: guards against a hang, times nothing
+NEVER = "1h"  # a drain_timeout that cannot be what ended a drain within HANG
+
+
+def held(release):
+    """Reads the request and answers (as echo) only once `release` is set:
+    the request stays in flight for as long as the test needs, whatever the
+    machine's speed."""
+    then = om.echo()
+
+    def run(ex):
+        ex.read_body()
+        while not release.wait(0.05):
+            if ex.origin.stopping.is_set():
+                return False
+        return then(ex)
+
+    return run
+
+
+def exited_by_drain(bw, code):
+    """Exited 0 within HANG with drain_timeout NEVER: the drain finished
+    because no connection was left, not because its deadline passed."""
+    assert code is not None, f"still running {HANG}s after SIGTERM: the drain waited for something"
+    assert code == 0, f"exit code {code}"
+    assert "drain timeout" not in bw.stderr(), bw.stderr()
+
+
 def connect_refused(port):
     s = socket.socket()
     s.settimeout(1)
@@ -44,30 +72,35 @@ def connect_refused(port):
 
 
 def test_sigterm_drains_in_flight_request(origin, proxy):
-    origin.on("/slow", om.slow(1.0))
-    bw = proxy(origin, limits={"drain_timeout": "5s"})
-    conn = bw.connect(timeout=10)
-    conn.send(request_bytes("GET", "/slow"))
-    assert origin.wait_for(lambda o: o.heads_for("/slow"), 3)
-    t0 = time.monotonic()
-    bw.signal(signal.SIGTERM)
-    # New connections are refused while the in-flight request finishes.
-    deadline = time.monotonic() + 0.5 * SLACK
-    refused = False
-    while time.monotonic() < deadline and not refused:
-        refused = connect_refused(bw.port)
-        if not refused:
-            time.sleep(0.05)
-    assert refused, "listener still accepting after SIGTERM"
-    r = conn.read_response(timeout=5)
+    release = threading.Event()
+    origin.on("/slow", held(release))
+    bw = proxy(origin, limits={"drain_timeout": NEVER})
+    try:
+        conn = bw.connect(timeout=HANG)
+        conn.send(request_bytes("GET", "/slow"))
+        assert origin.wait_for(lambda o: o.heads_for("/slow"), HANG)
+        bw.signal(signal.SIGTERM)
+        # New connections are refused while the request is still in flight
+        # (held by the origin until the test lets it go).
+        deadline = time.monotonic() + HANG
+        refused = False
+        while time.monotonic() < deadline and not refused:
+            refused = connect_refused(bw.port)
+            if not refused:
+                time.sleep(0.05)
+        assert refused, "listener still accepting after SIGTERM"
+        assert bw.proc.poll() is None, "exited with a request in flight"
+    finally:
+        release.set()
+    r = conn.read_response(timeout=HANG)
     assert r.status == 200 and r.json()["target"] == "/slow"
     assert "close" in r.connection_tokens(), "response during drain does not announce the close"
-    how, _ = conn.wait_closed(2)
+    how, _ = conn.wait_closed(HANG)
     assert how in ("eof", "reset")
     conn.close()
-    code = bw.wait_exit(5 * SLACK)
-    assert code == 0, f"exit code {code}"
-    assert time.monotonic() - t0 < 1.0 + 1.5 * SLACK, "did not exit promptly once drained"
+    # Once drained it exits: with an hour of drain_timeout, only the drain
+    # finishing can end it within HANG.
+    exited_by_drain(bw, bw.wait_exit(HANG))
 
 
 def test_drain_timeout_bounds_shutdown(origin, proxy):
@@ -78,10 +111,12 @@ def test_drain_timeout_bounds_shutdown(origin, proxy):
     assert origin.wait_for(lambda o: o.heads_for("/hang"), 3)
     t0 = time.monotonic()
     bw.signal(signal.SIGTERM)
-    code = bw.wait_exit(5 * SLACK)
+    code = bw.wait_exit(HANG)
     took = time.monotonic() - t0
     assert code is not None, "did not exit after drain_timeout"
-    assert 0.4 <= took <= 0.5 + 1.5 * SLACK, f"exited after {took:.2f}s with drain_timeout 500ms"
+    assert took >= 0.4, f"exited after {took:.2f}s with drain_timeout 500ms"
+    # The drain's deadline is what ended it (the request hangs for 30s).
+    assert "drain timeout: closing 1 connections still open" in bw.stderr(), bw.stderr()
     how, _ = conn.wait_closed(2)
     assert how in ("eof", "reset")
     conn.close()
@@ -92,18 +127,17 @@ def test_drain_timeout_bounds_shutdown(origin, proxy):
 
 
 def test_idle_keepalive_connections_do_not_delay_shutdown(origin, proxy):
-    bw = proxy(origin, limits={"drain_timeout": "10s", "keepalive_timeout": "60s"})
+    bw = proxy(origin, limits={"drain_timeout": NEVER, "keepalive_timeout": "1h"})
     idle = []
     for i in range(5):
         c = bw.connect()
         c.send(request_bytes("GET", f"/idle{i}"))
         assert c.read_response().status == 200
         idle.append(c)
-    t0 = time.monotonic()
     bw.signal(signal.SIGTERM)
-    code = bw.wait_exit(5 * SLACK)
-    assert code == 0
-    assert time.monotonic() - t0 < 1.5 * SLACK, "idle keepalive connections held up shutdown"
+    # Idle keepalive connections are closed at once: they cannot hold the
+    # drain (its deadline, an hour, is not what ends it).
+    exited_by_drain(bw, bw.wait_exit(HANG))
     for c in idle:
         how, extra = c.wait_closed(1)
         assert how in ("eof", "reset") and extra == b""
@@ -155,7 +189,8 @@ def test_500_connections_opened_and_closed(origin, proxy):
 
 
 def test_client_closing_mid_head_is_released_at_once(origin, proxy):
-    bw = proxy(origin, limits={"client_header_timeout": "3s", "drain_timeout": "3s"})
+    # Neither timeout can release them within HANG: only seeing the close can.
+    bw = proxy(origin, limits={"client_header_timeout": "1h", "drain_timeout": NEVER})
     socks = []
     for _ in range(20):
         s = socket.socket()
@@ -167,12 +202,8 @@ def test_client_closing_mid_head_is_released_at_once(origin, proxy):
         s.close()
     time.sleep(0.3)
     assert_still_serves(bw)
-    t0 = time.monotonic()
     bw.signal(signal.SIGTERM)
-    code = bw.wait_exit(15)
-    took = time.monotonic() - t0
-    assert code == 0
-    assert took < 1.0 * SLACK, f"shutdown waited {took:.1f}s for connections the clients had closed"
+    exited_by_drain(bw, bw.wait_exit(HANG))
 
 
 def test_many_connections_each_with_a_request(origin, proxy):
@@ -254,20 +285,26 @@ def test_sigquit_or_second_sigterm_during_drain_exits_at_once(origin, proxy, sec
     # The request would hold the drain for 8s; SIGQUIT, or a second SIGTERM
     # (its sender will not wait for the drain the first one started), must
     # not wait for it.
-    origin.on("/slow", om.slow(8.0))
-    bw = proxy(origin, limits={"drain_timeout": "20s"})
-    conn = bw.connect(timeout=10)
-    conn.send(request_bytes("GET", "/slow"))
-    assert origin.wait_for(lambda o: o.heads_for("/slow"), 3)
-    bw.signal(signal.SIGTERM)
-    time.sleep(0.2)
-    assert bw.proc.poll() is None, "exited before the in-flight request finished"
-    bw.signal(second)
-    code = bw.wait_exit(4 * SLACK)
-    assert code is not None, f"{second.name} during the drain did not end the process"
-    if second == signal.SIGTERM:
-        assert code == 0, f"a second SIGTERM during the drain exited {code}"
-    conn.close()
+    # The request is held until the end and the drain has an hour: exiting
+    # at all means not waiting for either.
+    release = threading.Event()
+    origin.on("/slow", held(release))
+    bw = proxy(origin, limits={"drain_timeout": NEVER})
+    try:
+        conn = bw.connect(timeout=HANG)
+        conn.send(request_bytes("GET", "/slow"))
+        assert origin.wait_for(lambda o: o.heads_for("/slow"), HANG)
+        bw.signal(signal.SIGTERM)
+        time.sleep(0.2)
+        assert bw.proc.poll() is None, "exited before the in-flight request finished"
+        bw.signal(second)
+        code = bw.wait_exit(HANG)
+        assert code is not None, f"{second.name} during the drain did not end the process"
+        if second == signal.SIGTERM:
+            assert code == 0, f"a second SIGTERM during the drain exited {code}"
+        conn.close()
+    finally:
+        release.set()
 
 
 def test_sigusr2_is_ignored(origin, proxy):

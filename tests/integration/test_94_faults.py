@@ -17,7 +17,7 @@ clients at once, a steadily slow reader of a large response, 5,000
 connections at once, and a proxy started with fewer descriptors than
 connections. Each asserts its outcome, then that a normal request is served
 at once. Every loop is bounded in time and count; only 127.0.0.1."""
-import os
+import re
 import resource
 import selectors
 import socket
@@ -33,13 +33,17 @@ from bwtest.checks import ASAN, SLACK, assert_proxy_error, assert_still_serves
 from bwtest.client import Closed, request_bytes
 from bwtest.proc import Bulwark, default_config
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+HANG = 10 * SLACK  # guards a wait against a hang; times nothing
 
 
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+def accept_pauses(bw):
+    """(paused, resumed) from /metrics: accepting paused for lack of
+    descriptors, and resumed after such a pause."""
+    r = client.request(bw.admin_port, "GET", "/metrics", host="admin", timeout=HANG)
+    assert r.status == 200, r
+    text = r.body.decode()
+    get = lambda name: int(re.search(r"^bulwark_%s (\d+)$" % name, text, re.M).group(1))  # noqa: E731
+    return get("accept_paused_total"), get("accept_resumed_total")
 
 
 def send_quietly(sock, data, sent, deadline_s=10.0):
@@ -193,13 +197,13 @@ def test_upstream_never_reading_an_upload_gets_backpressure_then_504(origin, pro
     with bw.connect() as c:
         c.send(request_bytes("POST", "/sink", [("Content-Length", str(total))]))
         t, sent = uploader(c.sock, body)
-        t0 = time.monotonic()
-        # Stuck writing upstream: upstream write_timeout, 504, and the
-        # upstream is not blamed for a replay (a POST is never retried).
-        r = c.read_response(timeout=10)
-        took = time.monotonic() - t0
+        # Stuck writing upstream: upstream write_timeout, 504 (the origin
+        # holds 8 s; HANG only guards), and the upstream is not blamed for a
+        # replay (a POST is never retried). The access log names the timer.
+        r = c.read_response(timeout=HANG)
         assert_proxy_error(r, 504)
-        assert took < 1 + 3 * SLACK, f"504 after {took:.1f}s with a 1s write_timeout"
+        entry = [l for l in bw.access_log_lines(wait_for=2) if l["path"] == "/sink"]
+        assert len(entry) == 1 and entry[0]["error"].startswith("upstream write timeout"), entry
         rss1 = bw.rss_kib()
         how, _ = c.wait_closed(5 * SLACK)
         assert how in ("eof", "reset")
@@ -284,16 +288,16 @@ def test_many_slowloris_clients_are_timed_out_while_others_are_served(origin, pr
     bw = proxy(origin, limits={"client_header_timeout": "2s"})
     head = b"GET /slow HTTP/1.1\r\nHost: t\r\nX-Drip: " + b"d" * 100
     conns = []
+    t0 = time.monotonic()  # before any connect: each header deadline is later
     for _ in range(n):
         s = socket.create_connection(("127.0.0.1", bw.port), timeout=5)
         s.setblocking(False)
         conns.append(s)
-    t0 = time.monotonic()
     closed_at = {}
     got = {i: b"" for i in range(n)}
     served = 0
     pos = 0
-    deadline = t0 + timeout + 3 * SLACK
+    deadline = t0 + 10 * timeout * SLACK
     try:
         while len(closed_at) < n and time.monotonic() < deadline:
             # One byte per second on every open connection ...
@@ -329,8 +333,11 @@ def test_many_slowloris_clients_are_timed_out_while_others_are_served(origin, pr
             s.close()
     assert len(closed_at) == n, f"{n - len(closed_at)} slowloris connections still open after {deadline - t0:.1f}s"
     assert pos <= len(head), "a dripping head was never cut off"
-    latest = max(closed_at.values())
-    assert latest <= timeout + 2 * SLACK, f"slowloris connection held for {latest:.1f}s (timeout {timeout}s)"
+    # Cut by the header timeout, and by nothing else: every connection that
+    # got an answer got a 408 (a close before the timeout would have come
+    # before its first second of dripping ended; the deadline above only
+    # guards against a hang, noise only delays the cut).
+    assert min(closed_at.values()) >= timeout * 0.6, f"closed after {min(closed_at.values()):.1f}s"
     answered = [g for g in got.values() if g]
     assert all(g.startswith(b"HTTP/1.1 408 ") for g in answered), answered[:3]
     assert served >= 2
@@ -541,7 +548,8 @@ def test_started_with_fewer_descriptors_than_connections(origin, tmp_path):
     def low_nofile():
         resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
-    cfg = default_config([origin.address], access_log=str(tmp_path / "access.log"))
+    cfg = default_config([origin.address], access_log=str(tmp_path / "access.log"),
+                         admin={"address": "127.0.0.1:0"})
     bw = Bulwark(tmp_path, cfg, name="lowfd", preexec_fn=low_nofile,
                  expect_errors=["Too many open files"])
     try:
@@ -566,11 +574,10 @@ def check_fewer_descriptors(bw, nofile):
         while "pausing accept" not in bw.stderr() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert "pausing accept" in bw.stderr(), bw.stderr()[-2000:]
-        # Saturated, with connections still queued: no busy loop.
-        before = cpu_seconds(bw.pid)
+        # Saturated, with connections still queued: no busy loop. Counted
+        # once it serves again (paused and resumed below); the sleep only
+        # gives a spinning proxy the chance to fail accept after accept.
         time.sleep(1.5)
-        used = cpu_seconds(bw.pid) - before
-        assert used < 0.5 * SLACK, f"proxy used {used:.2f}s of CPU in 1.5s while out of descriptors"
         # Those that got in were answered: 200, or 502 when no descriptor was
         # left for the upstream connection (io_uring reads a request after
         # accept's batch, so accepted connections may have taken them all;
@@ -605,6 +612,12 @@ def check_fewer_descriptors(bw, nofile):
         else:
             raise AssertionError(f"not serving again after the connections closed: {last!r}")
         assert_still_serves(bw)
+        # Every failed accept paused accepting until the retry timer resumed
+        # it (one worker: paused - resumed is 0, or 1 while a pause runs);
+        # retrying at once, it would have failed again and again in between.
+        paused, resumed = accept_pauses(bw)
+        assert paused >= 1, "accept never paused"
+        assert paused - resumed <= 1, f"{paused} accept pauses but {resumed} resumes: accept spun"
     finally:
         bw.stop()
 
