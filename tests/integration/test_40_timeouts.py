@@ -98,16 +98,31 @@ def test_dripping_head_is_bounded_by_header_timeout(origin, proxy):
 
 def test_first_head_deadline_counts_from_accept(origin, proxy):
     # A client that idles almost the whole header timeout and then starts a
-    # head must not get a second full timeout for it.
+    # head must not get a second full timeout for it. Told by order, not by
+    # a clock: A connects, B a second later and starts its head at once, A
+    # starts its head 0.7 s after that. Counted from accept, A's 408 comes
+    # first (2 s against 3 s); restarted at the first byte, B's would (3 s
+    # against 3.7 s).
+    import selectors
     bw = proxy(origin, limits=limits(client_header_timeout="2s"))
-    with bw.connect() as c:
-        t0 = time.monotonic()
-        time.sleep(1.7)
-        c.send(b"GET /late HTTP/1.1\r\nHost: t\r\n")
-        r = c.read_response(timeout=5)
-        got = time.monotonic() - t0
-    assert_proxy_error(r, 408)
-    assert got < 3.2, f"408 after {got:.2f}s: the deadline restarted at the first byte"
+    with bw.connect() as a:
+        time.sleep(1.0)
+        with bw.connect() as b:
+            b.send(b"GET /b HTTP/1.1\r\nHost: t\r\n")
+            time.sleep(0.7)
+            a.send(b"GET /a HTTP/1.1\r\nHost: t\r\n")
+            order = []
+            with selectors.DefaultSelector() as sel:
+                sel.register(a.sock, selectors.EVENT_READ, "a")
+                sel.register(b.sock, selectors.EVENT_READ, "b")
+                deadline = time.monotonic() + HANG
+                while len(order) < 2 and time.monotonic() < deadline:
+                    for key, _ in sel.select(timeout=0.5):
+                        order.append(key.data)
+                        sel.unregister(key.fileobj)
+            assert order == ["a", "b"], f"408s in the order {order}: the deadline restarted at the first byte"
+            assert_proxy_error(a.read_response(timeout=HANG), 408)
+            assert_proxy_error(b.read_response(timeout=HANG), 408)
     assert_still_serves(bw)
 
 
