@@ -29,7 +29,10 @@ def test_passive_ejection_and_return_after_fail_timeout(tmp_path, origins, bulwa
     back = om.Origin(name="back", port=int(down.rsplit(":", 1)[1]))
     try:
         seq = served(bw, 8, "/two")
-        assert time.monotonic() - t_ejected < 1.5, "too slow to test within fail_timeout"
+        if time.monotonic() - t_ejected >= 1.5:
+            # A precondition, not the behaviour: past fail_timeout the
+            # server may rightly be tried again. Only a stalled host gets here.
+            pytest.skip("the host was too slow to send 8 requests within fail_timeout")
         assert set(seq) == {live.name}, f"ejected server was tried within fail_timeout: {seq}"
         assert back.connections == 0
         n_before = len(bw.access_log_lines(wait_for=14))
