@@ -2,6 +2,8 @@
 import re
 import time
 
+import pytest
+
 from bwtest import origin as om
 from bwtest.checks import SLACK
 from bwtest.proc import default_config
