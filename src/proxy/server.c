@@ -502,29 +502,39 @@ int bw_server_run(const char *config_path, struct bw_config *boot_cfg, bool cfg_
         BW_ERRORF("%s", report);
         return 1;
     }
+    /* One line per module that did not load as configured; the report that
+     * says why for all of them follows the last one (once, not per module). */
+    const char *said[3];
+    size_t nsaid = 0;
     if (snap->rules.from_lkg)
-        BW_ERRORF("the rules module's rulesets did not load; serving with their last-known-good "
-                  "copies until a configuration that loads is started or reloaded:\n%s",
-                  report);
+        said[nsaid++] = "the rules module's rulesets did not load; serving with their "
+                        "last-known-good copies until a configuration that loads is started or "
+                        "reloaded";
     if (snap->bot.from_lkg)
-        BW_ERRORF("the bot_score feature file did not load; scoring with its last-known-good copy "
-                  "until a configuration that loads is started or reloaded:\n%s",
-                  report);
+        said[nsaid++] = "the bot_score feature file did not load; scoring with its last-known-good "
+                        "copy until a configuration that loads is started or reloaded";
     else if (snap->bot.failed)
-        BW_ERRORF("the bot_score module has no valid model; on_error: %s applies to every "
-                  "request (bot.score is unknown) until a configuration that loads is started "
-                  "or reloaded:\n%s",
-                  boot_cfg->modules.bot_score.on_error == BW_ON_ERROR_OPEN
-                      ? "open (requests go on)"
-                      : "closed (requests refused)",
-                  report);
+        said[nsaid++] = boot_cfg->modules.bot_score.on_error == BW_ON_ERROR_OPEN
+                            ? "the bot_score module has no valid model; on_error: open (requests "
+                              "go on) applies to every request (bot.score is unknown) until a "
+                              "configuration that loads is started or reloaded"
+                            : "the bot_score module has no valid model; on_error: closed "
+                              "(requests refused) applies to every request (bot.score is "
+                              "unknown) until a configuration that loads is started or reloaded";
     if (snap->rules.failed)
-        BW_ERRORF("the rules module did not load; on_error: %s applies to every request "
-                  "until a configuration that loads is started or reloaded:\n%s",
-                  boot_cfg->modules.rules.on_error == BW_ON_ERROR_OPEN
-                      ? "open (no rule runs)"
-                      : "closed (requests refused)",
-                  report);
+        said[nsaid++] = boot_cfg->modules.rules.on_error == BW_ON_ERROR_OPEN
+                            ? "the rules module did not load; on_error: open (no rule runs) "
+                              "applies to every request until a configuration that loads is "
+                              "started or reloaded"
+                            : "the rules module did not load; on_error: closed (requests refused) "
+                              "applies to every request until a configuration that loads is "
+                              "started or reloaded";
+    for (size_t i = 0; i < nsaid; i++) {
+        if (i + 1 < nsaid)
+            BW_ERRORF("%s", said[i]);
+        else
+            BW_ERRORF("%s:\n%s", said[i], report);
+    }
     const struct bw_config *cfg = snap->cfg;
     static struct bw_killswitches kills;
     c.kills = &kills;

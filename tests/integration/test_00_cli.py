@@ -521,6 +521,8 @@ def test_missing_artifacts_at_start_fall_back_and_say_where_they_are_named(tmp_p
                     "the feature file: No such file or directory\n")
         assert rules_line + "falling back to the last-known-good copies" in log, log
         assert bot_line + "falling back to the last-known-good copy" in log, log
+        # Each reason once, not once per module that fell back.
+        assert log.count(rules_line) == 1 and log.count(bot_line) == 1, log
         assert ("rules: 1 ruleset, 1 rule (last-known-good copies); bot_score: 1 feature "
                 "(last-known-good copy)") in log, log
         p.send_signal(signal.SIGHUP)
