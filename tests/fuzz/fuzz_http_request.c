@@ -102,7 +102,7 @@ static void check_refusals(const struct run *x)
         abort();
     if (q->body_kind == BW_BODY_CHUNKED && (q->version_minor != 1 || te == 0))
         abort();
-    if (q->body_kind == BW_BODY_LENGTH && cl != 1)
+    if (q->body_kind == BW_BODY_LENGTH && (cl != 1 || q->content_length > INT64_MAX))
         abort();
 }
 

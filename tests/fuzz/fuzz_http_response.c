@@ -74,7 +74,8 @@ static void check_refusals(const struct run *x)
         cl += bw_slice_eq_nocase(h->name, BW_SLICE_LIT("content-length"));
         te += bw_slice_eq_nocase(h->name, BW_SLICE_LIT("transfer-encoding"));
     }
-    if ((p->body_kind == BW_BODY_LENGTH && cl == 0) || (p->body_kind == BW_BODY_CHUNKED && te == 0))
+    if ((p->body_kind == BW_BODY_LENGTH && (cl == 0 || p->content_length > INT64_MAX)) ||
+        (p->body_kind == BW_BODY_CHUNKED && te == 0))
         abort();
 }
 
