@@ -84,12 +84,13 @@ run_fuzz_smoke() {
   local secs=${FUZZ_SMOKE_SECONDS:-10} p=0 f=0
   for bin in build/fuzz/fuzz_*; do
     [ -x "$bin" ] || continue
-    local name corpus work
+    local name corpus work dict
     name=$(basename "$bin")
     corpus="tests/fuzz/corpus/${name#fuzz_}"
     work=$(mktemp -d)
+    dict=$(scripts/fuzz-dict.sh "$name")
     [ -d "$corpus" ] && cp -r "$corpus/." "$work/"
-    if "$bin" -max_total_time="$secs" -timeout=5 -rss_limit_mb=2048 \
+    if "$bin" -max_total_time="$secs" -timeout=5 -rss_limit_mb=2048 ${dict:+-dict="$dict"} \
       -artifact_prefix="build/fuzz/${name}-" "$work" >"build/fuzz/$name.log" 2>&1; then
       p=$((p + 1))
     else

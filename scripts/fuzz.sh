@@ -13,8 +13,9 @@ for bin in build/fuzz/fuzz_*; do
   corpus="tests/fuzz/corpus/${name#fuzz_}"
   work="build/fuzz/corpus-${name#fuzz_}"
   mkdir -p "$work"
+  dict=$(scripts/fuzz-dict.sh "$name")
   echo "== $name for ${secs}s"
-  if ! "$bin" -max_total_time="$secs" -timeout=5 -rss_limit_mb=2048 \
+  if ! "$bin" -max_total_time="$secs" -timeout=5 -rss_limit_mb=2048 ${dict:+-dict="$dict"} \
     -artifact_prefix="build/fuzz/${name}-" "$work" "$corpus" 2>&1 | tail -n 3; then
     status=1
   fi

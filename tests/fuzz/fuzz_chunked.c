@@ -3,7 +3,7 @@
  * give the same payload, the same number of bytes consumed and the same end
  * (done, needs more, or the same error). Every reported payload span lies in
  * the bytes that call consumed, and nothing past the end of the message is
- * consumed. */
+ * consumed, then or by a further call once done. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +60,13 @@ static void decode(const uint8_t *in, size_t n, const size_t *cut, size_t ncut, 
                 if (res->c.state != BW_CHUNKED_DONE || data.len)
                     abort();
                 res->o = O_DONE;
+                /* Called again once done (pipelined bytes after the
+                 * message): still done, nothing consumed, no payload. */
+                bw_slice d2;
+                bool done2 = false;
+                long r2 = bw_chunked_decode(&res->c, piece + at, len - at, &d2, &done2, &err);
+                if (r2 != 0 || !done2 || d2.len != 0)
+                    abort();
                 break;
             }
             if (r == 0) {

@@ -5,6 +5,11 @@
  *     inside the input (path may be the static "/" of an absolute-form
  *     target), counts and enums are in range, and parsing exactly the head
  *     again gives the same result;
+ *   - DONE also means what docs/http.md promises to refuse is absent: no
+ *     bare LF or lone CR in the head, a method of [A-Z_-], a target without
+ *     controls, spaces, bytes >= 0x80 or '#', tchar field names, values
+ *     without controls other than HTAB, one Host, at most one
+ *     Content-Length and never with Transfer-Encoding, chunked only in 1.1;
  *   - ERROR: a request status, a reason, an offset inside the input.
  * Each call gets an exact-size copy so ASan flags any read past len. Runs
  * with the default limits and with small limits derived from the input. */
@@ -45,6 +50,60 @@ static void start(struct run *x, size_t cap)
 static bool inside(const struct run *x, bw_slice s)
 {
     return s.ptr >= x->buf && s.len <= x->len && s.ptr + s.len <= x->buf + x->len;
+}
+
+static bool tchar(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+static size_t count(const struct bw_http_request *q, const char *name)
+{
+    size_t c = 0;
+    for (size_t i = 0; i < q->nheaders; i++)
+        c += bw_slice_eq_nocase(q->headers[i].name, bw_slice_make(name, strlen(name)));
+    return c;
+}
+
+/* What docs/http.md says a request is refused for, checked on a DONE. */
+static void check_refusals(const struct run *x)
+{
+    const struct bw_http_request *q = &x->req;
+    for (size_t i = 0; i < q->head_len; i++) {
+        if (x->buf[i] == '\n' && (i == 0 || x->buf[i - 1] != '\r'))
+            abort();
+        if (x->buf[i] == '\r' && (i + 1 == q->head_len || x->buf[i + 1] != '\n'))
+            abort();
+    }
+    for (size_t i = 0; i < q->method.len; i++) {
+        char c = q->method.ptr[i];
+        if (!((c >= 'A' && c <= 'Z') || c == '_' || c == '-'))
+            abort();
+    }
+    for (size_t i = 0; i < q->target.len; i++) {
+        unsigned char c = (unsigned char)q->target.ptr[i];
+        if (c <= 0x20 || c >= 0x7f || c == '#')
+            abort();
+    }
+    for (size_t i = 0; i < q->nheaders; i++) {
+        const struct bw_http_header *h = &q->headers[i];
+        for (size_t j = 0; j < h->name.len; j++)
+            if (!tchar(h->name.ptr[j]))
+                abort();
+        for (size_t j = 0; j < h->value.len; j++) {
+            unsigned char c = (unsigned char)h->value.ptr[j];
+            if ((c < 0x20 && c != '\t') || c == 0x7f)
+                abort();
+        }
+    }
+    size_t cl = count(q, "content-length"), te = count(q, "transfer-encoding");
+    if (count(q, "host") > 1 || cl > 1 || (cl && te))
+        abort();
+    if (q->body_kind == BW_BODY_CHUNKED && (q->version_minor != 1 || te == 0))
+        abort();
+    if (q->body_kind == BW_BODY_LENGTH && (cl != 1 || q->content_length > INT64_MAX))
+        abort();
 }
 
 static void check_invariants(const struct run *x, const struct bw_http_limits *lim, size_t cap)
@@ -89,6 +148,7 @@ static void check_invariants(const struct run *x, const struct bw_http_limits *l
         if (!inside(x, q->headers[i].name) || !inside(x, q->headers[i].value) ||
             q->headers[i].name.len == 0)
             abort();
+    check_refusals(x);
 }
 
 static bool slice_same(const struct run *a, bw_slice sa, const struct run *b, bw_slice sb)
@@ -138,16 +198,27 @@ static void run_with(const uint8_t *data, size_t size, const struct bw_http_limi
     call(&whole, &scan, data, size, lim);
     check_invariants(&whole, lim, cap);
 
-    /* split in two */
-    size_t k = size ? (size_t)(h % (size + 1)) : 0;
+    /* split in two, or (odd h) grown by 1..64 bytes at a time, as reads
+     * arrive: each call on a fresh exact-size copy of a longer prefix, the
+     * scan state carried over */
     start(&step, cap);
     memset(&scan, 0, sizeof scan);
-    call(&step, &scan, data, k, lim);
-    if (step.r == BW_HTTP_PARTIAL)
-        call(&step, &scan, data, size, lim);
-    else if (step.r == BW_HTTP_DONE && step.req.head_len != whole.req.head_len)
-        abort();
-    check_same(&whole, &step);
+    step.r = BW_HTTP_PARTIAL;
+    uint64_t s = h;
+    for (size_t k = 0, prev = 0; step.r == BW_HTTP_PARTIAL && k < size; prev = k) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        if (h & 1)
+            k += 1 + (size_t)((s >> 33) % 64);
+        else
+            k = k ? size : (size_t)((s >> 33) % (size + 1));
+        k = k < size ? k : size;
+        call(&step, &scan, data, k, lim);
+        /* DONE as soon as the prefix holds the head */
+        if (step.r == BW_HTTP_DONE && (step.req.head_len > k || step.req.head_len <= prev))
+            abort();
+    }
+    if (size)
+        check_same(&whole, &step);
     free(step.buf);
 
     /* byte at a time */

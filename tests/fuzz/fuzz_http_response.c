@@ -2,7 +2,10 @@
  * (short inputs) byte-at-a-time parses agree; on DONE head_len <= len, the
  * head ends in CRLF CRLF, slices lie inside the input, the status is
  * 100..999, UNTIL_CLOSE never keeps the connection, bodiless cases are NONE;
- * every refusal is a 502. The request method and limits come from the input. */
+ * every refusal is a 502; what docs/http.md says is refused is absent from a
+ * DONE head (bare LF, lone CR, non-tchar names, control bytes in values,
+ * Content-Length with Transfer-Encoding). The request method and limits
+ * come from the input. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +45,40 @@ static bool inside(const struct run *x, bw_slice s)
     return s.ptr >= x->buf && s.len <= x->len && s.ptr + s.len <= x->buf + x->len;
 }
 
+static bool tchar(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+static void check_refusals(const struct run *x)
+{
+    const struct bw_http_response *p = &x->resp;
+    for (size_t i = 0; i < p->head_len; i++) {
+        if (x->buf[i] == '\n' && (i == 0 || x->buf[i - 1] != '\r'))
+            abort();
+        if (x->buf[i] == '\r' && (i + 1 == p->head_len || x->buf[i + 1] != '\n'))
+            abort();
+    }
+    size_t cl = 0, te = 0;
+    for (size_t i = 0; i < p->nheaders; i++) {
+        const struct bw_http_header *h = &p->headers[i];
+        for (size_t j = 0; j < h->name.len; j++)
+            if (!tchar(h->name.ptr[j]))
+                abort();
+        for (size_t j = 0; j < h->value.len; j++) {
+            unsigned char c = (unsigned char)h->value.ptr[j];
+            if ((c < 0x20 && c != '\t') || c == 0x7f)
+                abort();
+        }
+        cl += bw_slice_eq_nocase(h->name, BW_SLICE_LIT("content-length"));
+        te += bw_slice_eq_nocase(h->name, BW_SLICE_LIT("transfer-encoding"));
+    }
+    if ((p->body_kind == BW_BODY_LENGTH && (cl == 0 || p->content_length > INT64_MAX)) ||
+        (p->body_kind == BW_BODY_CHUNKED && te == 0))
+        abort();
+}
+
 static void check_invariants(const struct run *x, const struct bw_http_limits *lim, size_t cap,
                              enum bw_http_method m)
 {
@@ -71,6 +108,7 @@ static void check_invariants(const struct run *x, const struct bw_http_limits *l
         if (!inside(x, p->headers[i].name) || !inside(x, p->headers[i].value) ||
             p->headers[i].name.len == 0)
             abort();
+    check_refusals(x);
 }
 
 static bool slice_same(const struct run *a, bw_slice sa, const struct run *b, bw_slice sb)
@@ -112,13 +150,27 @@ static void run_with(const uint8_t *data, size_t size, const struct bw_http_limi
     call(&whole, &scan, data, size, lim, m);
     check_invariants(&whole, lim, cap, m);
 
-    size_t k = size ? (size_t)(h % (size + 1)) : 0;
+    /* split in two, or (odd h) grown by 1..64 bytes at a time, as reads
+     * arrive: each call on a fresh exact-size copy of a longer prefix, the
+     * scan state carried over */
     start(&step, cap);
     memset(&scan, 0, sizeof scan);
-    call(&step, &scan, data, k, lim, m);
-    if (step.r == BW_HTTP_PARTIAL)
-        call(&step, &scan, data, size, lim, m);
-    check_same(&whole, &step);
+    step.r = BW_HTTP_PARTIAL;
+    uint64_t s = h;
+    for (size_t k = 0, prev = 0; step.r == BW_HTTP_PARTIAL && k < size; prev = k) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        if (h & 1)
+            k += 1 + (size_t)((s >> 33) % 64);
+        else
+            k = k ? size : (size_t)((s >> 33) % (size + 1));
+        k = k < size ? k : size;
+        call(&step, &scan, data, k, lim, m);
+        /* DONE as soon as the prefix holds the head */
+        if (step.r == BW_HTTP_DONE && (step.resp.head_len > k || step.resp.head_len <= prev))
+            abort();
+    }
+    if (size)
+        check_same(&whole, &step);
     free(step.buf);
 
     if (size <= 300) {

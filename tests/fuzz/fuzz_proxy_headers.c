@@ -1,12 +1,18 @@
 /* Differential check of head rewriting: whatever request or response head
  * the parser accepts, the head the proxy builds from it for the next hop must
  * parse again, with the same framing, one Host, and no hop-by-hop field left.
- * A difference here is how request smuggling through a proxy starts. */
+ * A difference here is how request smuggling through a proxy starts.
+ * The same parsed requests also go through the client-address derivation
+ * (client_ip.c: X-Forwarded-For walked right to left through trusted hops,
+ * X-Real-IP): an untrusted peer is never replaced, nor a peer by any other
+ * source; a derived address is one that prints, parses back and prints the
+ * same. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "http/http1.h"
+#include "proxy/client_ip.h"
 #include "proxy/headers.h"
 
 enum { MAX_OUT = 64 * 1024 };
@@ -42,6 +48,55 @@ static void check_no_hop_by_hop(const struct bw_http_header *h, size_t n, bool u
     }
 }
 
+static bool cidr(const char *text, struct bw_cidr *c)
+{
+    return bw_parse_cidr(bw_slice_make(text, strlen(text)), c) == BW_OK;
+}
+
+static void check_text(const struct bw_client_addr *a)
+{
+    size_t n = strnlen(a->text, sizeof a->text);
+    struct bw_client_addr back;
+    if (n == 0 || n == sizeof a->text || !bw_client_addr_parse(bw_slice_make(a->text, n), &back) ||
+        strcmp(back.text, a->text) != 0)
+        abort();
+}
+
+static void client_ip(const struct bw_http_request *req)
+{
+    static struct bw_cidr trusted[4];
+    static bool ready;
+    if (!ready) {
+        if (!cidr("10.0.0.0/8", &trusted[0]) || !cidr("2001:db8::/32", &trusted[1]) ||
+            !cidr("127.0.0.1/32", &trusted[2]) || !cidr("::ffff:192.0.2.0/120", &trusted[3]))
+            abort();
+        ready = true;
+    }
+    struct bw_client_addr peer;
+    if (!bw_client_addr_parse(BW_SLICE_LIT("10.0.0.1"), &peer))
+        abort();
+    for (int from = BW_CLIENT_IP_PEER; from < BW_CLIENT_IP__COUNT; from++) {
+        struct bw_config_client_ip cfg = {
+            .from = (enum bw_client_ip_source)from, .trusted = trusted, .ntrusted = 4};
+        struct bw_client_addr c = peer;
+        bw_client_ip_from_headers(&cfg, false, req->headers, req->nheaders, &c);
+        if (memcmp(&c, &peer, sizeof c) != 0)
+            abort();
+        bw_client_ip_from_headers(&cfg, true, req->headers, req->nheaders, &c);
+        check_text(&c);
+        if (memcmp(&c, &peer, sizeof c) == 0)
+            continue;
+        if (from != BW_CLIENT_IP_X_FORWARDED_FOR && from != BW_CLIENT_IP_X_REAL_IP)
+            abort();
+    }
+    /* Every header value as an address: what parses prints and parses back. */
+    for (size_t i = 0; i < req->nheaders; i++) {
+        struct bw_client_addr a;
+        if (bw_client_addr_parse(req->headers[i].value, &a))
+            check_text(&a);
+    }
+}
+
 static void fuzz_request(const char *in, size_t len)
 {
     static struct bw_http_header h1[BW_HTTP_DEFAULT_HEADERS], h2[BW_HTTP_DEFAULT_HEADERS + 8];
@@ -50,6 +105,7 @@ static void fuzz_request(const char *in, size_t len)
     struct bw_http_error err;
     if (bw_http_parse_request(in, len, &limits, &scan, &req, &err) != BW_HTTP_DONE)
         return;
+    client_ip(&req);
     static char out[MAX_OUT];
     char xff[1024];
     struct bw_upstream_head_params p = {

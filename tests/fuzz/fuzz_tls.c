@@ -2,9 +2,10 @@
  * and key files (bw_tls_ctx_new: PEM, chain order, validity, DNS names into
  * the SNI table) and server names (bw_tls_ctx_select).
  *
- * Input: one mode byte, then for mode 0 a certificate file and a key file
- * separated by the first NUL; for mode 1 a server name looked up in a
- * context built from the input's own PEM when it loads.
+ * Input: one flags byte, then a certificate file and a key file separated by
+ * the first NUL. Bit 0 of the flags picks the protocols (TLS 1.3 only, or
+ * 1.2 and 1.3); when the context loads, the key bytes are also looked up as
+ * server names, cut every (flags >> 1) + 1 bytes.
  *
  * Invariants: nothing crashes or leaks; a refusal always says why; an
  * accepted context has 1 certificate with at least one name, and selecting
