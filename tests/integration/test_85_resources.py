@@ -1,7 +1,6 @@
 """Running out of resources: file descriptors and the connection limit. The
 proxy must neither spin nor stop serving once the pressure is gone."""
 import os
-import re
 import resource
 import signal
 import socket
@@ -10,32 +9,10 @@ import time
 import pytest
 
 from bwtest import client
-from bwtest.checks import SLACK, assert_still_serves
+from bwtest.checks import SLACK, assert_paused_not_spinning, assert_still_serves
 from bwtest.proc import Bulwark, default_config
 
-
-
-
 HANG = 10 * SLACK  # guards a wait against a hang; times nothing
-def accept_pauses(bw):
-    """(paused, resumed) from /metrics: accepting paused for lack of
-    descriptors, and resumed after such a pause."""
-    r = client.request(bw.admin_port, "GET", "/metrics", host="admin", timeout=HANG)
-    assert r.status == 200, r
-    text = r.body.decode()
-    get = lambda name: int(re.search(r"^bulwark_%s (\d+)$" % name, text, re.M).group(1))  # noqa: E731
-    return get("accept_paused_total"), get("accept_resumed_total")
-
-
-def assert_paused_not_spinning(bw):
-    """Every failed accept paused accepting until the retry timer resumed
-    it (one worker: paused - resumed is 0, or 1 while a pause runs). A
-    proxy retrying at once while the backlog keeps the listener readable
-    fails again and again in between: paused would run far ahead of
-    resumed. A count, where a CPU-time threshold was noise-prone."""
-    paused, resumed = accept_pauses(bw)
-    assert paused >= 1, "accept never paused"
-    assert paused - resumed <= 1, f"{paused} accept pauses but {resumed} resumes: accept spun"
 
 
 def serves_again(bw, within):

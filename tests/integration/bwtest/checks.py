@@ -1,5 +1,6 @@
 """Assertions shared by many tests."""
 import os
+import re
 
 from . import client
 
@@ -35,3 +36,27 @@ def assert_closed(conn, timeout=3.0):
     how, extra = conn.wait_closed(timeout * SLACK)
     assert how in ("eof", "reset"), f"connection still open after {timeout}s"
     assert extra == b"", f"unexpected bytes after the response: {extra[:200]!r}"
+
+
+def accept_pauses(bw):
+    """(paused, resumed) from /metrics: accepting paused for lack of
+    descriptors, and resumed after such a pause."""
+    r = client.request(bw.admin_port, "GET", "/metrics", host="admin", timeout=10 * SLACK)
+    assert r.status == 200, r
+    text = r.body.decode()
+
+    def get(name):
+        return int(re.search(r"^bulwark_%s (\d+)$" % name, text, re.M).group(1))
+
+    return get("accept_paused_total"), get("accept_resumed_total")
+
+
+def assert_paused_not_spinning(bw):
+    """Every failed accept paused accepting until the retry timer resumed
+    it (one worker: paused - resumed is 0, or 1 while a pause runs). A
+    proxy retrying at once while the backlog keeps the listener readable
+    fails again and again in between: paused would run far ahead of
+    resumed. A count, where a CPU-time threshold was noise-prone."""
+    paused, resumed = accept_pauses(bw)
+    assert paused >= 1, "accept never paused"
+    assert paused - resumed <= 1, f"{paused} accept pauses but {resumed} resumes: accept spun"
