@@ -1339,6 +1339,23 @@ static enum io_result write_client(struct bw_session *s)
  * EOF, -1 blocked (ready flag cleared), -2 error, -3 buffer full. */
 /* A buffer in *bp with room to read into: 0, or -2 (out of memory) or -3
  * (full) as read_into returns them. */
+/* write_client, closing the session on an error: false when it did.
+ * *progress is set when bytes went out. */
+static bool flush_client(struct bw_session *s, bool *progress)
+{
+    switch (write_client(s)) {
+    case IO_PROGRESS:
+        *progress = true;
+        return true;
+    case IO_BLOCKED:
+        return true;
+    case IO_ERROR:
+        session_close(s);
+        return false;
+    }
+    return false;
+}
+
 static long read_room(struct bw_proxy_worker *pw, struct bw_buf **bp)
 {
     if (!*bp) {
@@ -1778,18 +1795,8 @@ static void body_wait_step(struct bw_session *s)
 {
     struct request *r = s->req;
     bool progress = false;
-    if (r->cont_len && s->c_wr) {
-        switch (write_client(s)) {
-        case IO_PROGRESS:
-            progress = true;
-            break;
-        case IO_BLOCKED:
-            break;
-        case IO_ERROR:
-            session_close(s);
-            return;
-        }
-    }
+    if (r->cont_len && s->c_wr && !flush_client(s, &progress))
+        return;
     while (bw_buf_len(s->cbuf) < r->body.remaining && s->c_rd) {
         long n = read_client(s);
         if (n > 0) {
@@ -1992,18 +1999,8 @@ static void exchange_step(struct bw_session *s)
             }
             progress = true;
         }
-        if (s->c_wr && ((r->cont_len) || s->h_dest == H_CLIENT || r->rfwd.active)) {
-            switch (write_client(s)) {
-            case IO_PROGRESS:
-                progress = true;
-                break;
-            case IO_BLOCKED:
-                break;
-            case IO_ERROR:
-                session_close(s);
-                return;
-            }
-            if (s->closed)
+        if (s->c_wr && (r->cont_len || s->h_dest == H_CLIENT || r->rfwd.active)) {
+            if (!flush_client(s, &progress) || s->closed)
                 return;
         }
 
@@ -2334,17 +2331,10 @@ void bw__session_pump(struct bw_session *s)
     case S_TUNNEL:
         tunnel_step(s);
         return;
-    case S_RESPOND:
-        if (s->c_wr) {
-            switch (write_client(s)) {
-            case IO_PROGRESS:
-            case IO_BLOCKED:
-                break;
-            case IO_ERROR:
-                session_close(s);
-                return;
-            }
-        }
+    case S_RESPOND: {
+        bool wrote = false;
+        if (s->c_wr && !flush_client(s, &wrote))
+            return;
         if (s->h_dest == H_NONE) {
             struct request *r = s->req;
             bool request_read =
@@ -2371,6 +2361,7 @@ void bw__session_pump(struct bw_session *s)
             session_linger(s, request_read);
         }
         return;
+    }
     case S_LINGER:
         linger_step(s);
         return;

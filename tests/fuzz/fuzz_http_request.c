@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "http/http1.h"
+#include "http_oracle.h"
 
 #define NHDR 64
 
@@ -52,12 +53,6 @@ static bool inside(const struct run *x, bw_slice s)
     return s.ptr >= x->buf && s.len <= x->len && s.ptr + s.len <= x->buf + x->len;
 }
 
-static bool tchar(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c && strchr("!#$%&'*+-.^_`|~", c));
-}
-
 static size_t count(const struct bw_http_request *q, const char *name)
 {
     size_t c = 0;
@@ -70,12 +65,7 @@ static size_t count(const struct bw_http_request *q, const char *name)
 static void check_refusals(const struct run *x)
 {
     const struct bw_http_request *q = &x->req;
-    for (size_t i = 0; i < q->head_len; i++) {
-        if (x->buf[i] == '\n' && (i == 0 || x->buf[i - 1] != '\r'))
-            abort();
-        if (x->buf[i] == '\r' && (i + 1 == q->head_len || x->buf[i + 1] != '\n'))
-            abort();
-    }
+    oracle_check_line_ends(x->buf, q->head_len);
     for (size_t i = 0; i < q->method.len; i++) {
         char c = q->method.ptr[i];
         if (!((c >= 'A' && c <= 'Z') || c == '_' || c == '-'))
@@ -86,17 +76,7 @@ static void check_refusals(const struct run *x)
         if (c <= 0x20 || c >= 0x7f || c == '#')
             abort();
     }
-    for (size_t i = 0; i < q->nheaders; i++) {
-        const struct bw_http_header *h = &q->headers[i];
-        for (size_t j = 0; j < h->name.len; j++)
-            if (!tchar(h->name.ptr[j]))
-                abort();
-        for (size_t j = 0; j < h->value.len; j++) {
-            unsigned char c = (unsigned char)h->value.ptr[j];
-            if ((c < 0x20 && c != '\t') || c == 0x7f)
-                abort();
-        }
-    }
+    oracle_check_fields(q->headers, q->nheaders);
     size_t cl = count(q, "content-length"), te = count(q, "transfer-encoding");
     if (count(q, "host") > 1 || cl > 1 || (cl && te))
         abort();
@@ -206,12 +186,7 @@ static void run_with(const uint8_t *data, size_t size, const struct bw_http_limi
     step.r = BW_HTTP_PARTIAL;
     uint64_t s = h;
     for (size_t k = 0, prev = 0; step.r == BW_HTTP_PARTIAL && k < size; prev = k) {
-        s = s * 6364136223846793005ull + 1442695040888963407ull;
-        if (h & 1)
-            k += 1 + (size_t)((s >> 33) % 64);
-        else
-            k = k ? size : (size_t)((s >> 33) % (size + 1));
-        k = k < size ? k : size;
+        k = oracle_next_prefix(&s, h, k, size);
         call(&step, &scan, data, k, lim);
         /* DONE as soon as the prefix holds the head */
         if (step.r == BW_HTTP_DONE && (step.req.head_len > k || step.req.head_len <= prev))

@@ -71,15 +71,22 @@ def connect_refused(port):
         s.close()
 
 
-def test_sigterm_drains_in_flight_request(origin, proxy):
-    release = threading.Event()
+def draining_with_a_held_request(origin, proxy, release):
+    """A proxy with an hour of drain_timeout, one request in flight that
+    the origin holds until release is set, then SIGTERM: (bw, conn)."""
     origin.on("/slow", held(release))
     bw = proxy(origin, limits={"drain_timeout": NEVER})
+    conn = bw.connect(timeout=HANG)
+    conn.send(request_bytes("GET", "/slow"))
+    assert origin.wait_for(lambda o: o.heads_for("/slow"), HANG)
+    bw.signal(signal.SIGTERM)
+    return bw, conn
+
+
+def test_sigterm_drains_in_flight_request(origin, proxy):
+    release = threading.Event()
     try:
-        conn = bw.connect(timeout=HANG)
-        conn.send(request_bytes("GET", "/slow"))
-        assert origin.wait_for(lambda o: o.heads_for("/slow"), HANG)
-        bw.signal(signal.SIGTERM)
+        bw, conn = draining_with_a_held_request(origin, proxy, release)
         # New connections are refused while the request is still in flight
         # (held by the origin until the test lets it go).
         deadline = time.monotonic() + HANG
@@ -282,19 +289,13 @@ def test_second_instance_on_a_taken_port_is_refused_unless_taking_over(origin, b
 
 @pytest.mark.parametrize("second", [signal.SIGQUIT, signal.SIGTERM])
 def test_sigquit_or_second_sigterm_during_drain_exits_at_once(origin, proxy, second):
-    # The request would hold the drain for 8s; SIGQUIT, or a second SIGTERM
-    # (its sender will not wait for the drain the first one started), must
-    # not wait for it.
-    # The request is held until the end and the drain has an hour: exiting
-    # at all means not waiting for either.
+    # SIGQUIT, or a second SIGTERM (its sender will not wait for the drain
+    # the first one started), must not wait for the request in flight. It
+    # is held until the end and the drain has an hour: exiting at all means
+    # waiting for neither.
     release = threading.Event()
-    origin.on("/slow", held(release))
-    bw = proxy(origin, limits={"drain_timeout": NEVER})
     try:
-        conn = bw.connect(timeout=HANG)
-        conn.send(request_bytes("GET", "/slow"))
-        assert origin.wait_for(lambda o: o.heads_for("/slow"), HANG)
-        bw.signal(signal.SIGTERM)
+        bw, conn = draining_with_a_held_request(origin, proxy, release)
         time.sleep(0.2)
         assert bw.proc.poll() is None, "exited before the in-flight request finished"
         bw.signal(second)
