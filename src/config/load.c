@@ -211,11 +211,6 @@ static bool want_scalar(struct ld *ld, const struct bw__ynode *n, const char *pa
 
 /* ---- suggestions ------------------------------------------------------ */
 
-static char lower_ascii(char c)
-{
-    return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
-}
-
 /* Case-insensitive edit distance (insert, delete, replace, swap of two
  * neighbours), or SIZE_MAX past 64 bytes: enough to catch a typo. */
 static size_t edit_distance(bw_slice a, bw_slice b)
@@ -230,14 +225,15 @@ static size_t edit_distance(bw_slice a, bw_slice b)
         d[0][j] = j;
     for (size_t i = 1; i <= a.len; i++) {
         for (size_t j = 1; j <= b.len; j++) {
-            size_t cost = lower_ascii(a.ptr[i - 1]) != lower_ascii(b.ptr[j - 1]);
+            size_t cost = bw_ascii_lower(a.ptr[i - 1]) != bw_ascii_lower(b.ptr[j - 1]);
             size_t v = d[i - 1][j - 1] + cost;
             if (d[i - 1][j] + 1 < v)
                 v = d[i - 1][j] + 1;
             if (d[i][j - 1] + 1 < v)
                 v = d[i][j - 1] + 1;
-            if (i > 1 && j > 1 && lower_ascii(a.ptr[i - 1]) == lower_ascii(b.ptr[j - 2]) &&
-                lower_ascii(a.ptr[i - 2]) == lower_ascii(b.ptr[j - 1]) && d[i - 2][j - 2] + 1 < v)
+            if (i > 1 && j > 1 && bw_ascii_lower(a.ptr[i - 1]) == bw_ascii_lower(b.ptr[j - 2]) &&
+                bw_ascii_lower(a.ptr[i - 2]) == bw_ascii_lower(b.ptr[j - 1]) &&
+                d[i - 2][j - 2] + 1 < v)
                 v = d[i - 2][j - 2] + 1;
             d[i][j] = v;
         }
@@ -460,7 +456,7 @@ static bool split_value(bw_slice t, char *num, size_t ncap, char *unit, size_t u
         char c = t.ptr[i++];
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')))
             return false;
-        unit[o++] = lower_ascii(c);
+        unit[o++] = bw_ascii_lower(c);
     }
     unit[o] = '\0';
     return i == t.len;

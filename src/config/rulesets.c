@@ -481,11 +481,6 @@ static bool visible(bw_slice s)
     return true;
 }
 
-static bool is_hex(char c)
-{
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
 /* Is s made of RFC 3986 path characters (§3.3: unreserved, sub-delims, ':',
  * '@', '/', and '%' with two hex digits), plus the bytes in extra? Spaces,
  * control bytes, '\' (which browsers read as '/'), '"', '<', '{' and bytes
@@ -498,7 +493,7 @@ static bool uri_chars(bw_slice s, const char *extra)
         if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
             continue;
         if (c == '%') {
-            if (s.len - i < 3 || !is_hex(s.ptr[i + 1]) || !is_hex(s.ptr[i + 2]))
+            if (s.len - i < 3 || bw_hex_value(s.ptr[i + 1]) < 0 || bw_hex_value(s.ptr[i + 2]) < 0)
                 return false;
             i += 2;
             continue;

@@ -142,11 +142,6 @@ static bool is_octal(char c)
     return c >= '0' && c <= '7';
 }
 
-static unsigned hex_digit(char c)
-{
-    return is_digit(c) ? (unsigned)(c - '0') : (unsigned)((c | 0x20) - 'a' + 10);
-}
-
 static bw_status unterminated(struct bw_rules_diag *diag, uint32_t start, bool in_class)
 {
     if (in_class)
@@ -174,8 +169,8 @@ static bw_status basic_escape(const struct bw_rules_lexer *lx, uint32_t start, u
         return BW_OK;
     }
     if (e == 'x') {
-        if (i + 3 < n && is_hex(s[i + 2]) && is_hex(s[i + 3])) {
-            *ret = (unsigned char)(hex_digit(s[i + 2]) << 4 | hex_digit(s[i + 3]));
+        if (i + 3 < n && bw_hex_value(s[i + 2]) >= 0 && bw_hex_value(s[i + 3]) >= 0) {
+            *ret = (unsigned char)(bw_hex_value(s[i + 2]) << 4 | bw_hex_value(s[i + 3]));
             return BW_OK;
         }
         return bw__rules_fail(diag, i, 2,
